@@ -1,0 +1,22 @@
+# %post ($1: 1 = initial installation, 2+ = upgrade).
+# %systemd_post written out: cargo-generate-rpm does not expand macros.
+jarvisctl setup || exit 1
+if [ "$1" -eq 1 ]; then
+    # Initial installation. Enabled despite presets: this package exists
+    # only to run this one service at boot.
+    systemctl --no-reload enable jarvis-supervisor.service >/dev/null 2>&1 || :
+    if [ -d /run/systemd/system ]; then
+        systemctl daemon-reload || :
+        if jarvisctl check; then
+            systemctl start jarvis-supervisor.service \
+                || echo "jarvis-supervisor: the service did not start; see: journalctl -u jarvis-supervisor" >&2
+        else
+            echo "jarvis-supervisor is installed and enabled, but not started (see the ✗ lines above)."
+            echo "Deploy the code to /home/jarvis/Jarvis, create .env (mode 0600), then: systemctl start jarvis-supervisor"
+        fi
+    fi
+elif [ -d /run/systemd/system ]; then
+    # Upgrade: the restart comes from %postun of the old package.
+    systemctl daemon-reload || :
+fi
+exit 0

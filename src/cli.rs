@@ -1,0 +1,71 @@
+//! The command line: subcommands and their flags (clap derive).
+//!
+//! Also included by `xtask` to render the man page, so it depends on
+//! nothing but clap and std.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Helper for the jarvis-supervisor service: provisioning, preflight checks
+/// and the crash-loop backoff of the systemd unit.
+#[derive(Debug, Parser)]
+#[command(name = "jarvisctl", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Treat DIR as the file system root (for tests and image builds).
+    /// Users and groups are still looked up on this host.
+    #[arg(long, global = true, value_name = "DIR", hide = true)]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the jarvis user and group, the directories the unit makes
+    /// writable, and fix the owner and mode of .env. Idempotent: prints one
+    /// line per change and nothing when nothing changed.
+    Setup(SetupArgs),
+    /// Check that the service can start: the code and .env are in place.
+    /// Exit 0 when every check passes, 1 when one fails.
+    Check(CheckArgs),
+    /// Crash-loop backoff, run by the unit as ExecStartPre: waits longer
+    /// after each quick restart, and not at all after a long healthy run.
+    Backoff(BackoffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Print the changes as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing; only the exit code tells.
+    #[arg(long, short, conflicts_with = "json")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackoffArgs {
+    /// Delay before the first quick restart, in seconds; it doubles after
+    /// each further quick restart.
+    #[arg(long, default_value_t = 1, value_name = "SECONDS")]
+    pub base: u64,
+    /// Longest delay, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub max: u64,
+    /// A run that lasted this long counts as healthy and resets the backoff.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub stable_after: u64,
+    /// Where the backoff keeps its state; defaults to $RUNTIME_DIRECTORY,
+    /// which the unit keeps across restarts but not across a stop.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+}

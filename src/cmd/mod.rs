@@ -1,0 +1,19 @@
+//! One module per subcommand; `run` dispatches to them and returns the exit
+//! code.
+
+mod backoff;
+mod check;
+mod setup;
+
+use crate::cli::{Cli, Command};
+use crate::error::Result;
+use crate::paths::Paths;
+
+pub fn run(cli: Cli) -> Result<i32> {
+    let paths = Paths::from_root(cli.root.as_deref());
+    match cli.command {
+        Command::Setup(args) => setup::run(&paths, &args),
+        Command::Check(args) => check::run(&paths, &args),
+        Command::Backoff(args) => backoff::run(&args),
+    }
+}

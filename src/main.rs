@@ -1,0 +1,27 @@
+//! `jarvisctl`: the helper of the jarvis-supervisor package.
+//!
+//! `main` only parses the command line, dispatches, and maps the outcome to
+//! an exit code; every subcommand lives in its own module under `cmd/`.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod cmd;
+mod error;
+mod output;
+mod paths;
+mod provision;
+mod unit;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let code = match cmd::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            err.print();
+            err.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,48 @@
+//! Where things live. Every path goes through `Paths`, so that tests can run
+//! `setup` and `check` as an ordinary user against a temporary root.
+
+use std::path::{Path, PathBuf};
+
+/// The unit's name, as installed.
+pub const UNIT: &str = "jarvis-supervisor.service";
+
+#[derive(Debug, Clone)]
+pub struct Paths {
+    root: PathBuf,
+}
+
+impl Paths {
+    /// The real system.
+    pub fn system() -> Self {
+        Paths { root: PathBuf::from("/") }
+    }
+
+    /// A tree rooted at `dir`: `/etc/x` becomes `dir/etc/x`.
+    pub fn rooted(dir: impl Into<PathBuf>) -> Self {
+        Paths { root: dir.into() }
+    }
+
+    pub fn from_root(root: Option<&Path>) -> Self {
+        root.map_or_else(Self::system, Self::rooted)
+    }
+
+    pub fn is_system(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    /// Map an absolute path of the target system into this tree.
+    pub fn host(&self, absolute: &Path) -> PathBuf {
+        match absolute.strip_prefix("/") {
+            Ok(rel) => self.root.join(rel),
+            Err(_) => self.root.join(absolute),
+        }
+    }
+
+    /// Directories systemd reads units from, lowest precedence first.
+    pub fn unit_dirs(&self) -> Vec<PathBuf> {
+        ["/lib/systemd/system", "/usr/lib/systemd/system", "/run/systemd/system", "/etc/systemd/system"]
+            .iter()
+            .map(|d| self.host(Path::new(d)))
+            .collect()
+    }
+}

@@ -1,0 +1,270 @@
+//! Idempotent provisioning steps: the service user, its directories and the
+//! mode of `.env`. Each step returns the changes it made, so that `setup`
+//! can print one line per change and nothing when nothing changed.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Mode of every directory the service writes.
+pub const DIR_MODE: u32 = 0o750;
+/// Mode of `.env`: it holds the bot's secrets.
+pub const ENV_MODE: u32 = 0o600;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    /// The file, directory or account that changed.
+    pub target: String,
+    /// What was done, in words.
+    pub action: String,
+}
+
+impl Change {
+    fn new(target: impl Into<String>, action: impl Into<String>) -> Self {
+        Change { target: target.into(), action: action.into() }
+    }
+}
+
+/// An account on this host, resolved to numeric ids.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub user: String,
+    pub group: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+impl Account {
+    pub fn lookup(user: &str, group: &str) -> Option<Account> {
+        let u = uzers::get_user_by_name(user)?;
+        let gid = uzers::get_group_by_name(group).map(|g| g.gid()).unwrap_or(u.primary_group_id());
+        Some(Account {
+            user: user.to_string(),
+            group: group.to_string(),
+            uid: u.uid(),
+            gid,
+            home: uzers::os::unix::UserExt::home_dir(&u).to_path_buf(),
+        })
+    }
+}
+
+/// Create the system user and group unless the user exists; an existing
+/// user is reused unchanged, whatever its uid.
+pub fn ensure_user(user: &str, group: &str, home: &Path) -> Result<(Account, Vec<Change>)> {
+    if let Some(acct) = Account::lookup(user, group) {
+        return Ok((acct, Vec::new()));
+    }
+    let group_exists = uzers::get_group_by_name(group).is_some();
+    let home_s = home.to_string_lossy().into_owned();
+    // Debian's adduser is the policy tool there; on other systems (and where
+    // adduser is only a link to useradd) use useradd. Both lock the password.
+    let debian_adduser = Path::new("/etc/debian_version").exists()
+        && fs::symlink_metadata("/usr/sbin/adduser").is_ok_and(|m| m.file_type().is_file());
+    let mut cmd;
+    if debian_adduser {
+        cmd = Command::new("adduser");
+        cmd.args(["--system", "--quiet", "--home", &home_s, "--shell", "/bin/bash"]);
+        if group_exists {
+            cmd.args(["--ingroup", group]);
+        } else if group == user {
+            cmd.arg("--group");
+        } else {
+            run_tool(Command::new("addgroup").args(["--system", "--quiet", group]))?;
+            cmd.args(["--ingroup", group]);
+        }
+        cmd.arg(user);
+    } else {
+        if !group_exists && group != user {
+            run_tool(Command::new("groupadd").args(["--system", group]))?;
+        }
+        cmd = Command::new("useradd");
+        cmd.args(["--system", "--create-home", "--home-dir", &home_s, "--shell", "/bin/bash"]);
+        if group_exists || group != user {
+            cmd.args(["--gid", group]);
+        } else {
+            cmd.arg("--user-group");
+        }
+        cmd.arg(user);
+    }
+    run_tool(&mut cmd)?;
+    let acct = Account::lookup(user, group).ok_or_else(|| {
+        Error::new(format!("user {user} still does not exist after creating it"))
+            .with_note("check /etc/passwd and the output above")
+    })?;
+    let change = Change::new(
+        format!("user {user}"),
+        format!("created system user {user} (uid {}, group {group}) with home {home_s}", acct.uid),
+    );
+    Ok((acct, vec![change]))
+}
+
+fn run_tool(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}").replace('"', "");
+    let out = cmd.output().map_err(|e| {
+        Error::new(format!("cannot run {shown}: {e}"))
+            .with_note("install the adduser (Debian) or shadow-utils (RPM) package")
+    })?;
+    if !out.status.success() {
+        return Err(Error::new(format!(
+            "{shown} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+        .with_note("fix the account database, then run: jarvisctl setup"));
+    }
+    Ok(())
+}
+
+/// Refuse to follow a symlink inside a directory the service user controls:
+/// root must not be tricked into chown'ing a file elsewhere.
+fn reject_symlinks(path: &Path, from: &Path) -> Result<()> {
+    let mut cur = PathBuf::new();
+    for comp in path.components() {
+        cur.push(comp);
+        if !cur.starts_with(from) || cur == from {
+            continue;
+        }
+        if let Ok(m) = fs::symlink_metadata(&cur) {
+            if m.file_type().is_symlink() {
+                return Err(Error::new(format!("{} is a symbolic link", cur.display())).with_note(
+                    "setup does not follow links inside the service user's home; replace it with a directory",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Make `dir` exist. Directories this creates (parents included) belong to
+/// the account, mode 0750. An existing directory's owner and mode are
+/// corrected only when `manage` is set.
+pub fn ensure_dir(dir: &Path, acct: &Account, manage: bool, guard: &Path) -> Result<Vec<Change>> {
+    reject_symlinks(dir, guard)?;
+    let mut changes = Vec::new();
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            if manage {
+                changes.extend(fix_owner_mode(dir, Target::Dir(dir), &m, acct, DIR_MODE)?);
+            }
+        }
+        Ok(_) => {
+            return Err(Error::new(format!("{} exists but is not a directory", dir.display()))
+                .with_note("move it away; the service needs a directory there"))
+        }
+        Err(_) => {
+            let mut missing = Vec::new();
+            let mut cur = dir;
+            while !cur.exists() {
+                missing.push(cur.to_path_buf());
+                match cur.parent() {
+                    Some(p) => cur = p,
+                    None => break,
+                }
+            }
+            for d in missing.iter().rev() {
+                DirBuilder::new()
+                    .mode(DIR_MODE)
+                    .create(d)
+                    .map_err(|e| Error::io("create directory", d, e))?;
+                std::os::unix::fs::lchown(d, Some(acct.uid), Some(acct.gid))
+                    .map_err(|e| Error::io("change the owner of", d, e))?;
+                // The umask may have narrowed the mode.
+                fs::set_permissions(d, fs::Permissions::from_mode(DIR_MODE))
+                    .map_err(|e| Error::io("change the mode of", d, e))?;
+                changes.push(Change::new(
+                    d.display().to_string(),
+                    format!("created directory {} ({}:{} {:04o})", d.display(), acct.user, acct.group, DIR_MODE),
+                ));
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// Something whose owner and mode can be changed: a path (directories,
+/// never followed when a link) or an open file (`.env`, pinned by its fd).
+enum Target<'a> {
+    Dir(&'a Path),
+    File(&'a fs::File),
+}
+
+impl Target<'_> {
+    fn chown(&self, uid: u32, gid: u32) -> std::io::Result<()> {
+        match self {
+            Target::Dir(p) => std::os::unix::fs::lchown(p, Some(uid), Some(gid)),
+            Target::File(f) => std::os::unix::fs::fchown(f, Some(uid), Some(gid)),
+        }
+    }
+
+    fn chmod(&self, mode: u32) -> std::io::Result<()> {
+        match self {
+            Target::Dir(p) => fs::set_permissions(p, fs::Permissions::from_mode(mode)),
+            Target::File(f) => f.set_permissions(fs::Permissions::from_mode(mode)),
+        }
+    }
+}
+
+fn fix_owner_mode(path: &Path, t: Target<'_>, m: &fs::Metadata, acct: &Account, mode: u32) -> Result<Vec<Change>> {
+    let mut changes = Vec::new();
+    if m.uid() != acct.uid || m.gid() != acct.gid {
+        t.chown(acct.uid, acct.gid).map_err(|e| Error::io("change the owner of", path, e))?;
+        changes.push(Change::new(
+            path.display().to_string(),
+            format!(
+                "changed owner of {} from {}:{} to {}:{}",
+                path.display(),
+                name_of_uid(m.uid()),
+                name_of_gid(m.gid()),
+                acct.user,
+                acct.group
+            ),
+        ));
+    }
+    let current = m.mode() & 0o7777;
+    if current != mode {
+        t.chmod(mode).map_err(|e| Error::io("change the mode of", path, e))?;
+        changes.push(Change::new(
+            path.display().to_string(),
+            format!("changed mode of {} from {current:04o} to {mode:04o}", path.display()),
+        ));
+    }
+    Ok(changes)
+}
+
+/// If `.env` exists, make it the account's and 0600. Never creates,
+/// rewrites or reads it.
+pub fn secure_env_file(path: &Path, acct: &Account, guard: &Path) -> Result<Vec<Change>> {
+    reject_symlinks(path, guard)?;
+    let m = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("inspect", path, e)),
+    };
+    if !m.file_type().is_file() {
+        return Err(Error::new(format!("{} is not a regular file", path.display()))
+            .with_note("replace it with a plain KEY=VALUE file; links are not followed"));
+    }
+    // Opened without following links, and changed through the fd, so a link
+    // swapped in meanwhile cannot redirect the chown. Nothing is read.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    let m = file.metadata().map_err(|e| Error::io("inspect", path, e))?;
+    fix_owner_mode(path, Target::File(&file), &m, acct, ENV_MODE)
+}
+
+fn name_of_uid(uid: u32) -> String {
+    uzers::get_user_by_uid(uid).map_or(uid.to_string(), |u| u.name().to_string_lossy().into_owned())
+}
+
+fn name_of_gid(gid: u32) -> String {
+    uzers::get_group_by_gid(gid).map_or(gid.to_string(), |g| g.name().to_string_lossy().into_owned())
+}

@@ -1,0 +1,98 @@
+//! `cargo xtask test`: every layer, then one closing line that counts them
+//! all: "N passed, N failed".
+
+use std::process::{Command, ExitCode, Stdio};
+use std::io::{BufRead, BufReader};
+
+use crate::deps;
+use crate::dist;
+use crate::run::{self, Result};
+
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+pub fn test(filter: Option<&str>) -> Result<ExitCode> {
+    if !deps::is_root() {
+        return Err("the package and end-to-end layers need root (containers, apt): run it as root".into());
+    }
+    deps::apt(deps::TEST_PACKAGES)?;
+    let built = dist::dist()?;
+    let root = run::root();
+    // Extra versions of the same build, for the upgrade and downgrade tests.
+    let extra = root.join("target/dist-test");
+    let _ = std::fs::remove_dir_all(&extra);
+    let higher = dist::build_deb(Some("99.0.0-1"), &extra)?;
+    let lower = dist::build_deb(Some("0.0.1-1"), &extra)?;
+
+    let mut tally = Tally::default();
+    // Layer 1: unit and CLI tests.
+    let mut unit = run::cargo();
+    unit.current_dir(&root).args(["test", "--workspace", "--locked"]);
+    if let Some(f) = filter {
+        unit.args(["--", f]);
+    }
+    cargo_test(&mut unit, &mut tally)?;
+
+    // Layers 2 and 3: package checks and booted containers (ignored by a
+    // plain `cargo test`, because they need root and the built packages).
+    let mut slow = run::cargo();
+    slow.current_dir(&root)
+        .args(["test", "--locked", "-p", "jarvis-supervisor", "--test", "package", "--test", "e2e", "--", "--ignored"])
+        .env("JARVIS_DEB", &built.deb)
+        .env("JARVIS_RPM", &built.rpm)
+        .env("JARVIS_DEB_HIGHER", &higher)
+        .env("JARVIS_DEB_LOWER", &lower)
+        .env("JARVIS_E2E_REQUIRED", "1");
+    if let Some(f) = filter {
+        slow.arg(f);
+    }
+    cargo_test(&mut slow, &mut tally)?;
+
+    println!("\n{} passed, {} failed", tally.passed, tally.failed);
+    if tally.ignored > 0 {
+        // Everything ignored in layer 1 ran in layers 2-3; say so plainly.
+        eprintln!("({} tests ignored by the plain cargo test run ran in the package and e2e layers)", tally.ignored);
+    }
+    Ok(if tally.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Run one `cargo test`, echoing its output and adding up its
+/// "test result:" lines. A build failure counts as a failed test.
+fn cargo_test(cmd: &mut Command, tally: &mut Tally) -> Result<()> {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().map_err(|e| format!("cannot run cargo test: {e}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut saw_result = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            saw_result = true;
+            tally.passed += count(rest, "passed");
+            tally.failed += count(rest, "failed");
+            tally.ignored += count(rest, "ignored");
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() && !saw_result {
+        tally.failed += 1;
+        eprintln!("xtask: cargo test failed before running tests ({status})");
+    }
+    Ok(())
+}
+
+fn count(summary: &str, word: &str) -> u64 {
+    // "ok. 3 passed; 0 failed; 1 ignored; ..."
+    summary
+        .split(';')
+        .filter_map(|part| {
+            let mut it = part.split_whitespace().rev();
+            let w = it.next()?;
+            let n = it.next()?;
+            (w == word).then(|| n.trim_start_matches("ok.").trim_start_matches("FAILED.").parse::<u64>().ok()).flatten()
+        })
+        .sum()
+}
