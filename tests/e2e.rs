@@ -1,0 +1,278 @@
+//! End-to-end tests in booted Debian containers (layer 3). They need root,
+//! debootstrap and systemd-nspawn, and the packages built by `cargo xtask
+//! dist`; `cargo xtask test` runs them with `--ignored`. Missing tools or
+//! packages fail them loudly: they never pass by skipping.
+
+#[path = "e2e/container.rs"]
+mod container;
+#[path = "e2e/roots.rs"]
+mod roots;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use container::Container;
+use roots::Suite;
+
+const UNIT: &str = "jarvis-supervisor.service";
+const CODE: &str = "/home/jarvis/Jarvis";
+const WHY: &str = "needs root, containers and built packages: run by cargo xtask test";
+
+fn pkg(var: &str) -> PathBuf {
+    let p = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("${var} is not set: build the packages and run these through `cargo xtask test`"));
+    assert!(p.is_file(), "${var} = {} does not exist", p.display());
+    p
+}
+
+/// Copy a package into the container and return its path inside.
+fn put_pkg(c: &Container, host: &Path) -> String {
+    let name = host.file_name().unwrap().to_string_lossy();
+    let dest = format!("/var/tmp/pkgs/{name}");
+    c.put(host, &dest);
+    dest
+}
+
+fn apt_install(c: &Container, host: &Path, flags: &str) -> container::Run {
+    let p = put_pkg(c, host);
+    c.sh(&format!("apt-get install -y -q {flags} {p} 2>&1"))
+}
+
+/// Deploy the stand-in as the bot's code, with a valid-looking `.env`
+/// written the way an operator would (root-owned, 0644: setup fixes it).
+fn deploy_standin(c: &Container) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/standin");
+    c.ok(&format!("mkdir -p {CODE}"));
+    c.put(&fixture.join("bots"), &format!("{CODE}/bots"));
+    c.put(&fixture.join("core"), &format!("{CODE}/core"));
+    c.write(
+        &format!("{CODE}/.env"),
+        "TELEGRAM_BOT_TOKEN=123456789:AAFakeTokenForTestsOnly_abcdefghijklmn\nTELEGRAM_ADMIN_IDS=123456789\nSTANDIN_READY_DELAY=1\n",
+    );
+    c.ok(&format!("chmod 0644 {CODE}/.env; mkdir -p {CODE}/data; echo '{{\"position\": 42}}' > {CODE}/data/trading-state.json"));
+}
+
+/// Hashes of what belongs to the user and must survive every package
+/// operation: the account, the code, .env and the trading state.
+fn user_state(c: &Container) -> String {
+    c.ok(&format!(
+        "getent passwd jarvis; getent group jarvis; cd {CODE} && sha256sum .env data/trading-state.json bots/supervisor.py core/__init__.py; stat -c '%U:%G %a %n' .env"
+    ))
+}
+
+fn active(c: &Container) -> bool {
+    c.prop(UNIT, "ActiveState") == "active" && c.prop(UNIT, "SubState") == "running"
+}
+
+fn main_pid(c: &Container) -> String {
+    c.prop(UNIT, "MainPID")
+}
+
+fn assert_provisioned(c: &Container) {
+    c.ok("getent passwd jarvis");
+    for d in [
+        "/home/jarvis/Jarvis/logs",
+        "/home/jarvis/Jarvis/data",
+        "/home/jarvis/Jarvis/bots",
+        "/home/jarvis/.lifeos",
+        "/home/jarvis/.local/state/jarvis",
+    ] {
+        let st = c.ok(&format!("stat -c '%U:%G %a %F' {d}"));
+        assert_eq!(st.trim(), "jarvis:jarvis 750 directory", "{d}");
+    }
+    // Password locked: no usable password hash.
+    let shadow = c.ok("getent shadow jarvis | cut -d: -f2");
+    assert!(shadow.trim().starts_with('!') || shadow.trim().starts_with('*'), "password not locked: {shadow:?}");
+}
+
+fn verify_and_security(suite: Suite) {
+    let c = Container::boot(suite);
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "apt install failed:\n{}", out.all());
+    let version = c.ok("systemctl --version | head -1");
+    let verify = c.sh(&format!("systemd-analyze verify {UNIT} 2>&1"));
+    println!("{}: {} verify: {:?}", suite.name(), version.trim(), verify.stdout);
+    assert_eq!(verify.status, 0, "verify failed:\n{}", verify.all());
+    assert_eq!(verify.stdout.trim(), "", "systemd-analyze verify must print nothing");
+    let sec = c.sh(&format!("systemd-analyze security {UNIT} 2>&1"));
+    let line = sec.stdout.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_else(|| panic!("no score:\n{}", sec.all()));
+    let score: f64 = line.split(':').nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).expect("score");
+    println!("{}: systemd-analyze security: {score}", suite.name());
+    assert!(score <= 2.0, "exposure {score} > 2.0:\n{}", sec.stdout);
+    // The logrotate snippet parses (debug mode changes nothing).
+    let lr = c.sh("logrotate -d /etc/logrotate.d/jarvis 2>&1");
+    assert_eq!(lr.status, 0, "logrotate -d failed:\n{}", lr.all());
+    assert!(!lr.stdout.to_lowercase().contains("error"), "logrotate -d reports an error:\n{}", lr.stdout);
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn bookworm_unit_verifies_clean_and_scores_at_most_2() {
+    let _ = WHY;
+    verify_and_security(Suite::Bookworm);
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn trixie_unit_verifies_clean_and_scores_at_most_2() {
+    verify_and_security(Suite::Trixie);
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn install_without_code_enables_but_does_not_start() {
+    let c = Container::boot(Suite::Bookworm);
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "apt install failed:\n{}", out.all());
+    assert_provisioned(&c);
+    assert_eq!(c.ok(&format!("systemctl is-enabled {UNIT}")).trim(), "enabled");
+    assert_eq!(c.prop(UNIT, "ActiveState"), "inactive");
+    let text = out.all();
+    for step in ["rsync", ".env", "systemctl start jarvis-supervisor"] {
+        assert!(text.contains(step), "install output lacks the next step {step:?}:\n{text}");
+    }
+    assert!(!c.root.join("home/jarvis/Jarvis/.env").exists(), "setup must never create .env");
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn install_with_code_and_env_starts_after_ready() {
+    let c = Container::boot(Suite::Bookworm);
+    deploy_standin(&c);
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "apt install failed:\n{}", out.all());
+    assert_provisioned(&c);
+    // Type=notify: active (running) only once READY=1 arrived.
+    let waited = c.wait_for("active (running)", Duration::from_secs(60), active);
+    println!("install with code: active (running) {:.1} s after apt returned", waited.as_secs_f64());
+    println!("{}", out.stdout.lines().filter(|l| l.contains("jarvis") || l.contains('✓') || l.contains('✗')).collect::<Vec<_>>().join("\n"));
+    let status = c.ok(&format!("systemctl status --no-pager {UNIT} || true"));
+    assert!(status.contains("active (running)"), "{status}");
+    assert_eq!(c.ok(&format!("stat -c '%U:%G %a' {CODE}/.env")).trim(), "jarvis:jarvis 600");
+    assert!(!out.all().contains("TELEGRAM_BOT_TOKEN=1"), "a secret was printed");
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn lifecycle_reinstall_upgrade_downgrade_remove_purge_keeps_user_data() {
+    let c = Container::boot(Suite::Bookworm);
+    deploy_standin(&c);
+    let deb = pkg("JARVIS_DEB");
+    let out = apt_install(&c, &deb, "");
+    assert_eq!(out.status, 0, "install:\n{}", out.all());
+    c.wait_for("active after install", Duration::from_secs(60), active);
+    let before = user_state(&c);
+
+    // Reinstall of the same version.
+    let out = apt_install(&c, &deb, "--reinstall");
+    assert_eq!(out.status, 0, "reinstall:\n{}", out.all());
+    c.wait_for("active after reinstall", Duration::from_secs(60), active);
+
+    // Upgrade while running: restarted exactly once, same data.
+    let pid = main_pid(&c);
+    let starts = |c: &Container| c.ok("journalctl -u jarvis-supervisor -o cat | grep -c 'standin: ready' || true").trim().parse::<u32>().unwrap_or(0);
+    let n0 = starts(&c);
+    let out = apt_install(&c, &pkg("JARVIS_DEB_HIGHER"), "");
+    assert_eq!(out.status, 0, "upgrade:\n{}", out.all());
+    c.wait_for("active after upgrade", Duration::from_secs(60), active);
+    assert_ne!(main_pid(&c), pid, "the upgrade did not restart the running service");
+    c.wait_for("one new start in the journal", Duration::from_secs(10), |c| starts(c) > n0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(starts(&c), n0 + 1, "the upgrade restarted the service more than once");
+    println!("upgrade while running: main pid {pid} -> {}, starts {n0} -> {}", main_pid(&c), n0 + 1);
+    assert_eq!(c.ok("dpkg-query -W -f='${Version}' jarvis-supervisor"), "99.0.0-1");
+    assert_eq!(user_state(&c), before, "the upgrade changed user data");
+
+    // Downgrade.
+    let out = apt_install(&c, &pkg("JARVIS_DEB_LOWER"), "--allow-downgrades");
+    assert_eq!(out.status, 0, "downgrade:\n{}", out.all());
+    c.wait_for("active after downgrade", Duration::from_secs(60), active);
+    assert_eq!(c.ok("dpkg-query -W -f='${Version}' jarvis-supervisor"), "0.0.1-1");
+
+    // An admin's disable and stop survive an upgrade: not enabled, not started.
+    c.ok(&format!("systemctl disable --now {UNIT}"));
+    let out = apt_install(&c, &deb, "");
+    assert_eq!(out.status, 0, "upgrade after disable:\n{}", out.all());
+    assert_eq!(c.sh(&format!("systemctl is-enabled {UNIT}")).stdout.trim(), "disabled");
+    assert_eq!(c.prop(UNIT, "ActiveState"), "inactive", "an upgrade started a stopped service");
+    c.ok(&format!("systemctl enable --now {UNIT}"));
+    c.wait_for("active again", Duration::from_secs(60), active);
+
+    // Remove: the rollback.
+    let out = c.sh("apt-get remove -y -q jarvis-supervisor 2>&1");
+    assert_eq!(out.status, 0, "remove:\n{}", out.all());
+    assert!(out.stdout.contains("kept the user jarvis"), "remove does not say what it kept:\n{}", out.stdout);
+    assert!(!c.root.join("usr/lib/systemd/system/jarvis-supervisor.service").exists(), "unit left behind");
+    assert!(!c.root.join("usr/bin/jarvisctl").exists(), "helper left behind");
+    assert!(!c.root.join("etc/logrotate.d/jarvis").exists() || c.ok("dpkg -l jarvis-supervisor | tail -1").starts_with("rc"));
+    assert_eq!(c.sh("pgrep -u jarvis").stdout.trim(), "", "a jarvis process is left after remove");
+    assert_eq!(user_state(&c), before, "remove changed user data");
+    assert!(c.root.join("home/jarvis/Jarvis/logs/supervisor.log").exists(), "remove lost the logs");
+    let after_remove = c.ok("cd /home/jarvis && find . -type f | sort | xargs sha256sum");
+
+    // Reinstall over the removed package: it runs again.
+    let out = apt_install(&c, &deb, "");
+    assert_eq!(out.status, 0, "reinstall after remove:\n{}", out.all());
+    c.wait_for("active after reinstall over remove", Duration::from_secs(60), active);
+
+    // Purge: /etc configuration goes, the bot's files stay.
+    c.ok(&format!("systemctl stop {UNIT}"));
+    let snapshot = c.ok("cd /home/jarvis && find . -type f | sort | xargs sha256sum");
+    let out = c.sh("apt-get purge -y -q jarvis-supervisor 2>&1");
+    assert_eq!(out.status, 0, "purge:\n{}", out.all());
+    assert!(out.stdout.contains("kept the user jarvis"), "purge does not say what it kept:\n{}", out.stdout);
+    assert!(!c.root.join("etc/logrotate.d/jarvis").exists(), "purge left /etc/logrotate.d/jarvis");
+    assert_eq!(user_state(&c), before, "purge changed user data");
+    assert_eq!(c.ok("cd /home/jarvis && find . -type f | sort | xargs sha256sum"), snapshot, "purge touched /home/jarvis");
+    assert!(!after_remove.is_empty());
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn rpm_scriptlets_create_user_enable_and_keep_data_on_erase() {
+    let c = Container::boot(Suite::Bookworm);
+    let rpm = put_pkg(&c, &pkg("JARVIS_RPM"));
+    deploy_standin(&c);
+    let out = c.sh(&format!("rpm -i --nodeps {rpm} 2>&1"));
+    // rpm can exit 0 although a scriptlet failed: read its output too.
+    assert_eq!(out.status, 0, "rpm -i:\n{}", out.all());
+    assert!(!out.all().contains("scriptlet failed") && !out.all().contains("error:"), "rpm -i reported an error:\n{}", out.all());
+    assert_provisioned(&c);
+    assert_eq!(c.ok(&format!("systemctl is-enabled {UNIT}")).trim(), "enabled");
+    c.wait_for("active after rpm -i", Duration::from_secs(60), active);
+    let before = user_state(&c);
+    let out = c.sh("rpm -e --nodeps jarvis-supervisor 2>&1");
+    assert_eq!(out.status, 0, "rpm -e:\n{}", out.all());
+    assert!(!out.all().contains("scriptlet failed") && !out.all().contains("error:"), "rpm -e reported an error:\n{}", out.all());
+    assert!(!c.root.join("usr/lib/systemd/system/jarvis-supervisor.service").exists());
+    assert_eq!(c.sh("pgrep -u jarvis").stdout.trim(), "", "a jarvis process is left after rpm -e");
+    assert_eq!(user_state(&c), before, "rpm -e changed user data");
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn apt_install_in_a_root_without_systemd_running() {
+    // Not booted: a plain chroot, as in an image build.
+    let c = Container::new(Suite::Bookworm);
+    let deb = pkg("JARVIS_DEB");
+    c.put(&deb, "/var/tmp/pkgs/j.deb");
+    let out = std::process::Command::new("chroot")
+        .arg(&c.root)
+        .args(["/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive"])
+        .args(["apt-get", "install", "-y", "-q", "/var/tmp/pkgs/j.deb"])
+        .output()
+        .expect("chroot");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "apt install in a chroot failed:\n{text}");
+    let passwd = std::fs::read_to_string(c.root.join("etc/passwd")).unwrap();
+    assert!(passwd.lines().any(|l| l.starts_with("jarvis:")), "no jarvis user in the chroot");
+    for d in ["home/jarvis/Jarvis/logs", "home/jarvis/Jarvis/data", "home/jarvis/.lifeos"] {
+        assert!(c.root.join(d).is_dir(), "{d} missing");
+    }
+    // An absolute link inside the root: look at the link, not its target.
+    assert!(
+        std::fs::symlink_metadata(c.root.join("etc/systemd/system/multi-user.target.wants/jarvis-supervisor.service")).is_ok(),
+        "not enabled for the next boot"
+    );
+}

@@ -16,6 +16,10 @@ pub struct Dist {
 }
 
 pub fn dist() -> Result<Dist> {
+    // cargo-deb computes the libc dependency with dpkg-shlibdeps.
+    if deps::is_root() {
+        deps::apt(&["dpkg-dev"])?;
+    }
     deps::cargo_tool(deps::CARGO_DEB)?;
     deps::cargo_tool(deps::CARGO_GENERATE_RPM)?;
     let root = run::root();

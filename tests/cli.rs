@@ -1,0 +1,243 @@
+//! CLI tests (layer 1): the real `jarvisctl` binary on a temporary root, as
+//! an ordinary user, plus static checks of the shipped unit and snippet.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jarvisctl");
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A temporary root holding the shipped unit, with User=/Group= switched to
+/// the current user so that no root is needed.
+fn tree() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let me = whoami();
+    let unit = fs::read_to_string(repo("systemd/jarvis-supervisor.service")).unwrap();
+    let dest = dir.path().join("usr/lib/systemd/system");
+    fs::create_dir_all(&dest).unwrap();
+    fs::write(dest.join("jarvis-supervisor.service"), unit).unwrap();
+    let dropin = dir.path().join("etc/systemd/system/jarvis-supervisor.service.d");
+    fs::create_dir_all(&dropin).unwrap();
+    let group = String::from_utf8(Command::new("id").arg("-gn").output().unwrap().stdout).unwrap();
+    fs::write(dropin.join("10-test.conf"), format!("[Service]\nUser={me}\nGroup={}\n", group.trim())).unwrap();
+    // The home comes from the account; rooted paths from the unit.
+    (dir, me)
+}
+
+fn jarvisctl(root: &Path, args: &[&str]) -> Output {
+    Command::new(BIN).arg("--root").arg(root).args(args).env("NO_COLOR", "1").output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+/// The rooted unit uses /home/jarvis paths; the current user's home is
+/// elsewhere, so ownership is only corrected where the test makes it so.
+#[test]
+fn setup_creates_every_writable_path_0750_then_reports_nothing() {
+    let (dir, _me) = tree();
+    let root = dir.path();
+    let out = jarvisctl(root, &["setup"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    for d in ["home/jarvis/Jarvis/logs", "home/jarvis/Jarvis/data", "home/jarvis/Jarvis/bots", "home/jarvis/.lifeos", "home/jarvis/.local/state/jarvis"] {
+        let p = root.join(d);
+        assert!(p.is_dir(), "{d} not created:\n{stdout}");
+        assert_eq!(mode(&p), 0o750, "{d}");
+        assert!(stdout.contains(&format!("created directory {}", p.display())), "no line for {d}:\n{stdout}");
+    }
+    // One line per change.
+    assert_eq!(stdout.lines().count(), stdout.lines().filter(|l| l.starts_with("created directory")).count());
+    let again = jarvisctl(root, &["setup"]);
+    assert!(again.status.success());
+    assert_eq!(text(&again), "", "a second run must print nothing");
+}
+
+#[test]
+fn setup_fixes_env_mode_without_touching_its_content() {
+    let (dir, _me) = tree();
+    let root = dir.path();
+    let env = root.join("home/jarvis/Jarvis/.env");
+    fs::create_dir_all(env.parent().unwrap()).unwrap();
+    let secret = "TELEGRAM_BOT_TOKEN=123456789:AAFakeTokenForTestsOnly_abcdefghijklmn\n";
+    fs::write(&env, secret).unwrap();
+    fs::set_permissions(&env, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = jarvisctl(root, &["setup"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(mode(&env), 0o600);
+    assert_eq!(fs::read_to_string(&env).unwrap(), secret, ".env content changed");
+    let t = text(&out);
+    assert!(t.contains(&format!("changed mode of {} from 0644 to 0600", env.display())), "{t}");
+    assert!(!t.contains("AAFake"), "a secret was printed: {t}");
+}
+
+#[test]
+fn setup_never_creates_env() {
+    let (dir, _) = tree();
+    let out = jarvisctl(dir.path(), &["setup"]);
+    assert!(out.status.success());
+    assert!(!dir.path().join("home/jarvis/Jarvis/.env").exists());
+}
+
+#[test]
+fn setup_refuses_a_symlinked_env() {
+    let (dir, _) = tree();
+    let root = dir.path();
+    let target = root.join("elsewhere");
+    fs::write(&target, "x").unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::create_dir_all(root.join("home/jarvis/Jarvis")).unwrap();
+    std::os::unix::fs::symlink(&target, root.join("home/jarvis/Jarvis/.env")).unwrap();
+    let out = jarvisctl(root, &["setup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(".env is not a regular file"), "{}", text(&out));
+    assert_eq!(mode(&target), 0o644, "setup followed a symlinked .env");
+}
+
+#[test]
+fn setup_json_lists_the_changes() {
+    let (dir, _) = tree();
+    let out = jarvisctl(dir.path(), &["setup", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v["changes"].as_array().unwrap().len() >= 5, "{v}");
+}
+
+#[test]
+fn missing_unit_says_what_and_how_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = jarvisctl(dir.path(), &["setup"]);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(t.contains("jarvis-supervisor.service is not installed"), "{t}");
+    assert!(t.contains("note: reinstall the package"), "{t}");
+}
+
+#[test]
+fn bad_dropin_line_names_file_and_line() {
+    let (dir, _) = tree();
+    let f = dir.path().join("etc/systemd/system/jarvis-supervisor.service.d/20-bad.conf");
+    fs::write(&f, "[Service]\nthis is not a setting\n").unwrap();
+    let out = jarvisctl(dir.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains(&format!("{}:2", f.display())), "{}", text(&out));
+}
+
+#[test]
+fn check_fails_with_fixes_until_code_and_env_exist() {
+    let (dir, _) = tree();
+    let root = dir.path();
+    let out = jarvisctl(root, &["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("✗ code: /home/jarvis/Jarvis/bots/supervisor.py is missing — fix: deploy the code"), "{t}");
+    assert!(t.contains("✗ env: /home/jarvis/Jarvis/.env is missing"), "{t}");
+    assert!(!t.contains('\x1b'), "color despite NO_COLOR and no terminal");
+
+    fs::create_dir_all(root.join("home/jarvis/Jarvis/bots")).unwrap();
+    fs::write(root.join("home/jarvis/Jarvis/bots/supervisor.py"), "").unwrap();
+    fs::write(root.join("home/jarvis/Jarvis/.env"), "A=1\n").unwrap();
+    let out = jarvisctl(root, &["check", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true));
+}
+
+#[test]
+fn backoff_waits_after_a_quick_restart_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("backoff.json");
+    let run = || {
+        Command::new(BIN).args(["backoff", "--base", "1", "--state"]).arg(&state).output().unwrap()
+    };
+    let first = run();
+    assert!(first.status.success());
+    assert_eq!(text(&first), "", "the first start must not wait");
+    let t0 = std::time::Instant::now();
+    let second = run();
+    assert!(second.status.success());
+    assert!(text(&second).contains("waiting 1 s"), "{}", text(&second));
+    assert!(t0.elapsed() >= std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn usage_error_exits_2() {
+    let out = Command::new(BIN).arg("no-such-command").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `[Section]` -> key -> values, in order.
+fn settings(text: &str) -> Vec<(String, String, String)> {
+    let mut sec = String::new();
+    let mut out = Vec::new();
+    for l in text.lines().map(str::trim) {
+        if l.starts_with('#') || l.is_empty() {
+            continue;
+        }
+        if l.starts_with('[') {
+            sec = l.trim_matches(['[', ']']).to_string();
+        } else if let Some((k, v)) = l.split_once('=') {
+            out.push((sec.clone(), k.to_string(), v.to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn shipped_unit_keeps_the_plan_and_fixes_its_mistakes() {
+    let unit = fs::read_to_string(repo("systemd/jarvis-supervisor.service")).unwrap();
+    let s = settings(&unit);
+    let get = |sec: &str, k: &str| s.iter().filter(|(a, b, _)| a == sec && b == k).map(|(_, _, v)| v.clone()).collect::<Vec<_>>();
+    let one = |sec: &str, k: &str| get(sec, k).last().cloned().unwrap_or_else(|| panic!("[{sec}] {k}= missing"));
+    assert_eq!(one("Service", "Type"), "notify");
+    assert_eq!(one("Service", "WatchdogSec"), "300s");
+    assert_eq!(one("Service", "Restart"), "always");
+    // The first start plus 100 restarts.
+    assert_eq!(one("Unit", "StartLimitBurst"), "101");
+    assert!(get("Service", "StartLimitBurst").is_empty() && get("Service", "StartLimitIntervalSec").is_empty());
+    let env = get("Service", "Environment");
+    assert!(env.contains(&"PYTHONPATH=/home/jarvis/Jarvis".to_string()), "{env:?}");
+    assert!(env.contains(&"PYTHONUNBUFFERED=1".to_string()), "{env:?}");
+    for k in ["TimeoutStartSec", "TimeoutStopSec"] {
+        let v: u64 = one("Service", k).trim_end_matches('s').parse().unwrap();
+        assert!(v >= 120, "{k}={v}");
+    }
+    assert!(get("Service", "ExecReload").is_empty(), "no ExecReload: a HUP kills the bot");
+    assert_eq!(one("Service", "MemoryMax"), "4G");
+    assert_eq!(one("Service", "CPUQuota"), "90%");
+    assert!(get("Service", "MemoryDenyWriteExecute").is_empty(), "Node's JIT needs W+X memory");
+    let rw: Vec<String> = get("Service", "ReadWritePaths").iter().flat_map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>()).collect();
+    for p in &rw {
+        assert!(p.trim_start_matches('-').starts_with('/'), "not absolute: {p}");
+    }
+    for needed in ["/home/jarvis/Jarvis/logs", "/home/jarvis/Jarvis/data", "/home/jarvis/Jarvis/bots", "/home/jarvis/.lifeos", "/home/jarvis/.local/state/jarvis", "/tmp"] {
+        assert!(rw.iter().any(|p| p == needed), "{needed} not writable: {rw:?}");
+    }
+}
+
+#[test]
+fn logrotate_snippet_rotates_daily_7_compressed_without_signalling() {
+    let s = fs::read_to_string(repo("logrotate/jarvis")).unwrap();
+    let words: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect();
+    for w in ["daily", "rotate 7", "compress", "delaycompress", "missingok", "notifempty", "copytruncate"] {
+        assert!(words.contains(&w), "missing {w}");
+    }
+    assert!(!s.contains("postrotate") && !s.contains("kill"), "a rotation must never signal the bot");
+    assert!(!s.contains("/var/log/jarvis"), "the plan's unused stanza is gone");
+}

@@ -1,0 +1,234 @@
+//! A booted Debian container: `systemd-nspawn -b --register=no --keep-unit`
+//! on a private copy of a cached root, entered with `nsenter` through its
+//! init's pid (the child of the nspawn process). Dropped: powered off, or its
+//! init killed by pid, and the copy removed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::roots::{self, Suite};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+pub struct Container {
+    pub suite: Suite,
+    /// The private copy of the root.
+    pub root: PathBuf,
+    dir: PathBuf,
+    nspawn: Option<Child>,
+    init: u32,
+    log: PathBuf,
+}
+
+/// The outcome of a command run inside.
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl Container {
+    /// A fresh copy of the cached root, not booted yet.
+    pub fn new(suite: Suite) -> Container {
+        let cached = roots::cached_root(suite);
+        let dir = PathBuf::from(format!(
+            "/var/tmp/jarvis-e2e-{}-{}-{}",
+            suite.name(),
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("container dir");
+        let root = dir.join("root");
+        let st = Command::new("cp").args(["-a", "--reflink=auto"]).arg(&cached).arg(&root).status().expect("cp");
+        assert!(st.success(), "copying {} failed", cached.display());
+        let log = dir.join("console.log");
+        Container { suite, root, dir, nspawn: None, init: 0, log }
+    }
+
+    /// Boot it and wait until systemd reports the system up.
+    pub fn boot(suite: Suite) -> Container {
+        let mut c = Container::new(suite);
+        c.start();
+        c
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.nspawn.is_none(), "already booted");
+        let console = fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("console log");
+        let child = Command::new("systemd-nspawn")
+            .arg("-D")
+            .arg(&self.root)
+            .args(["-b", "--register=no", "--keep-unit", "--private-network", "--console=pipe"])
+            .stdin(Stdio::null())
+            .stdout(console.try_clone().expect("log"))
+            .stderr(console)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run systemd-nspawn ({e}); install it: apt-get install systemd-container"));
+        let pid = child.id();
+        self.nspawn = Some(child);
+        // The container's init is the child of the nspawn process.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        self.init = loop {
+            if let Some(p) = child_of(pid) {
+                break p;
+            }
+            if let Some(Ok(Some(st))) = self.nspawn.as_mut().map(|c| c.try_wait()) {
+                panic!("systemd-nspawn exited at once ({st}):\n{}", self.console());
+            }
+            assert!(Instant::now() < deadline, "no init process under nspawn {pid}:\n{}", self.console());
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let r = self.sh("systemctl is-system-running 2>/dev/null || true");
+            let state = r.stdout.trim().to_string();
+            if state == "running" || state == "degraded" {
+                if state == "degraded" {
+                    let failed = self.sh("systemctl --failed --no-legend --plain").stdout;
+                    eprintln!("e2e: {} booted degraded; failed units:\n{failed}", self.suite.name());
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} did not boot in 90 s (state {state:?}):\n{}", self.suite.name(), self.console());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    pub fn console(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Run a shell script inside the booted container.
+    pub fn sh(&self, script: &str) -> Run {
+        assert!(self.init != 0, "container not booted");
+        let out = Command::new("nsenter")
+            .args(["-t", &self.init.to_string(), "-a", "--", "/usr/bin/env", "-i"])
+            .args(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "HOME=/root"])
+            .args(["DEBIAN_FRONTEND=noninteractive", "SYSTEMD_PAGER=", "SYSTEMD_COLORS=0"])
+            .args(["/bin/sh", "-c", script])
+            .stdin(Stdio::null())
+            .output()
+            .expect("nsenter");
+        Run::from(out)
+    }
+
+    /// Run a script that must succeed; returns its stdout.
+    pub fn ok(&self, script: &str) -> String {
+        let r = self.sh(script);
+        assert_eq!(r.status, 0, "in {} `{script}` failed ({}):\n{}", self.suite.name(), r.status, r.all());
+        r.stdout
+    }
+
+    /// Copy a host file or directory into the container at `dest` (not under
+    /// /tmp, which is a tmpfs inside).
+    pub fn put(&self, src: &Path, dest: &str) {
+        let target = self.root.join(dest.trim_start_matches('/'));
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).expect("parent");
+        }
+        let st = Command::new("cp").arg("-a").arg(src).arg(&target).status().expect("cp");
+        assert!(st.success(), "copying {} into {dest} failed", src.display());
+    }
+
+    pub fn write(&self, dest: &str, content: &str) {
+        let target = self.root.join(dest.trim_start_matches('/'));
+        fs::create_dir_all(target.parent().expect("parent")).expect("parent");
+        fs::write(&target, content).expect("write into the container");
+    }
+
+    /// A unit property, read directly (`systemctl show -p`).
+    pub fn prop(&self, unit: &str, name: &str) -> String {
+        self.ok(&format!("systemctl show -p {name} --value {unit}")).trim().to_string()
+    }
+
+    /// Wait until `check` holds, or panic with `what` after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut check: impl FnMut(&Container) -> bool) -> Duration {
+        let start = Instant::now();
+        loop {
+            if check(self) {
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Power off and wait for nspawn to exit (then `start` boots it again:
+    /// a reboot of the same root).
+    pub fn poweroff(&mut self) {
+        let Some(mut child) = self.nspawn.take() else { return };
+        let _ = self.sh("systemctl poweroff --no-block");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if Instant::now() > deadline {
+                kill(self.init);
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.init = 0;
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.nspawn.take() {
+            if std::thread::panicking() {
+                eprintln!("--- console of the {} container ---\n{}", self.suite.name(), self.console());
+            }
+            // Kill only the init we started, by pid; nspawn then exits.
+            kill(self.init);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::env::var_os("JARVIS_E2E_KEEP").is_some() {
+            eprintln!("e2e: kept {}", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn kill(pid: u32) {
+    if pid != 0 {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+}
+
+/// The first child process of `pid`.
+fn child_of(pid: u32) -> Option<u32> {
+    let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}

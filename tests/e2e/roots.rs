@@ -1,0 +1,120 @@
+//! Cached Debian roots for the booted-container tests, made once with
+//! debootstrap and copied for each test. The mirror comes from this
+//! machine's apt configuration; `JARVIS_E2E_MIRROR` overrides it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What every root holds, so that `apt install ./the.deb` needs no network:
+/// systemd to boot, the package's dependencies, and rpm for the .rpm test.
+const INCLUDE: &str = "systemd,systemd-sysv,dbus,adduser,python3,logrotate,procps,rpm";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    /// Debian 12, systemd 252.
+    Bookworm,
+    /// Debian 13, systemd 257.
+    Trixie,
+}
+
+impl Suite {
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Bookworm => "bookworm",
+            Suite::Trixie => "trixie",
+        }
+    }
+}
+
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("JARVIS_E2E_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/jarvis-supervisor-e2e"))
+}
+
+/// The cached root for `suite`, made now if missing. Safe to call from
+/// several tests at once: the first one builds it under a lock.
+pub fn cached_root(suite: Suite) -> PathBuf {
+    let dir = cache_dir();
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    let root = dir.join(format!("{}.root", suite.name()));
+    let stamp = dir.join(format!("{}.stamp", suite.name()));
+    let lock = fs::File::create(dir.join(format!("{}.lock", suite.name()))).expect("lock file");
+    lock.lock().expect("lock the cache");
+    if root.is_dir() && fs::read_to_string(&stamp).ok().as_deref() == Some(INCLUDE) {
+        return root;
+    }
+    let tmp = dir.join(format!("{}.tmp", suite.name()));
+    let _ = fs::remove_dir_all(&tmp);
+    let _ = fs::remove_dir_all(&root);
+    let mirror = mirror();
+    eprintln!("e2e: debootstrap {} from {mirror} into {} (once; cached)", suite.name(), root.display());
+    let out = Command::new("debootstrap")
+        .args(["--variant=minbase", &format!("--include={INCLUDE}"), suite.name()])
+        .arg(&tmp)
+        .arg(&mirror)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run debootstrap ({e}); install it: apt-get install debootstrap"));
+    if !out.status.success() {
+        let log = fs::read_to_string(tmp.join("debootstrap/debootstrap.log")).unwrap_or_default();
+        panic!(
+            "debootstrap {} from {mirror} failed: {}\n{}\n{}\nset JARVIS_E2E_MIRROR to a reachable Debian mirror",
+            suite.name(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+        );
+    }
+    fs::rename(&tmp, &root).expect("move the new root into place");
+    fs::write(&stamp, INCLUDE).expect("write the stamp");
+    root
+}
+
+/// The Debian mirror from /etc/apt (deb822 .sources first, then
+/// sources.list), skipping security archives.
+pub fn mirror() -> String {
+    if let Some(m) = std::env::var_os("JARVIS_E2E_MIRROR") {
+        return m.to_string_lossy().into_owned();
+    }
+    let mut files: Vec<PathBuf> = fs::read_dir("/etc/apt/sources.list.d")
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files.push(PathBuf::from("/etc/apt/sources.list"));
+    for f in &files {
+        if let Some(m) = mirror_in(f) {
+            return m;
+        }
+    }
+    panic!("no Debian mirror found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list; set JARVIS_E2E_MIRROR");
+}
+
+fn mirror_in(path: &Path) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let name = path.to_string_lossy();
+    if name.ends_with(".sources") {
+        for stanza in text.split("\n\n") {
+            let field = |k: &str| {
+                stanza.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+            };
+            let enabled = field("Enabled:").is_none_or(|v| v != "no");
+            let uri = field("URIs:")?;
+            let suites = field("Suites:").unwrap_or_default();
+            if enabled && field("Types:").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"))
+                && !suites.contains("security") && uri.contains("debian")
+            {
+                return uri.split_whitespace().next().map(str::to_string);
+            }
+        }
+        None
+    } else if name.ends_with(".list") {
+        text.lines().find_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() >= 3 && w[0] == "deb" && !w[2].contains("security") && w[1].contains("debian"))
+                .then(|| w[1].to_string())
+        })
+    } else {
+        None
+    }
+}
