@@ -52,11 +52,11 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     }
     cargo_test(&mut slow, &mut tally)?;
 
-    println!("\n{} passed, {} failed", tally.passed, tally.failed);
     if tally.ignored > 0 {
-        // Everything ignored in layer 1 ran in layers 2-3; say so plainly.
-        eprintln!("({} tests ignored by the plain cargo test run ran in the package and e2e layers)", tally.ignored);
+        // What layer 1 ignored ran in layers 2 and 3; say so plainly.
+        println!("\n({} tests ignored by the plain cargo test run ran in the package and e2e layers)", tally.ignored);
     }
+    println!("\n{} passed, {} failed", tally.passed, tally.failed);
     Ok(if tally.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
