@@ -21,6 +21,8 @@ pub struct Container {
     nspawn: Option<Child>,
     init: u32,
     log: PathBuf,
+    /// Left running on purpose (`cargo xtask try`): Drop does nothing.
+    detached: bool,
 }
 
 /// The outcome of a command run inside.
@@ -60,7 +62,7 @@ impl Container {
         let st = Command::new("cp").args(["-a", "--reflink=auto"]).arg(&cached).arg(&root).status().expect("cp");
         assert!(st.success(), "copying {} failed", cached.display());
         let log = dir.join("console.log");
-        Container { suite, root, dir, nspawn: None, init: 0, log }
+        Container { suite, root, dir, nspawn: None, init: 0, log, detached: false }
     }
 
     /// Boot it and wait until systemd reports the system up.
@@ -172,6 +174,61 @@ impl Container {
         }
     }
 
+    /// Make `MemoryMax=` enforceable inside the container. On a host whose
+    /// memory controller is on a cgroup v1 hierarchy that the host's own
+    /// process manager uses (this sandbox), nspawn hands the container that
+    /// hierarchy read-only, so systemd inside silently cannot apply limits. A
+    /// fresh writable mount of the (namespaced) hierarchy and a re-exec of
+    /// systemd fix that. On a pure cgroup v2 host this only checks.
+    pub fn enable_memory_controller(&self) {
+        let fs = self.ok("stat -fc %T /sys/fs/cgroup").trim().to_string();
+        if fs == "cgroup2fs" {
+            let ctl = self.ok("cat /sys/fs/cgroup/cgroup.controllers");
+            assert!(ctl.split_whitespace().any(|c| c == "memory"), "no memory controller in the container: {ctl}");
+            return;
+        }
+        let ro = self.ok("grep ' /sys/fs/cgroup/memory ' /proc/self/mounts || true");
+        assert!(!ro.is_empty(), "no memory cgroup hierarchy in the container");
+        if ro.contains(" ro,") || ro.contains(" ro ") {
+            eprintln!(
+                "e2e: {}: the memory cgroup is read-only in the container (host uses cgroup v1 memory); mounting it writable and re-executing systemd",
+                self.suite.name()
+            );
+            self.ok("mkdir -p /run/memcg && mount -t cgroup -o memory memory /run/memcg && mount --bind /run/memcg /sys/fs/cgroup/memory");
+            self.ok("systemctl daemon-reexec");
+            self.wait_for("systemd after re-exec", Duration::from_secs(30), |c| {
+                let s = c.sh("systemctl is-system-running").stdout;
+                s.trim() == "running" || s.trim() == "degraded"
+            });
+        }
+    }
+
+    /// The memory limit in force for `unit` (cgroup v1 or v2), if any.
+    pub fn memory_limit_of(&self, unit: &str) -> Option<u64> {
+        let cg = self.prop(unit, "ControlGroup");
+        let r = self.sh(&format!(
+            "cat /sys/fs/cgroup/memory{cg}/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup{cg}/memory.max"
+        ));
+        r.stdout.trim().parse().ok()
+    }
+
+    /// The host's pid of a process known inside the container as `pid`.
+    pub fn host_pid(&self, pid: &str) -> u32 {
+        let ns = fs::read_link(format!("/proc/{}/ns/pid", self.init)).expect("pid namespace of init");
+        for entry in fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(hp) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            if fs::read_link(format!("/proc/{hp}/ns/pid")).ok().as_ref() != Some(&ns) {
+                continue;
+            }
+            let status = fs::read_to_string(format!("/proc/{hp}/status")).unwrap_or_default();
+            let last = status.lines().find(|l| l.starts_with("NSpid:")).and_then(|l| l.split_whitespace().last());
+            if last == Some(pid) {
+                return hp;
+            }
+        }
+        panic!("no host process for container pid {pid}");
+    }
+
     /// Power off and wait for nspawn to exit (then `start` boots it again:
     /// a reboot of the same root).
     pub fn poweroff(&mut self) {
@@ -193,8 +250,45 @@ impl Container {
     }
 }
 
+impl Container {
+    /// Deploy the stand-in bot (`tests/fixtures/standin` of `repo`) as the
+    /// code, with a valid-looking dummy `.env` written the way an operator
+    /// would (root-owned, 0644: `jarvisctl setup` fixes it), and a piece of
+    /// trading state that must survive everything.
+    pub fn deploy_standin(&self, repo: &Path) {
+        let fixture = repo.join("tests/fixtures/standin");
+        let code = "/home/jarvis/Jarvis";
+        self.ok(&format!("mkdir -p {code}"));
+        self.put(&fixture.join("bots"), &format!("{code}/bots"));
+        self.put(&fixture.join("core"), &format!("{code}/core"));
+        self.ok(&format!("find {code} -name __pycache__ -prune -exec rm -rf {{}} +"));
+        self.write(
+            &format!("{code}/.env"),
+            "TELEGRAM_BOT_TOKEN=123456789:AAFakeTokenForTestsOnly_abcdefghijklmn\nTELEGRAM_ADMIN_IDS=123456789\nSTANDIN_READY_DELAY=1\n",
+        );
+        self.ok(&format!(
+            "chmod 0644 {code}/.env; mkdir -p {code}/data; echo '{{\"position\": 42}}' > {code}/data/trading-state.json"
+        ));
+    }
+
+    /// Leave the container running after this value is gone (used by
+    /// `cargo xtask try`, not by the tests); returns the
+    /// init pid (to enter or stop it) and the directory holding its root.
+    #[allow(dead_code)]
+    pub fn detach(mut self) -> (u32, PathBuf) {
+        if let Some(child) = self.nspawn.take() {
+            std::mem::forget(child);
+        }
+        self.detached = true;
+        (self.init, self.dir.clone())
+    }
+}
+
 impl Drop for Container {
     fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
         if let Some(mut child) = self.nspawn.take() {
             if std::thread::panicking() {
                 eprintln!("--- console of the {} container ---\n{}", self.suite.name(), self.console());

@@ -7,9 +7,11 @@ use clap::{Parser, Subcommand};
 
 mod deps;
 mod dist;
+mod e2e;
 mod man;
 mod run;
 mod test;
+mod try_demo;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -28,6 +30,9 @@ enum Cmd {
         /// Only run tests whose name contains this (all layers).
         filter: Option<String>,
     },
+    /// Boot a throwaway Debian container, install the fresh .deb with a demo
+    /// bot, show the service, and leave the container running.
+    Try,
 }
 
 fn main() -> ExitCode {
@@ -35,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Dist => dist::dist().map(|_| ExitCode::SUCCESS),
         Cmd::Test { filter } => test::test(filter.as_deref()),
+        Cmd::Try => try_demo::try_demo().map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
