@@ -23,18 +23,24 @@ pub struct Error {
 
 impl Error {
     pub fn new(message: impl Into<String>) -> Self {
-        Error { message: message.into(), note: None, code: exit::FAILURE }
+        Error {
+            message: message.into(),
+            note: None,
+            code: exit::FAILURE,
+        }
     }
 
     /// An I/O error on `path`, e.g. `Error::io("create directory", path, err)`.
     pub fn io(action: &str, path: &Path, err: std::io::Error) -> Self {
         let note = match err.kind() {
-            std::io::ErrorKind::PermissionDenied => {
-                Some("run it as root (sudo jarvisctl ...)".to_string())
-            }
+            std::io::ErrorKind::PermissionDenied => Some("run it as root (sudo jarvisctl ...)".to_string()),
             _ => None,
         };
-        Error { message: format!("cannot {action} {}: {err}", path.display()), note, code: exit::FAILURE }
+        Error {
+            message: format!("cannot {action} {}: {err}", path.display()),
+            note,
+            code: exit::FAILURE,
+        }
     }
 
     /// Bad input in a file: names the file and the line.

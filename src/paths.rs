@@ -14,7 +14,9 @@ pub struct Paths {
 impl Paths {
     /// The real system.
     pub fn system() -> Self {
-        Paths { root: PathBuf::from("/") }
+        Paths {
+            root: PathBuf::from("/"),
+        }
     }
 
     /// A tree rooted at `dir`: `/etc/x` becomes `dir/etc/x`.
@@ -40,9 +42,14 @@ impl Paths {
 
     /// Directories systemd reads units from, lowest precedence first.
     pub fn unit_dirs(&self) -> Vec<PathBuf> {
-        ["/lib/systemd/system", "/usr/lib/systemd/system", "/run/systemd/system", "/etc/systemd/system"]
-            .iter()
-            .map(|d| self.host(Path::new(d)))
-            .collect()
+        [
+            "/lib/systemd/system",
+            "/usr/lib/systemd/system",
+            "/run/systemd/system",
+            "/etc/systemd/system",
+        ]
+        .iter()
+        .map(|d| self.host(Path::new(d)))
+        .collect()
     }
 }

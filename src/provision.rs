@@ -26,7 +26,10 @@ pub struct Change {
 
 impl Change {
     fn new(target: impl Into<String>, action: impl Into<String>) -> Self {
-        Change { target: target.into(), action: action.into() }
+        Change {
+            target: target.into(),
+            action: action.into(),
+        }
     }
 }
 
@@ -43,7 +46,9 @@ pub struct Account {
 impl Account {
     pub fn lookup(user: &str, group: &str) -> Option<Account> {
         let u = uzers::get_user_by_name(user)?;
-        let gid = uzers::get_group_by_name(group).map(|g| g.gid()).unwrap_or(u.primary_group_id());
+        let gid = uzers::get_group_by_name(group)
+            .map(|g| g.gid())
+            .unwrap_or(u.primary_group_id());
         Some(Account {
             user: user.to_string(),
             group: group.to_string(),
@@ -84,7 +89,14 @@ pub fn ensure_user(user: &str, group: &str, home: &Path) -> Result<(Account, Vec
             run_tool(Command::new("groupadd").args(["--system", group]))?;
         }
         cmd = Command::new("useradd");
-        cmd.args(["--system", "--create-home", "--home-dir", &home_s, "--shell", "/bin/bash"]);
+        cmd.args([
+            "--system",
+            "--create-home",
+            "--home-dir",
+            &home_s,
+            "--shell",
+            "/bin/bash",
+        ]);
         if group_exists || group != user {
             cmd.args(["--gid", group]);
         } else {
@@ -99,7 +111,10 @@ pub fn ensure_user(user: &str, group: &str, home: &Path) -> Result<(Account, Vec
     })?;
     let change = Change::new(
         format!("user {user}"),
-        format!("created system user {user} (uid {}, group {group}) with home {home_s}", acct.uid),
+        format!(
+            "created system user {user} (uid {}, group {group}) with home {home_s}",
+            acct.uid
+        ),
     );
     Ok((acct, vec![change]))
 }
@@ -154,8 +169,10 @@ pub fn ensure_dir(dir: &Path, acct: &Account, manage: bool, guard: &Path) -> Res
             }
         }
         Ok(_) => {
-            return Err(Error::new(format!("{} exists but is not a directory", dir.display()))
-                .with_note("move it away; the service needs a directory there"))
+            return Err(
+                Error::new(format!("{} exists but is not a directory", dir.display()))
+                    .with_note("move it away; the service needs a directory there"),
+            )
         }
         Err(_) => {
             let mut missing = Vec::new();
@@ -179,7 +196,13 @@ pub fn ensure_dir(dir: &Path, acct: &Account, manage: bool, guard: &Path) -> Res
                     .map_err(|e| Error::io("change the mode of", d, e))?;
                 changes.push(Change::new(
                     d.display().to_string(),
-                    format!("created directory {} ({}:{} {:04o})", d.display(), acct.user, acct.group, DIR_MODE),
+                    format!(
+                        "created directory {} ({}:{} {:04o})",
+                        d.display(),
+                        acct.user,
+                        acct.group,
+                        DIR_MODE
+                    ),
                 ));
             }
         }
@@ -210,10 +233,17 @@ impl Target<'_> {
     }
 }
 
-fn fix_owner_mode(path: &Path, t: Target<'_>, m: &fs::Metadata, acct: &Account, mode: u32) -> Result<Vec<Change>> {
+fn fix_owner_mode(
+    path: &Path,
+    t: Target<'_>,
+    m: &fs::Metadata,
+    acct: &Account,
+    mode: u32,
+) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
     if m.uid() != acct.uid || m.gid() != acct.gid {
-        t.chown(acct.uid, acct.gid).map_err(|e| Error::io("change the owner of", path, e))?;
+        t.chown(acct.uid, acct.gid)
+            .map_err(|e| Error::io("change the owner of", path, e))?;
         changes.push(Change::new(
             path.display().to_string(),
             format!(
@@ -228,10 +258,14 @@ fn fix_owner_mode(path: &Path, t: Target<'_>, m: &fs::Metadata, acct: &Account, 
     }
     let current = m.mode() & 0o7777;
     if current != mode {
-        t.chmod(mode).map_err(|e| Error::io("change the mode of", path, e))?;
+        t.chmod(mode)
+            .map_err(|e| Error::io("change the mode of", path, e))?;
         changes.push(Change::new(
             path.display().to_string(),
-            format!("changed mode of {} from {current:04o} to {mode:04o}", path.display()),
+            format!(
+                "changed mode of {} from {current:04o} to {mode:04o}",
+                path.display()
+            ),
         ));
     }
     Ok(changes)

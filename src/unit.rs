@@ -28,13 +28,21 @@ impl Unit {
     /// directories of `paths`.
     pub fn load(paths: &Paths) -> Result<Unit> {
         let dirs = paths.unit_dirs();
-        let main = dirs.iter().rev().map(|d| d.join(UNIT)).find(|p| p.is_file()).ok_or_else(|| {
-            Error::new(format!(
-                "the unit {UNIT} is not installed (looked in {})",
-                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
-            ))
-            .with_note("reinstall the package: apt install --reinstall jarvis-supervisor")
-        })?;
+        let main = dirs
+            .iter()
+            .rev()
+            .map(|d| d.join(UNIT))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                Error::new(format!(
+                    "the unit {UNIT} is not installed (looked in {})",
+                    dirs.iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .with_note("reinstall the package: apt install --reinstall jarvis-supervisor")
+            })?;
         // Drop-ins: one per file name, a later directory overriding an
         // earlier one, applied in file-name order.
         let mut dropins: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -90,7 +98,11 @@ impl Unit {
             }
             if line.starts_with('[') {
                 if !line.ends_with(']') {
-                    return Err(Error::config(path, lineno, "section header without a closing ']'"));
+                    return Err(Error::config(
+                        path,
+                        lineno,
+                        "section header without a closing ']'",
+                    ));
                 }
                 section = line[1..line.len() - 1].to_string();
                 continue;
@@ -109,8 +121,10 @@ impl Unit {
 
     fn push(&mut self, path: &Path, lineno: usize, section: &str, line: &str) -> Result<()> {
         let Some((key, value)) = line.split_once('=') else {
-            return Err(Error::config(path, lineno, format!("expected KEY=VALUE, found {line:?}"))
-                .with_note("fix the line, or run: systemd-analyze verify jarvis-supervisor.service"));
+            return Err(
+                Error::config(path, lineno, format!("expected KEY=VALUE, found {line:?}"))
+                    .with_note("fix the line, or run: systemd-analyze verify jarvis-supervisor.service"),
+            );
         };
         if section.is_empty() {
             return Err(Error::config(path, lineno, "setting outside of a [Section]"));
@@ -126,7 +140,11 @@ impl Unit {
     /// Every assignment of a list setting, an empty one resetting the list.
     pub fn values(&self, section: &str, key: &str) -> Vec<String> {
         let mut out = Vec::new();
-        for e in self.entries.iter().filter(|e| e.section == section && e.key == key) {
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| e.section == section && e.key == key)
+        {
             if e.value.is_empty() {
                 out.clear();
             } else {
@@ -148,7 +166,10 @@ impl Unit {
 
     /// A space-separated list setting (ReadWritePaths=, ...), split into words.
     pub fn words(&self, section: &str, key: &str) -> Vec<String> {
-        self.values(section, key).iter().flat_map(|v| split_words(v)).collect()
+        self.values(section, key)
+            .iter()
+            .flat_map(|v| split_words(v))
+            .collect()
     }
 
     /// The service user (`User=`), root when unset.
@@ -162,20 +183,29 @@ impl Unit {
 
     /// `ReadWritePaths=` entries; `optional` is true for a `-` prefix.
     pub fn read_write_paths(&self) -> Vec<ServicePath> {
-        self.words("Service", "ReadWritePaths").iter().map(|w| ServicePath::parse(w)).collect()
+        self.words("Service", "ReadWritePaths")
+            .iter()
+            .map(|w| ServicePath::parse(w))
+            .collect()
     }
 
     pub fn working_directory(&self) -> Option<ServicePath> {
-        self.last("Service", "WorkingDirectory").map(|w| ServicePath::parse(&w))
+        self.last("Service", "WorkingDirectory")
+            .map(|w| ServicePath::parse(&w))
     }
 
     pub fn environment_files(&self) -> Vec<ServicePath> {
-        self.values("Service", "EnvironmentFile").iter().map(|w| ServicePath::parse(w)).collect()
+        self.values("Service", "EnvironmentFile")
+            .iter()
+            .map(|w| ServicePath::parse(w))
+            .collect()
     }
 
     /// The argv of `ExecStart=`, without systemd's prefix characters.
     pub fn exec_start(&self) -> Vec<String> {
-        let Some(v) = self.last("Service", "ExecStart") else { return Vec::new() };
+        let Some(v) = self.last("Service", "ExecStart") else {
+            return Vec::new();
+        };
         let mut words = split_words(&v);
         if let Some(first) = words.first_mut() {
             *first = first.trim_start_matches(['-', '@', ':', '+', '!']).to_string();
@@ -200,7 +230,10 @@ impl ServicePath {
             optional |= w.starts_with('-');
             w = rest;
         }
-        ServicePath { path: PathBuf::from(w), optional }
+        ServicePath {
+            path: PathBuf::from(w),
+            optional,
+        }
     }
 }
 
@@ -272,7 +305,9 @@ mod tests {
     #[test]
     fn bad_line_names_file_and_line() {
         let mut u = Unit::default();
-        let err = u.add_text(Path::new("/etc/x.conf"), "[Service]\nUser=a\nbogus\n").unwrap_err();
+        let err = u
+            .add_text(Path::new("/etc/x.conf"), "[Service]\nUser=a\nbogus\n")
+            .unwrap_err();
         assert!(err.to_string().contains("/etc/x.conf:3"), "{err}");
     }
 }

@@ -29,17 +29,31 @@ fn tree() -> (tempfile::TempDir, String) {
     let dropin = dir.path().join("etc/systemd/system/jarvis-supervisor.service.d");
     fs::create_dir_all(&dropin).unwrap();
     let group = String::from_utf8(Command::new("id").arg("-gn").output().unwrap().stdout).unwrap();
-    fs::write(dropin.join("10-test.conf"), format!("[Service]\nUser={me}\nGroup={}\n", group.trim())).unwrap();
+    fs::write(
+        dropin.join("10-test.conf"),
+        format!("[Service]\nUser={me}\nGroup={}\n", group.trim()),
+    )
+    .unwrap();
     // The home comes from the account; rooted paths from the unit.
     (dir, me)
 }
 
 fn jarvisctl(root: &Path, args: &[&str]) -> Output {
-    Command::new(BIN).arg("--root").arg(root).args(args).env("NO_COLOR", "1").output().unwrap()
+    Command::new(BIN)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn mode(p: &Path) -> u32 {
@@ -55,14 +69,29 @@ fn setup_creates_every_writable_path_0750_then_reports_nothing() {
     let out = jarvisctl(root, &["setup"]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    for d in ["home/jarvis/Jarvis/logs", "home/jarvis/Jarvis/data", "home/jarvis/Jarvis/bots", "home/jarvis/.lifeos", "home/jarvis/.local/state/jarvis"] {
+    for d in [
+        "home/jarvis/Jarvis/logs",
+        "home/jarvis/Jarvis/data",
+        "home/jarvis/Jarvis/bots",
+        "home/jarvis/.lifeos",
+        "home/jarvis/.local/state/jarvis",
+    ] {
         let p = root.join(d);
         assert!(p.is_dir(), "{d} not created:\n{stdout}");
         assert_eq!(mode(&p), 0o750, "{d}");
-        assert!(stdout.contains(&format!("created directory {}", p.display())), "no line for {d}:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("created directory {}", p.display())),
+            "no line for {d}:\n{stdout}"
+        );
     }
     // One line per change.
-    assert_eq!(stdout.lines().count(), stdout.lines().filter(|l| l.starts_with("created directory")).count());
+    assert_eq!(
+        stdout.lines().count(),
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("created directory"))
+            .count()
+    );
     let again = jarvisctl(root, &["setup"]);
     assert!(again.status.success());
     assert_eq!(text(&again), "", "a second run must print nothing");
@@ -82,7 +111,10 @@ fn setup_fixes_env_mode_without_touching_its_content() {
     assert_eq!(mode(&env), 0o600);
     assert_eq!(fs::read_to_string(&env).unwrap(), secret, ".env content changed");
     let t = text(&out);
-    assert!(t.contains(&format!("changed mode of {} from 0644 to 0600", env.display())), "{t}");
+    assert!(
+        t.contains(&format!("changed mode of {} from 0644 to 0600", env.display())),
+        "{t}"
+    );
     assert!(!t.contains("AAFake"), "a secret was printed: {t}");
 }
 
@@ -105,7 +137,11 @@ fn setup_refuses_a_symlinked_env() {
     std::os::unix::fs::symlink(&target, root.join("home/jarvis/Jarvis/.env")).unwrap();
     let out = jarvisctl(root, &["setup"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains(".env is not a regular file"), "{}", text(&out));
+    assert!(
+        text(&out).contains(".env is not a regular file"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(mode(&target), 0o644, "setup followed a symlinked .env");
 }
 
@@ -131,11 +167,17 @@ fn missing_unit_says_what_and_how_to_fix() {
 #[test]
 fn bad_dropin_line_names_file_and_line() {
     let (dir, _) = tree();
-    let f = dir.path().join("etc/systemd/system/jarvis-supervisor.service.d/20-bad.conf");
+    let f = dir
+        .path()
+        .join("etc/systemd/system/jarvis-supervisor.service.d/20-bad.conf");
     fs::write(&f, "[Service]\nthis is not a setting\n").unwrap();
     let out = jarvisctl(dir.path(), &["check"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains(&format!("{}:2", f.display())), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{}:2", f.display())),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -145,7 +187,10 @@ fn check_fails_with_fixes_until_code_and_env_exist() {
     let out = jarvisctl(root, &["check"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
-    assert!(t.contains("✗ code: /home/jarvis/Jarvis/bots/supervisor.py is missing — fix: deploy the code"), "{t}");
+    assert!(
+        t.contains("✗ code: /home/jarvis/Jarvis/bots/supervisor.py is missing — fix: deploy the code"),
+        "{t}"
+    );
     assert!(t.contains("✗ env: /home/jarvis/Jarvis/.env is missing"), "{t}");
     assert!(!t.contains('\x1b'), "color despite NO_COLOR and no terminal");
 
@@ -164,7 +209,11 @@ fn backoff_waits_after_a_quick_restart_only() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("backoff.json");
     let run = || {
-        Command::new(BIN).args(["backoff", "--base", "1", "--state"]).arg(&state).output().unwrap()
+        Command::new(BIN)
+            .args(["backoff", "--base", "1", "--state"])
+            .arg(&state)
+            .output()
+            .unwrap()
     };
     let first = run();
     assert!(first.status.success());
@@ -203,30 +252,61 @@ fn settings(text: &str) -> Vec<(String, String, String)> {
 fn shipped_unit_keeps_the_plan_and_fixes_its_mistakes() {
     let unit = fs::read_to_string(repo("systemd/jarvis-supervisor.service")).unwrap();
     let s = settings(&unit);
-    let get = |sec: &str, k: &str| s.iter().filter(|(a, b, _)| a == sec && b == k).map(|(_, _, v)| v.clone()).collect::<Vec<_>>();
-    let one = |sec: &str, k: &str| get(sec, k).last().cloned().unwrap_or_else(|| panic!("[{sec}] {k}= missing"));
+    let get = |sec: &str, k: &str| {
+        s.iter()
+            .filter(|(a, b, _)| a == sec && b == k)
+            .map(|(_, _, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    let one = |sec: &str, k: &str| {
+        get(sec, k)
+            .last()
+            .cloned()
+            .unwrap_or_else(|| panic!("[{sec}] {k}= missing"))
+    };
     assert_eq!(one("Service", "Type"), "notify");
     assert_eq!(one("Service", "WatchdogSec"), "300s");
     assert_eq!(one("Service", "Restart"), "always");
     // The first start plus 100 restarts.
     assert_eq!(one("Unit", "StartLimitBurst"), "101");
-    assert!(get("Service", "StartLimitBurst").is_empty() && get("Service", "StartLimitIntervalSec").is_empty());
+    assert!(
+        get("Service", "StartLimitBurst").is_empty() && get("Service", "StartLimitIntervalSec").is_empty()
+    );
     let env = get("Service", "Environment");
-    assert!(env.contains(&"PYTHONPATH=/home/jarvis/Jarvis".to_string()), "{env:?}");
+    assert!(
+        env.contains(&"PYTHONPATH=/home/jarvis/Jarvis".to_string()),
+        "{env:?}"
+    );
     assert!(env.contains(&"PYTHONUNBUFFERED=1".to_string()), "{env:?}");
     for k in ["TimeoutStartSec", "TimeoutStopSec"] {
         let v: u64 = one("Service", k).trim_end_matches('s').parse().unwrap();
         assert!(v >= 120, "{k}={v}");
     }
-    assert!(get("Service", "ExecReload").is_empty(), "no ExecReload: a HUP kills the bot");
+    assert!(
+        get("Service", "ExecReload").is_empty(),
+        "no ExecReload: a HUP kills the bot"
+    );
     assert_eq!(one("Service", "MemoryMax"), "4G");
     assert_eq!(one("Service", "CPUQuota"), "90%");
-    assert!(get("Service", "MemoryDenyWriteExecute").is_empty(), "Node's JIT needs W+X memory");
-    let rw: Vec<String> = get("Service", "ReadWritePaths").iter().flat_map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>()).collect();
+    assert!(
+        get("Service", "MemoryDenyWriteExecute").is_empty(),
+        "Node's JIT needs W+X memory"
+    );
+    let rw: Vec<String> = get("Service", "ReadWritePaths")
+        .iter()
+        .flat_map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .collect();
     for p in &rw {
         assert!(p.trim_start_matches('-').starts_with('/'), "not absolute: {p}");
     }
-    for needed in ["/home/jarvis/Jarvis/logs", "/home/jarvis/Jarvis/data", "/home/jarvis/Jarvis/bots", "/home/jarvis/.lifeos", "/home/jarvis/.local/state/jarvis", "/tmp"] {
+    for needed in [
+        "/home/jarvis/Jarvis/logs",
+        "/home/jarvis/Jarvis/data",
+        "/home/jarvis/Jarvis/bots",
+        "/home/jarvis/.lifeos",
+        "/home/jarvis/.local/state/jarvis",
+        "/tmp",
+    ] {
         assert!(rw.iter().any(|p| p == needed), "{needed} not writable: {rw:?}");
     }
 }
@@ -235,9 +315,20 @@ fn shipped_unit_keeps_the_plan_and_fixes_its_mistakes() {
 fn logrotate_snippet_rotates_daily_7_compressed_without_signalling() {
     let s = fs::read_to_string(repo("logrotate/jarvis")).unwrap();
     let words: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect();
-    for w in ["daily", "rotate 7", "compress", "delaycompress", "missingok", "notifempty", "copytruncate"] {
+    for w in [
+        "daily",
+        "rotate 7",
+        "compress",
+        "delaycompress",
+        "missingok",
+        "notifempty",
+        "copytruncate",
+    ] {
         assert!(words.contains(&w), "missing {w}");
     }
-    assert!(!s.contains("postrotate") && !s.contains("kill"), "a rotation must never signal the bot");
+    assert!(
+        !s.contains("postrotate") && !s.contains("kill"),
+        "a rotation must never signal the bot"
+    );
     assert!(!s.contains("/var/log/jarvis"), "the plan's unused stanza is gone");
 }

@@ -21,9 +21,9 @@ const CODE: &str = "/home/jarvis/Jarvis";
 const WHY: &str = "needs root, containers and built packages: run by cargo xtask test";
 
 fn pkg(var: &str) -> PathBuf {
-    let p = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| panic!("${var} is not set: build the packages and run these through `cargo xtask test`"));
+    let p = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        panic!("${var} is not set: build the packages and run these through `cargo xtask test`")
+    });
     assert!(p.is_file(), "${var} = {} does not exist", p.display());
     p
 }
@@ -76,14 +76,26 @@ fn assert_provisioned(c: &Container) {
     }
     // Password locked: no usable password hash.
     let shadow = c.ok("getent shadow jarvis | cut -d: -f2");
-    assert!(shadow.trim().starts_with('!') || shadow.trim().starts_with('*'), "password not locked: {shadow:?}");
+    assert!(
+        shadow.trim().starts_with('!') || shadow.trim().starts_with('*'),
+        "password not locked: {shadow:?}"
+    );
 }
 
 /// `systemd-analyze security`'s overall exposure for the installed unit.
 fn security_score(c: &Container) -> f64 {
     let sec = c.sh(&format!("systemd-analyze security {UNIT} 2>&1"));
-    let line = sec.stdout.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_else(|| panic!("no score:\n{}", sec.all()));
-    let score = line.split(':').nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).expect("score");
+    let line = sec
+        .stdout
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no score:\n{}", sec.all()));
+    let score = line
+        .split(':')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .expect("score");
     if score > 2.0 {
         eprintln!("{}", sec.stdout);
     }
@@ -98,14 +110,22 @@ fn verify_and_security(suite: Suite) {
     let verify = c.sh(&format!("systemd-analyze verify {UNIT} 2>&1"));
     println!("{}: {} verify: {:?}", suite.name(), version.trim(), verify.stdout);
     assert_eq!(verify.status, 0, "verify failed:\n{}", verify.all());
-    assert_eq!(verify.stdout.trim(), "", "systemd-analyze verify must print nothing");
+    assert_eq!(
+        verify.stdout.trim(),
+        "",
+        "systemd-analyze verify must print nothing"
+    );
     let score = security_score(&c);
     println!("{}: systemd-analyze security: {score}", suite.name());
     assert!(score <= 2.0, "exposure {score} > 2.0");
     // The logrotate snippet parses (debug mode changes nothing).
     let lr = c.sh("logrotate -d /etc/logrotate.d/jarvis 2>&1");
     assert_eq!(lr.status, 0, "logrotate -d failed:\n{}", lr.all());
-    assert!(!lr.stdout.to_lowercase().contains("error"), "logrotate -d reports an error:\n{}", lr.stdout);
+    assert!(
+        !lr.stdout.to_lowercase().contains("error"),
+        "logrotate -d reports an error:\n{}",
+        lr.stdout
+    );
 }
 
 #[test]
@@ -132,9 +152,15 @@ fn install_without_code_enables_but_does_not_start() {
     assert_eq!(c.prop(UNIT, "ActiveState"), "inactive");
     let text = out.all();
     for step in ["rsync", ".env", "systemctl start jarvis-supervisor"] {
-        assert!(text.contains(step), "install output lacks the next step {step:?}:\n{text}");
+        assert!(
+            text.contains(step),
+            "install output lacks the next step {step:?}:\n{text}"
+        );
     }
-    assert!(!c.root.join("home/jarvis/Jarvis/.env").exists(), "setup must never create .env");
+    assert!(
+        !c.root.join("home/jarvis/Jarvis/.env").exists(),
+        "setup must never create .env"
+    );
 }
 
 #[test]
@@ -147,12 +173,33 @@ fn install_with_code_and_env_starts_after_ready() {
     assert_provisioned(&c);
     // Type=notify: active (running) only once READY=1 arrived.
     let waited = c.wait_for("active (running)", Duration::from_secs(60), active);
-    println!("install with code: active (running) {:.1} s after apt returned", waited.as_secs_f64());
-    println!("{}", out.stdout.lines().filter(|l| l.contains("jarvis") || l.contains('✓') || l.contains('✗')).collect::<Vec<_>>().join("\n"));
+    println!(
+        "install with code: active (running) {:.1} s after apt returned",
+        waited.as_secs_f64()
+    );
+    println!(
+        "{}",
+        out.stdout
+            .lines()
+            .filter(|l| l.contains("jarvis") || l.contains('✓') || l.contains('✗'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let status = c.ok(&format!("systemctl status --no-pager {UNIT} || true"));
     assert!(status.contains("active (running)"), "{status}");
-    assert_eq!(c.ok(&format!("stat -c '%U:%G %a' {CODE}/.env")).trim(), "jarvis:jarvis 600");
-    assert!(!out.all().contains("TELEGRAM_BOT_TOKEN=1"), "a secret was printed");
+    assert_eq!(
+        c.ok(&format!("stat -c '%U:%G %a' {CODE}/.env")).trim(),
+        "jarvis:jarvis 600"
+    );
+    assert_eq!(
+        c.ok("stat -c '%U:%G %a' /tmp/jarvis-supervisor.lock").trim(),
+        "jarvis:jarvis 600",
+        "the lock file"
+    );
+    assert!(
+        !out.all().contains("TELEGRAM_BOT_TOKEN=1"),
+        "a secret was printed"
+    );
 }
 
 #[test]
@@ -173,17 +220,39 @@ fn lifecycle_reinstall_upgrade_downgrade_remove_purge_keeps_user_data() {
 
     // Upgrade while running: restarted exactly once, same data.
     let pid = main_pid(&c);
-    let starts = |c: &Container| c.ok("journalctl -u jarvis-supervisor -o cat | grep -c 'standin: ready' || true").trim().parse::<u32>().unwrap_or(0);
+    let starts = |c: &Container| {
+        c.ok("journalctl -u jarvis-supervisor -o cat | grep -c 'standin: ready' || true")
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+    };
     let n0 = starts(&c);
     let out = apt_install(&c, &pkg("JARVIS_DEB_HIGHER"), "");
     assert_eq!(out.status, 0, "upgrade:\n{}", out.all());
     c.wait_for("active after upgrade", Duration::from_secs(60), active);
-    assert_ne!(main_pid(&c), pid, "the upgrade did not restart the running service");
-    c.wait_for("one new start in the journal", Duration::from_secs(10), |c| starts(c) > n0);
+    assert_ne!(
+        main_pid(&c),
+        pid,
+        "the upgrade did not restart the running service"
+    );
+    c.wait_for("one new start in the journal", Duration::from_secs(10), |c| {
+        starts(c) > n0
+    });
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(starts(&c), n0 + 1, "the upgrade restarted the service more than once");
-    println!("upgrade while running: main pid {pid} -> {}, starts {n0} -> {}", main_pid(&c), n0 + 1);
-    assert_eq!(c.ok("dpkg-query -W -f='${Version}' jarvis-supervisor"), "99.0.0-1");
+    assert_eq!(
+        starts(&c),
+        n0 + 1,
+        "the upgrade restarted the service more than once"
+    );
+    println!(
+        "upgrade while running: main pid {pid} -> {}, starts {n0} -> {}",
+        main_pid(&c),
+        n0 + 1
+    );
+    assert_eq!(
+        c.ok("dpkg-query -W -f='${Version}' jarvis-supervisor"),
+        "99.0.0-1"
+    );
     assert_eq!(user_state(&c), before, "the upgrade changed user data");
 
     // Downgrade.
@@ -196,37 +265,78 @@ fn lifecycle_reinstall_upgrade_downgrade_remove_purge_keeps_user_data() {
     c.ok(&format!("systemctl disable --now {UNIT}"));
     let out = apt_install(&c, &deb, "");
     assert_eq!(out.status, 0, "upgrade after disable:\n{}", out.all());
-    assert_eq!(c.sh(&format!("systemctl is-enabled {UNIT}")).stdout.trim(), "disabled");
-    assert_eq!(c.prop(UNIT, "ActiveState"), "inactive", "an upgrade started a stopped service");
+    assert_eq!(
+        c.sh(&format!("systemctl is-enabled {UNIT}")).stdout.trim(),
+        "disabled"
+    );
+    assert_eq!(
+        c.prop(UNIT, "ActiveState"),
+        "inactive",
+        "an upgrade started a stopped service"
+    );
     c.ok(&format!("systemctl enable --now {UNIT}"));
     c.wait_for("active again", Duration::from_secs(60), active);
 
     // Remove: the rollback.
     let out = c.sh("apt-get remove -y -q jarvis-supervisor 2>&1");
     assert_eq!(out.status, 0, "remove:\n{}", out.all());
-    assert!(out.stdout.contains("kept the user jarvis"), "remove does not say what it kept:\n{}", out.stdout);
-    assert!(!c.root.join("usr/lib/systemd/system/jarvis-supervisor.service").exists(), "unit left behind");
+    assert!(
+        out.stdout.contains("kept the user jarvis"),
+        "remove does not say what it kept:\n{}",
+        out.stdout
+    );
+    assert!(
+        !c.root
+            .join("usr/lib/systemd/system/jarvis-supervisor.service")
+            .exists(),
+        "unit left behind"
+    );
     assert!(!c.root.join("usr/bin/jarvisctl").exists(), "helper left behind");
-    assert!(!c.root.join("etc/logrotate.d/jarvis").exists() || c.ok("dpkg -l jarvis-supervisor | tail -1").starts_with("rc"));
-    assert_eq!(c.sh("pgrep -u jarvis").stdout.trim(), "", "a jarvis process is left after remove");
+    assert!(
+        !c.root.join("etc/logrotate.d/jarvis").exists()
+            || c.ok("dpkg -l jarvis-supervisor | tail -1").starts_with("rc")
+    );
+    assert_eq!(
+        c.sh("pgrep -u jarvis").stdout.trim(),
+        "",
+        "a jarvis process is left after remove"
+    );
     assert_eq!(user_state(&c), before, "remove changed user data");
-    assert!(c.root.join("home/jarvis/Jarvis/logs/supervisor.log").exists(), "remove lost the logs");
+    assert!(
+        c.root.join("home/jarvis/Jarvis/logs/supervisor.log").exists(),
+        "remove lost the logs"
+    );
     let after_remove = c.ok("cd /home/jarvis && find . -type f | sort | xargs sha256sum");
 
     // Reinstall over the removed package: it runs again.
     let out = apt_install(&c, &deb, "");
     assert_eq!(out.status, 0, "reinstall after remove:\n{}", out.all());
-    c.wait_for("active after reinstall over remove", Duration::from_secs(60), active);
+    c.wait_for(
+        "active after reinstall over remove",
+        Duration::from_secs(60),
+        active,
+    );
 
     // Purge: /etc configuration goes, the bot's files stay.
     c.ok(&format!("systemctl stop {UNIT}"));
     let snapshot = c.ok("cd /home/jarvis && find . -type f | sort | xargs sha256sum");
     let out = c.sh("apt-get purge -y -q jarvis-supervisor 2>&1");
     assert_eq!(out.status, 0, "purge:\n{}", out.all());
-    assert!(out.stdout.contains("kept the user jarvis"), "purge does not say what it kept:\n{}", out.stdout);
-    assert!(!c.root.join("etc/logrotate.d/jarvis").exists(), "purge left /etc/logrotate.d/jarvis");
+    assert!(
+        out.stdout.contains("kept the user jarvis"),
+        "purge does not say what it kept:\n{}",
+        out.stdout
+    );
+    assert!(
+        !c.root.join("etc/logrotate.d/jarvis").exists(),
+        "purge left /etc/logrotate.d/jarvis"
+    );
     assert_eq!(user_state(&c), before, "purge changed user data");
-    assert_eq!(c.ok("cd /home/jarvis && find . -type f | sort | xargs sha256sum"), snapshot, "purge touched /home/jarvis");
+    assert_eq!(
+        c.ok("cd /home/jarvis && find . -type f | sort | xargs sha256sum"),
+        snapshot,
+        "purge touched /home/jarvis"
+    );
     assert!(!after_remove.is_empty());
 }
 
@@ -239,16 +349,31 @@ fn rpm_scriptlets_create_user_enable_and_keep_data_on_erase() {
     let out = c.sh(&format!("rpm -i --nodeps {rpm} 2>&1"));
     // rpm can exit 0 although a scriptlet failed: read its output too.
     assert_eq!(out.status, 0, "rpm -i:\n{}", out.all());
-    assert!(!out.all().contains("scriptlet failed") && !out.all().contains("error:"), "rpm -i reported an error:\n{}", out.all());
+    assert!(
+        !out.all().contains("scriptlet failed") && !out.all().contains("error:"),
+        "rpm -i reported an error:\n{}",
+        out.all()
+    );
     assert_provisioned(&c);
     assert_eq!(c.ok(&format!("systemctl is-enabled {UNIT}")).trim(), "enabled");
     c.wait_for("active after rpm -i", Duration::from_secs(60), active);
     let before = user_state(&c);
     let out = c.sh("rpm -e --nodeps jarvis-supervisor 2>&1");
     assert_eq!(out.status, 0, "rpm -e:\n{}", out.all());
-    assert!(!out.all().contains("scriptlet failed") && !out.all().contains("error:"), "rpm -e reported an error:\n{}", out.all());
-    assert!(!c.root.join("usr/lib/systemd/system/jarvis-supervisor.service").exists());
-    assert_eq!(c.sh("pgrep -u jarvis").stdout.trim(), "", "a jarvis process is left after rpm -e");
+    assert!(
+        !out.all().contains("scriptlet failed") && !out.all().contains("error:"),
+        "rpm -e reported an error:\n{}",
+        out.all()
+    );
+    assert!(!c
+        .root
+        .join("usr/lib/systemd/system/jarvis-supervisor.service")
+        .exists());
+    assert_eq!(
+        c.sh("pgrep -u jarvis").stdout.trim(),
+        "",
+        "a jarvis process is left after rpm -e"
+    );
     assert_eq!(user_state(&c), before, "rpm -e changed user data");
 }
 
@@ -261,20 +386,40 @@ fn apt_install_in_a_root_without_systemd_running() {
     c.put(&deb, "/var/tmp/pkgs/j.deb");
     let out = std::process::Command::new("chroot")
         .arg(&c.root)
-        .args(["/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive"])
+        .args([
+            "/usr/bin/env",
+            "-i",
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            "DEBIAN_FRONTEND=noninteractive",
+        ])
         .args(["apt-get", "install", "-y", "-q", "/var/tmp/pkgs/j.deb"])
         .output()
         .expect("chroot");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "apt install in a chroot failed:\n{text}");
     let passwd = std::fs::read_to_string(c.root.join("etc/passwd")).unwrap();
-    assert!(passwd.lines().any(|l| l.starts_with("jarvis:")), "no jarvis user in the chroot");
-    for d in ["home/jarvis/Jarvis/logs", "home/jarvis/Jarvis/data", "home/jarvis/.lifeos"] {
+    assert!(
+        passwd.lines().any(|l| l.starts_with("jarvis:")),
+        "no jarvis user in the chroot"
+    );
+    for d in [
+        "home/jarvis/Jarvis/logs",
+        "home/jarvis/Jarvis/data",
+        "home/jarvis/.lifeos",
+    ] {
         assert!(c.root.join(d).is_dir(), "{d} missing");
     }
     // An absolute link inside the root: look at the link, not its target.
     assert!(
-        std::fs::symlink_metadata(c.root.join("etc/systemd/system/multi-user.target.wants/jarvis-supervisor.service")).is_ok(),
+        std::fs::symlink_metadata(
+            c.root
+                .join("etc/systemd/system/multi-user.target.wants/jarvis-supervisor.service")
+        )
+        .is_ok(),
         "not enabled for the next boot"
     );
 }

@@ -6,16 +6,22 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn pkg(var: &str) -> PathBuf {
-    let p = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| panic!("${var} is not set: build the packages and run these through `cargo xtask test`"));
+    let p = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        panic!("${var} is not set: build the packages and run these through `cargo xtask test`")
+    });
     assert!(p.is_file(), "${var} = {} does not exist", p.display());
     p
 }
 
 fn run(cmd: &mut Command) -> (i32, String) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (cargo xtask test installs it)"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (cargo xtask test installs it)"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -23,8 +29,13 @@ fn run(cmd: &mut Command) -> (i32, String) {
 #[ignore = "needs the built packages: run by cargo xtask test"]
 fn lintian_reports_no_errors_and_no_warnings() {
     let deb = pkg("JARVIS_DEB");
-    let (code, text) = run(Command::new("lintian").args(["--fail-on", "error,warning"]).arg(&deb));
-    let findings: Vec<&str> = text.lines().filter(|l| l.starts_with("E:") || l.starts_with("W:")).collect();
+    let (code, text) = run(Command::new("lintian")
+        .args(["--fail-on", "error,warning"])
+        .arg(&deb));
+    let findings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("E:") || l.starts_with("W:"))
+        .collect();
     println!("lintian: {} errors/warnings", findings.len());
     assert!(findings.is_empty() && code == 0, "lintian (exit {code}):\n{text}");
 }
@@ -35,7 +46,10 @@ fn rpmlint_reports_no_errors() {
     let rpm = pkg("JARVIS_RPM");
     let rc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("packaging/rpm/jarvis-supervisor.rpmlintrc");
     let (_, text) = run(Command::new("rpmlint").arg("-r").arg(&rc).arg(&rpm));
-    let summary = text.lines().find(|l| l.contains("errors,")).unwrap_or_else(|| panic!("no rpmlint summary:\n{text}"));
+    let summary = text
+        .lines()
+        .find(|l| l.contains("errors,"))
+        .unwrap_or_else(|| panic!("no rpmlint summary:\n{text}"));
     println!("rpmlint: {summary}");
     assert!(summary.contains(" 0 errors"), "rpmlint:\n{text}");
 }
@@ -54,7 +68,10 @@ fn deb_carries_helper_unit_logrotate_man_copyright_changelog_and_conffile() {
     let deb = pkg("JARVIS_DEB");
     let (code, list) = run(Command::new("dpkg-deb").arg("-c").arg(&deb));
     assert_eq!(code, 0, "{list}");
-    for f in SHIPPED.iter().chain(&["/usr/share/doc/jarvis-supervisor/copyright", "/usr/share/doc/jarvis-supervisor/changelog.Debian.gz"]) {
+    for f in SHIPPED.iter().chain(&[
+        "/usr/share/doc/jarvis-supervisor/copyright",
+        "/usr/share/doc/jarvis-supervisor/changelog.Debian.gz",
+    ]) {
         assert!(list.contains(&format!(".{f}")), "{f} not in the .deb:\n{list}");
     }
     let (_, conffiles) = run(Command::new("dpkg-deb").arg("-I").arg(&deb).arg("conffiles"));
@@ -74,12 +91,17 @@ fn rpm_carries_the_same_files_and_its_scriptlets() {
     for f in SHIPPED {
         assert!(list.lines().any(|l| l == *f), "{f} not in the .rpm:\n{list}");
     }
-    let (_, scripts) = run(Command::new("rpm").args(["-qp", "--scripts", "--nosignature"]).arg(&rpm));
+    let (_, scripts) = run(Command::new("rpm")
+        .args(["-qp", "--scripts", "--nosignature"])
+        .arg(&rpm));
     for s in ["preinstall", "postinstall", "preuninstall", "postuninstall"] {
         assert!(scripts.contains(s), "no {s} scriptlet:\n{scripts}");
     }
     let (_, cfg) = run(Command::new("rpm").args(["-qcp", "--nosignature"]).arg(&rpm));
-    assert!(cfg.lines().any(|l| l == "/etc/logrotate.d/jarvis"), "logrotate snippet is not %config: {cfg}");
+    assert!(
+        cfg.lines().any(|l| l == "/etc/logrotate.d/jarvis"),
+        "logrotate snippet is not %config: {cfg}"
+    );
 }
 
 #[test]
@@ -87,7 +109,10 @@ fn rpm_carries_the_same_files_and_its_scriptlets() {
 fn sha256sums_match_the_packages() {
     let deb = pkg("JARVIS_DEB");
     let dir = deb.parent().unwrap();
-    let (code, text) = run(Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(dir));
+    let (code, text) = run(Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(dir));
     assert_eq!(code, 0, "{text}");
     assert_eq!(text.lines().filter(|l| l.ends_with(": OK")).count(), 2, "{text}");
 }

@@ -7,6 +7,7 @@ if [ "$1" -eq 1 ]; then
     systemctl --no-reload enable jarvis-supervisor.service >/dev/null 2>&1 || :
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload || :
+        systemd-tmpfiles --create jarvis-supervisor.conf >/dev/null 2>&1 || :
         if jarvisctl check; then
             systemctl start jarvis-supervisor.service \
                 || echo "jarvis-supervisor: the service did not start; see: journalctl -u jarvis-supervisor" >&2

@@ -32,7 +32,10 @@ pub fn next(state: &State, now: u64, args: &BackoffArgs) -> (Duration, u32) {
     if quick == 0 {
         return (Duration::ZERO, 0);
     }
-    let secs = args.base.saturating_mul(1u64 << (quick - 1).min(32)).min(args.max);
+    let secs = args
+        .base
+        .saturating_mul(1u64 << (quick - 1).min(32))
+        .min(args.max);
     (Duration::from_secs(secs), quick)
 }
 
@@ -41,7 +44,9 @@ pub fn run(args: &BackoffArgs) -> Result<i32> {
         Some(p) => p.clone(),
         None => match std::env::var_os("RUNTIME_DIRECTORY") {
             // RUNTIME_DIRECTORY may list several, colon-separated; use the first.
-            Some(d) => PathBuf::from(d.to_string_lossy().split(':').next().unwrap_or_default()).join("backoff.json"),
+            Some(d) => {
+                PathBuf::from(d.to_string_lossy().split(':').next().unwrap_or_default()).join("backoff.json")
+            }
             None => {
                 return Err(Error::new("no state file: $RUNTIME_DIRECTORY is not set")
                     .with_note("run it from the unit (RuntimeDirectory=) or pass --state FILE"))
@@ -62,22 +67,30 @@ pub fn run(args: &BackoffArgs) -> Result<i32> {
         );
         std::thread::sleep(delay);
     }
-    let new = State { quick_restarts: quick, last_start: Some(now()) };
-    let bytes = serde_json::to_vec(&new).map_err(|e| Error::new(format!("cannot encode backoff state: {e}")))?;
+    let new = State {
+        quick_restarts: quick,
+        last_start: Some(now()),
+    };
+    let bytes =
+        serde_json::to_vec(&new).map_err(|e| Error::new(format!("cannot encode backoff state: {e}")))?;
     write_atomic(&state_path, &bytes)?;
     Ok(exit::OK)
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("create a file in", dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io("write", tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io("replace", path, e.error))?;
+    tmp.write_all(bytes)
+        .map_err(|e| Error::io("write", tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("replace", path, e.error))?;
     Ok(())
 }
 
@@ -86,7 +99,12 @@ mod tests {
     use super::*;
 
     fn args() -> BackoffArgs {
-        BackoffArgs { base: 1, max: 60, stable_after: 120, state: None }
+        BackoffArgs {
+            base: 1,
+            max: 60,
+            stable_after: 120,
+            state: None,
+        }
     }
 
     #[test]
@@ -98,7 +116,10 @@ mod tests {
         for _ in 0..9 {
             let (d, q) = next(&st, t, &a);
             seen.push(d.as_secs());
-            st = State { quick_restarts: q, last_start: Some(t) };
+            st = State {
+                quick_restarts: q,
+                last_start: Some(t),
+            };
             t += 5;
         }
         assert_eq!(seen, vec![0, 1, 2, 4, 8, 16, 32, 60, 60]);

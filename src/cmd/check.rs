@@ -47,7 +47,12 @@ fn checks(paths: &Paths, unit: &Unit) -> Vec<Finding> {
     let mut out = Vec::new();
 
     out.push(match Account::lookup(&user, &group) {
-        Some(a) => Finding { check: "user", ok: true, found: format!("{user} exists (uid {})", a.uid), fix: None },
+        Some(a) => Finding {
+            check: "user",
+            ok: true,
+            found: format!("{user} exists (uid {})", a.uid),
+            fix: None,
+        },
         None => Finding {
             check: "user",
             ok: false,

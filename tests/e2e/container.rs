@@ -59,10 +59,23 @@ impl Container {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("container dir");
         let root = dir.join("root");
-        let st = Command::new("cp").args(["-a", "--reflink=auto"]).arg(&cached).arg(&root).status().expect("cp");
+        let st = Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(&cached)
+            .arg(&root)
+            .status()
+            .expect("cp");
         assert!(st.success(), "copying {} failed", cached.display());
         let log = dir.join("console.log");
-        Container { suite, root, dir, nspawn: None, init: 0, log, detached: false }
+        Container {
+            suite,
+            root,
+            dir,
+            nspawn: None,
+            init: 0,
+            log,
+            detached: false,
+        }
     }
 
     /// Boot it and wait until systemd reports the system up.
@@ -74,16 +87,28 @@ impl Container {
 
     pub fn start(&mut self) {
         assert!(self.nspawn.is_none(), "already booted");
-        let console = fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("console log");
+        let console = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("console log");
         let child = Command::new("systemd-nspawn")
             .arg("-D")
             .arg(&self.root)
-            .args(["-b", "--register=no", "--keep-unit", "--private-network", "--console=pipe"])
+            .args([
+                "-b",
+                "--register=no",
+                "--keep-unit",
+                "--private-network",
+                "--console=pipe",
+            ])
             .stdin(Stdio::null())
             .stdout(console.try_clone().expect("log"))
             .stderr(console)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run systemd-nspawn ({e}); install it: apt-get install systemd-container"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run systemd-nspawn ({e}); install it: apt-get install systemd-container")
+            });
         let pid = child.id();
         self.nspawn = Some(child);
         // The container's init is the child of the nspawn process.
@@ -95,7 +120,11 @@ impl Container {
             if let Some(Ok(Some(st))) = self.nspawn.as_mut().map(|c| c.try_wait()) {
                 panic!("systemd-nspawn exited at once ({st}):\n{}", self.console());
             }
-            assert!(Instant::now() < deadline, "no init process under nspawn {pid}:\n{}", self.console());
+            assert!(
+                Instant::now() < deadline,
+                "no init process under nspawn {pid}:\n{}",
+                self.console()
+            );
             std::thread::sleep(Duration::from_millis(100));
         };
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -105,18 +134,33 @@ impl Container {
             if state == "running" || state == "degraded" {
                 if state == "degraded" {
                     let failed = self.sh("systemctl --failed --no-legend --plain").stdout;
-                    eprintln!("e2e: {} booted degraded; failed units:\n{failed}", self.suite.name());
+                    eprintln!(
+                        "e2e: {} booted degraded; failed units:\n{failed}",
+                        self.suite.name()
+                    );
                 }
                 break;
             }
-            assert!(Instant::now() < deadline, "{} did not boot in 90 s (state {state:?}):\n{}", self.suite.name(), self.console());
+            assert!(
+                Instant::now() < deadline,
+                "{} did not boot in 90 s (state {state:?}):\n{}",
+                self.suite.name(),
+                self.console()
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
     }
 
     pub fn console(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        text.lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Run a shell script inside the booted container.
@@ -124,8 +168,16 @@ impl Container {
         assert!(self.init != 0, "container not booted");
         let out = Command::new("nsenter")
             .args(["-t", &self.init.to_string(), "-a", "--", "/usr/bin/env", "-i"])
-            .args(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "HOME=/root"])
-            .args(["DEBIAN_FRONTEND=noninteractive", "SYSTEMD_PAGER=", "SYSTEMD_COLORS=0"])
+            .args([
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "LANG=C.UTF-8",
+                "HOME=/root",
+            ])
+            .args([
+                "DEBIAN_FRONTEND=noninteractive",
+                "SYSTEMD_PAGER=",
+                "SYSTEMD_COLORS=0",
+            ])
             .args(["/bin/sh", "-c", script])
             .stdin(Stdio::null())
             .output()
@@ -136,7 +188,14 @@ impl Container {
     /// Run a script that must succeed; returns its stdout.
     pub fn ok(&self, script: &str) -> String {
         let r = self.sh(script);
-        assert_eq!(r.status, 0, "in {} `{script}` failed ({}):\n{}", self.suite.name(), r.status, r.all());
+        assert_eq!(
+            r.status,
+            0,
+            "in {} `{script}` failed ({}):\n{}",
+            self.suite.name(),
+            r.status,
+            r.all()
+        );
         r.stdout
     }
 
@@ -147,7 +206,12 @@ impl Container {
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).expect("parent");
         }
-        let st = Command::new("cp").arg("-a").arg(src).arg(&target).status().expect("cp");
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(src)
+            .arg(&target)
+            .status()
+            .expect("cp");
         assert!(st.success(), "copying {} into {dest} failed", src.display());
     }
 
@@ -159,17 +223,27 @@ impl Container {
 
     /// A unit property, read directly (`systemctl show -p`).
     pub fn prop(&self, unit: &str, name: &str) -> String {
-        self.ok(&format!("systemctl show -p {name} --value {unit}")).trim().to_string()
+        self.ok(&format!("systemctl show -p {name} --value {unit}"))
+            .trim()
+            .to_string()
     }
 
     /// Wait until `check` holds, or panic with `what` after `timeout`.
-    pub fn wait_for(&self, what: &str, timeout: Duration, mut check: impl FnMut(&Container) -> bool) -> Duration {
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Container) -> bool,
+    ) -> Duration {
         let start = Instant::now();
         loop {
             if check(self) {
                 return start.elapsed();
             }
-            assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -184,7 +258,10 @@ impl Container {
         let fs = self.ok("stat -fc %T /sys/fs/cgroup").trim().to_string();
         if fs == "cgroup2fs" {
             let ctl = self.ok("cat /sys/fs/cgroup/cgroup.controllers");
-            assert!(ctl.split_whitespace().any(|c| c == "memory"), "no memory controller in the container: {ctl}");
+            assert!(
+                ctl.split_whitespace().any(|c| c == "memory"),
+                "no memory controller in the container: {ctl}"
+            );
             return;
         }
         let ro = self.ok("grep ' /sys/fs/cgroup/memory ' /proc/self/mounts || true");
@@ -216,12 +293,17 @@ impl Container {
     pub fn host_pid(&self, pid: &str) -> u32 {
         let ns = fs::read_link(format!("/proc/{}/ns/pid", self.init)).expect("pid namespace of init");
         for entry in fs::read_dir("/proc").expect("/proc").flatten() {
-            let Ok(hp) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(hp) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
             if fs::read_link(format!("/proc/{hp}/ns/pid")).ok().as_ref() != Some(&ns) {
                 continue;
             }
             let status = fs::read_to_string(format!("/proc/{hp}/status")).unwrap_or_default();
-            let last = status.lines().find(|l| l.starts_with("NSpid:")).and_then(|l| l.split_whitespace().last());
+            let last = status
+                .lines()
+                .find(|l| l.starts_with("NSpid:"))
+                .and_then(|l| l.split_whitespace().last());
             if last == Some(pid) {
                 return hp;
             }
@@ -232,7 +314,9 @@ impl Container {
     /// Power off and wait for nspawn to exit (then `start` boots it again:
     /// a reboot of the same root).
     pub fn poweroff(&mut self) {
-        let Some(mut child) = self.nspawn.take() else { return };
+        let Some(mut child) = self.nspawn.take() else {
+            return;
+        };
         let _ = self.sh("systemctl poweroff --no-block");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -261,7 +345,9 @@ impl Container {
         self.ok(&format!("mkdir -p {code}"));
         self.put(&fixture.join("bots"), &format!("{code}/bots"));
         self.put(&fixture.join("core"), &format!("{code}/core"));
-        self.ok(&format!("find {code} -name __pycache__ -prune -exec rm -rf {{}} +"));
+        self.ok(&format!(
+            "find {code} -name __pycache__ -prune -exec rm -rf {{}} +"
+        ));
         self.write(
             &format!("{code}/.env"),
             "TELEGRAM_BOT_TOKEN=123456789:AAFakeTokenForTestsOnly_abcdefghijklmn\nTELEGRAM_ADMIN_IDS=123456789\nSTANDIN_READY_DELAY=1\n",
@@ -291,7 +377,11 @@ impl Drop for Container {
         }
         if let Some(mut child) = self.nspawn.take() {
             if std::thread::panicking() {
-                eprintln!("--- console of the {} container ---\n{}", self.suite.name(), self.console());
+                eprintln!(
+                    "--- console of the {} container ---\n{}",
+                    self.suite.name(),
+                    self.console()
+                );
             }
             // Kill only the init we started, by pid; nspawn then exits.
             kill(self.init);

@@ -49,7 +49,11 @@ pub fn cached_root(suite: Suite) -> PathBuf {
     let _ = fs::remove_dir_all(&tmp);
     let _ = fs::remove_dir_all(&root);
     let mirror = mirror();
-    eprintln!("e2e: debootstrap {} from {mirror} into {} (once; cached)", suite.name(), root.display());
+    eprintln!(
+        "e2e: debootstrap {} from {mirror} into {} (once; cached)",
+        suite.name(),
+        root.display()
+    );
     let out = Command::new("debootstrap")
         .args(["--variant=minbase", &format!("--include={INCLUDE}"), suite.name()])
         .arg(&tmp)
@@ -96,13 +100,17 @@ fn mirror_in(path: &Path) -> Option<String> {
     if name.ends_with(".sources") {
         for stanza in text.split("\n\n") {
             let field = |k: &str| {
-                stanza.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
             };
             let enabled = field("Enabled:").is_none_or(|v| v != "no");
             let uri = field("URIs:")?;
             let suites = field("Suites:").unwrap_or_default();
-            if enabled && field("Types:").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"))
-                && !suites.contains("security") && uri.contains("debian")
+            if enabled
+                && field("Types:").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"))
+                && !suites.contains("security")
+                && uri.contains("debian")
             {
                 return uri.split_whitespace().next().map(str::to_string);
             }

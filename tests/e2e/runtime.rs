@@ -17,7 +17,10 @@ fn running(suite: Suite, env: &str, dropin: Option<&str>) -> Container {
     let c = Container::boot(suite);
     deploy_standin(&c);
     if !env.is_empty() {
-        c.ok(&format!("printf '%s\\n' '{}' >> {CODE}/.env", env.replace('\n', "' '")));
+        c.ok(&format!(
+            "printf '%s\\n' '{}' >> {CODE}/.env",
+            env.replace('\n', "' '")
+        ));
     }
     if let Some(d) = dropin {
         c.write(DROPIN, d);
@@ -65,12 +68,19 @@ fn crash(suite: Suite) {
     let old = main_pid(&c);
     let t0 = Instant::now();
     c.ok(&format!("kill -9 {old}"));
-    c.wait_for("a new main pid, active", Duration::from_secs(30), |c| main_pid(c) != old && main_pid(c) != "0" && active(c));
+    c.wait_for("a new main pid, active", Duration::from_secs(30), |c| {
+        main_pid(c) != old && main_pid(c) != "0" && active(c)
+    });
     let wall = t0.elapsed().as_secs_f64();
     // systemd's own record: from the kill to "Started" (READY=1 received).
     let lines = c.ok("journalctl -u jarvis-supervisor -o short-unix --no-pager");
     let stamp = |l: &str| l.split_whitespace().next().and_then(|t| t.parse::<f64>().ok());
-    let killed = lines.lines().filter(|l| l.contains("code=killed, status=9/KILL")).filter_map(stamp).last().expect("the kill in the journal");
+    let killed = lines
+        .lines()
+        .filter(|l| l.contains("code=killed, status=9/KILL"))
+        .filter_map(stamp)
+        .next_back()
+        .expect("the kill in the journal");
     let started = lines
         .lines()
         .filter(|l| l.contains("Started jarvis-supervisor.service"))
@@ -84,18 +94,35 @@ fn crash(suite: Suite) {
 
 on_both!(hang_fires_watchdog_restarts_and_logs_traceback, hang);
 fn hang(suite: Suite) {
-    let c = running(suite, "STANDIN_WATCHDOG_INTERVAL=2", Some("[Service]\nWatchdogSec=10s\n"));
+    let c = running(
+        suite,
+        "STANDIN_WATCHDOG_INTERVAL=2",
+        Some("[Service]\nWatchdogSec=10s\n"),
+    );
     let old = main_pid(&c);
     let t0 = Instant::now();
     set_mode(&c, "hang");
-    c.wait_for("the watchdog to fire", Duration::from_secs(40), |c| journal(c).contains("Watchdog timeout"));
+    c.wait_for("the watchdog to fire", Duration::from_secs(40), |c| {
+        journal(c).contains("Watchdog timeout")
+    });
     let fired = t0.elapsed().as_secs_f64();
     clear_mode(&c);
-    c.wait_for("restart after the watchdog", Duration::from_secs(40), |c| main_pid(c) != old && active(c));
+    c.wait_for("restart after the watchdog", Duration::from_secs(40), |c| {
+        main_pid(c) != old && active(c)
+    });
     let j = journal(&c);
-    println!("{}: watchdog fired {fired:.1} s after the hang (WatchdogSec=10s)", suite.name());
-    assert!(j.contains("Fatal Python error: Aborted"), "no faulthandler output in the journal:\n{j}");
-    assert!(j.contains("hang_forever"), "the traceback does not show the hanging frame:\n{j}");
+    println!(
+        "{}: watchdog fired {fired:.1} s after the hang (WatchdogSec=10s)",
+        suite.name()
+    );
+    assert!(
+        j.contains("Fatal Python error: Aborted"),
+        "no faulthandler output in the journal:\n{j}"
+    );
+    assert!(
+        j.contains("hang_forever"),
+        "the traceback does not show the hanging frame:\n{j}"
+    );
     assert!(j.contains("Killing process") || j.contains("watchdog"), "{j}");
 }
 
@@ -108,8 +135,15 @@ fn crash_loop(suite: Suite) {
     // RestartSec are the shipped ones.
     c.write(DROPIN, "[Unit]\nStartLimitBurst=6\n");
     let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
-    assert_eq!(out.status, 0, "the install must succeed even when the bot fails:\n{}", out.all());
-    c.wait_for("the start limit", Duration::from_secs(180), |c| journal(c).contains("Start request repeated too quickly"));
+    assert_eq!(
+        out.status,
+        0,
+        "the install must succeed even when the bot fails:\n{}",
+        out.all()
+    );
+    c.wait_for("the start limit", Duration::from_secs(180), |c| {
+        journal(c).contains("Start request repeated too quickly")
+    });
     let starts: Vec<f64> = c
         // systemd's own "Starting" lines: always attributed to the unit, unlike
         // the stdout of a process that exits at once.
@@ -129,17 +163,35 @@ fn crash_loop(suite: Suite) {
         assert!(w[1] > w[0] + 0.5, "the delays do not grow: {gaps:?}");
     }
     std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(c.prop(UNIT, "ActiveState"), "failed", "it kept restarting after the limit");
+    assert_eq!(
+        c.prop(UNIT, "ActiveState"),
+        "failed",
+        "it kept restarting after the limit"
+    );
     let status = c.sh(&format!("systemctl status --no-pager {UNIT}")).all();
-    assert!(status.contains("Start request repeated too quickly"), "systemctl status does not say why:\n{status}");
+    assert!(
+        status.contains("Start request repeated too quickly"),
+        "systemctl status does not say why:\n{status}"
+    );
     // A manual start is refused too, until reset-failed.
     let again = c.sh(&format!("systemctl start {UNIT} 2>&1"));
     assert_ne!(again.status, 0, "a manual start went through the limit");
     let j = journal(&c);
-    assert_eq!(j.matches("Start request repeated too quickly").count(), 2, "the manual start was not refused:\n{j}");
-    assert_eq!(j.matches("Starting jarvis-supervisor.service").count(), 6, "the bot ran again after the limit");
+    assert_eq!(
+        j.matches("Start request repeated too quickly").count(),
+        2,
+        "the manual start was not refused:\n{j}"
+    );
+    assert_eq!(
+        j.matches("Starting jarvis-supervisor.service").count(),
+        6,
+        "the bot ran again after the limit"
+    );
     assert!(j.contains("configured to fail at start"), "{j}");
-    assert!(j.contains("backoff: start"), "jarvisctl backoff did not explain its waits:\n{j}");
+    assert!(
+        j.contains("backoff: start"),
+        "jarvisctl backoff did not explain its waits:\n{j}"
+    );
 }
 
 on_both!(reboot_keeps_service_data_and_env, reboot);
@@ -153,7 +205,11 @@ fn reboot(suite: Suite) {
     assert_eq!(c.ok(&files), before, "data or .env changed across the reboot");
     assert_eq!(c.ok(&format!("systemctl is-enabled {UNIT}")).trim(), "enabled");
     let boots = c.ok("journalctl --list-boots --no-pager --no-legend | wc -l");
-    println!("{}: active after a poweroff and a fresh boot ({} boots in the journal)", suite.name(), boots.trim());
+    println!(
+        "{}: active after a poweroff and a fresh boot ({} boots in the journal)",
+        suite.name(),
+        boots.trim()
+    );
 }
 
 on_both!(log_rotation_keeps_the_bot_and_its_lines, log_rotation);
@@ -213,25 +269,44 @@ fn memory_cap(suite: Suite) {
     c.wait_for("active", Duration::from_secs(90), active);
     // Never leak without a limit in force: that would take the host's memory.
     let limit = c.memory_limit_of(UNIT);
-    assert_eq!(limit, Some(128 * 1024 * 1024), "MemoryMax=128M is not in force in the container");
+    assert_eq!(
+        limit,
+        Some(128 * 1024 * 1024),
+        "MemoryMax=128M is not in force in the container"
+    );
     c.ok("systemd-run --unit=bystander sleep infinity");
     let old = main_pid(&c);
     let host_pid = c.host_pid(&old);
     set_mode(&c, "leak");
-    c.wait_for("the bot to be killed", Duration::from_secs(60), |c| main_pid(c) != old);
+    c.wait_for("the bot to be killed", Duration::from_secs(60), |c| {
+        main_pid(c) != old
+    });
     clear_mode(&c);
     c.wait_for("active again", Duration::from_secs(60), active);
     let j = journal(&c);
-    assert!(j.contains("status=9/KILL") || j.contains("oom-kill"), "no kill in the journal:\n{j}");
+    assert!(
+        j.contains("status=9/KILL") || j.contains("oom-kill"),
+        "no kill in the journal:\n{j}"
+    );
     let kernel = std::process::Command::new("dmesg").output().expect("dmesg");
     let kernel = String::from_utf8_lossy(&kernel.stdout);
     let oom = kernel
         .lines()
-        .find(|l| l.contains("oom-kill:constraint=CONSTRAINT_MEMCG") && l.contains(&format!(",pid={host_pid},")))
+        .find(|l| {
+            l.contains("oom-kill:constraint=CONSTRAINT_MEMCG") && l.contains(&format!(",pid={host_pid},"))
+        })
         .unwrap_or_else(|| panic!("no memory-cgroup OOM kill of pid {host_pid} in the kernel log"));
     assert!(oom.contains("jarvis-supervisor.service"), "{oom}");
-    assert_eq!(c.prop("bystander.service", "ActiveState"), "active", "the OOM kill hit another service");
-    println!("{}: killed at MemoryMax=128M and restarted; kernel: {}", suite.name(), oom.split("oom-kill:").nth(1).unwrap_or(oom));
+    assert_eq!(
+        c.prop("bystander.service", "ActiveState"),
+        "active",
+        "the OOM kill hit another service"
+    );
+    println!(
+        "{}: killed at MemoryMax=128M and restarted; kernel: {}",
+        suite.name(),
+        oom.split("oom-kill:").nth(1).unwrap_or(oom)
+    );
 }
 
 on_both!(sandbox_allows_the_contract_and_nothing_else, sandbox);
@@ -243,7 +318,10 @@ fn sandbox(suite: Suite) {
     assert_eq!(out.status, 0, "{}", out.all());
     c.wait_for("active", Duration::from_secs(90), active);
     let j = journal(&c);
-    assert!(j.contains("standin: wrote all contract paths"), "the stand-in could not write its paths:\n{j}");
+    assert!(
+        j.contains("standin: wrote all contract paths"),
+        "the stand-in could not write its paths:\n{j}"
+    );
     assert!(!j.contains("child failed"), "the pkill child failed:\n{j}");
     for gone in ["EROFS", "EACCES", "Permission denied", "Read-only file system"] {
         assert!(!j.contains(gone), "{gone} in the journal:\n{j}");
@@ -254,12 +332,21 @@ fn sandbox(suite: Suite) {
     // Inside the service's mount namespace, as its own user.
     let pid = main_pid(&c);
     for target in ["/usr/probe", "/etc/probe", "/home/alice/probe", "/root/probe"] {
-        let r = c.sh(&format!("nsenter -t {pid} -m -S $(id -u jarvis) -G $(id -g jarvis) -- touch {target} 2>&1"));
+        let r = c.sh(&format!(
+            "nsenter -t {pid} -m -S $(id -u jarvis) -G $(id -g jarvis) -- touch {target} 2>&1"
+        ));
         assert_ne!(r.status, 0, "the service could write {target}");
-        assert!(r.stdout.contains("Read-only file system") || r.stdout.contains("Permission denied"), "{target}: {}", r.stdout);
+        assert!(
+            r.stdout.contains("Read-only file system") || r.stdout.contains("Permission denied"),
+            "{target}: {}",
+            r.stdout
+        );
     }
     let score = security_score(&c);
-    println!("{}: contract paths writable, /usr /etc /home/alice /root not; exposure {score}", suite.name());
+    println!(
+        "{}: contract paths writable, /usr /etc /home/alice /root not; exposure {score}",
+        suite.name()
+    );
     assert!(score <= 2.0);
 }
 
@@ -273,6 +360,21 @@ fn single_instance(suite: Suite) {
     ));
     assert_eq!(r.status, 1, "the second copy did not exit 1:\n{}", r.all());
     assert!(r.stdout.contains("Another instance"), "{}", r.stdout);
+    // Started by hand as root, it is refused too, and leaves the lock usable.
+    let as_root = c.sh(&format!(
+        "cd {CODE} && env PYTHONPATH={CODE} STANDIN_NO_HTTP=1 HOME=/root python3 bots/supervisor.py 2>&1"
+    ));
+    assert_eq!(
+        as_root.status,
+        1,
+        "a copy started as root did not exit 1:\n{}",
+        as_root.all()
+    );
+    assert!(as_root.stdout.contains("Another instance"), "{}", as_root.stdout);
+    assert_eq!(
+        c.ok("stat -c '%U:%G' /tmp/jarvis-supervisor.lock").trim(),
+        "jarvis:jarvis"
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(main_pid(&c), pid, "the service was disturbed");
     assert_eq!(c.prop(UNIT, "NRestarts"), restarts);
@@ -288,13 +390,21 @@ fn stop(suite: Suite) {
     c.ok(&format!("systemctl stop {UNIT}"));
     let took = t0.elapsed().as_secs_f64();
     let j = journal(&c);
-    assert!(j.contains("standin: received SIGTERM"), "no SIGTERM reached the bot:\n{j}");
+    assert!(
+        j.contains("standin: received SIGTERM"),
+        "no SIGTERM reached the bot:\n{j}"
+    );
     assert!(j.contains("standin: clean shutdown"), "{j}");
     assert_eq!(c.prop(UNIT, "Result"), "success");
     assert_eq!(c.prop(UNIT, "ExecMainStatus"), "0");
     assert!(took < 150.0, "stop took {took:.1} s, TimeoutStopSec=150s");
     assert_eq!(c.sh("pgrep -u jarvis").stdout.trim(), "", "a process is left");
-    let left = c.sh(&format!("cat /sys/fs/cgroup/systemd{cgroup}/cgroup.procs /sys/fs/cgroup{cgroup}/cgroup.procs 2>/dev/null"));
+    let left = c.sh(&format!(
+        "cat /sys/fs/cgroup/systemd{cgroup}/cgroup.procs /sys/fs/cgroup{cgroup}/cgroup.procs 2>/dev/null"
+    ));
     assert_eq!(left.stdout.trim(), "", "processes left in {cgroup}");
-    println!("{}: systemctl stop took {took:.1} s, graceful, nothing left", suite.name());
+    println!(
+        "{}: systemctl stop took {took:.1} s, graceful, nothing left",
+        suite.name()
+    );
 }

@@ -11,8 +11,16 @@ pub const CARGO_GENERATE_RPM: (&str, &str) = ("cargo-generate-rpm", "0.21.1");
 
 /// Debian packages the test layers need: containers, package linters,
 /// `systemd-analyze`, logrotate.
-pub const TEST_PACKAGES: &[&str] =
-    &["debootstrap", "systemd-container", "lintian", "rpm", "rpmlint", "logrotate", "dpkg-dev", "systemd"];
+pub const TEST_PACKAGES: &[&str] = &[
+    "debootstrap",
+    "systemd-container",
+    "lintian",
+    "rpm",
+    "rpmlint",
+    "logrotate",
+    "dpkg-dev",
+    "systemd",
+];
 
 /// Install a cargo subcommand at its pinned version unless it is there.
 pub fn cargo_tool((name, version): (&str, &str)) -> Result<()> {
@@ -49,7 +57,9 @@ pub fn apt(pkgs: &[&str]) -> Result<()> {
         .iter()
         .copied()
         .filter(|p| {
-            let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output();
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output();
             !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
         })
         .collect();
@@ -57,7 +67,11 @@ pub fn apt(pkgs: &[&str]) -> Result<()> {
         return Ok(());
     }
     if !is_root() {
-        return Err(format!("missing Debian packages: {}; run as root, or: sudo apt-get install {}", missing.join(" "), missing.join(" ")));
+        return Err(format!(
+            "missing Debian packages: {}; run as root, or: sudo apt-get install {}",
+            missing.join(" "),
+            missing.join(" ")
+        ));
     }
     run::status(Command::new("apt-get").args(["update", "-q"]))?;
     run::status(

@@ -30,14 +30,30 @@ pub fn dist() -> Result<Dist> {
     }
     fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
 
-    run::status(run::cargo().current_dir(&root).args(["build", "--release", "--locked", "-p", "jarvis-supervisor"]))?;
+    run::status(run::cargo().current_dir(&root).args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "jarvis-supervisor",
+    ]))?;
     man::render(&root.join("target/man"))?;
 
     let deb = build_deb(None, &out)?;
-    run::status(run::cargo().current_dir(&root).args(["generate-rpm", "-p", ".", "-o"]).arg(&out))?;
+    run::status(
+        run::cargo()
+            .current_dir(&root)
+            .args(["generate-rpm", "-p", ".", "-o"])
+            .arg(&out),
+    )?;
     let rpm = only_file(&out, ".rpm")?;
     write_sums(&out, &[&deb, &rpm])?;
-    println!("built:\n  {}\n  {}\n  {}", deb.display(), rpm.display(), out.join("SHA256SUMS").display());
+    println!(
+        "built:\n  {}\n  {}\n  {}",
+        deb.display(),
+        rpm.display(),
+        out.join("SHA256SUMS").display()
+    );
     Ok(Dist { deb, rpm })
 }
 
@@ -46,15 +62,25 @@ pub fn dist() -> Result<Dist> {
 pub fn build_deb(version: Option<&str>, out: &Path) -> Result<PathBuf> {
     fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let mut cmd = run::cargo();
-    cmd.current_dir(run::root()).args(["deb", "--no-build", "--no-strip", "-p", "jarvis-supervisor", "-o"]).arg(out);
+    cmd.current_dir(run::root())
+        .args(["deb", "--no-build", "--no-strip", "-p", "jarvis-supervisor", "-o"])
+        .arg(out);
     if let Some(v) = version {
         cmd.args(["--deb-version", v]);
     }
     let output = run::output(&mut cmd)?;
-    let path = String::from_utf8_lossy(&output.stdout).trim().lines().last().unwrap_or_default().to_string();
+    let path = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
     let path = PathBuf::from(path);
     if !path.is_file() {
-        return Err(format!("cargo deb did not report the package it wrote (got {:?})", path));
+        return Err(format!(
+            "cargo deb did not report the package it wrote (got {:?})",
+            path
+        ));
     }
     Ok(path)
 }

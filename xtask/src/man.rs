@@ -17,14 +17,26 @@ pub fn render(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let cmd = cli::Cli::command();
     let mut roff = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).render(&mut roff).map_err(|e| e.to_string())?;
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut roff)
+        .map_err(|e| e.to_string())?;
     // One page: each subcommand with its options follows the main page.
     writeln!(roff, ".SH COMMANDS").map_err(|e| e.to_string())?;
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help" && !s.is_hide_set()) {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+    {
         writeln!(roff, ".SS \"jarvisctl {}\"", sub.get_name()).map_err(|e| e.to_string())?;
-        let about = sub.get_long_about().or(sub.get_about()).map(|a| a.to_string()).unwrap_or_default();
+        let about = sub
+            .get_long_about()
+            .or(sub.get_about())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         writeln!(roff, "{}", escape(&about)).map_err(|e| e.to_string())?;
-        for arg in sub.get_arguments().filter(|a| !a.is_hide_set() && a.get_id() != "help") {
+        for arg in sub
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && a.get_id() != "help")
+        {
             let mut flag = String::new();
             if let Some(short) = arg.get_short() {
                 flag.push_str(&format!("\\-{short}, "));
@@ -43,12 +55,19 @@ pub fn render(dir: &Path) -> Result<()> {
     }
     let path = dir.join("jarvisctl.1.gz");
     let file = std::fs::File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    let mut gz = flate2::GzBuilder::new().mtime(0).write(file, flate2::Compression::best());
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(file, flate2::Compression::best());
     gz.write_all(&roff).map_err(|e| e.to_string())?;
     gz.finish().map_err(|e| e.to_string())?;
     Ok(())
 }
 
 fn escape(text: &str) -> String {
-    text.replace('\\', "\\e").replace('-', "\\-").lines().map(|l| l.trim_start_matches('.')).collect::<Vec<_>>().join("\n")
+    text.replace('\\', "\\e")
+        .replace('-', "\\-")
+        .lines()
+        .map(|l| l.trim_start_matches('.'))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

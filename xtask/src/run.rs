@@ -7,7 +7,10 @@ pub type Result<T> = std::result::Result<T, String>;
 
 /// The workspace root (xtask lives one level below it).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent")
+        .to_path_buf()
 }
 
 fn shown(cmd: &Command) -> String {
@@ -22,7 +25,9 @@ fn shown(cmd: &Command) -> String {
 /// Run with inherited output; fail unless it exits 0.
 pub fn status(cmd: &mut Command) -> Result<()> {
     eprintln!("+ {}", shown(cmd));
-    let st = cmd.status().map_err(|e| format!("cannot run {}: {e}", shown(cmd)))?;
+    let st = cmd
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", shown(cmd)))?;
     if st.success() {
         Ok(())
     } else {
@@ -32,7 +37,9 @@ pub fn status(cmd: &mut Command) -> Result<()> {
 
 /// Run and capture; fail unless it exits 0.
 pub fn output(cmd: &mut Command) -> Result<Output> {
-    let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", shown(cmd)))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", shown(cmd)))?;
     if out.status.success() {
         Ok(out)
     } else {

@@ -1,8 +1,8 @@
 //! `cargo xtask test`: every layer, then one closing line that counts them
 //! all: "N passed, N failed".
 
-use std::process::{Command, ExitCode, Stdio};
 use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
 
 use crate::deps;
 use crate::dist;
@@ -41,7 +41,18 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     // plain `cargo test`, because they need root and the built packages).
     let mut slow = run::cargo();
     slow.current_dir(&root)
-        .args(["test", "--locked", "-p", "jarvis-supervisor", "--test", "package", "--test", "e2e", "--", "--ignored"])
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "jarvis-supervisor",
+            "--test",
+            "package",
+            "--test",
+            "e2e",
+            "--",
+            "--ignored",
+        ])
         .env("JARVIS_DEB", &built.deb)
         .env("JARVIS_RPM", &built.rpm)
         .env("JARVIS_DEB_HIGHER", &higher)
@@ -54,16 +65,26 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
 
     if tally.ignored > 0 {
         // What layer 1 ignored ran in layers 2 and 3; say so plainly.
-        println!("\n({} tests ignored by the plain cargo test run ran in the package and e2e layers)", tally.ignored);
+        println!(
+            "\n({} tests ignored by the plain cargo test run ran in the package and e2e layers)",
+            tally.ignored
+        );
     }
     println!("\n{} passed, {} failed", tally.passed, tally.failed);
-    Ok(if tally.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if tally.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Run one `cargo test`, echoing its output and adding up its
 /// "test result:" lines. A build failure counts as a failed test.
 fn cargo_test(cmd: &mut Command, tally: &mut Tally) -> Result<()> {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().map_err(|e| format!("cannot run cargo test: {e}"))?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run cargo test: {e}"))?;
     let stdout = child.stdout.take().expect("piped");
     let mut saw_result = false;
     for line in BufReader::new(stdout).lines() {
@@ -92,7 +113,14 @@ fn count(summary: &str, word: &str) -> u64 {
             let mut it = part.split_whitespace().rev();
             let w = it.next()?;
             let n = it.next()?;
-            (w == word).then(|| n.trim_start_matches("ok.").trim_start_matches("FAILED.").parse::<u64>().ok()).flatten()
+            (w == word)
+                .then(|| {
+                    n.trim_start_matches("ok.")
+                        .trim_start_matches("FAILED.")
+                        .parse::<u64>()
+                        .ok()
+                })
+                .flatten()
         })
         .sum()
 }

@@ -24,12 +24,16 @@ pub fn try_demo() -> Result<()> {
         return Err("apt install failed (above)".into());
     }
     let _ = c.sh("for i in $(seq 50); do systemctl is-active -q jarvis-supervisor && break; sleep 0.2; done");
-    let status = c.sh("systemctl status --no-pager jarvis-supervisor 2>&1; echo; journalctl -u jarvis-supervisor --no-pager -n 15 2>&1");
+    let status = c.sh("systemctl status --no-pager -n 0 jarvis-supervisor 2>&1");
     println!("$ systemctl status jarvis-supervisor\n{}", status.all());
+    let journal = c.sh("journalctl -u jarvis-supervisor --no-pager -n 15 2>&1");
+    println!("$ journalctl -u jarvis-supervisor -n 15\n{}", journal.all());
     let (pid, dir) = c.detach();
     println!("The container is running (init pid {pid}).");
     println!("  enter it:   sudo nsenter -t {pid} -a /bin/bash");
-    println!("  then try:   systemctl kill -s KILL jarvis-supervisor; sleep 5; systemctl status jarvis-supervisor");
+    println!(
+        "  then try:   systemctl kill -s KILL jarvis-supervisor; sleep 5; systemctl status jarvis-supervisor"
+    );
     println!("  stop it:    sudo nsenter -t {pid} -a systemctl poweroff");
     println!("  clean up:   sudo rm -rf {}", dir.display());
     Ok(())
