@@ -5,10 +5,24 @@
 
 #[path = "e2e/container.rs"]
 mod container;
+#[path = "e2e/envcorpus.rs"]
+mod envcorpus;
 #[path = "e2e/roots.rs"]
 mod roots;
 #[path = "e2e/runtime.rs"]
 mod runtime;
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn bookworm_envfile_parser_matches_systemd_252() {
+    envcorpus::compare(Suite::Bookworm);
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn trixie_envfile_parser_matches_systemd_257() {
+    envcorpus::compare(Suite::Trixie);
+}
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -292,9 +306,15 @@ fn lifecycle_reinstall_upgrade_downgrade_remove_purge_keeps_user_data() {
         "unit left behind"
     );
     assert!(!c.root.join("usr/bin/jarvisctl").exists(), "helper left behind");
+    // A conffile: Debian Policy keeps it until purge (it only rotates the
+    // logs that are kept, as jarvis, without touching the bot).
     assert!(
-        !c.root.join("etc/logrotate.d/jarvis").exists()
-            || c.ok("dpkg -l jarvis-supervisor | tail -1").starts_with("rc")
+        c.root.join("etc/logrotate.d/jarvis").exists(),
+        "remove deleted a conffile"
+    );
+    assert!(
+        c.ok("dpkg -l jarvis-supervisor | tail -1").starts_with("rc"),
+        "not in the removed state"
     );
     assert_eq!(
         c.sh("pgrep -u jarvis").stdout.trim(),

@@ -411,8 +411,18 @@ fn kill(pid: u32) {
     }
 }
 
-/// The first child process of `pid`.
+/// The container's init: the child of nspawn `pid` that lives in a new pid
+/// namespace. nspawn briefly has a second child (its "outer child", in our
+/// pid namespace) that must not be mistaken for it.
 fn child_of(pid: u32) -> Option<u32> {
     let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-    children.split_whitespace().next()?.parse().ok()
+    let ours = fs::read_link(format!("/proc/{pid}/ns/pid")).ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .find(|c: &u32| {
+            fs::read_link(format!("/proc/{c}/ns/pid"))
+                .ok()
+                .is_some_and(|ns| ns != ours)
+        })
 }

@@ -1,0 +1,4 @@
+//! The parts of `jarvisctl` that tests and fuzzing use directly.
+#![forbid(unsafe_code)]
+
+pub mod envfile;
