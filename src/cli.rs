@@ -27,9 +27,12 @@ pub enum Command {
     /// writable, and fix the owner and mode of .env. Idempotent: prints one
     /// line per change and nothing when nothing changed.
     Setup(SetupArgs),
-    /// Check that the service can start: the code and .env are in place.
-    /// Exit 0 when every check passes, 1 when one fails.
+    /// Check every known reason the service would not start, each with its
+    /// fix. Exit 0 when every check passes, 1 when one fails.
     Check(CheckArgs),
+    /// Work with .env files.
+    #[command(subcommand)]
+    Env(EnvCommand),
     /// Crash-loop backoff, run by the unit as ExecStartPre: waits longer
     /// after each quick restart, and not at all after a long healthy run.
     Backoff(BackoffArgs),
@@ -50,6 +53,33 @@ pub struct CheckArgs {
     /// Print nothing; only the exit code tells.
     #[arg(long, short, conflicts_with = "json")]
     pub quiet: bool,
+    /// Only the fast, certain checks, printing only problems: the unit's
+    /// ExecStartPre=.
+    #[arg(long)]
+    pub preflight: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Check a .env file as systemd will read it, before a deploy: lines
+    /// systemd and a shell read differently, and the required variables.
+    /// Values are never printed. Exit 0 when clean, 1 when not.
+    Lint(EnvLintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnvLintArgs {
+    /// The file to check.
+    pub file: PathBuf,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The required-variable rules (default /etc/jarvis-supervisor/env-rules.conf).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Read the file as this systemd version does (default: this host's).
+    #[arg(long, value_name = "VERSION")]
+    pub systemd: Option<u32>,
 }
 
 #[derive(Debug, Args)]

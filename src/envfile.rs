@@ -93,13 +93,11 @@ impl Kind {
         }
     }
 
-    /// Whether systemd loses or changes what the author meant (an error),
-    /// or merely reads it differently from a shell (a warning).
+    /// Every kind fails the check: each is a line whose meaning depends on
+    /// who reads it (systemd, a shell, the program's own reader), and a
+    /// trading bot must not run on a guess.
     pub fn is_error(self) -> bool {
-        !matches!(
-            self,
-            Kind::SpaceAroundEquals | Kind::Duplicate | Kind::Crlf | Kind::ControlChar
-        )
+        true
     }
 }
 

@@ -6,11 +6,17 @@
 
 mod cli;
 mod cmd;
+mod envcheck;
+mod envrules;
 mod error;
 mod output;
 mod paths;
 mod provision;
+mod report;
+mod systemd;
 mod unit;
+
+use jarvis_supervisor::envfile;
 
 use clap::Parser;
 

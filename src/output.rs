@@ -30,4 +30,8 @@ impl Style {
     pub fn fail(&self) -> String {
         self.paint("31", "✗")
     }
+
+    pub fn warn(&self) -> String {
+        self.paint("33", "!")
+    }
 }

@@ -59,6 +59,17 @@ impl Account {
     }
 }
 
+/// Whether a path the unit makes writable belongs to the service alone, so
+/// that its owner and mode are the service's business: under the user's home
+/// or under the directory holding the code root (/home/jarvis). Shared places
+/// such as /tmp only have to exist.
+pub fn is_managed(path: &Path, code_root: Option<&Path>, home: &Path) -> bool {
+    path.starts_with(home)
+        || code_root
+            .and_then(Path::parent)
+            .is_some_and(|p| p != Path::new("/") && path.starts_with(p))
+}
+
 /// Create the system user and group unless the user exists; an existing
 /// user is reused unchanged, whatever its uid.
 pub fn ensure_user(user: &str, group: &str, home: &Path) -> Result<(Account, Vec<Change>)> {
@@ -148,7 +159,7 @@ fn reject_symlinks(path: &Path, from: &Path) -> Result<()> {
         if let Ok(m) = fs::symlink_metadata(&cur) {
             if m.file_type().is_symlink() {
                 return Err(Error::new(format!("{} is a symbolic link", cur.display())).with_note(
-                    "setup does not follow links inside the service user's home; replace it with a directory",
+                    "setup does not follow links in the service's own tree; replace it with the real file or directory",
                 ));
             }
         }

@@ -1,105 +1,419 @@
-//! `jarvisctl check`: can the service start? Each check prints one line
-//! with what it found and the command that fixes it. The postinst starts the
-//! service only when every check passes.
+//! `jarvisctl check`: every known reason the service would not start, each
+//! on one line with what was found and the command that fixes it. The
+//! postinst starts the service only when it passes; the unit runs
+//! `--preflight` (the fast, certain part) as `ExecStartPre=`.
 
-use std::path::Path;
-
-use serde::Serialize;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::cli::CheckArgs;
-use crate::error::{exit, Result};
-use crate::output::Style;
-use crate::paths::Paths;
-use crate::provision::Account;
+use crate::envcheck::EnvCheck;
+use crate::envrules;
+use crate::error::Result;
+use crate::paths::{Paths, UNIT};
+use crate::provision::{self, Account, DIR_MODE};
+use crate::report::{self, Finding, Show};
+use crate::systemd;
 use crate::unit::Unit;
 
-#[derive(Debug, Serialize)]
-pub struct Finding {
-    pub check: &'static str,
-    pub ok: bool,
-    pub found: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
-}
+/// Below this much free space on the logs' file system, `check` fails.
+const MIN_FREE_BYTES: u64 = 1 << 30;
 
 pub fn run(paths: &Paths, args: &CheckArgs) -> Result<i32> {
     let unit = Unit::load(paths)?;
-    let findings = checks(paths, &unit);
-    let ok = findings.iter().all(|f| f.ok);
-    if args.json {
-        println!("{}", serde_json::json!({ "ok": ok, "checks": findings }));
-    } else if !args.quiet {
-        let style = Style::stdout();
-        for f in &findings {
-            let mark = if f.ok { style.pass() } else { style.fail() };
-            match &f.fix {
-                Some(fix) if !f.ok => println!("{mark} {}: {} — fix: {fix}", f.check, f.found),
-                _ => println!("{mark} {}: {}", f.check, f.found),
-            }
-        }
-    }
-    Ok(if ok { exit::OK } else { exit::FAILURE })
+    let rules = envrules::load(&paths.host(Path::new(envrules::PATH)))?;
+    let findings = checks(paths, &unit, &rules, args.preflight);
+    let show = if args.json {
+        Show::Json
+    } else if args.quiet {
+        Show::Quiet
+    } else if args.preflight {
+        Show::Problems
+    } else {
+        Show::All
+    };
+    Ok(report::emit(&findings, show))
 }
 
-fn checks(paths: &Paths, unit: &Unit) -> Vec<Finding> {
+pub fn checks(paths: &Paths, unit: &Unit, rules: &[envrules::Rule], preflight: bool) -> Vec<Finding> {
+    let mut out = Vec::new();
     let user = unit.user();
     let group = unit.group().unwrap_or_else(|| user.clone());
-    let mut out = Vec::new();
-
-    out.push(match Account::lookup(&user, &group) {
-        Some(a) => Finding {
-            check: "user",
-            ok: true,
-            found: format!("{user} exists (uid {})", a.uid),
-            fix: None,
-        },
-        None => Finding {
-            check: "user",
-            ok: false,
-            found: format!("user {user} does not exist"),
-            fix: Some("sudo jarvisctl setup".into()),
-        },
-    });
+    let account = Account::lookup(&user, &group);
+    match &account {
+        Some(a) => out.push(Finding::pass(
+            "user",
+            format!("{user} exists (uid {}, group {group})", a.uid),
+        )),
+        None => out.push(Finding::fail(
+            "user",
+            format!("user {user} does not exist: the start fails with 217/USER"),
+            "sudo jarvisctl setup",
+        )),
+    }
+    let code_root = unit
+        .working_directory()
+        .map(|w| w.path)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    out.extend(check_paths(paths, unit, account.as_ref(), &code_root));
 
     let exec = unit.exec_start();
-    let code_root = unit.working_directory().map(|w| w.path).unwrap_or_default();
     if let Some(script) = exec.iter().skip(1).find(|w| w.ends_with(".py")) {
-        let script_path = code_root.join(script);
-        let present = paths.host(&script_path).is_file();
-        out.push(Finding {
-            check: "code",
-            ok: present,
-            found: if present {
-                format!("{} is present", script_path.display())
-            } else {
-                format!("{} is missing", script_path.display())
-            },
-            fix: Some(format!(
-                "deploy the code as the service user: rsync -a --exclude .env --exclude logs --exclude data ./Jarvis/ {user}@<host>:{}/",
-                code_root.display()
-            )),
-        });
+        let script = code_root.join(script);
+        if paths.host(&script).is_file() {
+            out.push(Finding::pass("code", format!("{} is present", script.display())));
+        } else {
+            out.push(Finding::fail(
+                "code",
+                format!("{} is missing", script.display()),
+                format!(
+                    "deploy the code as the service user: rsync -a --exclude .env --exclude logs --exclude data ./Jarvis/ {user}@HOST:{}/",
+                    code_root.display()
+                ),
+            ));
+        }
+    }
+    if let Some(interp) = exec.first() {
+        out.push(check_python(paths, Path::new(interp), preflight));
     }
 
-    for env in unit.environment_files().into_iter().filter(|e| !e.optional) {
-        out.push(env_present(paths, &env.path, &user));
+    let version = systemd::version();
+    let env_check = EnvCheck {
+        account: account.as_ref(),
+        rules,
+        systemd: version.unwrap_or(u32::MAX),
+    };
+    let mut env_pythonpath = None;
+    for env in unit.environment_files() {
+        let host = paths.host(&env.path);
+        if env.optional && !host.exists() && rules.is_empty() {
+            continue;
+        }
+        let (found, parsed) = env_check.run(&env.path, &host);
+        out.extend(found);
+        if let Some(p) = parsed {
+            env_pythonpath = p.get("PYTHONPATH").map(str::to_string);
+        }
+    }
+    out.push(check_pythonpath(unit, &code_root, env_pythonpath.as_deref()));
+
+    if preflight {
+        return out;
+    }
+    out.push(check_disk(paths, unit, &code_root));
+    if paths.is_system() {
+        match version {
+            Some(v) => out.push(Finding::pass("systemd", systemd::meaning(v))),
+            None => out.push(Finding::warn(
+                "systemd",
+                "systemctl not found: this host has no systemd",
+                "run the bot with the fallback engine: jarvisctl run --daemon",
+            )),
+        }
+        out.push(check_verify());
+        out.push(check_logrotate(paths));
+        if systemd::running() {
+            if let Some(f) = check_last_run() {
+                out.push(f);
+            }
+        }
     }
     out
 }
 
-fn env_present(paths: &Paths, path: &Path, user: &str) -> Finding {
-    let present = paths.host(path).is_file();
-    Finding {
-        check: "env",
-        ok: present,
-        found: if present {
-            format!("{} is present", path.display())
-        } else {
-            format!("{} is missing (the unit would fail with status 237)", path.display())
-        },
-        fix: Some(format!(
-            "sudo -u {user} install -m 600 /dev/null {p} && sudo -u {user} editor {p}  (set TELEGRAM_BOT_TOKEN and TELEGRAM_ADMIN_IDS)",
-            p = path.display()
-        )),
+fn check_paths(paths: &Paths, unit: &Unit, account: Option<&Account>, code_root: &Path) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if !paths.host(code_root).is_dir() {
+        out.push(Finding::fail(
+            "path",
+            format!(
+                "{} (WorkingDirectory=) is missing: the start fails with 200/CHDIR",
+                code_root.display()
+            ),
+            "sudo jarvisctl setup, then deploy the code",
+        ));
     }
+    for rw in unit.read_write_paths().into_iter().filter(|p| !p.optional) {
+        let host = paths.host(&rw.path);
+        let shown = rw.path.display();
+        let Ok(m) = std::fs::metadata(&host) else {
+            out.push(Finding::fail(
+                "path",
+                format!("{shown} (ReadWritePaths=) is missing: the start fails with 226/NAMESPACE"),
+                "sudo jarvisctl setup",
+            ));
+            continue;
+        };
+        let Some(acct) = account else { continue };
+        if !provision::is_managed(&rw.path, Some(code_root), &acct.home) {
+            continue; // /tmp and the like: existing is enough
+        }
+        let mode = m.mode() & 0o7777;
+        if m.uid() != acct.uid || mode & 0o200 == 0 {
+            out.push(Finding::fail(
+                "path",
+                format!("{shown} is not writable by {} (owner uid {}, mode {mode:04o}): the bot fails with EACCES", acct.user, m.uid()),
+                "sudo jarvisctl setup",
+            ));
+        } else if mode != DIR_MODE {
+            out.push(Finding::warn(
+                "path",
+                format!("{shown} has mode {mode:04o}, not {DIR_MODE:04o}"),
+                "sudo jarvisctl setup",
+            ));
+        } else {
+            out.push(Finding::pass(
+                "path",
+                format!("{shown} is {}'s, mode {mode:04o}", acct.user),
+            ));
+        }
+    }
+    out
+}
+
+fn check_python(paths: &Paths, interp: &Path, preflight: bool) -> Finding {
+    let host = paths.host(interp);
+    let shown = interp.display();
+    let executable = std::fs::metadata(&host).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0);
+    if !executable {
+        return Finding::fail(
+            "python",
+            format!("the interpreter {shown} of ExecStart= is missing: the start fails with 203/EXEC"),
+            "sudo apt install python3 (3.11 or newer)",
+        );
+    }
+    if preflight {
+        return Finding::pass("python", format!("{shown} is present"));
+    }
+    let out = Command::new(&host)
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .env_clear()
+        .output();
+    let version = out
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let parsed = version.as_deref().and_then(|v| {
+        let (a, b) = v.split_once('.')?;
+        Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
+    });
+    match parsed {
+        Some(v) if v >= (3, 11) => Finding::pass("python", format!("{shown} is Python {}.{}", v.0, v.1)),
+        Some(v) => Finding::fail(
+            "python",
+            format!("{shown} is Python {}.{}: the bot needs 3.11 or newer (asyncio.timeout)", v.0, v.1),
+            "install Python 3.11+ and point ExecStart= at it with a drop-in (systemctl edit jarvis-supervisor)",
+        ),
+        None => Finding::fail(
+            "python",
+            format!("{shown} did not report a Python version"),
+            "point ExecStart= at a Python 3.11+ interpreter",
+        ),
+    }
+}
+
+fn check_pythonpath(unit: &Unit, code_root: &Path, from_env: Option<&str>) -> Finding {
+    // EnvironmentFile= wins over Environment=, as in systemd.
+    let from_unit = unit
+        .words("Service", "Environment")
+        .into_iter()
+        .filter_map(|w| w.strip_prefix("PYTHONPATH=").map(str::to_string))
+        .next_back();
+    let value = from_env.map(str::to_string).or(from_unit);
+    let root = code_root.to_string_lossy();
+    let ok = value.as_deref().is_some_and(|v| {
+        v.split(':')
+            .any(|p| p.trim_end_matches('/') == root.trim_end_matches('/'))
+    });
+    if ok {
+        Finding::pass("pythonpath", format!("PYTHONPATH includes {root}"))
+    } else {
+        Finding::fail(
+            "pythonpath",
+            format!("PYTHONPATH does not include {root}: the bot fails with ModuleNotFoundError: No module named 'core'"),
+            format!("set Environment=PYTHONPATH={root} (systemctl edit jarvis-supervisor), and no other PYTHONPATH in .env"),
+        )
+    }
+}
+
+fn check_disk(paths: &Paths, unit: &Unit, code_root: &Path) -> Finding {
+    let logs = unit
+        .read_write_paths()
+        .into_iter()
+        .map(|p| p.path)
+        .find(|p| p.ends_with("logs"))
+        .unwrap_or_else(|| code_root.to_path_buf());
+    let mut probe = paths.host(&logs);
+    while !probe.exists() {
+        if !probe.pop() {
+            break;
+        }
+    }
+    match nix::sys::statvfs::statvfs(&probe) {
+        Ok(st) => {
+            let free = st.blocks_available() * st.fragment_size();
+            let gib = free as f64 / (1u64 << 30) as f64;
+            if free >= MIN_FREE_BYTES {
+                Finding::pass("disk", format!("{gib:.1} GiB free for {}", logs.display()))
+            } else {
+                Finding::fail(
+                    "disk",
+                    format!(
+                        "only {gib:.2} GiB free for {}: logs and databases will fail to write",
+                        logs.display()
+                    ),
+                    "free space (journalctl --vacuum-size=200M; old logs in the logs directory)",
+                )
+            }
+        }
+        Err(e) => Finding::warn(
+            "disk",
+            format!("cannot measure free space for {}: {e}", logs.display()),
+            "check df -h",
+        ),
+    }
+}
+
+fn check_verify() -> Finding {
+    match Command::new("systemd-analyze").args(["verify", UNIT]).output() {
+        Ok(o) => {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            if o.status.success() && text.trim().is_empty() {
+                Finding::pass("unit", format!("systemd-analyze verify {UNIT}: clean"))
+            } else {
+                Finding::fail(
+                    "unit",
+                    format!(
+                        "systemd-analyze verify {UNIT}: {}",
+                        text.trim().replace('\n', "; ")
+                    ),
+                    "fix the drop-ins in /etc/systemd/system/jarvis-supervisor.service.d/",
+                )
+            }
+        }
+        Err(_) => Finding::warn(
+            "unit",
+            "systemd-analyze is not installed; the unit was not verified",
+            "apt install systemd",
+        ),
+    }
+}
+
+fn check_logrotate(paths: &Paths) -> Finding {
+    let snippet = paths.host(Path::new("/etc/logrotate.d/jarvis"));
+    if !snippet.exists() {
+        return Finding::fail(
+            "logrotate",
+            "/etc/logrotate.d/jarvis is missing: the logs will grow without bound",
+            "sudo apt install --reinstall jarvis-supervisor",
+        );
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Finding::warn(
+            "logrotate",
+            "not checked: logrotate -d needs root",
+            "sudo jarvisctl check",
+        );
+    }
+    match Command::new("logrotate").arg("-d").arg(&snippet).output() {
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stderr).to_lowercase()
+                + &String::from_utf8_lossy(&o.stdout).to_lowercase();
+            if o.status.success() && !text.contains("error") {
+                Finding::pass("logrotate", "/etc/logrotate.d/jarvis parses")
+            } else {
+                let first = text
+                    .lines()
+                    .find(|l| l.contains("error"))
+                    .unwrap_or_default()
+                    .to_string();
+                Finding::fail(
+                    "logrotate",
+                    format!("logrotate -d /etc/logrotate.d/jarvis: {first}"),
+                    "fix the snippet, or reinstall it",
+                )
+            }
+        }
+        Err(_) => Finding::fail(
+            "logrotate",
+            "logrotate is not installed",
+            "sudo apt install logrotate",
+        ),
+    }
+}
+
+/// What the last run says, when it failed: each row of the plan's
+/// "Common Issues" table, read from the unit's properties.
+fn check_last_run() -> Option<Finding> {
+    let p = systemd::show(
+        UNIT,
+        &[
+            "ActiveState",
+            "Result",
+            "ExecMainCode",
+            "ExecMainStatus",
+            "NRestarts",
+            "MemoryMax",
+        ],
+    )?;
+    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
+    let state = get("ActiveState");
+    let result = get("Result");
+    let status: i32 = get("ExecMainStatus").parse().unwrap_or(0);
+    let journal = "journalctl -u jarvis-supervisor -n 50";
+    let (found, fix) = match (result, status) {
+        ("success", _) => return Some(Finding::pass("last-run", format!("the service is {state}, last result: success"))),
+        ("watchdog", _) => (
+            "the watchdog killed the bot: no WATCHDOG=1 within WatchdogSec (a hang, or pings stopped)".to_string(),
+            "read the tracebacks: journalctl -u jarvis-supervisor -g 'Fatal Python error' -A 30".to_string(),
+        ),
+        ("oom-kill", _) => (
+            format!("the bot was killed for memory at MemoryMax={}", get("MemoryMax")),
+            "raise MemoryMax= in a drop-in (systemctl edit jarvis-supervisor) or find the leak".to_string(),
+        ),
+        ("signal", 9) => (
+            "the bot was killed by SIGKILL: most often the memory cap (MemoryMax=) on a host without OOM accounting".to_string(),
+            format!("see the kernel log (dmesg | grep oom-kill) and {journal}"),
+        ),
+        ("resources", _) => (
+            "systemd could not prepare the start: most often an EnvironmentFile= (.env) that is missing or not UTF-8".to_string(),
+            "sudo jarvisctl check (the env lines above), then systemctl restart jarvis-supervisor".to_string(),
+        ),
+        ("start-limit-hit", _) => (
+            "the start limit was hit: the bot crashed too often".to_string(),
+            format!("fix the cause ({journal}), then systemctl reset-failed jarvis-supervisor"),
+        ),
+        ("timeout", _) => (
+            "no READY=1 within TimeoutStartSec: the bot did not finish starting".to_string(),
+            journal.to_string(),
+        ),
+        ("exit-code", 217) => ("the last start failed with 217/USER: the service user is missing".into(), "sudo jarvisctl setup".into()),
+        ("exit-code", 226) => (
+            "the last start failed with 226/NAMESPACE: a ReadWritePaths= directory is missing".into(),
+            "sudo jarvisctl setup".into(),
+        ),
+        ("exit-code", 200) => ("the last start failed with 200/CHDIR: the code directory is missing".into(), "deploy the code".into()),
+        ("exit-code", 203) => ("the last start failed with 203/EXEC: the interpreter is missing".into(), "sudo apt install python3".into()),
+        ("exit-code", 1) => (
+            "the bot exited with status 1: a Python error, or a variable missing or malformed".to_string(),
+            format!("sudo jarvisctl check (the lines above), then {journal}"),
+        ),
+        ("exit-code", n) => (format!("the bot exited with status {n}"), journal.to_string()),
+        (other, _) if !other.is_empty() => (format!("the last run ended with result {other}"), journal.to_string()),
+        _ => return None,
+    };
+    // Active again after a failure: report it, but it does not fail the check.
+    if state == "active" {
+        return Some(Finding::warn(
+            "last-run",
+            format!("running now, but earlier {found}"),
+            fix,
+        ));
+    }
+    Some(Finding::fail("last-run", found, fix))
 }

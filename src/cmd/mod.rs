@@ -3,9 +3,10 @@
 
 mod backoff;
 mod check;
+mod env;
 mod setup;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, EnvCommand};
 use crate::error::Result;
 use crate::paths::Paths;
 
@@ -14,6 +15,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Setup(args) => setup::run(&paths, &args),
         Command::Check(args) => check::run(&paths, &args),
+        Command::Env(EnvCommand::Lint(args)) => env::lint(&paths, &args),
         Command::Backoff(args) => backoff::run(&args),
     }
 }

@@ -43,18 +43,20 @@ pub fn provision(paths: &Paths) -> Result<Vec<Change>> {
         })?
     };
 
-    // The user's home is the service's own: there, existing directories get
-    // their owner and mode corrected. Elsewhere (/tmp) only missing ones are made.
-    let guard = paths.host(&acct.home);
-    let managed = |p: &Path| p.starts_with(&guard);
+    // In the service's own tree existing directories get their owner and
+    // mode corrected; elsewhere (/tmp) only missing ones are made. Links are
+    // not followed below the code root's parent, which the user controls.
+    let code_root = unit.working_directory().map(|w| w.path);
+    let guard = paths.host(code_root.as_deref().and_then(Path::parent).unwrap_or(&acct.home));
 
-    if let Some(wd) = unit.working_directory() {
-        let dir = paths.host(&wd.path);
+    if let Some(wd) = &code_root {
+        let dir = paths.host(wd);
         changes.extend(provision::ensure_dir(&dir, &acct, false, &guard)?);
     }
     for rw in unit.read_write_paths() {
         let dir = paths.host(&rw.path);
-        changes.extend(provision::ensure_dir(&dir, &acct, managed(&dir), &guard)?);
+        let managed = provision::is_managed(&rw.path, code_root.as_deref(), &acct.home);
+        changes.extend(provision::ensure_dir(&dir, &acct, managed, &guard)?);
     }
     for env in unit.environment_files() {
         let file = paths.host(&env.path);

@@ -22,11 +22,21 @@ pub fn render(dir: &Path) -> Result<()> {
         .map_err(|e| e.to_string())?;
     // One page: each subcommand with its options follows the main page.
     writeln!(roff, ".SH COMMANDS").map_err(|e| e.to_string())?;
+    let mut subs: Vec<(String, clap::Command)> = Vec::new();
     for sub in cmd
         .get_subcommands()
         .filter(|s| s.get_name() != "help" && !s.is_hide_set())
     {
-        writeln!(roff, ".SS \"jarvisctl {}\"", sub.get_name()).map_err(|e| e.to_string())?;
+        if sub.has_subcommands() {
+            for inner in sub.get_subcommands().filter(|s| s.get_name() != "help") {
+                subs.push((format!("{} {}", sub.get_name(), inner.get_name()), inner.clone()));
+            }
+        } else {
+            subs.push((sub.get_name().to_string(), sub.clone()));
+        }
+    }
+    for (name, sub) in &subs {
+        writeln!(roff, ".SS \"jarvisctl {name}\"").map_err(|e| e.to_string())?;
         let about = sub
             .get_long_about()
             .or(sub.get_about())
@@ -44,10 +54,17 @@ pub fn render(dir: &Path) -> Result<()> {
             if let Some(long) = arg.get_long() {
                 flag.push_str(&format!("\\-\\-{long}"));
             }
-            if let Some(names) = arg.get_value_names() {
-                if arg.get_action().takes_values() {
-                    flag.push_str(&format!(" \\fI{}\\fR", names.join(" ")));
+            match arg.get_value_names() {
+                Some(names) if arg.get_action().takes_values() => {
+                    let names = names.join(" ");
+                    if flag.is_empty() {
+                        flag = names;
+                    } else {
+                        flag.push_str(&format!(" \\fI{names}\\fR"));
+                    }
                 }
+                _ if flag.is_empty() => flag = arg.get_id().to_string().to_uppercase(),
+                _ => {}
             }
             let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
             writeln!(roff, ".TP\n\\fB{flag}\\fR\n{}", escape(&help)).map_err(|e| e.to_string())?;

@@ -1,0 +1,31 @@
+//! `jarvisctl env lint FILE`: the `.env` checks of `check` on any file,
+//! before a deploy. It never prints a value.
+
+use std::path::Path;
+
+use crate::cli::EnvLintArgs;
+use crate::envcheck::EnvCheck;
+use crate::envrules;
+use crate::error::Result;
+use crate::paths::Paths;
+use crate::report::{self, Show};
+use crate::systemd;
+
+pub fn lint(paths: &Paths, args: &EnvLintArgs) -> Result<i32> {
+    let rules_path = args
+        .rules
+        .clone()
+        .unwrap_or_else(|| paths.host(Path::new(envrules::PATH)));
+    let rules = envrules::load(&rules_path)?;
+    let version = args.systemd.or_else(systemd::version).unwrap_or(u32::MAX);
+    let check = EnvCheck {
+        account: None,
+        rules: &rules,
+        systemd: version,
+    };
+    let (findings, _) = check.run(&args.file, &args.file);
+    Ok(report::emit(
+        &findings,
+        if args.json { Show::Json } else { Show::All },
+    ))
+}

@@ -1,0 +1,159 @@
+//! The `.env` checks shared by `check`, its preflight and `env lint`: the
+//! file's owner, mode and readability, the lines systemd and a shell read
+//! differently, and the required variables. Values are never printed.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::envfile::{self, Parsed};
+use crate::envrules::Rule;
+use crate::provision::Account;
+use crate::report::Finding;
+
+pub struct EnvCheck<'a> {
+    /// The service account; its owner/mode/readability checks are skipped
+    /// without one (`env lint` of a file before a deploy).
+    pub account: Option<&'a Account>,
+    pub rules: &'a [Rule],
+    /// The systemd version whose reading to follow.
+    pub systemd: u32,
+}
+
+impl EnvCheck<'_> {
+    /// `shown` is the path in messages, `host` the one to open.
+    pub fn run(&self, shown: &Path, host: &Path) -> (Vec<Finding>, Option<Parsed>) {
+        let mut out = Vec::new();
+        let name = shown.display();
+        let meta = match std::fs::metadata(host) {
+            Ok(m) => m,
+            Err(_) => {
+                let user = self.account.map_or("jarvis", |a| a.user.as_str());
+                out.push(Finding::fail(
+                    "env",
+                    format!("{name} is missing: the bot cannot start without its variables"),
+                    format!(
+                        "sudo -u {user} install -m 600 /dev/null {name}, then set {} in it",
+                        self.rule_names()
+                    ),
+                ));
+                return (out, None);
+            }
+        };
+        if let Some(acct) = self.account {
+            let mode = meta.mode() & 0o7777;
+            if meta.uid() != acct.uid {
+                out.push(Finding::fail(
+                    "env",
+                    format!("{name} is owned by uid {}, not {}", meta.uid(), acct.user),
+                    "sudo jarvisctl setup",
+                ));
+            }
+            if mode != 0o600 {
+                out.push(Finding::fail(
+                    "env",
+                    format!("{name} has mode {mode:04o}, not 0600: it holds the bot's secrets"),
+                    "sudo jarvisctl setup",
+                ));
+            }
+            if !readable_by(&meta, acct) {
+                out.push(Finding::fail(
+                    "env",
+                    format!(
+                        "{name} is not readable by {}: the bot crashes with PermissionError",
+                        acct.user
+                    ),
+                    "sudo jarvisctl setup",
+                ));
+            }
+        }
+        let bytes = match std::fs::read(host) {
+            Ok(b) => b,
+            Err(e) => {
+                out.push(Finding::fail(
+                    "env",
+                    format!("cannot read {name}: {e}"),
+                    "run as root or as the service user",
+                ));
+                return (out, None);
+            }
+        };
+        let parsed = envfile::parse_for(&bytes, self.systemd);
+        let mut clean = true;
+        for f in &parsed.findings {
+            let key = f.key.as_deref().map(|k| format!(" ({k})")).unwrap_or_default();
+            let found = format!("{name} line {}{key} {}", f.line, f.kind.problem());
+            let finding = if f.kind.is_error() {
+                clean = false;
+                Finding::fail("env", found, f.kind.fix())
+            } else {
+                Finding::warn("env", found, f.kind.fix())
+            };
+            out.push(finding.at(f.line, f.key.clone()));
+        }
+        if clean && parsed.findings.is_empty() {
+            out.push(Finding::pass(
+                "env",
+                format!("{name} reads the same under systemd and a shell"),
+            ));
+        }
+        for rule in self.rules {
+            let line = parsed
+                .vars
+                .iter()
+                .rev()
+                .find(|v| v.key == rule.name)
+                .map(|v| v.line);
+            match parsed.get(&rule.name) {
+                None => out.push(Finding::fail(
+                    "required",
+                    format!("{} is not set in {name}", rule.name),
+                    format!("add {}=... to {name} ({})", rule.name, rule.form),
+                )),
+                Some(v) if !rule.matches(v) => out.push(
+                    Finding::fail(
+                        "required",
+                        format!(
+                            "{} (line {}) is malformed: expected {}",
+                            rule.name,
+                            line.unwrap_or(0),
+                            rule.form
+                        ),
+                        format!("correct the value of {} in {name}", rule.name),
+                    )
+                    .at(line.unwrap_or(0), Some(rule.name.clone())),
+                ),
+                Some(_) => out.push(Finding::pass(
+                    "required",
+                    format!("{} is set and well-formed", rule.name),
+                )),
+            }
+        }
+        (out, Some(parsed))
+    }
+
+    fn rule_names(&self) -> String {
+        self.rules
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
+}
+
+/// Whether `acct` may read a file with metadata `m` (owner, group, other).
+pub fn readable_by(m: &std::fs::Metadata, acct: &Account) -> bool {
+    if acct.uid == 0 {
+        return true;
+    }
+    let mode = m.mode();
+    if m.uid() == acct.uid {
+        return mode & 0o400 != 0;
+    }
+    let in_group = m.gid() == acct.gid
+        || uzers::get_user_groups(&acct.user, acct.gid)
+            .is_some_and(|gs| gs.iter().any(|g| g.gid() == m.gid()));
+    if in_group {
+        return mode & 0o040 != 0;
+    }
+    mode & 0o004 != 0
+}

@@ -1,0 +1,111 @@
+//! Findings of `check` and `env lint`: one line each for people, or JSON,
+//! and the exit code. A finding never carries a secret value.
+
+use serde::Serialize;
+
+use crate::error::exit;
+use crate::output::Style;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Pass,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub level: Level,
+    /// Kept for the JSON schema: `level != fail`.
+    pub ok: bool,
+    pub found: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl Finding {
+    pub fn pass(check: &'static str, found: impl Into<String>) -> Self {
+        Finding {
+            check,
+            level: Level::Pass,
+            ok: true,
+            found: found.into(),
+            fix: None,
+            line: None,
+            key: None,
+        }
+    }
+
+    pub fn warn(check: &'static str, found: impl Into<String>, fix: impl Into<String>) -> Self {
+        Finding {
+            level: Level::Warn,
+            fix: Some(fix.into()),
+            ..Finding::pass(check, found)
+        }
+    }
+
+    pub fn fail(check: &'static str, found: impl Into<String>, fix: impl Into<String>) -> Self {
+        Finding {
+            level: Level::Fail,
+            ok: false,
+            fix: Some(fix.into()),
+            ..Finding::pass(check, found)
+        }
+    }
+
+    pub fn at(mut self, line: usize, key: Option<String>) -> Self {
+        self.line = Some(line);
+        self.key = key;
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    /// Every finding.
+    All,
+    /// Only warnings and failures (the unit's preflight, in the journal).
+    Problems,
+    /// Nothing.
+    Quiet,
+    Json,
+}
+
+/// Print `findings` and return the exit code: 1 when any failed.
+pub fn emit(findings: &[Finding], show: Show) -> i32 {
+    let ok = findings.iter().all(|f| f.level != Level::Fail);
+    match show {
+        Show::Json => println!("{}", serde_json::json!({ "ok": ok, "checks": findings })),
+        Show::Quiet => {}
+        Show::All | Show::Problems => {
+            let style = Style::stdout();
+            for f in findings {
+                if show == Show::Problems && f.level == Level::Pass {
+                    continue;
+                }
+                let mark = match f.level {
+                    Level::Pass => style.pass(),
+                    Level::Warn => style.warn(),
+                    Level::Fail => style.fail(),
+                };
+                match (&f.fix, f.level) {
+                    (Some(fix), Level::Warn | Level::Fail) => {
+                        println!("{mark} {}: {} — fix: {fix}", f.check, f.found)
+                    }
+                    _ => println!("{mark} {}: {}", f.check, f.found),
+                }
+            }
+        }
+    }
+    if ok {
+        exit::OK
+    } else {
+        exit::FAILURE
+    }
+}
