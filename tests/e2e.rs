@@ -5,8 +5,28 @@
 
 #[path = "e2e/container.rs"]
 mod container;
+#[path = "e2e/diagnose.rs"]
+mod diagnose;
 #[path = "e2e/envcorpus.rs"]
 mod envcorpus;
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn preflight_reports_a_missing_env_in_systemctl_status() {
+    diagnose::missing_env();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn check_names_a_deleted_writable_dir_and_setup_repairs_it() {
+    diagnose::deleted_dir();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn common_issues_are_reproduced_and_diagnosed() {
+    diagnose::common_issues();
+}
 #[path = "e2e/roots.rs"]
 mod roots;
 #[path = "e2e/runtime.rs"]
@@ -331,6 +351,7 @@ fn lifecycle_reinstall_upgrade_downgrade_remove_purge_keeps_user_data() {
     // Reinstall over the removed package: it runs again.
     let out = apt_install(&c, &deb, "");
     assert_eq!(out.status, 0, "reinstall after remove:\n{}", out.all());
+    eprintln!("reinstall over the removed package:\n{}", out.all()); // shown only on failure
     c.wait_for(
         "active after reinstall over remove",
         Duration::from_secs(60),

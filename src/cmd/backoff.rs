@@ -58,6 +58,14 @@ pub fn run(args: &BackoffArgs) -> Result<i32> {
         Err(_) => State::default(),
     };
     let (delay, quick) = next(&state, now(), args);
+    // Why the previous start failed, if its preflight said so: shown while
+    // the unit waits here, which is where `systemctl status` finds it.
+    if let Some(dir) = state_path.parent() {
+        if let Ok(lines) = fs::read_to_string(dir.join(super::check::PREFLIGHT_FAILED)) {
+            println!("backoff: the previous start failed its preflight:");
+            print!("{lines}");
+        }
+    }
     if !delay.is_zero() {
         println!(
             "backoff: start {} in a row within {} s of the previous one; waiting {} s",

@@ -24,6 +24,9 @@ pub fn run(paths: &Paths, args: &CheckArgs) -> Result<i32> {
     let unit = Unit::load(paths)?;
     let rules = envrules::load(&paths.host(Path::new(envrules::PATH)))?;
     let findings = checks(paths, &unit, &rules, args.preflight);
+    if args.preflight {
+        remember_for_backoff(&findings);
+    }
     let show = if args.json {
         Show::Json
     } else if args.quiet {
@@ -35,6 +38,37 @@ pub fn run(paths: &Paths, args: &CheckArgs) -> Result<i32> {
     };
     Ok(report::emit(&findings, show))
 }
+
+/// A failed preflight ends the start at once, so systemd's status soon shows
+/// only the restart; the backoff step of the next start repeats these lines
+/// while it waits (see `backoff`). Kept in the unit's runtime directory.
+fn remember_for_backoff(findings: &[Finding]) {
+    let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY") else {
+        return;
+    };
+    let dir = PathBuf::from(dir.to_string_lossy().split(':').next().unwrap_or_default());
+    let path = dir.join(PREFLIGHT_FAILED);
+    let failed: Vec<String> = findings
+        .iter()
+        .filter(|f| f.level == report::Level::Fail)
+        .map(|f| {
+            format!(
+                "✗ {}: {} — fix: {}",
+                f.check,
+                f.found,
+                f.fix.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        let _ = std::fs::remove_file(path);
+    } else {
+        let _ = std::fs::write(path, failed.join("\n") + "\n");
+    }
+}
+
+/// The file in the runtime directory that carries a failed preflight's lines.
+pub const PREFLIGHT_FAILED: &str = "preflight-failed";
 
 pub fn checks(paths: &Paths, unit: &Unit, rules: &[envrules::Rule], preflight: bool) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -117,6 +151,7 @@ pub fn checks(paths: &Paths, unit: &Unit, rules: &[envrules::Rule], preflight: b
             if let Some(f) = check_last_run() {
                 out.push(f);
             }
+            out.extend(check_history());
         }
     }
     out
@@ -322,21 +357,24 @@ fn check_logrotate(paths: &Paths) -> Finding {
     }
     match Command::new("logrotate").arg("-d").arg(&snippet).output() {
         Ok(o) => {
-            let text = String::from_utf8_lossy(&o.stderr).to_lowercase()
-                + &String::from_utf8_lossy(&o.stdout).to_lowercase();
-            if o.status.success() && !text.contains("error") {
-                Finding::pass("logrotate", "/etc/logrotate.d/jarvis parses")
-            } else {
-                let first = text
-                    .lines()
-                    .find(|l| l.contains("error"))
-                    .unwrap_or_default()
-                    .to_string();
-                Finding::fail(
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stderr),
+                String::from_utf8_lossy(&o.stdout)
+            );
+            // logrotate's own complaints start with "error:" (a log may be
+            // called jarvis_errors.log).
+            let error = text.lines().find(|l| l.trim_start().starts_with("error:"));
+            match error {
+                None if o.status.success() => Finding::pass("logrotate", "/etc/logrotate.d/jarvis parses"),
+                _ => Finding::fail(
                     "logrotate",
-                    format!("logrotate -d /etc/logrotate.d/jarvis: {first}"),
+                    format!(
+                        "logrotate -d /etc/logrotate.d/jarvis: {}",
+                        error.unwrap_or("failed").trim()
+                    ),
                     "fix the snippet, or reinstall it",
-                )
+                ),
             }
         }
         Err(_) => Finding::fail(
@@ -403,6 +441,10 @@ fn check_last_run() -> Option<Finding> {
             "the bot exited with status 1: a Python error, or a variable missing or malformed".to_string(),
             format!("sudo jarvisctl check (the lines above), then {journal}"),
         ),
+        ("exit-code", 0) => (
+            "a start step (ExecStartPre=) failed before the bot ran".to_string(),
+            format!("see the lines above, and {journal}"),
+        ),
         ("exit-code", n) => (format!("the bot exited with status {n}"), journal.to_string()),
         (other, _) if !other.is_empty() => (format!("the last run ended with result {other}"), journal.to_string()),
         _ => return None,
@@ -416,4 +458,60 @@ fn check_last_run() -> Option<Finding> {
         ));
     }
     Some(Finding::fail("last-run", found, fix))
+}
+
+/// Repeated failures in the last 24 h, from systemd's own journal lines about
+/// the unit (never the bot's output, which may hold secrets): the rows of the
+/// "Common Issues" table that a restart hides from `Result=`.
+fn check_history() -> Vec<Finding> {
+    let Ok(out) = Command::new("journalctl")
+        .args([
+            "_PID=1",
+            &format!("UNIT={UNIT}"),
+            "--since",
+            "-24h",
+            "-o",
+            "cat",
+            "--no-pager",
+            "-q",
+        ])
+        .output()
+    else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+    let mut found = Vec::new();
+    let rows: [(&str, usize, &str); 4] = [
+        (
+            "the watchdog killed a hung bot",
+            count("Watchdog timeout"),
+            "read the tracebacks: journalctl -u jarvis-supervisor -g 'Fatal Python error' -A 30",
+        ),
+        (
+            "the bot was killed for memory (OOM)",
+            count("oom-kill") + count("killed by the OOM killer") + count("status=9/KILL"),
+            "raise MemoryMax= (systemctl edit jarvis-supervisor) or find the leak; dmesg | grep oom-kill",
+        ),
+        (
+            "the bot exited with status 1 (a Python error, or a bad variable)",
+            count("status=1/FAILURE"),
+            "journalctl -u jarvis-supervisor -n 50",
+        ),
+        (
+            "the start limit was hit",
+            count("Start request repeated too quickly"),
+            "fix the cause, then systemctl reset-failed jarvis-supervisor",
+        ),
+    ];
+    for (what, n, fix) in rows {
+        if n > 0 {
+            found.push(Finding::warn(
+                "history",
+                format!("{what}: {n} time(s) in the last 24 h"),
+                fix,
+            ));
+        }
+    }
+    found
 }

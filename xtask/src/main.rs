@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod deps;
 mod dist;
 mod e2e;
@@ -30,6 +31,8 @@ enum Cmd {
         /// Only run tests whose name contains this (all layers).
         filter: Option<String>,
     },
+    /// Speed figures, as ratios against peers measured in the same run.
+    Bench,
     /// Boot a throwaway Debian container, install the fresh .deb with a demo
     /// bot, show the service, and leave the container running.
     Try,
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Cmd::Dist => dist::dist().map(|_| ExitCode::SUCCESS),
         Cmd::Test { filter } => test::test(filter.as_deref()),
         Cmd::Try => try_demo::try_demo().map(|_| ExitCode::SUCCESS),
+        Cmd::Bench => bench::bench().map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
