@@ -30,6 +30,10 @@ pub enum Command {
     /// Check every known reason the service would not start, each with its
     /// fix. Exit 0 when every check passes, 1 when one fails.
     Check(CheckArgs),
+    /// Health of the service on this host: state, restarts, watchdog,
+    /// memory, logs, disk, recent errors (secrets masked). Exit 0 OK,
+    /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Status(StatusArgs),
     /// Work with .env files.
     #[command(subcommand)]
     Env(EnvCommand),
@@ -57,6 +61,13 @@ pub struct CheckArgs {
     /// ExecStartPre=.
     #[arg(long)]
     pub preflight: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON (schema 1, documented in the README).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,14 @@
 mod container;
 #[path = "e2e/diagnose.rs"]
 mod diagnose;
+#[path = "e2e/status.rs"]
+mod status;
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn status_json_in_every_state_with_its_exit_code() {
+    status::states();
+}
 #[path = "e2e/envcorpus.rs"]
 mod envcorpus;
 

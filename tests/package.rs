@@ -75,9 +75,16 @@ fn deb_carries_helper_unit_logrotate_man_copyright_changelog_and_conffile() {
         assert!(list.contains(&format!(".{f}")), "{f} not in the .deb:\n{list}");
     }
     let (_, conffiles) = run(Command::new("dpkg-deb").arg("-I").arg(&deb).arg("conffiles"));
-    let mut conffiles: Vec<&str> = conffiles.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut conffiles: Vec<&str> = conffiles
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     conffiles.sort_unstable();
-    assert_eq!(conffiles, ["/etc/jarvis-supervisor/env-rules.conf", "/etc/logrotate.d/jarvis"]);
+    assert_eq!(
+        conffiles,
+        ["/etc/jarvis-supervisor/env-rules.conf", "/etc/logrotate.d/jarvis"]
+    );
     let (_, control) = run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"));
     for dep in ["adduser", "python3", "logrotate", "procps"] {
         assert!(control.contains(dep), "Depends lacks {dep}: {control}");

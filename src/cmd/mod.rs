@@ -5,6 +5,7 @@ mod backoff;
 mod check;
 mod env;
 mod setup;
+mod status;
 
 use crate::cli::{Cli, Command, EnvCommand};
 use crate::error::Result;
@@ -16,6 +17,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Setup(args) => setup::run(&paths, &args),
         Command::Check(args) => check::run(&paths, &args),
         Command::Env(EnvCommand::Lint(args)) => env::lint(&paths, &args),
+        Command::Status(args) => status::run(&paths, &args),
         Command::Backoff(args) => backoff::run(&args),
     }
 }

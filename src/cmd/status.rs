@@ -1,0 +1,485 @@
+//! `jarvisctl status`: the health of the service on this host, for people
+//! (one line per finding) and monitors (`--json`, and the monitoring-plugin
+//! exit codes 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN). Everything comes from
+//! systemd's properties (`systemctl show -p`), never from `systemctl status`
+//! text. Error lines from the journal are shown with every `.env` value
+//! masked.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::cli::StatusArgs;
+use crate::error::Result;
+use crate::paths::{Paths, UNIT};
+use crate::systemd;
+use crate::unit::Unit;
+
+/// The JSON schema's version; bumped on any incompatible change.
+const SCHEMA: u32 = 1;
+const DISK_LOW: u64 = 1 << 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    Ok = 0,
+    Warning = 1,
+    Critical = 2,
+    Unknown = 3,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct Watchdog {
+    pub period_s: Option<f64>,
+    pub last_ping_age_s: Option<f64>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct Memory {
+    pub current_bytes: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub percent_of_max: Option<f64>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct Logs {
+    pub dir: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub newest_rotated_age_s: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub schema: u32,
+    pub verdict: Verdict,
+    pub exit_code: i32,
+    /// Why the verdict is not OK, one sentence each.
+    pub reasons: Vec<String>,
+    /// active, activating, restarting, failed, inactive, not-installed, unknown.
+    pub state: String,
+    pub active_state: String,
+    pub sub_state: String,
+    pub result: String,
+    pub main_pid: Option<u32>,
+    pub uptime_s: Option<f64>,
+    pub n_restarts: Option<u64>,
+    pub restarts_24h: Option<u64>,
+    pub status_text: Option<String>,
+    pub watchdog: Watchdog,
+    pub memory: Memory,
+    pub cpu_s: Option<f64>,
+    pub logs: Logs,
+    pub disk_free_bytes: Option<u64>,
+    /// The last error lines of the last 24 h, every .env value masked.
+    pub errors: Vec<String>,
+    pub package_version: Option<String>,
+}
+
+const PROPS: &[&str] = &[
+    "LoadState",
+    "ActiveState",
+    "SubState",
+    "Result",
+    "MainPID",
+    "NRestarts",
+    "StatusText",
+    "WatchdogUSec",
+    "WatchdogTimestampMonotonic",
+    "ExecMainStartTimestampMonotonic",
+    "ActiveEnterTimestampMonotonic",
+    "MemoryCurrent",
+    "MemoryMax",
+    "CPUUsageNSec",
+];
+
+pub fn run(paths: &Paths, args: &StatusArgs) -> Result<i32> {
+    let st = collect(paths);
+    if args.json {
+        println!("{}", serde_json::to_string(&st).unwrap_or_default());
+    } else {
+        print_human(&st);
+    }
+    Ok(st.exit_code)
+}
+
+fn num<T: std::str::FromStr>(p: &BTreeMap<String, String>, k: &str) -> Option<T> {
+    p.get(k).and_then(|v| v.parse().ok())
+}
+
+fn monotonic_now_us() -> Option<u64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+    Some(t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
+}
+
+pub fn collect(paths: &Paths) -> Status {
+    let mut st = Status {
+        schema: SCHEMA,
+        verdict: Verdict::Ok,
+        exit_code: 0,
+        reasons: Vec::new(),
+        state: "unknown".into(),
+        active_state: String::new(),
+        sub_state: String::new(),
+        result: String::new(),
+        main_pid: None,
+        uptime_s: None,
+        n_restarts: None,
+        restarts_24h: None,
+        status_text: None,
+        watchdog: Watchdog::default(),
+        memory: Memory::default(),
+        cpu_s: None,
+        logs: Logs::default(),
+        disk_free_bytes: None,
+        errors: Vec::new(),
+        package_version: package_version(),
+    };
+    let Some(p) = systemd::show(UNIT, PROPS) else {
+        raise(
+            &mut st,
+            Verdict::Unknown,
+            "cannot ask systemd (systemctl show failed or is missing)".into(),
+        );
+        st.exit_code = st.verdict as i32;
+        return st;
+    };
+    let get = |k: &str| p.get(k).cloned().unwrap_or_default();
+    st.active_state = get("ActiveState");
+    st.sub_state = get("SubState");
+    st.result = get("Result");
+    if get("LoadState") == "not-found" {
+        st.state = "not-installed".into();
+        raise(&mut st, Verdict::Critical, format!("{UNIT} is not installed"));
+        st.exit_code = st.verdict as i32;
+        return st;
+    }
+    st.main_pid = num::<u32>(&p, "MainPID").filter(|&n| n > 0);
+    st.n_restarts = num(&p, "NRestarts");
+    st.status_text = p.get("StatusText").filter(|s| !s.is_empty()).cloned();
+    st.cpu_s = num::<u64>(&p, "CPUUsageNSec").map(|n| n as f64 / 1e9);
+    let now = monotonic_now_us();
+    let since = |k: &str| -> Option<f64> {
+        let t: u64 = num(&p, k)?;
+        (t > 0)
+            .then(|| now.map(|n| n.saturating_sub(t) as f64 / 1e6))
+            .flatten()
+    };
+    st.state = match (st.active_state.as_str(), st.sub_state.as_str()) {
+        ("activating", "auto-restart") => "restarting".into(),
+        ("activating", _) if st.n_restarts.unwrap_or(0) > 0 => "restarting".into(),
+        (a, _) => a.to_string(),
+    };
+    let (state, result) = (st.state.clone(), st.result.clone());
+    match state.as_str() {
+        "active" => {}
+        "restarting" => raise(
+            &mut st,
+            Verdict::Warning,
+            format!("restarting (last result: {result})"),
+        ),
+        "activating" | "reloading" => raise(&mut st, Verdict::Warning, "starting".into()),
+        "failed" => raise(&mut st, Verdict::Critical, format!("failed (result: {result})")),
+        other => raise(&mut st, Verdict::Critical, format!("down ({other})")),
+    }
+    if st.state == "active" {
+        st.uptime_s = since("ActiveEnterTimestampMonotonic");
+    }
+    // Watchdog: age of the last WATCHDOG=1, or of READY=1 when none came yet.
+    let period = num::<u64>(&p, "WatchdogUSec")
+        .filter(|&u| u > 0)
+        .map(|u| u as f64 / 1e6);
+    st.watchdog.period_s = period;
+    if st.state == "active" {
+        st.watchdog.last_ping_age_s = since("WatchdogTimestampMonotonic").or(st.uptime_s);
+        if let (Some(age), Some(per)) = (st.watchdog.last_ping_age_s, period) {
+            if age > per / 2.0 {
+                raise(
+                    &mut st,
+                    Verdict::Warning,
+                    format!("last watchdog ping {age:.0} s ago (WatchdogSec={per:.0}s)"),
+                );
+            }
+        }
+    }
+    st.memory.current_bytes = num::<u64>(&p, "MemoryCurrent").filter(|&m| m < u64::MAX);
+    st.memory.max_bytes = num::<u64>(&p, "MemoryMax").filter(|&m| m < u64::MAX);
+    if let (Some(cur), Some(max)) = (st.memory.current_bytes, st.memory.max_bytes) {
+        let pct = cur as f64 * 100.0 / max as f64;
+        st.memory.percent_of_max = Some((pct * 10.0).round() / 10.0);
+        if pct > 80.0 {
+            raise(
+                &mut st,
+                Verdict::Warning,
+                format!("memory at {pct:.0}% of MemoryMax"),
+            );
+        }
+    }
+    st.restarts_24h = restarts_24h();
+    let unit = Unit::load(paths).ok();
+    if let Some(u) = &unit {
+        st.logs = logs(paths, u);
+        if let Some(dir) = &st.logs.dir {
+            st.disk_free_bytes = free_bytes(&paths.host(Path::new(dir)));
+            if st.disk_free_bytes.is_some_and(|f| f < DISK_LOW) {
+                raise(
+                    &mut st,
+                    Verdict::Warning,
+                    "disk space low for the logs (under 1 GiB)".into(),
+                );
+            }
+        }
+        st.errors = error_lines(paths, u);
+    }
+    st.exit_code = st.verdict as i32;
+    st
+}
+
+fn raise(st: &mut Status, v: Verdict, why: String) {
+    st.verdict = st.verdict.max(v);
+    st.reasons.push(why);
+}
+
+fn restarts_24h() -> Option<u64> {
+    let out = Command::new("journalctl")
+        .args([
+            "_PID=1",
+            &format!("UNIT={UNIT}"),
+            "--since",
+            "-24h",
+            "-o",
+            "cat",
+            "--no-pager",
+            "-q",
+        ])
+        .output()
+        .ok()?;
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("Scheduled restart job"))
+            .count() as u64,
+    )
+}
+
+fn logs(paths: &Paths, unit: &Unit) -> Logs {
+    let Some(dir) = unit
+        .read_write_paths()
+        .into_iter()
+        .map(|p| p.path)
+        .find(|p| p.ends_with("logs"))
+    else {
+        return Logs::default();
+    };
+    let mut size = 0u64;
+    let mut newest: Option<std::time::SystemTime> = None;
+    if let Ok(rd) = std::fs::read_dir(paths.host(&dir)) {
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            size += m.len();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rotated =
+                name.ends_with(".gz") || name.rsplit('.').next().is_some_and(|s| s.parse::<u32>().is_ok());
+            if rotated {
+                if let Ok(t) = m.modified() {
+                    newest = Some(newest.map_or(t, |n| n.max(t)));
+                }
+            }
+        }
+    }
+    Logs {
+        dir: Some(dir.display().to_string()),
+        size_bytes: Some(size),
+        newest_rotated_age_s: newest.and_then(|t| t.elapsed().ok()).map(|d| d.as_secs()),
+    }
+}
+
+fn free_bytes(path: &Path) -> Option<u64> {
+    let mut probe = path.to_path_buf();
+    while !probe.exists() && probe.pop() {}
+    let st = nix::sys::statvfs::statvfs(&probe).ok()?;
+    Some(st.blocks_available() * st.fragment_size())
+}
+
+/// Every value of the unit's `.env` files, longest first, to mask.
+fn secrets(paths: &Paths, unit: &Unit) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for env in unit.environment_files() {
+        match std::fs::read(paths.host(&env.path)) {
+            Ok(bytes) => {
+                let parsed = crate::envfile::parse(&bytes);
+                out.extend(parsed.vars.into_iter().map(|v| v.value).filter(|v| v.len() >= 4));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Unreadable: the values cannot be masked, so no line is shown.
+            Err(_) => return None,
+        }
+    }
+    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    Some(out)
+}
+
+pub fn mask(line: &str, secrets: &[String]) -> String {
+    let mut s = line.to_string();
+    for v in secrets {
+        if s.contains(v.as_str()) {
+            s = s.replace(v.as_str(), "****");
+        }
+    }
+    s
+}
+
+/// The last error-looking lines of the unit's journal in the last 24 h.
+fn error_lines(paths: &Paths, unit: &Unit) -> Vec<String> {
+    let Some(secrets) = secrets(paths, unit) else {
+        return vec!["(error lines hidden: .env could not be read to mask its values; run as root)".into()];
+    };
+    let Ok(out) = Command::new("journalctl")
+        .args([
+            "-u",
+            UNIT,
+            "--since",
+            "-24h",
+            "-n",
+            "2000",
+            "-o",
+            "cat",
+            "--no-pager",
+            "-q",
+        ])
+        .output()
+    else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let looks_bad = |l: &str| {
+        let low = l.to_lowercase();
+        ["error", "exception", "traceback", "fatal", "failed", "✗"]
+            .iter()
+            .any(|w| low.contains(w))
+    };
+    let bad: Vec<&str> = text.lines().filter(|l| looks_bad(l)).collect();
+    bad[bad.len().saturating_sub(5)..]
+        .iter()
+        .map(|l| mask(l, &secrets))
+        .collect()
+}
+
+fn package_version() -> Option<String> {
+    let dpkg = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "jarvis-supervisor"])
+        .output();
+    if let Ok(o) = dpkg {
+        if o.status.success() && !o.stdout.is_empty() {
+            return Some(String::from_utf8_lossy(&o.stdout).into_owned());
+        }
+    }
+    let rpm = Command::new("rpm")
+        .args(["-q", "--qf", "%{VERSION}-%{RELEASE}", "jarvis-supervisor"])
+        .output();
+    if let Ok(o) = rpm {
+        if o.status.success() {
+            return Some(String::from_utf8_lossy(&o.stdout).into_owned());
+        }
+    }
+    None
+}
+
+fn human_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", b / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    }
+}
+
+fn human_secs(s: f64) -> String {
+    let s = s as u64;
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+fn print_human(st: &Status) {
+    let verdict = match st.verdict {
+        Verdict::Ok => "OK",
+        Verdict::Warning => "WARNING",
+        Verdict::Critical => "CRITICAL",
+        Verdict::Unknown => "UNKNOWN",
+    };
+    let why = if st.reasons.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", st.reasons.join("; "))
+    };
+    println!("{verdict}{why}");
+    let mut state = format!(
+        "state: {} ({}/{}), last result {}",
+        st.state, st.active_state, st.sub_state, st.result
+    );
+    if let Some(pid) = st.main_pid {
+        state.push_str(&format!(", main pid {pid}"));
+    }
+    if let Some(up) = st.uptime_s {
+        state.push_str(&format!(", up {}", human_secs(up)));
+    }
+    println!("{state}");
+    if st.state == "not-installed" || st.state == "unknown" {
+        return;
+    }
+    println!(
+        "restarts: {} since the last manual start, {} in the last 24 h",
+        st.n_restarts.unwrap_or(0),
+        st.restarts_24h.unwrap_or(0)
+    );
+    match (st.watchdog.last_ping_age_s, st.watchdog.period_s) {
+        (Some(a), Some(p)) => println!("watchdog: last ping {} ago (WatchdogSec={p:.0}s)", human_secs(a)),
+        (None, Some(p)) => println!("watchdog: WatchdogSec={p:.0}s, no ping while not running"),
+        _ => println!("watchdog: off"),
+    }
+    let mem = match (st.memory.current_bytes, st.memory.max_bytes) {
+        (Some(c), Some(m)) => format!(
+            "{} of {} ({:.1}%)",
+            human_bytes(c),
+            human_bytes(m),
+            c as f64 * 100.0 / m as f64
+        ),
+        (Some(c), None) => human_bytes(c),
+        _ => "not measured".into(),
+    };
+    println!("memory: {mem}; CPU {:.1} s in all", st.cpu_s.unwrap_or(0.0));
+    if let Some(t) = &st.status_text {
+        println!("status: {t}");
+    }
+    if let Some(dir) = &st.logs.dir {
+        let newest = st
+            .logs
+            .newest_rotated_age_s
+            .map_or("none rotated yet".into(), |a| {
+                format!("newest rotated {} old", human_secs(a as f64))
+            });
+        println!(
+            "logs: {dir}: {}; {newest}",
+            human_bytes(st.logs.size_bytes.unwrap_or(0))
+        );
+    }
+    if let Some(f) = st.disk_free_bytes {
+        println!("disk: {} free", human_bytes(f));
+    }
+    if st.errors.is_empty() {
+        println!("errors: none in the last 24 h");
+    }
+    for e in &st.errors {
+        println!("error: {e}");
+    }
+    println!(
+        "package: {}",
+        st.package_version
+            .as_deref()
+            .unwrap_or("not installed by a package")
+    );
+}

@@ -1,0 +1,147 @@
+//! Issue 5, acceptance 1: `jarvisctl status --json` checked field by field
+//! against a booted container in each state, with the exit code of each.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::container::Container;
+use super::roots::Suite;
+use super::{active, apt_install, deploy_standin, main_pid, pkg, CODE, UNIT};
+
+const DROPIN: &str = "/etc/systemd/system/jarvis-supervisor.service.d/50-test.conf";
+const TOKEN: &str = "123456789:AAFakeTokenForTestsOnly_abcdefghijklmn";
+
+fn status(c: &Container) -> (i32, Value) {
+    let r = c.sh("jarvisctl status --json");
+    let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.all()));
+    assert_eq!(
+        v["exit_code"], r.status,
+        "exit_code field and exit status differ: {v}"
+    );
+    assert_eq!(v["schema"], 1);
+    (r.status, v)
+}
+
+pub fn states() {
+    let c = Container::boot(Suite::Bookworm);
+
+    // Not installed: the helper alone, taken from the package.
+    let deb = pkg("JARVIS_DEB");
+    let x = c.root.join("var/tmp/x");
+    let st = std::process::Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&x)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    c.ok("cp /var/tmp/x/usr/bin/jarvisctl /usr/local/bin/jarvisctl");
+    let (code, v) = status(&c);
+    assert_eq!((code, v["state"].as_str()), (2, Some("not-installed")), "{v}");
+    assert_eq!(v["verdict"], "CRITICAL");
+    c.ok("rm /usr/local/bin/jarvisctl");
+
+    // Running.
+    deploy_standin(&c);
+    c.write(
+        DROPIN,
+        "[Service]\nWatchdogSec=20s\nEnvironment=STANDIN_WATCHDOG_INTERVAL=2\n",
+    );
+    let out = apt_install(&c, &deb, "");
+    assert_eq!(out.status, 0, "{}", out.all());
+    c.wait_for("active", Duration::from_secs(60), active);
+    c.ok(&format!("echo errtoken > {CODE}/data/standin-mode"));
+    c.wait_for("the error line", Duration::from_secs(10), |c| {
+        c.ok("journalctl -u jarvis-supervisor -o cat --no-pager")
+            .contains("api.telegram.org")
+    });
+    c.ok(&format!("rm {CODE}/data/standin-mode"));
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, v) = status(&c);
+    assert_eq!(code, 0, "running must be OK: {v}");
+    assert_eq!(v["verdict"], "OK");
+    assert_eq!(v["state"], "active");
+    assert_eq!(v["sub_state"], "running");
+    assert_eq!(v["main_pid"].as_u64().map(|p| p.to_string()), Some(main_pid(&c)));
+    assert!(v["uptime_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["watchdog"]["period_s"], 20.0);
+    assert!(
+        v["watchdog"]["last_ping_age_s"].as_f64().unwrap() < 5.0,
+        "pings every 2 s: {v}"
+    );
+    assert_eq!(v["memory"]["max_bytes"], 4u64 << 30);
+    assert_eq!(v["package_version"], "0.1.0-1");
+    assert_eq!(v["logs"]["dir"], "/home/jarvis/Jarvis/logs");
+    assert!(v["logs"]["size_bytes"].as_u64().unwrap() > 0);
+    assert!(v["disk_free_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(v["n_restarts"], 0);
+    let errors = v["errors"].to_string();
+    assert!(
+        errors.contains("api.telegram.org/bot****/getMe"),
+        "the error line is missing or unmasked: {errors}"
+    );
+    let human = c.sh("jarvisctl status").all();
+    assert!(
+        !human.contains(TOKEN) && !v.to_string().contains(TOKEN),
+        "the token was printed:\n{human}"
+    );
+    assert!(human.starts_with("OK"), "{human}");
+    println!(
+        "running: {}",
+        human.lines().take(4).collect::<Vec<_>>().join(" | ")
+    );
+
+    // Hung: the pings stop; WARNING once the last one is older than half the period.
+    c.ok(&format!("echo hang > {CODE}/data/standin-mode"));
+    let mut seen = Value::Null;
+    c.wait_for("a stale watchdog", Duration::from_secs(20), |c| {
+        let (code, v) = status(c);
+        seen = v;
+        code == 1 && seen["state"] == "active"
+    });
+    c.ok(&format!("rm {CODE}/data/standin-mode"));
+    let age = seen["watchdog"]["last_ping_age_s"].as_f64().unwrap();
+    assert!(age > 10.0 && age < 20.0, "{seen}");
+    assert!(
+        seen["reasons"].to_string().contains("last watchdog ping"),
+        "{seen}"
+    );
+    println!("hung: WARNING, last ping {age:.1} s ago of 20 s");
+    c.wait_for("the restart after the watchdog", Duration::from_secs(40), active);
+
+    // Restarting after kill -9.
+    c.wait_for("active", Duration::from_secs(60), active);
+    c.ok(&format!("kill -9 {}", main_pid(&c)));
+    let mut seen = Value::Null;
+    c.wait_for("restarting", Duration::from_secs(10), |c| {
+        let (code, v) = status(c);
+        seen = v;
+        code == 1 && seen["state"] == "restarting"
+    });
+    assert_eq!(seen["verdict"], "WARNING");
+    assert!(seen["n_restarts"].as_u64().unwrap() >= 1, "{seen}");
+    assert!(seen["restarts_24h"].as_u64().unwrap() >= 1, "{seen}");
+    c.wait_for("active again", Duration::from_secs(30), active);
+
+    // Failed after the crash-loop limit.
+    c.write(
+        DROPIN,
+        "[Unit]\nStartLimitBurst=3\n[Service]\nEnvironment=STANDIN_MODE=exit1\n",
+    );
+    c.ok(&format!(
+        "systemctl daemon-reload; systemctl reset-failed {UNIT}; systemctl restart {UNIT} || true"
+    ));
+    c.wait_for("failed", Duration::from_secs(60), |c| {
+        c.prop(UNIT, "ActiveState") == "failed"
+    });
+    let (code, v) = status(&c);
+    assert_eq!(code, 2, "{v}");
+    assert_eq!(v["state"], "failed");
+    assert_eq!(v["verdict"], "CRITICAL");
+    assert!(
+        v["reasons"].to_string().contains("failed (result: exit-code)"),
+        "{v}"
+    );
+    println!("failed after the limit: CRITICAL: {}", v["reasons"]);
+}
