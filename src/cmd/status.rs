@@ -187,9 +187,11 @@ pub fn collect(paths: &Paths) -> Status {
         st.uptime_s = since("ActiveEnterTimestampMonotonic");
     }
     // Watchdog: age of the last WATCHDOG=1, or of READY=1 when none came yet.
-    let period = num::<u64>(&p, "WatchdogUSec")
-        .filter(|&u| u > 0)
-        .map(|u| u as f64 / 1e6);
+    // systemctl show prints spans formatted ("3min"), timestamps raw.
+    let period = p
+        .get("WatchdogUSec")
+        .and_then(|v| timespan_s(v))
+        .filter(|&s| s > 0.0);
     st.watchdog.period_s = period;
     if st.state == "active" {
         st.watchdog.last_ping_age_s = since("WatchdogTimestampMonotonic").or(st.uptime_s);
@@ -234,6 +236,33 @@ pub fn collect(paths: &Paths) -> Status {
     }
     st.exit_code = st.verdict as i32;
     st
+}
+
+/// A systemd time span as `systemctl show` prints it ("20s", "5min",
+/// "1min 30s", "100ms", "0"), in seconds.
+pub fn timespan_s(v: &str) -> Option<f64> {
+    if v == "infinity" {
+        return None;
+    }
+    let mut total = 0.0;
+    for word in v.split_whitespace() {
+        let split = word
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(word.len());
+        let (n, unit) = word.split_at(split);
+        let n: f64 = n.parse().ok()?;
+        total += n * match unit {
+            "" | "s" | "sec" => 1.0,
+            "us" | "usec" => 1e-6,
+            "ms" | "msec" => 1e-3,
+            "min" | "m" => 60.0,
+            "h" | "hr" => 3600.0,
+            "d" => 86400.0,
+            "w" => 604800.0,
+            _ => return None,
+        };
+    }
+    Some(total)
 }
 
 fn raise(st: &mut Status, v: Verdict, why: String) {
@@ -482,4 +511,28 @@ fn print_human(st: &Status) {
             .as_deref()
             .unwrap_or("not installed by a package")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timespans_as_systemctl_show_prints_them() {
+        assert_eq!(timespan_s("20s"), Some(20.0));
+        assert_eq!(timespan_s("5min"), Some(300.0));
+        assert_eq!(timespan_s("1min 30s"), Some(90.0));
+        assert_eq!(timespan_s("100ms"), Some(0.1));
+        assert_eq!(timespan_s("0"), Some(0.0));
+        assert_eq!(timespan_s("infinity"), None);
+    }
+
+    #[test]
+    fn masking_hides_every_value_longest_first() {
+        let secrets = vec!["123456789:abcdef".to_string(), "abcdef".to_string()];
+        assert_eq!(
+            mask("url bot123456789:abcdef/x and abcdef", &secrets),
+            "url bot****/x and ****"
+        );
+    }
 }

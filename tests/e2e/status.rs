@@ -120,9 +120,20 @@ pub fn states() {
         code == 1 && seen["state"] == "restarting"
     });
     assert_eq!(seen["verdict"], "WARNING");
-    assert!(seen["n_restarts"].as_u64().unwrap() >= 1, "{seen}");
-    assert!(seen["restarts_24h"].as_u64().unwrap() >= 1, "{seen}");
+    assert_eq!(seen["result"], "signal", "{seen}");
+    assert!(
+        seen["reasons"]
+            .to_string()
+            .contains("restarting (last result: signal)"),
+        "{seen}"
+    );
+    println!("restarting: WARNING: {}", seen["reasons"]);
     c.wait_for("active again", Duration::from_secs(30), active);
+    // The counters move when the restart job runs.
+    let (code, v) = status(&c);
+    assert_eq!(code, 0, "{v}");
+    assert!(v["n_restarts"].as_u64().unwrap() >= 1, "{v}");
+    assert!(v["restarts_24h"].as_u64().unwrap() >= 1, "{v}");
 
     // Failed after the crash-loop limit.
     c.write(

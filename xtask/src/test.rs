@@ -49,9 +49,12 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
             "--test",
             "package",
             "--test",
+            "fuzz_envfile",
+            "--test",
             "e2e",
             "--",
             "--ignored",
+            "--show-output",
         ])
         .env("JARVIS_DEB", &built.deb)
         .env("JARVIS_RPM", &built.rpm)
