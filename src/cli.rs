@@ -68,6 +68,17 @@ pub struct StatusArgs {
     /// Print the status as JSON (schema 1, documented in the README).
     #[arg(long)]
     pub json: bool,
+    /// Record one sample (time, memory, restarts, state) in the history,
+    /// quietly: what the health timer runs every 5 minutes.
+    #[arg(long, conflicts_with = "trend")]
+    pub record: bool,
+    /// Report the memory slope over the last 24 h and 7 days from the
+    /// history, and flag growth that would reach MemoryMax within 7 days.
+    #[arg(long)]
+    pub trend: bool,
+    /// The history file (default /var/lib/jarvis-supervisor/samples.jsonl).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub samples: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ mod output;
 mod paths;
 mod provision;
 mod report;
+mod samples;
 mod systemd;
 mod unit;
 

@@ -15,6 +15,12 @@ mod status;
 fn status_json_in_every_state_with_its_exit_code() {
     status::states();
 }
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn health_timer_records_samples_and_trend_reports_the_leak_rate() {
+    status::trend();
+}
 #[path = "e2e/envcorpus.rs"]
 mod envcorpus;
 
@@ -157,6 +163,17 @@ fn verify_and_security(suite: Suite) {
         "",
         "systemd-analyze verify must print nothing"
     );
+    for unit in [
+        "jarvis-supervisor-health.service",
+        "jarvis-supervisor-health.timer",
+    ] {
+        let v = c.sh(&format!("systemd-analyze verify {unit} 2>&1"));
+        assert_eq!(
+            (v.status, v.stdout.trim()),
+            (0, ""),
+            "systemd-analyze verify {unit}"
+        );
+    }
     let score = security_score(&c);
     println!("{}: systemd-analyze security: {score}", suite.name());
     assert!(score <= 2.0, "exposure {score} > 2.0");

@@ -57,6 +57,8 @@ fn rpmlint_reports_no_errors() {
 const SHIPPED: &[&str] = &[
     "/usr/bin/jarvisctl",
     "/usr/lib/systemd/system/jarvis-supervisor.service",
+    "/usr/lib/systemd/system/jarvis-supervisor-health.service",
+    "/usr/lib/systemd/system/jarvis-supervisor-health.timer",
     "/etc/logrotate.d/jarvis",
     "/usr/lib/tmpfiles.d/jarvis-supervisor.conf",
     "/usr/share/man/man1/jarvisctl.1.gz",

@@ -4,10 +4,11 @@ jarvisctl setup || exit 1
 if [ "$1" -eq 1 ]; then
     # Initial installation. Enabled despite presets: this package exists
     # only to run this one service at boot.
-    systemctl --no-reload enable jarvis-supervisor.service >/dev/null 2>&1 || :
+    systemctl --no-reload enable jarvis-supervisor.service jarvis-supervisor-health.timer >/dev/null 2>&1 || :
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload || :
         systemd-tmpfiles --create jarvis-supervisor.conf >/dev/null 2>&1 || :
+        systemctl start jarvis-supervisor-health.timer || :
         if jarvisctl check; then
             systemctl start jarvis-supervisor.service \
                 || echo "jarvis-supervisor: the service did not start; see: journalctl -u jarvis-supervisor" >&2

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::cli::StatusArgs;
 use crate::error::Result;
 use crate::paths::{Paths, UNIT};
+use crate::samples::{self, Sample};
 use crate::systemd;
 use crate::unit::Unit;
 
@@ -92,9 +93,20 @@ const PROPS: &[&str] = &[
     "MemoryCurrent",
     "MemoryMax",
     "CPUUsageNSec",
+    "ControlGroup",
 ];
 
 pub fn run(paths: &Paths, args: &StatusArgs) -> Result<i32> {
+    let history = args
+        .samples
+        .clone()
+        .unwrap_or_else(|| paths.host(Path::new(samples::PATH)));
+    if args.record {
+        return record(paths, &history);
+    }
+    if args.trend {
+        return trend(paths, &history, args.json);
+    }
     let st = collect(paths);
     if args.json {
         println!("{}", serde_json::to_string(&st).unwrap_or_default());
@@ -205,7 +217,10 @@ pub fn collect(paths: &Paths) -> Status {
             }
         }
     }
-    st.memory.current_bytes = num::<u64>(&p, "MemoryCurrent").filter(|&m| m < u64::MAX);
+    // The cgroup's own count where it keeps one, else the processes' RSS.
+    st.memory.current_bytes = num::<u64>(&p, "MemoryCurrent")
+        .filter(|&m| m < u64::MAX)
+        .or_else(|| p.get("ControlGroup").and_then(|cg| rss_of_cgroup(cg)));
     st.memory.max_bytes = num::<u64>(&p, "MemoryMax").filter(|&m| m < u64::MAX);
     if let (Some(cur), Some(max)) = (st.memory.current_bytes, st.memory.max_bytes) {
         let pct = cur as f64 * 100.0 / max as f64;
@@ -268,6 +283,119 @@ pub fn timespan_s(v: &str) -> Option<f64> {
 fn raise(st: &mut Status, v: Verdict, why: String) {
     st.verdict = st.verdict.max(v);
     st.reasons.push(why);
+}
+
+/// The resident memory of every process in the unit's cgroup, summed.
+fn rss_of_cgroup(cg: &str) -> Option<u64> {
+    let procs = [
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/systemd",
+    ]
+    .iter()
+    .find_map(|root| std::fs::read_to_string(format!("{root}{cg}/cgroup.procs")).ok())?;
+    let mut total = 0;
+    let mut any = false;
+    for pid in procs.split_whitespace() {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        if let Some(kb) = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            total += kb * 1024;
+            any = true;
+        }
+    }
+    any.then_some(total)
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `--record`: one sample, quietly; the bot's state never fails the timer.
+fn record(paths: &Paths, history: &Path) -> Result<i32> {
+    let st = collect(paths);
+    let s = Sample {
+        t: now_s(),
+        rss: st.memory.current_bytes,
+        restarts: st.n_restarts,
+        state: st.state.clone(),
+    };
+    samples::append(history, &s)?;
+    Ok(0)
+}
+
+#[derive(Debug, Serialize)]
+struct Trend {
+    samples: usize,
+    slope_24h_mib_per_hour: Option<f64>,
+    slope_7d_mib_per_hour: Option<f64>,
+    current_bytes: Option<u64>,
+    max_bytes: Option<u64>,
+    /// Hours until MemoryMax at the 24 h slope, when it grows.
+    reaches_max_in_hours: Option<f64>,
+    /// True when that is within 7 days.
+    flagged: bool,
+}
+
+/// `--trend`: exit 0 when memory is stable, 1 when it would reach
+/// MemoryMax within 7 days, 3 with too few samples to tell.
+fn trend(paths: &Paths, history: &Path, json: bool) -> Result<i32> {
+    let all = samples::read(history);
+    let now = now_s();
+    let st = collect(paths);
+    let s24 = samples::slope_mib_per_hour(&all, now, 86_400);
+    let s7 = samples::slope_mib_per_hour(&all, now, 7 * 86_400);
+    let current = st
+        .memory
+        .current_bytes
+        .or_else(|| all.iter().rev().find_map(|s| s.rss));
+    let max = st.memory.max_bytes;
+    let reaches = match (s24, current, max) {
+        (Some(slope), Some(cur), Some(max)) if slope > 0.0 => {
+            Some(((max.saturating_sub(cur)) as f64 / (1u64 << 20) as f64 / slope * 10.0).round() / 10.0)
+        }
+        _ => None,
+    };
+    let flagged = reaches.is_some_and(|h| h <= 7.0 * 24.0);
+    let t = Trend {
+        samples: all.len(),
+        slope_24h_mib_per_hour: s24.map(|v| (v * 10.0).round() / 10.0),
+        slope_7d_mib_per_hour: s7.map(|v| (v * 10.0).round() / 10.0),
+        current_bytes: current,
+        max_bytes: max,
+        reaches_max_in_hours: reaches,
+        flagged,
+    };
+    let code = if s24.is_none() {
+        3
+    } else if flagged {
+        1
+    } else {
+        0
+    };
+    if json {
+        println!("{}", serde_json::to_string(&t).unwrap_or_default());
+    } else {
+        let fmt =
+            |v: Option<f64>| v.map_or("not enough samples".to_string(), |v| format!("{v:+.1} MiB/hour"));
+        println!("memory trend from {} samples in {}", t.samples, history.display());
+        println!("last 24 h: {}", fmt(t.slope_24h_mib_per_hour));
+        println!("last 7 days: {}", fmt(t.slope_7d_mib_per_hour));
+        match reaches {
+            Some(h) if flagged => println!("WARNING: at this rate memory reaches MemoryMax in {h:.1} hours"),
+            Some(h) => println!("at this rate memory reaches MemoryMax in {:.1} days", h / 24.0),
+            None => println!("memory is not growing"),
+        }
+    }
+    Ok(code)
 }
 
 fn restarts_24h() -> Option<u64> {

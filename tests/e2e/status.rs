@@ -156,3 +156,59 @@ pub fn states() {
     );
     println!("failed after the limit: CRITICAL: {}", v["reasons"]);
 }
+
+/// Issue 5, acceptance 3: the health timer records samples, and `--trend`
+/// reports a known leak rate within 20% and flags it.
+pub fn trend() {
+    let c = Container::boot(Suite::Bookworm);
+    deploy_standin(&c);
+    // 1 MiB a second from READY on: 3600 MiB an hour.
+    c.ok(&format!(
+        "printf 'STANDIN_MODE=leak\\nSTANDIN_LEAK_MB_PER_S=1\\n' >> {CODE}/.env"
+    ));
+    // The shipped timer fires every 5 minutes; here every 3 seconds.
+    c.write(
+        "/etc/systemd/system/jarvis-supervisor-health.timer.d/50-test.conf",
+        "[Timer]\nOnBootSec=\nOnUnitActiveSec=\nOnActiveSec=1s\nOnUnitActiveSec=3s\nAccuracySec=100ms\n",
+    );
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "{}", out.all());
+    c.wait_for("active", Duration::from_secs(60), active);
+    assert_eq!(
+        c.ok("systemctl is-enabled jarvis-supervisor-health.timer").trim(),
+        "enabled"
+    );
+    assert_eq!(
+        c.ok("systemctl is-active jarvis-supervisor-health.timer").trim(),
+        "active"
+    );
+    // Only samples of the leaking process.
+    c.ok("rm -f /var/lib/jarvis-supervisor/samples.jsonl");
+    std::thread::sleep(Duration::from_secs(45));
+    let samples = c.ok("cat /var/lib/jarvis-supervisor/samples.jsonl");
+    let n = samples
+        .lines()
+        .filter(|l| l.contains("\"rss\":") && !l.contains("\"rss\":null"))
+        .count();
+    assert!(
+        n >= 8,
+        "the timer recorded {n} samples with memory in 45 s:\n{samples}"
+    );
+    let r = c.sh("jarvisctl status --trend --json");
+    let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.all()));
+    let slope = v["slope_24h_mib_per_hour"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no slope: {v}"));
+    println!("trend: {n} samples, slope {slope:.0} MiB/hour for a 3600 MiB/hour leak; {v}");
+    assert!(
+        (2880.0..=4320.0).contains(&slope),
+        "slope {slope} is not within 20% of 3600"
+    );
+    assert_eq!(v["flagged"], true, "{v}");
+    assert_eq!(r.status, 1, "a flagged trend is a WARNING");
+    let human = c.sh("jarvisctl status --trend").stdout;
+    assert!(
+        human.contains("WARNING: at this rate memory reaches MemoryMax"),
+        "{human}"
+    );
+}
