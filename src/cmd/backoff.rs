@@ -1,8 +1,9 @@
 //! `jarvisctl backoff`: the unit's `ExecStartPre=`. systemd 252 has no
 //! growing restart delay (`RestartSteps=` arrived in 254), so this gives the
-//! same backoff on every version: each start that follows the previous one
-//! within `--stable-after` seconds waits twice as long as the last, up to
-//! `--max`; a long healthy run resets it. The state lives in the unit's
+//! same backoff on every version: the first start that follows the previous
+//! one within `--stable-after` seconds goes ahead at once, each further one
+//! waits twice as long as the last (from `--base`), up to `--max`; a long
+//! healthy run resets it. The state lives in the unit's
 //! runtime directory, which systemd keeps across restarts but removes on a
 //! stop, so a manual stop and start is never delayed.
 
@@ -29,12 +30,14 @@ pub fn next(state: &State, now: u64, args: &BackoffArgs) -> (Duration, u32) {
         Some(t) if now.saturating_sub(t) < args.stable_after => state.quick_restarts.saturating_add(1),
         _ => 0,
     };
-    if quick == 0 {
-        return (Duration::ZERO, 0);
+    // The first quick restart waits only RestartSec=: a single crash must be
+    // back within seconds (the bot needs up to 7 s more to be READY).
+    if quick <= 1 {
+        return (Duration::ZERO, quick);
     }
     let secs = args
         .base
-        .saturating_mul(1u64 << (quick - 1).min(32))
+        .saturating_mul(1u64 << (quick - 2).min(32))
         .min(args.max);
     (Duration::from_secs(secs), quick)
 }
@@ -121,7 +124,7 @@ mod tests {
         let mut st = State::default();
         let mut t = 1_000;
         let mut seen = Vec::new();
-        for _ in 0..9 {
+        for _ in 0..10 {
             let (d, q) = next(&st, t, &a);
             seen.push(d.as_secs());
             st = State {
@@ -130,7 +133,7 @@ mod tests {
             };
             t += 5;
         }
-        assert_eq!(seen, vec![0, 1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(seen, vec![0, 0, 1, 2, 4, 8, 16, 32, 60, 60]);
         let (d, q) = next(&st, t + 500, &a);
         assert_eq!((d, q), (Duration::ZERO, 0));
     }
