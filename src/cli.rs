@@ -34,6 +34,8 @@ pub enum Command {
     /// memory, logs, disk, recent errors (secrets masked). Exit 0 OK,
     /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     Status(StatusArgs),
+    /// Per-host settings, written as systemd drop-ins.
+    Configure(ConfigureArgs),
     /// Work with .env files.
     #[command(subcommand)]
     Env(EnvCommand),
@@ -61,6 +63,15 @@ pub struct CheckArgs {
     /// ExecStartPre=.
     #[arg(long)]
     pub preflight: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigureArgs {
+    /// Restart the bot on a schedule, only if it is running: a systemd
+    /// calendar spec such as "Sun 04:00" (hosts are staggered by up to 30
+    /// minutes), or "off".
+    #[arg(long, value_name = "SPEC|off")]
+    pub weekly_restart: Option<String>,
 }
 
 #[derive(Debug, Args)]

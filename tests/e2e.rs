@@ -21,6 +21,12 @@ fn status_json_in_every_state_with_its_exit_code() {
 fn health_timer_records_samples_and_trend_reports_the_leak_rate() {
     status::trend();
 }
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn weekly_restart_timer_restarts_a_running_bot_once_and_stays_off() {
+    status::weekly_restart();
+}
 #[path = "e2e/envcorpus.rs"]
 mod envcorpus;
 

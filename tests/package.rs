@@ -59,6 +59,8 @@ const SHIPPED: &[&str] = &[
     "/usr/lib/systemd/system/jarvis-supervisor.service",
     "/usr/lib/systemd/system/jarvis-supervisor-health.service",
     "/usr/lib/systemd/system/jarvis-supervisor-health.timer",
+    "/usr/lib/systemd/system/jarvis-supervisor-restart.service",
+    "/usr/lib/systemd/system/jarvis-supervisor-restart.timer",
     "/etc/logrotate.d/jarvis",
     "/usr/lib/tmpfiles.d/jarvis-supervisor.conf",
     "/usr/share/man/man1/jarvisctl.1.gz",

@@ -3,6 +3,7 @@
 
 mod backoff;
 mod check;
+mod configure;
 mod env;
 mod setup;
 mod status;
@@ -18,6 +19,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Check(args) => check::run(&paths, &args),
         Command::Env(EnvCommand::Lint(args)) => env::lint(&paths, &args),
         Command::Status(args) => status::run(&paths, &args),
+        Command::Configure(args) => configure::run(&paths, &args),
         Command::Backoff(args) => backoff::run(&args),
     }
 }

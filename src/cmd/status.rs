@@ -76,6 +76,14 @@ pub struct Status {
     /// The last error lines of the last 24 h, every .env value masked.
     pub errors: Vec<String>,
     pub package_version: Option<String>,
+    /// The opt-in weekly restart: whether its timer runs, and when it fires next.
+    pub weekly_restart: WeeklyRestart,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct WeeklyRestart {
+    pub enabled: bool,
+    pub next: Option<String>,
 }
 
 const PROPS: &[&str] = &[
@@ -147,6 +155,7 @@ pub fn collect(paths: &Paths) -> Status {
         disk_free_bytes: None,
         errors: Vec::new(),
         package_version: package_version(),
+        weekly_restart: WeeklyRestart::default(),
     };
     let Some(p) = systemd::show(UNIT, PROPS) else {
         raise(
@@ -234,6 +243,16 @@ pub fn collect(paths: &Paths) -> Status {
         }
     }
     st.restarts_24h = restarts_24h();
+    if let Some(t) = systemd::show(
+        super::configure::RESTART_TIMER,
+        &["ActiveState", "NextElapseUSecRealtime"],
+    ) {
+        st.weekly_restart.enabled = t.get("ActiveState").is_some_and(|s| s == "active");
+        st.weekly_restart.next = t
+            .get("NextElapseUSecRealtime")
+            .filter(|v| !v.is_empty() && st.weekly_restart.enabled)
+            .cloned();
+    }
     let unit = Unit::load(paths).ok();
     if let Some(u) = &unit {
         st.logs = logs(paths, u);

@@ -212,3 +212,94 @@ pub fn trend() {
         "{human}"
     );
 }
+
+/// Issue 5, acceptance 6: the weekly restart timer, set to a near-future
+/// time, restarts the running service exactly once, never starts a stopped
+/// one, and does nothing once turned off.
+pub fn weekly_restart() {
+    let c = Container::boot(Suite::Bookworm);
+    deploy_standin(&c);
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "{}", out.all());
+    c.wait_for("active", Duration::from_secs(60), active);
+    let (_, v) = status(&c);
+    assert_eq!(
+        v["weekly_restart"]["enabled"], false,
+        "the weekly restart must be off by default: {v}"
+    );
+    // No stagger in the test; the shipped timer has RandomizedDelaySec=30min.
+    c.write(
+        "/etc/systemd/system/jarvis-supervisor-restart.timer.d/60-test.conf",
+        "[Timer]\nRandomizedDelaySec=0\nAccuracySec=1s\n",
+    );
+    let soon = |c: &Container, secs: u32| {
+        c.ok(&format!("date -d '+{secs} sec' '+%Y-%m-%d %H:%M:%S'"))
+            .trim()
+            .to_string()
+    };
+    let fired = |c: &Container| {
+        c.ok("journalctl -u jarvis-supervisor-restart -o cat --no-pager | grep -c 'Finished' || true")
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+    };
+
+    // Running: restarted exactly once.
+    let pid = main_pid(&c);
+    let at = soon(&c, 15);
+    let out = c.ok(&format!("jarvisctl configure --weekly-restart '{at}'"));
+    assert!(out.contains("weekly restart on"), "{out}");
+    let (_, v) = status(&c);
+    assert_eq!(v["weekly_restart"]["enabled"], true, "{v}");
+    assert!(
+        v["weekly_restart"]["next"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty()),
+        "status does not say when: {v}"
+    );
+    c.wait_for("the scheduled restart", Duration::from_secs(60), |c| {
+        main_pid(c) != pid && active(c)
+    });
+    let after = main_pid(&c);
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(main_pid(&c), after, "restarted more than once");
+    assert_eq!(fired(&c), 1);
+
+    // Stopped: the timer fires, the bot stays stopped.
+    c.ok(&format!("systemctl stop {UNIT}"));
+    let at = soon(&c, 10);
+    c.ok(&format!("jarvisctl configure --weekly-restart '{at}'"));
+    c.wait_for("the timer to fire", Duration::from_secs(40), |c| fired(c) == 2);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.prop(UNIT, "ActiveState"),
+        "inactive",
+        "the timer started a stopped bot"
+    );
+
+    // Off: nothing restarts.
+    c.ok(&format!("systemctl start {UNIT}"));
+    c.wait_for("active", Duration::from_secs(60), active);
+    let pid = main_pid(&c);
+    let at = soon(&c, 10);
+    c.ok(&format!("jarvisctl configure --weekly-restart '{at}'"));
+    let out = c.ok("jarvisctl configure --weekly-restart off");
+    assert!(out.contains("weekly restart off"), "{out}");
+    std::thread::sleep(Duration::from_secs(20));
+    assert_eq!(main_pid(&c), pid, "restarted although turned off");
+    assert_eq!(fired(&c), 2);
+    assert_eq!(
+        c.sh("systemctl is-enabled jarvis-supervisor-restart.timer")
+            .stdout
+            .trim(),
+        "disabled"
+    );
+    let bad = c.sh("jarvisctl configure --weekly-restart 'Someday 25:00'");
+    assert_eq!(bad.status, 1);
+    assert!(
+        bad.stderr.contains("is not a systemd calendar spec"),
+        "{}",
+        bad.all()
+    );
+    println!("weekly restart: restarted once when due, left a stopped bot alone, nothing after off");
+}

@@ -1,0 +1,93 @@
+//! `jarvisctl configure`: per-host settings as systemd drop-ins, written
+//! atomically. Today: `--weekly-restart SPEC|off`, the opt-in scheduled
+//! restart (the plan's memory-leak mitigation).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::cli::ConfigureArgs;
+use crate::error::{exit, Error, Result};
+use crate::paths::Paths;
+
+pub const RESTART_TIMER: &str = "jarvis-supervisor-restart.timer";
+const DROPIN: &str = "/etc/systemd/system/jarvis-supervisor-restart.timer.d/50-jarvisctl.conf";
+
+pub fn run(paths: &Paths, args: &ConfigureArgs) -> Result<i32> {
+    let Some(spec) = &args.weekly_restart else {
+        return Err(Error::new("nothing to configure")
+            .with_note("e.g. jarvisctl configure --weekly-restart \"Sun 04:00\""));
+    };
+    let dropin = paths.host(Path::new(DROPIN));
+    if spec == "off" {
+        if dropin.exists() {
+            std::fs::remove_file(&dropin).map_err(|e| Error::io("remove", &dropin, e))?;
+            println!("removed {DROPIN}");
+        }
+        systemctl(paths, &["disable", "--now", RESTART_TIMER])?;
+        println!("weekly restart off: {RESTART_TIMER} disabled and stopped");
+        return Ok(exit::OK);
+    }
+    // systemd's own parser decides what a calendar spec is.
+    let check = Command::new("systemd-analyze").args(["calendar", spec]).output();
+    match check {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            return Err(Error::new(format!(
+                "--weekly-restart {spec:?} is not a systemd calendar spec: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ))
+            .with_note("e.g. \"Sun 04:00\" or \"Mon *-*-* 03:30\"; see man systemd.time"))
+        }
+        Err(e) => {
+            return Err(
+                Error::new(format!("cannot run systemd-analyze to check {spec:?}: {e}"))
+                    .with_note("install systemd, or use a host where systemd runs"),
+            )
+        }
+    }
+    write_atomic(
+        &dropin,
+        &format!(
+            "# Written by jarvisctl configure --weekly-restart.\n[Timer]\nOnCalendar=\nOnCalendar={spec}\n"
+        ),
+    )?;
+    println!("wrote {DROPIN}: OnCalendar={spec}");
+    systemctl(paths, &["daemon-reload"])?;
+    systemctl(paths, &["enable", "--now", RESTART_TIMER])?;
+    systemctl(paths, &["restart", RESTART_TIMER])?;
+    println!("weekly restart on: {RESTART_TIMER} enabled; it restarts the bot only if it is running");
+    Ok(exit::OK)
+}
+
+fn systemctl(paths: &Paths, args: &[&str]) -> Result<()> {
+    if !paths.is_system() {
+        return Ok(()); // a rooted tree: files only
+    }
+    let out = Command::new("systemctl").args(args).output().map_err(|e| {
+        Error::new(format!("cannot run systemctl {}: {e}", args.join(" "))).with_note("this needs systemd")
+    })?;
+    if !out.status.success() {
+        return Err(Error::new(format!(
+            "systemctl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+        .with_note("run it as root"));
+    }
+    Ok(())
+}
+
+fn write_atomic(path: &PathBuf, text: &str) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("create a file in", dir, e))?;
+    tmp.write_all(text.as_bytes())
+        .map_err(|e| Error::io("write", tmp.path(), e))?;
+    let _ = tmp
+        .as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    tmp.persist(path)
+        .map_err(|e| Error::io("replace", path, e.error))?;
+    Ok(())
+}
