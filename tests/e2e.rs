@@ -172,6 +172,8 @@ fn verify_and_security(suite: Suite) {
     for unit in [
         "jarvis-supervisor-health.service",
         "jarvis-supervisor-health.timer",
+        "jarvis-supervisor-restart.service",
+        "jarvis-supervisor-restart.timer",
     ] {
         let v = c.sh(&format!("systemd-analyze verify {unit} 2>&1"));
         assert_eq!(
