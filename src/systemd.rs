@@ -34,6 +34,38 @@ pub fn show(unit: &str, props: &[&str]) -> Option<BTreeMap<String, String>> {
     )
 }
 
+/// systemd's own journal lines about `unit` in the last 24 h (PID 1's
+/// messages only: never the bot's output, which may hold secrets).
+pub fn own_lines_24h(unit: &str) -> Option<String> {
+    let out = Command::new("journalctl")
+        .args([
+            "_PID=1",
+            &format!("UNIT={unit}"),
+            "--since",
+            "-24h",
+            "-o",
+            "cat",
+            "--no-pager",
+            "-q",
+        ])
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The unit's runtime directory, when run by systemd with
+/// `RuntimeDirectory=` (the first, if it lists several).
+pub fn runtime_directory() -> Option<std::path::PathBuf> {
+    let dirs = std::env::var_os("RUNTIME_DIRECTORY")?;
+    let first = dirs
+        .to_string_lossy()
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    (!first.is_empty()).then(|| first.into())
+}
+
 /// What a version means for this unit, in one line.
 pub fn meaning(version: u32) -> String {
     let mut s =

@@ -8,7 +8,6 @@
 //! stop, so a manual stop and start is never delayed.
 
 use std::fs;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -45,11 +44,8 @@ pub fn next(state: &State, now: u64, args: &BackoffArgs) -> (Duration, u32) {
 pub fn run(args: &BackoffArgs) -> Result<i32> {
     let state_path = match &args.state {
         Some(p) => p.clone(),
-        None => match std::env::var_os("RUNTIME_DIRECTORY") {
-            // RUNTIME_DIRECTORY may list several, colon-separated; use the first.
-            Some(d) => {
-                PathBuf::from(d.to_string_lossy().split(':').next().unwrap_or_default()).join("backoff.json")
-            }
+        None => match crate::systemd::runtime_directory() {
+            Some(dir) => dir.join("backoff.json"),
             None => {
                 return Err(Error::new("no state file: $RUNTIME_DIRECTORY is not set")
                     .with_note("run it from the unit (RuntimeDirectory=) or pass --state FILE"))

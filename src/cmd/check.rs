@@ -43,10 +43,9 @@ pub fn run(paths: &Paths, args: &CheckArgs) -> Result<i32> {
 /// only the restart; the backoff step of the next start repeats these lines
 /// while it waits (see `backoff`). Kept in the unit's runtime directory.
 fn remember_for_backoff(findings: &[Finding]) {
-    let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY") else {
+    let Some(dir) = systemd::runtime_directory() else {
         return;
     };
-    let dir = PathBuf::from(dir.to_string_lossy().split(':').next().unwrap_or_default());
     let path = dir.join(PREFLIGHT_FAILED);
     let failed: Vec<String> = findings
         .iter()
@@ -464,22 +463,9 @@ fn check_last_run() -> Option<Finding> {
 /// the unit (never the bot's output, which may hold secrets): the rows of the
 /// "Common Issues" table that a restart hides from `Result=`.
 fn check_history() -> Vec<Finding> {
-    let Ok(out) = Command::new("journalctl")
-        .args([
-            "_PID=1",
-            &format!("UNIT={UNIT}"),
-            "--since",
-            "-24h",
-            "-o",
-            "cat",
-            "--no-pager",
-            "-q",
-        ])
-        .output()
-    else {
+    let Some(text) = systemd::own_lines_24h(UNIT) else {
         return Vec::new();
     };
-    let text = String::from_utf8_lossy(&out.stdout);
     let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
     let mut found = Vec::new();
     let rows: [(&str, usize, &str); 4] = [

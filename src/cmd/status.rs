@@ -22,9 +22,10 @@ use crate::unit::Unit;
 const SCHEMA: u32 = 1;
 const DISK_LOW: u64 = 1 << 30;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Verdict {
+    #[default]
     Ok = 0,
     Warning = 1,
     Critical = 2,
@@ -51,7 +52,7 @@ pub struct Logs {
     pub newest_rotated_age_s: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Default)]
 pub struct Status {
     pub schema: u32,
     pub verdict: Verdict,
@@ -136,26 +137,9 @@ fn monotonic_now_us() -> Option<u64> {
 pub fn collect(paths: &Paths) -> Status {
     let mut st = Status {
         schema: SCHEMA,
-        verdict: Verdict::Ok,
-        exit_code: 0,
-        reasons: Vec::new(),
         state: "unknown".into(),
-        active_state: String::new(),
-        sub_state: String::new(),
-        result: String::new(),
-        main_pid: None,
-        uptime_s: None,
-        n_restarts: None,
-        restarts_24h: None,
-        status_text: None,
-        watchdog: Watchdog::default(),
-        memory: Memory::default(),
-        cpu_s: None,
-        logs: Logs::default(),
-        disk_free_bytes: None,
-        errors: Vec::new(),
         package_version: package_version(),
-        weekly_restart: WeeklyRestart::default(),
+        ..Status::default()
     };
     let Some(p) = systemd::show(UNIT, PROPS) else {
         raise(
@@ -418,22 +402,9 @@ fn trend(paths: &Paths, history: &Path, json: bool) -> Result<i32> {
 }
 
 fn restarts_24h() -> Option<u64> {
-    let out = Command::new("journalctl")
-        .args([
-            "_PID=1",
-            &format!("UNIT={UNIT}"),
-            "--since",
-            "-24h",
-            "-o",
-            "cat",
-            "--no-pager",
-            "-q",
-        ])
-        .output()
-        .ok()?;
+    let text = systemd::own_lines_24h(UNIT)?;
     Some(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
+        text.lines()
             .filter(|l| l.contains("Scheduled restart job"))
             .count() as u64,
     )

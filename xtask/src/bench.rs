@@ -41,14 +41,7 @@ fn write(path: &Path, text: &str) -> Result<()> {
 
 pub fn bench() -> Result<()> {
     let root = run::root();
-    run::status(run::cargo().current_dir(&root).args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "jarvis-supervisor",
-    ]))?;
-    let bin = root.join("target/release/jarvisctl");
+    let bin = crate::dist::build_release()?;
     // A healthy installation under a temporary root, as the CLI tests make it.
     let tree = tempfile::tempdir().map_err(|e| e.to_string())?;
     let t = tree.path();

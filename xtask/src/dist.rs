@@ -30,13 +30,7 @@ pub fn dist() -> Result<Dist> {
     }
     fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
 
-    run::status(run::cargo().current_dir(&root).args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "jarvis-supervisor",
-    ]))?;
+    build_release()?;
     man::render(&root.join("target/man"))?;
 
     let deb = build_deb(None, &out)?;
@@ -55,6 +49,19 @@ pub fn dist() -> Result<Dist> {
         out.join("SHA256SUMS").display()
     );
     Ok(Dist { deb, rpm })
+}
+
+/// `cargo build --release` of the helper: what `dist` packages and `bench` times.
+pub fn build_release() -> Result<PathBuf> {
+    let root = run::root();
+    run::status(run::cargo().current_dir(&root).args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "jarvis-supervisor",
+    ]))?;
+    Ok(root.join("target/release/jarvisctl"))
 }
 
 /// Package the already built binary as a .deb, optionally under another
