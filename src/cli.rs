@@ -87,6 +87,24 @@ pub struct StatusArgs {
     /// history, and flag growth that would reach MemoryMax within 7 days.
     #[arg(long)]
     pub trend: bool,
+    /// Check this host over ssh instead of this one (user@host or
+    /// user@host:port); repeat for several, checked in parallel. Prints one
+    /// row per host; the exit code is the worst of all.
+    #[arg(long, value_name = "USER@HOST", conflicts_with_all = ["record", "trend"])]
+    pub host: Vec<String>,
+    /// Check every host listed in FILE (one user@host[:port] per line,
+    /// `#` comments), like --host.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["record", "trend"])]
+    pub hosts: Option<PathBuf>,
+    /// With --host: give up on a host after this many seconds (it shows as
+    /// UNKNOWN).
+    #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
+    pub timeout: f64,
+    /// With --host: an ssh option (as for ssh -o), e.g.
+    /// "UserKnownHostsFile=~/.ssh/fleet_known_hosts"; repeatable. ssh always
+    /// runs with BatchMode=yes.
+    #[arg(long, value_name = "OPTION")]
+    pub ssh_option: Vec<String>,
     /// The history file (default /var/lib/jarvis-supervisor/samples.jsonl).
     #[arg(long, value_name = "FILE", hide = true)]
     pub samples: Option<PathBuf>,

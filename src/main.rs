@@ -14,6 +14,7 @@ mod paths;
 mod provision;
 mod report;
 mod samples;
+mod ssh;
 mod systemd;
 mod unit;
 

@@ -18,6 +18,12 @@ fn status_json_in_every_state_with_its_exit_code() {
 
 #[test]
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn status_host_checks_two_hosts_over_ssh_and_reports_the_unreachable() {
+    remote::hosts();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn health_timer_records_samples_and_trend_reports_the_leak_rate() {
     status::trend();
 }
@@ -47,6 +53,8 @@ fn check_names_a_deleted_writable_dir_and_setup_repairs_it() {
 fn common_issues_are_reproduced_and_diagnosed() {
     diagnose::common_issues();
 }
+#[path = "e2e/remote.rs"]
+mod remote;
 #[path = "e2e/roots.rs"]
 mod roots;
 #[path = "e2e/runtime.rs"]

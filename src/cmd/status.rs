@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::StatusArgs;
 use crate::error::Result;
@@ -18,11 +18,13 @@ use crate::samples::{self, Sample};
 use crate::systemd;
 use crate::unit::Unit;
 
+mod hosts;
+
 /// The JSON schema's version; bumped on any incompatible change.
 const SCHEMA: u32 = 1;
 const DISK_LOW: u64 = 1 << 30;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Verdict {
     #[default]
@@ -32,27 +34,31 @@ pub enum Verdict {
     Unknown = 3,
 }
 
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Watchdog {
     pub period_s: Option<f64>,
     pub last_ping_age_s: Option<f64>,
 }
 
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Memory {
     pub current_bytes: Option<u64>,
     pub max_bytes: Option<u64>,
     pub percent_of_max: Option<f64>,
 }
 
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Logs {
     pub dir: Option<String>,
     pub size_bytes: Option<u64>,
     pub newest_rotated_age_s: Option<u64>,
 }
 
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Status {
     pub schema: u32,
     pub verdict: Verdict,
@@ -81,7 +87,8 @@ pub struct Status {
     pub weekly_restart: WeeklyRestart,
 }
 
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct WeeklyRestart {
     pub enabled: bool,
     pub next: Option<String>,
@@ -115,6 +122,30 @@ pub fn run(paths: &Paths, args: &StatusArgs) -> Result<i32> {
     }
     if args.trend {
         return trend(paths, &history, args.json);
+    }
+    if !args.host.is_empty() || args.hosts.is_some() {
+        let mut targets = Vec::new();
+        if let Some(f) = &args.hosts {
+            targets.extend(crate::ssh::read_hosts_file(f)?);
+        }
+        for h in &args.host {
+            targets.push(crate::ssh::Target::parse(h).map_err(|e| {
+                crate::error::Error::new(format!("--host {e}"))
+                    .with_note("example: --host root@vps1.example.org:22")
+            })?);
+        }
+        if targets.is_empty() {
+            return Err(crate::error::Error::new("the hosts file lists no host"));
+        }
+        if !(args.timeout > 0.0 && args.timeout < 3600.0) {
+            return Err(crate::error::Error::new(format!(
+                "--timeout {}: give a number of seconds above 0 and under 3600",
+                args.timeout
+            )));
+        }
+        let timeout = std::time::Duration::from_secs_f64(args.timeout);
+        let rows = hosts::check_all(&targets, &args.ssh_option, timeout);
+        return Ok(hosts::print(&rows, args.json));
     }
     let st = collect(paths);
     if args.json {
@@ -551,13 +582,17 @@ fn human_secs(s: f64) -> String {
     }
 }
 
-fn print_human(st: &Status) {
-    let verdict = match st.verdict {
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
         Verdict::Ok => "OK",
         Verdict::Warning => "WARNING",
         Verdict::Critical => "CRITICAL",
         Verdict::Unknown => "UNKNOWN",
-    };
+    }
+}
+
+fn print_human(st: &Status) {
+    let verdict = verdict_word(st.verdict);
     let why = if st.reasons.is_empty() {
         String::new()
     } else {

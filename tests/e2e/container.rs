@@ -21,6 +21,9 @@ pub struct Container {
     nspawn: Option<Child>,
     init: u32,
     log: PathBuf,
+    /// Boot into this network namespace (made by the test) instead of a
+    /// private one, so that several containers and the test share a loopback.
+    netns: Option<PathBuf>,
     /// Left running on purpose (`cargo xtask try`): Drop does nothing.
     detached: bool,
 }
@@ -74,8 +77,14 @@ impl Container {
             nspawn: None,
             init: 0,
             log,
+            netns: None,
             detached: false,
         }
+    }
+
+    /// Boot (later) in the network namespace at `path` (`/run/netns/NAME`).
+    pub fn in_netns(&mut self, path: &Path) {
+        self.netns = Some(path.to_path_buf());
     }
 
     /// Boot it and wait until systemd reports the system up.
@@ -92,16 +101,14 @@ impl Container {
             .append(true)
             .open(&self.log)
             .expect("console log");
+        let network = match &self.netns {
+            Some(ns) => format!("--network-namespace-path={}", ns.display()),
+            None => "--private-network".to_string(),
+        };
         let child = Command::new("systemd-nspawn")
             .arg("-D")
             .arg(&self.root)
-            .args([
-                "-b",
-                "--register=no",
-                "--keep-unit",
-                "--private-network",
-                "--console=pipe",
-            ])
+            .args(["-b", "--register=no", "--keep-unit", &network, "--console=pipe"])
             .stdin(Stdio::null())
             .stdout(console.try_clone().expect("log"))
             .stderr(console)

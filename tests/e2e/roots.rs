@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What every root holds, so that `apt install ./the.deb` needs no network:
-/// systemd to boot, the package's dependencies, and rpm for the .rpm test.
-const INCLUDE: &str = "systemd,systemd-sysv,dbus,adduser,python3,logrotate,procps,rpm";
+/// systemd to boot, the package's dependencies, rpm for the .rpm test, and
+/// sshd for the tests that reach hosts over ssh.
+const INCLUDE: &str = "systemd,systemd-sysv,dbus,adduser,python3,logrotate,procps,rpm,openssh-server";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Suite {

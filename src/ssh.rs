@@ -1,0 +1,185 @@
+//! Runs a command on another host over ssh, with a deadline. ssh runs in
+//! batch mode (never a password or host-key prompt that would hang a
+//! monitor) and otherwise follows the user's own ssh config and known-hosts
+//! policy; `-o` options given on the command line are passed through.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// `user@host`, `host`, `user@host:2222` or `user@[::1]:2222`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// As the user wrote it, for reports.
+    pub name: String,
+    /// What ssh is given as the destination.
+    pub destination: String,
+    pub port: Option<u16>,
+}
+
+impl Target {
+    pub fn parse(text: &str) -> std::result::Result<Target, String> {
+        let t = text.trim();
+        if t.is_empty() || t.starts_with('-') || t.chars().any(char::is_whitespace) {
+            return Err(format!("{t:?} is not a host: write user@host or user@host:port"));
+        }
+        let (user, host) = match t.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, t),
+        };
+        let (host, port) = if let Some(rest) = host.strip_prefix('[') {
+            // [v6]:port
+            let (h, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("{t:?}: missing ']' after the IPv6 address"))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None if after.is_empty() => None,
+                None => return Err(format!("{t:?}: expected ':port' after ']'")),
+            };
+            (h, port)
+        } else if host.matches(':').count() == 1 {
+            let (h, p) = host.split_once(':').unwrap();
+            (h, Some(p))
+        } else {
+            (host, None)
+        };
+        if host.is_empty() {
+            return Err(format!("{t:?} has no host name"));
+        }
+        let port = port
+            .map(|p| {
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("{t:?}: {p:?} is not a port number"))
+            })
+            .transpose()?;
+        let destination = match user {
+            Some(u) => format!("{u}@{host}"),
+            None => host.to_string(),
+        };
+        Ok(Target {
+            name: t.to_string(),
+            destination,
+            port,
+        })
+    }
+}
+
+/// Reads a hosts file: one target per line; blank lines and `#` comments
+/// are skipped.
+pub fn read_hosts_file(path: &Path) -> Result<Vec<Target>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read the hosts file", path, e))?;
+    let mut hosts = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let t = Target::parse(line).map_err(|e| {
+            Error::config(path, i + 1, e).with_note("write one user@host or user@host:port per line")
+        })?;
+        hosts.push(t);
+    }
+    Ok(hosts)
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    /// The remote command's exit code; ssh itself exits 255 on its own errors.
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub timed_out: bool,
+}
+
+/// Runs `remote` on `target` and gives up after `timeout`, killing ssh.
+pub fn run(target: &Target, options: &[String], timeout: Duration, remote: &str) -> std::io::Result<Outcome> {
+    let connect = timeout.as_secs().max(1).to_string();
+    let mut cmd = Command::new("ssh");
+    cmd.args(["-o", "BatchMode=yes", "-o", &format!("ConnectTimeout={connect}")]);
+    if let Some(p) = target.port {
+        cmd.args(["-p", &p.to_string()]);
+    }
+    for o in options {
+        cmd.args(["-o", o]);
+    }
+    cmd.arg("--")
+        .arg(&target.destination)
+        .arg(remote)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let deadline = Instant::now() + timeout;
+    // A short poll: this waits on a handful of ssh processes, not a daemon loop.
+    let (status, timed_out) = loop {
+        if let Some(st) = child.try_wait()? {
+            break (st.code(), false);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break (None, true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Outcome {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        timed_out,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = Target::parse("root@10.0.0.2:2222").unwrap();
+        assert_eq!((t.destination.as_str(), t.port), ("root@10.0.0.2", Some(2222)));
+        let t = Target::parse("vps1").unwrap();
+        assert_eq!((t.destination.as_str(), t.port), ("vps1", None));
+        let t = Target::parse("me@[::1]:22").unwrap();
+        assert_eq!((t.destination.as_str(), t.port), ("me@::1", Some(22)));
+        let t = Target::parse("me@::1").unwrap();
+        assert_eq!((t.destination.as_str(), t.port), ("me@::1", None));
+        assert!(Target::parse("root@host:0").is_err());
+        assert!(Target::parse("root@host:ssh").is_err());
+        assert!(Target::parse("-oProxyCommand=x").is_err());
+        assert!(Target::parse("root@").is_err());
+        assert!(Target::parse("a b").is_err());
+    }
+
+    #[test]
+    fn hosts_file_names_the_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hosts");
+        std::fs::write(&f, "# fleet\nroot@a:2201\n\nroot@b # second\nroot@c:x\n").unwrap();
+        let e = read_hosts_file(&f).unwrap_err().to_string();
+        assert!(e.contains("hosts:5:") && e.contains("not a port"), "{e}");
+        std::fs::write(&f, "# fleet\nroot@a:2201\n\nroot@b # second\n").unwrap();
+        let h = read_hosts_file(&f).unwrap();
+        assert_eq!(
+            h.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            ["root@a:2201", "root@b"]
+        );
+    }
+}
