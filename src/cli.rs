@@ -105,6 +105,12 @@ pub struct StatusArgs {
     /// runs with BatchMode=yes.
     #[arg(long, value_name = "OPTION")]
     pub ssh_option: Vec<String>,
+    /// After the check, ping this URL (Healthchecks.io style): URL when OK,
+    /// URL/<exit code> otherwise. The health timer's run (--record) pings
+    /// the URL in /etc/jarvis-supervisor/heartbeat.conf, if one is set. A
+    /// failed ping is reported and never changes the result.
+    #[arg(long, value_name = "URL", conflicts_with = "trend")]
+    pub ping: Option<String>,
     /// The history file (default /var/lib/jarvis-supervisor/samples.jsonl).
     #[arg(long, value_name = "FILE", hide = true)]
     pub samples: Option<PathBuf>,

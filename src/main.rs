@@ -9,6 +9,7 @@ mod cmd;
 mod envcheck;
 mod envrules;
 mod error;
+mod heartbeat;
 mod output;
 mod paths;
 mod provision;

@@ -24,6 +24,12 @@ fn status_host_checks_two_hosts_over_ssh_and_reports_the_unreachable() {
 
 #[test]
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn heartbeat_timer_pings_ok_and_failure() {
+    status::heartbeat();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn health_timer_records_samples_and_trend_reports_the_leak_rate() {
     status::trend();
 }

@@ -62,6 +62,7 @@ const SHIPPED: &[&str] = &[
     "/usr/lib/systemd/system/jarvis-supervisor-restart.service",
     "/usr/lib/systemd/system/jarvis-supervisor-restart.timer",
     "/etc/logrotate.d/jarvis",
+    "/etc/jarvis-supervisor/heartbeat.conf",
     "/usr/lib/tmpfiles.d/jarvis-supervisor.conf",
     "/usr/share/man/man1/jarvisctl.1.gz",
 ];
@@ -78,6 +79,12 @@ fn deb_carries_helper_unit_logrotate_man_copyright_changelog_and_conffile() {
     ]) {
         assert!(list.contains(&format!(".{f}")), "{f} not in the .deb:\n{list}");
     }
+    // The heartbeat URL is a secret: root only.
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("-rw-r----- 0/0") && l.ends_with("./etc/jarvis-supervisor/heartbeat.conf")),
+        "heartbeat.conf is not 0640 owned by 0:0:\n{list}"
+    );
     let (_, conffiles) = run(Command::new("dpkg-deb").arg("-I").arg(&deb).arg("conffiles"));
     let mut conffiles: Vec<&str> = conffiles
         .lines()
@@ -87,7 +94,11 @@ fn deb_carries_helper_unit_logrotate_man_copyright_changelog_and_conffile() {
     conffiles.sort_unstable();
     assert_eq!(
         conffiles,
-        ["/etc/jarvis-supervisor/env-rules.conf", "/etc/logrotate.d/jarvis"]
+        [
+            "/etc/jarvis-supervisor/env-rules.conf",
+            "/etc/jarvis-supervisor/heartbeat.conf",
+            "/etc/logrotate.d/jarvis"
+        ]
     );
     let (_, control) = run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"));
     for dep in ["adduser", "python3", "logrotate", "procps"] {
@@ -111,10 +122,9 @@ fn rpm_carries_the_same_files_and_its_scriptlets() {
         assert!(scripts.contains(s), "no {s} scriptlet:\n{scripts}");
     }
     let (_, cfg) = run(Command::new("rpm").args(["-qcp", "--nosignature"]).arg(&rpm));
-    assert!(
-        cfg.lines().any(|l| l == "/etc/logrotate.d/jarvis"),
-        "logrotate snippet is not %config: {cfg}"
-    );
+    for f in ["/etc/logrotate.d/jarvis", "/etc/jarvis-supervisor/heartbeat.conf"] {
+        assert!(cfg.lines().any(|l| l == f), "{f} is not %config: {cfg}");
+    }
 }
 
 #[test]

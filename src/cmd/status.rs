@@ -6,13 +6,14 @@
 //! masked.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
 use crate::cli::StatusArgs;
 use crate::error::Result;
+use crate::heartbeat;
 use crate::paths::{Paths, UNIT};
 use crate::samples::{self, Sample};
 use crate::systemd;
@@ -117,11 +118,20 @@ pub fn run(paths: &Paths, args: &StatusArgs) -> Result<i32> {
         .samples
         .clone()
         .unwrap_or_else(|| paths.host(Path::new(samples::PATH)));
-    if args.record {
-        return record(paths, &history);
-    }
     if args.trend {
         return trend(paths, &history, args.json);
+    }
+    let ping = ping_target(paths, args)?;
+    let heartbeat = |code: i32| {
+        if let Some(url) = &ping {
+            heartbeat::ping(url, code);
+        }
+    };
+    if args.record {
+        // The timer's run: it succeeds whatever the check found; the ping
+        // carries the verdict.
+        heartbeat(record(paths, &history)?);
+        return Ok(0);
     }
     if !args.host.is_empty() || args.hosts.is_some() {
         let mut targets = Vec::new();
@@ -145,7 +155,9 @@ pub fn run(paths: &Paths, args: &StatusArgs) -> Result<i32> {
         }
         let timeout = std::time::Duration::from_secs_f64(args.timeout);
         let rows = hosts::check_all(&targets, &args.ssh_option, timeout);
-        return Ok(hosts::print(&rows, args.json));
+        let code = hosts::print(&rows, args.json);
+        heartbeat(code);
+        return Ok(code);
     }
     let st = collect(paths);
     if args.json {
@@ -153,7 +165,28 @@ pub fn run(paths: &Paths, args: &StatusArgs) -> Result<i32> {
     } else {
         print_human(&st);
     }
+    heartbeat(st.exit_code);
     Ok(st.exit_code)
+}
+
+/// `--ping URL`; else, for the timer's run (`--record`), the URL in
+/// heartbeat.conf, so that pings stop when the timer stops, whoever else
+/// runs status. A broken conffile is reported and skips the ping; it never
+/// hides the check itself.
+fn ping_target(paths: &Paths, args: &StatusArgs) -> Result<Option<String>> {
+    if args.ping.is_some() {
+        return heartbeat::target(args.ping.as_deref(), PathBuf::new());
+    }
+    if !args.record {
+        return Ok(None);
+    }
+    match heartbeat::configured(&paths.host(Path::new(heartbeat::CONF))) {
+        Ok(url) => Ok(url),
+        Err(e) => {
+            eprintln!("heartbeat: {e}; no ping sent");
+            Ok(None)
+        }
+    }
 }
 
 fn num<T: std::str::FromStr>(p: &BTreeMap<String, String>, k: &str) -> Option<T> {
@@ -363,7 +396,7 @@ fn record(paths: &Paths, history: &Path) -> Result<i32> {
         state: st.state.clone(),
     };
     samples::append(history, &s)?;
-    Ok(0)
+    Ok(st.exit_code)
 }
 
 #[derive(Debug, Serialize)]

@@ -303,3 +303,78 @@ pub fn weekly_restart() {
     );
     println!("weekly restart: restarted once when due, left a stopped bot alone, nothing after off");
 }
+
+/// Issue 5, acceptance 4 in a booted host: the health timer's service pings
+/// the URL in heartbeat.conf (its sandbox lets it), with the verdict in the
+/// path, and a server that is down leaves the service and the sample intact.
+pub fn heartbeat() {
+    let c = Container::boot(Suite::Bookworm);
+    deploy_standin(&c);
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "{}", out.all());
+    c.wait_for("active", Duration::from_secs(60), active);
+    // The timer would ping on its own schedule; here each run is started by hand.
+    c.ok("systemctl stop jarvis-supervisor-health.timer");
+    c.write(
+        "/var/tmp/hc.py",
+        "import http.server\n\
+         class H(http.server.BaseHTTPRequestHandler):\n\
+         \x20   def do_GET(self):\n\
+         \x20       with open('/var/tmp/pings', 'a') as f:\n\
+         \x20           f.write(self.path + '\\n')\n\
+         \x20       self.send_response(200)\n\
+         \x20       self.end_headers()\n\
+         \x20       self.wfile.write(b'OK')\n\
+         \x20   def log_message(self, *a):\n\
+         \x20       pass\n\
+         http.server.HTTPServer(('127.0.0.1', 18099), H).serve_forever()\n",
+    );
+    c.ok("systemd-run --unit=test-hc --collect python3 /var/tmp/hc.py");
+    c.wait_for("the test's HTTP server", Duration::from_secs(10), |c| {
+        c.sh("bash -c 'exec 3<>/dev/tcp/127.0.0.1/18099'").status == 0
+    });
+    c.write(
+        "/etc/jarvis-supervisor/heartbeat.conf",
+        "url = http://127.0.0.1:18099/check-uuid\n",
+    );
+    let run_timer = |c: &Container| {
+        c.ok("systemctl start jarvis-supervisor-health.service");
+        assert_eq!(c.prop("jarvis-supervisor-health.service", "Result"), "success");
+        c.sh("cat /var/tmp/pings").stdout
+    };
+    let (code, v) = status(&c);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(run_timer(&c), "/check-uuid\n", "OK pings the bare URL");
+
+    c.ok("systemctl stop jarvis-supervisor");
+    let (code, _) = status(&c);
+    assert_eq!(code, 2);
+    assert_eq!(
+        run_timer(&c),
+        "/check-uuid\n/check-uuid/2\n",
+        "CRITICAL pings URL/2"
+    );
+
+    // The server is gone: the run still succeeds and records its sample.
+    c.ok("systemctl stop test-hc");
+    let before = c.ok("wc -l < /var/lib/jarvis-supervisor/samples.jsonl");
+    let t0 = std::time::Instant::now();
+    run_timer(&c);
+    let took = t0.elapsed();
+    let after = c.ok("wc -l < /var/lib/jarvis-supervisor/samples.jsonl");
+    assert_eq!(
+        after.trim().parse::<u32>().unwrap(),
+        before.trim().parse::<u32>().unwrap() + 1
+    );
+    let journal = c.ok("journalctl -u jarvis-supervisor-health.service -o cat --no-pager");
+    assert!(
+        journal.contains("heartbeat: ping to http://127.0.0.1:18099/…/2 failed"),
+        "{journal}"
+    );
+    assert!(
+        !journal.contains("check-uuid"),
+        "the URL's secret path leaked:\n{journal}"
+    );
+    assert!(took < Duration::from_secs(10), "a refused ping took {took:?}");
+    println!("heartbeat: OK and CRITICAL pinged; with the server down the timer run took {took:?}");
+}

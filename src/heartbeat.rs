@@ -1,0 +1,195 @@
+//! The external heartbeat: a Healthchecks.io-style ping after each check,
+//! so that a host that is down, or a timer that stopped, is noticed from
+//! outside. `URL` when the check is OK, `URL/<exit code>` otherwise.
+//!
+//! A ping is best effort: its failure is reported on stderr and never
+//! changes the check's own result. Time is bounded: a few seconds per
+//! attempt, two retries. The URL's path is a secret (anyone holding it can
+//! ping), so it is never printed.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// The conffile that holds the URL for the health timer.
+pub const CONF: &str = "/etc/jarvis-supervisor/heartbeat.conf";
+const ATTEMPTS: u32 = 3;
+const TIMEOUT: Duration = Duration::from_secs(5);
+const PAUSE: Duration = Duration::from_secs(1);
+
+/// The ping URL from `heartbeat.conf` (`url = https://...`), or None when the
+/// file is missing or sets none.
+pub fn configured(path: &Path) -> Result<Option<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // Only root may read the URL (a secret); pinging is the timer's job.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    let mut url = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(Error::config(path, i + 1, "expected key = value")
+                .with_note("write: url = https://hc-ping.com/<your-check-uuid>"));
+        };
+        match key.trim() {
+            "url" => {
+                let v = value.trim().trim_matches('"');
+                check_url(v).map_err(|e| Error::config(path, i + 1, e))?;
+                url = Some(v.to_string());
+            }
+            other => {
+                return Err(Error::config(path, i + 1, format!("unknown key {other:?}"))
+                    .with_note("the only key is url"))
+            }
+        }
+    }
+    Ok(url)
+}
+
+pub fn check_url(url: &str) -> std::result::Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!(
+                "the ping URL must start with https:// or http:// (got {})",
+                redact(url)
+            )
+        })?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err("the ping URL has no host".into());
+    }
+    Ok(())
+}
+
+/// The URL for a check that ended with `code`.
+pub fn url_for(base: &str, code: i32) -> String {
+    if code == 0 {
+        base.to_string()
+    } else {
+        format!("{}/{code}", base.trim_end_matches('/'))
+    }
+}
+
+/// Scheme and host only: the path is the check's secret.
+pub fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split('/').next().unwrap_or("");
+            // user:password@host
+            let host = host.rsplit('@').next().unwrap_or(host);
+            format!("{scheme}://{host}/…")
+        }
+        None => "(not a URL)".into(),
+    }
+}
+
+/// Sends the ping; Err says why the last attempt failed.
+pub fn send(url: &str) -> std::result::Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(TIMEOUT))
+        .http_status_as_error(false)
+        .user_agent(concat!("jarvisctl/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let mut last = String::new();
+    for attempt in 1..=ATTEMPTS {
+        if attempt > 1 {
+            std::thread::sleep(PAUSE);
+        }
+        match agent.get(url).call() {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            // A 4xx will not heal by retrying (wrong URL, unknown check).
+            Ok(r) if r.status().is_client_error() => {
+                return Err(format!("the server answered {}", r.status()))
+            }
+            Ok(r) => last = format!("the server answered {}", r.status()),
+            Err(e) => last = e.to_string().replace(url, &redact(url)),
+        }
+    }
+    Err(format!("{last} (after {ATTEMPTS} attempts)"))
+}
+
+/// Pings for a check that ended with `code`, reporting only on stderr.
+pub fn ping(base: &str, code: i32) {
+    let t0 = Instant::now();
+    let url = url_for(base, code);
+    let suffix = if code == 0 {
+        String::new()
+    } else {
+        format!("/{code}")
+    };
+    match send(&url) {
+        Ok(()) => {
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!("heartbeat: sent {}{suffix}", redact(base));
+            }
+        }
+        Err(e) => eprintln!(
+            "heartbeat: ping to {}{suffix} failed after {:.1} s: {e}; the check's result is unchanged",
+            redact(base),
+            t0.elapsed().as_secs_f64()
+        ),
+    }
+}
+
+/// The URL to ping: `--ping` first, else the conffile under `root`.
+pub fn target(flag: Option<&str>, conf: PathBuf) -> Result<Option<String>> {
+    match flag {
+        Some(u) => {
+            check_url(u).map_err(|e| Error::new(format!("--ping: {e}")))?;
+            Ok(Some(u.to_string()))
+        }
+        None => configured(&conf),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_for_ok_and_failure() {
+        let b = "https://hc-ping.com/5a0c-uuid";
+        assert_eq!(url_for(b, 0), b);
+        assert_eq!(url_for(b, 2), "https://hc-ping.com/5a0c-uuid/2");
+        assert_eq!(url_for("http://h/x/", 3), "http://h/x/3");
+    }
+
+    #[test]
+    fn the_secret_path_is_never_shown() {
+        assert_eq!(redact("https://hc-ping.com/5a0c-uuid"), "https://hc-ping.com/…");
+        assert_eq!(redact("https://u:pw@h.example/p"), "https://h.example/…");
+        assert!(!check_url("ftp://x/5a0c").unwrap_err().contains("5a0c"));
+    }
+
+    #[test]
+    fn the_conffile_names_the_bad_line() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("heartbeat.conf");
+        assert_eq!(configured(&f).unwrap(), None);
+        std::fs::write(&f, "# comment\n# url = https://hc-ping.com/x\n").unwrap();
+        assert_eq!(configured(&f).unwrap(), None);
+        std::fs::write(&f, "url = \"https://hc-ping.com/abc\"\n").unwrap();
+        assert_eq!(
+            configured(&f).unwrap().as_deref(),
+            Some("https://hc-ping.com/abc")
+        );
+        std::fs::write(&f, "\nurl: https://hc-ping.com/abc\n").unwrap();
+        let e = configured(&f).unwrap_err().to_string();
+        assert!(
+            e.contains("heartbeat.conf:2:") && e.contains("key = value"),
+            "{e}"
+        );
+        std::fs::write(&f, "uri = https://hc-ping.com/abc\n").unwrap();
+        let e = configured(&f).unwrap_err().to_string();
+        assert!(e.contains(":1:") && e.contains("unknown key"), "{e}");
+    }
+}

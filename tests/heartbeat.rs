@@ -1,0 +1,203 @@
+//! Issue 5, acceptance 4 (layer 1): the heartbeat ping against HTTP servers
+//! started here on loopback: the path carries the verdict, a server that is
+//! down, failing or silent never changes the check's result, and the time
+//! spent is bounded. (The OK path from the health timer is proven in a
+//! booted container: e2e `heartbeat_timer_pings_ok_and_failure`.)
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jarvisctl");
+const SECRET: &str = "5a0c7d3e-check-uuid";
+
+#[derive(Clone, Copy)]
+enum Answer {
+    Code(u16),
+    /// Accept and read the request, never answer.
+    Silent,
+}
+
+/// A one-thread HTTP server on 127.0.0.1; records each request's path.
+struct Server {
+    port: u16,
+    paths: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(answer: Answer) -> Server {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let seen = paths.clone();
+        std::thread::spawn(move || {
+            let mut held: Vec<TcpStream> = Vec::new();
+            for conn in l.incoming() {
+                let Ok(mut s) = conn else { continue };
+                let mut line = String::new();
+                let _ = BufReader::new(&s).read_line(&mut line);
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                seen.lock().unwrap().push(path);
+                match answer {
+                    Answer::Code(c) => {
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 {c} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK"
+                        );
+                    }
+                    Answer::Silent => held.push(s),
+                }
+            }
+        });
+        Server { port, paths }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/{SECRET}", self.port)
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.paths.lock().unwrap().clone()
+    }
+}
+
+/// A loopback port with nothing listening.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn status(root: &Path, args: &[&str]) -> (Output, Duration) {
+    let t0 = Instant::now();
+    let out = Command::new(BIN)
+        .arg("--root")
+        .arg(root)
+        .arg("status")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (out, t0.elapsed())
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The path a check that exited `code` must ping.
+fn expected(code: i32) -> String {
+    if code == 0 {
+        format!("/{SECRET}")
+    } else {
+        format!("/{SECRET}/{code}")
+    }
+}
+
+#[test]
+fn ping_path_carries_the_exit_code_and_the_secret_is_never_printed() {
+    let root = tempfile::tempdir().unwrap();
+    let srv = Server::start(Answer::Code(200));
+    let (out, _) = status(root.path(), &["--json", "--ping", &srv.url()]);
+    let code = out.status.code().unwrap();
+    // Without a unit in this root and without systemd the check cannot be OK.
+    assert_ne!(code, 0, "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(v["exit_code"], code, "the ping does not change the result");
+    assert_eq!(srv.paths(), [expected(code)]);
+    assert!(!text(&out).contains(SECRET), "{}", text(&out));
+}
+
+#[test]
+fn a_server_that_is_down_changes_nothing_and_is_reported() {
+    let root = tempfile::tempdir().unwrap();
+    let (plain, _) = status(root.path(), &["--json"]);
+    let url = format!("http://127.0.0.1:{}/{SECRET}", closed_port());
+    let (out, took) = status(root.path(), &["--json", "--ping", &url]);
+    assert_eq!(out.status.code(), plain.status.code());
+    let json = |o: &Output| serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("status JSON");
+    assert_eq!(json(&out)["verdict"], json(&plain)["verdict"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("heartbeat: ping to http://127.0.0.1:")
+            && err.contains("failed")
+            && err.contains("unchanged"),
+        "{err}"
+    );
+    assert!(!err.contains(SECRET), "{err}");
+    // Three attempts, a second apart, each refused at once.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    println!("server down: {took:?}");
+}
+
+#[test]
+fn a_silent_server_costs_a_bounded_time() {
+    let root = tempfile::tempdir().unwrap();
+    let srv = Server::start(Answer::Silent);
+    let (out, took) = status(root.path(), &["--ping", &srv.url()]);
+    let code = out.status.code().unwrap();
+    assert!((1..=3).contains(&code), "{}", text(&out));
+    assert!(text(&out).contains("failed"), "{}", text(&out));
+    // 3 attempts of at most 5 s, 1 s apart.
+    assert_eq!(srv.paths().len(), 3, "{:?}", srv.paths());
+    assert!(took < Duration::from_secs(19), "took {took:?}");
+    println!("silent server: gave up after {took:?}");
+}
+
+#[test]
+fn server_errors_are_retried_and_client_errors_are_not() {
+    let root = tempfile::tempdir().unwrap();
+    let failing = Server::start(Answer::Code(503));
+    let (out, _) = status(root.path(), &["--ping", &failing.url()]);
+    assert_eq!(failing.paths().len(), 3, "503 is retried: {}", text(&out));
+    assert!(text(&out).contains("503"), "{}", text(&out));
+    let wrong = Server::start(Answer::Code(404));
+    let (out, _) = status(root.path(), &["--ping", &wrong.url()]);
+    assert_eq!(wrong.paths().len(), 1, "404 is not retried: {}", text(&out));
+}
+
+#[test]
+fn the_timer_run_pings_the_url_in_the_conffile() {
+    let root = tempfile::tempdir().unwrap();
+    let srv = Server::start(Answer::Code(200));
+    let conf = root.path().join("etc/jarvis-supervisor");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("heartbeat.conf"),
+        format!("# set by the test\nurl = {}\n", srv.url()),
+    )
+    .unwrap();
+    let samples = root.path().join("samples.jsonl");
+    let (out, _) = status(root.path(), &["--record", "--samples", samples.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the timer's run succeeds: {}",
+        text(&out)
+    );
+    let (check, _) = status(root.path(), &["--json"]);
+    assert_eq!(srv.paths(), [expected(check.status.code().unwrap())]);
+    assert!(samples.is_file());
+
+    // Only the timer's run pings from the conffile: a person running
+    // status does not keep a dead timer's check alive.
+    assert_eq!(srv.paths().len(), 1);
+
+    // A broken conffile is named, the sample is still recorded, nothing is sent.
+    std::fs::write(conf.join("heartbeat.conf"), "url https://hc-ping.com/x\n").unwrap();
+    let (out, _) = status(root.path(), &["--record", "--samples", samples.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&samples).unwrap().lines().count(), 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("heartbeat.conf:1:") && err.contains("no ping sent"),
+        "{err}"
+    );
+    assert_eq!(srv.paths().len(), 1);
+}
