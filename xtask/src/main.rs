@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_status;
 mod deps;
 mod dist;
 mod e2e;
@@ -44,7 +45,9 @@ fn main() -> ExitCode {
         Cmd::Dist => dist::dist().map(|_| ExitCode::SUCCESS),
         Cmd::Test { filter } => test::test(filter.as_deref()),
         Cmd::Try => try_demo::try_demo().map(|_| ExitCode::SUCCESS),
-        Cmd::Bench => bench::bench().map(|_| ExitCode::SUCCESS),
+        Cmd::Bench => bench::bench()
+            .and_then(|_| bench_status::bench())
+            .map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
