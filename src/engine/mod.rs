@@ -126,7 +126,14 @@ pub struct Engine {
     start_began: Instant,
     watchdog: Option<Duration>,
     ignored_senders: u64,
+    last_save: Instant,
+    /// A ping or STATUS= not yet in state.json (written at most every 100 ms).
+    flush_at: Option<Instant>,
 }
+
+/// Pings and STATUS= go to state.json at most this often; a flood of them
+/// must not turn into a flood of file writes.
+const SAVE_EVERY: Duration = Duration::from_millis(100);
 
 fn is_clean(status: &std::process::ExitStatus) -> bool {
     match (status.code(), status.signal()) {
@@ -246,11 +253,25 @@ impl Engine {
             start_began: Instant::now(),
             watchdog,
             ignored_senders: 0,
+            last_save: Instant::now(),
+            flush_at: None,
         })
     }
 
-    fn save(&self) {
+    fn save(&mut self) {
         self.statefile.write(&self.st);
+        self.last_save = Instant::now();
+        self.flush_at = None;
+    }
+
+    /// Save soon: now if the last save is old enough, else at a deadline.
+    fn save_soon(&mut self) {
+        let due = self.last_save + SAVE_EVERY;
+        if Instant::now() >= due {
+            self.save();
+        } else {
+            self.flush_at = Some(due);
+        }
     }
 
     /// Run until stopped or given up; the exit code of `jarvisctl run`.
@@ -266,9 +287,13 @@ impl Engine {
     }
 
     fn turn(&mut self) {
-        let timeout = match self.timer {
+        let next = match (self.timer.map(|(t, _)| t), self.flush_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = match next {
             None => PollTimeout::NONE,
-            Some((at, _)) => {
+            Some(at) => {
                 let left = at.saturating_duration_since(Instant::now());
                 // Round up: waking a little early would only poll again.
                 let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
@@ -314,6 +339,9 @@ impl Engine {
                     Err(_) => {}
                 }
             }
+        }
+        if self.flush_at.is_some_and(|at| Instant::now() >= at) {
+            self.save();
         }
         if let Some((at, which)) = self.timer {
             if Instant::now() >= at {
@@ -586,7 +614,7 @@ impl Engine {
             }
         }
         if dirty {
-            self.save();
+            self.save_soon();
         }
     }
 

@@ -1,0 +1,819 @@
+//! Layer-1 tests of the fallback engine (`jarvisctl run` / `jarvisctl stop`,
+//! issue 6): the real binary supervises the stand-in program from
+//! `tests/fixtures/standin` (or a tiny Python child) with a temporary unit
+//! (`--unit`) and a temporary root (`--root`) for its lock, pid file and
+//! state. They need root (the engine drops to the service user, here
+//! `nobody` where it matters); as another user they fail and say so.
+//!
+//! Processes are only ever signalled by the pids these tests recorded.
+
+use std::fs::{self, File};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jarvis_supervisor::unitkeys;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jarvisctl");
+const NOBODY: u32 = 65534;
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn require_root() {
+    let uid = fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1);
+    assert_eq!(
+        uid, 0,
+        "tests/run_engine.rs needs root: the engine switches to the service user and sets \
+         the parent-death signal after the uid change. Run: sudo -E cargo test --test run_engine"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+fn chown_tree(p: &Path, uid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(uid)).unwrap();
+    if p.is_dir() {
+        for e in fs::read_dir(p).unwrap().flatten() {
+            chown_tree(&e.path(), uid);
+        }
+    }
+}
+
+/// A temporary root: the stand-in as code root, a home, a TMPDIR, a unit.
+struct Tree {
+    dir: tempfile::TempDir,
+    engine: Option<Child>,
+}
+
+impl Tree {
+    /// `service` is appended to a [Service] section that already runs the
+    /// stand-in; `unit` goes into [Unit].
+    fn new(user: &str, unit: &str, service: &str) -> Tree {
+        require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().to_path_buf();
+        fs::set_permissions(&t, fs::Permissions::from_mode(0o755)).unwrap();
+        copy_dir(&repo("tests/fixtures/standin"), &t.join("code"));
+        for d in ["home", "tmp"] {
+            fs::create_dir_all(t.join(d)).unwrap();
+        }
+        if user == "nobody" {
+            for d in ["code", "home", "tmp"] {
+                chown_tree(&t.join(d), NOBODY);
+            }
+        }
+        let text = format!(
+            "[Unit]\nDescription=engine test\n{unit}\n[Service]\nType=notify\nNotifyAccess=main\nUser={user}\n\
+             WorkingDirectory={t}/code\n\
+             Environment=PYTHONPATH={t}/code HOME={t}/home TMPDIR={t}/tmp STANDIN_NO_HTTP=1\n\
+             Environment=TELEGRAM_BOT_TOKEN=123456789:abcdefghijklmnopqrstuvwxyzABCDEFGH TELEGRAM_ADMIN_IDS=1234567\n\
+             Environment=STANDIN_READY_DELAY=0.3 STANDIN_WATCHDOG_INTERVAL=0.5 PYTHONFAULTHANDLER=1\n\
+             ExecStart=/usr/bin/python3 {t}/code/bots/supervisor.py\n\
+             Restart=always\nRestartSec=0.2s\nTimeoutStartSec=5s\nTimeoutStopSec=3s\nWatchdogSec=3s\n\
+             RuntimeDirectory=jarvis-engine-test\nRuntimeDirectoryPreserve=restart\n{service}\n",
+            t = t.display()
+        );
+        fs::write(t.join("unit.service"), text).unwrap();
+        Tree { dir, engine: None }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--root").arg(self.dir.path());
+        c
+    }
+
+    /// `jarvisctl run --unit` in the foreground, stderr to `engine.err`.
+    fn start(&mut self) -> u32 {
+        let err = File::create(self.path("engine.err")).unwrap();
+        let child = self
+            .cmd()
+            .arg("run")
+            .arg("--unit")
+            .arg(self.path("unit.service"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.engine = Some(child);
+        pid
+    }
+
+    fn messages(&self) -> String {
+        fs::read_to_string(self.path("engine.err")).unwrap_or_default()
+    }
+
+    fn state(&self) -> Value {
+        let p = self.path("run/jarvis-supervisor-run/state.json");
+        fs::read(&p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Wait until state.json says `state` (and `pred` holds), or fail with
+    /// the engine's messages.
+    fn wait_state(&self, state: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let st = self.state();
+            if st["state"] == state && pred(&st) {
+                return st;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(secs),
+                "no state {state:?} within {secs}s; last state {st}\nengine said:\n{}",
+                self.messages()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait for the foreground engine to exit; its exit code.
+    fn wait_exit(&mut self, secs: u64) -> i32 {
+        let child = self.engine.as_mut().expect("engine started");
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.engine = None;
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(secs),
+                "jarvisctl run did not exit within {secs}s\nit said:\n{}",
+                self.messages()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal_engine(&self, sig: &str) {
+        let pid = self.engine.as_ref().expect("engine started").id();
+        signal(pid as i32, sig);
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.path("code/logs/stdout.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        // Only what this test started: its engine (SIGKILL takes the program
+        // along through the parent-death signal) and the recorded main pid.
+        let main = self.state()["main_pid"].as_i64();
+        if let Some(mut c) = self.engine.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(pid) = main {
+            if alive(pid as i32) {
+                signal(pid as i32, "KILL");
+            }
+        }
+    }
+}
+
+fn signal(pid: i32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// Alive and not a zombie (PID 1 here may not reap orphans).
+fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(s) => {
+            let state = s.rsplit_once(") ").map(|(_, r)| r.chars().next().unwrap_or('?'));
+            !matches!(state, Some('Z') | Some('X'))
+        }
+    }
+}
+
+/// Live processes whose command line mentions `needle` (a test's own temp
+/// path, so nothing else on the host matches).
+fn live_with_cmdline(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmd).contains(needle) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn main_pid(st: &Value) -> i32 {
+    st["main_pid"].as_i64().expect("main_pid") as i32
+}
+
+fn proc_uid(pid: i32) -> u32 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+// ---------------------------------------------------------------- 1. crash
+
+#[test]
+fn crash_kill9_brings_the_program_back_with_a_new_pid() {
+    let mut t = Tree::new("root", "", "ExecStartPre=-/bin/false\n");
+    t.start();
+    let first = main_pid(&t.wait_state("running", 15, |_| true));
+    let t0 = Instant::now();
+    signal(first, "KILL");
+    let st = t.wait_state("running", 15, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
+    });
+    let second = main_pid(&st);
+    eprintln!(
+        "crash: pid {first} killed, pid {second} ready again after {:.2}s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(alive(second) && !alive(first));
+    assert_eq!(st["n_restarts"], 1);
+    assert_eq!(st["result"], "signal");
+    assert_eq!(st["last_exit"], -9);
+    let msgs = t.messages();
+    assert!(
+        msgs.contains(&format!("main process {first} exited, code=killed, signal=KILL")),
+        "{msgs}"
+    );
+    assert!(msgs.contains("(ignored: '-' prefix)"), "{msgs}");
+    // RuntimeDirectoryPreserve=restart: the directory survived the restart.
+    assert!(t.path("run/jarvis-engine-test").is_dir());
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0);
+    assert!(
+        !t.path("run/jarvis-engine-test").exists(),
+        "RuntimeDirectory= not removed at stop"
+    );
+}
+
+#[test]
+fn repeated_quick_crashes_give_up_at_the_start_limit() {
+    let mut t = Tree::new(
+        "root",
+        "StartLimitIntervalSec=60s\nStartLimitBurst=3",
+        "Environment=STANDIN_MODE=exit1\nRestartSec=0.1s\n",
+    );
+    let count = t.path("starts.txt");
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    fs::write(
+        t.path("unit.service"),
+        unit + &format!("ExecStartPre=/bin/sh -c 'echo start >> {}'\n", count.display()),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    t.start();
+    let code = t.wait_exit(20);
+    let took = t0.elapsed().as_secs_f64();
+    let msgs = t.messages();
+    assert_eq!(code, 1, "{msgs}");
+    assert!(
+        msgs.contains(
+            "start limit hit: 3 starts within 60s (StartLimitBurst=3, StartLimitIntervalSec=60s); giving up"
+        ),
+        "{msgs}"
+    );
+    let st = t.state();
+    assert_eq!(st["state"], "failed");
+    assert_eq!(st["result"], "start-limit-hit");
+    // As systemd counts NRestarts: the third restart was scheduled, then refused.
+    assert_eq!(st["n_restarts"], 3);
+    assert_eq!(st["main_pid"], Value::Null);
+    // ExecStartPre= ran once per start: exactly the 3 allowed starts.
+    assert_eq!(fs::read_to_string(&count).unwrap().lines().count(), 3);
+    assert!(
+        t.log().matches("standin: configured to fail at start").count() == 3,
+        "{}",
+        t.log()
+    );
+    eprintln!("start limit: 3 failed starts, then gave up after {took:.2}s");
+}
+
+// ----------------------------------------------------------------- 2. hang
+
+#[test]
+fn hang_is_aborted_by_the_watchdog_and_restarted() {
+    let mut t = Tree::new(
+        "root",
+        "",
+        "Environment=STANDIN_MODE=hang STANDIN_MODE_AFTER=0.5\nWatchdogSec=2s\nTimeoutAbortSec=2s\n",
+    );
+    t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    let first = main_pid(&st);
+    // WATCHDOG_USEC/WATCHDOG_PID as systemd sets them.
+    let env = fs::read(format!("/proc/{first}/environ")).unwrap();
+    let env = String::from_utf8_lossy(&env);
+    assert!(env.contains("WATCHDOG_USEC=2000000"), "{env}");
+    assert!(env.contains(&format!("WATCHDOG_PID={first}")), "{env}");
+    let st = t.wait_state("running", 20, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
+    });
+    assert_eq!(st["result"], "watchdog");
+    assert_eq!(st["last_exit"], -6, "the hung program died by SIGABRT");
+    assert!(st["last_watchdog_unix"].as_f64().is_some());
+    let msgs = t.messages();
+    assert!(
+        msgs.contains("watchdog timeout: no WATCHDOG=1 within 2s; sending SIGABRT"),
+        "{msgs}"
+    );
+    assert!(
+        msgs.contains(&format!("main process {first} exited, code=killed, signal=ABRT")),
+        "{msgs}"
+    );
+    // PYTHONFAULTHANDLER=1: the traceback of the hung thread is in the log.
+    let log = t.log();
+    assert!(
+        log.contains("Fatal Python error: Aborted") && log.contains("hang_forever"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_program_that_never_sends_ready_is_killed_after_timeout_start_sec() {
+    let mut t = Tree::new(
+        "root",
+        "",
+        "Environment=STANDIN_READY_DELAY=1000\nTimeoutStartSec=2s\nRestart=no\n",
+    );
+    t.start();
+    let st = t.wait_state("starting", 15, |s| s["main_pid"].is_i64());
+    let pid = main_pid(&st);
+    let t0 = Instant::now();
+    let code = t.wait_exit(15);
+    let took = t0.elapsed().as_secs_f64();
+    let msgs = t.messages();
+    assert_eq!(code, 1, "{msgs}");
+    assert!(
+        msgs.contains("start timed out: no READY=1 within TimeoutStartSec=2s; terminating"),
+        "{msgs}"
+    );
+    let st = t.state();
+    assert_eq!(st["state"], "failed");
+    assert_eq!(st["result"], "timeout");
+    assert!(!alive(pid));
+    // The stand-in stops on SIGTERM in about 1 s: well before SIGKILL.
+    assert!((1.5..8.0).contains(&took), "took {took:.2}s");
+    eprintln!("start timeout: pid {pid} terminated {took:.2}s after the state said starting");
+}
+
+// ------------------------------------------------------------ 3. never two
+
+#[test]
+fn a_second_run_is_refused_with_the_first_ones_pid() {
+    let mut t = Tree::new("root", "", "");
+    let engine = t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    let out = t
+        .cmd()
+        .arg("run")
+        .arg("--unit")
+        .arg(t.path("unit.service"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "another jarvisctl run is already supervising the program (pid {engine},"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("jarvisctl stop"), "{err}");
+    // Nothing else changed: the same program still runs.
+    assert_eq!(t.state()["main_pid"], st["main_pid"]);
+    assert!(alive(main_pid(&st)));
+}
+
+#[test]
+fn kill9_of_the_engine_leaves_no_orphaned_program() {
+    let mut t = Tree::new("nobody", "", "");
+    let engine = t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    let program = main_pid(&st);
+    assert_eq!(proc_uid(program), NOBODY, "the program runs as User=nobody");
+    let needle = t.path("code").display().to_string();
+    assert_eq!(live_with_cmdline(&needle), vec![program]);
+    signal(engine as i32, "KILL");
+    let _ = t.engine.take().unwrap().wait();
+    let t0 = Instant::now();
+    while alive(program) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "program {program} outlived its engine"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let gone = t0.elapsed();
+    assert_eq!(live_with_cmdline(&needle), Vec::<i32>::new(), "orphans left");
+    eprintln!(
+        "kill -9 engine: program gone {:.1} ms later",
+        gone.as_secs_f64() * 1000.0
+    );
+    // The lock died with the engine: a new one starts the program again.
+    t.start();
+    let st = t.wait_state("running", 15, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != program)
+    });
+    assert_eq!(live_with_cmdline(&needle), vec![main_pid(&st)]);
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0);
+}
+
+// ------------------------------------------------------------- 4. rotation
+
+#[test]
+fn ten_rotations_lose_and_duplicate_no_line_and_keep_the_pid() {
+    let mut t = Tree::new(
+        "root",
+        "",
+        "Environment=STANDIN_MODE=flood STANDIN_MODE_AFTER=0 STANDIN_FLOOD_LINES_PER_S=4000\n",
+    );
+    t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    let pid = main_pid(&st);
+    let log = t.path("code/logs/stdout.log");
+    let t0 = Instant::now();
+    while !t.log().contains("flood=") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no flood lines");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut files = Vec::new();
+    for i in 1..=10 {
+        std::thread::sleep(Duration::from_millis(150));
+        let rotated = t.path(&format!("code/logs/stdout.log.{i}"));
+        fs::rename(&log, &rotated).unwrap();
+        t.signal_engine("HUP");
+        files.push(rotated);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+    files.push(log.clone());
+    let re = regex::Regex::new(r"^flood=(\d+) pid=(\d+) x{60}$").unwrap();
+    let mut seen = Vec::new();
+    for f in &files {
+        let text = fs::read_to_string(f).unwrap();
+        let mut here = 0;
+        for line in text.lines().filter(|l| l.starts_with("flood=")) {
+            let c = re
+                .captures(line)
+                .unwrap_or_else(|| panic!("broken line in {}: {line:?}", f.display()));
+            assert_eq!(c[2].parse::<i32>().unwrap(), pid, "a line from another pid");
+            seen.push(c[1].parse::<u64>().unwrap());
+            here += 1;
+        }
+        assert!(here > 0, "{} has no flood line", f.display());
+    }
+    let n = seen.len() as u64;
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len() as u64, n, "duplicated lines");
+    assert_eq!(sorted, (1..=n).collect::<Vec<_>>(), "missing lines");
+    assert_eq!(seen, sorted, "lines out of order across the files");
+    let msgs = t.messages();
+    assert_eq!(msgs.matches("SIGHUP: reopened").count(), 10, "{msgs}");
+    assert_eq!(t.state()["n_restarts"], 0, "the program was restarted");
+    let mode = fs::metadata(&log).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    eprintln!("rotation: {n} lines over 11 files, none lost or duplicated, pid {pid} kept");
+}
+
+// --------------------------------------------------------- 5. notify flood
+
+const FLOODER: &str = r#"
+import os, socket, subprocess, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)   # blocking, like sd_notify
+s.connect(os.environ["NOTIFY_SOCKET"])
+s.send(b"READY=1\nSTATUS=ready")
+# Another pid: NotifyAccess=main must ignore it.
+subprocess.run([sys.executable, "-c", "import os, socket; s = socket.socket(socket.AF_UNIX, "
+                "socket.SOCK_DGRAM); s.connect(os.environ['NOTIFY_SOCKET']); s.send(b'STATUS=intruder')"])
+n, worst = 10000, 0.0
+t0 = time.monotonic()
+for i in range(n):           # 10,000 messages spread over one second
+    due = t0 + i / n
+    now = time.monotonic()
+    if due > now:
+        time.sleep(due - now)
+    a = time.monotonic()
+    s.send(f"WATCHDOG=1\nSTATUS=flood {i + 1}".encode())
+    worst = max(worst, time.monotonic() - a)
+total = time.monotonic() - t0
+print(f"flood sent={n} total_s={total:.3f} worst_send_ms={worst * 1000:.2f}", flush=True)
+s.send(b"STATUS=flood done")
+time.sleep(1000)
+"#;
+
+fn engine_cpu_ticks(pid: u32) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = s.rsplit_once(") ").unwrap().1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_flood_of_10000_notify_messages_does_not_block_the_program() {
+    let mut t = Tree::new("root", "", "");
+    fs::write(t.path("flood.py"), FLOODER).unwrap();
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    let unit = unit.replace(
+        &format!(
+            "ExecStart=/usr/bin/python3 {}/code/bots/supervisor.py",
+            t.dir.path().display()
+        ),
+        &format!("ExecStart=/usr/bin/python3 {}", t.path("flood.py").display()),
+    );
+    fs::write(t.path("unit.service"), unit).unwrap();
+    let engine = t.start();
+    t.wait_state("running", 15, |_| true);
+    let cpu0 = engine_cpu_ticks(engine);
+    let t0 = Instant::now();
+    let line = loop {
+        if let Some(l) = t.log().lines().find(|l| l.starts_with("flood sent=")) {
+            break l.to_string();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the flood did not finish\n{}",
+            t.messages()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let field = |k: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (total, worst) = (field("total_s="), field("worst_send_ms="));
+    let st = t.wait_state("running", 5, |s| s["status_text"] == "flood done");
+    let cpu = engine_cpu_ticks(engine) - cpu0;
+    eprintln!("notify flood: {line}; engine CPU {cpu} ticks (1/100 s) for it");
+    assert!(total < 2.0, "10,000 sends took {total}s: the program was held up");
+    assert!(worst < 200.0, "one send blocked {worst} ms");
+    assert!(st["last_watchdog_unix"].as_f64().is_some());
+    let msgs = t.messages();
+    assert!(msgs.contains("ignored a notify message from pid"), "{msgs}");
+    assert!(!msgs.contains("watchdog timeout"), "{msgs}");
+    // Still responsive: a stop right after is prompt.
+    let t1 = Instant::now();
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(5), 0);
+    assert!(
+        t1.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        t1.elapsed()
+    );
+}
+
+// ------------------------------------------------ 6. every key accounted for
+
+#[test]
+fn every_setting_of_the_shipped_unit_is_honoured_or_reported_at_start() {
+    require_root();
+    let root = tempfile::tempdir().unwrap();
+    let shipped = fs::read_to_string(repo("systemd/jarvis-supervisor.service")).unwrap();
+    let units = root.path().join("usr/lib/systemd/system");
+    fs::create_dir_all(&units).unwrap();
+    fs::write(units.join("jarvis-supervisor.service"), &shipped).unwrap();
+    // Only values change, so that the shipped unit starts here: a harmless
+    // program as root in the temp tree. No key is added.
+    let dropin = root.path().join("etc/systemd/system/jarvis-supervisor.service.d");
+    fs::create_dir_all(&dropin).unwrap();
+    let work = root.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    fs::write(
+        dropin.join("zz-test.conf"),
+        format!(
+            "[Service]\nUser=root\nGroup=root\nWorkingDirectory={w}\nEnvironmentFile=-{w}/.env\n\
+             ExecStartPre=\nExecStart=/bin/sleep 1000\n",
+            w = work.display()
+        ),
+    )
+    .unwrap();
+    let err_path = root.path().join("engine.err");
+    let mut child = Command::new(BIN)
+        .arg("--root")
+        .arg(root.path())
+        .arg("run")
+        .stdin(Stdio::null())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let msgs = loop {
+        let m = fs::read_to_string(&err_path).unwrap_or_default();
+        if m.contains("started /bin/sleep") {
+            break m;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("the shipped unit did not start:\n{m}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    signal(child.id() as i32, "TERM");
+    let status = child.wait().unwrap();
+    let line = msgs
+        .lines()
+        .find(|l| l.starts_with("jarvisctl run: not honoured without systemd: "))
+        .unwrap_or_else(|| panic!("no report line:\n{msgs}"));
+    let reported: Vec<&str> = line
+        .trim_start_matches("jarvisctl run: not honoured without systemd: ")
+        .split(", ")
+        .collect();
+    assert_eq!(
+        msgs.matches("not honoured without systemd").count(),
+        1,
+        "one line"
+    );
+    let mut section = String::new();
+    let mut n = 0;
+    for l in shipped.lines().map(str::trim) {
+        if l.starts_with('[') {
+            section = l.trim_matches(['[', ']']).to_string();
+            continue;
+        }
+        if l.starts_with('#') || !l.contains('=') {
+            continue;
+        }
+        let key = l.split_once('=').unwrap().0.trim();
+        n += 1;
+        let honoured = unitkeys::honoured(&section, key);
+        assert!(
+            honoured != reported.contains(&key),
+            "[{section}] {key}: honoured={honoured}, reported={}",
+            reported.contains(&key)
+        );
+    }
+    // MemoryMax=4G: says which kind of limit it made.
+    assert!(msgs.contains("MemoryMax=4294967296: "), "{msgs}");
+    let kind = if msgs.contains("cgroup v2 limit in") {
+        "cgroup"
+    } else {
+        "rlimit"
+    };
+    let st: Value =
+        serde_json::from_slice(&fs::read(root.path().join("run/jarvis-supervisor-run/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(st["memory_limit"], kind);
+    assert_eq!(status.code(), Some(0), "{msgs}");
+    eprintln!(
+        "shipped unit: {n} settings, {} reported at start, memory limit {kind}",
+        reported.len()
+    );
+}
+
+// ------------------------------------------------------------------ 7. stop
+
+#[test]
+fn sigterm_stops_gracefully_as_the_service_user() {
+    let mut t = Tree::new("nobody", "", "Environment=STANDIN_STOP_DELAY=1\nUMask=0027\n");
+    t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    let pid = main_pid(&st);
+    assert_eq!(proc_uid(pid), NOBODY);
+    let rt = t.path("run/jarvis-engine-test");
+    assert_eq!(
+        fs::metadata(&rt).unwrap().uid(),
+        NOBODY,
+        "RuntimeDirectory= owned by the user"
+    );
+    let env = String::from_utf8_lossy(&fs::read(format!("/proc/{pid}/environ")).unwrap()).into_owned();
+    for want in [
+        "USER=nobody".to_string(),
+        "LOGNAME=nobody".to_string(),
+        format!("HOME={}", t.path("home").display()), // Environment= wins, as in systemd
+        format!("RUNTIME_DIRECTORY={}", rt.display()),
+        format!(
+            "NOTIFY_SOCKET={}",
+            t.path("run/jarvis-supervisor-run/notify").display()
+        ),
+    ] {
+        assert!(env.split('\0').any(|v| v == want), "{want} not in {env}");
+    }
+    let meta = fs::metadata(t.path("code/logs/stdout.log")).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (NOBODY, 0o640));
+    let t0 = Instant::now();
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+    let took = t0.elapsed().as_secs_f64();
+    let msgs = t.messages();
+    assert!(msgs.contains("the program reports STOPPING=1"), "{msgs}");
+    assert!(
+        msgs.contains(&format!("main process {pid} exited, code=exited, status=0")),
+        "{msgs}"
+    );
+    assert!(!msgs.contains("SIGKILL"), "{msgs}");
+    assert!(t.log().contains("standin: clean shutdown"));
+    let st = t.state();
+    assert_eq!(st["state"], "stopped");
+    assert_eq!(st["main_pid"], Value::Null);
+    assert!(!alive(pid));
+    assert!(!t.path("run/jarvis-supervisor-run/run.pid").exists());
+    eprintln!("graceful stop in {took:.2}s");
+}
+
+#[test]
+fn daemon_mode_and_jarvisctl_stop() {
+    let t = Tree::new("root", "", "");
+    let unit = t.path("unit.service");
+    let t0 = Instant::now();
+    let out = t
+        .cmd()
+        .arg("run")
+        .arg("--daemon")
+        .arg("--unit")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "--daemon returned in {:.2}s: {}",
+        t0.elapsed().as_secs_f64(),
+        said.trim()
+    );
+    let engine: i32 = fs::read_to_string(t.path("run/jarvis-supervisor-run/run.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(said.contains(&format!("pid {engine}")), "{said}");
+    let st = t.wait_state("running", 15, |_| true);
+    let program = main_pid(&st);
+    // A second daemon is refused, naming the first.
+    let out = t
+        .cmd()
+        .arg("run")
+        .arg("--daemon")
+        .arg("--unit")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("(pid {engine},")), "{err}");
+
+    let out = t.cmd().arg("stop").arg("--unit").arg(&unit).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains(&format!("stopped jarvisctl run (pid {engine})")),
+        "{said}"
+    );
+    assert!(!alive(engine) && !alive(program));
+    assert_eq!(t.state()["state"], "stopped");
+    let log = fs::read_to_string(t.path("run/jarvis-supervisor-run/engine.log")).unwrap();
+    assert!(log.contains("the program reports STOPPING=1"), "{log}");
+
+    let out = t.cmd().arg("stop").arg("--unit").arg(&unit).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is not running"));
+}
