@@ -513,7 +513,7 @@ impl Engine {
         }
         cmd.args(["--umask", &self.svc.umask.to_string()]);
         if let Some(w) = &self.svc.working_directory {
-            if !(w.optional && !w.path.is_dir()) {
+            if !w.optional || w.path.is_dir() {
                 cmd.arg("--chdir").arg(&w.path);
             }
         }
