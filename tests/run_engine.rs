@@ -483,20 +483,36 @@ fn ten_rotations_lose_and_duplicate_no_line_and_keep_the_pid() {
     t.signal_engine("TERM");
     assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
     files.push(log.clone());
+    let texts: Vec<(String, String)> = files
+        .iter()
+        .map(|f| (f.display().to_string(), fs::read_to_string(f).unwrap()))
+        .collect();
+    let n = check_numbered(&texts, pid);
+    let msgs = t.messages();
+    assert_eq!(msgs.matches("SIGHUP: reopened").count(), 10, "{msgs}");
+    assert_eq!(t.state()["n_restarts"], 0, "the program was restarted");
+    let mode = fs::metadata(&log).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    eprintln!("rotation: {n} lines over 11 files, none lost or duplicated, pid {pid} kept");
+}
+
+/// The stand-in's `flood=N pid=P xxx` lines over `files` (oldest first):
+/// every N from 1 exactly once, in order, whole, all from `pid`, and some in
+/// every file. Returns the number of lines.
+fn check_numbered(files: &[(String, String)], pid: i32) -> u64 {
     let re = regex::Regex::new(r"^flood=(\d+) pid=(\d+) x{60}$").unwrap();
     let mut seen = Vec::new();
-    for f in &files {
-        let text = fs::read_to_string(f).unwrap();
+    for (name, text) in files {
         let mut here = 0;
-        for line in text.lines().filter(|l| l.starts_with("flood=")) {
+        for line in text.lines().filter(|l| l.contains("flood=")) {
             let c = re
                 .captures(line)
-                .unwrap_or_else(|| panic!("broken line in {}: {line:?}", f.display()));
+                .unwrap_or_else(|| panic!("broken line in {name}: {line:?}"));
             assert_eq!(c[2].parse::<i32>().unwrap(), pid, "a line from another pid");
             seen.push(c[1].parse::<u64>().unwrap());
             here += 1;
         }
-        assert!(here > 0, "{} has no flood line", f.display());
+        assert!(here > 0, "{name} has no flood line");
     }
     let n = seen.len() as u64;
     let mut sorted = seen.clone();
@@ -505,12 +521,116 @@ fn ten_rotations_lose_and_duplicate_no_line_and_keep_the_pid() {
     assert_eq!(sorted.len() as u64, n, "duplicated lines");
     assert_eq!(sorted, (1..=n).collect::<Vec<_>>(), "missing lines");
     assert_eq!(seen, sorted, "lines out of order across the files");
-    let msgs = t.messages();
-    assert_eq!(msgs.matches("SIGHUP: reopened").count(), 10, "{msgs}");
-    assert_eq!(t.state()["n_restarts"], 0, "the program was restarted");
-    let mode = fs::metadata(&log).unwrap().mode() & 0o777;
-    assert_eq!(mode, 0o640);
-    eprintln!("rotation: {n} lines over 11 files, none lost or duplicated, pid {pid} kept");
+    n
+}
+
+#[test]
+fn the_fallback_logrotate_stanza_rotates_through_jarvisctl_without_loss() {
+    let mut t = Tree::new(
+        "root",
+        "",
+        "Environment=STANDIN_MODE=flood STANDIN_MODE_AFTER=0 STANDIN_FLOOD_LINES_PER_S=4000\n",
+    );
+    // The shipped stanza, with this tree's paths and root instead of jarvis.
+    let stanza = fs::read_to_string(repo("packaging/logrotate/jarvis-fallback")).unwrap();
+    let conf = stanza
+        .replace("/home/jarvis/Jarvis", &t.path("code").display().to_string())
+        .replace(
+            "/run/jarvis-supervisor-run",
+            &t.path("run/jarvis-supervisor-run").display().to_string(),
+        )
+        .replace("jarvis jarvis", "root root");
+    fs::write(t.path("logrotate.conf"), conf).unwrap();
+    t.start();
+    let pid = main_pid(&t.wait_state("running", 15, |_| true));
+    let t0 = Instant::now();
+    while !t.log().contains("flood=") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no flood lines");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(200));
+        let out = Command::new("logrotate")
+            .arg("-f")
+            .arg("-s")
+            .arg(t.path("logrotate.state"))
+            .arg(t.path("logrotate.conf"))
+            .output()
+            .expect("logrotate is needed for this test: apt-get install logrotate");
+        assert!(
+            out.status.success(),
+            "logrotate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+    let logs = t.path("code/logs");
+    let mut texts = Vec::new();
+    for name in ["stdout.log.3.gz", "stdout.log.2.gz", "stdout.log.1", "stdout.log"] {
+        let p = logs.join(name);
+        let text = if name.ends_with(".gz") {
+            let out = Command::new("gzip").arg("-dc").arg(&p).output().unwrap();
+            assert!(out.status.success(), "{} missing", p.display());
+            String::from_utf8(out.stdout).unwrap()
+        } else {
+            fs::read_to_string(&p).unwrap()
+        };
+        texts.push((name.to_string(), text));
+    }
+    let n = check_numbered(&texts, pid);
+    assert_eq!(
+        t.messages().matches("SIGHUP: reopened").count(),
+        3,
+        "{}",
+        t.messages()
+    );
+    assert_eq!(t.state()["n_restarts"], 0);
+    eprintln!("logrotate stanza: 3 forced rotations, {n} lines, none lost or duplicated");
+}
+
+// --------------------------------------------------------- backoff
+
+#[test]
+fn the_units_backoff_runs_as_exec_start_pre_and_keeps_its_state_across_restarts() {
+    let mut t = Tree::new(
+        "root",
+        "StartLimitBurst=20",
+        &format!(
+            "Environment=STANDIN_MODE=crash STANDIN_MODE_AFTER=0\nExecStartPre={BIN} backoff --base 1\n"
+        ),
+    );
+    t.start();
+    let t0 = Instant::now();
+    // Starts 1 and 2 go at once; 3 waits 1 s, 4 waits 2 s: the state kept
+    // in $RUNTIME_DIRECTORY survived each restart.
+    while !t.log().contains("waiting 2 s") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no growing backoff:\n{}",
+            t.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = t.log();
+    assert!(
+        log.contains("backoff: start 3 in a row within 120 s of the previous one; waiting 1 s"),
+        "{log}"
+    );
+    assert!(
+        log.contains("backoff: start 4 in a row within 120 s of the previous one; waiting 2 s"),
+        "{log}"
+    );
+    assert!(t.path("run/jarvis-engine-test/backoff.json").is_file());
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+    // A stop removes the runtime directory, so a manual start is never delayed.
+    assert!(!t.path("run/jarvis-engine-test").exists());
+    eprintln!(
+        "backoff: waits of 0, 0, 1, 2 s before starts 1-4 (the 2 s wait began after {:.1}s)",
+        t0.elapsed().as_secs_f64()
+    );
 }
 
 // --------------------------------------------------------- 5. notify flood

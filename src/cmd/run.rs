@@ -133,7 +133,10 @@ fn daemonize(paths: &Paths, args: &RunArgs, dir: &Path) -> Result<i32> {
         .open(&log_path)
         .map_err(|e| Error::io("open engine log", &log_path, e))?;
     let offset = log.seek(SeekFrom::End(0)).unwrap_or(0);
-    let mut cmd = Command::new("/proc/self/exe");
+    // Our own path, not /proc/self/exe, so that ps and pidof show
+    // "jarvisctl" (the logrotate stanza checks the name before HUP).
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let mut cmd = Command::new(exe);
     cmd.arg0("jarvisctl");
     if !paths.is_system() {
         cmd.arg("--root").arg(paths.host(Path::new("/")));

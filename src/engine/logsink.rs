@@ -42,6 +42,8 @@ fn open(path: &PathBuf, owner: Option<(u32, u32)>) -> Result<File> {
             Error::io("open log file", path, e).with_note("check the owner and mode of the logs directory")
         })?;
     if !existed {
+        // 0640 whatever the umask of whoever started us.
+        let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640));
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
                 .map_err(|e| Error::io("chown log file", path, e))?;
