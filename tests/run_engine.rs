@@ -937,3 +937,74 @@ fn daemon_mode_and_jarvisctl_stop() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("is not running"));
 }
+
+// ------------------------------------------------------------- footprint
+
+fn switches(pid: u32) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Swap the stand-in for a small Python program.
+fn with_program(t: &Tree, name: &str, code: &str) {
+    fs::write(t.path(name), code).unwrap();
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    let unit = unit.replace(
+        &format!(
+            "ExecStart=/usr/bin/python3 {}/code/bots/supervisor.py",
+            t.dir.path().display()
+        ),
+        &format!("ExecStart=/usr/bin/python3 {}", t.path(name).display()),
+    );
+    fs::write(t.path("unit.service"), unit).unwrap();
+}
+
+#[test]
+fn a_healthy_quiet_program_costs_the_engine_no_wakeups() {
+    let mut t = Tree::new("root", "", "WatchdogSec=30s\n");
+    with_program(
+        &t,
+        "quiet.py",
+        "import os, socket, time\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n\
+         time.sleep(1000)\n",
+    );
+    let engine = t.start();
+    t.wait_state("running", 15, |_| true);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = switches(engine);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = switches(engine);
+    eprintln!("idle: {} context switches of the engine in 3 s", after - before);
+    assert_eq!(
+        after - before,
+        0,
+        "the engine woke up while the program was healthy and quiet"
+    );
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0);
+}
+
+#[test]
+fn type_simple_and_restart_on_failure_end_after_a_clean_exit() {
+    let mut t = Tree::new("root", "", "Type=simple\nRestart=on-failure\n");
+    with_program(
+        &t,
+        "once.py",
+        "import sys, time\ntime.sleep(0.3)\nprint('once: done')\nsys.exit(0)\n",
+    );
+    t.start();
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+    let st = t.state();
+    assert_eq!(
+        (st["state"].as_str(), st["result"].as_str()),
+        (Some("stopped"), Some("success"))
+    );
+    assert_eq!(st["n_restarts"], 0);
+    assert!(t.log().contains("once: done"));
+    assert!(t.messages().contains("Restart= does not restart it"));
+}

@@ -196,6 +196,9 @@ impl Engine {
         let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(|e| Error::new(format!("cannot create a signalfd: {e}")))?;
 
+        // Orphans of the program are re-parented to us, not to an init that
+        // may not reap them; the reap loop collects them.
+        let _ = nix::sys::prctl::set_child_subreaper(true);
         let (limit, line) = memory::setup(svc.memory_max, "jarvis-supervisor-run");
         say!("{line}");
 
