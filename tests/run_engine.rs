@@ -1008,3 +1008,76 @@ fn type_simple_and_restart_on_failure_end_after_a_clean_exit() {
     assert!(t.log().contains("once: done"));
     assert!(t.messages().contains("Restart= does not restart it"));
 }
+
+// ------------------------------------------------------- sysvinit script
+
+#[test]
+fn the_sysvinit_script_parses_and_drives_the_engine() {
+    let script = repo("packaging/sysvinit/jarvis-supervisor");
+    for sh in ["sh", "dash"] {
+        let st = Command::new(sh).arg("-n").arg(&script).status();
+        if sh == "dash" && st.is_err() {
+            continue;
+        }
+        assert!(st.unwrap().success(), "{sh} -n {}", script.display());
+    }
+    let text = fs::read_to_string(&script).unwrap();
+    for want in [
+        "### BEGIN INIT INFO",
+        "# Provides:          jarvis-supervisor",
+        "# Default-Start:     2 3 4 5",
+        "# Default-Stop:      0 1 6",
+        "### END INIT INFO",
+        "\"$JARVISCTL\" run --daemon",
+        "\"$JARVISCTL\" stop",
+    ] {
+        assert!(text.contains(want), "{want:?} missing");
+    }
+    // The script as installed, but pointed at this tree through a wrapper.
+    let t = Tree::new("root", "", "");
+    let wrapper = t.path("jarvisctl");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncmd=$1; shift\nexec {BIN} --root {root} \"$cmd\" --unit {unit} \"$@\"\n",
+            root = t.dir.path().display(),
+            unit = t.path("unit.service").display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let local = text
+        .replace(
+            "JARVISCTL=/usr/bin/jarvisctl",
+            &format!("JARVISCTL={}", wrapper.display()),
+        )
+        .replace(
+            "PIDFILE=/run/jarvis-supervisor-run/run.pid",
+            &format!(
+                "PIDFILE={}",
+                t.path("run/jarvis-supervisor-run/run.pid").display()
+            ),
+        );
+    let copy = t.path("init");
+    fs::write(&copy, local).unwrap();
+    let run = |action: &str| -> (i32, String) {
+        let out = Command::new("sh").arg(&copy).arg(action).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    };
+    assert_eq!(run("status").0, 3);
+    let (code, said) = run("start");
+    assert_eq!(code, 0, "{said}");
+    let st = t.wait_state("running", 15, |_| true);
+    let (code, said) = run("status");
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("is running"), "{said}");
+    let (code, said) = run("start");
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("already running"), "{said}");
+    let (code, said) = run("stop");
+    assert_eq!(code, 0, "{said}");
+    assert!(!alive(main_pid(&st)));
+    assert_eq!(run("status").0, 3);
+    assert_eq!(run("bogus").0, 3);
+}
