@@ -109,8 +109,10 @@ pub fn run(paths: &Paths, args: &RunArgs) -> Result<i32> {
         let engine = Engine::new(svc, paths, &dir, account)?;
         if args.detached {
             // Tell the waiting parent, then let go of its pipe.
-            println!("locked {}", std::process::id());
-            let _ = std::io::stdout().flush();
+            // The parent may be gone (killed while waiting): never fatal.
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "locked {}", std::process::id());
+            let _ = out.flush();
             if let Ok(null) = File::open("/dev/null") {
                 let _ = nix::unistd::dup2_stdout(&null);
             }

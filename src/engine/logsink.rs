@@ -26,7 +26,12 @@ pub struct LogSink {
 fn open(path: &PathBuf, owner: Option<(u32, u32)>) -> Result<File> {
     if let Some(dir) = path.parent() {
         if !dir.is_dir() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io("create log directory", dir, e))?;
+            // Only logs/ itself: a missing WorkingDirectory= is a missing
+            // deployment, not something to create here.
+            std::fs::create_dir(dir).map_err(|e| {
+                Error::io("create log directory", dir, e)
+                    .with_note("check WorkingDirectory= in the unit, and that the code is deployed there")
+            })?;
             if let Some((uid, gid)) = owner {
                 let _ = std::os::unix::fs::chown(dir, Some(uid), Some(gid));
             }

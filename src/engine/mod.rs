@@ -40,9 +40,13 @@ pub const LOCK_FILE: &str = "run.lock";
 pub const PID_FILE: &str = "run.pid";
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// One line per event, on stderr (the engine log under --daemon).
+/// One line per event, on stderr (the engine log under --daemon). A
+/// closed or broken stderr is ignored: it must never stop the supervision.
 macro_rules! say {
-    ($($t:tt)*) => { eprintln!("jarvisctl run: {}", format_args!($($t)*)) };
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "jarvisctl run: {}", format_args!($($t)*));
+    }};
 }
 pub(crate) use say;
 
@@ -286,6 +290,12 @@ impl Engine {
         self.logs.drain();
         self.logs.flush_pending();
         self.save();
+        if let Limit::Cgroup(procs) = &self.limit {
+            // Empty by now; a cgroup that still has processes stays.
+            if let Some(dir) = procs.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
         Ok(self.done.unwrap_or(1))
     }
 
