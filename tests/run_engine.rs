@@ -833,10 +833,40 @@ fn every_setting_of_the_shipped_unit_is_honoured_or_reported_at_start() {
 #[test]
 fn sigterm_stops_gracefully_as_the_service_user() {
     let mut t = Tree::new("nobody", "", "Environment=STANDIN_STOP_DELAY=1\nUMask=0027\n");
+    // EnvironmentFile=: systemd's parsing (quotes removed), a missing
+    // optional one skipped, and a file wins over Environment=.
+    fs::write(
+        t.path("test.env"),
+        "FROM_ENVFILE=\"a quoted value\"\nSTANDIN_STOP_DELAY=1.2\n",
+    )
+    .unwrap();
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    fs::write(
+        t.path("unit.service"),
+        unit + &format!(
+            "EnvironmentFile=-{}\nEnvironmentFile={}\n",
+            t.path("missing.env").display(),
+            t.path("test.env").display()
+        ),
+    )
+    .unwrap();
     t.start();
     let st = t.wait_state("running", 15, |_| true);
     let pid = main_pid(&st);
     assert_eq!(proc_uid(pid), NOBODY);
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |k: &str| status.lines().find(|l| l.starts_with(k)).unwrap().to_string();
+    assert_eq!(
+        field("Gid:").split_whitespace().nth(1),
+        Some("65534"),
+        "Group= (nogroup)"
+    );
+    assert_eq!(field("Umask:").split_whitespace().nth(1), Some("0027"), "UMask=");
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        t.path("code"),
+        "WorkingDirectory="
+    );
     let rt = t.path("run/jarvis-engine-test");
     assert_eq!(
         fs::metadata(&rt).unwrap().uid(),
@@ -853,6 +883,8 @@ fn sigterm_stops_gracefully_as_the_service_user() {
             "NOTIFY_SOCKET={}",
             t.path("run/jarvis-supervisor-run/notify").display()
         ),
+        "FROM_ENVFILE=a quoted value".to_string(),
+        "STANDIN_STOP_DELAY=1.2".to_string(),
     ] {
         assert!(env.split('\0').any(|v| v == want), "{want} not in {env}");
     }
@@ -993,7 +1025,10 @@ fn a_healthy_quiet_program_costs_the_engine_no_wakeups() {
         .find(|l| l.starts_with("VmRSS:"))
         .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
         .unwrap();
-    eprintln!("idle: {} context switches of the engine in 3 s; engine VmRSS {rss} kB (debug build)", after - before);
+    eprintln!(
+        "idle: {} context switches of the engine in 3 s; engine VmRSS {rss} kB (debug build)",
+        after - before
+    );
     assert_eq!(
         after - before,
         0,
@@ -1094,4 +1129,120 @@ fn the_sysvinit_script_parses_and_drives_the_engine() {
     assert!(!alive(main_pid(&st)));
     assert_eq!(run("status").0, 3);
     assert_eq!(run("bogus").0, 3);
+}
+
+// ------------------------------------------------- SIGKILL escalation, memory
+
+/// Ignores SIGTERM and SIGABRT, so only SIGKILL ends it.
+const STUBBORN: &str = "import os, signal, socket, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+signal.signal(signal.SIGABRT, signal.SIG_IGN)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])
+if os.environ.get('TRIGGER'):
+    time.sleep(0.3)
+    s.sendto(b'WATCHDOG=trigger', os.environ['NOTIFY_SOCKET'])
+time.sleep(1000)
+";
+
+#[test]
+fn stop_sends_sigkill_after_timeout_stop_sec() {
+    let mut t = Tree::new("root", "", "TimeoutStopSec=1s\n");
+    with_program(&t, "stubborn.py", STUBBORN);
+    t.start();
+    let pid = main_pid(&t.wait_state("running", 15, |_| true));
+    let t0 = Instant::now();
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+    let took = t0.elapsed().as_secs_f64();
+    let msgs = t.messages();
+    assert!(
+        msgs.contains(&format!("pid {pid} did not exit in time; sending SIGKILL")),
+        "{msgs}"
+    );
+    assert!(
+        msgs.contains(&format!("main process {pid} exited, code=killed, signal=KILL")),
+        "{msgs}"
+    );
+    assert!(
+        (0.9..3.0).contains(&took),
+        "stop took {took:.2}s with TimeoutStopSec=1s"
+    );
+    assert!(!alive(pid));
+    eprintln!("stop escalation: SIGKILL, engine gone {took:.2}s after SIGTERM");
+}
+
+#[test]
+fn watchdog_sends_sigkill_after_timeout_abort_sec() {
+    let mut t = Tree::new(
+        "root",
+        "",
+        "TimeoutAbortSec=1s\nTimeoutStopSec=30s\nEnvironment=TRIGGER=1\n",
+    );
+    with_program(&t, "stubborn.py", STUBBORN);
+    t.start();
+    let first = main_pid(&t.wait_state("running", 15, |_| true));
+    let st = t.wait_state("running", 15, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
+    });
+    assert_eq!(st["result"], "watchdog");
+    assert_eq!(st["last_exit"], -9);
+    let msgs = t.messages();
+    assert!(msgs.contains("watchdog timeout"), "{msgs}");
+    assert!(
+        msgs.contains(&format!("pid {first} did not exit in time; sending SIGKILL")),
+        "{msgs}"
+    );
+}
+
+#[test]
+fn memory_max_caps_a_leaking_program() {
+    let mut t = Tree::new(
+        "root",
+        "",
+        "MemoryMax=200M\nEnvironment=STANDIN_MODE=leak STANDIN_MODE_AFTER=0 STANDIN_LEAK_MB_PER_S=400 STANDIN_LEAK_MAX_MB=1024\n",
+    );
+    t.start();
+    let first = main_pid(&t.wait_state("running", 15, |_| true));
+    let msgs = t.messages();
+    let kb = |pid: i32, key: &str| -> u64 {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    match t.state()["memory_limit"].as_str() {
+        Some("rlimit") => {
+            // RLIMIT_DATA: the leak's allocations fail (MemoryError in the
+            // stand-in) instead of growing to its own 1 GiB safety net.
+            assert!(
+                msgs.contains("MemoryMax=209715200: no cgroup v2 memory limit here"),
+                "{msgs}"
+            );
+            let limits = fs::read_to_string(format!("/proc/{first}/limits")).unwrap();
+            let data = limits.lines().find(|l| l.starts_with("Max data size")).unwrap();
+            assert!(data.contains("209715200"), "{data}");
+            // 400 MB/s for 1.5 s would be 600 MB without the cap.
+            std::thread::sleep(Duration::from_millis(1500));
+            let (data_kb, rss_kb) = (kb(first, "VmData:"), kb(first, "VmRSS:"));
+            assert!(alive(first) || t.state()["n_restarts"].as_u64() > Some(0));
+            assert!(
+                data_kb <= 200 * 1024 && rss_kb <= 200 * 1024,
+                "VmData {data_kb} kB, VmRSS {rss_kb} kB"
+            );
+            eprintln!("memory: RLIMIT_DATA 200M; after 1.5 s of leaking 400 MB/s: VmData {data_kb} kB, VmRSS {rss_kb} kB");
+        }
+        Some("cgroup") => {
+            assert!(msgs.contains("cgroup v2 limit in"), "{msgs}");
+            // The OOM killer ends the leaking program; it is restarted.
+            let st = t.wait_state("running", 15, |s| {
+                s["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
+            });
+            assert_eq!(st["last_exit"], -9);
+        }
+        other => panic!("memory_limit {other:?}"),
+    }
 }
