@@ -1246,3 +1246,62 @@ fn memory_max_caps_a_leaking_program() {
         other => panic!("memory_limit {other:?}"),
     }
 }
+
+// ------------------------------------------------------ leftover processes
+
+const LEAVES_CHILDREN: &str = r#"import os, socket, subprocess, time
+out = open(os.environ["PIDS_OUT"], "a")
+polite = subprocess.Popen(["/bin/sh", "-c", "trap 'echo leftover: polite got TERM; exit 0' TERM; while :; do sleep 0.05; done"])
+deaf = subprocess.Popen(["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"])
+out.write(f"{polite.pid} {deaf.pid}\n")
+out.close()
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+time.sleep(0.5)
+os._exit(1)    # main crashes and leaves both children behind
+"#;
+
+#[test]
+fn leftovers_of_the_group_get_sigterm_then_sigkill_before_the_restart() {
+    let mut t = Tree::new("root", "", "TimeoutStopSec=1s\n");
+    with_program(&t, "leaves.py", LEAVES_CHILDREN);
+    let pids = t.path("pids.txt");
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    fs::write(
+        t.path("unit.service"),
+        unit + &format!("Environment=PIDS_OUT={}\n", pids.display()),
+    )
+    .unwrap();
+    t.start();
+    let first = main_pid(&t.wait_state("running", 15, |_| true));
+    let st = t.wait_state("running", 15, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
+    });
+    let line = fs::read_to_string(&pids).unwrap();
+    let left: Vec<i32> = line
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    for pid in &left {
+        assert!(!alive(*pid), "leftover {pid} of the first run still alive");
+    }
+    let msgs = t.messages();
+    assert!(
+        msgs.contains("processes of its group remain: SIGTERM, then SIGKILL after TimeoutStopSec=1s"),
+        "{msgs}"
+    );
+    assert!(
+        msgs.contains(&format!(
+            "processes of group {first} did not exit in time; sending SIGKILL"
+        )),
+        "{msgs}"
+    );
+    assert!(t.log().contains("leftover: polite got TERM"), "{}", t.log());
+    assert_eq!(st["result"], "exit-code");
+    assert_eq!(st["last_exit"], 1);
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+}

@@ -130,6 +130,8 @@ pub struct Engine {
     start_began: Instant,
     watchdog: Option<Duration>,
     ignored_senders: u64,
+    /// An exited process whose group still has members, and SIGKILL rounds.
+    draining: Option<(Child, std::process::ExitStatus, u32)>,
     last_save: Instant,
     /// A ping or STATUS= not yet in state.json (written at most every 100 ms).
     flush_at: Option<Instant>,
@@ -153,6 +155,11 @@ fn is_clean(status: &std::process::ExitStatus) -> bool {
         }
         _ => false,
     }
+}
+
+/// Some process of group `pgid` still exists.
+fn group_alive(pgid: Pid) -> bool {
+    killpg(pgid, None).is_ok()
 }
 
 fn libc_sig(s: Signal) -> i32 {
@@ -260,6 +267,7 @@ impl Engine {
             start_began: Instant::now(),
             watchdog,
             ignored_senders: 0,
+            draining: None,
             last_save: Instant::now(),
             flush_at: None,
         })
@@ -713,13 +721,49 @@ impl Engine {
                 }
             }
         }
+        if let Some((c, status, _)) = self.draining {
+            if !group_alive(c.pid) {
+                self.draining = None;
+                self.after_exit(c, status);
+            }
+        }
     }
 
     fn exited(&mut self, child: Child, status: std::process::ExitStatus) {
-        // Whatever is left of its process group goes with it, as systemd
-        // empties the cgroup.
-        let _ = killpg(child.pid, Signal::SIGKILL);
         self.logs.drain();
+        if child.role == Role::Main {
+            self.st.main_pid = None;
+            say!("main process {} exited, {}", child.pid, describe(&status));
+        }
+        // What is left of its process group goes too, as systemd empties
+        // the cgroup: SIGTERM, then SIGKILL after TimeoutStopSec=. Its
+        // members are our descendants (we are their subreaper), so each
+        // exit wakes us up through SIGCHLD.
+        if group_alive(child.pid) {
+            let pending_kill = self.timer.filter(|(_, t)| *t == Timer::Kill);
+            if pending_kill.is_none() {
+                say!(
+                    "processes of its group remain: SIGTERM, then SIGKILL after {}",
+                    self.svc
+                        .timeout_stop
+                        .map_or("no timeout".to_string(), |d| format!(
+                            "TimeoutStopSec={}s",
+                            d.as_secs_f64()
+                        ))
+                );
+                let _ = killpg(child.pid, Signal::SIGTERM);
+                let _ = killpg(child.pid, Signal::SIGCONT);
+            }
+            self.timer =
+                pending_kill.or_else(|| self.svc.timeout_stop.map(|d| (Instant::now() + d, Timer::Kill)));
+            self.draining = Some((child, status, 0));
+            return;
+        }
+        self.after_exit(child, status);
+    }
+
+    /// The group of an exited process is empty (or given up on): go on.
+    fn after_exit(&mut self, child: Child, status: std::process::ExitStatus) {
         self.timer = None;
         match child.role {
             Role::Pre(i) => {
@@ -747,8 +791,6 @@ impl Engine {
                 }
             }
             Role::Main => {
-                self.st.main_pid = None;
-                say!("main process {} exited, {}", child.pid, describe(&status));
                 if self.stop_requested {
                     self.finish_stopped();
                     return;
@@ -827,6 +869,28 @@ impl Engine {
                 if let Some(c) = self.child {
                     say!("pid {} did not exit in time; sending SIGKILL", c.pid);
                     let _ = killpg(c.pid, Signal::SIGKILL);
+                } else if let Some((c, status, tries)) = self.draining {
+                    if !group_alive(c.pid) || tries >= 10 {
+                        if tries >= 10 {
+                            say!(
+                                "processes of group {} survive SIGKILL; going on without them",
+                                c.pid
+                            );
+                        }
+                        self.draining = None;
+                        self.after_exit(c, status);
+                    } else {
+                        if tries == 0 {
+                            say!(
+                                "processes of group {} did not exit in time; sending SIGKILL",
+                                c.pid
+                            );
+                        }
+                        let _ = killpg(c.pid, Signal::SIGKILL);
+                        // Not every member need be our child: look again soon.
+                        self.draining = Some((c, status, tries + 1));
+                        self.timer = Some((Instant::now() + Duration::from_millis(100), Timer::Kill));
+                    }
                 }
             }
         }
@@ -855,6 +919,11 @@ impl Engine {
                 self.st.state = "stopping";
                 self.save();
                 self.signal_child(Signal::SIGTERM, "stop", self.svc.timeout_stop);
+            }
+            // Its leftovers already had SIGTERM; stop once they are gone.
+            None if self.draining.is_some() => {
+                self.st.state = "stopping";
+                self.save();
             }
             None => self.finish_stopped(),
         }
