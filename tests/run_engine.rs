@@ -1305,3 +1305,28 @@ fn leftovers_of_the_group_get_sigterm_then_sigkill_before_the_restart() {
     t.signal_engine("TERM");
     assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
 }
+
+#[test]
+fn the_installed_unit_is_left_to_systemd_when_systemd_runs() {
+    require_root();
+    let root = tempfile::tempdir().unwrap();
+    let units = root.path().join("usr/lib/systemd/system");
+    fs::create_dir_all(&units).unwrap();
+    fs::copy(
+        repo("systemd/jarvis-supervisor.service"),
+        units.join("jarvis-supervisor.service"),
+    )
+    .unwrap();
+    fs::create_dir_all(root.path().join("run/systemd/system")).unwrap();
+    let out = Command::new(BIN)
+        .arg("--root")
+        .arg(root.path())
+        .arg("run")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("systemd is running on this host"), "{err}");
+    assert!(err.contains("systemctl start jarvis-supervisor"), "{err}");
+    assert!(!root.path().join("run/jarvis-supervisor-run/run.pid").exists());
+}

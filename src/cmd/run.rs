@@ -86,6 +86,15 @@ pub fn run(paths: &Paths, args: &RunArgs) -> Result<i32> {
         // shell that started us.
         let _ = nix::unistd::setsid();
     }
+    // Under systemd the installed unit is systemd's: a second supervisor of
+    // the same bot would mean two bots.
+    if args.unit.is_none() && paths.host(Path::new("/run/systemd/system")).is_dir() {
+        return Err(
+            Error::new("systemd is running on this host and supervises jarvis-supervisor.service").with_note(
+                "use: systemctl start jarvis-supervisor (jarvisctl run is for hosts without systemd)",
+            ),
+        );
+    }
     let unit = load_unit(paths, args.unit.as_deref())?;
     let svc = Service::from_unit(&unit)?;
     if let Some(d) = &svc.description {
