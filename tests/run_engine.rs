@@ -1330,3 +1330,75 @@ fn the_installed_unit_is_left_to_systemd_when_systemd_runs() {
     assert!(err.contains("systemctl start jarvis-supervisor"), "{err}");
     assert!(!root.path().join("run/jarvis-supervisor-run/run.pid").exists());
 }
+
+const FORKS_A_WORKER: &str = r#"import os, socket, subprocess, time
+w = subprocess.Popen(["/bin/sh", "-c", "trap 'echo worker: got TERM; exit 0' TERM; while :; do sleep 0.05; done"])
+with open(os.environ["PIDS_OUT"], "a") as f:
+    f.write(f"{os.getpid()} {w.pid}\n")
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+time.sleep(1000)
+"#;
+
+#[test]
+fn after_kill9_of_the_engine_the_next_run_ends_the_programs_orphaned_children_first() {
+    let mut t = Tree::new("root", "", "TimeoutStopSec=2s\n");
+    with_program(&t, "worker.py", FORKS_A_WORKER);
+    let pids = t.path("pids.txt");
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    fs::write(
+        t.path("unit.service"),
+        unit + &format!("Environment=PIDS_OUT={}\n", pids.display()),
+    )
+    .unwrap();
+    let engine = t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    let program = main_pid(&st);
+    let env = String::from_utf8_lossy(&fs::read(format!("/proc/{program}/environ")).unwrap()).into_owned();
+    let id = env
+        .split('\0')
+        .find_map(|v| v.strip_prefix("INVOCATION_ID="))
+        .expect("INVOCATION_ID set, as systemd does");
+    assert!(
+        id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        "{id}"
+    );
+    let worker: i32 = fs::read_to_string(&pids)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    signal(engine as i32, "KILL");
+    let _ = t.engine.take().unwrap().wait();
+    let t0 = Instant::now();
+    while alive(program) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "program {program} outlived its engine"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The program's own child has no parent-death signal: it is orphaned.
+    assert!(
+        alive(worker),
+        "the worker died on its own; the test proves nothing"
+    );
+    t.start();
+    let st = t.wait_state("running", 15, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != program)
+    });
+    assert!(
+        !alive(worker),
+        "orphaned worker {worker} still alive after the next start"
+    );
+    let msgs = t.messages();
+    assert!(msgs.contains("of the previous run are still alive"), "{msgs}");
+    // (Its "got TERM" line has nowhere to go: the pipe's reader died with
+    // the old engine.) Exactly one program and one worker now: the new ones.
+    let needle = t.path("worker.py").display().to_string();
+    assert_eq!(live_with_cmdline(&needle), vec![main_pid(&st)]);
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+}

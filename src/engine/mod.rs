@@ -3,6 +3,7 @@
 //! poll() as its timeout, so a healthy program costs no wakeups beyond its
 //! own notify messages and output.
 
+pub mod leftovers;
 pub mod logsink;
 pub mod memory;
 pub mod notify;
@@ -130,6 +131,9 @@ pub struct Engine {
     start_began: Instant,
     watchdog: Option<Duration>,
     ignored_senders: u64,
+    state_dir: PathBuf,
+    /// systemd's INVOCATION_ID, new at each start; marks the group's processes.
+    invocation_id: String,
     /// An exited process whose group still has members, and SIGKILL rounds.
     draining: Option<(Child, std::process::ExitStatus, u32)>,
     last_save: Instant,
@@ -267,6 +271,8 @@ impl Engine {
             start_began: Instant::now(),
             watchdog,
             ignored_senders: 0,
+            state_dir: state_dir.to_path_buf(),
+            invocation_id: leftovers::invocation_id(),
             draining: None,
             last_save: Instant::now(),
             flush_at: None,
@@ -291,6 +297,9 @@ impl Engine {
 
     /// Run until stopped or given up; the exit code of `jarvisctl run`.
     pub fn run(mut self) -> Result<i32> {
+        // What a killed predecessor left behind goes before anything starts.
+        let grace = self.svc.timeout_stop.unwrap_or(Duration::from_secs(90));
+        leftovers::end_previous(&self.state_dir, grace);
         self.start_cycle();
         while self.done.is_none() {
             self.turn();
@@ -298,6 +307,7 @@ impl Engine {
         self.logs.drain();
         self.logs.flush_pending();
         self.save();
+        leftovers::forget(&self.state_dir);
         if let Limit::Cgroup(procs) = &self.limit {
             // Empty by now; a cgroup that still has processes stays.
             if let Some(dir) = procs.parent() {
@@ -405,6 +415,7 @@ impl Engine {
             self.starts.push_back(now);
         }
         self.start_began = now;
+        self.invocation_id = leftovers::invocation_id();
         self.st.state = "starting";
         self.st.main_pid = None;
         self.save();
@@ -470,7 +481,10 @@ impl Engine {
     }
 
     fn environment(&self, role: Role) -> Result<Vec<(String, String)>> {
-        let mut env: Vec<(String, String)> = vec![("PATH".into(), DEFAULT_PATH.into())];
+        let mut env: Vec<(String, String)> = vec![
+            ("PATH".into(), DEFAULT_PATH.into()),
+            ("INVOCATION_ID".into(), self.invocation_id.clone()),
+        ];
         if let Some(a) = &self.account {
             env.push(("HOME".into(), a.home.display().to_string()));
             env.push(("USER".into(), a.name.clone()));
@@ -569,7 +583,9 @@ impl Engine {
         let child = cmd
             .spawn()
             .map_err(|e| Error::new(format!("cannot start {}: {e}", argv.join(" "))))?;
-        Ok(Pid::from_raw(child.id() as i32))
+        let pid = Pid::from_raw(child.id() as i32);
+        leftovers::record(&self.state_dir, pid, &self.invocation_id);
+        Ok(pid)
     }
 
     fn make_runtime_dirs(&self) -> Result<()> {
