@@ -42,6 +42,15 @@ pub enum Command {
     /// Crash-loop backoff, run by the unit as ExecStartPre: waits longer
     /// after each quick restart, and not at all after a long healthy run.
     Backoff(BackoffArgs),
+    /// Supervise the program without systemd, from the same unit file and
+    /// drop-ins: notify socket, watchdog, restarts, start limits, logs.
+    Run(RunArgs),
+    /// Stop a running `jarvisctl run` gracefully (SIGTERM, then wait).
+    Stop(StopArgs),
+    /// Internal: the last step before exec of a supervised process (drop
+    /// privileges, parent-death signal, limits), run by `jarvisctl run`.
+    #[command(hide = true, name = "exec-helper")]
+    ExecHelper(ExecHelperArgs),
 }
 
 #[derive(Debug, Args)]
@@ -155,4 +164,60 @@ pub struct BackoffArgs {
     /// which the unit keeps across restarts but not across a stop.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Detach: return once the lock is taken, with the engine in the
+    /// background (its own messages go to engine.log in the state directory).
+    #[arg(long)]
+    pub daemon: bool,
+    /// Read this unit file and FILE.d/*.conf instead of the installed unit
+    /// and its drop-ins.
+    #[arg(long, value_name = "FILE")]
+    pub unit: Option<PathBuf>,
+    /// Internal: this process is the detached engine of --daemon.
+    #[arg(long, hide = true)]
+    pub detached: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// The unit whose TimeoutStopSec= bounds the wait (default: the
+    /// installed unit).
+    #[arg(long, value_name = "FILE")]
+    pub unit: Option<PathBuf>,
+    /// Wait at most this long, in seconds (default: TimeoutStopSec= + 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecHelperArgs {
+    #[arg(long)]
+    pub uid: Option<u32>,
+    #[arg(long)]
+    pub gid: Option<u32>,
+    /// The user name, for the supplementary groups (initgroups).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The supervisor's pid: die if it is already gone.
+    #[arg(long)]
+    pub ppid: u32,
+    #[arg(long)]
+    pub chdir: Option<PathBuf>,
+    #[arg(long)]
+    pub umask: Option<u32>,
+    /// RLIMIT_DATA in bytes (MemoryMax= without a cgroup).
+    #[arg(long)]
+    pub rlimit_data: Option<u64>,
+    /// A cgroup.procs file to join before dropping privileges.
+    #[arg(long)]
+    pub cgroup_procs: Option<PathBuf>,
+    /// Set WATCHDOG_USEC to this and WATCHDOG_PID to the program's pid.
+    #[arg(long)]
+    pub watchdog_usec: Option<u64>,
+    /// The program and its arguments.
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
 }

@@ -57,6 +57,11 @@ impl Error {
         self
     }
 
+    pub fn with_code(mut self, code: i32) -> Self {
+        self.code = code;
+        self
+    }
+
     pub fn exit_code(&self) -> i32 {
         self.code
     }

@@ -6,6 +6,7 @@
 
 mod cli;
 mod cmd;
+mod engine;
 mod envcheck;
 mod envrules;
 mod error;

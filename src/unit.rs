@@ -64,6 +64,38 @@ impl Unit {
         Ok(unit)
     }
 
+    /// Load `file` and its drop-ins `file.d/*.conf` (in name order): what
+    /// `jarvisctl run --unit FILE` reads instead of the installed unit.
+    pub fn load_file(file: &Path) -> Result<Unit> {
+        let mut unit = Unit::default();
+        unit.add_file(file)?;
+        let mut dir = file.as_os_str().to_owned();
+        dir.push(".d");
+        if let Ok(read) = fs::read_dir(PathBuf::from(dir)) {
+            let mut dropins: Vec<PathBuf> = read
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+                .collect();
+            dropins.sort();
+            for path in dropins {
+                unit.add_file(&path)?;
+            }
+        }
+        Ok(unit)
+    }
+
+    /// Every `(section, key)` set anywhere, first occurrence order, once each.
+    pub fn keys(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for e in &self.entries {
+            if !out.iter().any(|(s, k)| *s == e.section && *k == e.key) {
+                out.push((e.section.clone(), e.key.clone()));
+            }
+        }
+        out
+    }
+
     /// Parse one file and append its settings.
     pub fn add_file(&mut self, path: &Path) -> Result<()> {
         let text = fs::read_to_string(path).map_err(|e| Error::io("read unit file", path, e))?;
@@ -238,7 +270,7 @@ impl ServicePath {
 }
 
 /// Split on whitespace, honouring double and single quotes.
-fn split_words(s: &str) -> Vec<String> {
+pub fn split_words(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quote: Option<char> = None;

@@ -5,8 +5,11 @@ mod backoff;
 mod check;
 mod configure;
 mod env;
+mod exec_helper;
+mod run;
 mod setup;
 mod status;
+mod stop;
 
 use crate::cli::{Cli, Command, EnvCommand};
 use crate::error::Result;
@@ -21,5 +24,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Status(args) => status::run(&paths, &args),
         Command::Configure(args) => configure::run(&paths, &args),
         Command::Backoff(args) => backoff::run(&args),
+        Command::Run(args) => run::run(&paths, &args),
+        Command::Stop(args) => stop::run(&paths, &args),
+        Command::ExecHelper(args) => exec_helper::run(&args),
     }
 }

@@ -1,0 +1,193 @@
+//! `jarvisctl run`: supervise the program without systemd, from the same
+//! unit file. This module reads the unit, reports what cannot be honoured,
+//! takes the single-instance lock, detaches for `--daemon`, and hands over
+//! to the engine.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::cli::RunArgs;
+use crate::engine::service::Service;
+use crate::engine::{say, Account, Engine, LOCK_FILE, PID_FILE, STATE_DIR};
+use crate::error::{Error, Result};
+use crate::paths::Paths;
+use crate::unit::Unit;
+use jarvis_supervisor::unitkeys;
+
+pub fn load_unit(paths: &Paths, file: Option<&Path>) -> Result<Unit> {
+    match file {
+        Some(f) => Unit::load_file(f),
+        None => Unit::load(paths),
+    }
+}
+
+pub fn state_dir(paths: &Paths) -> PathBuf {
+    paths.host(Path::new(STATE_DIR))
+}
+
+/// The settings of this unit that `jarvisctl run` cannot honour.
+fn not_honoured(unit: &Unit) -> Vec<String> {
+    unit.keys()
+        .into_iter()
+        .filter(|(s, k)| !unitkeys::honoured(s, k))
+        .map(|(_, k)| k)
+        .collect()
+}
+
+fn make_state_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| Error::io("create state directory", dir, e))
+}
+
+/// Take the single-instance lock, or say who holds it.
+fn take_lock(dir: &Path) -> Result<Flock<File>> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&path)
+        .map_err(|e| Error::io("open lock file", &path, e))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        let pid = std::fs::read_to_string(dir.join(PID_FILE)).unwrap_or_default();
+        let pid = pid.trim();
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            Error::new(format!(
+                "another jarvisctl run is already supervising the program (pid {}, lock {})",
+                if pid.is_empty() { "unknown" } else { pid },
+                path.display()
+            ))
+            .with_note("stop it first with: jarvisctl stop")
+        } else {
+            Error::new(format!("cannot lock {}: {errno}", path.display()))
+        }
+    })
+}
+
+pub fn run(paths: &Paths, args: &RunArgs) -> Result<i32> {
+    let dir = state_dir(paths);
+    if args.daemon && !args.detached {
+        make_state_dir(&dir)?;
+        return daemonize(paths, args, &dir);
+    }
+    if args.detached {
+        // Our own session: no controlling terminal, no signals from the
+        // shell that started us.
+        let _ = nix::unistd::setsid();
+    }
+    // Under systemd the installed unit is systemd's: a second supervisor of
+    // the same bot would mean two bots.
+    if args.unit.is_none() && paths.host(Path::new("/run/systemd/system")).is_dir() {
+        return Err(
+            Error::new("systemd is running on this host and supervises jarvis-supervisor.service").with_note(
+                "use: systemctl start jarvis-supervisor (jarvisctl run is for hosts without systemd)",
+            ),
+        );
+    }
+    let unit = load_unit(paths, args.unit.as_deref())?;
+    let svc = Service::from_unit(&unit)?;
+    if let Some(d) = &svc.description {
+        say!("supervising {d}");
+    }
+    let skipped = not_honoured(&unit);
+    if !skipped.is_empty() {
+        say!("not honoured without systemd: {}", skipped.join(", "));
+    }
+    make_state_dir(&dir)?;
+    let lock = take_lock(&dir)?;
+    let pid_path = dir.join(PID_FILE);
+    std::fs::write(&pid_path, format!("{}\n", std::process::id()))
+        .map_err(|e| Error::io("write pid file", &pid_path, e))?;
+    let result = (|| {
+        let account = Account::resolve(svc.user.as_deref(), svc.group.as_deref())?;
+        if account.is_some() && !nix::unistd::geteuid().is_root() {
+            return Err(Error::new("User= is set, and only root can switch to it")
+                .with_note("run jarvisctl run as root"));
+        }
+        let engine = Engine::new(svc, paths, &dir, account)?;
+        if args.detached {
+            // Tell the waiting parent, then let go of its pipe.
+            // The parent may be gone (killed while waiting): never fatal.
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "locked {}", std::process::id());
+            let _ = out.flush();
+            if let Ok(null) = File::open("/dev/null") {
+                let _ = nix::unistd::dup2_stdout(&null);
+            }
+        }
+        engine.run()
+    })();
+    let _ = std::fs::remove_file(&pid_path);
+    drop(lock);
+    result
+}
+
+/// `--daemon`: start a detached copy of ourselves, wait until it holds the
+/// lock (or has failed), and report.
+fn daemonize(paths: &Paths, args: &RunArgs, dir: &Path) -> Result<i32> {
+    let log_path = dir.join("engine.log");
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(&log_path)
+        .map_err(|e| Error::io("open engine log", &log_path, e))?;
+    let offset = log.seek(SeekFrom::End(0)).unwrap_or(0);
+    // Our own path, not /proc/self/exe, so that ps and pidof show
+    // "jarvisctl" (the logrotate stanza checks the name before HUP).
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let mut cmd = Command::new(exe);
+    cmd.arg0("jarvisctl");
+    if !paths.is_system() {
+        cmd.arg("--root").arg(paths.host(Path::new("/")));
+    }
+    cmd.args(["run", "--detached"]);
+    if let Some(u) = &args.unit {
+        let abs = std::path::absolute(u).unwrap_or_else(|_| u.clone());
+        cmd.arg("--unit").arg(abs);
+    }
+    let stderr = log
+        .try_clone()
+        .map_err(|e| Error::io("open engine log", &log_path, e))?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
+    cmd.current_dir("/");
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::new(format!("cannot start the background engine: {e}")))?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    if let Some(pid) = line.strip_prefix("locked ") {
+        println!(
+            "jarvisctl run: running in the background, pid {} (its messages: {})",
+            pid.trim(),
+            log_path.display()
+        );
+        return Ok(0);
+    }
+    let _ = child.wait();
+    let mut text = String::new();
+    if let Ok(mut f) = File::open(&log_path) {
+        let _ = f.seek(SeekFrom::Start(offset));
+        let _ = f.read_to_string(&mut text);
+    }
+    for l in text.lines() {
+        eprintln!("{l}");
+    }
+    Err(
+        Error::new("the background engine did not start (its messages are above)")
+            .with_note(format!("the full log is {}", log_path.display())),
+    )
+}

@@ -1,0 +1,136 @@
+//! The program's stdout and stderr: one pipe, read by the engine and
+//! appended to `logs/stdout.log`. Only whole lines are written, so a reopen
+//! (logrotate's rename, then SIGHUP) never splits or loses a line.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// Longest partial line kept back; a longer one is written as it is.
+const MAX_PENDING: usize = 256 * 1024;
+
+pub struct LogSink {
+    read: OwnedFd,
+    pub path: PathBuf,
+    owner: Option<(u32, u32)>,
+    file: File,
+    pending: Vec<u8>,
+    buf: Vec<u8>,
+    write_failed: bool,
+}
+
+fn open(path: &PathBuf, owner: Option<(u32, u32)>) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        if !dir.is_dir() {
+            // Only logs/ itself: a missing WorkingDirectory= is a missing
+            // deployment, not something to create here.
+            std::fs::create_dir(dir).map_err(|e| {
+                Error::io("create log directory", dir, e)
+                    .with_note("check WorkingDirectory= in the unit, and that the code is deployed there")
+            })?;
+            if let Some((uid, gid)) = owner {
+                let _ = std::os::unix::fs::chown(dir, Some(uid), Some(gid));
+            }
+        }
+    }
+    let existed = path.exists();
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(|e| {
+            Error::io("open log file", path, e).with_note("check the owner and mode of the logs directory")
+        })?;
+    if !existed {
+        // 0640 whatever the umask of whoever started us.
+        let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640));
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+                .map_err(|e| Error::io("chown log file", path, e))?;
+        }
+    }
+    Ok(file)
+}
+
+impl LogSink {
+    pub fn new(read: OwnedFd, path: PathBuf, owner: Option<(u32, u32)>) -> Result<LogSink> {
+        let file = open(&path, owner)?;
+        Ok(LogSink {
+            read,
+            path,
+            owner,
+            file,
+            pending: Vec::new(),
+            buf: vec![0; 128 * 1024],
+            write_failed: false,
+        })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
+    }
+
+    /// Reopen the file at its path (after a rename). On failure the old
+    /// file stays in use and the error is returned for the engine to print.
+    pub fn reopen(&mut self) -> Result<()> {
+        let file = open(&self.path, self.owner)?;
+        self.file = file;
+        self.write_failed = false;
+        Ok(())
+    }
+
+    /// Read what is in the pipe (a bounded amount per call) and append the
+    /// complete lines. Returns an error message once per failure streak.
+    pub fn drain(&mut self) -> Option<String> {
+        let mut report = None;
+        for _ in 0..16 {
+            let n = match nix::unistd::read(&self.read, &mut self.buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let chunk = &self.buf[..n];
+            let cut = match chunk.iter().rposition(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                None if self.pending.len() + n > MAX_PENDING => n,
+                None => 0,
+            };
+            let res = if self.pending.is_empty() {
+                self.file.write_all(&chunk[..cut])
+            } else if cut > 0 {
+                self.pending.extend_from_slice(&chunk[..cut]);
+                let r = self.file.write_all(&self.pending);
+                self.pending.clear();
+                r
+            } else {
+                Ok(())
+            };
+            self.pending.extend_from_slice(&chunk[cut..]);
+            match res {
+                Err(e) if !self.write_failed => {
+                    self.write_failed = true;
+                    report = Some(format!(
+                        "cannot write {}: {e}; output is dropped until it works again",
+                        self.path.display()
+                    ));
+                }
+                Ok(()) => self.write_failed = false,
+                _ => {}
+            }
+            if n < self.buf.len() {
+                break;
+            }
+        }
+        report
+    }
+
+    /// At exit: whatever partial line is left.
+    pub fn flush_pending(&mut self) {
+        let _ = self.file.write_all(&self.pending);
+        self.pending.clear();
+    }
+}

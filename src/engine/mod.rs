@@ -1,0 +1,957 @@
+//! The fallback engine of `jarvisctl run`: one event loop over a signalfd,
+//! the notify socket and the log pipe. Timers are deadlines passed to
+//! poll() as its timeout, so a healthy program costs no wakeups beyond its
+//! own notify messages and output.
+
+pub mod leftovers;
+pub mod logsink;
+pub mod memory;
+pub mod notify;
+pub mod service;
+pub mod state;
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, killpg, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+use crate::paths::Paths;
+use logsink::LogSink;
+use memory::Limit;
+use notify::NotifySocket;
+use service::{ExecLine, Kind, NotifyAccess, Preserve, Restart, Service};
+use state::{now_unix, State, StateFile};
+
+/// Where `jarvisctl run` keeps its lock, pid file, notify socket and state.
+pub const STATE_DIR: &str = "/run/jarvis-supervisor-run";
+pub const LOCK_FILE: &str = "run.lock";
+pub const PID_FILE: &str = "run.pid";
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One line per event, on stderr (the engine log under --daemon). A
+/// closed or broken stderr is ignored: it must never stop the supervision.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "jarvisctl run: {}", format_args!($($t)*));
+    }};
+}
+pub(crate) use say;
+
+/// The service user, resolved once at start.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+    pub shell: PathBuf,
+}
+
+impl Account {
+    pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Account>> {
+        let Some(name) = user else { return Ok(None) };
+        let u = uzers::get_user_by_name(name).ok_or_else(|| {
+            Error::new(format!("User={name}: no such user on this host"))
+                .with_note("create it with: jarvisctl setup")
+        })?;
+        let gid = match group {
+            None => u.primary_group_id(),
+            Some(g) => uzers::get_group_by_name(g)
+                .ok_or_else(|| {
+                    Error::new(format!("Group={g}: no such group on this host"))
+                        .with_note("create it with: jarvisctl setup")
+                })?
+                .gid(),
+        };
+        use uzers::os::unix::UserExt;
+        Ok(Some(Account {
+            name: name.to_string(),
+            uid: u.uid(),
+            gid,
+            home: u.home_dir().to_path_buf(),
+            shell: u.shell().to_path_buf(),
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// TimeoutStartSec= for an ExecStartPre= command or until READY=1.
+    Start,
+    Watchdog,
+    /// TimeoutStopSec=/TimeoutAbortSec= after SIGTERM/SIGABRT.
+    Kill,
+    RestartDue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Pre(usize),
+    Main,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Child {
+    pid: Pid,
+    role: Role,
+    /// Why we are killing it, when we are.
+    kill_reason: Option<&'static str>,
+}
+
+pub struct Engine {
+    svc: Service,
+    account: Option<Account>,
+    limit: Limit,
+    runtime_dirs: Vec<PathBuf>,
+    notify: Option<NotifySocket>,
+    logs: LogSink,
+    log_write: OwnedFd,
+    sigfd: SignalFd,
+    st: State,
+    statefile: StateFile,
+    child: Option<Child>,
+    timer: Option<(Instant, Timer)>,
+    starts: VecDeque<Instant>,
+    stop_requested: bool,
+    done: Option<i32>,
+    start_began: Instant,
+    watchdog: Option<Duration>,
+    ignored_senders: u64,
+    state_dir: PathBuf,
+    /// systemd's INVOCATION_ID, new at each start; marks the group's processes.
+    invocation_id: String,
+    /// An exited process whose group still has members, and SIGKILL rounds.
+    draining: Option<(Child, std::process::ExitStatus, u32)>,
+    last_save: Instant,
+    /// A ping or STATUS= not yet in state.json (written at most every 100 ms).
+    flush_at: Option<Instant>,
+}
+
+/// Pings and STATUS= go to state.json at most this often; a flood of them
+/// must not turn into a flood of file writes.
+const SAVE_EVERY: Duration = Duration::from_millis(100);
+
+fn is_clean(status: &std::process::ExitStatus) -> bool {
+    match (status.code(), status.signal()) {
+        (Some(0), _) => true,
+        (_, Some(s)) => {
+            [
+                libc_sig(Signal::SIGHUP),
+                libc_sig(Signal::SIGINT),
+                libc_sig(Signal::SIGTERM),
+            ]
+            .contains(&s)
+                || s == libc_sig(Signal::SIGPIPE)
+        }
+        _ => false,
+    }
+}
+
+/// Some process of group `pgid` still exists.
+fn group_alive(pgid: Pid) -> bool {
+    killpg(pgid, None).is_ok()
+}
+
+fn libc_sig(s: Signal) -> i32 {
+    s as i32
+}
+
+fn describe(status: &std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("code=exited, status={c}"),
+        (_, Some(s)) => format!(
+            "code=killed, signal={}",
+            Signal::try_from(s).map_or(s.to_string(), |sig| sig
+                .as_str()
+                .trim_start_matches("SIG")
+                .to_string())
+        ),
+        _ => "unknown".to_string(),
+    }
+}
+
+impl Engine {
+    pub fn new(svc: Service, paths: &Paths, state_dir: &Path, account: Option<Account>) -> Result<Engine> {
+        let owner = account.as_ref().map(|a| (a.uid, a.gid));
+        // Signals arrive through the signalfd; children get a clean mask (std resets it).
+        let mut mask = SigSet::empty();
+        for s in [
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+            Signal::SIGCHLD,
+            Signal::SIGQUIT,
+        ] {
+            mask.add(s);
+        }
+        // A signal ignored by whoever started us (nohup ignores SIGHUP, a
+        // shell's `&` SIGINT and SIGQUIT) would never reach the signalfd, and
+        // would stay ignored in the program across exec. A handler (never
+        // run while the signal is blocked) fixes both: exec resets a caught
+        // signal to its default.
+        for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT] {
+            let _ = signal_hook::flag::register(s as i32, Arc::new(AtomicBool::new(false)));
+        }
+        mask.thread_block()
+            .map_err(|e| Error::new(format!("cannot block signals: {e}")))?;
+        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(|e| Error::new(format!("cannot create a signalfd: {e}")))?;
+
+        // Orphans of the program are re-parented to us, not to an init that
+        // may not reap them; the reap loop collects them.
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+        let (limit, line) = memory::setup(svc.memory_max, "jarvis-supervisor-run");
+        say!("{line}");
+
+        let notify = match svc.notify_access {
+            NotifyAccess::None if svc.kind == Kind::Simple => None,
+            _ => Some(NotifySocket::bind(&state_dir.join("notify"), owner)?),
+        };
+
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| Error::new(format!("cannot create the log pipe: {e}")))?;
+        let _ = fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+        let _ = fcntl(&read, FcntlArg::F_SETPIPE_SZ(1 << 20));
+        let logdir = svc
+            .workdir()
+            .map_or_else(|| state_dir.to_path_buf(), |w| w.join("logs"));
+        let logs = LogSink::new(read, logdir.join("stdout.log"), owner)?;
+        say!("program output goes to {}", logs.path.display());
+
+        let runtime_dirs = svc
+            .runtime_directory
+            .iter()
+            .map(|d| paths.host(Path::new("/run")).join(d))
+            .collect();
+        let st = State {
+            schema: 1,
+            state: "starting",
+            engine_pid: std::process::id(),
+            main_pid: None,
+            n_restarts: 0,
+            result: "success",
+            last_exit: None,
+            last_watchdog_unix: None,
+            watchdog_usec: svc.watchdog.map_or(0, |d| d.as_micros() as u64),
+            status_text: String::new(),
+            started_unix: now_unix(),
+            memory_limit: limit.name(),
+        };
+        let watchdog = svc.watchdog;
+        Ok(Engine {
+            svc,
+            account,
+            limit,
+            runtime_dirs,
+            notify,
+            logs,
+            log_write: write,
+            sigfd,
+            st,
+            statefile: StateFile::new(state_dir),
+            child: None,
+            timer: None,
+            starts: VecDeque::new(),
+            stop_requested: false,
+            done: None,
+            start_began: Instant::now(),
+            watchdog,
+            ignored_senders: 0,
+            state_dir: state_dir.to_path_buf(),
+            invocation_id: leftovers::invocation_id(),
+            draining: None,
+            last_save: Instant::now(),
+            flush_at: None,
+        })
+    }
+
+    fn save(&mut self) {
+        self.statefile.write(&self.st);
+        self.last_save = Instant::now();
+        self.flush_at = None;
+    }
+
+    /// Save soon: now if the last save is old enough, else at a deadline.
+    fn save_soon(&mut self) {
+        let due = self.last_save + SAVE_EVERY;
+        if Instant::now() >= due {
+            self.save();
+        } else {
+            self.flush_at = Some(due);
+        }
+    }
+
+    /// Run until stopped or given up; the exit code of `jarvisctl run`.
+    pub fn run(mut self) -> Result<i32> {
+        // What a killed predecessor left behind goes before anything starts.
+        let grace = self.svc.timeout_stop.unwrap_or(Duration::from_secs(90));
+        leftovers::end_previous(&self.state_dir, grace);
+        self.start_cycle();
+        while self.done.is_none() {
+            self.turn();
+        }
+        self.logs.drain();
+        self.logs.flush_pending();
+        self.save();
+        leftovers::forget(&self.state_dir);
+        if let Limit::Cgroup(procs) = &self.limit {
+            // Empty by now; a cgroup that still has processes stays.
+            if let Some(dir) = procs.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        Ok(self.done.unwrap_or(1))
+    }
+
+    fn turn(&mut self) {
+        let next = match (self.timer.map(|(t, _)| t), self.flush_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = match next {
+            None => PollTimeout::NONE,
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                // Round up: waking a little early would only poll again.
+                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let (sig_ready, log_ready, notify_ready) = {
+            let mut fds = vec![
+                PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.logs.fd(), PollFlags::POLLIN),
+            ];
+            if let Some(n) = &self.notify {
+                fds.push(PollFd::new(n.fd(), PollFlags::POLLIN));
+            }
+            if poll(&mut fds, timeout).is_err() {
+                return;
+            }
+            let ready = |i: usize| {
+                fds.get(i)
+                    .and_then(|f| f.revents())
+                    .is_some_and(|r| !r.is_empty())
+            };
+            (ready(0), ready(1), ready(2))
+        };
+        // Output first: a line written just before an exit lands before the exit's message.
+        if log_ready {
+            if let Some(msg) = self.logs.drain() {
+                say!("{msg}");
+            }
+        }
+        if notify_ready {
+            self.read_notify();
+        }
+        if sig_ready {
+            while let Ok(Some(info)) = self.sigfd.read_signal() {
+                match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGCHLD) => self.reap(),
+                    Ok(Signal::SIGHUP) => match self.logs.reopen() {
+                        Ok(()) => say!("SIGHUP: reopened {}", self.logs.path.display()),
+                        Err(e) => say!("SIGHUP: {e}; still writing to the old file"),
+                    },
+                    Ok(s) => self.request_stop(s),
+                    Err(_) => {}
+                }
+            }
+        }
+        if self.flush_at.is_some_and(|at| Instant::now() >= at) {
+            self.save();
+        }
+        if let Some((at, which)) = self.timer {
+            if Instant::now() >= at {
+                self.timer = None;
+                self.fire(which);
+            }
+        }
+    }
+
+    // ----- starting -----
+
+    fn start_cycle(&mut self) {
+        let now = Instant::now();
+        let interval = self.svc.start_limit_interval;
+        if !interval.is_zero() && self.svc.start_limit_burst > 0 {
+            while self
+                .starts
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > interval)
+            {
+                self.starts.pop_front();
+            }
+            if self.starts.len() >= self.svc.start_limit_burst as usize {
+                say!(
+                    "start limit hit: {} starts within {}s (StartLimitBurst={}, StartLimitIntervalSec={}s); giving up",
+                    self.starts.len(),
+                    interval.as_secs_f64(),
+                    self.svc.start_limit_burst,
+                    interval.as_secs_f64()
+                );
+                say!("note: fix the cause (see the program output above), then start it again");
+                self.st.state = "failed";
+                self.st.result = "start-limit-hit";
+                self.st.main_pid = None;
+                self.remove_runtime_dirs(true);
+                self.save();
+                self.done = Some(1);
+                return;
+            }
+            self.starts.push_back(now);
+        }
+        self.start_began = now;
+        self.invocation_id = leftovers::invocation_id();
+        self.st.state = "starting";
+        self.st.main_pid = None;
+        self.save();
+        if let Err(e) = self.make_runtime_dirs() {
+            say!("{e}");
+            self.after_failed_start("exit-code", None);
+            return;
+        }
+        self.run_pre(0);
+    }
+
+    fn run_pre(&mut self, idx: usize) {
+        if self.stop_requested {
+            self.finish_stopped();
+            return;
+        }
+        let (argv, role) = match self.svc.exec_start_pre.get(idx) {
+            Some(line) => (line.argv.clone(), Role::Pre(idx)),
+            None => (self.svc.exec_start.argv.clone(), Role::Main),
+        };
+        match self.spawn(&argv, role) {
+            Ok(pid) => {
+                self.child = Some(Child {
+                    pid,
+                    role,
+                    kill_reason: None,
+                });
+                if role == Role::Main {
+                    self.st.main_pid = Some(pid.as_raw());
+                    say!("started {} (pid {pid})", argv.join(" "));
+                    if self.svc.kind == Kind::Simple {
+                        self.became_ready();
+                    } else {
+                        self.set_start_timer();
+                        self.save();
+                    }
+                } else {
+                    self.set_start_timer();
+                }
+            }
+            Err(e) => {
+                say!("{e}");
+                self.after_failed_start("exit-code", None);
+            }
+        }
+    }
+
+    fn set_start_timer(&mut self) {
+        self.timer = self.svc.timeout_start.map(|d| (Instant::now() + d, Timer::Start));
+    }
+
+    fn became_ready(&mut self) {
+        self.st.state = "running";
+        self.timer = self.watchdog.map(|d| (Instant::now() + d, Timer::Watchdog));
+        if self.svc.kind == Kind::Notify {
+            say!(
+                "ready (pid {}) after {:.1}s",
+                self.st.main_pid.unwrap_or(0),
+                self.start_began.elapsed().as_secs_f64()
+            );
+        }
+        self.save();
+    }
+
+    fn environment(&self, role: Role) -> Result<Vec<(String, String)>> {
+        let mut env: Vec<(String, String)> = vec![
+            ("PATH".into(), DEFAULT_PATH.into()),
+            ("INVOCATION_ID".into(), self.invocation_id.clone()),
+        ];
+        if let Some(a) = &self.account {
+            env.push(("HOME".into(), a.home.display().to_string()));
+            env.push(("USER".into(), a.name.clone()));
+            env.push(("LOGNAME".into(), a.name.clone()));
+            env.push(("SHELL".into(), a.shell.display().to_string()));
+        }
+        if !self.runtime_dirs.is_empty() {
+            let dirs: Vec<String> = self
+                .runtime_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            env.push(("RUNTIME_DIRECTORY".into(), dirs.join(":")));
+        }
+        if role == Role::Main {
+            if let Some(n) = &self.notify {
+                env.push(("NOTIFY_SOCKET".into(), n.path.display().to_string()));
+            }
+        }
+        env.extend(self.svc.environment.iter().cloned());
+        for f in &self.svc.environment_files {
+            match std::fs::read(&f.path) {
+                Ok(bytes) => {
+                    let parsed = crate::envfile::parse(&bytes);
+                    if parsed.refused {
+                        return Err(Error::new(format!(
+                            "EnvironmentFile={} is not valid UTF-8; systemd refuses it too",
+                            f.path.display()
+                        ))
+                        .with_note("check it with: jarvisctl env lint FILE"));
+                    }
+                    env.extend(parsed.vars.into_iter().map(|v| (v.key, v.value)));
+                }
+                Err(e) if f.optional && e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("read EnvironmentFile", &f.path, e)),
+            }
+        }
+        // Later assignments win, as in systemd; keep the last of each name.
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (k, v) in env {
+            out.retain(|(k2, _)| *k2 != k);
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    fn spawn(&self, argv: &[String], role: Role) -> Result<Pid> {
+        let env = self.environment(role)?;
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0("jarvisctl").arg("exec-helper");
+        cmd.arg("--ppid").arg(std::process::id().to_string());
+        if let Some(a) = &self.account {
+            cmd.args([
+                "--uid",
+                &a.uid.to_string(),
+                "--gid",
+                &a.gid.to_string(),
+                "--user",
+                &a.name,
+            ]);
+        }
+        cmd.args(["--umask", &self.svc.umask.to_string()]);
+        if let Some(w) = &self.svc.working_directory {
+            if !w.optional || w.path.is_dir() {
+                cmd.arg("--chdir").arg(&w.path);
+            }
+        }
+        match &self.limit {
+            Limit::Cgroup(procs) => {
+                cmd.arg("--cgroup-procs").arg(procs);
+            }
+            Limit::Rlimit(max) => {
+                cmd.args(["--rlimit-data", &max.to_string()]);
+            }
+            Limit::None => {}
+        }
+        if role == Role::Main {
+            if let Some(w) = self.watchdog {
+                cmd.args(["--watchdog-usec", &w.as_micros().to_string()]);
+            }
+        }
+        cmd.arg("--").args(argv);
+        cmd.env_clear().envs(env);
+        let out = self
+            .log_write
+            .try_clone()
+            .map_err(|e| Error::new(format!("cannot duplicate the log pipe: {e}")))?;
+        let err = self
+            .log_write
+            .try_clone()
+            .map_err(|e| Error::new(format!("cannot duplicate the log pipe: {e}")))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        cmd.process_group(0);
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::new(format!("cannot start {}: {e}", argv.join(" "))))?;
+        let pid = Pid::from_raw(child.id() as i32);
+        leftovers::record(&self.state_dir, pid, &self.invocation_id);
+        Ok(pid)
+    }
+
+    fn make_runtime_dirs(&self) -> Result<()> {
+        for d in &self.runtime_dirs {
+            if !d.is_dir() {
+                std::fs::create_dir_all(d).map_err(|e| Error::io("create RuntimeDirectory", d, e))?;
+            }
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
+            if let Some(a) = &self.account {
+                std::os::unix::fs::chown(d, Some(a.uid), Some(a.gid))
+                    .map_err(|e| Error::io("chown RuntimeDirectory", d, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `restarting`: kept when RuntimeDirectoryPreserve=restart or yes.
+    fn remove_runtime_dirs(&self, final_stop: bool) {
+        let keep = match self.svc.runtime_preserve {
+            Preserve::Yes => true,
+            Preserve::Restart => !final_stop,
+            Preserve::No => false,
+        };
+        if !keep {
+            for d in &self.runtime_dirs {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+    }
+
+    // ----- notify -----
+
+    fn read_notify(&mut self) {
+        let mut dirty = false;
+        for _ in 0..4096 {
+            let Some(msg) = self.notify.as_mut().and_then(|n| n.recv()) else {
+                break;
+            };
+            let main = self
+                .child
+                .filter(|c| c.role == Role::Main)
+                .map(|c| c.pid.as_raw());
+            let allowed = match self.svc.notify_access {
+                NotifyAccess::None => false,
+                NotifyAccess::All => main.is_some(),
+                NotifyAccess::Main => main.is_some() && msg.pid == main,
+            };
+            if !allowed {
+                self.ignored_senders += 1;
+                if self.ignored_senders.is_power_of_two() {
+                    say!(
+                        "ignored a notify message from pid {} (NotifyAccess={:?}, main pid {}); {} so far",
+                        msg.pid.unwrap_or(0),
+                        self.svc.notify_access,
+                        main.unwrap_or(0),
+                        self.ignored_senders
+                    );
+                }
+                continue;
+            }
+            for line in msg.text.lines() {
+                dirty |= self.notify_line(line);
+            }
+        }
+        if dirty {
+            self.save_soon();
+        }
+    }
+
+    fn notify_line(&mut self, line: &str) -> bool {
+        let Some((key, value)) = line.split_once('=') else {
+            return false;
+        };
+        match (key, value) {
+            ("READY", "1") => {
+                if self.st.state == "starting" {
+                    self.became_ready();
+                }
+                false
+            }
+            ("WATCHDOG", "1") => {
+                self.st.last_watchdog_unix = Some(now_unix());
+                if self.st.state == "running" {
+                    if let Some(d) = self.watchdog {
+                        self.timer = Some((Instant::now() + d, Timer::Watchdog));
+                    }
+                }
+                true
+            }
+            ("WATCHDOG", "trigger") => {
+                if self.st.state == "running" {
+                    self.fire(Timer::Watchdog);
+                }
+                true
+            }
+            ("WATCHDOG_USEC", v) => {
+                if let Ok(us) = v.parse::<u64>() {
+                    self.watchdog = (us > 0).then(|| Duration::from_micros(us));
+                    self.st.watchdog_usec = us;
+                    if self.st.state == "running" {
+                        self.timer = self.watchdog.map(|d| (Instant::now() + d, Timer::Watchdog));
+                    }
+                }
+                true
+            }
+            ("STATUS", v) => {
+                self.st.status_text = v.to_string();
+                true
+            }
+            ("STOPPING", "1") => {
+                say!("the program reports STOPPING=1");
+                self.st.state = "stopping";
+                if self.timer.is_some_and(|(_, t)| t == Timer::Watchdog) {
+                    self.timer = None;
+                }
+                true
+            }
+            ("EXTEND_TIMEOUT_USEC", v) => {
+                if let (Ok(us), Some((at, t))) = (v.parse::<u64>(), self.timer) {
+                    if t == Timer::Start || t == Timer::Kill {
+                        let new = Instant::now() + Duration::from_micros(us);
+                        self.timer = Some((at.max(new), t));
+                    }
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+
+    // ----- exits, timers, signals -----
+
+    fn reap(&mut self) {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(ws) => {
+                    let Some(pid) = ws.pid() else { break };
+                    let raw = match ws {
+                        WaitStatus::Exited(_, c) => c << 8,
+                        WaitStatus::Signaled(_, s, core) => s as i32 | if core { 0x80 } else { 0 },
+                        _ => continue,
+                    };
+                    let status = std::process::ExitStatus::from_raw(raw);
+                    if let Some(child) = self.child.filter(|c| c.pid == pid) {
+                        self.child = None;
+                        self.exited(child, status);
+                    }
+                }
+            }
+        }
+        if let Some((c, status, _)) = self.draining {
+            if !group_alive(c.pid) {
+                self.draining = None;
+                self.after_exit(c, status);
+            }
+        }
+    }
+
+    fn exited(&mut self, child: Child, status: std::process::ExitStatus) {
+        self.logs.drain();
+        if child.role == Role::Main {
+            self.st.main_pid = None;
+            say!("main process {} exited, {}", child.pid, describe(&status));
+        }
+        // What is left of its process group goes too, as systemd empties
+        // the cgroup: SIGTERM, then SIGKILL after TimeoutStopSec=. Its
+        // members are our descendants (we are their subreaper), so each
+        // exit wakes us up through SIGCHLD.
+        if group_alive(child.pid) {
+            let pending_kill = self.timer.filter(|(_, t)| *t == Timer::Kill);
+            if pending_kill.is_none() {
+                say!(
+                    "processes of its group remain: SIGTERM, then SIGKILL after {}",
+                    self.svc
+                        .timeout_stop
+                        .map_or("no timeout".to_string(), |d| format!(
+                            "TimeoutStopSec={}s",
+                            d.as_secs_f64()
+                        ))
+                );
+                let _ = killpg(child.pid, Signal::SIGTERM);
+                let _ = killpg(child.pid, Signal::SIGCONT);
+            }
+            self.timer =
+                pending_kill.or_else(|| self.svc.timeout_stop.map(|d| (Instant::now() + d, Timer::Kill)));
+            self.draining = Some((child, status, 0));
+            return;
+        }
+        self.after_exit(child, status);
+    }
+
+    /// The group of an exited process is empty (or given up on): go on.
+    fn after_exit(&mut self, child: Child, status: std::process::ExitStatus) {
+        self.timer = None;
+        match child.role {
+            Role::Pre(i) => {
+                let line: &ExecLine = &self.svc.exec_start_pre[i];
+                let ok = status.success() || (line.ignore_failure && child.kill_reason.is_none());
+                if !status.success() {
+                    say!(
+                        "ExecStartPre={} exited, {}{}",
+                        line.argv.join(" "),
+                        describe(&status),
+                        if ok { " (ignored: '-' prefix)" } else { "" }
+                    );
+                }
+                if ok {
+                    self.run_pre(i + 1);
+                } else if self.stop_requested {
+                    self.finish_stopped();
+                } else {
+                    let result = child.kill_reason.unwrap_or(if status.code().is_some() {
+                        "exit-code"
+                    } else {
+                        "signal"
+                    });
+                    self.after_failed_start(result, Some(&status));
+                }
+            }
+            Role::Main => {
+                if self.stop_requested {
+                    self.finish_stopped();
+                    return;
+                }
+                let result = match child.kill_reason {
+                    Some(r) => r,
+                    None if is_clean(&status) => "success",
+                    None if status.code().is_some() => "exit-code",
+                    None => "signal",
+                };
+                self.after_failed_start(result, Some(&status));
+            }
+        }
+    }
+
+    /// After the program (or a start command) ended on its own, by a timeout
+    /// or by the watchdog: restart or give up, per Restart=.
+    fn after_failed_start(&mut self, result: &'static str, status: Option<&std::process::ExitStatus>) {
+        self.st.result = result;
+        self.st.last_exit = status.map(|s| s.code().unwrap_or_else(|| -s.signal().unwrap_or(0)));
+        let unclean_signal = result == "signal";
+        let restart = match self.svc.restart {
+            Restart::No => false,
+            Restart::Always => true,
+            Restart::OnSuccess => result == "success",
+            Restart::OnFailure => result != "success",
+            Restart::OnAbnormal => unclean_signal || result == "timeout" || result == "watchdog",
+            Restart::OnWatchdog => result == "watchdog",
+            Restart::OnAbort => unclean_signal,
+        };
+        if !restart {
+            self.remove_runtime_dirs(true);
+            if result == "success" {
+                say!("the program ended (result {result}); Restart= does not restart it");
+                self.st.state = "stopped";
+                self.done = Some(0);
+            } else {
+                say!("the program failed (result {result}); Restart= does not restart it");
+                self.st.state = "failed";
+                self.done = Some(1);
+            }
+            self.save();
+            return;
+        }
+        self.remove_runtime_dirs(false);
+        self.st.n_restarts += 1;
+        self.st.state = "restarting";
+        say!(
+            "result {result}; restart {} in {:.1}s (RestartSec=)",
+            self.st.n_restarts,
+            self.svc.restart_sec.as_secs_f64()
+        );
+        self.timer = Some((Instant::now() + self.svc.restart_sec, Timer::RestartDue));
+        self.save();
+    }
+
+    fn fire(&mut self, which: Timer) {
+        match which {
+            Timer::RestartDue => self.start_cycle(),
+            Timer::Start => {
+                let limit = self.svc.timeout_start.unwrap_or_default().as_secs_f64();
+                match self.child.map(|c| c.role) {
+                    Some(Role::Main) => {
+                        say!("start timed out: no READY=1 within TimeoutStartSec={limit}s; terminating")
+                    }
+                    _ => say!("ExecStartPre= timed out after TimeoutStartSec={limit}s; terminating"),
+                }
+                self.signal_child(Signal::SIGTERM, "timeout", self.svc.timeout_stop);
+            }
+            Timer::Watchdog => {
+                let w = self.watchdog.unwrap_or_default().as_secs_f64();
+                say!("watchdog timeout: no WATCHDOG=1 within {w}s; sending SIGABRT");
+                self.signal_child(Signal::SIGABRT, "watchdog", self.svc.timeout_abort);
+            }
+            Timer::Kill => {
+                if let Some(c) = self.child {
+                    say!("pid {} did not exit in time; sending SIGKILL", c.pid);
+                    let _ = killpg(c.pid, Signal::SIGKILL);
+                } else if let Some((c, status, tries)) = self.draining {
+                    if !group_alive(c.pid) || tries >= 10 {
+                        if tries >= 10 {
+                            say!(
+                                "processes of group {} survive SIGKILL; going on without them",
+                                c.pid
+                            );
+                        }
+                        self.draining = None;
+                        self.after_exit(c, status);
+                    } else {
+                        if tries == 0 {
+                            say!(
+                                "processes of group {} did not exit in time; sending SIGKILL",
+                                c.pid
+                            );
+                        }
+                        let _ = killpg(c.pid, Signal::SIGKILL);
+                        // Not every member need be our child: look again soon.
+                        self.draining = Some((c, status, tries + 1));
+                        self.timer = Some((Instant::now() + Duration::from_millis(100), Timer::Kill));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Signal the current child's process group and arm the SIGKILL timer.
+    fn signal_child(&mut self, sig: Signal, reason: &'static str, grace: Option<Duration>) {
+        let Some(c) = self.child.as_mut() else { return };
+        c.kill_reason.get_or_insert(reason);
+        let pid = c.pid;
+        let _ = killpg(pid, sig);
+        let _ = kill(pid, sig);
+        let _ = killpg(pid, Signal::SIGCONT);
+        self.timer = grace.map(|g| (Instant::now() + g, Timer::Kill));
+    }
+
+    fn request_stop(&mut self, sig: Signal) {
+        if self.stop_requested {
+            say!("{sig} again: still waiting for the program to stop");
+            return;
+        }
+        self.stop_requested = true;
+        say!("{sig}: stopping");
+        match self.child {
+            Some(_) => {
+                self.st.state = "stopping";
+                self.save();
+                self.signal_child(Signal::SIGTERM, "stop", self.svc.timeout_stop);
+            }
+            // Its leftovers already had SIGTERM; stop once they are gone.
+            None if self.draining.is_some() => {
+                self.st.state = "stopping";
+                self.save();
+            }
+            None => self.finish_stopped(),
+        }
+    }
+
+    fn finish_stopped(&mut self) {
+        self.timer = None;
+        self.remove_runtime_dirs(true);
+        self.st.state = "stopped";
+        self.st.main_pid = None;
+        say!("stopped");
+        self.save();
+        self.done = Some(0);
+    }
+}

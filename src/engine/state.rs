@@ -1,0 +1,58 @@
+//! `state.json` in the state directory: what `jarvisctl status` reads on a
+//! host without systemd. Written whole, atomically (temp file + rename).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct State {
+    pub schema: u32,
+    /// starting, running, stopping, restarting, failed, stopped
+    pub state: &'static str,
+    pub engine_pid: u32,
+    pub main_pid: Option<i32>,
+    pub n_restarts: u32,
+    /// success, exit-code, signal, timeout, watchdog, start-limit-hit
+    pub result: &'static str,
+    /// The last exit: the exit status, or the signal number as a negative number.
+    pub last_exit: Option<i32>,
+    pub last_watchdog_unix: Option<f64>,
+    pub watchdog_usec: u64,
+    pub status_text: String,
+    pub started_unix: f64,
+    /// cgroup, rlimit or none
+    pub memory_limit: &'static str,
+}
+
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+pub struct StateFile {
+    path: PathBuf,
+    tmp: PathBuf,
+}
+
+impl StateFile {
+    pub fn new(dir: &Path) -> StateFile {
+        StateFile {
+            path: dir.join("state.json"),
+            tmp: dir.join(".state.json.tmp"),
+        }
+    }
+
+    /// Best effort: a full disk must not stop the supervision.
+    pub fn write(&self, st: &State) {
+        let Ok(mut text) = serde_json::to_vec_pretty(st) else {
+            return;
+        };
+        text.push(b'\n');
+        if std::fs::write(&self.tmp, &text).is_ok() {
+            let _ = std::fs::rename(&self.tmp, &self.path);
+        }
+    }
+}

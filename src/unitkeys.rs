@@ -1,0 +1,109 @@
+//! Which unit settings `jarvisctl run` honours without systemd, and which
+//! it can only report. One table, so that a test can check that every
+//! setting of the shipped unit is in one of the two lists.
+
+/// Settings the fallback engine gives the program as systemd would
+/// (`Section`, `Key`).
+pub const HONOURED: &[(&str, &str)] = &[
+    ("Unit", "Description"),
+    ("Unit", "StartLimitIntervalSec"),
+    ("Unit", "StartLimitBurst"),
+    ("Service", "Type"),
+    ("Service", "NotifyAccess"),
+    ("Service", "User"),
+    ("Service", "Group"),
+    ("Service", "WorkingDirectory"),
+    ("Service", "Environment"),
+    ("Service", "EnvironmentFile"),
+    ("Service", "ExecStartPre"),
+    ("Service", "ExecStart"),
+    ("Service", "Restart"),
+    ("Service", "RestartSec"),
+    ("Service", "TimeoutStartSec"),
+    ("Service", "TimeoutStopSec"),
+    ("Service", "TimeoutAbortSec"),
+    ("Service", "TimeoutSec"),
+    ("Service", "WatchdogSec"),
+    ("Service", "MemoryMax"),
+    ("Service", "RuntimeDirectory"),
+    ("Service", "RuntimeDirectoryPreserve"),
+    ("Service", "UMask"),
+];
+
+/// Settings of the shipped unit that need systemd itself (namespaces,
+/// seccomp, cgroup CPU control, the journal, dependency ordering). They
+/// are named on one line at start, never dropped silently. Any other
+/// setting outside `HONOURED` is reported the same way.
+pub const REPORTED: &[(&str, &str)] = &[
+    ("Unit", "Documentation"),
+    ("Unit", "Wants"),
+    ("Unit", "After"),
+    ("Service", "CPUQuota"),
+    ("Service", "SyslogIdentifier"),
+    ("Service", "ProtectSystem"),
+    ("Service", "ProtectHome"),
+    ("Service", "ReadWritePaths"),
+    ("Service", "NoNewPrivileges"),
+    ("Service", "CapabilityBoundingSet"),
+    ("Service", "AmbientCapabilities"),
+    ("Service", "PrivateDevices"),
+    ("Service", "PrivateUsers"),
+    ("Service", "PrivateMounts"),
+    ("Service", "ProtectKernelTunables"),
+    ("Service", "ProtectKernelModules"),
+    ("Service", "ProtectKernelLogs"),
+    ("Service", "ProtectControlGroups"),
+    ("Service", "ProtectClock"),
+    ("Service", "ProtectHostname"),
+    ("Service", "ProtectProc"),
+    ("Service", "RestrictAddressFamilies"),
+    ("Service", "RestrictNamespaces"),
+    ("Service", "RestrictRealtime"),
+    ("Service", "RestrictSUIDSGID"),
+    ("Service", "LockPersonality"),
+    ("Service", "RemoveIPC"),
+    ("Service", "SystemCallArchitectures"),
+    ("Service", "SystemCallFilter"),
+    ("Service", "SystemCallErrorNumber"),
+    ("Install", "WantedBy"),
+];
+
+/// Whether `jarvisctl run` honours `[section] key`.
+pub fn honoured(section: &str, key: &str) -> bool {
+    HONOURED.iter().any(|&(s, k)| s == section && k == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_the_shipped_unit_is_honoured_or_reported() {
+        let text = include_str!("../systemd/jarvis-supervisor.service");
+        let mut section = "";
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line.trim_matches(['[', ']']);
+                continue;
+            }
+            let Some((key, _)) = line.split_once('=') else {
+                continue;
+            };
+            if line.starts_with('#') {
+                continue;
+            }
+            let key = key.trim();
+            assert!(
+                honoured(section, key) || REPORTED.contains(&(section, key)),
+                "[{section}] {key} is neither honoured nor reported by jarvisctl run"
+            );
+        }
+    }
+
+    #[test]
+    fn no_key_is_in_both_lists() {
+        for entry in REPORTED {
+            assert!(!HONOURED.contains(entry), "{entry:?}");
+        }
+    }
+}

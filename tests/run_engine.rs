@@ -1,0 +1,1404 @@
+//! Layer-1 tests of the fallback engine (`jarvisctl run` / `jarvisctl stop`,
+//! issue 6): the real binary supervises the stand-in program from
+//! `tests/fixtures/standin` (or a tiny Python child) with a temporary unit
+//! (`--unit`) and a temporary root (`--root`) for its lock, pid file and
+//! state. They need root (the engine drops to the service user, here
+//! `nobody` where it matters); as another user they fail and say so.
+//!
+//! Processes are only ever signalled by the pids these tests recorded.
+
+use std::fs::{self, File};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jarvis_supervisor::unitkeys;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jarvisctl");
+const NOBODY: u32 = 65534;
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn require_root() {
+    let uid = fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1);
+    assert_eq!(
+        uid, 0,
+        "tests/run_engine.rs needs root: the engine switches to the service user and sets \
+         the parent-death signal after the uid change. Run: sudo -E cargo test --test run_engine"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+fn chown_tree(p: &Path, uid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(uid)).unwrap();
+    if p.is_dir() {
+        for e in fs::read_dir(p).unwrap().flatten() {
+            chown_tree(&e.path(), uid);
+        }
+    }
+}
+
+/// A temporary root: the stand-in as code root, a home, a TMPDIR, a unit.
+struct Tree {
+    dir: tempfile::TempDir,
+    engine: Option<Child>,
+}
+
+impl Tree {
+    /// `service` is appended to a [Service] section that already runs the
+    /// stand-in; `unit` goes into [Unit].
+    fn new(user: &str, unit: &str, service: &str) -> Tree {
+        require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().to_path_buf();
+        fs::set_permissions(&t, fs::Permissions::from_mode(0o755)).unwrap();
+        copy_dir(&repo("tests/fixtures/standin"), &t.join("code"));
+        for d in ["home", "tmp"] {
+            fs::create_dir_all(t.join(d)).unwrap();
+        }
+        if user == "nobody" {
+            for d in ["code", "home", "tmp"] {
+                chown_tree(&t.join(d), NOBODY);
+            }
+        }
+        let text = format!(
+            "[Unit]\nDescription=engine test\n{unit}\n[Service]\nType=notify\nNotifyAccess=main\nUser={user}\n\
+             WorkingDirectory={t}/code\n\
+             Environment=PYTHONPATH={t}/code HOME={t}/home TMPDIR={t}/tmp STANDIN_NO_HTTP=1\n\
+             Environment=TELEGRAM_BOT_TOKEN=123456789:abcdefghijklmnopqrstuvwxyzABCDEFGH TELEGRAM_ADMIN_IDS=1234567\n\
+             Environment=STANDIN_READY_DELAY=0.3 STANDIN_WATCHDOG_INTERVAL=0.5 PYTHONFAULTHANDLER=1\n\
+             ExecStart=/usr/bin/python3 {t}/code/bots/supervisor.py\n\
+             Restart=always\nRestartSec=0.2s\nTimeoutStartSec=5s\nTimeoutStopSec=3s\nWatchdogSec=3s\n\
+             RuntimeDirectory=jarvis-engine-test\nRuntimeDirectoryPreserve=restart\n{service}\n",
+            t = t.display()
+        );
+        fs::write(t.join("unit.service"), text).unwrap();
+        Tree { dir, engine: None }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--root").arg(self.dir.path());
+        c
+    }
+
+    /// `jarvisctl run --unit` in the foreground, stderr to `engine.err`.
+    fn start(&mut self) -> u32 {
+        let err = File::create(self.path("engine.err")).unwrap();
+        let child = self
+            .cmd()
+            .arg("run")
+            .arg("--unit")
+            .arg(self.path("unit.service"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.engine = Some(child);
+        pid
+    }
+
+    fn messages(&self) -> String {
+        fs::read_to_string(self.path("engine.err")).unwrap_or_default()
+    }
+
+    fn state(&self) -> Value {
+        let p = self.path("run/jarvis-supervisor-run/state.json");
+        fs::read(&p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Wait until state.json says `state` (and `pred` holds), or fail with
+    /// the engine's messages.
+    fn wait_state(&self, state: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let st = self.state();
+            if st["state"] == state && pred(&st) {
+                return st;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(secs),
+                "no state {state:?} within {secs}s; last state {st}\nengine said:\n{}",
+                self.messages()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait for the foreground engine to exit; its exit code.
+    fn wait_exit(&mut self, secs: u64) -> i32 {
+        let child = self.engine.as_mut().expect("engine started");
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.engine = None;
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(secs),
+                "jarvisctl run did not exit within {secs}s\nit said:\n{}",
+                self.messages()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal_engine(&self, sig: &str) {
+        let pid = self.engine.as_ref().expect("engine started").id();
+        signal(pid as i32, sig);
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.path("code/logs/stdout.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        // Only what this test started: its engine (SIGKILL takes the program
+        // along through the parent-death signal) and the recorded main pid.
+        let main = self.state()["main_pid"].as_i64();
+        if let Some(mut c) = self.engine.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(pid) = main {
+            if alive(pid as i32) {
+                signal(pid as i32, "KILL");
+            }
+        }
+    }
+}
+
+fn signal(pid: i32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// Alive and not a zombie (PID 1 here may not reap orphans).
+fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(s) => {
+            let state = s.rsplit_once(") ").map(|(_, r)| r.chars().next().unwrap_or('?'));
+            !matches!(state, Some('Z') | Some('X'))
+        }
+    }
+}
+
+/// Live processes whose command line mentions `needle` (a test's own temp
+/// path, so nothing else on the host matches).
+fn live_with_cmdline(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmd).contains(needle) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn main_pid(st: &Value) -> i32 {
+    st["main_pid"].as_i64().expect("main_pid") as i32
+}
+
+fn proc_uid(pid: i32) -> u32 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+// ---------------------------------------------------------------- 1. crash
+
+#[test]
+fn crash_kill9_brings_the_program_back_with_a_new_pid() {
+    let mut t = Tree::new("root", "", "ExecStartPre=-/bin/false\n");
+    t.start();
+    let first = main_pid(&t.wait_state("running", 15, |_| true));
+    let t0 = Instant::now();
+    signal(first, "KILL");
+    let st = t.wait_state("running", 15, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
+    });
+    let second = main_pid(&st);
+    eprintln!(
+        "crash: pid {first} killed, pid {second} ready again after {:.2}s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(alive(second) && !alive(first));
+    assert_eq!(st["n_restarts"], 1);
+    assert_eq!(st["result"], "signal");
+    assert_eq!(st["last_exit"], -9);
+    let msgs = t.messages();
+    assert!(
+        msgs.contains(&format!("main process {first} exited, code=killed, signal=KILL")),
+        "{msgs}"
+    );
+    assert!(msgs.contains("(ignored: '-' prefix)"), "{msgs}");
+    // RuntimeDirectoryPreserve=restart: the directory survived the restart.
+    assert!(t.path("run/jarvis-engine-test").is_dir());
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0);
+    assert!(
+        !t.path("run/jarvis-engine-test").exists(),
+        "RuntimeDirectory= not removed at stop"
+    );
+}
+
+#[test]
+fn repeated_quick_crashes_give_up_at_the_start_limit() {
+    let mut t = Tree::new(
+        "root",
+        "StartLimitIntervalSec=60s\nStartLimitBurst=3",
+        "Environment=STANDIN_MODE=exit1\nRestartSec=0.1s\n",
+    );
+    let count = t.path("starts.txt");
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    fs::write(
+        t.path("unit.service"),
+        unit + &format!("ExecStartPre=/bin/sh -c 'echo start >> {}'\n", count.display()),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    t.start();
+    let code = t.wait_exit(20);
+    let took = t0.elapsed().as_secs_f64();
+    let msgs = t.messages();
+    assert_eq!(code, 1, "{msgs}");
+    assert!(
+        msgs.contains(
+            "start limit hit: 3 starts within 60s (StartLimitBurst=3, StartLimitIntervalSec=60s); giving up"
+        ),
+        "{msgs}"
+    );
+    let st = t.state();
+    assert_eq!(st["state"], "failed");
+    assert_eq!(st["result"], "start-limit-hit");
+    // As systemd counts NRestarts: the third restart was scheduled, then refused.
+    assert_eq!(st["n_restarts"], 3);
+    assert_eq!(st["main_pid"], Value::Null);
+    // ExecStartPre= ran once per start: exactly the 3 allowed starts.
+    assert_eq!(fs::read_to_string(&count).unwrap().lines().count(), 3);
+    assert!(
+        t.log().matches("standin: configured to fail at start").count() == 3,
+        "{}",
+        t.log()
+    );
+    eprintln!("start limit: 3 failed starts, then gave up after {took:.2}s");
+}
+
+// ----------------------------------------------------------------- 2. hang
+
+#[test]
+fn hang_is_aborted_by_the_watchdog_and_restarted() {
+    let mut t = Tree::new(
+        "root",
+        "",
+        "Environment=STANDIN_MODE=hang STANDIN_MODE_AFTER=0.5\nWatchdogSec=2s\nTimeoutAbortSec=2s\n",
+    );
+    t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    let first = main_pid(&st);
+    // WATCHDOG_USEC/WATCHDOG_PID as systemd sets them.
+    let env = fs::read(format!("/proc/{first}/environ")).unwrap();
+    let env = String::from_utf8_lossy(&env);
+    assert!(env.contains("WATCHDOG_USEC=2000000"), "{env}");
+    assert!(env.contains(&format!("WATCHDOG_PID={first}")), "{env}");
+    let st = t.wait_state("running", 20, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
+    });
+    assert_eq!(st["result"], "watchdog");
+    assert_eq!(st["last_exit"], -6, "the hung program died by SIGABRT");
+    assert!(st["last_watchdog_unix"].as_f64().is_some());
+    let msgs = t.messages();
+    assert!(
+        msgs.contains("watchdog timeout: no WATCHDOG=1 within 2s; sending SIGABRT"),
+        "{msgs}"
+    );
+    assert!(
+        msgs.contains(&format!("main process {first} exited, code=killed, signal=ABRT")),
+        "{msgs}"
+    );
+    // PYTHONFAULTHANDLER=1: the traceback of the hung thread is in the log.
+    let log = t.log();
+    assert!(
+        log.contains("Fatal Python error: Aborted") && log.contains("hang_forever"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_program_that_never_sends_ready_is_killed_after_timeout_start_sec() {
+    let mut t = Tree::new(
+        "root",
+        "",
+        "Environment=STANDIN_READY_DELAY=1000\nTimeoutStartSec=2s\nRestart=no\n",
+    );
+    t.start();
+    let st = t.wait_state("starting", 15, |s| s["main_pid"].is_i64());
+    let pid = main_pid(&st);
+    let t0 = Instant::now();
+    let code = t.wait_exit(15);
+    let took = t0.elapsed().as_secs_f64();
+    let msgs = t.messages();
+    assert_eq!(code, 1, "{msgs}");
+    assert!(
+        msgs.contains("start timed out: no READY=1 within TimeoutStartSec=2s; terminating"),
+        "{msgs}"
+    );
+    let st = t.state();
+    assert_eq!(st["state"], "failed");
+    assert_eq!(st["result"], "timeout");
+    assert!(!alive(pid));
+    // The stand-in stops on SIGTERM in about 1 s: well before SIGKILL.
+    assert!((1.5..8.0).contains(&took), "took {took:.2}s");
+    eprintln!("start timeout: pid {pid} terminated {took:.2}s after the state said starting");
+}
+
+// ------------------------------------------------------------ 3. never two
+
+#[test]
+fn a_second_run_is_refused_with_the_first_ones_pid() {
+    let mut t = Tree::new("root", "", "");
+    let engine = t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    let out = t
+        .cmd()
+        .arg("run")
+        .arg("--unit")
+        .arg(t.path("unit.service"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "another jarvisctl run is already supervising the program (pid {engine},"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("jarvisctl stop"), "{err}");
+    // Nothing else changed: the same program still runs.
+    assert_eq!(t.state()["main_pid"], st["main_pid"]);
+    assert!(alive(main_pid(&st)));
+}
+
+#[test]
+fn kill9_of_the_engine_leaves_no_orphaned_program() {
+    let mut t = Tree::new("nobody", "", "");
+    let engine = t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    let program = main_pid(&st);
+    assert_eq!(proc_uid(program), NOBODY, "the program runs as User=nobody");
+    let needle = t.path("code").display().to_string();
+    assert_eq!(live_with_cmdline(&needle), vec![program]);
+    signal(engine as i32, "KILL");
+    let _ = t.engine.take().unwrap().wait();
+    let t0 = Instant::now();
+    while alive(program) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "program {program} outlived its engine"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let gone = t0.elapsed();
+    assert_eq!(live_with_cmdline(&needle), Vec::<i32>::new(), "orphans left");
+    eprintln!(
+        "kill -9 engine: program gone {:.1} ms later",
+        gone.as_secs_f64() * 1000.0
+    );
+    // The lock died with the engine: a new one starts the program again.
+    t.start();
+    let st = t.wait_state("running", 15, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != program)
+    });
+    assert_eq!(live_with_cmdline(&needle), vec![main_pid(&st)]);
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0);
+}
+
+// ------------------------------------------------------------- 4. rotation
+
+#[test]
+fn ten_rotations_lose_and_duplicate_no_line_and_keep_the_pid() {
+    let mut t = Tree::new(
+        "root",
+        "",
+        "Environment=STANDIN_MODE=flood STANDIN_MODE_AFTER=0 STANDIN_FLOOD_LINES_PER_S=4000\n",
+    );
+    t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    let pid = main_pid(&st);
+    let log = t.path("code/logs/stdout.log");
+    let t0 = Instant::now();
+    while !t.log().contains("flood=") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no flood lines");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut files = Vec::new();
+    for i in 1..=10 {
+        std::thread::sleep(Duration::from_millis(150));
+        let rotated = t.path(&format!("code/logs/stdout.log.{i}"));
+        fs::rename(&log, &rotated).unwrap();
+        t.signal_engine("HUP");
+        files.push(rotated);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+    files.push(log.clone());
+    let texts: Vec<(String, String)> = files
+        .iter()
+        .map(|f| (f.display().to_string(), fs::read_to_string(f).unwrap()))
+        .collect();
+    let n = check_numbered(&texts, pid);
+    let msgs = t.messages();
+    assert_eq!(msgs.matches("SIGHUP: reopened").count(), 10, "{msgs}");
+    assert_eq!(t.state()["n_restarts"], 0, "the program was restarted");
+    let mode = fs::metadata(&log).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    eprintln!("rotation: {n} lines over 11 files, none lost or duplicated, pid {pid} kept");
+}
+
+/// The stand-in's `flood=N pid=P xxx` lines over `files` (oldest first):
+/// every N from 1 exactly once, in order, whole, all from `pid`, and some in
+/// every file. Returns the number of lines.
+fn check_numbered(files: &[(String, String)], pid: i32) -> u64 {
+    let re = regex::Regex::new(r"^flood=(\d+) pid=(\d+) x{60}$").unwrap();
+    let mut seen = Vec::new();
+    for (name, text) in files {
+        let mut here = 0;
+        for line in text.lines().filter(|l| l.contains("flood=")) {
+            let c = re
+                .captures(line)
+                .unwrap_or_else(|| panic!("broken line in {name}: {line:?}"));
+            assert_eq!(c[2].parse::<i32>().unwrap(), pid, "a line from another pid");
+            seen.push(c[1].parse::<u64>().unwrap());
+            here += 1;
+        }
+        assert!(here > 0, "{name} has no flood line");
+    }
+    let n = seen.len() as u64;
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len() as u64, n, "duplicated lines");
+    assert_eq!(sorted, (1..=n).collect::<Vec<_>>(), "missing lines");
+    assert_eq!(seen, sorted, "lines out of order across the files");
+    n
+}
+
+#[test]
+fn the_fallback_logrotate_stanza_rotates_through_jarvisctl_without_loss() {
+    let mut t = Tree::new(
+        "root",
+        "",
+        "Environment=STANDIN_MODE=flood STANDIN_MODE_AFTER=0 STANDIN_FLOOD_LINES_PER_S=4000\n",
+    );
+    // The shipped stanza, with this tree's paths and root instead of jarvis.
+    let stanza = fs::read_to_string(repo("packaging/logrotate/jarvis-fallback")).unwrap();
+    let conf = stanza
+        .replace("/home/jarvis/Jarvis", &t.path("code").display().to_string())
+        .replace(
+            "/run/jarvis-supervisor-run",
+            &t.path("run/jarvis-supervisor-run").display().to_string(),
+        )
+        .replace("jarvis jarvis", "root root");
+    fs::write(t.path("logrotate.conf"), conf).unwrap();
+    t.start();
+    let pid = main_pid(&t.wait_state("running", 15, |_| true));
+    let t0 = Instant::now();
+    while !t.log().contains("flood=") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no flood lines");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(200));
+        let out = Command::new("logrotate")
+            .arg("-f")
+            .arg("-s")
+            .arg(t.path("logrotate.state"))
+            .arg(t.path("logrotate.conf"))
+            .output()
+            .expect("logrotate is needed for this test: apt-get install logrotate");
+        assert!(
+            out.status.success(),
+            "logrotate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+    let logs = t.path("code/logs");
+    let mut texts = Vec::new();
+    for name in ["stdout.log.3.gz", "stdout.log.2.gz", "stdout.log.1", "stdout.log"] {
+        let p = logs.join(name);
+        let text = if name.ends_with(".gz") {
+            let out = Command::new("gzip").arg("-dc").arg(&p).output().unwrap();
+            assert!(out.status.success(), "{} missing", p.display());
+            String::from_utf8(out.stdout).unwrap()
+        } else {
+            fs::read_to_string(&p).unwrap()
+        };
+        texts.push((name.to_string(), text));
+    }
+    let n = check_numbered(&texts, pid);
+    assert_eq!(
+        t.messages().matches("SIGHUP: reopened").count(),
+        3,
+        "{}",
+        t.messages()
+    );
+    assert_eq!(t.state()["n_restarts"], 0);
+    eprintln!("logrotate stanza: 3 forced rotations, {n} lines, none lost or duplicated");
+}
+
+// --------------------------------------------------------- backoff
+
+#[test]
+fn the_units_backoff_runs_as_exec_start_pre_and_keeps_its_state_across_restarts() {
+    let mut t = Tree::new(
+        "root",
+        "StartLimitBurst=20",
+        &format!(
+            "Environment=STANDIN_MODE=crash STANDIN_MODE_AFTER=0\nExecStartPre={BIN} backoff --base 1\n"
+        ),
+    );
+    t.start();
+    let t0 = Instant::now();
+    // Starts 1 and 2 go at once; 3 waits 1 s, 4 waits 2 s: the state kept
+    // in $RUNTIME_DIRECTORY survived each restart.
+    while !t.log().contains("waiting 2 s") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no growing backoff:\n{}",
+            t.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = t.log();
+    assert!(
+        log.contains("backoff: start 3 in a row within 120 s of the previous one; waiting 1 s"),
+        "{log}"
+    );
+    assert!(
+        log.contains("backoff: start 4 in a row within 120 s of the previous one; waiting 2 s"),
+        "{log}"
+    );
+    assert!(t.path("run/jarvis-engine-test/backoff.json").is_file());
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+    // A stop removes the runtime directory, so a manual start is never delayed.
+    assert!(!t.path("run/jarvis-engine-test").exists());
+    eprintln!(
+        "backoff: waits of 0, 0, 1, 2 s before starts 1-4 (the 2 s wait began after {:.1}s)",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+// --------------------------------------------------------- 5. notify flood
+
+const FLOODER: &str = r#"
+import os, socket, subprocess, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)   # blocking, like sd_notify
+s.connect(os.environ["NOTIFY_SOCKET"])
+s.send(b"READY=1\nSTATUS=ready")
+# Another pid: NotifyAccess=main must ignore it.
+subprocess.run([sys.executable, "-c", "import os, socket; s = socket.socket(socket.AF_UNIX, "
+                "socket.SOCK_DGRAM); s.connect(os.environ['NOTIFY_SOCKET']); s.send(b'STATUS=intruder')"])
+n, worst = 10000, 0.0
+t0 = time.monotonic()
+for i in range(n):           # 10,000 messages spread over one second
+    due = t0 + i / n
+    now = time.monotonic()
+    if due > now:
+        time.sleep(due - now)
+    a = time.monotonic()
+    s.send(f"WATCHDOG=1\nSTATUS=flood {i + 1}".encode())
+    worst = max(worst, time.monotonic() - a)
+total = time.monotonic() - t0
+print(f"flood sent={n} total_s={total:.3f} worst_send_ms={worst * 1000:.2f}", flush=True)
+t0 = time.monotonic()        # then 10,000 as fast as Python can send them
+for i in range(n):
+    s.send(f"WATCHDOG=1\nSTATUS=burst {i + 1}".encode())
+print(f"burst sent={n} burst_s={time.monotonic() - t0:.3f}", flush=True)
+s.send(b"STATUS=flood done")
+time.sleep(1000)
+"#;
+
+fn engine_cpu_ticks(pid: u32) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = s.rsplit_once(") ").unwrap().1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_flood_of_10000_notify_messages_does_not_block_the_program() {
+    let mut t = Tree::new("root", "", "");
+    fs::write(t.path("flood.py"), FLOODER).unwrap();
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    let unit = unit.replace(
+        &format!(
+            "ExecStart=/usr/bin/python3 {}/code/bots/supervisor.py",
+            t.dir.path().display()
+        ),
+        &format!("ExecStart=/usr/bin/python3 {}", t.path("flood.py").display()),
+    );
+    fs::write(t.path("unit.service"), unit).unwrap();
+    let engine = t.start();
+    t.wait_state("running", 15, |_| true);
+    let cpu0 = engine_cpu_ticks(engine);
+    let t0 = Instant::now();
+    let (line, burst) = loop {
+        let log = t.log();
+        let find = |p: &str| log.lines().find(|l| l.starts_with(p)).map(str::to_string);
+        if let (Some(l), Some(b)) = (find("flood sent="), find("burst sent=")) {
+            break (l, b);
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the flood did not finish\n{}",
+            t.messages()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let field = |k: &str| -> f64 {
+        line.split_whitespace()
+            .chain(burst.split_whitespace())
+            .find_map(|w| w.strip_prefix(k))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (total, worst, burst_s) = (field("total_s="), field("worst_send_ms="), field("burst_s="));
+    let st = t.wait_state("running", 5, |s| s["status_text"] == "flood done");
+    let cpu = engine_cpu_ticks(engine) - cpu0;
+    eprintln!("notify flood: {line}; {burst}; engine CPU {cpu} ticks (1/100 s) for both");
+    assert!(burst_s < 2.0, "an unpaced burst of 10,000 took {burst_s}s");
+    assert!(total < 2.0, "10,000 sends took {total}s: the program was held up");
+    assert!(worst < 200.0, "one send blocked {worst} ms");
+    assert!(st["last_watchdog_unix"].as_f64().is_some());
+    let msgs = t.messages();
+    assert!(msgs.contains("ignored a notify message from pid"), "{msgs}");
+    assert!(!msgs.contains("watchdog timeout"), "{msgs}");
+    // Still responsive: a stop right after is prompt.
+    let t1 = Instant::now();
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(5), 0);
+    assert!(
+        t1.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        t1.elapsed()
+    );
+}
+
+// ------------------------------------------------ 6. every key accounted for
+
+#[test]
+fn every_setting_of_the_shipped_unit_is_honoured_or_reported_at_start() {
+    require_root();
+    let root = tempfile::tempdir().unwrap();
+    let shipped = fs::read_to_string(repo("systemd/jarvis-supervisor.service")).unwrap();
+    let units = root.path().join("usr/lib/systemd/system");
+    fs::create_dir_all(&units).unwrap();
+    fs::write(units.join("jarvis-supervisor.service"), &shipped).unwrap();
+    // Only values change, so that the shipped unit starts here: a harmless
+    // program as root in the temp tree. No key is added.
+    let dropin = root.path().join("etc/systemd/system/jarvis-supervisor.service.d");
+    fs::create_dir_all(&dropin).unwrap();
+    let work = root.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    fs::write(
+        dropin.join("zz-test.conf"),
+        format!(
+            "[Service]\nUser=root\nGroup=root\nWorkingDirectory={w}\nEnvironmentFile=-{w}/.env\n\
+             ExecStartPre=\nExecStart=/bin/sleep 1000\n",
+            w = work.display()
+        ),
+    )
+    .unwrap();
+    let err_path = root.path().join("engine.err");
+    let mut child = Command::new(BIN)
+        .arg("--root")
+        .arg(root.path())
+        .arg("run")
+        .stdin(Stdio::null())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let msgs = loop {
+        let m = fs::read_to_string(&err_path).unwrap_or_default();
+        if m.contains("started /bin/sleep") {
+            break m;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("the shipped unit did not start:\n{m}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    signal(child.id() as i32, "TERM");
+    let status = child.wait().unwrap();
+    let line = msgs
+        .lines()
+        .find(|l| l.starts_with("jarvisctl run: not honoured without systemd: "))
+        .unwrap_or_else(|| panic!("no report line:\n{msgs}"));
+    let reported: Vec<&str> = line
+        .trim_start_matches("jarvisctl run: not honoured without systemd: ")
+        .split(", ")
+        .collect();
+    assert_eq!(
+        msgs.matches("not honoured without systemd").count(),
+        1,
+        "one line"
+    );
+    let mut section = String::new();
+    let mut n = 0;
+    for l in shipped.lines().map(str::trim) {
+        if l.starts_with('[') {
+            section = l.trim_matches(['[', ']']).to_string();
+            continue;
+        }
+        if l.starts_with('#') || !l.contains('=') {
+            continue;
+        }
+        let key = l.split_once('=').unwrap().0.trim();
+        n += 1;
+        let honoured = unitkeys::honoured(&section, key);
+        assert!(
+            honoured != reported.contains(&key),
+            "[{section}] {key}: honoured={honoured}, reported={}",
+            reported.contains(&key)
+        );
+    }
+    // MemoryMax=4G: says which kind of limit it made.
+    assert!(msgs.contains("MemoryMax=4294967296: "), "{msgs}");
+    let kind = if msgs.contains("cgroup v2 limit in") {
+        "cgroup"
+    } else {
+        "rlimit"
+    };
+    let st: Value =
+        serde_json::from_slice(&fs::read(root.path().join("run/jarvis-supervisor-run/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(st["memory_limit"], kind);
+    assert_eq!(status.code(), Some(0), "{msgs}");
+    eprintln!(
+        "shipped unit: {n} settings, {} reported at start, memory limit {kind}",
+        reported.len()
+    );
+}
+
+// ------------------------------------------------------------------ 7. stop
+
+#[test]
+fn sigterm_stops_gracefully_as_the_service_user() {
+    let mut t = Tree::new("nobody", "", "Environment=STANDIN_STOP_DELAY=1\nUMask=0027\n");
+    // EnvironmentFile=: systemd's parsing (quotes removed), a missing
+    // optional one skipped, and a file wins over Environment=.
+    fs::write(
+        t.path("test.env"),
+        "FROM_ENVFILE=\"a quoted value\"\nSTANDIN_STOP_DELAY=1.2\n",
+    )
+    .unwrap();
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    fs::write(
+        t.path("unit.service"),
+        unit + &format!(
+            "EnvironmentFile=-{}\nEnvironmentFile={}\n",
+            t.path("missing.env").display(),
+            t.path("test.env").display()
+        ),
+    )
+    .unwrap();
+    t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    let pid = main_pid(&st);
+    assert_eq!(proc_uid(pid), NOBODY);
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |k: &str| status.lines().find(|l| l.starts_with(k)).unwrap().to_string();
+    assert_eq!(
+        field("Gid:").split_whitespace().nth(1),
+        Some("65534"),
+        "Group= (nogroup)"
+    );
+    assert_eq!(field("Umask:").split_whitespace().nth(1), Some("0027"), "UMask=");
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        t.path("code"),
+        "WorkingDirectory="
+    );
+    let rt = t.path("run/jarvis-engine-test");
+    assert_eq!(
+        fs::metadata(&rt).unwrap().uid(),
+        NOBODY,
+        "RuntimeDirectory= owned by the user"
+    );
+    let env = String::from_utf8_lossy(&fs::read(format!("/proc/{pid}/environ")).unwrap()).into_owned();
+    for want in [
+        "USER=nobody".to_string(),
+        "LOGNAME=nobody".to_string(),
+        format!("HOME={}", t.path("home").display()), // Environment= wins, as in systemd
+        format!("RUNTIME_DIRECTORY={}", rt.display()),
+        format!(
+            "NOTIFY_SOCKET={}",
+            t.path("run/jarvis-supervisor-run/notify").display()
+        ),
+        "FROM_ENVFILE=a quoted value".to_string(),
+        "STANDIN_STOP_DELAY=1.2".to_string(),
+    ] {
+        assert!(env.split('\0').any(|v| v == want), "{want} not in {env}");
+    }
+    let meta = fs::metadata(t.path("code/logs/stdout.log")).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (NOBODY, 0o640));
+    let t0 = Instant::now();
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+    let took = t0.elapsed().as_secs_f64();
+    let msgs = t.messages();
+    assert!(msgs.contains("the program reports STOPPING=1"), "{msgs}");
+    assert!(
+        msgs.contains(&format!("main process {pid} exited, code=exited, status=0")),
+        "{msgs}"
+    );
+    assert!(!msgs.contains("SIGKILL"), "{msgs}");
+    assert!(t.log().contains("standin: clean shutdown"));
+    let st = t.state();
+    assert_eq!(st["state"], "stopped");
+    assert_eq!(st["main_pid"], Value::Null);
+    assert!(!alive(pid));
+    assert!(!t.path("run/jarvis-supervisor-run/run.pid").exists());
+    eprintln!("graceful stop in {took:.2}s");
+}
+
+#[test]
+fn daemon_mode_and_jarvisctl_stop() {
+    let t = Tree::new("root", "", "");
+    let unit = t.path("unit.service");
+    let t0 = Instant::now();
+    let out = t
+        .cmd()
+        .arg("run")
+        .arg("--daemon")
+        .arg("--unit")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "--daemon returned in {:.2}s: {}",
+        t0.elapsed().as_secs_f64(),
+        said.trim()
+    );
+    let engine: i32 = fs::read_to_string(t.path("run/jarvis-supervisor-run/run.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(said.contains(&format!("pid {engine}")), "{said}");
+    let st = t.wait_state("running", 15, |_| true);
+    let program = main_pid(&st);
+    // A second daemon is refused, naming the first.
+    let out = t
+        .cmd()
+        .arg("run")
+        .arg("--daemon")
+        .arg("--unit")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("(pid {engine},")), "{err}");
+
+    let out = t.cmd().arg("stop").arg("--unit").arg(&unit).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains(&format!("stopped jarvisctl run (pid {engine})")),
+        "{said}"
+    );
+    assert!(!alive(engine) && !alive(program));
+    assert_eq!(t.state()["state"], "stopped");
+    let log = fs::read_to_string(t.path("run/jarvis-supervisor-run/engine.log")).unwrap();
+    assert!(log.contains("the program reports STOPPING=1"), "{log}");
+
+    let out = t.cmd().arg("stop").arg("--unit").arg(&unit).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is not running"));
+}
+
+// ------------------------------------------------------------- footprint
+
+fn switches(pid: u32) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Swap the stand-in for a small Python program.
+fn with_program(t: &Tree, name: &str, code: &str) {
+    fs::write(t.path(name), code).unwrap();
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    let unit = unit.replace(
+        &format!(
+            "ExecStart=/usr/bin/python3 {}/code/bots/supervisor.py",
+            t.dir.path().display()
+        ),
+        &format!("ExecStart=/usr/bin/python3 {}", t.path(name).display()),
+    );
+    fs::write(t.path("unit.service"), unit).unwrap();
+}
+
+#[test]
+fn a_healthy_quiet_program_costs_the_engine_no_wakeups() {
+    let mut t = Tree::new("root", "", "WatchdogSec=30s\n");
+    with_program(
+        &t,
+        "quiet.py",
+        "import os, socket, time\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n\
+         time.sleep(1000)\n",
+    );
+    let engine = t.start();
+    t.wait_state("running", 15, |_| true);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = switches(engine);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = switches(engine);
+    let rss = fs::read_to_string(format!("/proc/{engine}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .unwrap();
+    eprintln!(
+        "idle: {} context switches of the engine in 3 s; engine VmRSS {rss} kB (debug build)",
+        after - before
+    );
+    assert_eq!(
+        after - before,
+        0,
+        "the engine woke up while the program was healthy and quiet"
+    );
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0);
+}
+
+#[test]
+fn type_simple_and_restart_on_failure_end_after_a_clean_exit() {
+    let mut t = Tree::new("root", "", "Type=simple\nRestart=on-failure\n");
+    with_program(
+        &t,
+        "once.py",
+        "import sys, time\ntime.sleep(0.3)\nprint('once: done')\nsys.exit(0)\n",
+    );
+    t.start();
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+    let st = t.state();
+    assert_eq!(
+        (st["state"].as_str(), st["result"].as_str()),
+        (Some("stopped"), Some("success"))
+    );
+    assert_eq!(st["n_restarts"], 0);
+    assert!(t.log().contains("once: done"));
+    assert!(t.messages().contains("Restart= does not restart it"));
+}
+
+// ------------------------------------------------------- sysvinit script
+
+#[test]
+fn the_sysvinit_script_parses_and_drives_the_engine() {
+    let script = repo("packaging/sysvinit/jarvis-supervisor");
+    for sh in ["sh", "dash"] {
+        let st = Command::new(sh).arg("-n").arg(&script).status();
+        if sh == "dash" && st.is_err() {
+            continue;
+        }
+        assert!(st.unwrap().success(), "{sh} -n {}", script.display());
+    }
+    let text = fs::read_to_string(&script).unwrap();
+    for want in [
+        "### BEGIN INIT INFO",
+        "# Provides:          jarvis-supervisor",
+        "# Default-Start:     2 3 4 5",
+        "# Default-Stop:      0 1 6",
+        "### END INIT INFO",
+        "\"$JARVISCTL\" run --daemon",
+        "\"$JARVISCTL\" stop",
+    ] {
+        assert!(text.contains(want), "{want:?} missing");
+    }
+    // The script as installed, but pointed at this tree through a wrapper.
+    let t = Tree::new("root", "", "");
+    let wrapper = t.path("jarvisctl");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncmd=$1; shift\nexec {BIN} --root {root} \"$cmd\" --unit {unit} \"$@\"\n",
+            root = t.dir.path().display(),
+            unit = t.path("unit.service").display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let local = text
+        .replace(
+            "JARVISCTL=/usr/bin/jarvisctl",
+            &format!("JARVISCTL={}", wrapper.display()),
+        )
+        .replace(
+            "PIDFILE=/run/jarvis-supervisor-run/run.pid",
+            &format!(
+                "PIDFILE={}",
+                t.path("run/jarvis-supervisor-run/run.pid").display()
+            ),
+        );
+    let copy = t.path("init");
+    fs::write(&copy, local).unwrap();
+    let run = |action: &str| -> (i32, String) {
+        let out = Command::new("sh").arg(&copy).arg(action).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    };
+    assert_eq!(run("status").0, 3);
+    let (code, said) = run("start");
+    assert_eq!(code, 0, "{said}");
+    let st = t.wait_state("running", 15, |_| true);
+    let (code, said) = run("status");
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("is running"), "{said}");
+    let (code, said) = run("start");
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("already running"), "{said}");
+    let (code, said) = run("stop");
+    assert_eq!(code, 0, "{said}");
+    assert!(!alive(main_pid(&st)));
+    assert_eq!(run("status").0, 3);
+    assert_eq!(run("bogus").0, 3);
+}
+
+// ------------------------------------------------- SIGKILL escalation, memory
+
+/// Ignores SIGTERM and SIGABRT, so only SIGKILL ends it.
+const STUBBORN: &str = "import os, signal, socket, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+signal.signal(signal.SIGABRT, signal.SIG_IGN)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])
+if os.environ.get('TRIGGER'):
+    time.sleep(0.3)
+    s.sendto(b'WATCHDOG=trigger', os.environ['NOTIFY_SOCKET'])
+time.sleep(1000)
+";
+
+#[test]
+fn stop_sends_sigkill_after_timeout_stop_sec() {
+    let mut t = Tree::new("root", "", "TimeoutStopSec=1s\n");
+    with_program(&t, "stubborn.py", STUBBORN);
+    t.start();
+    let pid = main_pid(&t.wait_state("running", 15, |_| true));
+    let t0 = Instant::now();
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+    let took = t0.elapsed().as_secs_f64();
+    let msgs = t.messages();
+    assert!(
+        msgs.contains(&format!("pid {pid} did not exit in time; sending SIGKILL")),
+        "{msgs}"
+    );
+    assert!(
+        msgs.contains(&format!("main process {pid} exited, code=killed, signal=KILL")),
+        "{msgs}"
+    );
+    assert!(
+        (0.9..3.0).contains(&took),
+        "stop took {took:.2}s with TimeoutStopSec=1s"
+    );
+    assert!(!alive(pid));
+    eprintln!("stop escalation: SIGKILL, engine gone {took:.2}s after SIGTERM");
+}
+
+#[test]
+fn watchdog_sends_sigkill_after_timeout_abort_sec() {
+    let mut t = Tree::new(
+        "root",
+        "",
+        "TimeoutAbortSec=1s\nTimeoutStopSec=30s\nEnvironment=TRIGGER=1\n",
+    );
+    with_program(&t, "stubborn.py", STUBBORN);
+    t.start();
+    let first = main_pid(&t.wait_state("running", 15, |_| true));
+    let st = t.wait_state("running", 15, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
+    });
+    assert_eq!(st["result"], "watchdog");
+    assert_eq!(st["last_exit"], -9);
+    let msgs = t.messages();
+    assert!(msgs.contains("watchdog timeout"), "{msgs}");
+    assert!(
+        msgs.contains(&format!("pid {first} did not exit in time; sending SIGKILL")),
+        "{msgs}"
+    );
+}
+
+#[test]
+fn memory_max_caps_a_leaking_program() {
+    let mut t = Tree::new(
+        "root",
+        "",
+        "MemoryMax=200M\nEnvironment=STANDIN_MODE=leak STANDIN_MODE_AFTER=0 STANDIN_LEAK_MB_PER_S=400 STANDIN_LEAK_MAX_MB=1024\n",
+    );
+    t.start();
+    let first = main_pid(&t.wait_state("running", 15, |_| true));
+    let msgs = t.messages();
+    let kb = |pid: i32, key: &str| -> u64 {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    match t.state()["memory_limit"].as_str() {
+        Some("rlimit") => {
+            // RLIMIT_DATA: the leak's allocations fail (MemoryError in the
+            // stand-in) instead of growing to its own 1 GiB safety net.
+            assert!(
+                msgs.contains("MemoryMax=209715200: no cgroup v2 memory limit here"),
+                "{msgs}"
+            );
+            let limits = fs::read_to_string(format!("/proc/{first}/limits")).unwrap();
+            let data = limits.lines().find(|l| l.starts_with("Max data size")).unwrap();
+            assert!(data.contains("209715200"), "{data}");
+            // 400 MB/s for 1.5 s would be 600 MB without the cap.
+            std::thread::sleep(Duration::from_millis(1500));
+            let (data_kb, rss_kb) = (kb(first, "VmData:"), kb(first, "VmRSS:"));
+            assert!(alive(first) || t.state()["n_restarts"].as_u64() > Some(0));
+            assert!(
+                data_kb <= 200 * 1024 && rss_kb <= 200 * 1024,
+                "VmData {data_kb} kB, VmRSS {rss_kb} kB"
+            );
+            eprintln!("memory: RLIMIT_DATA 200M; after 1.5 s of leaking 400 MB/s: VmData {data_kb} kB, VmRSS {rss_kb} kB");
+        }
+        Some("cgroup") => {
+            assert!(msgs.contains("cgroup v2 limit in"), "{msgs}");
+            // The OOM killer ends the leaking program; it is restarted.
+            let st = t.wait_state("running", 15, |s| {
+                s["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
+            });
+            assert_eq!(st["last_exit"], -9);
+        }
+        other => panic!("memory_limit {other:?}"),
+    }
+}
+
+// ------------------------------------------------------ leftover processes
+
+const LEAVES_CHILDREN: &str = r#"import os, socket, subprocess, time
+out = open(os.environ["PIDS_OUT"], "a")
+polite = subprocess.Popen(["/bin/sh", "-c", "trap 'echo leftover: polite got TERM; exit 0' TERM; while :; do sleep 0.05; done"])
+deaf = subprocess.Popen(["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"])
+out.write(f"{polite.pid} {deaf.pid}\n")
+out.close()
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+time.sleep(0.5)
+os._exit(1)    # main crashes and leaves both children behind
+"#;
+
+#[test]
+fn leftovers_of_the_group_get_sigterm_then_sigkill_before_the_restart() {
+    let mut t = Tree::new("root", "", "TimeoutStopSec=1s\n");
+    with_program(&t, "leaves.py", LEAVES_CHILDREN);
+    let pids = t.path("pids.txt");
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    fs::write(
+        t.path("unit.service"),
+        unit + &format!("Environment=PIDS_OUT={}\n", pids.display()),
+    )
+    .unwrap();
+    t.start();
+    let first = main_pid(&t.wait_state("running", 15, |_| true));
+    let st = t.wait_state("running", 15, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
+    });
+    let line = fs::read_to_string(&pids).unwrap();
+    let left: Vec<i32> = line
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    for pid in &left {
+        assert!(!alive(*pid), "leftover {pid} of the first run still alive");
+    }
+    let msgs = t.messages();
+    assert!(
+        msgs.contains("processes of its group remain: SIGTERM, then SIGKILL after TimeoutStopSec=1s"),
+        "{msgs}"
+    );
+    assert!(
+        msgs.contains(&format!(
+            "processes of group {first} did not exit in time; sending SIGKILL"
+        )),
+        "{msgs}"
+    );
+    assert!(t.log().contains("leftover: polite got TERM"), "{}", t.log());
+    assert_eq!(st["result"], "exit-code");
+    assert_eq!(st["last_exit"], 1);
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+}
+
+#[test]
+fn the_installed_unit_is_left_to_systemd_when_systemd_runs() {
+    require_root();
+    let root = tempfile::tempdir().unwrap();
+    let units = root.path().join("usr/lib/systemd/system");
+    fs::create_dir_all(&units).unwrap();
+    fs::copy(
+        repo("systemd/jarvis-supervisor.service"),
+        units.join("jarvis-supervisor.service"),
+    )
+    .unwrap();
+    fs::create_dir_all(root.path().join("run/systemd/system")).unwrap();
+    let out = Command::new(BIN)
+        .arg("--root")
+        .arg(root.path())
+        .arg("run")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("systemd is running on this host"), "{err}");
+    assert!(err.contains("systemctl start jarvis-supervisor"), "{err}");
+    assert!(!root.path().join("run/jarvis-supervisor-run/run.pid").exists());
+}
+
+const FORKS_A_WORKER: &str = r#"import os, socket, subprocess, time
+w = subprocess.Popen(["/bin/sh", "-c", "trap 'echo worker: got TERM; exit 0' TERM; while :; do sleep 0.05; done"])
+with open(os.environ["PIDS_OUT"], "a") as f:
+    f.write(f"{os.getpid()} {w.pid}\n")
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+time.sleep(1000)
+"#;
+
+#[test]
+fn after_kill9_of_the_engine_the_next_run_ends_the_programs_orphaned_children_first() {
+    let mut t = Tree::new("root", "", "TimeoutStopSec=2s\n");
+    with_program(&t, "worker.py", FORKS_A_WORKER);
+    let pids = t.path("pids.txt");
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    fs::write(
+        t.path("unit.service"),
+        unit + &format!("Environment=PIDS_OUT={}\n", pids.display()),
+    )
+    .unwrap();
+    let engine = t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    let program = main_pid(&st);
+    let env = String::from_utf8_lossy(&fs::read(format!("/proc/{program}/environ")).unwrap()).into_owned();
+    let id = env
+        .split('\0')
+        .find_map(|v| v.strip_prefix("INVOCATION_ID="))
+        .expect("INVOCATION_ID set, as systemd does");
+    assert!(
+        id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        "{id}"
+    );
+    let worker: i32 = fs::read_to_string(&pids)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    signal(engine as i32, "KILL");
+    let _ = t.engine.take().unwrap().wait();
+    let t0 = Instant::now();
+    while alive(program) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "program {program} outlived its engine"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The program's own child has no parent-death signal: it is orphaned.
+    assert!(
+        alive(worker),
+        "the worker died on its own; the test proves nothing"
+    );
+    t.start();
+    let st = t.wait_state("running", 15, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != program)
+    });
+    assert!(
+        !alive(worker),
+        "orphaned worker {worker} still alive after the next start"
+    );
+    let msgs = t.messages();
+    assert!(msgs.contains("of the previous run are still alive"), "{msgs}");
+    // (Its "got TERM" line has nowhere to go: the pipe's reader died with
+    // the old engine.) Exactly one program and one worker now: the new ones.
+    let needle = t.path("worker.py").display().to_string();
+    assert_eq!(live_with_cmdline(&needle), vec![main_pid(&st)]);
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+}
