@@ -19,6 +19,7 @@ use crate::samples::{self, Sample};
 use crate::systemd;
 use crate::unit::Unit;
 
+mod fallback;
 mod hosts;
 
 /// The JSON schema's version; bumped on any incompatible change.
@@ -84,6 +85,9 @@ pub struct Status {
     /// The last error lines of the last 24 h, every .env value masked.
     pub errors: Vec<String>,
     pub package_version: Option<String>,
+    /// What supervises the bot: "systemd", or "jarvisctl run" on a host
+    /// without systemd.
+    pub supervisor: Option<String>,
     /// The opt-in weekly restart: whether its timer runs, and when it fires next.
     pub weekly_restart: WeeklyRestart,
 }
@@ -205,14 +209,59 @@ pub fn collect(paths: &Paths) -> Status {
         package_version: package_version(),
         ..Status::default()
     };
+    // Without systemd, the fallback engine's state says it all.
+    let fallback = !systemd::running() && fallback::collect(paths, &mut st);
+    if !fallback && !from_systemd(&mut st) {
+        st.exit_code = st.verdict as i32;
+        return st;
+    }
+    if let (Some(cur), Some(max)) = (st.memory.current_bytes, st.memory.max_bytes) {
+        let pct = cur as f64 * 100.0 / max as f64;
+        st.memory.percent_of_max = Some((pct * 10.0).round() / 10.0);
+        if pct > 80.0 {
+            raise(
+                &mut st,
+                Verdict::Warning,
+                format!("memory at {pct:.0}% of MemoryMax"),
+            );
+        }
+    }
+    let unit = Unit::load(paths).ok();
+    if let Some(u) = &unit {
+        st.logs = logs(paths, u);
+        if let Some(dir) = &st.logs.dir {
+            st.disk_free_bytes = free_bytes(&paths.host(Path::new(dir)));
+            if st.disk_free_bytes.is_some_and(|f| f < DISK_LOW) {
+                raise(
+                    &mut st,
+                    Verdict::Warning,
+                    "disk space low for the logs (under 1 GiB)".into(),
+                );
+            }
+        }
+        st.errors = match secrets(paths, u) {
+            None => {
+                vec!["(error lines hidden: .env could not be read to mask its values; run as root)".into()]
+            }
+            Some(secrets) if fallback => fallback::error_lines(paths, u, &secrets),
+            Some(secrets) => error_lines(&secrets),
+        };
+    }
+    st.exit_code = st.verdict as i32;
+    st
+}
+
+/// The systemd part of the status; false when systemd cannot tell or the
+/// unit is not installed (the status is then complete).
+fn from_systemd(st: &mut Status) -> bool {
+    st.supervisor = Some("systemd".into());
     let Some(p) = systemd::show(UNIT, PROPS) else {
         raise(
-            &mut st,
+            st,
             Verdict::Unknown,
             "cannot ask systemd (systemctl show failed or is missing)".into(),
         );
-        st.exit_code = st.verdict as i32;
-        return st;
+        return false;
     };
     let get = |k: &str| p.get(k).cloned().unwrap_or_default();
     st.active_state = get("ActiveState");
@@ -220,9 +269,8 @@ pub fn collect(paths: &Paths) -> Status {
     st.result = get("Result");
     if get("LoadState") == "not-found" {
         st.state = "not-installed".into();
-        raise(&mut st, Verdict::Critical, format!("{UNIT} is not installed"));
-        st.exit_code = st.verdict as i32;
-        return st;
+        raise(st, Verdict::Critical, format!("{UNIT} is not installed"));
+        return false;
     }
     st.main_pid = num::<u32>(&p, "MainPID").filter(|&n| n > 0);
     st.n_restarts = num(&p, "NRestarts");
@@ -244,13 +292,13 @@ pub fn collect(paths: &Paths) -> Status {
     match state.as_str() {
         "active" => {}
         "restarting" => raise(
-            &mut st,
+            st,
             Verdict::Warning,
             format!("restarting (last result: {result})"),
         ),
-        "activating" | "reloading" => raise(&mut st, Verdict::Warning, "starting".into()),
-        "failed" => raise(&mut st, Verdict::Critical, format!("failed (result: {result})")),
-        other => raise(&mut st, Verdict::Critical, format!("down ({other})")),
+        "activating" | "reloading" => raise(st, Verdict::Warning, "starting".into()),
+        "failed" => raise(st, Verdict::Critical, format!("failed (result: {result})")),
+        other => raise(st, Verdict::Critical, format!("down ({other})")),
     }
     if st.state == "active" {
         st.uptime_s = since("ActiveEnterTimestampMonotonic");
@@ -267,7 +315,7 @@ pub fn collect(paths: &Paths) -> Status {
         if let (Some(age), Some(per)) = (st.watchdog.last_ping_age_s, period) {
             if age > per / 2.0 {
                 raise(
-                    &mut st,
+                    st,
                     Verdict::Warning,
                     format!("last watchdog ping {age:.0} s ago (WatchdogSec={per:.0}s)"),
                 );
@@ -279,17 +327,6 @@ pub fn collect(paths: &Paths) -> Status {
         .filter(|&m| m < u64::MAX)
         .or_else(|| p.get("ControlGroup").and_then(|cg| rss_of_cgroup(cg)));
     st.memory.max_bytes = num::<u64>(&p, "MemoryMax").filter(|&m| m < u64::MAX);
-    if let (Some(cur), Some(max)) = (st.memory.current_bytes, st.memory.max_bytes) {
-        let pct = cur as f64 * 100.0 / max as f64;
-        st.memory.percent_of_max = Some((pct * 10.0).round() / 10.0);
-        if pct > 80.0 {
-            raise(
-                &mut st,
-                Verdict::Warning,
-                format!("memory at {pct:.0}% of MemoryMax"),
-            );
-        }
-    }
     st.restarts_24h = restarts_24h();
     if let Some(t) = systemd::show(
         super::configure::RESTART_TIMER,
@@ -301,23 +338,7 @@ pub fn collect(paths: &Paths) -> Status {
             .filter(|v| !v.is_empty() && st.weekly_restart.enabled)
             .cloned();
     }
-    let unit = Unit::load(paths).ok();
-    if let Some(u) = &unit {
-        st.logs = logs(paths, u);
-        if let Some(dir) = &st.logs.dir {
-            st.disk_free_bytes = free_bytes(&paths.host(Path::new(dir)));
-            if st.disk_free_bytes.is_some_and(|f| f < DISK_LOW) {
-                raise(
-                    &mut st,
-                    Verdict::Warning,
-                    "disk space low for the logs (under 1 GiB)".into(),
-                );
-            }
-        }
-        st.errors = error_lines(paths, u);
-    }
-    st.exit_code = st.verdict as i32;
-    st
+    true
 }
 
 /// A systemd time span as `systemctl show` prints it ("20s", "5min",
@@ -541,11 +562,15 @@ pub fn mask(line: &str, secrets: &[String]) -> String {
     s
 }
 
+fn looks_bad(line: &str) -> bool {
+    let low = line.to_lowercase();
+    ["error", "exception", "traceback", "fatal", "failed", "✗"]
+        .iter()
+        .any(|w| low.contains(w))
+}
+
 /// The last error-looking lines of the unit's journal in the last 24 h.
-fn error_lines(paths: &Paths, unit: &Unit) -> Vec<String> {
-    let Some(secrets) = secrets(paths, unit) else {
-        return vec!["(error lines hidden: .env could not be read to mask its values; run as root)".into()];
-    };
+fn error_lines(secrets: &[String]) -> Vec<String> {
     let Ok(out) = Command::new("journalctl")
         .args([
             "-u",
@@ -564,16 +589,10 @@ fn error_lines(paths: &Paths, unit: &Unit) -> Vec<String> {
         return Vec::new();
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    let looks_bad = |l: &str| {
-        let low = l.to_lowercase();
-        ["error", "exception", "traceback", "fatal", "failed", "✗"]
-            .iter()
-            .any(|w| low.contains(w))
-    };
     let bad: Vec<&str> = text.lines().filter(|l| looks_bad(l)).collect();
     bad[bad.len().saturating_sub(5)..]
         .iter()
-        .map(|l| mask(l, &secrets))
+        .map(|l| mask(l, secrets))
         .collect()
 }
 
@@ -646,11 +665,19 @@ fn print_human(st: &Status) {
     if st.state == "not-installed" || st.state == "unknown" {
         return;
     }
-    println!(
-        "restarts: {} since the last manual start, {} in the last 24 h",
-        st.n_restarts.unwrap_or(0),
-        st.restarts_24h.unwrap_or(0)
-    );
+    match st.restarts_24h {
+        Some(day) => println!(
+            "restarts: {} since the last manual start, {day} in the last 24 h",
+            st.n_restarts.unwrap_or(0)
+        ),
+        None => println!(
+            "restarts: {} since the last manual start",
+            st.n_restarts.unwrap_or(0)
+        ),
+    }
+    if let Some(s) = &st.supervisor {
+        println!("supervisor: {s}");
+    }
     match (st.watchdog.last_ping_age_s, st.watchdog.period_s) {
         (Some(a), Some(p)) => println!("watchdog: last ping {} ago (WatchdogSec={p:.0}s)", human_secs(a)),
         (None, Some(p)) => println!("watchdog: WatchdogSec={p:.0}s, no ping while not running"),

@@ -1,5 +1,5 @@
 //! The program's stdout and stderr: one pipe, read by the engine and
-//! appended to `logs/stdout.log`. Only whole lines are written, so a reopen
+//! appended to `logs/supervisor.stdout`. Only whole lines are written, so a reopen
 //! (logrotate's rename, then SIGHUP) never splits or loses a line.
 
 use std::fs::{File, OpenOptions};

@@ -229,7 +229,7 @@ impl Engine {
         let logdir = svc
             .workdir()
             .map_or_else(|| state_dir.to_path_buf(), |w| w.join("logs"));
-        let logs = LogSink::new(read, logdir.join("stdout.log"), owner)?;
+        let logs = LogSink::new(read, logdir.join("supervisor.stdout"), owner)?;
         say!("program output goes to {}", logs.path.display());
 
         let runtime_dirs = svc
@@ -239,17 +239,17 @@ impl Engine {
             .collect();
         let st = State {
             schema: 1,
-            state: "starting",
+            state: "starting".into(),
             engine_pid: std::process::id(),
             main_pid: None,
             n_restarts: 0,
-            result: "success",
+            result: "success".into(),
             last_exit: None,
             last_watchdog_unix: None,
             watchdog_usec: svc.watchdog.map_or(0, |d| d.as_micros() as u64),
             status_text: String::new(),
             started_unix: now_unix(),
-            memory_limit: limit.name(),
+            memory_limit: limit.name().into(),
         };
         let watchdog = svc.watchdog;
         Ok(Engine {
@@ -404,8 +404,8 @@ impl Engine {
                     interval.as_secs_f64()
                 );
                 say!("note: fix the cause (see the program output above), then start it again");
-                self.st.state = "failed";
-                self.st.result = "start-limit-hit";
+                self.st.state = "failed".into();
+                self.st.result = "start-limit-hit".into();
                 self.st.main_pid = None;
                 self.remove_runtime_dirs(true);
                 self.save();
@@ -416,7 +416,7 @@ impl Engine {
         }
         self.start_began = now;
         self.invocation_id = leftovers::invocation_id();
-        self.st.state = "starting";
+        self.st.state = "starting".into();
         self.st.main_pid = None;
         self.save();
         if let Err(e) = self.make_runtime_dirs() {
@@ -468,7 +468,7 @@ impl Engine {
     }
 
     fn became_ready(&mut self) {
-        self.st.state = "running";
+        self.st.state = "running".into();
         self.timer = self.watchdog.map(|d| (Instant::now() + d, Timer::Watchdog));
         if self.svc.kind == Kind::Notify {
             say!(
@@ -697,7 +697,7 @@ impl Engine {
             }
             ("STOPPING", "1") => {
                 say!("the program reports STOPPING=1");
-                self.st.state = "stopping";
+                self.st.state = "stopping".into();
                 if self.timer.is_some_and(|(_, t)| t == Timer::Watchdog) {
                     self.timer = None;
                 }
@@ -825,7 +825,7 @@ impl Engine {
     /// After the program (or a start command) ended on its own, by a timeout
     /// or by the watchdog: restart or give up, per Restart=.
     fn after_failed_start(&mut self, result: &'static str, status: Option<&std::process::ExitStatus>) {
-        self.st.result = result;
+        self.st.result = result.into();
         self.st.last_exit = status.map(|s| s.code().unwrap_or_else(|| -s.signal().unwrap_or(0)));
         let unclean_signal = result == "signal";
         let restart = match self.svc.restart {
@@ -841,11 +841,11 @@ impl Engine {
             self.remove_runtime_dirs(true);
             if result == "success" {
                 say!("the program ended (result {result}); Restart= does not restart it");
-                self.st.state = "stopped";
+                self.st.state = "stopped".into();
                 self.done = Some(0);
             } else {
                 say!("the program failed (result {result}); Restart= does not restart it");
-                self.st.state = "failed";
+                self.st.state = "failed".into();
                 self.done = Some(1);
             }
             self.save();
@@ -853,7 +853,7 @@ impl Engine {
         }
         self.remove_runtime_dirs(false);
         self.st.n_restarts += 1;
-        self.st.state = "restarting";
+        self.st.state = "restarting".into();
         say!(
             "result {result}; restart {} in {:.1}s (RestartSec=)",
             self.st.n_restarts,
@@ -932,13 +932,13 @@ impl Engine {
         say!("{sig}: stopping");
         match self.child {
             Some(_) => {
-                self.st.state = "stopping";
+                self.st.state = "stopping".into();
                 self.save();
                 self.signal_child(Signal::SIGTERM, "stop", self.svc.timeout_stop);
             }
             // Its leftovers already had SIGTERM; stop once they are gone.
             None if self.draining.is_some() => {
-                self.st.state = "stopping";
+                self.st.state = "stopping".into();
                 self.save();
             }
             None => self.finish_stopped(),
@@ -948,7 +948,7 @@ impl Engine {
     fn finish_stopped(&mut self) {
         self.timer = None;
         self.remove_runtime_dirs(true);
-        self.st.state = "stopped";
+        self.st.state = "stopped".into();
         self.st.main_pid = None;
         say!("stopped");
         self.save();

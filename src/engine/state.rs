@@ -1,20 +1,21 @@
 //! `state.json` in the state directory: what `jarvisctl status` reads on a
 //! host without systemd. Written whole, atomically (temp file + rename).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
     pub schema: u32,
     /// starting, running, stopping, restarting, failed, stopped
-    pub state: &'static str,
+    pub state: Cow<'static, str>,
     pub engine_pid: u32,
     pub main_pid: Option<i32>,
     pub n_restarts: u32,
     /// success, exit-code, signal, timeout, watchdog, start-limit-hit
-    pub result: &'static str,
+    pub result: Cow<'static, str>,
     /// The last exit: the exit status, or the signal number as a negative number.
     pub last_exit: Option<i32>,
     pub last_watchdog_unix: Option<f64>,
@@ -22,7 +23,7 @@ pub struct State {
     pub status_text: String,
     pub started_unix: f64,
     /// cgroup, rlimit or none
-    pub memory_limit: &'static str,
+    pub memory_limit: Cow<'static, str>,
 }
 
 pub fn now_unix() -> f64 {
@@ -43,6 +44,12 @@ impl StateFile {
             path: dir.join("state.json"),
             tmp: dir.join(".state.json.tmp"),
         }
+    }
+
+    /// The last state written, if any (what `jarvisctl status` reads).
+    pub fn read(dir: &Path) -> Option<State> {
+        let text = std::fs::read(dir.join("state.json")).ok()?;
+        serde_json::from_slice(&text).ok()
     }
 
     /// Best effort: a full disk must not stop the supervision.

@@ -1,0 +1,162 @@
+//! `jarvisctl status` on a host without systemd: the same document, from
+//! the state that `jarvisctl run` keeps (`/run/jarvis-supervisor-run/
+//! state.json`), the program's processes in /proc, and the unit.
+
+use std::path::Path;
+
+use super::{raise, Status, Verdict};
+use crate::cmd::run::state_dir;
+use crate::engine::service::{self, Service};
+use crate::engine::state::{now_unix, StateFile};
+use crate::paths::Paths;
+use crate::unit::Unit;
+
+/// Where the program's stdout and stderr go under `jarvisctl run`.
+const STDOUT_LOG: &str = "supervisor.stdout";
+
+fn alive_engine(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "jarvisctl")
+}
+
+/// RSS of every process in the program's process group (the engine puts
+/// the program in a group of its own, led by it).
+fn rss_of_group(pgid: i32) -> Option<u64> {
+    let mut total = 0;
+    let mut any = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name: state ppid pgrp ...
+        let group = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+            .and_then(|g| g.parse::<i32>().ok());
+        if group != Some(pgid) {
+            continue;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Some(kb) = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            total += kb * 1024;
+            any = true;
+        }
+    }
+    any.then_some(total)
+}
+
+/// The status from the fallback engine's state; None when this host has
+/// neither a unit nor an engine state, and there is nothing to say.
+pub fn collect(paths: &Paths, st: &mut Status) -> bool {
+    st.supervisor = Some("jarvisctl run".into());
+    let unit = Unit::load(paths).ok();
+    let state = StateFile::read(&state_dir(paths));
+    let Some(state) = state else {
+        if unit.is_none() {
+            return false;
+        }
+        st.state = "inactive".into();
+        raise(
+            st,
+            Verdict::Critical,
+            "down: jarvisctl run is not running (start it: service jarvis-supervisor start)".into(),
+        );
+        st.active_state = "inactive".into();
+        return true;
+    };
+    st.result = state.result.to_string();
+    st.n_restarts = Some(u64::from(state.n_restarts));
+    st.status_text = Some(state.status_text.clone()).filter(|s| !s.is_empty());
+    let engine_up = alive_engine(state.engine_pid);
+    st.active_state = if engine_up {
+        state.state.to_string()
+    } else {
+        "inactive".into()
+    };
+    st.sub_state = state.state.to_string();
+    st.state = match (engine_up, &*state.state) {
+        (true, "running") => "active",
+        (true, "starting") => "activating",
+        (true, "restarting") => "restarting",
+        (true, "stopping") => "deactivating",
+        (_, "failed") => "failed",
+        (true, other) => other,
+        (false, _) => "inactive",
+    }
+    .to_string();
+    match st.state.as_str() {
+        "active" => {}
+        "restarting" => raise(
+            st,
+            Verdict::Warning,
+            format!("restarting (last result: {})", state.result),
+        ),
+        "activating" => raise(st, Verdict::Warning, "starting".into()),
+        "deactivating" => raise(st, Verdict::Warning, "stopping".into()),
+        "failed" => raise(st, Verdict::Critical, format!("failed (result: {})", state.result)),
+        _ if !engine_up && state.state != "stopped" => raise(
+            st,
+            Verdict::Critical,
+            format!(
+                "jarvisctl run (pid {}) is gone without stopping: it was killed; start it again: service jarvis-supervisor start",
+                state.engine_pid
+            ),
+        ),
+        other => raise(st, Verdict::Critical, format!("down ({other})")),
+    }
+    let now = now_unix();
+    if st.state == "active" {
+        st.main_pid = state.main_pid.and_then(|p| u32::try_from(p).ok());
+        st.uptime_s = Some((now - state.started_unix).max(0.0));
+        st.memory.current_bytes = state.main_pid.and_then(rss_of_group);
+    }
+    let period = (state.watchdog_usec > 0).then(|| state.watchdog_usec as f64 / 1e6);
+    st.watchdog.period_s = period;
+    if st.state == "active" {
+        let since = state.last_watchdog_unix.unwrap_or(state.started_unix);
+        let age = (now - since).max(0.0);
+        st.watchdog.last_ping_age_s = Some(age);
+        if let Some(per) = period {
+            if age > per / 2.0 {
+                raise(
+                    st,
+                    Verdict::Warning,
+                    format!("last watchdog ping {age:.0} s ago (WatchdogSec={per:.0}s)"),
+                );
+            }
+        }
+    }
+    if let Some(u) = &unit {
+        st.memory.max_bytes = Service::from_unit(u).ok().and_then(|s| s.memory_max).or_else(|| {
+            u.last("Service", "MemoryMax")
+                .and_then(|v| service::bytes("MemoryMax", &v).ok().flatten())
+        });
+    }
+    true
+}
+
+/// The last error-looking lines of the program's output file, masked.
+pub fn error_lines(paths: &Paths, unit: &Unit, secrets: &[String]) -> Vec<String> {
+    let Some(dir) = super::logs(paths, unit).dir else {
+        return Vec::new();
+    };
+    let file = paths.host(Path::new(&dir)).join(STDOUT_LOG);
+    // The tail is enough: the last 256 KiB.
+    let Ok(bytes) = std::fs::read(&file) else {
+        return Vec::new();
+    };
+    let tail = &bytes[bytes.len().saturating_sub(256 * 1024)..];
+    let text = String::from_utf8_lossy(tail);
+    let bad: Vec<&str> = text.lines().filter(|l| super::looks_bad(l)).collect();
+    bad[bad.len().saturating_sub(5)..]
+        .iter()
+        .map(|l| super::mask(l, secrets))
+        .collect()
+}
