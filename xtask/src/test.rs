@@ -37,6 +37,25 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     }
     cargo_test(&mut unit, &mut tally)?;
 
+    // The fallback engine's own tests need root (it switches users); run
+    // apart from the container layer, whose load would blur their timings.
+    let mut engine = run::cargo();
+    engine.current_dir(&root).args([
+        "test",
+        "--locked",
+        "-p",
+        "jarvis-supervisor",
+        "--test",
+        "run_engine",
+        "--",
+        "--ignored",
+        "--show-output",
+    ]);
+    if let Some(f) = filter {
+        engine.arg(f);
+    }
+    cargo_test(&mut engine, &mut tally)?;
+
     // Layers 2 and 3: package checks and booted containers (ignored by a
     // plain `cargo test`, because they need root and the built packages).
     let mut slow = run::cargo();
@@ -69,7 +88,7 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     if tally.ignored > 0 {
         // What layer 1 ignored ran in layers 2 and 3; say so plainly.
         println!(
-            "\n({} tests ignored by the plain cargo test run ran in the package and e2e layers)",
+            "\n({} tests ignored by the plain cargo test run ran in the engine, package and e2e layers, as root)",
             tally.ignored
         );
     }
