@@ -1,13 +1,20 @@
 //! `cargo xtask bench`: speed figures as ratios against peers measured in
-//! the same run, never as timed tests. Today: the cost the unit's preflight
+//! the same run, never as timed tests. First the cost the unit's preflight
 //! (`jarvisctl check --preflight`, an `ExecStartPre=`) adds to every start,
-//! against a bare process start and a Python interpreter start.
+//! against a bare process start and a Python interpreter start; then
+//! `jarvisctl run` against supervisord, PM2, runit and s6 (`supervisors`).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::run::{self, Result};
+
+mod peers;
+mod procfs;
+mod stats;
+mod supervisors;
+mod tools;
 
 const RUNS: usize = 40;
 
@@ -39,9 +46,21 @@ fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-pub fn bench() -> Result<()> {
+/// Both benchmarks; the supervisors run even when the preflight misses its
+/// budget, and either failure fails the command.
+pub fn bench(json: bool) -> Result<()> {
     let root = run::root();
     let bin = crate::dist::build_release()?;
+    let preflight = preflight(&root, &bin);
+    if let Err(e) = &preflight {
+        eprintln!("bench: {e}");
+    }
+    let jarvisctl = supervisors::jarvisctl_path(bin);
+    supervisors::bench(&root, &jarvisctl, json)?;
+    preflight
+}
+
+fn preflight(root: &Path, bin: &Path) -> Result<()> {
     // A healthy installation under a temporary root, as the CLI tests make it.
     let tree = tempfile::tempdir().map_err(|e| e.to_string())?;
     let t = tree.path();
@@ -60,7 +79,7 @@ pub fn bench() -> Result<()> {
         &format!("[Service]\nUser={}\nGroup={}\n", id("-un"), id("-gn")),
     )?;
     std::fs::create_dir_all(t.join("tmp")).map_err(|e| e.to_string())?;
-    run::output(Command::new(&bin).arg("--root").arg(t).arg("setup"))?;
+    run::output(Command::new(bin).arg("--root").arg(t).arg("setup"))?;
     write(&t.join("home/jarvis/Jarvis/bots/supervisor.py"), "")?;
     let env = t.join("home/jarvis/Jarvis/.env");
     write(
@@ -80,13 +99,13 @@ pub fn bench() -> Result<()> {
     std::os::unix::fs::symlink(&python, t.join("usr/bin/python3")).map_err(|e| e.to_string())?;
 
     let preflight = median(|| {
-        let mut c = Command::new(&bin);
+        let mut c = Command::new(bin);
         c.arg("--root").arg(t).args(["check", "--preflight"]);
         c
     })?;
     let spawn = median(|| Command::new("true"))?;
     let version = median(|| {
-        let mut c = Command::new(&bin);
+        let mut c = Command::new(bin);
         c.arg("--version");
         c
     })?;
