@@ -122,8 +122,9 @@ fn mb_s(bytes: u64, d: Duration) -> f64 {
 /// to the next child's exec stamp.
 fn restart(kind: Kind, tools: &Tools, dir: &Path, cfg: &Config, row: &mut Row) -> Result<()> {
     let r = peers::start(kind, tools, dir, &["exit".to_string()])?;
-    // A peer with a fixed one-second pause gets what 30 s give.
-    wait_until(Duration::from_secs(30), || {
+    // runit, s6 and supervisord wait a second before restarting a child
+    // that lived under a second: they get what 20 s give.
+    wait_until(Duration::from_secs(20), || {
         r.stamps().starts.len() > cfg.restarts || !r.alive()
     });
     let s = r.stamps();
@@ -540,6 +541,9 @@ pub fn table(rep: &Report) -> String {
         s.push('\n');
     }
     s += "ratios (xN) are against the best of supervisord, PM2, runit and s6 in this run\n";
+    s +=
+        "rotations: supervisord rename + SIGUSR2; PM2 rename + `pm2 reloadLogs`; svlogd and s6-log SIGALRM; \
+          jarvisctl rename + SIGHUP to the pid in its pid file\n";
     for r in &rep.rows {
         if !r.processes.is_empty() {
             s += &format!("  {} counted: {}\n", r.peer, r.processes.join(" + "));
@@ -715,5 +719,60 @@ pub fn bench(root: &Path, jarvisctl: &Path, json: bool) -> Result<()> {
         Ok(())
     } else {
         Err(format!("jarvisctl run misses: {}", missed.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &'static str, gap: f64, lived: f64, rss: u64, wake: u64, mb_s: f64, missing: u64) -> Row {
+        Row {
+            key,
+            peer: key,
+            restart_gap_ms: Some(gap),
+            restart_lived_gap_ms: Some(lived),
+            rss_kb: Some(rss),
+            idle_wakeups: Some(wake),
+            log_mb_s: Some(mb_s),
+            rotation: Some(LineCount {
+                written: 100,
+                missing,
+                ..LineCount::default()
+            }),
+            ..Row::default()
+        }
+    }
+
+    fn met(t: &[Target]) -> Vec<Option<bool>> {
+        t.iter().map(|t| t.met).collect()
+    }
+
+    #[test]
+    fn targets_against_the_best_peer() {
+        let rows = [
+            row("pm2", 5.0, 6.0, 60000, 100, 150.0, 700),
+            row("runit", 1000.0, 1.7, 2500, 0, 60.0, 0),
+            row("jarvisctl", 6.9, 3.8, 2000, 0, 900.0, 0),
+        ];
+        // Within 2 ms at once (6.9 <= 7.0), not after 1.5 s (3.8 > 3.7).
+        assert_eq!(
+            met(&targets(&rows, Some(1000.0), true)),
+            [Some(false), Some(true), Some(true), Some(true), Some(true)]
+        );
+        let rows = [
+            row("runit", 2.0, 1.7, 1900, 3, 60.0, 0),
+            row("jarvisctl", 3.0, 3.0, 1950, 1, 700.0, 1),
+        ];
+        assert_eq!(
+            met(&targets(&rows, Some(1000.0), true)),
+            [Some(true), Some(false), Some(false), Some(false), Some(false)]
+        );
+    }
+
+    #[test]
+    fn nothing_is_met_without_jarvisctl() {
+        let rows = [row("runit", 2.0, 1.7, 1900, 0, 60.0, 0)];
+        assert_eq!(met(&targets(&rows, Some(1000.0), false)), [None; 5]);
     }
 }
