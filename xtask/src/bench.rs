@@ -12,6 +12,7 @@ use crate::run::{self, Result};
 
 mod peers;
 mod procfs;
+mod report;
 mod stats;
 mod supervisors;
 mod tools;
@@ -51,7 +52,7 @@ fn write(path: &Path, text: &str) -> Result<()> {
 pub fn bench(json: bool) -> Result<()> {
     let root = run::root();
     let bin = crate::dist::build_release()?;
-    let preflight = preflight(&root, &bin);
+    let preflight = preflight(&root, &bin, json);
     if let Err(e) = &preflight {
         eprintln!("bench: {e}");
     }
@@ -60,7 +61,7 @@ pub fn bench(json: bool) -> Result<()> {
     preflight
 }
 
-fn preflight(root: &Path, bin: &Path) -> Result<()> {
+fn preflight(root: &Path, bin: &Path, json: bool) -> Result<()> {
     // A healthy installation under a temporary root, as the CLI tests make it.
     let tree = tempfile::tempdir().map_err(|e| e.to_string())?;
     let t = tree.path();
@@ -115,26 +116,32 @@ fn preflight(root: &Path, bin: &Path) -> Result<()> {
         c
     })?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("preflight cost per start (median of {RUNS} runs, this machine, this run):");
-    println!(
-        "  jarvisctl check --preflight   {:7.2} ms   budget 50 ms",
+    let mut out = format!("preflight cost per start (median of {RUNS} runs, this machine, this run):\n");
+    out += &format!(
+        "  jarvisctl check --preflight   {:7.2} ms   budget 50 ms\n",
         ms(preflight)
     );
-    println!(
-        "  true (process start)          {:7.2} ms   preflight = {:.1}x",
+    out += &format!(
+        "  true (process start)          {:7.2} ms   preflight = {:.1}x\n",
         ms(spawn),
         ms(preflight) / ms(spawn)
     );
-    println!(
-        "  jarvisctl --version           {:7.2} ms   preflight = {:.1}x",
+    out += &format!(
+        "  jarvisctl --version           {:7.2} ms   preflight = {:.1}x\n",
         ms(version),
         ms(preflight) / ms(version)
     );
-    println!(
-        "  python3 -c pass               {:7.2} ms   preflight = {:.2}x",
+    out += &format!(
+        "  python3 -c pass               {:7.2} ms   preflight = {:.2}x\n",
         ms(py),
         ms(preflight) / ms(py)
     );
+    // With --json, stdout is the supervisors' JSON alone.
+    if json {
+        eprint!("{out}");
+    } else {
+        print!("{out}");
+    }
     if ms(preflight) >= 50.0 {
         return Err(format!(
             "the preflight takes {:.1} ms, over its 50 ms budget",

@@ -129,188 +129,215 @@ pub fn start(kind: Kind, tools: &Tools, dir: &Path, words: &[String]) -> Result<
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let stamps = dir.join("stamps");
     let child = tools.child.canonicalize().map_err(io(&tools.child))?;
+    // MODE STAMPS OPTIONS…, as the child reads them.
+    let mut argv = vec![words[0].clone(), stamps.display().to_string()];
+    argv.extend(words[1..].iter().cloned());
     let mut r = Running {
         kind,
         dir: dir.to_path_buf(),
         log_dir: dir.join("log"),
-        stamps: stamps.clone(),
+        stamps,
         spawned: Vec::new(),
         roots: Vec::new(),
-        child_exe: child.clone(),
+        child_exe: child,
         pm2: None,
     };
-    // MODE STAMPS OPTIONS…, as the child reads them.
-    let mut argv = vec![words[0].clone(), stamps.display().to_string()];
-    argv.extend(words[1..].iter().cloned());
-    std::fs::create_dir_all(&r.log_dir).map_err(io(&r.log_dir))?;
+    // From here on, dropping `r` on an error stops what was started.
     match kind {
-        Kind::Supervisord => {
-            let conf = dir.join("supervisord.conf");
-            write(
-                &conf,
-                &format!(
-                    "[supervisord]\nnodaemon=true\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\n\
-                     childlogdir={d}\n\n[program:child]\ncommand={c} {a}\ndirectory={d}\nautostart=true\n\
-                     autorestart=true\nstartsecs=0\nstartretries=1000000\nredirect_stderr=true\n\
-                     stdout_logfile={l}/out.log\nstdout_logfile_maxbytes=0\nstdout_logfile_backups=0\n",
-                    d = dir.display(),
-                    c = child.display(),
-                    a = argv.join(" "),
-                    l = r.log_dir.display()
-                ),
-            )?;
-            let c = spawn(
-                Command::new(&tools.supervisord).arg("-c").arg(&conf),
-                dir,
-                "supervisord",
-            )?;
-            r.roots.push(c.id());
-            r.spawned.push(c);
-        }
-        Kind::Pm2 => {
-            let home = dir.join("pm2home");
-            let eco = dir.join("ecosystem.json");
-            let app = serde_json::json!({"apps": [{
-                "name": "child",
-                "script": child,
-                "args": argv,
-                "interpreter": "none",
-                "cwd": dir,
-                "autorestart": true,
-                "restart_delay": 0,
-                "min_uptime": 0,
-                "max_restarts": 1_000_000_000u64,
-                "out_file": r.log_dir.join("out.log"),
-                "error_file": dir.join("err.log"),
-                "merge_logs": true,
-                "time": false,
-                "watch": false,
-            }]});
-            write(&eco, &app.to_string())?;
-            r.pm2 = Some((tools.pm2.clone(), home.clone()));
-            let st = Command::new(&tools.pm2)
-                .env("PM2_HOME", &home)
-                .arg("start")
-                .arg(&eco)
-                .stdin(Stdio::null())
-                .stdout(out_file(dir, "pm2-start.out")?)
-                .stderr(out_file(dir, "pm2-start.err")?)
-                .status()
-                .map_err(|e| format!("cannot run pm2: {e}"))?;
-            let pid = std::fs::read_to_string(home.join("pm2.pid"))
-                .ok()
-                .and_then(|t| t.trim().parse().ok());
-            match pid {
-                Some(pid) => r.roots.push(pid),
-                None => return Err(format!("pm2 start failed ({st}); see {}", dir.display())),
-            }
-        }
-        Kind::Runit | Kind::S6 => {
-            let svc = dir.join("svc");
-            let logsvc = if kind == Kind::Runit {
-                svc.join("log")
-            } else {
-                dir.join("svc-log")
-            };
-            for d in [&svc, &logsvc] {
-                std::fs::create_dir_all(d).map_err(io(d))?;
-            }
-            std::os::unix::fs::symlink(&child, svc.join("run")).map_err(io(&svc))?;
-            let mut line = argv.join(" ");
-            if kind == Kind::S6 {
-                // s6-supervise waits a second before restarting a service
-                // that died within a second, unless it signalled readiness.
-                write(&svc.join("notification-fd"), "3\n")?;
-                line.push_str(" notifyfd=3");
-            }
-            write(&svc.join("child.args"), &format!("{line}\n"))?;
-            if kind == Kind::Runit {
-                // No size rotation (s0), keep every old file (n0).
-                write(&r.log_dir.join("config"), "s0\nn0\n")?;
-                executable(
-                    &logsvc.join("run"),
-                    &format!(
-                        "#!/bin/sh\nexec {} {}\n",
-                        tools.svlogd.display(),
-                        r.log_dir.display()
-                    ),
-                )?;
-                let c = spawn(Command::new(&tools.runsv).arg(&svc), dir, "runsv")?;
-                r.roots.push(c.id());
-                r.spawned.push(c);
-            } else {
-                // What s6-svscan does for svc and svc/log: one pipe between
-                // two s6-supervise. Files of 100 MB, and up to 1000 of them.
-                executable(
-                    &logsvc.join("run"),
-                    &format!(
-                        "#!/bin/sh\nexec {} n1000 s100000000 {}\n",
-                        tools.s6_log.display(),
-                        r.log_dir.display()
-                    ),
-                )?;
-                let (rd, wr) = std::io::pipe().map_err(|e| e.to_string())?;
-                let wr2 = wr.try_clone().map_err(|e| e.to_string())?;
-                let c = Command::new(&tools.s6_supervise)
-                    .arg(&logsvc)
-                    .stdin(rd)
-                    .stdout(out_file(dir, "s6-log-supervise.out")?)
-                    .stderr(out_file(dir, "s6-log-supervise.err")?)
-                    .spawn()
-                    .map_err(|e| format!("cannot start s6-supervise: {e}"))?;
-                r.roots.push(c.id());
-                r.spawned.push(c);
-                let c = Command::new(&tools.s6_supervise)
-                    .arg(&svc)
-                    .stdin(Stdio::null())
-                    .stdout(wr)
-                    .stderr(wr2)
-                    .spawn()
-                    .map_err(|e| format!("cannot start s6-supervise: {e}"))?;
-                r.roots.push(c.id());
-                r.spawned.push(c);
-            }
-        }
-        Kind::Jarvisctl => {
-            let jarvisctl = tools
-                .jarvisctl
-                .as_ref()
-                .ok_or("jarvisctl run: not available in this build")?;
-            let wd = dir.join("wd");
-            std::fs::create_dir_all(&wd).map_err(io(&wd))?;
-            r.log_dir = wd.join("logs");
-            std::fs::create_dir_all(&r.log_dir).map_err(io(&r.log_dir))?;
-            let unit = dir.join("bench.service");
-            // StartLimitIntervalSec=0 switches the start limit off; the large
-            // burst says the same to an engine that reads only the burst.
-            write(
-                &unit,
-                &format!(
-                    "[Unit]\nDescription=benchmark child\nStartLimitIntervalSec=0\nStartLimitBurst=1000000\n\n\
-                     [Service]\nType=simple\nExecStart={} {}\nWorkingDirectory={}\nRestart=always\nRestartSec=0\n",
-                    child.display(),
-                    argv.join(" "),
-                    wd.display()
-                ),
-            )?;
-            let c = spawn(
-                Command::new(jarvisctl)
-                    .arg("--root")
-                    .arg(dir.join("root"))
-                    .arg("run")
-                    .arg("--unit")
-                    .arg(&unit),
-                dir,
-                "jarvisctl",
-            )?;
-            r.roots.push(c.id());
-            r.spawned.push(c);
-        }
+        Kind::Supervisord => supervisord(&mut r, tools, &argv)?,
+        Kind::Pm2 => pm2(&mut r, tools, &argv)?,
+        Kind::Runit => runit(&mut r, tools, &argv)?,
+        Kind::S6 => s6(&mut r, tools, &argv)?,
+        Kind::Jarvisctl => jarvisctl(&mut r, tools, &argv)?,
     }
     Ok(r)
 }
 
+fn supervisord(r: &mut Running, tools: &Tools, argv: &[String]) -> Result<()> {
+    std::fs::create_dir_all(&r.log_dir).map_err(io(&r.log_dir))?;
+    let conf = r.dir.join("supervisord.conf");
+    // startsecs=0: the child counts as started at once, so supervisord never
+    // gives up on it; no log rotation of its own (maxbytes=0).
+    write(
+        &conf,
+        &format!(
+            "[supervisord]\nnodaemon=true\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\n\
+             childlogdir={d}\n\n[program:child]\ncommand={c} {a}\ndirectory={d}\nautostart=true\n\
+             autorestart=true\nstartsecs=0\nstartretries=1000000\nredirect_stderr=true\n\
+             stdout_logfile={l}/out.log\nstdout_logfile_maxbytes=0\nstdout_logfile_backups=0\n",
+            d = r.dir.display(),
+            c = r.child_exe.display(),
+            a = argv.join(" "),
+            l = r.log_dir.display()
+        ),
+    )?;
+    let c = spawn(
+        Command::new(&tools.supervisord).arg("-c").arg(&conf),
+        &r.dir,
+        "supervisord",
+    )?;
+    r.adopt(c);
+    Ok(())
+}
+
+/// PM2's daemon, with its home in the run directory; `pm2 start` leaves it
+/// running and writes its pid.
+fn pm2(r: &mut Running, tools: &Tools, argv: &[String]) -> Result<()> {
+    std::fs::create_dir_all(&r.log_dir).map_err(io(&r.log_dir))?;
+    let home = r.dir.join("pm2home");
+    let eco = r.dir.join("ecosystem.json");
+    let app = serde_json::json!({"apps": [{
+        "name": "child",
+        "script": r.child_exe,
+        "args": argv,
+        "interpreter": "none",
+        "cwd": r.dir,
+        "autorestart": true,
+        "restart_delay": 0,
+        "min_uptime": 0,
+        "max_restarts": 1_000_000_000u64,
+        "out_file": r.log_dir.join("out.log"),
+        "error_file": r.dir.join("err.log"),
+        "merge_logs": true,
+        "time": false,
+        "watch": false,
+    }]});
+    write(&eco, &app.to_string())?;
+    r.pm2 = Some((tools.pm2.clone(), home.clone()));
+    let st = Command::new(&tools.pm2)
+        .env("PM2_HOME", &home)
+        .arg("start")
+        .arg(&eco)
+        .stdin(Stdio::null())
+        .stdout(out_file(&r.dir, "pm2-start.out")?)
+        .stderr(out_file(&r.dir, "pm2-start.err")?)
+        .status()
+        .map_err(|e| format!("cannot run pm2: {e}"))?;
+    let pid = std::fs::read_to_string(home.join("pm2.pid"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| format!("pm2 start failed ({st}); see {}", r.dir.display()))?;
+    r.roots.push(pid);
+    Ok(())
+}
+
+/// A service directory whose ./run is the child itself (no shell in the
+/// restart path): it reads its words from ./child.args.
+fn service_dir(r: &Running, svc: &Path, argv: &[String], notify_fd: bool) -> Result<()> {
+    std::fs::create_dir_all(svc).map_err(io(svc))?;
+    std::os::unix::fs::symlink(&r.child_exe, svc.join("run")).map_err(io(svc))?;
+    let mut line = argv.join(" ");
+    if notify_fd {
+        write(&svc.join("notification-fd"), "3\n")?;
+        line.push_str(" notifyfd=3");
+    }
+    write(&svc.join("child.args"), &format!("{line}\n"))
+}
+
+/// runsv supervises svc and svc/log, with a pipe between them.
+fn runit(r: &mut Running, tools: &Tools, argv: &[String]) -> Result<()> {
+    let svc = r.dir.join("svc");
+    service_dir(r, &svc, argv, false)?;
+    std::fs::create_dir_all(svc.join("log")).map_err(io(&svc))?;
+    std::fs::create_dir_all(&r.log_dir).map_err(io(&r.log_dir))?;
+    // No size rotation (s0), keep every old file (n0).
+    write(&r.log_dir.join("config"), "s0\nn0\n")?;
+    executable(
+        &svc.join("log/run"),
+        &format!(
+            "#!/bin/sh\nexec {} {}\n",
+            tools.svlogd.display(),
+            r.log_dir.display()
+        ),
+    )?;
+    let c = spawn(Command::new(&tools.runsv).arg(&svc), &r.dir, "runsv")?;
+    r.adopt(c);
+    Ok(())
+}
+
+/// Two s6-supervise with a pipe between them, as s6-svscan sets up svc and
+/// svc/log, without s6-svscan itself (as runsv runs without runsvdir).
+fn s6(r: &mut Running, tools: &Tools, argv: &[String]) -> Result<()> {
+    let svc = r.dir.join("svc");
+    let logsvc = r.dir.join("svc-log");
+    // With readiness notification, in case s6-supervise skips its pause
+    // after a child that signalled it (in 2.11 it still pauses a second).
+    service_dir(r, &svc, argv, true)?;
+    std::fs::create_dir_all(&logsvc).map_err(io(&logsvc))?;
+    // Files of 100 MB, and up to 1000 of them.
+    executable(
+        &logsvc.join("run"),
+        &format!(
+            "#!/bin/sh\nexec {} n1000 s100000000 {}\n",
+            tools.s6_log.display(),
+            r.log_dir.display()
+        ),
+    )?;
+    let (rd, wr) = std::io::pipe().map_err(|e| e.to_string())?;
+    let wr2 = wr.try_clone().map_err(|e| e.to_string())?;
+    let c = Command::new(&tools.s6_supervise)
+        .arg(&logsvc)
+        .stdin(rd)
+        .stdout(out_file(&r.dir, "s6-log-supervise.out")?)
+        .stderr(out_file(&r.dir, "s6-log-supervise.err")?)
+        .spawn()
+        .map_err(|e| format!("cannot start s6-supervise: {e}"))?;
+    r.adopt(c);
+    let c = Command::new(&tools.s6_supervise)
+        .arg(&svc)
+        .stdin(Stdio::null())
+        .stdout(wr)
+        .stderr(wr2)
+        .spawn()
+        .map_err(|e| format!("cannot start s6-supervise: {e}"))?;
+    r.adopt(c);
+    Ok(())
+}
+
+/// `jarvisctl --root DIR run --unit FILE`, the child's logs in
+/// WorkingDirectory/logs.
+fn jarvisctl(r: &mut Running, tools: &Tools, argv: &[String]) -> Result<()> {
+    let jarvisctl = tools
+        .jarvisctl
+        .as_ref()
+        .ok_or("jarvisctl run: not available in this build")?;
+    let wd = r.dir.join("wd");
+    r.log_dir = wd.join("logs");
+    std::fs::create_dir_all(&r.log_dir).map_err(io(&r.log_dir))?;
+    let unit = r.dir.join("bench.service");
+    // StartLimitIntervalSec=0 switches the start limit off; the large
+    // burst says the same to an engine that reads only the burst.
+    write(
+        &unit,
+        &format!(
+            "[Unit]\nDescription=benchmark child\nStartLimitIntervalSec=0\nStartLimitBurst=1000000\n\n\
+             [Service]\nType=simple\nExecStart={} {}\nWorkingDirectory={}\nRestart=always\nRestartSec=0\n",
+            r.child_exe.display(),
+            argv.join(" "),
+            wd.display()
+        ),
+    )?;
+    let c = spawn(
+        Command::new(jarvisctl)
+            .arg("--root")
+            .arg(r.dir.join("root"))
+            .arg("run")
+            .arg("--unit")
+            .arg(&unit),
+        &r.dir,
+        "jarvisctl",
+    )?;
+    r.adopt(c);
+    Ok(())
+}
+
 impl Running {
+    /// A supervisor process the bench spawned: a root of its trees.
+    fn adopt(&mut self, c: Child) {
+        self.roots.push(c.id());
+        self.spawned.push(c);
+    }
+
     pub fn stamps(&self) -> Stamps {
         stats::parse_stamps(&std::fs::read_to_string(&self.stamps).unwrap_or_default())
     }

@@ -4,7 +4,7 @@
 //! target/bench/tools so that no system daemon is started.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::deps;
 use crate::run::{self, Result};
@@ -104,6 +104,7 @@ fn supervisord(tools: &Path) -> Result<(PathBuf, String)> {
         }
         run::status(
             Command::new(venv.join("bin/pip"))
+                .stdout(Stdio::from(std::io::stderr()))
                 .args(["install", "-q", "--disable-pip-version-check"])
                 .arg(format!("supervisor=={SUPERVISOR}")),
         )?;
@@ -129,6 +130,7 @@ fn pm2(tools: &Path) -> Result<(PathBuf, String)> {
         std::fs::create_dir_all(&prefix).map_err(|e| e.to_string())?;
         run::status(
             Command::new("npm")
+                .stdout(Stdio::from(std::io::stderr()))
                 .args([
                     "install",
                     "--no-audit",
