@@ -8,7 +8,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -206,34 +206,51 @@ fn cat_baseline(tools: &Tools, dir: &Path, bytes: u64) -> Result<f64> {
     let fifo = dir.join("go");
     mkfifo(&fifo)?;
     let file = dir.join("out.log");
-    let stamps = dir.join("stamps");
-    let mut child = Command::new(&tools.child)
-        .arg("flood")
-        .arg(&stamps)
-        .arg(format!("bytes={bytes}"))
-        .arg(format!("go={}", fifo.display()))
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start the child: {e}"))?;
     let out = std::fs::File::create(&file).map_err(|e| e.to_string())?;
-    let mut cat = Command::new("cat")
-        .stdin(child.stdout.take().expect("piped"))
-        .stdout(out)
-        .spawn()
-        .map_err(|e| format!("cannot start cat: {e}"))?;
+    let (rd, wr) = std::io::pipe().map_err(|e| e.to_string())?;
+    // cat first: if the child cannot start, the pipe's last writer goes
+    // with `wr` and cat ends; either way both are reaped on return.
+    let _cat = Reaped(
+        Command::new("cat")
+            .stdin(rd)
+            .stdout(out)
+            .spawn()
+            .map_err(|e| format!("cannot start cat: {e}"))?,
+    );
+    let _child = Reaped(
+        Command::new(&tools.child)
+            .arg("flood")
+            .arg(dir.join("stamps"))
+            .arg(format!("bytes={bytes}"))
+            .arg(format!("go={}", fifo.display()))
+            .stdout(wr)
+            .spawn()
+            .map_err(|e| format!("cannot start the child: {e}"))?,
+    );
     let size = || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     let ok = go(&fifo);
     let t = Instant::now();
     let done = ok && wait_until(log_timeout(bytes), || size() >= bytes);
     let elapsed = t.elapsed();
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = cat.wait();
+    let got = size();
+    drop(_child);
+    drop(_cat);
     let _ = std::fs::remove_dir_all(dir);
     if !done {
-        return Err(format!("cat wrote {} of {bytes} bytes", size()));
+        return Err(format!("cat wrote {got} of {bytes} bytes"));
     }
     Ok(mb_s(bytes, elapsed))
+}
+
+/// A process the bench spawned itself, killed and reaped when dropped (the
+/// child before cat: declared after it, dropped before it).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn log_timeout(bytes: u64) -> Duration {
