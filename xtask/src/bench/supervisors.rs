@@ -333,6 +333,14 @@ fn rotation(kind: Kind, tools: &Tools, dir: &Path, fifo: &Path) -> Result<LineCo
 
 pub fn measure(root: &Path, jarvisctl: &Path, cfg: &Config) -> Result<Report> {
     let bench = root.join("target/bench");
+    // The child's words travel space-separated (supervisord's command=,
+    // ./child.args, ExecStart=): a path with a space would split.
+    if bench.to_string_lossy().contains(char::is_whitespace) {
+        return Err(format!(
+            "{} has a space in it; note: run the bench from a checkout whose path has none",
+            bench.display()
+        ));
+    }
     let run = bench.join("run");
     let _ = std::fs::remove_dir_all(&run);
     std::fs::create_dir_all(&run).map_err(|e| e.to_string())?;
