@@ -1,13 +1,22 @@
 //! `cargo xtask bench`: speed figures as ratios against peers measured in
-//! the same run, never as timed tests. Today: the cost the unit's preflight
+//! the same run, never as timed tests. First the cost the unit's preflight
 //! (`jarvisctl check --preflight`, an `ExecStartPre=`) adds to every start,
-//! against a bare process start and a Python interpreter start.
+//! against a bare process start and a Python interpreter start; then
+//! `jarvisctl run` against supervisord, PM2, runit and s6 (`supervisors`).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::run::{self, Result};
+
+mod peers;
+mod procfs;
+mod report;
+mod stats;
+mod status;
+mod supervisors;
+mod tools;
 
 const RUNS: usize = 40;
 
@@ -39,9 +48,26 @@ fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-pub fn bench() -> Result<()> {
+/// Both benchmarks; the supervisors run even when the preflight misses its
+/// budget, and either failure fails the command.
+pub fn bench(json: bool) -> Result<()> {
     let root = run::root();
     let bin = crate::dist::build_release()?;
+    let preflight = preflight(&root, &bin, json);
+    if let Err(e) = &preflight {
+        eprintln!("bench: {e}");
+    }
+    let jarvisctl = supervisors::jarvisctl_path(bin);
+    // Every part runs; any failing fails the command.
+    let supervisors = supervisors::bench(&root, &jarvisctl, json);
+    if let Err(e) = &supervisors {
+        eprintln!("bench: {e}");
+    }
+    let status = status::bench(json);
+    preflight.and(supervisors).and(status)
+}
+
+fn preflight(root: &Path, bin: &Path, json: bool) -> Result<()> {
     // A healthy installation under a temporary root, as the CLI tests make it.
     let tree = tempfile::tempdir().map_err(|e| e.to_string())?;
     let t = tree.path();
@@ -60,7 +86,7 @@ pub fn bench() -> Result<()> {
         &format!("[Service]\nUser={}\nGroup={}\n", id("-un"), id("-gn")),
     )?;
     std::fs::create_dir_all(t.join("tmp")).map_err(|e| e.to_string())?;
-    run::output(Command::new(&bin).arg("--root").arg(t).arg("setup"))?;
+    run::output(Command::new(bin).arg("--root").arg(t).arg("setup"))?;
     write(&t.join("home/jarvis/Jarvis/bots/supervisor.py"), "")?;
     let env = t.join("home/jarvis/Jarvis/.env");
     write(
@@ -80,13 +106,13 @@ pub fn bench() -> Result<()> {
     std::os::unix::fs::symlink(&python, t.join("usr/bin/python3")).map_err(|e| e.to_string())?;
 
     let preflight = median(|| {
-        let mut c = Command::new(&bin);
+        let mut c = Command::new(bin);
         c.arg("--root").arg(t).args(["check", "--preflight"]);
         c
     })?;
     let spawn = median(|| Command::new("true"))?;
     let version = median(|| {
-        let mut c = Command::new(&bin);
+        let mut c = Command::new(bin);
         c.arg("--version");
         c
     })?;
@@ -96,26 +122,32 @@ pub fn bench() -> Result<()> {
         c
     })?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("preflight cost per start (median of {RUNS} runs, this machine, this run):");
-    println!(
-        "  jarvisctl check --preflight   {:7.2} ms   budget 50 ms",
+    let mut out = format!("preflight cost per start (median of {RUNS} runs, this machine, this run):\n");
+    out += &format!(
+        "  jarvisctl check --preflight   {:7.2} ms   budget 50 ms\n",
         ms(preflight)
     );
-    println!(
-        "  true (process start)          {:7.2} ms   preflight = {:.1}x",
+    out += &format!(
+        "  true (process start)          {:7.2} ms   preflight = {:.1}x\n",
         ms(spawn),
         ms(preflight) / ms(spawn)
     );
-    println!(
-        "  jarvisctl --version           {:7.2} ms   preflight = {:.1}x",
+    out += &format!(
+        "  jarvisctl --version           {:7.2} ms   preflight = {:.1}x\n",
         ms(version),
         ms(preflight) / ms(version)
     );
-    println!(
-        "  python3 -c pass               {:7.2} ms   preflight = {:.2}x",
+    out += &format!(
+        "  python3 -c pass               {:7.2} ms   preflight = {:.2}x\n",
         ms(py),
         ms(preflight) / ms(py)
     );
+    // With --json, stdout is the supervisors' JSON alone.
+    if json {
+        eprint!("{out}");
+    } else {
+        print!("{out}");
+    }
     if ms(preflight) >= 50.0 {
         return Err(format!(
             "the preflight takes {:.1} ms, over its 50 ms budget",

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
-mod bench_status;
 mod deps;
 mod dist;
 mod e2e;
@@ -32,8 +31,15 @@ enum Cmd {
         /// Only run tests whose name contains this (all layers).
         filter: Option<String>,
     },
-    /// Speed figures, as ratios against peers measured in the same run.
-    Bench,
+    /// Speed figures, as ratios against peers measured in the same run:
+    /// the preflight's cost, and `jarvisctl run` against supervisord, PM2,
+    /// runit and s6 (also written to target/bench/supervisors.json).
+    Bench {
+        /// Print the supervisor figures as JSON on stdout (the table goes
+        /// to stderr).
+        #[arg(long)]
+        json: bool,
+    },
     /// Boot a throwaway Debian container, install the fresh .deb with a demo
     /// bot, show the service, and leave the container running.
     Try,
@@ -45,9 +51,7 @@ fn main() -> ExitCode {
         Cmd::Dist => dist::dist().map(|_| ExitCode::SUCCESS),
         Cmd::Test { filter } => test::test(filter.as_deref()),
         Cmd::Try => try_demo::try_demo().map(|_| ExitCode::SUCCESS),
-        Cmd::Bench => bench::bench()
-            .and_then(|_| bench_status::bench())
-            .map(|_| ExitCode::SUCCESS),
+        Cmd::Bench { json } => bench::bench(json).map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,4 @@
-//! `cargo xtask bench`, part 2: what one `jarvisctl status` costs, in a
+//! `cargo xtask bench`, last part: what one `jarvisctl status` costs, in a
 //! booted Debian 12 container running the stand-in under systemd (this
 //! machine has no systemd of its own), against what a person would run
 //! instead: `systemctl status`, the raw `systemctl show`, and a bare process
@@ -28,13 +28,15 @@ for name, argv in cmds:
     print(json.dumps({"name": name, "median_ms": statistics.median(times), "max_ms": max(times)}))
 "#;
 
-pub fn bench() -> Result<()> {
+/// With `json`, stdout is left to the supervisors' JSON: the figures go to
+/// stderr and `target/bench/status.json`.
+pub fn bench(json: bool) -> Result<()> {
     if !deps::is_root() {
         return Err("the status benchmark boots a container: run it as root".into());
     }
     deps::apt(&["debootstrap", "systemd-container"])?;
     let built = dist::dist()?;
-    println!("status: booting a Debian 12 container with the stand-in running ...");
+    eprintln!("status: booting a Debian 12 container with the stand-in running ...");
     let c = Container::boot(Suite::Bookworm);
     c.deploy_standin(&run::root());
     c.put(&built.deb, "/var/tmp/jarvis-supervisor.deb");
@@ -86,17 +88,30 @@ pub fn bench() -> Result<()> {
         .collect();
     let get = |n: &str| rows.iter().find(|r| r.0 == n).map(|r| r.1).unwrap_or(f64::NAN);
     let (ours, peer) = (get("jarvisctl status --json"), get("systemctl status"));
-    println!("status on one host (median of {RUNS} runs inside the container, this run):");
+    let mut text = format!("status on one host (median of {RUNS} runs inside the container, this run):\n");
     for (name, median, max) in &rows {
-        println!(
-            "  {name:<26} {median:8.2} ms  (max {max:7.2})  jarvisctl status --json = {:.2}x",
+        text.push_str(&format!(
+            "  {name:<26} {median:8.2} ms  (max {max:7.2})  jarvisctl status --json = {:.2}x\n",
             ours / median
-        );
+        ));
     }
-    println!(
+    text.push_str(&format!(
         "  budget {BUDGET_MS:.0} ms; jarvisctl status --json / systemctl status = {:.2}x",
         ours / peer
-    );
+    ));
+    if json {
+        eprintln!("{text}");
+    } else {
+        println!("{text}");
+    }
+    let figures: Vec<_> = rows
+        .iter()
+        .map(|(n, m, x)| serde_json::json!({"command": n, "median_ms": m, "max_ms": x}))
+        .collect();
+    let out = run::root().join("target/bench/status.json");
+    let _ = std::fs::create_dir_all(out.parent().unwrap());
+    let doc = serde_json::json!({"runs": RUNS, "budget_ms": BUDGET_MS, "figures": figures});
+    let _ = std::fs::write(&out, doc.to_string());
     if ours.is_nan() || ours >= BUDGET_MS {
         return Err(format!(
             "jarvisctl status takes {ours:.1} ms, over its {BUDGET_MS:.0} ms budget"
