@@ -96,6 +96,10 @@ impl Container {
 
     pub fn start(&mut self) {
         assert!(self.nspawn.is_none(), "already booted");
+        if !self.suite.has_systemd() {
+            // In case /run is not a fresh tmpfs: a mark from the last boot.
+            let _ = fs::remove_file(self.root.join(self.suite.booted_mark().trim_start_matches('/')));
+        }
         let console = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -135,6 +139,19 @@ impl Container {
             std::thread::sleep(Duration::from_millis(100));
         };
         let deadline = Instant::now() + Duration::from_secs(90);
+        if !self.suite.has_systemd() {
+            let mark = self.suite.booted_mark();
+            while self.sh(&format!("test -e {mark}")).status != 0 {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} did not finish booting in 90 s:\n{}",
+                    self.suite.name(),
+                    self.console()
+                );
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            return;
+        }
         loop {
             let r = self.sh("systemctl is-system-running 2>/dev/null || true");
             let state = r.stdout.trim().to_string();
@@ -324,7 +341,12 @@ impl Container {
         let Some(mut child) = self.nspawn.take() else {
             return;
         };
-        let _ = self.sh("systemctl poweroff --no-block");
+        let _ = if self.suite.has_systemd() {
+            self.sh("systemctl poweroff --no-block")
+        } else {
+            // sysvinit: runlevel 0 runs the stop scripts, then halts.
+            self.sh("poweroff")
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(_)) = child.try_wait() {

@@ -6,10 +6,16 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// What every root holds, so that `apt install ./the.deb` needs no network:
-/// systemd to boot, the package's dependencies, rpm for the .rpm test, and
-/// sshd for the tests that reach hosts over ssh.
+/// What every systemd root holds, so that `apt install ./the.deb` needs no
+/// network: systemd to boot, the package's dependencies, rpm for the .rpm
+/// test, and sshd for the tests that reach hosts over ssh.
 const INCLUDE: &str = "systemd,systemd-sysv,dbus,adduser,python3,logrotate,procps,rpm,openssh-server";
+/// The host without systemd: sysvinit and cron, as the design says.
+const INCLUDE_SYSV: &str = "sysvinit-core,cron,adduser,python3,logrotate,procps,openssh-server";
+/// Made in the sysvinit root after debootstrap: no gettys (a container has
+/// no ttys; they would respawn in a loop), and a mark that the boot is done
+/// (rc.local runs last in runlevel 2).
+const SYSV_BOOTED: &str = "/run/jarvis-e2e-booted";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Suite {
@@ -17,6 +23,8 @@ pub enum Suite {
     Bookworm,
     /// Debian 13, systemd 257.
     Trixie,
+    /// Debian 12 booted with sysvinit: the host without systemd.
+    Sysvinit,
 }
 
 impl Suite {
@@ -24,7 +32,33 @@ impl Suite {
         match self {
             Suite::Bookworm => "bookworm",
             Suite::Trixie => "trixie",
+            Suite::Sysvinit => "bookworm-sysvinit",
         }
+    }
+
+    /// The Debian release debootstrap fetches.
+    fn release(self) -> &'static str {
+        match self {
+            Suite::Bookworm | Suite::Sysvinit => "bookworm",
+            Suite::Trixie => "trixie",
+        }
+    }
+
+    fn include(self) -> &'static str {
+        match self {
+            Suite::Sysvinit => INCLUDE_SYSV,
+            _ => INCLUDE,
+        }
+    }
+
+    pub fn has_systemd(self) -> bool {
+        self != Suite::Sysvinit
+    }
+
+    /// A file that exists in the booted container once its boot is done
+    /// (sysvinit only; systemd says so itself).
+    pub fn booted_mark(self) -> &'static str {
+        SYSV_BOOTED
     }
 }
 
@@ -43,7 +77,12 @@ pub fn cached_root(suite: Suite) -> PathBuf {
     let stamp = dir.join(format!("{}.stamp", suite.name()));
     let lock = fs::File::create(dir.join(format!("{}.lock", suite.name()))).expect("lock file");
     lock.lock().expect("lock the cache");
-    if root.is_dir() && fs::read_to_string(&stamp).ok().as_deref() == Some(INCLUDE) {
+    let wanted = format!(
+        "{}{}",
+        suite.include(),
+        if suite.has_systemd() { "" } else { SYSV_BOOTED }
+    );
+    if root.is_dir() && fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return root;
     }
     let tmp = dir.join(format!("{}.tmp", suite.name()));
@@ -56,7 +95,11 @@ pub fn cached_root(suite: Suite) -> PathBuf {
         root.display()
     );
     let out = Command::new("debootstrap")
-        .args(["--variant=minbase", &format!("--include={INCLUDE}"), suite.name()])
+        .args([
+            "--variant=minbase",
+            &format!("--include={}", suite.include()),
+            suite.release(),
+        ])
         .arg(&tmp)
         .arg(&mirror)
         .output()
@@ -71,8 +114,22 @@ pub fn cached_root(suite: Suite) -> PathBuf {
             log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
         );
     }
+    if !suite.has_systemd() {
+        let inittab = tmp.join("etc/inittab");
+        let text = fs::read_to_string(&inittab).expect("sysvinit's /etc/inittab");
+        let kept: Vec<&str> = text.lines().filter(|l| !l.contains("getty")).collect();
+        fs::write(&inittab, kept.join("\n") + "\n").expect("write inittab");
+        let rc_local = tmp.join("etc/rc.local");
+        fs::write(&rc_local, format!("#!/bin/sh\ntouch {SYSV_BOOTED}\n")).expect("rc.local");
+        let st = Command::new("chmod")
+            .arg("755")
+            .arg(&rc_local)
+            .status()
+            .expect("chmod");
+        assert!(st.success());
+    }
     fs::rename(&tmp, &root).expect("move the new root into place");
-    fs::write(&stamp, INCLUDE).expect("write the stamp");
+    fs::write(&stamp, &wanted).expect("write the stamp");
     root
 }
 
