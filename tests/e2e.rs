@@ -9,6 +9,32 @@ mod container;
 mod diagnose;
 #[path = "e2e/status.rs"]
 mod status;
+#[path = "e2e/sysvinit.rs"]
+mod sysvinit;
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn sysvinit_install_registers_the_init_script_and_the_bot_survives_a_reboot() {
+    sysvinit::install_and_reboot();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn sysvinit_crash_hang_backoff_give_up_and_start_timeout() {
+    sysvinit::crash_hang_and_limits();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn sysvinit_never_two_bots() {
+    sysvinit::never_two();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn sysvinit_rotation_loses_no_line_and_a_notify_flood_blocks_nothing() {
+    sysvinit::rotation_and_flood();
+}
 
 #[test]
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]

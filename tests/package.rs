@@ -63,6 +63,7 @@ const SHIPPED: &[&str] = &[
     "/usr/lib/systemd/system/jarvis-supervisor-restart.timer",
     "/etc/logrotate.d/jarvis",
     "/etc/jarvis-supervisor/heartbeat.conf",
+    "/etc/logrotate.d/jarvis-fallback",
     "/usr/lib/tmpfiles.d/jarvis-supervisor.conf",
     "/usr/share/man/man1/jarvisctl.1.gz",
 ];
@@ -76,6 +77,7 @@ fn deb_carries_helper_unit_logrotate_man_copyright_changelog_and_conffile() {
     for f in SHIPPED.iter().chain(&[
         "/usr/share/doc/jarvis-supervisor/copyright",
         "/usr/share/doc/jarvis-supervisor/changelog.Debian.gz",
+        "/etc/init.d/jarvis-supervisor",
     ]) {
         assert!(list.contains(&format!(".{f}")), "{f} not in the .deb:\n{list}");
     }
@@ -95,9 +97,11 @@ fn deb_carries_helper_unit_logrotate_man_copyright_changelog_and_conffile() {
     assert_eq!(
         conffiles,
         [
+            "/etc/init.d/jarvis-supervisor",
             "/etc/jarvis-supervisor/env-rules.conf",
             "/etc/jarvis-supervisor/heartbeat.conf",
-            "/etc/logrotate.d/jarvis"
+            "/etc/logrotate.d/jarvis",
+            "/etc/logrotate.d/jarvis-fallback"
         ]
     );
     let (_, control) = run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"));

@@ -651,33 +651,8 @@ fn the_units_backoff_runs_as_exec_start_pre_and_keeps_its_state_across_restarts(
 
 // --------------------------------------------------------- 5. notify flood
 
-const FLOODER: &str = r#"
-import os, socket, subprocess, sys, time
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)   # blocking, like sd_notify
-s.connect(os.environ["NOTIFY_SOCKET"])
-s.send(b"READY=1\nSTATUS=ready")
-# Another pid: NotifyAccess=main must ignore it.
-subprocess.run([sys.executable, "-c", "import os, socket; s = socket.socket(socket.AF_UNIX, "
-                "socket.SOCK_DGRAM); s.connect(os.environ['NOTIFY_SOCKET']); s.send(b'STATUS=intruder')"])
-n, worst = 10000, 0.0
-t0 = time.monotonic()
-for i in range(n):           # 10,000 messages spread over one second
-    due = t0 + i / n
-    now = time.monotonic()
-    if due > now:
-        time.sleep(due - now)
-    a = time.monotonic()
-    s.send(f"WATCHDOG=1\nSTATUS=flood {i + 1}".encode())
-    worst = max(worst, time.monotonic() - a)
-total = time.monotonic() - t0
-print(f"flood sent={n} total_s={total:.3f} worst_send_ms={worst * 1000:.2f}", flush=True)
-t0 = time.monotonic()        # then 10,000 as fast as Python can send them
-for i in range(n):
-    s.send(f"WATCHDOG=1\nSTATUS=burst {i + 1}".encode())
-print(f"burst sent={n} burst_s={time.monotonic() - t0:.3f}", flush=True)
-s.send(b"STATUS=flood done")
-time.sleep(1000)
-"#;
+/// Floods the notify socket and times its own sends.
+const FLOODER: &str = include_str!("fixtures/notify_flood.py");
 
 fn engine_cpu_ticks(pid: u32) -> u64 {
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
