@@ -9,6 +9,7 @@ pub mod memory;
 pub mod notify;
 pub mod service;
 pub mod state;
+mod trim;
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
@@ -469,6 +470,8 @@ impl Engine {
 
     fn became_ready(&mut self) {
         self.st.state = "running".into();
+        // Starting is over; what it ran need not stay resident for months.
+        trim::drop_code_pages();
         self.timer = self.watchdog.map(|d| (Instant::now() + d, Timer::Watchdog));
         if self.svc.kind == Kind::Notify {
             say!(
