@@ -59,7 +59,7 @@ impl Kind {
         match self {
             Kind::Supervisord | Kind::Pm2 => name.starts_with("out.log"),
             Kind::Runit | Kind::S6 => name == "current" || name.starts_with('@'),
-            Kind::Jarvisctl => name.starts_with("stdout.log"),
+            Kind::Jarvisctl => name.starts_with("supervisor.stdout"),
         }
     }
 }
@@ -423,7 +423,7 @@ impl Running {
             Kind::S6 => signal(Signal::SIGALRM, &self.named("s6-log")),
             // The contract: rename, then SIGHUP the pid in the pid file.
             Kind::Jarvisctl => {
-                self.rename_log("stdout.log", i)?;
+                self.rename_log("supervisor.stdout", i)?;
                 let pid = match self.jarvisctl_pid() {
                     Some(p) if p == self.roots[0] => p,
                     other => {
