@@ -102,8 +102,13 @@ impl LogSink {
             let res = if self.pending.is_empty() {
                 self.file.write_all(&chunk[..cut])
             } else if cut > 0 {
-                self.pending.extend_from_slice(&chunk[..cut]);
-                let r = self.file.write_all(&self.pending);
+                // The held partial line, then the rest: no copy of the chunk.
+                // A reopen only happens between drains, so the line still
+                // lands whole in one file.
+                let r = self
+                    .file
+                    .write_all(&self.pending)
+                    .and_then(|()| self.file.write_all(&chunk[..cut]));
                 self.pending.clear();
                 r
             } else {

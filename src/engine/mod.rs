@@ -130,6 +130,8 @@ pub struct Engine {
     stop_requested: bool,
     done: Option<i32>,
     start_began: Instant,
+    /// When the engine last dropped its clean pages (see `trim`).
+    trimmed_at: Option<Instant>,
     watchdog: Option<Duration>,
     ignored_senders: u64,
     state_dir: PathBuf,
@@ -270,6 +272,7 @@ impl Engine {
             stop_requested: false,
             done: None,
             start_began: Instant::now(),
+            trimmed_at: None,
             watchdog,
             ignored_senders: 0,
             state_dir: state_dir.to_path_buf(),
@@ -471,7 +474,15 @@ impl Engine {
     fn became_ready(&mut self) {
         self.st.state = "running".into();
         // Starting is over; what it ran need not stay resident for months.
-        trim::drop_code_pages();
+        // At most once a minute: in a crash loop, re-faulting the pages at
+        // every start would only slow the restarts down.
+        if self
+            .trimmed_at
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+        {
+            trim::drop_code_pages();
+            self.trimmed_at = Some(Instant::now());
+        }
         self.timer = self.watchdog.map(|d| (Instant::now() + d, Timer::Watchdog));
         if self.svc.kind == Kind::Notify {
             say!(
