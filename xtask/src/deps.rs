@@ -24,6 +24,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "openssh-client",
     "python3-venv",
+    // debootstrap checks Debian's Release files with it (not preinstalled
+    // on Ubuntu runners).
+    "debian-archive-keyring",
 ];
 
 /// `cargo xtask deps`: every Debian package (as root), cargo tool and
