@@ -130,7 +130,7 @@ publish)
     if [ -n "${JARVIS_SIGNING_KEY:-}" ]; then
         export GNUPGHOME
         GNUPGHOME=$(mktemp -d)
-        trap 'rm -rf "$GNUPGHOME"' EXIT
+        trap 'gpgconf --kill gpg-agent; rm -rf "$GNUPGHOME"' EXIT
         printf '%s\n' "$JARVIS_SIGNING_KEY" | gpg --batch --import
         gpg --batch --yes --armor --detach-sign --output SHA256SUMS.asc SHA256SUMS
         files+=(SHA256SUMS.asc)

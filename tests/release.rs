@@ -261,3 +261,164 @@ fn ansible_playbook_passes_syntax_check_and_ansible_lint() {
     assert!(lint.status.success(), "ansible-lint:\n{text}");
     println!("figures: {}", text.lines().last().unwrap_or_default());
 }
+
+/// A throwaway GNUPGHOME; its agent is stopped on drop.
+struct Gpg(tempfile::TempDir);
+
+impl Gpg {
+    fn new() -> Gpg {
+        Gpg(tempfile::Builder::new()
+            .prefix("jarvis-gpg-")
+            .tempdir_in("/tmp")
+            .unwrap())
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", self.0.path())
+            .args([
+                "--batch",
+                "--yes",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ])
+            .args(args)
+            .output()
+            .expect("gpg");
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", self.0.path())
+            .args(["--kill", "gpg-agent"])
+            .status();
+    }
+}
+
+#[test]
+#[ignore = "needs gpg: run by cargo xtask test"]
+fn publish_signs_sha256sums_and_takes_the_changelog_section_as_notes() {
+    // The publish step as the workflow runs it, in a copy of the files it
+    // reads, with `gh` replaced by a recorder and a signing key made here.
+    let line = run_line("release.yml", "publish");
+    let tree = tempfile::tempdir().unwrap();
+    let t = tree.path();
+    for f in ["ci/steps.sh", "debian/changelog", "Cargo.toml"] {
+        fs::create_dir_all(t.join(f).parent().unwrap()).unwrap();
+        fs::copy(repo().join(f), t.join(f)).unwrap();
+    }
+    let dir = line.split_whitespace().nth(2).expect("publish DIR TAG");
+    fs::create_dir_all(t.join(dir)).unwrap();
+    for p in [
+        "jarvis-supervisor_0.1.0-1_amd64.deb",
+        "jarvis-supervisor_0.1.0-1_arm64.deb",
+        "jarvis-supervisor-0.1.0-1.x86_64.rpm",
+        "jarvis-supervisor-0.1.0-1.aarch64.rpm",
+    ] {
+        fs::write(t.join(dir).join(p), p).unwrap();
+    }
+    let bin = t.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::write(
+        bin.join("gh"),
+        format!(
+            "#!/bin/sh\necho \"$@\" > {0}/gh-args\ncp NOTES.md {0}/notes\n",
+            t.display()
+        ),
+    )
+    .unwrap();
+    assert!(Command::new("chmod")
+        .arg("755")
+        .arg(bin.join("gh"))
+        .status()
+        .unwrap()
+        .success());
+
+    let key = Gpg::new();
+    key.run(&[
+        "--quick-gen-key",
+        "jarvis release test <test@example.org>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let secret = String::from_utf8(key.run(&["--armor", "--export-secret-keys"]).stdout).unwrap();
+    let public = t.join("public.gpg");
+    fs::write(&public, key.run(&["--export"]).stdout).unwrap();
+
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", &line])
+        .current_dir(t)
+        .env("PATH", &path)
+        .env("GITHUB_REF_NAME", "v0.1.0")
+        .env("GH_TOKEN", "unused")
+        .env("JARVIS_SIGNING_KEY", &secret)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "`{line}`:\n{text}");
+
+    let sums = fs::read_to_string(t.join(dir).join("SHA256SUMS")).unwrap();
+    assert_eq!(sums.lines().count(), 4, "{sums}");
+    let verify = Command::new("gpgv")
+        .arg("--keyring")
+        .arg(&public)
+        .arg(t.join(dir).join("SHA256SUMS.asc"))
+        .arg(t.join(dir).join("SHA256SUMS"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let args = fs::read_to_string(t.join("gh-args")).unwrap();
+    assert!(args.starts_with("release create v0.1.0 "), "{args}");
+    for f in [
+        "SHA256SUMS",
+        "SHA256SUMS.asc",
+        "_arm64.deb",
+        ".aarch64.rpm",
+        "_amd64.deb",
+        ".x86_64.rpm",
+    ] {
+        assert!(args.contains(f), "{f} not published: {args}");
+    }
+    let notes = fs::read_to_string(t.join("notes")).unwrap();
+    assert!(notes.starts_with("* Initial release"), "{notes}");
+
+    // Without a key: published unsigned, and said so.
+    fs::remove_file(t.join(dir).join("SHA256SUMS.asc")).unwrap();
+    let out = Command::new("bash")
+        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", &line])
+        .current_dir(t)
+        .env("PATH", &path)
+        .env("GITHUB_REF_NAME", "v0.1.0")
+        .env_remove("JARVIS_SIGNING_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsigned"));
+    assert!(!fs::read_to_string(t.join("gh-args"))
+        .unwrap()
+        .contains("SHA256SUMS.asc"));
+    println!(
+        "figures: 4 packages, SHA256SUMS signed and verified with gpgv; notes: {}",
+        notes.lines().next().unwrap_or_default()
+    );
+}
