@@ -44,6 +44,12 @@ fn apt_repository_installs_upgrades_with_one_restart_and_rejects_a_tampered_rele
 
 #[test]
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn yum_repository_has_metadata_for_the_rpm_and_a_signed_repomd() {
+    release::yum_repository();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn ansible_playbook_installs_over_ssh_and_a_second_run_changes_nothing() {
     release::ansible_playbook();
 }

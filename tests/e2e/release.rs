@@ -154,6 +154,37 @@ pub fn apt_repository() {
     println!("figures: apt repository test in {:?}", t0.elapsed());
 }
 
+/// The YUM repository beside it: createrepo_c metadata listing the .rpm,
+/// and repomd.xml signed by the same key (checked here with gpgv).
+pub fn yum_repository() {
+    let repo = dir("JARVIS_REPO").join("yum");
+    let repomd = fs::read_to_string(repo.join("repodata/repomd.xml")).expect("repodata/repomd.xml");
+    let primary = repomd
+        .split("<location href=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .find(|h| h.ends_with("primary.xml.gz"))
+        .unwrap_or_else(|| panic!("no primary.xml.gz in repomd.xml:\n{repomd}"));
+    let out = std::process::Command::new("zcat")
+        .arg(repo.join(primary))
+        .output()
+        .unwrap();
+    let primary = String::from_utf8_lossy(&out.stdout);
+    assert!(primary.contains("<name>jarvis-supervisor</name>"), "{primary}");
+    assert!(primary.contains("Packages/jarvis-supervisor-"), "{primary}");
+    let keyring = dir("JARVIS_REPO").join("apt/jarvis-supervisor.gpg");
+    let v = std::process::Command::new("gpgv")
+        .arg("--keyring")
+        .arg(&keyring)
+        .arg(repo.join("repodata/repomd.xml.asc"))
+        .arg(repo.join("repodata/repomd.xml"))
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    assert!(repo.join("RPM-GPG-KEY-jarvis-supervisor").is_file());
+    println!("figures: yum repodata lists jarvis-supervisor; repomd.xml signature good");
+}
+
 /// The fleet playbook, run by ansible-playbook on this machine in a network
 /// namespace of the test's own, over ssh to the container's sshd on
 /// loopback; then once more, which must change nothing.
