@@ -38,6 +38,24 @@ fn sysvinit_rotation_loses_no_line_and_a_notify_flood_blocks_nothing() {
 
 #[test]
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn apt_repository_installs_upgrades_with_one_restart_and_rejects_a_tampered_release() {
+    release::apt_repository();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn yum_repository_has_metadata_for_the_rpm_and_a_signed_repomd() {
+    release::yum_repository();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn ansible_playbook_installs_over_ssh_and_a_second_run_changes_nothing() {
+    release::ansible_playbook();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn status_json_in_every_state_with_its_exit_code() {
     status::states();
 }
@@ -85,6 +103,8 @@ fn check_names_a_deleted_writable_dir_and_setup_repairs_it() {
 fn common_issues_are_reproduced_and_diagnosed() {
     diagnose::common_issues();
 }
+#[path = "e2e/release.rs"]
+mod release;
 #[path = "e2e/remote.rs"]
 mod remote;
 #[path = "e2e/roots.rs"]

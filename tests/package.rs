@@ -66,6 +66,9 @@ const SHIPPED: &[&str] = &[
     "/etc/logrotate.d/jarvis-fallback",
     "/usr/lib/tmpfiles.d/jarvis-supervisor.conf",
     "/usr/share/man/man1/jarvisctl.1.gz",
+    "/usr/share/bash-completion/completions/jarvisctl",
+    "/usr/share/zsh/vendor-completions/_jarvisctl",
+    "/usr/share/fish/vendor_completions.d/jarvisctl.fish",
 ];
 
 #[test]

@@ -16,7 +16,7 @@ use super::roots::Suite;
 use super::{active, apt_install, deploy_standin, main_pid, pkg};
 
 /// A network namespace of the test's own, with only loopback, removed on drop.
-pub struct Netns {
+pub(crate) struct Netns {
     pub name: String,
     pub path: PathBuf,
 }
@@ -63,12 +63,12 @@ impl Drop for Owned {
 }
 
 /// A key pair made for this test, and the client options that use it.
-struct Key {
+pub(crate) struct Key {
     dir: tempfile::TempDir,
 }
 
 impl Key {
-    fn new() -> Key {
+    pub(crate) fn new() -> Key {
         let dir = tempfile::tempdir().expect("tempdir");
         let st = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", "jarvis-e2e", "-f"])
@@ -79,13 +79,13 @@ impl Key {
         Key { dir }
     }
 
-    fn public(&self) -> String {
+    pub(crate) fn public(&self) -> String {
         fs::read_to_string(self.dir.path().join("key.pub")).expect("public key")
     }
 
     /// The same policy a careful operator would set: this key only, and
     /// host keys remembered in a file of the fleet's own.
-    fn options(&self) -> Vec<String> {
+    pub(crate) fn options(&self) -> Vec<String> {
         let d = self.dir.path().display();
         vec![
             format!("IdentityFile={d}/key"),
@@ -99,6 +99,22 @@ impl Key {
 /// A booted host with sshd on `port` of the shared loopback, root's login
 /// by `key` only, the package installed and the stand-in running.
 fn host(ns: &Netns, key: &Key, port: u16) -> Container {
+    let c = sshd_host(ns, key, port);
+    deploy_standin(&c);
+    // The hosts share one loopback: each bot serves its health port apart.
+    c.ok(&format!(
+        "echo HEALTH_PORT={} >> /home/jarvis/Jarvis/.env",
+        port + 6000
+    ));
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "{}", out.all());
+    c.wait_for("active", Duration::from_secs(60), active);
+    c
+}
+
+/// A booted host with sshd listening on `port` of the shared loopback, and
+/// root's login by `key` only.
+pub(crate) fn sshd_host(ns: &Netns, key: &Key, port: u16) -> Container {
     let mut c = Container::new(Suite::Bookworm);
     c.in_netns(&ns.path);
     let root = &c.root;
@@ -131,15 +147,6 @@ fn host(ns: &Netns, key: &Key, port: u16) -> Container {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    deploy_standin(&c);
-    // The hosts share one loopback: each bot serves its health port apart.
-    c.ok(&format!(
-        "echo HEALTH_PORT={} >> /home/jarvis/Jarvis/.env",
-        port + 6000
-    ));
-    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
-    assert_eq!(out.status, 0, "{}", out.all());
-    c.wait_for("active", Duration::from_secs(60), active);
     c
 }
 

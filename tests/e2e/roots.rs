@@ -8,8 +8,10 @@ use std::process::Command;
 
 /// What every systemd root holds, so that `apt install ./the.deb` needs no
 /// network: systemd to boot, the package's dependencies, rpm for the .rpm
-/// test, and sshd for the tests that reach hosts over ssh.
-const INCLUDE: &str = "systemd,systemd-sysv,dbus,adduser,python3,logrotate,procps,rpm,openssh-server";
+/// test, sshd for the tests that reach hosts over ssh, python3-apt for
+/// Ansible's apt modules, and man-db for `man jarvisctl`.
+const INCLUDE: &str =
+    "systemd,systemd-sysv,dbus,adduser,python3,logrotate,procps,rpm,openssh-server,python3-apt,man-db";
 /// The host without systemd: sysvinit and cron, as the design says.
 const INCLUDE_SYSV: &str = "sysvinit-core,cron,adduser,python3,logrotate,procps,openssh-server";
 /// Made in the sysvinit root after debootstrap: no gettys (a container has

@@ -10,7 +10,8 @@ pub const CARGO_DEB: (&str, &str) = ("cargo-deb", "3.8.0");
 pub const CARGO_GENERATE_RPM: (&str, &str) = ("cargo-generate-rpm", "0.21.1");
 
 /// Debian packages the test layers need: containers, package linters,
-/// `systemd-analyze`, logrotate.
+/// `systemd-analyze`, logrotate, the test network namespace and ssh client,
+/// and the venv that holds ansible and actionlint.
 pub const TEST_PACKAGES: &[&str] = &[
     "debootstrap",
     "systemd-container",
@@ -20,7 +21,31 @@ pub const TEST_PACKAGES: &[&str] = &[
     "logrotate",
     "dpkg-dev",
     "systemd",
+    "iproute2",
+    "openssh-client",
+    "python3-venv",
+    // debootstrap checks Debian's Release files with it (not preinstalled
+    // on Ubuntu runners).
+    "debian-archive-keyring",
 ];
+
+/// `cargo xtask deps`: every Debian package (as root), cargo tool and
+/// linter (under target/) the CI steps use, so that a step never installs
+/// half of what it needs.
+pub fn all() -> Result<()> {
+    let mut pkgs: Vec<&str> = TEST_PACKAGES.to_vec();
+    pkgs.extend(crate::repo::PACKAGES);
+    apt(&pkgs)?;
+    cargo_tool(CARGO_DEB)?;
+    cargo_tool(CARGO_GENERATE_RPM)?;
+    let tools = crate::tools::ensure()?;
+    println!(
+        "linters: {} and {}",
+        tools.actionlint.display(),
+        tools.py_bin.display()
+    );
+    Ok(())
+}
 
 /// Install a cargo subcommand at its pinned version unless it is there.
 pub fn cargo_tool((name, version): (&str, &str)) -> Result<()> {

@@ -1,11 +1,13 @@
 //! `cargo xtask dist`: release build, man page, .deb (cargo-deb), .rpm
-//! (cargo-generate-rpm) and SHA256SUMS in target/dist/.
+//! (cargo-generate-rpm) and SHA256SUMS in target/dist/. The man page and the
+//! shell completions are generated from the clap definition first.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::completions;
 use crate::deps;
 use crate::man;
 use crate::run::{self, Result};
@@ -32,6 +34,7 @@ pub fn dist() -> Result<Dist> {
 
     build_release()?;
     man::render(&root.join("target/man"))?;
+    completions::render(&root.join("target/completions"))?;
 
     let deb = build_deb(None, &out)?;
     run::status(

@@ -1,17 +1,21 @@
 //! Developer commands: `cargo xtask dist` builds the packages, `cargo xtask
-//! test` runs every test layer. Both install what they need when run as root.
+//! repo` makes package repositories of them, `cargo xtask test` runs every
+//! test layer. Both install what they need when run as root.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod completions;
 mod deps;
 mod dist;
 mod e2e;
 mod man;
+mod repo;
 mod run;
 mod test;
+mod tools;
 mod try_demo;
 
 #[derive(Parser)]
@@ -40,6 +44,20 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Turn target/dist/ into a signed APT repository (target/repo/apt) and
+    /// a YUM repository (target/repo/yum). The key comes from
+    /// $JARVIS_REPO_GPG_KEY (armored secret key), else a test key.
+    Repo {
+        /// Take the packages from DIR instead of target/dist.
+        #[arg(long, value_name = "DIR")]
+        from: Option<std::path::PathBuf>,
+        /// Write the repositories into DIR instead of target/repo.
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Install what the build and test steps need: Debian packages (root)
+    /// and the pinned cargo tools.
+    Deps,
     /// Boot a throwaway Debian container, install the fresh .deb with a demo
     /// bot, show the service, and leave the container running.
     Try,
@@ -50,6 +68,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Dist => dist::dist().map(|_| ExitCode::SUCCESS),
         Cmd::Test { filter } => test::test(filter.as_deref()),
+        Cmd::Repo { from, out } => repo::repo(from, out).map(|_| ExitCode::SUCCESS),
+        Cmd::Deps => deps::all().map(|_| ExitCode::SUCCESS),
         Cmd::Try => try_demo::try_demo().map(|_| ExitCode::SUCCESS),
         Cmd::Bench { json } => bench::bench(json).map(|_| ExitCode::SUCCESS),
     };

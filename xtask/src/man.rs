@@ -10,7 +10,7 @@ use crate::run::Result;
 
 #[allow(dead_code)] // xtask only needs the definitions, not every field
 #[path = "../../src/cli.rs"]
-mod cli;
+pub mod cli;
 
 /// Write `dir/jarvisctl.1.gz` (gzip with no timestamp, as lintian wants).
 pub fn render(dir: &Path) -> Result<()> {

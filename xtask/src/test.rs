@@ -6,7 +6,9 @@ use std::process::{Command, ExitCode, Stdio};
 
 use crate::deps;
 use crate::dist;
+use crate::repo;
 use crate::run::{self, Result};
+use crate::tools;
 
 #[derive(Default)]
 struct Tally {
@@ -27,6 +29,19 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&extra);
     let higher = dist::build_deb(Some("99.0.0-1"), &extra)?;
     let lower = dist::build_deb(Some("0.0.1-1"), &extra)?;
+    // The repositories (issue 8): the build as published, and the same
+    // repository after a higher version was published into it.
+    repo::build(&root.join("target/dist"), &root.join("target/repo"))?;
+    let higher_dist = root.join("target/dist-repo-higher");
+    let _ = std::fs::remove_dir_all(&higher_dist);
+    std::fs::create_dir_all(&higher_dist).map_err(|e| e.to_string())?;
+    for deb in [&built.deb, &higher] {
+        std::fs::copy(deb, higher_dist.join(deb.file_name().unwrap_or_default()))
+            .map_err(|e| format!("cannot copy {}: {e}", deb.display()))?;
+    }
+    repo::build(&higher_dist, &root.join("target/repo-higher"))?;
+    // actionlint, ansible-playbook and ansible-lint, in a venv under target/.
+    let tools = tools::ensure()?;
 
     let mut tally = Tally::default();
     // Layer 1: unit and CLI tests.
@@ -71,6 +86,8 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
             "fuzz_envfile",
             "--test",
             "e2e",
+            "--test",
+            "release",
             "--",
             "--ignored",
             "--show-output",
@@ -79,6 +96,10 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
         .env("JARVIS_RPM", &built.rpm)
         .env("JARVIS_DEB_HIGHER", &higher)
         .env("JARVIS_DEB_LOWER", &lower)
+        .env("JARVIS_REPO", root.join("target/repo"))
+        .env("JARVIS_REPO_HIGHER", root.join("target/repo-higher"))
+        .env("JARVIS_ACTIONLINT", &tools.actionlint)
+        .env("JARVIS_PY_BIN", &tools.py_bin)
         .env("JARVIS_E2E_REQUIRED", "1");
     if let Some(f) = filter {
         slow.arg(f);
