@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_yaml::Value;
+use serde_norway::Value;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -30,7 +30,7 @@ fn workflows() -> Vec<PathBuf> {
 
 /// Every step of every job: (workflow, job, step).
 fn steps(path: &Path) -> Vec<(String, Value)> {
-    let doc: Value = serde_yaml::from_str(&fs::read_to_string(path).unwrap())
+    let doc: Value = serde_norway::from_str(&fs::read_to_string(path).unwrap())
         .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
     let jobs = doc["jobs"].as_mapping().expect("jobs");
     let mut out = Vec::new();
@@ -134,7 +134,7 @@ fn every_run_step_calls_the_shared_script_and_every_action_is_pinned() {
 fn every_job_has_least_permissions_and_cargo_is_cached() {
     for wf in workflows() {
         let name = wf.file_name().unwrap().to_string_lossy().into_owned();
-        let doc: Value = serde_yaml::from_str(&fs::read_to_string(&wf).unwrap()).unwrap();
+        let doc: Value = serde_norway::from_str(&fs::read_to_string(&wf).unwrap()).unwrap();
         assert_eq!(
             doc["permissions"]["contents"].as_str(),
             Some("read"),
