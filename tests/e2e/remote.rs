@@ -16,7 +16,7 @@ use super::roots::Suite;
 use super::{active, apt_install, deploy_standin, main_pid, pkg};
 
 /// A network namespace of the test's own, with only loopback, removed on drop.
-pub struct Netns {
+pub(crate) struct Netns {
     pub name: String,
     pub path: PathBuf,
 }
@@ -63,12 +63,12 @@ impl Drop for Owned {
 }
 
 /// A key pair made for this test, and the client options that use it.
-struct Key {
+pub(crate) struct Key {
     dir: tempfile::TempDir,
 }
 
 impl Key {
-    fn new() -> Key {
+    pub(crate) fn new() -> Key {
         let dir = tempfile::tempdir().expect("tempdir");
         let st = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", "jarvis-e2e", "-f"])
@@ -85,7 +85,7 @@ impl Key {
 
     /// The same policy a careful operator would set: this key only, and
     /// host keys remembered in a file of the fleet's own.
-    fn options(&self) -> Vec<String> {
+    pub(crate) fn options(&self) -> Vec<String> {
         let d = self.dir.path().display();
         vec![
             format!("IdentityFile={d}/key"),
@@ -99,7 +99,15 @@ impl Key {
 /// A booted host with sshd on `port` of the shared loopback, root's login
 /// by `key` only, the package installed and the stand-in running.
 fn host(ns: &Netns, key: &Key, port: u16) -> Container {
-    let mut c = Container::new(Suite::Bookworm);
+    let c = ssh_host(Suite::Bookworm, ns, key, port);
+    c.wait_for("active", Duration::from_secs(60), active);
+    c
+}
+
+/// [`host`] for any suite (systemd or sysvinit); returns once the package
+/// is installed (the caller waits for the bot).
+pub(crate) fn ssh_host(suite: Suite, ns: &Netns, key: &Key, port: u16) -> Container {
+    let mut c = Container::new(suite);
     c.in_netns(&ns.path);
     let root = &c.root;
     fs::create_dir_all(root.join("etc/ssh/sshd_config.d")).unwrap();
@@ -127,7 +135,7 @@ fn host(ns: &Netns, key: &Key, port: u16) -> Container {
         assert!(
             Instant::now() < deadline,
             "sshd is not listening on 127.0.0.1:{port} after 30 s:\n{}",
-            c.sh("systemctl status ssh --no-pager -l 2>&1; journalctl -u ssh --no-pager -n 30 2>&1; ip addr 2>&1").all()
+            c.sh("service ssh status 2>&1; systemctl status ssh --no-pager -l 2>&1; journalctl -u ssh --no-pager -n 30 2>&1; ip addr 2>&1").all()
         );
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -139,12 +147,11 @@ fn host(ns: &Netns, key: &Key, port: u16) -> Container {
     ));
     let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
     assert_eq!(out.status, 0, "{}", out.all());
-    c.wait_for("active", Duration::from_secs(60), active);
     c
 }
 
 /// jarvisctl as shipped in the .deb, unpacked on this machine.
-fn client(dir: &Path) -> PathBuf {
+pub(crate) fn client(dir: &Path) -> PathBuf {
     let st = Command::new("dpkg-deb")
         .arg("-x")
         .arg(pkg("JARVIS_DEB"))

@@ -20,6 +20,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "logrotate",
     "dpkg-dev",
     "systemd",
+    // jarvisctl deploy's transfers, from this machine to the test hosts.
+    "rsync",
 ];
 
 /// Install a cargo subcommand at its pinned version unless it is there.
