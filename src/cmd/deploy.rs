@@ -286,7 +286,7 @@ fn collect_py(dir: &Path, files: &mut Vec<PathBuf>) {
         let name = e.file_name().to_string_lossy().into_owned();
         let Ok(ft) = e.file_type() else { continue };
         if ft.is_dir() {
-            if ![".git", "__pycache__", "logs", "data", ".lifeos"].contains(&name.as_str()) {
+            if ![".git", "__pycache__", "logs", "data", ".lifeos", "state"].contains(&name.as_str()) {
                 collect_py(&e.path(), files);
             }
         } else if ft.is_file() && name.ends_with(".py") {
@@ -402,7 +402,8 @@ fn dry_run(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::R
     o.package_before.clone_from(&f.version);
     o.package_after = job.package.as_ref().map(|p| p.version.clone());
     let code = ctx.code.as_deref().unwrap_or(".");
-    let args = plan::dry_run_args(code, &job.host.code_dir, &shell(s), f.jarvis_user);
+    let dest = format!("{}:{}", s.host.target.destination, job.host.code_dir);
+    let args = plan::dry_run_args(code, &dest, &shell(s), f.jarvis_user);
     let out = Command::new("rsync")
         .args(&args)
         .output()
@@ -429,6 +430,15 @@ fn dry_run(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::R
     print!("{}", plan.render());
     o.result = Result_::DryRun;
     Ok(())
+}
+
+/// rsync's first own complaint, else its last line.
+fn rsync_error(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find(|l| l.starts_with("rsync:") || l.contains("Connection") || l.contains("ssh:"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_else(|| remote::last_line(stderr))
 }
 
 /// What the swap changed, to undo it.
@@ -596,12 +606,13 @@ fn stage(
     s.sh(
         &format!(
             "set -e; mkdir -p {c}; rm -rf {st}; mkdir -p {st}; rsync -a --link-dest={c} {} {c}/ {st}/",
-            plan::exclude_args().join(" ")
+            plan::exclude_args().iter().map(|e| sh_quote(e)).collect::<Vec<_>>().join(" ")
         ),
         Duration::from_secs(300),
     )?;
     let code = ctx.code.as_deref().unwrap_or(".");
-    let push = plan::push_args(code, staging, &shell(s), f.jarvis_user, ctx.args.bwlimit);
+    let dest = format!("{}:{staging}", s.host.target.destination);
+    let push = plan::push_args(code, &dest, &shell(s), f.jarvis_user, ctx.args.bwlimit);
     let out = Command::new("rsync")
         .args(&push)
         .output()
@@ -610,7 +621,7 @@ fn stage(
         return Err(format!(
             "code sync failed ({}): {}; the live code was not touched",
             out.status,
-            remote::last_line(&String::from_utf8_lossy(&out.stderr))
+            rsync_error(&String::from_utf8_lossy(&out.stderr))
         ));
     }
     let sum = s.sh(

@@ -176,7 +176,9 @@ fn setup() -> Fleet {
         ));
     }
     let tmp = tempfile::tempdir().unwrap();
-    let bin = client(tmp.path());
+    // The client is the .deb's jarvisctl; JARVIS_DEPLOY_CLIENT names another
+    // build of it (a debug build, while working on deploy).
+    let bin = std::env::var_os("JARVIS_DEPLOY_CLIENT").map_or_else(|| client(tmp.path()), PathBuf::from);
     Fleet {
         ns,
         key,
@@ -203,7 +205,7 @@ pub fn scenarios() {
     let mut a = args(&both, &["--code", v1.to_str().unwrap(), "--package", deb_s]);
     a.extend(timing);
     let (rc, out, err, _) = f.deploy("version 1", &a);
-    assert_eq!(rc, 0, "{err}{out}");
+    assert_eq!(rc, 0, "{err}{out}\n{}\n{}", diag(f.a()), diag(f.b()));
     for c in [f.a(), f.b()] {
         assert_eq!(version(c), "1");
         assert!(healthy(c));
@@ -425,6 +427,14 @@ pub fn scenarios() {
     assert!(healthy(f.b()));
     assert_eq!([kept(f.a()), kept(f.b())], kept0);
     println!("figures: all deploy scenarios in {:.1?}", t_all.elapsed());
+}
+
+/// What the bot and its supervisor said lately, for a failed assertion.
+fn diag(c: &Container) -> String {
+    c.sh(&format!(
+        "journalctl -u jarvis-supervisor --no-pager -n 40 2>&1; tail -n 30 {CODE}/logs/supervisor.stdout /run/jarvis-supervisor-run/engine.log 2>&1; ls -la {CODE} {CODE}/bots {CODE}/core 2>&1"
+    ))
+    .all()
 }
 
 /// Kills the ssh that the deploy's code rsync runs (a grandchild of the

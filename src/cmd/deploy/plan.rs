@@ -3,7 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Never shipped, never deleted on the host: secrets, state, logs, caches.
+/// Never shipped, never deleted on the host: secrets, state, logs, caches,
+/// and the state files that components of the bot write under `bots/state/`.
 pub const EXCLUDES: &[&str] = &[
     ".git",
     "__pycache__",
@@ -12,6 +13,7 @@ pub const EXCLUDES: &[&str] = &[
     "logs/",
     "data/",
     ".lifeos/",
+    "/bots/state/",
 ];
 
 /// Where each host keeps its deploy history, one directory per deploy.
@@ -43,6 +45,8 @@ pub fn exclude_args() -> Vec<String> {
 fn common(chown: bool) -> Vec<String> {
     let mut a: Vec<String> = ["-rlpt", "--checksum", "--delete"].map(String::from).into();
     if chown {
+        // --chown only acts with -o and -g.
+        a.push("-og".into());
         a.push("--chown=jarvis:jarvis".into());
         a.push("--chmod=o-rwx".into());
     }
@@ -92,11 +96,11 @@ pub fn dry_run_args(local: &str, remote_dest: &str, shell: &str, chown: bool) ->
 /// file it replaces or deletes goes to `backup`, and the paths it adds are
 /// listed in `added` (to delete them on rollback).
 pub fn swap_script(staging: &str, code: &str, deploy_dir: &str) -> String {
-    let excl = exclude_args().join(" ");
+    let excl = exclude_args().iter().map(|e| sh_quote(e)).collect::<Vec<_>>().join(" ");
     let (s, c, d) = (sh_quote(staging), sh_quote(code), sh_quote(deploy_dir));
     format!(
         "set -e; mkdir -p {c}; \
-         rsync -rlpt --checksum --delete {excl} --backup --backup-dir={d}/code-backup \
+         rsync -rlptog --checksum --delete {excl} --backup --backup-dir={d}/code-backup \
          --out-format='%i|%n' {s}/ {c}/ > {d}/changes.txt; \
          awk -F'|' '$1 ~ /\\+\\+\\+\\+\\+\\+\\+/ {{ sub(/^[^|]*\\|/, \"\"); print }}' {d}/changes.txt > {d}/added.list"
     )
@@ -107,7 +111,7 @@ pub fn swap_script(staging: &str, code: &str, deploy_dir: &str) -> String {
 pub fn restore_script(code: &str, deploy_dir: &str) -> String {
     let (c, d) = (sh_quote(code), sh_quote(deploy_dir));
     format!(
-        "set -e; if [ -d {d}/code-backup ]; then rsync -rlpt -I {d}/code-backup/ {c}/; fi; \
+        "set -e; if [ -d {d}/code-backup ]; then rsync -rlptog -I {d}/code-backup/ {c}/; fi; \
          if [ -f {d}/added.list ]; then tac {d}/added.list | while IFS= read -r f; do \
          [ -n \"$f\" ] && rm -rf -- {c}/\"$f\"; done; fi"
     )
@@ -255,7 +259,7 @@ mod tests {
     fn push_excludes_secrets_state_and_caches() {
         let a = push_args(
             "/src/Jarvis/",
-            "/home/jarvis/Jarvis.staging",
+            "root@a:/home/jarvis/Jarvis.staging",
             "ssh -p 22",
             true,
             None,
@@ -275,7 +279,7 @@ mod tests {
         assert!(!a.iter().any(|x| x.contains("delete-excluded")));
         assert_eq!(
             &a[a.len() - 4..],
-            ["-e", "ssh -p 22", "/src/Jarvis/", "/home/jarvis/Jarvis.staging/"]
+            ["-e", "ssh -p 22", "/src/Jarvis/", "root@a:/home/jarvis/Jarvis.staging/"]
         );
         assert!(a.contains(&"--chown=jarvis:jarvis".to_string()));
         let b = push_args("/src", "/x", "ssh", false, Some(100));
@@ -303,7 +307,7 @@ mod tests {
         );
         let r = restore_script("/c", "/d");
         assert!(
-            r.contains("rsync -rlpt -I /d/code-backup/ /c/") && r.contains("tac /d/added.list"),
+            r.contains("rsync -rlptog -I /d/code-backup/ /c/") && r.contains("tac /d/added.list"),
             "{r}"
         );
     }
@@ -322,6 +326,7 @@ mod tests {
         w("code/.env", "SECRET=1");
         w("code/data/state.json", "{}");
         w("code/logs/bot.log", "log");
+        w("code/bots/state/c.json", "runtime");
         w("stage/bots/a.py", "v2");
         w("stage/new pkg/b.py", "b");
         std::fs::create_dir_all(p("d")).unwrap();
@@ -349,6 +354,7 @@ mod tests {
         assert_eq!(r("code/.env").as_deref(), Some("SECRET=1"));
         assert_eq!(r("code/data/state.json").as_deref(), Some("{}"));
         assert_eq!(r("code/logs/bot.log").as_deref(), Some("log"));
+        assert_eq!(r("code/bots/state/c.json").as_deref(), Some("runtime"));
         assert_eq!(r("d/code-backup/bots/a.py").as_deref(), Some("v1"));
         assert_eq!(r("d/code-backup/old.py").as_deref(), Some("old"));
         let added = r("d/added.list").unwrap();
