@@ -237,7 +237,7 @@ pub fn scenarios() {
         assert_eq!(r["result"], "rolled-back", "{r}");
         let reason = r["reason"].as_str().unwrap();
         assert!(
-            (reason.contains("not ready") || reason.contains("restart failed") || reason.contains("did not stay up"))
+            (reason.contains("not ready") || reason.contains("crashed") || reason.contains("restart failed") || reason.contains("did not stay up"))
                 && reason.contains("rolled back"),
             "{reason}"
         );

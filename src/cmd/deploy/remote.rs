@@ -124,8 +124,21 @@ impl Session<'_> {
         if matches!(&got, Ok(l) if l.trim() == "locked") {
             return Ok(Lock { child });
         }
-        let _ = child.kill();
-        let status = child.wait().ok().and_then(|s| s.code());
+        // At EOF ssh is on its way out with flock's exit code; on a timeout
+        // it is stuck and killed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break st.code(),
+                Ok(None) if got.is_ok() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    break child.wait().ok().and_then(|s| s.code());
+                }
+            }
+        };
         let mut err = String::new();
         if let Some(mut e) = child.stderr.take() {
             use std::io::Read;
@@ -221,8 +234,11 @@ impl Session<'_> {
     }
 
     pub fn restart(&self, init: &str) -> Result<(), String> {
+        // Under systemd, stop then start rather than restart: the unit's
+        // crash-loop backoff keeps its count across restarts but not across
+        // a stop, and a deploy is not a crash.
         let script = if init == "systemd" {
-            "systemctl restart jarvis-supervisor.service 2>&1"
+            "systemctl stop jarvis-supervisor.service 2>&1 && systemctl start jarvis-supervisor.service 2>&1"
         } else {
             "/etc/init.d/jarvis-supervisor restart 2>&1"
         };
@@ -258,6 +274,11 @@ impl Session<'_> {
                     let ok = st["verdict"] == "OK" && st["state"] == "active";
                     let pid = st["main_pid"].as_u64().unwrap_or(0);
                     last = describe(&st);
+                    // Restarting or failed after our own (re)start: the bot
+                    // crashed; waiting longer would only repeat it.
+                    if up.is_none() && (st["state"] == "restarting" || st["state"] == "failed") {
+                        return Err(format!("the bot crashed after the restart: {last}"));
+                    }
                     match (up, ok) {
                         (None, true) => up = Some((pid, Instant::now())),
                         (Some((p, _)), true) if p == pid => {}
