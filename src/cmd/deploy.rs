@@ -606,7 +606,11 @@ fn stage(
     s.sh(
         &format!(
             "set -e; mkdir -p {c}; rm -rf {st}; mkdir -p {st}; rsync -a --link-dest={c} {} {c}/ {st}/",
-            plan::exclude_args().iter().map(|e| sh_quote(e)).collect::<Vec<_>>().join(" ")
+            plan::exclude_args()
+                .iter()
+                .map(|e| sh_quote(e))
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
         Duration::from_secs(300),
     )?;

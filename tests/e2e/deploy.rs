@@ -50,7 +50,10 @@ fn pid(c: &Container) -> u64 {
 }
 
 fn version(c: &Container) -> String {
-    c.sh(&format!("cat {CODE}/bots/version.txt")).stdout.trim().to_string()
+    c.sh(&format!("cat {CODE}/bots/version.txt"))
+        .stdout
+        .trim()
+        .to_string()
 }
 
 /// What a deploy must never touch: data, .env (content, owner, mode) and
@@ -158,7 +161,8 @@ fn row<'a>(summary: &'a Value, host: &str) -> &'a Value {
 }
 
 fn json_of(stdout: &str) -> Value {
-    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
 fn setup() -> Fleet {
@@ -217,7 +221,8 @@ pub fn scenarios() {
     );
     for c in [f.a(), f.b()] {
         assert_eq!(
-            c.ok(&format!("cat {CODE}/.env | grep -c local-secret || true")).trim(),
+            c.ok(&format!("cat {CODE}/.env | grep -c local-secret || true"))
+                .trim(),
             "0",
             "the local .env was shipped without --env"
         );
@@ -237,14 +242,21 @@ pub fn scenarios() {
         assert_eq!(r["result"], "rolled-back", "{r}");
         let reason = r["reason"].as_str().unwrap();
         assert!(
-            (reason.contains("not ready") || reason.contains("crashed") || reason.contains("restart failed") || reason.contains("did not stay up"))
+            (reason.contains("not ready")
+                || reason.contains("crashed")
+                || reason.contains("restart failed")
+                || reason.contains("did not stay up"))
                 && reason.contains("rolled back"),
             "{reason}"
         );
         assert_eq!(version(c), "1");
         assert!(healthy(c), "{}", status(c));
         assert_eq!(c.ok(&format!("sha256sum {CODE}/core/__init__.py")), core_before);
-        assert_eq!(c.sh(&format!("test -e {CODE}.staging")).status, 1, "staging left behind");
+        assert_eq!(
+            c.sh(&format!("test -e {CODE}.staging")).status,
+            1,
+            "staging left behind"
+        );
     }
     assert_eq!([kept(f.a()), kept(f.b())], kept0, "data or .env changed");
     assert_ne!([pid(f.a()), pid(f.b())], pids);
@@ -264,11 +276,21 @@ pub fn scenarios() {
         assert_eq!(version(c), "2");
         assert!(healthy(c));
         assert_ne!(pid(c), pids[i], "not restarted");
-        assert_eq!(c.ok(&format!("stat -c '%U:%G' {CODE}/bots/added_in_v2.py")).trim(), "jarvis:jarvis");
-        let id = row(&summary, &host_name(port))["id"].as_str().unwrap().to_string();
+        assert_eq!(
+            c.ok(&format!("stat -c '%U:%G' {CODE}/bots/added_in_v2.py"))
+                .trim(),
+            "jarvis:jarvis"
+        );
+        let id = row(&summary, &host_name(port))["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         // The backup keeps what the deploy replaced.
         assert_eq!(
-            c.ok(&format!("cat /var/lib/jarvis-supervisor/deploys/{id}/code-backup/bots/version.txt")).trim(),
+            c.ok(&format!(
+                "cat /var/lib/jarvis-supervisor/deploys/{id}/code-backup/bots/version.txt"
+            ))
+            .trim(),
             "1"
         );
     }
@@ -291,7 +313,12 @@ pub fn scenarios() {
     }
     fs::write(&hosts_file, toml).unwrap();
     let v4 = code(f.tmp.path(), 4, false, 0);
-    let mut a = vec!["--hosts", hosts_file.to_str().unwrap(), "--code", v4.to_str().unwrap()];
+    let mut a = vec![
+        "--hosts",
+        hosts_file.to_str().unwrap(),
+        "--code",
+        v4.to_str().unwrap(),
+    ];
     a.extend(timing);
     let (rc, out, err, took) = f.deploy("package upgrade", &a);
     assert_eq!(rc, 0, "{err}{out}");
@@ -307,7 +334,10 @@ pub fn scenarios() {
         assert_eq!(version(c), "4");
         assert!(healthy(c));
         assert_eq!(c.ok(&format!("cat {CODE}/.env")), envs[i]);
-        assert_eq!(c.ok(&format!("stat -c '%U:%G %a' {CODE}/.env")).trim(), "jarvis:jarvis 600");
+        assert_eq!(
+            c.ok(&format!("stat -c '%U:%G %a' {CODE}/.env")).trim(),
+            "jarvis:jarvis 600"
+        );
     }
     println!("figures: package upgrade to 99.0.0-1 with a new .env on both hosts in {took:.1?}");
     let mut a = args(&both, &["--rollback"]);
@@ -324,7 +354,10 @@ pub fn scenarios() {
     println!("figures: rollback of the upgrade (package and code) on both hosts in {took:.1?}");
     let (rc, out, _, _) = f.deploy("list", &args(&both, &["--list", "--keep", "3"]));
     assert_eq!(rc, 0);
-    assert!(out.contains("3 deploy(s) kept, 1 pruned") && out.contains("rolled-back"), "{out}");
+    assert!(
+        out.contains("3 deploy(s) kept, 1 pruned") && out.contains("rolled-back"),
+        "{out}"
+    );
 
     // 4. An interrupted deploy: ssh cut mid-transfer on host A.
     let pid_a = pid(f.a());
@@ -346,13 +379,23 @@ pub fn scenarios() {
         .unwrap();
     let deploy_pid = child.id();
     let t0 = Instant::now();
-    f.a().wait_for("the transfer to start", Duration::from_secs(60), |c| {
-        c.sh(&format!("ls -a {CODE}.staging | grep -q '^.big.bin'")).status == 0
-    });
+    f.a()
+        .wait_for("the transfer to start", Duration::from_secs(60), |c| {
+            c.sh(&format!("ls -a {CODE}.staging | grep -q '^.big.bin'"))
+                .status
+                == 0
+        });
     let killed = kill_transfer_ssh(deploy_pid);
     let out = child.wait_with_output().unwrap();
-    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    println!("== interrupted deploy -> {:?} (killed ssh {killed}) in {:.1?}\n{e}{o}", out.status.code(), t0.elapsed());
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    println!(
+        "== interrupted deploy -> {:?} (killed ssh {killed}) in {:.1?}\n{e}{o}",
+        out.status.code(),
+        t0.elapsed()
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(o.contains("the live code was not touched"), "{o}");
     assert_eq!(version(f.a()), "2");
@@ -361,7 +404,14 @@ pub fn scenarios() {
     assert_eq!(f.a().sh(&format!("test -e {CODE}/big.bin")).status, 1);
     let (rc, out, _, took) = f.deploy(
         "re-run after the interruption",
-        &["--host", &host_name(PORT_A), "--code", v5.to_str().unwrap(), "--settle", "5"],
+        &[
+            "--host",
+            &host_name(PORT_A),
+            "--code",
+            v5.to_str().unwrap(),
+            "--settle",
+            "5",
+        ],
     );
     assert_eq!(rc, 0, "{out}");
     assert_eq!(version(f.a()), "5");
@@ -380,8 +430,14 @@ pub fn scenarios() {
     a.push(env.to_str().unwrap());
     let (rc, out, err, took) = f.deploy("dry run", &a);
     assert_eq!(rc, 0, "{err}{out}");
-    assert!(out.contains("bots/version.txt") && out.contains("-> 99.0.0-1: would install"), "{out}");
-    assert!(out.contains("TELEGRAM_BOT_TOKEN=***") && !out.contains("AAFakeToken"), "{out}");
+    assert!(
+        out.contains("bots/version.txt") && out.contains("-> 99.0.0-1: would install"),
+        "{out}"
+    );
+    assert!(
+        out.contains("TELEGRAM_BOT_TOKEN=***") && !out.contains("AAFakeToken"),
+        "{out}"
+    );
     for (c, before) in [f.a(), f.b()].iter().zip(&sums) {
         let after = tree(c);
         assert_eq!(&after, before, "the dry run changed the host");
@@ -395,7 +451,14 @@ pub fn scenarios() {
     // 6. Two deploys at once to one host: the second refuses.
     let v7 = code(f.tmp.path(), 7, false, 0);
     let mut first = f
-        .command(&["--host", &host_name(PORT_B), "--code", v7.to_str().unwrap(), "--settle", "5"])
+        .command(&[
+            "--host",
+            &host_name(PORT_B),
+            "--code",
+            v7.to_str().unwrap(),
+            "--settle",
+            "5",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -413,15 +476,31 @@ pub fn scenarios() {
     }
     let (rc, out, err, _) = f.deploy(
         "second deploy at once",
-        &["--host", &host_name(PORT_B), "--code", v7.to_str().unwrap(), "--json"],
+        &[
+            "--host",
+            &host_name(PORT_B),
+            "--code",
+            v7.to_str().unwrap(),
+            "--json",
+        ],
     );
     let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
     let first_out = first.wait_with_output().unwrap();
-    println!("== first deploy -> {:?}\n{seen}{}", first_out.status.code(), rest.join("\n"));
+    println!(
+        "== first deploy -> {:?}\n{seen}{}",
+        first_out.status.code(),
+        rest.join("\n")
+    );
     assert_eq!(rc, 1, "{err}{out}");
     let r = row(&json_of(&out), &host_name(PORT_B)).clone();
     assert_eq!(r["result"], "refused", "{r}");
-    assert!(r["reason"].as_str().unwrap().contains("another deploy is running"), "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("another deploy is running"),
+        "{r}"
+    );
     assert_eq!(first_out.status.code(), Some(0), "the first deploy failed");
     assert_eq!(version(f.b()), "7");
     assert!(healthy(f.b()));
@@ -443,10 +522,20 @@ fn kill_transfer_ssh(deploy: u32) -> u32 {
     let children = |pid: u32| -> Vec<(u32, String)> {
         let mut v = Vec::new();
         for e in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
-            let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else { continue };
-            let ppid: u32 = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else {
+                continue;
+            };
+            let ppid: u32 = rest
+                .split_whitespace()
+                .nth(1)
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
             if ppid == pid {
                 let comm = fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
                 v.push((p, comm.trim().to_string()));
@@ -463,7 +552,10 @@ fn kill_transfer_ssh(deploy: u32) -> u32 {
         .into_iter()
         .find(|(_, c)| c == "ssh")
         .expect("no ssh under rsync");
-    let st = Command::new("kill").args(["-KILL", &ssh.0.to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-KILL", &ssh.0.to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     ssh.0
 }

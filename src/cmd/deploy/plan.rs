@@ -96,7 +96,11 @@ pub fn dry_run_args(local: &str, remote_dest: &str, shell: &str, chown: bool) ->
 /// file it replaces or deletes goes to `backup`, and the paths it adds are
 /// listed in `added` (to delete them on rollback).
 pub fn swap_script(staging: &str, code: &str, deploy_dir: &str) -> String {
-    let excl = exclude_args().iter().map(|e| sh_quote(e)).collect::<Vec<_>>().join(" ");
+    let excl = exclude_args()
+        .iter()
+        .map(|e| sh_quote(e))
+        .collect::<Vec<_>>()
+        .join(" ");
     let (s, c, d) = (sh_quote(staging), sh_quote(code), sh_quote(deploy_dir));
     format!(
         "set -e; mkdir -p {c}; \
@@ -220,11 +224,11 @@ impl EnvSummary {
 impl DryPlan<'_> {
     pub fn render(&self) -> String {
         let mut out = format!("{}: would deploy to {}\n", self.host, self.code_dir);
-        let changes: Vec<&str> = self
-            .itemized
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with(".d..t"))
-            .collect();
+        // A leading '.' is an attribute-only change (time, mode): counted,
+        // not listed.
+        let lines: Vec<&str> = self.itemized.lines().filter(|l| !l.trim().is_empty()).collect();
+        let changes: Vec<&str> = lines.iter().copied().filter(|l| !l.starts_with('.')).collect();
+        let touched = lines.len() - changes.len();
         if changes.is_empty() {
             out.push_str("  code: no change\n");
         } else {
@@ -232,6 +236,11 @@ impl DryPlan<'_> {
             for l in changes {
                 out.push_str(&format!("    {l}\n"));
             }
+        }
+        if touched > 0 {
+            out.push_str(&format!(
+                "  code: {touched} path(s) with only their time or mode to update\n"
+            ));
         }
         let pkg = match (self.installed, self.shipped) {
             (_, None) => "none given".to_string(),
@@ -279,7 +288,12 @@ mod tests {
         assert!(!a.iter().any(|x| x.contains("delete-excluded")));
         assert_eq!(
             &a[a.len() - 4..],
-            ["-e", "ssh -p 22", "/src/Jarvis/", "root@a:/home/jarvis/Jarvis.staging/"]
+            [
+                "-e",
+                "ssh -p 22",
+                "/src/Jarvis/",
+                "root@a:/home/jarvis/Jarvis.staging/"
+            ]
         );
         assert!(a.contains(&"--chown=jarvis:jarvis".to_string()));
         let b = push_args("/src", "/x", "ssh", false, Some(100));

@@ -242,9 +242,21 @@ impl Session<'_> {
         } else {
             "/etc/init.d/jarvis-supervisor restart 2>&1"
         };
-        self.sh(script, LONG)
-            .map(|_| ())
-            .map_err(|e| format!("restart failed: {e}"))
+        self.sh(script, LONG).map(|_| ()).map_err(|e| {
+            // systemctl only says "see systemctl status": say what status says.
+            match self.status() {
+                Ok(st) => {
+                    let err = st["errors"]
+                        .as_array()
+                        .and_then(|a| a.last())
+                        .and_then(Value::as_str)
+                        .map(|l| format!("; last error: {}", l.trim()))
+                        .unwrap_or_default();
+                    format!("restart failed: {}{err}", describe(&st))
+                }
+                Err(_) => format!("restart failed: {e}"),
+            }
+        })
     }
 
     fn status(&self) -> Result<Value, String> {
