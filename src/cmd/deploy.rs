@@ -402,7 +402,7 @@ fn dry_run(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::R
     o.package_before.clone_from(&f.version);
     o.package_after = job.package.as_ref().map(|p| p.version.clone());
     let code = ctx.code.as_deref().unwrap_or(".");
-    let dest = format!("{}:{}", s.host.target.destination, job.host.code_dir);
+    let dest = plan::rsync_dest(&s.host.target.destination, &job.host.code_dir);
     let args = plan::dry_run_args(code, &dest, &shell(s), f.jarvis_user);
     let out = Command::new("rsync")
         .args(&args)
@@ -615,7 +615,7 @@ fn stage(
         Duration::from_secs(300),
     )?;
     let code = ctx.code.as_deref().unwrap_or(".");
-    let dest = format!("{}:{staging}", s.host.target.destination);
+    let dest = plan::rsync_dest(&s.host.target.destination, staging);
     let push = plan::push_args(code, &dest, &shell(s), f.jarvis_user, ctx.args.bwlimit);
     let out = Command::new("rsync")
         .args(&push)
@@ -642,7 +642,7 @@ fn stage(
     if let Some(p) = job.package.as_ref() {
         // Every shipped package is kept: it is what a later rollback installs.
         progress(s.name(), &format!("copying {} {}", p.name, p.version));
-        let dest = format!("{}:{}", s.host.target.destination, p.kept_path());
+        let dest = plan::rsync_dest(&s.host.target.destination, &p.kept_path());
         let out = Command::new("rsync")
             .args(["-t", "-e", &shell(s)])
             .arg(&p.path)
@@ -693,7 +693,7 @@ fn by_hand(ctx: &Ctx, s: &Session, o: &mut Outcome) -> std::result::Result<(), S
     let _lock = s.lock().inspect_err(|_| o.result = Result_::Refused)?;
     let history = s.history()?;
     let code_dir = &s.host.code_dir;
-    let (c, pm) = (sh_quote(code_dir), f.pm.as_str());
+    let pm = f.pm.as_str();
     match &ctx.args.to {
         None => {
             // Undo the newest deploy still in effect.
@@ -760,7 +760,6 @@ fn by_hand(ctx: &Ctx, s: &Session, o: &mut Outcome) -> std::result::Result<(), S
             )?;
         }
     }
-    let _ = c;
     s.restart(&f.init)?;
     let pid = s.wait_healthy(
         Duration::from_secs(ctx.args.ready_timeout),

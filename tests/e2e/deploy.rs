@@ -295,6 +295,10 @@ pub fn scenarios() {
         );
     }
     assert_eq!([kept(f.a()), kept(f.b())], kept0, "data, .env or logs changed");
+    let v2_id_a = row(&summary, &host_name(PORT_A))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     println!("figures: good deploy of version 2 to both hosts (settle 5 s) in {took:.1?}");
 
     // 3. A package upgrade with a new .env (hosts file), then its rollback.
@@ -417,6 +421,25 @@ pub fn scenarios() {
     assert_eq!(version(f.a()), "5");
     assert!(healthy(f.a()));
     println!("figures: re-run after an interrupted deploy (16 MiB) completed in {took:.1?}");
+
+    // --rollback --to: back to version 2's deploy on purpose.
+    let (rc, out, _, took) = f.deploy(
+        "rollback to version 2",
+        &[
+            "--host",
+            &host_name(PORT_A),
+            "--rollback",
+            "--to",
+            &v2_id_a,
+            "--settle",
+            "5",
+        ],
+    );
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(version(f.a()), "2");
+    assert_eq!(f.a().sh(&format!("test -e {CODE}/big.bin")).status, 1);
+    assert!(healthy(f.a()));
+    println!("figures: rollback --to {v2_id_a} in {took:.1?}");
 
     // 5. --dry-run changes nothing.
     let sums: Vec<String> = [f.a(), f.b()].iter().map(|c| tree(c)).collect();

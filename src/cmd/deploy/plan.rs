@@ -63,6 +63,19 @@ pub fn rsync_shell(ssh_args: &[String]) -> String {
         .join(" ")
 }
 
+/// rsync's `[user@]host:path`; an IPv6 address goes in brackets.
+pub fn rsync_dest(destination: &str, path: &str) -> String {
+    let (user, host) = match destination.rsplit_once('@') {
+        Some((u, h)) => (format!("{u}@"), h),
+        None => (String::new(), destination),
+    };
+    if host.contains(':') {
+        format!("{user}[{host}]:{path}")
+    } else {
+        format!("{user}{host}:{path}")
+    }
+}
+
 /// `rsync` arguments that push `local` (a directory) to `dest` on the host.
 pub fn push_args(
     local: &str,
@@ -383,6 +396,13 @@ mod tests {
         assert!(!p("code/new pkg").exists());
         assert_eq!(r("code/.env").as_deref(), Some("SECRET=1"));
         assert_eq!(r("code/data/state.json").as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn rsync_destinations() {
+        assert_eq!(rsync_dest("root@vps1", "/x"), "root@vps1:/x");
+        assert_eq!(rsync_dest("vps1", "/x"), "vps1:/x");
+        assert_eq!(rsync_dest("me@::1", "/x"), "me@[::1]:/x");
     }
 
     #[test]
