@@ -182,7 +182,9 @@ fn setup() -> Fleet {
     let tmp = tempfile::tempdir().unwrap();
     // The client is the .deb's jarvisctl; JARVIS_DEPLOY_CLIENT names another
     // build of it (a debug build, while working on deploy).
-    let bin = std::env::var_os("JARVIS_DEPLOY_CLIENT").map_or_else(|| client(tmp.path()), PathBuf::from);
+    let bin = std::env::var_os("JARVIS_DEPLOY_CLIENT")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| client(tmp.path()), PathBuf::from);
     Fleet {
         ns,
         key,
