@@ -245,15 +245,7 @@ impl Session<'_> {
         self.sh(script, LONG).map(|_| ()).map_err(|e| {
             // systemctl only says "see systemctl status": say what status says.
             match self.status() {
-                Ok(st) => {
-                    let err = st["errors"]
-                        .as_array()
-                        .and_then(|a| a.last())
-                        .and_then(Value::as_str)
-                        .map(|l| format!("; last error: {}", l.trim()))
-                        .unwrap_or_default();
-                    format!("restart failed: {}{err}", describe(&st))
-                }
+                Ok(st) => format!("restart failed: {}{}", describe(&st), last_error(&st)),
                 Err(_) => format!("restart failed: {e}"),
             }
         })
@@ -289,7 +281,10 @@ impl Session<'_> {
                     // Restarting or failed after our own (re)start: the bot
                     // crashed; waiting longer would only repeat it.
                     if up.is_none() && (st["state"] == "restarting" || st["state"] == "failed") {
-                        return Err(format!("the bot crashed after the restart: {last}"));
+                        return Err(format!(
+                            "the bot crashed after the restart: {last}{}",
+                            last_error(&st)
+                        ));
                     }
                     match (up, ok) {
                         (None, true) => up = Some((pid, Instant::now())),
@@ -332,6 +327,17 @@ fn describe(st: &Value) -> String {
         s.push_str(&format!(" ({})", reasons.join("; ")));
     }
     s
+}
+
+/// The last error line that `status` found (values of .env masked by
+/// status itself), as "; last error: ...".
+fn last_error(st: &Value) -> String {
+    st["errors"]
+        .as_array()
+        .and_then(|a| a.last())
+        .and_then(Value::as_str)
+        .map(|l| format!("; last error: {}", l.trim()))
+        .unwrap_or_default()
 }
 
 pub fn last_line(text: &str) -> String {
