@@ -47,6 +47,10 @@ pub enum Command {
     Run(RunArgs),
     /// Stop a running `jarvisctl run` gracefully (SIGTERM, then wait).
     Stop(StopArgs),
+    /// Ship the bot's code (and optionally the package and .env) to hosts
+    /// over ssh, restart, verify it stays healthy, and roll back by itself
+    /// on failure. Exit 0 when every host was deployed, 1 otherwise.
+    Deploy(DeployArgs),
     /// Internal: the last step before exec of a supervised process (drop
     /// privileges, parent-death signal, limits), run by `jarvisctl run`.
     #[command(hide = true, name = "exec-helper")]
@@ -190,6 +194,72 @@ pub struct StopArgs {
     /// Wait at most this long, in seconds (default: TimeoutStopSec= + 10).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Deploy to this host (user@host or user@host:port); repeatable. The
+    /// code directory is /home/jarvis/Jarvis.
+    #[arg(long, value_name = "USER@HOST")]
+    pub host: Vec<String>,
+    /// The hosts file (TOML, `[[host]]` entries with ssh, code_dir,
+    /// env_file, package); default /etc/jarvis-supervisor/hosts.toml when
+    /// no --host is given.
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+    /// The local code directory to ship (the bot's code root).
+    #[arg(long, value_name = "DIR")]
+    pub code: Option<PathBuf>,
+    /// A .deb or .rpm to install where its version differs from the
+    /// installed one; replaces the hosts file's `package`.
+    #[arg(long, value_name = "FILE")]
+    pub package: Option<PathBuf>,
+    /// A .env to send (mode 0600, owner jarvis; its values are never
+    /// printed); replaces the hosts file's `env_file`. Without it, .env is
+    /// never sent.
+    #[arg(long, value_name = "FILE")]
+    pub env: Option<PathBuf>,
+    /// How long the bot must stay healthy after the restart, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    pub settle: u64,
+    /// How long the bot may take to become ready after the restart, in
+    /// seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub ready_timeout: u64,
+    /// ssh's connect timeout, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    pub timeout: u64,
+    /// An ssh option (as for ssh -o), e.g. "UserKnownHostsFile=FILE";
+    /// repeatable. ssh always runs with BatchMode=yes.
+    #[arg(long, value_name = "OPTION")]
+    pub ssh_option: Vec<String>,
+    /// One host after the other, stopping at the first failure (default:
+    /// all hosts in parallel).
+    #[arg(long)]
+    pub serial: bool,
+    /// Print what would change (rsync's itemized list, package versions)
+    /// and touch nothing.
+    #[arg(long, conflicts_with_all = ["rollback", "list"])]
+    pub dry_run: bool,
+    /// Undo the last deploy on each host (its code backup and the previous
+    /// package), or with --to return to deploy ID's code and package.
+    #[arg(long, conflicts_with = "list")]
+    pub rollback: bool,
+    /// With --rollback: the deploy ID to return to (see --list).
+    #[arg(long, value_name = "ID", requires = "rollback")]
+    pub to: Option<String>,
+    /// Show the deploy history kept on each host, pruned to --keep entries.
+    #[arg(long)]
+    pub list: bool,
+    /// How many deploys each host keeps in its history.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub keep: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Testing: rsync's --bwlimit for the code transfer, in KiB/s.
+    #[arg(long, value_name = "KBPS", hide = true)]
+    pub bwlimit: Option<u32>,
 }
 
 #[derive(Debug, Args)]

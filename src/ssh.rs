@@ -97,24 +97,62 @@ pub struct Outcome {
     pub timed_out: bool,
 }
 
-/// Runs `remote` on `target` and gives up after `timeout`, killing ssh.
-pub fn run(target: &Target, options: &[String], timeout: Duration, remote: &str) -> std::io::Result<Outcome> {
-    let connect = timeout.as_secs().max(1).to_string();
-    let mut cmd = Command::new("ssh");
-    cmd.args(["-o", "BatchMode=yes", "-o", &format!("ConnectTimeout={connect}")]);
+/// The ssh arguments before the remote command: batch mode, the connect
+/// timeout, the port and the user's `-o` options.
+pub fn args(target: &Target, options: &[String], connect: Duration) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        format!("ConnectTimeout={}", connect.as_secs().max(1)),
+    ];
     if let Some(p) = target.port {
-        cmd.args(["-p", &p.to_string()]);
+        a.extend(["-p".into(), p.to_string()]);
     }
     for o in options {
-        cmd.args(["-o", o]);
+        a.extend(["-o".into(), o.clone()]);
     }
-    cmd.arg("--")
+    a
+}
+
+/// `ssh` with [`args`], the destination and `remote`, not yet started.
+pub fn command(target: &Target, options: &[String], connect: Duration, remote: &str) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.args(args(target, options, connect))
+        .arg("--")
         .arg(&target.destination)
-        .arg(remote)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .arg(remote);
+    cmd
+}
+
+/// Runs `remote` on `target` and gives up after `timeout`, killing ssh.
+pub fn run(target: &Target, options: &[String], timeout: Duration, remote: &str) -> std::io::Result<Outcome> {
+    run_input(target, options, timeout, remote, None)
+}
+
+/// [`run`] with `input` written to the remote command's stdin.
+pub fn run_input(
+    target: &Target,
+    options: &[String],
+    timeout: Duration,
+    remote: &str,
+    input: Option<Vec<u8>>,
+) -> std::io::Result<Outcome> {
+    let mut cmd = command(target, options, timeout.min(Duration::from_secs(30)), remote);
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
+    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&data);
+        });
+    }
     let drain = |r: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();

@@ -5,6 +5,8 @@
 
 #[path = "e2e/container.rs"]
 mod container;
+#[path = "e2e/deploy.rs"]
+mod deploy;
 #[path = "e2e/diagnose.rs"]
 mod diagnose;
 #[path = "e2e/status.rs"]
@@ -64,6 +66,12 @@ fn status_json_in_every_state_with_its_exit_code() {
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn status_host_checks_two_hosts_over_ssh_and_reports_the_unreachable() {
     remote::hosts();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn deploy_to_a_systemd_and_a_sysvinit_host_rolls_back_refuses_and_survives_a_cut() {
+    deploy::scenarios();
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod backoff;
 mod check;
 mod configure;
+mod deploy;
 mod env;
 mod exec_helper;
 mod run;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Backoff(args) => backoff::run(&args),
         Command::Run(args) => run::run(&paths, &args),
         Command::Stop(args) => stop::run(&paths, &args),
+        Command::Deploy(args) => deploy::run(&paths, &args),
         Command::ExecHelper(args) => exec_helper::run(&args),
     }
 }

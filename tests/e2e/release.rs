@@ -197,7 +197,7 @@ pub fn ansible_playbook() {
     let ns = Netns::new("ansible");
     let key = Key::new();
     let port = 2230;
-    let c = sshd_host(&ns, &key, port);
+    let c = sshd_host(Suite::Bookworm, &ns, &key, port);
     // The bot's code, deployed separately; the playbook brings the rest.
     deploy_standin(&c);
     c.ok("rm /home/jarvis/Jarvis/.env");

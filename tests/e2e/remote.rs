@@ -99,23 +99,15 @@ impl Key {
 /// A booted host with sshd on `port` of the shared loopback, root's login
 /// by `key` only, the package installed and the stand-in running.
 fn host(ns: &Netns, key: &Key, port: u16) -> Container {
-    let c = sshd_host(ns, key, port);
-    deploy_standin(&c);
-    // The hosts share one loopback: each bot serves its health port apart.
-    c.ok(&format!(
-        "echo HEALTH_PORT={} >> /home/jarvis/Jarvis/.env",
-        port + 6000
-    ));
-    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
-    assert_eq!(out.status, 0, "{}", out.all());
+    let c = ssh_host(Suite::Bookworm, ns, key, port);
     c.wait_for("active", Duration::from_secs(60), active);
     c
 }
 
-/// A booted host with sshd listening on `port` of the shared loopback, and
-/// root's login by `key` only.
-pub(crate) fn sshd_host(ns: &Netns, key: &Key, port: u16) -> Container {
-    let mut c = Container::new(Suite::Bookworm);
+/// A booted host (systemd or sysvinit) with sshd listening on `port` of the
+/// shared loopback, and root's login by `key` only.
+pub(crate) fn sshd_host(suite: Suite, ns: &Netns, key: &Key, port: u16) -> Container {
+    let mut c = Container::new(suite);
     c.in_netns(&ns.path);
     let root = &c.root;
     fs::create_dir_all(root.join("etc/ssh/sshd_config.d")).unwrap();
@@ -143,15 +135,30 @@ pub(crate) fn sshd_host(ns: &Netns, key: &Key, port: u16) -> Container {
         assert!(
             Instant::now() < deadline,
             "sshd is not listening on 127.0.0.1:{port} after 30 s:\n{}",
-            c.sh("systemctl status ssh --no-pager -l 2>&1; journalctl -u ssh --no-pager -n 30 2>&1; ip addr 2>&1").all()
+            c.sh("service ssh status 2>&1; systemctl status ssh --no-pager -l 2>&1; journalctl -u ssh --no-pager -n 30 2>&1; ip addr 2>&1").all()
         );
         std::thread::sleep(Duration::from_millis(250));
     }
     c
 }
 
+/// [`sshd_host`] with the stand-in deployed and the package installed;
+/// returns once the package is installed (the caller waits for the bot).
+pub(crate) fn ssh_host(suite: Suite, ns: &Netns, key: &Key, port: u16) -> Container {
+    let c = sshd_host(suite, ns, key, port);
+    deploy_standin(&c);
+    // The hosts share one loopback: each bot serves its health port apart.
+    c.ok(&format!(
+        "echo HEALTH_PORT={} >> /home/jarvis/Jarvis/.env",
+        port + 6000
+    ));
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "{}", out.all());
+    c
+}
+
 /// jarvisctl as shipped in the .deb, unpacked on this machine.
-fn client(dir: &Path) -> PathBuf {
+pub(crate) fn client(dir: &Path) -> PathBuf {
     let st = Command::new("dpkg-deb")
         .arg("-x")
         .arg(pkg("JARVIS_DEB"))

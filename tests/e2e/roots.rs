@@ -8,12 +8,13 @@ use std::process::Command;
 
 /// What every systemd root holds, so that `apt install ./the.deb` needs no
 /// network: systemd to boot, the package's dependencies, rpm for the .rpm
-/// test, sshd for the tests that reach hosts over ssh, python3-apt for
-/// Ansible's apt modules, and man-db for `man jarvisctl`.
+/// test, sshd and rsync for the tests that reach hosts over ssh (status
+/// --host, deploy), python3-apt for Ansible's apt modules, and man-db for
+/// `man jarvisctl`.
 const INCLUDE: &str =
-    "systemd,systemd-sysv,dbus,adduser,python3,logrotate,procps,rpm,openssh-server,python3-apt,man-db";
+    "systemd,systemd-sysv,dbus,adduser,python3,logrotate,procps,rpm,openssh-server,rsync,python3-apt,man-db";
 /// The host without systemd: sysvinit and cron, as the design says.
-const INCLUDE_SYSV: &str = "sysvinit-core,cron,adduser,python3,logrotate,procps,openssh-server";
+const INCLUDE_SYSV: &str = "sysvinit-core,cron,adduser,python3,logrotate,procps,openssh-server,rsync";
 /// Made in the sysvinit root after debootstrap: no gettys (a container has
 /// no ttys; they would respawn in a loop), and a mark that the boot is done
 /// (rc.local runs last in runlevel 2).

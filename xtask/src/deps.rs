@@ -27,6 +27,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     // debootstrap checks Debian's Release files with it (not preinstalled
     // on Ubuntu runners).
     "debian-archive-keyring",
+    // jarvisctl deploy's transfers, from this machine to the test hosts.
+    "rsync",
 ];
 
 /// `cargo xtask deps`: every Debian package (as root), cargo tool and

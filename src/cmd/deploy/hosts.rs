@@ -1,0 +1,178 @@
+//! The deploy's hosts file (TOML): one `[[host]]` table per host, with its
+//! ssh target, code directory and optional per-host `.env` and package.
+//! Errors name the file and the line.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::ssh::Target;
+
+/// Where the bot's code lives unless a host says otherwise.
+pub const CODE_DIR: &str = "/home/jarvis/Jarvis";
+/// The hosts file read when neither --host nor --hosts is given.
+pub const DEFAULT_PATH: &str = "/etc/jarvis-supervisor/hosts.toml";
+
+/// One host to deploy to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub target: Target,
+    pub code_dir: String,
+    pub env_file: Option<PathBuf>,
+    pub package: Option<PathBuf>,
+}
+
+impl Host {
+    pub fn plain(target: Target) -> Host {
+        Host {
+            target,
+            code_dir: CODE_DIR.to_string(),
+            env_file: None,
+            package: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    host: Vec<toml::Spanned<Entry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    ssh: toml::Spanned<String>,
+    code_dir: Option<toml::Spanned<String>>,
+    env_file: Option<PathBuf>,
+    package: Option<PathBuf>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Parses the hosts file `text` read from `path`; relative `env_file` and
+/// `package` paths are taken from the file's directory.
+pub fn parse(path: &Path, text: &str) -> Result<Vec<Host>> {
+    const NOTE: &str =
+        "each host is a [[host]] table: ssh = \"root@vps1:22\", and optionally code_dir, env_file, package";
+    let file: File = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| line_of(text, s.start));
+        Error::config(path, line, e.message().trim()).with_note(NOTE)
+    })?;
+    if file.host.is_empty() {
+        return Err(Error::config(path, 1, "no [[host]] entry").with_note(NOTE));
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut hosts = Vec::new();
+    for entry in file.host {
+        let line = line_of(text, entry.span().start);
+        let e = entry.into_inner();
+        let target = Target::parse(e.ssh.get_ref())
+            .map_err(|m| Error::config(path, line_of(text, e.ssh.span().start), m).with_note(NOTE))?;
+        let code_dir = match e.code_dir {
+            Some(d) if !d.get_ref().starts_with('/') => {
+                return Err(Error::config(
+                    path,
+                    line_of(text, d.span().start),
+                    format!("code_dir {:?} is not an absolute path", d.get_ref()),
+                ));
+            }
+            Some(d) => d.into_inner().trim_end_matches('/').to_string(),
+            None => CODE_DIR.to_string(),
+        };
+        if hosts.iter().any(|h: &Host| h.target == target) {
+            return Err(Error::config(
+                path,
+                line,
+                format!("{} is listed twice", target.name),
+            ));
+        }
+        hosts.push(Host {
+            target,
+            code_dir,
+            env_file: e.env_file.map(|p| base.join(p)),
+            package: e.package.map(|p| base.join(p)),
+        });
+    }
+    Ok(hosts)
+}
+
+pub fn read(path: &Path) -> Result<Vec<Host>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::io("read the hosts file", path, e).with_note(format!(
+            "give hosts with --host USER@HOST or --hosts FILE (see {DEFAULT_PATH}.example)"
+        ))
+    })?;
+    parse(path, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+# the fleet
+[[host]]
+ssh = "root@vps1.example.org"
+
+[[host]]
+ssh = "root@10.0.0.2:2222"
+code_dir = "/srv/jarvis/"
+env_file = "secrets/vps2.env"
+package = "/tmp/jarvis-supervisor.rpm"
+"#;
+
+    #[test]
+    fn reads_hosts_with_defaults_and_relative_paths() {
+        let h = parse(Path::new("/etc/js/hosts.toml"), GOOD).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].target.destination, "root@vps1.example.org");
+        assert_eq!(h[0].code_dir, CODE_DIR);
+        assert_eq!(h[0].env_file, None);
+        assert_eq!(h[1].target.port, Some(2222));
+        assert_eq!(h[1].code_dir, "/srv/jarvis");
+        assert_eq!(
+            h[1].env_file.as_deref(),
+            Some(Path::new("/etc/js/secrets/vps2.env"))
+        );
+        assert_eq!(
+            h[1].package.as_deref(),
+            Some(Path::new("/tmp/jarvis-supervisor.rpm"))
+        );
+    }
+
+    fn err(text: &str) -> String {
+        parse(Path::new("hosts.toml"), text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line() {
+        let e = err("[[host]]\nssh = \"root@a\"\n\n[[host]]\nssh = \"root@b:x\"\n");
+        assert!(e.starts_with("hosts.toml:5:") && e.contains("not a port"), "{e}");
+        let e = err("[[host]]\nssh = \"root@a\"\ncode_dir = 3\n");
+        assert!(e.starts_with("hosts.toml:3:"), "{e}");
+        let e = err("[[host]]\nssh = \"root@a\"\nsssh = \"x\"\n");
+        assert!(e.starts_with("hosts.toml:3:") && e.contains("sssh"), "{e}");
+        let e = err("[[host]]\nssh = \"root@a\"\n[[host]]\ncode_dir = \"/x\"\n");
+        assert!(e.starts_with("hosts.toml:3:") && e.contains("ssh"), "{e}");
+        let e = err("[[host]]\nssh = \"root@a\"\ncode_dir = \"rel\"\n");
+        assert!(e.starts_with("hosts.toml:3:") && e.contains("absolute"), "{e}");
+        let e = err("[[host]]\nssh = \"root@a\"\n[[host]]\nssh = \"root@a\"\n");
+        assert!(e.starts_with("hosts.toml:3:") && e.contains("twice"), "{e}");
+        let e = err("[[host]\n");
+        assert!(e.starts_with("hosts.toml:1:"), "{e}");
+        let e = err("# nothing\n");
+        assert!(e.contains("no [[host]]"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/etc/hosts.toml.example");
+        let h = read(&p).unwrap();
+        assert_eq!(h.len(), 2);
+    }
+}
