@@ -164,7 +164,9 @@ fn crash_loop(suite: Suite) {
     for w in gaps[1..].windows(2) {
         assert!(w[1] > w[0] + 0.5, "the delays do not grow: {gaps:?}");
     }
-    assert!(gaps[gaps.len() - 1] > 3.0 * gaps[0], "no backoff: {gaps:?}");
+    // Against the first quick restart (gap 1), not the first gap: that one
+    // also holds the first start's own work and stretches under load.
+    assert!(gaps[gaps.len() - 1] > 3.0 * gaps[1], "no backoff: {gaps:?}");
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
         c.prop(UNIT, "ActiveState"),
