@@ -685,6 +685,27 @@ fn undo(ctx: &Ctx, s: &Session, code_dir: &str, a: &Applied) -> std::result::Res
     Ok(version)
 }
 
+/// Puts back version `want` from the packages kept on the host, unless it
+/// is what is installed.
+fn reinstall_kept(
+    s: &Session,
+    pm: &str,
+    want: Option<&str>,
+    installed: Option<&str>,
+    o: &mut Outcome,
+) -> std::result::Result<(), String> {
+    let Some(v) = want.filter(|&w| Some(w) != installed) else {
+        return Ok(());
+    };
+    let ext = if pm == "rpm" { "rpm" } else { "deb" };
+    let file = s
+        .kept_package("jarvis-supervisor", v, ext)?
+        .ok_or_else(|| format!("no package of version {v} is kept on the host"))?;
+    s.install(pm, &file)?;
+    o.package_after = Some(v.to_string());
+    Ok(())
+}
+
 /// `--rollback [--to ID]`, on purpose.
 fn by_hand(ctx: &Ctx, s: &Session, o: &mut Outcome) -> std::result::Result<(), String> {
     let f = probe(s)?;
@@ -706,16 +727,7 @@ fn by_hand(ctx: &Ctx, s: &Session, o: &mut Outcome) -> std::result::Result<(), S
             progress(s.name(), &format!("undoing deploy {id}"));
             let dir = format!("{DEPLOYS}/{id}");
             s.sh(&plan::restore_script(code_dir, &dir), Duration::from_secs(300))?;
-            let before = meta["package_before"].as_str();
-            if before.is_some() && before != f.version.as_deref() {
-                let v = before.unwrap_or_default();
-                let ext = if pm == "rpm" { "rpm" } else { "deb" };
-                let file = s
-                    .kept_package("jarvis-supervisor", v, ext)?
-                    .ok_or_else(|| format!("no package of version {v} is kept on the host"))?;
-                s.install(pm, &file)?;
-                o.package_after = Some(v.to_string());
-            }
+            reinstall_kept(s, pm, meta["package_before"].as_str(), f.version.as_deref(), o)?;
             let mut m = meta.clone();
             m["status"] = "rolled-back".into();
             m["reason"] = "by hand: jarvisctl deploy --rollback".into();
@@ -742,16 +754,7 @@ fn by_hand(ctx: &Ctx, s: &Session, o: &mut Outcome) -> std::result::Result<(), S
                 Duration::from_secs(300),
             )
             .map_err(|e| format!("restoring deploy {to}'s code failed: {e}"))?;
-            let want = meta["package_after"].as_str();
-            if want.is_some() && want != f.version.as_deref() {
-                let v = want.unwrap_or_default();
-                let ext = if pm == "rpm" { "rpm" } else { "deb" };
-                let file = s
-                    .kept_package("jarvis-supervisor", v, ext)?
-                    .ok_or_else(|| format!("no package of version {v} is kept on the host"))?;
-                s.install(pm, &file)?;
-                o.package_after = Some(v.to_string());
-            }
+            reinstall_kept(s, pm, meta["package_after"].as_str(), f.version.as_deref(), o)?;
             s.write_meta(
                 &id,
                 &json!({"id": id, "host": s.name(), "code_dir": code_dir, "kind": "rollback", "to": to,

@@ -21,13 +21,13 @@ fn alive_engine(pid: u32) -> bool {
 /// RSS of every process in the program's process group (the engine puts
 /// the program in a group of its own, led by it).
 fn rss_of_group(pgid: i32) -> Option<u64> {
-    let mut total = 0;
-    let mut any = false;
+    let mut members = Vec::new();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.parse::<u32>().is_err() {
             continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{name}/stat")) else {
             continue;
         };
         // Fields after the command name: state ppid pgrp ...
@@ -35,21 +35,11 @@ fn rss_of_group(pgid: i32) -> Option<u64> {
             .rsplit_once(") ")
             .and_then(|(_, rest)| rest.split_whitespace().nth(2))
             .and_then(|g| g.parse::<i32>().ok());
-        if group != Some(pgid) {
-            continue;
-        }
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        if let Some(kb) = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            total += kb * 1024;
-            any = true;
+        if group == Some(pgid) {
+            members.push(name);
         }
     }
-    any.then_some(total)
+    super::sum_rss(members.iter().map(String::as_str))
 }
 
 /// The status from the fallback engine's state; None when this host has
