@@ -105,10 +105,7 @@ impl LogSink {
                 // The held partial line, then the rest: no copy of the chunk.
                 // A reopen only happens between drains, so the line still
                 // lands whole in one file.
-                let r = self
-                    .file
-                    .write_all(&self.pending)
-                    .and_then(|()| self.file.write_all(&chunk[..cut]));
+                let r = write_both(&mut self.file, &self.pending, &chunk[..cut]);
                 self.pending.clear();
                 r
             } else {
@@ -138,4 +135,21 @@ impl LogSink {
         let _ = self.file.write_all(&self.pending);
         self.pending.clear();
     }
+}
+
+/// `a` then `b` with as few writev() calls as the file takes: one, normally.
+fn write_both(file: &mut File, a: &[u8], b: &[u8]) -> std::io::Result<()> {
+    let (mut a, mut b) = (a, b);
+    while !a.is_empty() || !b.is_empty() {
+        let n = match file.write_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let from_a = n.min(a.len());
+        a = &a[from_a..];
+        b = &b[n - from_a..];
+    }
+    Ok(())
 }
