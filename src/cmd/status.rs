@@ -209,11 +209,22 @@ pub fn collect(paths: &Paths) -> Status {
         package_version: package_version(),
         ..Status::default()
     };
+    let unit = Unit::load(paths).ok();
     // Without systemd, the fallback engine's state says it all.
-    let fallback = !systemd::running() && fallback::collect(paths, &mut st);
+    let fallback = !systemd::running() && fallback::collect(paths, unit.as_ref(), &mut st);
     if !fallback && !from_systemd(&mut st) {
         st.exit_code = st.verdict as i32;
         return st;
+    }
+    // Both engines give the age of the last ping (of READY before the first).
+    if let (Some(age), Some(per)) = (st.watchdog.last_ping_age_s, st.watchdog.period_s) {
+        if age > per / 2.0 {
+            raise(
+                &mut st,
+                Verdict::Warning,
+                format!("last watchdog ping {age:.0} s ago (WatchdogSec={per:.0}s)"),
+            );
+        }
     }
     if let (Some(cur), Some(max)) = (st.memory.current_bytes, st.memory.max_bytes) {
         let pct = cur as f64 * 100.0 / max as f64;
@@ -226,7 +237,6 @@ pub fn collect(paths: &Paths) -> Status {
             );
         }
     }
-    let unit = Unit::load(paths).ok();
     if let Some(u) = &unit {
         st.logs = logs(paths, u);
         if let Some(dir) = &st.logs.dir {
@@ -312,15 +322,6 @@ fn from_systemd(st: &mut Status) -> bool {
     st.watchdog.period_s = period;
     if st.state == "active" {
         st.watchdog.last_ping_age_s = since("WatchdogTimestampMonotonic").or(st.uptime_s);
-        if let (Some(age), Some(per)) = (st.watchdog.last_ping_age_s, period) {
-            if age > per / 2.0 {
-                raise(
-                    st,
-                    Verdict::Warning,
-                    format!("last watchdog ping {age:.0} s ago (WatchdogSec={per:.0}s)"),
-                );
-            }
-        }
     }
     // The cgroup's own count where it keeps one, else the processes' RSS.
     st.memory.current_bytes = num::<u64>(&p, "MemoryCurrent")

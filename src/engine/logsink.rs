@@ -13,6 +13,11 @@ use crate::error::{Error, Result};
 /// Longest partial line kept back; a longer one is written as it is.
 const MAX_PENDING: usize = 256 * 1024;
 
+/// The program's stdout and stderr, in its logs directory. Not `*.log`: the
+/// package's copytruncate snippet matches those; this one has its own
+/// rename-then-HUP stanza (jarvis-fallback). `status` reads its errors here.
+pub const OUTPUT_FILE: &str = "supervisor.stdout";
+
 pub struct LogSink {
     read: OwnedFd,
     pub path: PathBuf,

@@ -232,7 +232,7 @@ impl Engine {
         let logdir = svc
             .workdir()
             .map_or_else(|| state_dir.to_path_buf(), |w| w.join("logs"));
-        let logs = LogSink::new(read, logdir.join("supervisor.stdout"), owner)?;
+        let logs = LogSink::new(read, logdir.join(logsink::OUTPUT_FILE), owner)?;
         say!("program output goes to {}", logs.path.display());
 
         let runtime_dirs = svc

@@ -6,13 +6,11 @@ use std::path::Path;
 
 use super::{raise, Status, Verdict};
 use crate::cmd::run::state_dir;
+use crate::engine::logsink::OUTPUT_FILE;
 use crate::engine::service::{self, Service};
 use crate::engine::state::{now_unix, StateFile};
 use crate::paths::Paths;
 use crate::unit::Unit;
-
-/// Where the program's stdout and stderr go under `jarvisctl run`.
-const STDOUT_LOG: &str = "supervisor.stdout";
 
 fn alive_engine(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "jarvisctl")
@@ -42,11 +40,10 @@ fn rss_of_group(pgid: i32) -> Option<u64> {
     super::sum_rss(members.iter().map(String::as_str))
 }
 
-/// The status from the fallback engine's state; None when this host has
+/// The status from the fallback engine's state; false when this host has
 /// neither a unit nor an engine state, and there is nothing to say.
-pub fn collect(paths: &Paths, st: &mut Status) -> bool {
+pub fn collect(paths: &Paths, unit: Option<&Unit>, st: &mut Status) -> bool {
     st.supervisor = Some("jarvisctl run".into());
-    let unit = Unit::load(paths).ok();
     let state = StateFile::read(&state_dir(paths));
     let Some(state) = state else {
         if unit.is_none() {
@@ -111,19 +108,9 @@ pub fn collect(paths: &Paths, st: &mut Status) -> bool {
     st.watchdog.period_s = period;
     if st.state == "active" {
         let since = state.last_watchdog_unix.unwrap_or(state.started_unix);
-        let age = (now - since).max(0.0);
-        st.watchdog.last_ping_age_s = Some(age);
-        if let Some(per) = period {
-            if age > per / 2.0 {
-                raise(
-                    st,
-                    Verdict::Warning,
-                    format!("last watchdog ping {age:.0} s ago (WatchdogSec={per:.0}s)"),
-                );
-            }
-        }
+        st.watchdog.last_ping_age_s = Some((now - since).max(0.0));
     }
-    if let Some(u) = &unit {
+    if let Some(u) = unit {
         st.memory.max_bytes = Service::from_unit(u).ok().and_then(|s| s.memory_max).or_else(|| {
             u.last("Service", "MemoryMax")
                 .and_then(|v| service::bytes("MemoryMax", &v).ok().flatten())
@@ -137,7 +124,7 @@ pub fn error_lines(paths: &Paths, unit: &Unit, secrets: &[String]) -> Vec<String
     let Some(dir) = super::logs(paths, unit).dir else {
         return Vec::new();
     };
-    let file = paths.host(Path::new(&dir)).join(STDOUT_LOG);
+    let file = paths.host(Path::new(&dir)).join(OUTPUT_FILE);
     // The tail is enough: the last 256 KiB.
     let Ok(bytes) = std::fs::read(&file) else {
         return Vec::new();
