@@ -199,7 +199,7 @@ pub struct StopArgs {
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// Deploy to this host (user@host or user@host:port); repeatable. The
-    /// code directory is /home/jarvis/Jarvis.
+    /// code directory, user and unit come from the host's installed unit.
     #[arg(long, value_name = "USER@HOST")]
     pub host: Vec<String>,
     /// The hosts file (TOML, `[[host]]` entries with ssh, code_dir,
@@ -237,12 +237,13 @@ pub struct DeployArgs {
     /// all hosts in parallel).
     #[arg(long)]
     pub serial: bool,
-    /// Print what would change (rsync's itemized list, package versions)
-    /// and touch nothing.
+    /// Print what would change (files added, replaced and removed,
+    /// unshipped files kept, conflicts, package versions) and touch nothing.
     #[arg(long, conflicts_with_all = ["rollback", "list"])]
     pub dry_run: bool,
-    /// Undo the last deploy on each host (its code backup and the previous
-    /// package), or with --to return to deploy ID's code and package.
+    /// Undo the deploy in effect on each host (back to the files it
+    /// replaced and the package before it), or with --to return to deploy
+    /// ID's files and package. Unshipped files are never touched.
     #[arg(long, conflicts_with = "list")]
     pub rollback: bool,
     /// With --rollback: the deploy ID to return to (see --list).
@@ -257,9 +258,19 @@ pub struct DeployArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Replace this file (a path relative to the code root) although no
+    /// deploy shipped it; the file there now is kept beside it as
+    /// PATH.before-deploy-ID. Repeatable. Without it such a file is a
+    /// conflict, and the deploy refuses the host.
+    #[arg(long, value_name = "PATH")]
+    pub take_over: Vec<String>,
     /// Testing: rsync's --bwlimit for the code transfer, in KiB/s.
     #[arg(long, value_name = "KBPS", hide = true)]
     pub bwlimit: Option<u32>,
+    /// Testing: the host's swap stops after N changed files until
+    /// /run/jarvis-deploy-paused is removed there (fault injection).
+    #[arg(long, value_name = "N", hide = true)]
+    pub pause_swap_after: Option<u32>,
 }
 
 #[derive(Debug, Args)]

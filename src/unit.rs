@@ -27,15 +27,21 @@ impl Unit {
     /// Load `jarvis-supervisor.service` and its drop-ins from the unit
     /// directories of `paths`.
     pub fn load(paths: &Paths) -> Result<Unit> {
+        Self::load_named(paths, UNIT)
+    }
+
+    /// Load the unit `name` (for example `jarvis-supervisor.service`) and
+    /// its drop-ins, as systemd would.
+    pub fn load_named(paths: &Paths, name: &str) -> Result<Unit> {
         let dirs = paths.unit_dirs();
         let main = dirs
             .iter()
             .rev()
-            .map(|d| d.join(UNIT))
+            .map(|d| d.join(name))
             .find(|p| p.is_file())
             .ok_or_else(|| {
                 Error::new(format!(
-                    "the unit {UNIT} is not installed (looked in {})",
+                    "the unit {name} is not installed (looked in {})",
                     dirs.iter()
                         .map(|d| d.display().to_string())
                         .collect::<Vec<_>>()
@@ -47,7 +53,7 @@ impl Unit {
         // earlier one, applied in file-name order.
         let mut dropins: BTreeMap<String, PathBuf> = BTreeMap::new();
         for dir in &dirs {
-            let d = dir.join(format!("{UNIT}.d"));
+            let d = dir.join(format!("{name}.d"));
             let Ok(read) = fs::read_dir(&d) else { continue };
             for entry in read.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();

@@ -10,7 +10,10 @@
 //! restart, and the health wait. A failure after the swap restores the
 //! backup and the previous package, restarts and verifies the old version.
 
+#[cfg(test)]
+mod host_tests;
 mod hosts;
+mod manifest;
 mod plan;
 mod remote;
 
@@ -29,7 +32,8 @@ use crate::paths::Paths;
 use crate::report::Level;
 use crate::ssh::Target;
 use hosts::Host;
-use plan::{sh_quote, DEPLOYS, PACKAGES};
+use manifest::Manifest;
+use plan::{DEPLOYS, PACKAGES};
 use remote::{Facts, Session};
 
 /// A package given to ship, read locally.
@@ -105,6 +109,9 @@ struct Job {
 struct Ctx<'a> {
     args: &'a DeployArgs,
     code: Option<String>,
+    /// What the code ships, and the same list for rsync's --files-from.
+    manifest: Option<Manifest>,
+    files_from: Option<tempfile::NamedTempFile>,
     options: &'a [String],
 }
 
@@ -153,6 +160,10 @@ struct Outcome {
     elapsed_s: f64,
     /// Why it failed or was rolled back; what was done.
     reason: Option<String>,
+    /// The host's plan (dry runs and refusals): paths to add, replace and
+    /// remove, unshipped files kept, conflicts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<Value>,
 }
 
 fn progress(host: &str, msg: &str) {
@@ -172,8 +183,26 @@ pub fn run(paths: &Paths, args: &DeployArgs) -> Result<i32> {
         if !dir.join("bots").is_dir() && !dir.is_dir() {
             return Err(Error::new(format!("{} is not a directory", dir.display())).with_code(exit::USAGE));
         }
-        check_python(dir)?;
         Some(dir.to_string_lossy().into_owned())
+    };
+    let manifest = match &code {
+        Some(dir) => {
+            let m = Manifest::build(Path::new(dir))?;
+            check_python(Path::new(dir), &m)?;
+            Some(m)
+        }
+        None => None,
+    };
+    let files_from = match &manifest {
+        Some(m) => {
+            use std::io::Write;
+            let mut f = tempfile::NamedTempFile::new()
+                .map_err(|e| Error::new(format!("cannot make a temporary file: {e}")))?;
+            f.write_all(m.file_list().as_bytes())
+                .map_err(|e| Error::new(format!("cannot write a temporary file: {e}")))?;
+            Some(f)
+        }
+        None => None,
     };
     let mut jobs = Vec::new();
     for mut host in hosts {
@@ -196,6 +225,8 @@ pub fn run(paths: &Paths, args: &DeployArgs) -> Result<i32> {
     let ctx = Ctx {
         args,
         code,
+        manifest,
+        files_from,
         options: &args.ssh_option,
     };
     let outcomes: Vec<Outcome> = if args.serial {
@@ -251,9 +282,12 @@ fn resolve_hosts(args: &DeployArgs) -> Result<Vec<Host>> {
 
 /// `python3 -m py_compile` on every .py file that would be shipped; the
 /// byte code goes to a temporary directory, never into the code.
-fn check_python(dir: &Path) -> Result<()> {
-    let mut files = Vec::new();
-    collect_py(dir, &mut files);
+fn check_python(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let files: Vec<PathBuf> = manifest
+        .files()
+        .filter(|e| e.path.ends_with(".py"))
+        .map(|e| dir.join(&e.path))
+        .collect();
     if files.is_empty() {
         return Ok(());
     }
@@ -276,23 +310,6 @@ fn check_python(dir: &Path) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn collect_py(dir: &Path, files: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<_> = rd.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            if ![".git", "__pycache__", "logs", "data", ".lifeos", "state"].contains(&name.as_str()) {
-                collect_py(&e.path(), files);
-            }
-        } else if ft.is_file() && name.ends_with(".py") {
-            files.push(e.path());
-        }
-    }
 }
 
 /// `jarvisctl env lint` of the .env to send; returns its bytes. Findings
@@ -334,6 +351,7 @@ fn skipped(t: &Target) -> Outcome {
         package_after: None,
         elapsed_s: 0.0,
         reason: Some("not tried: an earlier host failed (--serial)".into()),
+        plan: None,
     }
 }
 
@@ -352,11 +370,12 @@ fn one(ctx: &Ctx, job: &Job) -> Outcome {
         package_after: None,
         elapsed_s: 0.0,
         reason: None,
+        plan: None,
     };
     let r = if ctx.args.list {
         list(ctx, &s, &mut o)
     } else if ctx.args.rollback {
-        by_hand(ctx, &s, &mut o)
+        by_hand(ctx, &s, job, &mut o)
     } else if ctx.args.dry_run {
         dry_run(ctx, job, &s, &mut o)
     } else {
@@ -370,25 +389,44 @@ fn one(ctx: &Ctx, job: &Job) -> Outcome {
     o
 }
 
-fn probe(s: &Session) -> std::result::Result<Facts, String> {
+fn probe(s: &Session, host: &Host) -> std::result::Result<Facts, String> {
     progress(s.name(), "connecting");
     let f = s.probe()?;
     progress(
         s.name(),
         &format!(
-            "{} host, {}, jarvis-supervisor {}",
+            "{} host, {}, jarvis-supervisor {}; {} runs {} as {}",
             f.init,
             f.pm,
-            f.version.as_deref().unwrap_or("not installed")
+            f.version.as_deref().unwrap_or("not installed"),
+            f.unit,
+            f.code_dir,
+            f.owner.trim_end_matches(':')
         ),
     );
-    if !f.rsync {
-        return Err(
-            "rsync is not installed on the host: apt-get install rsync (or dnf install rsync)".into(),
-        );
+    for (have, what) in [
+        (
+            f.rsync,
+            "rsync is not installed on the host: apt-get install rsync (or dnf install rsync)",
+        ),
+        (f.flock, "flock is not installed on the host (util-linux)"),
+        (
+            f.python,
+            "python3 is not installed on the host: apt-get install python3",
+        ),
+    ] {
+        if !have {
+            return Err(what.into());
+        }
     }
-    if !f.flock {
-        return Err("flock is not installed on the host (util-linux)".into());
+    if let Some(want) = &host.code_dir {
+        if want.trim_end_matches('/') != f.code_dir {
+            return Err(format!(
+                "the hosts file says code_dir = {want:?}, but {} on the host runs the code from {}: \
+                 remove code_dir from the hosts file (deploy reads it from the host), or fix the unit's drop-in",
+                f.unit, f.code_dir
+            ));
+        }
     }
     Ok(f)
 }
@@ -397,37 +435,53 @@ fn shell(s: &Session) -> String {
     plan::rsync_shell(&s.ssh_args())
 }
 
+fn ddir(id: &str) -> String {
+    format!("{DEPLOYS}/{id}")
+}
+
+/// The manifest in effect on the host, as a worker argument ("-": none).
+fn manifest_of(id: Option<&str>) -> String {
+    id.map_or_else(|| "-".to_string(), |id| format!("{}/manifest.tsv", ddir(id)))
+}
+
+fn take_over_args(ctx: &Ctx) -> Vec<String> {
+    ctx.args
+        .take_over
+        .iter()
+        .flat_map(|p| ["--take-over".to_string(), p.trim_start_matches("./").to_string()])
+        .collect()
+}
+
 fn dry_run(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Result<(), String> {
-    let f = probe(s)?;
+    let f = probe(s, &job.host)?;
     o.package_before.clone_from(&f.version);
     o.package_after = job.package.as_ref().map(|p| p.version.clone());
-    let code = ctx.code.as_deref().unwrap_or(".");
-    let dest = plan::rsync_dest(&s.host.target.destination, &job.host.code_dir);
-    let args = plan::dry_run_args(code, &dest, &shell(s), f.jarvis_user);
-    let out = Command::new("rsync")
-        .args(&args)
-        .output()
-        .map_err(|e| format!("cannot run rsync: {e} (install rsync)"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("No such file or directory") {
-        return Err(format!(
-            "rsync --dry-run failed: {}",
-            remote::last_line(&String::from_utf8_lossy(&out.stderr))
-        ));
-    }
+    let manifest = ctx.manifest.as_ref().ok_or("no code to ship")?;
+    let current = s.current()?;
+    let mut args = vec![
+        "plan".to_string(),
+        f.code_dir.clone(),
+        manifest_of(current.as_deref()),
+        "@data".into(),
+    ];
+    args.extend(take_over_args(ctx));
+    let (plan, _) = s.worker(&args, manifest.render(&f.owner).as_bytes(), SHORT)?;
     let env = job
         .env
         .as_ref()
         .map(|b| plan::EnvSummary::of(&String::from_utf8_lossy(b)));
-    let plan = plan::DryPlan {
+    let dry = plan::DryPlan {
         host: s.name(),
-        code_dir: &job.host.code_dir,
-        itemized: &text,
+        code_dir: &f.code_dir,
+        plan: &plan,
         installed: f.version.as_deref(),
         shipped: o.package_after.as_deref(),
         env: env.as_ref(),
     };
-    print!("{}", plan.render());
+    if !ctx.args.json {
+        print!("{}", dry.render());
+    }
+    o.plan = Some(plan);
     o.result = Result_::DryRun;
     Ok(())
 }
@@ -441,23 +495,23 @@ fn rsync_error(stderr: &str) -> String {
         .unwrap_or_else(|| remote::last_line(stderr))
 }
 
-/// What the swap changed, to undo it.
-struct Applied<'a> {
-    id: &'a str,
-    facts: &'a Facts,
-    /// The package file that restores the version before, when it changed.
-    previous_package: Option<String>,
-    package_changed: bool,
-}
+const SHORT: Duration = Duration::from_secs(120);
+const SWAP: Duration = Duration::from_secs(900);
 
 fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Result<(), String> {
-    let f = probe(s)?;
+    let f = probe(s, &job.host)?;
     o.package_before.clone_from(&f.version);
     o.package_after.clone_from(&f.version);
     let _lock = s.lock().inspect_err(|_| o.result = Result_::Refused)?;
     progress(s.name(), "locked");
-    let code_dir = job.host.code_dir.as_str();
-    let staging = format!("{code_dir}.staging");
+    let f = match recover(ctx, s, &f)? {
+        true => probe(s, &job.host)?,
+        false => f,
+    };
+    o.package_before.clone_from(&f.version);
+    o.package_after.clone_from(&f.version);
+    let manifest = ctx.manifest.as_ref().ok_or("no code to ship")?;
+    let code_dir = f.code_dir.as_str();
     let install = job
         .package
         .as_ref()
@@ -478,65 +532,159 @@ fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Re
         },
         _ => None,
     };
+    let current = s.current()?;
     let id = s.new_deploy_dir(&plan::deploy_id(SystemTime::now()))?;
     o.id = Some(id.clone());
-    let dir = format!("{DEPLOYS}/{id}");
+    let dir = ddir(&id);
     let mut meta = json!({
-        "id": id, "host": s.name(), "code_dir": code_dir, "kind": "deploy",
-        "status": "in-progress", "package_before": f.version, "package_after": f.version,
-        "env_sent": job.env.is_some(),
+        "id": id, "host": s.name(), "code_dir": code_dir, "unit": f.unit, "owner": f.owner,
+        "kind": "deploy", "status": "in-progress", "phase": "staging", "before": current,
+        "package_before": f.version, "package_after": f.version, "env_sent": job.env.is_some(),
+        "files": manifest.files().count(), "taken_over": ctx.args.take_over,
     });
     s.write_meta(&id, &meta)?;
 
-    // 1. Stage: a hard-linked copy of the live code, then the push into it.
-    progress(s.name(), &format!("deploy {id}: syncing the code into {staging}"));
-    match stage(ctx, job, s, &f, &staging, &dir) {
-        Ok(sum) => meta["code_sha256"] = sum.into(),
+    // 1. Stage: the code into this deploy's store, checked against its
+    //    manifest. Nothing live changes here.
+    progress(
+        s.name(),
+        &format!(
+            "deploy {id}: sending {} file(s) into {dir}/code",
+            manifest.files().count()
+        ),
+    );
+    let staged = stage(ctx, job, s, &f, &dir, current.as_deref()).and_then(|_| {
+        let mut args = vec![
+            "plan".to_string(),
+            code_dir.to_string(),
+            manifest_of(current.as_deref()),
+            format!("{dir}/manifest.tsv"),
+        ];
+        args.extend(take_over_args(ctx));
+        s.worker(&args, b"", SHORT)
+    });
+    let plan = match staged {
+        Ok((plan, 0)) => plan,
+        Ok((plan, _)) => {
+            // Conflicts: files that no deploy shipped (or that changed since)
+            // stand where the code ships files.
+            o.result = Result_::Refused;
+            let lines = plan::conflict_lines(&plan);
+            for l in &lines {
+                progress(s.name(), &format!("CONFLICT {l}"));
+            }
+            let why = format!(
+                "{} conflict(s), nothing on the host was changed: {}",
+                lines.len(),
+                lines.join("; ")
+            );
+            let _ = s.sh(&format!("rm -rf {dir}/code"), SHORT);
+            meta["status"] = "refused".into();
+            meta["reason"] = why.clone().into();
+            let _ = s.write_meta(&id, &meta);
+            o.plan = Some(plan);
+            return Err(why);
+        }
         Err(why) => {
-            let _ = s.sh(&format!("rm -rf {}", sh_quote(&staging)), Duration::from_secs(60));
+            let _ = s.sh(&format!("rm -rf {dir}/code"), SHORT);
             meta["status"] = "failed".into();
             meta["reason"] = why.clone().into();
             let _ = s.write_meta(&id, &meta);
-            return Err(why);
+            return Err(format!("{why}; the live code was not touched"));
         }
-    }
-    let (c, st) = (sh_quote(code_dir), sh_quote(&staging));
-
-    // 2. The swap: from here on, any failure restores the backup.
+    };
+    // What the swap replaces: the manifest in effect, or on a first deploy
+    // the files already there with the shipped content (adopted).
+    let before = match &current {
+        Some(cur) => s.sh(&format!("cp {}/manifest.tsv {dir}/before.tsv", ddir(cur)), SHORT),
+        None => {
+            let adopted: Vec<String> = plan::plan_list(&plan, "adopted")
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
+            s.sh_input(
+                &format!("cat > {dir}/before.tsv"),
+                SHORT,
+                Some(manifest.subset(&adopted).render(&f.owner).into_bytes()),
+            )
+        }
+    };
+    before?;
     progress(
         s.name(),
-        "swapping the new code in (backup of every replaced file kept)",
+        &format!(
+            "{} new, {} replaced, {} removed, {} adopted; {} unshipped file(s) kept as they are",
+            plan::plan_list(&plan, "put").len(),
+            plan::plan_list(&plan, "replace").len(),
+            plan::plan_list(&plan, "delete").len(),
+            plan::plan_list(&plan, "adopted").len(),
+            plan["unshipped"].as_u64().unwrap_or(0)
+        ),
     );
-    let applied = Applied {
-        id: &id,
-        facts: &f,
-        previous_package,
-        package_changed: install.is_some(),
-    };
-    let mut swap = plan::swap_script(&staging, code_dir, &dir);
+
+    // 2. The swap. meta.json's phase is the journal: from "swapping" on,
+    //    the next deploy or --rollback undoes this deploy if it never
+    //    finished, whatever was cut.
+    meta["phase"] = "swapping".into();
+    s.write_meta(&id, &meta)?;
+    progress(s.name(), "swapping the new code in");
+    let mut args = vec![
+        "apply".to_string(),
+        code_dir.to_string(),
+        manifest_of(current.as_deref()),
+        format!("{dir}/manifest.tsv"),
+        "--src".into(),
+        format!("{dir}/code"),
+        "--owner".into(),
+        f.owner.clone(),
+        "--id".into(),
+        id.clone(),
+    ];
+    args.extend(take_over_args(ctx));
     if job.env.is_some() {
-        swap.push_str(&format!(
-            "; mkdir -p {dir}/code-backup; if [ -f {c}/.env ]; then cp -p {c}/.env {dir}/code-backup/.env; \
-             else echo .env >> {dir}/added.list; fi; chown jarvis:jarvis {dir}/env.new; chmod 600 {dir}/env.new; \
-             mv {dir}/env.new {c}/.env"
-        ));
+        args.extend([
+            "--env-new".into(),
+            format!("{dir}/private/env.new"),
+            "--env-backup".into(),
+            format!("{dir}/private/env.before"),
+        ]);
     }
-    swap.push_str(&format!("; mv {st} {dir}/code"));
+    if let Some(n) = ctx.args.pause_swap_after {
+        args.extend(["--pause-after".into(), n.to_string()]);
+    }
     let result = s
-        .sh(&swap, Duration::from_secs(300))
-        .map_err(|e| format!("swapping the code in failed: {e}"))
-        .and_then(|_| match install {
-            Some(p) => {
-                progress(s.name(), &format!("installing {} {}", p.name, p.version));
-                s.install(&f.pm, &p.kept_path())
+        .worker(&args, b"", SWAP)
+        .and_then(|(r, code)| match code {
+            0 => Ok(()),
+            _ => Err(format!(
+                "files changed on the host while the deploy ran: {}",
+                plan::conflict_lines(&r).join("; ")
+            )),
+        })
+        .and_then(|_| s.set_current(Some(&id)))
+        .and_then(|_| {
+            meta["phase"] = "package".into();
+            s.write_meta(&id, &meta)?;
+            match install {
+                Some(p) => {
+                    progress(s.name(), &format!("installing {} {}", p.name, p.version));
+                    meta["package_after"] = p.version.clone().into();
+                    o.package_after = Some(p.version.clone());
+                    s.write_meta(&id, &meta)?;
+                    s.install(&f.pm, &p.kept_path())
+                }
+                None => Ok(()),
             }
-            None => Ok(()),
         })
         .and_then(|_| {
+            meta["phase"] = "restarting".into();
+            s.write_meta(&id, &meta)?;
             progress(s.name(), "restarting");
-            s.restart(&f.init)
+            s.restart(&f)
         })
         .and_then(|_| {
+            meta["phase"] = "verifying".into();
+            s.write_meta(&id, &meta)?;
             progress(
                 s.name(),
                 &format!("waiting for READY, then {} s of health", ctx.args.settle),
@@ -546,10 +694,6 @@ fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Re
                 Duration::from_secs(ctx.args.settle),
             )
         });
-    if let Some(p) = install {
-        o.package_after = Some(p.version.clone());
-        meta["package_after"] = p.version.clone().into();
-    }
     match result {
         Ok(pid) => {
             progress(
@@ -557,6 +701,7 @@ fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Re
                 &format!("healthy (pid {pid}) for {} s", ctx.args.settle),
             );
             meta["status"] = "deployed".into();
+            meta["phase"] = "done".into();
             s.write_meta(&id, &meta)?;
             o.result = Result_::Deployed;
             if let Ok(gone) = s.prune(ctx.args.keep) {
@@ -568,14 +713,17 @@ fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Re
         }
         Err(why) => {
             progress(s.name(), &format!("FAILED: {why}; rolling back"));
-            let back = undo(ctx, s, code_dir, &applied);
-            o.package_after = back.as_ref().ok().cloned().flatten().or(o.package_after.take());
+            let back = undo(ctx, s, &f, &id, &meta, previous_package.as_deref());
+            if let Ok(v) = &back {
+                o.package_after.clone_from(v);
+            }
             meta["status"] = if back.is_ok() {
                 "rolled-back"
             } else {
                 "rollback-failed"
             }
             .into();
+            meta["phase"] = "done".into();
             meta["reason"] = why.clone().into();
             let _ = s.write_meta(&id, &meta);
             match back {
@@ -591,51 +739,67 @@ fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Re
     }
 }
 
-/// The staging copy: live code hard-linked, the new code pushed in, the
-/// .env and the package copied next to it. Returns the code's checksum.
-/// Nothing live changes here.
+/// The deploy's store: its manifest, the code pushed into `code/` (only
+/// changes cross the wire: the rest is hard-linked from the store in
+/// effect), checked file by file against the manifest; the .env and the
+/// package next to it. Nothing live changes here.
 fn stage(
     ctx: &Ctx,
     job: &Job,
     s: &Session,
     f: &Facts,
-    staging: &str,
     dir: &str,
-) -> std::result::Result<String, String> {
-    let (c, st) = (sh_quote(&job.host.code_dir), sh_quote(staging));
-    s.sh(
-        &format!(
-            "set -e; mkdir -p {c}; rm -rf {st}; mkdir -p {st}; rsync -a --link-dest={c} {} {c}/ {st}/",
-            plan::exclude_args()
-                .iter()
-                .map(|e| sh_quote(e))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        Duration::from_secs(300),
+    current: Option<&str>,
+) -> std::result::Result<(), String> {
+    let manifest = ctx.manifest.as_ref().ok_or("no code to ship")?;
+    s.sh_input(
+        &format!("mkdir -p -m 700 {dir}/code {dir}/private && cat > {dir}/manifest.tsv"),
+        SHORT,
+        Some(manifest.render(&f.owner).into_bytes()),
     )?;
     let code = ctx.code.as_deref().unwrap_or(".");
-    let dest = plan::rsync_dest(&s.host.target.destination, staging);
-    let push = plan::push_args(code, &dest, &shell(s), f.jarvis_user, ctx.args.bwlimit);
+    let list = ctx.files_from.as_ref().ok_or("no file list")?;
+    let dest = plan::rsync_dest(&s.host.target.destination, &format!("{dir}/code"));
+    let link = current.map(|c| format!("{}/code", ddir(c)));
+    let push = plan::push_args(
+        code,
+        &dest,
+        &shell(s),
+        &list.path().to_string_lossy(),
+        link.as_deref(),
+        ctx.args.bwlimit,
+    );
     let out = Command::new("rsync")
         .args(&push)
         .output()
         .map_err(|e| format!("cannot run rsync: {e} (install rsync)"))?;
     if !out.status.success() {
         return Err(format!(
-            "code sync failed ({}): {}; the live code was not touched",
+            "code sync failed ({}): {}",
             out.status,
             rsync_error(&String::from_utf8_lossy(&out.stderr))
         ));
     }
-    let sum = s.sh(
-        &format!("cd {st} && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -c1-64"),
-        Duration::from_secs(120),
+    let (v, code) = s.worker(
+        &[
+            "verify".into(),
+            format!("{dir}/code"),
+            format!("{dir}/manifest.tsv"),
+        ],
+        b"",
+        SHORT,
     )?;
+    if code != 0 {
+        return Err(format!(
+            "{} file(s) on the host differ from what was sent (did the code change during the deploy?): {}",
+            v["n_bad"],
+            plan::plan_list(&v, "bad").join(", ")
+        ));
+    }
     if let Some(env) = &job.env {
         s.sh_input(
-            &format!("umask 077; cat > {dir}/env.new"),
-            Duration::from_secs(60),
+            &format!("umask 077; cat > {dir}/private/env.new"),
+            SHORT,
             Some(env.clone()),
         )?;
     }
@@ -656,33 +820,127 @@ fn stage(
             ));
         }
     }
-    Ok(sum.trim().to_string())
+    Ok(())
 }
 
-/// Restores the code from the deploy's backup and the previous package,
-/// restarts and verifies. Returns the package version now installed.
-fn undo(ctx: &Ctx, s: &Session, code_dir: &str, a: &Applied) -> std::result::Result<Option<String>, String> {
-    let dir = format!("{DEPLOYS}/{}", a.id);
-    s.sh(&plan::restore_script(code_dir, &dir), Duration::from_secs(300))
-        .map_err(|e| format!("restoring the code failed: {e}"))?;
-    progress(s.name(), "code restored from the backup");
-    let mut version = a.facts.version.clone();
-    if a.package_changed {
-        let file = a
-            .previous_package
-            .as_deref()
-            .ok_or("the previous package is not kept on the host")?;
-        progress(s.name(), &format!("reinstalling {file}"));
-        s.install(&a.facts.pm, file)?;
-        version.clone_from(&a.facts.version);
+/// Puts the host back to what deploy `id` replaced: its `before.tsv`
+/// manifest's files (unshipped files stay as they are), the .env it
+/// replaced, the package before it; then restarts and verifies. Safe to
+/// run on a swap that was cut half-way, or never began. Returns the
+/// package version now installed.
+fn undo(
+    ctx: &Ctx,
+    s: &Session,
+    f: &Facts,
+    id: &str,
+    meta: &Value,
+    previous_package: Option<&str>,
+) -> std::result::Result<Option<String>, String> {
+    let dir = ddir(id);
+    let before = meta["before"].as_str().filter(|b| plan::valid_id(b));
+    let mut args = vec![
+        "apply".to_string(),
+        f.code_dir.clone(),
+        format!("{dir}/manifest.tsv"),
+        format!("{dir}/before.tsv"),
+        "--lenient".into(),
+        "--owner".into(),
+        f.owner.clone(),
+        "--id".into(),
+        id.to_string(),
+    ];
+    if let Some(b) = before {
+        args.extend(["--src".into(), format!("{}/code", ddir(b))]);
     }
-    s.restart(&a.facts.init)?;
+    args.extend(["--src".into(), format!("{dir}/code")]);
+    if meta["env_sent"] == true {
+        args.extend(["--env-restore".into(), format!("{dir}/private/env.before")]);
+    }
+    // A deploy cut before it wrote before.tsv never swapped anything.
+    let has_before = s.sh(&format!("test -f {dir}/before.tsv && echo yes || true"), SHORT)?;
+    if has_before.trim() == "yes" {
+        let (r, _) = s
+            .worker(&args, b"", SWAP)
+            .map_err(|e| format!("restoring the code failed: {e}"))?;
+        let kept =
+            r["conflicts"].as_array().map_or(0, Vec::len) + r["kept_changed"].as_array().map_or(0, Vec::len);
+        progress(
+            s.name(),
+            &format!(
+                "code restored to {}{}",
+                before.unwrap_or("the files from before the first deploy"),
+                if kept > 0 {
+                    format!(" ({kept} file(s) written on the host since were left as they are)")
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    s.set_current(before)?;
+    let mut version = s.probe()?.version;
+    let want = meta["package_before"].as_str();
+    if want.is_some() && version.as_deref() != want {
+        let v = want.unwrap_or_default();
+        let ext = if f.pm == "rpm" { "rpm" } else { "deb" };
+        let file = match previous_package {
+            Some(p) => p.to_string(),
+            None => s
+                .kept_package("jarvis-supervisor", v, ext)?
+                .ok_or_else(|| format!("no package of version {v} is kept on the host"))?,
+        };
+        progress(s.name(), &format!("reinstalling {file}"));
+        s.install(&f.pm, &file)?;
+        version = Some(v.to_string());
+    }
+    s.restart(f)?;
     let pid = s.wait_healthy(
         Duration::from_secs(ctx.args.ready_timeout),
         Duration::from_secs(ctx.args.settle.min(10)),
     )?;
     progress(s.name(), &format!("previous version healthy again (pid {pid})"));
     Ok(version)
+}
+
+/// Finishes what an earlier deploy left in progress (its client was
+/// killed, its connection cut, the host rebooted): before the swap, its
+/// store is dropped; from the swap on, the deploy is undone, since it was
+/// never verified. Returns whether anything was undone.
+fn recover(ctx: &Ctx, s: &Session, f: &Facts) -> std::result::Result<bool, String> {
+    let mut undone = false;
+    for (id, mut meta) in s.history()? {
+        if meta["status"] != "in-progress" {
+            continue;
+        }
+        let t0 = Instant::now();
+        let phase = meta["phase"].as_str().unwrap_or("").to_string();
+        if phase.is_empty() || phase == "staging" {
+            progress(
+                s.name(),
+                &format!("deploy {id} was cut off before its swap: nothing live had changed"),
+            );
+            s.sh(&format!("rm -rf {}/code", ddir(&id)), SHORT)?;
+            meta["status"] = "interrupted".into();
+            meta["reason"] = format!(
+                "cut off while {}",
+                if phase.is_empty() { "running" } else { "staging" }
+            )
+            .into();
+        } else {
+            progress(
+                s.name(),
+                &format!("deploy {id} was cut off while {phase}: undoing it"),
+            );
+            undo(ctx, s, f, &id, &meta, None)?;
+            meta["status"] = "interrupted-rolled-back".into();
+            meta["reason"] = format!("cut off while {phase}; undone by the next deploy").into();
+            undone = true;
+        }
+        meta["phase"] = "done".into();
+        meta["recovered_in_s"] = ((t0.elapsed().as_secs_f64() * 10.0).round() / 10.0).into();
+        s.write_meta(&id, &meta)?;
+    }
+    Ok(undone)
 }
 
 /// Puts back version `want` from the packages kept on the host, unless it
@@ -706,32 +964,43 @@ fn reinstall_kept(
     Ok(())
 }
 
-/// `--rollback [--to ID]`, on purpose.
-fn by_hand(ctx: &Ctx, s: &Session, o: &mut Outcome) -> std::result::Result<(), String> {
-    let f = probe(s)?;
+/// `--rollback [--to ID]`, on purpose. A deploy left in progress is undone
+/// first; that alone is the rollback when there was one.
+fn by_hand(ctx: &Ctx, s: &Session, job: &Job, o: &mut Outcome) -> std::result::Result<(), String> {
+    let f = probe(s, &job.host)?;
     o.package_before.clone_from(&f.version);
     o.package_after.clone_from(&f.version);
     let _lock = s.lock().inspect_err(|_| o.result = Result_::Refused)?;
+    if recover(ctx, s, &f)? && ctx.args.to.is_none() {
+        o.package_after = s.probe()?.version;
+        o.result = Result_::Restored;
+        return Ok(());
+    }
+    let f = s.probe()?;
     let history = s.history()?;
-    let code_dir = &s.host.code_dir;
-    let pm = f.pm.as_str();
+    let current = s.current()?;
     match &ctx.args.to {
         None => {
-            // Undo the newest deploy still in effect.
-            let (id, meta) = history
+            let id = current.ok_or("no deploy is in effect on this host: nothing to roll back")?;
+            let (_, meta) = history
                 .iter()
-                .rev()
-                .find(|(_, m)| m["status"] == "deployed")
-                .ok_or("no deploy in the history to roll back")?;
+                .find(|(i, _)| *i == id)
+                .ok_or_else(|| format!("the deploy in effect, {id}, is missing from the history"))?;
             o.id = Some(id.clone());
+            if let Some(b) = meta["before"].as_str() {
+                if !history.iter().any(|(i, _)| i == b) {
+                    return Err(format!(
+                        "deploy {b}, which {id} replaced, was pruned (--keep): roll back with --to one of --list"
+                    ));
+                }
+            }
             progress(s.name(), &format!("undoing deploy {id}"));
-            let dir = format!("{DEPLOYS}/{id}");
-            s.sh(&plan::restore_script(code_dir, &dir), Duration::from_secs(300))?;
-            reinstall_kept(s, pm, meta["package_before"].as_str(), f.version.as_deref(), o)?;
+            let v = undo(ctx, s, &f, &id, meta, None)?;
+            o.package_after = v;
             let mut m = meta.clone();
             m["status"] = "rolled-back".into();
             m["reason"] = "by hand: jarvisctl deploy --rollback".into();
-            s.write_meta(id, &m)?;
+            s.write_meta(&id, &m)?;
         }
         Some(to) => {
             if !plan::valid_id(to) {
@@ -741,29 +1010,61 @@ fn by_hand(ctx: &Ctx, s: &Session, o: &mut Outcome) -> std::result::Result<(), S
                 .iter()
                 .find(|(id, _)| id == to)
                 .ok_or_else(|| format!("deploy {to} is not in this host's history (see --list)"))?;
-            let src = format!("{DEPLOYS}/{to}/code");
+            let src = ddir(to);
             let id = s.new_deploy_dir(&plan::deploy_id(SystemTime::now()))?;
             o.id = Some(id.clone());
             progress(s.name(), &format!("returning to deploy {to} as {id}"));
-            let dir = format!("{DEPLOYS}/{id}");
+            let dir = ddir(&id);
+            let before_manifest = manifest_of(current.as_deref());
             s.sh(
                 &format!(
-                    "set -e; test -d {src}; {}; cp -al {src} {dir}/code",
-                    plan::swap_script(&src, code_dir, &dir)
+                    "set -e; test -f {src}/manifest.tsv || {{ echo 'deploy {to} has no manifest (made by an older jarvisctl): it cannot be restored exactly' >&2; exit 1; }}; \
+                     cp {src}/manifest.tsv {dir}/manifest.tsv; cp -al {src}/code {dir}/code; \
+                     if [ {before_manifest} = - ]; then : > {dir}/before.tsv; else cp {before_manifest} {dir}/before.tsv; fi"
                 ),
-                Duration::from_secs(300),
+                SHORT,
             )
-            .map_err(|e| format!("restoring deploy {to}'s code failed: {e}"))?;
-            reinstall_kept(s, pm, meta["package_after"].as_str(), f.version.as_deref(), o)?;
-            s.write_meta(
-                &id,
-                &json!({"id": id, "host": s.name(), "code_dir": code_dir, "kind": "rollback", "to": to,
-                        "status": "deployed", "package_before": f.version, "package_after": o.package_after,
-                        "code_sha256": meta["code_sha256"]}),
+            .map_err(|e| format!("preparing deploy {to}'s code failed: {e}"))?;
+            let mut m = json!({"id": id, "host": s.name(), "code_dir": f.code_dir, "unit": f.unit, "owner": f.owner,
+                    "kind": "rollback", "to": to, "status": "in-progress", "phase": "swapping", "before": current,
+                    "package_before": f.version, "package_after": meta["package_after"], "env_sent": false});
+            s.write_meta(&id, &m)?;
+            let (r, code) = s.worker(
+                &[
+                    "apply".into(),
+                    f.code_dir.clone(),
+                    before_manifest,
+                    format!("{dir}/manifest.tsv"),
+                    "--src".into(),
+                    format!("{dir}/code"),
+                    "--owner".into(),
+                    f.owner.clone(),
+                    "--id".into(),
+                    id.clone(),
+                ],
+                b"",
+                SWAP,
             )?;
+            if code != 0 {
+                let why = format!("nothing was changed: {}", plan::conflict_lines(&r).join("; "));
+                m["status"] = "refused".into();
+                m["phase"] = "done".into();
+                m["reason"] = why.clone().into();
+                let _ = s.sh(&format!("rm -rf {dir}/code"), SHORT);
+                s.write_meta(&id, &m)?;
+                o.result = Result_::Refused;
+                return Err(why);
+            }
+            s.set_current(Some(&id))?;
+            m["phase"] = "package".into();
+            s.write_meta(&id, &m)?;
+            reinstall_kept(s, &f.pm, meta["package_after"].as_str(), f.version.as_deref(), o)?;
+            m["status"] = "deployed".into();
+            m["phase"] = "done".into();
+            s.write_meta(&id, &m)?;
         }
     }
-    s.restart(&f.init)?;
+    s.restart(&f)?;
     let pid = s.wait_healthy(
         Duration::from_secs(ctx.args.ready_timeout),
         Duration::from_secs(ctx.args.settle),

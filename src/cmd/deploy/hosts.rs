@@ -9,8 +9,6 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::ssh::Target;
 
-/// Where the bot's code lives unless a host says otherwise.
-pub const CODE_DIR: &str = "/home/jarvis/Jarvis";
 /// The hosts file read when neither --host nor --hosts is given.
 pub const DEFAULT_PATH: &str = "/etc/jarvis-supervisor/hosts.toml";
 
@@ -18,7 +16,9 @@ pub const DEFAULT_PATH: &str = "/etc/jarvis-supervisor/hosts.toml";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
     pub target: Target,
-    pub code_dir: String,
+    /// Where the hosts file expects the code; the host's own unit decides,
+    /// and a deploy refuses a host where the two differ.
+    pub code_dir: Option<String>,
     pub env_file: Option<PathBuf>,
     pub package: Option<PathBuf>,
 }
@@ -27,7 +27,7 @@ impl Host {
     pub fn plain(target: Target) -> Host {
         Host {
             target,
-            code_dir: CODE_DIR.to_string(),
+            code_dir: None,
             env_file: None,
             package: None,
         }
@@ -81,8 +81,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Host>> {
                     format!("code_dir {:?} is not an absolute path", d.get_ref()),
                 ));
             }
-            Some(d) => d.into_inner().trim_end_matches('/').to_string(),
-            None => CODE_DIR.to_string(),
+            Some(d) => Some(d.into_inner().trim_end_matches('/').to_string()),
+            None => None,
         };
         if hosts.iter().any(|h: &Host| h.target == target) {
             return Err(Error::config(
@@ -131,10 +131,10 @@ package = "/tmp/jarvis-supervisor.rpm"
         let h = parse(Path::new("/etc/js/hosts.toml"), GOOD).unwrap();
         assert_eq!(h.len(), 2);
         assert_eq!(h[0].target.destination, "root@vps1.example.org");
-        assert_eq!(h[0].code_dir, CODE_DIR);
+        assert_eq!(h[0].code_dir, None);
         assert_eq!(h[0].env_file, None);
         assert_eq!(h[1].target.port, Some(2222));
-        assert_eq!(h[1].code_dir, "/srv/jarvis");
+        assert_eq!(h[1].code_dir.as_deref(), Some("/srv/jarvis"));
         assert_eq!(
             h[1].env_file.as_deref(),
             Some(Path::new("/etc/js/secrets/vps2.env"))

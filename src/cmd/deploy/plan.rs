@@ -3,25 +3,20 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Never shipped, never deleted on the host: secrets, state, logs, caches,
-/// and the state files that components of the bot write under `bots/state/`.
-pub const EXCLUDES: &[&str] = &[
-    ".git",
-    "__pycache__",
-    "*.pyc",
-    ".env",
-    "logs/",
-    "data/",
-    ".lifeos/",
-    "/bots/state/",
-];
-
-/// Where each host keeps its deploy history, one directory per deploy.
+/// Where each host keeps its deploy history, one directory per deploy:
+/// `meta.json`, `manifest.tsv` (what it shipped), `before.tsv` (the
+/// manifest it replaced), `code/` (a copy of the shipped files, to roll
+/// back to) and `private/` (the .env it replaced, when it sent one).
 pub const DEPLOYS: &str = "/var/lib/jarvis-supervisor/deploys";
+/// The id of the deploy whose manifest the live code matches.
+pub const CURRENT: &str = "/var/lib/jarvis-supervisor/deploys/current";
 /// Every package a deploy shipped, kept to roll back to.
 pub const PACKAGES: &str = "/var/lib/jarvis-supervisor/packages";
 /// Held (flock) for the whole remote session of a deploy.
 pub const LOCK: &str = "/run/jarvis-deploy.lock";
+/// Held by each step that changes the host (swap, install, restart), so
+/// that a step whose client was cut off finishes before the next begins.
+pub const STEP_LOCK: &str = "/run/jarvis-deploy-step.lock";
 
 /// Quotes `s` for a POSIX shell.
 pub fn sh_quote(s: &str) -> String {
@@ -32,26 +27,6 @@ pub fn sh_quote(s: &str) -> String {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// The `--exclude` arguments.
-pub fn exclude_args() -> Vec<String> {
-    EXCLUDES.iter().map(|e| format!("--exclude={e}")).collect()
-}
-
-/// Transfer options shared by the push and the dry run: content checks (a
-/// same-size file written in the same second is still sent), deletions,
-/// and the excludes, which also protect those paths from deletion.
-fn common(chown: bool) -> Vec<String> {
-    let mut a: Vec<String> = ["-rlpt", "--checksum", "--delete"].map(String::from).into();
-    if chown {
-        // --chown only acts with -o and -g.
-        a.push("-og".into());
-        a.push("--chown=jarvis:jarvis".into());
-        a.push("--chmod=o-rwx".into());
-    }
-    a.extend(exclude_args());
-    a
 }
 
 /// rsync's `-e`: the ssh command line, each word quoted for rsync's own
@@ -76,15 +51,23 @@ pub fn rsync_dest(destination: &str, path: &str) -> String {
     }
 }
 
-/// `rsync` arguments that push `local` (a directory) to `dest` on the host.
+/// `rsync` arguments that copy the files listed in `files_from` (a local
+/// file, one path a line) from `local` into the deploy's store on the host.
+/// Unchanged files are hard-linked from the previous store (`link_dest`),
+/// so only changes cross the wire.
 pub fn push_args(
     local: &str,
     remote_dest: &str,
     shell: &str,
-    chown: bool,
+    files_from: &str,
+    link_dest: Option<&str>,
     bwlimit: Option<u32>,
 ) -> Vec<String> {
-    let mut a = common(chown);
+    let mut a: Vec<String> = ["-lpt", "--checksum", "--chmod=o-rwx"].map(String::from).into();
+    a.push(format!("--files-from={files_from}"));
+    if let Some(d) = link_dest {
+        a.push(format!("--link-dest={d}"));
+    }
     if let Some(kb) = bwlimit {
         a.push(format!("--bwlimit={kb}"));
     }
@@ -92,46 +75,6 @@ pub fn push_args(
     a.push(format!("{}/", local.trim_end_matches('/')));
     a.push(format!("{}/", remote_dest.trim_end_matches('/')));
     a
-}
-
-/// `rsync` arguments for `--dry-run`: the itemized list against the live
-/// code, nothing written.
-pub fn dry_run_args(local: &str, remote_dest: &str, shell: &str, chown: bool) -> Vec<String> {
-    let mut a = common(chown);
-    a.extend(["-n", "--out-format=%i %n%L"].map(String::from));
-    a.extend(["-e".into(), shell.to_string()]);
-    a.push(format!("{}/", local.trim_end_matches('/')));
-    a.push(format!("{}/", remote_dest.trim_end_matches('/')));
-    a
-}
-
-/// The shell, on the host, that moves the staged code into place: every
-/// file it replaces or deletes goes to `backup`, and the paths it adds are
-/// listed in `added` (to delete them on rollback).
-pub fn swap_script(staging: &str, code: &str, deploy_dir: &str) -> String {
-    let excl = exclude_args()
-        .iter()
-        .map(|e| sh_quote(e))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let (s, c, d) = (sh_quote(staging), sh_quote(code), sh_quote(deploy_dir));
-    format!(
-        "set -e; mkdir -p {c}; \
-         rsync -rlptog --checksum --delete {excl} --backup --backup-dir={d}/code-backup \
-         --out-format='%i|%n' {s}/ {c}/ > {d}/changes.txt; \
-         awk -F'|' '$1 ~ /\\+\\+\\+\\+\\+\\+\\+/ {{ sub(/^[^|]*\\|/, \"\"); print }}' {d}/changes.txt > {d}/added.list"
-    )
-}
-
-/// The shell that undoes a swap: the backup back over the code, then the
-/// added paths deleted, deepest first.
-pub fn restore_script(code: &str, deploy_dir: &str) -> String {
-    let (c, d) = (sh_quote(code), sh_quote(deploy_dir));
-    format!(
-        "set -e; if [ -d {d}/code-backup ]; then rsync -rlptog -I {d}/code-backup/ {c}/; fi; \
-         if [ -f {d}/added.list ]; then tac {d}/added.list | while IFS= read -r f; do \
-         [ -n \"$f\" ] && rm -rf -- {c}/\"$f\"; done; fi"
-    )
 }
 
 /// A deploy id: the UTC time, `YYYYmmddTHHMMSSZ`, sortable as text.
@@ -196,7 +139,8 @@ pub fn prune(ids: &[String], keep: usize) -> Vec<String> {
 pub struct DryPlan<'a> {
     pub host: &'a str,
     pub code_dir: &'a str,
-    pub itemized: &'a str,
+    /// The host worker's plan (host.py `plan`).
+    pub plan: &'a serde_json::Value,
     pub installed: Option<&'a str>,
     pub shipped: Option<&'a str>,
     pub env: Option<&'a EnvSummary>,
@@ -234,26 +178,97 @@ impl EnvSummary {
     }
 }
 
+/// The paths of one list of a worker's plan.
+pub fn plan_list<'a>(plan: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    plan[key]
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The conflicts of a worker's plan: (path, why).
+pub fn conflicts(plan: &serde_json::Value) -> Vec<(String, String)> {
+    plan["conflicts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    (
+                        c["path"].as_str().unwrap_or("?").to_string(),
+                        c["why"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One line per conflict, with the way out.
+pub fn conflict_lines(plan: &serde_json::Value) -> Vec<String> {
+    conflicts(plan)
+        .into_iter()
+        .map(|(p, why)| {
+            format!(
+                "{p}: {why}; move it away, or take it over with --take-over {}",
+                sh_quote(&p)
+            )
+        })
+        .collect()
+}
+
 impl DryPlan<'_> {
     pub fn render(&self) -> String {
+        let p = self.plan;
+        let n = |k: &str| plan_list(p, k).len();
         let mut out = format!("{}: would deploy to {}\n", self.host, self.code_dir);
-        // A leading '.' is an attribute-only change (time, mode): counted,
-        // not listed.
-        let lines: Vec<&str> = self.itemized.lines().filter(|l| !l.trim().is_empty()).collect();
-        let changes: Vec<&str> = lines.iter().copied().filter(|l| !l.starts_with('.')).collect();
-        let touched = lines.len() - changes.len();
-        if changes.is_empty() {
+        let (add, replace, delete) = (
+            plan_list(p, "put"),
+            plan_list(p, "replace"),
+            plan_list(p, "delete"),
+        );
+        let taken = plan_list(p, "taken_over");
+        if add.is_empty() && replace.is_empty() && delete.is_empty() && taken.is_empty() {
             out.push_str("  code: no change\n");
         } else {
-            out.push_str(&format!("  code: {} change(s)\n", changes.len()));
-            for l in changes {
-                out.push_str(&format!("    {l}\n"));
+            out.push_str(&format!(
+                "  code: {} change(s): {} new, {} replaced, {} removed\n",
+                add.len() + replace.len() + delete.len() + taken.len(),
+                add.len(),
+                replace.len(),
+                delete.len()
+            ));
+            for (mark, list) in [("+", &add), ("~", &replace), ("-", &delete)] {
+                for path in list.iter() {
+                    out.push_str(&format!("    {mark} {path}\n"));
+                }
+            }
+            for path in &taken {
+                out.push_str(&format!(
+                    "    ! {path} (taken over; the file there now is kept beside it)\n"
+                ));
             }
         }
-        if touched > 0 {
+        if n("adopted") > 0 {
             out.push_str(&format!(
-                "  code: {touched} path(s) with only their time or mode to update\n"
+                "  code: {} file(s) already there with the shipped content: adopted\n",
+                n("adopted")
             ));
+        }
+        out.push_str(&format!(
+            "  kept: {} unshipped file(s) (the bot's state, the operator's files): never touched\n",
+            p["unshipped"].as_u64().unwrap_or(0)
+        ));
+        if n("kept_changed") > 0 {
+            out.push_str(&format!(
+                "  kept: {} file(s) an earlier deploy shipped but that changed on the host: left as they are\n",
+                n("kept_changed")
+            ));
+        }
+        for line in conflict_lines(p) {
+            out.push_str(&format!("  CONFLICT {line}\n"));
+        }
+        if !conflicts(p).is_empty() {
+            out.push_str("  the deploy would refuse this host and change nothing\n");
         }
         let pkg = match (self.installed, self.shipped) {
             (_, None) => "none given".to_string(),
@@ -278,124 +293,33 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn push_excludes_secrets_state_and_caches() {
+    fn push_sends_the_listed_files_into_the_store() {
         let a = push_args(
             "/src/Jarvis/",
-            "root@a:/home/jarvis/Jarvis.staging",
+            "root@a:/var/lib/jarvis-supervisor/deploys/X/code",
             "ssh -p 22",
-            true,
+            "/tmp/list",
+            Some("/var/lib/jarvis-supervisor/deploys/W/code"),
             None,
         );
-        for e in [
-            ".git",
-            "__pycache__",
-            "*.pyc",
-            ".env",
-            "logs/",
-            "data/",
-            ".lifeos/",
-        ] {
-            assert!(a.contains(&format!("--exclude={e}")), "{e} not excluded: {a:?}");
-        }
-        assert!(a.contains(&"--delete".to_string()) && a.contains(&"--checksum".to_string()));
-        assert!(!a.iter().any(|x| x.contains("delete-excluded")));
+        assert!(a.contains(&"--files-from=/tmp/list".to_string()), "{a:?}");
+        assert!(a.contains(&"--link-dest=/var/lib/jarvis-supervisor/deploys/W/code".to_string()));
+        assert!(a.contains(&"--checksum".to_string()));
+        assert!(
+            !a.iter().any(|x| x.contains("delete")),
+            "the store is new: nothing to delete"
+        );
         assert_eq!(
             &a[a.len() - 4..],
             [
                 "-e",
                 "ssh -p 22",
                 "/src/Jarvis/",
-                "root@a:/home/jarvis/Jarvis.staging/"
+                "root@a:/var/lib/jarvis-supervisor/deploys/X/code/"
             ]
         );
-        assert!(a.contains(&"--chown=jarvis:jarvis".to_string()));
-        let b = push_args("/src", "/x", "ssh", false, Some(100));
-        assert!(b.contains(&"--bwlimit=100".to_string()) && !b.iter().any(|x| x.starts_with("--chown")));
-        let d = dry_run_args("/src", "/x", "ssh", false);
-        assert!(d.contains(&"-n".to_string()));
-    }
-
-    #[test]
-    fn swap_keeps_a_backup_and_lists_added_paths() {
-        let s = swap_script(
-            "/c.staging",
-            "/c",
-            "/var/lib/jarvis-supervisor/deploys/20260101T000000Z",
-        );
-        assert!(
-            s.contains(
-                "--backup --backup-dir=/var/lib/jarvis-supervisor/deploys/20260101T000000Z/code-backup"
-            ),
-            "{s}"
-        );
-        assert!(
-            s.contains("--exclude=.env") && s.contains("/c.staging/ /c/"),
-            "{s}"
-        );
-        let r = restore_script("/c", "/d");
-        assert!(
-            r.contains("rsync -rlptog -I /d/code-backup/ /c/") && r.contains("tac /d/added.list"),
-            "{r}"
-        );
-    }
-
-    /// The swap and its undo, run for real on a temporary tree.
-    #[test]
-    fn swap_then_restore_gives_back_the_tree() {
-        let t = tempfile::tempdir().unwrap();
-        let p = |r: &str| t.path().join(r);
-        let w = |r: &str, text: &str| {
-            std::fs::create_dir_all(p(r).parent().unwrap()).unwrap();
-            std::fs::write(p(r), text).unwrap();
-        };
-        w("code/bots/a.py", "v1");
-        w("code/old.py", "old");
-        w("code/.env", "SECRET=1");
-        w("code/data/state.json", "{}");
-        w("code/logs/bot.log", "log");
-        w("code/bots/state/c.json", "runtime");
-        w("stage/bots/a.py", "v2");
-        w("stage/new pkg/b.py", "b");
-        std::fs::create_dir_all(p("d")).unwrap();
-        let (code, stage, d) = (p("code"), p("stage"), p("d"));
-        let sh = |script: String| {
-            let out = std::process::Command::new("sh")
-                .args(["-c", &script])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{script}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        sh(swap_script(
-            stage.to_str().unwrap(),
-            code.to_str().unwrap(),
-            d.to_str().unwrap(),
-        ));
-        let r = |r: &str| std::fs::read_to_string(p(r)).ok();
-        assert_eq!(r("code/bots/a.py").as_deref(), Some("v2"));
-        assert_eq!(r("code/new pkg/b.py").as_deref(), Some("b"));
-        assert_eq!(r("code/old.py"), None);
-        assert_eq!(r("code/.env").as_deref(), Some("SECRET=1"));
-        assert_eq!(r("code/data/state.json").as_deref(), Some("{}"));
-        assert_eq!(r("code/logs/bot.log").as_deref(), Some("log"));
-        assert_eq!(r("code/bots/state/c.json").as_deref(), Some("runtime"));
-        assert_eq!(r("d/code-backup/bots/a.py").as_deref(), Some("v1"));
-        assert_eq!(r("d/code-backup/old.py").as_deref(), Some("old"));
-        let added = r("d/added.list").unwrap();
-        assert_eq!(
-            added.lines().collect::<Vec<_>>(),
-            ["new pkg/", "new pkg/b.py"],
-            "{added}"
-        );
-        sh(restore_script(code.to_str().unwrap(), d.to_str().unwrap()));
-        assert_eq!(r("code/bots/a.py").as_deref(), Some("v1"));
-        assert_eq!(r("code/old.py").as_deref(), Some("old"));
-        assert!(!p("code/new pkg").exists());
-        assert_eq!(r("code/.env").as_deref(), Some("SECRET=1"));
-        assert_eq!(r("code/data/state.json").as_deref(), Some("{}"));
+        let b = push_args("/src", "/x", "ssh", "/l", None, Some(100));
+        assert!(b.contains(&"--bwlimit=100".to_string()) && !b.iter().any(|x| x.starts_with("--link-dest")));
     }
 
     #[test]
@@ -461,27 +385,46 @@ mod tests {
     }
 
     #[test]
-    fn dry_run_plan_lists_changes_versions_and_masks_env() {
+    fn dry_run_plan_lists_changes_kept_files_conflicts_versions_and_masks_env() {
         let env = EnvSummary::of("# c\nTELEGRAM_BOT_TOKEN=123:secret\nexport ADMIN=42\n\n");
+        let plan = serde_json::json!({
+            "put": ["bots/new.py"], "replace": ["bots/supervisor.py"], "delete": ["old.py"],
+            "adopted": [], "unshipped": 7, "kept_changed": [],
+            "conflicts": [{"path": "bots/x y/key.json", "why": "a file that no deploy shipped is there"}],
+        });
         let p = DryPlan {
             host: "root@a",
             code_dir: "/home/jarvis/Jarvis",
-            itemized: ".d..t...... ./\n>fcst...... bots/supervisor.py\n*deleting   old.py\n",
+            plan: &plan,
             installed: Some("0.1.0-1"),
             shipped: Some("99.0.0-1"),
             env: Some(&env),
         };
         let text = p.render();
-        assert!(text.contains("code: 2 change(s)"), "{text}");
-        assert!(text.contains(">fcst...... bots/supervisor.py") && text.contains("*deleting   old.py"));
+        assert!(
+            text.contains("code: 3 change(s): 1 new, 1 replaced, 1 removed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("+ bots/new.py")
+                && text.contains("~ bots/supervisor.py")
+                && text.contains("- old.py")
+        );
+        assert!(text.contains("kept: 7 unshipped file(s)"), "{text}");
+        assert!(
+            text.contains("CONFLICT bots/x y/key.json: a file that no deploy shipped is there; move it away, or take it over with --take-over 'bots/x y/key.json'"),
+            "{text}"
+        );
+        assert!(text.contains("would refuse"), "{text}");
         assert!(text.contains("0.1.0-1 -> 99.0.0-1: would install"), "{text}");
         assert!(
             text.contains("TELEGRAM_BOT_TOKEN=***") && text.contains("ADMIN=***"),
             "{text}"
         );
         assert!(!text.contains("secret") && !text.contains("42"), "{text}");
+        let empty = serde_json::json!({"unshipped": 0});
         let same = DryPlan {
-            itemized: "",
+            plan: &empty,
             installed: Some("1"),
             shipped: Some("1"),
             env: None,
@@ -489,7 +432,10 @@ mod tests {
         };
         let t = same.render();
         assert!(
-            t.contains("no change") && t.contains("not reinstalled") && t.contains("not sent"),
+            t.contains("no change")
+                && t.contains("not reinstalled")
+                && t.contains("not sent")
+                && !t.contains("CONFLICT"),
             "{t}"
         );
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::hosts::Host;
-use super::plan::{sh_quote, DEPLOYS, LOCK, PACKAGES};
+use super::plan::{sh_quote, CURRENT, DEPLOYS, LOCK, PACKAGES, STEP_LOCK};
 use crate::ssh;
 
 /// How long one short remote command may take.
@@ -25,26 +25,144 @@ pub struct Session<'a> {
     pub connect: Duration,
 }
 
-/// What the host has: its package format, init, installed version, tools.
+/// What the host has: its package format, init, installed version, tools,
+/// and, from its installed unit and drop-ins, who runs the bot and where
+/// its code lives.
 #[derive(Debug, Default, Clone)]
 pub struct Facts {
     pub pm: String,
     pub init: String,
     pub version: Option<String>,
-    pub jarvis_user: bool,
     pub rsync: bool,
     pub flock: bool,
+    pub python: bool,
+    /// The unit that runs the code, e.g. `jarvis-supervisor.service`.
+    pub unit: String,
+    /// The service user and group (`User=`, `Group=`), as `user:group`.
+    pub owner: String,
+    /// The code root (`WorkingDirectory=`).
+    pub code_dir: String,
 }
 
-const PROBE: &str = r#"if command -v dpkg-query >/dev/null 2>&1; then echo pm=dpkg; v=$(dpkg-query -W -f='${Status} ${Version}' jarvis-supervisor 2>/dev/null | awk '$3=="installed"{print $4}');
-elif command -v rpm >/dev/null 2>&1; then echo pm=rpm; v=$(rpm -q --qf '%{VERSION}-%{RELEASE}' jarvis-supervisor 2>/dev/null) || v=;
-else echo pm=none; v=; fi
+/// Marks the start of a unit file in the probe's output.
+const FILE_MARK: &str = "@@jarvis-deploy-file ";
+
+const PROBE: &str = r#"if command -v dpkg-query >/dev/null 2>&1; then pm=dpkg; v=$(dpkg-query -W -f='${Status} ${Version}' jarvis-supervisor 2>/dev/null | awk '$3=="installed"{print $4}'); l=$(dpkg-query -L jarvis-supervisor 2>/dev/null);
+elif command -v rpm >/dev/null 2>&1; then pm=rpm; v=$(rpm -q --qf '%{VERSION}-%{RELEASE}' jarvis-supervisor 2>/dev/null) || v=; l=$(rpm -ql jarvis-supervisor 2>/dev/null);
+else pm=none; v=; l=; fi
+echo "pm=$pm"
 echo "version=$v"
 if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=sysvinit; fi
-id jarvis >/dev/null 2>&1 && echo user=yes
 command -v rsync >/dev/null 2>&1 && echo rsync=yes
 command -v flock >/dev/null 2>&1 && echo flock=yes
+command -v python3 >/dev/null 2>&1 && echo python=yes
+for n in $( (echo jarvis-supervisor.service; printf '%s
+' "$l" | sed -n 's|.*/systemd/system/\([^/]*\.service\)$||p') | sort -u); do
+  for d in /lib/systemd/system /usr/lib/systemd/system /run/systemd/system /etc/systemd/system; do
+    for f in "$d/$n" "$d/$n.d"/*.conf; do
+      [ -f "$f" ] || continue
+      echo "@@jarvis-deploy-file $f"; cat "$f"; echo
+    done
+  done
+done
 exit 0"#;
+
+/// Parses the probe's output: the facts, then the unit chosen from the
+/// files it printed.
+pub fn parse_probe(out: &str) -> Result<Facts, String> {
+    let mut f = Facts::default();
+    let mut files: Vec<(String, String)> = Vec::new();
+    for line in out.lines() {
+        if let Some(path) = line.strip_prefix(FILE_MARK) {
+            files.push((path.to_string(), String::new()));
+            continue;
+        }
+        if let Some((_, body)) = files.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+            continue;
+        }
+        match line.split_once('=') {
+            Some(("pm", v)) => f.pm = v.into(),
+            Some(("init", v)) => f.init = v.into(),
+            Some(("version", v)) if !v.is_empty() => f.version = Some(v.into()),
+            Some(("rsync", _)) => f.rsync = true,
+            Some(("flock", _)) => f.flock = true,
+            Some(("python", _)) => f.python = true,
+            _ => {}
+        }
+    }
+    let (unit, owner, code) = host_unit(&files)?;
+    f.unit = unit;
+    f.owner = owner;
+    f.code_dir = code;
+    Ok(f)
+}
+
+/// The unit among `files` that runs the code (it has a
+/// `WorkingDirectory=`), read with the same parser and precedence as
+/// `check` and `run`: (name, "user:group", code root).
+fn host_unit(files: &[(String, String)]) -> Result<(String, String, String), String> {
+    let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let mut names: Vec<String> = Vec::new();
+    for (path, body) in files {
+        let rel = path.trim_start_matches('/');
+        if rel.contains("..") {
+            continue;
+        }
+        let dest = tmp.path().join(rel);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&dest, body).map_err(|e| e.to_string())?;
+        let name = rel.rsplit('/').next().unwrap_or("");
+        if name.ends_with(".service") && !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    let paths = crate::paths::Paths::rooted(tmp.path());
+    let mut found = Vec::new();
+    for name in &names {
+        let unit = crate::unit::Unit::load_named(&paths, name).map_err(|e| e.to_string())?;
+        if let Some(wd) = unit.working_directory() {
+            let owner = format!("{}:{}", unit.user(), unit.group().unwrap_or_default());
+            found.push((
+                name.clone(),
+                owner,
+                wd.path.to_string_lossy().trim_end_matches('/').to_string(),
+            ));
+        }
+    }
+    match found.len() {
+        0 => Err(format!(
+            "no installed unit with a WorkingDirectory= (looked at {}): install the package first \
+             (apt install ./jarvis-supervisor_*.deb), then deploy",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )),
+        1 => Ok(found.remove(0)),
+        _ => found
+            .iter()
+            .position(|(n, _, _)| n == crate::paths::UNIT)
+            .map(|i| found.remove(i))
+            .ok_or_else(|| {
+                format!(
+                    "several units run code ({}): deploy does not know which one to use",
+                    found.iter().map(|f| f.0.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            }),
+    }
+}
+
+/// The host's worker, sent with every call (src/cmd/deploy/host.py).
+const HOST_PY: &str = include_str!("host.py");
+/// Reads the worker and the data after it from stdin, runs the worker with
+/// the data as `DATA`.
+const LOADER: &str = "import sys;d=sys.stdin.buffer.read();n=int(sys.argv[1]);sys.argv=sys.argv[1:];\
+exec(compile(d[:n],'host.py','exec'),{'__name__':'__main__','DATA':d[n:]})";
 
 impl Session<'_> {
     pub fn name(&self) -> &str {
@@ -87,20 +205,54 @@ impl Session<'_> {
     }
 
     pub fn probe(&self) -> Result<Facts, String> {
-        let out = self.sh(PROBE, SHORT)?;
-        let mut f = Facts::default();
-        for line in out.lines() {
-            match line.split_once('=') {
-                Some(("pm", v)) => f.pm = v.into(),
-                Some(("init", v)) => f.init = v.into(),
-                Some(("version", v)) if !v.is_empty() => f.version = Some(v.into()),
-                Some(("user", _)) => f.jarvis_user = true,
-                Some(("rsync", _)) => f.rsync = true,
-                Some(("flock", _)) => f.flock = true,
-                _ => {}
-            }
+        parse_probe(&self.sh(PROBE, SHORT)?)
+    }
+
+    /// Runs the host worker (`host.py ARGS`, with `data` after it on stdin)
+    /// as root, under the host's step lock: a step cut off from its client
+    /// goes on to its end, and the next step waits for it. SIGHUP is
+    /// ignored for the same reason. Returns the worker's JSON and exit code
+    /// (0 done, 1 verify found differences, 2 error, 3 conflicts).
+    pub fn worker(&self, args: &[String], data: &[u8], timeout: Duration) -> Result<(Value, i32), String> {
+        let script = format!(
+            "trap '' HUP PIPE; exec flock -w {} {STEP_LOCK} python3 -c {} {} {}",
+            timeout.as_secs(),
+            sh_quote(LOADER),
+            HOST_PY.len(),
+            args.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" ")
+        );
+        let remote = format!("LC_ALL=C sh -c {}", sh_quote(&script));
+        let mut input = HOST_PY.as_bytes().to_vec();
+        input.extend_from_slice(data);
+        let out = ssh::run_input(
+            &self.host.target,
+            self.options,
+            timeout + SHORT,
+            &remote,
+            Some(input),
+        )
+        .map_err(|e| format!("cannot run ssh: {e} (install openssh-client)"))?;
+        if out.timed_out {
+            return Err(format!("no answer within {} s", timeout.as_secs()));
         }
-        Ok(f)
+        let code = match out.status {
+            Some(255) => return Err(format!("ssh failed: {}", last_line(&out.stderr))),
+            Some(c) => c,
+            None => return Err("ssh was killed".into()),
+        };
+        let v: Value = serde_json::from_str(out.stdout.lines().last().unwrap_or("")).map_err(|_| {
+            format!(
+                "the host's deploy step gave no report (exit {code}): {}",
+                last_line(&format!("{}\n{}", out.stdout, out.stderr))
+            )
+        })?;
+        if code == 2 {
+            return Err(v["error"]
+                .as_str()
+                .unwrap_or("the host's deploy step failed")
+                .to_string());
+        }
+        Ok((v, code))
     }
 
     /// Takes the host's deploy lock, held until the value is dropped: one
@@ -192,20 +344,48 @@ impl Session<'_> {
         Ok(rows)
     }
 
-    /// Deletes all but the newest `keep` deploys (never one in progress).
+    /// Deletes all but the newest `keep` deploys. Never the one in effect
+    /// (its manifest says what the host's code is), nor one in progress.
+    /// The history holds only shipped code and the deploy's own records:
+    /// nothing the bot wrote is ever in it.
     pub fn prune(&self, keep: usize) -> Result<Vec<String>, String> {
         let rows = self.history()?;
+        let current = self.current()?;
         let ids: Vec<String> = rows
             .iter()
-            .filter(|(_, m)| m["status"] != "in-progress")
+            .filter(|(id, m)| m["status"] != "in-progress" && Some(id) != current.as_ref())
             .map(|r| r.0.clone())
             .collect();
-        let gone = super::plan::prune(&ids, keep);
+        // The one in effect counts as one of the kept.
+        let keep = if current.is_some() {
+            keep.saturating_sub(1)
+        } else {
+            keep
+        };
+        let mut gone = super::plan::prune(&ids, keep);
+        if keep == 0 {
+            gone = ids;
+        }
         if !gone.is_empty() {
             let list: Vec<String> = gone.iter().map(|id| format!("{DEPLOYS}/{id}")).collect();
             self.sh(&format!("rm -rf -- {}", list.join(" ")), SHORT)?;
         }
         Ok(gone)
+    }
+
+    /// The id of the deploy whose manifest the live code matches.
+    pub fn current(&self) -> Result<Option<String>, String> {
+        let out = self.sh(&format!("cat {CURRENT} 2>/dev/null || true"), SHORT)?;
+        Ok(Some(out.trim().to_string()).filter(|id| super::plan::valid_id(id)))
+    }
+
+    /// Records `id` as the deploy in effect (none: the code has no manifest).
+    pub fn set_current(&self, id: Option<&str>) -> Result<(), String> {
+        let script = match id {
+            Some(id) => format!("echo {id} > {CURRENT}.tmp && mv -f {CURRENT}.tmp {CURRENT}"),
+            None => format!("rm -f {CURRENT}"),
+        };
+        self.sh(&script, SHORT).map(|_| ())
     }
 
     /// A kept package file for `version`, if the host has one.
@@ -222,27 +402,47 @@ impl Session<'_> {
         Ok(out.lines().next().map(str::to_string).filter(|s| !s.is_empty()))
     }
 
+    /// Installs a package file, under the step lock and with its output
+    /// in a file: a cut connection does not stop dpkg half-way (a write to
+    /// the closed pipe would), and the next step waits for it. An earlier
+    /// install cut off by a reboot is finished first.
     pub fn install(&self, pm: &str, file: &str) -> Result<(), String> {
         let f = sh_quote(file);
-        let script = match pm {
-            "rpm" => format!("rpm -U --oldpackage --replacepkgs {f} 2>&1"),
-            _ => format!("DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold {f} 2>&1"),
+        let cmd = match pm {
+            "rpm" => format!("rpm -U --oldpackage --replacepkgs {f}"),
+            _ => format!(
+                "dpkg --configure -a >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold {f}"
+            ),
         };
+        let script = format!(
+            "trap '' HUP PIPE; log=$(mktemp); flock -w 600 {STEP_LOCK} sh -c {} > \"$log\" 2>&1 </dev/null; \
+             rc=$?; cat \"$log\"; rm -f \"$log\"; exit $rc",
+            sh_quote(&cmd)
+        );
         self.sh(&script, LONG)
             .map(|_| ())
             .map_err(|e| format!("install of {file} failed: {e}"))
     }
 
-    pub fn restart(&self, init: &str) -> Result<(), String> {
+    pub fn restart(&self, f: &Facts) -> Result<(), String> {
         // Under systemd, stop then start rather than restart: the unit's
         // crash-loop backoff keeps its count across restarts but not across
         // a stop, and a deploy is not a crash.
-        let script = if init == "systemd" {
-            "systemctl stop jarvis-supervisor.service 2>&1 && systemctl start jarvis-supervisor.service 2>&1"
+        let unit = sh_quote(&f.unit);
+        let cmd = if f.init == "systemd" {
+            format!("systemctl stop {unit} && systemctl start {unit}")
         } else {
-            "/etc/init.d/jarvis-supervisor restart 2>&1"
+            format!(
+                "/etc/init.d/{} restart",
+                sh_quote(f.unit.trim_end_matches(".service"))
+            )
         };
-        self.sh(script, LONG).map(|_| ()).map_err(|e| {
+        let script = format!(
+            "trap '' HUP PIPE; log=$(mktemp); flock -w 600 {STEP_LOCK} sh -c {} > \"$log\" 2>&1 </dev/null; \
+             rc=$?; cat \"$log\"; rm -f \"$log\"; exit $rc",
+            sh_quote(&cmd)
+        );
+        self.sh(&script, LONG).map(|_| ()).map_err(|e| {
             // systemctl only says "see systemctl status": say what status says.
             match self.status() {
                 Ok(st) => format!("restart failed: {}{}", describe(&st), last_error(&st)),

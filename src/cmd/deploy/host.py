@@ -1,0 +1,630 @@
+# jarvisctl deploy's worker on a host: sent over ssh on every call and run
+# by root with the system python3 (the bot needs one anyway), so the host
+# needs no jarvisctl of the client's version.
+#
+# Every path below the code root is writable by the service user, so it is
+# hostile here: each directory is opened from its parent's descriptor with
+# O_NOFOLLOW, files are opened with O_NOFOLLOW|O_NONBLOCK and checked with
+# fstat, new files are made O_EXCL and renamed into place, and owners and
+# modes change through descriptors.
+#
+# Commands (output: one JSON object on stdout):
+#   plan  ROOT FROM TO [--take-over P]...      what apply would do; no writes
+#   apply ROOT FROM TO --src DIR... [--take-over P]... [--id ID] [--lenient]
+#         [--env-new F --env-backup F | --env-restore F | --env-remove]
+#         [--pause-after N]
+#   verify STORE MANIFEST                       the store holds the manifest
+#
+# FROM and TO are manifests ("-" for none). A manifest line is
+#   KIND<TAB>MODE<TAB>USER:GROUP<TAB>SIZE<TAB>SHA256<TAB>PATH
+# with KIND f (file) or d (directory); PATH is relative, '/'-separated.
+#
+# The rule (DESIGN.md, "Who owns a file"): a path is written or removed only
+# when the live file is missing or holds content that FROM or TO ships there.
+# Anything else is someone else's file: a conflict, never touched. The same
+# rule run from TO back to FROM undoes a swap, even a half-done one: each
+# file is always wholly old, wholly new, or absent (rename is atomic).
+
+import errno
+import grp
+import hashlib
+import json
+import os
+import pwd
+import signal
+import stat
+import sys
+import time
+
+TMP_SUFFIX = ".jarvis-deploy-tmp"
+PAUSE_MARK = os.environ.get("JARVIS_DEPLOY_PAUSE_MARK", "/run/jarvis-deploy-paused")
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+ENV_MAX = 1 << 20
+# What the client sent on stdin after this script (see remote.rs).
+DATA = globals().get("DATA", b"")
+
+
+class Fatal(Exception):
+    pass
+
+
+def check_rel(p):
+    if not p or p.startswith("/") or any(c in p for c in "\0\n\t\r"):
+        raise Fatal("bad path in manifest: %r" % p)
+    for c in p.split("/"):
+        if c in ("", ".", ".."):
+            raise Fatal("bad path in manifest: %r" % p)
+
+
+class Entry:
+    __slots__ = ("kind", "mode", "owner", "size", "sha", "path")
+
+    def __init__(self, kind, mode, owner, size, sha, path):
+        self.kind, self.mode, self.owner = kind, mode, owner
+        self.size, self.sha, self.path = size, sha, path
+
+    def line(self):
+        return "%s\t%04o\t%s\t%d\t%s\t%s" % (
+            self.kind, self.mode, self.owner, self.size, self.sha, self.path)
+
+
+def load(path):
+    m = {}
+    if path == "-":
+        return m
+    if path == "@data":
+        # The manifest sent on stdin after this script (dry runs, plans).
+        text = DATA.decode("utf-8")
+    else:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    for n, raw in enumerate(text.split("\n"), 1):
+        if not raw or raw.startswith("#"):
+            continue
+        parts = raw.split("\t")
+        if len(parts) != 6 or parts[0] not in ("f", "d"):
+            raise Fatal("%s:%d: not a manifest line" % (path, n))
+        kind, mode, owner, size, sha, p = parts
+        check_rel(p)
+        m[p] = Entry(kind, int(mode, 8), owner, int(size), sha, p)
+    return m
+
+
+_IDS = {}
+
+
+def ids_of(owner):
+    if owner not in _IDS:
+        _IDS[owner] = _ids_of(owner)
+    return _IDS[owner]
+
+
+def _ids_of(owner):
+    user, _, group = owner.partition(":")
+    try:
+        pw = pwd.getpwnam(user)
+        uid = pw.pw_uid
+        gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid
+    except KeyError:
+        raise Fatal("the owner %s does not exist on this host (install the package first: it creates the user)" % owner)
+    return uid, gid
+
+
+def open_root(path, create_owner=None):
+    """The code root, walked from / without following any symbolic link;
+    missing components are made (0750, owner create_owner) when given."""
+    if not path.startswith("/"):
+        raise Fatal("%s is not an absolute path" % path)
+    fd = os.open("/", DIR_FLAGS)
+    for c in [c for c in path.split("/") if c]:
+        try:
+            nfd = os.open(c, DIR_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            if create_owner is None:
+                os.close(fd)
+                return None
+            os.mkdir(c, 0o700, dir_fd=fd)
+            nfd = os.open(c, DIR_FLAGS, dir_fd=fd)
+            os.fchown(nfd, *create_owner)
+            os.fchmod(nfd, 0o750)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise Fatal("%s: %s is a symbolic link or not a directory; give the real path in the unit's WorkingDirectory=" % (path, c))
+            raise
+        os.close(fd)
+        fd = nfd
+    return fd
+
+
+class Tree:
+    """Directory descriptors below one root, cached by relative path."""
+
+    def __init__(self, root_fd):
+        self.fds = {"": root_fd}
+
+    def close(self):
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds = {}
+
+    def dir(self, rel):
+        """fd of directory rel, or raise FileNotFoundError / Blocked."""
+        if rel in self.fds:
+            return self.fds[rel]
+        parent, _, name = rel.rpartition("/")
+        pfd = self.dir(parent)
+        try:
+            fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise Blocked(rel)
+            raise
+        if len(self.fds) > 512:
+            for k in [k for k in self.fds if k]:
+                os.close(self.fds.pop(k))
+        self.fds[rel] = fd
+        return fd
+
+    def forget(self, rel):
+        fd = self.fds.pop(rel, None)
+        if fd is not None:
+            os.close(fd)
+
+    def lstat(self, rel):
+        """('missing'|'file'|'dir'|'other'|'blocked', stat or None)."""
+        parent, _, name = rel.rpartition("/")
+        try:
+            pfd = self.dir(parent)
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return "missing", None
+        except Blocked:
+            return "blocked", None
+        except NotADirectoryError:
+            return "blocked", None
+        if stat.S_ISDIR(st.st_mode):
+            return "dir", st
+        if stat.S_ISREG(st.st_mode):
+            return "file", st
+        return "other", st
+
+    def digest(self, rel, limit=None):
+        parent, _, name = rel.rpartition("/")
+        fd = os.open(name, FILE_FLAGS, dir_fd=self.dir(parent))
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            if limit is not None and st.st_size != limit:
+                return None
+            h = hashlib.sha256()
+            while True:
+                b = os.read(fd, 1 << 20)
+                if not b:
+                    break
+                h.update(b)
+            return h.hexdigest()
+        finally:
+            os.close(fd)
+
+
+class Blocked(Exception):
+    pass
+
+
+def live_sha(tree, rel, st, wanted):
+    """The live file's sha256 when its size matches one of the wanted
+    entries (a size mismatch cannot be equal content: no need to read)."""
+    if not any(e is not None and e.kind == "f" and e.size == st.st_size for e in wanted):
+        return None
+    return tree.digest(rel)
+
+
+def plan(tree, old, new, take_over):
+    """What moving the live tree from manifest old to manifest new does."""
+    p = {"put": [], "replace": [], "same": [], "adopted": [], "delete": [],
+         "mkdir": [], "rmdir": [], "kept_changed": [], "taken_over": [],
+         "conflicts": [], "fix": []}
+    seen = {}
+    for rel in sorted(new):
+        e = new[rel]
+        o = old.get(rel)
+        kind, st = tree.lstat(rel)
+        if e.kind == "d":
+            if kind == "missing":
+                p["mkdir"].append(rel)
+            elif kind != "dir":
+                p["conflicts"].append({"path": rel, "why": describe(kind, "a directory")})
+            continue
+        if kind == "missing":
+            p["put"].append(rel)
+            continue
+        if kind != "file":
+            p["conflicts"].append({"path": rel, "why": describe(kind, "a file")})
+            continue
+        sha = live_sha(tree, rel, st, [e, o])
+        seen[rel] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if sha == e.sha:
+            (p["same"] if o is not None and o.kind == "f" else p["adopted"]).append(rel)
+            if (st.st_mode & 0o7777) != e.mode or (st.st_uid, st.st_gid) != ids_of(e.owner):
+                p["fix"].append(rel)
+        elif o is not None and o.kind == "f" and sha == o.sha:
+            p["replace"].append(rel)
+        elif rel in take_over:
+            p["taken_over"].append(rel)
+        elif o is not None and o.kind == "f":
+            p["conflicts"].append({"path": rel, "why": "shipped by the deploy in effect, but changed on the host since"})
+        else:
+            p["conflicts"].append({"path": rel, "why": "a file that no deploy shipped is there (the bot's state, or the operator's)"})
+    for rel in sorted(old, key=lambda r: (-r.count("/"), r)):
+        if rel in new:
+            continue
+        o = old[rel]
+        kind, st = tree.lstat(rel)
+        if o.kind == "d":
+            if kind == "dir":
+                p["rmdir"].append(rel)
+            continue
+        if kind != "file":
+            continue
+        sha = live_sha(tree, rel, st, [o])
+        if sha == o.sha:
+            p["delete"].append(rel)
+            seen[rel] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        else:
+            p["kept_changed"].append(rel)
+    return p, seen
+
+
+def describe(kind, want):
+    return {
+        "dir": "a directory is there, where the code ships %s" % want,
+        "file": "a file is there, where the code ships %s" % want,
+        "other": "a symbolic link or special file is there, where the code ships %s" % want,
+        "blocked": "a parent of it is a file or a symbolic link, not a directory",
+    }.get(kind, kind)
+
+
+def count_unshipped(root_fd, known):
+    """Regular files below the root that no manifest lists (never followed
+    through links, never read)."""
+    n = 0
+    stack = [("", os.dup(root_fd))]
+    while stack:
+        rel, fd = stack.pop()
+        try:
+            with os.scandir(fd) as it:
+                for d in it:
+                    r = d.name if not rel else rel + "/" + d.name
+                    try:
+                        if d.is_dir(follow_symlinks=False):
+                            stack.append((r, os.open(d.name, DIR_FLAGS, dir_fd=fd)))
+                        elif r not in known:
+                            n += 1
+                    except OSError:
+                        continue
+        finally:
+            os.close(fd)
+    return n
+
+
+def copy_in(tree, rel, e, srcs, owner_ids):
+    """Writes e's content from the first store that holds it into a new
+    file beside rel; returns the temporary name (in rel's directory)."""
+    parent, _, name = rel.rpartition("/")
+    dfd = tree.dir(parent)
+    tmp = "." + name + TMP_SUFFIX
+    try:
+        os.unlink(tmp, dir_fd=dfd)
+    except FileNotFoundError:
+        pass
+    for src in srcs:
+        try:
+            sfd = os.open(os.path.join(src, rel), FILE_FLAGS)
+        except OSError:
+            continue
+        try:
+            st = os.fstat(sfd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != e.size:
+                continue
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+            try:
+                h = hashlib.sha256()
+                while True:
+                    b = os.read(sfd, 1 << 20)
+                    if not b:
+                        break
+                    h.update(b)
+                    view = memoryview(b)
+                    while view:
+                        view = view[os.write(out, view):]
+                if h.hexdigest() != e.sha:
+                    os.unlink(tmp, dir_fd=dfd)
+                    continue
+                os.fchown(out, *owner_ids)
+                os.fchmod(out, e.mode)
+                os.fsync(out)
+            finally:
+                os.close(out)
+            return tmp
+        finally:
+            os.close(sfd)
+    raise Fatal("no kept copy of %s with its shipped content (sha256 %s) in %s" % (rel, e.sha[:12], ", ".join(srcs)))
+
+
+def unchanged(tree, rel, seen):
+    kind, st = tree.lstat(rel)
+    if rel not in seen:
+        return kind == "missing"
+    return kind == "file" and (st.st_ino, st.st_size, st.st_mtime_ns) == seen[rel]
+
+
+def pause(n, after):
+    if after is None or n != after:
+        return
+    with open(PAUSE_MARK, "w") as f:
+        f.write("%d\n" % os.getpid())
+    t0 = time.time()
+    while os.path.exists(PAUSE_MARK) and time.time() - t0 < 300:
+        time.sleep(0.1)
+
+
+def apply(tree, old, new, a):
+    p, seen = plan(tree, old, new, a["take_over"])
+    result = dict(p)
+    if p["conflicts"] and not a["lenient"]:
+        return result, 3
+    conflicts = [c["path"] for c in p["conflicts"]]
+    synced = set()
+    n = 0
+
+    def done(rel):
+        nonlocal n
+        synced.add(rel.rpartition("/")[0])
+        n += 1
+        pause(n, a["pause_after"])
+
+    # Files that go first, then the directories they leave empty: a path
+    # can turn from a directory into a file between versions.
+    for rel in p["delete"]:
+        parent, _, name = rel.rpartition("/")
+        if not unchanged(tree, rel, seen):
+            result["kept_changed"].append(rel)
+            continue
+        os.unlink(name, dir_fd=tree.dir(parent))
+        done(rel)
+    kept_dirs = []
+    for rel in p["rmdir"]:
+        parent, _, name = rel.rpartition("/")
+        tree.forget(rel)
+        try:
+            os.rmdir(name, dir_fd=tree.dir(parent))
+            synced.add(parent)
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                raise
+            if e.errno != errno.ENOENT:
+                kept_dirs.append(rel)
+    result["kept_dirs"] = kept_dirs
+    for rel in sorted(p["mkdir"], key=lambda r: r.count("/")):
+        e = new[rel]
+        parent, _, name = rel.rpartition("/")
+        pfd = tree.dir(parent)
+        try:
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        except FileExistsError:
+            pass
+        fd = tree.dir(rel)
+        os.fchown(fd, *ids_of(e.owner))
+        os.fchmod(fd, e.mode)
+        synced.add(parent)
+    raced = []
+    for rel in p["put"] + p["replace"] + p["taken_over"]:
+        e = new[rel]
+        parent, _, name = rel.rpartition("/")
+        tmp = copy_in(tree, rel, e, a["src"], ids_of(e.owner))
+        dfd = tree.dir(parent)
+        if rel in p["taken_over"]:
+            aside = "%s.before-deploy-%s" % (name, a["id"])
+            os.rename(name, aside, src_dir_fd=dfd, dst_dir_fd=dfd)
+        elif not unchanged(tree, rel, seen):
+            # Someone wrote it since the plan: theirs now.
+            os.unlink(tmp, dir_fd=dfd)
+            raced.append(rel)
+            continue
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        done(rel)
+    for rel in p["fix"]:
+        e = new[rel]
+        parent, _, name = rel.rpartition("/")
+        fd = os.open(name, FILE_FLAGS, dir_fd=tree.dir(parent))
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.fchown(fd, *ids_of(e.owner))
+                os.fchmod(fd, e.mode)
+        finally:
+            os.close(fd)
+    for d in synced:
+        try:
+            os.fsync(tree.dir(d))
+        except OSError:
+            pass
+    result["raced"] = raced
+    result["conflicts"] = [c for c in p["conflicts"]] + [
+        {"path": r, "why": "written on the host while the deploy ran"} for r in raced]
+    if raced and not a["lenient"]:
+        return result, 3
+    return result, 0
+
+
+def read_env(tree):
+    """The live .env (bounded, never through a link), or None."""
+    kind, st = tree.lstat(".env")
+    if kind == "missing":
+        return None
+    if kind != "file":
+        raise Fatal(".env in the code root is not a regular file; move it away, then deploy again")
+    fd = os.open(".env", FILE_FLAGS, dir_fd=tree.dir(""))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > ENV_MAX:
+            raise Fatal(".env in the code root is not a regular file under 1 MiB")
+        chunks = []
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def write_env(tree, data, owner_ids):
+    dfd = tree.dir("")
+    tmp = "..env" + TMP_SUFFIX
+    try:
+        os.unlink(tmp, dir_fd=dfd)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+    try:
+        os.write(fd, data)
+        os.fchown(fd, *owner_ids)
+        os.fchmod(fd, 0o600)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, ".env", src_dir_fd=dfd, dst_dir_fd=dfd)
+    os.fsync(dfd)
+
+
+def private_write(path, data):
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def env_step(tree, a, owner_ids):
+    if a["env_new"]:
+        # The .env before the first swap of this deploy is kept once: a
+        # re-run must not overwrite it with the new one.
+        if not os.path.exists(a["env_backup"]) and not os.path.exists(a["env_backup"] + ".none"):
+            old = read_env(tree)
+            if old is None:
+                private_write(a["env_backup"] + ".none", b"")
+            else:
+                private_write(a["env_backup"], old)
+        with open(a["env_new"], "rb") as f:
+            write_env(tree, f.read(), owner_ids)
+    elif a["env_restore"]:
+        if os.path.exists(a["env_restore"]):
+            with open(a["env_restore"], "rb") as f:
+                write_env(tree, f.read(), owner_ids)
+        elif os.path.exists(a["env_restore"] + ".none"):
+            try:
+                os.unlink(".env", dir_fd=tree.dir(""))
+            except FileNotFoundError:
+                pass
+
+
+def verify(store, manifest):
+    fd = open_root(store)
+    if fd is None:
+        raise Fatal("%s is missing" % store)
+    tree = Tree(fd)
+    bad = []
+    for rel, e in sorted(manifest.items()):
+        kind, st = tree.lstat(rel)
+        if e.kind == "d":
+            if kind != "dir":
+                bad.append(rel)
+        elif kind != "file" or st.st_size != e.size or tree.digest(rel) != e.sha:
+            bad.append(rel)
+    tree.close()
+    return bad
+
+
+def parse_args(argv):
+    a = {"take_over": set(), "src": [], "id": "manual", "lenient": False,
+         "env_new": None, "env_backup": None, "env_restore": None,
+         "pause_after": None, "owner": None}
+    pos = []
+    i = 0
+    while i < len(argv):
+        w = argv[i]
+        if w == "--lenient":
+            a["lenient"] = True
+        elif w in ("--take-over", "--src", "--id", "--env-new", "--env-backup",
+                   "--env-restore", "--pause-after", "--owner"):
+            i += 1
+            v = argv[i]
+            if w == "--take-over":
+                check_rel(v)
+                a["take_over"].add(v)
+            elif w == "--src":
+                a["src"].append(v)
+            elif w == "--pause-after":
+                a["pause_after"] = int(v)
+            else:
+                a[w[2:].replace("-", "_")] = v
+        else:
+            pos.append(w)
+        i += 1
+    return pos, a
+
+
+def main(argv):
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    os.umask(0o077)
+    cmd, rest = argv[0], argv[1:]
+    pos, a = parse_args(rest)
+    if cmd == "verify":
+        bad = verify(pos[0], load(pos[1]))
+        return {"bad": bad[:50], "n_bad": len(bad)}, (1 if bad else 0)
+    if cmd in ("plan", "apply"):
+        root, old, new = pos[0], load(pos[1]), load(pos[2])
+        owner = a["owner"] or next((e.owner for e in new.values()), None)
+        create = ids_of(owner) if (cmd == "apply" and owner) else None
+        fd = open_root(root, create)
+        if fd is None:
+            # No code root yet: everything is new, nothing is in the way.
+            p = {"put": sorted(r for r, e in new.items() if e.kind == "f"),
+                 "mkdir": sorted(r for r, e in new.items() if e.kind == "d"),
+                 "conflicts": [], "unshipped": 0}
+            return p, 0
+        tree = Tree(fd)
+        try:
+            if cmd == "plan":
+                p, _ = plan(tree, old, new, a["take_over"])
+                p["unshipped"] = count_unshipped(fd, set(old) | set(new))
+                return p, (3 if p["conflicts"] else 0)
+            result, code = apply(tree, old, new, a)
+            if code == 0 and owner:
+                env_step(tree, a, ids_of(owner))
+            return result, code
+        finally:
+            tree.close()
+    raise Fatal("unknown command %s" % cmd)
+
+
+if __name__ == "__main__":
+    try:
+        out, code = main(sys.argv[1:])
+    except Fatal as e:
+        out, code = {"error": str(e)}, 2
+    except OSError as e:
+        out, code = {"error": "%s: %s" % (e.filename or "", e.strerror)}, 2
+    try:
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+    except OSError:
+        pass
+    sys.exit(code)
