@@ -565,3 +565,29 @@ fn apt_install_in_a_root_without_systemd_running() {
         "not enabled for the next boot"
     );
 }
+
+#[path = "e2e/purge.rs"]
+mod purge;
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn purge_keeps_and_lists_the_users_files_and_removes_only_the_packages() {
+    purge::apt_purge();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn purge_on_sysvinit_removes_the_engine_state_and_keeps_the_users_files() {
+    purge::apt_purge_sysvinit();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn purge_rpm_erase_keeps_and_lists_the_users_files_and_rpmsave() {
+    purge::rpm_erase();
+}
+
+#[test]
+fn purge_postrm_and_rpm_postun_share_one_generated_files_block() {
+    purge::scripts_share_the_block();
+}
