@@ -9,6 +9,8 @@ mod container;
 mod deploy;
 #[path = "e2e/diagnose.rs"]
 mod diagnose;
+#[path = "e2e/manifests.rs"]
+mod manifests;
 #[path = "e2e/status.rs"]
 mod status;
 #[path = "e2e/sysvinit.rs"]
@@ -72,6 +74,18 @@ fn status_host_checks_two_hosts_over_ssh_and_reports_the_unreachable() {
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn deploy_to_a_systemd_and_a_sysvinit_host_rolls_back_refuses_and_survives_a_cut() {
     deploy::scenarios();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn deploy_keeps_state_at_random_paths_and_takes_the_code_root_from_each_host() {
+    manifests::random_state_paths();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn deploy_fault_matrix_leaves_old_or_new_and_recovers() {
+    manifests::fault_matrix();
 }
 
 #[test]

@@ -444,6 +444,24 @@ fn manifest_of(id: Option<&str>) -> String {
     id.map_or_else(|| "-".to_string(), |id| format!("{}/manifest.tsv", ddir(id)))
 }
 
+/// The worker's arguments that move the live code from manifest `from` to
+/// deploy `id`'s, from `id`'s copy of its files.
+fn apply_args(f: &Facts, from: &str, id: &str) -> Vec<String> {
+    let dir = ddir(id);
+    vec![
+        "apply".to_string(),
+        f.code_dir.clone(),
+        from.to_string(),
+        format!("{dir}/manifest.tsv"),
+        "--src".into(),
+        format!("{dir}/code"),
+        "--owner".into(),
+        f.owner.clone(),
+        "--id".into(),
+        id.to_string(),
+    ]
+}
+
 fn take_over_args(ctx: &Ctx) -> Vec<String> {
     ctx.args
         .take_over
@@ -505,8 +523,8 @@ fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Re
     let _lock = s.lock().inspect_err(|_| o.result = Result_::Refused)?;
     progress(s.name(), "locked");
     let f = match recover(ctx, s, &f)? {
-        true => probe(s, &job.host)?,
-        false => f,
+        Some(true) => probe(s, &job.host)?,
+        _ => f,
     };
     o.package_before.clone_from(&f.version);
     o.package_after.clone_from(&f.version);
@@ -533,6 +551,21 @@ fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Re
         _ => None,
     };
     let current = s.current()?;
+    // Conflicts are found before anything is written on the host.
+    let mut args = vec![
+        "plan".to_string(),
+        code_dir.to_string(),
+        manifest_of(current.as_deref()),
+        "@data".into(),
+    ];
+    args.extend(take_over_args(ctx));
+    let (plan, code) = s.worker(&args, manifest.render(&f.owner).as_bytes(), SHORT)?;
+    if code != 0 {
+        o.result = Result_::Refused;
+        let why = refusal(s, &plan);
+        o.plan = Some(plan);
+        return Err(why);
+    }
     let id = s.new_deploy_dir(&plan::deploy_id(SystemTime::now()))?;
     o.id = Some(id.clone());
     let dir = ddir(&id);
@@ -566,18 +599,9 @@ fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Re
     let plan = match staged {
         Ok((plan, 0)) => plan,
         Ok((plan, _)) => {
-            // Conflicts: files that no deploy shipped (or that changed since)
-            // stand where the code ships files.
+            // A conflict that appeared while the code was sent.
             o.result = Result_::Refused;
-            let lines = plan::conflict_lines(&plan);
-            for l in &lines {
-                progress(s.name(), &format!("CONFLICT {l}"));
-            }
-            let why = format!(
-                "{} conflict(s), nothing on the host was changed: {}",
-                lines.len(),
-                lines.join("; ")
-            );
+            let why = refusal(s, &plan);
             let _ = s.sh(&format!("rm -rf {dir}/code"), SHORT);
             meta["status"] = "refused".into();
             meta["reason"] = why.clone().into();
@@ -628,18 +652,7 @@ fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Re
     meta["phase"] = "swapping".into();
     s.write_meta(&id, &meta)?;
     progress(s.name(), "swapping the new code in");
-    let mut args = vec![
-        "apply".to_string(),
-        code_dir.to_string(),
-        manifest_of(current.as_deref()),
-        format!("{dir}/manifest.tsv"),
-        "--src".into(),
-        format!("{dir}/code"),
-        "--owner".into(),
-        f.owner.clone(),
-        "--id".into(),
-        id.clone(),
-    ];
+    let mut args = apply_args(&f, &manifest_of(current.as_deref()), &id);
     args.extend(take_over_args(ctx));
     if job.env.is_some() {
         args.extend([
@@ -737,6 +750,20 @@ fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Re
             }
         }
     }
+}
+
+/// Conflicts: files that no deploy shipped (or that changed since) stand
+/// where the code ships files. One progress line each; the reason.
+fn refusal(s: &Session, plan: &Value) -> String {
+    let lines = plan::conflict_lines(plan);
+    for l in &lines {
+        progress(s.name(), &format!("CONFLICT {l}"));
+    }
+    format!(
+        "{} conflict(s), nothing on the host was changed: {}",
+        lines.len(),
+        lines.join("; ")
+    )
 }
 
 /// The deploy's store: its manifest, the code pushed into `code/` (only
@@ -905,9 +932,10 @@ fn undo(
 /// Finishes what an earlier deploy left in progress (its client was
 /// killed, its connection cut, the host rebooted): before the swap, its
 /// store is dropped; from the swap on, the deploy is undone, since it was
-/// never verified. Returns whether anything was undone.
-fn recover(ctx: &Ctx, s: &Session, f: &Facts) -> std::result::Result<bool, String> {
-    let mut undone = false;
+/// never verified. Returns None when nothing was in progress, else whether
+/// anything live was undone.
+fn recover(ctx: &Ctx, s: &Session, f: &Facts) -> std::result::Result<Option<bool>, String> {
+    let mut undone = None;
     for (id, mut meta) in s.history()? {
         if meta["status"] != "in-progress" {
             continue;
@@ -926,6 +954,7 @@ fn recover(ctx: &Ctx, s: &Session, f: &Facts) -> std::result::Result<bool, Strin
                 if phase.is_empty() { "running" } else { "staging" }
             )
             .into();
+            undone = Some(undone.unwrap_or(false));
         } else {
             progress(
                 s.name(),
@@ -934,7 +963,7 @@ fn recover(ctx: &Ctx, s: &Session, f: &Facts) -> std::result::Result<bool, Strin
             undo(ctx, s, f, &id, &meta, None)?;
             meta["status"] = "interrupted-rolled-back".into();
             meta["reason"] = format!("cut off while {phase}; undone by the next deploy").into();
-            undone = true;
+            undone = Some(true);
         }
         meta["phase"] = "done".into();
         meta["recovered_in_s"] = ((t0.elapsed().as_secs_f64() * 10.0).round() / 10.0).into();
@@ -971,10 +1000,20 @@ fn by_hand(ctx: &Ctx, s: &Session, job: &Job, o: &mut Outcome) -> std::result::R
     o.package_before.clone_from(&f.version);
     o.package_after.clone_from(&f.version);
     let _lock = s.lock().inspect_err(|_| o.result = Result_::Refused)?;
-    if recover(ctx, s, &f)? && ctx.args.to.is_none() {
-        o.package_after = s.probe()?.version;
-        o.result = Result_::Restored;
-        return Ok(());
+    if let Some(undone) = recover(ctx, s, &f)? {
+        if ctx.args.to.is_none() {
+            // The unfinished deploy was the one to roll back: undone now
+            // (and verified), or it never changed the live code.
+            if !undone {
+                s.wait_healthy(
+                    Duration::from_secs(ctx.args.ready_timeout),
+                    Duration::from_secs(1),
+                )?;
+            }
+            o.package_after = s.probe()?.version;
+            o.result = Result_::Restored;
+            return Ok(());
+        }
     }
     let f = s.probe()?;
     let history = s.history()?;
@@ -1029,22 +1068,7 @@ fn by_hand(ctx: &Ctx, s: &Session, job: &Job, o: &mut Outcome) -> std::result::R
                     "kind": "rollback", "to": to, "status": "in-progress", "phase": "swapping", "before": current,
                     "package_before": f.version, "package_after": meta["package_after"], "env_sent": false});
             s.write_meta(&id, &m)?;
-            let (r, code) = s.worker(
-                &[
-                    "apply".into(),
-                    f.code_dir.clone(),
-                    before_manifest,
-                    format!("{dir}/manifest.tsv"),
-                    "--src".into(),
-                    format!("{dir}/code"),
-                    "--owner".into(),
-                    f.owner.clone(),
-                    "--id".into(),
-                    id.clone(),
-                ],
-                b"",
-                SWAP,
-            )?;
+            let (r, code) = s.worker(&apply_args(&f, &before_manifest, &id), b"", SWAP)?;
             if code != 0 {
                 let why = format!("nothing was changed: {}", plan::conflict_lines(&r).join("; "));
                 m["status"] = "refused".into();
@@ -1077,6 +1101,7 @@ fn by_hand(ctx: &Ctx, s: &Session, job: &Job, o: &mut Outcome) -> std::result::R
 fn list(ctx: &Ctx, s: &Session, o: &mut Outcome) -> std::result::Result<(), String> {
     let gone = s.prune(ctx.args.keep)?;
     let rows = s.history()?;
+    let current = s.current()?;
     let mut out = format!("{}: {} deploy(s) kept", s.name(), rows.len());
     if !gone.is_empty() {
         out.push_str(&format!(", {} pruned", gone.len()));
@@ -1084,13 +1109,20 @@ fn list(ctx: &Ctx, s: &Session, o: &mut Outcome) -> std::result::Result<(), Stri
     out.push('\n');
     for (id, m) in &rows {
         let s = |k: &str| m[k].as_str().unwrap_or("-").to_string();
+        let mark = if current.as_deref() == Some(id.as_str()) {
+            "*"
+        } else {
+            " "
+        };
         out.push_str(&format!(
-            "  {id:<20} {:<16} {:<9} package {} -> {}  code {}{}\n",
+            " {mark}{id:<20} {:<24} {:<9} package {} -> {}  {} file(s){}\n",
             s("status"),
             s("kind"),
             s("package_before"),
             s("package_after"),
-            &s("code_sha256")[..s("code_sha256").len().min(12)],
+            m["files"]
+                .as_u64()
+                .map_or_else(|| "-".to_string(), |n| n.to_string()),
             m["reason"]
                 .as_str()
                 .map(|r| format!("  ({r})"))

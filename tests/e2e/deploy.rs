@@ -20,36 +20,36 @@ use super::remote::{client, ssh_host, Key, Netns};
 use super::roots::Suite;
 use super::{pkg, CODE};
 
-const PORT_A: u16 = 2231;
-const PORT_B: u16 = 2232;
+pub(crate) const PORT_A: u16 = 2231;
+pub(crate) const PORT_B: u16 = 2232;
 
-struct Fleet {
-    ns: Netns,
-    key: Key,
-    bin: PathBuf,
-    tmp: tempfile::TempDir,
-    hosts: [Container; 2],
+pub(crate) struct Fleet {
+    pub ns: Netns,
+    pub key: Key,
+    pub bin: PathBuf,
+    pub tmp: tempfile::TempDir,
+    pub hosts: Vec<Container>,
 }
 
-fn host_name(port: u16) -> String {
+pub(crate) fn host_name(port: u16) -> String {
     format!("root@127.0.0.1:{port}")
 }
 
-fn status(c: &Container) -> Value {
+pub(crate) fn status(c: &Container) -> Value {
     let r = c.sh("jarvisctl status --json");
     serde_json::from_str(&r.stdout).unwrap_or(Value::Null)
 }
 
-fn healthy(c: &Container) -> bool {
+pub(crate) fn healthy(c: &Container) -> bool {
     let st = status(c);
     st["verdict"] == "OK" && st["state"] == "active"
 }
 
-fn pid(c: &Container) -> u64 {
+pub(crate) fn pid(c: &Container) -> u64 {
     status(c)["main_pid"].as_u64().unwrap_or(0)
 }
 
-fn version(c: &Container) -> String {
+pub(crate) fn version(c: &Container) -> String {
     c.sh(&format!("cat {CODE}/bots/version.txt"))
         .stdout
         .trim()
@@ -67,7 +67,7 @@ fn kept(c: &Container) -> String {
 /// A copy of the stand-in fixture, marked with `version`; `broken` adds a
 /// `core/__init__.py` that raises at import; `big` adds a file of that
 /// many MiB.
-fn code(dir: &Path, version: u32, broken: bool, big: usize) -> PathBuf {
+pub(crate) fn code(dir: &Path, version: u32, broken: bool, big: usize) -> PathBuf {
     let d = dir.join(format!("code-v{version}"));
     let _ = fs::remove_dir_all(&d);
     let st = Command::new("cp")
@@ -105,14 +105,14 @@ fn code(dir: &Path, version: u32, broken: bool, big: usize) -> PathBuf {
 }
 
 impl Fleet {
-    fn a(&self) -> &Container {
+    pub fn a(&self) -> &Container {
         &self.hosts[0]
     }
-    fn b(&self) -> &Container {
+    pub fn b(&self) -> &Container {
         &self.hosts[1]
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = self.ns.command(self.bin.to_str().unwrap());
         cmd.arg("deploy");
         for o in self.key.options() {
@@ -123,7 +123,7 @@ impl Fleet {
     }
 
     /// Runs `jarvisctl deploy ARGS`; (exit code, stdout, stderr, time).
-    fn deploy(&self, what: &str, args: &[&str]) -> (i32, String, String, Duration) {
+    pub fn deploy(&self, what: &str, args: &[&str]) -> (i32, String, String, Duration) {
         let t0 = Instant::now();
         let out = self.command(args).output().expect("run jarvisctl deploy");
         let took = t0.elapsed();
@@ -148,30 +148,44 @@ impl Fleet {
     }
 }
 
-fn args<'a>(v: &'a [String], more: &[&'a str]) -> Vec<&'a str> {
+pub(crate) fn args<'a>(v: &'a [String], more: &[&'a str]) -> Vec<&'a str> {
     v.iter().map(String::as_str).chain(more.iter().copied()).collect()
 }
 
 /// The JSON summary's row for `host`.
-fn row<'a>(summary: &'a Value, host: &str) -> &'a Value {
+pub(crate) fn row<'a>(summary: &'a Value, host: &str) -> &'a Value {
     summary["hosts"]
         .as_array()
         .and_then(|a| a.iter().find(|r| r["host"] == host))
         .unwrap_or_else(|| panic!("no row for {host} in {summary}"))
 }
 
-fn json_of(stdout: &str) -> Value {
+pub(crate) fn json_of(stdout: &str) -> Value {
     serde_json::from_str(stdout.lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
 fn setup() -> Fleet {
-    let ns = Netns::new("deploy");
+    fleet("deploy", &[(Suite::Bookworm, PORT_A), (Suite::Sysvinit, PORT_B)])
+}
+
+/// Hosts booted at once in a network namespace of their own (`tag`), each
+/// with sshd on its port, the package and a healthy stand-in bot.
+pub(crate) fn fleet(tag: &str, want: &[(Suite, u16)]) -> Fleet {
+    let ns = Netns::new(tag);
     let key = Key::new();
     let hosts = std::thread::scope(|s| {
-        let a = s.spawn(|| ssh_host(Suite::Bookworm, &ns, &key, PORT_A));
-        let b = s.spawn(|| ssh_host(Suite::Sysvinit, &ns, &key, PORT_B));
-        [a.join().expect("host a"), b.join().expect("host b")]
+        let handles: Vec<_> = want
+            .iter()
+            .map(|&(suite, port)| {
+                let (ns, key) = (&ns, &key);
+                s.spawn(move || ssh_host(suite, ns, key, port))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("host"))
+            .collect::<Vec<_>>()
     });
     for c in &hosts {
         c.wait_for("a healthy bot", Duration::from_secs(90), healthy);
@@ -254,11 +268,6 @@ pub fn scenarios() {
         assert_eq!(version(c), "1");
         assert!(healthy(c), "{}", status(c));
         assert_eq!(c.ok(&format!("sha256sum {CODE}/core/__init__.py")), core_before);
-        assert_eq!(
-            c.sh(&format!("test -e {CODE}.staging")).status,
-            1,
-            "staging left behind"
-        );
     }
     assert_eq!([kept(f.a()), kept(f.b())], kept0, "data or .env changed");
     assert_ne!([pid(f.a()), pid(f.b())], pids);
@@ -287,13 +296,21 @@ pub fn scenarios() {
             .as_str()
             .unwrap()
             .to_string();
-        // The backup keeps what the deploy replaced.
+        // The deploy's manifest lists what it shipped, and its store holds it.
+        assert!(
+            c.ok(&format!(
+                "cut -f1,6 /var/lib/jarvis-supervisor/deploys/{id}/manifest.tsv"
+            ))
+            .lines()
+            .any(|l| l == "f\tbots/added_in_v2.py"),
+            "bots/added_in_v2.py is not in deploy {id}'s manifest"
+        );
         assert_eq!(
             c.ok(&format!(
-                "cat /var/lib/jarvis-supervisor/deploys/{id}/code-backup/bots/version.txt"
+                "cat /var/lib/jarvis-supervisor/deploys/{id}/code/bots/version.txt"
             ))
             .trim(),
-            "1"
+            "2"
         );
     }
     assert_eq!([kept(f.a()), kept(f.b())], kept0, "data, .env or logs changed");
@@ -387,7 +404,7 @@ pub fn scenarios() {
     let t0 = Instant::now();
     f.a()
         .wait_for("the transfer to start", Duration::from_secs(60), |c| {
-            c.sh(&format!("ls -a {CODE}.staging | grep -q '^.big.bin'"))
+            c.sh("ls -a /var/lib/jarvis-supervisor/deploys/*/code | grep -q '^.big.bin'")
                 .status
                 == 0
         });
@@ -534,7 +551,7 @@ pub fn scenarios() {
 }
 
 /// What the bot and its supervisor said lately, for a failed assertion.
-fn diag(c: &Container) -> String {
+pub(crate) fn diag(c: &Container) -> String {
     c.sh(&format!(
         "journalctl -u jarvis-supervisor --no-pager -n 40 2>&1; tail -n 30 {CODE}/logs/supervisor.stdout /run/jarvis-supervisor-run/engine.log 2>&1; ls -la {CODE} {CODE}/bots {CODE}/core 2>&1"
     ))
@@ -543,31 +560,34 @@ fn diag(c: &Container) -> String {
 
 /// Kills the ssh that the deploy's code rsync runs (a grandchild of the
 /// deploy); returns its pid.
-fn kill_transfer_ssh(deploy: u32) -> u32 {
-    let children = |pid: u32| -> Vec<(u32, String)> {
-        let mut v = Vec::new();
-        for e in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
-                continue;
-            };
-            let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else {
-                continue;
-            };
-            let ppid: u32 = rest
-                .split_whitespace()
-                .nth(1)
-                .and_then(|x| x.parse().ok())
-                .unwrap_or(0);
-            if ppid == pid {
-                let comm = fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
-                v.push((p, comm.trim().to_string()));
-            }
+/// The children of `pid`, (pid, comm), oldest (lowest pid) first.
+pub(crate) fn children(pid: u32) -> Vec<(u32, String)> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else {
+            continue;
+        };
+        let ppid: u32 = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0);
+        if ppid == pid {
+            let comm = fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            v.push((p, comm.trim().to_string()));
         }
-        v
-    };
+    }
+    v.sort_unstable();
+    v
+}
+
+pub(crate) fn kill_transfer_ssh(deploy: u32) -> u32 {
     // ip netns exec execs jarvisctl in place: the deploy's pid is jarvisctl.
     let rsync = children(deploy)
         .into_iter()
@@ -588,11 +608,11 @@ fn kill_transfer_ssh(deploy: u32) -> u32 {
 /// Every file under /home, /etc and /var/lib/jarvis-supervisor with its
 /// checksum, owner and mode, but what the bot and the health timer write
 /// while they run (logs, their state, the samples).
-fn tree(c: &Container) -> String {
+pub(crate) fn tree(c: &Container) -> String {
     c.ok(
-        "find /home /etc /var/lib/jarvis-supervisor -xdev -type f \
+        "find /home /srv /etc /var/lib/jarvis-supervisor -xdev -type f \
          ! -path '/home/jarvis/Jarvis/logs/*' ! -path '/home/jarvis/.local/state/*' \
-         ! -path '/home/jarvis/.lifeos/*' ! -name samples.jsonl ! -path '*/__pycache__/*' \
+         ! -path '/home/jarvis/.lifeos/*' ! -path '/srv/*/logs/*' ! -name samples.jsonl ! -path '*/__pycache__/*' \
          -printf '%p %U:%G %m\\n' | LC_ALL=C sort > /var/tmp/tree.list; \
          while read -r p rest; do echo \"$(sha256sum < \"$p\" | cut -c1-16) $p $rest\"; done < /var/tmp/tree.list; rm -f /var/tmp/tree.list",
     )

@@ -157,6 +157,30 @@ fn host_unit(files: &[(String, String)]) -> Result<(String, String, String), Str
     }
 }
 
+/// flock's exit code when the step lock stayed taken.
+const BUSY: i32 = 75;
+
+fn busy(waited: Duration) -> String {
+    format!(
+        "another deploy step still holds {STEP_LOCK} on the host after {} s (one cut off earlier may \
+         still be finishing there); try again when it ends",
+        waited.as_secs()
+    )
+}
+
+/// `cmd` as a step that changes the host: under the step lock, SIGHUP
+/// ignored, its output in a file rather than the connection (a write to a
+/// cut connection would kill it half-way), printed at the end. The lock's
+/// descriptor is not passed on: a daemon that `cmd` starts must not hold it.
+fn stepped(cmd: &str) -> String {
+    format!(
+        "trap '' HUP PIPE; log=$(mktemp); flock -o -E {BUSY} -w 600 {STEP_LOCK} sh -c {} > \"$log\" 2>&1 </dev/null; \
+         rc=$?; cat \"$log\"; rm -f \"$log\"; [ $rc != {BUSY} ] || echo {}; exit $rc",
+        sh_quote(cmd),
+        sh_quote(&busy(Duration::from_secs(600)))
+    )
+}
+
 /// The host's worker, sent with every call (src/cmd/deploy/host.py).
 const HOST_PY: &str = include_str!("host.py");
 /// Reads the worker and the data after it from stdin, runs the worker with
@@ -215,7 +239,7 @@ impl Session<'_> {
     /// (0 done, 1 verify found differences, 2 error, 3 conflicts).
     pub fn worker(&self, args: &[String], data: &[u8], timeout: Duration) -> Result<(Value, i32), String> {
         let script = format!(
-            "trap '' HUP PIPE; exec flock -w {} {STEP_LOCK} python3 -c {} {} {}",
+            "trap '' HUP PIPE; exec flock -o -E {BUSY} -w {} {STEP_LOCK} python3 -c {} {} {}",
             timeout.as_secs(),
             sh_quote(LOADER),
             HOST_PY.len(),
@@ -237,6 +261,7 @@ impl Session<'_> {
         }
         let code = match out.status {
             Some(255) => return Err(format!("ssh failed: {}", last_line(&out.stderr))),
+            Some(BUSY) => return Err(busy(timeout)),
             Some(c) => c,
             None => return Err("ssh was killed".into()),
         };
@@ -414,12 +439,7 @@ impl Session<'_> {
                 "dpkg --configure -a >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold {f}"
             ),
         };
-        let script = format!(
-            "trap '' HUP PIPE; log=$(mktemp); flock -w 600 {STEP_LOCK} sh -c {} > \"$log\" 2>&1 </dev/null; \
-             rc=$?; cat \"$log\"; rm -f \"$log\"; exit $rc",
-            sh_quote(&cmd)
-        );
-        self.sh(&script, LONG)
+        self.sh(&stepped(&cmd), LONG)
             .map(|_| ())
             .map_err(|e| format!("install of {file} failed: {e}"))
     }
@@ -437,12 +457,7 @@ impl Session<'_> {
                 sh_quote(f.unit.trim_end_matches(".service"))
             )
         };
-        let script = format!(
-            "trap '' HUP PIPE; log=$(mktemp); flock -w 600 {STEP_LOCK} sh -c {} > \"$log\" 2>&1 </dev/null; \
-             rc=$?; cat \"$log\"; rm -f \"$log\"; exit $rc",
-            sh_quote(&cmd)
-        );
-        self.sh(&script, LONG).map(|_| ()).map_err(|e| {
+        self.sh(&stepped(&cmd), LONG).map(|_| ()).map_err(|e| {
             // systemctl only says "see systemctl status": say what status says.
             match self.status() {
                 Ok(st) => format!("restart failed: {}{}", describe(&st), last_error(&st)),
@@ -567,5 +582,61 @@ impl Drop for Lock {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAIN: &str = "[Service]\nUser=jarvis\nGroup=jarvis\nWorkingDirectory=/home/jarvis/Jarvis\nExecStart=/usr/bin/python3 bots/supervisor.py\n";
+
+    fn probe_output(files: &[(&str, &str)]) -> String {
+        let mut out =
+            String::from("pm=dpkg\nversion=0.1.0-1\ninit=systemd\nrsync=yes\nflock=yes\npython=yes\n");
+        for (path, body) in files {
+            out.push_str(&format!("{FILE_MARK}{path}\n{body}\n"));
+        }
+        out
+    }
+
+    #[test]
+    fn the_code_root_user_and_unit_come_from_the_hosts_unit_and_drop_ins() {
+        let out = probe_output(&[
+            (
+                "/usr/lib/systemd/system/jarvis-supervisor-health.service",
+                "[Service]\nExecStart=/usr/bin/jarvisctl status\n",
+            ),
+            ("/usr/lib/systemd/system/jarvis-supervisor.service", MAIN),
+            (
+                "/etc/systemd/system/jarvis-supervisor.service.d/10-root.conf",
+                "[Service]\nWorkingDirectory=/srv/bot/\nUser=trader\n",
+            ),
+        ]);
+        let f = parse_probe(&out).unwrap();
+        assert_eq!(
+            (f.pm.as_str(), f.init.as_str(), f.version.as_deref()),
+            ("dpkg", "systemd", Some("0.1.0-1"))
+        );
+        assert!(f.rsync && f.flock && f.python);
+        assert_eq!(f.unit, "jarvis-supervisor.service");
+        assert_eq!(f.code_dir, "/srv/bot");
+        assert_eq!(f.owner, "trader:jarvis");
+    }
+
+    #[test]
+    fn a_host_without_the_unit_is_told_to_install_the_package() {
+        let e = parse_probe(&probe_output(&[])).unwrap_err();
+        assert!(e.contains("install the package first"), "{e}");
+        // A unit file in /etc overrides the packaged one, as in systemd.
+        let f = parse_probe(&probe_output(&[
+            ("/usr/lib/systemd/system/jarvis-supervisor.service", MAIN),
+            (
+                "/etc/systemd/system/jarvis-supervisor.service",
+                "[Service]\nUser=bot\nWorkingDirectory=/opt/code\n",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!((f.code_dir.as_str(), f.owner.as_str()), ("/opt/code", "bot:"));
     }
 }
