@@ -66,7 +66,15 @@ impl EnvCheck<'_> {
                 ));
             }
         }
-        let bytes = match std::fs::read(host) {
+        // On a host (`check`, often as root) the .env sits in a directory the
+        // service user writes: no link followed, no FIFO, bounded. A file
+        // given to `env lint` is the caller's own; still bounded.
+        let read = if self.account.is_some() {
+            crate::untrusted::read(host, None, ENV_MAX)
+        } else {
+            bounded_read(host, ENV_MAX)
+        };
+        let bytes = match read {
             Ok(b) => b,
             Err(e) => {
                 out.push(Finding::fail(
@@ -156,4 +164,22 @@ pub fn readable_by(m: &std::fs::Metadata, acct: &Account) -> bool {
         return mode & 0o040 != 0;
     }
     mode & 0o004 != 0
+}
+
+/// The largest `.env` read (a link to /dev/zero must not read gigabytes).
+pub const ENV_MAX: u64 = 64 << 20;
+
+/// Reads a regular file of at most `max` bytes.
+fn bounded_read(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let m = f.metadata()?;
+    if !m.is_file() || m.len() > max {
+        return Err(std::io::Error::other(format!(
+            "not a regular file of at most {max} bytes"
+        )));
+    }
+    let mut out = Vec::new();
+    f.take(max).read_to_end(&mut out)?;
+    Ok(out)
 }

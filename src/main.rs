@@ -20,6 +20,7 @@ mod samples;
 mod ssh;
 mod systemd;
 mod unit;
+mod untrusted;
 
 use jarvis_supervisor::envfile;
 

@@ -667,3 +667,84 @@ fn preflight_prints_only_problems() {
         text(&out)
     );
 }
+
+/// Issue 13, finding 8: the service user makes `.env` a FIFO (root's check
+/// would wait forever for a writer) or a link to /dev/zero (root would read
+/// until memory runs out), or a link to a root-only file. `check` and the
+/// preflight end at once, name the file and print nothing of a target.
+#[test]
+fn a_fifo_or_linked_env_never_hangs_check_nor_is_read() {
+    let t = Tree::new();
+    let env = t.path("home/jarvis/Jarvis/.env");
+    let secret = t.path("root-only.env");
+    fs::write(&secret, format!("STOLEN={SECRET}\n")).unwrap();
+    type Plant = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Plant)> = vec![
+        (
+            "a FIFO",
+            Box::new(|p: &Path| {
+                nix_mkfifo(p);
+            }),
+        ),
+        (
+            "a link to /dev/zero",
+            Box::new(|p: &Path| std::os::unix::fs::symlink("/dev/zero", p).unwrap()),
+        ),
+        ("a link to another file", {
+            let s = secret.clone();
+            Box::new(move |p: &Path| std::os::unix::fs::symlink(&s, p).unwrap())
+        }),
+    ];
+    for (what, plant) in cases {
+        let _ = fs::remove_file(&env);
+        plant(&env);
+        for args in [
+            &["check"][..],
+            &["check", "--json"][..],
+            &["check", "--preflight"][..],
+        ] {
+            let t0 = std::time::Instant::now();
+            let mut child = Command::new(BIN)
+                .arg("--root")
+                .arg(t.dir.path())
+                .args(args)
+                .env("NO_COLOR", "1")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if t0.elapsed() > std::time::Duration::from_secs(20) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("jarvisctl {args:?} hung on .env as {what}");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let out = child.wait_with_output().unwrap();
+            let all = text(&out);
+            assert_ne!(out.status.code(), Some(0), "{what}: {args:?} passed:\n{all}");
+            assert!(
+                all.contains(".env"),
+                "{what}: {args:?} does not name the file:\n{all}"
+            );
+            assert!(
+                !all.contains(SECRET),
+                "{what}: {args:?} printed a value of the target:\n{all}"
+            );
+            println!(
+                "{what}: jarvisctl {args:?} ended in {:.0?}, exit {:?}",
+                t0.elapsed(),
+                out.status.code()
+            );
+        }
+    }
+}
+
+fn nix_mkfifo(p: &Path) {
+    let st = Command::new("mkfifo").arg(p).status().unwrap();
+    assert!(st.success());
+}

@@ -1466,3 +1466,233 @@ fn status_reports_the_fallback_state_running_killed_and_stopped() {
     assert_eq!(v["sub_state"], "stopped");
     assert_eq!(v["main_pid"], Value::Null);
 }
+
+/// Runs `script` with sh as `nobody` (the service user's stand-in): the
+/// attacker's side of the tests below.
+fn as_nobody(script: &str) {
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .expect("setpriv (util-linux)");
+    assert!(
+        out.status.success(),
+        "the attacker's setup failed: {script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A file only root may read or write, in a directory only root may write.
+fn root_only(t: &Tree, name: &str, text: &str) -> PathBuf {
+    let dir = t.path("root-only");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let p = dir.join(name);
+    fs::write(&p, text).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}
+
+/// Issue 13, finding 1: the service user links the engine's output file to
+/// a root-only file (a line appended to a passwd-format file means root),
+/// or leaves a dangling link into a root-only directory. Root's engine
+/// refuses both, says why, and writes nothing there.
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn a_linked_output_file_is_refused_and_its_target_untouched() {
+    for dangling in [false, true] {
+        let mut t = Tree::new("nobody", "", "");
+        let target = root_only(&t, "passwd", "root:x:0:0:root:/root:/bin/sh\n");
+        let before = fs::read(&target).unwrap();
+        let link_to = if dangling {
+            t.path("root-only/made-by-root")
+        } else {
+            target.clone()
+        };
+        fs::set_permissions(
+            t.path("root-only"),
+            fs::Permissions::from_mode(if dangling { 0o700 } else { 0o755 }),
+        )
+        .unwrap();
+        as_nobody(&format!(
+            "mkdir -p {code}/logs && ln -s {to} {code}/logs/supervisor.stdout",
+            code = t.path("code").display(),
+            to = link_to.display()
+        ));
+        t.start();
+        let code = t.wait_exit(15);
+        let msgs = t.messages();
+        assert_ne!(code, 0, "the engine ran with a linked output file:\n{msgs}");
+        assert!(
+            msgs.contains("supervisor.stdout") && msgs.contains("symbolic link"),
+            "the refusal does not say what and where:\n{msgs}"
+        );
+        assert_eq!(
+            fs::read(&target).unwrap(),
+            before,
+            "root's file was written through the link"
+        );
+        assert!(
+            !t.path("root-only/made-by-root").exists(),
+            "a file was made in a root-only directory"
+        );
+    }
+}
+
+/// Issue 13, finding 2: the service user links `.env` to a root-only
+/// KEY=VALUE file and the engine starts the bot. No value of that file may
+/// reach a process the service user can read, nor any output.
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn a_linked_env_file_hands_no_root_secret_to_the_bot() {
+    let mut t = Tree::new("nobody", "", &format!("EnvironmentFile=-{}\n", "%CODE%/.env"));
+    let unit = fs::read_to_string(t.path("unit.service"))
+        .unwrap()
+        .replace("%CODE%", &t.path("code").display().to_string());
+    fs::write(t.path("unit.service"), unit).unwrap();
+    let secret = root_only(&t, "secrets.env", "ROOT_ONLY_SECRET=hunter2-never-leak\n");
+    as_nobody(&format!(
+        "ln -s {} {}/.env",
+        secret.display(),
+        t.path("code").display()
+    ));
+    t.start();
+    // The engine refuses the start; give it time to try (and retry) first.
+    std::thread::sleep(Duration::from_secs(3));
+    let msgs = t.messages();
+    assert!(
+        msgs.contains(".env") && msgs.contains("symbolic link"),
+        "the refusal does not say what and where:\n{msgs}"
+    );
+    let mut seen = msgs.clone();
+    seen.push_str(&fs::read_to_string(t.path("code/logs/supervisor.stdout")).unwrap_or_default());
+    seen.push_str(&fs::read_to_string(t.path("code/logs/supervisor.log")).unwrap_or_default());
+    // Every process the service user runs: its environment.
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if fs::metadata(format!("/proc/{pid}")).map(|m| m.uid()).ok() == Some(NOBODY) {
+            seen.push_str(&String::from_utf8_lossy(
+                &fs::read(format!("/proc/{pid}/environ")).unwrap_or_default(),
+            ));
+        }
+    }
+    assert!(
+        !seen.contains("hunter2"),
+        "a root-only value reached the bot or the output"
+    );
+    t.signal_engine("TERM");
+    let _ = t.wait_exit(15);
+}
+
+/// What the program sees of its session and descriptors, written to
+/// $TMPDIR/info.json; it then tries TIOCSTI on its controlling terminal,
+/// as a compromised bot would to type into root's shell.
+const INSPECT: &str = r##"
+import fcntl, json, os, socket, termios, time
+info = {"pid": os.getpid(), "sid": os.getsid(0), "fds": {}}
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        info["fds"][fd] = os.readlink("/proc/self/fd/" + fd)
+    except OSError:
+        pass
+try:
+    tty = os.open("/dev/tty", os.O_RDWR)
+    fcntl.ioctl(tty, termios.TIOCSTI, b"#")
+    info["tiocsti"] = "pushed a byte into the terminal"
+except OSError as e:
+    info["tiocsti"] = "failed: " + e.strerror
+open(os.environ["TMPDIR"] + "/info.json", "w").write(json.dumps(info))
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+time.sleep(1000)
+"##;
+
+/// Issue 13, findings 3 and 4: root starts `jarvisctl run` in the
+/// foreground on its terminal, with descriptors 7 and 8 open on a
+/// root-only file. The bot gets a session of its own (no terminal to push
+/// input into) and no descriptor but 0, 1 and 2.
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn the_bot_gets_no_terminal_and_no_inherited_descriptor() {
+    let t = Tree::new("nobody", "", "Restart=no\n");
+    with_program(&t, "inspect.py", INSPECT);
+    let secret = root_only(&t, "key", "root-only key material\n");
+    // script(1) gives the engine a controlling terminal, as root's shell has.
+    let inner = format!(
+        "exec 7<{s} 8<{s}; exec {bin} --root {root} run --unit {unit} 2>{err}",
+        s = secret.display(),
+        bin = BIN,
+        root = t.dir.path().display(),
+        unit = t.path("unit.service").display(),
+        err = t.path("engine.err").display()
+    );
+    let mut term = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (util-linux)");
+    let st = t.wait_state("running", 15, |_| true);
+    let t0 = Instant::now();
+    let info = loop {
+        if let Ok(b) = fs::read(t.path("tmp/info.json")) {
+            break serde_json::from_slice::<Value>(&b).unwrap();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the program wrote no info.json"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Stop the engine by the pid it recorded, then the terminal.
+    let engine: i32 = fs::read_to_string(t.path("run/jarvis-supervisor-run/run.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    signal(engine, "TERM");
+    let t0 = Instant::now();
+    while alive(engine) && t0.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = term.kill();
+    let _ = term.wait();
+    assert_eq!(info["pid"], st["main_pid"], "{info}");
+    assert_eq!(
+        info["sid"], info["pid"],
+        "the program is not in a session of its own: {info}"
+    );
+    assert!(
+        info["tiocsti"].as_str().unwrap().starts_with("failed"),
+        "the program reached the engine's terminal: {info}"
+    );
+    let fds: Vec<&String> = info["fds"].as_object().unwrap().keys().collect();
+    let extra: Vec<String> = info["fds"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(fd, target)| {
+            fd.parse::<u32>().unwrap_or(0) > 2 && !target.as_str().unwrap_or("").contains("/proc/")
+        })
+        .map(|(fd, target)| format!("{fd} -> {target}"))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "descriptors reached the program: {extra:?} (all: {fds:?})"
+    );
+    assert!(
+        !info["fds"].to_string().contains(&secret.display().to_string()),
+        "the root-only file is open in the program: {info}"
+    );
+}

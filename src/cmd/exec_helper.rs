@@ -1,11 +1,14 @@
 //! `jarvisctl exec-helper` (hidden): what systemd does between fork and
-//! exec, in safe code. `jarvisctl run` starts it in the program's new
-//! process group with the program's environment; it joins the cgroup or
+//! exec, in safe code. `jarvisctl run` starts it with the program's
+//! environment; it makes a new session (no controlling terminal: a bot on
+//! root's terminal could push input into root's shell with TIOCSTI, and the
+//! session is the process group the engine signals), joins the cgroup or
 //! sets the rlimit, drops to the service user (supplementary groups, gid,
 //! uid), sets the parent-death signal *after* the uid change (a uid change
 //! clears it), sets the umask and working directory, and execs the program
-//! in its own pid. Exit codes follow systemd's (200 CHDIR, 216 GROUP,
-//! 217 USER, 203 EXEC).
+//! in its own pid with no descriptor but 0, 1 and 2 (whatever its caller
+//! left open, a root-only file say, stays behind). Exit codes follow
+//! systemd's (200 CHDIR, 216 GROUP, 217 USER, 220 SETSID, 203 EXEC).
 
 use std::ffi::CString;
 use std::os::unix::process::CommandExt;
@@ -24,6 +27,9 @@ fn die(code: i32, msg: String) -> Result<i32> {
 }
 
 pub fn run(args: &ExecHelperArgs) -> Result<i32> {
+    if let Err(e) = nix::unistd::setsid() {
+        return die(220, format!("cannot start a new session: {e}"));
+    }
     if let Some(procs) = &args.cgroup_procs {
         if let Err(e) = std::fs::write(procs, std::process::id().to_string()) {
             return die(219, format!("cannot join the cgroup {}: {e}", procs.display()));
@@ -82,6 +88,7 @@ pub fn run(args: &ExecHelperArgs) -> Result<i32> {
     if let Err(e) = nix::sys::signal::SigSet::empty().thread_set_mask() {
         return die(214, format!("cannot reset the signal mask: {e}"));
     }
+    close_inherited();
     let mut cmd = Command::new(&args.argv[0]);
     cmd.args(&args.argv[1..]);
     if let Some(usec) = args.watchdog_usec {
@@ -90,4 +97,21 @@ pub fn run(args: &ExecHelperArgs) -> Result<i32> {
     }
     let err = cmd.exec();
     die(203, format!("cannot execute {}: {err}", args.argv[0]))
+}
+
+/// Closes every descriptor above 2: the engine's own are close-on-exec,
+/// but one that the engine's caller left open would reach the program.
+fn close_inherited() {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .filter(|&fd| fd > 2)
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        // The directory's own descriptor is gone by now: EBADF, ignored.
+        let _ = nix::unistd::close(fd);
+    }
 }

@@ -2,11 +2,10 @@
 //! appended to `logs/supervisor.stdout`. Only whole lines are written, so a reopen
 //! (logrotate's rename, then SIGHUP) never splits or loses a line.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -28,38 +27,23 @@ pub struct LogSink {
     write_failed: bool,
 }
 
-fn open(path: &PathBuf, owner: Option<(u32, u32)>) -> Result<File> {
+/// Opens the output file as root would open a file in a directory that the
+/// service user writes: no symbolic link followed (it could point at
+/// /etc/passwd), no hard link, no FIFO; made with 0640 and the service
+/// user as owner when missing.
+fn open(path: &Path, owner: Option<(u32, u32)>) -> Result<File> {
     if let Some(dir) = path.parent() {
-        if !dir.is_dir() {
-            // Only logs/ itself: a missing WorkingDirectory= is a missing
-            // deployment, not something to create here.
-            std::fs::create_dir(dir).map_err(|e| {
-                Error::io("create log directory", dir, e)
-                    .with_note("check WorkingDirectory= in the unit, and that the code is deployed there")
-            })?;
-            if let Some((uid, gid)) = owner {
-                let _ = std::os::unix::fs::chown(dir, Some(uid), Some(gid));
-            }
-        }
-    }
-    let existed = path.exists();
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(path)
-        .map_err(|e| {
-            Error::io("open log file", path, e).with_note("check the owner and mode of the logs directory")
+        // Only logs/ itself: a missing WorkingDirectory= is a missing
+        // deployment, not something to create here.
+        crate::untrusted::ensure_dir(dir, 0o750, owner).map_err(|e| {
+            Error::io("create the log directory", dir, e)
+                .with_note("check WorkingDirectory= in the unit, and that the code is deployed there")
         })?;
-    if !existed {
-        // 0640 whatever the umask of whoever started us.
-        let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640));
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
-                .map_err(|e| Error::io("chown log file", path, e))?;
-        }
     }
-    Ok(file)
+    crate::untrusted::open_append(path, 0o640, owner).map_err(|e| {
+        Error::io("open the log file", path, e)
+            .with_note("remove what stands at that path (the engine makes the file anew), and check the logs directory's owner")
+    })
 }
 
 impl LogSink {

@@ -146,6 +146,9 @@ pub struct Engine {
 
 /// Pings and STATUS= go to state.json at most this often; a flood of them
 /// must not turn into a flood of file writes.
+/// The largest EnvironmentFile= read (a link to /dev/zero must not make
+/// root read gigabytes); far above any real .env.
+const ENV_MAX: u64 = 64 << 20;
 const SAVE_EVERY: Duration = Duration::from_millis(100);
 
 fn is_clean(status: &std::process::ExitStatus) -> bool {
@@ -520,7 +523,11 @@ impl Engine {
         }
         env.extend(self.svc.environment.iter().cloned());
         for f in &self.svc.environment_files {
-            match std::fs::read(&f.path) {
+            // Read as root from a directory the service user may write: a
+            // link to a root-only KEY=VALUE file must not hand its values to
+            // the bot (systemd follows it; the preflight, as the service
+            // user, then refuses the start).
+            match crate::untrusted::read(&f.path, self.account.as_ref().map(|a| a.uid), ENV_MAX) {
                 Ok(bytes) => {
                     let parsed = crate::envfile::parse(&bytes);
                     if parsed.refused {
@@ -593,7 +600,8 @@ impl Engine {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
-        cmd.process_group(0);
+        // No process_group(0): the helper makes a new session, whose
+        // process group (pgid = its pid) is the one signalled below.
         let child = cmd
             .spawn()
             .map_err(|e| Error::new(format!("cannot start {}: {e}", argv.join(" "))))?;

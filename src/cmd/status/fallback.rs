@@ -125,15 +125,28 @@ pub fn error_lines(paths: &Paths, unit: &Unit, secrets: &[String]) -> Vec<String
         return Vec::new();
     };
     let file = paths.host(Path::new(&dir)).join(OUTPUT_FILE);
-    // The tail is enough: the last 256 KiB.
-    let Ok(bytes) = std::fs::read(&file) else {
+    // The tail is enough: the last 256 KiB, from a file opened as root in
+    // the service user's directory (no link followed: it could be a
+    // root-only file's; no FIFO).
+    let Some(tail) = tail(&file, 256 * 1024) else {
         return Vec::new();
     };
-    let tail = &bytes[bytes.len().saturating_sub(256 * 1024)..];
+    let tail = &tail[..];
     let text = String::from_utf8_lossy(tail);
     let bad: Vec<&str> = text.lines().filter(|l| super::looks_bad(l)).collect();
     bad[bad.len().saturating_sub(5)..]
         .iter()
         .map(|l| super::mask(l, secrets))
         .collect()
+}
+
+/// The last `max` bytes of `file`, opened through `untrusted`.
+fn tail(file: &Path, max: u64) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = crate::untrusted::open_read(file, None).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(max))).ok()?;
+    let mut out = Vec::new();
+    f.take(max).read_to_end(&mut out).ok()?;
+    Some(out)
 }
