@@ -137,6 +137,27 @@ fn is_ws(c: char) -> bool {
 }
 
 /// `env_name_is_valid`: letters, digits and `_`, not starting with a digit.
+/// The part of a key that a finding may show: all of it when it looks like
+/// a name (letters, digits, `_`, `-`, `.`; `API-KEY`, `2FA_SEED`), else its
+/// leading name characters (at most 64) with "…", else nothing.
+fn safe_key(key: &str) -> Option<String> {
+    if valid_name(key)
+        || (key.len() <= 64
+            && !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)))
+    {
+        return Some(key.to_string());
+    }
+    let prefix: String = key
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect();
+    (!prefix.is_empty()).then(|| format!("{prefix}…"))
+}
+
 pub fn valid_name(key: &str) -> bool {
     let mut chars = key.chars();
     match chars.next() {
@@ -225,7 +246,8 @@ pub fn parse_for(bytes: &[u8], version: u32) -> Parsed {
     let mut notes = Notes::default();
     let mut pending_space = false;
 
-    let push = |out: &mut Parsed, key: &str, value: &str, start: usize, notes: &Notes| {
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut push = |out: &mut Parsed, key: &str, value: &str, start: usize, notes: &Notes| {
         let mut name = key;
         let bom = name.starts_with('\u{feff}');
         if bom {
@@ -241,22 +263,22 @@ pub fn parse_for(bytes: &[u8], version: u32) -> Parsed {
         } else {
             None
         };
-        let shown_key = if export {
-            name[7..].trim().to_string()
-        } else {
-            name.to_string()
-        };
+        // What a finding may show of the name: a line that is not a valid
+        // assignment can hold anything (`DATABASE_URL: postgres://u:PASS@..`
+        // parses with all of that as the "name"), so only its leading run
+        // of name characters, never the rest.
+        let shown_key = safe_key(if export { name[7..].trim() } else { name });
         if let Some(k) = kind_for_name {
             out.findings.push(Finding {
                 line: start,
-                key: Some(shown_key.clone()),
+                key: shown_key.clone(),
                 kind: k,
             });
         }
         let mut f = |kind| {
             out.findings.push(Finding {
                 line: start,
-                key: Some(shown_key.clone()),
+                key: shown_key.clone(),
                 kind,
             })
         };
@@ -280,7 +302,9 @@ pub fn parse_for(bytes: &[u8], version: u32) -> Parsed {
         if kind_for_name.is_some() || bom {
             return;
         }
-        if out.vars.iter().any(|v| v.key == name) {
+        // A set, not a scan of every earlier key: a 1,000,000-line file
+        // is read in linear time.
+        if !seen.insert(name.to_string()) {
             f(Kind::Duplicate);
         }
         out.vars.push(Var {

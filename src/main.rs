@@ -7,11 +7,13 @@
 
 mod cli;
 mod cmd;
+mod drift;
 mod engine;
 mod envcheck;
 mod envrules;
 mod error;
 mod heartbeat;
+mod manifest;
 mod output;
 mod paths;
 mod provision;
@@ -27,6 +29,7 @@ use jarvis_supervisor::envfile;
 use clap::Parser;
 
 fn main() {
+    quiet_on_closed_stdout();
     let cli = cli::Cli::parse();
     let code = match cmd::run(cli) {
         Ok(code) => code,
@@ -36,4 +39,25 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `jarvisctl env lint big.env | head -3`: once the reader is gone, stop
+/// quietly with the status a shell gives a process killed by SIGPIPE (141),
+/// instead of Rust's "failed printing to stdout" panic and exit 101. Rust
+/// ignores SIGPIPE, so the closed pipe surfaces as that print's panic;
+/// every other panic keeps the default report.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

@@ -748,3 +748,36 @@ fn nix_mkfifo(p: &Path) {
     let st = Command::new("mkfifo").arg(p).status().unwrap();
     assert!(st.success());
 }
+
+/// Issue 13, finding 5: a line that is not a valid assignment is never
+/// echoed: a URL with a password typed with ':' instead of '=', in every
+/// command that reads .env, human and JSON.
+#[test]
+fn an_unparsable_line_is_never_echoed() {
+    let t = Tree::new();
+    let env = format!(
+        "TELEGRAM_BOT_TOKEN={TOKEN}\nTELEGRAM_ADMIN_IDS={IDS}\n\
+         DATABASE_URL: postgres://trader:{SECRET}@db.internal/x?sslmode=require\n\
+         {SECRET}-bare-line\n"
+    );
+    t.env(&env);
+    let file = t.path("home/jarvis/Jarvis/.env");
+    for args in [
+        vec!["env", "lint", file.to_str().unwrap()],
+        vec!["env", "lint", "--json", file.to_str().unwrap()],
+        vec!["check"],
+        vec!["check", "--json"],
+        vec!["check", "--preflight"],
+    ] {
+        let out = t.run(&args);
+        let all = text(&out);
+        assert!(
+            !all.contains(SECRET),
+            "jarvisctl {args:?} echoed the line:\n{all}"
+        );
+        assert!(
+            all.contains("line 3"),
+            "jarvisctl {args:?} does not name the line:\n{all}"
+        );
+    }
+}

@@ -313,3 +313,26 @@ fn logrotate_snippet_rotates_daily_7_compressed_without_signalling() {
     );
     assert!(!s.contains("/var/log/jarvis"), "the plan's unused stanza is gone");
 }
+
+/// Issue 13, finding 13: a reader that goes away (`| head -1`) ends the
+/// command quietly with 141, as SIGPIPE would, never a panic and 101.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("dup.env");
+    let text: String = (0..20_000).map(|i| format!("KEY_{}=v{i}\n", i % 10)).collect();
+    std::fs::write(&env, text).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{} env lint {} | head -1 >/dev/null; echo ${{PIPESTATUS[0]}}",
+            env!("CARGO_BIN_EXE_jarvisctl"),
+            env.display()
+        ))
+        .output()
+        .unwrap();
+    let rc = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(rc, "141", "{err}");
+}

@@ -110,6 +110,9 @@ pub fn checks(paths: &Paths, unit: &Unit, rules: &[envrules::Rule], preflight: b
     if let Some(interp) = exec.first() {
         out.push(check_python(paths, Path::new(interp), preflight));
     }
+    if !preflight {
+        out.extend(code_drift(paths, &code_root));
+    }
 
     let version = systemd::version();
     let env_check = EnvCheck {
@@ -500,4 +503,52 @@ fn check_history() -> Vec<Finding> {
         }
     }
     found
+}
+
+/// Shipped files that changed on the host since the deploy in effect, one
+/// finding each (the first 20). Not in the preflight: it reads every file.
+fn code_drift(paths: &Paths, code_root: &Path) -> Vec<Finding> {
+    let Some(d) = crate::drift::check(paths, code_root) else {
+        return Vec::new();
+    };
+    if d.changed.is_empty() {
+        return vec![Finding::pass(
+            "code",
+            format!(
+                "the {} shipped file(s) are as deploy {} shipped them",
+                d.files, d.deploy
+            ),
+        )];
+    }
+    let fix = format!(
+        "if not on purpose, restore them: jarvisctl deploy --rollback --to {} (from your workstation); \
+         if on purpose, ship the change with your code",
+        d.deploy
+    );
+    let mut out: Vec<Finding> = d
+        .changed
+        .iter()
+        .take(20)
+        .map(|c| {
+            Finding::warn(
+                "code",
+                format!(
+                    "{}/{} {} since deploy {}",
+                    code_root.display(),
+                    c.path,
+                    c.what,
+                    d.deploy
+                ),
+                fix.clone(),
+            )
+        })
+        .collect();
+    if d.changed.len() > 20 {
+        out.push(Finding::warn(
+            "code",
+            format!("and {} more shipped file(s) changed", d.changed.len() - 20),
+            fix,
+        ));
+    }
+    out
 }

@@ -3,17 +3,18 @@
 //! healthy, and rolls back by itself when it does not.
 //!
 //! Per host, under a lock held for the whole session: probe (package
-//! format, init), a new deploy directory in the history, the code pushed
-//! into a staging copy (a cut link leaves the live code untouched), the
-//! staging swapped in with every replaced or deleted file kept in the
-//! deploy's backup, the package installed if its version differs, a
-//! restart, and the health wait. A failure after the swap restores the
-//! backup and the previous package, restarts and verifies the old version.
+//! format, init, and from the host's own unit: user, code root, unit name),
+//! finish a deploy left in progress, plan against the live code (conflicts
+//! refuse the host before anything is written), the code pushed into a new
+//! deploy's store and checked against its manifest, the swap (host.py: only
+//! paths the manifest in effect lists, each file renamed into place), the
+//! package if its version differs, a restart, and the health wait. A
+//! failure after the swap began moves the files back to the manifest
+//! before, reinstalls the previous package, restarts and verifies.
 
 #[cfg(test)]
 mod host_tests;
 mod hosts;
-mod manifest;
 mod plan;
 mod remote;
 
@@ -28,11 +29,11 @@ use crate::cli::DeployArgs;
 use crate::envcheck::EnvCheck;
 use crate::envrules;
 use crate::error::{exit, Error, Result};
+use crate::manifest::Manifest;
 use crate::paths::Paths;
 use crate::report::Level;
 use crate::ssh::Target;
 use hosts::Host;
-use manifest::Manifest;
 use plan::{DEPLOYS, PACKAGES};
 use remote::{Facts, Session};
 

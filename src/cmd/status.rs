@@ -90,6 +90,12 @@ pub struct Status {
     pub supervisor: Option<String>,
     /// The opt-in weekly restart: whether its timer runs, and when it fires next.
     pub weekly_restart: WeeklyRestart,
+    /// The deploy whose manifest the live code was compared with, when one
+    /// is in effect (`jarvisctl deploy`).
+    pub code_deploy: Option<String>,
+    /// Shipped files whose content changed on the host since that deploy,
+    /// as "PATH (changed|missing|not a regular file)".
+    pub code_changed: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, Default)]
@@ -247,6 +253,16 @@ pub fn collect(paths: &Paths) -> Status {
                     Verdict::Warning,
                     "disk space low for the logs (under 1 GiB)".into(),
                 );
+            }
+        }
+        if let Some(d) = u
+            .working_directory()
+            .and_then(|w| crate::drift::check(paths, &w.path))
+        {
+            st.code_deploy = Some(d.deploy.clone());
+            st.code_changed = d.changed.iter().map(crate::drift::Changed::describe).collect();
+            if !d.changed.is_empty() {
+                raise(&mut st, Verdict::Warning, crate::drift::summary(&d));
             }
         }
         st.errors = match secrets(paths, u) {
@@ -697,6 +713,19 @@ fn print_human(st: &Status) {
         _ => "not measured".into(),
     };
     println!("memory: {mem}; CPU {:.1} s in all", st.cpu_s.unwrap_or(0.0));
+    if let Some(id) = &st.code_deploy {
+        if st.code_changed.is_empty() {
+            println!("code: as shipped by deploy {id}");
+        } else {
+            println!(
+                "code: {} file(s) changed since deploy {id}:",
+                st.code_changed.len()
+            );
+            for c in &st.code_changed {
+                println!("  {c}");
+            }
+        }
+    }
     if let Some(t) = &st.status_text {
         println!("status: {t}");
     }

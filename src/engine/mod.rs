@@ -543,11 +543,18 @@ impl Engine {
                 Err(e) => return Err(Error::io("read EnvironmentFile", &f.path, e)),
             }
         }
-        // Later assignments win, as in systemd; keep the last of each name.
+        // Later assignments win, as in systemd; keep the last of each name
+        // (an index, not a scan per name: a huge .env stays linear).
         let mut out: Vec<(String, String)> = Vec::new();
+        let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for (k, v) in env {
-            out.retain(|(k2, _)| *k2 != k);
-            out.push((k, v));
+            match at.get(&k) {
+                Some(&i) => out[i].1 = v,
+                None => {
+                    at.insert(k.clone(), out.len());
+                    out.push((k, v));
+                }
+            }
         }
         Ok(out)
     }

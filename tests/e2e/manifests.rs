@@ -386,6 +386,39 @@ pub fn random_state_paths() {
         );
     }
     check("after --keep 1", Some(&[to_v1[0].clone(), to_v1[1].clone()]), "1");
+
+    // Issue 13, finding 9: the service user rewrites a shipped file (it may
+    // write bots/); status and check name it, in both output forms.
+    let edited = format!("bots/{comp}/__init__.py");
+    for (i, (c, root)) in f.hosts.iter().zip(roots).enumerate() {
+        c.ok(&format!(
+            "su -s /bin/sh jarvis -c 'echo \"VERSION = 666\" > {root}/{edited}'"
+        ));
+        let st: Value = serde_json::from_str(&c.sh("jarvisctl status --json").stdout).unwrap();
+        assert_eq!(st["code_deploy"], to_v1[i].as_str(), "{st}");
+        assert_eq!(
+            st["code_changed"],
+            serde_json::json!([format!("{edited} (changed)")]),
+            "{st}"
+        );
+        assert_eq!(st["verdict"], "WARNING", "{st}");
+        let human = c.sh("jarvisctl status").stdout;
+        assert!(human.contains(&format!("{edited} (changed)")), "{human}");
+        let chk = c.sh("jarvisctl check --json").stdout;
+        assert!(
+            chk.contains(&format!("{root}/{edited} changed since deploy {}", to_v1[i])),
+            "{chk}"
+        );
+        let chk = c.sh("NO_COLOR=1 jarvisctl check").stdout;
+        assert!(
+            chk.contains(&format!("{root}/{edited} changed since deploy")),
+            "{chk}"
+        );
+        println!(
+            "host {i}: status and check name {edited} as changed since deploy {}",
+            to_v1[i]
+        );
+    }
     println!(
         "figures: the random-path state test on both hosts in {:.1?}",
         t_all.elapsed()

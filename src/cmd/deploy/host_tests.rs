@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::manifest::{hash, Manifest};
+use crate::manifest::{hash, Manifest};
 
 const HOST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/cmd/deploy/host.py");
 
@@ -123,7 +123,7 @@ fn rand_name(tag: &str) -> String {
     fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
         .unwrap();
-    format!("{tag}{}", super::manifest::hex(&b))
+    format!("{tag}{}", crate::manifest::hex(&b))
 }
 
 /// The bot's state beside its code, at random paths inside shipped

@@ -153,14 +153,14 @@ pub struct EnvSummary {
 }
 
 impl EnvSummary {
-    /// The variable names of a .env text; values are dropped here.
+    /// The variable names of a .env text, read with systemd's rules (a
+    /// multi-line quoted value is one value, not lines to name); values
+    /// are dropped here.
     pub fn of(text: &str) -> EnvSummary {
-        let names = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .filter_map(|l| l.trim_start_matches("export ").split_once('='))
-            .map(|(k, _)| k.trim().to_string())
+        let names = crate::envfile::parse(text.as_bytes())
+            .vars
+            .into_iter()
+            .map(|v| v.key)
             .collect();
         EnvSummary { names }
     }
@@ -322,6 +322,20 @@ mod tests {
         assert!(b.contains(&"--bwlimit=100".to_string()) && !b.iter().any(|x| x.starts_with("--link-dest")));
     }
 
+    /// Issue 13, finding 5: a multi-line quoted key is one value; none of
+    /// its lines is shown as a name.
+    #[test]
+    fn env_summary_names_only_real_keys() {
+        let pem = "TOKEN=abc\nWALLET_KEY=\"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC=\nc2VjcmV0LWtleS1ib2R5\n-----END PRIVATE KEY-----\"\n";
+        let e = EnvSummary::of(pem);
+        assert_eq!(e.names, ["TOKEN", "WALLET_KEY"]);
+        let d = e.describe();
+        assert!(
+            !d.contains("MIIE") && !d.contains("c2Vj") && !d.contains("abc"),
+            "{d}"
+        );
+    }
+
     #[test]
     fn rsync_destinations() {
         assert_eq!(rsync_dest("root@vps1", "/x"), "root@vps1:/x");
@@ -386,7 +400,7 @@ mod tests {
 
     #[test]
     fn dry_run_plan_lists_changes_kept_files_conflicts_versions_and_masks_env() {
-        let env = EnvSummary::of("# c\nTELEGRAM_BOT_TOKEN=123:secret\nexport ADMIN=42\n\n");
+        let env = EnvSummary::of("# c\nTELEGRAM_BOT_TOKEN=123:secret\nADMIN=42\n\n");
         let plan = serde_json::json!({
             "put": ["bots/new.py"], "replace": ["bots/supervisor.py"], "delete": ["old.py"],
             "adopted": [], "unshipped": 7, "kept_changed": [],

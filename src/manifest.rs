@@ -1,7 +1,8 @@
 //! What a deploy ships, as a manifest: every file and directory of the
 //! local code with its mode, size and sha256, and the owner it gets on the
 //! host. The host keeps one per deploy; a deploy touches only paths that
-//! the manifest in effect lists (DESIGN.md, "Who owns a file").
+//! the manifest in effect lists (DESIGN.md, "Who owns a file"), and
+//! `status` and `check` compare the live code with it.
 //!
 //! Excludes only keep things off the wire that were never code: caches,
 //! the workstation's own `.env`, runtime data and virtual environments.
@@ -79,7 +80,6 @@ impl Manifest {
     }
 
     /// Parses a manifest written by `render` (the owner column is dropped).
-    #[cfg(test)]
     pub fn parse(text: &str) -> std::result::Result<Manifest, String> {
         let mut entries = Vec::new();
         for (n, line) in text.lines().enumerate() {
