@@ -2,8 +2,8 @@
 //! mode of `.env`. Each step returns the changes it made, so that `setup`
 //! can print one line per change and nothing when nothing changed.
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -176,7 +176,12 @@ pub fn ensure_dir(dir: &Path, acct: &Account, manage: bool, guard: &Path) -> Res
     match fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => {
             if manage {
-                changes.extend(fix_owner_mode(dir, Target::Dir(dir), &m, acct, DIR_MODE)?);
+                // Changed through a descriptor opened without following
+                // links: a link swapped in after the check above cannot
+                // redirect the chmod or chown to a file of root's.
+                let f = crate::untrusted::open_dir(dir).map_err(|e| Error::io("open", dir, e))?;
+                let m = f.metadata().map_err(|e| Error::io("inspect", dir, e))?;
+                changes.extend(fix_owner_mode(dir, &f, &m, acct, DIR_MODE)?);
             }
         }
         Ok(_) => {
@@ -196,15 +201,10 @@ pub fn ensure_dir(dir: &Path, acct: &Account, manage: bool, guard: &Path) -> Res
                 }
             }
             for d in missing.iter().rev() {
-                DirBuilder::new()
-                    .mode(DIR_MODE)
-                    .create(d)
+                // Made, chowned and chmodded through descriptors (the
+                // umask may have narrowed the mode).
+                crate::untrusted::ensure_dir(d, DIR_MODE, Some((acct.uid, acct.gid)))
                     .map_err(|e| Error::io("create directory", d, e))?;
-                std::os::unix::fs::lchown(d, Some(acct.uid), Some(acct.gid))
-                    .map_err(|e| Error::io("change the owner of", d, e))?;
-                // The umask may have narrowed the mode.
-                fs::set_permissions(d, fs::Permissions::from_mode(DIR_MODE))
-                    .map_err(|e| Error::io("change the mode of", d, e))?;
                 changes.push(Change::new(
                     d.display().to_string(),
                     format!(
@@ -221,39 +221,18 @@ pub fn ensure_dir(dir: &Path, acct: &Account, manage: bool, guard: &Path) -> Res
     Ok(changes)
 }
 
-/// Something whose owner and mode can be changed: a path (directories,
-/// never followed when a link) or an open file (`.env`, pinned by its fd).
-enum Target<'a> {
-    Dir(&'a Path),
-    File(&'a fs::File),
-}
-
-impl Target<'_> {
-    fn chown(&self, uid: u32, gid: u32) -> std::io::Result<()> {
-        match self {
-            Target::Dir(p) => std::os::unix::fs::lchown(p, Some(uid), Some(gid)),
-            Target::File(f) => std::os::unix::fs::fchown(f, Some(uid), Some(gid)),
-        }
-    }
-
-    fn chmod(&self, mode: u32) -> std::io::Result<()> {
-        match self {
-            Target::Dir(p) => fs::set_permissions(p, fs::Permissions::from_mode(mode)),
-            Target::File(f) => f.set_permissions(fs::Permissions::from_mode(mode)),
-        }
-    }
-}
-
+/// Owner and mode made the account's and `mode`, through the open file or
+/// directory `t`, never by path.
 fn fix_owner_mode(
     path: &Path,
-    t: Target<'_>,
+    t: &fs::File,
     m: &fs::Metadata,
     acct: &Account,
     mode: u32,
 ) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
     if m.uid() != acct.uid || m.gid() != acct.gid {
-        t.chown(acct.uid, acct.gid)
+        std::os::unix::fs::fchown(t, Some(acct.uid), Some(acct.gid))
             .map_err(|e| Error::io("change the owner of", path, e))?;
         changes.push(Change::new(
             path.display().to_string(),
@@ -269,7 +248,7 @@ fn fix_owner_mode(
     }
     let current = m.mode() & 0o7777;
     if current != mode {
-        t.chmod(mode)
+        t.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io("change the mode of", path, e))?;
         changes.push(Change::new(
             path.display().to_string(),
@@ -295,15 +274,16 @@ pub fn secure_env_file(path: &Path, acct: &Account, guard: &Path) -> Result<Vec<
         return Err(Error::new(format!("{} is not a regular file", path.display()))
             .with_note("replace it with a plain KEY=VALUE file; links are not followed"));
     }
-    // Opened without following links, and changed through the fd, so a link
-    // swapped in meanwhile cannot redirect the chown. Nothing is read.
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| Error::io("open", path, e))?;
+    // Opened without following links anywhere on the way, refused when it
+    // has another link (a hard link to a file of root's), and changed
+    // through the fd, so a link swapped in meanwhile cannot redirect the
+    // chown. Nothing is read.
+    let file = crate::untrusted::open_read(path, None).map_err(|e| {
+        Error::io("open", path, e)
+            .with_note("replace it with a plain KEY=VALUE file of its own; links are not followed")
+    })?;
     let m = file.metadata().map_err(|e| Error::io("inspect", path, e))?;
-    fix_owner_mode(path, Target::File(&file), &m, acct, ENV_MODE)
+    fix_owner_mode(path, &file, &m, acct, ENV_MODE)
 }
 
 fn name_of_uid(uid: u32) -> String {

@@ -191,20 +191,34 @@ pub fn open_append(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> io::Res
     Ok(file)
 }
 
-/// Makes directory `path` if missing (its parent must exist), owned by
-/// `owner`; an existing one must be a directory, not a link.
-pub fn ensure_dir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
+/// Opens directory `path` (to change its owner or mode through the
+/// descriptor): a link there, or anywhere on the way, is refused.
+pub fn open_dir(path: &Path) -> io::Result<File> {
     let (dir, name) = parent(path)?;
-    match nix::sys::stat::mkdirat(&dir, name.as_os_str(), Mode::from_bits_truncate(mode)) {
+    openat(&dir, name.as_os_str(), DIR, Mode::empty())
+        .map(File::from)
+        .map_err(|e| match e {
+            Errno::ELOOP | Errno::ENOTDIR => err(path, "not a directory (or a symbolic link); refused"),
+            e => io::Error::from(e),
+        })
+}
+
+/// Makes directory `path` if missing (its parent must exist), owned by
+/// `owner`, with `mode` whatever the umask; an existing one must be a
+/// directory, not a link. Returns whether it was made.
+pub fn ensure_dir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> io::Result<bool> {
+    let (dir, name) = parent(path)?;
+    match nix::sys::stat::mkdirat(&dir, name.as_os_str(), Mode::from_bits_truncate(0o700)) {
         Ok(()) => {
             let fd = openat(&dir, name.as_os_str(), DIR, Mode::empty()).map_err(io::Error::from)?;
             if let Some((uid, gid)) = owner {
                 nix::unistd::fchown(&fd, Some(uid.into()), Some(gid.into())).map_err(io::Error::from)?;
             }
-            Ok(())
+            nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(io::Error::from)?;
+            Ok(true)
         }
         Err(Errno::EEXIST) => openat(&dir, name.as_os_str(), DIR, Mode::empty())
-            .map(drop)
+            .map(|_| false)
             .map_err(|e| match e {
                 Errno::ELOOP | Errno::ENOTDIR => err(path, "not a directory (or a symbolic link); refused"),
                 e => io::Error::from(e),

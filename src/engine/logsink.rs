@@ -35,10 +35,12 @@ fn open(path: &Path, owner: Option<(u32, u32)>) -> Result<File> {
     if let Some(dir) = path.parent() {
         // Only logs/ itself: a missing WorkingDirectory= is a missing
         // deployment, not something to create here.
-        crate::untrusted::ensure_dir(dir, 0o750, owner).map_err(|e| {
-            Error::io("create the log directory", dir, e)
-                .with_note("check WorkingDirectory= in the unit, and that the code is deployed there")
-        })?;
+        crate::untrusted::ensure_dir(dir, 0o750, owner)
+            .map(drop)
+            .map_err(|e| {
+                Error::io("create the log directory", dir, e)
+                    .with_note("check WorkingDirectory= in the unit, and that the code is deployed there")
+            })?;
     }
     crate::untrusted::open_append(path, 0o640, owner).map_err(|e| {
         Error::io("open the log file", path, e)

@@ -52,8 +52,9 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     }
     cargo_test(&mut unit, &mut tally)?;
 
-    // The fallback engine's own tests need root (it switches users); run
-    // apart from the container layer, whose load would blur their timings.
+    // The fallback engine's own tests and the attacks on root's commands
+    // need root (they switch users); run apart from the container layer,
+    // whose load would blur their timings.
     let mut engine = run::cargo();
     engine.current_dir(&root).args([
         "test",
@@ -62,6 +63,8 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
         "jarvis-supervisor",
         "--test",
         "run_engine",
+        "--test",
+        "attacks",
         "--",
         "--ignored",
         "--show-output",
