@@ -2,4 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod envfile;
+pub mod masking;
 pub mod unitkeys;

@@ -123,3 +123,71 @@ fn parser_never_panics_in_a_long_run() {
     println!("envfile parser: {n} inputs in {secs} s, no panic");
     assert!(n > 10_000, "too few inputs ({n}) for a meaningful run");
 }
+
+// ----- masking (issue 13, finding 6) -----
+
+/// The test's own encoders, independent of the code under test.
+fn percent(v: &str, plus: bool) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b' ' if plus => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn json_inner(v: &str) -> String {
+    let j = serde_json::to_string(v).unwrap();
+    j[1..j.len() - 1].to_string()
+}
+
+fn word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Whether `form` shows in `line`: anywhere when 4 characters or more,
+/// else as a whole word.
+fn visible(line: &str, form: &str) -> bool {
+    if form.is_empty() {
+        return false;
+    }
+    if form.chars().count() >= 4 {
+        return line.contains(form);
+    }
+    line.match_indices(form).any(|(i, _)| {
+        !line[..i].chars().next_back().is_some_and(word_char)
+            && !line[i + form.len()..].chars().next().is_some_and(word_char)
+    })
+}
+
+proptest! {
+    /// Whatever the value and the text around it, and however the value is
+    /// encoded in the line, the masked line shows none of its forms.
+    #[test]
+    fn masking_never_shows_a_value_in_any_encoding(
+        value in "[^\u{0}]{1,40}",
+        before in "[^\n]{0,20}",
+        after in "[^\n]{0,20}",
+        encoding in 0u8..5,
+    ) {
+        let line_of = |v: &str| -> String {
+            match encoding {
+                0 => v.to_string(),
+                1 => percent(v, false),
+                2 => percent(v, true),
+                3 => json_inner(v),
+                _ => v.lines().next().unwrap_or("").to_string(),
+            }
+        };
+        let line = format!("{before}{}{after}", line_of(&value));
+        let masked = jarvis_supervisor::masking::mask(&line, std::slice::from_ref(&value));
+        let mut forms = vec![value.clone(), percent(&value, false), percent(&value, true), json_inner(&value)];
+        if value.contains('\n') {
+            forms.extend(value.lines().map(|l| l.trim().to_string()));
+        }
+        for f in forms {
+            prop_assert!(!visible(&masked, &f), "{f:?} shows in {masked:?} (line {line:?})");
+        }
+    }
+}

@@ -560,7 +560,8 @@ fn secrets(paths: &Paths, unit: &Unit) -> Option<Vec<String>> {
         match crate::untrusted::read(&paths.host(&env.path), None, crate::envcheck::ENV_MAX) {
             Ok(bytes) => {
                 let parsed = crate::envfile::parse(&bytes);
-                out.extend(parsed.vars.into_iter().map(|v| v.value).filter(|v| v.len() >= 4));
+                // Short values too: masking takes them as whole words.
+                out.extend(parsed.vars.into_iter().map(|v| v.value).filter(|v| !v.is_empty()));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             // Unreadable: the values cannot be masked, so no line is shown.
@@ -572,13 +573,7 @@ fn secrets(paths: &Paths, unit: &Unit) -> Option<Vec<String>> {
 }
 
 pub fn mask(line: &str, secrets: &[String]) -> String {
-    let mut s = line.to_string();
-    for v in secrets {
-        if s.contains(v.as_str()) {
-            s = s.replace(v.as_str(), "****");
-        }
-    }
-    s
+    jarvis_supervisor::masking::mask(line, secrets)
 }
 
 fn looks_bad(line: &str) -> bool {
