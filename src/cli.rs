@@ -275,6 +275,9 @@ pub struct DeployArgs {
 
 #[derive(Debug, Args)]
 pub struct ExecHelperArgs {
+    /// NoNewPrivileges=yes: PR_SET_NO_NEW_PRIVS before the exec.
+    #[arg(long)]
+    pub no_new_privs: bool,
     #[arg(long)]
     pub uid: Option<u32>,
     #[arg(long)]

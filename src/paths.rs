@@ -24,8 +24,12 @@ impl Paths {
         Paths { root: dir.into() }
     }
 
+    /// A relative `--root` is taken from the current directory now: `run
+    /// --daemon` changes to / before it reads anything.
     pub fn from_root(root: Option<&Path>) -> Self {
-        root.map_or_else(Self::system, Self::rooted)
+        root.map_or_else(Self::system, |r| {
+            Self::rooted(std::path::absolute(r).unwrap_or_else(|_| r.to_path_buf()))
+        })
     }
 
     pub fn is_system(&self) -> bool {
@@ -51,5 +55,17 @@ impl Paths {
         .iter()
         .map(|d| self.host(Path::new(d)))
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_root_is_made_absolute_at_once() {
+        let p = Paths::from_root(Some(Path::new("tree")));
+        let want = std::env::current_dir().unwrap().join("tree/etc/x");
+        assert_eq!(p.host(Path::new("/etc/x")), want);
     }
 }

@@ -58,6 +58,18 @@ impl Target {
                     .ok_or_else(|| format!("{t:?}: {p:?} is not a port number"))
             })
             .transpose()?;
+        // ssh would refuse these later; say so now, with the reason (a
+        // hosts file is not a place for shell syntax: `a;id`).
+        let ok_host = |c: char| c.is_ascii_alphanumeric() || ".-_:%".contains(c);
+        if let Some(c) = host.chars().find(|&c| !ok_host(c)) {
+            return Err(format!("{t:?}: {c:?} cannot be part of a host name or address"));
+        }
+        if let Some(c) = user.and_then(|u| {
+            u.chars()
+                .find(|&c| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
+        }) {
+            return Err(format!("{t:?}: {c:?} cannot be part of a user name"));
+        }
         let destination = match user {
             Some(u) => format!("{u}@{host}"),
             None => host.to_string(),
@@ -204,6 +216,12 @@ mod tests {
         assert!(Target::parse("-oProxyCommand=x").is_err());
         assert!(Target::parse("root@").is_err());
         assert!(Target::parse("a b").is_err());
+        // Issue 13, finding 18: shell syntax is refused with the reason.
+        for bad in ["a;id", "root@a;id", "r$(id)@a", "a|b", "a`id`", "root@a&b"] {
+            let e = Target::parse(bad).unwrap_err();
+            assert!(e.contains("cannot be part of"), "{bad}: {e}");
+        }
+        assert!(Target::parse("me@[fe80::1%eth0]:22").is_ok());
     }
 
     #[test]

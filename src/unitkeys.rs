@@ -28,6 +28,7 @@ pub const HONOURED: &[(&str, &str)] = &[
     ("Service", "RuntimeDirectory"),
     ("Service", "RuntimeDirectoryPreserve"),
     ("Service", "UMask"),
+    ("Service", "NoNewPrivileges"),
 ];
 
 /// Settings of the shipped unit that need systemd itself (namespaces,
@@ -43,7 +44,6 @@ pub const REPORTED: &[(&str, &str)] = &[
     ("Service", "ProtectSystem"),
     ("Service", "ProtectHome"),
     ("Service", "ReadWritePaths"),
-    ("Service", "NoNewPrivileges"),
     ("Service", "CapabilityBoundingSet"),
     ("Service", "AmbientCapabilities"),
     ("Service", "PrivateDevices"),

@@ -1696,3 +1696,35 @@ fn the_bot_gets_no_terminal_and_no_inherited_descriptor() {
         "the root-only file is open in the program: {info}"
     );
 }
+
+/// Issue 13, finding 18 (part): `NoNewPrivileges=yes` reaches the program
+/// as PR_SET_NO_NEW_PRIVS (a setuid binary it runs gains nothing), and
+/// its absence leaves the flag off, as under systemd.
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn no_new_privileges_is_honoured() {
+    for (setting, want) in [("NoNewPrivileges=yes\n", "1"), ("", "0")] {
+        let mut t = Tree::new("nobody", "", &format!("Restart=no\n{setting}"));
+        with_program(
+            &t,
+            "nnp.py",
+            "import os, socket, time\n\
+             flag = [l.split()[1] for l in open('/proc/self/status') if l.startswith('NoNewPrivs:')][0]\n\
+             open(os.environ['TMPDIR'] + '/nnp', 'w').write(flag)\n\
+             s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+             s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n\
+             time.sleep(1000)\n",
+        );
+        t.start();
+        t.wait_state("running", 15, |_| true);
+        let got = fs::read_to_string(t.path("tmp/nnp")).unwrap_or_default();
+        assert_eq!(got, want, "NoNewPrivs with {setting:?}:\n{}", t.messages());
+        assert!(
+            !t.messages().contains("NoNewPrivileges"),
+            "still named as not honoured:\n{}",
+            t.messages()
+        );
+        t.signal_engine("TERM");
+        let _ = t.wait_exit(15);
+    }
+}

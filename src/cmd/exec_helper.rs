@@ -88,6 +88,11 @@ pub fn run(args: &ExecHelperArgs) -> Result<i32> {
     if let Err(e) = nix::sys::signal::SigSet::empty().thread_set_mask() {
         return die(214, format!("cannot reset the signal mask: {e}"));
     }
+    if args.no_new_privs {
+        if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+            return die(218, format!("cannot set no_new_privs (NoNewPrivileges=yes): {e}"));
+        }
+    }
     close_inherited();
     let mut cmd = Command::new(&args.argv[0]);
     cmd.args(&args.argv[1..]);

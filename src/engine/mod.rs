@@ -575,6 +575,9 @@ impl Engine {
             ]);
         }
         cmd.args(["--umask", &self.svc.umask.to_string()]);
+        if self.svc.no_new_privileges {
+            cmd.arg("--no-new-privs");
+        }
         if let Some(w) = &self.svc.working_directory {
             if !w.optional || w.path.is_dir() {
                 cmd.arg("--chdir").arg(&w.path);

@@ -70,6 +70,8 @@ pub struct Service {
     pub runtime_directory: Vec<String>,
     pub runtime_preserve: Preserve,
     pub umask: u32,
+    /// `NoNewPrivileges=`: PR_SET_NO_NEW_PRIVS before the exec.
+    pub no_new_privileges: bool,
 }
 
 fn bad(key: &str, value: &str, what: &str) -> Error {
@@ -264,6 +266,23 @@ impl Service {
                 ],
             )?,
         };
+        let no_new_privileges = match get("NoNewPrivileges").as_deref() {
+            None => false,
+            Some(v) => boolish(
+                "NoNewPrivileges",
+                v,
+                &[
+                    ("yes", true),
+                    ("true", true),
+                    ("on", true),
+                    ("1", true),
+                    ("no", false),
+                    ("false", false),
+                    ("off", false),
+                    ("0", false),
+                ],
+            )?,
+        };
         let umask = match get("UMask") {
             None => 0o022,
             Some(v) => u32::from_str_radix(&v, 8).map_err(|_| bad("UMask", &v, "not an octal mode"))?,
@@ -297,6 +316,7 @@ impl Service {
             runtime_directory,
             runtime_preserve,
             umask,
+            no_new_privileges,
         })
     }
 
