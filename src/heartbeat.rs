@@ -45,8 +45,16 @@ pub fn configured(path: &Path) -> Result<Option<String>> {
                 url = Some(v.to_string());
             }
             other => {
-                return Err(Error::config(path, i + 1, format!("unknown key {other:?}"))
-                    .with_note("the only key is url"))
+                // A line that is a URL (or holds a token) is not echoed.
+                let shown =
+                    if !other.is_empty() && other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        format!("unknown key {other:?}")
+                    } else {
+                        "unknown key (not shown: it is not a plain name)".to_string()
+                    };
+                return Err(
+                    Error::config(path, i + 1, shown).with_note("the only key is url: url = https://...")
+                );
             }
         }
     }
@@ -69,20 +77,27 @@ pub fn check_url(url: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The URL for a check that ended with `code`.
+/// The URL for a check that ended with `code`: the code goes at the end
+/// of the path, before any query string.
 pub fn url_for(base: &str, code: i32) -> String {
     if code == 0 {
-        base.to_string()
-    } else {
-        format!("{}/{code}", base.trim_end_matches('/'))
+        return base.to_string();
     }
+    let cut = base
+        .find("://")
+        .map(|i| i + 3)
+        .and_then(|start| base[start..].find(['?', '#']).map(|j| start + j))
+        .unwrap_or(base.len());
+    let (path, query) = base.split_at(cut);
+    format!("{}/{code}{query}", path.trim_end_matches('/'))
 }
 
 /// Scheme and host only: the path is the check's secret.
 pub fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
-            let host = rest.split('/').next().unwrap_or("");
+            // The host ends at the path, the query or the fragment.
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
             // user:password@host
             let host = host.rsplit('@').next().unwrap_or(host);
             format!("{scheme}://{host}/…")
@@ -161,6 +176,9 @@ mod tests {
         assert_eq!(url_for(b, 0), b);
         assert_eq!(url_for(b, 2), "https://hc-ping.com/5a0c-uuid/2");
         assert_eq!(url_for("http://h/x/", 3), "http://h/x/3");
+        // Issue 13, finding 12: the code goes before the query string.
+        assert_eq!(url_for("https://h/p?token=abc", 2), "https://h/p/2?token=abc");
+        assert_eq!(url_for("https://h?token=abc", 2), "https://h/2?token=abc");
     }
 
     #[test]
@@ -168,6 +186,9 @@ mod tests {
         assert_eq!(redact("https://hc-ping.com/5a0c-uuid"), "https://hc-ping.com/…");
         assert_eq!(redact("https://u:pw@h.example/p"), "https://h.example/…");
         assert!(!check_url("ftp://x/5a0c").unwrap_err().contains("5a0c"));
+        // Issue 13, finding 12: a token in the query is the secret too.
+        assert_eq!(redact("http://h.example?token=SECRET"), "http://h.example/…");
+        assert_eq!(redact("http://h.example#SECRET"), "http://h.example/…");
     }
 
     #[test]
@@ -191,5 +212,9 @@ mod tests {
         std::fs::write(&f, "uri = https://hc-ping.com/abc\n").unwrap();
         let e = configured(&f).unwrap_err().to_string();
         assert!(e.contains(":1:") && e.contains("unknown key"), "{e}");
+        // Issue 13, finding 12: a line that is only a URL is not echoed.
+        std::fs::write(&f, "https://hc-ping.com/SECRET-uuid?x=1\n").unwrap();
+        let e = configured(&f).unwrap_err().to_string();
+        assert!(e.contains(":1:") && !e.contains("SECRET"), "{e}");
     }
 }

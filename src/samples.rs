@@ -32,10 +32,23 @@ pub fn append(path: &Path, s: &Sample) -> Result<()> {
         serde_json::to_string(s).map_err(|e| Error::new(format!("cannot encode a sample: {e}")))? + "\n";
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     if size + line.len() as u64 > MAX_BYTES {
-        // Keep the newer half, written atomically (tempfile, then rename).
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let keep = &lines[lines.len() / 2..];
+        // Keep the newest samples that fill half the cap, written
+        // atomically (tempfile, then rename). Read as bytes: one damaged
+        // line (invalid UTF-8, a torn write) costs that line, not the file.
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let good: Vec<&[u8]> = sample_lines(&bytes).collect();
+        let mut size = 0u64;
+        let from = good
+            .iter()
+            .rposition(|l| {
+                size += l.len() as u64 + 1;
+                size > MAX_BYTES / 2
+            })
+            .map_or(0, |i| i + 1);
+        let keep: Vec<String> = good[from..]
+            .iter()
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect();
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut tmp =
             tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("create a file in", dir, e))?;
@@ -57,11 +70,17 @@ pub fn append(path: &Path, s: &Sample) -> Result<()> {
         .map_err(|e| Error::io("append to", path, e))
 }
 
+/// The lines of `bytes` that are samples; damaged ones are skipped.
+fn sample_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| serde_json::from_slice::<Sample>(l).is_ok())
+}
+
 pub fn read(path: &Path) -> Vec<Sample> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+    let bytes = std::fs::read(path).unwrap_or_default();
+    sample_lines(&bytes)
+        .filter_map(|l| serde_json::from_slice(l).ok())
         .collect()
 }
 
@@ -125,5 +144,39 @@ mod tests {
         }
         assert!(std::fs::metadata(&p).unwrap().len() <= MAX_BYTES);
         assert!(read(&p).len() > 1000);
+    }
+
+    /// Issue 13, finding 15: one invalid UTF-8 byte cost every sample
+    /// ("0 samples"), and the trim then kept 1 line of 40,001.
+    #[test]
+    fn a_damaged_line_costs_that_line_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.jsonl");
+        let line = |t: u64| format!("{{\"t\":{t},\"rss\":1,\"restarts\":0,\"state\":\"active\"}}\n");
+        let mut bytes: Vec<u8> = (0..40_000).flat_map(|t| line(t).into_bytes()).collect();
+        bytes.extend_from_slice(b"{\"t\":1,\"state\":\"\xff\"}\n");
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(read(&p).len(), 40_000);
+        // Past the cap: the newest samples that fill half of it are kept.
+        let pad: Vec<u8> = (0..MAX_BYTES / 60)
+            .flat_map(|t| line(100_000 + t).into_bytes())
+            .collect();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(&pad)
+            .unwrap();
+        let s = Sample {
+            t: 999_999,
+            rss: Some(1),
+            restarts: Some(0),
+            state: "active".into(),
+        };
+        append(&p, &s).unwrap();
+        let kept = read(&p);
+        assert!(kept.len() > 10_000, "kept {} samples", kept.len());
+        assert_eq!(kept.last().unwrap().t, 999_999);
+        assert!(std::fs::metadata(&p).unwrap().len() <= MAX_BYTES);
     }
 }

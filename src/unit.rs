@@ -21,6 +21,12 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Unit {
     entries: Vec<Entry>,
+    /// Lines systemd ignores with a warning (no '=', outside a section):
+    /// ignored here too, and reported by `check`, never fatal.
+    pub warnings: Vec<String>,
+    /// The unit file that masks the unit (a link to /dev/null), if any:
+    /// systemd then refuses every start.
+    pub masked: Option<PathBuf>,
 }
 
 impl Unit {
@@ -34,6 +40,14 @@ impl Unit {
     /// its drop-ins, as systemd would.
     pub fn load_named(paths: &Paths, name: &str) -> Result<Unit> {
         let dirs = paths.unit_dirs();
+        // A link to /dev/null in a unit directory masks the unit.
+        let masked = dirs.iter().rev().map(|d| d.join(name)).find(|p| {
+            fs::read_link(p).is_ok_and(|t| t == Path::new("/dev/null"))
+                || fs::metadata(p).is_ok_and(|m| {
+                    use std::os::unix::fs::FileTypeExt;
+                    m.file_type().is_char_device()
+                })
+        });
         let main = dirs
             .iter()
             .rev()
@@ -62,7 +76,10 @@ impl Unit {
                 }
             }
         }
-        let mut unit = Unit::default();
+        let mut unit = Unit {
+            masked,
+            ..Unit::default()
+        };
         unit.add_file(&main)?;
         for path in dropins.values() {
             unit.add_file(path)?;
@@ -158,14 +175,21 @@ impl Unit {
     }
 
     fn push(&mut self, path: &Path, lineno: usize, section: &str, line: &str) -> Result<()> {
+        // As systemd: warn and ignore the line (the line itself is not
+        // shown: it may be a value pasted without its key).
         let Some((key, value)) = line.split_once('=') else {
-            return Err(
-                Error::config(path, lineno, format!("expected KEY=VALUE, found {line:?}"))
-                    .with_note("fix the line, or run: systemd-analyze verify jarvis-supervisor.service"),
-            );
+            self.warnings.push(format!(
+                "{}:{lineno}: a line without '=' (systemd ignores it too)",
+                path.display()
+            ));
+            return Ok(());
         };
         if section.is_empty() {
-            return Err(Error::config(path, lineno, "setting outside of a [Section]"));
+            self.warnings.push(format!(
+                "{}:{lineno}: a setting outside of a [Section] (systemd ignores it too)",
+                path.display()
+            ));
+            return Ok(());
         }
         self.entries.push(Entry {
             section: section.to_string(),
@@ -341,11 +365,23 @@ mod tests {
     }
 
     #[test]
-    fn bad_line_names_file_and_line() {
+    fn a_bad_line_is_ignored_with_a_warning_naming_file_and_line() {
         let mut u = Unit::default();
-        let err = u
-            .add_text(Path::new("/etc/x.conf"), "[Service]\nUser=a\nbogus\n")
-            .unwrap_err();
-        assert!(err.to_string().contains("/etc/x.conf:3"), "{err}");
+        u.add_text(
+            Path::new("/etc/x.conf"),
+            "User=z\n[Service]\nUser=a\nbogus-secret\n",
+        )
+        .unwrap();
+        assert_eq!(u.user(), "a");
+        assert_eq!(u.warnings.len(), 2, "{:?}", u.warnings);
+        assert!(u.warnings[0].starts_with("/etc/x.conf:1:"), "{:?}", u.warnings);
+        assert!(u.warnings[1].starts_with("/etc/x.conf:4:"), "{:?}", u.warnings);
+        assert!(!u.warnings.concat().contains("bogus"), "the line is echoed");
+        // An unclosed section header still stops: systemd rejects the file.
+        assert!(u
+            .add_text(Path::new("/etc/y.conf"), "[Service\n")
+            .unwrap_err()
+            .to_string()
+            .contains("/etc/y.conf:1"));
     }
 }

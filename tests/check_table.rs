@@ -781,3 +781,34 @@ fn an_unparsable_line_is_never_echoed() {
         );
     }
 }
+
+/// Issue 13, finding 14: a drop-in line without '=' is what systemd
+/// ignores with a warning: check warns (without echoing the line) and the
+/// preflight lets the bot start; a masked unit fails check, as systemd
+/// refuses to start it.
+#[test]
+fn a_bad_dropin_line_warns_and_a_masked_unit_fails() {
+    let t = Tree::new();
+    t.write(
+        "etc/systemd/system/jarvis-supervisor.service.d/20-typo.conf",
+        &format!("[Service]\nEnvironment=A=1\n{SECRET}-pasted-without-a-key\n"),
+    );
+    let out = t.run(&["check"]);
+    let all = text(&out);
+    assert!(all.contains("20-typo.conf:3: a line without '='"), "{all}");
+    assert!(!all.contains(SECRET), "{all}");
+    let pre = t.run(&["check", "--preflight"]);
+    assert_eq!(pre.status.code(), Some(0), "{}", text(&pre));
+    std::os::unix::fs::symlink(
+        "/dev/null",
+        t.path("etc/systemd/system/jarvis-supervisor.service"),
+    )
+    .unwrap();
+    let out = t.run(&["check"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("masks the unit") && all.contains("systemctl unmask"),
+        "{all}"
+    );
+}

@@ -71,6 +71,20 @@ pub const PREFLIGHT_FAILED: &str = "preflight-failed";
 
 pub fn checks(paths: &Paths, unit: &Unit, rules: &[envrules::Rule], preflight: bool) -> Vec<Finding> {
     let mut out = Vec::new();
+    if let Some(m) = &unit.masked {
+        out.push(Finding::fail(
+            "unit",
+            format!("{} masks the unit: systemd refuses every start", m.display()),
+            "sudo systemctl unmask jarvis-supervisor",
+        ));
+    }
+    for w in &unit.warnings {
+        out.push(Finding::warn(
+            "unit",
+            w.clone(),
+            "fix or remove the line: KEY=VALUE under a [Section]",
+        ));
+    }
     let user = unit.user();
     let group = unit.group().unwrap_or_else(|| user.clone());
     let account = Account::lookup(&user, &group);

@@ -100,6 +100,13 @@ pub fn run(paths: &Paths, args: &RunArgs) -> Result<i32> {
     if let Some(d) = &svc.description {
         say!("supervising {d}");
     }
+    for w in &unit.warnings {
+        say!("{w}");
+    }
+    if let Some(m) = &unit.masked {
+        return Err(Error::new(format!("{} masks the unit: it is not started", m.display()))
+            .with_note("unmask it (remove the link to /dev/null), then start again"));
+    }
     let skipped = not_honoured(&unit);
     if !skipped.is_empty() {
         say!("not honoured without systemd: {}", skipped.join(", "));
