@@ -218,9 +218,9 @@ fn assert_provisioned(c: &Container) {
     );
 }
 
-/// `systemd-analyze security`'s overall exposure for the installed unit.
-fn security_score(c: &Container) -> f64 {
-    let sec = c.sh(&format!("systemd-analyze security {UNIT} 2>&1"));
+/// `systemd-analyze security`'s overall exposure for an installed unit.
+fn security_score(c: &Container, unit: &str) -> f64 {
+    let sec = c.sh(&format!("systemd-analyze security {unit} 2>&1"));
     let line = sec
         .stdout
         .lines()
@@ -264,9 +264,17 @@ fn verify_and_security(suite: Suite) {
             "systemd-analyze verify {unit}"
         );
     }
-    let score = security_score(&c);
-    println!("{}: systemd-analyze security: {score}", suite.name());
-    assert!(score <= 2.0, "exposure {score} > 2.0");
+    // Issue 13, acceptance 2: the bot's unit, the health sampler (root, to
+    // read the service user's files) and the scheduled restart.
+    for (unit, most) in [
+        (UNIT, 1.4),
+        ("jarvis-supervisor-health.service", 2.5),
+        ("jarvis-supervisor-restart.service", 2.0),
+    ] {
+        let score = security_score(&c, unit);
+        println!("{}: systemd-analyze security {unit}: {score}", suite.name());
+        assert!(score <= most, "{unit}: exposure {score} > {most}");
+    }
     // The logrotate snippet parses (debug mode changes nothing).
     let lr = c.sh("logrotate -d /etc/logrotate.d/jarvis 2>&1");
     assert_eq!(lr.status, 0, "logrotate -d failed:\n{}", lr.all());
@@ -279,14 +287,14 @@ fn verify_and_security(suite: Suite) {
 
 #[test]
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
-fn bookworm_unit_verifies_clean_and_scores_at_most_2() {
+fn bookworm_units_verify_clean_and_score_within_their_bounds() {
     let _ = WHY;
     verify_and_security(Suite::Bookworm);
 }
 
 #[test]
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
-fn trixie_unit_verifies_clean_and_scores_at_most_2() {
+fn trixie_units_verify_clean_and_score_within_their_bounds() {
     verify_and_security(Suite::Trixie);
 }
 

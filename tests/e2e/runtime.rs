@@ -347,7 +347,7 @@ fn sandbox(suite: Suite) {
             r.stdout
         );
     }
-    let score = security_score(&c);
+    let score = security_score(&c, UNIT);
     println!(
         "{}: contract paths writable, /usr /etc /home/alice /root not; exposure {score}",
         suite.name()
