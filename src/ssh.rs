@@ -158,6 +158,9 @@ pub fn run_input(
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
+    // Its own process group: a timeout kills ssh and whatever it started
+    // (a ProxyCommand), not ssh alone.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn()?;
     if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
         std::thread::spawn(move || {
@@ -166,33 +169,47 @@ pub fn run_input(
         });
     }
     let drain = |r: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             if let Some(mut r) = r {
                 let _ = r.read_to_end(&mut buf);
             }
-            String::from_utf8_lossy(&buf).into_owned()
-        })
+            let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+        });
+        rx
     };
     let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
     let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
     let deadline = Instant::now() + timeout;
-    // A short poll: this waits on a handful of ssh processes, not a daemon loop.
     let (status, timed_out) = loop {
         if let Some(st) = child.try_wait()? {
             break (st.code(), false);
         }
         if Instant::now() >= deadline {
+            let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
             let _ = child.kill();
             let _ = child.wait();
             break (None, true);
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    // A process that ssh left behind may still hold the pipes open: wait
+    // for the output only until the deadline (a second past it at most),
+    // never for that process.
+    let grace = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
+    let t_end = Instant::now() + grace;
+    let take = |rx: std::sync::mpsc::Receiver<String>| {
+        rx.recv_timeout(t_end.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
+    };
     Ok(Outcome {
         status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        stdout: take(out),
+        stderr: take(err),
         timed_out,
     })
 }
@@ -222,6 +239,24 @@ mod tests {
             assert!(e.contains("cannot be part of"), "{bad}: {e}");
         }
         assert!(Target::parse("me@[fe80::1%eth0]:22").is_ok());
+    }
+
+    /// Issue 13, finding 10: a ProxyCommand that never exits held ssh's
+    /// pipes, and the call returned 20 s after its 2 s timeout.
+    #[test]
+    fn the_timeout_holds_whatever_ssh_started() {
+        let t = Target::parse("root@jarvis-test.invalid").unwrap();
+        let t0 = Instant::now();
+        let out = run(
+            &t,
+            &["ProxyCommand=sh -c 'sleep 30 & sleep 30'".to_string()],
+            Duration::from_secs(2),
+            "true",
+        )
+        .unwrap();
+        let took = t0.elapsed();
+        assert!(out.timed_out, "{out:?}");
+        assert!(took < Duration::from_secs(5), "returned after {took:?}");
     }
 
     #[test]

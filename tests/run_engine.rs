@@ -1728,3 +1728,37 @@ fn no_new_privileges_is_honoured() {
         let _ = t.wait_exit(15);
     }
 }
+
+/// Issue 13, finding 11: the bot's `STATUS=` text with terminal control
+/// sequences (a window title, a screen clear) reaches `status`'s human
+/// output defused; the JSON escapes them as JSON does.
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn control_sequences_from_the_bot_never_reach_the_terminal() {
+    let mut t = Tree::new("nobody", "", "Restart=no\n");
+    with_program(
+        &t,
+        "esc.py",
+        "import os, socket, time\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         s.sendto(b'READY=1\\nSTATUS=trading \\x1b]0;pwned\\x07\\x1b[2J\\x9b31m', os.environ['NOTIFY_SOCKET'])\n\
+         time.sleep(1000)\n",
+    );
+    t.start();
+    t.wait_state("running", 15, |s| {
+        s["status_text"]
+            .as_str()
+            .is_some_and(|x| x.starts_with("trading"))
+    });
+    let out = t.cmd().arg("status").output().unwrap();
+    let human = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(human.contains("status: trading"), "{human}");
+    assert!(
+        !human.contains('\u{1b}') && !human.contains('\u{7}') && !human.contains('\u{9b}'),
+        "a control character reached the terminal: {human:?}"
+    );
+    let json = t.cmd().args(["status", "--json"]).output().unwrap();
+    assert!(!json.stdout.contains(&0x1b), "raw ESC in the JSON");
+    t.signal_engine("TERM");
+    let _ = t.wait_exit(15);
+}

@@ -1162,7 +1162,7 @@ fn print_summary(rows: &[Outcome], json: bool) {
             o.id.clone().unwrap_or_else(|| "-".into()),
             pkg,
             format!("{:.1}s", o.elapsed_s),
-            o.reason.clone().unwrap_or_default(),
+            crate::output::printable(o.reason.as_deref().unwrap_or_default()),
         ]);
     }
     let widths: Vec<usize> = (0..6)

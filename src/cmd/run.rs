@@ -104,8 +104,10 @@ pub fn run(paths: &Paths, args: &RunArgs) -> Result<i32> {
         say!("{w}");
     }
     if let Some(m) = &unit.masked {
-        return Err(Error::new(format!("{} masks the unit: it is not started", m.display()))
-            .with_note("unmask it (remove the link to /dev/null), then start again"));
+        return Err(
+            Error::new(format!("{} masks the unit: it is not started", m.display()))
+                .with_note("unmask it (remove the link to /dev/null), then start again"),
+        );
     }
     let skipped = not_honoured(&unit);
     if !skipped.is_empty() {

@@ -36,14 +36,14 @@ pub enum Verdict {
     Unknown = 3,
 }
 
-#[derive(Debug, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Watchdog {
     pub period_s: Option<f64>,
     pub last_ping_age_s: Option<f64>,
 }
 
-#[derive(Debug, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Memory {
     pub current_bytes: Option<u64>,
@@ -51,7 +51,7 @@ pub struct Memory {
     pub percent_of_max: Option<f64>,
 }
 
-#[derive(Debug, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Logs {
     pub dir: Option<String>,
@@ -59,7 +59,7 @@ pub struct Logs {
     pub newest_rotated_age_s: Option<u64>,
 }
 
-#[derive(Debug, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Status {
     pub schema: u32,
@@ -98,7 +98,7 @@ pub struct Status {
     pub code_changed: Vec<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct WeeklyRestart {
     pub enabled: bool,
@@ -657,7 +657,37 @@ fn verdict_word(v: Verdict) -> &'static str {
     }
 }
 
+/// What `print_human` shows of text that came from outside.
+fn defused(st: &Status) -> Status {
+    use crate::output::printable;
+    let list = |v: &[String]| v.iter().map(|s| printable(s)).collect();
+    let one = |v: &Option<String>| v.as_deref().map(printable);
+    Status {
+        reasons: list(&st.reasons),
+        errors: list(&st.errors),
+        code_changed: list(&st.code_changed),
+        state: printable(&st.state),
+        active_state: printable(&st.active_state),
+        sub_state: printable(&st.sub_state),
+        result: printable(&st.result),
+        status_text: one(&st.status_text),
+        supervisor: one(&st.supervisor),
+        package_version: one(&st.package_version),
+        code_deploy: one(&st.code_deploy),
+        logs: Logs {
+            dir: one(&st.logs.dir),
+            ..st.logs.clone()
+        },
+        weekly_restart: WeeklyRestart {
+            next: one(&st.weekly_restart.next),
+            ..st.weekly_restart.clone()
+        },
+        ..st.clone()
+    }
+}
+
 fn print_human(st: &Status) {
+    let st = &defused(st);
     let verdict = verdict_word(st.verdict);
     let why = if st.reasons.is_empty() {
         String::new()

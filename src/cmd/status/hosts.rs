@@ -170,7 +170,8 @@ pub fn print(rows: &[Row], json: bool) -> i32 {
                 r.error.clone().unwrap_or_default(),
             ],
         };
-        table.push(row);
+        // Another host's report: its text is defused before a terminal.
+        table.push(row.map(|cell| crate::output::printable(&cell)));
     }
     let widths: Vec<usize> = (0..8)
         .map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
