@@ -114,8 +114,17 @@ pub fn timespan(key: &str, v: &str) -> Result<Option<Duration>> {
         };
         rest = tail;
     }
-    Ok(Some(Duration::from_secs_f64(total)))
+    // Past about 31 years a span is "forever": a bigger one would overflow
+    // Duration or a deadline (issue 13, finding 13: it panicked).
+    Ok(Some(Duration::from_secs_f64(if total.is_finite() {
+        total.min(FOREVER)
+    } else {
+        FOREVER
+    })))
 }
+
+/// The longest span kept as given, in seconds.
+const FOREVER: f64 = 1e9;
 
 /// A byte size ("4G", "512M", "1073741824", "infinity").
 pub fn bytes(key: &str, v: &str) -> Result<Option<u64>> {
@@ -343,6 +352,20 @@ mod tests {
         assert_eq!(s("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(s("infinity"), None);
         assert!(timespan("X", "3 parsecs").is_err());
+        // Issue 13, finding 13: huge spans are "forever", never a panic,
+        // and a deadline made from one does not overflow.
+        for huge in [
+            "99999999999999999999999999",
+            "1e400w",
+            "18446744073709551616s",
+            "9999999999999999999w",
+        ] {
+            let d = timespan("TimeoutStopSec", huge)
+                .map(|d| d.unwrap_or_default())
+                .unwrap_or_default();
+            assert!(d <= Duration::from_secs(1_000_000_000), "{huge}: {d:?}");
+            let _ = std::time::Instant::now() + d;
+        }
     }
 
     #[test]
