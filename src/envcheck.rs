@@ -24,8 +24,30 @@ impl EnvCheck<'_> {
     pub fn run(&self, shown: &Path, host: &Path) -> (Vec<Finding>, Option<Parsed>) {
         let mut out = Vec::new();
         let name = shown.display();
+        // A link is named as such, before anything follows it: as root it
+        // could lead to a root-only file; as the service user it would
+        // look "missing" where the target cannot be reached.
+        if self.account.is_some() && std::fs::symlink_metadata(host).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            out.push(Finding::fail(
+                "env",
+                format!("{name} is a symbolic link: refused, its target is not read"),
+                format!(
+                    "replace the link with the file itself, owned by the service user, mode 0600: {name}"
+                ),
+            ));
+            return (out, None);
+        }
         let meta = match std::fs::metadata(host) {
             Ok(m) => m,
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                out.push(Finding::fail(
+                    "env",
+                    format!("cannot inspect {name}: {e}"),
+                    "run as root or as the service user",
+                ));
+                return (out, None);
+            }
             Err(_) => {
                 let user = self.account.map_or("jarvis", |a| a.user.as_str());
                 out.push(Finding::fail(

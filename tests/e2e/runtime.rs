@@ -413,3 +413,55 @@ fn stop(suite: Suite) {
         suite.name()
     );
 }
+
+on_both!(a_linked_env_hands_no_root_secret_to_the_service_user, linked_env);
+/// Issue 13, finding 2, under systemd (the fallback engine has its own
+/// test in run_engine.rs): the service user links `.env` to a root-only
+/// KEY=VALUE file and kills its bot so that systemd starts it again. PID 1
+/// follows the link and puts the values into the `ExecStartPre=` processes;
+/// a watcher running as the service user reads every `/proc/PID/environ`
+/// it can for the whole time, and never sees a value, nor does the
+/// journal or any log.
+fn linked_env(suite: Suite) {
+    let c = running(suite, "", None);
+    c.ok("umask 077; echo 'ROOT_ONLY_SECRET=hunter2-never-leak' > /root/secrets.env");
+    c.write(
+        "/var/tmp/watch.sh",
+        "end=$(( $(date +%s) + 25 ))\n: > /var/tmp/seen\n\
+         while [ \"$(date +%s)\" -lt \"$end\" ]; do\n\
+           for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < \"$f\" 2>/dev/null | grep -a hunter2 >> /var/tmp/seen; done\n\
+         done\necho done > /var/tmp/watch.done\n",
+    );
+    // The code root is the service user's, as after a deploy over rsync
+    // as jarvis: it can replace .env with a link.
+    c.ok(&format!("chown jarvis:jarvis {CODE}"));
+    c.ok(&format!(
+        "su -s /bin/sh jarvis -c 'ln -sf /root/secrets.env {CODE}/.env'"
+    ));
+    let pid = main_pid(&c);
+    c.ok(&format!(
+        "su -s /bin/sh jarvis -c 'sh /var/tmp/watch.sh </dev/null >/dev/null 2>&1 & sleep 1; kill {pid}'"
+    ));
+    c.wait_for("the watcher to finish", Duration::from_secs(60), |c| {
+        c.sh("test -f /var/tmp/watch.done").status == 0
+    });
+    let seen = c.ok("cat /var/tmp/seen");
+    assert_eq!(
+        seen.trim(),
+        "",
+        "the service user read a root-only value from a process"
+    );
+    let j = journal(&c);
+    assert!(!j.contains("hunter2"), "a value reached the journal:\n{j}");
+    let logs = c.sh(&format!("cat {CODE}/logs/* 2>/dev/null")).stdout;
+    assert!(!logs.contains("hunter2"), "a value reached the logs");
+    assert!(
+        j.contains("symbolic link"),
+        "the preflight does not say why it refuses:\n{j}"
+    );
+    assert!(!active(&c), "the bot runs with a linked .env");
+    println!(
+        "{}: linked .env refused by the preflight; no value seen in 25 s of /proc/*/environ as jarvis",
+        suite.name()
+    );
+}
