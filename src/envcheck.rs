@@ -120,6 +120,19 @@ impl EnvCheck<'_> {
             };
             out.push(finding.at(f.line, f.key.clone()));
         }
+        // What systemd would pass: the last value of each name.
+        let mut last = std::collections::HashMap::new();
+        for v in &parsed.vars {
+            last.insert(v.key.as_str(), v.value.as_str());
+        }
+        if let Some(why) = envfile::exec_refusal(last.into_iter()) {
+            clean = false;
+            out.push(Finding::fail(
+                "env",
+                format!("{name}: {why}; every start fails with \"Argument list too long\""),
+                "keep large data in a file under data/ and put its path in the .env",
+            ));
+        }
         if clean && parsed.findings.is_empty() {
             out.push(Finding::pass(
                 "env",

@@ -131,6 +131,38 @@ impl Parsed {
     }
 }
 
+/// The kernel's limit on one `KEY=VALUE` string (MAX_ARG_STRLEN, 32 pages).
+const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// Why execve(2) would refuse this environment, if it would: one
+/// `KEY=VALUE` over 128 KiB, or all of them (strings and pointers) over
+/// ARG_MAX. systemd and `jarvisctl run` then fail every start with
+/// "Argument list too long", so it is said before a start.
+pub fn exec_refusal<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<String> {
+    let limit = nix::unistd::sysconf(nix::unistd::SysconfVar::ARG_MAX)
+        .ok()
+        .flatten()
+        .and_then(|v| usize::try_from(v).ok())
+        .unwrap_or(2 << 20);
+    let (mut n, mut total) = (0usize, 0usize);
+    for (k, v) in vars {
+        let len = k.len() + v.len() + 2;
+        if len > MAX_ARG_STRLEN {
+            let key = safe_key(k).unwrap_or_else(|| "a variable".into());
+            return Some(format!(
+                "{key} is {len} bytes long: the kernel starts no program with one variable over {MAX_ARG_STRLEN} bytes"
+            ));
+        }
+        n += 1;
+        total += len + std::mem::size_of::<usize>();
+    }
+    (total > limit).then(|| {
+        format!(
+            "its {n} variables take {total} bytes: the kernel starts no program whose environment is over {limit} bytes (ARG_MAX)"
+        )
+    })
+}
+
 /// systemd's WHITESPACE: space, tab, newline, carriage return.
 fn is_ws(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r')
@@ -526,5 +558,38 @@ fn note_unquoted(notes: &mut Notes, c: char, after_space: bool) {
     }
     if after_space && c != '#' {
         notes.unquoted_space = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spawns(key: &str, value: &str) -> bool {
+        std::process::Command::new("/bin/true")
+            .env_clear()
+            .env(key, value)
+            .status()
+            .is_ok()
+    }
+
+    /// The limit is the kernel's, measured: one byte over and execve
+    /// refuses, at the limit it starts.
+    #[test]
+    fn exec_refusal_matches_what_the_kernel_refuses() {
+        let at = "v".repeat(MAX_ARG_STRLEN - "BIG".len() - 2);
+        assert_eq!(exec_refusal([("BIG", at.as_str())]), None);
+        assert!(spawns("BIG", &at), "the kernel refused a string at its limit");
+        let over = format!("{at}v");
+        let why = exec_refusal([("BIG", over.as_str())]).expect("one byte over");
+        assert!(why.contains("BIG is 131073 bytes"), "{why}");
+        assert!(!spawns("BIG", &over), "the kernel took a string over its limit");
+        // Many small ones, over ARG_MAX together.
+        let many: Vec<(String, String)> = (0..200_000).map(|i| (format!("K{i}"), "x".repeat(20))).collect();
+        let why = exec_refusal(many.iter().map(|(k, v)| (k.as_str(), v.as_str()))).expect("over ARG_MAX");
+        assert!(
+            why.contains("200000 variables") && why.contains("ARG_MAX"),
+            "{why}"
+        );
     }
 }

@@ -556,6 +556,14 @@ impl Engine {
                 }
             }
         }
+        if let Some(why) = crate::envfile::exec_refusal(out.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+            let what = match role {
+                Role::Main => "ExecStart=".to_string(),
+                Role::Pre(i) => format!("ExecStartPre= #{}", i + 1),
+            };
+            return Err(Error::new(format!("cannot start {what}: the environment is too large: {why}"))
+                .with_note("keep large data in a file under data/ and put its path in the .env; check it with: jarvisctl check"));
+        }
         Ok(out)
     }
 

@@ -48,27 +48,132 @@ fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Both benchmarks; the supervisors run even when the preflight misses its
-/// budget, and either failure fails the command.
-pub fn bench(json: bool) -> Result<()> {
+/// Every part, or `only` one; each runs even when one before it misses
+/// its budget, and any failure fails the command.
+pub fn bench(json: bool, only: Option<&str>) -> Result<()> {
     let root = run::root();
     let bin = crate::dist::build_release()?;
-    let preflight = preflight(&root, &bin, json);
-    if let Err(e) = &preflight {
-        eprintln!("bench: {e}");
-    }
-    let jarvisctl = supervisors::jarvisctl_path(bin);
-    // Every part runs; any failing fails the command.
-    let supervisors = supervisors::bench(&root, &jarvisctl, json);
-    if let Err(e) = &supervisors {
-        eprintln!("bench: {e}");
-    }
-    let status = status::bench(json);
-    preflight.and(supervisors).and(status)
+    let wanted = |part: &str| only.is_none_or(|o| o == part);
+    let mut result = Ok(());
+    let mut part = |name: &str, f: &mut dyn FnMut() -> Result<()>| {
+        if wanted(name) {
+            if let Err(e) = f() {
+                eprintln!("bench: {e}");
+                result = Err(format!("bench: the {name} part failed"));
+            }
+        }
+    };
+    part("preflight", &mut || preflight(&root, &bin, json));
+    part("env", &mut || env_scale(&root, &bin, json));
+    let jarvisctl = supervisors::jarvisctl_path(bin.clone());
+    part("supervisors", &mut || supervisors::bench(&root, &jarvisctl, json));
+    part("status", &mut || status::bench(json));
+    result
 }
 
-fn preflight(root: &Path, bin: &Path, json: bool) -> Result<()> {
-    // A healthy installation under a temporary root, as the CLI tests make it.
+/// Median wall time of 3 runs of `cmd`, whatever its exit code (a huge
+/// `.env` fails its checks), but never a panic.
+fn median3(mut make: impl FnMut() -> Command) -> Result<f64> {
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let out = make()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run a bench command: {e}"))?;
+        if out.code() == Some(101) {
+            return Err(format!("a bench command panicked: {:?}", make()));
+        }
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[1])
+}
+
+/// Issue 13, acceptance 4: every command that reads the `.env` takes time
+/// linear in its size. Each is timed on 100,000 and 1,000,000 lines (every
+/// 1000th broken), next to `wc -l` and `sort` on the same files: linear
+/// time grows 10x, as `wc` does; the old duplicate check grew 100x.
+fn env_scale(root: &Path, bin: &Path, json: bool) -> Result<()> {
+    let (tree, _) = healthy_tree(root, bin)?;
+    let t = tree.path();
+    let env = t.join("home/jarvis/Jarvis/.env");
+    let env_s = env.display().to_string();
+    let make = |lines: usize| -> Result<()> {
+        let mut body = String::from(
+            "TELEGRAM_BOT_TOKEN=123456789:AAFakeTokenForTestsOnly_abcdefghijklmn\nTELEGRAM_ADMIN_IDS=123456789\n",
+        );
+        for i in 0..lines {
+            if i % 1000 == 999 {
+                body += &format!("broken line {i}\n");
+            } else {
+                body += &format!("KEY_{i}=value_{i}\n");
+            }
+        }
+        write(&env, &body)
+    };
+    let cmds: [(&str, Vec<&str>); 5] = [
+        ("jarvisctl env lint", vec!["env", "lint", &env_s]),
+        ("jarvisctl check --preflight", vec!["check", "--preflight"]),
+        ("jarvisctl status", vec!["status"]),
+        ("wc -l (peer)", vec![]),
+        ("sort (peer)", vec![]),
+    ];
+    let time = |name: &str, args: &[&str]| -> Result<f64> {
+        median3(|| match name {
+            "wc -l (peer)" => {
+                let mut c = Command::new("wc");
+                c.arg("-l").arg(&env);
+                c
+            }
+            "sort (peer)" => {
+                let mut c = Command::new("sort");
+                c.arg(&env);
+                c
+            }
+            _ => {
+                let mut c = Command::new(bin);
+                c.arg("--root").arg(t).args(args);
+                c
+            }
+        })
+    };
+    make(100_000)?;
+    let small: Vec<f64> = cmds.iter().map(|(n, a)| time(n, a)).collect::<Result<_>>()?;
+    make(1_000_000)?;
+    let big: Vec<f64> = cmds.iter().map(|(n, a)| time(n, a)).collect::<Result<_>>()?;
+    let mut out =
+        String::from("a huge .env (median of 3 runs; linear time grows 10x from 100k to 1M lines):\n");
+    let mut worst: f64 = 0.0;
+    for (i, (name, _)) in cmds.iter().enumerate() {
+        let growth = big[i] / small[i].max(1e-6);
+        out += &format!(
+            "  {name:30} 100k {:7.3} s   1M {:7.3} s   grows {growth:5.1}x   1M = {:.0}x wc -l\n",
+            small[i],
+            big[i],
+            big[i] / big[3].max(1e-6)
+        );
+        if !name.ends_with("(peer)") {
+            worst = worst.max(growth);
+        }
+    }
+    if json {
+        eprint!("{out}");
+    } else {
+        print!("{out}");
+    }
+    if worst > 20.0 {
+        return Err(format!(
+            "a command grew {worst:.1}x from 100k to 1M .env lines: not linear"
+        ));
+    }
+    Ok(())
+}
+
+/// A healthy installation under a temporary root, as the CLI tests make
+/// it, run as the caller; and the interpreter its unit uses.
+fn healthy_tree(root: &Path, bin: &Path) -> Result<(tempfile::TempDir, String)> {
     let tree = tempfile::tempdir().map_err(|e| e.to_string())?;
     let t = tree.path();
     let id = |flag: &str| -> String {
@@ -105,6 +210,12 @@ fn preflight(root: &Path, bin: &Path, json: bool) -> Result<()> {
     std::fs::create_dir_all(t.join("usr/bin")).map_err(|e| e.to_string())?;
     std::os::unix::fs::symlink(&python, t.join("usr/bin/python3")).map_err(|e| e.to_string())?;
 
+    Ok((tree, python))
+}
+
+fn preflight(root: &Path, bin: &Path, json: bool) -> Result<()> {
+    let (tree, python) = healthy_tree(root, bin)?;
+    let t = tree.path();
     let preflight = median(|| {
         let mut c = Command::new(bin);
         c.arg("--root").arg(t).args(["check", "--preflight"]);

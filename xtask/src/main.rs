@@ -36,13 +36,16 @@ enum Cmd {
         filter: Option<String>,
     },
     /// Speed figures, as ratios against peers measured in the same run:
-    /// the preflight's cost, and `jarvisctl run` against supervisord, PM2,
+    /// the preflight's cost, a huge `.env`, `jarvisctl run` against supervisord, PM2,
     /// runit and s6 (also written to target/bench/supervisors.json).
     Bench {
         /// Print the supervisor figures as JSON on stdout (the table goes
         /// to stderr).
         #[arg(long)]
         json: bool,
+        /// Run one part only: preflight, env, supervisors or status.
+        #[arg(long, value_parser = ["preflight", "env", "supervisors", "status"])]
+        only: Option<String>,
     },
     /// Turn target/dist/ into a signed APT repository (target/repo/apt) and
     /// a YUM repository (target/repo/yum). The key comes from
@@ -71,7 +74,7 @@ fn main() -> ExitCode {
         Cmd::Repo { from, out } => repo::repo(from, out).map(|_| ExitCode::SUCCESS),
         Cmd::Deps => deps::all().map(|_| ExitCode::SUCCESS),
         Cmd::Try => try_demo::try_demo().map(|_| ExitCode::SUCCESS),
-        Cmd::Bench { json } => bench::bench(json).map(|_| ExitCode::SUCCESS),
+        Cmd::Bench { json, only } => bench::bench(json, only.as_deref()).map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

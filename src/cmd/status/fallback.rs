@@ -128,8 +128,12 @@ pub fn error_lines(paths: &Paths, unit: &Unit, secrets: &[String]) -> Vec<String
     // The tail is enough: the last 256 KiB, from a file opened as root in
     // the service user's directory (no link followed: it could be a
     // root-only file's; no FIFO).
-    let Some(tail) = tail(&file, 256 * 1024) else {
-        return Vec::new();
+    let tail = match tail(&file, 256 * 1024) {
+        Ok(tail) => tail,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        // Said, not skipped: a link or a FIFO here is the service user's
+        // doing, and the operator should know why no line is shown.
+        Err(e) => return vec![format!("(error lines not shown: {e})")],
     };
     let tail = &tail[..];
     let text = String::from_utf8_lossy(tail);
@@ -141,12 +145,12 @@ pub fn error_lines(paths: &Paths, unit: &Unit, secrets: &[String]) -> Vec<String
 }
 
 /// The last `max` bytes of `file`, opened through `untrusted`.
-fn tail(file: &Path, max: u64) -> Option<Vec<u8>> {
+fn tail(file: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut f = crate::untrusted::open_read(file, None).ok()?;
-    let len = f.metadata().ok()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(max))).ok()?;
+    let mut f = crate::untrusted::open_read(file, None)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
     let mut out = Vec::new();
-    f.take(max).read_to_end(&mut out).ok()?;
-    Some(out)
+    f.take(max).read_to_end(&mut out)?;
+    Ok(out)
 }
