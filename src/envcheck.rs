@@ -125,7 +125,7 @@ impl EnvCheck<'_> {
         for v in &parsed.vars {
             last.insert(v.key.as_str(), v.value.as_str());
         }
-        if let Some(why) = envfile::exec_refusal(last.into_iter()) {
+        if let Some(why) = envfile::exec_refusal(last) {
             clean = false;
             out.push(Finding::fail(
                 "env",

@@ -1,28 +1,18 @@
-//! Issue 13: attacks by the service user on root's `jarvisctl setup`,
-//! performed as `nobody` against the built binary run as root on a
-//! temporary root (`--root`), each showing that the attack fails and that
-//! nothing outside the service's tree changed. Root only: ignored by a
-//! plain `cargo test`, run by `cargo xtask test` with the engine tests.
+//! Issue 13: attacks by the service user on what root runs (`setup`,
+//! `status`, `check`, `env lint`, `run`), performed as `nobody` against the
+//! built binary run as root on a temporary root (`--root`), each showing
+//! that the attack fails, says why, and that nothing outside the service's
+//! tree changed; and every hostile input of the issue's table fed to the
+//! binary. Root only: ignored by a plain `cargo test`, run by
+//! `cargo xtask test` with the engine tests.
 
+mod common;
+use common::*;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_jarvisctl");
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
-
-fn require_root() {
-    let uid = fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1);
-    assert_eq!(
-        uid, 0,
-        "tests/attacks.rs needs root: it runs setup as root and the attacker as nobody"
-    );
-}
 
 /// The shipped unit with `nobody` as the service user, under a temporary
 /// root, set up once; a root-only file outside the service's tree.
@@ -32,7 +22,7 @@ struct Host {
 
 impl Host {
     fn new() -> Host {
-        require_root();
+        require_root("it runs jarvisctl as root and the attacker as nobody");
         let dir = tempfile::tempdir().unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let h = Host { dir };
@@ -79,14 +69,6 @@ impl Host {
         let m = fs::metadata(self.path("root-only/shadow")).unwrap();
         (m.uid(), m.gid(), m.mode() & 0o7777)
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Finding 17: a `.env` hard-linked to a root file (possible where
@@ -177,24 +159,6 @@ fn setup_never_chmods_through_a_link_swapped_in_after_its_check() {
     );
     assert_eq!(h.target(), before);
     println!("figures: {runs} setups raced {swaps} exchanges; the root file kept {before:?}");
-}
-
-/// Runs `script` with sh as `nobody`: the attacker's side.
-fn as_nobody(script: &str) {
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-        ])
-        .arg(script)
-        .output()
-        .expect("setpriv (util-linux)");
-    assert!(out.status.success(), "as nobody: {script}\n{}", text(&out));
 }
 
 /// The end of a long output, for a failure message.

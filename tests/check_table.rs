@@ -3,20 +3,17 @@
 //! secret value in the human or the JSON output. Runs as any user on a
 //! temporary root.
 
+mod common;
+use common::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_jarvisctl");
 /// Every value below carries this marker; it must never be printed.
 const SECRET: &str = "S3cr3tV4lue";
 const TOKEN: &str = "123456789:S3cr3tV4lueS3cr3tV4lueS3cr3tV4lue_x";
 const IDS: &str = "123456789";
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
 
 fn id(flag: &str) -> String {
     String::from_utf8(Command::new("id").arg(flag).output().unwrap().stdout)
@@ -91,14 +88,6 @@ impl Tree {
             .output()
             .unwrap()
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

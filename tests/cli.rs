@@ -1,16 +1,12 @@
 //! CLI tests (layer 1): the real `jarvisctl` binary on a temporary root, as
 //! an ordinary user, plus static checks of the shipped unit and snippet.
 
+mod common;
+use common::*;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_jarvisctl");
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
 
 fn whoami() -> String {
     let out = Command::new("id").arg("-un").output().unwrap();
@@ -46,14 +42,6 @@ fn jarvisctl(root: &Path, args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn mode(p: &Path) -> u32 {

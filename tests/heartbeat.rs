@@ -4,6 +4,8 @@
 //! spent is bounded. (The OK path from the health timer is proven in a
 //! booted container: e2e `heartbeat_timer_pings_ok_and_failure`.)
 
+mod common;
+use common::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -11,7 +13,6 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_jarvisctl");
 const SECRET: &str = "5a0c7d3e-check-uuid";
 
 #[derive(Clone, Copy)]
@@ -81,14 +82,6 @@ fn status(root: &Path, args: &[&str]) -> (Output, Duration) {
         .output()
         .unwrap();
     (out, t0.elapsed())
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The path a check that exited `code` must ping.

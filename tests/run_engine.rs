@@ -9,6 +9,8 @@
 //!
 //! Processes are only ever signalled by the pids these tests recorded.
 
+mod common;
+use common::*;
 use std::fs::{self, File};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -17,22 +19,6 @@ use std::time::{Duration, Instant};
 
 use jarvis_supervisor::unitkeys;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_jarvisctl");
-const NOBODY: u32 = 65534;
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
-
-fn require_root() {
-    let uid = fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1);
-    assert_eq!(
-        uid, 0,
-        "tests/run_engine.rs needs root: the engine switches to the service user and sets \
-         the parent-death signal after the uid change. Run: sudo -E cargo test --test run_engine"
-    );
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
@@ -65,7 +51,7 @@ impl Tree {
     /// `service` is appended to a [Service] section that already runs the
     /// stand-in; `unit` goes into [Unit].
     fn new(user: &str, unit: &str, service: &str) -> Tree {
-        require_root();
+        require_root("the engine switches to the service user and sets the parent-death signal after the uid change; run: sudo -E cargo test --test run_engine");
         let dir = tempfile::tempdir().unwrap();
         let t = dir.path().to_path_buf();
         fs::set_permissions(&t, fs::Permissions::from_mode(0o755)).unwrap();
@@ -727,7 +713,7 @@ fn a_flood_of_10000_notify_messages_does_not_block_the_program() {
 #[test]
 #[ignore = "needs root (the engine switches users): run by cargo xtask test"]
 fn every_setting_of_the_shipped_unit_is_honoured_or_reported_at_start() {
-    require_root();
+    require_root("the engine switches to the service user and sets the parent-death signal after the uid change; run: sudo -E cargo test --test run_engine");
     let root = tempfile::tempdir().unwrap();
     let shipped = fs::read_to_string(repo("systemd/jarvis-supervisor.service")).unwrap();
     let units = root.path().join("usr/lib/systemd/system");
@@ -1311,7 +1297,7 @@ fn leftovers_of_the_group_get_sigterm_then_sigkill_before_the_restart() {
 #[test]
 #[ignore = "needs root (the engine switches users): run by cargo xtask test"]
 fn the_installed_unit_is_left_to_systemd_when_systemd_runs() {
-    require_root();
+    require_root("the engine switches to the service user and sets the parent-death signal after the uid change; run: sudo -E cargo test --test run_engine");
     let root = tempfile::tempdir().unwrap();
     let units = root.path().join("usr/lib/systemd/system");
     fs::create_dir_all(&units).unwrap();
@@ -1465,29 +1451,6 @@ fn status_reports_the_fallback_state_running_killed_and_stopped() {
     assert_eq!(code, 2, "{v}");
     assert_eq!(v["sub_state"], "stopped");
     assert_eq!(v["main_pid"], Value::Null);
-}
-
-/// Runs `script` with sh as `nobody` (the service user's stand-in): the
-/// attacker's side of the tests below.
-fn as_nobody(script: &str) {
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-            script,
-        ])
-        .output()
-        .expect("setpriv (util-linux)");
-    assert!(
-        out.status.success(),
-        "the attacker's setup failed: {script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A file only root may read or write, in a directory only root may write.

@@ -1,0 +1,53 @@
+//! Pieces every integration test crate uses: the built binary, the repo's
+//! files, a command's whole output, and the service user's side of an
+//! attack. Each crate uses part of it.
+#![allow(dead_code)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_jarvisctl");
+/// `nobody`: the service user's stand-in in the root-only tests.
+pub const NOBODY: u32 = 65534;
+
+pub fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// stdout then stderr, as one text.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Fails loudly, saying why, when the test does not run as root.
+pub fn require_root(why: &str) {
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1);
+    assert_eq!(uid, 0, "this test needs root: {why}");
+}
+
+/// Runs `script` with sh as `nobody`: the attacker's side.
+pub fn as_nobody(script: &str) {
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
+        .arg(script)
+        .output()
+        .expect("setpriv (util-linux)");
+    assert!(
+        out.status.success(),
+        "the attacker's step failed: {script}: {}",
+        text(&out)
+    );
+}
