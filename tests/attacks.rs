@@ -117,28 +117,18 @@ fn setup_never_chmods_through_a_link_swapped_in_after_its_check() {
     let before = h.target();
     let bots = h.path("home/jarvis/Jarvis/bots");
     let evil = h.path("home/jarvis/Jarvis/evil");
-    let swap = Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-        ])
-        .arg(format!(
-            "ln -s {} {} && exec python3 -c '{}' {} {} 8",
-            h.path("root-only/shadow").display(),
-            evil.display(),
-            SWAPPER.replace('\'', "\""),
-            bots.display(),
-            evil.display()
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("setpriv (util-linux)");
+    let swap = nobody_sh(&format!(
+        "ln -s {} {} && exec python3 -c '{}' {} {} 8",
+        h.path("root-only/shadow").display(),
+        evil.display(),
+        SWAPPER.replace('\'', "\""),
+        bots.display(),
+        evil.display()
+    ))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("setpriv (util-linux)");
     let t0 = Instant::now();
     let mut runs = 0;
     while t0.elapsed() < Duration::from_secs(7) {
@@ -193,6 +183,20 @@ impl Ran {
 }
 
 impl Host {
+    /// Writes `rel` under the code root as the service user would: the
+    /// bytes go through a file only root can see into the service user's
+    /// own copy, mode 0600.
+    fn write_as_service_user(&self, rel: &str, bytes: &[u8]) {
+        let staged = tempfile::NamedTempFile::new().unwrap();
+        fs::write(staged.path(), bytes).unwrap();
+        fs::set_permissions(staged.path(), fs::Permissions::from_mode(0o644)).unwrap();
+        as_nobody(&format!(
+            "cp {} {to} && chmod 600 {to}",
+            staged.path().display(),
+            to = self.code(rel).display()
+        ));
+    }
+
     fn code(&self, rel: &str) -> PathBuf {
         self.path("home/jarvis/Jarvis").join(rel)
     }
@@ -325,7 +329,6 @@ fn status_never_reads_a_linked_or_fifo_log_as_root() {
 #[ignore = "needs root: run by cargo xtask test"]
 fn status_masks_the_bots_values_in_every_form_it_prints_them() {
     let h = Host::new();
-    let env = h.code(".env");
     let values = [
         (
             "TELEGRAM_BOT_TOKEN",
@@ -362,20 +365,10 @@ fn status_masks_the_bots_values_in_every_form_it_prints_them() {
     }
     // status shows the last 5 error lines: one run per 4 lines.
     let all_lines: Vec<&str> = lines.lines().collect();
-    let t = tempfile::NamedTempFile::new().unwrap();
-    fs::write(t.path(), &text_env).unwrap();
-    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o644)).unwrap();
-    as_nobody(&format!(
-        "cp {} {env} && chmod 600 {env}",
-        t.path().display(),
-        env = env.display()
-    ));
-    let log = h.code("logs/supervisor.stdout");
+    h.write_as_service_user(".env", text_env.as_bytes());
     let mut shown = 0;
     for chunk in all_lines.chunks(4) {
-        let body = chunk.join("\n") + "\n";
-        fs::write(t.path(), &body).unwrap();
-        as_nobody(&format!("cp {} {}", t.path().display(), log.display()));
+        h.write_as_service_user("logs/supervisor.stdout", (chunk.join("\n") + "\n").as_bytes());
         for args in [&["status"][..], &["status", "--json"][..]] {
             let ran = h.run(args, false);
             let all = ran.all();
@@ -410,14 +403,7 @@ fn invalid_env_lines_are_never_echoed_by_root() {
                 DATABASE_URL: postgres://trader:Hunter2Secret@db.example/trades\n\
                 WALLET_KEY=\"-----BEGIN PRIVATE KEY-----\n\
                 MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n";
-    let t = tempfile::NamedTempFile::new().unwrap();
-    fs::write(t.path(), body).unwrap();
-    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o644)).unwrap();
-    as_nobody(&format!(
-        "cp {} {env} && chmod 600 {env}",
-        t.path().display(),
-        env = env.display()
-    ));
+    h.write_as_service_user(".env", body.as_bytes());
     let env_s = env.display().to_string();
     for args in [
         &["env", "lint", &env_s][..],
@@ -460,14 +446,7 @@ fn a_million_line_env_panics_nothing_and_says_what_is_wrong() {
             body += &format!("KEY_{i}=value_{i}\n");
         }
     }
-    let t = tempfile::NamedTempFile::new().unwrap();
-    fs::write(t.path(), &body).unwrap();
-    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o644)).unwrap();
-    as_nobody(&format!(
-        "cp {} {env} && chmod 600 {env}",
-        t.path().display(),
-        env = env.display()
-    ));
+    h.write_as_service_user(".env", body.as_bytes());
     let env_s = env.display().to_string();
     let mut figures = Vec::new();
     for args in [
@@ -566,19 +545,11 @@ fn every_input_in_the_findings_table_panics_nothing() {
         "etc/jarvis-supervisor/heartbeat.conf",
         "url = http://127.0.0.1:9/ping?token=SECRETTOKEN1\nhttp://127.0.0.1:9/x?token=SECRETTOKEN2\n",
     );
-    let t = tempfile::NamedTempFile::new().unwrap();
-    fs::write(
-        t.path(),
-        "TELEGRAM_BOT_TOKEN=123456789:AAFakeTokenForTestsOnly_abcdefghijklmn\nTELEGRAM_ADMIN_IDS=123456789\nGREETING=\"grüße 🚀\"\n",
-    )
-    .unwrap();
-    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o644)).unwrap();
-    let env = h.code(".env");
-    as_nobody(&format!(
-        "cp {} {env} && chmod 600 {env}",
-        t.path().display(),
-        env = env.display()
-    ));
+    h.write_as_service_user(
+        ".env",
+        "TELEGRAM_BOT_TOKEN=123456789:AAFakeTokenForTestsOnly_abcdefghijklmn\nTELEGRAM_ADMIN_IDS=123456789\nGREETING=\"grüße 🚀\"\n"
+            .as_bytes(),
+    );
     for args in [
         &["check"][..],
         &["check", "--json"][..],

@@ -30,21 +30,25 @@ pub fn require_root(why: &str) {
     assert_eq!(uid, 0, "this test needs root: {why}");
 }
 
-/// Runs `script` with sh as `nobody`: the attacker's side.
+/// `sh -c script` as `nobody`, to spawn or run: the attacker's side.
+pub fn nobody_sh(script: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "sh",
+        "-c",
+    ])
+    .arg(script);
+    c
+}
+
+/// Runs `script` as `nobody`; its failure fails the test.
 pub fn as_nobody(script: &str) {
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-        ])
-        .arg(script)
-        .output()
-        .expect("setpriv (util-linux)");
+    let out = nobody_sh(script).output().expect("setpriv (util-linux)");
     assert!(
         out.status.success(),
         "the attacker's step failed: {script}: {}",
