@@ -190,24 +190,29 @@ class Tree:
             return "file", st
         return "other", st
 
-    def digest(self, rel, limit=None):
+    def digest(self, rel):
         parent, _, name = rel.rpartition("/")
         fd = os.open(name, FILE_FLAGS, dir_fd=self.dir(parent))
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return None
-            if limit is not None and st.st_size != limit:
-                return None
-            h = hashlib.sha256()
-            while True:
-                b = os.read(fd, 1 << 20)
-                if not b:
-                    break
-                h.update(b)
-            return h.hexdigest()
+            return sha256_of(fd)
         finally:
             os.close(fd)
+
+
+def sha256_of(fd, copy_to=None):
+    """The sha256 of what is left to read in fd, writing it to copy_to too
+    when given: one pass for a check and a copy."""
+    h = hashlib.sha256()
+    while True:
+        b = os.read(fd, 1 << 20)
+        if not b:
+            return h.hexdigest()
+        h.update(b)
+        view = memoryview(b)
+        while copy_to is not None and view:
+            view = view[os.write(copy_to, view):]
 
 
 class Blocked(Exception):
@@ -331,16 +336,7 @@ def copy_in(tree, rel, e, srcs, owner_ids):
                 continue
             out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
             try:
-                h = hashlib.sha256()
-                while True:
-                    b = os.read(sfd, 1 << 20)
-                    if not b:
-                        break
-                    h.update(b)
-                    view = memoryview(b)
-                    while view:
-                        view = view[os.write(out, view):]
-                if h.hexdigest() != e.sha:
+                if sha256_of(sfd, copy_to=out) != e.sha:
                     os.unlink(tmp, dir_fd=dfd)
                     continue
                 os.fchown(out, *owner_ids)
