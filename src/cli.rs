@@ -51,6 +51,10 @@ pub enum Command {
     /// over ssh, restart, verify it stays healthy, and roll back by itself
     /// on failure. Exit 0 when every host was deployed, 1 otherwise.
     Deploy(DeployArgs),
+    /// The bot's Python environment: venv/ in the code root, which the
+    /// service runs when it exists (else the system's python3).
+    #[command(subcommand)]
+    Venv(VenvCommand),
     /// Internal: the last step before exec of a supervised process (drop
     /// privileges, parent-death signal, limits), run by `jarvisctl run`.
     #[command(hide = true, name = "exec-helper")]
@@ -304,4 +308,59 @@ pub struct ExecHelperArgs {
     /// The program and its arguments.
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VenvCommand {
+    /// Build the environment from requirements.txt as the service user
+    /// (never root: installing runs the packages' build code), into a new
+    /// venvs/<id>, then switch venv/ to it in one rename; the previous one
+    /// is kept for `venv rollback`. A failed build leaves the one in use as
+    /// it was. Exit 0 built, 1 failed.
+    Build(VenvBuildArgs),
+    /// Switch venv/ back to the environment before the last build or
+    /// rollback.
+    Rollback(VenvRollbackArgs),
+    /// The unit's ExecStart=: run ARGS with `venv/bin/python` of the code
+    /// root (the working directory) when it exists, else with
+    /// /usr/bin/python3; the same process, so systemd's main pid stays.
+    Exec(VenvExecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VenvExecArgs {
+    /// The code root (default: the working directory, as the unit sets it).
+    #[arg(long, value_name = "DIR")]
+    pub code_root: Option<PathBuf>,
+    /// The script and its arguments.
+    #[arg(last = true, required = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VenvBuildArgs {
+    /// The requirements file (default: requirements.txt in the code root).
+    #[arg(long, value_name = "FILE")]
+    pub requirements: Option<PathBuf>,
+    /// Install only from the wheels in DIR, with no package index (an
+    /// offline host; `deploy --wheelhouse` ships one).
+    #[arg(long, value_name = "DIR")]
+    pub wheelhouse: Option<PathBuf>,
+    /// The interpreter the environment is made from.
+    #[arg(long, value_name = "PATH", default_value = "/usr/bin/python3")]
+    pub python: PathBuf,
+    /// pip, uv, or auto: uv when it is installed (faster: see `cargo xtask
+    /// bench`), else pip.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "pip", "uv"])]
+    pub installer: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VenvRollbackArgs {
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

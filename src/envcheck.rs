@@ -17,6 +17,9 @@ pub struct EnvCheck<'a> {
     pub rules: &'a [Rule],
     /// The systemd version whose reading to follow.
     pub systemd: u32,
+    /// What the files read before this one set (`/etc/default/
+    /// jarvis-supervisor`): a required variable set there is set.
+    pub inherited: Option<&'a Parsed>,
 }
 
 impl EnvCheck<'_> {
@@ -146,7 +149,10 @@ impl EnvCheck<'_> {
                 .rev()
                 .find(|v| v.key == rule.name)
                 .map(|v| v.line);
-            match parsed.get(&rule.name) {
+            match parsed
+                .get(&rule.name)
+                .or_else(|| self.inherited.and_then(|p| p.get(&rule.name)))
+            {
                 None => out.push(Finding::fail(
                     "required",
                     format!("{} is not set in {name}", rule.name),

@@ -13,6 +13,7 @@ mod envcheck;
 mod envrules;
 mod error;
 mod heartbeat;
+mod interpreter;
 mod manifest;
 mod output;
 mod paths;

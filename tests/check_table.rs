@@ -449,7 +449,7 @@ fn cases() -> Vec<Case<'static>> {
             Box::new(|t: &Tree| fs::remove_file(t.path("usr/bin/python3")).unwrap()),
             want(
                 "python",
-                "the interpreter /usr/bin/python3 of ExecStart= is missing: the start fails with 203/EXEC",
+                "the interpreter /usr/bin/python3 is missing (the system's python3: the code root has no venv/bin/python): the start fails with 203/EXEC",
                 None,
                 "apt install python3",
             ),
@@ -463,7 +463,7 @@ fn cases() -> Vec<Case<'static>> {
             }),
             want(
                 "python",
-                "/usr/bin/python3 is Python 3.9: the bot needs 3.11 or newer",
+                "/usr/bin/python3 is Python 3.9 (the system's python3: the code root has no venv/bin/python): the bot needs 3.11 or newer",
                 None,
                 "install Python 3.11+",
             ),

@@ -11,6 +11,7 @@ use crate::cli::CheckArgs;
 use crate::envcheck::EnvCheck;
 use crate::envrules;
 use crate::error::Result;
+use crate::interpreter::{Interpreter, Source};
 use crate::paths::{Paths, UNIT};
 use crate::provision::{self, Account, DIR_MODE};
 use crate::report::{self, Finding, Show};
@@ -121,29 +122,49 @@ pub fn checks(paths: &Paths, unit: &Unit, rules: &[envrules::Rule], preflight: b
             ));
         }
     }
-    if let Some(interp) = exec.first() {
-        out.push(check_python(paths, Path::new(interp), preflight));
+    if let Some((chosen, _)) = crate::interpreter::of_unit(paths, unit) {
+        match chosen {
+            Ok(interp) => {
+                let python = check_python(paths, &interp, account.as_ref());
+                let runs = python.level == report::Level::Pass;
+                out.push(python);
+                if runs && !preflight {
+                    out.extend(check_requirements(paths, &code_root, &interp, account.as_ref()));
+                }
+            }
+            Err(why) => out.push(Finding::fail("python", why.clone(), "sudo jarvisctl venv build")),
+        }
     }
     if !preflight {
         out.extend(code_drift(paths, &code_root));
     }
 
     let version = systemd::version();
-    let env_check = EnvCheck {
-        account: account.as_ref(),
-        rules,
-        systemd: version.unwrap_or(u32::MAX),
-    };
     let mut env_pythonpath = None;
+    // Files outside the code root are root's server-wide settings
+    // (/etc/default/jarvis-supervisor): linted the same, with no owner
+    // rule, and what they set counts for the required variables of the
+    // files after them (.env, which wins on a clash).
+    let mut inherited = crate::envfile::Parsed::default();
     for env in unit.environment_files() {
         let host = paths.host(&env.path);
-        if env.optional && !host.exists() && rules.is_empty() {
+        let root_file = !env.path.starts_with(&code_root);
+        if env.optional && !host.exists() && (rules.is_empty() || root_file) {
             continue;
         }
-        let (found, parsed) = env_check.run(&env.path, &host);
+        let check = EnvCheck {
+            account: if root_file { None } else { account.as_ref() },
+            rules: if root_file { &[] } else { rules },
+            systemd: version.unwrap_or(u32::MAX),
+            inherited: Some(&inherited),
+        };
+        let (found, parsed) = check.run(&env.path, &host);
         out.extend(found);
         if let Some(p) = parsed {
-            env_pythonpath = p.get("PYTHONPATH").map(str::to_string);
+            if let Some(v) = p.get("PYTHONPATH") {
+                env_pythonpath = Some(v.to_string());
+            }
+            inherited.vars.extend(p.vars);
         }
     }
     out.push(check_pythonpath(unit, &code_root, env_pythonpath.as_deref()));
@@ -223,23 +244,40 @@ fn check_paths(paths: &Paths, unit: &Unit, account: Option<&Account>, code_root:
     out
 }
 
-fn check_python(paths: &Paths, interp: &Path, preflight: bool) -> Finding {
-    let host = paths.host(interp);
-    let shown = interp.display();
+/// The interpreter exists and runs, and is 3.11 or newer. It runs as the
+/// service user, even in a root `check`: a venv's interpreter is theirs to
+/// write. Fast enough for the preflight (`-I -S`: no site packages).
+fn check_python(paths: &Paths, interp: &Interpreter, account: Option<&Account>) -> Finding {
+    let host = paths.host(&interp.path);
+    let shown = interp.path.display();
+    let why = interp.source.describe();
     let executable = std::fs::metadata(&host).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0);
     if !executable {
         return Finding::fail(
             "python",
-            format!("the interpreter {shown} of ExecStart= is missing: the start fails with 203/EXEC"),
-            "sudo apt install python3 (3.11 or newer)",
+            format!("the interpreter {shown} is missing ({why}): the start fails with 203/EXEC"),
+            match interp.source {
+                Source::Venv => "sudo jarvisctl venv build",
+                _ => "sudo apt install python3 (3.11 or newer)",
+            },
         );
     }
-    if preflight {
-        return Finding::pass("python", format!("{shown} is present"));
-    }
-    let out = Command::new(&host)
-        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+    let Some(mut cmd) = account.and_then(|a| crate::interpreter::as_service_user(a, &host)) else {
+        return Finding::warn(
+            "python",
+            format!("{shown} ({why}) is present; not run: only root or the service user may run it"),
+            "run check as root",
+        );
+    };
+    let out = cmd
+        .args([
+            "-I",
+            "-S",
+            "-c",
+            "import sys; print('%d.%d' % sys.version_info[:2])",
+        ])
         .env_clear()
+        .stdin(std::process::Stdio::null())
         .output();
     let version = out
         .ok()
@@ -250,16 +288,16 @@ fn check_python(paths: &Paths, interp: &Path, preflight: bool) -> Finding {
         Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
     });
     match parsed {
-        Some(v) if v >= (3, 11) => Finding::pass("python", format!("{shown} is Python {}.{}", v.0, v.1)),
+        Some(v) if v >= (3, 11) => Finding::pass("python", format!("{shown} is Python {}.{} ({why})", v.0, v.1)),
         Some(v) => Finding::fail(
             "python",
-            format!("{shown} is Python {}.{}: the bot needs 3.11 or newer (asyncio.timeout)", v.0, v.1),
-            "install Python 3.11+ and point ExecStart= at it with a drop-in (systemctl edit jarvis-supervisor)",
+            format!("{shown} is Python {}.{} ({why}): the bot needs 3.11 or newer (asyncio.timeout)", v.0, v.1),
+            "install Python 3.11+ and build the environment with it: sudo jarvisctl venv build --python /usr/bin/python3.11",
         ),
         None => Finding::fail(
             "python",
-            format!("{shown} did not report a Python version"),
-            "point ExecStart= at a Python 3.11+ interpreter",
+            format!("{shown} ({why}) did not run: the start would fail"),
+            "rebuild the environment: sudo jarvisctl venv build",
         ),
     }
 }
@@ -517,6 +555,112 @@ fn check_history() -> Vec<Finding> {
         }
     }
     found
+}
+
+const REQUIREMENTS_PY: &str = include_str!("check/requirements.py");
+
+/// Every requirement of `requirements.txt` is installed in the interpreter
+/// that runs the bot, at a version that satisfies it, its markers evaluated
+/// by that interpreter, which runs as the service user. One finding per
+/// missing or mismatched requirement; the rest summed up.
+fn check_requirements(
+    paths: &Paths,
+    code_root: &Path,
+    interp: &Interpreter,
+    account: Option<&Account>,
+) -> Vec<Finding> {
+    let file = code_root.join("requirements.txt");
+    let shown = file.display();
+    let bytes = match crate::untrusted::read(&paths.host(&file), None, 1 << 20) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            return vec![Finding::fail(
+                "requirements",
+                format!("cannot read {shown}: {e}"),
+                "make it a regular file of the code, as deploy ships it",
+            )]
+        }
+    };
+    let python = interp.path.display();
+    let report = account
+        .and_then(|a| crate::interpreter::as_service_user(a, &paths.host(&interp.path)))
+        .and_then(|mut cmd| {
+            cmd.args(["-I", "-c", REQUIREMENTS_PY])
+                .env_clear()
+                .env("LANG", "C.UTF-8");
+            crate::interpreter::output_within(cmd, &bytes, std::time::Duration::from_secs(30))
+        })
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+    let Some(report) = report else {
+        return vec![Finding::warn(
+            "requirements",
+            format!("could not list the packages installed in {python} (it did not answer within 30 s)"),
+            "rebuild the environment: sudo jarvisctl venv build",
+        )];
+    };
+    if let Some(e) = report["error"].as_str() {
+        return vec![Finding::warn(
+            "requirements",
+            format!(
+                "cannot check {shown} against {python}: {}",
+                crate::output::printable(e)
+            ),
+            "build the environment, which has pip: sudo jarvisctl venv build",
+        )];
+    }
+    let mut out = Vec::new();
+    let (mut ok, mut skipped) = (0, Vec::new());
+    let word = |v: &serde_json::Value, k: &str| crate::output::printable(v[k].as_str().unwrap_or(""));
+    for r in report["results"].as_array().into_iter().flatten() {
+        let line = r["line"].as_u64().unwrap_or(0) as usize;
+        let (name, spec) = (word(r, "name"), word(r, "spec"));
+        match r["kind"].as_str().unwrap_or("") {
+            "ok" => ok += 1,
+            "skipped" => skipped.push(name),
+            "missing" => out.push(
+                Finding::fail(
+                    "requirements",
+                    format!("{name}{spec} ({shown} line {line}) is not installed in {python}: the components that import it crash"),
+                    "sudo jarvisctl venv build",
+                )
+                .at(line, None),
+            ),
+            "mismatch" => out.push(
+                Finding::fail(
+                    "requirements",
+                    format!(
+                        "{name} {} is installed in {python}; {shown} line {line} wants {spec}",
+                        word(r, "installed")
+                    ),
+                    "sudo jarvisctl venv build",
+                )
+                .at(line, None),
+            ),
+            "invalid" => out.push(
+                Finding::warn(
+                    "requirements",
+                    format!("{shown} line {line} is not a requirement pip can read"),
+                    format!("correct line {line} of {shown}"),
+                )
+                .at(line, None),
+            ),
+            _ => {}
+        }
+    }
+    if out.iter().all(|f| f.level != report::Level::Fail) {
+        out.push(Finding::pass(
+            "requirements",
+            format!("{ok} requirement(s) of {shown} installed in {python}"),
+        ));
+    }
+    if !skipped.is_empty() {
+        out.push(Finding::pass(
+            "requirements",
+            format!("skipped, their markers exclude this host: {}", skipped.join(", ")),
+        ));
+    }
+    out
 }
 
 /// Shipped files that changed on the host since the deploy in effect, one

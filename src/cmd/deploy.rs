@@ -322,6 +322,7 @@ fn lint_env(paths: &Paths, file: &Path) -> Result<Vec<u8>> {
         account: None,
         rules: &rules,
         systemd: crate::systemd::version().unwrap_or(u32::MAX),
+        inherited: None,
     };
     let (findings, _) = check.run(file, file);
     let bad: Vec<String> = findings

@@ -22,6 +22,7 @@ pub fn lint(paths: &Paths, args: &EnvLintArgs) -> Result<i32> {
         account: None,
         rules: &rules,
         systemd: version,
+        inherited: None,
     };
     let (findings, _) = check.run(&args.file, &args.file);
     Ok(report::emit(

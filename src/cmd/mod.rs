@@ -11,8 +11,9 @@ mod run;
 mod setup;
 mod status;
 mod stop;
+mod venv;
 
-use crate::cli::{Cli, Command, EnvCommand};
+use crate::cli::{Cli, Command, EnvCommand, VenvCommand};
 use crate::error::Result;
 use crate::paths::Paths;
 
@@ -28,6 +29,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Run(args) => run::run(&paths, &args),
         Command::Stop(args) => stop::run(&paths, &args),
         Command::Deploy(args) => deploy::run(&paths, &args),
+        Command::Venv(VenvCommand::Exec(args)) => venv::exec(&args),
+        Command::Venv(VenvCommand::Build(args)) => venv::build(&paths, &args),
+        Command::Venv(VenvCommand::Rollback(args)) => venv::rollback(&paths, &args),
         Command::ExecHelper(args) => exec_helper::run(&args),
     }
 }

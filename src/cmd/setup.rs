@@ -58,7 +58,13 @@ pub fn provision(paths: &Paths) -> Result<Vec<Change>> {
         let managed = provision::is_managed(&rw.path, code_root.as_deref(), &acct.home);
         changes.extend(provision::ensure_dir(&dir, &acct, managed, &guard)?);
     }
-    for env in unit.environment_files() {
+    // Only the service's own .env files; a server-wide one
+    // (/etc/default/jarvis-supervisor) stays root's, as root wrote it.
+    for env in unit
+        .environment_files()
+        .into_iter()
+        .filter(|e| provision::is_managed(&e.path, code_root.as_deref(), &acct.home))
+    {
         let file = paths.host(&env.path);
         changes.extend(provision::secure_env_file(&file, &acct, &guard)?);
     }

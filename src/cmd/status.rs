@@ -96,6 +96,23 @@ pub struct Status {
     /// Shipped files whose content changed on the host since that deploy,
     /// as "PATH (changed|missing|not a regular file)".
     pub code_changed: Vec<String>,
+    pub python: Python,
+}
+
+/// Which Python runs the bot (see `interpreter`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Python {
+    /// What the unit starts now: the code root's venv, else the system's.
+    pub path: Option<String>,
+    /// venv, system, or unit (ExecStart= names it).
+    pub source: Option<String>,
+    /// Why it cannot start, when it cannot (a broken venv).
+    pub problem: Option<String>,
+    /// What the running bot was started as (its argv[0]), and the binary
+    /// that runs (/proc/PID/exe: a venv made with links shows the system's).
+    pub running_as: Option<String>,
+    pub running_exe: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -264,6 +281,10 @@ pub fn collect(paths: &Paths) -> Status {
             if !d.changed.is_empty() {
                 raise(&mut st, Verdict::Warning, crate::drift::summary(&d));
             }
+        }
+        st.python = python(paths, u, st.main_pid);
+        if let Some(why) = st.python.problem.clone() {
+            raise(&mut st, Verdict::Warning, format!("the next start fails: {why}"));
         }
         st.errors = match secrets(paths, u) {
             None => {
@@ -545,6 +566,36 @@ fn logs(paths: &Paths, unit: &Unit) -> Logs {
     }
 }
 
+fn python(paths: &Paths, unit: &Unit, main_pid: Option<u32>) -> Python {
+    let mut out = Python::default();
+    if let Some((chosen, _)) = crate::interpreter::of_unit(paths, unit) {
+        match chosen {
+            Ok(i) => {
+                out.path = Some(i.path.display().to_string());
+                out.source = serde_json::to_value(i.source)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from));
+            }
+            Err(why) => out.problem = Some(why),
+        }
+    }
+    if let Some(pid) = main_pid {
+        // The bot's own argv: its text, so shown defused.
+        out.running_as = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .and_then(|b| {
+                b.split(|&c| c == 0)
+                    .next()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+            })
+            .filter(|a| !a.is_empty());
+        out.running_exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| p.display().to_string());
+    }
+    out
+}
+
 fn free_bytes(path: &Path) -> Option<u64> {
     let mut probe = path.to_path_buf();
     while !probe.exists() && probe.pop() {}
@@ -682,6 +733,13 @@ fn defused(st: &Status) -> Status {
             next: one(&st.weekly_restart.next),
             ..st.weekly_restart.clone()
         },
+        python: Python {
+            path: one(&st.python.path),
+            source: one(&st.python.source),
+            problem: one(&st.python.problem),
+            running_as: one(&st.python.running_as),
+            running_exe: one(&st.python.running_exe),
+        },
         ..st.clone()
     }
 }
@@ -750,6 +808,17 @@ fn print_human(st: &Status) {
                 println!("  {c}");
             }
         }
+    }
+    let p = &st.python;
+    match (&p.running_as, &p.running_exe, &p.path, &p.problem) {
+        (Some(a), Some(e), _, _) if a != e => println!("python: running {a} ({e})"),
+        (Some(a), _, _, _) => println!("python: running {a}"),
+        (None, _, _, Some(why)) => println!("python: {why}"),
+        (None, _, Some(path), None) => println!(
+            "python: {path} ({}) at the next start",
+            p.source.as_deref().unwrap_or("?")
+        ),
+        _ => {}
     }
     if let Some(t) = &st.status_text {
         println!("status: {t}");

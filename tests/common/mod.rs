@@ -3,6 +3,8 @@
 //! attack. Each crate uses part of it.
 #![allow(dead_code)]
 
+pub mod host;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -52,8 +52,8 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     }
     cargo_test(&mut unit, &mut tally)?;
 
-    // The fallback engine's own tests and the attacks on root's commands
-    // need root (they switch users); run apart from the container layer,
+    // The fallback engine's own tests, the attacks on root's commands and
+    // the Python environment's (built as the service user) need root (they switch users); run apart from the container layer,
     // whose load would blur their timings.
     let mut engine = run::cargo();
     engine.current_dir(&root).args([
@@ -65,6 +65,8 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
         "run_engine",
         "--test",
         "attacks",
+        "--test",
+        "python_env",
         "--",
         "--ignored",
         "--show-output",

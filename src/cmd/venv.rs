@@ -1,0 +1,204 @@
+//! `jarvisctl venv`: the bot's Python environment, `venv/` in the code root.
+//! `exec` is the unit's ExecStart= (see `interpreter` for why a launcher).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::cli::{VenvBuildArgs, VenvExecArgs, VenvRollbackArgs};
+use crate::error::{Error, Result};
+use crate::interpreter;
+use crate::output;
+use crate::paths::Paths;
+use crate::provision::Account;
+use crate::unit::Unit;
+
+/// Picks the interpreter and becomes it: same pid, same environment, so
+/// systemd's MainPID, NOTIFY_SOCKET and the watchdog carry over. Runs as
+/// the service user (ExecStart=, or the engine after its privilege drop).
+pub fn exec(args: &VenvExecArgs) -> Result<i32> {
+    let code_root = match &args.code_root {
+        Some(d) => d.clone(),
+        None => std::env::current_dir()
+            .map_err(|e| Error::new(format!("cannot tell the working directory: {e}")))?,
+    };
+    let chosen = interpreter::choose(&code_root).map_err(Error::new)?;
+    let err = Command::new(&chosen.path)
+        .arg0(&chosen.path)
+        .args(&args.args)
+        .exec();
+    Err(Error::new(format!("cannot run {}: {err}", chosen.path.display()))
+        .with_note("install python3 (3.11 or newer), or build the environment: sudo jarvisctl venv build"))
+}
+
+/// The builder, run by the base interpreter as the service user.
+const BUILDER: &str = include_str!("venv/build.py");
+
+/// The code root, its host path and the service user, from the unit.
+fn target(paths: &Paths) -> Result<(PathBuf, PathBuf, Account)> {
+    let unit = Unit::load(paths)?;
+    let code_root = unit
+        .working_directory()
+        .map(|w| w.path)
+        .ok_or_else(|| Error::new("the unit has no WorkingDirectory=: no code root to build in"))?;
+    let user = unit.user();
+    let group = unit.group().unwrap_or_else(|| user.clone());
+    let acct = Account::lookup(&user, &group).ok_or_else(|| {
+        Error::new(format!("the service user {user} does not exist")).with_note("sudo jarvisctl setup")
+    })?;
+    Ok((paths.host(&code_root), code_root, acct))
+}
+
+/// Runs the builder as the service user; its JSON report.
+fn builder(acct: &Account, python: &Path, args: &[&std::ffi::OsStr]) -> Result<(i32, Value)> {
+    let mut cmd = crate::interpreter::as_service_user(acct, python).ok_or_else(|| {
+        Error::new(format!(
+            "only root or {} may build the environment: it is built as {}",
+            acct.user, acct.user
+        ))
+        .with_note("sudo jarvisctl venv build")
+    })?;
+    let out = cmd
+        .args(["-I", "-c", BUILDER])
+        .args(args)
+        .env_clear()
+        .env("HOME", &acct.home)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("LANG", "C.UTF-8")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::new(format!("cannot run {}: {e}", python.display())))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = stdout
+        .lines()
+        .next_back()
+        .and_then(|l| serde_json::from_str::<Value>(l).ok())
+        .ok_or_else(|| {
+            Error::new(format!(
+                "the build as {} ended without a report (exit {:?}): {}",
+                acct.user,
+                out.status.code(),
+                output::printable(&masked(String::from_utf8_lossy(&out.stderr).trim()))
+            ))
+        })?;
+    Ok((out.status.code().unwrap_or(1), report))
+}
+
+/// A URL's user and password (an index with a token) never printed.
+fn masked(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '/')
+            .unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            out.push_str("****");
+            rest = &rest[at..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn text(v: &Value, key: &str) -> String {
+    output::printable(&masked(v[key].as_str().unwrap_or("")))
+}
+
+fn restart_hint() -> &'static str {
+    if crate::systemd::running() {
+        "restart to use it: sudo systemctl restart jarvis-supervisor"
+    } else {
+        "restart to use it: sudo service jarvis-supervisor restart"
+    }
+}
+
+pub fn build(paths: &Paths, args: &VenvBuildArgs) -> Result<i32> {
+    let (host_root, code_root, acct) = target(paths)?;
+    let requirements = args
+        .requirements
+        .clone()
+        .unwrap_or_else(|| host_root.join("requirements.txt"));
+    let wheelhouse = args.wheelhouse.clone().unwrap_or_default();
+    if !args.json {
+        eprintln!(
+            "building the environment in {}/venvs as {} with {} ...",
+            code_root.display(),
+            acct.user,
+            args.installer
+        );
+    }
+    let (code, report) = builder(
+        &acct,
+        &args.python,
+        &[
+            "build".as_ref(),
+            host_root.as_os_str(),
+            requirements.as_os_str(),
+            wheelhouse.as_os_str(),
+            args.installer.as_ref(),
+            args.python.as_os_str(),
+        ],
+    )?;
+    if args.json {
+        println!("{report}");
+        return Ok(code.min(1));
+    }
+    for s in report["skipped"].as_array().into_iter().flatten() {
+        println!(
+            "- skipped: {} (its markers exclude this host: {})",
+            text(s, "name"),
+            text(s, "marker")
+        );
+    }
+    if code != 0 {
+        let what = match report["requirement"].as_str() {
+            Some(name) => format!("requirement {} failed: ", output::printable(name)),
+            None => String::new(),
+        };
+        println!(
+            "✗ venv: {what}{}; the environment in use is unchanged",
+            text(&report, "error")
+        );
+        return Ok(1);
+    }
+    println!(
+        "✓ venv: built {} with {} in {} s; venv -> {}{}",
+        text(&report, "venv"),
+        text(&report, "installer"),
+        report["seconds"],
+        text(&report, "venv"),
+        match report["previous"].as_str() {
+            Some(_) => format!(" (previous: {}, kept for rollback)", text(&report, "previous")),
+            None => String::new(),
+        }
+    );
+    println!("{}", restart_hint());
+    Ok(0)
+}
+
+pub fn rollback(paths: &Paths, args: &VenvRollbackArgs) -> Result<i32> {
+    let (host_root, _, acct) = target(paths)?;
+    let (code, report) = builder(
+        &acct,
+        Path::new(crate::interpreter::SYSTEM),
+        &["rollback".as_ref(), host_root.as_os_str()],
+    )?;
+    if args.json {
+        println!("{report}");
+    } else if code == 0 {
+        println!(
+            "✓ venv -> {} (was {})",
+            text(&report, "venv"),
+            text(&report, "previous")
+        );
+        println!("{}", restart_hint());
+    } else {
+        println!("✗ venv: {}", text(&report, "error"));
+    }
+    Ok(code.min(1))
+}

@@ -1,0 +1,136 @@
+"""jarvisctl venv build, the part that runs as the service user (never root:
+installing packages runs their build code). Sent by jarvisctl and run with
+the base interpreter: python3 -I -c SOURCE build CODE_ROOT REQUIREMENTS
+WHEELHOUSE INSTALLER BASE_PYTHON, or SOURCE rollback CODE_ROOT. Builds venvs/<id> beside the live environment, then
+switches the `venv` link to it with one rename; the previous one is kept.
+Prints one JSON object on its last line; exit 0 built, 1 failed (the live
+environment untouched), 2 bad input."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+KEEP = 3  # built environments kept: the live one, the previous, one more
+
+
+def done(code, **report):
+    report["ok"] = code == 0
+    print(json.dumps(report), flush=True)
+    sys.exit(code)
+
+
+def last_error(text):
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("ERROR:") or l.startswith("error:")]
+    return (errors or lines or ["(no output)"])[-1]
+
+
+def failed_name(text):
+    for pat in (r"No matching distribution found for ([A-Za-z0-9._-]+)",
+                r"Could not find a version that satisfies the requirement ([A-Za-z0-9._-]+)",
+                r"Failed to build ([A-Za-z0-9._-]+)",
+                r"Because ([A-Za-z0-9._-]+)\S* was not found",
+                r"No solution found when resolving dependencies:.*?([A-Za-z0-9._-]+)"):
+        m = re.search(pat, text, re.S)
+        if m:
+            return m.group(1)
+    return None
+
+
+def switch(target):
+    """`venv` -> target in one rename; returns what it pointed to before.
+    A venv made by hand is kept, moved into venvs/ (its interpreter still
+    runs from there), never deleted."""
+    previous = None
+    if os.path.islink("venv"):
+        previous = os.readlink("venv")
+    elif os.path.isdir("venv"):
+        previous = os.path.join("venvs", "adopted-" + time.strftime("%Y%m%dT%H%M%S", time.gmtime()))
+        os.rename("venv", previous)
+    elif os.path.exists("venv"):
+        return False
+    tmp = "venv.switch-%d" % os.getpid()
+    os.symlink(target, tmp)
+    os.replace(tmp, "venv")
+    if previous:
+        tmp = "venvs/previous.switch-%d" % os.getpid()
+        os.symlink(os.path.relpath(previous, "venvs"), tmp)
+        os.replace(tmp, "venvs/previous")
+    return previous
+
+
+mode, code_root = sys.argv[1:3]
+os.umask(0o027)
+try:
+    os.chdir(code_root)
+except OSError as e:
+    done(2, error="cannot enter the code root %s: %s" % (code_root, e.strerror))
+if os.path.islink("venvs") or (os.path.exists("venvs") and not os.path.isdir("venvs")):
+    done(2, error="%s/venvs is not a directory (a link?): move it away" % code_root)
+if mode == "rollback":
+    if not os.path.islink("venvs/previous"):
+        done(1, error="no previous environment to go back to in %s/venvs" % code_root)
+    back = os.path.normpath(os.path.join("venvs", os.readlink("venvs/previous")))
+    if not os.path.isfile(os.path.join(back, "bin", "python")):
+        done(1, error="the previous environment %s has no bin/python" % back)
+    previous = switch(back)
+    if previous is False:
+        done(1, error="%s/venv is neither a directory nor a link: move it away" % code_root)
+    done(0, venv=back, previous=previous)
+requirements, wheelhouse, installer, base = sys.argv[3:7]
+if not os.path.isfile(requirements):
+    done(2, error="%s is missing: the environment is built from it" % requirements)
+if wheelhouse and not os.path.isdir(wheelhouse):
+    done(2, error="the wheelhouse %s is not a directory" % wheelhouse)
+if installer == "auto":
+    installer = "uv" if shutil.which("uv") else "pip"
+os.makedirs("venvs", mode=0o750, exist_ok=True)
+ident = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-%d" % os.getpid()
+new = os.path.join("venvs", ident)
+t0 = time.monotonic()
+env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
+# --copies: the environment's own binary, so /proc/PID/exe names it.
+if installer == "uv":
+    make = ["uv", "venv", "--quiet", "--python", base, new]
+else:
+    make = [base, "-m", "venv", "--copies", new]
+r = subprocess.run(make, capture_output=True, text=True, env=env)
+if r.returncode != 0:
+    shutil.rmtree(new, ignore_errors=True)
+    err = last_error(r.stdout + r.stderr)
+    hint = " (install python3-venv)" if "ensurepip" in err or "python3-venv" in r.stdout + r.stderr else ""
+    done(1, error="cannot create the environment with %s: %s%s" % (base, err, hint), installer=installer)
+source = ["--no-index", "--find-links", wheelhouse] if wheelhouse else []
+python = os.path.join(new, "bin", "python")
+if installer == "uv":
+    install = ["uv", "pip", "install", "--python", python, "-r", requirements] + source
+else:
+    install = [python, "-m", "pip", "install", "-r", requirements] + source
+r = subprocess.run(install, capture_output=True, text=True, env=env)
+out = r.stdout + r.stderr
+skipped = []
+for m in re.finditer(r"Ignoring ([A-Za-z0-9._-]+): markers '(.*?)' don't match", out):
+    skipped.append({"name": m.group(1), "marker": m.group(2)})
+if r.returncode != 0:
+    shutil.rmtree(new, ignore_errors=True)
+    done(1, error=last_error(out), requirement=failed_name(out), skipped=skipped, installer=installer,
+         seconds=round(time.monotonic() - t0, 2))
+built = round(time.monotonic() - t0, 2)
+previous = switch(new)
+if previous is False:
+    shutil.rmtree(new, ignore_errors=True)
+    done(1, error="%s/venv is neither a directory nor a link: move it away" % code_root)
+# Prune built environments beyond KEEP, never the live or previous one,
+# never an adopted one.
+live = {os.path.normpath(new), os.path.normpath(previous or "")}
+builds = sorted(d for d in os.listdir("venvs") if re.match(r"^\d{8}T\d{6}-\d+$", d))
+pruned = []
+for d in builds[:-KEEP]:
+    p = os.path.join("venvs", d)
+    if os.path.normpath(p) not in live:
+        shutil.rmtree(p, ignore_errors=True)
+        pruned.append(p)
+done(0, venv=new, previous=previous, skipped=skipped, installer=installer, seconds=built, pruned=pruned)
