@@ -11,6 +11,8 @@ mod deploy;
 mod diagnose;
 #[path = "e2e/manifests.rs"]
 mod manifests;
+#[path = "e2e/python_env.rs"]
+mod python_env;
 #[path = "e2e/status.rs"]
 mod status;
 #[path = "e2e/sysvinit.rs"]
@@ -86,6 +88,12 @@ fn deploy_keeps_state_at_random_paths_and_takes_the_code_root_from_each_host() {
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn deploy_fault_matrix_leaves_old_or_new_and_recovers() {
     manifests::fault_matrix();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn python_env_is_checked_built_as_jarvis_and_run_by_both_engines() {
+    python_env::both_engines();
 }
 
 #[test]

@@ -10,11 +10,11 @@ use std::process::Command;
 /// network: systemd to boot, the package's dependencies, rpm for the .rpm
 /// test, sshd and rsync for the tests that reach hosts over ssh (status
 /// --host, deploy), python3-apt for Ansible's apt modules, and man-db for
-/// `man jarvisctl`.
-const INCLUDE: &str =
-    "systemd,systemd-sysv,dbus,adduser,python3,logrotate,procps,rpm,openssh-server,rsync,python3-apt,man-db";
+/// `man jarvisctl`, python3-venv (the package recommends it: `venv build`).
+const INCLUDE: &str = "systemd,systemd-sysv,dbus,adduser,python3,python3-venv,logrotate,procps,rpm,openssh-server,rsync,python3-apt,man-db";
 /// The host without systemd: sysvinit and cron, as the design says.
-const INCLUDE_SYSV: &str = "sysvinit-core,cron,adduser,python3,logrotate,procps,openssh-server,rsync";
+const INCLUDE_SYSV: &str =
+    "sysvinit-core,cron,adduser,python3,python3-venv,logrotate,procps,openssh-server,rsync";
 /// Made in the sysvinit root after debootstrap: no gettys (a container has
 /// no ttys; they would respawn in a loop), and a mark that the boot is done
 /// (rc.local runs last in runlevel 2).

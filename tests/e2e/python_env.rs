@@ -1,0 +1,170 @@
+//! Issue 14 in booted containers, on both engines at once: a systemd
+//! Debian 12 and a sysvinit Debian 12 (`jarvisctl run`), with no network.
+//! The wheels are made by the test (tests/fixtures/wheels.py) and carried
+//! in. Before the build `check` names the missing requirements; `venv build`
+//! builds as jarvis; after a restart the bot runs the venv's interpreter
+//! (its /proc/PID/exe) and `status` names it; /etc/default/jarvis-supervisor
+//! reaches the bot, and .env wins on a clash.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::container::Container;
+use super::roots::Suite;
+use super::{apt_install, deploy_standin, pkg, CODE, UNIT};
+
+/// The bot's main pid as the engine in charge reports it.
+fn main_pid(c: &Container, suite: Suite) -> Option<u32> {
+    if suite.has_systemd() {
+        let active = c.prop(UNIT, "SubState") == "running";
+        return c.prop(UNIT, "MainPID").parse().ok().filter(|&p| active && p > 0);
+    }
+    let st: Value = serde_json::from_str(&c.sh("cat /run/jarvis-supervisor-run/state.json").stdout)
+        .unwrap_or(Value::Null);
+    (st["state"] == "running")
+        .then(|| st["main_pid"].as_u64())
+        .flatten()
+        .map(|p| p as u32)
+}
+
+fn wait_running(c: &Container, suite: Suite, not: Option<u32>) -> u32 {
+    let mut pid = None;
+    c.wait_for("the bot to run", Duration::from_secs(60), |c| {
+        pid = main_pid(c, suite).filter(|p| Some(*p) != not);
+        pid.is_some()
+    });
+    pid.unwrap()
+}
+
+fn exe(c: &Container, pid: u32) -> String {
+    c.ok(&format!("readlink /proc/{pid}/exe")).trim().to_string()
+}
+
+fn scenario(suite: Suite, wheelhouse: &Path) {
+    let c = Container::boot(suite);
+    let name = suite.name();
+    deploy_standin(&c);
+    c.put(wheelhouse, "/var/tmp/wheelhouse");
+    c.ok("chmod -R a+rX /var/tmp/wheelhouse");
+    c.write(
+        &format!("{CODE}/requirements.txt"),
+        "alpha==1.0\nbeta>=2.0  # a comment\nwinonly==1.0 ; sys_platform == \"win32\"\n",
+    );
+    c.write(
+        "/etc/default/jarvis-supervisor",
+        "JARVIS_SERVER_WIDE=from-default\nJARVIS_SHARED=from-default\n",
+    );
+    c.ok(&format!("echo JARVIS_SHARED=from-env >> {CODE}/.env"));
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "{name}: apt install:\n{}", out.all());
+    let first = wait_running(&c, suite, None);
+
+    // Before the build: the system's python, and check names what is missing.
+    assert!(
+        exe(&c, first).starts_with("/usr/bin/python3"),
+        "{name}: {}",
+        exe(&c, first)
+    );
+    let check = c.sh("jarvisctl check");
+    assert_eq!(
+        check.status,
+        1,
+        "{name}: check passed with missing requirements:\n{}",
+        check.all()
+    );
+    for req in ["alpha==1.0", "beta>=2.0"] {
+        assert!(
+            check
+                .stdout
+                .contains(&format!("✗ requirements: {req} ({CODE}/requirements.txt line")),
+            "{name}: check does not name {req}:\n{}",
+            check.all()
+        );
+    }
+    // /etc/default reaches the bot; .env wins on a clash.
+    let environ = c.ok(&format!("tr '\\0' '\\n' < /proc/{first}/environ"));
+    assert!(
+        environ.contains("JARVIS_SERVER_WIDE=from-default"),
+        "{name}: {environ}"
+    );
+    assert!(
+        environ.contains("JARVIS_SHARED=from-env") && !environ.contains("JARVIS_SHARED=from-default"),
+        "{name}: .env does not win: {environ}"
+    );
+
+    // The build, as jarvis, offline.
+    let build = c.sh("jarvisctl venv build --wheelhouse /var/tmp/wheelhouse --installer pip 2>&1");
+    assert_eq!(build.status, 0, "{name}: venv build:\n{}", build.all());
+    assert!(
+        build.stdout.contains("skipped: winonly"),
+        "{name}: {}",
+        build.all()
+    );
+    assert_eq!(
+        c.ok(&format!("stat -c %U {CODE}/venv/bin/python")).trim(),
+        "jarvis"
+    );
+    let restart = if suite.has_systemd() {
+        "systemctl restart jarvis-supervisor"
+    } else {
+        "service jarvis-supervisor restart"
+    };
+    c.ok(restart);
+    let second = wait_running(&c, suite, Some(first));
+    let exe2 = exe(&c, second);
+    assert!(
+        exe2.starts_with(&format!("{CODE}/venvs/")),
+        "{name}: the bot does not run the venv's interpreter: {exe2}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let st: Value = serde_json::from_str(&c.sh("jarvisctl status --json").stdout).unwrap_or(Value::Null);
+    assert_eq!(st["python"]["source"], "venv", "{name}: {st}");
+    assert_eq!(st["python"]["running_exe"], exe2.as_str(), "{name}: {st}");
+    let human = c.sh("jarvisctl status").stdout;
+    assert!(
+        human.contains(&format!("python: running {CODE}/venv/bin/python")),
+        "{name}: {human}"
+    );
+    let check = c.sh("jarvisctl check");
+    assert!(
+        !check.stdout.contains("✗ requirements") && !check.stdout.contains("✗ python"),
+        "{name}: {}",
+        check.all()
+    );
+    assert!(
+        check.stdout.contains(&format!(
+            "2 requirement(s) of {CODE}/requirements.txt installed in {CODE}/venv/bin/python"
+        )),
+        "{name}: {}",
+        check.all()
+    );
+    println!(
+        "{name}: before the build {}; after it {exe2}",
+        exe(&c, first).trim()
+    );
+}
+
+pub fn both_engines() {
+    let wh = tempfile::tempdir().unwrap();
+    let out = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wheels.py"))
+        .arg(wh.path())
+        .args(["alpha==1.0", "beta==2.1"])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::thread::scope(|s| {
+        let a = s.spawn(|| scenario(Suite::Bookworm, wh.path()));
+        let b = s.spawn(|| scenario(Suite::Sysvinit, wh.path()));
+        let (a, b) = (a.join(), b.join());
+        if let Err(e) = a {
+            std::panic::resume_unwind(e);
+        }
+        if let Err(e) = b {
+            std::panic::resume_unwind(e);
+        }
+    });
+}
