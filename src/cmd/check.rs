@@ -451,6 +451,7 @@ fn check_last_run() -> Option<Finding> {
             "ExecMainStatus",
             "NRestarts",
             "MemoryMax",
+            "Restart",
         ],
     )?;
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
@@ -458,6 +459,20 @@ fn check_last_run() -> Option<Finding> {
     let result = get("Result");
     let status: i32 = get("ExecMainStatus").parse().unwrap_or(0);
     let journal = "journalctl -u jarvis-supervisor -n 50";
+    // With Restart=always, systemd leaves a unit failed only when the start
+    // limit refused the next restart; Result= then still holds the last
+    // run's (start-limit-hit only shows on a manual start), so it is told
+    // from the state.
+    if state == "failed" && get("Restart") == "always" && result != "start-limit-hit" {
+        return Some(Finding::fail(
+            "last-run",
+            format!(
+                "the start limit was hit after {} restarts: systemd gave up (the last run: {result}, status {status})",
+                get("NRestarts")
+            ),
+            format!("fix the cause ({journal}), then systemctl reset-failed jarvis-supervisor"),
+        ));
+    }
     let (found, fix) = match (result, status) {
         ("success", _) => return Some(Finding::pass("last-run", format!("the service is {state}, last result: success"))),
         ("watchdog", _) => (
