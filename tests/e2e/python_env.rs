@@ -78,7 +78,7 @@ fn scenario(suite: Suite, wheelhouse: &Path) {
     // requirements and does not start the bot; check says the same, exit 1.
     let install = out.all();
     assert!(
-        install.contains("✗ requirements: alpha==1.0") && install.contains("not started"),
+        install.contains("requirements: alpha==1.0 (") && install.contains("not started"),
         "{name}: the install does not say why the bot is not started:\n{install}"
     );
     assert_eq!(
@@ -109,7 +109,15 @@ fn scenario(suite: Suite, wheelhouse: &Path) {
         check.all()
     );
 
-    // The build, as jarvis, offline.
+    // The build, as jarvis, offline, in a code root that is jarvis's (as the
+    // program's guide makes it; a root-owned one is refused with that fix).
+    let refused = c.sh("jarvisctl venv build --wheelhouse /var/tmp/wheelhouse 2>&1");
+    assert!(
+        refused.status != 0 && refused.stdout.contains("cannot write the code root"),
+        "{name}: {}",
+        refused.all()
+    );
+    c.ok(&format!("chown jarvis:jarvis {CODE}"));
     let build = c.sh("jarvisctl venv build --wheelhouse /var/tmp/wheelhouse --installer pip 2>&1");
     assert_eq!(build.status, 0, "{name}: venv build:\n{}", build.all());
     assert!(

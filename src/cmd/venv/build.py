@@ -68,6 +68,9 @@ try:
     os.chdir(code_root)
 except OSError as e:
     done(2, error="cannot enter the code root %s: %s" % (code_root, e.strerror))
+if not os.access(".", os.W_OK):
+    done(2, error="the service user cannot write the code root %s: it makes venvs/ and the venv link there; "
+                  "give it the code root (chown) as the program's guide does" % code_root)
 if os.path.islink("venvs") or (os.path.exists("venvs") and not os.path.isdir("venvs")):
     done(2, error="%s/venvs is not a directory (a link?): move it away" % code_root)
 if mode == "rollback":
