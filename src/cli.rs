@@ -89,6 +89,22 @@ pub struct ConfigureArgs {
     /// minutes), or "off".
     #[arg(long, value_name = "SPEC|off")]
     pub weekly_restart: Option<String>,
+    /// Move the code root: rewrite every setting that depends on it
+    /// (WorkingDirectory, PYTHONPATH, EnvironmentFile, ReadWritePaths,
+    /// ExecStart, log rotation) in a drop-in and a generated logrotate
+    /// file, never in the shipped files; then run setup.
+    #[arg(long, value_name = "DIR")]
+    pub code_root: Option<PathBuf>,
+    /// Run the bot with this interpreter instead of the code root's venv
+    /// or the system's python3 ("auto": back to that rule).
+    #[arg(long, value_name = "PATH|auto")]
+    pub python: Option<String>,
+    /// Print the settings in effect and the file and line that set each.
+    #[arg(long, conflicts_with_all = ["weekly_restart", "code_root", "python"])]
+    pub show: bool,
+    /// With --show: as JSON.
+    #[arg(long, requires = "show")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

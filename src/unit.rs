@@ -14,6 +14,8 @@ struct Entry {
     section: String,
     key: String,
     value: String,
+    /// Where it was set: `FILE:LINE`.
+    origin: String,
 }
 
 /// One unit: the main file followed by its drop-ins, in the order systemd
@@ -195,6 +197,7 @@ impl Unit {
             section: section.to_string(),
             key: key.trim().to_string(),
             value: value.trim().to_string(),
+            origin: format!("{}:{lineno}", path.display()),
         });
         Ok(())
     }
@@ -211,6 +214,24 @@ impl Unit {
                 out.clear();
             } else {
                 out.push(e.value.clone());
+            }
+        }
+        out
+    }
+
+    /// Each value of a setting that is in effect, with the `FILE:LINE`
+    /// that set it (an empty assignment resets a list, as in systemd).
+    pub fn origins(&self, section: &str, key: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| e.section == section && e.key == key)
+        {
+            if e.value.is_empty() {
+                out.clear();
+            } else {
+                out.push((e.value.clone(), e.origin.clone()));
             }
         }
         out

@@ -111,6 +111,16 @@ fn deb_carries_helper_unit_logrotate_man_copyright_changelog_and_conffile() {
     for dep in ["adduser", "python3", "logrotate", "procps"] {
         assert!(control.contains(dep), "Depends lacks {dep}: {control}");
     }
+    // Issue 14: no version on python3, so a host whose system python3 is
+    // older than the bot needs (Ubuntu 22.04, EL9) can install it and run
+    // the bot from a venv made with a newer Python; check enforces 3.11+
+    // on the interpreter that runs the bot.
+    assert!(
+        !control.contains("python3 ("),
+        "python3 must not be versioned: {control}"
+    );
+    let (_, recommends) = run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Recommends"));
+    assert!(recommends.contains("python3-venv"), "Recommends: {recommends}");
 }
 
 #[test]
@@ -128,6 +138,14 @@ fn rpm_carries_the_same_files_and_its_scriptlets() {
     for s in ["preinstall", "postinstall", "preuninstall", "postuninstall"] {
         assert!(scripts.contains(s), "no {s} scriptlet:\n{scripts}");
     }
+    // EL9's python3 is 3.9: the bot runs from a venv made with python3.11.
+    let (_, requires) = run(Command::new("rpm")
+        .args(["-qp", "--requires", "--nosignature"])
+        .arg(&rpm));
+    assert!(
+        requires.lines().any(|l| l.trim() == "python3"),
+        "python3 must be required, unversioned:\n{requires}"
+    );
     let (_, cfg) = run(Command::new("rpm").args(["-qcp", "--nosignature"]).arg(&rpm));
     for f in ["/etc/logrotate.d/jarvis", "/etc/jarvis-supervisor/heartbeat.conf"] {
         assert!(cfg.lines().any(|l| l == f), "{f} is not %config: {cfg}");

@@ -17,6 +17,10 @@ remove_generated() {
     # the name reserved for jarvisctl configure.
     rm -f /etc/systemd/system/jarvis-supervisor-restart.timer.d/50-jarvisctl.conf
     rm -f /etc/systemd/system/jarvis-supervisor.service.d/50-jarvisctl.conf
+    # jarvisctl configure --code-root/--python: the service's drop-in, and the
+    # shipped log rotation rewritten for the moved code root.
+    rm -f /etc/systemd/system/jarvis-supervisor.service.d/60-jarvisctl-code-root.conf
+    rm -f /etc/logrotate.d/jarvis-code-root
     # jarvisctl status --record (the health timer): the memory history.
     rm -f /var/lib/jarvis-supervisor/samples.jsonl
     # jarvisctl run (hosts without systemd): lock, pid file, process group,
@@ -28,6 +32,7 @@ remove_generated() {
     rm -f /run/jarvis-supervisor/backoff.json /run/jarvis-supervisor/preflight-failed
     # The temporary file of an atomic write cut short (.tmp and 6 characters).
     for d in /etc/systemd/system/jarvis-supervisor-restart.timer.d \
+        /etc/systemd/system/jarvis-supervisor.service.d \
         /var/lib/jarvis-supervisor /run/jarvis-supervisor; do
         for f in "$d"/.tmp??????; do
             if [ -f "$f" ] && [ ! -L "$f" ]; then

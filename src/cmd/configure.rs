@@ -1,6 +1,7 @@
 //! `jarvisctl configure`: per-host settings as systemd drop-ins, written
-//! atomically. Today: `--weekly-restart SPEC|off`, the opt-in scheduled
-//! restart (the plan's memory-leak mitigation).
+//! atomically: `--weekly-restart SPEC|off`, the opt-in scheduled restart
+//! (the plan's memory-leak mitigation), and `--code-root`/`--python`/`--show`
+//! (`code_root`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,13 +10,25 @@ use crate::cli::ConfigureArgs;
 use crate::error::{exit, Error, Result};
 use crate::paths::Paths;
 
+mod code_root;
+
 pub const RESTART_TIMER: &str = "jarvis-supervisor-restart.timer";
 const DROPIN: &str = "/etc/systemd/system/jarvis-supervisor-restart.timer.d/50-jarvisctl.conf";
 
 pub fn run(paths: &Paths, args: &ConfigureArgs) -> Result<i32> {
+    if args.show {
+        return code_root::show(paths, args.json);
+    }
+    if args.code_root.is_some() || args.python.is_some() {
+        code_root::set(paths, args.code_root.as_deref(), args.python.as_deref())?;
+        if args.weekly_restart.is_none() {
+            return Ok(exit::OK);
+        }
+    }
     let Some(spec) = &args.weekly_restart else {
-        return Err(Error::new("nothing to configure")
-            .with_note("e.g. jarvisctl configure --weekly-restart \"Sun 04:00\""));
+        return Err(Error::new("nothing to configure").with_note(
+            "e.g. jarvisctl configure --weekly-restart \"Sun 04:00\", --code-root DIR, --python PATH, --show",
+        ));
     };
     let dropin = paths.host(Path::new(DROPIN));
     if spec == "off" {
@@ -59,7 +72,7 @@ pub fn run(paths: &Paths, args: &ConfigureArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn systemctl(paths: &Paths, args: &[&str]) -> Result<()> {
+pub(super) fn systemctl(paths: &Paths, args: &[&str]) -> Result<()> {
     if !paths.is_system() {
         return Ok(()); // a rooted tree: files only
     }
@@ -77,7 +90,7 @@ fn systemctl(paths: &Paths, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn write_atomic(path: &PathBuf, text: &str) -> Result<()> {
+pub(super) fn write_atomic(path: &PathBuf, text: &str) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;

@@ -19,6 +19,9 @@ const USER_DROPIN: &str = "/etc/systemd/system/jarvis-supervisor.service.d/overr
 const TIMER_DROPIN: &str = "/etc/systemd/system/jarvis-supervisor-restart.timer.d/50-jarvisctl.conf";
 /// The service drop-in name reserved for `jarvisctl configure`.
 const SERVICE_DROPIN: &str = "/etc/systemd/system/jarvis-supervisor.service.d/50-jarvisctl.conf";
+/// Written by `jarvisctl configure --code-root/--python`.
+const CODE_ROOT_DROPIN: &str = "/etc/systemd/system/jarvis-supervisor.service.d/60-jarvisctl-code-root.conf";
+const CODE_ROOT_LOGROTATE: &str = "/etc/logrotate.d/jarvis-code-root";
 const SAMPLES: &str = "/var/lib/jarvis-supervisor/samples.jsonl";
 /// `jarvisctl deploy`'s host lock and step lock.
 const DEPLOY_LOCKS: [&str; 2] = ["/run/jarvis-deploy.lock", "/run/jarvis-deploy-step.lock"];
@@ -141,9 +144,17 @@ fn make_generated(c: &Container) {
         "# Written by jarvisctl configure.\n[Service]\nEnvironment=JARVISCTL_TEST=1\n",
     );
     c.ok("systemctl daemon-reload");
+    let out = c.ok("jarvisctl configure --code-root /home/jarvis/Jarvis-moved --python /usr/bin/python3");
+    assert!(out.contains(CODE_ROOT_DROPIN), "{out}");
     c.ok("jarvisctl status --record >/dev/null || true");
     make_deploy_locks(c);
-    for f in [TIMER_DROPIN, SERVICE_DROPIN, SAMPLES] {
+    for f in [
+        TIMER_DROPIN,
+        SERVICE_DROPIN,
+        CODE_ROOT_DROPIN,
+        CODE_ROOT_LOGROTATE,
+        SAMPLES,
+    ] {
         assert!(exists(c, f), "{f} was not made");
     }
 }
@@ -187,7 +198,12 @@ fn assert_kept_and_listed(c: &Container, out: &Run, hashes: &str, also_listed: &
     }
     let count = format!("kept {} paths", listed.len());
     assert!(out.stdout.contains(&count), "expected {count:?}:\n{text}");
-    for gone in ["samples.jsonl", "50-jarvisctl.conf", "env-rules.conf"] {
+    for gone in [
+        "samples.jsonl",
+        "50-jarvisctl.conf",
+        "60-jarvisctl-code-root.conf",
+        "env-rules.conf",
+    ] {
         assert!(!out.stdout.contains(gone), "{gone} is listed as kept:\n{text}");
     }
     // The printed commands are right: run them, and only the directories remain.
@@ -209,6 +225,8 @@ fn assert_generated_gone(c: &Container) {
     for f in [
         TIMER_DROPIN,
         SERVICE_DROPIN,
+        CODE_ROOT_DROPIN,
+        CODE_ROOT_LOGROTATE,
         SAMPLES,
         DEPLOY_LOCKS[0],
         DEPLOY_LOCKS[1],
