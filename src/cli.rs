@@ -337,6 +337,13 @@ pub enum VenvCommand {
     /// Switch venv/ back to the environment before the last build or
     /// rollback.
     Rollback(VenvRollbackArgs),
+    /// Point venv/ at an environment kept under venvs/ (or at none: the
+    /// system's python3), in one rename, as the service user. Deploy uses
+    /// it to swap the environment with the code.
+    Switch(VenvSwitchArgs),
+    /// Make a venv/ built by hand a kept environment (venvs/adopted-*,
+    /// linked from venv/, never deleted) and print the one in use.
+    Adopt(VenvRollbackArgs),
     /// The unit's ExecStart=: run ARGS with `venv/bin/python` of the code
     /// root (the working directory) when it exists, else with
     /// /usr/bin/python3; the same process, so systemd's main pid stays.
@@ -369,6 +376,20 @@ pub struct VenvBuildArgs {
     /// bench`), else pip.
     #[arg(long, default_value = "auto", value_parser = ["auto", "pip", "uv"])]
     pub installer: String,
+    /// Build beside the environment in use and leave venv/ as it is (deploy
+    /// switches it with the code); prints the new environment.
+    #[arg(long)]
+    pub no_switch: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VenvSwitchArgs {
+    /// venvs/<id> (relative to the code root), or "none".
+    #[arg(value_name = "venvs/ID|none")]
+    pub target: String,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -384,3 +384,114 @@ fn configure_code_root_moves_every_dependent_setting_and_show_says_where_from() 
         );
     }
 }
+
+/// What deploy drives on each host: `venv build --no-switch` builds beside
+/// the environment in use and leaves it in use; `venv switch` points venv
+/// at a kept build or at none; `venv adopt` makes a hand-made venv/ a kept
+/// environment and never deletes it. The requirements come from a file
+/// only root can read (deploy's staged copy): root reads it and hands it
+/// to the builder, which keeps a copy beside the environment.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn build_beside_switch_and_adopt_as_deploy_drives_them() {
+    let (h, wh) = host("");
+    let wh_s = wh.path().display().to_string();
+    // A hand-made venv, as the program's guide builds it.
+    as_nobody(&format!(
+        "cd {} && /usr/bin/python3 -m venv --without-pip venv && echo mine > venv/marker",
+        h.code("").display()
+    ));
+    let ran = h.run(&["venv", "adopt", "--json"], false);
+    assert_eq!(ran.out.status.code(), Some(0), "{}", ran.all());
+    let adopted = venv_target(&h);
+    assert!(adopted.starts_with("venvs/adopted-"), "{adopted:?}");
+    assert_eq!(
+        fs::read_to_string(h.code(&format!("{adopted}/marker"))).unwrap(),
+        "mine\n",
+        "the hand-made environment was not kept"
+    );
+
+    let staged = tempfile::tempdir().unwrap();
+    fs::set_permissions(staged.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    let req = staged.path().join("requirements.txt");
+    fs::write(&req, "alpha==1.0\n").unwrap();
+    let req_s = req.display().to_string();
+    let ran = h.run(
+        &[
+            "venv",
+            "build",
+            "--no-switch",
+            "--requirements",
+            &req_s,
+            "--wheelhouse",
+            &wh_s,
+            "--json",
+        ],
+        false,
+    );
+    assert_eq!(ran.out.status.code(), Some(0), "{}", ran.all());
+    let report: serde_json::Value = serde_json::from_slice(&ran.out.stdout).unwrap();
+    let built = report["venv"].as_str().unwrap().to_string();
+    assert_eq!(venv_target(&h), adopted, "--no-switch switched");
+    assert_eq!(report["previous"], adopted.as_str(), "{report}");
+    assert_eq!(
+        fs::read_to_string(h.code(&format!("{built}/requirements.txt"))).unwrap(),
+        "alpha==1.0\n",
+        "the build keeps no copy of what it was built from"
+    );
+
+    let ran = h.run(&["venv", "switch", &built, "--json"], false);
+    assert_eq!(ran.out.status.code(), Some(0), "{}", ran.all());
+    assert_eq!(venv_target(&h), built);
+    let report: serde_json::Value = serde_json::from_slice(&ran.out.stdout).unwrap();
+    assert_eq!(report["previous"], adopted.as_str(), "{report}");
+    // Switching to where it points already changes nothing.
+    let ran = h.run(&["venv", "switch", &built], false);
+    assert_eq!(ran.out.status.code(), Some(0), "{}", ran.all());
+    // Anything but a build under venvs/ is refused, by name.
+    for bad in ["/usr", "venvs/../bots", "venvs/missing", "bots"] {
+        let ran = h.run(&["venv", "switch", bad], false);
+        assert_eq!(ran.out.status.code(), Some(1), "{bad}: {}", ran.all());
+        assert!(
+            ran.all().contains("is not an environment built here"),
+            "{bad}: {}",
+            ran.all()
+        );
+        assert_eq!(venv_target(&h), built, "{bad} moved venv");
+    }
+    let ran = h.run(&["venv", "switch", "none"], false);
+    assert_eq!(ran.out.status.code(), Some(0), "{}", ran.all());
+    assert!(!h.code("venv").exists() && h.code(&built).exists() && h.code(&adopted).exists());
+}
+
+/// The service user links requirements.txt to a file only root can read:
+/// root's `venv build` refuses to follow it, so none of that file reaches
+/// the builder (or pip's error lines).
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn a_linked_requirements_file_is_not_read_by_root() {
+    let (h, wh) = host("");
+    let secret = h.path("root-only.txt");
+    fs::write(&secret, "rootsecret-4f1a==1.0\n").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    as_nobody(&format!(
+        "cd {} && rm requirements.txt && ln -s {} requirements.txt",
+        h.code("").display(),
+        secret.display()
+    ));
+    let ran = h.run(
+        &["venv", "build", "--wheelhouse", &wh.path().display().to_string()],
+        false,
+    );
+    let all = ran.all();
+    assert_ne!(ran.out.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains("requirements.txt"),
+        "the refusal names no file:\n{all}"
+    );
+    assert!(
+        !all.contains("rootsecret"),
+        "root's file reached the build:\n{all}"
+    );
+    assert!(!h.code("venvs").exists() || fs::read_dir(h.code("venvs")).unwrap().count() == 0);
+}

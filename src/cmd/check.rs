@@ -572,7 +572,7 @@ fn check_history() -> Vec<Finding> {
     found
 }
 
-const REQUIREMENTS_PY: &str = include_str!("check/requirements.py");
+pub(crate) const REQUIREMENTS_PY: &str = include_str!("check/requirements.py");
 
 /// Every requirement of `requirements.txt` is installed in the interpreter
 /// that runs the bot, at a version that satisfies it, its markers evaluated

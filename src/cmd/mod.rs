@@ -32,6 +32,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Venv(VenvCommand::Exec(args)) => venv::exec(&args),
         Command::Venv(VenvCommand::Build(args)) => venv::build(&paths, &args),
         Command::Venv(VenvCommand::Rollback(args)) => venv::rollback(&paths, &args),
+        Command::Venv(VenvCommand::Switch(args)) => venv::switch(&paths, &args),
+        Command::Venv(VenvCommand::Adopt(args)) => venv::adopt(&paths, &args),
         Command::ExecHelper(args) => exec_helper::run(&args),
     }
 }

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::cli::{VenvBuildArgs, VenvExecArgs, VenvRollbackArgs};
+use crate::cli::{VenvBuildArgs, VenvExecArgs, VenvRollbackArgs, VenvSwitchArgs};
 use crate::error::{Error, Result};
 use crate::interpreter;
 use crate::output;
@@ -51,8 +51,9 @@ fn target(paths: &Paths) -> Result<(PathBuf, PathBuf, Account)> {
     Ok((paths.host(&code_root), code_root, acct))
 }
 
-/// Runs the builder as the service user; its JSON report.
-fn builder(acct: &Account, python: &Path, args: &[&std::ffi::OsStr]) -> Result<(i32, Value)> {
+/// Runs the builder as the service user, `input` on its stdin; its JSON
+/// report.
+fn builder(acct: &Account, python: &Path, args: &[&std::ffi::OsStr], input: &[u8]) -> Result<(i32, Value)> {
     let mut cmd = crate::interpreter::as_service_user(acct, python).ok_or_else(|| {
         Error::new(format!(
             "only root or {} may build the environment: it is built as {}",
@@ -67,8 +68,18 @@ fn builder(acct: &Account, python: &Path, args: &[&std::ffi::OsStr]) -> Result<(
         .env("HOME", &acct.home)
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("LANG", "C.UTF-8")
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            // The builder reads all of stdin before it writes anything.
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write;
+                let _ = stdin.write_all(input);
+            }
+            child.wait_with_output()
+        })
         .map_err(|e| Error::new(format!("cannot run {}: {e}", python.display())))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report = stdout
@@ -119,10 +130,20 @@ fn restart_hint() -> &'static str {
 
 pub fn build(paths: &Paths, args: &VenvBuildArgs) -> Result<i32> {
     let (host_root, code_root, acct) = target(paths)?;
-    let requirements = args
-        .requirements
-        .clone()
-        .unwrap_or_else(|| host_root.join("requirements.txt"));
+    // Root reads the file and hands it over: the service user may not be
+    // able to open a file root names (deploy's staged copy), and the code
+    // root's own is read as the service user's file, never followed.
+    let requirements = match &args.requirements {
+        Some(p) => std::fs::read(p)
+            .map_err(|e| Error::io("read", p, e).with_note("name the requirements file to build from"))?,
+        None => {
+            let p = host_root.join("requirements.txt");
+            crate::untrusted::read(&p, None, 1 << 20).map_err(|e| {
+                Error::io("read", &p, e)
+                    .with_note("the environment is built from requirements.txt in the code root")
+            })?
+        }
+    };
     let wheelhouse = args.wheelhouse.clone().unwrap_or_default();
     if !args.json {
         eprintln!(
@@ -138,11 +159,14 @@ pub fn build(paths: &Paths, args: &VenvBuildArgs) -> Result<i32> {
         &[
             "build".as_ref(),
             host_root.as_os_str(),
-            requirements.as_os_str(),
+            "-".as_ref(),
             wheelhouse.as_os_str(),
             args.installer.as_ref(),
             args.python.as_os_str(),
+            crate::cmd::check::REQUIREMENTS_PY.as_ref(),
+            if args.no_switch { "no-switch" } else { "switch" }.as_ref(),
         ],
+        &requirements,
     )?;
     if args.json {
         println!("{report}");
@@ -187,6 +211,7 @@ pub fn rollback(paths: &Paths, args: &VenvRollbackArgs) -> Result<i32> {
         &acct,
         Path::new(crate::interpreter::SYSTEM),
         &["rollback".as_ref(), host_root.as_os_str()],
+        b"",
     )?;
     if args.json {
         println!("{report}");
@@ -197,6 +222,60 @@ pub fn rollback(paths: &Paths, args: &VenvRollbackArgs) -> Result<i32> {
             text(&report, "previous")
         );
         println!("{}", restart_hint());
+    } else {
+        println!("✗ venv: {}", text(&report, "error"));
+    }
+    Ok(code.min(1))
+}
+
+pub fn switch(paths: &Paths, args: &VenvSwitchArgs) -> Result<i32> {
+    let (host_root, _, acct) = target(paths)?;
+    let (code, report) = builder(
+        &acct,
+        Path::new(crate::interpreter::SYSTEM),
+        &["switch".as_ref(), host_root.as_os_str(), args.target.as_ref()],
+        b"",
+    )?;
+    if args.json {
+        println!("{report}");
+    } else if code == 0 {
+        let now = report["venv"]
+            .as_str()
+            .map_or("none (the system's python3)".to_string(), |_| {
+                text(&report, "venv")
+            });
+        println!(
+            "✓ venv -> {now} (was {})",
+            report["previous"]
+                .as_str()
+                .map_or("none".to_string(), |_| text(&report, "previous"))
+        );
+        println!("{}", restart_hint());
+    } else {
+        println!("✗ venv: {}", text(&report, "error"));
+    }
+    Ok(code.min(1))
+}
+
+pub fn adopt(paths: &Paths, args: &VenvRollbackArgs) -> Result<i32> {
+    let (host_root, _, acct) = target(paths)?;
+    let (code, report) = builder(
+        &acct,
+        Path::new(crate::interpreter::SYSTEM),
+        &["adopt".as_ref(), host_root.as_os_str()],
+        b"",
+    )?;
+    if args.json {
+        println!("{report}");
+    } else if code == 0 {
+        println!(
+            "venv -> {}",
+            report["venv"]
+                .as_str()
+                .map_or("none (the system's python3)".to_string(), |_| text(
+                    &report, "venv"
+                ))
+        );
     } else {
         println!("✗ venv: {}", text(&report, "error"));
     }

@@ -1,7 +1,16 @@
 """jarvisctl venv build, the part that runs as the service user (never root:
 installing packages runs their build code). Sent by jarvisctl and run with
 the base interpreter: python3 -I -c SOURCE build CODE_ROOT REQUIREMENTS
-WHEELHOUSE INSTALLER BASE_PYTHON, or SOURCE rollback CODE_ROOT. Builds venvs/<id> beside the live environment, then
+WHEELHOUSE INSTALLER BASE_PYTHON [READER [switch|no-switch]], SOURCE
+rollback CODE_ROOT, SOURCE switch CODE_ROOT TARGET|none, or SOURCE adopt
+CODE_ROOT. REQUIREMENTS "-" is stdin (root read the file and sends it: the
+service user may not be able to open it); the environment keeps a copy of
+what it was built from in venvs/<id>/requirements.txt.
+READER is check's requirements reader (src/cmd/check/requirements.py): the
+new interpreter runs it on the requirements once they are installed, so a
+build is switched to only when check would pass it, and the lines whose
+markers exclude the host are named whichever installer ran. Builds
+venvs/<id> beside the live environment, then
 switches the `venv` link to it with one rename; the previous one is kept.
 Prints one JSON object on its last line; exit 0 built, 1 failed (the live
 environment untouched), 2 bad input."""
@@ -73,6 +82,49 @@ if not os.access(".", os.W_OK):
                   "give it the code root (chown) as the program's guide does" % code_root)
 if os.path.islink("venvs") or (os.path.exists("venvs") and not os.path.isdir("venvs")):
     done(2, error="%s/venvs is not a directory (a link?): move it away" % code_root)
+def is_build(target):
+    """A target that `switch` may point venv at: venvs/<name> with a python."""
+    parts = os.path.normpath(target).split(os.sep)
+    return (len(parts) == 2 and parts[0] == "venvs" and parts[1] not in ("", ".", "..", "previous")
+            and not os.path.islink(target) and os.path.isfile(os.path.join(target, "bin", "python")))
+
+
+def adopt():
+    """A hand-made venv/ directory becomes venvs/adopted-*, linked from venv,
+    so that the environment in use is always a link to switch back to."""
+    if os.path.islink("venv") or not os.path.exists("venv"):
+        return
+    if not os.path.isdir("venv"):
+        done(1, error="%s/venv is neither a directory nor a link: move it away" % code_root)
+    os.makedirs("venvs", mode=0o750, exist_ok=True)
+    kept = os.path.join("venvs", "adopted-" + time.strftime("%Y%m%dT%H%M%S", time.gmtime()))
+    os.rename("venv", kept)
+    tmp = "venv.switch-%d" % os.getpid()
+    os.symlink(kept, tmp)
+    os.replace(tmp, "venv")
+
+
+def in_use():
+    return os.path.normpath(os.readlink("venv")) if os.path.islink("venv") else None
+
+
+if mode == "adopt":
+    adopt()
+    done(0, venv=in_use())
+if mode == "switch":
+    target = sys.argv[3]
+    adopt()
+    before = in_use()
+    if target == "none":
+        if before is not None:
+            os.unlink("venv")
+        done(0, venv=None, previous=before)
+    if not is_build(target):
+        done(1, error="%s/%s is not an environment built here (no bin/python): build one with jarvisctl venv build"
+             % (code_root, target))
+    if before != os.path.normpath(target):
+        switch(os.path.normpath(target))
+    done(0, venv=os.path.normpath(target), previous=before)
 if mode == "rollback":
     if not os.path.islink("venvs/previous"):
         done(1, error="no previous environment to go back to in %s/venvs" % code_root)
@@ -84,7 +136,14 @@ if mode == "rollback":
         done(1, error="%s/venv is neither a directory nor a link: move it away" % code_root)
     done(0, venv=back, previous=previous)
 requirements, wheelhouse, installer, base = sys.argv[3:7]
-if not os.path.isfile(requirements):
+reader = sys.argv[7] if len(sys.argv) > 7 else None
+switching = (sys.argv[8] if len(sys.argv) > 8 else "switch") == "switch"
+if requirements == "-":
+    requirements_text = sys.stdin.buffer.read()
+elif os.path.isfile(requirements):
+    with open(requirements, "rb") as f:
+        requirements_text = f.read()
+else:
     done(2, error="%s is missing: the environment is built from it" % requirements)
 if wheelhouse and not os.path.isdir(wheelhouse):
     done(2, error="the wheelhouse %s is not a directory" % wheelhouse)
@@ -95,9 +154,10 @@ ident = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-%d" % os.getpid()
 new = os.path.join("venvs", ident)
 t0 = time.monotonic()
 env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
-# --copies: the environment's own binary, so /proc/PID/exe names it.
+# --copies: the environment's own binary, so /proc/PID/exe names it (uv
+# venv can only link to the base). uv installs into it; pip comes with it.
 if installer == "uv":
-    make = ["uv", "venv", "--quiet", "--python", base, new]
+    make = [base, "-m", "venv", "--copies", "--without-pip", new]
 else:
     make = [base, "-m", "venv", "--copies", new]
 r = subprocess.run(make, capture_output=True, text=True, env=env)
@@ -108,6 +168,9 @@ if r.returncode != 0:
     done(1, error="cannot create the environment with %s: %s%s" % (base, err, hint), installer=installer)
 source = ["--no-index", "--find-links", wheelhouse] if wheelhouse else []
 python = os.path.join(new, "bin", "python")
+requirements = os.path.join(new, "requirements.txt")
+with open(requirements, "wb") as f:
+    f.write(requirements_text)
 if installer == "uv":
     install = ["uv", "pip", "install", "--python", python, "-r", requirements] + source
 else:
@@ -121,11 +184,32 @@ if r.returncode != 0:
     shutil.rmtree(new, ignore_errors=True)
     done(1, error=last_error(out), requirement=failed_name(out), skipped=skipped, installer=installer,
          seconds=round(time.monotonic() - t0, 2))
+if reader:
+    with open(requirements, "rb") as f:
+        r = subprocess.run([python, "-I", "-c", reader], stdin=f, capture_output=True, text=True, env=env)
+    try:
+        results = json.loads(r.stdout)["results"]
+    except (ValueError, KeyError, TypeError):
+        shutil.rmtree(new, ignore_errors=True)
+        done(1, error="the new environment cannot list its packages: " + last_error(r.stderr), installer=installer)
+    unmet = [x for x in results if x.get("kind") in ("missing", "mismatch")]
+    if unmet:
+        shutil.rmtree(new, ignore_errors=True)
+        x = unmet[0]
+        done(1, requirement=x["name"], installer=installer, skipped=skipped,
+             error="%s installed %s%s as %s" % (installer, x["name"], x.get("spec") or "",
+                                                  x.get("installed") or "nothing"))
+    if not skipped:
+        skipped = [{"name": x["name"], "marker": x.get("marker") or ""} for x in results
+                   if x.get("kind") == "skipped"]
 built = round(time.monotonic() - t0, 2)
-previous = switch(new)
-if previous is False:
-    shutil.rmtree(new, ignore_errors=True)
-    done(1, error="%s/venv is neither a directory nor a link: move it away" % code_root)
+if switching:
+    previous = switch(new)
+    if previous is False:
+        shutil.rmtree(new, ignore_errors=True)
+        done(1, error="%s/venv is neither a directory nor a link: move it away" % code_root)
+else:
+    previous = in_use()
 # Prune built environments beyond KEEP, never the live or previous one,
 # never an adopted one.
 live = {os.path.normpath(new), os.path.normpath(previous or "")}
