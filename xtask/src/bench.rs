@@ -17,6 +17,7 @@ mod stats;
 mod status;
 mod supervisors;
 mod tools;
+mod venv;
 
 const RUNS: usize = 40;
 
@@ -68,6 +69,7 @@ pub fn bench(json: bool, only: Option<&str>) -> Result<()> {
     let jarvisctl = supervisors::jarvisctl_path(bin.clone());
     part("supervisors", &mut || supervisors::bench(&root, &jarvisctl, json));
     part("status", &mut || status::bench(json));
+    part("venv", &mut || venv::bench(&root, json));
     result
 }
 

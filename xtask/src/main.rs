@@ -43,7 +43,7 @@ enum Cmd {
         /// to stderr).
         #[arg(long)]
         json: bool,
-        /// Run one part only: preflight, env, supervisors or status.
+        /// Run one part only: preflight, env, supervisors, status or venv.
         #[arg(long, value_parser = ["preflight", "env", "supervisors", "status"])]
         only: Option<String>,
     },
