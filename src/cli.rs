@@ -284,6 +284,16 @@ pub struct DeployArgs {
     /// conflict, and the deploy refuses the host.
     #[arg(long, value_name = "PATH")]
     pub take_over: Vec<String>,
+    /// Offline hosts: the wheels to build the environment from, with no
+    /// package index (built on the workstation for the hosts' Python and
+    /// platform: pip wheel -r requirements.txt -w DIR). Sent once per
+    /// content; a new wheelhouse rebuilds the environment.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["rollback", "list"])]
+    pub wheelhouse: Option<PathBuf>,
+    /// The interpreter each host makes the environment from (default: the
+    /// host's /usr/bin/python3); a new one rebuilds the environment.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["rollback", "list"])]
+    pub python: Option<String>,
     /// Testing: rsync's --bwlimit for the code transfer, in KiB/s.
     #[arg(long, value_name = "KBPS", hide = true)]
     pub bwlimit: Option<u32>,

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 const SKIP_ANYWHERE: &[&str] = &[".git", "__pycache__", ".env"];
 /// Top-level directories never shipped: the workstation's runtime state
 /// and virtual environments.
-const SKIP_TOP: &[&str] = &["logs", "data", ".lifeos", "venv", ".venv"];
+const SKIP_TOP: &[&str] = &["logs", "data", ".lifeos", "venv", ".venv", "venvs"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -12,6 +12,7 @@
 //! failure after the swap began moves the files back to the manifest
 //! before, reinstalls the previous package, restarts and verifies.
 
+mod environment;
 #[cfg(test)]
 mod host_tests;
 mod hosts;
@@ -114,6 +115,7 @@ struct Ctx<'a> {
     manifest: Option<Manifest>,
     files_from: Option<tempfile::NamedTempFile>,
     options: &'a [String],
+    wheelhouse: Option<environment::Wheelhouse>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -223,12 +225,17 @@ pub fn run(paths: &Paths, args: &DeployArgs) -> Result<i32> {
         };
         jobs.push(Job { host, package, env });
     }
+    let wheelhouse = match (&args.wheelhouse, code.is_some()) {
+        (Some(d), true) => Some(environment::Wheelhouse::read(d)?),
+        _ => None,
+    };
     let ctx = Ctx {
         args,
         code,
         manifest,
         files_from,
         options: &args.ssh_option,
+        wheelhouse,
     };
     let outcomes: Vec<Outcome> = if args.serial {
         let mut out = Vec::new();
@@ -490,6 +497,14 @@ fn dry_run(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::R
         .env
         .as_ref()
         .map(|b| plan::EnvSummary::of(&String::from_utf8_lossy(b)));
+    let cur_meta = meta_of(s, current.as_deref())?;
+    let rebuild = environment::reason(
+        &plan,
+        manifest.files().any(|e| e.path == "requirements.txt"),
+        &cur_meta,
+        ctx.wheelhouse.as_ref(),
+        ctx.args.python.as_deref(),
+    );
     let dry = plan::DryPlan {
         host: s.name(),
         code_dir: &f.code_dir,
@@ -497,6 +512,7 @@ fn dry_run(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::R
         installed: f.version.as_deref(),
         shipped: o.package_after.as_deref(),
         env: env.as_ref(),
+        environment: rebuild.as_deref(),
     };
     if !ctx.args.json {
         print!("{}", dry.render());
@@ -648,6 +664,21 @@ fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Re
         ),
     );
 
+    // 1b. The environment, when what made it changed: built now, beside
+    //     the one in use, as the service user; a failure changes nothing.
+    let venv_change = build_environment(ctx, s, &f, &plan, current.as_deref(), &dir, &mut meta);
+    let venv_change = match venv_change {
+        Ok(v) => v,
+        Err(why) => {
+            let _ = s.sh(&format!("rm -rf {dir}/code"), SHORT);
+            meta["status"] = "failed".into();
+            meta["phase"] = "done".into();
+            meta["reason"] = why.clone().into();
+            let _ = s.write_meta(&id, &meta);
+            return Err(format!("{why}; nothing on the host was changed"));
+        }
+    };
+
     // 2. The swap. meta.json's phase is the journal: from "swapping" on,
     //    the next deploy or --rollback undoes this deploy if it never
     //    finished, whatever was cut.
@@ -677,6 +708,13 @@ fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Re
             )),
         })
         .and_then(|_| s.set_current(Some(&id)))
+        .and_then(|_| match &venv_change {
+            Some(new) => {
+                progress(s.name(), &format!("environment -> {new}"));
+                environment::switch(s, Some(new))
+            }
+            None => Ok(()),
+        })
         .and_then(|_| {
             meta["phase"] = "package".into();
             s.write_meta(&id, &meta)?;
@@ -752,6 +790,74 @@ fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Re
             }
         }
     }
+}
+
+/// Builds the environment on the host when this deploy changes what made
+/// it (see `environment::reason`), and records in `meta` the one in use
+/// before and after; the new `venvs/ID` to switch to in the swap, or None.
+/// A deploy that builds nothing carries the record of the one before it,
+/// so that `--rollback --to` it knows its environment.
+fn build_environment(
+    ctx: &Ctx,
+    s: &Session,
+    f: &Facts,
+    plan: &Value,
+    current: Option<&str>,
+    dir: &str,
+    meta: &mut Value,
+) -> std::result::Result<Option<String>, String> {
+    let manifest = ctx.manifest.as_ref().ok_or("no code to ship")?;
+    let ships = manifest.files().any(|e| e.path == "requirements.txt");
+    let cur_meta = meta_of(s, current)?;
+    let python = ctx.args.python.as_deref();
+    let Some(why) = environment::reason(plan, ships, &cur_meta, ctx.wheelhouse.as_ref(), python) else {
+        if cur_meta["venv"].is_object() {
+            let was = &cur_meta["venv"];
+            meta["venv"] = json!({"before": was["after"], "after": was["after"],
+                "wheelhouse": was["wheelhouse"], "python": was["python"]});
+        }
+        return Ok(None);
+    };
+    let user = f.owner.split(':').next().unwrap_or("the service user");
+    progress(
+        s.name(),
+        &format!("{why}: building the environment as {user} beside the one in use"),
+    );
+    let before = environment::in_use(s)?;
+    if let Some(w) = &ctx.wheelhouse {
+        progress(s.name(), &format!("sending the wheelhouse to {}", w.remote()));
+        environment::ship(s, &shell(s), w)?;
+    }
+    let t0 = Instant::now();
+    let new = environment::build(
+        s,
+        &format!("{dir}/code/requirements.txt"),
+        ctx.wheelhouse.as_ref().map(|w| w.remote()).as_deref(),
+        python,
+    )?;
+    progress(
+        s.name(),
+        &format!(
+            "built {new} in {:.1} s (in use until the swap: {})",
+            t0.elapsed().as_secs_f64(),
+            before.as_deref().unwrap_or("the system's python3")
+        ),
+    );
+    meta["venv"] = environment::record(before.as_deref(), Some(&new), ctx.wheelhouse.as_ref(), python);
+    Ok(Some(new))
+}
+
+/// The meta.json of deploy `id` (Null for none, or one not in the history).
+fn meta_of(s: &Session, id: Option<&str>) -> std::result::Result<Value, String> {
+    Ok(match id {
+        Some(c) => s
+            .history()?
+            .into_iter()
+            .find(|(i, _)| i == c)
+            .map(|(_, m)| m)
+            .unwrap_or(Value::Null),
+        None => Value::Null,
+    })
 }
 
 /// Conflicts: files that no deploy shipped (or that changed since) stand
@@ -905,6 +1011,9 @@ fn undo(
                 }
             ),
         );
+    }
+    if let Some(env) = environment::restore(s, meta)? {
+        progress(s.name(), &format!("environment restored to {env}"));
     }
     s.set_current(before)?;
     let mut version = s.probe()?.version;
@@ -1066,9 +1175,18 @@ fn by_hand(ctx: &Ctx, s: &Session, job: &Job, o: &mut Outcome) -> std::result::R
                 SHORT,
             )
             .map_err(|e| format!("preparing deploy {to}'s code failed: {e}"))?;
+            // Its environment: kept, or rebuilt before anything changes.
+            let venv =
+                environment::for_rollback(s, &f.code_dir, meta, &format!("{dir}/code/requirements.txt"))
+                    .inspect_err(|_| {
+                        let _ = s.sh(&format!("rm -rf {dir}/code"), SHORT);
+                    })?;
             let mut m = json!({"id": id, "host": s.name(), "code_dir": f.code_dir, "unit": f.unit, "owner": f.owner,
                     "kind": "rollback", "to": to, "status": "in-progress", "phase": "swapping", "before": current,
                     "package_before": f.version, "package_after": meta["package_after"], "env_sent": false});
+            if let Some(v) = &venv {
+                m["venv"] = v.clone();
+            }
             s.write_meta(&id, &m)?;
             let (r, code) = s.worker(&apply_args(&f, &before_manifest, &id), b"", SWAP)?;
             if code != 0 {
@@ -1082,6 +1200,14 @@ fn by_hand(ctx: &Ctx, s: &Session, job: &Job, o: &mut Outcome) -> std::result::R
                 return Err(why);
             }
             s.set_current(Some(&id))?;
+            if let Some(v) = &venv {
+                let after = v["after"].as_str();
+                environment::switch(s, after)?;
+                progress(
+                    s.name(),
+                    &format!("environment -> {}", after.unwrap_or("the system's python3")),
+                );
+            }
             m["phase"] = "package".into();
             s.write_meta(&id, &m)?;
             reinstall_kept(s, &f.pm, meta["package_after"].as_str(), f.version.as_deref(), o)?;

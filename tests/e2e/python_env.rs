@@ -174,6 +174,103 @@ fn scenario(suite: Suite, wheelhouse: &Path) {
         check.all()
     );
     println!("{name}: not started before the build (check named 2 missing requirements); after it the bot runs {exe2}");
+
+    // A requirement that cannot be satisfied: named with pip's last error
+    // line, and the environment in use, and the running bot, stay as they were.
+    let live = c.ok(&format!("readlink {CODE}/venv")).trim().to_string();
+    c.ok(&format!("cp {CODE}/requirements.txt /var/tmp/requirements.good"));
+    c.ok(&format!("echo 'gamma==9.9' >> {CODE}/requirements.txt"));
+    let bad = c.sh("jarvisctl venv build --wheelhouse /var/tmp/wheelhouse --installer pip 2>&1");
+    assert_eq!(bad.status, 1, "{name}: {}", bad.all());
+    assert!(
+        bad.stdout.contains("requirement gamma failed: ")
+            && bad.stdout.contains("gamma==9.9")
+            && bad.stdout.contains("the environment in use is unchanged"),
+        "{name}: the failed build does not name gamma and pip's error:\n{}",
+        bad.all()
+    );
+    assert_eq!(
+        c.ok(&format!("readlink {CODE}/venv")).trim(),
+        live,
+        "{name}: venv moved"
+    );
+    assert_eq!(
+        main_pid(&c, suite),
+        Some(pid),
+        "{name}: the failed build touched the bot"
+    );
+    let check = c.sh("jarvisctl check");
+    assert!(
+        check.status == 1 && check.stdout.contains("✗ requirements: gamma==9.9 ("),
+        "{name}: check does not name the unsatisfied requirement:\n{}",
+        check.all()
+    );
+    c.ok(&format!("cp /var/tmp/requirements.good {CODE}/requirements.txt"));
+
+    // A second good build keeps the first for rollback; rollback goes back.
+    c.ok("jarvisctl venv build --wheelhouse /var/tmp/wheelhouse --installer pip");
+    let second = c.ok(&format!("readlink {CODE}/venv")).trim().to_string();
+    assert_ne!(second, live, "{name}: the rebuild did not make a new environment");
+    let back = c.ok("jarvisctl venv rollback");
+    assert!(back.contains(&format!("venv -> {live}")), "{name}: {back}");
+    assert_eq!(
+        c.ok(&format!("readlink {CODE}/venv")).trim(),
+        live,
+        "{name}: rollback"
+    );
+
+    // The code moves to another root: configure rewrites every setting that
+    // depends on it; the bot runs from there with a venv built there, and
+    // the log rotation follows it.
+    const MOVED: &str = "/srv/jarvis-moved";
+    c.ok(&format!(
+        "mkdir -p {MOVED} && tar -C {CODE} --exclude=./venv --exclude=./venvs --exclude=./logs -cf - . | tar -C {MOVED} -xf - && chown -R jarvis:jarvis {MOVED}"
+    ));
+    let conf = c.sh(&format!("jarvisctl configure --code-root {MOVED} 2>&1"));
+    assert_eq!(conf.status, 0, "{name}: configure:\n{}", conf.all());
+    let show = c.ok("jarvisctl configure --show");
+    assert!(
+        show.contains(&format!("WorkingDirectory={MOVED}  ("))
+            && show.contains("60-jarvisctl-code-root.conf"),
+        "{name}: configure --show:\n{show}"
+    );
+    c.ok("jarvisctl venv build --wheelhouse /var/tmp/wheelhouse --installer pip");
+    let restart = if suite.has_systemd() {
+        "systemctl restart jarvis-supervisor"
+    } else {
+        "service jarvis-supervisor restart"
+    };
+    c.ok(restart);
+    let moved_pid = wait_running(&c, suite, Some(pid));
+    let moved_exe = exe(&c, moved_pid);
+    assert!(
+        moved_exe.starts_with(&format!("{MOVED}/venvs/")),
+        "{name}: after the move the bot runs {moved_exe}"
+    );
+    assert_eq!(
+        c.ok(&format!("readlink /proc/{moved_pid}/cwd")).trim(),
+        MOVED,
+        "{name}: the bot's working directory"
+    );
+    c.wait_for("the bot's log in the moved root", Duration::from_secs(30), |c| {
+        c.sh(&format!("test -s {MOVED}/logs/supervisor.log")).status == 0
+    });
+    let rotate = c.sh("logrotate -f /etc/logrotate.d/jarvis-code-root 2>&1");
+    assert_eq!(rotate.status, 0, "{name}: logrotate:\n{}", rotate.all());
+    let rotated = c.ok(&format!("ls {MOVED}/logs"));
+    assert!(
+        rotated.lines().any(|l| l.starts_with("supervisor.log.1")),
+        "{name}: log rotation did not follow the code root: {rotated}"
+    );
+    assert_eq!(
+        main_pid(&c, suite),
+        Some(moved_pid),
+        "{name}: rotation restarted the bot"
+    );
+    println!(
+        "{name}: moved to {MOVED}: the bot runs {moved_exe} there; rotated {MOVED}/logs: {}",
+        rotated.replace('\n', " ")
+    );
 }
 
 pub fn both_engines() {

@@ -12,6 +12,9 @@ pub const DEPLOYS: &str = "/var/lib/jarvis-supervisor/deploys";
 pub const CURRENT: &str = "/var/lib/jarvis-supervisor/deploys/current";
 /// Every package a deploy shipped, kept to roll back to.
 pub const PACKAGES: &str = "/var/lib/jarvis-supervisor/packages";
+/// The wheelhouses deploy --wheelhouse shipped, by content digest: root's,
+/// readable by the service user, who builds from them.
+pub const WHEELHOUSES: &str = "/var/lib/jarvis-supervisor/wheelhouses";
 /// Held (flock) for the whole remote session of a deploy.
 pub const LOCK: &str = "/run/jarvis-deploy.lock";
 /// Held by each step that changes the host (swap, install, restart), so
@@ -144,6 +147,8 @@ pub struct DryPlan<'a> {
     pub installed: Option<&'a str>,
     pub shipped: Option<&'a str>,
     pub env: Option<&'a EnvSummary>,
+    /// Why the environment would be rebuilt on this host, if it would.
+    pub environment: Option<&'a str>,
 }
 
 /// A `.env` as the deploy may show it: names only, never a value.
@@ -266,6 +271,12 @@ impl DryPlan<'_> {
         }
         for line in conflict_lines(p) {
             out.push_str(&format!("  CONFLICT {line}\n"));
+        }
+        match self.environment {
+            Some(why) => out.push_str(&format!(
+                "  environment: would be rebuilt ({why}), beside the one in use, and switched with the code\n"
+            )),
+            None => out.push_str("  environment: no change\n"),
         }
         if !conflicts(p).is_empty() {
             out.push_str("  the deploy would refuse this host and change nothing\n");
@@ -413,6 +424,7 @@ mod tests {
             installed: Some("0.1.0-1"),
             shipped: Some("99.0.0-1"),
             env: Some(&env),
+            environment: Some("requirements.txt changed"),
         };
         let text = p.render();
         assert!(
@@ -430,6 +442,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("would refuse"), "{text}");
+        assert!(
+            text.contains("environment: would be rebuilt (requirements.txt changed)"),
+            "{text}"
+        );
         assert!(text.contains("0.1.0-1 -> 99.0.0-1: would install"), "{text}");
         assert!(
             text.contains("TELEGRAM_BOT_TOKEN=***") && text.contains("ADMIN=***"),
@@ -442,6 +458,7 @@ mod tests {
             installed: Some("1"),
             shipped: Some("1"),
             env: None,
+            environment: None,
             ..p
         };
         let t = same.render();
@@ -449,6 +466,7 @@ mod tests {
             t.contains("no change")
                 && t.contains("not reinstalled")
                 && t.contains("not sent")
+                && t.contains("environment: no change")
                 && !t.contains("CONFLICT"),
             "{t}"
         );

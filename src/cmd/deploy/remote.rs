@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::hosts::Host;
-use super::plan::{sh_quote, CURRENT, DEPLOYS, LOCK, PACKAGES, STEP_LOCK};
+use super::plan::{sh_quote, CURRENT, DEPLOYS, LOCK, PACKAGES, STEP_LOCK, WHEELHOUSES};
 use crate::ssh;
 
 /// How long one short remote command may take.
@@ -394,6 +394,20 @@ impl Session<'_> {
         if !gone.is_empty() {
             let list: Vec<String> = gone.iter().map(|id| format!("{DEPLOYS}/{id}")).collect();
             self.sh(&format!("rm -rf -- {}", list.join(" ")), SHORT)?;
+            // A wheelhouse goes with the last deploy that names it.
+            let metas: Vec<Value> = rows
+                .into_iter()
+                .filter(|(id, _)| !gone.contains(id))
+                .map(|(_, m)| m)
+                .collect();
+            let kept = super::environment::wheelhouses_named(&metas).join(" ");
+            self.sh(
+                &format!(
+                    "cd {WHEELHOUSES} 2>/dev/null || exit 0; for d in *; do [ -d \"$d\" ] || continue; \
+                     case \" {kept} \" in *\" $d \"*) ;; *) rm -rf -- \"$d\" ;; esac; done"
+                ),
+                SHORT,
+            )?;
         }
         Ok(gone)
     }
