@@ -169,7 +169,11 @@ pub fn set(paths: &Paths, code_root: Option<&Path>, python: Option<&str>) -> Res
             write_logrotate(paths, &old, &new)?;
         }
     }
-    systemctl(paths, &["daemon-reload"])?;
+    // Without a running systemd (sysvinit: jarvisctl run reads the unit
+    // and its drop-ins at each start) there is nothing to reload.
+    if crate::systemd::running() {
+        systemctl(paths, &["daemon-reload"])?;
+    }
     // The new root's directories, owned by the service user.
     crate::cmd::setup::run(paths, &crate::cli::SetupArgs { json: false })?;
     let restart = if crate::systemd::running() {
