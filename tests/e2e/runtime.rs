@@ -181,21 +181,42 @@ fn crash_loop(suite: Suite) {
         starts.len(),
         gaps.iter().map(|g| (g * 10.0).round() / 10.0).collect::<Vec<_>>()
     );
+    // A start can fail before the bot runs: on this machine's cgroup v1
+    // host, systemd 252 sometimes cannot place an ExecStartPre= process in
+    // the unit's cgroup (219/CGROUP), and that start counts towards the
+    // limit too. Such a start must be in the journal, never silently lost.
+    let j = journal(&c);
+    let lost = j.matches("status=219/CGROUP").count();
+    if lost > 0 {
+        println!(
+            "{}: {lost} start(s) failed before the bot ran (219/CGROUP: systemd could not place the process in the unit's cgroup; a cgroup v1 host)",
+            suite.name()
+        );
+    }
     assert_eq!(
-        starts.len(),
+        starts.len() + lost,
         6,
-        "expected exactly StartLimitBurst=6 starts; NRestarts={}\n{}",
+        "expected exactly StartLimitBurst=6 starts; NRestarts={}\n{j}",
         c.prop(UNIT, "NRestarts"),
-        journal(&c)
     );
     // The first quick restart goes ahead after RestartSec= alone; from the
     // next one on, each waits longer than the last.
     for w in gaps[1..].windows(2) {
         assert!(w[1] > w[0] + 0.5, "the delays do not grow: {gaps:?}");
     }
-    // Against the first quick restart (gap 1), not the first gap: that one
-    // also holds the first start's own work and stretches under load.
-    assert!(gaps[gaps.len() - 1] > 3.0 * gaps[1], "no backoff: {gaps:?}");
+    if lost == 0 {
+        // Against the first quick restart (gap 1), not the first gap: that
+        // one also holds the first start's own work and stretches under load.
+        assert!(gaps[gaps.len() - 1] > 3.0 * gaps[1], "no backoff: {gaps:?}");
+    } else {
+        // A start the bot never saw still waited: backoff's own lines.
+        let waits: Vec<u64> = j
+            .lines()
+            .filter_map(|l| l.split("; waiting ").nth(1))
+            .filter_map(|w| w.trim_end_matches(" s").parse().ok())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8], "no backoff before starts 3 to 6:\n{j}");
+    }
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
         c.prop(UNIT, "ActiveState"),
@@ -214,7 +235,7 @@ fn crash_loop(suite: Suite) {
     assert_ne!(again.status, 0, "a manual start went through the limit");
     assert_eq!(
         c.ok(&format!("cat {CODE}/data/starts.log")).lines().count(),
-        6,
+        starts.len(),
         "the bot ran again after the limit"
     );
     assert_eq!(c.prop(UNIT, "ActiveState"), "failed");
