@@ -7,6 +7,8 @@
 mod container;
 #[path = "e2e/deploy.rs"]
 mod deploy;
+#[path = "e2e/deploy_env.rs"]
+mod deploy_env;
 #[path = "e2e/diagnose.rs"]
 mod diagnose;
 #[path = "e2e/manifests.rs"]
@@ -94,6 +96,12 @@ fn deploy_fault_matrix_leaves_old_or_new_and_recovers() {
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn python_env_is_checked_built_as_jarvis_and_run_by_both_engines() {
     python_env::both_engines();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn deploy_builds_the_environment_before_the_swap_and_rolls_it_back_with_the_code() {
+    deploy_env::environment();
 }
 
 #[test]

@@ -106,6 +106,7 @@ show_path() {
     case "$1" in
         /var/lib/jarvis-supervisor/deploys) note=" (deploy history: copies of your code and .env)" ;;
         /var/lib/jarvis-supervisor/packages) note=" (the packages you shipped)" ;;
+        /var/lib/jarvis-supervisor/wheelhouses) note=" (the wheels deploy --wheelhouse shipped)" ;;
         *) note= ;;
     esac
     if [ -d "$1" ] && [ ! -L "$1" ]; then
