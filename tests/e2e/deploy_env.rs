@@ -104,6 +104,7 @@ pub fn environment() {
     );
     let (rc, out, err, _) = deploy("v2", &["--code", &v2, "--wheelhouse", &wh]);
     assert_eq!(rc, 0, "v2: {err}{out}\n{}", diags());
+    let v2_summary = json_of(&out);
     let mut venv2 = Vec::new();
     let mut pid2 = Vec::new();
     for (i, (c, name)) in hosts() {
@@ -157,7 +158,49 @@ pub fn environment() {
             exe(c)
         );
     }
+
+    // --rollback --to v2: its environment comes back with its code; on the
+    // systemd host it was removed meanwhile, so it is rebuilt from v2's
+    // requirements before anything changes.
+    f.a().ok(&format!("rm -rf {CODE}/{}", venv2[0]));
+    for (i, (c, name)) in hosts() {
+        let to = row(&v2_summary, &host_name(PORTS[i]))["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no id for v2: {v2_summary}"))
+            .to_string();
+        let (rc, out, err, _) = f.deploy(
+            "rollback --to v2",
+            &[
+                "--host",
+                &host_name(PORTS[i]),
+                "--rollback",
+                "--to",
+                &to,
+                "--settle",
+                "3",
+                "--ready-timeout",
+                "40",
+                "--json",
+            ],
+        );
+        assert_eq!(rc, 0, "{name} rollback --to: {err}{out}\n{}", diags());
+        assert_eq!(version(c), "2", "{name} rollback --to");
+        let v = live_venv(c);
+        if i == 0 {
+            assert!(
+                err.contains("is gone: rebuilding") && v.starts_with("venvs/") && v != venv1[0],
+                "{name} rollback --to: the removed environment was not rebuilt ({v}):\n{err}"
+            );
+        } else {
+            assert_eq!(v, venv2[i], "{name} rollback --to: the environment");
+        }
+        assert!(
+            exe(c).starts_with(&format!("{CODE}/{v}/")),
+            "{name} rollback --to: {}",
+            exe(c)
+        );
+    }
     println!(
-        "deploy environment on both engines: v1 {venv1:?}, v2 {venv2:?}, v3 refused (gamma) with the hosts unchanged, rollback to {venv1:?}"
+        "deploy environment on both engines: v1 {venv1:?}, v2 {venv2:?}, v3 refused (gamma) with the hosts unchanged, rollback to {venv1:?}, rollback --to v2 (rebuilt where removed)"
     );
 }

@@ -44,7 +44,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// Run one part only: preflight, env, supervisors, status or venv.
-        #[arg(long, value_parser = ["preflight", "env", "supervisors", "status"])]
+        #[arg(long, value_parser = ["preflight", "env", "supervisors", "status", "venv"])]
         only: Option<String>,
     },
     /// Turn target/dist/ into a signed APT repository (target/repo/apt) and
