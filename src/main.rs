@@ -27,11 +27,14 @@ mod untrusted;
 
 use jarvis_supervisor::envfile;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 fn main() {
     quiet_on_closed_stdout();
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(usage_exit_code(&e));
+    });
     let code = match cmd::run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -40,6 +43,25 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// clap's code (2 for a usage error, 0 for --help), except under
+/// `status`, a monitoring plugin: a bad argument is UNKNOWN there (3).
+fn usage_exit_code(e: &clap::Error) -> i32 {
+    let code = e.exit_code();
+    if code == 0 {
+        return code;
+    }
+    let status = cli::Cli::command()
+        .ignore_errors(true)
+        .try_get_matches()
+        .ok()
+        .is_some_and(|m| m.subcommand_name() == Some("status"));
+    if status {
+        3
+    } else {
+        code
+    }
 }
 
 /// `jarvisctl env lint big.env | head -3`: once the reader is gone, stop

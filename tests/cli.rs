@@ -201,6 +201,30 @@ fn backoff_waits_after_a_quick_restart_only() {
 fn usage_error_exits_2() {
     let out = Command::new(BIN).arg("no-such-command").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN)
+        .args(["check", "--no-such-option"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `status` is a monitoring plugin: a bad argument, or a value it cannot
+/// use, is UNKNOWN (3), never CRITICAL (2); --help stays 0.
+#[test]
+fn a_bad_status_argument_exits_3_unknown() {
+    for args in [
+        &["status", "--no-such-option"][..],
+        &["status", "--timeout", "abc", "--host", "root@a"],
+        &["status", "--timeout", "-5", "--host", "root@a"],
+        &["status", "--host", "a;id"],
+        &["--root", "/nonexistent", "status", "--bogus"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", text(&out));
+        assert!(!text(&out).is_empty(), "{args:?}: no message");
+    }
+    let help = Command::new(BIN).args(["status", "--help"]).output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
 }
 
 /// `[Section]` -> key -> values, in order.

@@ -140,7 +140,13 @@ const PROPS: &[&str] = &[
     "ControlGroup",
 ];
 
+/// A monitoring plugin answers UNKNOWN (3) when it cannot say: a bad
+/// argument, or a state it could not read.
 pub fn run(paths: &Paths, args: &StatusArgs) -> Result<i32> {
+    checked(paths, args).map_err(|e| e.with_code(Verdict::Unknown as i32))
+}
+
+fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
     let history = args
         .samples
         .clone()
@@ -699,6 +705,31 @@ fn human_secs(s: f64) -> String {
     }
 }
 
+/// Performance data, monitoring-plugin style: `label=value[UOM];warn;crit;min;max`,
+/// only for what was measured.
+fn perfdata(st: &Status) -> String {
+    let mut out = Vec::new();
+    if let Some(c) = st.memory.current_bytes {
+        let max = st.memory.max_bytes.map(|m| m.to_string()).unwrap_or_default();
+        out.push(format!("memory={c}B;;;0;{max}"));
+    }
+    if let Some(n) = st.restarts_24h {
+        out.push(format!("restarts_24h={n};;;0"));
+    }
+    if let Some(a) = st.watchdog.last_ping_age_s {
+        let period = st
+            .watchdog
+            .period_s
+            .map(|p| format!("{p:.0}"))
+            .unwrap_or_default();
+        out.push(format!("watchdog_age={a:.1}s;;{period};0"));
+    }
+    if let Some(up) = st.uptime_s {
+        out.push(format!("uptime={up:.0}s;;;0"));
+    }
+    out.join(" ")
+}
+
 fn verdict_word(v: Verdict) -> &'static str {
     match v {
         Verdict::Ok => "OK",
@@ -752,7 +783,13 @@ fn print_human(st: &Status) {
     } else {
         format!(": {}", st.reasons.join("; "))
     };
-    println!("{verdict}{why}");
+    let perf = perfdata(st);
+    if perf.is_empty() {
+        println!("{verdict}{why}");
+    } else {
+        // The monitoring-plugin form: Nagios and Icinga graph what follows `|`.
+        println!("{verdict}{why} | {perf}");
+    }
     let mut state = format!(
         "state: {} ({}/{}), last result {}",
         st.state, st.active_state, st.sub_state, st.result
@@ -873,5 +910,36 @@ mod tests {
             mask("url bot123456789:abcdef/x and abcdef", &secrets),
             "url bot****/x and ****"
         );
+    }
+
+    #[test]
+    fn perfdata_follows_the_plugin_format_and_names_only_what_was_measured() {
+        let mut st = Status::default();
+        assert_eq!(perfdata(&st), "");
+        st.memory.current_bytes = Some(52_428_800);
+        st.memory.max_bytes = Some(1_073_741_824);
+        st.restarts_24h = Some(3);
+        st.watchdog.last_ping_age_s = Some(4.25);
+        st.watchdog.period_s = Some(60.0);
+        st.uptime_s = Some(3600.4);
+        let p = perfdata(&st);
+        assert_eq!(
+            p,
+            "memory=52428800B;;;0;1073741824 restarts_24h=3;;;0 watchdog_age=4.2s;;60;0 uptime=3600s;;;0"
+        );
+        // Each item: label=value[UOM];warn;crit;min[;max], no spaces inside.
+        for item in p.split(' ') {
+            let (label, rest) = item.split_once('=').unwrap();
+            assert!(
+                label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{item}"
+            );
+            let fields: Vec<&str> = rest.split(';').collect();
+            assert!((4..=5).contains(&fields.len()), "{item}");
+            let value = fields[0].trim_end_matches(|c: char| c.is_ascii_alphabetic());
+            assert!(value.parse::<f64>().is_ok(), "{item}");
+        }
     }
 }

@@ -87,6 +87,15 @@ pub fn states() {
         "the token was printed:\n{human}"
     );
     assert!(human.starts_with("OK"), "{human}");
+    // The monitoring-plugin form: perfdata after `|` on the first line.
+    let first = human.lines().next().unwrap_or("");
+    let perf = first.split_once(" | ").map(|(_, p)| p).unwrap_or("");
+    for label in ["memory=", "restarts_24h=", "watchdog_age=", "uptime="] {
+        assert!(
+            perf.split(' ').any(|i| i.starts_with(label)),
+            "no {label} in the perfdata of: {first}"
+        );
+    }
     println!(
         "running: {}",
         human.lines().take(4).collect::<Vec<_>>().join(" | ")
