@@ -147,6 +147,14 @@ pub struct StatusArgs {
     /// The history file (default /var/lib/jarvis-supervisor/samples.jsonl).
     #[arg(long, value_name = "FILE", hide = true)]
     pub samples: Option<PathBuf>,
+    /// WARNING when one component crashed this many times in the last hour.
+    #[arg(short = 'w', long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub warn_crashes: u64,
+    /// The bot's component-record interval: CRITICAL when the newest record
+    /// is older than three of them while the bot is up.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub record_interval: f64,
 }
 
 #[derive(Debug, Subcommand)]

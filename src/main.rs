@@ -7,6 +7,7 @@
 
 mod cli;
 mod cmd;
+mod components;
 mod drift;
 mod engine;
 mod envcheck;

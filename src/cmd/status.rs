@@ -19,11 +19,12 @@ use crate::samples::{self, Sample};
 use crate::systemd;
 use crate::unit::Unit;
 
+mod components;
 mod fallback;
 mod hosts;
 
 /// The JSON schema's version; bumped on any incompatible change.
-const SCHEMA: u32 = 1;
+const SCHEMA: u32 = 2;
 const DISK_LOW: u64 = 1 << 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
@@ -97,6 +98,8 @@ pub struct Status {
     /// as "PATH (changed|missing|not a regular file)".
     pub code_changed: Vec<String>,
     pub python: Python,
+    /// The bot's components, as it reports them (schema 2).
+    pub components: crate::components::Components,
 }
 
 /// Which Python runs the bot (see `interpreter`).
@@ -192,7 +195,17 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
         heartbeat(code);
         return Ok(code);
     }
-    let st = collect(paths);
+    if !(args.record_interval >= 1.0 && args.record_interval <= 86400.0) {
+        return Err(crate::error::Error::new(format!(
+            "--record-interval {}: give the bot's record interval in seconds, 1 to 86400",
+            args.record_interval
+        )));
+    }
+    let thresholds = crate::components::Thresholds {
+        crashes_warn: args.warn_crashes,
+        interval_s: args.record_interval,
+    };
+    let st = collect_with(paths, &thresholds);
     if args.json {
         println!("{}", serde_json::to_string(&st).unwrap_or_default());
     } else {
@@ -232,6 +245,10 @@ fn monotonic_now_us() -> Option<u64> {
 }
 
 pub fn collect(paths: &Paths) -> Status {
+    collect_with(paths, &crate::components::Thresholds::default())
+}
+
+pub fn collect_with(paths: &Paths, thresholds: &crate::components::Thresholds) -> Status {
     let mut st = Status {
         schema: SCHEMA,
         state: "unknown".into(),
@@ -299,6 +316,25 @@ pub fn collect(paths: &Paths) -> Status {
             Some(secrets) if fallback => fallback::error_lines(paths, u, &secrets),
             Some(secrets) => error_lines(&secrets),
         };
+        // The components, while the bot runs: its values masked, or no
+        // text of its shown at all when .env could not be read.
+        if st.main_pid.is_some() {
+            let secrets = secrets(paths, u);
+            let c = components::collect(paths, u, fallback, secrets.as_deref().unwrap_or(&[]), thresholds);
+            let (crit, warn) = crate::components::verdicts(&c, thresholds, st.uptime_s);
+            for why in crit {
+                raise(&mut st, Verdict::Critical, why);
+            }
+            for why in warn {
+                raise(&mut st, Verdict::Warning, why);
+            }
+            st.components = c;
+            if secrets.is_none() {
+                for x in &mut st.components.list {
+                    x.last_error = x.last_error.as_ref().map(|_| "(hidden: .env unreadable)".into());
+                }
+            }
+        }
     }
     st.exit_code = st.verdict as i32;
     st
@@ -705,6 +741,56 @@ fn human_secs(s: f64) -> String {
     }
 }
 
+/// One line for the components, then one per component that is not
+/// running or has crashed; the bot's text defused.
+fn print_components(c: &crate::components::Components) {
+    use crate::output::printable;
+    let t = &c.thresholds;
+    let from = match c.source.as_str() {
+        "" => return,
+        "health" => format!(
+            "from /health, status {}",
+            printable(c.health.as_deref().unwrap_or("?"))
+        ),
+        "none" => "no component record yet".into(),
+        src => format!(
+            "from the newest record in the {}, {} old",
+            if src == "journal" {
+                "journal"
+            } else {
+                "bot's output"
+            },
+            c.age_s.map_or("?".into(), human_secs)
+        ),
+    };
+    println!(
+        "components: {}/{} running ({from}; WARNING at {} crashes/h of one, CRITICAL on a give-up or no record for {:.0} s)",
+        c.running,
+        c.total,
+        t.crashes_warn,
+        3.0 * t.interval_s
+    );
+    for x in &c.list {
+        if x.state == "running" && x.crashes_1h == 0 && !x.gave_up {
+            continue;
+        }
+        let mut line = format!("  {}: {}", printable(&x.name), printable(&x.state));
+        if let Some(r) = x.restarts {
+            line.push_str(&format!(", restarts {r}"));
+        }
+        if x.crashes_1h > 0 {
+            line.push_str(&format!(", {} crash(es) in the last hour", x.crashes_1h));
+        }
+        if x.gave_up {
+            line.push_str(", gave up (Max restarts reached)");
+        }
+        if let Some(e) = &x.last_error {
+            line.push_str(&format!("; last error: {}", printable(e)));
+        }
+        println!("{line}");
+    }
+}
+
 /// Performance data, monitoring-plugin style: `label=value[UOM];warn;crit;min;max`,
 /// only for what was measured.
 fn perfdata(st: &Status) -> String {
@@ -726,6 +812,11 @@ fn perfdata(st: &Status) -> String {
     }
     if let Some(up) = st.uptime_s {
         out.push(format!("uptime={up:.0}s;;;0"));
+    }
+    let c = &st.components;
+    if c.total > 0 {
+        out.push(format!("components_running={};;;0;{}", c.running, c.total));
+        out.push(format!("components_failed={};;1;0;{}", c.failed(), c.total));
     }
     out.join(" ")
 }
@@ -817,6 +908,7 @@ fn print_human(st: &Status) {
     if let Some(s) = &st.supervisor {
         println!("supervisor: {s}");
     }
+    print_components(&st.components);
     match (st.watchdog.last_ping_age_s, st.watchdog.period_s) {
         (Some(a), Some(p)) => println!("watchdog: last ping {} ago (WatchdogSec={p:.0}s)", human_secs(a)),
         (None, Some(p)) => println!("watchdog: WatchdogSec={p:.0}s, no ping while not running"),

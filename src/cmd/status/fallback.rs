@@ -145,7 +145,7 @@ pub fn error_lines(paths: &Paths, unit: &Unit, secrets: &[String]) -> Vec<String
 }
 
 /// The last `max` bytes of `file`, opened through `untrusted`.
-fn tail(file: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+pub(super) fn tail(file: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = crate::untrusted::open_read(file, None)?;
     let len = f.metadata()?.len();

@@ -143,9 +143,10 @@ pub fn print(rows: &[Row], json: bool) -> i32 {
         "UP",
         "RESTARTS 24H",
         "MEMORY",
+        "COMPONENTS",
         "NOTE",
     ];
-    let mut table: Vec<[String; 8]> = vec![header.map(String::from)];
+    let mut table: Vec<[String; 9]> = vec![header.map(String::from)];
     for r in rows {
         let dash = || "-".to_string();
         let row = match &r.status {
@@ -157,11 +158,16 @@ pub fn print(rows: &[Row], json: bool) -> i32 {
                 st.uptime_s.map_or_else(dash, human_secs),
                 st.restarts_24h.map_or_else(dash, |n| n.to_string()),
                 st.memory.current_bytes.map_or_else(dash, human_bytes),
+                match st.components.total {
+                    0 => dash(),
+                    n => format!("{}/{n} running", st.components.running),
+                },
                 st.reasons.join("; "),
             ],
             None => [
                 r.host.clone(),
                 super::verdict_word(r.verdict).into(),
+                dash(),
                 dash(),
                 dash(),
                 dash(),
@@ -173,13 +179,13 @@ pub fn print(rows: &[Row], json: bool) -> i32 {
         // Another host's report: its text is defused before a terminal.
         table.push(row.map(|cell| crate::output::printable(&cell)));
     }
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..9)
         .map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     for r in &table {
         let mut line = String::new();
         for (c, cell) in r.iter().enumerate() {
-            if c == 7 {
+            if c == 8 {
                 line.push_str(cell);
             } else {
                 line.push_str(&format!("{cell:<w$}  ", w = widths[c]));

@@ -1,0 +1,161 @@
+//! Where `status` reads the components' health from: the bot's `/health`
+//! when it answers on a loopback address, else the newest record of its
+//! output (the journal under systemd, the captured output under `jarvisctl
+//! run`). Crash and give-up lines come from that output in both cases.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::components::{self, Components, Line, Thresholds};
+use crate::engine::logsink::OUTPUT_FILE;
+use crate::paths::Paths;
+use crate::unit::Unit;
+
+/// Read as root from a port the service user serves: small and quick.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+const HEALTH_MAX: u64 = 256 * 1024;
+/// The output read back for records and crash lines.
+const TAIL: u64 = 2 * 1024 * 1024;
+const JOURNAL_LINES: &str = "20000";
+
+pub fn collect(
+    paths: &Paths,
+    unit: &Unit,
+    fallback: bool,
+    secrets: &[String],
+    thresholds: &Thresholds,
+) -> Components {
+    let mask = |s: &str| crate::output::printable(&super::mask(s, secrets));
+    let now = crate::engine::state::now_unix();
+    let (lines, source) = if fallback {
+        (output_lines(paths, unit), "output")
+    } else {
+        (journal_lines(), "journal")
+    };
+    let mut out = match health_url(paths, unit).and_then(|u| fetch(&u)) {
+        Some(body) => components::from_health(&body, &mask),
+        None => None,
+    }
+    .unwrap_or_else(|| match components::newest_record(&lines) {
+        Some((t, list)) => Components {
+            source: source.into(),
+            age_s: t.map(|t| ((now - t).max(0.0) * 10.0).round() / 10.0),
+            ..Components::default()
+        }
+        .with(list),
+        None => Components {
+            source: "none".into(),
+            ..Components::default()
+        },
+    });
+    let mut list = std::mem::take(&mut out.list);
+    components::fold_crashes(&mut list, &lines, now - 3600.0, &mask);
+    let mut out = out.with(list);
+    out.thresholds = *thresholds;
+    out
+}
+
+/// `http://HOST:PORT/health` from the service's environment files
+/// (HEALTH_HOST, HEALTH_PORT; 127.0.0.1:8080 by default, as the program).
+/// Only a loopback host: root does not send requests where the service
+/// user's file points.
+fn health_url(paths: &Paths, unit: &Unit) -> Option<String> {
+    let (mut host, mut port) = ("127.0.0.1".to_string(), "8080".to_string());
+    for env in unit.environment_files() {
+        let Ok(bytes) = crate::untrusted::read(&paths.host(&env.path), None, crate::envcheck::ENV_MAX) else {
+            continue;
+        };
+        for v in crate::envfile::parse(&bytes).vars {
+            match v.key.as_str() {
+                "HEALTH_HOST" => host = v.value,
+                "HEALTH_PORT" => port = v.value,
+                _ => {}
+            }
+        }
+    }
+    let host = match host.as_str() {
+        "0.0.0.0" | "localhost" | "" => "127.0.0.1".to_string(),
+        "::" | "::1" => "[::1]".to_string(),
+        h if h.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback()) => h.to_string(),
+        _ => return None,
+    };
+    let port: u16 = port.trim().parse().ok().filter(|p| *p > 0)?;
+    Some(format!("http://{host}:{port}/health"))
+}
+
+fn fetch(url: &str) -> Option<Vec<u8>> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(HEALTH_TIMEOUT))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let mut r = agent.get(url).call().ok()?;
+    // 200 healthy or degraded, 503 error: both carry the JSON.
+    if !matches!(r.status().as_u16(), 200 | 503) {
+        return None;
+    }
+    r.body_mut().with_config().limit(HEALTH_MAX).read_to_vec().ok()
+}
+
+/// The unit's journal of the last hour, oldest first, with its times.
+fn journal_lines() -> Vec<Line> {
+    let Ok(out) = Command::new("journalctl")
+        .args([
+            "-u",
+            super::UNIT,
+            "--since",
+            "-1h",
+            "-n",
+            JOURNAL_LINES,
+            "-o",
+            "json",
+            "--output-fields=MESSAGE",
+            "--no-pager",
+            "-q",
+        ])
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            let text = match &v["MESSAGE"] {
+                serde_json::Value::String(s) => s.clone(),
+                // journald stores non-UTF-8 text as a byte array.
+                serde_json::Value::Array(a) => {
+                    let b: Vec<u8> = a.iter().filter_map(|x| x.as_u64().map(|n| n as u8)).collect();
+                    String::from_utf8_lossy(&b).into_owned()
+                }
+                _ => return None,
+            };
+            let unix = v["__REALTIME_TIMESTAMP"]
+                .as_str()
+                .and_then(|t| t.parse::<f64>().ok())
+                .map(|us| us / 1e6);
+            Some(Line { unix, text })
+        })
+        .collect()
+}
+
+/// The tail of `jarvisctl run`'s capture of the bot's output; each line's
+/// time is the program's own timestamp, where it has one.
+fn output_lines(paths: &Paths, unit: &Unit) -> Vec<Line> {
+    let Some(dir) = super::logs(paths, unit).dir else {
+        return Vec::new();
+    };
+    let file = paths.host(Path::new(&dir)).join(OUTPUT_FILE);
+    let Ok(tail) = super::fallback::tail(&file, TAIL) else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&tail)
+        .lines()
+        .map(|l| Line {
+            unix: components::line_time(l),
+            text: l.to_string(),
+        })
+        .collect()
+}
