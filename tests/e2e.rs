@@ -3,6 +3,8 @@
 //! dist`; `cargo xtask test` runs them with `--ignored`. Missing tools or
 //! packages fail them loudly: they never pass by skipping.
 
+#[path = "e2e/components.rs"]
+mod components;
 #[path = "e2e/container.rs"]
 mod container;
 #[path = "e2e/deploy.rs"]
@@ -102,6 +104,12 @@ fn python_env_is_checked_built_as_jarvis_and_run_by_both_engines() {
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn deploy_builds_the_environment_before_the_swap_and_rolls_it_back_with_the_code() {
     deploy_env::environment();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn status_judges_the_components_crash_loop_give_up_and_stale_record_on_both_engines() {
+    components::both_engines();
 }
 
 #[test]

@@ -215,7 +215,7 @@ pub fn hosts() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "a header and one row per host:\n{text}");
     assert!(
-        lines[0].starts_with("HOST") && lines[0].contains("VERDICT"),
+        lines[0].starts_with("HOST") && lines[0].contains("VERDICT") && lines[0].contains("COMPONENTS"),
         "{text}"
     );
     for (line, (host, pid)) in lines[1..]
@@ -224,6 +224,7 @@ pub fn hosts() {
     {
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&cols[..4], &[host, "OK", "active", pid.as_str()], "{line}");
+        assert!(line.contains("4/4 running"), "no components column: {line}");
     }
 
     // B down, a host that never answers and one that refuses: a row each,
@@ -272,7 +273,7 @@ pub fn hosts() {
         hosts[0]["status"]["main_pid"].as_u64().unwrap().to_string(),
         pid_a
     );
-    assert_eq!(hosts[0]["status"]["schema"], 1);
+    assert_eq!(hosts[0]["status"]["schema"], 2);
     assert_eq!(hosts[1]["verdict"], "CRITICAL");
     assert_eq!(hosts[1]["status"]["state"], "inactive");
     assert_eq!(hosts[2]["verdict"], "UNKNOWN");

@@ -19,7 +19,7 @@ fn status(c: &Container) -> (i32, Value) {
         v["exit_code"], r.status,
         "exit_code field and exit status differ: {v}"
     );
-    assert_eq!(v["schema"], 1);
+    assert_eq!(v["schema"], 2);
     (r.status, v)
 }
 
