@@ -47,6 +47,10 @@ pub enum Command {
     Run(RunArgs),
     /// Stop a running `jarvisctl run` gracefully (SIGTERM, then wait).
     Stop(StopArgs),
+    /// The service gave up (start limit): ping the heartbeat URL's /fail
+    /// and run heartbeat.conf's on_failure command, at once. Run by
+    /// jarvis-supervisor-alert.service (OnFailure=) and by jarvisctl run.
+    Alert(AlertArgs),
     /// Ship the bot's code (and optionally the package and .env) to hosts
     /// over ssh, restart, verify it stays healthy, and roll back by itself
     /// on failure. Exit 0 when every host was deployed, 1 otherwise.
@@ -211,6 +215,15 @@ pub struct RunArgs {
     /// Internal: this process is the detached engine of --daemon.
     #[arg(long, hide = true)]
     pub detached: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertArgs {
+    /// Why, when the caller knows the service gave up; without it, alert
+    /// first makes sure no automatic restart follows (systemd 254 and
+    /// later run OnFailure= between restarts too).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Args)]

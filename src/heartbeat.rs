@@ -18,17 +18,32 @@ const ATTEMPTS: u32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(5);
 const PAUSE: Duration = Duration::from_secs(1);
 
+/// What `heartbeat.conf` sets.
+#[derive(Debug, Default, PartialEq)]
+pub struct Conf {
+    /// `url = https://...`: pinged by the health timer, and at `/fail` when
+    /// the service gives up.
+    pub url: Option<String>,
+    /// `on_failure = COMMAND`: run (by `sh -c`, as root) when the service
+    /// gives up.
+    pub on_failure: Option<String>,
+}
+
 /// The ping URL from `heartbeat.conf` (`url = https://...`), or None when the
 /// file is missing or sets none.
 pub fn configured(path: &Path) -> Result<Option<String>> {
+    Ok(read_conf(path)?.url)
+}
+
+pub fn read_conf(path: &Path) -> Result<Conf> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Conf::default()),
         // Only root may read the URL (a secret); pinging is the timer's job.
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(Conf::default()),
         Err(e) => return Err(Error::io("read", path, e)),
     };
-    let mut url = None;
+    let mut conf = Conf::default();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -42,7 +57,15 @@ pub fn configured(path: &Path) -> Result<Option<String>> {
             "url" => {
                 let v = value.trim().trim_matches('"');
                 check_url(v).map_err(|e| Error::config(path, i + 1, e))?;
-                url = Some(v.to_string());
+                conf.url = Some(v.to_string());
+            }
+            "on_failure" => {
+                let v = value.trim();
+                if v.is_empty() {
+                    return Err(Error::config(path, i + 1, "on_failure is empty")
+                        .with_note("write: on_failure = /usr/local/bin/page-me --unit jarvis-supervisor"));
+                }
+                conf.on_failure = Some(v.to_string());
             }
             other => {
                 // A line that is a URL (or holds a token) is not echoed.
@@ -52,13 +75,13 @@ pub fn configured(path: &Path) -> Result<Option<String>> {
                     } else {
                         "unknown key (not shown: it is not a plain name)".to_string()
                     };
-                return Err(
-                    Error::config(path, i + 1, shown).with_note("the only key is url: url = https://...")
-                );
+                return Err(Error::config(path, i + 1, shown).with_note(
+                    "the keys are url (url = https://...) and on_failure (on_failure = COMMAND)",
+                ));
             }
         }
     }
-    Ok(url)
+    Ok(conf)
 }
 
 pub fn check_url(url: &str) -> std::result::Result<(), String> {
@@ -83,13 +106,22 @@ pub fn url_for(base: &str, code: i32) -> String {
     if code == 0 {
         return base.to_string();
     }
+    with_suffix(base, &code.to_string())
+}
+
+/// Healthchecks.io's fail endpoint: `URL/fail`, before any query string.
+pub fn fail_url(base: &str) -> String {
+    with_suffix(base, "fail")
+}
+
+fn with_suffix(base: &str, suffix: &str) -> String {
     let cut = base
         .find("://")
         .map(|i| i + 3)
         .and_then(|start| base[start..].find(['?', '#']).map(|j| start + j))
         .unwrap_or(base.len());
     let (path, query) = base.split_at(cut);
-    format!("{}/{code}{query}", path.trim_end_matches('/'))
+    format!("{}/{suffix}{query}", path.trim_end_matches('/'))
 }
 
 /// Scheme and host only: the path is the check's secret.
@@ -179,6 +211,11 @@ mod tests {
         // Issue 13, finding 12: the code goes before the query string.
         assert_eq!(url_for("https://h/p?token=abc", 2), "https://h/p/2?token=abc");
         assert_eq!(url_for("https://h?token=abc", 2), "https://h/2?token=abc");
+        assert_eq!(fail_url("https://h/p?token=abc"), "https://h/p/fail?token=abc");
+        assert_eq!(
+            fail_url("https://hc-ping.com/uuid/"),
+            "https://hc-ping.com/uuid/fail"
+        );
     }
 
     #[test]
@@ -216,5 +253,25 @@ mod tests {
         std::fs::write(&f, "https://hc-ping.com/SECRET-uuid?x=1\n").unwrap();
         let e = configured(&f).unwrap_err().to_string();
         assert!(e.contains(":1:") && !e.contains("SECRET"), "{e}");
+    }
+
+    #[test]
+    fn on_failure_is_read_beside_the_url_and_an_empty_one_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("heartbeat.conf");
+        std::fs::write(
+            &f,
+            "url = https://hc-ping.com/abc\non_failure = /usr/local/bin/page-me \"$JARVIS_ALERT_REASON\"\n",
+        )
+        .unwrap();
+        let c = read_conf(&f).unwrap();
+        assert_eq!(c.url.as_deref(), Some("https://hc-ping.com/abc"));
+        assert_eq!(
+            c.on_failure.as_deref(),
+            Some("/usr/local/bin/page-me \"$JARVIS_ALERT_REASON\"")
+        );
+        std::fs::write(&f, "on_failure =\n").unwrap();
+        let e = read_conf(&f).unwrap_err().to_string();
+        assert!(e.contains(":1:") && e.contains("on_failure is empty"), "{e}");
     }
 }

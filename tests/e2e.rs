@@ -3,6 +3,8 @@
 //! dist`; `cargo xtask test` runs them with `--ignored`. Missing tools or
 //! packages fail them loudly: they never pass by skipping.
 
+#[path = "e2e/alert.rs"]
+mod alert;
 #[path = "e2e/components.rs"]
 mod components;
 #[path = "e2e/container.rs"]
@@ -110,6 +112,12 @@ fn deploy_builds_the_environment_before_the_swap_and_rolls_it_back_with_the_code
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn status_judges_the_components_crash_loop_give_up_and_stale_record_on_both_engines() {
     components::both_engines();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn a_give_up_pings_fail_and_runs_on_failure_within_5s_on_both_engines() {
+    alert::both_engines();
 }
 
 #[test]
@@ -280,6 +288,7 @@ fn verify_and_security(suite: Suite) {
         "jarvis-supervisor-health.timer",
         "jarvis-supervisor-restart.service",
         "jarvis-supervisor-restart.timer",
+        "jarvis-supervisor-alert.service",
     ] {
         let v = c.sh(&format!("systemd-analyze verify {unit} 2>&1"));
         assert_eq!(

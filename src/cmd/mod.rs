@@ -1,6 +1,7 @@
 //! One module per subcommand; `run` dispatches to them and returns the exit
 //! code.
 
+pub(crate) mod alert;
 mod backoff;
 mod check;
 mod configure;
@@ -9,7 +10,7 @@ mod env;
 mod exec_helper;
 mod run;
 mod setup;
-mod status;
+pub(crate) mod status;
 mod stop;
 mod venv;
 
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Backoff(args) => backoff::run(&args),
         Command::Run(args) => run::run(&paths, &args),
         Command::Stop(args) => stop::run(&paths, &args),
+        Command::Alert(args) => alert::run(&paths, &args),
         Command::Deploy(args) => deploy::run(&paths, &args),
         Command::Venv(VenvCommand::Exec(args)) => venv::exec(&args),
         Command::Venv(VenvCommand::Build(args)) => venv::build(&paths, &args),

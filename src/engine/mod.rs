@@ -142,6 +142,8 @@ pub struct Engine {
     last_save: Instant,
     /// A ping or STATUS= not yet in state.json (written at most every 100 ms).
     flush_at: Option<Instant>,
+    /// Where `jarvisctl alert` finds heartbeat.conf when the engine gives up.
+    paths: Paths,
 }
 
 /// Pings and STATUS= go to state.json at most this often; a flood of them
@@ -283,6 +285,7 @@ impl Engine {
             draining: None,
             last_save: Instant::now(),
             flush_at: None,
+            paths: paths.clone(),
         })
     }
 
@@ -416,6 +419,15 @@ impl Engine {
                 self.st.main_pid = None;
                 self.remove_runtime_dirs(true);
                 self.save();
+                // At once, as systemd's OnFailure= does (jarvisctl alert).
+                crate::cmd::alert::spawn(
+                    &self.paths,
+                    &format!(
+                        "jarvisctl run gave up: start limit hit ({} starts within {}s)",
+                        self.starts.len(),
+                        interval.as_secs_f64()
+                    ),
+                );
                 self.done = Some(1);
                 return;
             }
