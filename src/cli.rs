@@ -47,6 +47,9 @@ pub enum Command {
     Run(RunArgs),
     /// Stop a running `jarvisctl run` gracefully (SIGTERM, then wait).
     Stop(StopArgs),
+    /// The bot's output and its own logs/*.log, in time order, on both
+    /// engines, every .env value masked (like pm2 logs / supervisorctl tail).
+    Logs(LogsArgs),
     /// The service gave up (start limit): ping the heartbeat URL's /fail
     /// and run heartbeat.conf's on_failure command, at once. Run by
     /// jarvis-supervisor-alert.service (OnFailure=) and by jarvisctl run.
@@ -215,6 +218,30 @@ pub struct RunArgs {
     /// Internal: this process is the detached engine of --daemon.
     #[arg(long, hide = true)]
     pub detached: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  sudo jarvisctl logs -n 100\n  sudo jarvisctl logs -f --component buy_bot\n  sudo jarvisctl logs --since -1h"
+)]
+pub struct LogsArgs {
+    /// Keep printing new lines as they come.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many of the last lines to show first.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 50)]
+    pub lines: usize,
+    /// Only lines from then on: -90s, -30min, -1h, -2d, or
+    /// "2026-12-01 05:28[:18]" (local time).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only the lines of this component ([NAME] lines, its record line,
+    /// and the traceback after them).
+    #[arg(long, value_name = "NAME")]
+    pub component: Option<String>,
+    /// One JSON object per line: t (unix time), source, text (masked).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

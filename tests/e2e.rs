@@ -15,6 +15,8 @@ mod deploy;
 mod deploy_env;
 #[path = "e2e/diagnose.rs"]
 mod diagnose;
+#[path = "e2e/logs.rs"]
+mod logs;
 #[path = "e2e/manifests.rs"]
 mod manifests;
 #[path = "e2e/python_env.rs"]
@@ -118,6 +120,12 @@ fn status_judges_the_components_crash_loop_give_up_and_stale_record_on_both_engi
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn a_give_up_pings_fail_and_runs_on_failure_within_5s_on_both_engines() {
     alert::both_engines();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn logs_history_and_follow_masked_within_1s_on_both_engines() {
+    logs::both_engines();
 }
 
 #[test]

@@ -129,6 +129,11 @@ pub fn spawn(paths: &Paths, reason: &str) {
     if !paths.is_system() {
         cmd.arg("--root").arg(paths.host(Path::new("/")));
     }
+    // Its report goes where the engine's own messages go (stderr: the
+    // engine log under --daemon, whose stdout is a closed pipe by then).
+    if let Ok(err) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() {
+        cmd.stdout(Stdio::from(err));
+    }
     let _ = cmd
         .args(["alert", "--reason", reason])
         .stdin(Stdio::null())

@@ -8,6 +8,7 @@ mod configure;
 mod deploy;
 mod env;
 mod exec_helper;
+mod logs;
 mod run;
 mod setup;
 pub(crate) mod status;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Run(args) => run::run(&paths, &args),
         Command::Stop(args) => stop::run(&paths, &args),
         Command::Alert(args) => alert::run(&paths, &args),
+        Command::Logs(args) => logs::run(&paths, &args),
         Command::Deploy(args) => deploy::run(&paths, &args),
         Command::Venv(VenvCommand::Exec(args)) => venv::exec(&args),
         Command::Venv(VenvCommand::Build(args)) => venv::build(&paths, &args),

@@ -585,13 +585,16 @@ fn restarts_24h() -> Option<u64> {
     )
 }
 
-fn logs(paths: &Paths, unit: &Unit) -> Logs {
-    let Some(dir) = unit
-        .read_write_paths()
+/// The unit's logs directory: the `ReadWritePaths=` entry named logs.
+pub(crate) fn logs_dir(unit: &Unit) -> Option<std::path::PathBuf> {
+    unit.read_write_paths()
         .into_iter()
         .map(|p| p.path)
         .find(|p| p.ends_with("logs"))
-    else {
+}
+
+fn logs(paths: &Paths, unit: &Unit) -> Logs {
+    let Some(dir) = logs_dir(unit) else {
         return Logs::default();
     };
     let mut size = 0u64;
@@ -655,7 +658,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
 }
 
 /// Every value of the unit's `.env` files, longest first, to mask.
-fn secrets(paths: &Paths, unit: &Unit) -> Option<Vec<String>> {
+pub(crate) fn secrets(paths: &Paths, unit: &Unit) -> Option<Vec<String>> {
     let mut out = Vec::new();
     for env in unit.environment_files() {
         // As root, in the service user's directory: no link, no FIFO, bounded.

@@ -182,14 +182,19 @@ fn crash_loop(suite: Suite) {
         gaps.iter().map(|g| (g * 10.0).round() / 10.0).collect::<Vec<_>>()
     );
     // A start can fail before the bot runs: on this machine's cgroup v1
-    // host, systemd 252 sometimes cannot place an ExecStartPre= process in
-    // the unit's cgroup (219/CGROUP), and that start counts towards the
-    // limit too. Such a start must be in the journal, never silently lost.
+    // host, the unit's cgroup sometimes vanishes under systemd while
+    // backoff waits, and the next process cannot be placed in it (252:
+    // 219/CGROUP; 257: "Failed to spawn next control task: No such file or
+    // directory"). That start counts towards the limit too. Such a start
+    // must be in the journal, never silently lost.
     let j = journal(&c);
-    let lost = j.matches("status=219/CGROUP").count();
+    let lost = j.matches("status=219/CGROUP").count()
+        + j.lines()
+            .filter(|l| l.contains("Failed to spawn") && l.contains("task"))
+            .count();
     if lost > 0 {
         println!(
-            "{}: {lost} start(s) failed before the bot ran (219/CGROUP: systemd could not place the process in the unit's cgroup; a cgroup v1 host)",
+            "{}: {lost} start(s) failed before the bot ran (systemd could not place the process in the unit's cgroup; a cgroup v1 host)",
             suite.name()
         );
     }

@@ -1,0 +1,407 @@
+//! `jarvisctl logs [-f] [-n N] [--since TIME] [--component NAME]`: the
+//! bot's output (the journal under systemd, `jarvisctl run`'s capture
+//! otherwise) and the program's own `logs/*.log`, in time order, one
+//! command on both engines, with every `.env` value masked as in `status`.
+//!
+//! Runs as root in the service user's directory: every file is opened
+//! through `untrusted` (no link followed, no FIFO), and no line is shown
+//! unless `.env` could be read to mask it.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::LogsArgs;
+use crate::components::line_time;
+use crate::engine::logsink::OUTPUT_FILE;
+use crate::error::{exit, Error, Result};
+use crate::paths::{Paths, UNIT};
+use crate::unit::Unit;
+
+/// How much of each file the history reads back.
+const TAIL: u64 = 8 * 1024 * 1024;
+const POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Serialize)]
+struct Entry {
+    /// Unix time: the journal's, else the line's own stamp, else the one
+    /// of the line before it (a traceback belongs to its error line).
+    t: Option<f64>,
+    source: String,
+    text: String,
+}
+
+pub fn run(paths: &Paths, args: &LogsArgs) -> Result<i32> {
+    let unit = Unit::load(paths)?;
+    let secrets = super::status::secrets(paths, &unit).ok_or_else(|| {
+        Error::new("cannot read .env to mask its values, so no line is shown")
+            .with_note("run it as root: sudo jarvisctl logs")
+    })?;
+    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let dir = super::status::logs_dir(&unit).map(|d| paths.host(&d));
+    let journal = crate::systemd::running() && paths.is_system();
+    let show = |e: &Entry| print(e, &secrets, args.json);
+
+    let mut files = Files::new(dir.as_deref(), !journal);
+    let mut all: Vec<Entry> = Vec::new();
+    if journal {
+        all.extend(journal_history(since, args.lines));
+    }
+    all.extend(files.history());
+    let mut all: Vec<Entry> = all
+        .into_iter()
+        .filter(|e| since.is_none_or(|s| e.t.is_none_or(|t| t >= s)))
+        .collect();
+    if let Some(c) = &args.component {
+        all = of_component(all, c);
+    }
+    // Stable: lines of one file keep their order where times tie.
+    all.sort_by(|a, b| a.t.unwrap_or(0.0).total_cmp(&b.t.unwrap_or(0.0)));
+    let skip = all.len().saturating_sub(args.lines);
+    for e in &all[skip..] {
+        show(e);
+    }
+    if !args.follow {
+        return Ok(exit::OK);
+    }
+    let (tx, rx) = mpsc::channel::<Entry>();
+    if journal {
+        let tx = tx.clone();
+        std::thread::spawn(move || journal_follow(&tx));
+    }
+    let mut last_component_match = false;
+    loop {
+        let mut batch: Vec<Entry> = rx.try_iter().collect();
+        batch.extend(files.poll());
+        for e in batch {
+            if let Some(c) = &args.component {
+                let m = matches_component(&e.text, c);
+                // A traceback line follows its error line.
+                let cont = !m && continues(&e);
+                last_component_match = m || (cont && last_component_match);
+                if !last_component_match {
+                    continue;
+                }
+            }
+            show(&e);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn print(e: &Entry, secrets: &[String], json: bool) {
+    let text = crate::output::printable(&super::status::mask(&e.text, secrets));
+    if json {
+        let e = Entry { text, ..e.clone() };
+        println!("{}", serde_json::to_string(&e).unwrap_or_default());
+        return;
+    }
+    let when =
+        e.t.and_then(|t| chrono::DateTime::from_timestamp_millis((t * 1000.0) as i64))
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .unwrap_or_else(|| "-".repeat(19));
+    println!("{when} {}: {text}", e.source);
+}
+
+/// `-1h`, `-30min`, `-2d`, `-90s` (before now), or `YYYY-MM-DD HH:MM[:SS]`
+/// in local time: as unix time.
+fn parse_since(v: &str) -> Result<f64> {
+    let bad = || {
+        Error::new(format!("--since {v:?} is not a time"))
+            .with_code(exit::USAGE)
+            .with_note("give -90s, -30min, -1h, -2d, or 2026-12-01 05:28[:18] (local time)")
+    };
+    if let Some(rel) = v.trim().strip_prefix('-') {
+        let split = rel.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let n: f64 = rel[..split].parse().map_err(|_| bad())?;
+        let unit = match &rel[split..] {
+            "s" | "sec" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return Err(bad()),
+        };
+        return Ok(crate::engine::state::now_unix() - n * unit);
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(v.trim(), fmt) {
+            use chrono::TimeZone;
+            if let Some(l) = chrono::Local.from_local_datetime(&t).earliest() {
+                return Ok(l.timestamp() as f64);
+            }
+        }
+    }
+    Err(bad())
+}
+
+/// A line that carries no time of its own and continues the one before
+/// (a traceback), as opposed to a line of a component record.
+fn continues(e: &Entry) -> bool {
+    let record = e
+        .text
+        .strip_prefix("  ")
+        .and_then(|b| b.split_once(": "))
+        .is_some_and(|(n, _)| !n.is_empty() && !n.contains(char::is_whitespace));
+    !record && line_time(&e.text).is_none()
+}
+
+fn matches_component(text: &str, name: &str) -> bool {
+    text.contains(&format!("[{name}]")) || text.trim_start().starts_with(&format!("{name}:"))
+}
+
+/// The lines of one component, with the lines that carry no time of their
+/// own (a traceback) after each of its lines.
+fn of_component(all: Vec<Entry>, name: &str) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut by_source: BTreeMap<String, bool> = BTreeMap::new();
+    for e in all {
+        let m = matches_component(&e.text, name);
+        let last = by_source.entry(e.source.clone()).or_default();
+        let cont = !m && continues(&e);
+        *last = m || (cont && *last);
+        if *last {
+            out.push(e);
+        }
+    }
+    out
+}
+
+fn journal_args(extra: &[&str]) -> Command {
+    let mut cmd = Command::new("journalctl");
+    cmd.args([
+        "-u",
+        UNIT,
+        "-o",
+        "json",
+        "--output-fields=MESSAGE",
+        "--no-pager",
+        "-q",
+    ])
+    .args(extra);
+    cmd
+}
+
+fn journal_entry(line: &str) -> Option<Entry> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let text = match &v["MESSAGE"] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(a) => {
+            let b: Vec<u8> = a.iter().filter_map(|x| x.as_u64().map(|n| n as u8)).collect();
+            String::from_utf8_lossy(&b).into_owned()
+        }
+        _ => return None,
+    };
+    let t = v["__REALTIME_TIMESTAMP"]
+        .as_str()
+        .and_then(|t| t.parse::<f64>().ok())
+        .map(|us| us / 1e6);
+    Some(Entry {
+        t,
+        source: "journal".into(),
+        text,
+    })
+}
+
+fn journal_history(since: Option<f64>, n: usize) -> Vec<Entry> {
+    let n = n.to_string();
+    let since = since.map(|s| format!("@{}", s as i64));
+    let mut extra = vec!["-n", &n];
+    if let Some(s) = &since {
+        extra.extend(["--since", s]);
+    }
+    let Ok(out) = journal_args(&extra).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(journal_entry)
+        .collect()
+}
+
+fn journal_follow(tx: &mpsc::Sender<Entry>) {
+    let Ok(mut child) = journal_args(&["-f", "-n", "0"])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+    else {
+        return;
+    };
+    let Some(out) = child.stdout.take() else { return };
+    for line in BufReader::new(out).lines().map_while(std::result::Result::ok) {
+        if let Some(e) = journal_entry(&line) {
+            if tx.send(e).is_err() {
+                break;
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The program's own files in the logs directory (and, without systemd,
+/// the engine's capture of its output), read back and then followed.
+struct Files {
+    /// path -> (inode, offset read, a partial last line).
+    open: BTreeMap<PathBuf, (u64, u64, String)>,
+    dir: Option<PathBuf>,
+    capture: bool,
+    /// The last time seen per file, for lines without one.
+    last_t: BTreeMap<PathBuf, Option<f64>>,
+}
+
+impl Files {
+    fn new(dir: Option<&Path>, capture: bool) -> Files {
+        Files {
+            open: BTreeMap::new(),
+            dir: dir.map(Path::to_path_buf),
+            capture,
+            last_t: BTreeMap::new(),
+        }
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        let Some(dir) = &self.dir else { return Vec::new() };
+        let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.extension().is_some_and(|x| x == "log")
+                            || (self.capture && p.file_name().is_some_and(|n| n == OUTPUT_FILE))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    fn history(&mut self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for p in self.paths() {
+            out.extend(self.read(&p, true));
+        }
+        out
+    }
+
+    fn poll(&mut self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for p in self.paths() {
+            out.extend(self.read(&p, false));
+        }
+        out
+    }
+
+    /// New complete lines of `p` since the last read; a file replaced
+    /// (rotated) or cut short is read again from its start.
+    fn read(&mut self, p: &Path, first: bool) -> Vec<Entry> {
+        let Ok(mut f) = crate::untrusted::open_read(p, None) else {
+            return Vec::new();
+        };
+        let Ok(meta) = f.metadata() else { return Vec::new() };
+        let (ino, len) = (meta.ino(), meta.len());
+        let entry = self
+            .open
+            .entry(p.to_path_buf())
+            .or_insert((ino, 0, String::new()));
+        if entry.0 != ino || len < entry.1 {
+            *entry = (ino, 0, String::new());
+        }
+        let start = if first { len.saturating_sub(TAIL) } else { entry.1 };
+        if f.seek(SeekFrom::Start(start)).is_err() {
+            return Vec::new();
+        }
+        let mut buf = Vec::new();
+        if f.take(TAIL).read_to_end(&mut buf).is_err() {
+            return Vec::new();
+        }
+        entry.1 = start + buf.len() as u64;
+        let mut text = std::mem::take(&mut entry.2);
+        text.push_str(&String::from_utf8_lossy(&buf));
+        let complete = text.rfind('\n').map_or(0, |i| i + 1);
+        entry.2 = text[complete..].to_string();
+        let source = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let last = self.last_t.entry(p.to_path_buf()).or_default();
+        text[..complete]
+            .lines()
+            .map(|l| {
+                let t = line_time(l).or(*last);
+                *last = t;
+                Entry {
+                    t,
+                    source: source.clone(),
+                    text: l.to_string(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_relative_and_local_times_and_names_a_bad_one() {
+        let now = crate::engine::state::now_unix();
+        let t = parse_since("-1h").unwrap();
+        assert!((now - 3600.0 - t).abs() < 5.0);
+        assert!(parse_since("-30min").is_ok() && parse_since("-2d").is_ok());
+        assert!(parse_since("2026-12-01 05:28").is_ok());
+        let e = parse_since("yesterday").unwrap_err().to_string();
+        assert!(e.contains("--since") && e.contains("not a time"), "{e}");
+    }
+
+    #[test]
+    fn a_component_keeps_its_lines_and_their_tracebacks() {
+        let e = |s: &str, t: &str| Entry {
+            t: None,
+            source: s.into(),
+            text: t.into(),
+        };
+        let all = vec![
+            e(
+                "supervisor.log",
+                "2026-12-01 05:28:18,129 - x - ERROR - [buy_bot] Component crashed (attempt 1/100): boom",
+            ),
+            e("supervisor.log", "Traceback (most recent call last):"),
+            e("supervisor.log", "2026-12-01 05:28:19,000 - x - INFO - other"),
+            e("supervisor.log", "  buy_bot: restarting (restarts: 1)"),
+            e("supervisor.log", "  telegram_bot: running"),
+        ];
+        let got: Vec<String> = of_component(all, "buy_bot").into_iter().map(|e| e.text).collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[1].starts_with("Traceback"));
+        assert!(got[2].contains("buy_bot: restarting"));
+    }
+
+    #[test]
+    fn files_are_followed_across_a_rotation_without_loss() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("supervisor.log");
+        std::fs::write(&log, "one\n").unwrap();
+        let mut f = Files::new(Some(d.path()), false);
+        assert_eq!(f.history().len(), 1);
+        std::fs::write(&log, "one\ntwo\npart").unwrap();
+        let got: Vec<String> = f.poll().into_iter().map(|e| e.text).collect();
+        assert_eq!(got, ["two"]);
+        // Rotated: a new file under the same name.
+        std::fs::rename(&log, d.path().join("supervisor.log.1")).unwrap();
+        std::fs::write(&log, "three\n").unwrap();
+        let got: Vec<String> = f.poll().into_iter().map(|e| e.text).collect();
+        assert_eq!(got, ["three"]);
+    }
+}

@@ -1,0 +1,106 @@
+//! Issue 15, item 6 and acceptance 4: `jarvisctl logs` works the same on
+//! both engines (a systemd and a sysvinit Debian 12, at once): the history
+//! from the bot's output and its own logs/*.log, with values masked, and
+//! `logs -f` showing each new line within 1 s.
+
+use std::time::Duration;
+
+use super::container::Container;
+use super::roots::Suite;
+use super::{apt_install, deploy_standin, pkg, CODE};
+
+const TOKEN: &str = "123456789:AAFakeTokenForTestsOnly_abcdefghijklmn";
+
+fn scenario(suite: Suite) {
+    let name = suite.name();
+    let c = Container::boot(suite);
+    deploy_standin(&c);
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "{name}: {}", out.all());
+    c.wait_for("the bot's log lines", Duration::from_secs(60), |c| {
+        c.sh(&format!("grep -c seq= {CODE}/logs/supervisor.log"))
+            .stdout
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+            > 5
+    });
+
+    // Following: every new line, timestamped by the test as it arrives.
+    let pid = c
+        .ok(
+            "setsid sh -c 'jarvisctl logs -f -n 0 | while IFS= read -r l; do printf \"%s %s\\n\" \"$(date +%s.%N)\" \"$l\"; done > /var/tmp/follow.txt' </dev/null >/dev/null 2>&1 & echo $!",
+        )
+        .trim()
+        .to_string();
+    std::thread::sleep(Duration::from_secs(2));
+    // A line with the token, as a bot prints a failed API call.
+    c.ok(&format!("echo errtoken > {CODE}/data/standin-mode"));
+    std::thread::sleep(Duration::from_secs(4));
+    let followed = c.ok("cat /var/tmp/follow.txt");
+    c.sh(&format!("kill -- -{pid}"));
+    c.ok(&format!("rm -f {CODE}/data/standin-mode"));
+
+    assert!(!followed.contains(TOKEN), "{name}: logs -f printed the token");
+    assert!(
+        followed.contains("api.telegram.org/bot****/getMe"),
+        "{name}: the bot's error line did not arrive, masked:\n{followed}"
+    );
+    // Delay: arrival against the time the bot wrote into each seq line.
+    let mut delays = Vec::new();
+    for l in followed.lines().filter(|l| l.contains(" seq=")) {
+        let arrived: f64 = l.split(' ').next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
+        let iso = l.rsplit(' ').next().unwrap_or("");
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(iso) {
+            delays.push(arrived - t.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+    assert!(
+        delays.len() >= 5,
+        "{name}: too few seq lines followed:\n{followed}"
+    );
+    let worst = delays.iter().cloned().fold(0.0, f64::max);
+    assert!(
+        worst < 1.0,
+        "{name}: a line took {worst:.2} s to show: {delays:?}"
+    );
+
+    // The history: both kinds of source, in time order, masked.
+    let hist = c.ok("jarvisctl logs -n 400");
+    let output_source = if suite.has_systemd() {
+        " journal: "
+    } else {
+        " supervisor.stdout: "
+    };
+    assert!(
+        hist.contains(output_source) && hist.contains(" supervisor.log: seq="),
+        "{name}: not both sources:\n{hist}"
+    );
+    assert!(!hist.contains(TOKEN), "{name}: logs printed the token");
+    assert!(hist.contains("bot****/getMe"), "{name}: {hist}");
+    let comp = c.ok("jarvisctl logs -n 50 --component buy_bot");
+    assert!(
+        !comp.is_empty() && comp.lines().all(|l| l.contains("buy_bot")),
+        "{name}: --component let other lines through:\n{comp}"
+    );
+    let bad = c.sh("jarvisctl logs --since yesterday");
+    assert_eq!(bad.status, 2, "{name}: {}", bad.all());
+    println!(
+        "figures: {name}: logs -f showed {} lines, the slowest {worst:.2} s after the bot wrote it",
+        delays.len()
+    );
+}
+
+pub fn both_engines() {
+    std::thread::scope(|s| {
+        let a = s.spawn(|| scenario(Suite::Bookworm));
+        let b = s.spawn(|| scenario(Suite::Sysvinit));
+        let (a, b) = (a.join(), b.join());
+        if let Err(e) = a {
+            std::panic::resume_unwind(e);
+        }
+        if let Err(e) = b {
+            std::panic::resume_unwind(e);
+        }
+    });
+}
