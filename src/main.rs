@@ -23,6 +23,7 @@ mod report;
 mod samples;
 mod ssh;
 mod systemd;
+mod timespan;
 mod unit;
 mod untrusted;
 

@@ -71,7 +71,7 @@ fn gave_up() -> Option<String> {
     let first = crate::systemd::show(UNIT, &props).unwrap_or_default();
     let restart_sec = first
         .get("RestartUSec")
-        .and_then(|v| super::status::timespan_s(v))
+        .and_then(|v| crate::timespan::secs(v))
         .unwrap_or(0.1);
     let deadline = Instant::now() + Duration::from_secs_f64(restart_sec + 1.5);
     let mut last = first;

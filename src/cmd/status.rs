@@ -397,7 +397,7 @@ fn from_systemd(st: &mut Status) -> bool {
     // systemctl show prints spans formatted ("3min"), timestamps raw.
     let period = p
         .get("WatchdogUSec")
-        .and_then(|v| timespan_s(v))
+        .and_then(|v| crate::timespan::secs(v))
         .filter(|&s| s > 0.0);
     st.watchdog.period_s = period;
     if st.state == "active" {
@@ -420,33 +420,6 @@ fn from_systemd(st: &mut Status) -> bool {
             .cloned();
     }
     true
-}
-
-/// A systemd time span as `systemctl show` prints it ("20s", "5min",
-/// "1min 30s", "100ms", "0"), in seconds.
-pub fn timespan_s(v: &str) -> Option<f64> {
-    if v == "infinity" {
-        return None;
-    }
-    let mut total = 0.0;
-    for word in v.split_whitespace() {
-        let split = word
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(word.len());
-        let (n, unit) = word.split_at(split);
-        let n: f64 = n.parse().ok()?;
-        total += n * match unit {
-            "" | "s" | "sec" => 1.0,
-            "us" | "usec" => 1e-6,
-            "ms" | "msec" => 1e-3,
-            "min" | "m" => 60.0,
-            "h" | "hr" => 3600.0,
-            "d" => 86400.0,
-            "w" => 604800.0,
-            _ => return None,
-        };
-    }
-    Some(total)
 }
 
 fn raise(st: &mut Status, v: Verdict, why: String) {
@@ -996,16 +969,6 @@ fn print_human(st: &Status) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timespans_as_systemctl_show_prints_them() {
-        assert_eq!(timespan_s("20s"), Some(20.0));
-        assert_eq!(timespan_s("5min"), Some(300.0));
-        assert_eq!(timespan_s("1min 30s"), Some(90.0));
-        assert_eq!(timespan_s("100ms"), Some(0.1));
-        assert_eq!(timespan_s("0"), Some(0.0));
-        assert_eq!(timespan_s("infinity"), None);
-    }
 
     #[test]
     fn masking_hides_every_value_longest_first() {

@@ -84,36 +84,9 @@ fn bad(key: &str, value: &str, what: &str) -> Error {
 /// A systemd time span ("300s", "1min 30s", "0.2s", "150"); `None` for
 /// "infinity" or 0 where 0 means "no timeout".
 pub fn timespan(key: &str, v: &str) -> Result<Option<Duration>> {
-    let v = v.trim();
-    if v == "infinity" {
+    let Some(total) = crate::timespan::parse(v).map_err(|what| bad(key, v, what))? else {
         return Ok(None);
-    }
-    let mut total = 0.0f64;
-    let compact: String = v.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut rest = compact.as_str();
-    while !rest.is_empty() {
-        rest = rest.trim_start();
-        let n_end = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let (n, tail) = rest.split_at(n_end);
-        let u_end = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.' || c == ' ')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(u_end);
-        let n: f64 = n.parse().map_err(|_| bad(key, v, "not a time span"))?;
-        total += n * match unit {
-            "" | "s" | "sec" | "second" | "seconds" => 1.0,
-            "us" | "usec" => 1e-6,
-            "ms" | "msec" => 1e-3,
-            "m" | "min" | "minute" | "minutes" => 60.0,
-            "h" | "hr" | "hour" | "hours" => 3600.0,
-            "d" | "day" | "days" => 86400.0,
-            "w" | "week" | "weeks" => 604800.0,
-            _ => return Err(bad(key, v, "unknown time unit")),
-        };
-        rest = tail;
-    }
+    };
     // Past about 31 years a span is "forever": a bigger one would overflow
     // Duration or a deadline (issue 13, finding 13: it panicked).
     Ok(Some(Duration::from_secs_f64(if total.is_finite() {
