@@ -1,5 +1,7 @@
-//! Questions to the running systemd: its version and a unit's properties,
-//! read with `systemctl show -p`, never scraped from `systemctl status`.
+//! Every question to the running systemd goes through here: its version,
+//! a unit's properties (`systemctl show -p`, never scraped from
+//! `systemctl status`), a unit's journal, `systemctl` actions and
+//! `systemd-analyze`; and the installed package's version.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -51,6 +53,105 @@ pub fn own_lines_24h(unit: &str) -> Option<String> {
         .output()
         .ok()?;
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One entry of a unit's journal: when (unix time), and its message.
+pub struct JournalEntry {
+    pub unix: Option<f64>,
+    pub text: String,
+}
+
+/// `journalctl -u UNIT -o json` with `extra` arguments (for -f too).
+pub fn journal_command(unit: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new("journalctl");
+    cmd.args([
+        "-u",
+        unit,
+        "-o",
+        "json",
+        "--output-fields=MESSAGE",
+        "--no-pager",
+        "-q",
+    ])
+    .args(extra);
+    cmd
+}
+
+/// One line of `journalctl -o json`.
+pub fn journal_entry(line: &str) -> Option<JournalEntry> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let text = match &v["MESSAGE"] {
+        serde_json::Value::String(s) => s.clone(),
+        // journald stores non-UTF-8 text as a byte array.
+        serde_json::Value::Array(a) => {
+            let b: Vec<u8> = a.iter().filter_map(|x| x.as_u64().map(|n| n as u8)).collect();
+            String::from_utf8_lossy(&b).into_owned()
+        }
+        _ => return None,
+    };
+    let unix = v["__REALTIME_TIMESTAMP"]
+        .as_str()
+        .and_then(|t| t.parse::<f64>().ok())
+        .map(|us| us / 1e6);
+    Some(JournalEntry { unix, text })
+}
+
+/// The entries of the unit's journal that `extra` selects, oldest first;
+/// empty when journalctl cannot be run.
+pub fn journal(unit: &str, extra: &[&str]) -> Vec<JournalEntry> {
+    let Ok(out) = journal_command(unit, extra).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(journal_entry)
+        .collect()
+}
+
+/// `systemctl ARGS`: Ok, or systemctl's own complaint.
+pub fn systemctl(args: &[&str]) -> std::result::Result<(), String> {
+    let out = Command::new("systemctl")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run systemctl {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "systemctl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
+}
+
+/// `systemd-analyze ARGS`: (success, stdout and stderr), or None when it
+/// cannot be run.
+pub fn analyze(args: &[&str]) -> Option<(bool, String)> {
+    let out = Command::new("systemd-analyze").args(args).output().ok()?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Some((out.status.success(), text))
+}
+
+/// The installed version of `package`, from dpkg or else rpm.
+pub fn package_version(package: &str) -> Option<String> {
+    let dpkg = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", package])
+        .output();
+    if let Ok(o) = dpkg {
+        if o.status.success() && !o.stdout.is_empty() {
+            return Some(String::from_utf8_lossy(&o.stdout).into_owned());
+        }
+    }
+    let rpm = Command::new("rpm")
+        .args(["-q", "--qf", "%{VERSION}-%{RELEASE}", package])
+        .output();
+    if let Ok(o) = rpm {
+        if o.status.success() {
+            return Some(String::from_utf8_lossy(&o.stdout).into_owned());
+        }
+    }
+    None
 }
 
 /// The unit's runtime directory, when run by systemd with

@@ -365,14 +365,9 @@ fn check_disk(paths: &Paths, unit: &Unit, code_root: &Path) -> Finding {
 }
 
 fn check_verify() -> Finding {
-    match Command::new("systemd-analyze").args(["verify", UNIT]).output() {
-        Ok(o) => {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            if o.status.success() && text.trim().is_empty() {
+    match crate::systemd::analyze(&["verify", UNIT]) {
+        Some((ok, text)) => {
+            if ok && text.trim().is_empty() {
                 Finding::pass("unit", format!("systemd-analyze verify {UNIT}: clean"))
             } else {
                 Finding::fail(
@@ -385,7 +380,7 @@ fn check_verify() -> Finding {
                 )
             }
         }
-        Err(_) => Finding::warn(
+        None => Finding::warn(
             "unit",
             "systemd-analyze is not installed; the unit was not verified",
             "apt install systemd",

@@ -4,7 +4,6 @@
 //! (`code_root`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::cli::ConfigureArgs;
 use crate::error::{exit, Error, Result};
@@ -41,19 +40,18 @@ pub fn run(paths: &Paths, args: &ConfigureArgs) -> Result<i32> {
         return Ok(exit::OK);
     }
     // systemd's own parser decides what a calendar spec is.
-    let check = Command::new("systemd-analyze").args(["calendar", spec]).output();
-    match check {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
+    match crate::systemd::analyze(&["calendar", spec]) {
+        Some((true, _)) => {}
+        Some((false, text)) => {
             return Err(Error::new(format!(
                 "--weekly-restart {spec:?} is not a systemd calendar spec: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
+                text.trim()
             ))
             .with_note("e.g. \"Sun 04:00\" or \"Mon *-*-* 03:30\"; see man systemd.time"))
         }
-        Err(e) => {
+        None => {
             return Err(
-                Error::new(format!("cannot run systemd-analyze to check {spec:?}: {e}"))
+                Error::new(format!("cannot run systemd-analyze to check {spec:?}"))
                     .with_note("install systemd, or use a host where systemd runs"),
             )
         }
@@ -76,17 +74,13 @@ pub(super) fn systemctl(paths: &Paths, args: &[&str]) -> Result<()> {
     if !paths.is_system() {
         return Ok(()); // a rooted tree: files only
     }
-    let out = Command::new("systemctl").args(args).output().map_err(|e| {
-        Error::new(format!("cannot run systemctl {}: {e}", args.join(" "))).with_note("this needs systemd")
+    crate::systemd::systemctl(args).map_err(|e| {
+        if e.starts_with("cannot run") {
+            Error::new(e).with_note("this needs systemd")
+        } else {
+            Error::new(e).with_note("run it as root")
+        }
     })?;
-    if !out.status.success() {
-        return Err(Error::new(format!(
-            "systemctl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-        .with_note("run it as root"));
-    }
     Ok(())
 }
 

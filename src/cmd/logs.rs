@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -176,39 +176,11 @@ fn of_component(all: Vec<Entry>, name: &str) -> Vec<Entry> {
     out
 }
 
-fn journal_args(extra: &[&str]) -> Command {
-    let mut cmd = Command::new("journalctl");
-    cmd.args([
-        "-u",
-        UNIT,
-        "-o",
-        "json",
-        "--output-fields=MESSAGE",
-        "--no-pager",
-        "-q",
-    ])
-    .args(extra);
-    cmd
-}
-
 fn journal_entry(line: &str) -> Option<Entry> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    let text = match &v["MESSAGE"] {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(a) => {
-            let b: Vec<u8> = a.iter().filter_map(|x| x.as_u64().map(|n| n as u8)).collect();
-            String::from_utf8_lossy(&b).into_owned()
-        }
-        _ => return None,
-    };
-    let t = v["__REALTIME_TIMESTAMP"]
-        .as_str()
-        .and_then(|t| t.parse::<f64>().ok())
-        .map(|us| us / 1e6);
-    Some(Entry {
-        t,
+    crate::systemd::journal_entry(line).map(|e| Entry {
+        t: e.unix,
         source: "journal".into(),
-        text,
+        text: e.text,
     })
 }
 
@@ -219,17 +191,18 @@ fn journal_history(since: Option<f64>, n: usize) -> Vec<Entry> {
     if let Some(s) = &since {
         extra.extend(["--since", s]);
     }
-    let Ok(out) = journal_args(&extra).output() else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(journal_entry)
+    crate::systemd::journal(UNIT, &extra)
+        .into_iter()
+        .map(|e| Entry {
+            t: e.unix,
+            source: "journal".into(),
+            text: e.text,
+        })
         .collect()
 }
 
 fn journal_follow(tx: &mpsc::Sender<Entry>) {
-    let Ok(mut child) = journal_args(&["-f", "-n", "0"])
+    let Ok(mut child) = crate::systemd::journal_command(UNIT, &["-f", "-n", "0"])
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()

@@ -7,9 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::cli::StatusArgs;
 use crate::error::Result;
@@ -22,109 +21,14 @@ use crate::unit::Unit;
 mod components;
 mod fallback;
 mod hosts;
+mod model;
+mod render;
 mod textfile;
 
-/// The JSON schema's version; bumped on any incompatible change.
-const SCHEMA: u32 = 2;
+pub use model::*;
+use render::{print_human, verdict_word};
+
 const DISK_LOW: u64 = 1 << 30;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Verdict {
-    #[default]
-    Ok = 0,
-    Warning = 1,
-    Critical = 2,
-    Unknown = 3,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct Watchdog {
-    pub period_s: Option<f64>,
-    pub last_ping_age_s: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct Memory {
-    pub current_bytes: Option<u64>,
-    pub max_bytes: Option<u64>,
-    pub percent_of_max: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct Logs {
-    pub dir: Option<String>,
-    pub size_bytes: Option<u64>,
-    pub newest_rotated_age_s: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct Status {
-    pub schema: u32,
-    pub verdict: Verdict,
-    pub exit_code: i32,
-    /// Why the verdict is not OK, one sentence each.
-    pub reasons: Vec<String>,
-    /// active, activating, restarting, failed, inactive, not-installed, unknown.
-    pub state: String,
-    pub active_state: String,
-    pub sub_state: String,
-    pub result: String,
-    pub main_pid: Option<u32>,
-    pub uptime_s: Option<f64>,
-    pub n_restarts: Option<u64>,
-    pub restarts_24h: Option<u64>,
-    pub status_text: Option<String>,
-    pub watchdog: Watchdog,
-    pub memory: Memory,
-    pub cpu_s: Option<f64>,
-    pub logs: Logs,
-    pub disk_free_bytes: Option<u64>,
-    /// The last error lines of the last 24 h, every .env value masked.
-    pub errors: Vec<String>,
-    pub package_version: Option<String>,
-    /// What supervises the bot: "systemd", or "jarvisctl run" on a host
-    /// without systemd.
-    pub supervisor: Option<String>,
-    /// The opt-in weekly restart: whether its timer runs, and when it fires next.
-    pub weekly_restart: WeeklyRestart,
-    /// The deploy whose manifest the live code was compared with, when one
-    /// is in effect (`jarvisctl deploy`).
-    pub code_deploy: Option<String>,
-    /// Shipped files whose content changed on the host since that deploy,
-    /// as "PATH (changed|missing|not a regular file)".
-    pub code_changed: Vec<String>,
-    pub python: Python,
-    /// The bot's components, as it reports them (schema 2).
-    pub components: crate::components::Components,
-}
-
-/// Which Python runs the bot (see `interpreter`).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct Python {
-    /// What the unit starts now: the code root's venv, else the system's.
-    pub path: Option<String>,
-    /// venv, system, or unit (ExecStart= names it).
-    pub source: Option<String>,
-    /// Why it cannot start, when it cannot (a broken venv).
-    pub problem: Option<String>,
-    /// What the running bot was started as (its argv[0]), and the binary
-    /// that runs (/proc/PID/exe: a venv made with links shows the system's).
-    pub running_as: Option<String>,
-    pub running_exe: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct WeeklyRestart {
-    pub enabled: bool,
-    pub next: Option<String>,
-}
 
 const PROPS: &[&str] = &[
     "LoadState",
@@ -253,7 +157,7 @@ pub fn collect_with(paths: &Paths, thresholds: &crate::components::Thresholds) -
     let mut st = Status {
         schema: SCHEMA,
         state: "unknown".into(),
-        package_version: package_version(),
+        package_version: systemd::package_version("jarvis-supervisor"),
         ..Status::default()
     };
     let unit = Unit::load(paths).ok();
@@ -663,307 +567,16 @@ fn looks_bad(line: &str) -> bool {
 
 /// The last error-looking lines of the unit's journal in the last 24 h.
 fn error_lines(secrets: &[String]) -> Vec<String> {
-    let Ok(out) = Command::new("journalctl")
-        .args([
-            "-u",
-            UNIT,
-            "--since",
-            "-24h",
-            "-n",
-            "2000",
-            "-o",
-            "cat",
-            "--no-pager",
-            "-q",
-        ])
-        .output()
-    else {
-        return Vec::new();
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let bad: Vec<&str> = text.lines().filter(|l| looks_bad(l)).collect();
+    let lines = systemd::journal(UNIT, &["--since", "-24h", "-n", "2000"]);
+    let bad: Vec<&str> = lines
+        .iter()
+        .map(|e| e.text.as_str())
+        .filter(|l| looks_bad(l))
+        .collect();
     bad[bad.len().saturating_sub(5)..]
         .iter()
         .map(|l| mask(l, secrets))
         .collect()
-}
-
-fn package_version() -> Option<String> {
-    let dpkg = Command::new("dpkg-query")
-        .args(["-W", "-f=${Version}", "jarvis-supervisor"])
-        .output();
-    if let Ok(o) = dpkg {
-        if o.status.success() && !o.stdout.is_empty() {
-            return Some(String::from_utf8_lossy(&o.stdout).into_owned());
-        }
-    }
-    let rpm = Command::new("rpm")
-        .args(["-q", "--qf", "%{VERSION}-%{RELEASE}", "jarvis-supervisor"])
-        .output();
-    if let Ok(o) = rpm {
-        if o.status.success() {
-            return Some(String::from_utf8_lossy(&o.stdout).into_owned());
-        }
-    }
-    None
-}
-
-fn human_bytes(b: u64) -> String {
-    let b = b as f64;
-    if b >= (1u64 << 30) as f64 {
-        format!("{:.1} GiB", b / (1u64 << 30) as f64)
-    } else {
-        format!("{:.1} MiB", b / (1u64 << 20) as f64)
-    }
-}
-
-fn human_secs(s: f64) -> String {
-    let s = s as u64;
-    match s {
-        0..=119 => format!("{s} s"),
-        120..=7199 => format!("{} min", s / 60),
-        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
-    }
-}
-
-/// One line for the components, then one per component that is not
-/// running or has crashed; the bot's text defused.
-fn print_components(c: &crate::components::Components) {
-    use crate::output::printable;
-    let t = &c.thresholds;
-    let from = match c.source.as_str() {
-        "" => return,
-        "health" => format!(
-            "from /health, status {}",
-            printable(c.health.as_deref().unwrap_or("?"))
-        ),
-        "none" => "no component record yet".into(),
-        src => format!(
-            "from the newest record in the {}, {} old",
-            if src == "journal" {
-                "journal"
-            } else {
-                "bot's output"
-            },
-            c.age_s.map_or("?".into(), human_secs)
-        ),
-    };
-    println!(
-        "components: {}/{} running ({from}; WARNING at {} crashes/h of one, CRITICAL on a give-up or no record for {:.0} s)",
-        c.running,
-        c.total,
-        t.crashes_warn,
-        3.0 * t.interval_s
-    );
-    for x in &c.list {
-        if x.state == "running" && x.crashes_1h == 0 && !x.gave_up {
-            continue;
-        }
-        let mut line = format!("  {}: {}", printable(&x.name), printable(&x.state));
-        if let Some(r) = x.restarts {
-            line.push_str(&format!(", restarts {r}"));
-        }
-        if x.crashes_1h > 0 {
-            line.push_str(&format!(", {} crash(es) in the last hour", x.crashes_1h));
-        }
-        if x.gave_up {
-            line.push_str(", gave up (Max restarts reached)");
-        }
-        if let Some(e) = &x.last_error {
-            line.push_str(&format!("; last error: {}", printable(e)));
-        }
-        println!("{line}");
-    }
-}
-
-/// Performance data, monitoring-plugin style: `label=value[UOM];warn;crit;min;max`,
-/// only for what was measured.
-fn perfdata(st: &Status) -> String {
-    let mut out = Vec::new();
-    if let Some(c) = st.memory.current_bytes {
-        let max = st.memory.max_bytes.map(|m| m.to_string()).unwrap_or_default();
-        out.push(format!("memory={c}B;;;0;{max}"));
-    }
-    if let Some(n) = st.restarts_24h {
-        out.push(format!("restarts_24h={n};;;0"));
-    }
-    if let Some(a) = st.watchdog.last_ping_age_s {
-        let period = st
-            .watchdog
-            .period_s
-            .map(|p| format!("{p:.0}"))
-            .unwrap_or_default();
-        out.push(format!("watchdog_age={a:.1}s;;{period};0"));
-    }
-    if let Some(up) = st.uptime_s {
-        out.push(format!("uptime={up:.0}s;;;0"));
-    }
-    let c = &st.components;
-    if c.total > 0 {
-        out.push(format!("components_running={};;;0;{}", c.running, c.total));
-        out.push(format!("components_failed={};;1;0;{}", c.failed(), c.total));
-    }
-    out.join(" ")
-}
-
-fn verdict_word(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Ok => "OK",
-        Verdict::Warning => "WARNING",
-        Verdict::Critical => "CRITICAL",
-        Verdict::Unknown => "UNKNOWN",
-    }
-}
-
-/// What `print_human` shows of text that came from outside.
-fn defused(st: &Status) -> Status {
-    use crate::output::printable;
-    let list = |v: &[String]| v.iter().map(|s| printable(s)).collect();
-    let one = |v: &Option<String>| v.as_deref().map(printable);
-    Status {
-        reasons: list(&st.reasons),
-        errors: list(&st.errors),
-        code_changed: list(&st.code_changed),
-        state: printable(&st.state),
-        active_state: printable(&st.active_state),
-        sub_state: printable(&st.sub_state),
-        result: printable(&st.result),
-        status_text: one(&st.status_text),
-        supervisor: one(&st.supervisor),
-        package_version: one(&st.package_version),
-        code_deploy: one(&st.code_deploy),
-        logs: Logs {
-            dir: one(&st.logs.dir),
-            ..st.logs.clone()
-        },
-        weekly_restart: WeeklyRestart {
-            next: one(&st.weekly_restart.next),
-            ..st.weekly_restart.clone()
-        },
-        python: Python {
-            path: one(&st.python.path),
-            source: one(&st.python.source),
-            problem: one(&st.python.problem),
-            running_as: one(&st.python.running_as),
-            running_exe: one(&st.python.running_exe),
-        },
-        ..st.clone()
-    }
-}
-
-fn print_human(st: &Status) {
-    let st = &defused(st);
-    let verdict = verdict_word(st.verdict);
-    let why = if st.reasons.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", st.reasons.join("; "))
-    };
-    let perf = perfdata(st);
-    if perf.is_empty() {
-        println!("{verdict}{why}");
-    } else {
-        // The monitoring-plugin form: Nagios and Icinga graph what follows `|`.
-        println!("{verdict}{why} | {perf}");
-    }
-    let mut state = format!(
-        "state: {} ({}/{}), last result {}",
-        st.state, st.active_state, st.sub_state, st.result
-    );
-    if let Some(pid) = st.main_pid {
-        state.push_str(&format!(", main pid {pid}"));
-    }
-    if let Some(up) = st.uptime_s {
-        state.push_str(&format!(", up {}", human_secs(up)));
-    }
-    println!("{state}");
-    if st.state == "not-installed" || st.state == "unknown" {
-        return;
-    }
-    match st.restarts_24h {
-        Some(day) => println!(
-            "restarts: {} since the last manual start, {day} in the last 24 h",
-            st.n_restarts.unwrap_or(0)
-        ),
-        None => println!(
-            "restarts: {} since the last manual start",
-            st.n_restarts.unwrap_or(0)
-        ),
-    }
-    if let Some(s) = &st.supervisor {
-        println!("supervisor: {s}");
-    }
-    print_components(&st.components);
-    match (st.watchdog.last_ping_age_s, st.watchdog.period_s) {
-        (Some(a), Some(p)) => println!("watchdog: last ping {} ago (WatchdogSec={p:.0}s)", human_secs(a)),
-        (None, Some(p)) => println!("watchdog: WatchdogSec={p:.0}s, no ping while not running"),
-        _ => println!("watchdog: off"),
-    }
-    let mem = match (st.memory.current_bytes, st.memory.max_bytes) {
-        (Some(c), Some(m)) => format!(
-            "{} of {} ({:.1}%)",
-            human_bytes(c),
-            human_bytes(m),
-            c as f64 * 100.0 / m as f64
-        ),
-        (Some(c), None) => human_bytes(c),
-        _ => "not measured".into(),
-    };
-    println!("memory: {mem}; CPU {:.1} s in all", st.cpu_s.unwrap_or(0.0));
-    if let Some(id) = &st.code_deploy {
-        if st.code_changed.is_empty() {
-            println!("code: as shipped by deploy {id}");
-        } else {
-            println!(
-                "code: {} file(s) changed since deploy {id}:",
-                st.code_changed.len()
-            );
-            for c in &st.code_changed {
-                println!("  {c}");
-            }
-        }
-    }
-    let p = &st.python;
-    match (&p.running_as, &p.running_exe, &p.path, &p.problem) {
-        (Some(a), Some(e), _, _) if a != e => println!("python: running {a} ({e})"),
-        (Some(a), _, _, _) => println!("python: running {a}"),
-        (None, _, _, Some(why)) => println!("python: {why}"),
-        (None, _, Some(path), None) => println!(
-            "python: {path} ({}) at the next start",
-            p.source.as_deref().unwrap_or("?")
-        ),
-        _ => {}
-    }
-    if let Some(t) = &st.status_text {
-        println!("status: {t}");
-    }
-    if let Some(dir) = &st.logs.dir {
-        let newest = st
-            .logs
-            .newest_rotated_age_s
-            .map_or("none rotated yet".into(), |a| {
-                format!("newest rotated {} old", human_secs(a as f64))
-            });
-        println!(
-            "logs: {dir}: {}; {newest}",
-            human_bytes(st.logs.size_bytes.unwrap_or(0))
-        );
-    }
-    if let Some(f) = st.disk_free_bytes {
-        println!("disk: {} free", human_bytes(f));
-    }
-    if st.errors.is_empty() {
-        println!("errors: none in the last 24 h");
-    }
-    for e in &st.errors {
-        println!("error: {e}");
-    }
-    println!(
-        "package: {}",
-        st.package_version
-            .as_deref()
-            .unwrap_or("not installed by a package")
-    );
 }
 
 #[cfg(test)]
@@ -977,36 +590,5 @@ mod tests {
             mask("url bot123456789:abcdef/x and abcdef", &secrets),
             "url bot****/x and ****"
         );
-    }
-
-    #[test]
-    fn perfdata_follows_the_plugin_format_and_names_only_what_was_measured() {
-        let mut st = Status::default();
-        assert_eq!(perfdata(&st), "");
-        st.memory.current_bytes = Some(52_428_800);
-        st.memory.max_bytes = Some(1_073_741_824);
-        st.restarts_24h = Some(3);
-        st.watchdog.last_ping_age_s = Some(4.25);
-        st.watchdog.period_s = Some(60.0);
-        st.uptime_s = Some(3600.4);
-        let p = perfdata(&st);
-        assert_eq!(
-            p,
-            "memory=52428800B;;;0;1073741824 restarts_24h=3;;;0 watchdog_age=4.2s;;60;0 uptime=3600s;;;0"
-        );
-        // Each item: label=value[UOM];warn;crit;min[;max], no spaces inside.
-        for item in p.split(' ') {
-            let (label, rest) = item.split_once('=').unwrap();
-            assert!(
-                label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-                "{item}"
-            );
-            let fields: Vec<&str> = rest.split(';').collect();
-            assert!((4..=5).contains(&fields.len()), "{item}");
-            let value = fields[0].trim_end_matches(|c: char| c.is_ascii_alphabetic());
-            assert!(value.parse::<f64>().is_ok(), "{item}");
-        }
     }
 }

@@ -4,7 +4,6 @@
 //! run`). Crash and give-up lines come from that output in both cases.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::components::{self, Components, Line, Thresholds};
@@ -101,42 +100,11 @@ fn fetch(url: &str) -> Option<Vec<u8>> {
 
 /// The unit's journal of the last hour, oldest first, with its times.
 fn journal_lines() -> Vec<Line> {
-    let Ok(out) = Command::new("journalctl")
-        .args([
-            "-u",
-            super::UNIT,
-            "--since",
-            "-1h",
-            "-n",
-            JOURNAL_LINES,
-            "-o",
-            "json",
-            "--output-fields=MESSAGE",
-            "--no-pager",
-            "-q",
-        ])
-        .output()
-    else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            let text = match &v["MESSAGE"] {
-                serde_json::Value::String(s) => s.clone(),
-                // journald stores non-UTF-8 text as a byte array.
-                serde_json::Value::Array(a) => {
-                    let b: Vec<u8> = a.iter().filter_map(|x| x.as_u64().map(|n| n as u8)).collect();
-                    String::from_utf8_lossy(&b).into_owned()
-                }
-                _ => return None,
-            };
-            let unix = v["__REALTIME_TIMESTAMP"]
-                .as_str()
-                .and_then(|t| t.parse::<f64>().ok())
-                .map(|us| us / 1e6);
-            Some(Line { unix, text })
+    crate::systemd::journal(super::UNIT, &["--since", "-1h", "-n", JOURNAL_LINES])
+        .into_iter()
+        .map(|e| Line {
+            unix: e.unix,
+            text: e.text,
         })
         .collect()
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{human_bytes, human_secs, Status, Verdict};
+use super::render::{human_bytes, human_secs};
+use super::{Status, Verdict};
 use crate::ssh::{self, Target};
 
 /// What runs on each host. `LC_ALL=C` keeps systemd's words stable.
