@@ -52,6 +52,29 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// A table for a terminal: columns padded to their widest cell, the last
+/// one (a free-text note) left as it is; every cell defused. One line each.
+pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let rows: Vec<[String; N]> = rows.iter().map(|r| r.clone().map(|c| printable(&c))).collect();
+    let widths: Vec<usize> = (0..N)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -60,5 +83,16 @@ mod tests {
             super::printable("ok\x1b]0;pwned\x07 \x1b[2J\u{9b}31m\tend"),
             "ok\u{fffd}]0;pwned\u{fffd} \u{fffd}[2J\u{fffd}31m\tend"
         );
+    }
+
+    #[test]
+    fn a_table_pads_all_but_the_note_and_defuses_cells() {
+        let t = super::table(&[
+            ["HOST".to_string(), "RESULT".into(), "NOTE".into()],
+            ["a".into(), "OK".into(), "fine \u{1b}[2J".into()],
+        ]);
+        assert_eq!(t.lines().next(), Some("HOST  RESULT  NOTE"));
+        assert!(t.lines().nth(1).unwrap().starts_with("a     OK      fine "));
+        assert!(!t.contains('\u{1b}'));
     }
 }

@@ -1289,21 +1289,8 @@ fn print_summary(rows: &[Outcome], json: bool) {
             o.id.clone().unwrap_or_else(|| "-".into()),
             pkg,
             format!("{:.1}s", o.elapsed_s),
-            crate::output::printable(o.reason.as_deref().unwrap_or_default()),
+            o.reason.clone().unwrap_or_default(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    for r in &table {
-        let mut line = String::new();
-        for (c, cell) in r.iter().enumerate() {
-            if c == 5 {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
-            }
-        }
-        println!("{}", line.trim_end());
-    }
+    print!("{}", crate::output::table(&table));
 }

@@ -177,23 +177,10 @@ pub fn print(rows: &[Row], json: bool) -> i32 {
                 r.error.clone().unwrap_or_default(),
             ],
         };
-        // Another host's report: its text is defused before a terminal.
-        table.push(row.map(|cell| crate::output::printable(&cell)));
+        // Another host's report: the table defuses its text.
+        table.push(row);
     }
-    let widths: Vec<usize> = (0..9)
-        .map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    for r in &table {
-        let mut line = String::new();
-        for (c, cell) in r.iter().enumerate() {
-            if c == 8 {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
-            }
-        }
-        println!("{}", line.trim_end());
-    }
+    print!("{}", crate::output::table(&table));
     verdict as i32
 }
 
