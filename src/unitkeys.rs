@@ -8,6 +8,8 @@ pub const HONOURED: &[(&str, &str)] = &[
     ("Unit", "Description"),
     ("Unit", "StartLimitIntervalSec"),
     ("Unit", "StartLimitBurst"),
+    // As the shipped unit means it: when it gives up, `jarvisctl alert`.
+    ("Unit", "OnFailure"),
     ("Service", "Type"),
     ("Service", "NotifyAccess"),
     ("Service", "User"),
