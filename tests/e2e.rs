@@ -218,6 +218,25 @@ fn apt_install(c: &Container, host: &Path, flags: &str) -> container::Run {
 }
 
 /// Deploy the stand-in as the bot's code (see `Container::deploy_standin`).
+/// Runs `scenario` on each suite at once, each in a container of its own;
+/// the first failure is the test's.
+fn on_suites(suites: &[roots::Suite], scenario: impl Fn(roots::Suite) + Sync) {
+    std::thread::scope(|s| {
+        let runs: Vec<_> = suites
+            .iter()
+            .map(|&suite| {
+                let scenario = &scenario;
+                s.spawn(move || scenario(suite))
+            })
+            .collect();
+        for r in runs {
+            if let Err(e) = r.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+    });
+}
+
 fn deploy_standin(c: &Container) {
     c.deploy_standin(Path::new(env!("CARGO_MANIFEST_DIR")));
 }

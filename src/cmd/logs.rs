@@ -75,21 +75,14 @@ pub fn run(paths: &Paths, args: &LogsArgs) -> Result<i32> {
         let tx = tx.clone();
         std::thread::spawn(move || journal_follow(&tx));
     }
-    let mut last_component_match = false;
+    let mut filter = args.component.as_deref().map(Component::new);
     loop {
         let mut batch: Vec<Entry> = rx.try_iter().collect();
         batch.extend(files.poll());
         for e in batch {
-            if let Some(c) = &args.component {
-                let m = matches_component(&e.text, c);
-                // A traceback line follows its error line.
-                let cont = !m && continues(&e);
-                last_component_match = m || (cont && last_component_match);
-                if !last_component_match {
-                    continue;
-                }
+            if filter.as_mut().is_none_or(|f| f.keeps(&e)) {
+                show(&e);
             }
-            show(&e);
         }
         std::thread::sleep(POLL);
     }
@@ -159,29 +152,45 @@ fn matches_component(text: &str, name: &str) -> bool {
     text.contains(&format!("[{name}]")) || text.trim_start().starts_with(&format!("{name}:"))
 }
 
-/// The lines of one component, with the lines that carry no time of their
-/// own (a traceback) after each of its lines.
-fn of_component(all: Vec<Entry>, name: &str) -> Vec<Entry> {
-    let mut out = Vec::new();
-    let mut by_source: BTreeMap<String, bool> = BTreeMap::new();
-    for e in all {
-        let m = matches_component(&e.text, name);
-        let last = by_source.entry(e.source.clone()).or_default();
-        let cont = !m && continues(&e);
-        *last = m || (cont && *last);
-        if *last {
-            out.push(e);
-        }
-    }
-    out
+/// `--component NAME`: its lines, and after each of them the lines that
+/// continue it (a traceback), per source.
+struct Component<'a> {
+    name: &'a str,
+    /// Whether the last line of each source was kept.
+    last: BTreeMap<String, bool>,
 }
 
-fn journal_entry(line: &str) -> Option<Entry> {
-    crate::systemd::journal_entry(line).map(|e| Entry {
+impl<'a> Component<'a> {
+    fn new(name: &'a str) -> Self {
+        Component {
+            name,
+            last: BTreeMap::new(),
+        }
+    }
+
+    fn keeps(&mut self, e: &Entry) -> bool {
+        let m = matches_component(&e.text, self.name);
+        let last = self.last.entry(e.source.clone()).or_default();
+        *last = m || (continues(e) && *last);
+        *last
+    }
+}
+
+fn of_component(all: Vec<Entry>, name: &str) -> Vec<Entry> {
+    let mut f = Component::new(name);
+    all.into_iter().filter(|e| f.keeps(e)).collect()
+}
+
+fn from_journal(e: crate::systemd::JournalEntry) -> Entry {
+    Entry {
         t: e.unix,
         source: "journal".into(),
         text: e.text,
-    })
+    }
+}
+
+fn journal_entry(line: &str) -> Option<Entry> {
+    crate::systemd::journal_entry(line).map(from_journal)
 }
 
 fn journal_history(since: Option<f64>, n: usize) -> Vec<Entry> {
@@ -193,11 +202,7 @@ fn journal_history(since: Option<f64>, n: usize) -> Vec<Entry> {
     }
     crate::systemd::journal(UNIT, &extra)
         .into_iter()
-        .map(|e| Entry {
-            t: e.unix,
-            source: "journal".into(),
-            text: e.text,
-        })
+        .map(from_journal)
         .collect()
 }
 

@@ -214,17 +214,18 @@ pub fn collect_with(paths: &Paths, thresholds: &crate::components::Thresholds) -
         if let Some(why) = st.python.problem.clone() {
             raise(&mut st, Verdict::Warning, format!("the next start fails: {why}"));
         }
-        st.errors = match secrets(paths, u) {
+        // Read once: the error lines and the components are masked with it.
+        let secrets = secrets(paths, u);
+        st.errors = match &secrets {
             None => {
                 vec!["(error lines hidden: .env could not be read to mask its values; run as root)".into()]
             }
-            Some(secrets) if fallback => fallback::error_lines(paths, u, &secrets),
-            Some(secrets) => error_lines(&secrets),
+            Some(secrets) if fallback => fallback::error_lines(paths, u, secrets),
+            Some(secrets) => error_lines(secrets),
         };
         // The components, while the bot runs: its values masked, or no
         // text of its shown at all when .env could not be read.
         if st.main_pid.is_some() {
-            let secrets = secrets(paths, u);
             let c = components::collect(paths, u, fallback, secrets.as_deref().unwrap_or(&[]), thresholds);
             let (crit, warn) = crate::components::verdicts(&c, thresholds, st.uptime_s);
             for why in crit {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::container::Container;
 use super::roots::Suite;
-use super::{apt_install, deploy_standin, pkg, CODE, UNIT};
+use super::{apt_install, deploy_standin, on_suites, pkg, CODE, UNIT};
 
 const SERVER: &str = r#"
 import http.server, sys, time
@@ -119,15 +119,5 @@ fn scenario(suite: Suite) {
 }
 
 pub fn both_engines() {
-    std::thread::scope(|s| {
-        let runs: Vec<_> = [Suite::Bookworm, Suite::Trixie, Suite::Sysvinit]
-            .into_iter()
-            .map(|suite| s.spawn(move || scenario(suite)))
-            .collect();
-        for r in runs {
-            if let Err(e) = r.join() {
-                std::panic::resume_unwind(e);
-            }
-        }
-    });
+    on_suites(&[Suite::Bookworm, Suite::Trixie, Suite::Sysvinit], scenario);
 }

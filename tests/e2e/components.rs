@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::container::Container;
 use super::roots::Suite;
-use super::{apt_install, deploy_standin, pkg, CODE};
+use super::{apt_install, deploy_standin, on_suites, pkg, CODE};
 
 /// (exit code, JSON, first human line).
 fn status(c: &Container, extra: &str) -> (i32, Value, String) {
@@ -251,15 +251,5 @@ fn scenario(suite: Suite) {
 }
 
 pub fn both_engines() {
-    std::thread::scope(|s| {
-        let a = s.spawn(|| scenario(Suite::Bookworm));
-        let b = s.spawn(|| scenario(Suite::Sysvinit));
-        let (a, b) = (a.join(), b.join());
-        if let Err(e) = a {
-            std::panic::resume_unwind(e);
-        }
-        if let Err(e) = b {
-            std::panic::resume_unwind(e);
-        }
-    });
+    on_suites(&[Suite::Bookworm, Suite::Sysvinit], scenario);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::container::Container;
 use super::roots::Suite;
-use super::{apt_install, deploy_standin, pkg, CODE};
+use super::{apt_install, deploy_standin, on_suites, pkg, CODE};
 
 const TOKEN: &str = "123456789:AAFakeTokenForTestsOnly_abcdefghijklmn";
 
@@ -92,15 +92,5 @@ fn scenario(suite: Suite) {
 }
 
 pub fn both_engines() {
-    std::thread::scope(|s| {
-        let a = s.spawn(|| scenario(Suite::Bookworm));
-        let b = s.spawn(|| scenario(Suite::Sysvinit));
-        let (a, b) = (a.join(), b.join());
-        if let Err(e) = a {
-            std::panic::resume_unwind(e);
-        }
-        if let Err(e) = b {
-            std::panic::resume_unwind(e);
-        }
-    });
+    on_suites(&[Suite::Bookworm, Suite::Sysvinit], scenario);
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::container::Container;
 use super::roots::Suite;
-use super::{apt_install, deploy_standin, pkg, CODE, UNIT};
+use super::{apt_install, deploy_standin, on_suites, pkg, CODE, UNIT};
 
 /// The bot's main pid as the engine in charge reports it.
 fn main_pid(c: &Container, suite: Suite) -> Option<u32> {
@@ -282,15 +282,7 @@ pub fn both_engines() {
         .output()
         .expect("python3");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    std::thread::scope(|s| {
-        let a = s.spawn(|| scenario(Suite::Bookworm, wh.path()));
-        let b = s.spawn(|| scenario(Suite::Sysvinit, wh.path()));
-        let (a, b) = (a.join(), b.join());
-        if let Err(e) = a {
-            std::panic::resume_unwind(e);
-        }
-        if let Err(e) = b {
-            std::panic::resume_unwind(e);
-        }
+    on_suites(&[Suite::Bookworm, Suite::Sysvinit], |suite| {
+        scenario(suite, wh.path())
     });
 }
