@@ -7,10 +7,30 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Helper for the jarvis-supervisor service: provisioning, preflight checks
-/// and the crash-loop backoff of the systemd unit.
+/// The `Examples:` block that ends a subcommand's `--help` (and its entry in
+/// the man page): one invocation per line, each one that parses, which
+/// tests/cli.rs checks.
+macro_rules! examples {
+    ($($line:literal),+ $(,)?) => {
+        concat!("Examples:", $("\n  ", $line),+)
+    };
+}
+
+/// Set up, check, monitor, deploy and supervise the Jarvis bot service
+///
+/// jarvisctl is the helper of the jarvis-supervisor package. It provisions
+/// the host for the service (setup), names every reason the service would
+/// not start (check), reports its health and logs (status, logs), ships the
+/// bot's code to hosts over ssh (deploy), manages the bot's Python
+/// environment (venv), and supervises the bot from the same unit file on a
+/// host without systemd (run, stop). The systemd unit runs it too: backoff
+/// and check --preflight before each start, venv exec as the start itself,
+/// status --record every 5 minutes, alert when the service gives up.
+///
+/// Paths and the service user come from the installed unit and its
+/// drop-ins, never from a second configuration.
 #[derive(Debug, Parser)]
-#[command(name = "jarvisctl", version, about, long_about = None)]
+#[command(name = "jarvisctl", version)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -26,41 +46,88 @@ pub enum Command {
     /// Create the jarvis user and group, the directories the unit makes
     /// writable, and fix the owner and mode of .env. Idempotent: prints one
     /// line per change and nothing when nothing changed.
+    #[command(after_help = examples!(
+        "sudo jarvisctl setup",
+        "sudo jarvisctl setup --json",
+    ))]
     Setup(SetupArgs),
     /// Check every known reason the service would not start, each with its
     /// fix. Exit 0 when every check passes, 1 when one fails.
+    #[command(after_help = examples!(
+        "sudo jarvisctl check",
+        "sudo jarvisctl check --json",
+        "sudo jarvisctl check -q",
+    ))]
     Check(CheckArgs),
     /// Health of the service on this host: state, restarts, watchdog,
     /// memory, logs, disk, recent errors (secrets masked). Exit 0 OK,
     /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    #[command(after_help = examples!(
+        "sudo jarvisctl status",
+        "sudo jarvisctl status --trend",
+        "jarvisctl status --host root@vps1 --host root@vps2:2222",
+    ))]
     Status(StatusArgs),
     /// Per-host settings, written as systemd drop-ins.
+    #[command(after_help = examples!(
+        "sudo jarvisctl configure --weekly-restart \"Sun 04:00\"",
+        "sudo jarvisctl configure --code-root /srv/jarvis --python /usr/bin/python3.11",
+        "jarvisctl configure --show",
+    ))]
     Configure(ConfigureArgs),
     /// Work with .env files.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = examples!("jarvisctl env lint vps.env"))]
     Env(EnvCommand),
     /// Crash-loop backoff, run by the unit as ExecStartPre: waits longer
     /// after each quick restart, and not at all after a long healthy run.
+    #[command(after_help = examples!(
+        "jarvisctl backoff",
+        "jarvisctl backoff --state /tmp/backoff.state --max 30",
+    ))]
     Backoff(BackoffArgs),
     /// Supervise the program without systemd, from the same unit file and
     /// drop-ins: notify socket, watchdog, restarts, start limits, logs.
+    #[command(after_help = examples!(
+        "sudo jarvisctl run --daemon",
+        "sudo jarvisctl run --unit ./jarvis-supervisor.service",
+    ))]
     Run(RunArgs),
     /// Stop a running `jarvisctl run` gracefully (SIGTERM, then wait).
+    #[command(after_help = examples!(
+        "sudo jarvisctl stop",
+        "sudo jarvisctl stop --timeout 30",
+    ))]
     Stop(StopArgs),
     /// The bot's output and its own logs/*.log, in time order, on both
     /// engines, every .env value masked (like pm2 logs / supervisorctl tail).
+    #[command(after_help = examples!(
+        "sudo jarvisctl logs -n 100",
+        "sudo jarvisctl logs -f --component buy_bot",
+        "sudo jarvisctl logs --since -1h",
+    ))]
     Logs(LogsArgs),
     /// The service gave up (start limit): ping the heartbeat URL's /fail
     /// and run heartbeat.conf's on_failure command, at once. Run by
     /// jarvis-supervisor-alert.service (OnFailure=) and by jarvisctl run.
+    #[command(after_help = examples!(
+        "sudo jarvisctl alert --reason \"testing the alert\"",
+    ))]
     Alert(AlertArgs),
     /// Ship the bot's code (and optionally the package and .env) to hosts
     /// over ssh, restart, verify it stays healthy, and roll back by itself
     /// on failure. Exit 0 when every host was deployed, 1 otherwise.
+    #[command(after_help = examples!(
+        "jarvisctl deploy --code ./Jarvis --host root@vps1 --dry-run",
+        "jarvisctl deploy --code ./Jarvis --hosts fleet.toml --env vps.env",
+        "jarvisctl deploy --rollback --host root@vps1",
+    ))]
     Deploy(DeployArgs),
     /// The bot's Python environment: venv/ in the code root, which the
     /// service runs when it exists (else the system's python3).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = examples!("sudo jarvisctl venv build", "sudo jarvisctl venv rollback")
+    )]
     Venv(VenvCommand),
     /// Internal: the last step before exec of a supervised process (drop
     /// privileges, parent-death signal, limits), run by `jarvisctl run`.
@@ -169,6 +236,11 @@ pub enum EnvCommand {
     /// Check a .env file as systemd will read it, before a deploy: lines
     /// systemd and a shell read differently, and the required variables.
     /// Values are never printed. Exit 0 when clean, 1 when not.
+    #[command(after_help = examples!(
+        "jarvisctl env lint vps.env",
+        "jarvisctl env lint --systemd 252 vps.env",
+        "sudo jarvisctl env lint /home/jarvis/Jarvis/.env --json",
+    ))]
     Lint(EnvLintArgs),
 }
 
@@ -221,9 +293,6 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  sudo jarvisctl logs -n 100\n  sudo jarvisctl logs -f --component buy_bot\n  sudo jarvisctl logs --since -1h"
-)]
 pub struct LogsArgs {
     /// Keep printing new lines as they come.
     #[arg(short, long)]
@@ -233,7 +302,9 @@ pub struct LogsArgs {
     pub lines: usize,
     /// Only lines from then on: -90s, -30min, -1h, -2d, or
     /// "2026-12-01 05:28[:18]" (local time).
-    #[arg(long, value_name = "TIME")]
+    // The relative times start with a hyphen: without this, clap takes
+    // `--since -1h` for an unknown flag.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
     /// Only the lines of this component ([NAME] lines, its record line,
     /// and the traceback after them).
@@ -391,20 +462,40 @@ pub enum VenvCommand {
     /// venvs/<id>, then switch venv/ to it in one rename; the previous one
     /// is kept for `venv rollback`. A failed build leaves the one in use as
     /// it was. Exit 0 built, 1 failed.
+    #[command(after_help = examples!(
+        "sudo jarvisctl venv build",
+        "sudo jarvisctl venv build --python /usr/bin/python3.11",
+        "sudo jarvisctl venv build --wheelhouse ./wheels --installer pip",
+    ))]
     Build(VenvBuildArgs),
     /// Switch venv/ back to the environment before the last build or
     /// rollback.
+    #[command(after_help = examples!(
+        "sudo jarvisctl venv rollback",
+    ))]
     Rollback(VenvRollbackArgs),
     /// Point venv/ at an environment kept under venvs/ (or at none: the
     /// system's python3), in one rename, as the service user. Deploy uses
     /// it to swap the environment with the code.
+    #[command(after_help = examples!(
+        "sudo jarvisctl venv switch venvs/20260301T120000-4242",
+        "sudo jarvisctl venv switch none",
+    ))]
     Switch(VenvSwitchArgs),
     /// Make a venv/ built by hand a kept environment (venvs/adopted-*,
     /// linked from venv/, never deleted) and print the one in use.
+    #[command(after_help = examples!(
+        "sudo jarvisctl venv adopt",
+        "sudo jarvisctl venv adopt --json",
+    ))]
     Adopt(VenvRollbackArgs),
     /// The unit's ExecStart=: run ARGS with `venv/bin/python` of the code
     /// root (the working directory) when it exists, else with
     /// /usr/bin/python3; the same process, so systemd's main pid stays.
+    #[command(after_help = examples!(
+        "jarvisctl venv exec -- /home/jarvis/Jarvis/bots/supervisor.py",
+        "jarvisctl venv exec --code-root /home/jarvis/Jarvis -- -c \"import sys; print(sys.executable)\"",
+    ))]
     Exec(VenvExecArgs),
 }
 

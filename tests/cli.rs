@@ -351,3 +351,105 @@ fn a_closed_stdout_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(rc, "141", "{err}");
 }
+
+/// The command line itself, to list the subcommands and to parse each
+/// example exactly as the binary would.
+#[allow(dead_code)]
+#[path = "../src/cli.rs"]
+mod cli_def;
+
+/// Every visible subcommand by its words: `["setup"]`, `["env"]`,
+/// `["env", "lint"]`, ...
+fn visible_subcommands(cmd: &clap::Command, prefix: &[String], out: &mut Vec<Vec<String>>) {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+    {
+        let mut words = prefix.to_vec();
+        words.push(sub.get_name().to_string());
+        out.push(words.clone());
+        visible_subcommands(sub, &words, out);
+    }
+}
+
+/// The words of an example line as a shell splits them: quotes group, and
+/// the examples use no other shell syntax.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.get_or_insert_with(String::new).push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                word.get_or_insert_with(String::new);
+            }
+            (None, c) if c.is_whitespace() => words.extend(word.take()),
+            (None, c) => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    assert!(quote.is_none(), "an unclosed quote in {line:?}");
+    words.extend(word);
+    words
+}
+
+#[test]
+fn every_subcommand_help_ends_with_examples_that_parse() {
+    use clap::{CommandFactory, Parser};
+    let mut subs = Vec::new();
+    visible_subcommands(&cli_def::Cli::command(), &[], &mut subs);
+    for nested in [["env", "lint"], ["venv", "build"], ["venv", "exec"]] {
+        assert!(
+            subs.contains(&nested.map(String::from).to_vec()),
+            "{nested:?} not listed: {subs:?}"
+        );
+    }
+    for sub in &subs {
+        let out = Command::new(BIN)
+            .args(sub)
+            .arg("--help")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sub:?} --help: {}", text(&out));
+        let help = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = help.trim_end().lines().collect();
+        let start = lines
+            .iter()
+            .rposition(|l| *l == "Examples:")
+            .unwrap_or_else(|| panic!("{sub:?} --help has no examples:\n{help}"));
+        let examples = &lines[start + 1..];
+        assert!(
+            (1..=3).contains(&examples.len()),
+            "{sub:?}: the help must end with 1 to 3 examples:\n{help}"
+        );
+        for example in examples {
+            assert!(
+                example.starts_with("  "),
+                "{sub:?}: not an example line: {example:?}"
+            );
+            let mut words = shell_words(example);
+            if words.first().is_some_and(|w| w == "sudo") {
+                words.remove(0);
+                if words.first().is_some_and(|w| w == "-u") {
+                    words.drain(..2);
+                }
+            }
+            assert_eq!(
+                words.first().map(String::as_str),
+                Some("jarvisctl"),
+                "{sub:?}: {example}"
+            );
+            assert_eq!(
+                words.get(1..=sub.len()),
+                Some(&sub[..]),
+                "{sub:?}: the example runs another command: {example}"
+            );
+            if let Err(e) = cli_def::Cli::try_parse_from(&words) {
+                panic!("{sub:?}: the example `{}` does not parse:\n{e}", example.trim());
+            }
+        }
+    }
+}
