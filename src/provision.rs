@@ -82,10 +82,11 @@ pub fn ensure_user(user: &str, group: &str, home: &Path) -> Result<(Account, Vec
     // adduser is only a link to useradd) use useradd. Both lock the password.
     let debian_adduser = Path::new("/etc/debian_version").exists()
         && fs::symlink_metadata("/usr/sbin/adduser").is_ok_and(|m| m.file_type().is_file());
+    let shell = no_login_shell();
     let mut cmd;
     if debian_adduser {
         cmd = Command::new("adduser");
-        cmd.args(["--system", "--quiet", "--home", &home_s, "--shell", "/bin/bash"]);
+        cmd.args(["--system", "--quiet", "--home", &home_s, "--shell", shell]);
         if group_exists {
             cmd.args(["--ingroup", group]);
         } else if group == user {
@@ -106,7 +107,7 @@ pub fn ensure_user(user: &str, group: &str, home: &Path) -> Result<(Account, Vec
             "--home-dir",
             &home_s,
             "--shell",
-            "/bin/bash",
+            shell,
         ]);
         if group_exists || group != user {
             cmd.args(["--gid", group]);
@@ -128,6 +129,16 @@ pub fn ensure_user(user: &str, group: &str, home: &Path) -> Result<(Account, Vec
         ),
     );
     Ok((acct, vec![change]))
+}
+
+/// The service user never logs in: it holds trading keys, and nothing needs
+/// its shell (deploy logs in as root, the engines switch users themselves,
+/// logrotate's `su` takes no shell). The same choice as the sysusers.d file.
+pub fn no_login_shell() -> &'static str {
+    ["/usr/sbin/nologin", "/sbin/nologin"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("/bin/false")
 }
 
 fn run_tool(cmd: &mut Command) -> Result<()> {

@@ -441,7 +441,7 @@ fn cases() -> Vec<Case<'static>> {
                 "code",
                 "/home/jarvis/Jarvis/bots/supervisor.py is missing",
                 None,
-                "rsync -a --exclude .env",
+                "rsync -a --chown=",
             ),
         ),
         (

@@ -378,6 +378,107 @@ fn install_without_code_enables_but_does_not_start() {
         !c.root.join("home/jarvis/Jarvis/.env").exists(),
         "setup must never create .env"
     );
+    // Next steps, not errors: the timer's service is never started like a
+    // service ("... is a disabled or a static unit, not starting it").
+    for bad in ["static unit", "not starting it", "error", "warning"] {
+        assert!(
+            !text.to_lowercase().contains(bad),
+            "a clean install printed {bad:?}:\n{text}"
+        );
+    }
+    distribution_conventions(&c);
+}
+
+/// Issue 16: what the distribution's own tools expect of an installed
+/// package: dpkg --verify, the sysusers.d and tmpfiles.d entries applied,
+/// no login shell for the service user, and the man page.
+fn distribution_conventions(c: &Container) {
+    let verify = c.sh("dpkg --verify jarvis-supervisor 2>&1");
+    assert!(
+        verify.status == 0 && verify.all().trim().is_empty(),
+        "dpkg --verify after install (exit {}):\n{}",
+        verify.status,
+        verify.all()
+    );
+    // A replaced binary is flagged (the 5: its MD5 differs), then restored.
+    c.ok("cp -p /usr/bin/jarvisctl /var/tmp/jarvisctl.orig && cp /bin/true /usr/bin/jarvisctl");
+    let verify = c.sh("dpkg --verify jarvis-supervisor 2>&1");
+    c.ok("cp -p /var/tmp/jarvisctl.orig /usr/bin/jarvisctl");
+    let flagged = verify
+        .all()
+        .lines()
+        .find(|l| l.ends_with(" /usr/bin/jarvisctl"))
+        .map(str::to_string);
+    assert!(
+        verify.status != 0 && flagged.as_deref().is_some_and(|l| l.starts_with("??5")),
+        "dpkg --verify did not flag the replaced /usr/bin/jarvisctl (exit {}):\n{}",
+        verify.status,
+        verify.all()
+    );
+    assert!(
+        c.sh("dpkg --verify jarvis-supervisor").status == 0,
+        "restored binary still flagged"
+    );
+
+    // The account is the sysusers.d file's: its comment and no login shell.
+    let passwd = c.ok("getent passwd jarvis");
+    let fields: Vec<&str> = passwd.trim().split(':').collect();
+    assert_eq!(
+        (fields[4], fields[5], fields[6]),
+        ("Jarvis bot supervisor", "/home/jarvis", "/usr/sbin/nologin"),
+        "jarvis is not the sysusers.d entry: {passwd}"
+    );
+    let again = c.ok("systemd-sysusers --dry-run jarvis-supervisor.conf 2>&1; echo rc=$?");
+    assert!(
+        !again.contains("Creating") && again.contains("rc=0"),
+        "systemd-sysusers would still change something:\n{again}"
+    );
+    // tmpfiles.d applied at install: the lock file, the service user's.
+    assert_eq!(
+        c.ok("stat -c '%U:%G %a' /tmp/jarvis-supervisor.lock").trim(),
+        "jarvis:jarvis 600",
+        "the tmpfiles.d entry was not applied"
+    );
+
+    // man jarvisctl: the package's version and the sections a reader looks for.
+    let version = c.ok("dpkg-query -W -f='${Version}' jarvis-supervisor");
+    let upstream = version.trim().split('-').next().unwrap_or_default().to_string();
+    let man = c.sh("MANWIDTH=80 man -P cat jarvisctl 2>&1");
+    let text = man.all();
+    assert_eq!(man.status, 0, "man jarvisctl:\n{text}");
+    let footer = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert!(
+        footer.contains(&upstream) && !footer.contains("0.0.0"),
+        "man jarvisctl's footer does not carry the package version {upstream}: {footer:?}"
+    );
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "EXIT STATUS",
+        "ENVIRONMENT",
+        "FILES",
+        "SEE ALSO",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim_end() == section),
+            "man jarvisctl has no {section} section:\n{text}"
+        );
+    }
+    for page in ["systemctl(1)", "journalctl(1)", "systemd.exec(5)"] {
+        assert!(text.contains(page), "SEE ALSO lacks {page}");
+    }
+    println!(
+        "figures: dpkg --verify clean, replaced binary flagged as {:?}; jarvis: {}; man jarvisctl: {} lines, footer {:?}",
+        flagged.unwrap_or_default().trim(),
+        passwd.trim(),
+        text.lines().count(),
+        footer.trim()
+    );
 }
 
 #[test]
@@ -416,6 +517,22 @@ fn install_with_code_and_env_starts_after_ready() {
     assert!(
         !out.all().contains("TELEGRAM_BOT_TOKEN=1"),
         "a secret was printed"
+    );
+    // A clean install says nothing that reads like an error.
+    let text = out.all();
+    let alarming: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let l = l.to_lowercase();
+            ["error", "warning", "fail", "not starting", "static unit", "✗"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .collect();
+    assert!(
+        alarming.is_empty(),
+        "a clean install printed:\n{}",
+        alarming.join("\n")
     );
 }
 
@@ -579,6 +696,19 @@ fn rpm_scriptlets_create_user_enable_and_keep_data_on_erase() {
         out.all()
     );
     assert_provisioned(&c);
+    // %pre made the account from the sysusers.d line (its comment, no shell);
+    // %post enabled the unit through the preset file.
+    let passwd = c.ok("getent passwd jarvis");
+    assert!(
+        passwd
+            .trim()
+            .ends_with(":Jarvis bot supervisor:/home/jarvis:/usr/sbin/nologin"),
+        "jarvis is not the sysusers.d entry: {passwd}"
+    );
+    assert!(c
+        .root
+        .join("usr/lib/systemd/system-preset/50-jarvis-supervisor.preset")
+        .is_file());
     assert_eq!(c.ok(&format!("systemctl is-enabled {UNIT}")).trim(), "enabled");
     c.wait_for("active after rpm -i", Duration::from_secs(60), active);
     let before = user_state(&c);

@@ -1,13 +1,17 @@
 # %post ($1: 1 = initial installation, 2+ = upgrade).
 # %systemd_post written out: cargo-generate-rpm does not expand macros.
 jarvisctl setup || exit 1
+# %tmpfiles_create, once the user exists.
+if command -v systemd-tmpfiles >/dev/null 2>&1; then
+    systemd-tmpfiles --create jarvis-supervisor.conf >/dev/null 2>&1 || :
+fi
 if [ "$1" -eq 1 ]; then
-    # Initial installation. Enabled despite presets: this package exists
-    # only to run this one service at boot.
-    systemctl --no-reload enable jarvis-supervisor.service jarvis-supervisor-health.timer >/dev/null 2>&1 || :
+    # Initial installation: %systemd_post. The package's preset file
+    # (50-jarvis-supervisor.preset) enables both; an administrator's preset
+    # in /etc/systemd/system-preset/ may say otherwise.
+    systemctl --no-reload preset jarvis-supervisor.service jarvis-supervisor-health.timer >/dev/null 2>&1 || :
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload || :
-        systemd-tmpfiles --create jarvis-supervisor.conf >/dev/null 2>&1 || :
         systemctl start jarvis-supervisor-health.timer || :
         if jarvisctl check; then
             systemctl start jarvis-supervisor.service \

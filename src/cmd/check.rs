@@ -116,7 +116,8 @@ pub fn checks(paths: &Paths, unit: &Unit, rules: &[envrules::Rule], preflight: b
                 "code",
                 format!("{} is missing", script.display()),
                 format!(
-                    "deploy the code as the service user: rsync -a --exclude .env --exclude logs --exclude data ./Jarvis/ {user}@HOST:{}/",
+                    // As root: the service user has no login shell.
+                    "deploy the code: jarvisctl deploy --host root@HOST --code ./Jarvis, or rsync -a --chown={user}:{group} --exclude .env --exclude logs --exclude data ./Jarvis/ root@HOST:{}/",
                     code_root.display()
                 ),
             ));
