@@ -66,6 +66,7 @@ const SHIPPED: &[&str] = &[
     "/etc/jarvis-supervisor/heartbeat.conf",
     "/etc/logrotate.d/jarvis-fallback",
     "/usr/lib/tmpfiles.d/jarvis-supervisor.conf",
+    "/usr/lib/sysusers.d/jarvis-supervisor.conf",
     "/usr/share/man/man1/jarvisctl.1.gz",
     "/usr/share/bash-completion/completions/jarvisctl",
     "/usr/share/zsh/vendor-completions/_jarvisctl",
@@ -87,8 +88,10 @@ fn deb_carries_helper_unit_logrotate_man_copyright_changelog_and_conffile() {
     }
     // The heartbeat URL is a secret: root only.
     assert!(
-        list.lines()
-            .any(|l| l.starts_with("-rw-r----- 0/0") && l.ends_with("./etc/jarvis-supervisor/heartbeat.conf")),
+        list.lines().any(
+            |l| (l.starts_with("-rw-r----- 0/0") || l.starts_with("-rw-r----- root/root"))
+                && l.ends_with("./etc/jarvis-supervisor/heartbeat.conf")
+        ),
         "heartbeat.conf is not 0640 owned by 0:0:\n{list}"
     );
     let (_, conffiles) = run(Command::new("dpkg-deb").arg("-I").arg(&deb).arg("conffiles"));
@@ -122,6 +125,39 @@ fn deb_carries_helper_unit_logrotate_man_copyright_changelog_and_conffile() {
     );
     let (_, recommends) = run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Recommends"));
     assert!(recommends.contains("python3-venv"), "Recommends: {recommends}");
+
+    // md5sums (what dpkg --verify checks): one line per regular file of the
+    // data archive, and every sum right.
+    let (code, sums) = run(Command::new("dpkg-deb").arg("-I").arg(&deb).arg("md5sums"));
+    assert_eq!(code, 0, "the .deb has no md5sums control file:\n{sums}");
+    let files: Vec<&str> = list
+        .lines()
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| l.split_whitespace().last())
+        .map(|p| p.trim_start_matches("./"))
+        .collect();
+    let listed: Vec<&str> = sums
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(_, p)| p))
+        .collect();
+    for f in &files {
+        assert!(listed.contains(f), "{f} has no line in md5sums:\n{sums}");
+    }
+    let tree = tempfile::tempdir().unwrap();
+    let (code, text) = run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(tree.path()));
+    assert_eq!(code, 0, "{text}");
+    let sums_file = tree.path().join("md5sums");
+    std::fs::write(&sums_file, &sums).unwrap();
+    let (code, text) = run(Command::new("md5sum")
+        .arg("--quiet")
+        .arg("-c")
+        .arg(&sums_file)
+        .current_dir(tree.path()));
+    assert_eq!(code, 0, "md5sums do not match the files:\n{text}");
+    println!(
+        "figures: md5sums lists all {} files of the .deb, every sum right",
+        files.len()
+    );
 }
 
 #[test]
@@ -139,6 +175,17 @@ fn rpm_carries_the_same_files_and_its_scriptlets() {
     for s in ["preinstall", "postinstall", "preuninstall", "postuninstall"] {
         assert!(scripts.contains(s), "no {s} scriptlet:\n{scripts}");
     }
+    // Fedora's policy: enabling at install goes through a preset file (an
+    // administrator's preset can then say otherwise).
+    assert!(
+        list.lines()
+            .any(|l| l == "/usr/lib/systemd/system-preset/50-jarvis-supervisor.preset"),
+        "no preset file in the .rpm:\n{list}"
+    );
+    assert!(
+        scripts.contains("systemctl --no-reload preset"),
+        "%post must apply the preset:\n{scripts}"
+    );
     // EL9's python3 is 3.9: the bot runs from a venv made with python3.11.
     let (_, requires) = run(Command::new("rpm")
         .args(["-qp", "--requires", "--nosignature"])
@@ -164,4 +211,206 @@ fn sha256sums_match_the_packages() {
         .current_dir(dir));
     assert_eq!(code, 0, "{text}");
     assert_eq!(text.lines().filter(|l| l.ends_with(": OK")).count(), 2, "{text}");
+}
+
+/// The host's target triple (`rustc -vV`): the packages are built for it.
+fn host_triple() -> String {
+    let (code, text) = run(Command::new("rustc").arg("-vV"));
+    assert_eq!(code, 0, "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap_or_else(|| panic!("no host in rustc -vV:\n{text}"))
+        .trim()
+        .to_string()
+}
+
+/// `name version` of every crate `cargo tree` reaches from `package` over
+/// normal dependencies (no dev-, no build-dependencies) on `target`,
+/// the package itself left out.
+fn normal_tree(package: &str, target: &str) -> std::collections::BTreeSet<(String, String)> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let (code, text) = run(Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["tree", "--locked", "-e", "normal", "--prefix", "none"])
+        .args(["-p", package, "--target", target, "--format", "{p}"]));
+    assert_eq!(code, 0, "cargo tree -p {package}:\n{text}");
+    let set: std::collections::BTreeSet<(String, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next()?;
+            let version = w.next()?.strip_prefix('v')?;
+            Some((name.to_string(), version.to_string()))
+        })
+        .filter(|(name, _)| name != package)
+        .collect();
+    assert!(!set.is_empty(), "cargo tree -p {package} listed nothing:\n{text}");
+    set
+}
+
+/// Every (name, version) that Cargo.lock records.
+fn lockfile() -> std::collections::BTreeSet<(String, String)> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock");
+    let lock: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    lock["package"]
+        .as_array()
+        .expect("[[package]] in Cargo.lock")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The components of a CycloneDX document, nested ones included.
+fn components(list: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+    for c in list.as_array().into_iter().flatten() {
+        out.push(c.clone());
+        components(&c["components"], out);
+    }
+}
+
+#[test]
+#[ignore = "needs the built packages: run by cargo xtask test"]
+fn sbom_beside_each_package_lists_the_crates_linked_into_jarvisctl() {
+    let host = host_triple();
+    let expected = normal_tree("jarvis-supervisor", &host);
+    let lock = lockfile();
+    for (name, version) in &expected {
+        assert!(
+            lock.contains(&(name.clone(), version.clone())),
+            "{name} {version} from cargo tree is not in Cargo.lock"
+        );
+    }
+    // Crates the SBOM must not name: a dev-dependency, and what only the
+    // build tooling (xtask) links.
+    let xtask_only: Vec<(String, String)> = normal_tree("xtask", &host)
+        .into_iter()
+        .filter(|(name, _)| !expected.iter().any(|(n, _)| n == name))
+        .collect();
+    assert!(
+        xtask_only.iter().any(|(n, _)| n == "clap_mangen"),
+        "xtask-only crates: {xtask_only:?}"
+    );
+
+    for var in ["JARVIS_DEB", "JARVIS_RPM"] {
+        let package = pkg(var);
+        let mut sbom_name = package.file_name().unwrap().to_os_string();
+        sbom_name.push(".cdx.json");
+        let path = package.with_file_name(&sbom_name);
+        assert!(
+            path.is_file(),
+            "no SBOM beside {}: {} is missing",
+            package.display(),
+            path.display()
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        assert_eq!(doc["bomFormat"], "CycloneDX", "{}", path.display());
+        let spec = doc["specVersion"].as_str().unwrap_or_default();
+        assert!(
+            ["1.3", "1.4", "1.5", "1.6"].contains(&spec),
+            "specVersion {spec:?} in {}",
+            path.display()
+        );
+        let meta = &doc["metadata"]["component"];
+        assert_eq!(meta["name"], "jarvis-supervisor", "{meta}");
+        // The package's version (VERSION-REVISION), as in its file name.
+        let version = meta["version"].as_str().unwrap_or_default();
+        assert!(
+            version.starts_with(&format!("{}-", env!("CARGO_PKG_VERSION")))
+                && package.file_name().unwrap().to_string_lossy().contains(version),
+            "metadata.component.version {version:?} is not the package's: {meta}"
+        );
+
+        let mut all = Vec::new();
+        components(&doc["components"], &mut all);
+        let mut listed = std::collections::BTreeSet::new();
+        for c in &all {
+            let name = c["name"]
+                .as_str()
+                .unwrap_or_else(|| panic!("component without a name: {c}"));
+            let version = c["version"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} has no version: {c}"));
+            assert_eq!(
+                c["purl"].as_str(),
+                Some(format!("pkg:cargo/{name}@{version}").as_str()),
+                "purl of {name}: {c}"
+            );
+            assert!(
+                lock.contains(&(name.to_string(), version.to_string())),
+                "{name} {version} is not what Cargo.lock records"
+            );
+            assert!(
+                listed.insert((name.to_string(), version.to_string())),
+                "{name} {version} listed twice"
+            );
+        }
+        let missing: Vec<_> = expected.difference(&listed).collect();
+        let extra: Vec<_> = listed.difference(&expected).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{}: missing {missing:?}, not linked {extra:?}",
+            path.display()
+        );
+        for (name, _) in xtask_only
+            .iter()
+            .chain(&[("proptest".to_string(), String::new())])
+        {
+            assert!(
+                !all.iter().any(|c| c["name"] == name.as_str()),
+                "{name} (not linked into jarvisctl) is in {}",
+                path.display()
+            );
+        }
+        // The release signs the .rpm after this was written: no hash of
+        // the package file belongs here.
+        let (_, sum) = run(Command::new("sha256sum").arg(&package));
+        let sum = sum.split_whitespace().next().unwrap_or_default().to_string();
+        assert!(
+            sum.len() == 64 && !text.contains(&sum),
+            "{} holds the package's own hash",
+            path.display()
+        );
+        println!(
+            "figures: {} lists {} crates ({} expected from cargo tree), spec {spec}",
+            path.file_name().unwrap().to_string_lossy(),
+            listed.len(),
+            expected.len()
+        );
+    }
+}
+
+/// The .rpm's %pre feeds systemd-sysusers the sysusers.d line on stdin (the
+/// file is not on disk yet): the two must be the same line, or the account
+/// would depend on which package made it.
+#[test]
+fn rpm_pre_carries_the_sysusers_d_line() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let conf = std::fs::read_to_string(root.join("packaging/sysusers/jarvis-supervisor.conf")).unwrap();
+    let entries: Vec<&str> = conf
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(entries.len(), 1, "one account expected: {entries:?}");
+    let pre = std::fs::read_to_string(root.join("packaging/rpm/pre.sh")).unwrap();
+    let block: Vec<&str> = pre
+        .split("<<'SYSUSERS'")
+        .nth(1)
+        .and_then(|b| b.split("\nSYSUSERS").next())
+        .expect("pre.sh has no SYSUSERS here-document")
+        .lines()
+        .skip(1) // the rest of the line that opens it
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(block, entries, "pre.sh and the sysusers.d file disagree");
+    let fields: Vec<&str> = entries[0].split_whitespace().collect();
+    assert_eq!(fields.last(), Some(&"/usr/sbin/nologin"), "{}", entries[0]);
+    // Where systemd-sysusers is absent, useradd makes the same account.
+    assert!(pre.contains("--shell /usr/sbin/nologin jarvis"), "{pre}");
 }

@@ -25,6 +25,11 @@ pub fn dist() -> Result<Dist> {
     deps::cargo_tool(deps::CARGO_DEB)?;
     deps::cargo_tool(deps::CARGO_GENERATE_RPM)?;
     let root = run::root();
+    // Reproducible packages: cargo-deb and cargo-generate-rpm take every
+    // file time and the build date from it, and every tool below inherits it.
+    let epoch = source_date_epoch(&root)?;
+    std::env::set_var("SOURCE_DATE_EPOCH", &epoch);
+    println!("SOURCE_DATE_EPOCH={epoch}");
     let out = root.join("target/dist");
     // Start clean: SHA256SUMS must list exactly this build.
     if out.exists() {
@@ -44,6 +49,7 @@ pub fn dist() -> Result<Dist> {
             .arg(&out),
     )?;
     let rpm = only_file(&out, ".rpm")?;
+    crate::sbom::write(&out, &[&deb, &rpm])?;
     write_sums(&out, &[&deb, &rpm])?;
     println!(
         "built:\n  {}\n  {}\n  {}",
@@ -52,6 +58,34 @@ pub fn dist() -> Result<Dist> {
         out.join("SHA256SUMS").display()
     );
     Ok(Dist { deb, rpm })
+}
+
+/// `$SOURCE_DATE_EPOCH` when set, else the time of the last commit: two
+/// builds of one commit then make the same bytes, whenever and wherever
+/// they run.
+pub fn source_date_epoch(root: &Path) -> Result<String> {
+    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+        if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(v);
+        }
+        return Err(format!(
+            "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970; unset it to take the last commit's time"
+        ));
+    }
+    let out = std::process::Command::new("git")
+        .current_dir(root)
+        .args(["log", "-1", "--format=%ct"])
+        .output()
+        .map_err(|e| format!("cannot run git in {}: {e}", root.display()))?;
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "cannot tell the build date: {} is not a git checkout with a commit ({})\nnote: set SOURCE_DATE_EPOCH to the release's time, in seconds since 1970",
+            root.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(v)
 }
 
 /// `cargo build --release` of the helper: what `dist` packages and `bench` times.
@@ -92,7 +126,63 @@ pub fn build_deb(version: Option<&str>, out: &Path) -> Result<PathBuf> {
             path
         ));
     }
+    add_md5sums(&path)?;
     Ok(path)
+}
+
+/// cargo-deb writes no `md5sums`, and without it `dpkg --verify` cannot tell
+/// a replaced file. Unpack the package, add one line per regular file, and
+/// pack it again with dpkg-deb (which takes its times from
+/// SOURCE_DATE_EPOCH, so the result stays reproducible).
+fn add_md5sums(deb: &Path) -> Result<()> {
+    let work = deb.with_extension("unpacked");
+    if work.exists() {
+        fs::remove_dir_all(&work).map_err(|e| format!("cannot clear {}: {e}", work.display()))?;
+    }
+    run::status(
+        std::process::Command::new("dpkg-deb")
+            .arg("-R")
+            .arg(deb)
+            .arg(&work),
+    )?;
+    let mut files = Vec::new();
+    collect_files(&work, &work, &mut files)?;
+    files.sort();
+    // coreutils' md5sum, as dh_md5sums uses: "SUM  path/relative/to/root".
+    let sums = run::output(
+        std::process::Command::new("md5sum")
+            .current_dir(&work)
+            .arg("--")
+            .args(&files),
+    )?
+    .stdout;
+    let control = work.join("DEBIAN/md5sums");
+    fs::write(&control, sums).map_err(|e| format!("cannot write {}: {e}", control.display()))?;
+    run::output(
+        std::process::Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zxz", "--build"])
+            .arg(&work)
+            .arg(deb),
+    )?;
+    fs::remove_dir_all(&work).map_err(|e| format!("cannot remove {}: {e}", work.display()))
+}
+
+/// Regular files under `dir`, relative to `root`, DEBIAN/ left out.
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let rel = path.strip_prefix(root).map_err(|e| e.to_string())?.to_path_buf();
+        let meta = fs::symlink_metadata(&path).map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+        if rel == Path::new("DEBIAN") {
+            continue;
+        }
+        if meta.is_dir() {
+            collect_files(root, &path, out)?;
+        } else if meta.is_file() {
+            out.push(rel);
+        }
+    }
+    Ok(())
 }
 
 fn only_file(dir: &Path, suffix: &str) -> Result<PathBuf> {

@@ -14,6 +14,7 @@ mod e2e;
 mod man;
 mod repo;
 mod run;
+mod sbom;
 mod test;
 mod tools;
 mod try_demo;
@@ -27,7 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build target/dist/: the .deb, the .rpm and SHA256SUMS.
+    /// Build target/dist/: the .deb, the .rpm, a CycloneDX SBOM beside each,
+    /// and SHA256SUMS, reproducibly (SOURCE_DATE_EPOCH: the last commit).
     Dist,
     /// Run every test layer: unit and CLI tests, package checks, and the
     /// end-to-end tests in booted containers. Ends with "N passed, N failed".
