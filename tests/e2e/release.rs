@@ -158,7 +158,10 @@ pub fn apt_repository() {
 }
 
 /// The YUM repository beside it: createrepo_c metadata listing the .rpm,
-/// and repomd.xml signed by the same key (checked here with gpgv).
+/// and repomd.xml signed by the same key (checked here with gpgv); the
+/// README's repo file with gpgcheck=1, and every .rpm signed with the
+/// repository key (rpm -K, a tampered copy, an install that requires a
+/// signature).
 pub fn yum_repository() {
     let repo = dir("JARVIS_REPO").join("yum");
     let repomd = fs::read_to_string(repo.join("repodata/repomd.xml")).expect("repodata/repomd.xml");
@@ -186,6 +189,203 @@ pub fn yum_repository() {
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
     assert!(repo.join("RPM-GPG-KEY-jarvis-supervisor").is_file());
     println!("figures: yum repodata lists jarvis-supervisor; repomd.xml signature good");
+
+    // The documented repo file turns both checks on, with a key the
+    // repository holds.
+    let readme = fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let conf = readme_repo_file(&readme);
+    assert_eq!(
+        conf.get("gpgcheck").map(String::as_str),
+        Some("1"),
+        "README's .repo: {conf:?}"
+    );
+    assert_eq!(
+        conf.get("repo_gpgcheck").map(String::as_str),
+        Some("1"),
+        "README's .repo: {conf:?}"
+    );
+    let baseurl = conf.get("baseurl").expect("baseurl in README's .repo");
+    let gpgkey = conf.get("gpgkey").expect("gpgkey in README's .repo");
+    let key_file = gpgkey
+        .strip_prefix(&format!("{}/", baseurl.trim_end_matches('/')))
+        .unwrap_or_else(|| panic!("gpgkey {gpgkey} is not under baseurl {baseurl}"));
+    let key = repo.join(key_file);
+    assert!(
+        key.is_file(),
+        "README's gpgkey {key_file} is not in {}",
+        repo.display()
+    );
+
+    // Every published .rpm is signed with that key: rpm -K with a
+    // throwaway database that trusts only it.
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    fs::create_dir_all(&db).unwrap();
+    let rpm_cmd = || {
+        let mut c = std::process::Command::new("rpm");
+        c.arg("--dbpath").arg(&db);
+        c
+    };
+    let (code, text) = run(rpm_cmd().arg("--import").arg(&key));
+    assert_eq!(code, 0, "rpm --import {}: {text}", key.display());
+    let (code, key_id) = run(rpm_cmd().args(["-q", "gpg-pubkey", "--qf", "%{VERSION}\n"]));
+    assert_eq!(code, 0, "{key_id}");
+    let key_id = key_id.trim().to_lowercase();
+    assert_eq!(key_id.len(), 8, "one key imported, got {key_id:?}");
+    let mut signed: Vec<PathBuf> = fs::read_dir(repo.join("Packages"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rpm"))
+        .collect();
+    signed.sort();
+    assert!(!signed.is_empty(), "no .rpm in {}/Packages", repo.display());
+    for p in &signed {
+        let (code, text) = run(rpm_cmd().arg("-Kv").arg(p));
+        let sig_ok = text
+            .lines()
+            .any(|l| l.contains("Signature, key ID ") && l.contains(&format!("key ID {key_id}: OK")));
+        assert!(
+            code == 0 && sig_ok && !text.contains("NOT OK"),
+            "{} is not signed with {key_id} (exit {code}):\n{text}",
+            p.display()
+        );
+        println!(
+            "rpm -K {}: {}",
+            p.file_name().unwrap().to_string_lossy(),
+            text.lines()
+                .find(|l| l.contains("Signature, key ID"))
+                .unwrap()
+                .trim()
+        );
+    }
+
+    // One byte flipped in the payload: refused.
+    let mut bytes = fs::read(&signed[0]).unwrap();
+    let payload = payload_offset(&bytes);
+    assert!(payload < bytes.len(), "no payload in {}", signed[0].display());
+    let at = payload + (bytes.len() - payload) / 2;
+    bytes[at] ^= 0x01;
+    let tampered = tmp.path().join("tampered.rpm");
+    fs::write(&tampered, &bytes).unwrap();
+    let (code, text) = run(rpm_cmd().arg("-Kv").arg(&tampered));
+    assert!(
+        code != 0 && text.contains("BAD"),
+        "a tampered .rpm (byte {at} of {}, payload from {payload}) must fail rpm -K (exit {code}):\n{text}",
+        bytes.len()
+    );
+    println!(
+        "tampered .rpm: rpm -K exit {code}: {}",
+        text.lines()
+            .find(|l| l.contains("BAD"))
+            .unwrap_or_default()
+            .trim()
+    );
+
+    // An install that requires a signature: the signed package goes in,
+    // the unsigned original (from dist) does not.
+    let unsigned = std::env::var_os("JARVIS_RPM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dist");
+            fs::read_dir(&dist)
+                .unwrap_or_else(|e| {
+                    panic!("{}: {e}; set $JARVIS_RPM or run cargo xtask dist", dist.display())
+                })
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|e| e == "rpm"))
+                .unwrap_or_else(|| panic!("no .rpm in {}", dist.display()))
+        });
+    let (_, text) = run(rpm_cmd().arg("-Kv").arg(&unsigned));
+    assert!(
+        !text.contains("Signature, key ID"),
+        "{} is signed already:\n{text}",
+        unsigned.display()
+    );
+    let install = |pkg: &std::path::Path, name: &str| {
+        let root = tmp.path().join(name);
+        fs::create_dir_all(&root).unwrap();
+        let root_rpm = || {
+            let mut c = std::process::Command::new("rpm");
+            c.arg("--root").arg(&root);
+            c
+        };
+        let (code, text) = run(root_rpm().arg("--initdb"));
+        assert_eq!(code, 0, "rpm --initdb: {text}");
+        let (code, text) = run(root_rpm().arg("--import").arg(&key));
+        assert_eq!(code, 0, "rpm --import: {text}");
+        run(root_rpm()
+            .args(["--define", "_pkgverify_level signature"])
+            .args(["-i", "--nodeps", "--justdb", "--noscripts", "--ignorearch"])
+            .arg(pkg))
+    };
+    let (code, text) = install(&signed[0], "signed");
+    assert_eq!(code, 0, "signed install with _pkgverify_level signature:\n{text}");
+    let (code, text) = run(std::process::Command::new("rpm")
+        .arg("--root")
+        .arg(tmp.path().join("signed"))
+        .args(["-q", "jarvis-supervisor"]));
+    assert!(
+        code == 0 && text.starts_with("jarvis-supervisor-"),
+        "not installed: {text}"
+    );
+    let (code, text) = install(&unsigned, "unsigned");
+    // rpm 4.18: "package NAME does not verify: no signature".
+    assert!(
+        code != 0 && text.contains("does not verify: no signature"),
+        "the unsigned {} must be refused with _pkgverify_level signature (exit {code}):\n{text}",
+        unsigned.display()
+    );
+    println!(
+        "figures: {} signed .rpm (key {key_id}) pass rpm -K; tampered refused; unsigned install refused: {}",
+        signed.len(),
+        text.lines()
+            .find(|l| l.contains("does not verify"))
+            .unwrap_or_default()
+            .trim()
+    );
+
+    /// The `key=value` lines of README's `/etc/yum.repos.d/jarvis-supervisor.repo`
+    /// snippet.
+    fn readme_repo_file(readme: &str) -> std::collections::HashMap<String, String> {
+        let block = readme
+            .split("```ini\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("/etc/yum.repos.d/jarvis-supervisor.repo"))
+            .expect("README has an ```ini block for /etc/yum.repos.d/jarvis-supervisor.repo");
+        block
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect()
+    }
+
+    /// Where the payload of an .rpm starts: after the 96-byte lead, the
+    /// signature header (padded to 8 bytes) and the header.
+    fn payload_offset(rpm: &[u8]) -> usize {
+        let header_end = |at: usize| -> usize {
+            assert_eq!(&rpm[at..at + 3], &[0x8e, 0xad, 0xe8], "no rpm header at {at}");
+            let n = |i: usize| u32::from_be_bytes(rpm[i..i + 4].try_into().unwrap()) as usize;
+            at + 16 + 16 * n(at + 8) + n(at + 12)
+        };
+        let sig_end = header_end(96);
+        header_end(sig_end.div_ceil(8) * 8)
+    }
+
+    fn run(cmd: &mut std::process::Command) -> (i32, String) {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (cargo xtask deps installs rpm)"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    }
 }
 
 /// The fleet playbook, run by ansible-playbook on this machine in a network

@@ -5,8 +5,9 @@
 //!   `Release`, `InRelease` and `Release.gpg` (apt-ftparchive, gpg), and the
 //!   public keyring for `signed-by` (`jarvis-supervisor.gpg`, armored copy
 //!   `jarvis-supervisor.asc`).
-//! - target/repo/yum: `Packages/` and `repodata/` (createrepo_c), with
-//!   `repomd.xml.asc` and `RPM-GPG-KEY-jarvis-supervisor`.
+//! - target/repo/yum: `Packages/` (the .rpm files signed with `rpmsign`) and
+//!   `repodata/` (createrepo_c), with `repomd.xml.asc` and
+//!   `RPM-GPG-KEY-jarvis-supervisor`.
 //!
 //! The signing key is the armored secret key in `JARVIS_REPO_GPG_KEY`; without
 //! it, a test key made once in target/repo/test-key, with a loud notice.
@@ -18,8 +19,8 @@ use std::process::Command;
 use crate::deps;
 use crate::run::{self, Result};
 
-/// Debian packages `repo` runs.
-pub const PACKAGES: &[&str] = &["apt-utils", "createrepo-c", "gnupg"];
+/// Debian packages `repo` runs (`rpm` brings `rpmsign`).
+pub const PACKAGES: &[&str] = &["apt-utils", "createrepo-c", "gnupg", "rpm"];
 
 pub const SUITE: &str = "stable";
 pub const COMPONENT: &str = "main";
@@ -156,7 +157,13 @@ fn apt_repo(debs: &[PathBuf], apt: &Path, key: &Signer) -> Result<()> {
 
 fn yum_repo(rpms: &[PathBuf], yum: &Path, key: &Signer) -> Result<()> {
     fresh(yum)?;
-    copy_into(rpms, &yum.join("Packages"))?;
+    let packages = yum.join("Packages");
+    copy_into(rpms, &packages)?;
+    // The copies are signed (the originals in dist stay as built), before
+    // createrepo_c records their checksums: hosts use gpgcheck=1.
+    for rpm in rpms {
+        key.rpmsign(&packages.join(rpm.file_name().unwrap_or_default()))?;
+    }
     run::output(Command::new("createrepo_c").args(["--quiet"]).arg(yum))?;
     let repomd = yum.join("repodata/repomd.xml");
     key.sign(
@@ -284,6 +291,36 @@ impl Signer {
                 .args(how)
                 .arg(output)
                 .arg(input),
+        )?;
+        Ok(())
+    }
+
+    /// Sign an .rpm in place (`rpmsign --addsign`) with this key.
+    fn rpmsign(&self, rpm: &Path) -> Result<()> {
+        // rpm execs %__gpg by path, and Debian's rpm names /usr/bin/gpg2,
+        // which Debian's gnupg does not ship.
+        let gpg = std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|d| d.join("gpg"))
+            .find(|p| p.is_file())
+            .ok_or("gpg is not on PATH")?;
+        run::output(
+            Command::new("rpmsign")
+                .env("GNUPGHOME", self.home.dir.path())
+                .arg("--define")
+                .arg(format!("__gpg {}", gpg.display()))
+                .arg("--define")
+                .arg(format!("_gpg_name {}", self.fingerprint))
+                .arg("--define")
+                .arg(format!("_gpg_path {}", self.home.dir.path().display()))
+                // No passphrase, no terminal: gpg must not ask.
+                .args([
+                    "--define",
+                    "_gpg_sign_cmd_extra_args --batch --pinentry-mode loopback",
+                ])
+                .arg("--addsign")
+                .arg(rpm),
         )?;
         Ok(())
     }
