@@ -158,6 +158,25 @@ fn deb_carries_helper_unit_logrotate_man_copyright_changelog_and_conffile() {
         "figures: md5sums lists all {} files of the .deb, every sum right",
         files.len()
     );
+
+    // systemd-sysusers runs only where it exists: a host without systemd
+    // must install the package (cargo-deb's own snippet would not check).
+    let (_, postinst) = run(Command::new("dpkg-deb").arg("-I").arg(&deb).arg("postinst"));
+    let lines: Vec<&str> = postinst.lines().map(str::trim).collect();
+    let calls: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("systemd-sysusers"))
+        .collect();
+    assert!(
+        !calls.is_empty(),
+        "the postinst never applies the sysusers.d file:\n{postinst}"
+    );
+    for i in calls {
+        assert!(
+            i > 0 && lines[i - 1].contains("command -v systemd-sysusers"),
+            "an unguarded systemd-sysusers call in the postinst: {:?}",
+            lines[i]
+        );
+    }
 }
 
 #[test]

@@ -62,12 +62,19 @@ fn run_line(workflow: &str, step: &str) -> String {
 /// Run a workflow's `run:` line as the runner does (bash -e, repository
 /// root as the working directory) with the given environment.
 fn run_as_workflow(line: &str, env: &[(&str, &str)]) -> (i32, String) {
-    let out = Command::new("bash")
-        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", line])
-        .current_dir(repo())
-        .envs(env.iter().copied())
-        .output()
-        .expect("bash");
+    run_in(line, &repo(), |c| {
+        c.envs(env.iter().copied());
+    })
+}
+
+/// `line` under bash as the runner starts it, in `dir`; `setup` adds the
+/// environment. Exit code and all output.
+fn run_in(line: &str, dir: &Path, setup: impl FnOnce(&mut Command)) -> (i32, String) {
+    let mut cmd = Command::new("bash");
+    cmd.args(["--noprofile", "--norc", "-eo", "pipefail", "-c", line])
+        .current_dir(dir);
+    setup(&mut cmd);
+    let out = cmd.output().expect("bash");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -252,21 +259,12 @@ impl Tree {
             self.path().join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let out = Command::new("bash")
-            .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", line])
-            .current_dir(self.path())
-            .env("PATH", &path)
-            .env_remove("JARVIS_SIGNING_KEY")
-            .env_remove("GITHUB_OUTPUT")
-            .envs(env.iter().copied())
-            .output()
-            .expect("bash");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code().unwrap_or(-1), text)
+        run_in(line, self.path(), |c| {
+            c.env("PATH", &path)
+                .env_remove("JARVIS_SIGNING_KEY")
+                .env_remove("GITHUB_OUTPUT")
+                .envs(env.iter().copied());
+        })
     }
 
     fn gh_called(&self) -> bool {

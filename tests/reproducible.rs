@@ -40,7 +40,7 @@ fn sha256(path: &Path) -> String {
 
 /// A second checkout of this commit in `dir`, holding the work tree's
 /// version of every file git would see (so uncommitted work is compared
-/// too), every file written now.
+/// too), every file dated 2001.
 fn checkout(dir: &Path) {
     let (code, text) = run(Command::new("git")
         .args(["clone", "-q", "--no-hardlinks"])
@@ -56,8 +56,19 @@ fn checkout(dir: &Path) {
         let name = String::from_utf8_lossy(name).into_owned();
         let from = repo().join(&name);
         if from.is_file() {
-            fs::create_dir_all(dir.join(&name).parent().unwrap()).unwrap();
-            fs::copy(&from, dir.join(&name)).unwrap_or_else(|e| panic!("copy {name}: {e}"));
+            let to = dir.join(&name);
+            fs::create_dir_all(to.parent().unwrap()).unwrap();
+            fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {name}: {e}"));
+            // Older than any commit: a time that SOURCE_DATE_EPOCH's clamp
+            // alone would leave in the package (the first build's files are
+            // younger: its checkout's time).
+            fs::File::options()
+                .write(true)
+                .open(&to)
+                .and_then(|f| {
+                    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000))
+                })
+                .unwrap_or_else(|e| panic!("set the time of {name}: {e}"));
         }
     }
 }
@@ -145,7 +156,7 @@ fn two_builds_in_other_directories_at_other_times_are_byte_identical() {
         differ.join("\n\n")
     );
     println!(
-        "figures: second build in {} ({:.0} s, TZ=NZST-12, umask 0002): byte-identical\n  {}",
+        "figures: second build in {} ({:.0} s, sources dated 2001, TZ=NZST-12, umask 0002): byte-identical\n  {}",
         src.display(),
         took.as_secs_f64(),
         report.join("\n  ")

@@ -103,6 +103,13 @@ pub fn install_and_reboot() {
                 == 2,
         "the init script is not registered for runlevels 2 (start) and 0, 6 (stop):\n{links}"
     );
+    // No systemd-sysusers here: jarvisctl setup made the account, with the
+    // same no-login shell as the sysusers.d entry.
+    let passwd = c.ok("getent passwd jarvis");
+    assert!(
+        passwd.trim().ends_with(":/home/jarvis:/usr/sbin/nologin"),
+        "jarvis must have no login shell: {passwd}"
+    );
     let st = state(&c);
     let engine = st["engine_pid"].as_u64().unwrap() as u32;
     let found = bots(&c);

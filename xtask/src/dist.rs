@@ -42,12 +42,7 @@ pub fn dist() -> Result<Dist> {
     completions::render(&root.join("target/completions"))?;
 
     let deb = build_deb(None, &out)?;
-    run::status(
-        run::cargo()
-            .current_dir(&root)
-            .args(["generate-rpm", "-p", ".", "-o"])
-            .arg(&out),
-    )?;
+    build_rpm(&root, &out, &epoch)?;
     let rpm = only_file(&out, ".rpm")?;
     crate::sbom::write(&out, &[&deb, &rpm])?;
     write_sums(&out, &[&deb, &rpm])?;
@@ -58,6 +53,72 @@ pub fn dist() -> Result<Dist> {
         out.join("SHA256SUMS").display()
     );
     Ok(Dist { deb, rpm })
+}
+
+/// The .rpm, from copies of its assets whose times are all the build's date.
+/// cargo-generate-rpm only clamps file times to SOURCE_DATE_EPOCH: a file of
+/// the work tree older than the last commit (one a pull did not touch) would
+/// keep its own time, and two checkouts of one commit would differ.
+fn build_rpm(root: &Path, out: &Path, epoch: &str) -> Result<()> {
+    let meta = run::output(run::cargo().current_dir(root).args([
+        "metadata",
+        "--no-deps",
+        "--format-version",
+        "1",
+        "--locked",
+    ]))?;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&meta.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    let assets = meta["packages"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "jarvis-supervisor"))
+        .and_then(|p| p["metadata"]["generate-rpm"]["assets"].as_array())
+        .ok_or("Cargo.toml has no [package.metadata.generate-rpm] assets")?;
+    let stage = root.join("target/rpm-stage");
+    if stage.exists() {
+        fs::remove_dir_all(&stage).map_err(|e| format!("cannot clear {}: {e}", stage.display()))?;
+    }
+    let time = std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs(epoch.parse().map_err(|_| "SOURCE_DATE_EPOCH is not a number")?);
+    // The overwrite file: the same assets, each from its staged copy.
+    let mut toml = String::from("assets = [\n");
+    for (i, asset) in assets.iter().enumerate() {
+        let source = asset["source"].as_str().ok_or("an .rpm asset without a source")?;
+        let name = Path::new(source)
+            .file_name()
+            .ok_or("an .rpm asset source without a file name")?;
+        let staged = stage.join(i.to_string()).join(name);
+        fs::create_dir_all(staged.parent().unwrap_or(&stage))
+            .map_err(|e| format!("cannot create {}: {e}", stage.display()))?;
+        fs::copy(root.join(source), &staged).map_err(|e| format!("cannot copy {source}: {e}"))?;
+        fs::File::options()
+            .write(true)
+            .open(&staged)
+            .and_then(|f| f.set_modified(time))
+            .map_err(|e| format!("cannot set the time of {}: {e}", staged.display()))?;
+        let mut fields = Vec::new();
+        for (k, v) in asset.as_object().ok_or("an .rpm asset that is not a table")? {
+            let v = if k == "source" {
+                serde_json::Value::String(staged.strip_prefix(root).unwrap_or(&staged).display().to_string())
+            } else {
+                v.clone()
+            };
+            // A JSON string, number or boolean is also a TOML one.
+            fields.push(format!("{k} = {v}"));
+        }
+        toml.push_str(&format!("    {{ {} }},\n", fields.join(", ")));
+    }
+    toml.push_str("]\n");
+    let overwrite = stage.join("assets.toml");
+    fs::write(&overwrite, toml).map_err(|e| format!("cannot write {}: {e}", overwrite.display()))?;
+    run::status(
+        run::cargo()
+            .current_dir(root)
+            .args(["generate-rpm", "-p", ".", "-o"])
+            .arg(out)
+            .arg("--metadata-overwrite")
+            .arg(&overwrite),
+    )
 }
 
 /// `$SOURCE_DATE_EPOCH` when set, else the time of the last commit: two
@@ -126,15 +187,19 @@ pub fn build_deb(version: Option<&str>, out: &Path) -> Result<PathBuf> {
             path
         ));
     }
-    add_md5sums(&path)?;
+    finish_deb(&path)?;
     Ok(path)
 }
 
-/// cargo-deb writes no `md5sums`, and without it `dpkg --verify` cannot tell
-/// a replaced file. Unpack the package, add one line per regular file, and
-/// pack it again with dpkg-deb (which takes its times from
-/// SOURCE_DATE_EPOCH, so the result stays reproducible).
-fn add_md5sums(deb: &Path) -> Result<()> {
+/// What cargo-deb cannot do right. It writes no `md5sums`, and without it
+/// `dpkg --verify` cannot tell a replaced file. And for a sysusers.d file
+/// among its assets it adds an unguarded `systemd-sysusers` call to the
+/// postinst, which fails on a host without systemd; so that file is added
+/// here and the postinst calls systemd-sysusers only where it exists.
+/// Unpack the package, add the file and one md5sums line per regular file,
+/// and pack it again with dpkg-deb (its times from SOURCE_DATE_EPOCH, so
+/// the result stays reproducible).
+fn finish_deb(deb: &Path) -> Result<()> {
     let work = deb.with_extension("unpacked");
     if work.exists() {
         fs::remove_dir_all(&work).map_err(|e| format!("cannot clear {}: {e}", work.display()))?;
@@ -145,6 +210,27 @@ fn add_md5sums(deb: &Path) -> Result<()> {
             .arg(deb)
             .arg(&work),
     )?;
+    let dir = work.join("usr/lib/sysusers.d");
+    let sysusers = dir.join("jarvis-supervisor.conf");
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    fs::copy(
+        run::root().join("packaging/sysusers/jarvis-supervisor.conf"),
+        &sysusers,
+    )
+    .map_err(|e| format!("cannot copy packaging/sysusers/jarvis-supervisor.conf: {e}"))?;
+    run::status(std::process::Command::new("chmod").arg("644").arg(&sysusers))?;
+    run::status(std::process::Command::new("chmod").arg("755").arg(&dir))?;
+    // The times cargo-deb gives its own files: the build's date.
+    let epoch: u64 = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or("SOURCE_DATE_EPOCH is not set: dist sets it before packaging")?;
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch);
+    for p in [&sysusers, &dir] {
+        let f = fs::File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
+        f.set_modified(time)
+            .map_err(|e| format!("cannot set the time of {}: {e}", p.display()))?;
+    }
     let mut files = Vec::new();
     collect_files(&work, &work, &mut files)?;
     files.sort();
