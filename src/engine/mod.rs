@@ -8,15 +8,15 @@ pub mod logsink;
 pub mod memory;
 pub mod notify;
 pub mod service;
+mod spawn;
 pub mod state;
 mod trim;
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -305,6 +305,13 @@ impl Engine {
         }
     }
 
+    /// Save once this turn's work is done: a restart writes its state after
+    /// the next program is started, not in the gap between the two.
+    fn save_after_turn(&mut self) {
+        let now = Instant::now();
+        self.flush_at = Some(self.flush_at.map_or(now, |at| at.min(now)));
+    }
+
     /// Run until stopped or given up; the exit code of `jarvisctl run`.
     pub fn run(mut self) -> Result<i32> {
         // What a killed predecessor left behind goes before anything starts.
@@ -381,14 +388,16 @@ impl Engine {
                 }
             }
         }
-        if self.flush_at.is_some_and(|at| Instant::now() >= at) {
-            self.save();
-        }
+        // Timers before the state file: a restart due now starts the
+        // program first, and its save covers the exit's.
         if let Some((at, which)) = self.timer {
             if Instant::now() >= at {
                 self.timer = None;
                 self.fire(which);
             }
+        }
+        if self.flush_at.is_some_and(|at| Instant::now() >= at) {
+            self.save();
         }
     }
 
@@ -437,7 +446,7 @@ impl Engine {
         self.invocation_id = leftovers::invocation_id();
         self.st.state = "starting".into();
         self.st.main_pid = None;
-        self.save();
+        self.save_after_turn();
         if let Err(e) = self.make_runtime_dirs() {
             say!("{e}");
             self.after_failed_start("exit-code", None);
@@ -581,61 +590,48 @@ impl Engine {
 
     fn spawn(&self, argv: &[String], role: Role) -> Result<Pid> {
         let env = self.environment(role)?;
-        let mut cmd = Command::new("/proc/self/exe");
-        cmd.arg0("jarvisctl").arg("exec-helper");
-        cmd.arg("--ppid").arg(std::process::id().to_string());
-        if let Some(a) = &self.account {
-            cmd.args([
-                "--uid",
-                &a.uid.to_string(),
-                "--gid",
-                &a.gid.to_string(),
-                "--user",
-                &a.name,
-            ]);
-        }
-        cmd.args(["--umask", &self.svc.umask.to_string()]);
-        if self.svc.no_new_privileges {
-            cmd.arg("--no-new-privs");
-        }
-        if let Some(w) = &self.svc.working_directory {
-            if !w.optional || w.path.is_dir() {
-                cmd.arg("--chdir").arg(&w.path);
+        let identity = self.account.as_ref().map(|a| {
+            let gid = nix::unistd::Gid::from_raw(a.gid);
+            let groups = std::ffi::CString::new(a.name.as_str())
+                .ok()
+                .and_then(|name| nix::unistd::getgrouplist(&name, gid).ok())
+                .unwrap_or_else(|| vec![gid]);
+            spawn::Identity {
+                uid: a.uid,
+                gid: a.gid,
+                groups,
             }
-        }
-        match &self.limit {
-            Limit::Cgroup(procs) => {
-                cmd.arg("--cgroup-procs").arg(procs);
-            }
-            Limit::Rlimit(max) => {
-                cmd.args(["--rlimit-data", &max.to_string()]);
-            }
-            Limit::None => {}
-        }
-        if role == Role::Main {
-            if let Some(w) = self.watchdog {
-                cmd.args(["--watchdog-usec", &w.as_micros().to_string()]);
-            }
-        }
-        cmd.arg("--").args(argv);
-        cmd.env_clear().envs(env);
-        let out = self
-            .log_write
-            .try_clone()
-            .map_err(|e| Error::new(format!("cannot duplicate the log pipe: {e}")))?;
-        let err = self
-            .log_write
-            .try_clone()
-            .map_err(|e| Error::new(format!("cannot duplicate the log pipe: {e}")))?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
-        // No process_group(0): the helper makes a new session, whose
-        // process group (pgid = its pid) is the one signalled below.
-        let child = cmd
-            .spawn()
-            .map_err(|e| Error::new(format!("cannot start {}: {e}", argv.join(" "))))?;
-        let pid = Pid::from_raw(child.id() as i32);
+        });
+        let chdir = self
+            .svc
+            .working_directory
+            .as_ref()
+            .filter(|w| !w.optional || w.path.is_dir())
+            .map(|w| w.path.as_path());
+        let (cgroup, rlimit) = match &self.limit {
+            Limit::Cgroup(procs) => (Some(procs.as_path()), None),
+            Limit::Rlimit(max) => (None, Some(*max)),
+            Limit::None => (None, None),
+        };
+        let watchdog = match role {
+            Role::Main => self.watchdog.map(|w| w.as_micros()),
+            Role::Pre(_) => None,
+        };
+        let cannot = |e: std::io::Error| Error::new(format!("cannot start {}: {e}", argv.join(" ")));
+        let launch = spawn::Launch::new(
+            argv,
+            &env,
+            watchdog,
+            chdir,
+            cgroup,
+            rlimit,
+            identity,
+            self.svc.umask,
+            self.svc.no_new_privileges,
+        )
+        .map_err(cannot)?;
+        // The program's session (pgid = its pid) is the group signalled below.
+        let pid = launch.spawn(&self.log_write, &self.log_write).map_err(cannot)?;
         leftovers::record(&self.state_dir, pid, &self.invocation_id);
         Ok(pid)
     }
@@ -912,7 +908,7 @@ impl Engine {
             self.svc.restart_sec.as_secs_f64()
         );
         self.timer = Some((Instant::now() + self.svc.restart_sec, Timer::RestartDue));
-        self.save();
+        self.save_after_turn();
     }
 
     fn fire(&mut self, which: Timer) {
