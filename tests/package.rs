@@ -56,6 +56,7 @@ fn rpmlint_reports_no_errors() {
 
 const SHIPPED: &[&str] = &[
     "/usr/bin/jarvisctl",
+    "/usr/libexec/jarvis-supervisor/jarvis-engine",
     "/usr/lib/systemd/system/jarvis-supervisor.service",
     "/usr/lib/systemd/system/jarvis-supervisor-health.service",
     "/usr/lib/systemd/system/jarvis-supervisor-health.timer",

@@ -1725,3 +1725,166 @@ fn control_sequences_from_the_bot_never_reach_the_terminal() {
     t.signal_engine("TERM");
     let _ = t.wait_exit(15);
 }
+
+// ------------------------------------------- issue 17: the engine binary
+
+const ENGINE_BIN: &str = env!("CARGO_BIN_EXE_jarvis-engine");
+
+/// Issue 17: after its checks, `jarvisctl run` execs the small engine
+/// binary in the same process: the pid of the pid file, the name
+/// `jarvisctl` that the logrotate stanza and the init script look for, and
+/// the single-instance lock kept across the exec (never passed on to the
+/// program).
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn the_engine_runs_from_its_own_small_binary_in_the_same_pid_and_lock() {
+    let mut t = Tree::new("nobody", "", "");
+    let engine = t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    let exe = fs::read_link(format!("/proc/{engine}/exe")).unwrap();
+    assert_eq!(
+        exe,
+        Path::new(ENGINE_BIN),
+        "the engine runs from {}",
+        exe.display()
+    );
+    let comm = fs::read_to_string(format!("/proc/{engine}/comm")).unwrap();
+    assert_eq!(comm.trim(), "jarvisctl");
+    let pid_file = fs::read_to_string(t.path("run/jarvis-supervisor-run/run.pid")).unwrap();
+    assert_eq!(pid_file.trim(), engine.to_string());
+    assert_eq!(st["engine_pid"], engine);
+    // Small: none of jarvisctl's CLI, TLS, TOML or regex code.
+    let (small, big) = (
+        fs::metadata(ENGINE_BIN).unwrap().len(),
+        fs::metadata(BIN).unwrap().len(),
+    );
+    assert!(small * 3 < big, "jarvis-engine is {small} bytes, jarvisctl {big}");
+    // The lock: open in the engine, in no other process of the tree.
+    let holds_lock = |pid: i32| {
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.flatten()
+                    .any(|e| fs::read_link(e.path()).is_ok_and(|p| p.ends_with("run.lock")))
+            })
+            .unwrap_or(false)
+    };
+    assert!(holds_lock(engine as i32), "the engine does not hold run.lock");
+    assert!(!holds_lock(main_pid(&st)), "the program inherited run.lock");
+    // Still held: a second run is refused.
+    let out = t
+        .cmd()
+        .arg("run")
+        .arg("--unit")
+        .arg(t.path("unit.service"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("already supervising"), "{}", text(&out));
+}
+
+/// A jarvisctl without its engine (a broken install) says which file is
+/// missing and how to fix it, and leaves no pid file or lock behind.
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn a_missing_engine_binary_is_named_with_the_fix() {
+    let t = Tree::new("root", "", "");
+    let bin = t.path("usr/bin/jarvisctl");
+    fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    fs::copy(BIN, &bin).unwrap();
+    let run = || {
+        Command::new(&bin)
+            .arg("--root")
+            .arg(t.dir.path())
+            .arg("run")
+            .arg("--unit")
+            .arg(t.path("unit.service"))
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let err = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the engine binary is missing"), "{err}");
+    assert!(
+        err.contains(
+            &t.path("usr/libexec/jarvis-supervisor/jarvis-engine")
+                .display()
+                .to_string()
+        ),
+        "{err}"
+    );
+    assert!(err.contains("reinstall the package"), "{err}");
+    assert!(!t.path("run/jarvis-supervisor-run/run.pid").exists());
+    assert!(
+        !t.path("code/logs/supervisor.stdout").exists(),
+        "the program was started"
+    );
+    // Installed where the package puts it, it is found.
+    let libexec = t.path("usr/libexec/jarvis-supervisor");
+    fs::create_dir_all(&libexec).unwrap();
+    fs::copy(ENGINE_BIN, libexec.join("jarvis-engine")).unwrap();
+    let mut child = Command::new(&bin)
+        .arg("--root")
+        .arg(t.dir.path())
+        .arg("run")
+        .arg("--unit")
+        .arg(t.path("unit.service"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(t.path("engine.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let st = t.wait_state("running", 15, |_| true);
+    let exe = fs::read_link(format!("/proc/{}/exe", child.id())).unwrap();
+    assert_eq!(exe, libexec.join("jarvis-engine"));
+    signal(child.id() as i32, "TERM");
+    let _ = child.wait();
+    assert!(!alive(main_pid(&st)));
+}
+
+/// The engine never supervises without the lock: started by hand, with no
+/// descriptor, another file's, or the lock of an engine that runs, it
+/// refuses before it starts anything.
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn the_engine_binary_refuses_to_run_without_holding_the_lock() {
+    let mut t = Tree::new("root", "", "");
+    let other = t.path("other");
+    fs::write(&other, "").unwrap();
+    let lock = t.path("run/jarvis-supervisor-run/run.lock");
+    let args = format!(
+        "--lock-fd 7 --jarvisctl {b} --root {r} --unit {u}",
+        b = BIN,
+        r = t.dir.path().display(),
+        u = t.path("unit.service").display()
+    );
+    let by_hand = |redirect: &str| {
+        let script = format!("{redirect} exec {ENGINE_BIN} {args}");
+        Command::new("sh").arg("-c").arg(script).output().unwrap()
+    };
+    fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    fs::write(&lock, "").unwrap();
+    for redirect in ["", &format!("exec 7<{};", other.display())] {
+        let out = by_hand(redirect);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains("descriptor 7 is not the lock"),
+            "{}",
+            text(&out)
+        );
+        assert!(text(&out).contains("jarvisctl run"), "{}", text(&out));
+    }
+    assert_eq!(t.state(), Value::Null, "the engine started something");
+    let engine = t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    let out = by_hand(&format!("exec 7<{};", lock.display()));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("another jarvisctl run holds the lock"),
+        "{}",
+        text(&out)
+    );
+    // The first engine and its program are untouched.
+    assert_eq!(t.state()["main_pid"], st["main_pid"]);
+    assert_eq!(t.state()["engine_pid"], engine);
+}

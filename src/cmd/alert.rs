@@ -120,22 +120,3 @@ fn run_command(cmd: &str, reason: &str) -> std::result::Result<(), String> {
         }
     }
 }
-
-/// The fallback engine gave up: alert from a process of its own, so that
-/// the engine's exit does not wait on a ping or a pager.
-pub fn spawn(paths: &Paths, reason: &str) {
-    let Ok(exe) = std::env::current_exe() else { return };
-    let mut cmd = Command::new(exe);
-    if !paths.is_system() {
-        cmd.arg("--root").arg(paths.host(Path::new("/")));
-    }
-    // Its report goes where the engine's own messages go (stderr: the
-    // engine log under --daemon, whose stdout is a closed pipe by then).
-    if let Ok(err) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() {
-        cmd.stdout(Stdio::from(err));
-    }
-    let _ = cmd
-        .args(["alert", "--reason", reason])
-        .stdin(Stdio::null())
-        .spawn();
-}

@@ -4,7 +4,8 @@
 //! to the engine.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::cli::RunArgs;
 use crate::engine::service::Service;
-use crate::engine::{say, Account, Engine, LOCK_FILE, PID_FILE, STATE_DIR};
+use crate::engine::{say, Account, LOCK_FILE, PID_FILE, STATE_DIR};
 use crate::error::{Error, Result};
 use crate::paths::Paths;
 use crate::unit::Unit;
@@ -124,22 +125,71 @@ pub fn run(paths: &Paths, args: &RunArgs) -> Result<i32> {
             return Err(Error::new("User= is set, and only root can switch to it")
                 .with_note("run jarvisctl run as root"));
         }
-        let engine = Engine::new(svc, paths, &dir, account)?;
-        if args.detached {
-            // Tell the waiting parent, then let go of its pipe.
-            // The parent may be gone (killed while waiting): never fatal.
-            let mut out = std::io::stdout();
-            let _ = writeln!(out, "locked {}", std::process::id());
-            let _ = out.flush();
-            if let Ok(null) = File::open("/dev/null") {
-                let _ = nix::unistd::dup2_stdout(&null);
-            }
-        }
-        engine.run()
+        Err(exec_engine(paths, args, &lock))
     })();
     let _ = std::fs::remove_file(&pid_path);
     drop(lock);
     result
+}
+
+/// Where the engine binary is: in the package, /usr/libexec beside
+/// /usr/bin; in a build tree, beside jarvisctl.
+fn engine_binary(jarvisctl: &Path) -> Result<PathBuf> {
+    let dir = jarvisctl.parent().unwrap_or(Path::new("/"));
+    let prefix = dir.parent().unwrap_or(dir);
+    let candidates = [
+        prefix.join("libexec/jarvis-supervisor").join(ENGINE),
+        dir.join(ENGINE),
+    ];
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        Error::new(format!(
+            "the engine binary is missing: neither {} nor {} exists",
+            candidates[0].display(),
+            candidates[1].display()
+        ))
+        .with_note("reinstall the package: apt install --reinstall jarvis-supervisor (or dnf reinstall)")
+    })
+}
+
+const ENGINE: &str = "jarvis-engine";
+
+/// Hand over to the engine binary, in this same process: same pid (the
+/// pid file's), the lock's descriptor kept across the exec. Returns only
+/// on failure.
+fn exec_engine(paths: &Paths, args: &RunArgs, lock: &Flock<File>) -> Error {
+    let jarvisctl = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return Error::new(format!("cannot find jarvisctl's own path: {e}")),
+    };
+    let engine = match engine_binary(&jarvisctl) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let fd = lock.as_raw_fd();
+    if let Err(e) = nix::fcntl::fcntl(
+        &**lock,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    ) {
+        return Error::new(format!("cannot pass the lock to the engine: {e}"));
+    }
+    let mut cmd = Command::new(&engine);
+    // "jarvisctl" in ps and pidof, as before the exec.
+    cmd.arg0("jarvisctl");
+    cmd.arg("--lock-fd").arg(fd.to_string());
+    cmd.arg("--jarvisctl").arg(&jarvisctl);
+    if !paths.is_system() {
+        cmd.arg("--root").arg(paths.host(Path::new("/")));
+    }
+    if let Some(u) = &args.unit {
+        cmd.arg("--unit")
+            .arg(std::path::absolute(u).unwrap_or_else(|_| u.clone()));
+    }
+    if args.detached {
+        cmd.arg("--detached");
+    }
+    let e = cmd.exec();
+    Error::new(format!("cannot start the engine {}: {e}", engine.display()))
+        .with_note("reinstall the package: apt install --reinstall jarvis-supervisor (or dnf reinstall)")
 }
 
 /// `--daemon`: start a detached copy of ourselves, wait until it holds the

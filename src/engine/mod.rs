@@ -64,27 +64,37 @@ pub struct Account {
 
 impl Account {
     pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Account>> {
+        use nix::unistd::{Group, User};
         let Some(name) = user else { return Ok(None) };
-        let u = uzers::get_user_by_name(name).ok_or_else(|| {
-            Error::new(format!("User={name}: no such user on this host"))
-                .with_note("create it with: jarvisctl setup")
-        })?;
+        // getpwnam_r through nix: the C library's own lookup (NSS), as
+        // systemd does, and no extra crate in the engine binary.
+        let lookup = |what: &str, e: nix::Error| {
+            Error::new(format!("cannot look up {what}: {e}"))
+                .with_note("check /etc/nsswitch.conf and /etc/passwd")
+        };
+        let u = User::from_name(name)
+            .map_err(|e| lookup(&format!("User={name}"), e))?
+            .ok_or_else(|| {
+                Error::new(format!("User={name}: no such user on this host"))
+                    .with_note("create it with: jarvisctl setup")
+            })?;
         let gid = match group {
-            None => u.primary_group_id(),
-            Some(g) => uzers::get_group_by_name(g)
+            None => u.gid.as_raw(),
+            Some(g) => Group::from_name(g)
+                .map_err(|e| lookup(&format!("Group={g}"), e))?
                 .ok_or_else(|| {
                     Error::new(format!("Group={g}: no such group on this host"))
                         .with_note("create it with: jarvisctl setup")
                 })?
-                .gid(),
+                .gid
+                .as_raw(),
         };
-        use uzers::os::unix::UserExt;
         Ok(Some(Account {
             name: name.to_string(),
-            uid: u.uid(),
+            uid: u.uid.as_raw(),
             gid,
-            home: u.home_dir().to_path_buf(),
-            shell: u.shell().to_path_buf(),
+            home: u.dir,
+            shell: u.shell,
         }))
     }
 }
@@ -132,6 +142,8 @@ pub struct Engine {
     start_began: Instant,
     /// When the engine last dropped its clean pages (see `trim`).
     trimmed_at: Option<Instant>,
+    /// The program is ready: drop the pages before the loop next blocks.
+    trim_due: bool,
     watchdog: Option<Duration>,
     ignored_senders: u64,
     state_dir: PathBuf,
@@ -144,6 +156,8 @@ pub struct Engine {
     flush_at: Option<Instant>,
     /// Where `jarvisctl alert` finds heartbeat.conf when the engine gives up.
     paths: Paths,
+    /// The jarvisctl that started this engine: it runs `jarvisctl alert`.
+    jarvisctl: PathBuf,
 }
 
 /// Pings and STATUS= go to state.json at most this often; a flood of them
@@ -193,7 +207,13 @@ fn describe(status: &std::process::ExitStatus) -> String {
 }
 
 impl Engine {
-    pub fn new(svc: Service, paths: &Paths, state_dir: &Path, account: Option<Account>) -> Result<Engine> {
+    pub fn new(
+        svc: Service,
+        paths: &Paths,
+        state_dir: &Path,
+        account: Option<Account>,
+        jarvisctl: PathBuf,
+    ) -> Result<Engine> {
         let owner = account.as_ref().map(|a| (a.uid, a.gid));
         // Signals arrive through the signalfd; children get a clean mask (std resets it).
         let mut mask = SigSet::empty();
@@ -278,6 +298,7 @@ impl Engine {
             done: None,
             start_began: Instant::now(),
             trimmed_at: None,
+            trim_due: false,
             watchdog,
             ignored_senders: 0,
             state_dir: state_dir.to_path_buf(),
@@ -286,6 +307,7 @@ impl Engine {
             last_save: Instant::now(),
             flush_at: None,
             paths: paths.clone(),
+            jarvisctl,
         })
     }
 
@@ -302,6 +324,27 @@ impl Engine {
             self.save();
         } else {
             self.flush_at = Some(due);
+        }
+    }
+
+    /// The engine gave up: alert from a process of its own (`jarvisctl
+    /// alert`), so that the engine's exit does not wait on a ping or a pager.
+    fn alert(&self, reason: &str) {
+        let mut cmd = std::process::Command::new(&self.jarvisctl);
+        if !self.paths.is_system() {
+            cmd.arg("--root").arg(self.paths.host(Path::new("/")));
+        }
+        // Its report goes where the engine's own messages go (stderr: the
+        // engine log under --daemon, whose stdout is a closed pipe by then).
+        if let Ok(err) = std::io::stderr().as_fd().try_clone_to_owned() {
+            cmd.stdout(std::process::Stdio::from(err));
+        }
+        if let Err(e) = cmd
+            .args(["alert", "--reason", reason])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+        {
+            say!("cannot run {} alert: {e}", self.jarvisctl.display());
         }
     }
 
@@ -356,7 +399,16 @@ impl Engine {
             if let Some(n) = &self.notify {
                 fds.push(PollFd::new(n.fd(), PollFlags::POLLIN));
             }
-            if poll(&mut fds, timeout).is_err() {
+            // Only before a long wait: a timer due soon would run code again.
+            let long_wait = timeout == PollTimeout::NONE || timeout >= PollTimeout::from(1000u16);
+            let polled = if self.trim_due && long_wait {
+                self.trim_due = false;
+                self.trimmed_at = Some(Instant::now());
+                trim::drop_pages_then_poll(&mut fds, timeout)
+            } else {
+                poll(&mut fds, timeout)
+            };
+            if polled.is_err() {
                 return;
             }
             let ready = |i: usize| {
@@ -429,14 +481,11 @@ impl Engine {
                 self.remove_runtime_dirs(true);
                 self.save();
                 // At once, as systemd's OnFailure= does (jarvisctl alert).
-                crate::cmd::alert::spawn(
-                    &self.paths,
-                    &format!(
-                        "jarvisctl run gave up: start limit hit ({} starts within {}s)",
-                        self.starts.len(),
-                        interval.as_secs_f64()
-                    ),
-                );
+                self.alert(&format!(
+                    "jarvisctl run gave up: start limit hit ({} starts within {}s)",
+                    self.starts.len(),
+                    interval.as_secs_f64()
+                ));
                 self.done = Some(1);
                 return;
             }
@@ -500,12 +549,13 @@ impl Engine {
         // Starting is over; what it ran need not stay resident for months.
         // At most once a minute: in a crash loop, re-faulting the pages at
         // every start would only slow the restarts down.
+        // Done in `turn`, just before the loop blocks: anything run after
+        // it (this save, a message) would fault its pages back in.
         if self
             .trimmed_at
             .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
         {
-            trim::drop_code_pages();
-            self.trimmed_at = Some(Instant::now());
+            self.trim_due = true;
         }
         self.timer = self.watchdog.map(|d| (Instant::now() + d, Timer::Watchdog));
         if self.svc.kind == Kind::Notify {

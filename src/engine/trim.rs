@@ -1,24 +1,23 @@
-//! Gives back the code pages that only starting needed. A supervisor lives
-//! for months, and most of its binary (argument parsing, the unit parser,
-//! the checks) runs once. Once the program is ready, the engine drops its
-//! clean read-only mappings (code, constants) from its page tables; the few pages the
-//! event loop runs fault back in from the page cache. This is what keeps
-//! its resident memory under runit's.
+//! Gives back the pages that only starting needed. A supervisor lives
+//! for months, and most of its binary (the unit parser, the checks) runs
+//! once. Once the program is ready, the engine drops its clean read-only
+//! mappings (code, constants) from its page tables, the unused stack and
+//! the C library's free heap, just before it blocks; the few pages the
+//! event loop runs fault back in from the page cache.
 //!
 //! Only read-only file mappings without a single private page are dropped
 //! (code and constant data): their pages are clean copies of the file, so
 //! dropping them loses nothing. Writable data, and read-only data that was
 //! relocated (copied) before being made read-only, is never touched.
 
-// The one unsafe call of the binary: madvise() on mappings that Rust does
-// not own. Sound because a dropped page of a private read-only executable
-// mapping is re-read, unchanged, from its file on the next access.
+// madvise() on mappings that Rust does not own, then poll() on raw
+// pollfds. Sound because a dropped page of a private read-only file
+// mapping is re-read, unchanged, from its file on the next access, and a
+// dropped stack page below the live frames comes back zeroed.
 #![allow(unsafe_code)]
 
-use std::num::NonZeroUsize;
-use std::ptr::NonNull;
-
-use nix::sys::mman::{madvise, MmapAdvise};
+use nix::libc;
+use nix::poll::{PollFd, PollTimeout};
 
 /// The read-only file mappings in /proc/self/smaps that hold no private
 /// (copied-on-write) page, as (start, length): code, and constant data
@@ -59,28 +58,64 @@ fn clean_mappings(smaps: &str) -> Vec<(usize, usize)> {
     out
 }
 
-/// Drops this process's resident code pages; returns the bytes advised.
-pub fn drop_code_pages() -> usize {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return 0;
-    };
-    let mut total = 0;
-    for (start, len) in clean_mappings(&smaps) {
-        let (Some(ptr), Some(_)) = (
-            NonNull::new(start as *mut std::ffi::c_void),
-            NonZeroUsize::new(len),
-        ) else {
-            continue;
-        };
-        // SAFETY: a whole read-only mapping of a file, from the kernel's own
-        // list: page-aligned, mapped, private, and without a single private
-        // page (read-only memory cannot gain one). MADV_DONTNEED on it only
-        // unmaps clean pages that the next access reads back from the file.
-        if unsafe { madvise(ptr, len, MmapAdvise::MADV_DONTNEED) }.is_ok() {
-            total += len;
+/// The `[stack]` mapping that holds `sp`, as (start, end).
+fn stack_mapping(smaps: &str, sp: usize) -> Option<(usize, usize)> {
+    smaps.lines().filter(|l| l.ends_with("[stack]")).find_map(|l| {
+        let (a, b) = l.split_whitespace().next()?.split_once('-')?;
+        let (a, b) = (
+            usize::from_str_radix(a, 16).ok()?,
+            usize::from_str_radix(b, 16).ok()?,
+        );
+        (a <= sp && sp < b).then_some((a, b))
+    })
+}
+
+/// Below the current frame, this much of the stack stays: the calls made
+/// from here (poll, a page of headroom).
+const STACK_KEPT: usize = 16 << 10;
+
+/// At most this many mappings are dropped (the engine maps a handful of
+/// files: itself, the C library, the loader).
+const MAX_MAPPINGS: usize = 64;
+
+/// Drops what a waiting engine does not use, then waits in poll(2): the
+/// resident code pages, the free memory of the C library's heap, and the
+/// stack below this frame (touched once, by starting). Straight into
+/// poll: any of our own code run between the drop and the wait would fault
+/// its pages back in, 64 kB around each.
+pub fn drop_pages_then_poll(fds: &mut [PollFd], timeout: PollTimeout) -> nix::Result<libc::c_int> {
+    let ms = i32::from(timeout);
+    let here = 0u8;
+    let sp = std::ptr::addr_of!(here) as usize;
+    // The ranges on the stack: the heap they came from is trimmed below.
+    let mut ranges = [(0usize, 0usize); MAX_MAPPINGS];
+    let mut n = 0;
+    if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
+        if let Some((start, _)) = stack_mapping(&smaps, sp) {
+            let end = sp.saturating_sub(STACK_KEPT) & !0xfff;
+            ranges[n] = (start, end.saturating_sub(start));
+            n += 1;
+        }
+        for r in clean_mappings(&smaps).into_iter().take(MAX_MAPPINGS - n) {
+            ranges[n] = r;
+            n += 1;
         }
     }
-    total
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
+    for &(start, len) in &ranges[..n] {
+        if len > 0 {
+            // SAFETY: either the stack below this frame and its headroom,
+            // which holds no live data (one thread, signals blocked: no
+            // handler runs on it; a dropped page comes back zeroed), or a
+            // whole read-only file mapping without a private page (see
+            // `clean_mappings`), whose pages come back from the file.
+            unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+        }
+    }
+    // SAFETY: PollFd is repr(transparent) over libc::pollfd.
+    let r = unsafe { libc::poll(fds.as_mut_ptr().cast(), fds.len() as libc::nfds_t, ms) };
+    nix::errno::Errno::result(r)
 }
 
 #[cfg(test)]
@@ -118,9 +153,29 @@ Anonymous:             0 kB
     }
 
     #[test]
-    fn dropping_code_pages_keeps_the_process_running() {
-        let before = drop_code_pages();
-        assert!(before > 0);
+    fn the_stack_mapping_is_the_one_that_holds_the_frame() {
+        let smaps = "\
+7ffc76400000-7ffc76421000 rw-p 00000000 00:00 0                          [stack]
+Rss:                  52 kB
+7ffc76500000-7ffc76502000 r-xp 00000000 00:00 0 [vdso]
+";
+        assert_eq!(
+            stack_mapping(smaps, 0x7ffc76410000),
+            Some((0x7ffc76400000, 0x7ffc76421000))
+        );
+        assert_eq!(stack_mapping(smaps, 0x7ffc76500000), None);
+    }
+
+    #[test]
+    fn dropping_pages_keeps_the_process_running() {
+        // A pipe with a byte in it: poll returns at once, after the drop.
+        let (r, w) = nix::unistd::pipe().unwrap();
+        nix::unistd::write(&w, b"x").unwrap();
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&r),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        assert_eq!(drop_pages_then_poll(&mut fds, PollTimeout::from(5000u16)), Ok(1));
         // Code runs on after its pages were dropped: they fault back in.
         let v: Vec<u64> = (1..=1000).collect();
         assert_eq!(v.iter().sum::<u64>(), 500_500);

@@ -1,6 +1,6 @@
 //! A CycloneDX SBOM (JSON, spec 1.5) beside each package in target/dist:
 //! `<package file>.cdx.json`, listing the crates compiled into
-//! /usr/bin/jarvisctl with their exact versions, purls and the sha256 that
+//! /usr/bin/jarvisctl (and the engine it execs) with their exact versions, purls and the sha256 that
 //! Cargo.lock records for each `.crate`.
 //!
 //! Written here rather than by cargo-cyclonedx: its 0.5.9 release lists
@@ -110,7 +110,7 @@ pub fn write(dist_dir: &Path, packages: &[&Path]) -> Result<()> {
                 "bom-ref": self_ref,
                 "name": CRATE,
                 "version": version,
-                "description": format!("the {kind} package {file}, whose /usr/bin/jarvisctl is built from these crates"),
+                "description": format!("the {kind} package {file}, whose /usr/bin/jarvisctl and /usr/libexec/jarvis-supervisor/jarvis-engine are built from these crates"),
                 "purl": self_ref,
                 "licenses": [{ "expression": "MIT" }],
             },
