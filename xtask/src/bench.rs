@@ -2,7 +2,8 @@
 //! the same run, never as timed tests. First the cost the unit's preflight
 //! (`jarvisctl check --preflight`, an `ExecStartPre=`) adds to every start,
 //! against a bare process start and a Python interpreter start; then
-//! `jarvisctl run` against supervisord, PM2, runit and s6 (`supervisors`).
+//! `jarvisctl run` against supervisord, PM2, runit, daemontools and s6
+//! (`supervisors`).
 
 use std::path::Path;
 use std::process::Command;

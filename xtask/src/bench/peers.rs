@@ -21,15 +21,17 @@ pub enum Kind {
     Supervisord,
     Pm2,
     Runit,
+    Daemontools,
     S6,
     Jarvisctl,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Supervisord,
         Kind::Pm2,
         Kind::Runit,
+        Kind::Daemontools,
         Kind::S6,
         Kind::Jarvisctl,
     ];
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Supervisord => "supervisord",
             Kind::Pm2 => "PM2",
             Kind::Runit => "runit runsv + svlogd",
+            Kind::Daemontools => "daemontools supervise + multilog",
             Kind::S6 => "s6-supervise + s6-log",
             Kind::Jarvisctl => "jarvisctl run",
         }
@@ -49,16 +52,21 @@ impl Kind {
             Kind::Supervisord => "supervisord",
             Kind::Pm2 => "pm2",
             Kind::Runit => "runit",
+            Kind::Daemontools => "daemontools",
             Kind::S6 => "s6",
             Kind::Jarvisctl => "jarvisctl",
         }
     }
 
     /// Is `name`, in the log directory, one of the child's log files?
+    /// multilog rotates by renaming `current` to `previous`, then links
+    /// `previous` to `@<stamp>.s` and unlinks it: `previous` holds lines for
+    /// that moment (the same file twice is counted once, see `log_files`).
     fn is_log(self, name: &str) -> bool {
         match self {
             Kind::Supervisord | Kind::Pm2 => name.starts_with("out.log"),
             Kind::Runit | Kind::S6 => name == "current" || name.starts_with('@'),
+            Kind::Daemontools => name == "current" || name == "previous" || name.starts_with('@'),
             Kind::Jarvisctl => name.starts_with("supervisor.stdout"),
         }
     }
@@ -73,6 +81,9 @@ pub struct Running {
     spawned: Vec<Child>,
     /// The supervisor's root processes: the trees the bench stops.
     roots: Vec<u32>,
+    /// The process that supervises the child, alone (not its logger, nor
+    /// the supervisor of its logger): one of `roots`.
+    main: Option<u32>,
     child_exe: PathBuf,
     pm2: Option<(PathBuf, PathBuf)>,
 }
@@ -139,6 +150,7 @@ pub fn start(kind: Kind, tools: &Tools, dir: &Path, words: &[String]) -> Result<
         stamps,
         spawned: Vec::new(),
         roots: Vec::new(),
+        main: None,
         child_exe: child,
         pm2: None,
     };
@@ -147,6 +159,7 @@ pub fn start(kind: Kind, tools: &Tools, dir: &Path, words: &[String]) -> Result<
         Kind::Supervisord => supervisord(&mut r, tools, &argv)?,
         Kind::Pm2 => pm2(&mut r, tools, &argv)?,
         Kind::Runit => runit(&mut r, tools, &argv)?,
+        Kind::Daemontools => daemontools(&mut r, tools, &argv)?,
         Kind::S6 => s6(&mut r, tools, &argv)?,
         Kind::Jarvisctl => jarvisctl(&mut r, tools, &argv)?,
     }
@@ -176,7 +189,7 @@ fn supervisord(r: &mut Running, tools: &Tools, argv: &[String]) -> Result<()> {
         &r.dir,
         "supervisord",
     )?;
-    r.adopt(c);
+    r.adopt_main(c);
     Ok(())
 }
 
@@ -218,6 +231,7 @@ fn pm2(r: &mut Running, tools: &Tools, argv: &[String]) -> Result<()> {
         .and_then(|t| t.trim().parse().ok())
         .ok_or_else(|| format!("pm2 start failed ({st}); see {}", r.dir.display()))?;
     r.roots.push(pid);
+    r.main = Some(pid);
     Ok(())
 }
 
@@ -251,7 +265,48 @@ fn runit(r: &mut Running, tools: &Tools, argv: &[String]) -> Result<()> {
         ),
     )?;
     let c = spawn(Command::new(&tools.runsv).arg(&svc), &r.dir, "runsv")?;
+    r.adopt_main(c);
+    Ok(())
+}
+
+/// Two daemontools `supervise`, of svc and of svc/log, with a pipe between
+/// them, as svscan sets them up (without svscan itself, as runsv runs
+/// without runsvdir). svc/run is the child, as under runit and s6;
+/// svc/log/run execs multilog, in files of 16 MB (its largest, `s`), all
+/// kept (`n`), each line as the child wrote it (no `t` timestamp).
+/// supervise pauses a second after each start, whatever the child does.
+fn daemontools(r: &mut Running, tools: &Tools, argv: &[String]) -> Result<()> {
+    let svc = r.dir.join("svc");
+    service_dir(r, &svc, argv, false)?;
+    let logsvc = svc.join("log");
+    std::fs::create_dir_all(&logsvc).map_err(io(&logsvc))?;
+    executable(
+        &logsvc.join("run"),
+        &format!(
+            "#!/bin/sh\nexec {} s16777215 n100000 {}\n",
+            tools.multilog.display(),
+            r.log_dir.display()
+        ),
+    )?;
+    let (rd, wr) = std::io::pipe().map_err(|e| e.to_string())?;
+    let c = Command::new(&tools.supervise)
+        .arg(&logsvc)
+        .stdin(rd)
+        .stdout(out_file(&r.dir, "supervise-log.out")?)
+        .stderr(out_file(&r.dir, "supervise-log.err")?)
+        .spawn()
+        .map_err(|e| format!("cannot start supervise: {e}"))?;
     r.adopt(c);
+    // Only stdout goes to the logger, as under svscan; supervise's own
+    // warnings go to a file.
+    let c = Command::new(&tools.supervise)
+        .arg(&svc)
+        .stdin(Stdio::null())
+        .stdout(wr)
+        .stderr(out_file(&r.dir, "supervise.err")?)
+        .spawn()
+        .map_err(|e| format!("cannot start supervise: {e}"))?;
+    r.adopt_main(c);
     Ok(())
 }
 
@@ -290,7 +345,7 @@ fn s6(r: &mut Running, tools: &Tools, argv: &[String]) -> Result<()> {
         .stderr(wr2)
         .spawn()
         .map_err(|e| format!("cannot start s6-supervise: {e}"))?;
-    r.adopt(c);
+    r.adopt_main(c);
     Ok(())
 }
 
@@ -327,7 +382,7 @@ fn jarvisctl(r: &mut Running, tools: &Tools, argv: &[String]) -> Result<()> {
         &r.dir,
         "jarvisctl",
     )?;
-    r.adopt(c);
+    r.adopt_main(c);
     Ok(())
 }
 
@@ -336,6 +391,18 @@ impl Running {
     fn adopt(&mut self, c: Child) {
         self.roots.push(c.id());
         self.spawned.push(c);
+    }
+
+    /// The root that supervises the child itself.
+    fn adopt_main(&mut self, c: Child) {
+        self.main = Some(c.id());
+        self.adopt(c);
+    }
+
+    /// The process that supervises the child, alone: supervisord, PM2's
+    /// daemon, runsv, the child's supervise or s6-supervise, jarvisctl.
+    pub fn supervisor_pid(&self) -> Option<u32> {
+        self.main
     }
 
     pub fn stamps(&self) -> Stamps {
@@ -355,7 +422,11 @@ impl Running {
             .collect()
     }
 
+    /// The log files, each once: a file under two names at once (multilog
+    /// links `previous` to `@<stamp>.s`, then unlinks `previous`) is
+    /// counted under the first name only.
     fn log_files(&self) -> Vec<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
         let mut v: Vec<PathBuf> = std::fs::read_dir(&self.log_dir)
             .into_iter()
             .flatten()
@@ -364,6 +435,12 @@ impl Running {
             .map(|e| e.path())
             .collect();
         v.sort();
+        let mut seen = std::collections::HashSet::new();
+        v.retain(|p| {
+            std::fs::metadata(p)
+                .map(|m| seen.insert((m.dev(), m.ino())))
+                .unwrap_or(true)
+        });
         v
     }
 
@@ -418,8 +495,10 @@ impl Running {
                 let (pm2, home) = self.pm2.as_ref().expect("pm2 paths");
                 crate::run::output(Command::new(pm2).env("PM2_HOME", home).arg("reloadLogs"))?;
             }
-            // svlogd and s6-log rotate their current file on SIGALRM.
+            // svlogd, multilog and s6-log rotate their current file on
+            // SIGALRM.
             Kind::Runit => signal(Signal::SIGALRM, &self.named("svlogd")),
+            Kind::Daemontools => signal(Signal::SIGALRM, &self.named("multilog")),
             Kind::S6 => signal(Signal::SIGALRM, &self.named("s6-log")),
             // The contract: rename, then SIGHUP the pid in the pid file.
             Kind::Jarvisctl => {

@@ -1,8 +1,9 @@
 //! `cargo xtask bench`, the supervisors: `jarvisctl run` against supervisord,
-//! PM2, runit and s6, each supervising the same child, measured in one run
-//! on this machine and printed as ratios against the best peer (and against
-//! `cat` for log throughput). Figures, never timed tests: the bench only
-//! fails when jarvisctl misses a target of issue 6 or cannot be measured.
+//! PM2, runit, daemontools and s6, each supervising the same child,
+//! measured in one run on this machine and printed with ratios: against the
+//! best peer, jarvisctl's figure over each peer's, and against `cat` for
+//! log throughput. Figures, never timed tests: the bench only fails when
+//! jarvisctl misses a target of issue 17 or cannot be measured.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -83,8 +84,9 @@ fn mb_s(bytes: u64, d: Duration) -> f64 {
 /// to the next child's exec stamp.
 fn restart(kind: Kind, tools: &Tools, dir: &Path, cfg: &Config, row: &mut Row) -> Result<()> {
     let r = peers::start(kind, tools, dir, &["exit".to_string()])?;
-    // runit, s6 and supervisord wait a second before restarting a child
-    // that lived under a second: they get what 20 s give.
+    // runit, daemontools, s6 and supervisord wait a second before
+    // restarting a child that lived under a second: they get what 20 s
+    // give.
     wait_until(Duration::from_secs(20), || {
         r.stamps().starts.len() > cfg.restarts || !r.alive()
     });
@@ -105,8 +107,8 @@ fn restart(kind: Kind, tools: &Tools, dir: &Path, cfg: &Config, row: &mut Row) -
 }
 
 /// Restart latency of a child that lived LIVED_MS: past the one-second
-/// guard against restart loops that runit, s6 and supervisord keep. All
-/// peers at once: each sleeps nearly all the time.
+/// guard against restart loops that runit, daemontools, s6 and
+/// supervisord keep. All peers at once: each sleeps nearly all the time.
 fn restart_lived(tools: &Tools, kinds: &[Kind], run: &Path, rows: &mut [Row]) {
     let words = ["exit".to_string(), format!("live={LIVED_MS}")];
     let mut running = Vec::new();
@@ -141,7 +143,10 @@ fn restart_lived(tools: &Tools, kinds: &[Kind], run: &Path, rows: &mut [Row]) {
 }
 
 /// Footprint and idle cost: every peer at once, each with a healthy child,
-/// over the same window.
+/// over the same window. Memory is read at the end of the window, after
+/// the wakeups are counted: each supervisor has been idle for the whole
+/// window by then (jarvisctl gives back its code pages just before it
+/// blocks), and the child is still running.
 fn idle(tools: &Tools, kinds: &[Kind], run: &Path, cfg: &Config, rows: &mut [Row]) {
     let mut running: Vec<Option<Running>> = Vec::new();
     for (kind, row) in kinds.iter().zip(rows.iter_mut()) {
@@ -188,7 +193,25 @@ fn idle(tools: &Tools, kinds: &[Kind], run: &Path, cfg: &Config, rows: &mut [Row
         }
         row.idle_cpu_ms = Some(cpu.saturating_sub(cpu0) as f64 * 1000.0 / hz);
         row.idle_wakeups = Some(ctx.saturating_sub(ctx0));
+    }
+    // All wakeups counted first, then the memory of each: reading
+    // /proc/PID/smaps_rollup does not wake the process.
+    for (r, row) in running.iter().zip(rows.iter_mut()) {
+        let Some(r) = r else { continue };
+        let s = r.stamps();
+        if s.starts.len() != 1 || !s.exits.is_empty() {
+            row.errors.push(format!(
+                "idle: the child did not stay up ({} starts, {} exits)",
+                s.starts.len(),
+                s.exits.len()
+            ));
+        }
+        let pids = r.supervisor_pids();
         let mem: Vec<(u64, u64)> = pids.iter().filter_map(|p| procfs::memory(*p)).collect();
+        if mem.len() != pids.len() {
+            row.errors
+                .push(format!("idle: cannot read the memory of all of {pids:?}"));
+        }
         row.rss_kb = Some(mem.iter().map(|m| m.0).sum());
         row.pss_kb = Some(mem.iter().map(|m| m.1).sum());
         row.processes = pids
@@ -196,6 +219,19 @@ fn idle(tools: &Tools, kinds: &[Kind], run: &Path, cfg: &Config, rows: &mut [Row
             .filter_map(|p| procfs::stat(*p))
             .map(|s| s.comm)
             .collect();
+        match r.supervisor_pid().filter(|p| pids.contains(p)) {
+            Some(p) => match procfs::memory(p) {
+                Some((rss, pss)) => {
+                    row.sup_rss_kb = Some(rss);
+                    row.sup_pss_kb = Some(pss);
+                    row.sup_process = procfs::stat(p).map(|s| s.comm).unwrap_or_default();
+                }
+                None => row.errors.push(format!("idle: cannot read the memory of {p}")),
+            },
+            None => row
+                .errors
+                .push("idle: the supervisor process is not running".into()),
+        }
     }
 }
 
@@ -370,6 +406,7 @@ pub fn measure(root: &Path, jarvisctl: &Path, cfg: &Config) -> Result<Report> {
                 Kind::Supervisord => v.supervisord.clone(),
                 Kind::Pm2 => v.pm2.clone(),
                 Kind::Runit => v.runit.clone(),
+                Kind::Daemontools => v.daemontools.clone(),
                 Kind::S6 => v.s6.clone(),
                 Kind::Jarvisctl => v.jarvisctl.clone(),
             },
@@ -443,6 +480,7 @@ pub fn measure(root: &Path, jarvisctl: &Path, cfg: &Config) -> Result<Report> {
         eprintln!("bench: cat baseline failed: {}", cat_errors.join("; "));
     }
     let targets = report::targets(&rows, cat, available);
+    let ratios = report::ratios(&rows, cat);
     Ok(Report {
         idle_seconds: cfg.idle_seconds,
         log_bytes: cfg.log_bytes,
@@ -450,6 +488,7 @@ pub fn measure(root: &Path, jarvisctl: &Path, cfg: &Config) -> Result<Report> {
         cat_mb_s: cat,
         jarvisctl_run_available: available,
         rows,
+        ratios,
         targets,
     })
 }

@@ -1,5 +1,6 @@
 //! The peers and the child, installed from the package registries when
-//! missing: runit and s6 from Debian (binaries only: never runit-init),
+//! missing: runit, daemontools and s6 from Debian (binaries only: never
+//! runit-init nor daemontools-run),
 //! supervisord from PyPI and PM2 from npm, both pinned and private to
 //! target/bench/tools so that no system daemon is started.
 
@@ -21,6 +22,8 @@ pub struct Tools {
     pub pm2: PathBuf,
     pub runsv: PathBuf,
     pub svlogd: PathBuf,
+    pub supervise: PathBuf,
+    pub multilog: PathBuf,
     pub s6_supervise: PathBuf,
     pub s6_log: PathBuf,
     /// The binary under test, when it has the `run` subcommand.
@@ -33,6 +36,7 @@ pub struct Versions {
     pub supervisord: String,
     pub pm2: String,
     pub runit: String,
+    pub daemontools: String,
     pub s6: String,
     pub jarvisctl: String,
 }
@@ -157,10 +161,13 @@ pub fn install(bench: &Path, jarvisctl: &Path) -> Result<Tools> {
     let tools = bench.join("tools");
     std::fs::create_dir_all(&tools).map_err(|e| e.to_string())?;
     // --no-install-recommends (deps::apt) keeps runit-init out: runit is
-    // only the binaries here, never PID 1.
-    deps::apt(&["gcc", "libc6-dev", "runit", "s6"])?;
-    if installed("runit-init") {
-        eprintln!("bench: note: runit-init is installed on this host (not by the bench)");
+    // only the binaries here, never PID 1. daemontools only suggests
+    // daemontools-run (svscan started at boot), which is not installed.
+    deps::apt(&["gcc", "libc6-dev", "runit", "daemontools", "s6"])?;
+    for pkg in ["runit-init", "daemontools-run"] {
+        if installed(pkg) {
+            eprintln!("bench: note: {pkg} is installed on this host (not by the bench)");
+        }
     }
     let (supervisord, supervisord_version) = supervisord(&tools)?;
     let (pm2, pm2_version) = pm2(&tools)?;
@@ -176,6 +183,8 @@ pub fn install(bench: &Path, jarvisctl: &Path) -> Result<Tools> {
         pm2,
         runsv: need("runsv")?,
         svlogd: need("svlogd")?,
+        supervise: need("supervise")?,
+        multilog: need("multilog")?,
         s6_supervise: need("s6-supervise")?,
         s6_log: need("s6-log")?,
         jarvisctl: run_ok.then(|| jarvisctl.to_path_buf()),
@@ -183,6 +192,7 @@ pub fn install(bench: &Path, jarvisctl: &Path) -> Result<Tools> {
             supervisord: supervisord_version,
             pm2: pm2_version,
             runit: deb_version("runit"),
+            daemontools: deb_version("daemontools"),
             s6: deb_version("s6"),
             jarvisctl: jarvisctl_version,
         },
