@@ -89,14 +89,18 @@ impl Tree {
         c
     }
 
+    /// `jarvisctl run --unit` of this tree's unit.
+    fn run_cmd(&self) -> Command {
+        let mut c = self.cmd();
+        c.arg("run").arg("--unit").arg(self.path("unit.service"));
+        c
+    }
+
     /// `jarvisctl run --unit` in the foreground, stderr to `engine.err`.
     fn start(&mut self) -> u32 {
         let err = File::create(self.path("engine.err")).unwrap();
         let child = self
-            .cmd()
-            .arg("run")
-            .arg("--unit")
-            .arg(self.path("unit.service"))
+            .run_cmd()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err)
@@ -390,13 +394,7 @@ fn a_second_run_is_refused_with_the_first_ones_pid() {
     let mut t = Tree::new("root", "", "");
     let engine = t.start();
     let st = t.wait_state("running", 15, |_| true);
-    let out = t
-        .cmd()
-        .arg("run")
-        .arg("--unit")
-        .arg(t.path("unit.service"))
-        .output()
-        .unwrap();
+    let out = t.run_cmd().output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -1771,13 +1769,7 @@ fn the_engine_runs_from_its_own_small_binary_in_the_same_pid_and_lock() {
     assert!(holds_lock(engine as i32), "the engine does not hold run.lock");
     assert!(!holds_lock(main_pid(&st)), "the program inherited run.lock");
     // Still held: a second run is refused.
-    let out = t
-        .cmd()
-        .arg("run")
-        .arg("--unit")
-        .arg(t.path("unit.service"))
-        .output()
-        .unwrap();
+    let out = t.run_cmd().output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("already supervising"), "{}", text(&out));
 }
@@ -1792,16 +1784,12 @@ fn a_missing_engine_binary_is_named_with_the_fix() {
     fs::create_dir_all(bin.parent().unwrap()).unwrap();
     fs::copy(BIN, &bin).unwrap();
     let run = || {
-        Command::new(&bin)
-            .arg("--root")
-            .arg(t.dir.path())
-            .arg("run")
-            .arg("--unit")
-            .arg(t.path("unit.service"))
-            .output()
-            .unwrap()
+        let mut c = Command::new(&bin);
+        c.arg("--root").arg(t.dir.path());
+        c.arg("run").arg("--unit").arg(t.path("unit.service"));
+        c
     };
-    let out = run();
+    let out = run().output().unwrap();
     let err = text(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("the engine binary is missing"), "{err}");
@@ -1823,12 +1811,7 @@ fn a_missing_engine_binary_is_named_with_the_fix() {
     let libexec = t.path("usr/libexec/jarvis-supervisor");
     fs::create_dir_all(&libexec).unwrap();
     fs::copy(ENGINE_BIN, libexec.join("jarvis-engine")).unwrap();
-    let mut child = Command::new(&bin)
-        .arg("--root")
-        .arg(t.dir.path())
-        .arg("run")
-        .arg("--unit")
-        .arg(t.path("unit.service"))
+    let mut child = run()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(File::create(t.path("engine.err")).unwrap())
