@@ -1560,7 +1560,13 @@ fn a_linked_env_file_hands_no_root_secret_to_the_bot() {
 /// as a compromised bot would to type into root's shell.
 const INSPECT: &str = r##"
 import fcntl, json, os, socket, termios, time
-info = {"pid": os.getpid(), "sid": os.getsid(0), "fds": {}}
+info = {"pid": os.getpid(), "sid": os.getsid(0), "fds": {},
+        "ids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid()],
+        "groups": sorted(os.getgroups())}
+for line in open("/proc/self/status"):
+    k, _, v = line.partition(":")
+    if k == "SigBlk":
+        info[k] = int(v.strip(), 16)
 for fd in os.listdir("/proc/self/fd"):
     try:
         info["fds"][fd] = os.readlink("/proc/self/fd/" + fd)
@@ -1656,6 +1662,23 @@ fn the_bot_gets_no_terminal_and_no_inherited_descriptor() {
         !info["fds"].to_string().contains(&secret.display().to_string()),
         "the root-only file is open in the program: {info}"
     );
+    // The drop to the service user: its uid and gid, and its own groups
+    // only (none of root's).
+    assert_eq!(
+        info["ids"],
+        serde_json::json!([NOBODY, NOBODY, NOBODY, NOBODY]),
+        "{info}"
+    );
+    let id = Command::new("id").args(["-G", "nobody"]).output().unwrap();
+    let mut groups: Vec<u64> = String::from_utf8_lossy(&id.stdout)
+        .split_whitespace()
+        .map(|g| g.parse().unwrap())
+        .collect();
+    groups.sort();
+    assert_eq!(info["groups"], serde_json::json!(groups), "{info}");
+    // No signal blocked (the engine blocks those it reads through its
+    // signalfd). Python ignores SIGPIPE itself: SigIgn would say nothing.
+    assert_eq!(info["SigBlk"], 0, "{info}");
 }
 
 /// Issue 13, finding 18 (part): `NoNewPrivileges=yes` reaches the program

@@ -142,8 +142,6 @@ pub struct Engine {
     start_began: Instant,
     /// When the engine last dropped its clean pages (see `trim`).
     trimmed_at: Option<Instant>,
-    /// The program is ready: drop the pages before the loop next blocks.
-    trim_due: bool,
     watchdog: Option<Duration>,
     ignored_senders: u64,
     state_dir: PathBuf,
@@ -166,6 +164,10 @@ pub struct Engine {
 /// root read gigabytes); far above any real .env.
 const ENV_MAX: u64 = 64 << 20;
 const SAVE_EVERY: Duration = Duration::from_millis(100);
+/// How often a running engine gives back its unused pages (see `trim`):
+/// about 1 ms of work, once the program is ready and then at most this
+/// often, only before a wait of a second or more.
+const TRIM_EVERY: Duration = Duration::from_secs(30);
 
 fn is_clean(status: &std::process::ExitStatus) -> bool {
     match (status.code(), status.signal()) {
@@ -298,7 +300,6 @@ impl Engine {
             done: None,
             start_began: Instant::now(),
             trimmed_at: None,
-            trim_due: false,
             watchdog,
             ignored_senders: 0,
             state_dir: state_dir.to_path_buf(),
@@ -399,10 +400,15 @@ impl Engine {
             if let Some(n) = &self.notify {
                 fds.push(PollFd::new(n.fd(), PollFlags::POLLIN));
             }
-            // Only before a long wait: a timer due soon would run code again.
+            // While the program runs, before a long wait (a timer due soon
+            // would run code again), and at most every TRIM_EVERY: the
+            // pages a watchdog ping or a log line faulted back in go again,
+            // and a crash loop does not re-fault them at every start.
             let long_wait = timeout == PollTimeout::NONE || timeout >= PollTimeout::from(1000u16);
-            let polled = if self.trim_due && long_wait {
-                self.trim_due = false;
+            let trim = long_wait
+                && self.st.state == "running"
+                && self.trimmed_at.is_none_or(|t| t.elapsed() >= TRIM_EVERY);
+            let polled = if trim {
                 self.trimmed_at = Some(Instant::now());
                 trim::drop_pages_then_poll(&mut fds, timeout)
             } else {
@@ -549,14 +555,6 @@ impl Engine {
         // Starting is over; what it ran need not stay resident for months.
         // At most once a minute: in a crash loop, re-faulting the pages at
         // every start would only slow the restarts down.
-        // Done in `turn`, just before the loop blocks: anything run after
-        // it (this save, a message) would fault its pages back in.
-        if self
-            .trimmed_at
-            .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
-        {
-            self.trim_due = true;
-        }
         self.timer = self.watchdog.map(|d| (Instant::now() + d, Timer::Watchdog));
         if self.svc.kind == Kind::Notify {
             say!(
