@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 
 /// Longest partial line kept back; a longer one is written as it is.
 const MAX_PENDING: usize = 256 * 1024;
+/// One read of the pipe (whose size the engine sets to 1 MiB): the fewer
+/// system calls per megabyte, the faster a flood of output lands.
+const READ_SIZE: usize = 1 << 20;
 
 /// The program's stdout and stderr, in its logs directory. Not `*.log`: the
 /// package's copytruncate snippet matches those; this one has its own
@@ -57,9 +60,19 @@ impl LogSink {
             owner,
             file,
             pending: Vec::new(),
-            buf: vec![0; 128 * 1024],
+            buf: vec![0; READ_SIZE],
             write_failed: false,
         })
+    }
+
+    /// The read buffer's whole pages, as (start, length): scratch between
+    /// two drains, which the trim gives back while the engine waits (a
+    /// flood makes all of it resident).
+    pub fn scratch_pages(&mut self) -> (usize, usize) {
+        let start = self.buf.as_mut_ptr() as usize;
+        let first = (start + 0xfff) & !0xfff;
+        let end = (start + self.buf.len()) & !0xfff;
+        (first, end.saturating_sub(first))
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {

@@ -142,6 +142,8 @@ pub struct Engine {
     start_began: Instant,
     /// When the engine last dropped its clean pages (see `trim`).
     trimmed_at: Option<Instant>,
+    /// Something ran since the last trim (its pages may be resident).
+    touched: bool,
     watchdog: Option<Duration>,
     ignored_senders: u64,
     state_dir: PathBuf,
@@ -168,6 +170,19 @@ const SAVE_EVERY: Duration = Duration::from_millis(100);
 /// about 1 ms of work, once the program is ready and then at most this
 /// often, only before a wait of a second or more.
 const TRIM_EVERY: Duration = Duration::from_secs(30);
+
+/// poll()'s timeout until `at` (none: wait for ever).
+fn poll_timeout(at: Option<Instant>) -> PollTimeout {
+    match at {
+        None => PollTimeout::NONE,
+        Some(at) => {
+            let left = at.saturating_duration_since(Instant::now());
+            // Round up: waking a little early would only poll again.
+            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+        }
+    }
+}
 
 fn is_clean(status: &std::process::ExitStatus) -> bool {
     match (status.code(), status.signal()) {
@@ -300,6 +315,7 @@ impl Engine {
             done: None,
             start_began: Instant::now(),
             trimmed_at: None,
+            touched: true,
             watchdog,
             ignored_senders: 0,
             state_dir: state_dir.to_path_buf(),
@@ -383,15 +399,27 @@ impl Engine {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let timeout = match next {
-            None => PollTimeout::NONE,
-            Some(at) => {
-                let left = at.saturating_duration_since(Instant::now());
-                // Round up: waking a little early would only poll again.
-                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+        let timeout = poll_timeout(next);
+        // While the program runs, once something ran since the last trim,
+        // before a long wait (a timer due soon would run code again), and
+        // at most every TRIM_EVERY: the pages a watchdog ping or a flood of
+        // output made resident go again, and a crash loop does not
+        // re-fault them at every start. Too soon after the last one, the
+        // wait ends when the next is allowed: one wakeup after activity,
+        // none while idle.
+        let long_wait = timeout == PollTimeout::NONE || timeout >= PollTimeout::from(1000u16);
+        let trim_allowed = self.trimmed_at.map(|t| t + TRIM_EVERY);
+        let (trim, timeout) = if self.touched && long_wait && self.st.state == "running" {
+            match trim_allowed {
+                Some(at) if at > Instant::now() => {
+                    (false, poll_timeout(Some(next.map_or(at, |n| n.min(at)))))
+                }
+                _ => (true, timeout),
             }
+        } else {
+            (false, timeout)
         };
+        let scratch = self.logs.scratch_pages();
         let (sig_ready, log_ready, notify_ready) = {
             let mut fds = vec![
                 PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
@@ -400,17 +428,10 @@ impl Engine {
             if let Some(n) = &self.notify {
                 fds.push(PollFd::new(n.fd(), PollFlags::POLLIN));
             }
-            // While the program runs, before a long wait (a timer due soon
-            // would run code again), and at most every TRIM_EVERY: the
-            // pages a watchdog ping or a log line faulted back in go again,
-            // and a crash loop does not re-fault them at every start.
-            let long_wait = timeout == PollTimeout::NONE || timeout >= PollTimeout::from(1000u16);
-            let trim = long_wait
-                && self.st.state == "running"
-                && self.trimmed_at.is_none_or(|t| t.elapsed() >= TRIM_EVERY);
             let polled = if trim {
                 self.trimmed_at = Some(Instant::now());
-                trim::drop_pages_then_poll(&mut fds, timeout)
+                self.touched = false;
+                trim::drop_pages_then_poll(&mut fds, timeout, scratch)
             } else {
                 poll(&mut fds, timeout)
             };
@@ -424,6 +445,9 @@ impl Engine {
             };
             (ready(0), ready(1), ready(2))
         };
+        if sig_ready || log_ready || notify_ready {
+            self.touched = true;
+        }
         // Output first: a line written just before an exit lands before the exit's message.
         if log_ready {
             if let Some(msg) = self.logs.drain() {
@@ -451,6 +475,7 @@ impl Engine {
         if let Some((at, which)) = self.timer {
             if Instant::now() >= at {
                 self.timer = None;
+                self.touched = true;
                 self.fire(which);
             }
         }

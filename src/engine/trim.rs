@@ -83,13 +83,21 @@ const MAX_MAPPINGS: usize = 64;
 /// stack below this frame (touched once, by starting). Straight into
 /// poll: any of our own code run between the drop and the wait would fault
 /// its pages back in, 64 kB around each.
-pub fn drop_pages_then_poll(fds: &mut [PollFd], timeout: PollTimeout) -> nix::Result<libc::c_int> {
+///
+/// `scratch`: whole pages of a buffer whose contents nobody needs (the
+/// log's read buffer between two drains); they come back zeroed.
+pub fn drop_pages_then_poll(
+    fds: &mut [PollFd],
+    timeout: PollTimeout,
+    scratch: (usize, usize),
+) -> nix::Result<libc::c_int> {
     let ms = i32::from(timeout);
     let here = 0u8;
     let sp = std::ptr::addr_of!(here) as usize;
     // The ranges on the stack: the heap they came from is trimmed below.
     let mut ranges = [(0usize, 0usize); MAX_MAPPINGS];
-    let mut n = 0;
+    ranges[0] = scratch;
+    let mut n = 1;
     if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
         if let Some((start, _)) = stack_mapping(&smaps, sp) {
             let end = sp.saturating_sub(STACK_KEPT) & !0xfff;
@@ -105,11 +113,13 @@ pub fn drop_pages_then_poll(fds: &mut [PollFd], timeout: PollTimeout) -> nix::Re
     unsafe { libc::malloc_trim(0) };
     for &(start, len) in &ranges[..n] {
         if len > 0 {
-            // SAFETY: either the stack below this frame and its headroom,
-            // which holds no live data (one thread, signals blocked: no
-            // handler runs on it; a dropped page comes back zeroed), or a
-            // whole read-only file mapping without a private page (see
-            // `clean_mappings`), whose pages come back from the file.
+            // SAFETY: the caller's scratch pages (contents nobody needs;
+            // zeroed on the next touch), the stack below this frame and its
+            // headroom, which holds no live data (one thread, signals
+            // blocked: no handler runs on it; a dropped page comes back
+            // zeroed), or a whole read-only file mapping without a private
+            // page (see `clean_mappings`), whose pages come back from the
+            // file.
             unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
         }
     }
@@ -175,7 +185,17 @@ Rss:                  52 kB
             std::os::fd::AsFd::as_fd(&r),
             nix::poll::PollFlags::POLLIN,
         )];
-        assert_eq!(drop_pages_then_poll(&mut fds, PollTimeout::from(5000u16)), Ok(1));
+        let mut scratch = vec![7u8; 64 << 10];
+        let start = scratch.as_mut_ptr() as usize;
+        let first = (start + 0xfff) & !0xfff;
+        let pages = (first, 32 << 10);
+        let polled = drop_pages_then_poll(&mut fds, PollTimeout::from(5000u16), pages);
+        assert_eq!(polled, Ok(1));
+        // The scratch pages came back zeroed; the rest of the buffer kept.
+        let off = first - start;
+        assert!(scratch[off..off + (32 << 10)].iter().all(|&b| b == 0));
+        assert!(scratch[..off].iter().all(|&b| b == 7));
+        assert!(scratch[off + (32 << 10)..].iter().all(|&b| b == 7));
         // Code runs on after its pages were dropped: they fault back in.
         let v: Vec<u64> = (1..=1000).collect();
         assert_eq!(v.iter().sum::<u64>(), 500_500);
