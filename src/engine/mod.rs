@@ -47,7 +47,10 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 macro_rules! say {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), "jarvisctl run: {}", format_args!($($t)*));
+        // One write per line: stderr is unbuffered, and a line in pieces
+        // costs a system call per piece (in the restart's path, too).
+        let line = format!("jarvisctl run: {}\n", format_args!($($t)*));
+        let _ = std::io::stderr().write_all(line.as_bytes());
     }};
 }
 pub(crate) use say;
@@ -149,6 +152,8 @@ pub struct Engine {
     state_dir: PathBuf,
     /// systemd's INVOCATION_ID, new at each start; marks the group's processes.
     invocation_id: String,
+    /// The next start's, ready in advance.
+    next_invocation_id: String,
     /// An exited process whose group still has members, and SIGKILL rounds.
     draining: Option<(Child, std::process::ExitStatus, u32)>,
     last_save: Instant,
@@ -320,6 +325,7 @@ impl Engine {
             ignored_senders: 0,
             state_dir: state_dir.to_path_buf(),
             invocation_id: leftovers::invocation_id(),
+            next_invocation_id: String::new(),
             draining: None,
             last_save: Instant::now(),
             flush_at: None,
@@ -523,7 +529,12 @@ impl Engine {
             self.starts.push_back(now);
         }
         self.start_began = now;
-        self.invocation_id = leftovers::invocation_id();
+        // Made after the last start, off the path from an exit to the next
+        // start (it reads /dev/urandom).
+        self.invocation_id = match std::mem::take(&mut self.next_invocation_id) {
+            id if id.is_empty() => leftovers::invocation_id(),
+            id => id,
+        };
         self.st.state = "starting".into();
         self.st.main_pid = None;
         self.save_after_turn();
@@ -552,6 +563,7 @@ impl Engine {
                     kill_reason: None,
                 });
                 if role == Role::Main {
+                    self.next_invocation_id = leftovers::invocation_id();
                     self.st.main_pid = Some(pid.as_raw());
                     say!("started {} (pid {pid})", argv.join(" "));
                     if self.svc.kind == Kind::Simple {
