@@ -1,5 +1,7 @@
-//! Starting the program: one fork and one exec, as runit does. Between the
-//! two, the child does what systemd does there and what `jarvisctl
+//! Starting the program: one clone and one exec, as runit's fork and exec.
+//! The clone shares our memory and suspends us until the exec
+//! (CLONE_VM | CLONE_VFORK, as posix_spawn does): nothing of ours is copied,
+//! and the program starts as soon as it can. Between the two, the child does what systemd does there and what `jarvisctl
 //! exec-helper` did as a second exec (issue 17: that exec of the whole
 //! 6 MB binary was most of the restart time): a new session (no controlling
 //! terminal: a bot on root's terminal could push input into root's shell
@@ -12,14 +14,16 @@
 //! rest, as exec-helper did), 216 GROUP, 217 USER, 218 CAPABILITIES, 219
 //! CGROUP, 220 SETSID).
 //!
-//! Everything the child needs is prepared before the fork: after it, the
-//! child allocates nothing and takes no lock, so this stays sound even if
-//! the engine ever runs a second thread.
+//! Everything the child needs is prepared before the clone: after it, the
+//! child allocates nothing, takes no lock and writes no memory of ours but
+//! its own WATCHDOG_PID entry, so this stays sound even if the engine ever
+//! runs a second thread.
 
-// fork() and execve() with prepared pointer arrays: std's Command cannot
+// clone() and execve() with prepared pointer arrays: std's Command cannot
 // put the child's own pid into WATCHDOG_PID, nor order the cgroup join
 // before its own uid change. Sound because the child only makes system
-// calls on memory prepared before the fork, then execs or _exits.
+// calls on memory prepared before the clone, then execs or _exits, while
+// we wait for it.
 #![allow(unsafe_code)]
 
 use std::ffi::{CString, OsStr};
@@ -29,9 +33,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::libc;
+use nix::sched::{clone, CloneCb, CloneFlags};
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{SigHandler, SigSet, Signal};
-use nix::unistd::{ForkResult, Gid, Pid, Uid};
+use nix::unistd::{Gid, Pid, Uid};
 
 /// Who the program runs as: the groups are looked up before the fork.
 pub struct Identity {
@@ -58,6 +63,10 @@ pub struct Launch {
     no_new_privs: bool,
     ppid: Pid,
 }
+
+/// The child's stack from the clone to the exec: far more than the set-up
+/// uses (its deepest frame is `fail`'s 1 KiB message); mapped on demand.
+const CHILD_STACK: usize = 256 << 10;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const WATCHDOG_PID: &[u8] = b"WATCHDOG_PID=";
@@ -160,11 +169,15 @@ impl Launch {
         }
         envp.push(std::ptr::null());
         let fds = (null.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd());
-        // SAFETY: see the module's comment; the child runs `child` only.
-        match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
-            ForkResult::Parent { child } => Ok(child),
-            ForkResult::Child => self.child(fds, &argv, &mut envp),
-        }
+        let mut stack = vec![0u8; CHILD_STACK];
+        let launch = &mut self;
+        let (argv, envp) = (&argv, &mut envp);
+        let child: CloneCb = Box::new(move || -> isize { launch.child(fds, argv, envp) });
+        // SAFETY: see the module's comment: the child runs `child` only, on
+        // its own stack, and we wait (CLONE_VFORK) until it has exec'd or
+        // exited before we touch anything it uses.
+        let flags = CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK;
+        unsafe { clone(child, &mut stack, flags, Some(libc::SIGCHLD)) }.map_err(std::io::Error::from)
     }
 
     /// In the child: set up, then exec; never returns.
