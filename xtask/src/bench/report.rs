@@ -80,7 +80,7 @@ pub const PSS_MAX_KB: u64 = 300;
 pub const AT_ONCE_MAX_MS: f64 = 5.0;
 
 /// jarvisctl's figures over each peer's, then its log throughput over
-/// cat's (the faster of the two cat runs).
+/// cat's (cat at its best of its runs).
 pub fn ratios(rows: &[Row], cat: Option<f64>) -> Vec<Ratio> {
     let Some(ours) = rows.iter().find(|r| r.key == "jarvisctl") else {
         return Vec::new();
@@ -176,7 +176,7 @@ pub fn targets(rows: &[Row], cat: Option<f64>, available: bool) -> Vec<Target> {
             Ok((w == 0, format!("{w} wakeups")))
         }),
         judge(
-            "log throughput at least cat's (the faster of two cat runs)",
+            "log throughput at least cat's (each at its best of 3 runs, cat of 4)",
             &|r| {
                 let v = need(r.log_mb_s, "jarvisctl run's log throughput")?;
                 let c = need(cat, "cat's throughput")?;
