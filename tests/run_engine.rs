@@ -178,6 +178,18 @@ impl Drop for Tree {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // A --daemon engine of this tree: its command line names our unit.
+        let pid_file = self.path("run/jarvis-supervisor-run/run.pid");
+        if let Some(pid) = fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let ours = self.path("unit.service").display().to_string();
+            if String::from_utf8_lossy(&cmdline).contains(&ours) {
+                signal(pid, "KILL");
+            }
+        }
         if let Some(pid) = main {
             if alive(pid as i32) {
                 signal(pid as i32, "KILL");
@@ -1389,6 +1401,107 @@ fn after_kill9_of_the_engine_the_next_run_ends_the_programs_orphaned_children_fi
     assert_eq!(live_with_cmdline(&needle), vec![main_pid(&st)]);
     t.signal_engine("TERM");
     assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+}
+
+/// `service jarvis-supervisor start` (run --daemon) returns once the new
+/// engine holds the lock. From then on, state.json and status are the new
+/// run's, even while it still ends a killed run's leftovers: never the last
+/// run's "running" with a pid that is gone, nor an old "failed".
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn a_started_run_replaces_the_last_runs_state_before_start_returns() {
+    let mut t = Tree::new("root", "", "TimeoutStopSec=2s\n");
+    // A worker that ignores SIGTERM: the next run waits TimeoutStopSec for it.
+    let stubborn = FORKS_A_WORKER.replace("trap 'echo worker: got TERM; exit 0' TERM", "trap '' TERM");
+    assert_ne!(stubborn, FORKS_A_WORKER);
+    with_program(&t, "worker.py", &stubborn);
+    let pids = t.path("pids.txt");
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    fs::write(
+        t.path("unit.service"),
+        unit + &format!("Environment=PIDS_OUT={}\n", pids.display()),
+    )
+    .unwrap();
+    let engine = t.start();
+    let old = t.wait_state("running", 15, |_| true);
+    let program = main_pid(&old);
+    signal(engine as i32, "KILL");
+    let _ = t.engine.take().unwrap().wait();
+    let t0 = Instant::now();
+    while alive(program) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "program {program} outlived its engine"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        t.state()["state"],
+        "running",
+        "the killed run's state is not left: the test proves nothing"
+    );
+
+    let out = t
+        .cmd()
+        .args(["run", "--daemon", "--unit"])
+        .arg(t.path("unit.service"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // At once, while the new engine still waits for the stubborn worker.
+    let st = t.state();
+    let status = t.cmd().args(["status", "--json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&status.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&status.stdout)));
+    let waited = t0.elapsed();
+    let new_engine: i64 = fs::read_to_string(t.path("run/jarvis-supervisor-run/run.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(said.contains(&format!("pid {new_engine}")), "{said}");
+    assert_eq!(
+        st["engine_pid"], new_engine,
+        "state.json is still the last run's: {st}"
+    );
+    assert_eq!(st["state"], "starting", "{st}");
+    assert!(st["main_pid"].is_null(), "{st}");
+    assert!(st["started_unix"].as_f64() > old["started_unix"].as_f64(), "{st}");
+    assert_eq!(
+        (&v["state"], &v["sub_state"]),
+        (&Value::from("activating"), &Value::from("starting")),
+        "status right after the start: {v}"
+    );
+
+    // Then the leftover goes and the new program runs.
+    let st = t.wait_state("running", 20, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != program)
+    });
+    let msgs = fs::read_to_string(t.path("run/jarvis-supervisor-run/engine.log")).unwrap_or_default();
+    assert!(msgs.contains("of the previous run are still alive"), "{msgs}");
+    println!(
+        "state after start: starting (engine {new_engine}) read {:.2}s after the kill; running again as pid {}",
+        waited.as_secs_f64(),
+        main_pid(&st)
+    );
+    let out = t
+        .cmd()
+        .args(["stop", "--unit"])
+        .arg(t.path("unit.service"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 // ------------------------------------------- jarvisctl status, fallback mode

@@ -302,7 +302,7 @@ impl Engine {
             memory_limit: limit.name().into(),
         };
         let watchdog = svc.watchdog;
-        Ok(Engine {
+        let mut engine = Engine {
             svc,
             account,
             limit,
@@ -331,7 +331,12 @@ impl Engine {
             flush_at: None,
             paths: paths.clone(),
             jarvisctl,
-        })
+        };
+        // This engine's state replaces the last one's before anyone is told
+        // it started (`run --daemon`, the init script): status must never
+        // show a finished run's "failed" for a start that is under way.
+        engine.save();
+        Ok(engine)
     }
 
     fn save(&mut self) {

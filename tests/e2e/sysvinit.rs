@@ -251,6 +251,12 @@ pub fn crash_hang_and_limits() {
     c.write(DROPIN, "[Service]\nTimeoutStartSec=4s\nRestart=no\n");
     let t3 = Instant::now();
     c.ok("service jarvis-supervisor start");
+    // Once start returns, the state is this start's, not the give-up's.
+    let now = state(&c);
+    assert!(
+        now["started_unix"] != give_up["started_unix"] && now["state"] == "starting",
+        "after service start, the state is still the last run's: {now}"
+    );
     let st = wait_state(&c, 30, "the start timeout", |s| s["state"] == "failed");
     let timed_out = t3.elapsed();
     assert_eq!(
