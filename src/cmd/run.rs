@@ -147,11 +147,12 @@ fn engine_binary(jarvisctl: &Path) -> Result<PathBuf> {
             candidates[0].display(),
             candidates[1].display()
         ))
-        .with_note("reinstall the package: apt install --reinstall jarvis-supervisor (or dnf reinstall)")
+        .with_note(REINSTALL)
     })
 }
 
 const ENGINE: &str = "jarvis-engine";
+const REINSTALL: &str = "reinstall the package: apt install --reinstall jarvis-supervisor (or dnf reinstall)";
 
 /// Hand over to the engine binary, in this same process: same pid (the
 /// pid file's), the lock's descriptor kept across the exec. Returns only
@@ -188,8 +189,7 @@ fn exec_engine(paths: &Paths, args: &RunArgs, lock: &Flock<File>) -> Error {
         cmd.arg("--detached");
     }
     let e = cmd.exec();
-    Error::new(format!("cannot start the engine {}: {e}", engine.display()))
-        .with_note("reinstall the package: apt install --reinstall jarvis-supervisor (or dnf reinstall)")
+    Error::new(format!("cannot start the engine {}: {e}", engine.display())).with_note(REINSTALL)
 }
 
 /// `--daemon`: start a detached copy of ourselves, wait until it holds the

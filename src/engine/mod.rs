@@ -594,9 +594,6 @@ impl Engine {
 
     fn became_ready(&mut self) {
         self.st.state = "running".into();
-        // Starting is over; what it ran need not stay resident for months.
-        // At most once a minute: in a crash loop, re-faulting the pages at
-        // every start would only slow the restarts down.
         self.timer = self.watchdog.map(|d| (Instant::now() + d, Timer::Watchdog));
         if self.svc.kind == Kind::Notify {
             say!(

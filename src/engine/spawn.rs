@@ -1,8 +1,9 @@
 //! Starting the program: one clone and one exec, as runit's fork and exec.
 //! The clone shares our memory and suspends us until the exec
 //! (CLONE_VM | CLONE_VFORK, as posix_spawn does): nothing of ours is copied,
-//! and the program starts as soon as it can. Between the two, the child does what systemd does there and what `jarvisctl
-//! exec-helper` did as a second exec (issue 17: that exec of the whole
+//! and the program starts as soon as it can. Between the two, the child
+//! does what systemd does there and what `jarvisctl exec-helper` did as a
+//! second exec (issue 17: that exec of the whole
 //! 6 MB binary was most of the restart time): a new session (no controlling
 //! terminal: a bot on root's terminal could push input into root's shell
 //! with TIOCSTI, and the session is the process group the engine signals),
@@ -68,7 +69,6 @@ pub struct Launch {
 /// uses (its deepest frame is `fail`'s 1 KiB message); mapped on demand.
 const CHILD_STACK: usize = 256 << 10;
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const WATCHDOG_PID: &[u8] = b"WATCHDOG_PID=";
 
 fn cstring(bytes: &[u8], what: &str) -> std::io::Result<CString> {
@@ -99,7 +99,7 @@ impl Launch {
             .rev()
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_str())
-            .unwrap_or(DEFAULT_PATH);
+            .unwrap_or(super::DEFAULT_PATH);
         // As execvp: a name with a slash is a path (relative ones from the
         // working directory); otherwise each directory of PATH in turn.
         let candidates: Vec<PathBuf> = if program.contains('/') {
