@@ -275,7 +275,7 @@ impl Engine {
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
             .map_err(|e| Error::new(format!("cannot create the log pipe: {e}")))?;
         let _ = fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-        let _ = fcntl(&read, FcntlArg::F_SETPIPE_SZ(1 << 20));
+        let _ = fcntl(&read, FcntlArg::F_SETPIPE_SZ(logsink::PIPE_SIZE as i32));
         let logdir = svc
             .workdir()
             .map_or_else(|| state_dir.to_path_buf(), |w| w.join("logs"));
