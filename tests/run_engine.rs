@@ -96,6 +96,26 @@ impl Tree {
         c
     }
 
+    /// `jarvisctl run --daemon --unit`: what it said, and the engine's pid
+    /// from the pid file, which the message names.
+    fn daemon(&self) -> (String, i32) {
+        let out = self.run_cmd().arg("--daemon").output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let engine: i32 = fs::read_to_string(self.path("run/jarvis-supervisor-run/run.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(said.contains(&format!("pid {engine}")), "{said}");
+        (said, engine)
+    }
+
     /// `jarvisctl run --unit` in the foreground, stderr to `engine.err`.
     fn start(&mut self) -> u32 {
         let err = File::create(self.path("engine.err")).unwrap();
@@ -431,17 +451,7 @@ fn kill9_of_the_engine_leaves_no_orphaned_program() {
     assert_eq!(proc_uid(program), NOBODY, "the program runs as User=nobody");
     let needle = t.path("code").display().to_string();
     assert_eq!(live_with_cmdline(&needle), vec![program]);
-    signal(engine as i32, "KILL");
-    let _ = t.engine.take().unwrap().wait();
-    let t0 = Instant::now();
-    while alive(program) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "program {program} outlived its engine"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let gone = t0.elapsed();
+    let gone = kill9_engine(&mut t, engine, program);
     assert_eq!(live_with_cmdline(&needle), Vec::<i32>::new(), "orphans left");
     eprintln!(
         "kill -9 engine: program gone {:.1} ms later",
@@ -906,32 +916,12 @@ fn daemon_mode_and_jarvisctl_stop() {
     let t = Tree::new("root", "", "");
     let unit = t.path("unit.service");
     let t0 = Instant::now();
-    let out = t
-        .cmd()
-        .arg("run")
-        .arg("--daemon")
-        .arg("--unit")
-        .arg(&unit)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (said, engine) = t.daemon();
     eprintln!(
         "--daemon returned in {:.2}s: {}",
         t0.elapsed().as_secs_f64(),
         said.trim()
     );
-    let engine: i32 = fs::read_to_string(t.path("run/jarvis-supervisor-run/run.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(said.contains(&format!("pid {engine}")), "{said}");
     let st = t.wait_state("running", 15, |_| true);
     let program = main_pid(&st);
     // A second daemon is refused, naming the first.
@@ -1339,11 +1329,9 @@ s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
 time.sleep(1000)
 "#;
 
-#[test]
-#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
-fn after_kill9_of_the_engine_the_next_run_ends_the_programs_orphaned_children_first() {
-    let mut t = Tree::new("root", "", "TimeoutStopSec=2s\n");
-    with_program(&t, "worker.py", FORKS_A_WORKER);
+/// The worker program, which writes "PID WORKER_PID" to the returned file.
+fn with_worker(t: &Tree, code: &str) -> PathBuf {
+    with_program(t, "worker.py", code);
     let pids = t.path("pids.txt");
     let unit = fs::read_to_string(t.path("unit.service")).unwrap();
     fs::write(
@@ -1351,6 +1339,30 @@ fn after_kill9_of_the_engine_the_next_run_ends_the_programs_orphaned_children_fi
         unit + &format!("Environment=PIDS_OUT={}\n", pids.display()),
     )
     .unwrap();
+    pids
+}
+
+/// kill -9 of the foreground engine; returns once its program is gone
+/// too, with how long that took after the engine was reaped.
+fn kill9_engine(t: &mut Tree, engine: u32, program: i32) -> Duration {
+    signal(engine as i32, "KILL");
+    let _ = t.engine.take().unwrap().wait();
+    let t0 = Instant::now();
+    while alive(program) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "program {program} outlived its engine"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    t0.elapsed()
+}
+
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn after_kill9_of_the_engine_the_next_run_ends_the_programs_orphaned_children_first() {
+    let mut t = Tree::new("root", "", "TimeoutStopSec=2s\n");
+    let pids = with_worker(&t, FORKS_A_WORKER);
     let engine = t.start();
     let st = t.wait_state("running", 15, |_| true);
     let program = main_pid(&st);
@@ -1370,16 +1382,7 @@ fn after_kill9_of_the_engine_the_next_run_ends_the_programs_orphaned_children_fi
         .unwrap()
         .parse()
         .unwrap();
-    signal(engine as i32, "KILL");
-    let _ = t.engine.take().unwrap().wait();
-    let t0 = Instant::now();
-    while alive(program) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "program {program} outlived its engine"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    kill9_engine(&mut t, engine, program);
     // The program's own child has no parent-death signal: it is orphaned.
     assert!(
         alive(worker),
@@ -1414,58 +1417,25 @@ fn a_started_run_replaces_the_last_runs_state_before_start_returns() {
     // A worker that ignores SIGTERM: the next run waits TimeoutStopSec for it.
     let stubborn = FORKS_A_WORKER.replace("trap 'echo worker: got TERM; exit 0' TERM", "trap '' TERM");
     assert_ne!(stubborn, FORKS_A_WORKER);
-    with_program(&t, "worker.py", &stubborn);
-    let pids = t.path("pids.txt");
-    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
-    fs::write(
-        t.path("unit.service"),
-        unit + &format!("Environment=PIDS_OUT={}\n", pids.display()),
-    )
-    .unwrap();
+    with_worker(&t, &stubborn);
     let engine = t.start();
     let old = t.wait_state("running", 15, |_| true);
     let program = main_pid(&old);
-    signal(engine as i32, "KILL");
-    let _ = t.engine.take().unwrap().wait();
+    kill9_engine(&mut t, engine, program);
     let t0 = Instant::now();
-    while alive(program) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "program {program} outlived its engine"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
     assert_eq!(
         t.state()["state"],
         "running",
         "the killed run's state is not left: the test proves nothing"
     );
 
-    let out = t
-        .cmd()
-        .args(["run", "--daemon", "--unit"])
-        .arg(t.path("unit.service"))
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, new_engine) = t.daemon();
     // At once, while the new engine still waits for the stubborn worker.
     let st = t.state();
     let status = t.cmd().args(["status", "--json"]).output().unwrap();
     let v: Value = serde_json::from_slice(&status.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&status.stdout)));
     let waited = t0.elapsed();
-    let new_engine: i64 = fs::read_to_string(t.path("run/jarvis-supervisor-run/run.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(said.contains(&format!("pid {new_engine}")), "{said}");
     assert_eq!(
         st["engine_pid"], new_engine,
         "state.json is still the last run's: {st}"
@@ -1486,7 +1456,7 @@ fn a_started_run_replaces_the_last_runs_state_before_start_returns() {
     let msgs = fs::read_to_string(t.path("run/jarvis-supervisor-run/engine.log")).unwrap_or_default();
     assert!(msgs.contains("of the previous run are still alive"), "{msgs}");
     println!(
-        "state after start: starting (engine {new_engine}) read {:.2}s after the kill; running again as pid {}",
+        "state after start: starting (engine {new_engine}) read {:.2}s after the old program was gone; running again as pid {}",
         waited.as_secs_f64(),
         main_pid(&st)
     );
