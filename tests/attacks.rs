@@ -339,7 +339,8 @@ fn a_million_line_env_panics_nothing_and_says_what_is_wrong() {
     );
     figures.push(format!("run: {:.2} s to refuse", ran.secs));
     println!(
-        "figures (1,000,000-line .env, debug build): {}",
+        "figures (1,000,000-line .env, {}): {}",
+        common::bin_under_attack().1,
         figures.join("; ")
     );
 }

@@ -123,7 +123,7 @@ impl Host {
     /// run still going after 60 s is killed and fails the test: a FIFO or
     /// /dev/zero must never hold root's commands.
     pub fn run(&self, args: &[&str], closed_stdout: bool) -> Ran {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(super::bin_under_attack().0);
         cmd.arg("--root").arg(self.dir.path()).args(args);
         cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         if closed_stdout {

@@ -10,6 +10,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_jarvisctl");
+
+/// The jarvisctl that root's attack runs use: `$JARVIS_JARVISCTL` (the
+/// release build that the packages ship, set by `cargo xtask test`), else
+/// this build's. A million-line `.env` takes a debug build 20 to 35 s per
+/// command, the release build a fraction of that.
+pub fn bin_under_attack() -> (PathBuf, &'static str) {
+    match std::env::var_os("JARVIS_JARVISCTL") {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "$JARVIS_JARVISCTL = {} does not exist", p.display());
+            (p, "release build")
+        }
+        None => (PathBuf::from(BIN), "debug build"),
+    }
+}
 /// `nobody`: the service user's stand-in in the root-only tests.
 pub const NOBODY: u32 = 65534;
 

@@ -77,6 +77,8 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
         "--ignored",
         "--show-output",
     ]);
+    // Root's commands under attack run as shipped: the release build.
+    engine.env("JARVIS_JARVISCTL", root.join("target/release/jarvisctl"));
     if let Some(f) = filter {
         engine.arg(f);
     }
