@@ -1,8 +1,9 @@
 //! A busy bot, on both engines at once (a systemd Debian 12 and a sysvinit
-//! Debian 12): the stand-in writes its INFO lines at a steady rate, below
-//! journald's rate limit as the container applies it, until the journal
-//! (systemd) or the capture (`jarvisctl run`) holds at least 25,000 lines of
-//! the last hour; then one component gives up. `status` and `logs` must read
+//! Debian 12): the stand-in writes an hour's worth of INFO lines in seconds,
+//! below journald's rate limit as the container applies it, until the
+//! journal (systemd) or the capture (`jarvisctl run`) holds at least 25,000
+//! lines of the last hour, then 10 a second as a busy bot does; then one
+//! component gives up. `status` and `logs` must read
 //! the newest of those lines: journalctl's `--since X -n N` alone would give
 //! the first N after X, and the give-up would be hidden behind them.
 
@@ -15,49 +16,11 @@ use super::roots::Suite;
 use super::{apt_install, deploy_standin, on_suites, pkg, CODE};
 
 const LINES: u64 = 25_000;
-/// The fastest the stand-in writes: the engine's capture has no limit.
+/// The fastest the stand-in writes its burst: the engine's capture has no
+/// limit.
 const MAX_RATE: u64 = 1_000;
-
-/// journald's limit for one service as this container applies it: lines per
-/// interval (s). The burst grows with the free space of the journal
-/// (journald-rate-limit.c, burst_modulate: `burst * (log2(free) - 16) / 4`
-/// above 1 MiB), and journald states that free space itself.
-fn journald_limit(c: &Container) -> (f64, f64) {
-    let conf = c.ok("systemd-analyze cat-config systemd/journald.conf");
-    let setting = |key: &str| {
-        conf.lines()
-            .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
-            .last()
-            .map(str::trim)
-            .map(str::to_string)
-    };
-    let burst: f64 = setting("RateLimitBurst").map_or(10_000.0, |v| v.parse().expect("RateLimitBurst"));
-    let interval = setting("RateLimitIntervalSec").map_or(30.0, |v| {
-        v.trim_end_matches('s').parse().expect("RateLimitIntervalSec in seconds")
-    });
-    // "Runtime Journal (/run/log/journal/...) is 8.0M, max 78.4M, 70.4M free."
-    let said = c.ok("journalctl -b -u systemd-journald -o cat | grep ' free\\.' | tail -n 1");
-    let free = said
-        .trim()
-        .strip_suffix(" free.")
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|v| {
-            let (n, unit) = v.split_at(v.len() - 1);
-            let mult = match unit {
-                "B" => 1.0,
-                "K" => 1024.0,
-                "M" => 1024.0 * 1024.0,
-                "G" => 1024.0 * 1024.0 * 1024.0,
-                "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-                _ => return None,
-            };
-            n.parse::<f64>().ok().map(|n| n * mult)
-        })
-        .unwrap_or_else(|| panic!("journald did not say its free space: {said:?}"));
-    let k = free.log2().floor();
-    let burst = if k <= 20.0 { burst } else { (burst * (k - 16.0) / 4.0).floor() };
-    (burst, interval)
-}
+/// Lines a second after the burst: 36,000 an hour, a busy bot.
+const STEADY: u64 = 10;
 
 /// Lines of output the bot wrote in the last hour: journal entries of the
 /// unit, or lines of the capture.
@@ -97,7 +60,7 @@ fn scenario(suite: Suite) {
     let c = Container::boot(suite);
     deploy_standin(&c);
     let rate = if suite.has_systemd() {
-        let (burst, interval) = journald_limit(&c);
+        let (burst, interval) = c.journald_rate_limit();
         // Seven tenths of the limit: below it in every interval.
         let rate = ((0.7 * burst / interval) as u64).min(MAX_RATE);
         println!("{name}: journald allows {burst} lines per {interval} s here; writing {rate}/s");
@@ -111,7 +74,7 @@ fn scenario(suite: Suite) {
     };
     // /health off: the components come from the output, the point here.
     c.ok(&format!(
-        "printf 'STANDIN_HEALTH_INTERVAL=5\\nSTANDIN_BUSY_LINES_PER_S={rate}\\nSTANDIN_NO_HTTP=1\\n' >> {CODE}/.env"
+        "printf 'STANDIN_HEALTH_INTERVAL=5\\nSTANDIN_BUSY_BURST_LINES={LINES}\\nSTANDIN_BUSY_BURST_PER_S={rate}\\nSTANDIN_BUSY_LINES_PER_S={STEADY}\\nSTANDIN_NO_HTTP=1\\n' >> {CODE}/.env"
     ));
     let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
     assert_eq!(out.status, 0, "{name}: {}", out.all());
@@ -205,9 +168,10 @@ fn scenario(suite: Suite) {
         .iter()
         .filter_map(|l| l["text"].as_str().and_then(busy_of))
         .collect();
-    // At the rate written, the newest 50 lines are well under a second old.
+    // At 10 lines a second, the newest 50 are a few seconds old; the
+    // oldest of the window are the burst's first.
     assert!(
-        !nums.is_empty() && nums.iter().all(|n| *n + rate >= before),
+        !nums.is_empty() && nums.iter().all(|n| *n + 20 * STEADY >= before),
         "{name}: logs --since showed old lines (newest written busy={before}): {nums:?}"
     );
 
