@@ -394,8 +394,8 @@ impl Container {
         let conf = self.ok("systemd-analyze cat-config systemd/journald.conf");
         let setting = |key: &str| {
             conf.lines()
-                .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
-                .last()
+                .rev()
+                .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
                 .map(str::trim)
                 .map(str::to_string)
         };
