@@ -103,7 +103,7 @@ pub enum Command {
     #[command(after_help = examples!(
         "sudo jarvisctl logs -n 100",
         "sudo jarvisctl logs -f --component buy_bot",
-        "sudo jarvisctl logs --since -1h",
+        "sudo jarvisctl logs --since \"5 min ago\"",
     ))]
     Logs(LogsArgs),
     /// The service gave up (start limit): ping the heartbeat URL's /fail
@@ -300,8 +300,9 @@ pub struct LogsArgs {
     /// How many of the last lines to show first.
     #[arg(short = 'n', long, value_name = "N", default_value_t = 50)]
     pub lines: usize,
-    /// Only lines from then on: -90s, -30min, -1h, -2d, or
-    /// "2026-12-01 05:28[:18]" (local time).
+    /// Only lines from then on, as journalctl takes it: "5 min ago", -1h,
+    /// yesterday, "2026-12-01 05:28[:18]" (local time); the newest of them
+    /// are shown (-n).
     // The relative times start with a hyphen: without this, clap takes
     // `--since -1h` for an unknown flag.
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]

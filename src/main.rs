@@ -23,6 +23,7 @@ mod manifest;
 mod output;
 mod paths;
 mod provision;
+mod recent;
 mod report;
 mod samples;
 mod ssh;

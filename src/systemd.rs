@@ -61,7 +61,8 @@ pub struct JournalEntry {
     pub text: String,
 }
 
-/// `journalctl -u UNIT -o json` with `extra` arguments (for -f too).
+/// `journalctl -u UNIT -o json` with `extra` arguments: `-f`, or the
+/// newest-first reading of `recent::journal`, the one reader of history.
 pub fn journal_command(unit: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new("journalctl");
     cmd.args([
@@ -94,18 +95,6 @@ pub fn journal_entry(line: &str) -> Option<JournalEntry> {
         .and_then(|t| t.parse::<f64>().ok())
         .map(|us| us / 1e6);
     Some(JournalEntry { unix, text })
-}
-
-/// The entries of the unit's journal that `extra` selects, oldest first;
-/// empty when journalctl cannot be run.
-pub fn journal(unit: &str, extra: &[&str]) -> Vec<JournalEntry> {
-    let Ok(out) = journal_command(unit, extra).output() else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(journal_entry)
-        .collect()
 }
 
 /// `systemctl ARGS`: Ok, or systemctl's own complaint.

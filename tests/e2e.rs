@@ -5,6 +5,8 @@
 
 #[path = "e2e/alert.rs"]
 mod alert;
+#[path = "e2e/busy.rs"]
+mod busy;
 #[path = "e2e/components.rs"]
 mod components;
 #[path = "e2e/container.rs"]
@@ -120,6 +122,12 @@ fn status_judges_the_components_crash_loop_give_up_and_stale_record_on_both_engi
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn a_give_up_pings_fail_and_runs_on_failure_within_5s_on_both_engines() {
     alert::both_engines();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn a_busy_bots_newest_lines_give_status_and_logs_on_both_engines() {
+    busy::both_engines();
 }
 
 #[test]

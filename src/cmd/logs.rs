@@ -3,6 +3,10 @@
 //! otherwise) and the program's own `logs/*.log`, in time order, one
 //! command on both engines, with every `.env` value masked as in `status`.
 //!
+//! The history is the newest lines, read from the end of each source
+//! through `recent` (the journal newest first, each file backwards), so it
+//! costs the same for a quiet bot and a busy one.
+//!
 //! Runs as root in the service user's directory: every file is opened
 //! through `untrusted` (no link followed, no FIFO), and no line is shown
 //! unless `.env` could be read to mask it.
@@ -24,14 +28,17 @@ use crate::error::{exit, Error, Result};
 use crate::paths::{Paths, UNIT};
 use crate::unit::Unit;
 
-/// How much of each file the history reads back.
+/// How much of each source the history reads back at most.
 const TAIL: u64 = 8 * 1024 * 1024;
+/// How many of the newest lines `--component` looks through for its own.
+const COMPONENT_SCAN: usize = 50_000;
 const POLL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Serialize)]
 struct Entry {
     /// Unix time: the journal's, else the line's own stamp, else the one
-    /// of the line before it (a traceback belongs to its error line).
+    /// of the line before it (a traceback belongs to its error line), else
+    /// of the line after it, else the file's last change.
     t: Option<f64>,
     source: String,
     text: String,
@@ -43,17 +50,32 @@ pub fn run(paths: &Paths, args: &LogsArgs) -> Result<i32> {
         Error::new("cannot read .env to mask its values, so no line is shown")
             .with_note("run it as root: sudo jarvisctl logs")
     })?;
-    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|v| parse_since(v, crate::engine::state::now_unix()))
+        .transpose()?;
     let dir = super::status::logs_dir(&unit).map(|d| paths.host(&d));
     let journal = crate::systemd::running() && paths.is_system();
     let show = |e: &Entry| print(e, &secrets, args.json);
 
     let mut files = Files::new(dir.as_deref(), !journal);
+    // The newest lines of each source: as many as are shown, or, to pick
+    // one component's lines, a bounded number to look through.
+    let window = crate::recent::Window {
+        since,
+        entries: if args.component.is_some() {
+            COMPONENT_SCAN
+        } else {
+            args.lines
+        },
+        bytes: TAIL,
+    };
     let mut all: Vec<Entry> = Vec::new();
     if journal {
-        all.extend(journal_history(since, args.lines));
+        all.extend(journal_history(&window));
     }
-    all.extend(files.history());
+    all.extend(files.history(&window));
     let mut all: Vec<Entry> = all
         .into_iter()
         .filter(|e| since.is_none_or(|s| e.t.is_none_or(|t| t >= s)))
@@ -61,8 +83,12 @@ pub fn run(paths: &Paths, args: &LogsArgs) -> Result<i32> {
     if let Some(c) = &args.component {
         all = of_component(all, c);
     }
-    // Stable: lines of one file keep their order where times tie.
-    all.sort_by(|a, b| a.t.unwrap_or(0.0).total_cmp(&b.t.unwrap_or(0.0)));
+    // Stable: lines of one file keep their order where times tie; a line
+    // with no time at all is among the newest, never hidden at the start.
+    all.sort_by(|a, b| {
+        let t = |e: &Entry| e.t.unwrap_or(f64::INFINITY);
+        t(a).total_cmp(&t(b))
+    });
     let skip = all.len().saturating_sub(args.lines);
     for e in &all[skip..] {
         show(e);
@@ -106,35 +132,16 @@ fn print(e: &Entry, secrets: &[String], json: bool) {
     println!("{when} {}: {text}", e.source);
 }
 
-/// `-1h`, `-30min`, `-2d`, `-90s` (before now), or `YYYY-MM-DD HH:MM[:SS]`
-/// in local time: as unix time.
-fn parse_since(v: &str) -> Result<f64> {
-    let bad = || {
-        Error::new(format!("--since {v:?} is not a time"))
+/// `--since` as journalctl takes it ("5 min ago", "-1h", "yesterday",
+/// "2026-12-07 10:00"), the same on both engines: as unix time.
+fn parse_since(v: &str, now: f64) -> Result<f64> {
+    crate::timespan::point(v, now).map_err(|why| {
+        Error::new(format!("--since {v:?} is not a time ({why})"))
             .with_code(exit::USAGE)
-            .with_note("give -90s, -30min, -1h, -2d, or 2026-12-01 05:28[:18] (local time)")
-    };
-    if let Some(rel) = v.trim().strip_prefix('-') {
-        let split = rel.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let n: f64 = rel[..split].parse().map_err(|_| bad())?;
-        let unit = match &rel[split..] {
-            "s" | "sec" => 1.0,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            _ => return Err(bad()),
-        };
-        return Ok(crate::engine::state::now_unix() - n * unit);
-    }
-    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(v.trim(), fmt) {
-            use chrono::TimeZone;
-            if let Some(l) = chrono::Local.from_local_datetime(&t).earliest() {
-                return Ok(l.timestamp() as f64);
-            }
-        }
-    }
-    Err(bad())
+            .with_note(
+                "give a time as journalctl takes it: --since \"5 min ago\", --since -1h, --since yesterday, --since \"2026-12-07 10:00\" (local time)",
+            )
+    })
 }
 
 /// A line that carries no time of its own and continues the one before
@@ -193,14 +200,8 @@ fn journal_entry(line: &str) -> Option<Entry> {
     crate::systemd::journal_entry(line).map(from_journal)
 }
 
-fn journal_history(since: Option<f64>, n: usize) -> Vec<Entry> {
-    let n = n.to_string();
-    let since = since.map(|s| format!("@{}", s as i64));
-    let mut extra = vec!["-n", &n];
-    if let Some(s) = &since {
-        extra.extend(["--since", s]);
-    }
-    crate::systemd::journal(UNIT, &extra)
+fn journal_history(window: &crate::recent::Window) -> Vec<Entry> {
+    crate::recent::journal(UNIT, window)
         .into_iter()
         .map(from_journal)
         .collect()
@@ -264,10 +265,28 @@ impl Files {
         out
     }
 
-    fn history(&mut self) -> Vec<Entry> {
+    /// The newest lines of each file in `window`, read from its end; the
+    /// files are then followed from there.
+    fn history(&mut self, window: &crate::recent::Window) -> Vec<Entry> {
         let mut out = Vec::new();
         for p in self.paths() {
-            out.extend(self.read(&p, true));
+            let Ok(tail) = crate::recent::file(&p, window) else {
+                continue;
+            };
+            self.open.insert(p.clone(), (tail.ino, tail.end, String::new()));
+            let changed = std::fs::symlink_metadata(&p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64());
+            let times = line_times(&tail.lines, changed);
+            self.last_t.insert(p.clone(), times.last().copied().flatten());
+            let source = source_name(&p);
+            out.extend(tail.lines.into_iter().zip(times).map(|(text, t)| Entry {
+                t,
+                source: source.clone(),
+                text,
+            }));
         }
         out
     }
@@ -275,14 +294,14 @@ impl Files {
     fn poll(&mut self) -> Vec<Entry> {
         let mut out = Vec::new();
         for p in self.paths() {
-            out.extend(self.read(&p, false));
+            out.extend(self.read(&p));
         }
         out
     }
 
     /// New complete lines of `p` since the last read; a file replaced
     /// (rotated) or cut short is read again from its start.
-    fn read(&mut self, p: &Path, first: bool) -> Vec<Entry> {
+    fn read(&mut self, p: &Path) -> Vec<Entry> {
         let Ok(mut f) = crate::untrusted::open_read(p, None) else {
             return Vec::new();
         };
@@ -295,7 +314,7 @@ impl Files {
         if entry.0 != ino || len < entry.1 {
             *entry = (ino, 0, String::new());
         }
-        let start = if first { len.saturating_sub(TAIL) } else { entry.1 };
+        let start = entry.1;
         if f.seek(SeekFrom::Start(start)).is_err() {
             return Vec::new();
         }
@@ -308,10 +327,7 @@ impl Files {
         text.push_str(&String::from_utf8_lossy(&buf));
         let complete = text.rfind('\n').map_or(0, |i| i + 1);
         entry.2 = text[complete..].to_string();
-        let source = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let source = source_name(p);
         let last = self.last_t.entry(p.to_path_buf()).or_default();
         text[..complete]
             .lines()
@@ -328,19 +344,94 @@ impl Files {
     }
 }
 
+fn source_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Each line's time: its own stamp, else the one of the line before it (a
+/// traceback belongs to its error line), else of the line after it, else
+/// `changed` (the file's last change): a line without a stamp stays with
+/// its neighbours, never first.
+fn line_times(lines: &[String], changed: Option<f64>) -> Vec<Option<f64>> {
+    let mut times: Vec<Option<f64>> = lines.iter().map(|l| line_time(l)).collect();
+    let mut last = None;
+    for t in times.iter_mut() {
+        *t = t.or(last);
+        last = *t;
+    }
+    let mut next = changed;
+    for t in times.iter_mut().rev() {
+        *t = t.or(next);
+        next = *t;
+    }
+    times
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn since_takes_relative_and_local_times_and_names_a_bad_one() {
-        let now = crate::engine::state::now_unix();
-        let t = parse_since("-1h").unwrap();
-        assert!((now - 3600.0 - t).abs() < 5.0);
-        assert!(parse_since("-30min").is_ok() && parse_since("-2d").is_ok());
-        assert!(parse_since("2026-12-01 05:28").is_ok());
-        let e = parse_since("yesterday").unwrap_err().to_string();
-        assert!(e.contains("--since") && e.contains("not a time"), "{e}");
+    fn since_takes_journalctls_times_and_names_a_bad_one() {
+        let now = 1_800_000_000.0;
+        assert_eq!(parse_since("-1h", now).unwrap(), now - 3600.0);
+        assert_eq!(parse_since("5 min ago", now).unwrap(), now - 300.0);
+        assert!(parse_since("-30min", now).is_ok() && parse_since("-2d", now).is_ok());
+        assert!(parse_since("yesterday", now).is_ok());
+        assert!(parse_since("2026-12-01 05:28", now).is_ok());
+        let e = parse_since("5 parsecs ago", now).unwrap_err();
+        assert_eq!(e.exit_code(), exit::USAGE);
+        let e = e.to_string();
+        assert!(
+            e.contains("\"5 parsecs ago\" is not a time") && e.contains("5 min ago"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn lines_without_a_stamp_stay_beside_their_neighbours() {
+        let lines: Vec<String> = [
+            "standin: start pid=43",
+            "2026-12-01 05:28:18,129 - x - ERROR - [buy_bot] Component crashed (attempt 1/100): boom",
+            "Traceback (most recent call last):",
+            "2026-12-01 05:28:19,000 - x - INFO - next",
+        ]
+        .map(String::from)
+        .to_vec();
+        let t0 = line_time(&lines[1]);
+        let t1 = line_time(&lines[3]);
+        assert_eq!(line_times(&lines, Some(9e9)), [t0, t0, t0, t1]);
+        // No stamp anywhere: the file's last change, so they come last.
+        let plain: Vec<String> = vec!["flood=1".into(), "flood=2".into()];
+        assert_eq!(line_times(&plain, Some(9e9)), [Some(9e9), Some(9e9)]);
+    }
+
+    #[test]
+    fn the_newest_lines_of_a_big_file_are_shown_in_file_order() {
+        let d = tempfile::tempdir().unwrap();
+        let mut text = String::new();
+        for i in 0..30_000 {
+            text += &format!("2026-12-01 05:00:00,000 - x - INFO - line {i}\n");
+        }
+        text += "a line without a stamp\n";
+        std::fs::write(d.path().join("supervisor.log"), &text).unwrap();
+        let mut f = Files::new(Some(d.path()), false);
+        let w = crate::recent::Window {
+            since: None,
+            entries: 3,
+            bytes: TAIL,
+        };
+        let got: Vec<String> = f.history(&w).into_iter().map(|e| e.text).collect();
+        assert_eq!(
+            got,
+            [
+                "2026-12-01 05:00:00,000 - x - INFO - line 29998",
+                "2026-12-01 05:00:00,000 - x - INFO - line 29999",
+                "a line without a stamp"
+            ]
+        );
     }
 
     #[test]
@@ -372,7 +463,12 @@ mod tests {
         let log = d.path().join("supervisor.log");
         std::fs::write(&log, "one\n").unwrap();
         let mut f = Files::new(Some(d.path()), false);
-        assert_eq!(f.history().len(), 1);
+        let w = crate::recent::Window {
+            since: None,
+            entries: 50,
+            bytes: TAIL,
+        };
+        assert_eq!(f.history(&w).len(), 1);
         std::fs::write(&log, "one\ntwo\npart").unwrap();
         let got: Vec<String> = f.poll().into_iter().map(|e| e.text).collect();
         assert_eq!(got, ["two"]);

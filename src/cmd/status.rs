@@ -559,30 +559,120 @@ pub fn mask(line: &str, secrets: &[String]) -> String {
     jarvis_supervisor::masking::mask(line, secrets)
 }
 
+/// A line the program logged as an error, judged by its form, never by a
+/// word inside a message (`ready pid=43 write_errors=0` is not one): a
+/// logging level of ERROR, CRITICAL or FATAL (`... - ERROR - ...` as the
+/// program logs, or `ERROR:`/`ERROR ` at the start as Python's defaults
+/// and plain prints do), a traceback, a Python exception line
+/// (`ModuleNotFoundError: No module named 'aiohttp'`), Python's own fatal
+/// error, or the preflight's `✗` line.
 fn looks_bad(line: &str) -> bool {
-    let low = line.to_lowercase();
-    ["error", "exception", "traceback", "fatal", "failed", "✗"]
-        .iter()
-        .any(|w| low.contains(w))
+    const LEVELS: [&str; 3] = ["ERROR", "CRITICAL", "FATAL"];
+    let level_field = LEVELS.iter().any(|l| line.contains(&format!(" - {l} - ")));
+    let level_first = LEVELS.iter().any(|l| {
+        line.strip_prefix(l)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', ' ']))
+            || line.starts_with(&format!("[{l}]"))
+    });
+    level_field
+        || level_first
+        || line.starts_with("Traceback")
+        || line.starts_with("Fatal Python error")
+        || line.starts_with("✗ ")
+        || exception_line(line)
 }
 
-/// The last error-looking lines of the unit's journal in the last 24 h.
-fn error_lines(secrets: &[String]) -> Vec<String> {
-    let lines = systemd::journal(UNIT, &["--since", "-24h", "-n", "2000"]);
-    let bad: Vec<&str> = lines
-        .iter()
-        .map(|e| e.text.as_str())
-        .filter(|l| looks_bad(l))
-        .collect();
+/// `RuntimeError: boom`, `aiohttp.client_exceptions.ClientConnectorError:
+/// ...`, `KeyError`: a dotted name ending in Error or Exception, at the
+/// start of the line, alone or before `: `.
+fn exception_line(line: &str) -> bool {
+    let name = line.split_once(": ").map_or(line, |(n, _)| n);
+    let last = name.rsplit('.').next().unwrap_or(name);
+    name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        && (last.ends_with("Error") || last.ends_with("Exception"))
+}
+
+/// What the error lines are read from: the newest entries of the last
+/// 24 h, a bounded number of them, whatever the bot's log volume.
+pub(crate) fn error_window() -> crate::recent::Window {
+    crate::recent::Window {
+        since: Some(crate::engine::state::now_unix() - 86_400.0),
+        entries: 2_000,
+        bytes: 1 << 20,
+    }
+}
+
+/// The last 5 error lines of `lines` (oldest first), masked.
+fn last_errors<'a>(lines: impl Iterator<Item = &'a str>, secrets: &[String]) -> Vec<String> {
+    let bad: Vec<&str> = lines.filter(|l| looks_bad(l)).collect();
     bad[bad.len().saturating_sub(5)..]
         .iter()
         .map(|l| mask(l, secrets))
         .collect()
 }
 
+/// The newest error lines of the unit's journal in the last 24 h.
+fn error_lines(secrets: &[String]) -> Vec<String> {
+    let lines = crate::recent::journal(UNIT, &error_window());
+    last_errors(lines.iter().map(|e| e.text.as_str()), secrets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_lines_are_the_programs_levels_not_words_in_a_message() {
+        // As the program and Python write them (supervised-program.md).
+        for bad in [
+            "2026-12-01 05:28:18,129 - jarvis.supervisor - ERROR - [buy_bot] Component crashed (attempt 3/100): boom",
+            "2026-12-01 05:28:18,129 - jarvis.supervisor - ERROR - [buy_bot] Max restarts reached, giving up",
+            "2026-12-01 05:28:18,129 - jarvis.treasury - CRITICAL - wallet unreachable",
+            "Traceback (most recent call last):",
+            "RuntimeError: simulated failure of buy_bot",
+            "ModuleNotFoundError: No module named 'aiohttp'",
+            "aiohttp.client_exceptions.ClientConnectorError: Cannot connect to host",
+            "KeyError",
+            "Fatal Python error: Segmentation fault",
+            "ERROR: request to https://api.telegram.org/bot****/getMe failed: timeout",
+            "ERROR:root:plain logging.basicConfig format",
+            "✗ env: TELEGRAM_BOT_TOKEN is missing — fix: add it to .env",
+        ] {
+            assert!(looks_bad(bad), "not an error line: {bad}");
+        }
+        for fine in [
+            "standin: ready pid=43 write_errors=0",
+            "2026-12-01 05:28:18,129 - jarvis.supervisor - INFO - errors so far: 0, failed orders: 0",
+            "2026-12-01 05:28:18,129 - jarvis.supervisor - INFO - === COMPONENT HEALTH ===",
+            "  buy_bot: failed (restarts: 100)",
+            "  File \"bots/buy_bot.py\", line 1, in run",
+            "2026-12-01 05:28:18,129 - jarvis.errors - WARNING - retrying after a timeout error",
+            "ERRORS=0 in the last batch",
+            "Exception handling is on",
+            "",
+        ] {
+            assert!(!looks_bad(fine), "taken for an error line: {fine}");
+        }
+    }
+
+    #[test]
+    fn the_newest_error_lines_are_kept_in_order() {
+        let lines = [
+            "ERROR: one",
+            "fine",
+            "ERROR: two",
+            "ERROR: three",
+            "ERROR: four",
+            "ERROR: five",
+            "ERROR: six with SECRET",
+        ];
+        let got = last_errors(lines.into_iter(), &["SECRET".to_string()]);
+        assert_eq!(
+            got,
+            ["ERROR: two", "ERROR: three", "ERROR: four", "ERROR: five", "ERROR: six with ****"]
+        );
+    }
 
     #[test]
     fn masking_hides_every_value_longest_first() {

@@ -386,6 +386,47 @@ impl Container {
         ));
     }
 
+    /// journald's limit for one service as this container applies it: lines per
+    /// interval (s). The burst grows with the free space of the journal
+    /// (journald-rate-limit.c, burst_modulate: `burst * (log2(free) - 16) / 4`
+    /// above 1 MiB), and journald states that free space itself.
+    pub fn journald_rate_limit(&self) -> (f64, f64) {
+        let conf = self.ok("systemd-analyze cat-config systemd/journald.conf");
+        let setting = |key: &str| {
+            conf.lines()
+                .rev()
+                .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+                .map(str::trim)
+                .map(str::to_string)
+        };
+        let burst: f64 = setting("RateLimitBurst").map_or(10_000.0, |v| v.parse().expect("RateLimitBurst"));
+        let interval = setting("RateLimitIntervalSec").map_or(30.0, |v| {
+            v.trim_end_matches('s').parse().expect("RateLimitIntervalSec in seconds")
+        });
+        // "Runtime Journal (/run/log/journal/...) is 8.0M, max 78.4M, 70.4M free."
+        let said = self.ok("journalctl -b -u systemd-journald -o cat | grep ' free\\.' | tail -n 1");
+        let free = said
+            .trim()
+            .strip_suffix(" free.")
+            .and_then(|s| s.rsplit(' ').next())
+            .and_then(|v| {
+                let (n, unit) = v.split_at(v.len() - 1);
+                let mult = match unit {
+                    "B" => 1.0,
+                    "K" => 1024.0,
+                    "M" => 1024.0 * 1024.0,
+                    "G" => 1024.0 * 1024.0 * 1024.0,
+                    "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+                    _ => return None,
+                };
+                n.parse::<f64>().ok().map(|n| n * mult)
+            })
+            .unwrap_or_else(|| panic!("journald did not say its free space: {said:?}"));
+        let k = free.log2().floor();
+        let burst = if k <= 20.0 { burst } else { (burst * (k - 16.0) / 4.0).floor() };
+        (burst, interval)
+    }
+
     /// Leave the container running after this value is gone (used by
     /// `cargo xtask try`, not by the tests); returns the
     /// init pid (to enter or stop it) and the directory holding its root.

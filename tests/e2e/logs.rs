@@ -83,8 +83,13 @@ fn scenario(suite: Suite) {
         !comp.is_empty() && comp.lines().all(|l| l.contains("buy_bot")),
         "{name}: --component let other lines through:\n{comp}"
     );
-    let bad = c.sh("jarvisctl logs --since yesterday");
+    let bad = c.sh("jarvisctl logs --since 'next tuesday'");
     assert_eq!(bad.status, 2, "{name}: {}", bad.all());
+    assert!(
+        bad.all().contains("\"next tuesday\" is not a time") && bad.all().contains("5 min ago"),
+        "{name}: {}",
+        bad.all()
+    );
     println!(
         "figures: {name}: logs -f showed {} lines, the slowest {worst:.2} s after the bot wrote it",
         delays.len()

@@ -3,7 +3,8 @@
 //! (`jarvisctl check --preflight`, an `ExecStartPre=`) adds to every start,
 //! against a bare process start and a Python interpreter start; then
 //! `jarvisctl run` against supervisord, PM2, runit, daemontools and s6
-//! (`supervisors`).
+//! (`supervisors`); and how `status` grows with a busy bot's output
+//! (`busy`).
 
 use std::path::Path;
 use std::process::Command;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::run::{self, Result};
 
+mod busy;
 mod peers;
 mod procfs;
 mod report;
@@ -71,6 +73,7 @@ pub fn bench(json: bool, only: Option<&str>) -> Result<()> {
     part("supervisors", &mut || supervisors::bench(&root, &jarvisctl, json));
     part("status", &mut || status::bench(json));
     part("venv", &mut || venv::bench(&root, json));
+    part("busy", &mut || busy::bench(json));
     result
 }
 

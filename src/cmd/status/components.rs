@@ -14,9 +14,12 @@ use crate::unit::Unit;
 /// Read as root from a port the service user serves: small and quick.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 const HEALTH_MAX: u64 = 256 * 1024;
-/// The output read back for records and crash lines.
-const TAIL: u64 = 2 * 1024 * 1024;
-const JOURNAL_LINES: &str = "20000";
+/// What is read back for records and crash lines: the newest lines of the
+/// last hour, at most this many, whatever the bot's log volume. A record
+/// comes every minute, so it is found at up to 80 lines a second.
+const WINDOW_S: f64 = 3600.0;
+const WINDOW_ENTRIES: usize = 5_000;
+const WINDOW_BYTES: u64 = 2 * 1024 * 1024;
 
 pub fn collect(
     paths: &Paths,
@@ -27,10 +30,15 @@ pub fn collect(
 ) -> Components {
     let mask = |s: &str| crate::output::printable(&super::mask(s, secrets));
     let now = crate::engine::state::now_unix();
+    let window = crate::recent::Window {
+        since: Some(now - WINDOW_S),
+        entries: WINDOW_ENTRIES,
+        bytes: WINDOW_BYTES,
+    };
     let (lines, source) = if fallback {
-        (output_lines(paths, unit), "output")
+        (output_lines(paths, unit, &window), "output")
     } else {
-        (journal_lines(), "journal")
+        (journal_lines(&window), "journal")
     };
     let mut out = match health_url(paths, unit).and_then(|u| fetch(&u)) {
         Some(body) => components::from_health(&body, &mask),
@@ -98,9 +106,10 @@ fn fetch(url: &str) -> Option<Vec<u8>> {
     r.body_mut().with_config().limit(HEALTH_MAX).read_to_vec().ok()
 }
 
-/// The unit's journal of the last hour, oldest first, with its times.
-fn journal_lines() -> Vec<Line> {
-    crate::systemd::journal(super::UNIT, &["--since", "-1h", "-n", JOURNAL_LINES])
+/// The newest entries of the unit's journal in `window`, oldest first,
+/// with their times.
+fn journal_lines(window: &crate::recent::Window) -> Vec<Line> {
+    crate::recent::journal(super::UNIT, window)
         .into_iter()
         .map(|e| Line {
             unix: e.unix,
@@ -109,21 +118,22 @@ fn journal_lines() -> Vec<Line> {
         .collect()
 }
 
-/// The tail of `jarvisctl run`'s capture of the bot's output; each line's
-/// time is the program's own timestamp, where it has one.
-fn output_lines(paths: &Paths, unit: &Unit) -> Vec<Line> {
+/// The newest lines of `jarvisctl run`'s capture of the bot's output in
+/// `window`; each line's time is the program's own timestamp, where it
+/// has one.
+fn output_lines(paths: &Paths, unit: &Unit, window: &crate::recent::Window) -> Vec<Line> {
     let Some(dir) = super::logs(paths, unit).dir else {
         return Vec::new();
     };
     let file = paths.host(Path::new(&dir)).join(OUTPUT_FILE);
-    let Ok(tail) = super::fallback::tail(&file, TAIL) else {
+    let Ok(tail) = crate::recent::file(&file, window) else {
         return Vec::new();
     };
-    String::from_utf8_lossy(&tail)
-        .lines()
+    tail.lines
+        .into_iter()
         .map(|l| Line {
-            unix: components::line_time(l),
-            text: l.to_string(),
+            unix: components::line_time(&l),
+            text: l,
         })
         .collect()
 }

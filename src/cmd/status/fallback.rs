@@ -125,32 +125,14 @@ pub fn error_lines(paths: &Paths, unit: &Unit, secrets: &[String]) -> Vec<String
         return Vec::new();
     };
     let file = paths.host(Path::new(&dir)).join(OUTPUT_FILE);
-    // The tail is enough: the last 256 KiB, from a file opened as root in
-    // the service user's directory (no link followed: it could be a
-    // root-only file's; no FIFO).
-    let tail = match tail(&file, 256 * 1024) {
+    // The newest lines, from a file opened as root in the service user's
+    // directory (no link followed: it could be a root-only file's; no FIFO).
+    let tail = match crate::recent::file(&file, &super::error_window()) {
         Ok(tail) => tail,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         // Said, not skipped: a link or a FIFO here is the service user's
         // doing, and the operator should know why no line is shown.
         Err(e) => return vec![format!("(error lines not shown: {e})")],
     };
-    let tail = &tail[..];
-    let text = String::from_utf8_lossy(tail);
-    let bad: Vec<&str> = text.lines().filter(|l| super::looks_bad(l)).collect();
-    bad[bad.len().saturating_sub(5)..]
-        .iter()
-        .map(|l| super::mask(l, secrets))
-        .collect()
-}
-
-/// The last `max` bytes of `file`, opened through `untrusted`.
-pub(super) fn tail(file: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = crate::untrusted::open_read(file, None)?;
-    let len = f.metadata()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
-    let mut out = Vec::new();
-    f.take(max).read_to_end(&mut out)?;
-    Ok(out)
+    super::last_errors(tail.lines.iter().map(String::as_str), secrets)
 }
