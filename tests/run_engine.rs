@@ -1223,15 +1223,81 @@ fn memory_max_caps_a_leaking_program() {
             eprintln!("memory: RLIMIT_DATA 200M; after 1.5 s of leaking 400 MB/s: VmData {data_kb} kB, VmRSS {rss_kb} kB");
         }
         Some("cgroup") => {
-            assert!(msgs.contains("cgroup v2 limit in"), "{msgs}");
+            assert!(
+                msgs.contains("cgroup v2 limit in") || msgs.contains("cgroup v1 memory limit in"),
+                "{msgs}"
+            );
             // The OOM killer ends the leaking program; it is restarted.
             let st = t.wait_state("running", 15, |s| {
                 s["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
             });
             assert_eq!(st["last_exit"], -9);
+            assert_eq!(st["result"], "oom-kill", "{}", t.messages());
         }
         other => panic!("memory_limit {other:?}"),
     }
+}
+
+/// The kernel's OOM kill at MemoryMax= is reported as one, from the count
+/// the kernel keeps for the engine's cgroup; a `kill -9` of the same
+/// program is a signal, and nothing calls it OOM.
+#[test]
+#[ignore = "needs root (the engine makes a cgroup): run by cargo xtask test"]
+fn a_memory_max_kill_is_oom_and_a_kill9_is_not() {
+    let mut t = Tree::new(
+        "root",
+        "",
+        "MemoryMax=100M\nRestartSec=1s\nEnvironment=STANDIN_LEAK_MB_PER_S=400 STANDIN_LEAK_MAX_MB=1024\n",
+    );
+    let status = |t: &Tree| -> (String, Value) {
+        let out = t.cmd().args(["status", "--json"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        let human = t.cmd().arg("status").output().unwrap();
+        (text + &String::from_utf8_lossy(&human.stdout), v)
+    };
+    t.start();
+    let first = main_pid(&t.wait_state("running", 15, |_| true));
+    assert_eq!(
+        t.state()["memory_limit"],
+        "cgroup",
+        "this test needs a cgroup memory limit (v1 or v2) on this host: {}",
+        t.messages()
+    );
+    // Leak until the kernel ends it at the cap.
+    fs::write(t.path("code/data/standin-mode"), "leak\n").unwrap();
+    let st = t.wait_state("restarting", 20, |s| s["result"] == "oom-kill");
+    fs::write(t.path("code/data/standin-mode"), "normal\n").unwrap();
+    assert_eq!(st["last_exit"], -9, "{st}");
+    let msgs = t.messages();
+    assert!(msgs.contains("the kernel's OOM killer ended a process of the program"), "{msgs}");
+    let st = t.wait_state("running", 20, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
+    });
+    let (said, v) = status(&t);
+    assert_eq!(v["result"], "oom-kill", "{said}");
+    assert!(said.contains("oom-kill"), "{said}");
+    eprintln!("OOM at MemoryMax=100M: result {}, restarted as pid {}", v["result"], st["main_pid"]);
+
+    // Now a kill -9 of the healthy program: a signal, not OOM.
+    let second = main_pid(&st);
+    signal(second, "KILL");
+    let st = t.wait_state("running", 20, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != second)
+    });
+    assert_eq!(st["result"], "signal", "{st}");
+    assert_eq!(st["last_exit"], -9, "{st}");
+    let (said, v) = status(&t);
+    assert_eq!(v["result"], "signal", "{said}");
+    assert!(!said.to_lowercase().contains("oom"), "a kill -9 called OOM: {said}");
+    let after = t.messages();
+    assert_eq!(
+        after.matches("the kernel's OOM killer ended").count(),
+        1,
+        "{after}"
+    );
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0);
 }
 
 // ------------------------------------------------------ leftover processes

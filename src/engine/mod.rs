@@ -163,6 +163,9 @@ pub struct Engine {
     paths: Paths,
     /// The jarvisctl that started this engine: it runs `jarvisctl alert`.
     jarvisctl: PathBuf,
+    /// The kernel's count of OOM kills in the program's cgroup at the last
+    /// exit: a SIGKILL is an OOM kill only when this count grew.
+    oom_seen: Option<u64>,
 }
 
 /// Pings and STATUS= go to state.json at most this often; a flood of them
@@ -264,7 +267,14 @@ impl Engine {
         // Orphans of the program are re-parented to us, not to an init that
         // may not reap them; the reap loop collects them.
         let _ = nix::sys::prctl::set_child_subreaper(true);
-        let (limit, line) = memory::setup(svc.memory_max, "jarvis-supervisor-run");
+        // One cgroup per engine: a test's engine under --root must not
+        // share the installed one's.
+        let cgroup_name = if paths.is_system() {
+            "jarvis-supervisor-run".to_string()
+        } else {
+            format!("jarvis-supervisor-run-{}", std::process::id())
+        };
+        let (limit, line) = memory::setup(svc.memory_max, &cgroup_name);
         say!("{line}");
 
         let notify = match svc.notify_access {
@@ -331,7 +341,9 @@ impl Engine {
             flush_at: None,
             paths: paths.clone(),
             jarvisctl,
+            oom_seen: None,
         };
+        engine.oom_seen = engine.limit.oom_kills();
         // This engine's state replaces the last one's before anyone is told
         // it started (`run --daemon`, the init script): status must never
         // show a finished run's "failed" for a start that is under way.
@@ -946,8 +958,10 @@ impl Engine {
                     self.finish_stopped();
                     return;
                 }
+                let oom = self.oom_killed();
                 let result = match child.kill_reason {
                     Some(r) => r,
+                    None if status.signal() == Some(Signal::SIGKILL as i32) && oom => "oom-kill",
                     None if is_clean(&status) => "success",
                     None if status.code().is_some() => "exit-code",
                     None => "signal",
@@ -955,6 +969,21 @@ impl Engine {
                 self.after_failed_start(result, Some(&status));
             }
         }
+    }
+
+    /// Whether the kernel OOM-killed a process of the program's cgroup since
+    /// the last exit (its own count, which the service user cannot forge).
+    fn oom_killed(&mut self) -> bool {
+        let now = self.limit.oom_kills();
+        let grew = matches!((self.oom_seen, now), (Some(before), Some(n)) if n > before)
+            || matches!((self.oom_seen, now), (None, Some(n)) if n > 0);
+        if now.is_some() {
+            self.oom_seen = now;
+        }
+        if grew {
+            say!("the kernel's OOM killer ended a process of the program (oom_kill count of its cgroup: {})", now.unwrap_or(0));
+        }
+        grew
     }
 
     /// After the program (or a start command) ended on its own, by a timeout
@@ -968,7 +997,9 @@ impl Engine {
             Restart::Always => true,
             Restart::OnSuccess => result == "success",
             Restart::OnFailure => result != "success",
-            Restart::OnAbnormal => unclean_signal || result == "timeout" || result == "watchdog",
+            Restart::OnAbnormal => {
+                unclean_signal || matches!(result, "timeout" | "watchdog" | "oom-kill")
+            }
             Restart::OnWatchdog => result == "watchdog",
             Restart::OnAbort => unclean_signal,
         };

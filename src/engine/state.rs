@@ -14,7 +14,8 @@ pub struct State {
     pub engine_pid: u32,
     pub main_pid: Option<i32>,
     pub n_restarts: u32,
-    /// success, exit-code, signal, timeout, watchdog, start-limit-hit
+    /// success, exit-code, signal, oom-kill (the kernel's count of OOM kills
+    /// in the program's cgroup grew), timeout, watchdog, start-limit-hit
     pub result: Cow<'static, str>,
     /// The last exit: the exit status, or the signal number as a negative number.
     pub last_exit: Option<i32>,
