@@ -1236,6 +1236,9 @@ fn memory_max_caps_a_leaking_program() {
         }
         other => panic!("memory_limit {other:?}"),
     }
+    // A clean stop removes the engine's cgroup.
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0);
 }
 
 /// The kernel's OOM kill at MemoryMax= is reported as one, from the count
