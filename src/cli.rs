@@ -271,6 +271,11 @@ pub struct BackoffArgs {
     /// A run that lasted this long counts as healthy and resets the backoff.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub stable_after: u64,
+    /// A run that lasted this long got past its start (the bot is READY 2
+    /// to 7 s after start): the failed starts before it no longer count, and
+    /// the crash that ended it waits as a first crash does.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub ready_after: u64,
     /// Where the backoff keeps its state; defaults to $RUNTIME_DIRECTORY,
     /// which the unit keeps across restarts but not across a stop.
     #[arg(long, value_name = "FILE")]
