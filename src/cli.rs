@@ -186,6 +186,10 @@ pub struct StatusArgs {
     /// Print the status as JSON (schema 1, documented in the README).
     #[arg(long)]
     pub json: bool,
+    /// A restarting bot (a crash loop) is CRITICAL when it has been down for
+    /// more than half of this window, and its restarts are counted over it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
+    pub crash_window: f64,
     /// Record one sample (time, memory, restarts, state) in the history,
     /// quietly: what the health timer runs every 5 minutes.
     #[arg(long, conflicts_with = "trend")]

@@ -55,6 +55,27 @@ pub fn own_lines_24h(unit: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// systemd's own journal lines about `unit` since `since` (a journalctl
+/// time, e.g. "-600s"), oldest first: the whole window, PID 1's lines only.
+pub fn own_lines_since(unit: &str, since: &str) -> Option<String> {
+    let out = Command::new("journalctl")
+        .args([
+            "_PID=1",
+            &format!("UNIT={unit}"),
+            "--since",
+            since,
+            "-o",
+            "cat",
+            "--no-pager",
+            "-q",
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// One entry of a unit's journal: when (unix time), and its message.
 pub struct JournalEntry {
     pub unix: Option<f64>,

@@ -67,8 +67,7 @@ fn remember_for_backoff(findings: &[Finding]) {
     }
 }
 
-/// The file in the runtime directory that carries a failed preflight's lines.
-pub const PREFLIGHT_FAILED: &str = "preflight-failed";
+pub use crate::paths::PREFLIGHT_FAILED;
 
 pub fn checks(paths: &Paths, unit: &Unit, rules: &[envrules::Rule], preflight: bool) -> Vec<Finding> {
     let mut out = Vec::new();

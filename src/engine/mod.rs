@@ -310,6 +310,8 @@ impl Engine {
             status_text: String::new(),
             started_unix: now_unix(),
             memory_limit: limit.name().into(),
+            down_since_unix: Some(now_unix()),
+            restarts_unix: Vec::new(),
         };
         let watchdog = svc.watchdog;
         let mut engine = Engine {
@@ -606,6 +608,7 @@ impl Engine {
 
     fn became_ready(&mut self) {
         self.st.state = "running".into();
+        self.st.down_since_unix = None;
         self.timer = self.watchdog.map(|d| (Instant::now() + d, Timer::Watchdog));
         if self.svc.kind == Kind::Notify {
             say!(
@@ -991,6 +994,7 @@ impl Engine {
     fn after_failed_start(&mut self, result: &'static str, status: Option<&std::process::ExitStatus>) {
         self.st.result = result.into();
         self.st.last_exit = status.map(|s| s.code().unwrap_or_else(|| -s.signal().unwrap_or(0)));
+        self.st.down_since_unix.get_or_insert_with(now_unix);
         let unclean_signal = result == "signal";
         let restart = match self.svc.restart {
             Restart::No => false,
@@ -1020,6 +1024,10 @@ impl Engine {
         self.remove_runtime_dirs(false);
         self.st.n_restarts += 1;
         self.st.state = "restarting".into();
+        if self.st.restarts_unix.len() >= state::RESTARTS_KEPT {
+            self.st.restarts_unix.remove(0);
+        }
+        self.st.restarts_unix.push(now_unix());
         say!(
             "result {result}; restart {} in {:.1}s (RestartSec=)",
             self.st.n_restarts,

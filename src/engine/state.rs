@@ -25,7 +25,18 @@ pub struct State {
     pub started_unix: f64,
     /// cgroup, rlimit or none
     pub memory_limit: Cow<'static, str>,
+    /// Since when the program has not been up (READY): the last exit of a
+    /// run that was, or this engine's first start; None while it is up.
+    #[serde(default)]
+    pub down_since_unix: Option<f64>,
+    /// When each of the last automatic restarts was decided (the newest
+    /// RESTARTS_KEPT), for the restarts in `status`'s window.
+    #[serde(default)]
+    pub restarts_unix: Vec<f64>,
 }
+
+/// How many restart times `state.json` keeps.
+pub const RESTARTS_KEPT: usize = 64;
 
 pub fn now_unix() -> f64 {
     std::time::SystemTime::now()
