@@ -129,15 +129,22 @@ pub fn states() {
         code == 1 && seen["state"] == "restarting"
     });
     assert_eq!(seen["verdict"], "WARNING");
-    assert_eq!(seen["result"], "signal", "{seen}");
-    assert!(
-        seen["reasons"]
-            .to_string()
-            .contains("restarting (last result: signal)"),
-        "{seen}"
-    );
+    assert_eq!(seen["crash_loop"]["last_result"], "signal 9 (KILL)", "{seen}");
+    let why = seen["reasons"].to_string();
+    assert!(why.contains("last result signal 9 (KILL)"), "{seen}");
+    assert!(!why.to_lowercase().contains("oom"), "a kill -9 called OOM: {seen}");
     println!("restarting: WARNING: {}", seen["reasons"]);
     c.wait_for("active again", Duration::from_secs(30), active);
+    // check names the kill -9 as a signal, never as OOM, and does not
+    // send the operator to raise MemoryMax for it.
+    let text = c.sh("jarvisctl check").all();
+    let line = text
+        .lines()
+        .find(|l| l.contains("history: the bot was killed by signal 9 (KILL)"))
+        .unwrap_or_else(|| panic!("no kill -9 in check's history:\n{text}"));
+    assert!(!line.contains("MemoryMax"), "{line}");
+    assert!(!text.contains("killed by the OOM killer"), "{text}");
+    println!("check after kill -9: {line}");
     // The counters move when the restart job runs.
     let (code, v) = status(&c);
     assert_eq!(code, 0, "{v}");

@@ -29,7 +29,13 @@ pub fn verdict(c: &CrashLoop) -> (Verdict, String) {
     let mut why = match &c.preflight {
         Some(p) => format!("not starting: its preflight fails: {p} ({restarts}{down})"),
         None => {
-            let mut s = format!("crash loop: {restarts}{down}");
+            // One restart is a crash; a loop takes two.
+            let what = if c.restarts_in_window.unwrap_or(0) >= 2 {
+                "crash loop"
+            } else {
+                "restarting"
+            };
+            let mut s = format!("{what}: {restarts}{down}");
             if let Some(r) = &c.last_result {
                 s.push_str(&format!(", last result {r}"));
             }
@@ -61,7 +67,8 @@ pub fn start(window_s: f64) -> CrashLoop {
 pub fn describe_result(result: &str, exit_status: Option<i32>) -> String {
     match (result, exit_status) {
         ("exit-code", Some(n)) => format!("exit-code, status {n}"),
-        ("signal" | "core-dump", Some(n)) if n > 0 => format!("{result}, signal {n} ({})", signal_name(n)),
+        ("signal", Some(n)) if n > 0 => format!("signal {n} ({})", signal_name(n)),
+        ("core-dump", Some(n)) if n > 0 => format!("core-dump, signal {n} ({})", signal_name(n)),
         (r, _) => r.to_string(),
     }
 }
@@ -162,6 +169,16 @@ mod tests {
         assert!(why.ends_with("(CRITICAL: down more than 5 min of the last 10 min)"), "{why}");
         // Exactly half is not yet "more than half".
         assert_eq!(verdict(&looped(300.0)).0, Verdict::Warning);
+        // A single crash is a restart, not yet a loop.
+        let once = CrashLoop {
+            restarts_in_window: Some(1),
+            last_result: Some(describe_result("signal", Some(9))),
+            last_error: None,
+            ..looped(2.0)
+        };
+        let (v, why) = verdict(&once);
+        assert_eq!(v, Verdict::Warning);
+        assert!(why.starts_with("restarting: 1 restart(s) in the last 10 min, down 2 s, last result signal 9 (KILL) ("), "{why}");
         // The flag's window moves the threshold.
         let short = CrashLoop {
             down_s: Some(11.0),
@@ -190,7 +207,7 @@ mod tests {
     #[test]
     fn pid1_lines_give_the_restarts_and_the_true_last_result() {
         let kill9 = include_str!("../../../tests/fixtures/systemd/pid1-kill9.txt");
-        assert_eq!(from_pid1_lines(kill9), (2, Some("signal, signal 9 (KILL)".into())));
+        assert_eq!(from_pid1_lines(kill9), (2, Some("signal 9 (KILL)".into())));
         let oom = include_str!("../../../tests/fixtures/systemd/pid1-oom-kill.txt");
         assert_eq!(from_pid1_lines(oom), (1, Some("oom-kill".into())));
         let exit1 = "jarvis-supervisor.service: Main process exited, code=exited, status=1/FAILURE\n\
