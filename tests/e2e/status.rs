@@ -394,3 +394,89 @@ pub fn heartbeat() {
     assert!(took < Duration::from_secs(10), "a refused ping took {took:?}");
     println!("heartbeat: OK and CRITICAL pinged; with the server down the timer run took {took:?}");
 }
+
+/// A bot that cannot start, on each engine (one boot each): first with no
+/// code and no `.env`, where `status` names the preflight's cause; then
+/// with code that fails at start, where it is a crash loop with the bot's
+/// own last line (a `.env` value in it masked), its restarts, and CRITICAL
+/// once down more than half of the window (`--crash-window`).
+pub fn crash_loop(suite: Suite) {
+    let c = Container::boot(suite);
+    let systemd = suite != Suite::Sysvinit;
+    let name = suite.name();
+    let json = |c: &Container, args: &str| -> (i32, Value, String) {
+        let r = c.sh(&format!("jarvisctl status --json {args}"));
+        let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.all()));
+        assert_eq!(v["exit_code"], r.status, "{v}");
+        let human = c.sh(&format!("jarvisctl status {args}")).stdout;
+        (r.status, v, human)
+    };
+    let crash_reason = |v: &Value| -> Option<String> {
+        v["reasons"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|r| r.contains("crash loop") || r.contains("preflight fails") || r.starts_with("restarting"))
+            .map(String::from)
+    };
+    // Installed with neither code nor .env: the postinst does not start it.
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "{}", out.all());
+    let start = if systemd {
+        format!("systemctl start --no-block {UNIT}")
+    } else {
+        "service jarvis-supervisor start".to_string()
+    };
+    let restart = if systemd {
+        format!("systemctl restart --no-block {UNIT}")
+    } else {
+        "service jarvis-supervisor restart".to_string()
+    };
+    c.sh(&start);
+    let mut seen = (0, Value::Null, String::new());
+    c.wait_for("the preflight's cause in status", Duration::from_secs(30), |c| {
+        seen = json(c, "");
+        seen.1["crash_loop"]["preflight"].is_string()
+    });
+    let why = crash_reason(&seen.1).unwrap_or_else(|| panic!("{}", seen.1));
+    assert!(why.starts_with("not starting: its preflight fails: "), "{why}");
+    assert!(!why.contains("success"), "{why}");
+    println!("{name}: no code, no .env: {}", seen.2.lines().next().unwrap_or(""));
+
+    // Code that fails at start; "configured" is a .env value, so masked.
+    deploy_standin(&c);
+    c.ok(&format!(
+        "printf 'STANDIN_MODE=exit1\\nSTANDIN_NOTE=configured\\n' >> {CODE}/.env; chown -R jarvis:jarvis {CODE}"
+    ));
+    // A restart: the backoff of the failed preflights starts over.
+    c.ok(&restart);
+    c.wait_for("a crash loop", Duration::from_secs(40), |c| {
+        seen = json(c, "");
+        seen.1["crash_loop"]["restarts_in_window"].as_u64() >= Some(2)
+            && seen.1["crash_loop"]["preflight"].is_null()
+    });
+    let (code, v, human) = seen.clone();
+    assert_eq!(code, 1, "{v}");
+    let why = crash_reason(&v).unwrap_or_else(|| panic!("{v}"));
+    assert!(why.starts_with("crash loop: "), "{why}");
+    assert!(why.contains("last result exit-code, status 1"), "{why}");
+    assert!(why.contains("its last line: standin: **** to fail at start"), "{why}");
+    assert!(why.contains("(CRITICAL once down more than 5 min of the last 10 min)"), "{why}");
+    assert_eq!(v["crash_loop"]["last_error"], "standin: **** to fail at start", "{v}");
+    assert_eq!(v["crash_loop"]["critical_after_down_s"], 300.0, "{v}");
+    assert!(!human.contains("configured"), "an .env value was printed:\n{human}");
+    assert!(!human.contains("last result success"), "{human}");
+    // Down more than half of a 20 s window: CRITICAL.
+    c.wait_for("CRITICAL", Duration::from_secs(40), |c| {
+        seen = json(c, "--crash-window 20");
+        seen.0 == 2
+    });
+    let (_, v, human) = seen;
+    let why = crash_reason(&v).unwrap_or_else(|| panic!("{v}"));
+    assert!(why.contains("(CRITICAL: down more than 10 s of the last 20 s)"), "{why}");
+    assert_eq!(v["verdict"], "CRITICAL");
+    assert_eq!(v["crash_loop"]["critical_after_down_s"], 10.0, "{v}");
+    let first = human.lines().next().unwrap_or("");
+    assert!(first.starts_with("CRITICAL: ") && first.contains("standin: **** to fail at start"), "{human}");
+    println!("{name}: crash loop: {first}");
+}
