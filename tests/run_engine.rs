@@ -1273,14 +1273,20 @@ fn a_memory_max_kill_is_oom_and_a_kill9_is_not() {
     fs::write(t.path("code/data/standin-mode"), "normal\n").unwrap();
     assert_eq!(st["last_exit"], -9, "{st}");
     let msgs = t.messages();
-    assert!(msgs.contains("the kernel's OOM killer ended a process of the program"), "{msgs}");
+    assert!(
+        msgs.contains("the kernel's OOM killer ended a process of the program"),
+        "{msgs}"
+    );
     let st = t.wait_state("running", 20, |s| {
         s["main_pid"].as_i64().is_some_and(|p| p as i32 != first)
     });
     let (said, v) = status(&t);
     assert_eq!(v["result"], "oom-kill", "{said}");
     assert!(said.contains("oom-kill"), "{said}");
-    eprintln!("OOM at MemoryMax=100M: result {}, restarted as pid {}", v["result"], st["main_pid"]);
+    eprintln!(
+        "OOM at MemoryMax=100M: result {}, restarted as pid {}",
+        v["result"], st["main_pid"]
+    );
 
     // Now a kill -9 of the healthy program: a signal, not OOM.
     let second = main_pid(&st);
@@ -1292,7 +1298,10 @@ fn a_memory_max_kill_is_oom_and_a_kill9_is_not() {
     assert_eq!(st["last_exit"], -9, "{st}");
     let (said, v) = status(&t);
     assert_eq!(v["result"], "signal", "{said}");
-    assert!(!said.to_lowercase().contains("oom"), "a kill -9 called OOM: {said}");
+    assert!(
+        !said.to_lowercase().contains("oom"),
+        "a kill -9 called OOM: {said}"
+    );
     let after = t.messages();
     assert_eq!(
         after.matches("the kernel's OOM killer ended").count(),
@@ -1323,14 +1332,22 @@ fn a_crash_loop_shows_its_own_line_and_turns_critical() {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
         assert_eq!(v["exit_code"], out.status.code().unwrap(), "{v}");
-        let human = t.cmd().args(["status", "--crash-window", window]).output().unwrap();
+        let human = t
+            .cmd()
+            .args(["status", "--crash-window", window])
+            .output()
+            .unwrap();
         (String::from_utf8_lossy(&human.stdout).into_owned(), v)
     };
     // Installed in the tree, so that status reads the unit (and the
     // program's output file it names) as on a host.
     let installed = t.path("etc/systemd/system");
     fs::create_dir_all(&installed).unwrap();
-    fs::copy(t.path("unit.service"), installed.join("jarvis-supervisor.service")).unwrap();
+    fs::copy(
+        t.path("unit.service"),
+        installed.join("jarvis-supervisor.service"),
+    )
+    .unwrap();
     let crash_reason = |v: &Value| -> String {
         v["reasons"]
             .as_array()
@@ -1349,12 +1366,21 @@ fn a_crash_loop_shows_its_own_line_and_turns_critical() {
     let why = crash_reason(&v);
     let why = why.as_str();
     assert!(why.starts_with("crash loop: "), "{why}");
-    assert!(why.contains("its last line: standin: configured to fail at start"), "{why}");
+    assert!(
+        why.contains("its last line: standin: configured to fail at start"),
+        "{why}"
+    );
     assert!(why.contains("last result exit-code, status 1"), "{why}");
-    assert!(why.contains("(CRITICAL once down more than 5 min of the last 10 min)"), "{why}");
+    assert!(
+        why.contains("(CRITICAL once down more than 5 min of the last 10 min)"),
+        "{why}"
+    );
     assert!(!human.contains("success"), "{human}");
     assert_eq!(v["crash_loop"]["critical_after_down_s"], 300.0, "{v}");
-    assert_eq!(v["crash_loop"]["last_error"], "standin: configured to fail at start", "{v}");
+    assert_eq!(
+        v["crash_loop"]["last_error"], "standin: configured to fail at start",
+        "{v}"
+    );
     // Down more than half of a 6 s window: CRITICAL.
     let t0 = Instant::now();
     let (human, v) = loop {
@@ -1367,10 +1393,16 @@ fn a_crash_loop_shows_its_own_line_and_turns_critical() {
     assert_eq!(v["verdict"], "CRITICAL", "{v}");
     assert_eq!(v["exit_code"], 2);
     let why = crash_reason(&v);
-    assert!(why.contains("(CRITICAL: down more than 5 s of the last 10 s)"), "{why}");
+    assert!(
+        why.contains("(CRITICAL: down more than 5 s of the last 10 s)"),
+        "{why}"
+    );
     let n = v["crash_loop"]["restarts_in_window"].as_u64().unwrap();
     assert!(n >= 2, "{v}");
-    assert!(human.starts_with("CRITICAL: ") && human.lines().next().unwrap().contains("crash loop: "), "{human}");
+    assert!(
+        human.starts_with("CRITICAL: ") && human.lines().next().unwrap().contains("crash loop: "),
+        "{human}"
+    );
     assert!(human.contains("standin: configured to fail at start"), "{human}");
     eprintln!("{}", human.lines().next().unwrap_or(""));
     t.signal_engine("TERM");

@@ -653,7 +653,11 @@ fn history_findings(text: &str, evidence: &OomEvidence) -> Vec<Finding> {
     let (sigkill_found, who_killed) = evidence.sigkill();
     let reset = "fix the cause, then systemctl reset-failed jarvis-supervisor".to_string();
     let rows: [(&str, usize, String); 5] = [
-        ("the watchdog killed a hung bot", count("Watchdog timeout"), tracebacks),
+        (
+            "the watchdog killed a hung bot",
+            count("Watchdog timeout"),
+            tracebacks,
+        ),
         (
             "the bot was killed by the OOM killer (systemd's or the kernel's record)",
             oom,
@@ -665,7 +669,11 @@ fn history_findings(text: &str, evidence: &OomEvidence) -> Vec<Finding> {
             count("status=1/FAILURE"),
             JOURNAL_TAIL.to_string(),
         ),
-        ("the start limit was hit", count("Start request repeated too quickly"), reset),
+        (
+            "the start limit was hit",
+            count("Start request repeated too quickly"),
+            reset,
+        ),
     ];
     let mut found = Vec::new();
     for (what, n, fix) in rows {
@@ -925,16 +933,27 @@ mod tests {
     fn two_kill9s_are_reported_as_signal_9_never_as_oom() {
         let text = said(&history_findings(KILL9, &seen()));
         assert!(
-            text.contains("killed by signal 9 (KILL), not by the OOM killer: someone or something killed it: 2 time(s)"),
+            text.contains(
+                "killed by signal 9 (KILL), not by the OOM killer: someone or something killed it: 2 time(s)"
+            ),
             "{text}"
         );
         assert!(!text.contains("OOM killer (systemd"), "{text}");
-        assert!(!text.contains("MemoryMax"), "a kill -9 is not fixed by more memory: {text}");
+        assert!(
+            !text.contains("MemoryMax"),
+            "a kill -9 is not fixed by more memory: {text}"
+        );
         // Where no OOM kill could be on record, it is not called "not OOM"
         // either, and still not fixed with more memory.
         let text = said(&history_findings(KILL9, &blind()));
-        assert!(text.contains("killed by signal 9 (KILL), and no OOM kill is on record"), "{text}");
-        assert!(!text.contains("not by the OOM killer") && !text.contains("MemoryMax"), "{text}");
+        assert!(
+            text.contains("killed by signal 9 (KILL), and no OOM kill is on record"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("not by the OOM killer") && !text.contains("MemoryMax"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -949,7 +968,10 @@ mod tests {
         // Both together: each counted once, as what it was.
         let text = said(&history_findings(&format!("{KILL9}{OOM}"), &seen()));
         assert!(text.contains("kernel's record): 1 time(s)"), "{text}");
-        assert!(text.contains("someone or something killed it: 2 time(s)"), "{text}");
+        assert!(
+            text.contains("someone or something killed it: 2 time(s)"),
+            "{text}"
+        );
     }
 
     fn props(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -958,26 +980,38 @@ mod tests {
 
     #[test]
     fn the_last_runs_sigkill_is_not_oom_but_result_oom_kill_is() {
-        let f = last_run_finding(&props(&[
-            ("ActiveState", "active"),
-            ("Result", "signal"),
-            ("ExecMainStatus", "9"),
-            ("MemoryMax", "4294967296"),
-            ("Restart", "always"),
-        ]), &seen())
+        let f = last_run_finding(
+            &props(&[
+                ("ActiveState", "active"),
+                ("Result", "signal"),
+                ("ExecMainStatus", "9"),
+                ("MemoryMax", "4294967296"),
+                ("Restart", "always"),
+            ]),
+            &seen(),
+        )
         .unwrap();
         let text = said(&[f]);
-        assert!(text.contains("killed by signal 9 (KILL), not by the OOM killer"), "{text}");
+        assert!(
+            text.contains("killed by signal 9 (KILL), not by the OOM killer"),
+            "{text}"
+        );
         assert!(!text.contains("MemoryMax"), "{text}");
-        let f = last_run_finding(&props(&[
-            ("ActiveState", "activating"),
-            ("Result", "oom-kill"),
-            ("ExecMainStatus", "9"),
-            ("MemoryMax", "209715200"),
-        ]), &seen())
+        let f = last_run_finding(
+            &props(&[
+                ("ActiveState", "activating"),
+                ("Result", "oom-kill"),
+                ("ExecMainStatus", "9"),
+                ("MemoryMax", "209715200"),
+            ]),
+            &seen(),
+        )
         .unwrap();
         let text = said(&[f]);
-        assert!(text.contains("killed by the OOM killer at MemoryMax=209715200"), "{text}");
+        assert!(
+            text.contains("killed by the OOM killer at MemoryMax=209715200"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -993,21 +1027,58 @@ mod tests {
         // systemd on v1 wrote only "status=9/KILL" for it: one of the two
         // SIGKILLs is the kernel's, the other someone's.
         let text = said(&history_findings(KILL9, &ev));
-        assert!(text.contains("OOM killer (systemd's or the kernel's record): 1 time(s)"), "{text}");
-        assert!(text.contains("not by the OOM killer: someone or something killed it: 1 time(s)"), "{text}");
+        assert!(
+            text.contains("OOM killer (systemd's or the kernel's record): 1 time(s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not by the OOM killer: someone or something killed it: 1 time(s)"),
+            "{text}"
+        );
         let last = last_run_finding(
-            &props(&[("ActiveState", "active"), ("Result", "signal"), ("ExecMainStatus", "9"), ("MemoryMax", "134217728")]),
+            &props(&[
+                ("ActiveState", "active"),
+                ("Result", "signal"),
+                ("ExecMainStatus", "9"),
+                ("MemoryMax", "134217728"),
+            ]),
             &ev,
         )
         .unwrap();
-        assert!(said(&[last]).contains("killed by the kernel's OOM killer (1 in the kernel log"), "");
+        assert!(
+            said(&[last]).contains("killed by the kernel's OOM killer (1 in the kernel log"),
+            ""
+        );
     }
 
     /// Options of journalctl (systemd 249 to 257) that `check` may use.
     const JOURNALCTL_OPTIONS: &[&str] = &[
-        "-u", "--unit", "-n", "--lines", "-o", "--output", "--no-pager", "-g", "--grep", "-k",
-        "--dmesg", "-r", "--reverse", "-S", "--since", "-U", "--until", "-b", "--boot", "-q",
-        "--quiet", "-p", "--priority", "--vacuum-size", "-e", "--pager-end",
+        "-u",
+        "--unit",
+        "-n",
+        "--lines",
+        "-o",
+        "--output",
+        "--no-pager",
+        "-g",
+        "--grep",
+        "-k",
+        "--dmesg",
+        "-r",
+        "--reverse",
+        "-S",
+        "--since",
+        "-U",
+        "--until",
+        "-b",
+        "--boot",
+        "-q",
+        "--quiet",
+        "-p",
+        "--priority",
+        "--vacuum-size",
+        "-e",
+        "--pager-end",
     ];
 
     /// Every `journalctl` command in this file's text, as far as its
@@ -1063,13 +1134,18 @@ mod tests {
                 // And this host's journalctl lists it, when it has one.
                 if !help.is_empty() {
                     assert!(
-                        help.contains(&format!("{opt} ")) || help.contains(&format!("{opt}=")) || help.contains(&format!("{opt}\n")),
+                        help.contains(&format!("{opt} "))
+                            || help.contains(&format!("{opt}="))
+                            || help.contains(&format!("{opt}\n")),
                         "`{cmd}`: journalctl --help does not list {opt}"
                     );
                 }
             }
         }
         // The context switch is grep's, after a pipe.
-        assert!(JOURNAL_TRACEBACKS.contains("| grep -A 30 "), "{JOURNAL_TRACEBACKS}");
+        assert!(
+            JOURNAL_TRACEBACKS.contains("| grep -A 30 "),
+            "{JOURNAL_TRACEBACKS}"
+        );
     }
 }

@@ -168,11 +168,7 @@ pub fn collect_with(paths: &Paths, thresholds: &crate::components::Thresholds) -
 }
 
 /// The status; a restarting bot is judged over the last `crash_window_s`.
-pub fn collect_all(
-    paths: &Paths,
-    thresholds: &crate::components::Thresholds,
-    crash_window_s: f64,
-) -> Status {
+pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, crash_window_s: f64) -> Status {
     let mut st = Status {
         schema: SCHEMA,
         state: "unknown".into(),
@@ -242,16 +238,15 @@ pub fn collect_all(
             Some(secrets) if fallback => fallback::error_lines(paths, u, secrets),
             Some(secrets) => error_lines(secrets),
         };
+        // A restarting bot: its own last line, and the preflight's cause
+        // (the service user's file: masked as the bot's text is).
         if let Some(c) = st.crash_loop.as_mut() {
-            c.preflight = crashloop::preflight(paths, u);
+            c.preflight = crashloop::preflight(paths, u).map(|p| mask(&p, secrets.as_deref().unwrap_or(&[])));
             c.last_error = match &secrets {
                 None => Some("(hidden: .env could not be read to mask its values; run as root)".into()),
                 Some(secrets) if fallback => fallback::last_words(paths, u, secrets),
                 Some(secrets) => journal_last_words(secrets, crash_window_s),
             };
-            if let Some(p) = c.preflight.take() {
-                c.preflight = Some(secrets.as_deref().map_or(p.clone(), |s| mask(&p, s)));
-            }
         }
         // The components, while the bot runs: its values masked, or no
         // text of its shown at all when .env could not be read.
@@ -284,15 +279,17 @@ pub fn collect_all(
 /// first, bounded), neither PID 1's nor the start steps' own; masked.
 fn journal_last_words(secrets: &[String], window_s: f64) -> Option<String> {
     let since = format!("-{}s", window_s.round() as u64);
-    let out = systemd::journal_command(UNIT, &["--output-fields=_PID", "-r", "-n", "200", "--since", &since])
-        .output()
-        .ok()?;
+    let out = systemd::journal_command(
+        UNIT,
+        &["--output-fields=_PID", "-r", "-n", "200", "--since", &since],
+    )
+    .output()
+    .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let bots: Vec<String> = text
         .lines()
         .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .is_ok_and(|v| v["_PID"].as_str() != Some("1"))
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["_PID"].as_str() != Some("1"))
         })
         .filter_map(systemd::journal_entry)
         .map(|e| e.text)

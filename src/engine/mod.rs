@@ -984,7 +984,10 @@ impl Engine {
             self.oom_seen = now;
         }
         if grew {
-            say!("the kernel's OOM killer ended a process of the program (oom_kill count of its cgroup: {})", now.unwrap_or(0));
+            say!(
+                "the kernel's OOM killer ended a process of the program (oom_kill count of its cgroup: {})",
+                now.unwrap_or(0)
+            );
         }
         grew
     }
@@ -1001,9 +1004,7 @@ impl Engine {
             Restart::Always => true,
             Restart::OnSuccess => result == "success",
             Restart::OnFailure => result != "success",
-            Restart::OnAbnormal => {
-                unclean_signal || matches!(result, "timeout" | "watchdog" | "oom-kill")
-            }
+            Restart::OnAbnormal => unclean_signal || matches!(result, "timeout" | "watchdog" | "oom-kill"),
             Restart::OnWatchdog => result == "watchdog",
             Restart::OnAbort => unclean_signal,
         };

@@ -169,6 +169,9 @@ pub fn common_issues() {
             || text.contains("history: the bot was killed by signal 9 (KILL), and no OOM kill is on record"),
         "{text}"
     );
-    assert!(!text.contains("not by the OOM killer"), "a real OOM kill denied:\n{text}");
+    assert!(
+        !text.contains("not by the OOM killer"),
+        "a real OOM kill denied:\n{text}"
+    );
     println!("common issues diagnosed: exit 1, 217/USER, watchdog, OOM (and .env, 226 in their own tests)");
 }

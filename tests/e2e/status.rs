@@ -132,7 +132,10 @@ pub fn states() {
     assert_eq!(seen["crash_loop"]["last_result"], "signal 9 (KILL)", "{seen}");
     let why = seen["reasons"].to_string();
     assert!(why.contains("last result signal 9 (KILL)"), "{seen}");
-    assert!(!why.to_lowercase().contains("oom"), "a kill -9 called OOM: {seen}");
+    assert!(
+        !why.to_lowercase().contains("oom"),
+        "a kill -9 called OOM: {seen}"
+    );
     println!("restarting: WARNING: {}", seen["reasons"]);
     c.wait_for("active again", Duration::from_secs(30), active);
     // check names the kill -9 as a signal, never as OOM, and does not
@@ -406,7 +409,8 @@ pub fn crash_loop(suite: Suite) {
     let name = suite.name();
     let json = |c: &Container, args: &str| -> (i32, Value, String) {
         let r = c.sh(&format!("jarvisctl status --json {args}"));
-        let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.all()));
+        let v: Value =
+            serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.all()));
         assert_eq!(v["exit_code"], r.status, "{v}");
         let human = c.sh(&format!("jarvisctl status {args}")).stdout;
         (r.status, v, human)
@@ -416,7 +420,9 @@ pub fn crash_loop(suite: Suite) {
             .as_array()?
             .iter()
             .filter_map(Value::as_str)
-            .find(|r| r.contains("crash loop") || r.contains("preflight fails") || r.starts_with("restarting"))
+            .find(|r| {
+                r.contains("crash loop") || r.contains("preflight fails") || r.starts_with("restarting")
+            })
             .map(String::from)
     };
     // Installed with neither code nor .env: the postinst does not start it.
@@ -441,7 +447,10 @@ pub fn crash_loop(suite: Suite) {
     let why = crash_reason(&seen.1).unwrap_or_else(|| panic!("{}", seen.1));
     assert!(why.starts_with("not starting: its preflight fails: "), "{why}");
     assert!(!why.contains("success"), "{why}");
-    println!("{name}: no code, no .env: {}", seen.2.lines().next().unwrap_or(""));
+    println!(
+        "{name}: no code, no .env: {}",
+        seen.2.lines().next().unwrap_or("")
+    );
 
     // Code that fails at start; "configured" is a .env value, so masked.
     deploy_standin(&c);
@@ -460,11 +469,23 @@ pub fn crash_loop(suite: Suite) {
     let why = crash_reason(&v).unwrap_or_else(|| panic!("{v}"));
     assert!(why.starts_with("crash loop: "), "{why}");
     assert!(why.contains("last result exit-code, status 1"), "{why}");
-    assert!(why.contains("its last line: standin: **** to fail at start"), "{why}");
-    assert!(why.contains("(CRITICAL once down more than 5 min of the last 10 min)"), "{why}");
-    assert_eq!(v["crash_loop"]["last_error"], "standin: **** to fail at start", "{v}");
+    assert!(
+        why.contains("its last line: standin: **** to fail at start"),
+        "{why}"
+    );
+    assert!(
+        why.contains("(CRITICAL once down more than 5 min of the last 10 min)"),
+        "{why}"
+    );
+    assert_eq!(
+        v["crash_loop"]["last_error"], "standin: **** to fail at start",
+        "{v}"
+    );
     assert_eq!(v["crash_loop"]["critical_after_down_s"], 300.0, "{v}");
-    assert!(!human.contains("configured"), "an .env value was printed:\n{human}");
+    assert!(
+        !human.contains("configured"),
+        "an .env value was printed:\n{human}"
+    );
     assert!(!human.contains("last result success"), "{human}");
     // Down more than half of a 20 s window: CRITICAL.
     c.wait_for("CRITICAL", Duration::from_secs(40), |c| {
@@ -473,10 +494,16 @@ pub fn crash_loop(suite: Suite) {
     });
     let (_, v, human) = seen;
     let why = crash_reason(&v).unwrap_or_else(|| panic!("{v}"));
-    assert!(why.contains("(CRITICAL: down more than 10 s of the last 20 s)"), "{why}");
+    assert!(
+        why.contains("(CRITICAL: down more than 10 s of the last 20 s)"),
+        "{why}"
+    );
     assert_eq!(v["verdict"], "CRITICAL");
     assert_eq!(v["crash_loop"]["critical_after_down_s"], 10.0, "{v}");
     let first = human.lines().next().unwrap_or("");
-    assert!(first.starts_with("CRITICAL: ") && first.contains("standin: **** to fail at start"), "{human}");
+    assert!(
+        first.starts_with("CRITICAL: ") && first.contains("standin: **** to fail at start"),
+        "{human}"
+    );
     println!("{name}: crash loop: {first}");
 }

@@ -19,9 +19,9 @@ pub const DEFAULT_WINDOW_S: f64 = 600.0;
 pub fn verdict(c: &CrashLoop) -> (Verdict, String) {
     let window = human_secs(c.window_s);
     let half = human_secs(c.critical_after_down_s);
-    let restarts = c
-        .restarts_in_window
-        .map_or("restarts".to_string(), |n| format!("{n} restart(s) in the last {window}"));
+    let restarts = c.restarts_in_window.map_or("restarts".to_string(), |n| {
+        format!("{n} restart(s) in the last {window}")
+    });
     let down = c
         .down_s
         .map_or(String::new(), |d| format!(", down {}", human_secs(d)));
@@ -46,10 +46,14 @@ pub fn verdict(c: &CrashLoop) -> (Verdict, String) {
         }
     };
     if critical {
-        why.push_str(&format!(" (CRITICAL: down more than {half} of the last {window})"));
+        why.push_str(&format!(
+            " (CRITICAL: down more than {half} of the last {window})"
+        ));
         (Verdict::Critical, why)
     } else {
-        why.push_str(&format!(" (CRITICAL once down more than {half} of the last {window})"));
+        why.push_str(&format!(
+            " (CRITICAL once down more than {half} of the last {window})"
+        ));
         (Verdict::Warning, why)
     }
 }
@@ -166,7 +170,10 @@ mod tests {
         assert!(!why.contains("success"));
         let (v, why) = verdict(&looped(301.0));
         assert_eq!(v, Verdict::Critical);
-        assert!(why.ends_with("(CRITICAL: down more than 5 min of the last 10 min)"), "{why}");
+        assert!(
+            why.ends_with("(CRITICAL: down more than 5 min of the last 10 min)"),
+            "{why}"
+        );
         // Exactly half is not yet "more than half".
         assert_eq!(verdict(&looped(300.0)).0, Verdict::Warning);
         // A single crash is a restart, not yet a loop.
@@ -178,7 +185,12 @@ mod tests {
         };
         let (v, why) = verdict(&once);
         assert_eq!(v, Verdict::Warning);
-        assert!(why.starts_with("restarting: 1 restart(s) in the last 10 min, down 2 s, last result signal 9 (KILL) ("), "{why}");
+        assert!(
+            why.starts_with(
+                "restarting: 1 restart(s) in the last 10 min, down 2 s, last result signal 9 (KILL) ("
+            ),
+            "{why}"
+        );
         // The flag's window moves the threshold.
         let short = CrashLoop {
             down_s: Some(11.0),
