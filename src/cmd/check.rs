@@ -1091,12 +1091,12 @@ mod tests {
         for (i, _) in src.match_indices("journalctl ") {
             // Only inside string literals: an odd number of quotes before it on its line.
             let line_start = src[..i].rfind('\n').map_or(0, |n| n + 1);
-            if src[line_start..i].matches('"').count() % 2 == 0 {
+            if src[line_start..i].matches('"').count().is_multiple_of(2) {
                 continue;
             }
             let rest = &src[i..];
             let end = rest
-                .find(|c| c == '"' || c == ')' || c == ';' || c == '|' || c == '{')
+                .find(['"', ')', ';', '|', '{'])
                 .unwrap_or(rest.len());
             out.push(rest[..end].trim().to_string());
         }
