@@ -1095,9 +1095,7 @@ mod tests {
                 continue;
             }
             let rest = &src[i..];
-            let end = rest
-                .find(['"', ')', ';', '|', '{'])
-                .unwrap_or(rest.len());
+            let end = rest.find(['"', ')', ';', '|', '{']).unwrap_or(rest.len());
             out.push(rest[..end].trim().to_string());
         }
         out
