@@ -48,7 +48,6 @@ const PROPS: &[&str] = &[
     "CPUUsageNSec",
     "ControlGroup",
     "ActiveExitTimestampMonotonic",
-    "InactiveExitTimestampMonotonic",
     "ExecMainStatus",
 ];
 
@@ -376,22 +375,34 @@ fn from_systemd(st: &mut Status, crash_window_s: f64) -> bool {
     true
 }
 
-/// A restarting unit's figures: down since it last left `active` (or since
-/// the start that began the loop, if it never got there), the restarts and
-/// the true last result from PID 1's lines in the window; systemd's
-/// Result= says "success" while the next start is under way.
+/// A restarting unit's figures: down since it last left `active`, or since
+/// the first failure in the window after it was last started; the restarts
+/// and the true last result from PID 1's lines in the window (systemd's
+/// Result= says "success" while the next start is under way).
 fn systemd_crash_loop(p: &BTreeMap<String, String>, result: &str, window_s: f64) -> CrashLoop {
     let mut c = crashloop::start(window_s);
-    let left_active = num::<u64>(p, "ActiveExitTimestampMonotonic").unwrap_or(0);
-    let left_inactive = num::<u64>(p, "InactiveExitTimestampMonotonic").unwrap_or(0);
-    let since = left_active.max(left_inactive);
-    c.down_s = monotonic_now_us()
-        .filter(|_| since > 0)
-        .map(|now| now.saturating_sub(since) as f64 / 1e6);
-    let lines = systemd::own_lines_since(UNIT, &format!("-{}s", window_s.round() as u64));
-    let (restarts, last) = crashloop::from_pid1_lines(lines.as_deref().unwrap_or(""));
-    c.restarts_in_window = lines.is_some().then_some(restarts);
-    c.last_result = last.or_else(|| {
+    let entries = systemd::own_entries_since(UNIT, &format!("-{}s", window_s.round() as u64));
+    let lines: Vec<(Option<f64>, &str)> = entries
+        .iter()
+        .flatten()
+        .map(|e| (e.unix, e.text.as_str()))
+        .collect();
+    let pid1 = crashloop::from_pid1(&lines);
+    // ActiveExitTimestampMonotonic as unix time.
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let left_active = num::<u64>(p, "ActiveExitTimestampMonotonic")
+        .filter(|&t| t > 0)
+        .zip(monotonic_now_us())
+        .map(|(t, now)| now_unix - now.saturating_sub(t) as f64 / 1e6);
+    let since = match (left_active, pid1.failing_since) {
+        (Some(a), Some(f)) => Some(a.max(f)),
+        (a, f) => a.or(f),
+    };
+    c.down_s = since.map(|t| (now_unix - t).max(0.0));
+    c.restarts_in_window = entries.is_some().then_some(pid1.restarts);
+    c.last_result = pid1.last_result.or_else(|| {
         (!result.is_empty() && result != "success")
             .then(|| crashloop::describe_result(result, num(p, "ExecMainStatus")))
     });

@@ -453,17 +453,30 @@ pub fn crash_loop(suite: Suite) {
     );
 
     // Code that fails at start; "configured" is a .env value, so masked.
+    // (The install made an empty bots/: the copy goes into a fresh one.)
+    c.ok(&format!("rm -rf {CODE}/bots"));
     deploy_standin(&c);
     c.ok(&format!(
-        "printf 'STANDIN_MODE=exit1\\nSTANDIN_NOTE=configured\\n' >> {CODE}/.env; chown -R jarvis:jarvis {CODE}"
+        "printf 'STANDIN_MODE=exit1\\nSTANDIN_NOTE=configured\\n' >> {CODE}/.env; chown -R jarvis:jarvis {CODE}; jarvisctl setup"
     ));
     // A restart: the backoff of the failed preflights starts over.
     c.ok(&restart);
-    c.wait_for("a crash loop", Duration::from_secs(40), |c| {
-        seen = json(c, "");
-        seen.1["crash_loop"]["restarts_in_window"].as_u64() >= Some(2)
+    let t0 = std::time::Instant::now();
+    loop {
+        seen = json(&c, "");
+        if seen.1["crash_loop"]["restarts_in_window"].as_u64() >= Some(2)
             && seen.1["crash_loop"]["preflight"].is_null()
-    });
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "{name}: no crash loop in 40 s; status said:\n{}\n{}",
+            seen.2,
+            c.sh("tail -n 20 /home/jarvis/Jarvis/logs/supervisor.stdout /run/jarvis-supervisor-run/engine.log; journalctl -n 30 --no-pager").all()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
     let (code, v, human) = seen.clone();
     assert_eq!(code, 1, "{v}");
     let why = crash_reason(&v).unwrap_or_else(|| panic!("{v}"));

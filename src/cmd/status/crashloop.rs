@@ -83,16 +83,35 @@ fn signal_name(n: i32) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// From PID 1's lines about the unit in the window, oldest first (`-o
-/// cat`): the automatic restarts, and how the newest failed run ended.
-pub fn from_pid1_lines(text: &str) -> (u64, Option<String>) {
-    let restarts = text
-        .lines()
-        .filter(|l| l.contains("Scheduled restart job"))
-        .count() as u64;
+/// What PID 1's lines about the unit in the window say (oldest first).
+#[derive(Debug, PartialEq)]
+pub struct Pid1 {
+    /// Automatic restarts ("Scheduled restart job").
+    pub restarts: u64,
+    /// How the newest failed run ended.
+    pub last_result: Option<String>,
+    /// The first failure after the last "Started" line (READY under
+    /// Type=notify): since then the bot has not been up. systemd's own
+    /// timestamps do not say it: each automatic restart passes through
+    /// inactive, so InactiveExitTimestamp is only the last restart.
+    pub failing_since: Option<f64>,
+}
+
+pub fn from_pid1(entries: &[(Option<f64>, &str)]) -> Pid1 {
+    let mut out = Pid1 {
+        restarts: 0,
+        last_result: None,
+        failing_since: None,
+    };
     let mut result: Option<String> = None;
     let mut status: Option<i32> = None;
-    for l in text.lines() {
+    for &(t, l) in entries {
+        if l.starts_with("Started ") {
+            out.failing_since = None;
+        }
+        if l.contains("Scheduled restart job") {
+            out.restarts += 1;
+        }
         // "...: Main process exited, code=exited, status=1/FAILURE", or the
         // "Control process" of an ExecStartPre=.
         if let Some(rest) = l.split_once("process exited, code=").map(|(_, r)| r) {
@@ -100,15 +119,18 @@ pub fn from_pid1_lines(text: &str) -> (u64, Option<String>) {
                 .split_once("status=")
                 .and_then(|(_, s)| s.split('/').next())
                 .and_then(|n| n.trim().parse().ok());
+            out.failing_since = out.failing_since.or(t);
         }
         if let Some(r) = l
             .split_once("Failed with result '")
             .and_then(|(_, r)| r.split_once('\''))
         {
             result = Some(r.0.to_string());
+            out.failing_since = out.failing_since.or(t);
         }
     }
-    (restarts, result.map(|r| describe_result(&r, status)))
+    out.last_result = result.map(|r| describe_result(&r, status));
+    out
 }
 
 /// Lines that `jarvisctl`'s own start steps write beside the bot's output
@@ -216,17 +238,47 @@ mod tests {
         assert!(!why.contains("crash loop"), "{why}");
     }
 
+    /// The fixture's lines, one second apart from t=1000.
+    fn timed(text: &str) -> Vec<(Option<f64>, &str)> {
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| (Some(1000.0 + i as f64), l))
+            .collect()
+    }
+
     #[test]
-    fn pid1_lines_give_the_restarts_and_the_true_last_result() {
+    fn pid1_lines_give_the_restarts_the_true_last_result_and_since_when_it_fails() {
         let kill9 = include_str!("../../../tests/fixtures/systemd/pid1-kill9.txt");
-        assert_eq!(from_pid1_lines(kill9), (2, Some("signal 9 (KILL)".into())));
+        let p = from_pid1(&timed(kill9));
+        assert_eq!(
+            (p.restarts, p.last_result.as_deref()),
+            (2, Some("signal 9 (KILL)"))
+        );
+        // It was Started again after the last kill: up now.
+        assert_eq!(p.failing_since, None);
         let oom = include_str!("../../../tests/fixtures/systemd/pid1-oom-kill.txt");
-        assert_eq!(from_pid1_lines(oom), (1, Some("oom-kill".into())));
-        let exit1 = "jarvis-supervisor.service: Main process exited, code=exited, status=1/FAILURE\n\
+        let p = from_pid1(&timed(oom));
+        assert_eq!((p.restarts, p.last_result.as_deref()), (1, Some("oom-kill")));
+        // A loop that never gets to "Started": failing since its first exit,
+        // across every restart.
+        let exit1 = "jarvis-supervisor.service: Control process exited, code=exited, status=1/FAILURE\n\
                      jarvis-supervisor.service: Failed with result 'exit-code'.\n\
-                     jarvis-supervisor.service: Scheduled restart job, restart counter is at 3.\n";
-        assert_eq!(from_pid1_lines(exit1), (1, Some("exit-code, status 1".into())));
-        assert_eq!(from_pid1_lines(""), (0, None));
+                     jarvis-supervisor.service: Scheduled restart job, restart counter is at 1.\n\
+                     Stopped jarvis-supervisor.service - Jarvis bot supervisor (bots/supervisor.py).\n\
+                     Starting jarvis-supervisor.service - Jarvis bot supervisor (bots/supervisor.py)...\n\
+                     jarvis-supervisor.service: Main process exited, code=exited, status=1/FAILURE\n\
+                     jarvis-supervisor.service: Failed with result 'exit-code'.\n\
+                     jarvis-supervisor.service: Scheduled restart job, restart counter is at 2.\n";
+        let p = from_pid1(&timed(exit1));
+        assert_eq!(
+            p,
+            Pid1 {
+                restarts: 2,
+                last_result: Some("exit-code, status 1".into()),
+                failing_since: Some(1000.0),
+            }
+        );
+        assert_eq!(from_pid1(&[]).restarts, 0);
     }
 
     #[test]
