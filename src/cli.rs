@@ -186,6 +186,10 @@ pub struct StatusArgs {
     /// Print the status as JSON (schema 1, documented in the README).
     #[arg(long)]
     pub json: bool,
+    /// A restarting bot (a crash loop) is CRITICAL when it has been down for
+    /// more than half of this window, and its restarts are counted over it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
+    pub crash_window: f64,
     /// Record one sample (time, memory, restarts, state) in the history,
     /// quietly: what the health timer runs every 5 minutes.
     #[arg(long, conflicts_with = "trend")]
@@ -271,6 +275,11 @@ pub struct BackoffArgs {
     /// A run that lasted this long counts as healthy and resets the backoff.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub stable_after: u64,
+    /// A run that lasted this long got past its start (the bot is READY 2
+    /// to 7 s after start): the failed starts before it no longer count, and
+    /// the crash that ended it waits as a first crash does.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub ready_after: u64,
     /// Where the backoff keeps its state; defaults to $RUNTIME_DIRECTORY,
     /// which the unit keeps across restarts but not across a stop.
     #[arg(long, value_name = "FILE")]

@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 /// The unit's name, as installed.
 pub const UNIT: &str = "jarvis-supervisor.service";
 
+/// The file in the unit's runtime directory that carries a failed
+/// preflight's lines: written by `check --preflight`, read by `backoff` and
+/// `status`.
+pub const PREFLIGHT_FAILED: &str = "preflight-failed";
+
 #[derive(Debug, Clone)]
 pub struct Paths {
     root: PathBuf,

@@ -55,6 +55,31 @@ pub fn own_lines_24h(unit: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// systemd's own journal entries about `unit` since `since` (a journalctl
+/// time, e.g. "-600s"), oldest first: the whole window, PID 1's only.
+pub fn own_entries_since(unit: &str, since: &str) -> Option<Vec<JournalEntry>> {
+    let out = Command::new("journalctl")
+        .args([
+            "_PID=1",
+            &format!("UNIT={unit}"),
+            "--since",
+            since,
+            "-o",
+            "json",
+            "--output-fields=MESSAGE",
+            "--no-pager",
+            "-q",
+        ])
+        .output()
+        .ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(journal_entry)
+            .collect()
+    })
+}
+
 /// One entry of a unit's journal: when (unix time), and its message.
 pub struct JournalEntry {
     pub unix: Option<f64>,

@@ -138,6 +138,15 @@ fn logs_history_and_follow_masked_within_1s_on_both_engines() {
 
 #[test]
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn a_crash_loop_shows_the_bots_line_and_turns_critical_on_both_engines() {
+    on_suites(
+        &[roots::Suite::Bookworm, roots::Suite::Sysvinit],
+        status::crash_loop,
+    );
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn heartbeat_timer_pings_ok_and_failure() {
     status::heartbeat();
 }

@@ -21,24 +21,40 @@ pub struct State {
     pub quick_restarts: u32,
     /// When the previous start went ahead (seconds since the epoch).
     pub last_start: Option<u64>,
+    /// Of those quick restarts, the ones after a run that got past its
+    /// start (`--ready-after`): a crash loop of the running bot still
+    /// backs off, but failed starts before it (setup) are not counted.
+    #[serde(default)]
+    pub after_ready: u32,
 }
 
-/// The delay before this start, and the new count of quick restarts.
-pub fn next(state: &State, now: u64, args: &BackoffArgs) -> (Duration, u32) {
-    let quick = match state.last_start {
-        Some(t) if now.saturating_sub(t) < args.stable_after => state.quick_restarts.saturating_add(1),
-        _ => 0,
+/// The delay before this start, and the new state's counts (quick
+/// restarts, of them after a run that got past its start).
+pub fn next(state: &State, now: u64, args: &BackoffArgs) -> (Duration, u32, u32) {
+    let ran = state.last_start.map(|t| now.saturating_sub(t));
+    let (quick, after_ready) = match ran {
+        // A long healthy run: start afresh.
+        Some(s) if s >= args.stable_after => (0, 0),
+        // It got past its start, then crashed: the failed starts before it
+        // (a missing .env during setup, ...) do not make this crash wait;
+        // only the crashes of a started bot add up.
+        Some(s) if s >= args.ready_after => {
+            let n = state.after_ready.saturating_add(1);
+            (n, n)
+        }
+        Some(_) => (state.quick_restarts.saturating_add(1), state.after_ready),
+        None => (0, 0),
     };
     // The first quick restart waits only RestartSec=: a single crash must be
     // back within seconds (the bot needs up to 7 s more to be READY).
     if quick <= 1 {
-        return (Duration::ZERO, quick);
+        return (Duration::ZERO, quick, after_ready);
     }
     let secs = args
         .base
         .saturating_mul(1u64 << (quick - 2).min(32))
         .min(args.max);
-    (Duration::from_secs(secs), quick)
+    (Duration::from_secs(secs), quick, after_ready)
 }
 
 pub fn run(args: &BackoffArgs) -> Result<i32> {
@@ -56,7 +72,7 @@ pub fn run(args: &BackoffArgs) -> Result<i32> {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
         Err(_) => State::default(),
     };
-    let (delay, quick) = next(&state, now(), args);
+    let (delay, quick, after_ready) = next(&state, now(), args);
     // Why the previous start failed, if its preflight said so: shown while
     // the unit waits here, which is where `systemctl status` finds it.
     if let Some(dir) = state_path.parent() {
@@ -77,6 +93,7 @@ pub fn run(args: &BackoffArgs) -> Result<i32> {
     let new = State {
         quick_restarts: quick,
         last_start: Some(now()),
+        after_ready,
     };
     let bytes =
         serde_json::to_vec(&new).map_err(|e| Error::new(format!("cannot encode backoff state: {e}")))?;
@@ -110,27 +127,52 @@ mod tests {
             base: 1,
             max: 60,
             stable_after: 120,
+            ready_after: 30,
             state: None,
         }
     }
 
-    #[test]
-    fn delays_double_up_to_the_cap_and_reset_after_a_healthy_run() {
+    /// Starts at these gaps (seconds after the previous start): the delay
+    /// each one waits.
+    fn delays(gaps: &[u64]) -> Vec<u64> {
         let a = args();
         let mut st = State::default();
         let mut t = 1_000;
         let mut seen = Vec::new();
-        for _ in 0..10 {
-            let (d, q) = next(&st, t, &a);
+        for gap in gaps {
+            t += gap;
+            let (d, q, r) = next(&st, t, &a);
             seen.push(d.as_secs());
+            t += d.as_secs();
             st = State {
                 quick_restarts: q,
                 last_start: Some(t),
+                after_ready: r,
             };
-            t += 5;
         }
-        assert_eq!(seen, vec![0, 0, 1, 2, 4, 8, 16, 32, 60, 60]);
-        let (d, q) = next(&st, t + 500, &a);
-        assert_eq!((d, q), (Duration::ZERO, 0));
+        seen
+    }
+
+    #[test]
+    fn delays_double_up_to_the_cap_and_reset_after_a_healthy_run() {
+        assert_eq!(
+            delays(&[0, 5, 5, 5, 5, 5, 5, 5, 5, 5]),
+            vec![0, 0, 1, 2, 4, 8, 16, 32, 60, 60]
+        );
+        assert_eq!(delays(&[0, 5, 5, 5, 500]), vec![0, 0, 1, 2, 0]);
+    }
+
+    #[test]
+    fn failed_starts_during_setup_do_not_inflate_the_first_real_crash() {
+        // Six starts fail at once (no .env yet), then the bot runs 60 s (READY
+        // after a few) and is killed with kill -9: that crash waits as a first
+        // crash does, not 16 s.
+        let d = delays(&[0, 2, 2, 2, 2, 2, 60]);
+        assert_eq!(d[..6], [0, 0, 1, 2, 4, 8]);
+        assert_eq!(d[6], 0, "{d:?}");
+        // A second crash soon after it is a quick one: the base delay.
+        assert_eq!(delays(&[0, 2, 2, 2, 2, 2, 60, 3])[7], 1);
+        // A started bot that keeps crashing after 40 s still backs off.
+        assert_eq!(delays(&[0, 40, 40, 40, 40, 40]), vec![0, 0, 1, 2, 4, 8]);
     }
 }

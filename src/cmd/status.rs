@@ -19,6 +19,7 @@ use crate::systemd;
 use crate::unit::Unit;
 
 mod components;
+mod crashloop;
 mod fallback;
 mod hosts;
 mod model;
@@ -46,6 +47,8 @@ const PROPS: &[&str] = &[
     "MemoryMax",
     "CPUUsageNSec",
     "ControlGroup",
+    "ActiveExitTimestampMonotonic",
+    "ExecMainStatus",
 ];
 
 /// A monitoring plugin answers UNKNOWN (3) when it cannot say: a bad
@@ -100,6 +103,12 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
         heartbeat(code);
         return Ok(code);
     }
+    if !(args.crash_window >= 10.0 && args.crash_window <= 86400.0) {
+        return Err(crate::error::Error::new(format!(
+            "--crash-window {}: give a number of seconds, 10 to 86400",
+            args.crash_window
+        )));
+    }
     if !(args.record_interval >= 1.0 && args.record_interval <= 86400.0) {
         return Err(crate::error::Error::new(format!(
             "--record-interval {}: give the bot's record interval in seconds, 1 to 86400",
@@ -110,7 +119,7 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
         crashes_warn: args.warn_crashes,
         interval_s: args.record_interval,
     };
-    let st = collect_with(paths, &thresholds);
+    let st = collect_all(paths, &thresholds, args.crash_window);
     if args.json {
         println!("{}", serde_json::to_string(&st).unwrap_or_default());
     } else {
@@ -154,6 +163,11 @@ pub fn collect(paths: &Paths) -> Status {
 }
 
 pub fn collect_with(paths: &Paths, thresholds: &crate::components::Thresholds) -> Status {
+    collect_all(paths, thresholds, crashloop::DEFAULT_WINDOW_S)
+}
+
+/// The status; a restarting bot is judged over the last `crash_window_s`.
+pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, crash_window_s: f64) -> Status {
     let mut st = Status {
         schema: SCHEMA,
         state: "unknown".into(),
@@ -162,8 +176,8 @@ pub fn collect_with(paths: &Paths, thresholds: &crate::components::Thresholds) -
     };
     let unit = Unit::load(paths).ok();
     // Without systemd, the fallback engine's state says it all.
-    let fallback = !systemd::running() && fallback::collect(paths, unit.as_ref(), &mut st);
-    if !fallback && !from_systemd(&mut st) {
+    let fallback = !systemd::running() && fallback::collect(paths, unit.as_ref(), &mut st, crash_window_s);
+    if !fallback && !from_systemd(&mut st, crash_window_s) {
         st.exit_code = st.verdict as i32;
         return st;
     }
@@ -223,6 +237,16 @@ pub fn collect_with(paths: &Paths, thresholds: &crate::components::Thresholds) -
             Some(secrets) if fallback => fallback::error_lines(paths, u, secrets),
             Some(secrets) => error_lines(secrets),
         };
+        // A restarting bot: its own last line, and the preflight's cause
+        // (the service user's file: masked as the bot's text is).
+        if let Some(c) = st.crash_loop.as_mut() {
+            c.preflight = crashloop::preflight(paths, u).map(|p| mask(&p, secrets.as_deref().unwrap_or(&[])));
+            c.last_error = match &secrets {
+                None => Some("(hidden: .env could not be read to mask its values; run as root)".into()),
+                Some(secrets) if fallback => fallback::last_words(paths, u, secrets),
+                Some(secrets) => journal_last_words(secrets, crash_window_s),
+            };
+        }
         // The components, while the bot runs: its values masked, or no
         // text of its shown at all when .env could not be read.
         if st.main_pid.is_some() {
@@ -242,13 +266,40 @@ pub fn collect_with(paths: &Paths, thresholds: &crate::components::Thresholds) -
             }
         }
     }
+    if let Some(c) = &st.crash_loop {
+        let (v, why) = crashloop::verdict(c);
+        raise(&mut st, v, why);
+    }
     st.exit_code = st.verdict as i32;
     st
 }
 
+/// The bot's newest line in the window, from the unit's journal (newest
+/// first, bounded), neither PID 1's nor the start steps' own; masked.
+fn journal_last_words(secrets: &[String], window_s: f64) -> Option<String> {
+    let since = format!("-{}s", window_s.round() as u64);
+    let out = systemd::journal_command(
+        UNIT,
+        &["--output-fields=_PID", "-r", "-n", "200", "--since", &since],
+    )
+    .output()
+    .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bots: Vec<String> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["_PID"].as_str() != Some("1"))
+        })
+        .filter_map(systemd::journal_entry)
+        .map(|e| e.text)
+        .collect();
+    // Newest first here: last_words wants newest last.
+    crashloop::last_words(bots.iter().rev().map(String::as_str)).map(|l| mask(l, secrets))
+}
+
 /// The systemd part of the status; false when systemd cannot tell or the
 /// unit is not installed (the status is then complete).
-fn from_systemd(st: &mut Status) -> bool {
+fn from_systemd(st: &mut Status, crash_window_s: f64) -> bool {
     st.supervisor = Some("systemd".into());
     let Some(p) = systemd::show(UNIT, PROPS) else {
         raise(
@@ -286,11 +337,8 @@ fn from_systemd(st: &mut Status) -> bool {
     let (state, result) = (st.state.clone(), st.result.clone());
     match state.as_str() {
         "active" => {}
-        "restarting" => raise(
-            st,
-            Verdict::Warning,
-            format!("restarting (last result: {result})"),
-        ),
+        // Judged once the bot's own last line is known (collect_all).
+        "restarting" => st.crash_loop = Some(systemd_crash_loop(&p, &result, crash_window_s)),
         "activating" | "reloading" => raise(st, Verdict::Warning, "starting".into()),
         "failed" => raise(st, Verdict::Critical, format!("failed (result: {result})")),
         other => raise(st, Verdict::Critical, format!("down ({other})")),
@@ -325,6 +373,40 @@ fn from_systemd(st: &mut Status) -> bool {
             .cloned();
     }
     true
+}
+
+/// A restarting unit's figures: down since it last left `active`, or since
+/// the first failure in the window after it was last started; the restarts
+/// and the true last result from PID 1's lines in the window (systemd's
+/// Result= says "success" while the next start is under way).
+fn systemd_crash_loop(p: &BTreeMap<String, String>, result: &str, window_s: f64) -> CrashLoop {
+    let mut c = crashloop::start(window_s);
+    let entries = systemd::own_entries_since(UNIT, &format!("-{}s", window_s.round() as u64));
+    let lines: Vec<(Option<f64>, &str)> = entries
+        .iter()
+        .flatten()
+        .map(|e| (e.unix, e.text.as_str()))
+        .collect();
+    let pid1 = crashloop::from_pid1(&lines);
+    // ActiveExitTimestampMonotonic as unix time.
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let left_active = num::<u64>(p, "ActiveExitTimestampMonotonic")
+        .filter(|&t| t > 0)
+        .zip(monotonic_now_us())
+        .map(|(t, now)| now_unix - now.saturating_sub(t) as f64 / 1e6);
+    let since = match (left_active, pid1.failing_since) {
+        (Some(a), Some(f)) => Some(a.max(f)),
+        (a, f) => a.or(f),
+    };
+    c.down_s = since.map(|t| (now_unix - t).max(0.0));
+    c.restarts_in_window = entries.is_some().then_some(pid1.restarts);
+    c.last_result = pid1.last_result.or_else(|| {
+        (!result.is_empty() && result != "success")
+            .then(|| crashloop::describe_result(result, num(p, "ExecMainStatus")))
+    });
+    c
 }
 
 fn raise(st: &mut Status, v: Verdict, why: String) {

@@ -163,6 +163,9 @@ pub struct Engine {
     paths: Paths,
     /// The jarvisctl that started this engine: it runs `jarvisctl alert`.
     jarvisctl: PathBuf,
+    /// The kernel's count of OOM kills in the program's cgroup at the last
+    /// exit: a SIGKILL is an OOM kill only when this count grew.
+    oom_seen: Option<u64>,
 }
 
 /// Pings and STATUS= go to state.json at most this often; a flood of them
@@ -264,7 +267,14 @@ impl Engine {
         // Orphans of the program are re-parented to us, not to an init that
         // may not reap them; the reap loop collects them.
         let _ = nix::sys::prctl::set_child_subreaper(true);
-        let (limit, line) = memory::setup(svc.memory_max, "jarvis-supervisor-run");
+        // One cgroup per engine: a test's engine under --root must not
+        // share the installed one's.
+        let cgroup_name = if paths.is_system() {
+            "jarvis-supervisor-run".to_string()
+        } else {
+            format!("jarvis-supervisor-run-{}", std::process::id())
+        };
+        let (limit, line) = memory::setup(svc.memory_max, &cgroup_name);
         say!("{line}");
 
         let notify = match svc.notify_access {
@@ -300,6 +310,8 @@ impl Engine {
             status_text: String::new(),
             started_unix: now_unix(),
             memory_limit: limit.name().into(),
+            down_since_unix: Some(now_unix()),
+            restarts_unix: Vec::new(),
         };
         let watchdog = svc.watchdog;
         let mut engine = Engine {
@@ -331,7 +343,9 @@ impl Engine {
             flush_at: None,
             paths: paths.clone(),
             jarvisctl,
+            oom_seen: None,
         };
+        engine.oom_seen = engine.limit.oom_kills();
         // This engine's state replaces the last one's before anyone is told
         // it started (`run --daemon`, the init script): status must never
         // show a finished run's "failed" for a start that is under way.
@@ -594,6 +608,7 @@ impl Engine {
 
     fn became_ready(&mut self) {
         self.st.state = "running".into();
+        self.st.down_since_unix = None;
         self.timer = self.watchdog.map(|d| (Instant::now() + d, Timer::Watchdog));
         if self.svc.kind == Kind::Notify {
             say!(
@@ -946,8 +961,10 @@ impl Engine {
                     self.finish_stopped();
                     return;
                 }
+                let oom = self.oom_killed();
                 let result = match child.kill_reason {
                     Some(r) => r,
+                    None if status.signal() == Some(Signal::SIGKILL as i32) && oom => "oom-kill",
                     None if is_clean(&status) => "success",
                     None if status.code().is_some() => "exit-code",
                     None => "signal",
@@ -957,18 +974,37 @@ impl Engine {
         }
     }
 
+    /// Whether the kernel OOM-killed a process of the program's cgroup since
+    /// the last exit (its own count, which the service user cannot forge).
+    fn oom_killed(&mut self) -> bool {
+        let now = self.limit.oom_kills();
+        let grew = matches!((self.oom_seen, now), (Some(before), Some(n)) if n > before)
+            || matches!((self.oom_seen, now), (None, Some(n)) if n > 0);
+        if now.is_some() {
+            self.oom_seen = now;
+        }
+        if grew {
+            say!(
+                "the kernel's OOM killer ended a process of the program (oom_kill count of its cgroup: {})",
+                now.unwrap_or(0)
+            );
+        }
+        grew
+    }
+
     /// After the program (or a start command) ended on its own, by a timeout
     /// or by the watchdog: restart or give up, per Restart=.
     fn after_failed_start(&mut self, result: &'static str, status: Option<&std::process::ExitStatus>) {
         self.st.result = result.into();
         self.st.last_exit = status.map(|s| s.code().unwrap_or_else(|| -s.signal().unwrap_or(0)));
+        self.st.down_since_unix.get_or_insert_with(now_unix);
         let unclean_signal = result == "signal";
         let restart = match self.svc.restart {
             Restart::No => false,
             Restart::Always => true,
             Restart::OnSuccess => result == "success",
             Restart::OnFailure => result != "success",
-            Restart::OnAbnormal => unclean_signal || result == "timeout" || result == "watchdog",
+            Restart::OnAbnormal => unclean_signal || matches!(result, "timeout" | "watchdog" | "oom-kill"),
             Restart::OnWatchdog => result == "watchdog",
             Restart::OnAbort => unclean_signal,
         };
@@ -989,6 +1025,10 @@ impl Engine {
         self.remove_runtime_dirs(false);
         self.st.n_restarts += 1;
         self.st.state = "restarting".into();
+        if self.st.restarts_unix.len() >= state::RESTARTS_KEPT {
+            self.st.restarts_unix.remove(0);
+        }
+        self.st.restarts_unix.push(now_unix());
         say!(
             "result {result}; restart {} in {:.1}s (RestartSec=)",
             self.st.n_restarts,

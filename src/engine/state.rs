@@ -14,7 +14,8 @@ pub struct State {
     pub engine_pid: u32,
     pub main_pid: Option<i32>,
     pub n_restarts: u32,
-    /// success, exit-code, signal, timeout, watchdog, start-limit-hit
+    /// success, exit-code, signal, oom-kill (the kernel's count of OOM kills
+    /// in the program's cgroup grew), timeout, watchdog, start-limit-hit
     pub result: Cow<'static, str>,
     /// The last exit: the exit status, or the signal number as a negative number.
     pub last_exit: Option<i32>,
@@ -24,7 +25,18 @@ pub struct State {
     pub started_unix: f64,
     /// cgroup, rlimit or none
     pub memory_limit: Cow<'static, str>,
+    /// Since when the program has not been up (READY): the last exit of a
+    /// run that was, or this engine's first start; None while it is up.
+    #[serde(default)]
+    pub down_since_unix: Option<f64>,
+    /// When each of the last automatic restarts was decided (the newest
+    /// RESTARTS_KEPT), for the restarts in `status`'s window.
+    #[serde(default)]
+    pub restarts_unix: Vec<f64>,
 }
+
+/// How many restart times `state.json` keeps.
+pub const RESTARTS_KEPT: usize = 64;
 
 pub fn now_unix() -> f64 {
     std::time::SystemTime::now()

@@ -129,15 +129,25 @@ pub fn states() {
         code == 1 && seen["state"] == "restarting"
     });
     assert_eq!(seen["verdict"], "WARNING");
-    assert_eq!(seen["result"], "signal", "{seen}");
+    assert_eq!(seen["crash_loop"]["last_result"], "signal 9 (KILL)", "{seen}");
+    let why = seen["reasons"].to_string();
+    assert!(why.contains("last result signal 9 (KILL)"), "{seen}");
     assert!(
-        seen["reasons"]
-            .to_string()
-            .contains("restarting (last result: signal)"),
-        "{seen}"
+        !why.to_lowercase().contains("oom"),
+        "a kill -9 called OOM: {seen}"
     );
     println!("restarting: WARNING: {}", seen["reasons"]);
     c.wait_for("active again", Duration::from_secs(30), active);
+    // check names the kill -9 as a signal, never as OOM, and does not
+    // send the operator to raise MemoryMax for it.
+    let text = c.sh("jarvisctl check").all();
+    let line = text
+        .lines()
+        .find(|l| l.contains("history: the bot was killed by signal 9 (KILL)"))
+        .unwrap_or_else(|| panic!("no kill -9 in check's history:\n{text}"));
+    assert!(!line.contains("MemoryMax"), "{line}");
+    assert!(!text.contains("killed by the OOM killer"), "{text}");
+    println!("check after kill -9: {line}");
     // The counters move when the restart job runs.
     let (code, v) = status(&c);
     assert_eq!(code, 0, "{v}");
@@ -386,4 +396,134 @@ pub fn heartbeat() {
     );
     assert!(took < Duration::from_secs(10), "a refused ping took {took:?}");
     println!("heartbeat: OK and CRITICAL pinged; with the server down the timer run took {took:?}");
+}
+
+/// A bot that cannot start, on each engine (one boot each): first with no
+/// code and no `.env`, where `status` names the preflight's cause; then
+/// with code that fails at start, where it is a crash loop with the bot's
+/// own last line (a `.env` value in it masked), its restarts, and CRITICAL
+/// once down more than half of the window (`--crash-window`).
+pub fn crash_loop(suite: Suite) {
+    let c = Container::boot(suite);
+    let systemd = suite != Suite::Sysvinit;
+    let name = suite.name();
+    let json = |c: &Container, args: &str| -> (i32, Value, String) {
+        let r = c.sh(&format!("jarvisctl status --json {args}"));
+        let v: Value =
+            serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.all()));
+        assert_eq!(v["exit_code"], r.status, "{v}");
+        let human = c.sh(&format!("jarvisctl status {args}")).stdout;
+        (r.status, v, human)
+    };
+    let crash_reason = |v: &Value| -> Option<String> {
+        v["reasons"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|r| {
+                r.contains("crash loop") || r.contains("preflight fails") || r.starts_with("restarting")
+            })
+            .map(String::from)
+    };
+    // Installed with neither code nor .env: the postinst does not start it.
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "{}", out.all());
+    let start = if systemd {
+        format!("systemctl start --no-block {UNIT}")
+    } else {
+        "service jarvis-supervisor start".to_string()
+    };
+    let restart = if systemd {
+        format!("systemctl restart --no-block {UNIT}")
+    } else {
+        "service jarvis-supervisor restart".to_string()
+    };
+    c.sh(&start);
+    let mut seen = (0, Value::Null, String::new());
+    c.wait_for("the preflight's cause in status", Duration::from_secs(30), |c| {
+        seen = json(c, "");
+        seen.1["crash_loop"]["preflight"].is_string()
+    });
+    let why = crash_reason(&seen.1).unwrap_or_else(|| panic!("{}", seen.1));
+    assert!(why.starts_with("not starting: its preflight fails: "), "{why}");
+    assert!(!why.contains("success"), "{why}");
+    println!(
+        "{name}: no code, no .env: {}",
+        seen.2.lines().next().unwrap_or("")
+    );
+
+    // Code that fails at start; "configured" is a .env value, so masked.
+    // (The install made an empty bots/: the copy goes into a fresh one.)
+    c.ok(&format!("rm -rf {CODE}/bots"));
+    deploy_standin(&c);
+    c.ok(&format!(
+        "printf 'STANDIN_MODE=exit1\\nSTANDIN_NOTE=configured\\n' >> {CODE}/.env; chown -R jarvis:jarvis {CODE}; jarvisctl setup"
+    ));
+    // A restart: the backoff of the failed preflights starts over.
+    c.ok(&restart);
+    let t0 = std::time::Instant::now();
+    loop {
+        seen = json(&c, "");
+        if seen.1["crash_loop"]["restarts_in_window"].as_u64() >= Some(2)
+            && seen.1["crash_loop"]["preflight"].is_null()
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "{name}: no crash loop in 40 s; status said:\n{}\n{}",
+            seen.2,
+            c.sh("tail -n 20 /home/jarvis/Jarvis/logs/supervisor.stdout /run/jarvis-supervisor-run/engine.log; journalctl -n 30 --no-pager").all()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (code, v, human) = seen.clone();
+    assert_eq!(code, 1, "{v}");
+    let why = crash_reason(&v).unwrap_or_else(|| panic!("{v}"));
+    assert!(why.starts_with("crash loop: "), "{why}");
+    assert!(why.contains("last result exit-code, status 1"), "{why}");
+    assert!(
+        why.contains("its last line: standin: **** to fail at start"),
+        "{why}"
+    );
+    assert!(
+        why.contains("(CRITICAL once down more than 5 min of the last 10 min)"),
+        "{why}"
+    );
+    assert_eq!(
+        v["crash_loop"]["last_error"], "standin: **** to fail at start",
+        "{v}"
+    );
+    assert_eq!(v["crash_loop"]["critical_after_down_s"], 300.0, "{v}");
+    assert!(
+        !human.contains("configured"),
+        "an .env value was printed:\n{human}"
+    );
+    assert!(!human.contains("last result success"), "{human}");
+    // Down more than half of a 20 s window: CRITICAL.
+    c.wait_for("CRITICAL", Duration::from_secs(40), |c| {
+        seen = json(c, "--crash-window 20");
+        seen.0 == 2
+    });
+    let (_, v, human) = seen;
+    let why = crash_reason(&v).unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        why.contains("(CRITICAL: down more than 10 s of the last 20 s)"),
+        "{why}"
+    );
+    assert_eq!(v["verdict"], "CRITICAL");
+    assert_eq!(v["crash_loop"]["critical_after_down_s"], 10.0, "{v}");
+    let first = human.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with("CRITICAL: ") && first.contains("standin: **** to fail at start"),
+        "{human}"
+    );
+    println!("{name}: crash loop: {first}");
+    if systemd {
+        // PID 1's own lines that status read, as they are on this systemd.
+        println!(
+            "{name}: PID 1 said:\n{}",
+            c.ok(&format!("journalctl _PID=1 UNIT={UNIT} -o cat --no-pager | tail -n 6"))
+        );
+    }
 }

@@ -42,7 +42,7 @@ fn rss_of_group(pgid: i32) -> Option<u64> {
 
 /// The status from the fallback engine's state; false when this host has
 /// neither a unit nor an engine state, and there is nothing to say.
-pub fn collect(paths: &Paths, unit: Option<&Unit>, st: &mut Status) -> bool {
+pub fn collect(paths: &Paths, unit: Option<&Unit>, st: &mut Status, crash_window_s: f64) -> bool {
     st.supervisor = Some("jarvisctl run".into());
     let state = StateFile::read(&state_dir(paths));
     let Some(state) = state else {
@@ -70,6 +70,9 @@ pub fn collect(paths: &Paths, unit: Option<&Unit>, st: &mut Status) -> bool {
     st.sub_state = state.state.to_string();
     st.state = match (engine_up, &*state.state) {
         (true, "running") => "active",
+        // Starting again after a failed run is a restart (the backoff and
+        // the preflight run in this state), as systemd's auto-restart is.
+        (true, "starting") if state.n_restarts > 0 => "restarting",
         (true, "starting") => "activating",
         (true, "restarting") => "restarting",
         (true, "stopping") => "deactivating",
@@ -80,11 +83,8 @@ pub fn collect(paths: &Paths, unit: Option<&Unit>, st: &mut Status) -> bool {
     .to_string();
     match st.state.as_str() {
         "active" => {}
-        "restarting" => raise(
-            st,
-            Verdict::Warning,
-            format!("restarting (last result: {})", state.result),
-        ),
+        // Judged once the bot's own last line is known (collect_all).
+        "restarting" => st.crash_loop = Some(crash_loop(&state, crash_window_s)),
         "activating" => raise(st, Verdict::Warning, "starting".into()),
         "deactivating" => raise(st, Verdict::Warning, "stopping".into()),
         "failed" => raise(st, Verdict::Critical, format!("failed (result: {})", state.result)),
@@ -117,6 +117,39 @@ pub fn collect(paths: &Paths, unit: Option<&Unit>, st: &mut Status) -> bool {
         });
     }
     true
+}
+
+/// A restarting program's figures, from the engine's own record: down
+/// since its last READY run ended (or the engine's first start), the
+/// restarts it recorded in the window, and how the last run ended.
+fn crash_loop(state: &crate::engine::state::State, window_s: f64) -> super::CrashLoop {
+    let now = now_unix();
+    let mut c = super::crashloop::start(window_s);
+    c.down_s = state.down_since_unix.map(|t| (now - t).max(0.0));
+    c.restarts_in_window = Some(
+        state
+            .restarts_unix
+            .iter()
+            .filter(|&&t| now - t <= window_s)
+            .count() as u64,
+    );
+    // last_exit: the status, or the signal as a negative number.
+    let code = state.last_exit.map(|n| n.abs());
+    c.last_result = Some(super::crashloop::describe_result(&state.result, code));
+    c
+}
+
+/// The program's newest line in its output file (not the start steps'
+/// own), masked.
+pub fn last_words(paths: &Paths, unit: &Unit, secrets: &[String]) -> Option<String> {
+    // The file the engine writes: the working directory's logs/, as the
+    // unit names it (the engine does not re-root it under --root).
+    let _ = paths;
+    let dir = Service::from_unit(unit).ok()?.workdir()?.join("logs");
+    let file = dir.join(OUTPUT_FILE);
+    let tail = tail(&file, 64 * 1024).ok()?;
+    let text = String::from_utf8_lossy(&tail);
+    super::crashloop::last_words(text.lines()).map(|l| super::mask(l, secrets))
 }
 
 /// The last error-looking lines of the program's output file, masked.

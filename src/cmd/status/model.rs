@@ -78,6 +78,31 @@ pub struct Status {
     pub python: Python,
     /// The bot's components, as it reports them (schema 2).
     pub components: crate::components::Components,
+    /// Set while the bot is restarting: what the loop looks like, and when
+    /// it turns CRITICAL.
+    pub crash_loop: Option<CrashLoop>,
+}
+
+/// A bot that is restarting instead of running (see `status/crashloop.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct CrashLoop {
+    /// The window the figures below are about (`status --crash-window`).
+    pub window_s: f64,
+    /// Automatic restarts within the window.
+    pub restarts_in_window: Option<u64>,
+    /// How long the bot has not been up (READY), without a break.
+    pub down_s: Option<f64>,
+    /// Down longer than this (half the window) is CRITICAL.
+    pub critical_after_down_s: f64,
+    /// How the last run ended: "exit-code, status 1", "signal 9 (KILL)",
+    /// "oom-kill", ... (never systemd's "success" of the start under way).
+    pub last_result: Option<String>,
+    /// The bot's own last line before it ended, every .env value masked.
+    pub last_error: Option<String>,
+    /// Why it cannot start, when its preflight (`jarvisctl check
+    /// --preflight`) said so: the first failed check.
+    pub preflight: Option<String>,
 }
 
 /// Which Python runs the bot (see `interpreter`).

@@ -161,9 +161,16 @@ pub(super) fn print_human(st: &Status) {
         // The monitoring-plugin form: Nagios and Icinga graph what follows `|`.
         println!("{verdict}{why} | {perf}");
     }
+    // A restart under way: systemd's Result= is the new start's "success";
+    // the crash loop knows how the last run ended.
+    let result = st
+        .crash_loop
+        .as_ref()
+        .and_then(|c| c.last_result.as_deref())
+        .map_or(st.result.clone(), crate::output::printable);
     let mut state = format!(
-        "state: {} ({}/{}), last result {}",
-        st.state, st.active_state, st.sub_state, st.result
+        "state: {} ({}/{}), last result {result}",
+        st.state, st.active_state, st.sub_state
     );
     if let Some(pid) = st.main_pid {
         state.push_str(&format!(", main pid {pid}"));
