@@ -585,6 +585,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_help_names_the_schema_that_is_printed() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        let status = cli.find_subcommand("status").expect("a status subcommand");
+        let json = status
+            .get_arguments()
+            .find(|a| a.get_id() == "json")
+            .expect("status --json");
+        let help = json.get_help().map(ToString::to_string).unwrap_or_default();
+        assert!(help.contains(&format!("(schema {SCHEMA},")), "{help}");
+    }
+
+    #[test]
     fn masking_hides_every_value_longest_first() {
         let secrets = vec!["123456789:abcdef".to_string(), "abcdef".to_string()];
         assert_eq!(
