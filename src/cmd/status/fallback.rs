@@ -154,3 +154,8 @@ pub(super) fn tail(file: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     f.take(max).read_to_end(&mut out)?;
     Ok(out)
 }
+
+/// The engine's state file (as `StateFile::read` reads it).
+pub(super) fn state_file(paths: &Paths) -> std::path::PathBuf {
+    state_dir(paths).join("state.json")
+}
