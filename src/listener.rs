@@ -176,7 +176,9 @@ mod tests {
         let found = listeners(l.local_addr().unwrap());
         let me = nix::unistd::geteuid().as_raw();
         assert!(
-            found.iter().any(|s| s.local == l.local_addr().unwrap() && s.uid == me),
+            found
+                .iter()
+                .any(|s| s.local == l.local_addr().unwrap() && s.uid == me),
             "{found:?}"
         );
     }

@@ -55,10 +55,14 @@ fn allowed() -> Vec<Vec<String>> {
     let lines = sudoers_lines(&example("sudoers.d-jarvis-status"));
     // Alias names: upper case, digits and underscores, as sudoers wants.
     for l in &lines {
-        if let Some(rest) = l.strip_prefix("User_Alias ").or_else(|| l.strip_prefix("Cmnd_Alias ")) {
+        if let Some(rest) = l
+            .strip_prefix("User_Alias ")
+            .or_else(|| l.strip_prefix("Cmnd_Alias "))
+        {
             let name = rest.split_whitespace().next().unwrap();
             assert!(
-                name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                name.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
                     && name.as_bytes()[0].is_ascii_uppercase(),
                 "bad alias name {name}"
             );
@@ -72,7 +76,14 @@ fn allowed() -> Vec<Vec<String>> {
         .expect("a rule for JARVIS_MONITORS");
     assert_eq!(
         rule.split_whitespace().collect::<Vec<_>>(),
-        ["JARVIS_MONITORS", "ALL", "=", "(root)", "NOPASSWD:", "JARVIS_STATUS"],
+        [
+            "JARVIS_MONITORS",
+            "ALL",
+            "=",
+            "(root)",
+            "NOPASSWD:",
+            "JARVIS_STATUS"
+        ],
         "exactly: as root, no password, only the status commands"
     );
     let cmds: Vec<Vec<String>> = alias(&lines, "Cmnd_Alias", "JARVIS_STATUS")
@@ -84,7 +95,8 @@ fn allowed() -> Vec<Vec<String>> {
         // escape that would widen it.
         assert_eq!(c[0], "/usr/bin/jarvisctl", "{c:?}");
         assert!(
-            c.iter().all(|w| !w.contains(['*', '?', '[', '\\', '"', ':', '='])),
+            c.iter()
+                .all(|w| !w.contains(['*', '?', '[', '\\', '"', ':', '='])),
             "{c:?}"
         );
     }
@@ -115,7 +127,11 @@ fn the_sudoers_example_allows_exactly_the_status_commands_and_jarvisctl_takes_th
             .arg("--help")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -200,7 +216,11 @@ fn the_icinga2_checkcommand_parses_and_runs_an_allowed_command() {
     let mut command = None;
     while i < body.len() {
         let name = &body[i];
-        assert_eq!(body.get(i + 1).map(String::as_str), Some("="), "after {name}: {body:?}");
+        assert_eq!(
+            body.get(i + 1).map(String::as_str),
+            Some("="),
+            "after {name}: {body:?}"
+        );
         match name.as_str() {
             "command" => {
                 assert_eq!(body[i + 2], "[");
@@ -216,7 +236,8 @@ fn the_icinga2_checkcommand_parses_and_runs_an_allowed_command() {
             "timeout" => {
                 let v = &body[i + 2];
                 assert!(
-                    v.strip_suffix('s').is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0 && n <= 60)),
+                    v.strip_suffix('s')
+                        .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0 && n <= 60)),
                     "timeout {v}: a duration in seconds, within Icinga's 60 s default"
                 );
                 i += 3;
@@ -236,7 +257,10 @@ fn the_nagios_command_definition_parses_and_runs_an_allowed_command() {
     for l in text.lines() {
         let l = l.trim();
         if let Some(c) = l.strip_prefix('#') {
-            if let Some(cmd) = c.trim().strip_prefix("nrpe.cfg: command[check_jarvis_supervisor]=") {
+            if let Some(cmd) = c
+                .trim()
+                .strip_prefix("nrpe.cfg: command[check_jarvis_supervisor]=")
+            {
                 nrpe = Some(cmd.to_string());
             }
             continue;
@@ -248,7 +272,9 @@ fn the_nagios_command_definition_parses_and_runs_an_allowed_command() {
             (None, "define command {") => cur = Some(Vec::new()),
             (Some(_), "}") => defs.push(cur.take().unwrap()),
             (Some(d), l) => {
-                let (k, v) = l.split_once(char::is_whitespace).unwrap_or_else(|| panic!("no value: {l}"));
+                let (k, v) = l
+                    .split_once(char::is_whitespace)
+                    .unwrap_or_else(|| panic!("no value: {l}"));
                 d.push((k.to_string(), v.trim().to_string()));
             }
             (None, l) => panic!("outside a definition: {l}"),
@@ -270,5 +296,9 @@ fn the_nagios_command_definition_parses_and_runs_an_allowed_command() {
     assert!(!line.contains(['$', '\'', '"', ';', '|']), "{line}");
     let argv: Vec<String> = line.split_whitespace().map(String::from).collect();
     through_sudo(&argv, &allowed(), "Nagios");
-    assert_eq!(nrpe.as_deref(), Some(line.as_str()), "the NRPE line runs the same command");
+    assert_eq!(
+        nrpe.as_deref(),
+        Some(line.as_str()),
+        "the NRPE line runs the same command"
+    );
 }

@@ -184,7 +184,10 @@ mod tests {
     fn the_commands_output_is_passed_on_masked_and_its_status_kept() {
         // The output goes to this test's stdout; what matters here is that
         // the command runs with the reason, and fails as it fails.
-        assert_eq!(run_command("echo \"$JARVIS_ALERT_REASON\"", "gave up", &[]), Ok(()));
+        assert_eq!(
+            run_command("echo \"$JARVIS_ALERT_REASON\"", "gave up", &[]),
+            Ok(())
+        );
         let e = run_command("echo out; echo err >&2; exit 3", "r", &[]).unwrap_err();
         assert!(e.contains("exit status: 3"), "{e}");
     }
@@ -203,6 +206,9 @@ mod tests {
         assert!(!text.contains("s3cr3t-token") && !text.contains('\x1b'), "{text}");
         assert!(ours[1].starts_with("alert: on_failure: bell "), "{text}");
         assert_eq!(ours.len(), OUTPUT_LINES + 1, "{text}");
-        assert_eq!(ours[OUTPUT_LINES], "alert: on_failure: (99 more line(s) not shown)");
+        assert_eq!(
+            ours[OUTPUT_LINES],
+            "alert: on_failure: (99 more line(s) not shown)"
+        );
     }
 }

@@ -165,7 +165,11 @@ pub fn collect_with(paths: &Paths, thresholds: &crate::components::Thresholds) -
     let sight = sight::Sight::me();
     if !systemd::running() && sight.denied(&fallback::state_file(paths)) {
         sight.note(&mut st, Hidden::EngineState, "jarvisctl run's state");
-        raise(&mut st, Verdict::Unknown, "cannot read jarvisctl run's state".into());
+        raise(
+            &mut st,
+            Verdict::Unknown,
+            "cannot read jarvisctl run's state".into(),
+        );
         st.exit_code = st.verdict as i32;
         return st;
     }
@@ -202,14 +206,26 @@ pub fn collect_with(paths: &Paths, thresholds: &crate::components::Thresholds) -
     }
     if let Some(u) = &unit {
         st.logs = logs(paths, u);
-        if let Some(dir) = st.logs.dir.clone().filter(|d| sight.denied(&paths.host(Path::new(d)))) {
+        if let Some(dir) = st
+            .logs
+            .dir
+            .clone()
+            .filter(|d| sight.denied(&paths.host(Path::new(d))))
+        {
             sight.note(&mut st, Hidden::Logs, &format!("the logs in {dir}"));
             st.logs.size_bytes = None;
             st.logs.newest_rotated_age_s = None;
         }
         let code_root = u.working_directory().map(|w| w.path);
-        if let Some(root) = code_root.as_ref().filter(|r| sight.denied(&paths.host(&r.join(crate::interpreter::VENV_PYTHON)))) {
-            sight.note(&mut st, Hidden::CodeRoot, &format!("the code root {}", root.display()));
+        if let Some(root) = code_root
+            .as_ref()
+            .filter(|r| sight.denied(&paths.host(&r.join(crate::interpreter::VENV_PYTHON))))
+        {
+            sight.note(
+                &mut st,
+                Hidden::CodeRoot,
+                &format!("the code root {}", root.display()),
+            );
         }
         if let Some(dir) = &st.logs.dir {
             st.disk_free_bytes = free_bytes(&paths.host(Path::new(dir)));
@@ -263,7 +279,8 @@ pub fn collect_with(paths: &Paths, thresholds: &crate::components::Thresholds) -
         // The components, while the bot runs: its values masked, or no
         // text of its shown at all when .env could not be read.
         if st.main_pid.is_some() {
-            let mut c = components::collect(paths, u, fallback, secrets.as_deref().unwrap_or(&[]), thresholds);
+            let mut c =
+                components::collect(paths, u, fallback, secrets.as_deref().unwrap_or(&[]), thresholds);
             if !output_seen && c.source == "none" {
                 // Not a bot without records: records this user cannot read.
                 c.source = "hidden".into();

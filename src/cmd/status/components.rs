@@ -138,7 +138,10 @@ fn service_uid(unit: &Unit) -> Option<(u32, String)> {
 }
 
 fn user_name(uid: u32) -> String {
-    uzers::get_user_by_uid(uid).map_or_else(|| "no such user".into(), |u| u.name().to_string_lossy().into_owned())
+    uzers::get_user_by_uid(uid).map_or_else(
+        || "no such user".into(),
+        |u| u.name().to_string_lossy().into_owned(),
+    )
 }
 
 /// Whether every listener that could answer `addr` is the service user's:
@@ -252,16 +255,34 @@ mod tests {
     #[test]
     fn a_fresh_record_that_says_worse_wins_over_health() {
         let h = comps("health", &[("buy_bot", "running"), ("telegram_bot", "running")]);
-        let r = comps("journal", &[("buy_bot", "failed"), ("telegram_bot", "running"), ("sentiment", "restarting")]);
+        let r = comps(
+            "journal",
+            &[
+                ("buy_bot", "failed"),
+                ("telegram_bot", "running"),
+                ("sentiment", "restarting"),
+            ],
+        );
         let out = worse_of(h.clone(), Some(&r));
-        let got: Vec<(&str, &str)> = out.list.iter().map(|c| (c.name.as_str(), c.state.as_str())).collect();
+        let got: Vec<(&str, &str)> = out
+            .list
+            .iter()
+            .map(|c| (c.name.as_str(), c.state.as_str()))
+            .collect();
         assert_eq!(
             got,
-            [("buy_bot", "failed"), ("telegram_bot", "running"), ("sentiment", "restarting")]
+            [
+                ("buy_bot", "failed"),
+                ("telegram_bot", "running"),
+                ("sentiment", "restarting")
+            ]
         );
         assert_eq!((out.running, out.total, out.source.as_str()), (1, 3, "health"));
         // Better news from the record never hides what /health says.
-        let out = worse_of(comps("health", &[("buy_bot", "failed")]), Some(&comps("journal", &[("buy_bot", "running")])));
+        let out = worse_of(
+            comps("health", &[("buy_bot", "failed")]),
+            Some(&comps("journal", &[("buy_bot", "running")])),
+        );
         assert_eq!(out.list[0].state, "failed");
         assert_eq!(worse_of(h.clone(), None), h);
     }
