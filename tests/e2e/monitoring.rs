@@ -103,43 +103,55 @@ pub fn scenario() {
     c.ok("useradd -r -M -s /usr/sbin/nologin nagios");
     let uid = c.ok("id -u nagios").trim().to_string();
     let as_nagios = "runuser -u nagios -- jarvisctl";
-    let (code, v) = json(&c, as_nagios);
-    let seen = hidden(&v);
-    for what in ["journal", "code-root", "env-files"] {
+    // Twice: with the code root searchable by others (as the stand-in is
+    // deployed), then closed (a home of 0750, as adduser makes it): the
+    // venv it cannot look at is unknown, not broken.
+    let home_mode = c.ok("stat -c %a /home/jarvis").trim().to_string();
+    for closed in [false, true] {
+        if closed {
+            c.ok("chmod 0750 /home/jarvis");
+        }
+        let (code, v) = json(&c, as_nagios);
+        let seen = hidden(&v);
+        let mut expected = vec!["journal", "env-files", "logs"];
+        if closed {
+            expected.push("code-root");
+        }
+        for what in expected {
+            assert!(
+                seen.contains(&what.to_string()),
+                "{what} not named: {}",
+                v["not_visible"]
+            );
+        }
+        // What it cannot read is unknown, not a zero and not a finding.
+        assert_eq!(code, 0, "a false verdict as nagios: {}", v["reasons"]);
         assert!(
-            seen.contains(&what.to_string()),
-            "{what} not named: {}",
-            v["not_visible"]
+            v["reasons"].as_array().is_some_and(Vec::is_empty),
+            "{}",
+            v["reasons"]
         );
+        assert!(v["restarts_24h"].is_null(), "{v}");
+        assert!(v["logs"]["size_bytes"].is_null(), "{}", v["logs"]);
+        assert!(v["python"]["problem"].is_null(), "{}", v["python"]);
+        assert_eq!(v["components"]["source"], "hidden", "{}", v["components"]);
+        assert_eq!(v["state"], "active");
+        assert!(
+            v["main_pid"].as_u64().is_some(),
+            "systemctl show is anyone's: {v}"
+        );
+        let (code, first, text) = human(&c, as_nagios);
+        assert_eq!(code, 0, "{text}");
+        assert!(first.starts_with("OK (partial view: "), "{text}");
+        assert!(
+            text.contains(&format!(
+                "cannot see the journal as uid {uid} (nagios): run as root or use the sudoers example"
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("cannot run"), "{text}");
     }
-    // What it cannot read is unknown, not a zero and not a finding.
-    assert_eq!(code, 0, "a false verdict as nagios: {}", v["reasons"]);
-    assert!(
-        v["reasons"].as_array().is_some_and(Vec::is_empty),
-        "{}",
-        v["reasons"]
-    );
-    assert!(v["restarts_24h"].is_null(), "{v}");
-    assert!(v["python"]["problem"].is_null(), "{}", v["python"]);
-    assert_eq!(v["components"]["source"], "hidden", "{}", v["components"]);
-    assert_eq!(v["state"], "active");
-    assert!(
-        v["main_pid"].as_u64().is_some(),
-        "systemctl show is anyone's: {v}"
-    );
-    let (code, first, text) = human(&c, as_nagios);
-    assert_eq!(code, 0, "{text}");
-    assert!(first.starts_with("OK (partial view: "), "{text}");
-    assert!(
-        text.contains(&format!(
-            "cannot see the journal as uid {uid} (nagios): run as root or use the sudoers example"
-        )),
-        "{text}"
-    );
-    assert!(
-        !text.contains("cannot run"),
-        "a venv it cannot see is not broken: {text}"
-    );
+    c.ok(&format!("chmod {home_mode} /home/jarvis"));
 
     // The shipped sudoers example, checked by the real visudo, then the same
     // verdict as root through sudo -n, and nothing beyond the two commands.
@@ -175,7 +187,7 @@ pub fn scenario() {
     // The attack: the bot serves no /health, one of its components gives
     // up, and nobody (uid 65534) answers healthy on the health port.
     c.ok(&format!(
-        "echo 'sentiment_bot give-up' > {CODE}/data/standin-components && echo STANDIN_NO_HTTP=1 >> {CODE}/.env && systemctl restart jarvis-supervisor"
+        "echo 'sentiment_bot give-up' > {CODE}/data/standin-components && echo STANDIN_NO_HTTP=1 >> {CODE}/.env && systemctl restart jarvis-supervisor || {{ journalctl -u jarvis-supervisor -n 30 --no-pager; exit 1; }}"
     ));
     c.write("/var/tmp/fake-health.py", FAKE);
     c.ok("setpriv --reuid=nobody --regid=nogroup --clear-groups setsid python3 /var/tmp/fake-health.py 8080 </dev/null >/dev/null 2>&1 &");
