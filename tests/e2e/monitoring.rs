@@ -150,6 +150,10 @@ pub fn scenario() {
             "{text}"
         );
         assert!(!text.contains("cannot run"), "{text}");
+        println!(
+            "monitoring: as nagios, home {}:\n{text}",
+            if closed { "0750" } else { "as deployed" }
+        );
     }
     c.ok(&format!("chmod {home_mode} /home/jarvis"));
 

@@ -33,7 +33,10 @@ fn print_components(c: &crate::components::Components) {
             printable(c.health.as_deref().unwrap_or("?"))
         ),
         "none" => "no component record yet".into(),
-        "hidden" => "not seen: the records are in output this user cannot read".into(),
+        "hidden" => {
+            println!("components: not seen (the bot's output is not readable as this user)");
+            return;
+        }
         src => format!(
             "from the newest record in the {}, {} old",
             if src == "journal" {
