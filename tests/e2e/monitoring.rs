@@ -150,6 +150,14 @@ pub fn scenario() {
             "{text}"
         );
         assert!(!text.contains("cannot run"), "{text}");
+        // Unknown, said so: never "none" or a count of zero.
+        for unknown in [
+            "components: not seen",
+            "errors: not seen",
+            "logs: /home/jarvis/Jarvis/logs: not seen",
+        ] {
+            assert!(text.contains(unknown), "{unknown}: {text}");
+        }
         println!(
             "monitoring: as nagios, home {}:\n{text}",
             if closed { "0750" } else { "as deployed" }

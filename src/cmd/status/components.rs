@@ -79,12 +79,14 @@ fn rank(state: &str) -> u8 {
     }
 }
 
-/// `health` with each component the record shows in a worse state taken
-/// from the record (and the ones only the record names added).
+/// `health` with each component the record shows restarting or failed
+/// (what a verdict acts on) taken so from the record, and added when only the
+/// record names it. A record's "starting" is older news than /health's
+/// "running", not worse evidence.
 fn worse_of(mut health: Components, record: Option<&Components>) -> Components {
     let Some(record) = record else { return health };
     let mut list = std::mem::take(&mut health.list);
-    for r in &record.list {
+    for r in record.list.iter().filter(|r| rank(&r.state) >= 2) {
         match list.iter_mut().find(|c| c.name == r.name) {
             Some(c) if rank(&r.state) > rank(&c.state) => {
                 c.state = r.state.clone();
@@ -278,6 +280,15 @@ mod tests {
             ]
         );
         assert_eq!((out.running, out.total, out.source.as_str()), (1, 3, "health"));
+        // Older, milder news from the record changes nothing.
+        let out = worse_of(
+            comps("health", &[("buy_bot", "running")]),
+            Some(&comps(
+                "journal",
+                &[("buy_bot", "starting"), ("other", "running")],
+            )),
+        );
+        assert_eq!(out, comps("health", &[("buy_bot", "running")]));
         // Better news from the record never hides what /health says.
         let out = worse_of(
             comps("health", &[("buy_bot", "failed")]),
