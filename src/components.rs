@@ -44,6 +44,9 @@ pub struct Components {
     pub list: Vec<Component>,
     /// What the verdicts were held to.
     pub thresholds: Thresholds,
+    /// Why an answer on the health port was not trusted (another user's
+    /// listener holds it), when it was not.
+    pub health_ignored: Option<String>,
 }
 
 const HEADER: &str = "=== COMPONENT HEALTH ===";
@@ -223,6 +226,9 @@ pub fn verdicts(c: &Components, t: &Thresholds, up_s: Option<f64>) -> (Vec<Strin
             "component(s) gave up after their restarts: {}",
             gave_up.join(", ")
         ));
+    }
+    if let Some(why) = &c.health_ignored {
+        warn.push(why.clone());
     }
     if c.health.as_deref() == Some("error") {
         crit.push("the bot's /health says error".into());

@@ -19,6 +19,7 @@ mod envrules;
 mod error;
 mod heartbeat;
 mod interpreter;
+mod listener;
 mod manifest;
 mod output;
 mod paths;

@@ -21,6 +21,8 @@ mod diagnose;
 mod logs;
 #[path = "e2e/manifests.rs"]
 mod manifests;
+#[path = "e2e/monitoring.rs"]
+mod monitoring;
 #[path = "e2e/python_env.rs"]
 mod python_env;
 #[path = "e2e/status.rs"]
@@ -116,6 +118,12 @@ fn deploy_builds_the_environment_before_the_swap_and_rolls_it_back_with_the_code
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn status_judges_the_components_crash_loop_give_up_and_stale_record_on_both_engines() {
     components::both_engines();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn status_as_a_monitoring_user_with_and_without_sudo_and_a_foreign_health_listener() {
+    monitoring::scenario();
 }
 
 #[test]

@@ -72,6 +72,9 @@ const SHIPPED: &[&str] = &[
     "/usr/share/bash-completion/completions/jarvisctl",
     "/usr/share/zsh/vendor-completions/_jarvisctl",
     "/usr/share/fish/vendor_completions.d/jarvisctl.fish",
+    "/usr/share/doc/jarvis-supervisor/examples/sudoers.d-jarvis-status",
+    "/usr/share/doc/jarvis-supervisor/examples/jarvis-supervisor.icinga2.conf",
+    "/usr/share/doc/jarvis-supervisor/examples/jarvis-supervisor.nagios.cfg",
 ];
 
 #[test]

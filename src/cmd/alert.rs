@@ -54,7 +54,14 @@ pub fn run(paths: &Paths, args: &AlertArgs) -> Result<i32> {
         }
     }
     if let Some(cmd) = &conf.on_failure {
-        match run_command(cmd, &reason) {
+        // Masked with the bot's .env values (when readable) and the ping URL.
+        let mut secrets = crate::unit::Unit::load(paths)
+            .ok()
+            .and_then(|u| super::status::secrets(paths, &u))
+            .unwrap_or_default();
+        secrets.extend(conf.url.iter().cloned());
+        secrets.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        match run_command(cmd, &reason, &secrets) {
             Ok(()) => println!("alert: on_failure ran"),
             Err(e) => {
                 ok = false;
@@ -94,29 +101,114 @@ fn gave_up() -> Option<String> {
     ))
 }
 
-fn run_command(cmd: &str, reason: &str) -> std::result::Result<(), String> {
+/// The most lines of the command's output passed on: a command that
+/// floods must not fill the journal.
+const OUTPUT_LINES: usize = 200;
+
+/// Runs `cmd` by `/bin/sh -c`, its stdout and stderr passed on line by line
+/// to ours (the alert unit's journal under systemd, the engine's log under
+/// `jarvisctl run`), each `.env` value and the heartbeat URL masked: the
+/// unit's /tmp is private, so a file written there is gone after it.
+fn run_command(cmd: &str, reason: &str, secrets: &[String]) -> std::result::Result<(), String> {
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
+    let err_writer = writer
+        .try_clone()
+        .map_err(|e| format!("cannot make a pipe: {e}"))?;
     let mut child = Command::new("/bin/sh")
         .args(["-c", cmd])
         .env("JARVIS_ALERT_REASON", reason)
         .env("JARVIS_ALERT_UNIT", UNIT)
         .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(err_writer)
         .spawn()
         .map_err(|e| format!("cannot run /bin/sh: {e}"))?;
+    // The command's own ends are closed: EOF comes when it (and whatever
+    // it left behind) closes them.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let secrets = secrets.to_vec();
+    std::thread::spawn(move || {
+        pass_on(reader, &secrets, &mut std::io::stdout().lock());
+        let _ = done_tx.send(());
+    });
     let t0 = Instant::now();
-    loop {
+    let result = loop {
         match child.try_wait() {
-            Ok(Some(st)) if st.success() => return Ok(()),
-            Ok(Some(st)) => return Err(format!("it exited with {st}")),
+            Ok(Some(st)) if st.success() => break Ok(()),
+            Ok(Some(st)) => break Err(format!("it exited with {st}")),
             Ok(None) if t0.elapsed() > COMMAND_TIMEOUT => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
+                break Err(format!(
                     "it ran over {} s and was killed",
                     COMMAND_TIMEOUT.as_secs()
                 ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => break Err(e.to_string()),
         }
+    };
+    // A process it left in the background may hold the pipe: its output
+    // after this is not waited for.
+    let _ = done_rx.recv_timeout(Duration::from_secs(1));
+    result
+}
+
+/// Each line of `from`, masked and made printable, as `alert: on_failure: LINE`.
+fn pass_on(from: impl std::io::Read, secrets: &[String], to: &mut impl std::io::Write) {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(from).split(b'\n');
+    let mut shown = 0usize;
+    let mut more = 0usize;
+    while let Some(Ok(raw)) = lines.next() {
+        if shown == OUTPUT_LINES {
+            more += 1;
+            continue;
+        }
+        shown += 1;
+        let text = String::from_utf8_lossy(&raw);
+        let masked = jarvis_supervisor::masking::mask(text.trim_end_matches('\r'), secrets);
+        let _ = writeln!(to, "alert: on_failure: {}", crate::output::printable(&masked));
+    }
+    if more > 0 {
+        let _ = writeln!(to, "alert: on_failure: ({more} more line(s) not shown)");
+    }
+    let _ = to.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commands_output_is_passed_on_masked_and_its_status_kept() {
+        // The output goes to this test's stdout; what matters here is that
+        // the command runs with the reason, and fails as it fails.
+        assert_eq!(
+            run_command("echo \"$JARVIS_ALERT_REASON\"", "gave up", &[]),
+            Ok(())
+        );
+        let e = run_command("echo out; echo err >&2; exit 3", "r", &[]).unwrap_err();
+        assert!(e.contains("exit status: 3"), "{e}");
+    }
+
+    #[test]
+    fn lines_are_masked_bounded_and_defused() {
+        let mut input = String::from("token s3cr3t-token refused\nbell \x1b[31m red\n");
+        for i in 0..297 {
+            input.push_str(&format!("line {i}\n"));
+        }
+        let mut out = Vec::new();
+        pass_on(input.as_bytes(), &["s3cr3t-token".to_string()], &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let ours: Vec<&str> = text.lines().collect();
+        assert_eq!(ours[0], "alert: on_failure: token **** refused", "{text}");
+        assert!(!text.contains("s3cr3t-token") && !text.contains('\x1b'), "{text}");
+        assert!(ours[1].starts_with("alert: on_failure: bell "), "{text}");
+        assert_eq!(ours.len(), OUTPUT_LINES + 1, "{text}");
+        assert_eq!(
+            ours[OUTPUT_LINES],
+            "alert: on_failure: (99 more line(s) not shown)"
+        );
     }
 }

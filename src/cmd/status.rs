@@ -24,6 +24,7 @@ mod fallback;
 mod hosts;
 mod model;
 mod render;
+mod sight;
 mod textfile;
 
 pub use model::*;
@@ -175,11 +176,26 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
         ..Status::default()
     };
     let unit = Unit::load(paths).ok();
+    let sight = sight::Sight::me();
+    if !systemd::running() && sight.denied(&fallback::state_file(paths)) {
+        sight.note(&mut st, Hidden::EngineState, "jarvisctl run's state");
+        raise(
+            &mut st,
+            Verdict::Unknown,
+            "cannot read jarvisctl run's state".into(),
+        );
+        st.exit_code = st.verdict as i32;
+        return st;
+    }
     // Without systemd, the fallback engine's state says it all.
     let fallback = !systemd::running() && fallback::collect(paths, unit.as_ref(), &mut st, crash_window_s);
     if !fallback && !from_systemd(&mut st, crash_window_s) {
         st.exit_code = st.verdict as i32;
         return st;
+    }
+    if !fallback && !sight.journal() {
+        sight.note(&mut st, Hidden::Journal, "the journal");
+        st.restarts_24h = None;
     }
     // Both engines give the age of the last ping (of READY before the first).
     if let (Some(age), Some(per)) = (st.watchdog.last_ping_age_s, st.watchdog.period_s) {
@@ -204,6 +220,27 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
     }
     if let Some(u) = &unit {
         st.logs = logs(paths, u);
+        if let Some(dir) = st
+            .logs
+            .dir
+            .clone()
+            .filter(|d| sight.denied(&paths.host(Path::new(d))))
+        {
+            sight.note(&mut st, Hidden::Logs, &format!("the logs in {dir}"));
+            st.logs.size_bytes = None;
+            st.logs.newest_rotated_age_s = None;
+        }
+        let code_root = u.working_directory().map(|w| w.path);
+        if let Some(root) = code_root
+            .as_ref()
+            .filter(|r| sight.denied(&paths.host(&r.join(crate::interpreter::VENV_PYTHON))))
+        {
+            sight.note(
+                &mut st,
+                Hidden::CodeRoot,
+                &format!("the code root {}", root.display()),
+            );
+        }
         if let Some(dir) = &st.logs.dir {
             st.disk_free_bytes = free_bytes(&paths.host(Path::new(dir)));
             if st.disk_free_bytes.is_some_and(|f| f < DISK_LOW) {
@@ -214,9 +251,9 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
                 );
             }
         }
-        if let Some(d) = u
-            .working_directory()
-            .and_then(|w| crate::drift::check(paths, &w.path))
+        if let Some(d) = code_root
+            .filter(|_| st.sees(Hidden::CodeRoot))
+            .and_then(|root| crate::drift::check(paths, &root))
         {
             st.code_deploy = Some(d.deploy.clone());
             st.code_changed = d.changed.iter().map(crate::drift::Changed::describe).collect();
@@ -225,12 +262,28 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
             }
         }
         st.python = python(paths, u, st.main_pid);
+        if !st.sees(Hidden::CodeRoot) {
+            // Unknown, not broken: the venv could not be looked at.
+            st.python.path = None;
+            st.python.source = None;
+            st.python.problem = None;
+        }
         if let Some(why) = st.python.problem.clone() {
             raise(&mut st, Verdict::Warning, format!("the next start fails: {why}"));
         }
         // Read once: the error lines and the components are masked with it.
         let secrets = secrets(paths, u);
+        if secrets.is_none() && !sight.is_root() {
+            sight.note(&mut st, Hidden::EnvFiles, "the environment files (.env)");
+        }
+        // Where the error lines and component records come from.
+        let output_seen = if fallback {
+            st.sees(Hidden::Logs)
+        } else {
+            st.sees(Hidden::Journal)
+        };
         st.errors = match &secrets {
+            _ if !output_seen => Vec::new(),
             None => {
                 vec!["(error lines hidden: .env could not be read to mask its values; run as root)".into()]
             }
@@ -250,7 +303,12 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
         // The components, while the bot runs: its values masked, or no
         // text of its shown at all when .env could not be read.
         if st.main_pid.is_some() {
-            let c = components::collect(paths, u, fallback, secrets.as_deref().unwrap_or(&[]), thresholds);
+            let mut c =
+                components::collect(paths, u, fallback, secrets.as_deref().unwrap_or(&[]), thresholds);
+            if !output_seen && c.source == "none" {
+                // Not a bot without records: records this user cannot read.
+                c.source = "hidden".into();
+            }
             let (crit, warn) = crate::components::verdicts(&c, thresholds, st.uptime_s);
             for why in crit {
                 raise(&mut st, Verdict::Critical, why);
@@ -754,6 +812,19 @@ mod tests {
             got,
             ["ERROR: two", "ERROR: three", "ERROR: four", "ERROR: five", "ERROR: six with ****"]
         );
+    }
+
+    #[test]
+    fn the_help_names_the_schema_that_is_printed() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        let status = cli.find_subcommand("status").expect("a status subcommand");
+        let json = status
+            .get_arguments()
+            .find(|a| a.get_id() == "json")
+            .expect("status --json");
+        let help = json.get_help().map(ToString::to_string).unwrap_or_default();
+        assert!(help.contains(&format!("(schema {SCHEMA},")), "{help}");
     }
 
     #[test]

@@ -58,7 +58,7 @@ fn scenario(suite: Suite) {
     c.write(
         "/etc/jarvis-supervisor/heartbeat.conf",
         &format!(
-            "url = http://127.0.0.1:18081/{SECRET}\non_failure = echo \"$JARVIS_ALERT_REASON\" > /srv/alert.txt\n"
+            "url = http://127.0.0.1:18081/{SECRET}\non_failure = echo \"$JARVIS_ALERT_REASON\" > /srv/alert.txt; echo paged ops about http://127.0.0.1:18081/{SECRET}\n"
         ),
     );
     c.ok("chmod 640 /etc/jarvis-supervisor/heartbeat.conf");
@@ -110,6 +110,11 @@ fn scenario(suite: Suite) {
     assert!(
         logs.contains("pinged http://127.0.0.1:18081/"),
         "{name}: the alert did not say what it did"
+    );
+    // What on_failure printed is there, the URL in it masked.
+    assert!(
+        logs.contains("alert: on_failure: paged ops about ****"),
+        "{name}: on_failure's output is not in the log"
     );
     assert!(
         !logs.contains(SECRET),

@@ -10,8 +10,9 @@ use std::process::Command;
 /// network: systemd to boot, the package's dependencies, rpm for the .rpm
 /// test, sshd and rsync for the tests that reach hosts over ssh (status
 /// --host, deploy), python3-apt for Ansible's apt modules, and man-db for
-/// `man jarvisctl`, python3-venv (the package recommends it: `venv build`).
-const INCLUDE: &str = "systemd,systemd-sysv,dbus,adduser,python3,python3-venv,logrotate,procps,rpm,openssh-server,rsync,python3-apt,man-db";
+/// `man jarvisctl`, python3-venv (the package recommends it: `venv build`),
+/// sudo for the monitoring user's `sudo -n jarvisctl status`.
+const INCLUDE: &str = "systemd,systemd-sysv,dbus,adduser,python3,python3-venv,logrotate,procps,rpm,openssh-server,rsync,python3-apt,man-db,sudo";
 /// The host without systemd: sysvinit and cron, as the design says.
 const INCLUDE_SYSV: &str =
     "sysvinit-core,cron,adduser,python3,python3-venv,logrotate,procps,openssh-server,rsync";

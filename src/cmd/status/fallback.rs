@@ -169,3 +169,8 @@ pub fn error_lines(paths: &Paths, unit: &Unit, secrets: &[String]) -> Vec<String
     };
     super::last_errors(tail.lines.iter().map(String::as_str), secrets)
 }
+
+/// The engine's state file (as `StateFile::read` reads it).
+pub(super) fn state_file(paths: &Paths) -> std::path::PathBuf {
+    state_dir(paths).join("state.json")
+}

@@ -81,6 +81,9 @@ pub struct Status {
     /// Set while the bot is restarting: what the loop looks like, and when
     /// it turns CRITICAL.
     pub crash_loop: Option<CrashLoop>,
+    /// What could not be read as the user status ran as (a monitoring user
+    /// without sudo); what comes from it is null or empty, never a zero.
+    pub not_visible: Vec<NotVisible>,
 }
 
 /// A bot that is restarting instead of running (see `status/crashloop.rs`).
@@ -103,6 +106,37 @@ pub struct CrashLoop {
     /// Why it cannot start, when its preflight (`jarvisctl check
     /// --preflight`) said so: the first failed check.
     pub preflight: Option<String>,
+}
+
+/// Something `status` could not read as the user it ran as.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NotVisible {
+    pub what: Hidden,
+    /// "cannot see X as uid N (NAME): run as root or use the sudoers example".
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hidden {
+    /// The unit's journal: error lines, component records, restarts in 24 h.
+    Journal,
+    /// The code root: which Python runs, and the deployed files.
+    CodeRoot,
+    /// The environment files: the health port, and masking (so no error
+    /// line or component error is shown).
+    EnvFiles,
+    /// The logs directory: its size, and under `jarvisctl run` the output.
+    Logs,
+    /// `jarvisctl run`'s state under /run.
+    EngineState,
+}
+
+impl Status {
+    /// Whether `what` was read.
+    pub fn sees(&self, what: Hidden) -> bool {
+        !self.not_visible.iter().any(|n| n.what == what)
+    }
 }
 
 /// Which Python runs the bot (see `interpreter`).

@@ -1,7 +1,7 @@
 //! Human output of `status`: the monitoring-plugin first line (verdict,
 //! reasons, perfdata), then one line per finding; the bot's text defused.
 
-use super::model::{Logs, Python, Status, Verdict, WeeklyRestart};
+use super::model::{Hidden, Logs, Python, Status, Verdict, WeeklyRestart};
 
 pub(super) fn human_bytes(b: u64) -> String {
     let b = b as f64;
@@ -33,6 +33,10 @@ fn print_components(c: &crate::components::Components) {
             printable(c.health.as_deref().unwrap_or("?"))
         ),
         "none" => "no component record yet".into(),
+        "hidden" => {
+            println!("components: not seen (the bot's output is not readable as this user)");
+            return;
+        }
         src => format!(
             "from the newest record in the {}, {} old",
             if src == "journal" {
@@ -155,6 +159,11 @@ pub(super) fn print_human(st: &Status) {
         format!(": {}", st.reasons.join("; "))
     };
     let perf = perfdata(st);
+    // A partial view says so where a monitor shows it.
+    let why = match st.not_visible.len() {
+        0 => why,
+        n => format!("{why} (partial view: {n} source(s) not readable as this user, see below)"),
+    };
     if perf.is_empty() {
         println!("{verdict}{why}");
     } else {
@@ -179,6 +188,9 @@ pub(super) fn print_human(st: &Status) {
         state.push_str(&format!(", up {}", human_secs(up)));
     }
     println!("{state}");
+    for n in &st.not_visible {
+        println!("{}", crate::output::printable(&n.message));
+    }
     if st.state == "not-installed" || st.state == "unknown" {
         return;
     }
@@ -246,16 +258,23 @@ pub(super) fn print_human(st: &Status) {
             .map_or("none rotated yet".into(), |a| {
                 format!("newest rotated {} old", human_secs(a as f64))
             });
-        println!(
-            "logs: {dir}: {}; {newest}",
-            human_bytes(st.logs.size_bytes.unwrap_or(0))
-        );
+        match st.logs.size_bytes {
+            Some(size) => println!("logs: {dir}: {}; {newest}", human_bytes(size)),
+            None => println!("logs: {dir}: not seen"),
+        }
     }
     if let Some(f) = st.disk_free_bytes {
         println!("disk: {} free", human_bytes(f));
     }
-    if st.errors.is_empty() {
+    let output = if st.supervisor.as_deref() == Some("systemd") {
+        Hidden::Journal
+    } else {
+        Hidden::Logs
+    };
+    if st.errors.is_empty() && st.sees(output) {
         println!("errors: none in the last 24 h");
+    } else if st.errors.is_empty() {
+        println!("errors: not seen");
     }
     for e in &st.errors {
         println!("error: {e}");
