@@ -749,7 +749,7 @@ fn every_setting_of_the_shipped_unit_is_honoured_or_reported_at_start() {
         dropin.join("zz-test.conf"),
         format!(
             "[Service]\nUser=root\nGroup=root\nWorkingDirectory={w}\nEnvironmentFile=-{w}/.env\n\
-             ExecStartPre=\nExecStart=/bin/sleep 1000\n",
+             ExecCondition=\nExecStartPre=\nExecStart=/bin/sleep 1000\n",
             w = work.display()
         ),
     )
@@ -946,7 +946,7 @@ fn daemon_mode_and_jarvisctl_stop() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        said.contains(&format!("stopped jarvisctl run (pid {engine})")),
+        said.contains(&format!("stop: stopped (main pid {program} was running)")),
         "{said}"
     );
     assert!(!alive(engine) && !alive(program));
@@ -956,7 +956,7 @@ fn daemon_mode_and_jarvisctl_stop() {
 
     let out = t.cmd().arg("stop").arg("--unit").arg(&unit).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("is not running"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stop: stopped (it was not running)"));
 }
 
 // ------------------------------------------------------------- footprint

@@ -46,7 +46,7 @@ pub struct Status {
     pub exit_code: i32,
     /// Why the verdict is not OK, one sentence each.
     pub reasons: Vec<String>,
-    /// active, activating, restarting, failed, inactive, not-installed, unknown.
+    /// active, activating, restarting, failed, inactive, paused, not-installed, unknown.
     pub state: String,
     pub active_state: String,
     pub sub_state: String,
@@ -78,6 +78,9 @@ pub struct Status {
     pub python: Python,
     /// The bot's components, as it reports them (schema 2).
     pub components: crate::components::Components,
+    /// The program's own pause switch, when set (state "paused" while the
+    /// bot is down): which switch, who set it and since when.
+    pub pause: Option<crate::pause::Pause>,
 }
 
 /// Which Python runs the bot (see `interpreter`).

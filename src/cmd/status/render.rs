@@ -149,10 +149,14 @@ fn defused(st: &Status) -> Status {
 pub(super) fn print_human(st: &Status) {
     let st = &defused(st);
     let verdict = verdict_word(st.verdict);
-    let why = if st.reasons.is_empty() {
+    let mut reasons = st.reasons.clone();
+    if st.state == "paused" {
+        reasons.insert(0, "paused on purpose, not trading (start it: jarvisctl resume)".into());
+    }
+    let why = if reasons.is_empty() {
         String::new()
     } else {
-        format!(": {}", st.reasons.join("; "))
+        format!(": {}", reasons.join("; "))
     };
     let perf = perfdata(st);
     if perf.is_empty() {
@@ -172,6 +176,9 @@ pub(super) fn print_human(st: &Status) {
         state.push_str(&format!(", up {}", human_secs(up)));
     }
     println!("{state}");
+    if let Some(p) = &st.pause {
+        println!("pause: {}", p.describe().trim_start_matches("paused: "));
+    }
     if st.state == "not-installed" || st.state == "unknown" {
         return;
     }
