@@ -19,6 +19,8 @@ mod diagnose;
 mod logs;
 #[path = "e2e/manifests.rs"]
 mod manifests;
+#[path = "e2e/pause.rs"]
+mod pause;
 #[path = "e2e/python_env.rs"]
 mod python_env;
 #[path = "e2e/status.rs"]
@@ -120,6 +122,12 @@ fn status_judges_the_components_crash_loop_give_up_and_stale_record_on_both_engi
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn a_give_up_pings_fail_and_runs_on_failure_within_5s_on_both_engines() {
     alert::both_engines();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn start_stop_restart_and_pause_resume_on_both_engines_and_across_a_reboot() {
+    pause::both_engines();
 }
 
 #[test]
