@@ -177,6 +177,9 @@ struct Seen {
     /// systemd's InvocationID, or the engine's pid: new at each start.
     invocation: String,
     n_restarts: u64,
+    /// Waiting to restart after an exit (systemd's auto-restart, the
+    /// engine's restarting).
+    auto_restart: bool,
 }
 
 fn systemd_seen() -> Seen {
@@ -197,6 +200,7 @@ fn systemd_seen() -> Seen {
         main_pid: get("MainPID").parse().ok().filter(|&n| n > 0),
         invocation: get("InvocationID"),
         n_restarts: get("NRestarts").parse().unwrap_or(0),
+        auto_restart: sub == "auto-restart",
     }
 }
 
@@ -226,6 +230,7 @@ fn engine_seen(t: &Target) -> Seen {
         main_pid: st.main_pid.filter(|_| up).and_then(|p| u32::try_from(p).ok()),
         invocation: if up { st.engine_pid.to_string() } else { String::new() },
         n_restarts: u64::from(st.n_restarts),
+        auto_restart: up && st.state == "restarting",
     }
 }
 
@@ -391,12 +396,21 @@ fn start_as(action: &'static str, t: &Target, bound: Duration, previous: Option<
         return out;
     }
     // A new invocation (systemd's InvocationID, the engine's pid), then its
-    // outcome: ready, failed, restarting (a crash at start), skipped.
+    // outcome: ready, failed, restarting (a crash at start), skipped. The
+    // restart counter is taken when the new invocation is first seen
+    // (systemd resets it at a manual start, the engine at its own).
+    let mut base: Option<u64> = None;
     let end = loop {
         let s = seen(t);
         let new = !s.invocation.is_empty() && s.invocation != before.invocation;
         let gone = t.engine == Engine::JarvisctlRun && s.invocation.is_empty();
-        let crashed = new && s.n_restarts > 0 && !s.running;
+        if new && base.is_none() {
+            base = Some(match t.engine {
+                Engine::Systemd => s.n_restarts,
+                Engine::JarvisctlRun => 0,
+            });
+        }
+        let crashed = new && !s.running && (s.auto_restart || base.is_some_and(|b| s.n_restarts > b));
         let settled = new && !s.busy;
         if s.running && new || crashed || settled || gone || t0.elapsed() > bound {
             break s;
@@ -432,7 +446,8 @@ fn start_as(action: &'static str, t: &Target, bound: Duration, previous: Option<
             .push("not started on purpose; resume it with: jarvisctl resume".into());
         return out;
     }
-    out.reached = if end.busy && !(end.n_restarts > 0) {
+    let crashed = end.auto_restart || base.is_some_and(|b| end.n_restarts > b);
+    out.reached = if end.busy && !crashed {
         Reached::TimedOut
     } else {
         Reached::Failed
@@ -442,7 +457,7 @@ fn start_as(action: &'static str, t: &Target, bound: Duration, previous: Option<
             "not ready {:.0} s after the start (TimeoutStartSec= plus 10 s)",
             bound.as_secs_f64()
         ));
-    } else if end.n_restarts > 0 && end.busy {
+    } else if crashed {
         out.reasons
             .push("it crashed while starting and is restarting (with backoff)".into());
     }

@@ -2152,3 +2152,39 @@ fn a_start_that_crashes_is_not_success_and_says_why() {
     let (code, _) = verb(&t, &["stop"]);
     assert_eq!(code, 0);
 }
+
+/// The program pauses itself although the condition let it start (here a
+/// condition that says yes once): its exit 0 before READY is a protocol
+/// failure, as in systemd, so it is restarted once and that start's
+/// condition skips it. One start, no loop, no alert, status paused.
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn a_program_that_pauses_itself_is_started_once_and_ends_paused() {
+    let t = Tree::new("root", "StartLimitIntervalSec=60s\nStartLimitBurst=3\n", "");
+    let once = t.path("condition-said-yes");
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    fs::write(
+        t.path("unit.service"),
+        unit + &format!(
+            "ExecCondition=/bin/sh -c 'test -e {o} || {{ touch {o}; exit 0; }}; exec {BIN} condition'\n\
+             Environment=STANDIN_START_LOG=data/starts.log\n",
+            o = once.display()
+        ),
+    )
+    .unwrap();
+    install_as_the_unit(&t);
+    fs::create_dir_all(t.path("code/data")).unwrap();
+    fs::write(t.path("code/PAUSE_AUTOMATIONS"), "").unwrap();
+    let (code, out) = verb(&t, &["start"]);
+    assert_eq!((code, out["reached"].as_str()), (1, Some("paused")), "{out}");
+    let st = t.wait_state("stopped", 10, |s| s["result"] == "exec-condition");
+    assert_eq!(st["n_restarts"], 1, "{st}");
+    assert_eq!(starts(&t), 1);
+    assert!(t.log().contains("[Jarvis] Automations paused. Supervisor will not start."), "{}", t.log());
+    let engine_log = fs::read_to_string(t.path("run/jarvis-supervisor-run/engine.log")).unwrap();
+    assert!(engine_log.contains("result protocol; restart 1"), "{engine_log}");
+    assert!(engine_log.contains("start skipped"), "{engine_log}");
+    let (code, st) = status_json(&t);
+    assert_eq!((code, st["state"].as_str()), (0, Some("paused")), "{st}");
+    assert!(!t.path("alerted").exists());
+}
