@@ -326,8 +326,9 @@ fn write_record(paths: &Paths, r: &Record) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
     let mut text = serde_json::to_vec_pretty(r).unwrap_or_default();
     text.push(b'\n');
+    // The default name (.tmp and 6 characters): what purge cleans up
+    // after a write cut short.
     let mut tmp = tempfile::Builder::new()
-        .prefix(".pause.")
         .tempfile_in(dir)
         .map_err(|e| Error::io("create a file in", dir, e))?;
     std::io::Write::write_all(&mut tmp, &text).map_err(|e| Error::io("write", tmp.path(), e))?;
