@@ -20,8 +20,8 @@ use crate::engine::service::Service;
 use crate::engine::state::StateFile;
 use crate::engine::{LOCK_FILE, PID_FILE, STATE_DIR};
 use crate::error::Result;
-use crate::pause::Pause;
 use crate::paths::{Paths, UNIT};
+use crate::pause::Pause;
 use crate::unit::Unit;
 
 /// How often a wait looks again.
@@ -139,7 +139,10 @@ impl Outcome {
                 Engine::Systemd => "systemd",
                 Engine::JarvisctlRun => "jarvisctl run",
             };
-            let pid = self.main_pid.map(|p| format!(", main pid {p}")).unwrap_or_default();
+            let pid = self
+                .main_pid
+                .map(|p| format!(", main pid {p}"))
+                .unwrap_or_default();
             let what = match self.reached {
                 Reached::Running => format!("running{pid}"),
                 Reached::Stopped => match self.previous_main_pid {
@@ -150,10 +153,7 @@ impl Outcome {
                 Reached::Failed => format!("FAILED ({}, result {})", self.state, self.result),
                 Reached::TimedOut => format!("still {} after the wait", self.state),
             };
-            println!(
-                "{}: {what} under {engine} in {:.1} s",
-                self.action, self.seconds
-            );
+            println!("{}: {what} under {engine} in {:.1} s", self.action, self.seconds);
             if let Some(p) = &self.pause {
                 println!("{}: {}", self.action, p.describe());
             }
@@ -185,7 +185,14 @@ struct Seen {
 fn systemd_seen() -> Seen {
     let p = crate::systemd::show(
         UNIT,
-        &["ActiveState", "SubState", "MainPID", "Result", "InvocationID", "NRestarts"],
+        &[
+            "ActiveState",
+            "SubState",
+            "MainPID",
+            "Result",
+            "InvocationID",
+            "NRestarts",
+        ],
     )
     .unwrap_or_default();
     let get = |k: &str| p.get(k).cloned().unwrap_or_default();
@@ -221,14 +228,22 @@ fn engine_seen(t: &Target) -> Seen {
             ..Seen::default()
         };
     };
-    let state = if up { st.state.to_string() } else { format!("{} (engine gone)", st.state) };
+    let state = if up {
+        st.state.to_string()
+    } else {
+        format!("{} (engine gone)", st.state)
+    };
     Seen {
         running: up && st.state == "running",
         busy: up && matches!(&*st.state, "starting" | "stopping" | "restarting"),
         state,
         result: st.result.to_string(),
         main_pid: st.main_pid.filter(|_| up).and_then(|p| u32::try_from(p).ok()),
-        invocation: if up { st.engine_pid.to_string() } else { String::new() },
+        invocation: if up {
+            st.engine_pid.to_string()
+        } else {
+            String::new()
+        },
         n_restarts: u64::from(st.n_restarts),
         auto_restart: up && st.state == "restarting",
     }
@@ -434,8 +449,10 @@ fn start_as(action: &'static str, t: &Target, bound: Duration, previous: Option<
         out.reached = Reached::Running;
         out.ok = previous.is_none() || end.main_pid != previous;
         if !out.ok {
-            out.reasons
-                .push(format!("the main pid is still {} : not restarted", previous.unwrap_or(0)));
+            out.reasons.push(format!(
+                "the main pid is still {} : not restarted",
+                previous.unwrap_or(0)
+            ));
         }
         return out;
     }
@@ -474,7 +491,8 @@ fn spawn_engine(t: &Target) -> std::result::Result<(), String> {
     }
     cmd.args(["run", "--daemon"]);
     if let Some(u) = &t.unit_file {
-        cmd.arg("--unit").arg(std::path::absolute(u).unwrap_or_else(|_| u.clone()));
+        cmd.arg("--unit")
+            .arg(std::path::absolute(u).unwrap_or_else(|_| u.clone()));
     }
     let out = cmd
         .stdin(Stdio::null())
@@ -500,10 +518,24 @@ fn why_not(t: &Target, since: std::time::SystemTime, log: &Path, offset: u64) ->
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             let out = Command::new("journalctl")
-                .args(["-u", UNIT, "--since", &format!("@{at}"), "-o", "cat", "--no-pager", "-q"])
+                .args([
+                    "-u",
+                    UNIT,
+                    "--since",
+                    &format!("@{at}"),
+                    "-o",
+                    "cat",
+                    "--no-pager",
+                    "-q",
+                ])
                 .output();
-            out.map(|o| String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect())
-                .unwrap_or_default()
+            out.map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
         }
         Engine::JarvisctlRun => {
             let mut text = String::new();

@@ -273,8 +273,8 @@ pub fn set(paths: &Paths, unit: &Unit, reason: Option<&str>) -> Result<Made> {
             .with_note("check the unit with: jarvisctl configure --show")
     })?;
     let host_root = paths.host(&root);
-    let dir = crate::untrusted::open_dir(&host_root)
-        .map_err(|e| Error::io("open the code root", &host_root, e))?;
+    let dir =
+        crate::untrusted::open_dir(&host_root).map_err(|e| Error::io("open the code root", &host_root, e))?;
     let by = caller();
     let since = now_unix();
     let made = match openat(
@@ -333,7 +333,8 @@ fn write_record(paths: &Paths, r: &Record) -> Result<()> {
         .map_err(|e| Error::io("create a file in", dir, e))?;
     std::io::Write::write_all(&mut tmp, &text).map_err(|e| Error::io("write", tmp.path(), e))?;
     let _ = std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    tmp.persist(&path).map_err(|e| Error::io("replace", &path, e.error))?;
+    tmp.persist(&path)
+        .map_err(|e| Error::io("replace", &path, e.error))?;
     Ok(())
 }
 
@@ -345,12 +346,18 @@ pub fn clear(paths: &Paths, unit: &Unit) -> Result<bool> {
         return Ok(false);
     };
     let host_root = paths.host(&root);
-    let dir = crate::untrusted::open_dir(&host_root)
-        .map_err(|e| Error::io("open the code root", &host_root, e))?;
+    let dir =
+        crate::untrusted::open_dir(&host_root).map_err(|e| Error::io("open the code root", &host_root, e))?;
     let st = match fstatat(&dir, FILE, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::ENOENT) => return Ok(false),
-        Err(e) => return Err(Error::io("look at", &host_root.join(FILE), std::io::Error::from(e))),
+        Err(e) => {
+            return Err(Error::io(
+                "look at",
+                &host_root.join(FILE),
+                std::io::Error::from(e),
+            ))
+        }
     };
     if st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits() {
         return Err(Error::new(format!(
@@ -380,7 +387,8 @@ mod tests {
 
     #[test]
     fn dotenv_first_assignment_wins_split_at_first_equals() {
-        let text = "# JARVIS_PAUSE_AUTOMATIONS=1\n JARVIS_PAUSE_AUTOMATIONS = on=x \nJARVIS_PAUSE_AUTOMATIONS=0\n";
+        let text =
+            "# JARVIS_PAUSE_AUTOMATIONS=1\n JARVIS_PAUSE_AUTOMATIONS = on=x \nJARVIS_PAUSE_AUTOMATIONS=0\n";
         assert_eq!(dotenv_value(text, VAR).as_deref(), Some("on=x"));
         assert_eq!(dotenv_value("A=1\n", VAR), None);
     }

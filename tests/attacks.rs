@@ -485,8 +485,16 @@ fn pause_and_resume_never_write_or_remove_through_a_planted_link() {
     assert_eq!(fs::read(h.path("root-only/shadow")).unwrap(), shadow);
     assert_eq!(h.target(), before, "the root file's owner or mode changed");
     let out = jarvisctl(&["resume"]);
-    assert!(fs::symlink_metadata(code.join("PAUSE_AUTOMATIONS")).is_err(), "the link stays: {}", text(&out));
-    assert_eq!(fs::read(h.path("root-only/shadow")).unwrap(), shadow, "resume removed or changed the link's target");
+    assert!(
+        fs::symlink_metadata(code.join("PAUSE_AUTOMATIONS")).is_err(),
+        "the link stays: {}",
+        text(&out)
+    );
+    assert_eq!(
+        fs::read(h.path("root-only/shadow")).unwrap(),
+        shadow,
+        "resume removed or changed the link's target"
+    );
     assert_eq!(h.target(), before);
 
     // The code root itself swapped for a link to a root-only directory.
@@ -499,7 +507,10 @@ fn pause_and_resume_never_write_or_remove_through_a_planted_link() {
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
     assert!(all.contains("refused"), "{all}");
-    assert!(!h.path("root-only/PAUSE_AUTOMATIONS").exists(), "pause wrote into a root directory");
+    assert!(
+        !h.path("root-only/PAUSE_AUTOMATIONS").exists(),
+        "pause wrote into a root directory"
+    );
     let _ = fs::remove_file(&code);
     fs::rename(h.path("home/jarvis/Jarvis.away"), &code).unwrap();
 }

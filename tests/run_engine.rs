@@ -1997,7 +1997,10 @@ fn install_as_the_unit(t: &Tree) {
     fs::create_dir_all(t.path("etc/jarvis-supervisor")).unwrap();
     fs::write(
         t.path("etc/jarvis-supervisor/heartbeat.conf"),
-        format!("on_failure = echo \"$JARVIS_ALERT_REASON\" >> {}\n", t.path("alerted").display()),
+        format!(
+            "on_failure = echo \"$JARVIS_ALERT_REASON\" >> {}\n",
+            t.path("alerted").display()
+        ),
     )
     .unwrap();
 }
@@ -2010,7 +2013,12 @@ fn verb(t: &Tree, args: &[&str]) -> (i32, Value) {
         .lines()
         .last()
         .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("{args:?}: no JSON: {said}{}", String::from_utf8_lossy(&out.stderr)));
+        .unwrap_or_else(|| {
+            panic!(
+                "{args:?}: no JSON: {said}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     (out.status.code().unwrap_or(-1), v)
 }
 
@@ -2039,7 +2047,12 @@ fn start_stop_restart_and_a_pause_that_is_neither_restarted_nor_alerted() {
     let t0 = Instant::now();
 
     let (code, out) = verb(&t, &["start"]);
-    assert_eq!((code, out["reached"].as_str()), (0, Some("running")), "{out}\n{}", t.log());
+    assert_eq!(
+        (code, out["reached"].as_str()),
+        (0, Some("running")),
+        "{out}\n{}",
+        t.log()
+    );
     let first = out["main_pid"].as_i64().unwrap() as i32;
     assert!(alive(first));
     let (code, out) = verb(&t, &["start"]);
@@ -2067,7 +2080,10 @@ fn start_stop_restart_and_a_pause_that_is_neither_restarted_nor_alerted() {
     let third = out["main_pid"].as_i64().unwrap() as i32;
     fs::write(t.path("code/PAUSE_AUTOMATIONS"), "").unwrap();
     let (code, out) = verb(&t, &["restart"]);
-    assert_eq!(code, 1, "a restart that leaves the bot down is not success: {out}");
+    assert_eq!(
+        code, 1,
+        "a restart that leaves the bot down is not success: {out}"
+    );
     assert_eq!(out["reached"], "paused", "{out}");
     assert_eq!(out["pause"]["made_by"], "by hand", "{out}");
     assert!(!alive(third));
@@ -2085,7 +2101,12 @@ fn start_stop_restart_and_a_pause_that_is_neither_restarted_nor_alerted() {
         .env("JARVIS_TEXTFILE_DIR", &prom)
         .output()
         .unwrap();
-    assert_eq!(rec.status.code(), Some(0), "{}", String::from_utf8_lossy(&rec.stderr));
+    assert_eq!(
+        rec.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&rec.stderr)
+    );
     let metrics = fs::read_to_string(prom.join("jarvis_supervisor.prom")).unwrap();
     assert!(metrics.contains("\njarvis_supervisor_paused 1\n"), "{metrics}");
     assert!(metrics.contains("\njarvis_supervisor_verdict 0\n"), "{metrics}");
@@ -2131,7 +2152,11 @@ fn start_stop_restart_and_a_pause_that_is_neither_restarted_nor_alerted() {
     assert_eq!(code, 0);
     let (code, _) = verb(&t, &["stop"]);
     assert_eq!(code, 0);
-    assert!(!t.path("alerted").exists(), "an alert ran: {:?}", fs::read_to_string(t.path("alerted")));
+    assert!(
+        !t.path("alerted").exists(),
+        "an alert ran: {:?}",
+        fs::read_to_string(t.path("alerted"))
+    );
     println!(
         "figures: 5 starts, 3 skipped starts, 0 alerts, in {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -2148,7 +2173,10 @@ fn a_start_that_crashes_is_not_success_and_says_why() {
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.contains("start: FAILED"), "{said}");
     assert!(said.contains("crashed while starting"), "{said}");
-    assert!(said.contains("status=1"), "the engine's own line about the exit: {said}");
+    assert!(
+        said.contains("status=1"),
+        "the engine's own line about the exit: {said}"
+    );
     let (code, _) = verb(&t, &["stop"]);
     assert_eq!(code, 0);
 }
@@ -2180,7 +2208,12 @@ fn a_program_that_pauses_itself_is_started_once_and_ends_paused() {
     let st = t.wait_state("stopped", 10, |s| s["result"] == "exec-condition");
     assert_eq!(st["n_restarts"], 1, "{st}");
     assert_eq!(starts(&t), 1);
-    assert!(t.log().contains("[Jarvis] Automations paused. Supervisor will not start."), "{}", t.log());
+    assert!(
+        t.log()
+            .contains("[Jarvis] Automations paused. Supervisor will not start."),
+        "{}",
+        t.log()
+    );
     let engine_log = fs::read_to_string(t.path("run/jarvis-supervisor-run/engine.log")).unwrap();
     assert!(engine_log.contains("result protocol; restart 1"), "{engine_log}");
     assert!(engine_log.contains("start skipped"), "{engine_log}");

@@ -7,8 +7,8 @@
 use crate::cli::PauseArgs;
 use crate::control::{self, Target};
 use crate::error::Result;
-use crate::pause::{self, Made};
 use crate::paths::Paths;
+use crate::pause::{self, Made};
 
 pub fn run(paths: &Paths, args: &PauseArgs) -> Result<i32> {
     let t = Target::new(paths, args.unit.as_deref());

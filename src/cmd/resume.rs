@@ -7,8 +7,8 @@
 use crate::cli::StartArgs;
 use crate::control::{self, Target};
 use crate::error::{Error, Result};
-use crate::pause;
 use crate::paths::Paths;
+use crate::pause;
 
 pub fn run(paths: &Paths, args: &StartArgs) -> Result<i32> {
     let t = Target::new(paths, args.unit.as_deref());

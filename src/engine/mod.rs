@@ -969,8 +969,7 @@ impl Engine {
                     self.finish_stopped();
                 } else if status.success() {
                     self.run_condition(i + 1);
-                } else if child.kill_reason.is_none()
-                    && status.code().is_some_and(|c| (1..=254).contains(&c))
+                } else if child.kill_reason.is_none() && status.code().is_some_and(|c| (1..=254).contains(&c))
                 {
                     self.skipped(&argv, &status);
                 } else {

@@ -73,7 +73,10 @@ fn settled_paused(c: &Container, suite: Suite) -> bool {
 fn stays_paused(c: &Container, name: &str, suite: Suite, starts_before: usize) {
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(3) {
-        assert!(starts(c) <= starts_before, "{name}: the paused bot was started again");
+        assert!(
+            starts(c) <= starts_before,
+            "{name}: the paused bot was started again"
+        );
         assert_eq!(bots(c), 0, "{name}: a bot process runs while paused");
         if suite.has_systemd() {
             let state = c.prop(UNIT, "ActiveState");
@@ -85,7 +88,11 @@ fn stays_paused(c: &Container, name: &str, suite: Suite, starts_before: usize) {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_ne!(c.sh(&format!("test -e {ALERTED}")).status, 0, "{name}: an alert ran");
+    assert_ne!(
+        c.sh(&format!("test -e {ALERTED}")).status,
+        0,
+        "{name}: an alert ran"
+    );
 }
 
 fn scenario(suite: Suite) {
@@ -101,23 +108,37 @@ fn scenario(suite: Suite) {
     );
     let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
     assert_eq!(out.status, 0, "{name}: {}", out.all());
-    c.wait_for(&format!("{name}: the bot after install"), Duration::from_secs(60), |c| {
-        status(c).1["state"] == "active"
-    });
+    c.wait_for(
+        &format!("{name}: the bot after install"),
+        Duration::from_secs(60),
+        |c| status(c).1["state"] == "active",
+    );
     let first = status(&c).1["main_pid"].as_u64().unwrap();
 
     // Acceptance 6: the verbs on this engine.
     let (code, out) = verb(&c, name, "restart");
-    assert_eq!((code, out["reached"].as_str()), (0, Some("running")), "{name}: {out}");
+    assert_eq!(
+        (code, out["reached"].as_str()),
+        (0, Some("running")),
+        "{name}: {out}"
+    );
     let second = out["main_pid"].as_u64().unwrap();
     assert_ne!(second, first, "{name}: restart must give a new main pid");
     let (code, out) = verb(&c, name, "stop");
-    assert_eq!((code, out["reached"].as_str()), (0, Some("stopped")), "{name}: {out}");
+    assert_eq!(
+        (code, out["reached"].as_str()),
+        (0, Some("stopped")),
+        "{name}: {out}"
+    );
     assert_eq!(bots(&c), 0, "{name}: stop left a bot running");
     let (code, out) = verb(&c, name, "stop");
     assert_eq!(code, 0, "{name}: a second stop: {out}");
     let (code, out) = verb(&c, name, "start");
-    assert_eq!((code, out["reached"].as_str()), (0, Some("running")), "{name}: {out}");
+    assert_eq!(
+        (code, out["reached"].as_str()),
+        (0, Some("running")),
+        "{name}: {out}"
+    );
     assert_eq!(bots(&c), 1);
     println!(
         "figures: {name}: restart {second} after {first}, start {} ({:.1} s)",
@@ -129,7 +150,10 @@ fn scenario(suite: Suite) {
     c.ok(&format!("touch {CODE}/PAUSE_AUTOMATIONS"));
     let t0 = Instant::now();
     let (code, out) = verb(&c, name, "restart");
-    assert_eq!(code, 1, "{name}: a restart that ends paused is not success: {out}");
+    assert_eq!(
+        code, 1,
+        "{name}: a restart that ends paused is not success: {out}"
+    );
     assert_eq!(out["reached"], "paused", "{name}: {out}");
     c.wait_for(&format!("{name}: settled paused"), Duration::from_secs(60), |c| {
         settled_paused(c, suite)
@@ -149,14 +173,26 @@ fn scenario(suite: Suite) {
     );
     c.ok(&format!("rm {CODE}/PAUSE_AUTOMATIONS"));
     let (code, out) = verb(&c, name, "start");
-    assert_eq!((code, out["reached"].as_str()), (0, Some("running")), "{name}: {out}");
+    assert_eq!(
+        (code, out["reached"].as_str()),
+        (0, Some("running")),
+        "{name}: {out}"
+    );
 
     // The same with jarvisctl pause and resume.
     let (code, out) = verb(&c, name, "pause --reason exchange-maintenance");
-    assert_eq!((code, out["reached"].as_str()), (0, Some("stopped")), "{name}: {out}");
+    assert_eq!(
+        (code, out["reached"].as_str()),
+        (0, Some("stopped")),
+        "{name}: {out}"
+    );
     assert_eq!(bots(&c), 0);
     let owner = c.ok(&format!("stat -c %U {CODE}/PAUSE_AUTOMATIONS"));
-    assert_eq!(owner.trim(), "jarvis", "{name}: the pause file is the service user's");
+    assert_eq!(
+        owner.trim(),
+        "jarvis",
+        "{name}: the pause file is the service user's"
+    );
     let n = starts(&c);
     let (code, st) = status(&c);
     assert_eq!((code, st["state"].as_str()), (0, Some("paused")), "{name}: {st}");
@@ -166,22 +202,39 @@ fn scenario(suite: Suite) {
     // A reboot keeps it paused.
     c.poweroff();
     c.start();
-    c.wait_for(&format!("{name}: the skipped start at boot"), Duration::from_secs(90), |c| {
-        settled_paused(c, suite)
-    });
+    c.wait_for(
+        &format!("{name}: the skipped start at boot"),
+        Duration::from_secs(90),
+        |c| settled_paused(c, suite),
+    );
     stays_paused(&c, name, suite, n);
     let (code, st) = status(&c);
-    assert_eq!((code, st["state"].as_str()), (0, Some("paused")), "{name}: after reboot: {st}");
+    assert_eq!(
+        (code, st["state"].as_str()),
+        (0, Some("paused")),
+        "{name}: after reboot: {st}"
+    );
 
     let (code, out) = verb(&c, name, "resume");
-    assert_eq!((code, out["reached"].as_str()), (0, Some("running")), "{name}: {out}");
+    assert_eq!(
+        (code, out["reached"].as_str()),
+        (0, Some("running")),
+        "{name}: {out}"
+    );
     assert_eq!(bots(&c), 1);
     let (code, st) = status(&c);
     assert!(st["pause"].is_null(), "{name}: {st}");
     assert_eq!(st["state"], "active", "{name}: {code} {st}");
     assert!(metrics(&c).contains("\njarvis_supervisor_paused 0\n"));
-    assert_ne!(c.sh(&format!("test -e {ALERTED}")).status, 0, "{name}: an alert ran");
-    println!("figures: {name}: whole scenario with a reboot in {:.0} s", t_all.elapsed().as_secs_f64());
+    assert_ne!(
+        c.sh(&format!("test -e {ALERTED}")).status,
+        0,
+        "{name}: an alert ran"
+    );
+    println!(
+        "figures: {name}: whole scenario with a reboot in {:.0} s",
+        t_all.elapsed().as_secs_f64()
+    );
 }
 
 pub fn both_engines() {

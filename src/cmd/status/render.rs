@@ -151,7 +151,10 @@ pub(super) fn print_human(st: &Status) {
     let verdict = verdict_word(st.verdict);
     let mut reasons = st.reasons.clone();
     if st.state == "paused" {
-        reasons.insert(0, "paused on purpose, not trading (start it: jarvisctl resume)".into());
+        reasons.insert(
+            0,
+            "paused on purpose, not trading (start it: jarvisctl resume)".into(),
+        );
     }
     let why = if reasons.is_empty() {
         String::new()
