@@ -101,13 +101,14 @@ fn scenario(suite: Suite) {
     let mut c = Container::boot(suite);
     deploy_standin(&c);
     c.ok(&format!("echo STANDIN_START_LOG=data/starts.log >> {CODE}/.env"));
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "{name}: {}", out.all());
+    // A conffile of the package: written once it is installed.
     c.ok("mkdir -p /etc/jarvis-supervisor");
     c.write(
         "/etc/jarvis-supervisor/heartbeat.conf",
         &format!("on_failure = echo \"$JARVIS_ALERT_REASON\" >> {ALERTED}\n"),
     );
-    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
-    assert_eq!(out.status, 0, "{name}: {}", out.all());
     c.wait_for(
         &format!("{name}: the bot after install"),
         Duration::from_secs(60),
