@@ -17,6 +17,7 @@ use super::{apt_install, deploy_standin, on_suites, pkg, CODE, UNIT};
 const STARTS: &str = "/home/jarvis/Jarvis/data/starts.log";
 const ALERTED: &str = "/srv/alert.txt";
 const PROM: &str = "/var/tmp/prom";
+const DROPIN: &str = "/etc/systemd/system/jarvis-supervisor.service.d/50-test.conf";
 
 fn starts(c: &Container) -> usize {
     c.sh(&format!("cat {STARTS}")).stdout.lines().count()
@@ -227,6 +228,63 @@ fn scenario(suite: Suite) {
     assert!(st["pause"].is_null(), "{name}: {st}");
     assert_eq!(st["state"], "active", "{name}: {code} {st}");
     assert!(metrics(&c).contains("\njarvis_supervisor_paused 0\n"));
+
+    // The program pauses itself although the condition let it start (a
+    // condition that says yes once): its exit 0 before READY (systemd:
+    // Result=protocol) is restarted once, and that start's condition skips
+    // it. One start, then paused, no alert.
+    let (code, _) = verb(&c, name, "stop");
+    assert_eq!(code, 0);
+    c.write(
+        DROPIN,
+        &format!(
+            "[Service]\nExecCondition=\nExecCondition=/bin/sh -c 'test -e {CODE}/data/once || {{ touch {CODE}/data/once; exit 0; }}; exec /usr/bin/jarvisctl condition'\n"
+        ),
+    );
+    if suite.has_systemd() {
+        c.ok("systemctl daemon-reload");
+    }
+    c.ok(&format!("touch {CODE}/PAUSE_AUTOMATIONS"));
+    let n = starts(&c);
+    let (code, out) = verb(&c, name, "start");
+    assert_eq!(
+        (code, out["reached"].as_str()),
+        (1, Some("paused")),
+        "{name}: {out}"
+    );
+    c.wait_for(
+        &format!("{name}: paused after its own exit"),
+        Duration::from_secs(60),
+        |c| settled_paused(c, suite),
+    );
+    stays_paused(&c, name, suite, n + 1);
+    assert_eq!(
+        starts(&c),
+        n + 1,
+        "{name}: started once, paused itself, not restarted into the program"
+    );
+    let said = if suite.has_systemd() {
+        c.ok(&format!("journalctl -b -u {UNIT} -o cat --no-pager | tail -n 30"))
+    } else {
+        c.ok("tail -n 30 /run/jarvis-supervisor-run/engine.log")
+    };
+    assert!(
+        said.contains("protocol"),
+        "{name}: no protocol failure recorded:\n{said}"
+    );
+    println!("figures: {name}: the program's own pause, what the engine said:\n{said}");
+    c.ok(&format!(
+        "rm -f {DROPIN} {CODE}/data/once {CODE}/PAUSE_AUTOMATIONS"
+    ));
+    if suite.has_systemd() {
+        c.ok("systemctl daemon-reload");
+    }
+    let (code, out) = verb(&c, name, "start");
+    assert_eq!(
+        (code, out["reached"].as_str()),
+        (0, Some("running")),
+        "{name}: {out}"
+    );
     assert_ne!(
         c.sh(&format!("test -e {ALERTED}")).status,
         0,
