@@ -153,7 +153,7 @@ impl Outcome {
                 Reached::Failed => format!("FAILED ({}, result {})", self.state, self.result),
                 Reached::TimedOut => format!("still {} after the wait", self.state),
             };
-            println!("{}: {what} under {engine} in {:.1} s", self.action, self.seconds);
+            println!("{}: {what} ({engine}, {:.1} s)", self.action, self.seconds);
             if let Some(p) = &self.pause {
                 println!("{}: {}", self.action, p.describe());
             }
