@@ -23,7 +23,8 @@ macro_rules! examples {
 /// not start (check), reports its health and logs (status, logs), ships the
 /// bot's code to hosts over ssh (deploy), manages the bot's Python
 /// environment (venv), and supervises the bot from the same unit file on a
-/// host without systemd (run, stop). The systemd unit runs it too: backoff
+/// host without systemd (run); start, stop, restart, pause and resume
+/// act on whichever engine runs it. The systemd unit runs it too: backoff
 /// and check --preflight before each start, venv exec as the start itself,
 /// status --record every 5 minutes, alert when the service gives up.
 ///
@@ -92,12 +93,50 @@ pub enum Command {
         "sudo jarvisctl run --unit ./jarvis-supervisor.service",
     ))]
     Run(RunArgs),
-    /// Stop a running `jarvisctl run` gracefully (SIGTERM, then wait).
+    /// Start the bot on whichever engine runs it (systemd, else jarvisctl
+    /// run) and wait until it is ready. Exit 0 when it runs, 1 with the
+    /// reason when it failed, crashed at start, is paused, or was not ready
+    /// within TimeoutStartSec= + 10 s.
+    #[command(after_help = examples!(
+        "sudo jarvisctl start",
+        "sudo jarvisctl start --json",
+    ))]
+    Start(StartArgs),
+    /// Stop the bot on whichever engine runs it (systemd, else jarvisctl
+    /// run) gracefully, and wait. Exit 0 when nothing of it runs, 1 when it
+    /// still runs after TimeoutStopSec= + 10 s.
     #[command(after_help = examples!(
         "sudo jarvisctl stop",
         "sudo jarvisctl stop --timeout 30",
     ))]
     Stop(StopArgs),
+    /// Stop and start the bot, and wait until a new main process is ready.
+    /// Exit 0 when it runs with a new pid, 1 with the reason otherwise.
+    #[command(after_help = examples!(
+        "sudo jarvisctl restart",
+        "sudo jarvisctl restart --json",
+    ))]
+    Restart(StartArgs),
+    /// Stop trading safely with the program's own switch: make
+    /// PAUSE_AUTOMATIONS in the code root, record who and why, stop the bot.
+    /// A paused bot is not started again (at boot either) and raises no
+    /// alert; status says paused.
+    #[command(after_help = examples!(
+        "sudo jarvisctl pause --reason \"exchange maintenance\"",
+        "sudo jarvisctl pause --json",
+    ))]
+    Pause(PauseArgs),
+    /// Undo a pause (jarvisctl pause, or the file made by hand): remove
+    /// PAUSE_AUTOMATIONS, start the bot and wait until it is ready.
+    #[command(after_help = examples!(
+        "sudo jarvisctl resume",
+        "sudo jarvisctl resume --json",
+    ))]
+    Resume(StartArgs),
+    /// Internal: the unit's ExecCondition=, run as the service user in the
+    /// code root; exit 1 (start skipped) when the program's pause switch is set.
+    #[command(hide = true)]
+    Condition,
     /// The bot's output and its own logs/*.log, in time order, on both
     /// engines, every .env value masked (like pm2 logs / supervisorctl tail).
     #[command(after_help = examples!(
@@ -336,13 +375,48 @@ pub struct AlertArgs {
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
-    /// The unit whose TimeoutStopSec= bounds the wait (default: the
-    /// installed unit).
+    /// Act on `jarvisctl run --unit FILE` (the fallback engine with that
+    /// unit) instead of the installed service.
     #[arg(long, value_name = "FILE")]
     pub unit: Option<PathBuf>,
     /// Wait at most this long, in seconds (default: TimeoutStopSec= + 10).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Act on `jarvisctl run --unit FILE` (the fallback engine with that
+    /// unit) instead of the installed service.
+    #[arg(long, value_name = "FILE")]
+    pub unit: Option<PathBuf>,
+    /// Wait at most this long for readiness, in seconds (default:
+    /// TimeoutStartSec= + 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// Why, kept with who paused it and when (status shows it).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Act on `jarvisctl run --unit FILE` instead of the installed service.
+    #[arg(long, value_name = "FILE")]
+    pub unit: Option<PathBuf>,
+    /// Wait at most this long for the stop, in seconds (default:
+    /// TimeoutStopSec= + 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

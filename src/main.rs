@@ -8,6 +8,7 @@
 mod cli;
 mod cmd;
 mod components;
+mod control;
 mod drift;
 // The event loop runs in its own binary, jarvis-engine (engine_main.rs):
 // jarvisctl uses the engine's unit reading, constants and state file, and
@@ -23,6 +24,7 @@ mod listener;
 mod manifest;
 mod output;
 mod paths;
+mod pause;
 mod provision;
 mod recent;
 mod report;

@@ -17,6 +17,7 @@ pub const HONOURED: &[(&str, &str)] = &[
     ("Service", "WorkingDirectory"),
     ("Service", "Environment"),
     ("Service", "EnvironmentFile"),
+    ("Service", "ExecCondition"),
     ("Service", "ExecStartPre"),
     ("Service", "ExecStart"),
     ("Service", "Restart"),

@@ -454,3 +454,64 @@ fn every_input_in_the_findings_table_panics_nothing() {
     ran.no_panic("run with huge time spans");
     assert_eq!(ran.out.status.code(), Some(0), "{}", ran.all());
 }
+
+/// `jarvisctl pause` and `resume` make and remove a file in the code root,
+/// which the service user writes. A link planted under the pause file's
+/// name is neither written through nor followed by the removal, and a code
+/// root swapped for a link to a root directory is refused: nothing outside
+/// the service's tree changes.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn pause_and_resume_never_write_or_remove_through_a_planted_link() {
+    let h = Host::new();
+    let before = h.target();
+    let shadow = fs::read(h.path("root-only/shadow")).unwrap();
+    let code = h.path("home/jarvis/Jarvis");
+    as_nobody(&format!(
+        "ln -s {} {}/PAUSE_AUTOMATIONS",
+        h.path("root-only/shadow").display(),
+        code.display()
+    ));
+    let jarvisctl = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .arg("--root")
+            .arg(h.dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = jarvisctl(&["pause", "--reason", "attack"]);
+    let all = text(&out);
+    assert!(all.contains("was already there; kept"), "{all}");
+    assert_eq!(fs::read(h.path("root-only/shadow")).unwrap(), shadow);
+    assert_eq!(h.target(), before, "the root file's owner or mode changed");
+    let out = jarvisctl(&["resume"]);
+    assert!(
+        fs::symlink_metadata(code.join("PAUSE_AUTOMATIONS")).is_err(),
+        "the link stays: {}",
+        text(&out)
+    );
+    assert_eq!(
+        fs::read(h.path("root-only/shadow")).unwrap(),
+        shadow,
+        "resume removed or changed the link's target"
+    );
+    assert_eq!(h.target(), before);
+
+    // The code root itself swapped for a link to a root-only directory.
+    as_nobody(&format!(
+        "mv {c} {c}.away && ln -s {} {c}",
+        h.path("root-only").display(),
+        c = code.display()
+    ));
+    let out = jarvisctl(&["pause"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("refused"), "{all}");
+    assert!(
+        !h.path("root-only/PAUSE_AUTOMATIONS").exists(),
+        "pause wrote into a root directory"
+    );
+    let _ = fs::remove_file(&code);
+    fs::rename(h.path("home/jarvis/Jarvis.away"), &code).unwrap();
+}

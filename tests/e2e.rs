@@ -23,6 +23,8 @@ mod logs;
 mod manifests;
 #[path = "e2e/monitoring.rs"]
 mod monitoring;
+#[path = "e2e/pause.rs"]
+mod pause;
 #[path = "e2e/python_env.rs"]
 mod python_env;
 #[path = "e2e/status.rs"]
@@ -136,6 +138,12 @@ fn a_give_up_pings_fail_and_runs_on_failure_within_5s_on_both_engines() {
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn a_busy_bots_newest_lines_give_status_and_logs_on_both_engines() {
     busy::both_engines();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn start_stop_restart_and_pause_resume_on_both_engines_and_across_a_reboot() {
+    pause::both_engines();
 }
 
 #[test]

@@ -23,6 +23,9 @@ remove_generated() {
     rm -f /etc/logrotate.d/jarvis-code-root
     # jarvisctl status --record (the health timer): the memory history.
     rm -f /var/lib/jarvis-supervisor/samples.jsonl
+    # jarvisctl pause: who paused the bot and why (the pause file itself is
+    # in the code root, the operator's switch, and stays).
+    rm -f /var/lib/jarvis-supervisor/pause.json
     # jarvisctl run (hosts without systemd): lock, pid file, process group,
     # notify socket, state and its own log.
     for f in run.lock run.pid run.group notify state.json .state.json.tmp engine.log; do

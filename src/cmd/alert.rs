@@ -23,6 +23,14 @@ use crate::paths::{Paths, UNIT};
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn run(paths: &Paths, args: &AlertArgs) -> Result<i32> {
+    // A pause is the operator's choice, never a failure to alert about,
+    // however the engine ended (a skipped start, or the program's own exit
+    // 0 before READY, which systemd records as a protocol failure).
+    let unit = crate::unit::Unit::load(paths).ok();
+    if let Some(p) = unit.and_then(|u| crate::pause::detect(paths, &u)) {
+        println!("alert: {}: no alert", p.describe());
+        return Ok(0);
+    }
     let conf = heartbeat::read_conf(&paths.host(Path::new(heartbeat::CONF)))?;
     let reason = match &args.reason {
         Some(r) => r.clone(),

@@ -4,13 +4,18 @@
 pub(crate) mod alert;
 mod backoff;
 mod check;
+mod condition;
 mod configure;
 mod deploy;
 mod env;
 mod exec_helper;
 mod logs;
+mod pause;
+mod restart;
+mod resume;
 mod run;
 mod setup;
+mod start;
 pub(crate) mod status;
 mod stop;
 mod venv;
@@ -29,7 +34,12 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Configure(args) => configure::run(&paths, &args),
         Command::Backoff(args) => backoff::run(&args),
         Command::Run(args) => run::run(&paths, &args),
+        Command::Start(args) => start::run(&paths, &args),
         Command::Stop(args) => stop::run(&paths, &args),
+        Command::Restart(args) => restart::run(&paths, &args),
+        Command::Pause(args) => pause::run(&paths, &args),
+        Command::Resume(args) => resume::run(&paths, &args),
+        Command::Condition => condition::run(),
         Command::Alert(args) => alert::run(&paths, &args),
         Command::Logs(args) => logs::run(&paths, &args),
         Command::Deploy(args) => deploy::run(&paths, &args),

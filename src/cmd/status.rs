@@ -197,6 +197,7 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
         sight.note(&mut st, Hidden::Journal, "the journal");
         st.restarts_24h = None;
     }
+    paused(paths, unit.as_ref(), &mut st);
     // Both engines give the age of the last ping (of READY before the first).
     if let (Some(age), Some(per)) = (st.watchdog.last_ping_age_s, st.watchdog.period_s) {
         if age > per / 2.0 {
@@ -465,6 +466,30 @@ fn systemd_crash_loop(p: &BTreeMap<String, String>, result: &str, window_s: f64)
             .then(|| crashloop::describe_result(result, num(p, "ExecMainStatus")))
     });
     c
+}
+
+/// A bot stopped by the program's own pause switch is "paused", and OK:
+/// the operator chose it, so no monitor pages for it and the heartbeat
+/// stays green; `jarvis_supervisor_paused` and this state say it. The
+/// engine's view of that stop (inactive, a skipped start, or the notify
+/// protocol failure of the program's own exit 0) is replaced. A switch set
+/// while the bot still runs is a WARNING: it takes effect at the next start.
+fn paused(paths: &Paths, unit: Option<&Unit>, st: &mut Status) {
+    let Some(p) = unit.and_then(|u| crate::pause::detect(paths, u)) else {
+        return;
+    };
+    if st.main_pid.is_none() && st.state != "active" {
+        st.state = "paused".into();
+        st.verdict = Verdict::Ok;
+        st.reasons.clear();
+    } else {
+        raise(
+            st,
+            Verdict::Warning,
+            "the pause switch is set but the bot still runs: it pauses at its next start (stop it now: jarvisctl pause)".into(),
+        );
+    }
+    st.pause = Some(p);
 }
 
 fn raise(st: &mut Status, v: Verdict, why: String) {

@@ -114,6 +114,7 @@ enum Timer {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
+    Condition(usize),
     Pre(usize),
     Main,
 }
@@ -562,7 +563,51 @@ impl Engine {
             self.after_failed_start("exit-code", None);
             return;
         }
-        self.run_pre(0);
+        self.run_condition(0);
+    }
+
+    /// `ExecCondition=` commands in turn, then the start proper.
+    fn run_condition(&mut self, idx: usize) {
+        if self.stop_requested {
+            self.finish_stopped();
+            return;
+        }
+        let Some(line) = self.svc.exec_condition.get(idx) else {
+            self.run_pre(0);
+            return;
+        };
+        let argv = line.argv.clone();
+        match self.spawn(&argv, Role::Condition(idx)) {
+            Ok(pid) => {
+                self.child = Some(Child {
+                    pid,
+                    role: Role::Condition(idx),
+                    kill_reason: None,
+                });
+                self.set_start_timer();
+            }
+            Err(e) => {
+                say!("{e}");
+                self.after_failed_start("exit-code", None);
+            }
+        }
+    }
+
+    /// An `ExecCondition=` said no (exit 1-254): as systemd, the start is
+    /// skipped, which is no failure: no restart, no alert; the engine ends.
+    fn skipped(&mut self, argv: &[String], status: &std::process::ExitStatus) {
+        say!(
+            "ExecCondition={} exited, {}: start skipped (not a failure; no restart)",
+            argv.join(" "),
+            describe(status)
+        );
+        self.timer = None;
+        self.remove_runtime_dirs(true);
+        self.st.state = "stopped".into();
+        self.st.result = "exec-condition".into();
+        self.st.main_pid = None;
+        self.save();
+        self.done = Some(0);
     }
 
     fn run_pre(&mut self, idx: usize) {
@@ -682,6 +727,7 @@ impl Engine {
         if let Some(why) = crate::envfile::exec_refusal(out.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
             let what = match role {
                 Role::Main => "ExecStart=".to_string(),
+                Role::Condition(i) => format!("ExecCondition= #{}", i + 1),
                 Role::Pre(i) => format!("ExecStartPre= #{}", i + 1),
             };
             return Err(Error::new(format!("cannot start {what}: the environment is too large: {why}"))
@@ -717,7 +763,7 @@ impl Engine {
         };
         let watchdog = match role {
             Role::Main => self.watchdog.map(|w| w.as_micros()),
-            Role::Pre(_) => None,
+            Role::Pre(_) | Role::Condition(_) => None,
         };
         let cannot = |e: std::io::Error| Error::new(format!("cannot start {}: {e}", argv.join(" ")));
         let launch = spawn::Launch::new(
@@ -932,6 +978,25 @@ impl Engine {
     fn after_exit(&mut self, child: Child, status: std::process::ExitStatus) {
         self.timer = None;
         match child.role {
+            Role::Condition(i) => {
+                let argv = self.svc.exec_condition[i].argv.clone();
+                if self.stop_requested {
+                    self.finish_stopped();
+                } else if status.success() {
+                    self.run_condition(i + 1);
+                } else if child.kill_reason.is_none() && status.code().is_some_and(|c| (1..=254).contains(&c))
+                {
+                    self.skipped(&argv, &status);
+                } else {
+                    say!("ExecCondition={} exited, {}", argv.join(" "), describe(&status));
+                    let result = child.kill_reason.unwrap_or(if status.code().is_some() {
+                        "exit-code"
+                    } else {
+                        "signal"
+                    });
+                    self.after_failed_start(result, Some(&status));
+                }
+            }
             Role::Pre(i) => {
                 let line: &ExecLine = &self.svc.exec_start_pre[i];
                 let ok = status.success() || (line.ignore_failure && child.kill_reason.is_none());
@@ -961,10 +1026,15 @@ impl Engine {
                     self.finish_stopped();
                     return;
                 }
+                let before_ready = self.svc.kind == Kind::Notify && self.st.state == "starting";
                 let oom = self.oom_killed();
                 let result = match child.kill_reason {
                     Some(r) => r,
                     None if status.signal() == Some(Signal::SIGKILL as i32) && oom => "oom-kill",
+                    // As systemd: a clean exit before READY=1 breaks the
+                    // notify protocol (the program's own pause does this;
+                    // the restart's ExecCondition= then skips the start).
+                    None if before_ready && status.code() == Some(0) => "protocol",
                     None if is_clean(&status) => "success",
                     None if status.code().is_some() => "exit-code",
                     None => "signal",

@@ -51,6 +51,8 @@ pub struct Service {
     pub description: Option<String>,
     pub kind: Kind,
     pub notify_access: NotifyAccess,
+    /// `ExecCondition=`: exit 1-254 skips the start (not a failure).
+    pub exec_condition: Vec<ExecLine>,
     pub exec_start_pre: Vec<ExecLine>,
     pub exec_start: ExecLine,
     pub working_directory: Option<ServicePath>,
@@ -181,6 +183,11 @@ impl Service {
                 .with_code(exit::USAGE));
         };
         let exec_start = exec_line("ExecStart", &start)?;
+        let exec_condition = unit
+            .values("Service", "ExecCondition")
+            .iter()
+            .map(|v| exec_line("ExecCondition", v))
+            .collect::<Result<Vec<_>>>()?;
         let exec_start_pre = unit
             .values("Service", "ExecStartPre")
             .iter()
@@ -279,6 +286,7 @@ impl Service {
             description: unit.last("Unit", "Description"),
             kind,
             notify_access,
+            exec_condition,
             exec_start_pre,
             exec_start,
             working_directory: unit.working_directory(),

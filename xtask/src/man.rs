@@ -166,6 +166,10 @@ const FILES: Section = Section {
             "The memory history of status --record and --trend.",
         ),
         (
+            "/var/lib/jarvis-supervisor/pause.json",
+            "Who paused the bot with jarvisctl pause, when and why; removed by resume.",
+        ),
+        (
             "/var/lib/jarvis-supervisor/deploys/",
             "On each host, deploy's history; the packages and wheelhouses it installed are kept beside it, \
              in packages/ and wheelhouses/.",

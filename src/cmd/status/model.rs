@@ -46,7 +46,7 @@ pub struct Status {
     pub exit_code: i32,
     /// Why the verdict is not OK, one sentence each.
     pub reasons: Vec<String>,
-    /// active, activating, restarting, failed, inactive, not-installed, unknown.
+    /// active, activating, restarting, failed, inactive, paused, not-installed, unknown.
     pub state: String,
     pub active_state: String,
     pub sub_state: String,
@@ -84,6 +84,9 @@ pub struct Status {
     /// What could not be read as the user status ran as (a monitoring user
     /// without sudo); what comes from it is null or empty, never a zero.
     pub not_visible: Vec<NotVisible>,
+    /// The program's own pause switch, when set (state "paused" while the
+    /// bot is down): which switch, who set it and since when.
+    pub pause: Option<crate::pause::Pause>,
 }
 
 /// A bot that is restarting instead of running (see `status/crashloop.rs`).

@@ -153,10 +153,17 @@ fn defused(st: &Status) -> Status {
 pub(super) fn print_human(st: &Status) {
     let st = &defused(st);
     let verdict = verdict_word(st.verdict);
-    let why = if st.reasons.is_empty() {
+    let mut reasons = st.reasons.clone();
+    if st.state == "paused" {
+        reasons.insert(
+            0,
+            "paused on purpose, not trading (start it: jarvisctl resume)".into(),
+        );
+    }
+    let why = if reasons.is_empty() {
         String::new()
     } else {
-        format!(": {}", st.reasons.join("; "))
+        format!(": {}", reasons.join("; "))
     };
     let perf = perfdata(st);
     // A partial view says so where a monitor shows it.
@@ -190,6 +197,9 @@ pub(super) fn print_human(st: &Status) {
     println!("{state}");
     for n in &st.not_visible {
         println!("{}", crate::output::printable(&n.message));
+    }
+    if let Some(p) = &st.pause {
+        println!("pause: {}", p.describe().trim_start_matches("paused: "));
     }
     if st.state == "not-installed" || st.state == "unknown" {
         return;

@@ -76,6 +76,11 @@ pub fn render(st: &Status) -> String {
         one(Some(f64::from(u8::from(st.state == "active")))),
     );
     gauge(
+        "paused",
+        "1 when the program's own pause switch is set (PAUSE_AUTOMATIONS or JARVIS_PAUSE_AUTOMATIONS), else 0.",
+        one(Some(f64::from(u8::from(st.pause.is_some())))),
+    );
+    gauge(
         "verdict",
         "The status verdict: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
         one(Some(f64::from(st.exit_code))),

@@ -1,0 +1,17 @@
+//! `jarvisctl restart`: stop and start the bot on whichever engine runs it,
+//! and wait until a new main process is ready. Exit 1 when it is not.
+
+use crate::cli::StartArgs;
+use crate::control::{self, Target};
+use crate::error::Result;
+use crate::paths::Paths;
+
+pub fn run(paths: &Paths, args: &StartArgs) -> Result<i32> {
+    let t = Target::new(paths, args.unit.as_deref());
+    let out = control::restart(
+        &t,
+        control::start_bound(&t, args.timeout),
+        control::stop_bound(&t, None),
+    );
+    Ok(out.report(args.json))
+}

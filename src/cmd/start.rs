@@ -1,0 +1,14 @@
+//! `jarvisctl start`: start the bot on whichever engine runs it, and wait
+//! until it is ready. Exit 1, with the reason, when it failed, crashed at
+//! start, is paused, or was not ready within TimeoutStartSec= + 10 s.
+
+use crate::cli::StartArgs;
+use crate::control::{self, Target};
+use crate::error::Result;
+use crate::paths::Paths;
+
+pub fn run(paths: &Paths, args: &StartArgs) -> Result<i32> {
+    let t = Target::new(paths, args.unit.as_deref());
+    let out = control::start(&t, control::start_bound(&t, args.timeout));
+    Ok(out.report(args.json))
+}

@@ -1,0 +1,573 @@
+//! Starting, stopping and restarting the bot on whichever engine runs it:
+//! systemd when it is this host's init, else the fallback engine
+//! (`jarvisctl run --daemon`). Every action waits for the state it asked
+//! for and reports what it saw; none says "done" while the bot is still in
+//! the state the user asked to leave. Shared by the `start`, `stop`,
+//! `restart`, `pause` and `resume` commands.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::Serialize;
+
+use crate::engine::service::Service;
+use crate::engine::state::StateFile;
+use crate::engine::{LOCK_FILE, PID_FILE, STATE_DIR};
+use crate::error::Result;
+use crate::paths::{Paths, UNIT};
+use crate::pause::Pause;
+use crate::unit::Unit;
+
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Who runs the bot on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    Systemd,
+    /// `jarvisctl run` (the init script starts it on a sysvinit host).
+    JarvisctlRun,
+}
+
+/// Where the verbs act: the engine, and the unit that bounds the waits.
+pub struct Target {
+    pub paths: Paths,
+    pub engine: Engine,
+    /// `--unit FILE`: the fallback engine with that unit (tests, by hand).
+    pub unit_file: Option<PathBuf>,
+}
+
+impl Target {
+    pub fn new(paths: &Paths, unit_file: Option<&Path>) -> Target {
+        // As `jarvisctl run` decides: with systemd running, the installed
+        // unit is systemd's.
+        let systemd = unit_file.is_none() && paths.host(Path::new("/run/systemd/system")).is_dir();
+        Target {
+            paths: paths.clone(),
+            engine: if systemd {
+                Engine::Systemd
+            } else {
+                Engine::JarvisctlRun
+            },
+            unit_file: unit_file.map(Path::to_path_buf),
+        }
+    }
+
+    pub fn unit(&self) -> Result<Unit> {
+        match &self.unit_file {
+            Some(f) => Unit::load_file(f),
+            None => Unit::load(&self.paths),
+        }
+    }
+
+    fn service(&self) -> Option<Service> {
+        self.unit().and_then(|u| Service::from_unit(&u)).ok()
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.paths.host(Path::new(STATE_DIR))
+    }
+}
+
+/// What an action ended in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reached {
+    /// Up and ready.
+    Running,
+    Stopped,
+    /// Not started: the program's pause switch is set.
+    Paused,
+    /// It failed, or crashed while starting.
+    Failed,
+    /// Still starting or stopping when the wait ran out.
+    TimedOut,
+}
+
+/// The report of one action (`--json` prints it as is).
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub action: &'static str,
+    pub engine: Engine,
+    /// Whether the bot is in the state that was asked for.
+    pub ok: bool,
+    pub reached: Reached,
+    pub main_pid: Option<u32>,
+    /// The main pid before the action (restart: it must differ).
+    pub previous_main_pid: Option<u32>,
+    /// The engine's own words for the end state (ActiveState/SubState,
+    /// or the engine's state), and its result.
+    pub state: String,
+    pub result: String,
+    pub seconds: f64,
+    /// What went wrong, one finding per line, each .env value masked.
+    pub reasons: Vec<String>,
+    pub pause: Option<Pause>,
+}
+
+impl Outcome {
+    fn new(action: &'static str, engine: Engine) -> Outcome {
+        Outcome {
+            action,
+            engine,
+            ok: false,
+            reached: Reached::Failed,
+            main_pid: None,
+            previous_main_pid: None,
+            state: String::new(),
+            result: String::new(),
+            seconds: 0.0,
+            reasons: Vec::new(),
+            pause: None,
+        }
+    }
+
+    /// Print (human: one line per finding) and give the exit code: 0 when
+    /// the asked state was reached, 1 otherwise.
+    pub fn report(&self, json: bool) -> i32 {
+        if json {
+            println!("{}", serde_json::to_string(self).unwrap_or_default());
+        } else {
+            let engine = match self.engine {
+                Engine::Systemd => "systemd",
+                Engine::JarvisctlRun => "jarvisctl run",
+            };
+            let pid = self
+                .main_pid
+                .map(|p| format!(", main pid {p}"))
+                .unwrap_or_default();
+            let what = match self.reached {
+                Reached::Running => format!("running{pid}"),
+                Reached::Stopped => match self.previous_main_pid {
+                    Some(p) => format!("stopped (main pid {p} was running)"),
+                    None => "stopped (it was not running)".into(),
+                },
+                Reached::Paused => "paused, not started".into(),
+                Reached::Failed => format!("FAILED ({}, result {})", self.state, self.result),
+                Reached::TimedOut => format!("still {} after the wait", self.state),
+            };
+            println!("{}: {what} ({engine}, {:.1} s)", self.action, self.seconds);
+            if let Some(p) = &self.pause {
+                println!("{}: {}", self.action, p.describe());
+            }
+            for r in &self.reasons {
+                println!("{}: {}", self.action, crate::output::printable(r));
+            }
+        }
+        i32::from(!self.ok)
+    }
+}
+
+/// A state seen now.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    state: String,
+    result: String,
+    main_pid: Option<u32>,
+    running: bool,
+    /// Between states (starting, stopping, restarting).
+    busy: bool,
+    /// systemd's InvocationID, or the engine's pid: new at each start.
+    invocation: String,
+    n_restarts: u64,
+    /// Waiting to restart after an exit (systemd's auto-restart, the
+    /// engine's restarting).
+    auto_restart: bool,
+}
+
+fn systemd_seen() -> Seen {
+    let p = crate::systemd::show(
+        UNIT,
+        &[
+            "ActiveState",
+            "SubState",
+            "MainPID",
+            "Result",
+            "InvocationID",
+            "NRestarts",
+        ],
+    )
+    .unwrap_or_default();
+    let get = |k: &str| p.get(k).cloned().unwrap_or_default();
+    let active = get("ActiveState");
+    let sub = get("SubState");
+    Seen {
+        running: active == "active" && sub == "running",
+        busy: matches!(active.as_str(), "activating" | "deactivating" | "reloading")
+            || (active == "active" && sub != "running"),
+        state: format!("{active}/{sub}"),
+        result: get("Result"),
+        main_pid: get("MainPID").parse().ok().filter(|&n| n > 0),
+        invocation: get("InvocationID"),
+        n_restarts: get("NRestarts").parse().unwrap_or(0),
+        auto_restart: sub == "auto-restart",
+    }
+}
+
+fn lock_held(lock: &Path) -> bool {
+    let Ok(file) = OpenOptions::new().read(true).write(true).open(lock) else {
+        return false;
+    };
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err()
+}
+
+fn engine_seen(t: &Target) -> Seen {
+    let dir = t.state_dir();
+    let up = lock_held(&dir.join(LOCK_FILE));
+    let Some(st) = StateFile::read(&dir) else {
+        return Seen {
+            state: if up { "starting".into() } else { "inactive".into() },
+            busy: up,
+            ..Seen::default()
+        };
+    };
+    let state = if up {
+        st.state.to_string()
+    } else {
+        format!("{} (engine gone)", st.state)
+    };
+    Seen {
+        running: up && st.state == "running",
+        busy: up && matches!(&*st.state, "starting" | "stopping" | "restarting"),
+        state,
+        result: st.result.to_string(),
+        main_pid: st.main_pid.filter(|_| up).and_then(|p| u32::try_from(p).ok()),
+        invocation: if up {
+            st.engine_pid.to_string()
+        } else {
+            String::new()
+        },
+        n_restarts: u64::from(st.n_restarts),
+        auto_restart: up && st.state == "restarting",
+    }
+}
+
+fn seen(t: &Target) -> Seen {
+    match t.engine {
+        Engine::Systemd => systemd_seen(),
+        Engine::JarvisctlRun => engine_seen(t),
+    }
+}
+
+fn pause_of(t: &Target) -> Option<Pause> {
+    t.unit().ok().and_then(|u| crate::pause::detect(&t.paths, &u))
+}
+
+/// How long a start may take before it counts as stuck: TimeoutStartSec=
+/// plus a margin (the backoff's delay is inside it).
+pub fn start_bound(t: &Target, flag: Option<u64>) -> Duration {
+    flag.map(Duration::from_secs).unwrap_or_else(|| {
+        t.service()
+            .and_then(|s| s.timeout_start)
+            .unwrap_or(Duration::from_secs(90))
+            + Duration::from_secs(10)
+    })
+}
+
+/// How long a stop may take: TimeoutStopSec= (then SIGKILL) plus a margin.
+pub fn stop_bound(t: &Target, flag: Option<u64>) -> Duration {
+    flag.map(Duration::from_secs).unwrap_or_else(|| {
+        t.service()
+            .and_then(|s| s.timeout_stop)
+            .unwrap_or(Duration::from_secs(90))
+            + Duration::from_secs(10)
+    })
+}
+
+// ----- stop -----
+
+pub fn stop(t: &Target, bound: Duration) -> Outcome {
+    let t0 = Instant::now();
+    let mut out = Outcome::new("stop", t.engine);
+    let before = seen(t);
+    out.previous_main_pid = before.main_pid;
+    let asked = match t.engine {
+        Engine::Systemd => crate::systemd::systemctl(&["stop", "--no-block", UNIT]),
+        Engine::JarvisctlRun => signal_engine(t),
+    };
+    if let Err(e) = asked {
+        out.reasons.push(e);
+    }
+    let end = loop {
+        let s = seen(t);
+        let down = !s.running && !s.busy && s.main_pid.is_none();
+        if down || t0.elapsed() > bound {
+            break s;
+        }
+        std::thread::sleep(POLL);
+    };
+    out.seconds = t0.elapsed().as_secs_f64();
+    out.state = end.state.clone();
+    out.result = end.result.clone();
+    out.main_pid = end.main_pid;
+    let down = !end.running && !end.busy && end.main_pid.is_none();
+    out.ok = down;
+    out.reached = if down { Reached::Stopped } else { Reached::TimedOut };
+    if !down {
+        out.reasons.push(format!(
+            "the bot is still {} {:.0} s after the stop was asked (the stop timeout plus 10 s)",
+            end.state,
+            bound.as_secs_f64()
+        ));
+        out.reasons.push(match t.engine {
+            Engine::Systemd => format!("see why: journalctl -u {UNIT} -r -n 30"),
+            Engine::JarvisctlRun => format!(
+                "see why: tail -n 30 {}",
+                t.state_dir().join("engine.log").display()
+            ),
+        });
+    }
+    out
+}
+
+/// SIGTERM to `jarvisctl run` (pid file), when it runs.
+fn signal_engine(t: &Target) -> std::result::Result<(), String> {
+    let dir = t.state_dir();
+    if !lock_held(&dir.join(LOCK_FILE)) {
+        return Ok(());
+    }
+    let pid_path = dir.join(PID_FILE);
+    let pid: i32 = std::fs::read_to_string(&pid_path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "the lock {} is held but the pid file {} is missing or unreadable; find the engine with: fuser -v {}",
+                dir.join(LOCK_FILE).display(),
+                pid_path.display(),
+                dir.join(LOCK_FILE).display()
+            )
+        })?;
+    kill(Pid::from_raw(pid), Signal::SIGTERM)
+        .map_err(|e| format!("cannot send SIGTERM to jarvisctl run (pid {pid}): {e}"))
+}
+
+// ----- start -----
+
+pub fn start(t: &Target, bound: Duration) -> Outcome {
+    start_as("start", t, bound, None)
+}
+
+pub fn restart(t: &Target, start_wait: Duration, stop_wait: Duration) -> Outcome {
+    let before = seen(t);
+    match t.engine {
+        // systemd stops and starts in one job.
+        Engine::Systemd => start_as("restart", t, start_wait + stop_wait, before.main_pid),
+        Engine::JarvisctlRun => {
+            let stopped = stop(t, stop_wait);
+            if !stopped.ok {
+                let mut out = stopped;
+                out.action = "restart";
+                return out;
+            }
+            start_as("restart", t, start_wait, before.main_pid)
+        }
+    }
+}
+
+fn start_as(action: &'static str, t: &Target, bound: Duration, previous: Option<u32>) -> Outcome {
+    let t0 = Instant::now();
+    let since = std::time::SystemTime::now();
+    let mut out = Outcome::new(action, t.engine);
+    out.previous_main_pid = previous;
+    let before = seen(t);
+    if action == "start" && before.running {
+        out.ok = true;
+        out.reached = Reached::Running;
+        out.main_pid = before.main_pid;
+        out.state = before.state;
+        out.result = before.result;
+        out.reasons.push("it was already running; nothing done".into());
+        return out;
+    }
+    let log = t.state_dir().join("engine.log");
+    let log_offset = std::fs::metadata(&log).map_or(0, |m| m.len());
+    let asked = match t.engine {
+        Engine::Systemd => {
+            // A unit that gave up (start limit) refuses a start until it is
+            // reset; the operator asking to start it is that reset.
+            if before.state.starts_with("failed") {
+                let _ = crate::systemd::systemctl(&["reset-failed", UNIT]);
+            }
+            let verb = if action == "restart" { "restart" } else { "start" };
+            crate::systemd::systemctl(&[verb, "--no-block", UNIT])
+        }
+        Engine::JarvisctlRun => spawn_engine(t),
+    };
+    if let Err(e) = asked {
+        out.seconds = t0.elapsed().as_secs_f64();
+        out.reasons.push(e);
+        out.pause = pause_of(t);
+        if out.pause.is_some() {
+            out.reached = Reached::Paused;
+        }
+        return out;
+    }
+    // A new invocation (systemd's InvocationID, the engine's pid), then its
+    // outcome: ready, failed, restarting (a crash at start), skipped. The
+    // restart counter is taken when the new invocation is first seen
+    // (systemd resets it at a manual start, the engine at its own).
+    let mut base: Option<u64> = None;
+    let end = loop {
+        let s = seen(t);
+        let new = !s.invocation.is_empty() && s.invocation != before.invocation;
+        let gone = t.engine == Engine::JarvisctlRun && s.invocation.is_empty();
+        if new && base.is_none() {
+            base = Some(match t.engine {
+                Engine::Systemd => s.n_restarts,
+                Engine::JarvisctlRun => 0,
+            });
+        }
+        let crashed = new && !s.running && (s.auto_restart || base.is_some_and(|b| s.n_restarts > b));
+        let settled = new && !s.busy;
+        if s.running && new || crashed || settled || gone || t0.elapsed() > bound {
+            break s;
+        }
+        // systemd may keep the old invocation's id through a skip.
+        if t.engine == Engine::Systemd
+            && !s.busy
+            && !s.running
+            && t0.elapsed() > Duration::from_secs(2)
+            && s.result == "exec-condition"
+        {
+            break s;
+        }
+        std::thread::sleep(POLL);
+    };
+    out.seconds = t0.elapsed().as_secs_f64();
+    out.state = end.state.clone();
+    out.result = end.result.clone();
+    out.main_pid = end.main_pid;
+    if end.running {
+        out.reached = Reached::Running;
+        out.ok = previous.is_none() || end.main_pid != previous;
+        if !out.ok {
+            out.reasons.push(format!(
+                "the main pid is still {} : not restarted",
+                previous.unwrap_or(0)
+            ));
+        }
+        return out;
+    }
+    out.pause = pause_of(t);
+    if out.pause.is_some() {
+        out.reached = Reached::Paused;
+        out.reasons
+            .push("not started on purpose; resume it with: jarvisctl resume".into());
+        return out;
+    }
+    let crashed = end.auto_restart || base.is_some_and(|b| end.n_restarts > b);
+    out.reached = if end.busy && !crashed {
+        Reached::TimedOut
+    } else {
+        Reached::Failed
+    };
+    if out.reached == Reached::TimedOut {
+        out.reasons.push(format!(
+            "not ready {:.0} s after the start (TimeoutStartSec= plus 10 s)",
+            bound.as_secs_f64()
+        ));
+    } else if crashed {
+        out.reasons
+            .push("it crashed while starting and is restarting (with backoff)".into());
+    }
+    out.reasons.extend(why_not(t, since, &log, log_offset));
+    out
+}
+
+/// `jarvisctl run --daemon`: returns once the engine holds its lock.
+fn spawn_engine(t: &Target) -> std::result::Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find jarvisctl's own path: {e}"))?;
+    let mut cmd = Command::new(exe);
+    if !t.paths.is_system() {
+        cmd.arg("--root").arg(t.paths.host(Path::new("/")));
+    }
+    cmd.args(["run", "--daemon"]);
+    if let Some(u) = &t.unit_file {
+        cmd.arg("--unit")
+            .arg(std::path::absolute(u).unwrap_or_else(|_| u.clone()));
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run jarvisctl run --daemon: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let last: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    Err(format!(
+        "jarvisctl run --daemon failed: {}",
+        last[last.len().saturating_sub(3)..].join(" / ")
+    ))
+}
+
+/// The last lines that say why the start failed: the unit's journal since
+/// the start (systemd), or the engine's log since then; .env values masked.
+fn why_not(t: &Target, since: std::time::SystemTime, log: &Path, offset: u64) -> Vec<String> {
+    let lines: Vec<String> = match t.engine {
+        Engine::Systemd => {
+            let at = since
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let out = Command::new("journalctl")
+                .args([
+                    "-u",
+                    UNIT,
+                    "--since",
+                    &format!("@{at}"),
+                    "-o",
+                    "cat",
+                    "--no-pager",
+                    "-q",
+                ])
+                .output();
+            out.map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+        }
+        Engine::JarvisctlRun => {
+            let mut text = String::new();
+            if let Ok(mut f) = std::fs::File::open(log) {
+                let _ = f.seek(SeekFrom::Start(offset));
+                let _ = f.take(1 << 20).read_to_string(&mut text);
+            }
+            text.lines().map(String::from).collect()
+        }
+    };
+    let secrets = t.unit().ok().map(|u| secrets(&t.paths, &u)).unwrap_or_default();
+    let useful: Vec<&String> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
+    useful[useful.len().saturating_sub(4)..]
+        .iter()
+        .map(|l| format!("log: {}", jarvis_supervisor::masking::mask(l, &secrets)))
+        .collect()
+}
+
+/// Every value of the unit's environment files, to mask.
+fn secrets(paths: &Paths, unit: &Unit) -> Vec<String> {
+    let mut out = Vec::new();
+    for env in unit.environment_files() {
+        if let Ok(bytes) = crate::untrusted::read(&paths.host(&env.path), None, 64 << 20) {
+            out.extend(
+                jarvis_supervisor::envfile::parse(&bytes)
+                    .vars
+                    .into_iter()
+                    .map(|v| v.value)
+                    .filter(|v| !v.is_empty()),
+            );
+        }
+    }
+    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out
+}
