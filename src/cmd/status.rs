@@ -64,8 +64,8 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
     }
     let ping = ping_target(paths, args)?;
     let heartbeat = |code: i32| {
-        if let Some(url) = &ping {
-            heartbeat::ping(url, code);
+        if let Some(m) = &ping {
+            heartbeat::ping(m, code);
         }
     };
     if args.record {
@@ -124,7 +124,7 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
 /// heartbeat.conf, so that pings stop when the timer stops, whoever else
 /// runs status. A broken conffile is reported and skips the ping; it never
 /// hides the check itself.
-fn ping_target(paths: &Paths, args: &StatusArgs) -> Result<Option<String>> {
+fn ping_target(paths: &Paths, args: &StatusArgs) -> Result<Option<heartbeat::Monitor>> {
     if args.ping.is_some() {
         return heartbeat::target(args.ping.as_deref(), PathBuf::new());
     }
