@@ -381,7 +381,9 @@ fn record(paths: &Paths, history: &Path) -> Result<i32> {
     // set or the default one exists. A failure is said, never fatal: the
     // sample and the ping matter more.
     if let Some(dir) = textfile::dir() {
-        if let Err(e) = textfile::write(&dir, &st) {
+        let written = textfile::write(&dir, &st)
+            .and_then(|f| textfile::remember(&paths.host(Path::new(textfile::WHERE)), &f));
+        if let Err(e) = written {
             e.print();
         }
     }

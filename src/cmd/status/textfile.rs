@@ -12,6 +12,10 @@ use crate::error::{Error, Result};
 /// Debian's and Ubuntu's prometheus-node-exporter read this directory.
 pub const DEFAULT_DIR: &str = "/var/lib/prometheus/node-exporter";
 pub const FILE: &str = "jarvis_supervisor.prom";
+/// Where the last record wrote the file: the package's removal scripts
+/// delete it there too (they cannot see a JARVIS_TEXTFILE_DIR set in a
+/// drop-in or a cron line), so no stale "up 1" outlives the package.
+pub const WHERE: &str = "/var/lib/jarvis-supervisor/textfile.path";
 
 /// Where to write: `$JARVIS_TEXTFILE_DIR` (a drop-in of the health unit
 /// sets it), else the default directory when it exists; None: nowhere.
@@ -39,6 +43,22 @@ pub fn write(dir: &Path, st: &Status) -> Result<PathBuf> {
     tmp.persist(&path)
         .map_err(|e| Error::io("replace", &path, e.error))?;
     Ok(path)
+}
+
+/// Notes `written` in `record` (one line), atomically, unless it says so already.
+pub fn remember(record: &Path, written: &Path) -> Result<()> {
+    let line = format!("{}\n", written.display());
+    if std::fs::read_to_string(record).is_ok_and(|old| old == line) {
+        return Ok(());
+    }
+    let dir = record.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("create a file in", dir, e))?;
+    tmp.write_all(line.as_bytes())
+        .map_err(|e| Error::io("write", tmp.path(), e))?;
+    tmp.persist(record)
+        .map_err(|e| Error::io("replace", record, e.error))?;
+    Ok(())
 }
 
 /// A label value, escaped as the text format requires.
@@ -274,6 +294,14 @@ mod tests {
             std::fs::read_dir(dir.path()).unwrap().count(),
             1,
             "no temporary file left"
+        );
+        // Where it went, for the package's removal scripts: one line.
+        let record = dir.path().join("state/textfile.path");
+        remember(&record, &p).unwrap();
+        remember(&record, &p).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&record).unwrap(),
+            format!("{}\n", p.display())
         );
     }
 
