@@ -321,7 +321,7 @@ fn from_systemd(st: &mut Status) -> bool {
         st.weekly_restart.enabled = t.get("ActiveState").is_some_and(|s| s == "active");
         st.weekly_restart.next = t
             .get("NextElapseUSecRealtime")
-            .filter(|v| !v.is_empty() && st.weekly_restart.enabled)
+            .filter(|v| !v.is_empty() && *v != "n/a" && st.weekly_restart.enabled)
             .cloned();
     }
     true

@@ -258,6 +258,8 @@ pub fn weekly_restart() {
         v["weekly_restart"]["enabled"], false,
         "the weekly restart must be off by default: {v}"
     );
+    let human = c.sh("jarvisctl status").stdout;
+    assert!(human.contains("\nweekly restart: off ("), "{human}");
     // No stagger in the test; the shipped timer has RandomizedDelaySec=30min.
     c.write(
         "/etc/systemd/system/jarvis-supervisor-restart.timer.d/60-test.conf",
@@ -287,6 +289,12 @@ pub fn weekly_restart() {
             .as_str()
             .is_some_and(|n| !n.is_empty()),
         "status does not say when: {v}"
+    );
+    let human = c.sh("jarvisctl status").stdout;
+    let next = v["weekly_restart"]["next"].as_str().unwrap_or_default();
+    assert!(
+        human.contains(&format!("\nweekly restart: next {next} (jarvis-supervisor-restart.timer)\n")),
+        "{human}"
     );
     c.wait_for("the scheduled restart", Duration::from_secs(60), |c| {
         main_pid(c) != pid && active(c)
