@@ -19,6 +19,8 @@ mod diagnose;
 mod logs;
 #[path = "e2e/manifests.rs"]
 mod manifests;
+#[path = "e2e/monitoring.rs"]
+mod monitoring;
 #[path = "e2e/python_env.rs"]
 mod python_env;
 #[path = "e2e/status.rs"]
@@ -144,6 +146,12 @@ fn health_timer_records_samples_and_trend_reports_the_leak_rate() {
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn weekly_restart_timer_restarts_a_running_bot_once_and_stays_off() {
     status::weekly_restart();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn real_node_exporter_and_prometheus_fire_the_crash_loop_and_stale_file_alerts() {
+    monitoring::real_tools();
 }
 #[path = "e2e/envcorpus.rs"]
 mod envcorpus;
