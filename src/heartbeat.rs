@@ -196,8 +196,12 @@ pub fn read_conf(path: &Path) -> Result<Conf> {
             "kind" => {
                 let v = value.trim().trim_matches('"');
                 conf.kind = Some(Kind::parse(v).ok_or_else(|| {
-                    Error::config(path, i + 1, format!("unknown kind {:?}", crate::output::printable(v)))
-                        .with_note("write: kind = healthchecks, or kind = uptime-kuma")
+                    Error::config(
+                        path,
+                        i + 1,
+                        format!("unknown kind {:?}", crate::output::printable(v)),
+                    )
+                    .with_note("write: kind = healthchecks, or kind = uptime-kuma")
                 })?);
             }
             "on_failure" => {
@@ -434,7 +438,10 @@ mod tests {
     fn uptime_kuma_gets_status_msg_and_ping_never_a_path_suffix() {
         // As Uptime Kuma's page shows it, query included.
         let m = Monitor::new("https://kuma.example/api/push/Tok3n?status=up&msg=OK&ping=", None);
-        assert_eq!(m.for_code(0), "https://kuma.example/api/push/Tok3n?status=up&msg=OK&ping=");
+        assert_eq!(
+            m.for_code(0),
+            "https://kuma.example/api/push/Tok3n?status=up&msg=OK&ping="
+        );
         assert_eq!(
             m.for_code(2),
             "https://kuma.example/api/push/Tok3n?status=down&msg=CRITICAL&ping="
@@ -445,7 +452,10 @@ mod tests {
         );
         // Bare, and with a parameter of its own that is kept.
         let m = Monitor::new("http://127.0.0.1:3001/api/push/Tok3n", None);
-        assert_eq!(m.for_code(1), "http://127.0.0.1:3001/api/push/Tok3n?status=down&msg=WARNING&ping=");
+        assert_eq!(
+            m.for_code(1),
+            "http://127.0.0.1:3001/api/push/Tok3n?status=down&msg=WARNING&ping="
+        );
         let m = Monitor::new("https://k/api/push/T?x=1&status=down#frag", None);
         assert_eq!(m.for_code(0), "https://k/api/push/T?x=1&status=up&msg=OK&ping=");
         assert_eq!(m.shown(Some(0)), "https://k/… (Uptime Kuma, status=up)");

@@ -256,7 +256,10 @@ mod tests {
         let d = day.slope_mib_per_hour.unwrap();
         let w = week.slope_mib_per_hour.unwrap();
         assert!((d - 12.0).abs() < 0.01, "{d}");
-        assert!(w > 0.0 && w < d / 2.0, "the week's slope {w} is not the day's {d}");
+        assert!(
+            w > 0.0 && w < d / 2.0,
+            "the week's slope {w} is not the day's {d}"
+        );
         // The plot's columns: 24 min each over a day; the last holds the peak.
         assert_eq!(day.column_s, 1440);
         assert_eq!(day.memory_bytes.len(), 60);
@@ -278,7 +281,15 @@ mod tests {
         let x = series(&s, now, &WINDOWS[0], 60);
         assert_eq!(x.restarts.iter().sum::<u64>(), 4);
         // Outside the window: not counted, but the base for the first inside.
-        let x = series(&s, now, &Window { seconds: 2500, ..WINDOWS[0] }, 10);
+        let x = series(
+            &s,
+            now,
+            &Window {
+                seconds: 2500,
+                ..WINDOWS[0]
+            },
+            10,
+        );
         assert_eq!(x.restarts.iter().sum::<u64>(), 2);
     }
 

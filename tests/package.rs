@@ -467,12 +467,18 @@ fn promtool_checks_and_tests_the_shipped_rules_dashboard_and_textfile() {
         .args(["check", "rules", "jarvis-supervisor.rules.yml"])
         .current_dir(&dir));
     println!("promtool check rules: {}", text.trim().replace('\n', " / "));
-    assert!(code == 0 && text.contains("SUCCESS"), "promtool check rules (exit {code}):\n{text}");
+    assert!(
+        code == 0 && text.contains("SUCCESS"),
+        "promtool check rules (exit {code}):\n{text}"
+    );
     let (code, text) = run(Command::new(promtool)
         .args(["test", "rules", "jarvis-supervisor.rules.test.yml"])
         .current_dir(&dir));
     println!("promtool test rules: {}", text.trim().replace('\n', " / "));
-    assert!(code == 0 && text.contains("SUCCESS"), "promtool test rules (exit {code}):\n{text}");
+    assert!(
+        code == 0 && text.contains("SUCCESS"),
+        "promtool test rules (exit {code}):\n{text}"
+    );
 
     // Each dashboard query as a recording rule: promtool parses it.
     let dash: serde_json::Value =
@@ -503,7 +509,10 @@ fn promtool_checks_and_tests_the_shipped_rules_dashboard_and_textfile() {
     std::fs::write(&qfile, rules).unwrap();
     let (code, text) = run(Command::new(promtool).args(["check", "rules"]).arg(&qfile));
     println!("promtool: {} dashboard queries parse", exprs.len());
-    assert!(code == 0, "a dashboard query is not PromQL (exit {code}):\n{text}");
+    assert!(
+        code == 0,
+        "a dashboard query is not PromQL (exit {code}):\n{text}"
+    );
 
     // A textfile from the packaged jarvisctl, in a scratch root.
     let root = tempfile::tempdir().unwrap();

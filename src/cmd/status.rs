@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-
 use crate::cli::StatusArgs;
 use crate::error::Result;
 use crate::heartbeat;

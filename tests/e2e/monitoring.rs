@@ -25,7 +25,11 @@ fn host_binary(c: &Container, path: &str, package: &str) -> String {
         Path::new(path).is_file(),
         "{path} is missing on the test host: apt-get install {package} (cargo xtask test installs it)"
     );
-    let name = Path::new(path).file_name().unwrap().to_string_lossy().into_owned();
+    let name = Path::new(path)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let dest = format!("{MON}/{name}");
     c.put(Path::new(path), &dest);
     dest
@@ -68,7 +72,11 @@ pub fn real_tools() {
     assert_eq!(out.status, 0, "{}", out.all());
     c.wait_for("active", Duration::from_secs(60), active);
 
-    let node_exporter = host_binary(&c, "/usr/bin/prometheus-node-exporter", "prometheus-node-exporter");
+    let node_exporter = host_binary(
+        &c,
+        "/usr/bin/prometheus-node-exporter",
+        "prometheus-node-exporter",
+    );
     let prometheus = host_binary(&c, "/usr/bin/prometheus", "prometheus");
     // The shipped rules as installed, with one change: a file is stale
     // after 3 records of this test's timer (6 s) instead of the shipped
@@ -77,12 +85,16 @@ pub fn real_tools() {
         "sed 's/jarvis_supervisor_last_record_timestamp_seconds > 900$/jarvis_supervisor_last_record_timestamp_seconds > 6/' {RULES} > {MON}/rules.yml"
     ));
     assert_eq!(
-        c.ok(&format!("grep -c 'last_record_timestamp_seconds > 6$' {MON}/rules.yml")).trim(),
+        c.ok(&format!(
+            "grep -c 'last_record_timestamp_seconds > 6$' {MON}/rules.yml"
+        ))
+        .trim(),
         "1",
         "the stale rule's threshold is not where the test expects it"
     );
     assert_eq!(
-        c.ok(&format!("diff {RULES} {MON}/rules.yml | grep -c '^[<>]' || true")).trim(),
+        c.ok(&format!("diff {RULES} {MON}/rules.yml | grep -c '^[<>]' || true"))
+            .trim(),
         "2",
         "the test's rules differ from the shipped ones by more than the threshold"
     );
@@ -104,19 +116,27 @@ pub fn real_tools() {
 
     // The real scrape: Prometheus has the package's metrics through
     // node_exporter, with the version label.
-    let took = c.wait_for("Prometheus to scrape the textfile", Duration::from_secs(60), |c| {
-        let v = api(c, "/api/v1/query?query=jarvis_supervisor_info");
-        v["data"]["result"].as_array().is_some_and(|r| {
-            r.iter()
-                .any(|x| x["metric"]["job"] == "node" && x["metric"]["version"].is_string())
-        })
-    });
+    let took = c.wait_for(
+        "Prometheus to scrape the textfile",
+        Duration::from_secs(60),
+        |c| {
+            let v = api(c, "/api/v1/query?query=jarvis_supervisor_info");
+            v["data"]["result"].as_array().is_some_and(|r| {
+                r.iter()
+                    .any(|x| x["metric"]["job"] == "node" && x["metric"]["version"].is_string())
+            })
+        },
+    );
     println!("first scrape of the textfile after {took:?}");
     let up = api(&c, "/api/v1/query?query=jarvis_supervisor_up");
     assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
     let rules = api(&c, "/api/v1/rules");
     let loaded = rules.to_string();
-    for name in ["JarvisSupervisorCrashLoop", "JarvisSupervisorStaleTextfile", "JarvisSupervisorDown"] {
+    for name in [
+        "JarvisSupervisorCrashLoop",
+        "JarvisSupervisorStaleTextfile",
+        "JarvisSupervisorDown",
+    ] {
         assert!(loaded.contains(name), "{name} is not loaded: {rules}");
     }
 

@@ -224,10 +224,18 @@ pub fn trend() {
     assert_eq!(v["slope_7d_mib_per_hour"], Value::Null, "{v}");
     assert_eq!(v["flagged"], false, "{v}");
     let day = &v["windows"][0];
-    assert_eq!((day["name"].as_str(), day["enough"].as_bool()), (Some("24h"), Some(false)), "{v}");
+    assert_eq!(
+        (day["name"].as_str(), day["enough"].as_bool()),
+        (Some("24h"), Some(false)),
+        "{v}"
+    );
     assert!(day["samples"].as_u64().unwrap() >= 8, "{v}");
     assert!(
-        day["memory_bytes"].as_array().unwrap().iter().any(|m| m.as_u64().is_some()),
+        day["memory_bytes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m.as_u64().is_some()),
         "{v}"
     );
     assert_eq!(r.status, 3, "too few samples to tell is UNKNOWN");
@@ -293,7 +301,9 @@ pub fn weekly_restart() {
     let human = c.sh("jarvisctl status").stdout;
     let next = v["weekly_restart"]["next"].as_str().unwrap_or_default();
     assert!(
-        human.contains(&format!("\nweekly restart: next {next} (jarvis-supervisor-restart.timer)\n")),
+        human.contains(&format!(
+            "\nweekly restart: next {next} (jarvis-supervisor-restart.timer)\n"
+        )),
         "{human}"
     );
     c.wait_for("the scheduled restart", Duration::from_secs(60), |c| {

@@ -289,7 +289,11 @@ mod tests {
             supervisor: Some("systemd".into()),
             ..Status::default()
         };
-        assert!(weekly_restart_line(&st).starts_with("weekly restart: off ("), "{}", weekly_restart_line(&st));
+        assert!(
+            weekly_restart_line(&st).starts_with("weekly restart: off ("),
+            "{}",
+            weekly_restart_line(&st)
+        );
         st.weekly_restart = WeeklyRestart {
             enabled: true,
             next: Some("Sun 2026-12-13 04:07:12 UTC".into()),

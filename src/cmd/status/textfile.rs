@@ -260,7 +260,9 @@ mod tests {
         assert!(text.contains("jarvis_supervisor_up 1\n"), "{text}");
         assert!(text.contains("jarvis_supervisor_verdict 1\n"), "{text}");
         assert!(
-            text.contains("jarvis_supervisor_component_restarts_total{component=\"we\\\"ird\\\\name\\n\"} 4\n"),
+            text.contains(
+                "jarvis_supervisor_component_restarts_total{component=\"we\\\"ird\\\\name\\n\"} 4\n"
+            ),
             "{text}"
         );
         // Every sample follows its own HELP and TYPE lines.
@@ -315,11 +317,25 @@ mod tests {
                 "{name} is a {kind}: only counters end in _total"
             );
         }
-        assert!(text.contains("# TYPE jarvis_supervisor_restarts_total counter\njarvis_supervisor_restarts_total 7\n"), "{text}");
-        assert!(!text.contains("restarts_24h") && !text.contains("uptime"), "{text}");
+        assert!(
+            text.contains(
+                "# TYPE jarvis_supervisor_restarts_total counter\njarvis_supervisor_restarts_total 7\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("restarts_24h") && !text.contains("uptime"),
+            "{text}"
+        );
         // Up 12 s when written at 1,000,000: started at 999,988.
-        assert!(text.contains("jarvis_supervisor_start_time_seconds 999988\n"), "{text}");
-        assert!(text.contains("jarvis_supervisor_last_record_timestamp_seconds 1000000\n"), "{text}");
+        assert!(
+            text.contains("jarvis_supervisor_start_time_seconds 999988\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jarvis_supervisor_last_record_timestamp_seconds 1000000\n"),
+            "{text}"
+        );
         assert!(
             text.contains("jarvis_supervisor_info{version=\"1.2.3-1\",supervisor=\"systemd\"} 1\n"),
             "{text}"
@@ -350,10 +366,9 @@ mod tests {
         let written: std::collections::HashSet<String> =
             families(&text).into_iter().map(|(n, _)| n).collect();
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring");
-        let dash: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(root.join("grafana-dashboard.json")).unwrap(),
-        )
-        .unwrap();
+        let dash: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join("grafana-dashboard.json")).unwrap())
+                .unwrap();
         let mut exprs = Vec::new();
         fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
             match v {

@@ -171,7 +171,12 @@ fn window_lines(w: &WindowReport, max: Option<u64>) -> Vec<String> {
         let name = if i == 0 { "memory" } else { "" };
         out.push(format!("  {name:<8} {label:>13} |{row}|"));
     }
-    out.push(format!("  {:<8} {:>13} |{}|", "restarts", "", restart_row(&s.restarts)));
+    out.push(format!(
+        "  {:<8} {:>13} |{}|",
+        "restarts",
+        "",
+        restart_row(&s.restarts)
+    ));
     let peak_text = peak.map_or("none sampled".into(), human_bytes);
     let restarts: u64 = s.restarts.iter().sum();
     out.push(format!("  peak memory {peak_text}; {restarts} restart(s)"));
@@ -281,7 +286,9 @@ mod tests {
         let lines = window_lines(&report(&s, now, 0, Some(1 << 30)), Some(1 << 30));
         let text = lines.join("\n");
         assert!(
-            text.contains("too few samples to extrapolate (18 samples over 85 s; need at least 12 over 60 min)"),
+            text.contains(
+                "too few samples to extrapolate (18 samples over 85 s; need at least 12 over 60 min)"
+            ),
             "{text}"
         );
         assert!(!text.contains("MiB/hour"), "{text}");
