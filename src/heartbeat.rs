@@ -1,6 +1,8 @@
-//! The external heartbeat: a Healthchecks.io-style ping after each check,
-//! so that a host that is down, or a timer that stopped, is noticed from
-//! outside. `URL` when the check is OK, `URL/<exit code>` otherwise.
+//! The external heartbeat: a ping after each check, so that a host that is
+//! down, or a timer that stopped, is noticed from outside. Each push monitor
+//! gets its own format (see `Kind`): Healthchecks.io takes `URL` when the
+//! check is OK and `URL/<exit code>` or `URL/fail` otherwise; Uptime Kuma
+//! takes `URL?status=up|down&msg=...&ping=`.
 //!
 //! A ping is best effort: its failure is reported on stderr and never
 //! changes the check's own result. Time is bounded: a few seconds per
@@ -18,21 +20,153 @@ const ATTEMPTS: u32 = 3;
 const TIMEOUT: Duration = Duration::from_secs(5);
 const PAUSE: Duration = Duration::from_secs(1);
 
+/// Which push monitor a URL belongs to, so that it gets the format it
+/// understands. `kind =` in heartbeat.conf says it; else a path with
+/// `/api/push/` is Uptime Kuma's, and any other URL is Healthchecks'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Healthchecks.io and compatible: `URL`, `URL/<exit code>`, `URL/fail`.
+    Healthchecks,
+    /// Uptime Kuma's push monitor: `URL?status=up|down&msg=TEXT&ping=`.
+    UptimeKuma,
+}
+
+impl Kind {
+    /// The kind of `url` by the documented rule.
+    pub fn of(url: &str) -> Kind {
+        let path = url
+            .split_once("://")
+            .map_or(url, |(_, rest)| rest)
+            .split(['?', '#'])
+            .next()
+            .unwrap_or("");
+        if path.contains("/api/push/") {
+            Kind::UptimeKuma
+        } else {
+            Kind::Healthchecks
+        }
+    }
+
+    fn parse(v: &str) -> Option<Kind> {
+        match v {
+            "healthchecks" => Some(Kind::Healthchecks),
+            "uptime-kuma" => Some(Kind::UptimeKuma),
+            _ => None,
+        }
+    }
+}
+
+/// A ping target: the URL (a secret) and the format it takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Monitor {
+    pub url: String,
+    pub kind: Kind,
+}
+
+impl Monitor {
+    /// `kind` when given, else the kind of the URL by the rule.
+    pub fn new(url: &str, kind: Option<Kind>) -> Monitor {
+        Monitor {
+            url: url.to_string(),
+            kind: kind.unwrap_or_else(|| Kind::of(url)),
+        }
+    }
+
+    /// The URL for a check that ended with `code` (0 OK, 1 WARNING,
+    /// 2 CRITICAL, 3 UNKNOWN).
+    pub fn for_code(&self, code: i32) -> String {
+        match self.kind {
+            Kind::Healthchecks => url_for(&self.url, code),
+            Kind::UptimeKuma => kuma(&self.url, code == 0, verdict_word(code)),
+        }
+    }
+
+    /// The URL that says the service gave up.
+    pub fn for_give_up(&self) -> String {
+        match self.kind {
+            Kind::Healthchecks => fail_url(&self.url),
+            Kind::UptimeKuma => kuma(&self.url, false, "gave up"),
+        }
+    }
+
+    /// What a ping for `code` is, with the secret left out: for the logs.
+    pub fn shown(&self, code: Option<i32>) -> String {
+        let base = redact(&self.url);
+        match (self.kind, code) {
+            (Kind::Healthchecks, Some(0)) => base,
+            (Kind::Healthchecks, Some(c)) => format!("{base}/{c}"),
+            (Kind::Healthchecks, None) => format!("{base}/fail"),
+            (Kind::UptimeKuma, Some(0)) => format!("{base} (Uptime Kuma, status=up)"),
+            (Kind::UptimeKuma, _) => format!("{base} (Uptime Kuma, status=down)"),
+        }
+    }
+}
+
+fn verdict_word(code: i32) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "WARNING",
+        2 => "CRITICAL",
+        _ => "UNKNOWN",
+    }
+}
+
+/// Uptime Kuma's push: its own `status`, `msg` and `ping` replace any in
+/// the URL (its page shows the URL with `?status=up&msg=OK&ping=`); other
+/// parameters are kept.
+fn kuma(base: &str, up: bool, msg: &str) -> String {
+    let base = base.split('#').next().unwrap_or(base);
+    let (path, query) = base.split_once('?').unwrap_or((base, ""));
+    let mut params: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let key = p.split('=').next().unwrap_or("");
+            !matches!(key, "status" | "msg" | "ping")
+        })
+        .map(String::from)
+        .collect();
+    params.push(format!("status={}", if up { "up" } else { "down" }));
+    params.push(format!("msg={}", encode(msg)));
+    params.push("ping=".into());
+    format!("{path}?{}", params.join("&"))
+}
+
+/// Percent-encoding for a query value.
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// What `heartbeat.conf` sets.
 #[derive(Debug, Default, PartialEq)]
 pub struct Conf {
-    /// `url = https://...`: pinged by the health timer, and at `/fail` when
-    /// the service gives up.
+    /// `url = https://...`: pinged by the health timer, and in its give-up
+    /// form when the service gives up.
     pub url: Option<String>,
+    /// `kind = healthchecks|uptime-kuma`: the URL's format, when the rule
+    /// in `Kind::of` would guess wrong.
+    pub kind: Option<Kind>,
     /// `on_failure = COMMAND`: run (by `sh -c`, as root) when the service
     /// gives up.
     pub on_failure: Option<String>,
 }
 
-/// The ping URL from `heartbeat.conf` (`url = https://...`), or None when the
-/// file is missing or sets none.
-pub fn configured(path: &Path) -> Result<Option<String>> {
-    Ok(read_conf(path)?.url)
+impl Conf {
+    /// The monitor to ping, when a URL is set.
+    pub fn monitor(&self) -> Option<Monitor> {
+        self.url.as_deref().map(|u| Monitor::new(u, self.kind))
+    }
+}
+
+/// The ping target from `heartbeat.conf` (`url = https://...`, `kind =`),
+/// or None when the file is missing or sets no URL.
+pub fn configured(path: &Path) -> Result<Option<Monitor>> {
+    Ok(read_conf(path)?.monitor())
 }
 
 pub fn read_conf(path: &Path) -> Result<Conf> {
@@ -59,6 +193,17 @@ pub fn read_conf(path: &Path) -> Result<Conf> {
                 check_url(v).map_err(|e| Error::config(path, i + 1, e))?;
                 conf.url = Some(v.to_string());
             }
+            "kind" => {
+                let v = value.trim().trim_matches('"');
+                conf.kind = Some(Kind::parse(v).ok_or_else(|| {
+                    Error::config(
+                        path,
+                        i + 1,
+                        format!("unknown kind {:?}", crate::output::printable(v)),
+                    )
+                    .with_note("write: kind = healthchecks, or kind = uptime-kuma")
+                })?);
+            }
             "on_failure" => {
                 let v = value.trim();
                 if v.is_empty() {
@@ -76,7 +221,7 @@ pub fn read_conf(path: &Path) -> Result<Conf> {
                         "unknown key (not shown: it is not a plain name)".to_string()
                     };
                 return Err(Error::config(path, i + 1, shown).with_note(
-                    "the keys are url (url = https://...) and on_failure (on_failure = COMMAND)",
+                    "the keys are url (url = https://...), kind (healthchecks or uptime-kuma) and on_failure (on_failure = COMMAND)",
                 ));
             }
         }
@@ -165,34 +310,29 @@ pub fn send(url: &str) -> std::result::Result<(), String> {
 }
 
 /// Pings for a check that ended with `code`, reporting only on stderr.
-pub fn ping(base: &str, code: i32) {
+pub fn ping(m: &Monitor, code: i32) {
     let t0 = Instant::now();
-    let url = url_for(base, code);
-    let suffix = if code == 0 {
-        String::new()
-    } else {
-        format!("/{code}")
-    };
-    match send(&url) {
+    match send(&m.for_code(code)) {
         Ok(()) => {
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                eprintln!("heartbeat: sent {}{suffix}", redact(base));
+                eprintln!("heartbeat: sent {}", m.shown(Some(code)));
             }
         }
         Err(e) => eprintln!(
-            "heartbeat: ping to {}{suffix} failed after {:.1} s: {e}; the check's result is unchanged",
-            redact(base),
+            "heartbeat: ping to {} failed after {:.1} s: {e}; the check's result is unchanged",
+            m.shown(Some(code)),
             t0.elapsed().as_secs_f64()
         ),
     }
 }
 
-/// The URL to ping: `--ping` first, else the conffile under `root`.
-pub fn target(flag: Option<&str>, conf: PathBuf) -> Result<Option<String>> {
+/// The monitor to ping: `--ping` first (its kind by the rule), else the
+/// conffile under `root`.
+pub fn target(flag: Option<&str>, conf: PathBuf) -> Result<Option<Monitor>> {
     match flag {
         Some(u) => {
             check_url(u).map_err(|e| Error::new(format!("--ping: {e}")))?;
-            Ok(Some(u.to_string()))
+            Ok(Some(Monitor::new(u, None)))
         }
         None => configured(&conf),
     }
@@ -237,7 +377,7 @@ mod tests {
         assert_eq!(configured(&f).unwrap(), None);
         std::fs::write(&f, "url = \"https://hc-ping.com/abc\"\n").unwrap();
         assert_eq!(
-            configured(&f).unwrap().as_deref(),
+            configured(&f).unwrap().map(|m| m.url).as_deref(),
             Some("https://hc-ping.com/abc")
         );
         std::fs::write(&f, "\nurl: https://hc-ping.com/abc\n").unwrap();
@@ -273,5 +413,56 @@ mod tests {
         std::fs::write(&f, "on_failure =\n").unwrap();
         let e = read_conf(&f).unwrap_err().to_string();
         assert!(e.contains(":1:") && e.contains("on_failure is empty"), "{e}");
+    }
+
+    #[test]
+    fn the_kind_follows_the_documented_rule_or_the_conffile() {
+        assert_eq!(Kind::of("https://hc-ping.com/uuid"), Kind::Healthchecks);
+        assert_eq!(
+            Kind::of("https://kuma.example/api/push/Tok3n?status=up&msg=OK&ping="),
+            Kind::UptimeKuma
+        );
+        assert_eq!(Kind::of("https://h/x?next=/api/push/y"), Kind::Healthchecks);
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("heartbeat.conf");
+        std::fs::write(&f, "url = https://status.example/p/Tok3n\nkind = uptime-kuma\n").unwrap();
+        assert_eq!(configured(&f).unwrap().unwrap().kind, Kind::UptimeKuma);
+        std::fs::write(&f, "url = https://h/api/push/x\nkind = healthchecks\n").unwrap();
+        assert_eq!(configured(&f).unwrap().unwrap().kind, Kind::Healthchecks);
+        std::fs::write(&f, "url = https://h/x\nkind = pagerduty\n").unwrap();
+        let e = configured(&f).unwrap_err().to_string();
+        assert!(e.contains(":2:") && e.contains("uptime-kuma"), "{e}");
+    }
+
+    #[test]
+    fn uptime_kuma_gets_status_msg_and_ping_never_a_path_suffix() {
+        // As Uptime Kuma's page shows it, query included.
+        let m = Monitor::new("https://kuma.example/api/push/Tok3n?status=up&msg=OK&ping=", None);
+        assert_eq!(
+            m.for_code(0),
+            "https://kuma.example/api/push/Tok3n?status=up&msg=OK&ping="
+        );
+        assert_eq!(
+            m.for_code(2),
+            "https://kuma.example/api/push/Tok3n?status=down&msg=CRITICAL&ping="
+        );
+        assert_eq!(
+            m.for_give_up(),
+            "https://kuma.example/api/push/Tok3n?status=down&msg=gave%20up&ping="
+        );
+        // Bare, and with a parameter of its own that is kept.
+        let m = Monitor::new("http://127.0.0.1:3001/api/push/Tok3n", None);
+        assert_eq!(
+            m.for_code(1),
+            "http://127.0.0.1:3001/api/push/Tok3n?status=down&msg=WARNING&ping="
+        );
+        let m = Monitor::new("https://k/api/push/T?x=1&status=down#frag", None);
+        assert_eq!(m.for_code(0), "https://k/api/push/T?x=1&status=up&msg=OK&ping=");
+        assert_eq!(m.shown(Some(0)), "https://k/… (Uptime Kuma, status=up)");
+        // Healthchecks: unchanged.
+        let h = Monitor::new("https://hc-ping.com/uuid", None);
+        assert_eq!(h.for_code(3), "https://hc-ping.com/uuid/3");
+        assert_eq!(h.for_give_up(), "https://hc-ping.com/uuid/fail");
+        assert_eq!(h.shown(Some(3)), "https://hc-ping.com/…/3");
     }
 }

@@ -109,9 +109,189 @@ pub fn slope_mib_per_hour(samples: &[Sample], now: u64, window: u64) -> Option<f
     Some(sxy / sxx)
 }
 
+/// A window of the trend, and the least history it needs before its slope
+/// is extrapolated: a slope fitted over a few minutes says nothing about a
+/// day (one over 85 s once read "reaches MemoryMax in 98.7 days").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Window {
+    pub name: &'static str,
+    pub seconds: u64,
+    /// At least this many samples with memory...
+    pub min_samples: usize,
+    /// ...spread over at least this many seconds.
+    pub min_span_s: u64,
+}
+
+/// The 24 h window needs 12 samples over an hour (an hour of the health
+/// timer); the 7-day window, 12 over a day, so that it never repeats the
+/// 24 h figure from the same few samples.
+pub const WINDOWS: [Window; 2] = [
+    Window {
+        name: "24h",
+        seconds: 86_400,
+        min_samples: 12,
+        min_span_s: 3_600,
+    },
+    Window {
+        name: "7d",
+        seconds: 7 * 86_400,
+        min_samples: 12,
+        min_span_s: 86_400,
+    },
+];
+
+/// One window's samples, in `columns` equal slices of time for a plot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Series {
+    /// Samples with memory in the window, and the time between the first
+    /// and the last of them.
+    pub samples: usize,
+    pub span_s: u64,
+    /// Whether they meet the window's minimum: only then is the slope given.
+    pub enough: bool,
+    pub slope_mib_per_hour: Option<f64>,
+    pub column_s: u64,
+    /// The highest memory sampled in each column, oldest first.
+    pub memory_bytes: Vec<Option<u64>>,
+    /// Restarts of the bot counted in each column (a counter that fell
+    /// back was reset by a start by hand: its new value is counted).
+    pub restarts: Vec<u64>,
+}
+
+/// The series of `window` ending at `now`, from `samples` (any order).
+pub fn series(samples: &[Sample], now: u64, window: &Window, columns: usize) -> Series {
+    let columns = columns.max(1);
+    let from = now.saturating_sub(window.seconds);
+    let column_s = window.seconds.div_ceil(columns as u64).max(1);
+    let mut sorted: Vec<&Sample> = samples.iter().filter(|s| s.t <= now).collect();
+    sorted.sort_by_key(|s| s.t);
+    let mut memory_bytes = vec![None; columns];
+    let mut restarts = vec![0u64; columns];
+    let mut prev: Option<u64> = None;
+    let mut times = Vec::new();
+    for s in sorted {
+        let in_window = s.t >= from;
+        let col = (((s.t.saturating_sub(from)) / column_s) as usize).min(columns - 1);
+        if let Some(r) = s.restarts {
+            if in_window {
+                if let Some(p) = prev {
+                    restarts[col] += if r >= p { r - p } else { r };
+                }
+            }
+            prev = Some(r);
+        }
+        if in_window {
+            if let Some(rss) = s.rss {
+                memory_bytes[col] = Some(memory_bytes[col].map_or(rss, |m: u64| m.max(rss)));
+                times.push(s.t);
+            }
+        }
+    }
+    let span_s = match (times.first(), times.last()) {
+        (Some(a), Some(b)) => b - a,
+        _ => 0,
+    };
+    let enough = times.len() >= window.min_samples && span_s >= window.min_span_s;
+    Series {
+        samples: times.len(),
+        span_s,
+        enough,
+        slope_mib_per_hour: if enough {
+            slope_mib_per_hour(samples, now, window.seconds)
+        } else {
+            None
+        },
+        column_s,
+        memory_bytes,
+        restarts,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample(t: u64, mib: u64, restarts: u64) -> Sample {
+        Sample {
+            t,
+            rss: Some(mib << 20),
+            restarts: Some(restarts),
+            state: "active".into(),
+        }
+    }
+
+    /// 85 s of samples, as in the report: no slope for either window.
+    #[test]
+    fn a_few_minutes_of_samples_extrapolate_nothing() {
+        let now = 1_000_000;
+        let s: Vec<Sample> = (0..18).map(|i| sample(now - 85 + i * 5, 100 + i, 0)).collect();
+        for w in &WINDOWS {
+            let x = series(&s, now, w, 60);
+            assert_eq!((x.samples, x.span_s, x.enough), (18, 85, false), "{}", w.name);
+            assert_eq!(x.slope_mib_per_hour, None, "{}", w.name);
+        }
+    }
+
+    /// Each window from its own samples: a leak of the last 2 days only
+    /// shows flat over 24 h after a week of steady memory, and not the
+    /// same figure in both windows.
+    #[test]
+    fn each_window_has_its_own_samples_and_slope() {
+        let now: u64 = 10 * 86_400;
+        // One sample every 5 min for 7 days: flat at 200 MiB for 6 days,
+        // then 1 MiB more every 5 min (12 MiB an hour) for the last day.
+        let start = now - 7 * 86_400;
+        let s: Vec<Sample> = (0..=(7 * 288))
+            .map(|i| {
+                let t = start + i * 300;
+                let grow = (t.saturating_sub(now - 86_400)) / 300;
+                sample(t, 200 + grow, i / 500)
+            })
+            .collect();
+        let day = series(&s, now, &WINDOWS[0], 60);
+        let week = series(&s, now, &WINDOWS[1], 60);
+        assert!(day.enough && week.enough);
+        assert_eq!(day.samples, 289);
+        assert_eq!(week.samples, 7 * 288 + 1);
+        let d = day.slope_mib_per_hour.unwrap();
+        let w = week.slope_mib_per_hour.unwrap();
+        assert!((d - 12.0).abs() < 0.01, "{d}");
+        assert!(
+            w > 0.0 && w < d / 2.0,
+            "the week's slope {w} is not the day's {d}"
+        );
+        // The plot's columns: 24 min each over a day; the last holds the peak.
+        assert_eq!(day.column_s, 1440);
+        assert_eq!(day.memory_bytes.len(), 60);
+        assert_eq!(day.memory_bytes[59], Some((200 + 288) << 20));
+        assert_eq!(day.memory_bytes[0], Some((200 + 4) << 20));
+        // The counter went up by 1 every 500 samples: 4 times in the week.
+        assert_eq!(week.restarts.iter().sum::<u64>(), 4);
+    }
+
+    #[test]
+    fn a_reset_restart_counter_counts_its_new_value() {
+        let now = 100_000;
+        let s = vec![
+            sample(now - 4000, 1, 5),
+            sample(now - 3000, 1, 7),
+            sample(now - 2000, 1, 0),
+            sample(now - 1000, 1, 2),
+        ];
+        let x = series(&s, now, &WINDOWS[0], 60);
+        assert_eq!(x.restarts.iter().sum::<u64>(), 4);
+        // Outside the window: not counted, but the base for the first inside.
+        let x = series(
+            &s,
+            now,
+            &Window {
+                seconds: 2500,
+                ..WINDOWS[0]
+            },
+            10,
+        );
+        assert_eq!(x.restarts.iter().sum::<u64>(), 2);
+    }
 
     #[test]
     fn slope_of_a_steady_leak() {

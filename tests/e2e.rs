@@ -25,6 +25,8 @@ mod manifests;
 mod monitoring;
 #[path = "e2e/pause.rs"]
 mod pause;
+#[path = "e2e/prometheus.rs"]
+mod prometheus;
 #[path = "e2e/python_env.rs"]
 mod python_env;
 #[path = "e2e/status.rs"]
@@ -177,6 +179,12 @@ fn health_timer_records_samples_and_trend_reports_the_leak_rate() {
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn weekly_restart_timer_restarts_a_running_bot_once_and_stays_off() {
     status::weekly_restart();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn real_node_exporter_and_prometheus_fire_the_crash_loop_and_stale_file_alerts() {
+    prometheus::real_tools();
 }
 #[path = "e2e/envcorpus.rs"]
 mod envcorpus;
@@ -647,6 +655,20 @@ fn lifecycle_reinstall_upgrade_downgrade_remove_purge_keeps_user_data() {
     c.ok(&format!("systemctl enable --now {UNIT}"));
     c.wait_for("active again", Duration::from_secs(60), active);
 
+    // The metrics, in node_exporter's directory (the health timer) and in
+    // one that JARVIS_TEXTFILE_DIR names (as a cron line would): removal
+    // takes both, since a file left behind says "up 1" to every scrape.
+    let textfiles = [
+        "var/lib/prometheus/node-exporter/jarvis_supervisor.prom",
+        "var/lib/prom-custom/jarvis_supervisor.prom",
+        "var/lib/jarvis-supervisor/textfile.path",
+    ];
+    c.ok("mkdir -p /var/lib/prometheus/node-exporter /var/lib/prom-custom && systemctl start jarvis-supervisor-health.service");
+    c.ok("JARVIS_TEXTFILE_DIR=/var/lib/prom-custom jarvisctl status --record >/dev/null");
+    for f in textfiles {
+        assert!(c.root.join(f).is_file(), "/{f} was not written");
+    }
+
     // Remove: the rollback.
     let out = c.sh("apt-get remove -y -q jarvis-supervisor 2>&1");
     assert_eq!(out.status, 0, "remove:\n{}", out.all());
@@ -662,6 +684,9 @@ fn lifecycle_reinstall_upgrade_downgrade_remove_purge_keeps_user_data() {
         "unit left behind"
     );
     assert!(!c.root.join("usr/bin/jarvisctl").exists(), "helper left behind");
+    for f in textfiles {
+        assert!(!c.root.join(f).exists(), "/{f} is left after remove");
+    }
     // A conffile: Debian Policy keeps it until purge (it only rotates the
     // logs that are kept, as jarvis, without touching the bot).
     assert!(

@@ -194,3 +194,46 @@ fn the_timer_run_pings_the_url_in_the_conffile() {
     );
     assert_eq!(srv.paths().len(), 1);
 }
+
+/// Uptime Kuma's push monitor takes its verdict in the query string; a
+/// path suffix (`/2`) would answer 404. The URL as its page shows it.
+#[test]
+fn an_uptime_kuma_push_url_gets_status_and_msg_in_its_query() {
+    let root = tempfile::tempdir().unwrap();
+    let srv = Server::start(Answer::Code(200));
+    let url = format!(
+        "http://127.0.0.1:{}/api/push/{SECRET}?status=up&msg=OK&ping=",
+        srv.port
+    );
+    let (out, _) = status(root.path(), &["--json", "--ping", &url]);
+    let code = out.status.code().unwrap();
+    assert_ne!(code, 0, "{}", text(&out));
+    let word = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][code as usize];
+    assert_eq!(
+        srv.paths(),
+        [format!("/api/push/{SECRET}?status=down&msg={word}&ping=")]
+    );
+    assert!(!text(&out).contains(SECRET), "{}", text(&out));
+
+    // The conffile can name the kind for a URL the rule would not know.
+    let other = Server::start(Answer::Code(200));
+    let conf = root.path().join("etc/jarvis-supervisor");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("heartbeat.conf"),
+        format!(
+            "url = http://127.0.0.1:{}/push/{SECRET}\nkind = uptime-kuma\n",
+            other.port
+        ),
+    )
+    .unwrap();
+    let samples = root.path().join("samples.jsonl");
+    let (out, _) = status(root.path(), &["--record", "--samples", samples.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let paths = other.paths();
+    assert_eq!(paths.len(), 1, "{paths:?}");
+    assert!(
+        paths[0].starts_with(&format!("/push/{SECRET}?status=")) && paths[0].ends_with("&ping="),
+        "{paths:?}"
+    );
+}

@@ -75,6 +75,9 @@ const SHIPPED: &[&str] = &[
     "/usr/share/doc/jarvis-supervisor/examples/sudoers.d-jarvis-status",
     "/usr/share/doc/jarvis-supervisor/examples/jarvis-supervisor.icinga2.conf",
     "/usr/share/doc/jarvis-supervisor/examples/jarvis-supervisor.nagios.cfg",
+    "/usr/share/jarvis-supervisor/monitoring/jarvis-supervisor.rules.yml",
+    "/usr/share/jarvis-supervisor/monitoring/jarvis-supervisor.rules.test.yml",
+    "/usr/share/jarvis-supervisor/monitoring/grafana-dashboard.json",
 ];
 
 #[test]
@@ -436,4 +439,117 @@ fn rpm_pre_carries_the_sysusers_d_line() {
     assert_eq!(fields.last(), Some(&"/usr/sbin/nologin"), "{}", entries[0]);
     // Where systemd-sysusers is absent, useradd makes the same account.
     assert!(pre.contains("--shell /usr/sbin/nologin jarvis"), "{pre}");
+}
+
+/// `promtool` from Debian's `prometheus` package; a missing one fails.
+fn promtool() -> &'static str {
+    let found = Command::new("promtool").arg("--version").output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "promtool is missing: apt-get install prometheus (cargo xtask test installs it)"
+    );
+    "promtool"
+}
+
+/// The alert rules and the dashboard as the .deb installs them, checked by
+/// Prometheus' own tool: the rules load, their unit tests (a crash loop, a
+/// stale file, ...) pass, every dashboard query parses as PromQL, and a
+/// textfile written by the packaged jarvisctl passes `promtool check metrics`
+/// (Prometheus' naming lint: counters end in _total, and so on).
+#[test]
+#[ignore = "needs the built packages and promtool: run by cargo xtask test"]
+fn promtool_checks_and_tests_the_shipped_rules_dashboard_and_textfile() {
+    let promtool = promtool();
+    let deb = pkg("JARVIS_DEB");
+    let tree = tempfile::tempdir().unwrap();
+    let (code, text) = run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(tree.path()));
+    assert_eq!(code, 0, "{text}");
+    let dir = tree.path().join("usr/share/jarvis-supervisor/monitoring");
+
+    let (code, text) = run(Command::new(promtool)
+        .args(["check", "rules", "jarvis-supervisor.rules.yml"])
+        .current_dir(&dir));
+    println!("promtool check rules: {}", text.trim().replace('\n', " / "));
+    assert!(
+        code == 0 && text.contains("SUCCESS"),
+        "promtool check rules (exit {code}):\n{text}"
+    );
+    let (code, text) = run(Command::new(promtool)
+        .args(["test", "rules", "jarvis-supervisor.rules.test.yml"])
+        .current_dir(&dir));
+    println!("promtool test rules: {}", text.trim().replace('\n', " / "));
+    assert!(
+        code == 0 && text.contains("SUCCESS"),
+        "promtool test rules (exit {code}):\n{text}"
+    );
+
+    // Each dashboard query as a recording rule: promtool parses it.
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("grafana-dashboard.json")).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => m.iter().for_each(|(k, x)| match x {
+                serde_json::Value::String(s) if k == "expr" => out.push(s.clone()),
+                x => walk(x, out),
+            }),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(&dash, &mut exprs);
+    assert!(exprs.len() >= 10, "{} queries in the dashboard", exprs.len());
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        // A Grafana variable is not PromQL: give it a value.
+        let e = e.replace("$instance", "host:9100");
+        rules.push_str(&format!(
+            "      - record: dashboard:q{i}\n        expr: {}\n",
+            serde_json::to_string(&e).unwrap()
+        ));
+    }
+    let qfile = tree.path().join("dashboard-queries.yml");
+    std::fs::write(&qfile, rules).unwrap();
+    let (code, text) = run(Command::new(promtool).args(["check", "rules"]).arg(&qfile));
+    println!("promtool: {} dashboard queries parse", exprs.len());
+    assert!(
+        code == 0,
+        "a dashboard query is not PromQL (exit {code}):\n{text}"
+    );
+
+    // A textfile from the packaged jarvisctl, in a scratch root.
+    let root = tempfile::tempdir().unwrap();
+    let out_dir = root.path().join("textfile");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let (code, text) = run(Command::new(tree.path().join("usr/bin/jarvisctl"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["status", "--record", "--samples"])
+        .arg(root.path().join("samples.jsonl"))
+        .env("JARVIS_TEXTFILE_DIR", &out_dir));
+    assert_eq!(code, 0, "status --record:\n{text}");
+    let metrics = std::fs::read(out_dir.join("jarvis_supervisor.prom")).unwrap();
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &metrics).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "promtool check metrics found problems in the textfile:\n{text}\n{}",
+        String::from_utf8_lossy(&metrics)
+    );
+    println!(
+        "promtool check metrics: no problem in {} lines",
+        String::from_utf8_lossy(&metrics).lines().count()
+    );
 }

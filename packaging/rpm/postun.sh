@@ -12,6 +12,23 @@
 # /etc/jarvis-supervisor, and the deploy history (deploys/, packages/ under
 # /var/lib/jarvis-supervisor), which holds copies of the user's code and .env
 # and the manifests of what each deploy shipped.
+# jarvisctl status --record: the node_exporter textfile, which would go on
+# saying "up 1" to every scrape, in the default directory and where the last
+# record wrote it (JARVIS_TEXTFILE_DIR); then that record of where.
+remove_textfile() {
+    for f in /var/lib/prometheus/node-exporter/jarvis_supervisor.prom \
+        "$(head -n 1 /var/lib/jarvis-supervisor/textfile.path 2>/dev/null || true)"; do
+        case "$f" in
+            /*/jarvis_supervisor.prom)
+                if [ -f "$f" ] && [ ! -L "$f" ]; then
+                    rm -f "$f"
+                fi
+                ;;
+        esac
+    done
+    rm -f /var/lib/jarvis-supervisor/textfile.path
+}
+
 remove_generated() {
     # jarvisctl configure --weekly-restart; the service's 50-jarvisctl.conf is
     # the name reserved for jarvisctl configure.
@@ -21,11 +38,13 @@ remove_generated() {
     # shipped log rotation rewritten for the moved code root.
     rm -f /etc/systemd/system/jarvis-supervisor.service.d/60-jarvisctl-code-root.conf
     rm -f /etc/logrotate.d/jarvis-code-root
-    # jarvisctl status --record (the health timer): the memory history.
+    # jarvisctl status --record (the health timer): the memory history, and
+    # the metrics.
     rm -f /var/lib/jarvis-supervisor/samples.jsonl
     # jarvisctl pause: who paused the bot and why (the pause file itself is
     # in the code root, the operator's switch, and stays).
     rm -f /var/lib/jarvis-supervisor/pause.json
+    remove_textfile
     # jarvisctl run (hosts without systemd): lock, pid file, process group,
     # notify socket, state and its own log.
     for f in run.lock run.pid run.group notify state.json .state.json.tmp engine.log; do

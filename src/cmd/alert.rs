@@ -49,15 +49,12 @@ pub fn run(paths: &Paths, args: &AlertArgs) -> Result<i32> {
             heartbeat::CONF
         );
     }
-    if let Some(url) = &conf.url {
-        match heartbeat::send(&heartbeat::fail_url(url)) {
-            Ok(()) => println!("alert: {reason}; pinged {}/fail", heartbeat::redact(url)),
+    if let Some(m) = conf.monitor() {
+        match heartbeat::send(&m.for_give_up()) {
+            Ok(()) => println!("alert: {reason}; pinged {}", m.shown(None)),
             Err(e) => {
                 ok = false;
-                eprintln!(
-                    "alert: {reason}; the ping to {}/fail failed: {e}",
-                    heartbeat::redact(url)
-                );
+                eprintln!("alert: {reason}; the ping to {} failed: {e}", m.shown(None));
             }
         }
     }

@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use crate::cli::StatusArgs;
 use crate::error::Result;
 use crate::heartbeat;
@@ -26,6 +24,7 @@ mod model;
 mod render;
 mod sight;
 mod textfile;
+mod trend;
 
 pub use model::*;
 use render::{print_human, verdict_word};
@@ -64,12 +63,12 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
         .clone()
         .unwrap_or_else(|| paths.host(Path::new(samples::PATH)));
     if args.trend {
-        return trend(paths, &history, args.json);
+        return trend::run(paths, &history, args.json);
     }
     let ping = ping_target(paths, args)?;
     let heartbeat = |code: i32| {
-        if let Some(url) = &ping {
-            heartbeat::ping(url, code);
+        if let Some(m) = &ping {
+            heartbeat::ping(m, code);
         }
     };
     if args.record {
@@ -134,7 +133,7 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
 /// heartbeat.conf, so that pings stop when the timer stops, whoever else
 /// runs status. A broken conffile is reported and skips the ping; it never
 /// hides the check itself.
-fn ping_target(paths: &Paths, args: &StatusArgs) -> Result<Option<String>> {
+fn ping_target(paths: &Paths, args: &StatusArgs) -> Result<Option<heartbeat::Monitor>> {
     if args.ping.is_some() {
         return heartbeat::target(args.ping.as_deref(), PathBuf::new());
     }
@@ -428,7 +427,7 @@ fn from_systemd(st: &mut Status, crash_window_s: f64) -> bool {
         st.weekly_restart.enabled = t.get("ActiveState").is_some_and(|s| s == "active");
         st.weekly_restart.next = t
             .get("NextElapseUSecRealtime")
-            .filter(|v| !v.is_empty() && st.weekly_restart.enabled)
+            .filter(|v| !v.is_empty() && *v != "n/a" && st.weekly_restart.enabled)
             .cloned();
     }
     true
@@ -546,77 +545,13 @@ fn record(paths: &Paths, history: &Path) -> Result<i32> {
     // set or the default one exists. A failure is said, never fatal: the
     // sample and the ping matter more.
     if let Some(dir) = textfile::dir() {
-        if let Err(e) = textfile::write(&dir, &st) {
+        let written = textfile::write(&dir, &st)
+            .and_then(|f| textfile::remember(&paths.host(Path::new(textfile::WHERE)), &f));
+        if let Err(e) = written {
             e.print();
         }
     }
     Ok(st.exit_code)
-}
-
-#[derive(Debug, Serialize)]
-struct Trend {
-    samples: usize,
-    slope_24h_mib_per_hour: Option<f64>,
-    slope_7d_mib_per_hour: Option<f64>,
-    current_bytes: Option<u64>,
-    max_bytes: Option<u64>,
-    /// Hours until MemoryMax at the 24 h slope, when it grows.
-    reaches_max_in_hours: Option<f64>,
-    /// True when that is within 7 days.
-    flagged: bool,
-}
-
-/// `--trend`: exit 0 when memory is stable, 1 when it would reach
-/// MemoryMax within 7 days, 3 with too few samples to tell.
-fn trend(paths: &Paths, history: &Path, json: bool) -> Result<i32> {
-    let all = samples::read(history);
-    let now = now_s();
-    let st = collect(paths);
-    let s24 = samples::slope_mib_per_hour(&all, now, 86_400);
-    let s7 = samples::slope_mib_per_hour(&all, now, 7 * 86_400);
-    let current = st
-        .memory
-        .current_bytes
-        .or_else(|| all.iter().rev().find_map(|s| s.rss));
-    let max = st.memory.max_bytes;
-    let reaches = match (s24, current, max) {
-        (Some(slope), Some(cur), Some(max)) if slope > 0.0 => {
-            Some(((max.saturating_sub(cur)) as f64 / (1u64 << 20) as f64 / slope * 10.0).round() / 10.0)
-        }
-        _ => None,
-    };
-    let flagged = reaches.is_some_and(|h| h <= 7.0 * 24.0);
-    let t = Trend {
-        samples: all.len(),
-        slope_24h_mib_per_hour: s24.map(|v| (v * 10.0).round() / 10.0),
-        slope_7d_mib_per_hour: s7.map(|v| (v * 10.0).round() / 10.0),
-        current_bytes: current,
-        max_bytes: max,
-        reaches_max_in_hours: reaches,
-        flagged,
-    };
-    let code = if s24.is_none() {
-        3
-    } else if flagged {
-        1
-    } else {
-        0
-    };
-    if json {
-        println!("{}", serde_json::to_string(&t).unwrap_or_default());
-    } else {
-        let fmt =
-            |v: Option<f64>| v.map_or("not enough samples".to_string(), |v| format!("{v:+.1} MiB/hour"));
-        println!("memory trend from {} samples in {}", t.samples, history.display());
-        println!("last 24 h: {}", fmt(t.slope_24h_mib_per_hour));
-        println!("last 7 days: {}", fmt(t.slope_7d_mib_per_hour));
-        match reaches {
-            Some(h) if flagged => println!("WARNING: at this rate memory reaches MemoryMax in {h:.1} hours"),
-            Some(h) => println!("at this rate memory reaches MemoryMax in {:.1} days", h / 24.0),
-            None => println!("memory is not growing"),
-        }
-    }
-    Ok(code)
 }
 
 fn restarts_24h() -> Option<u64> {

@@ -187,6 +187,30 @@ fn scenario(suite: Suite) {
         "{name}: {metrics}"
     );
     assert_eq!(metrics["jarvis_supervisor_verdict"][""], 1.0, "{name}: {metrics}");
+    // Prometheus' conventions: the version as an info metric, restarts as a
+    // counter, the start as a unix time, the record's own time.
+    assert_eq!(metrics["jarvis_supervisor_info"][""], 1.0, "{name}: {metrics}");
+    assert!(
+        metrics["jarvis_supervisor_restarts_total"][""].is_f64(),
+        "{name}: {metrics}"
+    );
+    let now = c.ok("date +%s").trim().parse::<f64>().unwrap();
+    let started = metrics["jarvis_supervisor_start_time_seconds"][""]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{name}: no start time: {metrics}"));
+    let written = metrics["jarvis_supervisor_last_record_timestamp_seconds"][""]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{name}: no record time: {metrics}"));
+    assert!(
+        started <= now && now - started < 600.0 && (now - written).abs() < 60.0,
+        "{name}: started {started}, written {written}, now {now}"
+    );
+    for gone in [
+        "jarvis_supervisor_restarts_24h",
+        "jarvis_supervisor_uptime_seconds",
+    ] {
+        assert!(metrics.get(gone).is_none(), "{name}: {gone} is back: {metrics}");
+    }
     if suite.has_systemd() {
         // The shipped health unit, sandboxed, writes to node_exporter's
         // default directory when it exists.

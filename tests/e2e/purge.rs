@@ -23,6 +23,9 @@ const SERVICE_DROPIN: &str = "/etc/systemd/system/jarvis-supervisor.service.d/50
 const CODE_ROOT_DROPIN: &str = "/etc/systemd/system/jarvis-supervisor.service.d/60-jarvisctl-code-root.conf";
 const CODE_ROOT_LOGROTATE: &str = "/etc/logrotate.d/jarvis-code-root";
 const SAMPLES: &str = "/var/lib/jarvis-supervisor/samples.jsonl";
+/// The metrics for node_exporter, and where the last record wrote them.
+const TEXTFILE: &str = "/var/lib/prometheus/node-exporter/jarvis_supervisor.prom";
+const TEXTFILE_WHERE: &str = "/var/lib/jarvis-supervisor/textfile.path";
 /// `jarvisctl deploy`'s host lock and step lock.
 const DEPLOY_LOCKS: [&str; 2] = ["/run/jarvis-deploy.lock", "/run/jarvis-deploy-step.lock"];
 /// Where `jarvisctl run` keeps its state (hosts without systemd).
@@ -146,7 +149,7 @@ fn make_generated(c: &Container) {
     c.ok("systemctl daemon-reload");
     let out = c.ok("jarvisctl configure --code-root /home/jarvis/Jarvis-moved --python /usr/bin/python3");
     assert!(out.contains(CODE_ROOT_DROPIN), "{out}");
-    c.ok("jarvisctl status --record >/dev/null || true");
+    c.ok("mkdir -p /var/lib/prometheus/node-exporter && jarvisctl status --record >/dev/null || true");
     make_deploy_locks(c);
     for f in [
         TIMER_DROPIN,
@@ -154,6 +157,8 @@ fn make_generated(c: &Container) {
         CODE_ROOT_DROPIN,
         CODE_ROOT_LOGROTATE,
         SAMPLES,
+        TEXTFILE,
+        TEXTFILE_WHERE,
     ] {
         assert!(exists(c, f), "{f} was not made");
     }
@@ -228,6 +233,8 @@ fn assert_generated_gone(c: &Container) {
         CODE_ROOT_DROPIN,
         CODE_ROOT_LOGROTATE,
         SAMPLES,
+        TEXTFILE,
+        TEXTFILE_WHERE,
         DEPLOY_LOCKS[0],
         DEPLOY_LOCKS[1],
         "/etc/systemd/system/jarvis-supervisor-restart.timer.d",
@@ -349,10 +356,11 @@ pub fn apt_purge_sysvinit() {
             .status
             == 0
     });
-    c.ok("jarvisctl status --record >/dev/null || true");
+    c.ok("mkdir -p /var/lib/prometheus/node-exporter && jarvisctl status --record >/dev/null || true");
     make_deploy_locks(&c);
     for f in [
         SAMPLES,
+        TEXTFILE,
         "/run/jarvis-supervisor-run/engine.log",
         "/run/jarvis-supervisor-run/state.json",
     ] {

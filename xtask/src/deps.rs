@@ -29,6 +29,10 @@ pub const TEST_PACKAGES: &[&str] = &[
     "debian-archive-keyring",
     // jarvisctl deploy's transfers, from this machine to the test hosts.
     "rsync",
+    // promtool checks the shipped alert rules; the e2e monitoring test runs
+    // node_exporter and Prometheus from these .debs inside a container.
+    "prometheus",
+    "prometheus-node-exporter",
 ];
 
 /// `cargo xtask deps`: every Debian package (as root), cargo tool and

@@ -75,6 +75,23 @@ fn print_components(c: &crate::components::Components) {
     }
 }
 
+/// When the opt-in weekly restart fires next, or why it never does.
+fn weekly_restart_line(st: &Status) -> String {
+    let w = &st.weekly_restart;
+    match (st.supervisor.as_deref(), w.enabled, &w.next) {
+        (Some("systemd"), true, Some(next)) => {
+            format!("weekly restart: next {next} (jarvis-supervisor-restart.timer)")
+        }
+        (Some("systemd"), true, None) => {
+            "weekly restart: on, but systemd names no next time (systemctl list-timers jarvis-supervisor-restart.timer)".into()
+        }
+        (Some("systemd"), false, _) => {
+            "weekly restart: off (jarvisctl configure --weekly-restart \"Sun 04:00\" turns it on)".into()
+        }
+        _ => "weekly restart: none (its timer needs systemd; jarvisctl run has no schedule)".into(),
+    }
+}
+
 /// Performance data, monitoring-plugin style: `label=value[UOM];warn;crit;min;max`,
 /// only for what was measured.
 fn perfdata(st: &Status) -> String {
@@ -217,6 +234,7 @@ pub(super) fn print_human(st: &Status) {
     if let Some(s) = &st.supervisor {
         println!("supervisor: {s}");
     }
+    println!("{}", weekly_restart_line(st));
     print_components(&st.components);
     match (st.watchdog.last_ping_age_s, st.watchdog.period_s) {
         (Some(a), Some(p)) => println!("watchdog: last ping {} ago (WatchdogSec={p:.0}s)", human_secs(a)),
@@ -300,6 +318,29 @@ pub(super) fn print_human(st: &Status) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_weekly_restart_line_names_the_next_time_or_why_none() {
+        let mut st = Status {
+            supervisor: Some("systemd".into()),
+            ..Status::default()
+        };
+        assert!(
+            weekly_restart_line(&st).starts_with("weekly restart: off ("),
+            "{}",
+            weekly_restart_line(&st)
+        );
+        st.weekly_restart = WeeklyRestart {
+            enabled: true,
+            next: Some("Sun 2026-12-13 04:07:12 UTC".into()),
+        };
+        assert_eq!(
+            weekly_restart_line(&st),
+            "weekly restart: next Sun 2026-12-13 04:07:12 UTC (jarvis-supervisor-restart.timer)"
+        );
+        st.supervisor = Some("jarvisctl run".into());
+        assert!(weekly_restart_line(&st).starts_with("weekly restart: none ("));
+    }
 
     #[test]
     fn perfdata_follows_the_plugin_format_and_names_only_what_was_measured() {

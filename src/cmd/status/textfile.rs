@@ -12,6 +12,10 @@ use crate::error::{Error, Result};
 /// Debian's and Ubuntu's prometheus-node-exporter read this directory.
 pub const DEFAULT_DIR: &str = "/var/lib/prometheus/node-exporter";
 pub const FILE: &str = "jarvis_supervisor.prom";
+/// Where the last record wrote the file: the package's removal scripts
+/// delete it there too (they cannot see a JARVIS_TEXTFILE_DIR set in a
+/// drop-in or a cron line), so no stale "up 1" outlives the package.
+pub const WHERE: &str = "/var/lib/jarvis-supervisor/textfile.path";
 
 /// Where to write: `$JARVIS_TEXTFILE_DIR` (a drop-in of the health unit
 /// sets it), else the default directory when it exists; None: nowhere.
@@ -41,6 +45,22 @@ pub fn write(dir: &Path, st: &Status) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Notes `written` in `record` (one line), atomically, unless it says so already.
+pub fn remember(record: &Path, written: &Path) -> Result<()> {
+    let line = format!("{}\n", written.display());
+    if std::fs::read_to_string(record).is_ok_and(|old| old == line) {
+        return Ok(());
+    }
+    let dir = record.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("create a file in", dir, e))?;
+    tmp.write_all(line.as_bytes())
+        .map_err(|e| Error::io("write", tmp.path(), e))?;
+    tmp.persist(record)
+        .map_err(|e| Error::io("replace", record, e.error))?;
+    Ok(())
+}
+
 /// A label value, escaped as the text format requires.
 fn label(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
@@ -57,19 +77,45 @@ fn label(v: &str) -> String {
 }
 
 pub fn render(st: &Status) -> String {
+    render_at(st, super::now_s())
+}
+
+/// The metric families, Prometheus' conventions: counters end in `_total`,
+/// times are unix `_timestamp_seconds`/`_start_time_seconds` (a scrape
+/// computes the age, so a stale file shows as one), `_info` carries the
+/// version as a label. `now` is when the file is written.
+pub fn render_at(st: &Status, now: u64) -> String {
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, samples: Vec<(String, f64)>| {
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
         if samples.is_empty() {
             return;
         }
         out.push_str(&format!(
-            "# HELP jarvis_supervisor_{name} {help}\n# TYPE jarvis_supervisor_{name} gauge\n"
+            "# HELP jarvis_supervisor_{name} {help}\n# TYPE jarvis_supervisor_{name} {kind}\n"
         ));
         for (labels, v) in samples {
             out.push_str(&format!("jarvis_supervisor_{name}{labels} {v}\n"));
         }
     };
     let one = |v: Option<f64>| v.map(|v| vec![(String::new(), v)]).unwrap_or_default();
+    let mut gauge = |name: &str, help: &str, samples| family(name, "gauge", help, samples);
+    gauge(
+        "info",
+        "Always 1: the package's version and what supervises the bot, as labels.",
+        vec![(
+            format!(
+                "{{version=\"{}\",supervisor=\"{}\"}}",
+                label(st.package_version.as_deref().unwrap_or(env!("CARGO_PKG_VERSION"))),
+                label(st.supervisor.as_deref().unwrap_or("unknown"))
+            ),
+            1.0,
+        )],
+    );
+    gauge(
+        "last_record_timestamp_seconds",
+        "When this file was written (unix time): an old value means the health timer stopped.",
+        one(Some(now as f64)),
+    );
     gauge(
         "up",
         "1 when the bot's process is up (active), else 0.",
@@ -86,15 +132,17 @@ pub fn render(st: &Status) -> String {
         one(Some(f64::from(st.exit_code))),
     );
     gauge(
-        "uptime_seconds",
-        "Seconds since the bot's process started.",
-        one(st.uptime_s),
+        "start_time_seconds",
+        "When the bot's running process started (unix time).",
+        one(st.uptime_s.map(|up| (now as f64 - up).round())),
     );
-    gauge(
-        "restarts_24h",
-        "Restarts of the bot's process in the last 24 h.",
-        one(st.restarts_24h.map(|n| n as f64)),
+    family(
+        "restarts_total",
+        "counter",
+        "Automatic restarts of the bot's process since the service was last started by hand (resets then).",
+        one(st.n_restarts.map(|n| n as f64)),
     );
+    let mut gauge = |name: &str, help: &str, samples| family(name, "gauge", help, samples);
     gauge(
         "memory_bytes",
         "Memory of the bot's processes.",
@@ -107,8 +155,13 @@ pub fn render(st: &Status) -> String {
     );
     gauge(
         "watchdog_age_seconds",
-        "Age of the last watchdog ping.",
+        "Age of the last watchdog ping when the file was written.",
         one(st.watchdog.last_ping_age_s),
+    );
+    gauge(
+        "watchdog_period_seconds",
+        "WatchdogSec of the unit.",
+        one(st.watchdog.period_s),
     );
     let c = &st.components;
     if !c.source.is_empty() {
@@ -118,7 +171,7 @@ pub fn render(st: &Status) -> String {
             one(Some(c.running as f64)),
         );
         gauge(
-            "components_total",
+            "components_reported",
             "Components the bot reported.",
             one(Some(c.total as f64)),
         );
@@ -144,14 +197,15 @@ pub fn render(st: &Status) -> String {
             per(&|x| Some(f64::from(u8::from(x.gave_up)))),
         );
         gauge(
-            "component_restarts",
-            "Restarts of the component, as the bot counts them.",
-            per(&|x| x.restarts.map(|n| n as f64)),
-        );
-        gauge(
             "component_crashes_1h",
             "Crashes of the component in the last hour.",
             per(&|x| Some(x.crashes_1h as f64)),
+        );
+        family(
+            "component_restarts_total",
+            "counter",
+            "Restarts of the component, as the bot counts them.",
+            per(&|x| x.restarts.map(|n| n as f64)),
         );
     }
     out
@@ -162,14 +216,22 @@ mod tests {
     use super::*;
     use crate::components::{Component, Components};
 
-    #[test]
-    fn the_textfile_has_help_type_and_escaped_labels() {
+    /// A status with every measured value set, so that every family the
+    /// writer knows is in its output.
+    fn full() -> Status {
         let mut st = Status {
             state: "active".into(),
             exit_code: 1,
             uptime_s: Some(12.0),
+            n_restarts: Some(7),
+            package_version: Some("1.2.3-1".into()),
+            supervisor: Some("systemd".into()),
             ..Status::default()
         };
+        st.memory.current_bytes = Some(100 << 20);
+        st.memory.max_bytes = Some(1 << 30);
+        st.watchdog.last_ping_age_s = Some(4.0);
+        st.watchdog.period_s = Some(60.0);
         st.components = Components {
             source: "journal".into(),
             age_s: Some(3.0),
@@ -182,34 +244,183 @@ mod tests {
             crashes_1h: 2,
             ..Component::default()
         }]);
-        let text = render(&st);
+        st
+    }
+
+    /// `(name, TYPE)` of every family in a rendered file.
+    fn families(text: &str) -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|rest| {
+                let (n, t) = rest.split_once(' ').unwrap();
+                (n.to_string(), t.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_textfile_has_help_type_and_escaped_labels() {
+        let st = full();
+        let text = render_at(&st, 1_000_000);
         assert!(text.contains("jarvis_supervisor_up 1\n"), "{text}");
         assert!(text.contains("jarvis_supervisor_verdict 1\n"), "{text}");
         assert!(
-            text.contains("jarvis_supervisor_component_restarts{component=\"we\\\"ird\\\\name\\n\"} 4\n"),
+            text.contains(
+                "jarvis_supervisor_component_restarts_total{component=\"we\\\"ird\\\\name\\n\"} 4\n"
+            ),
             "{text}"
-        );
-        assert!(
-            !text.contains("memory_bytes"),
-            "unmeasured values are left out: {text}"
         );
         // Every sample follows its own HELP and TYPE lines.
         let mut typed = std::collections::HashSet::new();
+        let mut helped = std::collections::HashSet::new();
         for l in text.lines() {
             if let Some(rest) = l.strip_prefix("# TYPE ") {
-                typed.insert(rest.split(' ').next().unwrap().to_string());
-            } else if !l.starts_with('#') {
+                let name = rest.split(' ').next().unwrap().to_string();
+                assert!(helped.contains(&name), "TYPE before HELP: {l}");
+                typed.insert(name);
+            } else if let Some(rest) = l.strip_prefix("# HELP ") {
+                helped.insert(rest.split(' ').next().unwrap().to_string());
+            } else {
                 let name = l.split(['{', ' ']).next().unwrap();
                 assert!(typed.contains(name), "{l}");
             }
         }
+        let bare = Status {
+            state: "active".into(),
+            ..Status::default()
+        };
+        assert!(
+            !render(&bare).contains("memory_bytes"),
+            "unmeasured values are left out"
+        );
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), &st).unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+        let written = std::fs::read_to_string(&p).unwrap();
+        assert!(written.contains("jarvis_supervisor_up 1\n"), "{written}");
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             1,
             "no temporary file left"
         );
+        // Where it went, for the package's removal scripts: one line.
+        let record = dir.path().join("state/textfile.path");
+        remember(&record, &p).unwrap();
+        remember(&record, &p).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&record).unwrap(),
+            format!("{}\n", p.display())
+        );
+    }
+
+    #[test]
+    fn counters_end_in_total_and_times_are_unix_timestamps() {
+        let text = render_at(&full(), 1_000_000);
+        for (name, kind) in families(&text) {
+            assert_eq!(
+                name.ends_with("_total"),
+                kind == "counter",
+                "{name} is a {kind}: only counters end in _total"
+            );
+        }
+        assert!(
+            text.contains(
+                "# TYPE jarvis_supervisor_restarts_total counter\njarvis_supervisor_restarts_total 7\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("restarts_24h") && !text.contains("uptime"),
+            "{text}"
+        );
+        // Up 12 s when written at 1,000,000: started at 999,988.
+        assert!(
+            text.contains("jarvis_supervisor_start_time_seconds 999988\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jarvis_supervisor_last_record_timestamp_seconds 1000000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jarvis_supervisor_info{version=\"1.2.3-1\",supervisor=\"systemd\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    /// The metric names a PromQL expression uses: identifiers that start
+    /// with the package's prefix.
+    fn names_in(expr: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = expr;
+        while let Some(i) = rest.find("jarvis_supervisor_") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            out.push(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+        out
+    }
+
+    /// Every metric that the shipped dashboard and alert rules query is one
+    /// that this writer emits (read from its own output, not a list).
+    #[test]
+    fn the_dashboard_and_the_rules_name_only_metrics_the_textfile_has() {
+        let text = render_at(&full(), 1_000_000);
+        let written: std::collections::HashSet<String> =
+            families(&text).into_iter().map(|(n, _)| n).collect();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring");
+        let dash: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join("grafana-dashboard.json")).unwrap())
+                .unwrap();
+        let mut exprs = Vec::new();
+        fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, x) in m {
+                        match (k.as_str(), x) {
+                            ("expr" | "query", serde_json::Value::String(s)) => out.push(s.clone()),
+                            _ => walk(x, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                _ => {}
+            }
+        }
+        walk(&dash, &mut exprs);
+        let panels = exprs.len();
+        assert!(panels >= 6, "the dashboard has {panels} queries");
+        let rules = std::fs::read_to_string(root.join("jarvis-supervisor.rules.yml")).unwrap();
+        let in_rules: Vec<String> = rules
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("expr:"))
+            .map(String::from)
+            .collect();
+        assert!(in_rules.len() >= 6, "{} alert expressions", in_rules.len());
+        exprs.extend(in_rules);
+        let mut used = std::collections::BTreeSet::new();
+        for e in &exprs {
+            for n in names_in(e) {
+                assert!(
+                    written.contains(&n),
+                    "{n} (in `{e}`) is not a metric the textfile has: {written:?}"
+                );
+                used.insert(n);
+            }
+        }
+        for must in [
+            "jarvis_supervisor_up",
+            "jarvis_supervisor_verdict",
+            "jarvis_supervisor_memory_bytes",
+            "jarvis_supervisor_memory_max_bytes",
+            "jarvis_supervisor_restarts_total",
+            "jarvis_supervisor_watchdog_age_seconds",
+            "jarvis_supervisor_component_up",
+            "jarvis_supervisor_last_record_timestamp_seconds",
+        ] {
+            assert!(used.contains(must), "nothing shown or alerted on {must}");
+        }
     }
 }
