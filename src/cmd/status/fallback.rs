@@ -147,9 +147,13 @@ pub fn last_words(paths: &Paths, unit: &Unit, secrets: &[String]) -> Option<Stri
     let _ = paths;
     let dir = Service::from_unit(unit).ok()?.workdir()?.join("logs");
     let file = dir.join(OUTPUT_FILE);
-    let tail = tail(&file, 64 * 1024).ok()?;
-    let text = String::from_utf8_lossy(&tail);
-    super::crashloop::last_words(text.lines()).map(|l| super::mask(l, secrets))
+    let w = crate::recent::Window {
+        since: None,
+        entries: 1000,
+        bytes: 64 * 1024,
+    };
+    let tail = crate::recent::file(&file, &w).ok()?;
+    super::crashloop::last_words(tail.lines.iter().map(String::as_str)).map(|l| super::mask(l, secrets))
 }
 
 /// The last error-looking lines of the program's output file, masked.
