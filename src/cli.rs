@@ -233,8 +233,10 @@ pub struct StatusArgs {
     /// quietly: what the health timer runs every 5 minutes.
     #[arg(long, conflicts_with = "trend")]
     pub record: bool,
-    /// Report the memory slope over the last 24 h and 7 days from the
-    /// history, and flag growth that would reach MemoryMax within 7 days.
+    /// Plot memory and restarts over the last 24 h and 7 days from the
+    /// history; give each window's memory slope only with 12 samples over
+    /// 1 h (24 h) or 1 day (7 days), and flag growth that would reach
+    /// MemoryMax within 7 days.
     #[arg(long)]
     pub trend: bool,
     /// Check this host over ssh instead of this one (user@host or

@@ -163,4 +163,11 @@ pub fn real_tools() {
     println!("stale-file alert firing {took:?} after the timer stopped: {alert}");
     assert_eq!(alert["labels"]["instance"], "127.0.0.1:9100", "{alert}");
     c.ok("systemctl stop test-prometheus test-node-exporter");
+    // What an operator reads on that host, for the record.
+    let human = c.sh("jarvisctl status").stdout;
+    println!("jarvisctl status:\n{human}");
+    assert!(human.contains("\nweekly restart: off ("), "{human}");
+    let trend = c.sh("jarvisctl status --trend").stdout;
+    println!("jarvisctl status --trend:\n{trend}");
+    assert!(trend.contains("too few samples to extrapolate ("), "{trend}");
 }
