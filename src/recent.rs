@@ -115,7 +115,11 @@ pub fn file(path: &Path, w: &Window) -> std::io::Result<Tail> {
         buf = chunk;
         newlines += buf[..step as usize].iter().filter(|b| **b == b'\n').count();
         // The first line may have begun before what was read.
-        let whole = if start == 0 { newlines } else { newlines.saturating_sub(1) };
+        let whole = if start == 0 {
+            newlines
+        } else {
+            newlines.saturating_sub(1)
+        };
         if whole > w.entries || older_than(&buf[..joined], start == 0, w.since) {
             break;
         }
@@ -126,7 +130,10 @@ pub fn file(path: &Path, w: &Window) -> std::io::Result<Tail> {
     let first = if start == 0 {
         0
     } else {
-        buf[..complete].iter().position(|b| *b == b'\n').map_or(complete, |i| i + 1)
+        buf[..complete]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(complete, |i| i + 1)
     };
     let text = String::from_utf8_lossy(&buf[first..complete]);
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
@@ -215,13 +222,20 @@ mod tests {
         std::fs::write(&p, lines_of(200_000) + "partial").unwrap();
         let t = file(&p, &window(None, 3, 8 << 20)).unwrap();
         assert_eq!(t.lines, ["line 199998", "line 199999", "line 200000"]);
-        assert_eq!(t.end, std::fs::metadata(&p).unwrap().len() - "partial".len() as u64);
+        assert_eq!(
+            t.end,
+            std::fs::metadata(&p).unwrap().len() - "partial".len() as u64
+        );
         // The byte bound holds whatever the count asked for: 1 KiB back is
         // fewer than 100 whole lines, none of them cut.
         let t = file(&p, &window(None, usize::MAX, 1024)).unwrap();
         assert!(t.lines.len() < 100 && !t.lines.is_empty(), "{}", t.lines.len());
         assert_eq!(t.lines.last().unwrap(), "line 200000");
-        assert!(t.lines.iter().all(|l| l.starts_with("line ") && l.len() >= 11), "{:?}", t.lines);
+        assert!(
+            t.lines.iter().all(|l| l.starts_with("line ") && l.len() >= 11),
+            "{:?}",
+            t.lines
+        );
         // A small file is read whole, its first line included.
         std::fs::write(&p, lines_of(3)).unwrap();
         let t = file(&p, &window(None, 10, 8 << 20)).unwrap();
@@ -238,7 +252,8 @@ mod tests {
         for i in 0..70_000 {
             text += &format!("2026-12-01 04:00:00,000 - x - INFO - old {i}\n");
         }
-        text += "2026-12-01 04:59:00,000 - x - ERROR - [buy_bot] old crash\nTraceback (most recent call last):\n";
+        text +=
+            "2026-12-01 04:59:00,000 - x - ERROR - [buy_bot] old crash\nTraceback (most recent call last):\n";
         text += "2026-12-01 05:00:01,000 - x - INFO - new 1\nunstamped\n2026-12-01 05:00:02,000 - x - INFO - new 2\n";
         std::fs::write(&p, &text).unwrap();
         let since = crate::components::line_time("2026-12-01 05:00:00,000").unwrap();

@@ -103,10 +103,18 @@ pub fn point(v: &str, now: f64) -> Result<f64, &'static str> {
     if let Some(rel) = v.strip_suffix("ago").filter(|r| r.ends_with(char::is_whitespace)) {
         return Ok(now - span(rel)?);
     }
-    if let Some(rel) = v.strip_suffix("left").filter(|r| r.ends_with(char::is_whitespace)) {
+    if let Some(rel) = v
+        .strip_suffix("left")
+        .filter(|r| r.ends_with(char::is_whitespace))
+    {
         return Ok(now + span(rel)?);
     }
-    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(v, fmt) {
             return local(t);
         }
@@ -157,7 +165,16 @@ mod tests {
         assert_eq!(point("2026-12-07", now), Ok(want - 36_000.0));
         assert!(point("10:00", now).is_ok());
         // Refused, not guessed.
-        for bad in ["", "soon", "5 parsecs ago", "ago", "-", "2026-13-01", "@x", "-infinity"] {
+        for bad in [
+            "",
+            "soon",
+            "5 parsecs ago",
+            "ago",
+            "-",
+            "2026-13-01",
+            "@x",
+            "-infinity",
+        ] {
             assert!(point(bad, now).is_err(), "{bad:?} was taken");
         }
     }

@@ -589,7 +589,9 @@ fn exception_line(line: &str) -> bool {
     let name = line.split_once(": ").map_or(line, |(n, _)| n);
     let last = name.rsplit('.').next().unwrap_or(name);
     name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
         && (last.ends_with("Error") || last.ends_with("Exception"))
 }
 
@@ -670,7 +672,13 @@ mod tests {
         let got = last_errors(lines.into_iter(), &["SECRET".to_string()]);
         assert_eq!(
             got,
-            ["ERROR: two", "ERROR: three", "ERROR: four", "ERROR: five", "ERROR: six with ****"]
+            [
+                "ERROR: two",
+                "ERROR: three",
+                "ERROR: four",
+                "ERROR: five",
+                "ERROR: six with ****"
+            ]
         );
     }
 

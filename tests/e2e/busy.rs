@@ -35,7 +35,9 @@ fn written(c: &Container, suite: Suite) -> u64 {
 
 /// The newest `busy=N` the bot wrote, from its own log file.
 fn newest_busy(c: &Container) -> u64 {
-    let last = c.ok(&format!("grep -a ' busy=' {CODE}/logs/supervisor.log | tail -n 1"));
+    let last = c.ok(&format!(
+        "grep -a ' busy=' {CODE}/logs/supervisor.log | tail -n 1"
+    ));
     busy_of(&last).unwrap_or_else(|| panic!("no busy line written yet: {last:?}"))
 }
 
@@ -91,7 +93,9 @@ fn scenario(suite: Suite) {
     );
 
     // One component gives up, behind all those lines.
-    c.ok(&format!("echo 'sentiment_bot give-up' > {CODE}/data/standin-components"));
+    c.ok(&format!(
+        "echo 'sentiment_bot give-up' > {CODE}/data/standin-components"
+    ));
     // The stand-in writes the 100 crashes and the give-up at once: one
     // status run may read its error lines just before them and its records
     // just after. The next run has both.

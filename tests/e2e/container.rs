@@ -401,7 +401,9 @@ impl Container {
         };
         let burst: f64 = setting("RateLimitBurst").map_or(10_000.0, |v| v.parse().expect("RateLimitBurst"));
         let interval = setting("RateLimitIntervalSec").map_or(30.0, |v| {
-            v.trim_end_matches('s').parse().expect("RateLimitIntervalSec in seconds")
+            v.trim_end_matches('s')
+                .parse()
+                .expect("RateLimitIntervalSec in seconds")
         });
         // "Runtime Journal (/run/log/journal/...) is 8.0M, max 78.4M, 70.4M free."
         let said = self.ok("journalctl -b -u systemd-journald -o cat | grep ' free\\.' | tail -n 1");
@@ -423,7 +425,11 @@ impl Container {
             })
             .unwrap_or_else(|| panic!("journald did not say its free space: {said:?}"));
         let k = free.log2().floor();
-        let burst = if k <= 20.0 { burst } else { (burst * (k - 16.0) / 4.0).floor() };
+        let burst = if k <= 20.0 {
+            burst
+        } else {
+            (burst * (k - 16.0) / 4.0).floor()
+        };
         (burst, interval)
     }
 

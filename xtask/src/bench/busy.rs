@@ -53,7 +53,10 @@ fn wait_lines(c: &Container, suite: Suite, n: u64, secs: u64) -> Result<u64> {
             return Ok(got);
         }
         if t0.elapsed().as_secs() > secs {
-            return Err(format!("{}: only {got} of {n} lines after {secs} s", suite.name()));
+            return Err(format!(
+                "{}: only {got} of {n} lines after {secs} s",
+                suite.name()
+            ));
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
