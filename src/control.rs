@@ -352,14 +352,37 @@ fn signal_engine(t: &Target) -> std::result::Result<(), String> {
 // ----- start -----
 
 pub fn start(t: &Target, bound: Duration) -> Outcome {
-    start_as("start", t, bound, None)
+    again_if_skipped(t, bound, start_as("start", t, bound, None))
+}
+
+/// A start that systemd skipped by `ExecCondition=` while no pause switch
+/// is set (the switch went just before, or systemd could not run the
+/// condition: any exit 1-254, its own spawn failures included, reads as a
+/// skip) is tried once more, and said.
+fn again_if_skipped(t: &Target, bound: Duration, out: Outcome) -> Outcome {
+    if t.engine != Engine::Systemd || out.ok || out.pause.is_some() || out.result != "exec-condition" {
+        return out;
+    }
+    let mut second = start_as(out.action, t, bound, out.previous_main_pid);
+    second.reasons.insert(
+        0,
+        format!(
+            "the first start was skipped by ExecCondition= though no pause switch is set; started again (see: journalctl -u {UNIT} -r -n 20)"
+        ),
+    );
+    second.seconds += out.seconds;
+    second
 }
 
 pub fn restart(t: &Target, start_wait: Duration, stop_wait: Duration) -> Outcome {
     let before = seen(t);
     match t.engine {
         // systemd stops and starts in one job.
-        Engine::Systemd => start_as("restart", t, start_wait + stop_wait, before.main_pid),
+        Engine::Systemd => again_if_skipped(
+            t,
+            start_wait,
+            start_as("restart", t, start_wait + stop_wait, before.main_pid),
+        ),
         Engine::JarvisctlRun => {
             let stopped = stop(t, stop_wait);
             if !stopped.ok {

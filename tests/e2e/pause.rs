@@ -95,6 +95,18 @@ fn stays_paused(c: &Container, name: &str, suite: Suite, starts_before: usize) {
     );
 }
 
+/// What the engine said lately, for a failure message.
+fn diagnosis(c: &Container, suite: Suite) -> String {
+    if suite.has_systemd() {
+        c.sh(&format!(
+            "journalctl -u {UNIT} -o short-precise --no-pager -r -n 25; systemctl show {UNIT} -p ActiveState,SubState,Result,InvocationID,InactiveExitTimestampMonotonic; ls -la {CODE}"
+        ))
+        .all()
+    } else {
+        c.sh("tail -n 25 /run/jarvis-supervisor-run/engine.log").all()
+    }
+}
+
 fn scenario(suite: Suite) {
     let name = suite.name();
     let t_all = Instant::now();
@@ -183,7 +195,8 @@ fn scenario(suite: Suite) {
     assert_eq!(
         (code, out["reached"].as_str()),
         (0, Some("running")),
-        "{name}: {out}"
+        "{name}: {out}\n{}",
+        diagnosis(&c, suite)
     );
 
     // The same with jarvisctl pause and resume.
