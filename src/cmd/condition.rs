@@ -8,9 +8,18 @@ use crate::error::Result;
 
 pub fn run() -> Result<i32> {
     let here = std::env::current_dir().unwrap_or_default();
-    match crate::pause::condition(&here) {
+    // A panic would exit 101, which systemd takes as "skip the start":
+    // whatever goes wrong here, the start goes on (the program decides).
+    let paused = std::panic::catch_unwind(|| crate::pause::condition(&here)).unwrap_or(None);
+    match paused {
         Some(why) => {
-            println!("paused: {why}; not started (resume with: jarvisctl resume)");
+            // Never println!: a write error would panic, and any exit but
+            // 0 skips the start, so only a pause may end here non-zero.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stdout(),
+                "paused: {why}; not started (resume with: jarvisctl resume)"
+            );
             Ok(1)
         }
         None => Ok(0),
