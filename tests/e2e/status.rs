@@ -523,7 +523,9 @@ pub fn crash_loop(suite: Suite) {
         // PID 1's own lines that status read, as they are on this systemd.
         println!(
             "{name}: PID 1 said:\n{}",
-            c.ok(&format!("journalctl _PID=1 UNIT={UNIT} -o cat --no-pager | tail -n 6"))
+            c.ok(&format!(
+                "journalctl _PID=1 UNIT={UNIT} -o cat --no-pager | tail -n 6"
+            ))
         );
     }
 }
