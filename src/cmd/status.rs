@@ -243,7 +243,7 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
             c.preflight = crashloop::preflight(paths, u).map(|p| mask(&p, secrets.as_deref().unwrap_or(&[])));
             c.last_error = match &secrets {
                 None => Some("(hidden: .env could not be read to mask its values; run as root)".into()),
-                Some(secrets) if fallback => fallback::last_words(paths, u, secrets),
+                Some(secrets) if fallback => fallback::last_words(u, secrets),
                 Some(secrets) => journal_last_words(secrets, crash_window_s),
             };
         }
