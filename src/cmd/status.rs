@@ -338,7 +338,14 @@ fn from_systemd(st: &mut Status, crash_window_s: f64) -> bool {
     match state.as_str() {
         "active" => {}
         // Judged once the bot's own last line is known (collect_all).
-        "restarting" => st.crash_loop = Some(systemd_crash_loop(&p, &result, crash_window_s)),
+        "restarting" => {
+            let (c, true_result) = systemd_crash_loop(&p, &result, crash_window_s);
+            // systemd's Result= reads "success" while the next start runs.
+            if let Some(r) = true_result.filter(|_| result == "success" || result.is_empty()) {
+                st.result = r;
+            }
+            st.crash_loop = Some(c);
+        }
         "activating" | "reloading" => raise(st, Verdict::Warning, "starting".into()),
         "failed" => raise(st, Verdict::Critical, format!("failed (result: {result})")),
         other => raise(st, Verdict::Critical, format!("down ({other})")),
@@ -379,7 +386,11 @@ fn from_systemd(st: &mut Status, crash_window_s: f64) -> bool {
 /// the first failure in the window after it was last started; the restarts
 /// and the true last result from PID 1's lines in the window (systemd's
 /// Result= says "success" while the next start is under way).
-fn systemd_crash_loop(p: &BTreeMap<String, String>, result: &str, window_s: f64) -> CrashLoop {
+fn systemd_crash_loop(
+    p: &BTreeMap<String, String>,
+    result: &str,
+    window_s: f64,
+) -> (CrashLoop, Option<String>) {
     let mut c = crashloop::start(window_s);
     let entries = systemd::own_entries_since(UNIT, &format!("-{}s", window_s.round() as u64));
     let lines: Vec<(Option<f64>, &str)> = entries
@@ -406,7 +417,7 @@ fn systemd_crash_loop(p: &BTreeMap<String, String>, result: &str, window_s: f64)
         (!result.is_empty() && result != "success")
             .then(|| crashloop::describe_result(result, num(p, "ExecMainStatus")))
     });
-    c
+    (c, pid1.result)
 }
 
 fn raise(st: &mut Status, v: Verdict, why: String) {
