@@ -275,12 +275,14 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
 }
 
 /// The bot's newest line in the window, from the unit's journal (newest
-/// first, bounded), neither PID 1's nor the start steps' own; masked.
+/// first, bounded): only what came through the service's output streams
+/// (`_TRANSPORT=stdout`), never systemd's own messages about the unit, nor
+/// the start steps' own lines; masked.
 fn journal_last_words(secrets: &[String], window_s: f64) -> Option<String> {
     let since = format!("-{}s", window_s.round() as u64);
     let out = systemd::journal_command(
         UNIT,
-        &["--output-fields=_PID", "-r", "-n", "200", "--since", &since],
+        &["--output-fields=_TRANSPORT", "-r", "-n", "200", "--since", &since],
     )
     .output()
     .ok()?;
@@ -288,7 +290,8 @@ fn journal_last_words(secrets: &[String], window_s: f64) -> Option<String> {
     let bots: Vec<String> = text
         .lines()
         .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["_PID"].as_str() != Some("1"))
+            serde_json::from_str::<serde_json::Value>(l)
+                .is_ok_and(|v| v["_TRANSPORT"].as_str() == Some("stdout"))
         })
         .filter_map(systemd::journal_entry)
         .map(|e| e.text)
