@@ -296,7 +296,7 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
             c.preflight = crashloop::preflight(paths, u).map(|p| mask(&p, secrets.as_deref().unwrap_or(&[])));
             c.last_error = match &secrets {
                 None => Some("(hidden: .env could not be read to mask its values; run as root)".into()),
-                Some(secrets) if fallback => fallback::last_words(paths, u, secrets),
+                Some(secrets) if fallback => fallback::last_words(u, secrets),
                 Some(secrets) => journal_last_words(secrets, crash_window_s),
             };
         }
@@ -333,12 +333,14 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
 }
 
 /// The bot's newest line in the window, from the unit's journal (newest
-/// first, bounded), neither PID 1's nor the start steps' own; masked.
+/// first, bounded): only what came through the service's output streams
+/// (`_TRANSPORT=stdout`), never systemd's own messages about the unit, nor
+/// the start steps' own lines; masked.
 fn journal_last_words(secrets: &[String], window_s: f64) -> Option<String> {
     let since = format!("-{}s", window_s.round() as u64);
     let out = systemd::journal_command(
         UNIT,
-        &["--output-fields=_PID", "-r", "-n", "200", "--since", &since],
+        &["--output-fields=_TRANSPORT", "-r", "-n", "200", "--since", &since],
     )
     .output()
     .ok()?;
@@ -346,7 +348,8 @@ fn journal_last_words(secrets: &[String], window_s: f64) -> Option<String> {
     let bots: Vec<String> = text
         .lines()
         .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["_PID"].as_str() != Some("1"))
+            serde_json::from_str::<serde_json::Value>(l)
+                .is_ok_and(|v| v["_TRANSPORT"].as_str() == Some("stdout"))
         })
         .filter_map(systemd::journal_entry)
         .map(|e| e.text)
@@ -396,7 +399,14 @@ fn from_systemd(st: &mut Status, crash_window_s: f64) -> bool {
     match state.as_str() {
         "active" => {}
         // Judged once the bot's own last line is known (collect_all).
-        "restarting" => st.crash_loop = Some(systemd_crash_loop(&p, &result, crash_window_s)),
+        "restarting" => {
+            let (c, true_result) = systemd_crash_loop(&p, &result, crash_window_s);
+            // systemd's Result= reads "success" while the next start runs.
+            if let Some(r) = true_result.filter(|_| result == "success" || result.is_empty()) {
+                st.result = r;
+            }
+            st.crash_loop = Some(c);
+        }
         "activating" | "reloading" => raise(st, Verdict::Warning, "starting".into()),
         "failed" => raise(st, Verdict::Critical, format!("failed (result: {result})")),
         other => raise(st, Verdict::Critical, format!("down ({other})")),
@@ -437,7 +447,11 @@ fn from_systemd(st: &mut Status, crash_window_s: f64) -> bool {
 /// the first failure in the window after it was last started; the restarts
 /// and the true last result from PID 1's lines in the window (systemd's
 /// Result= says "success" while the next start is under way).
-fn systemd_crash_loop(p: &BTreeMap<String, String>, result: &str, window_s: f64) -> CrashLoop {
+fn systemd_crash_loop(
+    p: &BTreeMap<String, String>,
+    result: &str,
+    window_s: f64,
+) -> (CrashLoop, Option<String>) {
     let mut c = crashloop::start(window_s);
     let entries = systemd::own_entries_since(UNIT, &format!("-{}s", window_s.round() as u64));
     let lines: Vec<(Option<f64>, &str)> = entries
@@ -464,7 +478,7 @@ fn systemd_crash_loop(p: &BTreeMap<String, String>, result: &str, window_s: f64)
         (!result.is_empty() && result != "success")
             .then(|| crashloop::describe_result(result, num(p, "ExecMainStatus")))
     });
-    c
+    (c, pid1.result)
 }
 
 /// A bot stopped by the program's own pause switch is "paused", and OK:

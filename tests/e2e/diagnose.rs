@@ -173,5 +173,8 @@ pub fn common_issues() {
         !text.contains("not by the OOM killer"),
         "a real OOM kill denied:\n{text}"
     );
+    if let Some(line) = text.lines().find(|l| l.contains("history: the bot was killed")) {
+        println!("check after a real OOM kill at MemoryMax=128M: {line}");
+    }
     println!("common issues diagnosed: exit 1, 217/USER, watchdog, OOM (and .env, 226 in their own tests)");
 }

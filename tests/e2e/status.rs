@@ -535,6 +535,8 @@ pub fn crash_loop(suite: Suite) {
         "{v}"
     );
     assert_eq!(v["crash_loop"]["critical_after_down_s"], 300.0, "{v}");
+    // The true last result, never systemd's "success" of the start under way.
+    assert_eq!(v["result"], "exit-code", "{v}");
     assert!(
         !human.contains("configured"),
         "an .env value was printed:\n{human}"

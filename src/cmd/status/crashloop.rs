@@ -88,8 +88,10 @@ fn signal_name(n: i32) -> String {
 pub struct Pid1 {
     /// Automatic restarts ("Scheduled restart job").
     pub restarts: u64,
-    /// How the newest failed run ended.
+    /// How the newest failed run ended, in words ("exit-code, status 1").
     pub last_result: Option<String>,
+    /// systemd's word for it ("exit-code", "signal", "oom-kill").
+    pub result: Option<String>,
     /// The first failure after the last "Started" line (READY under
     /// Type=notify): since then the bot has not been up. systemd's own
     /// timestamps do not say it: each automatic restart passes through
@@ -101,6 +103,7 @@ pub fn from_pid1(entries: &[(Option<f64>, &str)]) -> Pid1 {
     let mut out = Pid1 {
         restarts: 0,
         last_result: None,
+        result: None,
         failing_since: None,
     };
     let mut result: Option<String> = None;
@@ -129,7 +132,8 @@ pub fn from_pid1(entries: &[(Option<f64>, &str)]) -> Pid1 {
             out.failing_since = out.failing_since.or(t);
         }
     }
-    out.last_result = result.map(|r| describe_result(&r, status));
+    out.last_result = result.as_deref().map(|r| describe_result(r, status));
+    out.result = result;
     out
 }
 
@@ -275,6 +279,7 @@ mod tests {
             Pid1 {
                 restarts: 2,
                 last_result: Some("exit-code, status 1".into()),
+                result: Some("exit-code".into()),
                 failing_since: Some(1000.0),
             }
         );

@@ -141,10 +141,9 @@ fn crash_loop(state: &crate::engine::state::State, window_s: f64) -> super::Cras
 
 /// The program's newest line in its output file (not the start steps'
 /// own), masked.
-pub fn last_words(paths: &Paths, unit: &Unit, secrets: &[String]) -> Option<String> {
+pub fn last_words(unit: &Unit, secrets: &[String]) -> Option<String> {
     // The file the engine writes: the working directory's logs/, as the
     // unit names it (the engine does not re-root it under --root).
-    let _ = paths;
     let dir = Service::from_unit(unit).ok()?.workdir()?.join("logs");
     let file = dir.join(OUTPUT_FILE);
     let w = crate::recent::Window {
