@@ -321,6 +321,13 @@ mod tests {
             "{why}"
         );
         drop(l);
-        assert_eq!(owned_by_service(addr, me, "me"), Ok(false));
+        // Nobody listens now: nothing to ask. (Tests run in parallel, and
+        // another one may be handed the freed port: then it is its socket.)
+        let after = owned_by_service(addr, me, "me");
+        let taken = !crate::listener::listeners(addr).is_empty();
+        assert!(
+            after == Ok(false) || taken,
+            "{after:?} with no listener on {addr}"
+        );
     }
 }
