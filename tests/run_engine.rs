@@ -812,7 +812,7 @@ fn every_setting_of_the_shipped_unit_is_honoured_or_reported_at_start() {
     }
     // MemoryMax=4G: says which kind of limit it made.
     assert!(msgs.contains("MemoryMax=4294967296: "), "{msgs}");
-    let kind = if msgs.contains("cgroup v2 limit in") {
+    let kind = if msgs.contains("cgroup v2 limit in") || msgs.contains("cgroup v1 memory limit in") {
         "cgroup"
     } else {
         "rlimit"
