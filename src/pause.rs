@@ -124,7 +124,7 @@ fn dotenv_value(text: &str, key: &str) -> Option<String> {
         .map(|(_, v)| v.trim().to_string())
 }
 
-/// `jarvisctl condition`, as the service's user, in the code root
+/// `jarvisctl condition`, inside the service as its user, in the code root
 /// (WorkingDirectory=): the pause as the program will see it, from the
 /// same places. None: not paused.
 pub fn condition(code_root: &Path) -> Option<String> {

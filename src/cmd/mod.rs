@@ -39,7 +39,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Restart(args) => restart::run(&paths, &args),
         Command::Pause(args) => pause::run(&paths, &args),
         Command::Resume(args) => resume::run(&paths, &args),
-        Command::Condition => condition::run(&paths),
+        Command::Condition => condition::run(),
         Command::Alert(args) => alert::run(&paths, &args),
         Command::Logs(args) => logs::run(&paths, &args),
         Command::Deploy(args) => deploy::run(&paths, &args),
