@@ -413,7 +413,7 @@ fn cases() -> Vec<Case<'static>> {
             Box::new(|t: &Tree| fs::remove_dir(t.path("home/jarvis/Jarvis/logs")).unwrap()),
             want(
                 "path",
-                "/home/jarvis/Jarvis/logs (ReadWritePaths=) is missing: the start fails with 226/NAMESPACE",
+                "/home/jarvis/Jarvis/logs (ReadWritePaths=) is missing: the bot cannot start (226/NAMESPACE)",
                 None,
                 "sudo jarvisctl setup",
             ),
@@ -508,7 +508,7 @@ fn cases() -> Vec<Case<'static>> {
             }),
             want(
                 "path",
-                "/home/jarvis/Gone (WorkingDirectory=) is missing: the start fails with 200/CHDIR",
+                "/home/jarvis/Gone (WorkingDirectory=) is missing: the bot cannot start (200/CHDIR)",
                 None,
                 "sudo jarvisctl setup",
             ),

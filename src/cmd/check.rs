@@ -200,7 +200,7 @@ fn check_paths(paths: &Paths, unit: &Unit, account: Option<&Account>, code_root:
         out.push(Finding::fail(
             "path",
             format!(
-                "{} (WorkingDirectory=) is missing: the start fails with 200/CHDIR",
+                "{} (WorkingDirectory=) is missing: the bot cannot start (200/CHDIR)",
                 code_root.display()
             ),
             "sudo jarvisctl setup, then deploy the code",
@@ -212,7 +212,7 @@ fn check_paths(paths: &Paths, unit: &Unit, account: Option<&Account>, code_root:
         let Ok(m) = std::fs::metadata(&host) else {
             out.push(Finding::fail(
                 "path",
-                format!("{shown} (ReadWritePaths=) is missing: the start fails with 226/NAMESPACE"),
+                format!("{shown} (ReadWritePaths=) is missing: the bot cannot start (226/NAMESPACE)"),
                 "sudo jarvisctl setup",
             ));
             continue;

@@ -49,6 +49,7 @@ const PROPS: &[&str] = &[
     "ControlGroup",
     "ActiveExitTimestampMonotonic",
     "ExecMainStatus",
+    "ExecCondition",
 ];
 
 /// A monitoring plugin answers UNKNOWN (3) when it cannot say: a bad
@@ -409,6 +410,14 @@ fn from_systemd(st: &mut Status, crash_window_s: f64) -> bool {
         }
         "activating" | "reloading" => raise(st, Verdict::Warning, "starting".into()),
         "failed" => raise(st, Verdict::Critical, format!("failed (result: {result})")),
+        // A pause is said later (paused() replaces this); any other
+        // exit of the condition is systemd's skip of a start that could
+        // not even run the condition.
+        "inactive" if result == "exec-condition" => raise(
+            st,
+            Verdict::Critical,
+            skipped_start(p.get("ExecCondition").map(String::as_str).unwrap_or("")),
+        ),
         other => raise(st, Verdict::Critical, format!("down ({other})")),
     }
     if st.state == "active" {
@@ -503,6 +512,39 @@ fn paused(paths: &Paths, unit: Option<&Unit>, st: &mut Status) {
         );
     }
     st.pause = Some(p);
+}
+
+/// Why systemd skipped the last start, from the condition's recorded exit
+/// (`systemctl show -p ExecCondition`: `{ path=... ; status=226 }`). systemd
+/// takes every exit from 1 to 254 as "skip", its own failures to spawn the
+/// command included, so those are named as the failures they are.
+fn skipped_start(exec_condition: &str) -> String {
+    let status = exec_condition
+        .split(';')
+        .find_map(|f| {
+            f.trim_matches(|c: char| c == '{' || c == '}' || c.is_whitespace())
+                .strip_prefix("status=")
+        })
+        .and_then(|v| v.trim().split(['/', ' ']).next()?.parse::<u32>().ok());
+    let step = match status {
+        Some(200) => Some("CHDIR: the code root (WorkingDirectory=) is missing"),
+        Some(203) => Some("EXEC: /usr/bin/jarvisctl cannot be run"),
+        Some(217) => Some("USER: the service user does not exist"),
+        Some(226) => Some("NAMESPACE: a ReadWritePaths= directory is missing"),
+        _ => None,
+    };
+    match (status, step) {
+        (Some(n), Some(step)) => format!(
+            "down: systemd skipped the start because its condition could not run (status {n}/{step}); fix: jarvisctl check names it, then jarvisctl start"
+        ),
+        (Some(1), None) => {
+            "down: the last start was skipped by the pause switch, which is gone now; start it: jarvisctl start".into()
+        }
+        (Some(n), None) => format!(
+            "down: systemd skipped the start, its condition exited {n}; fix: jarvisctl check, then jarvisctl start"
+        ),
+        (None, _) => "down: systemd skipped the start (result exec-condition); fix: jarvisctl check, then jarvisctl start".into(),
+    }
 }
 
 fn raise(st: &mut Status, v: Verdict, why: String) {
@@ -794,6 +836,18 @@ mod tests {
                 "ERROR: six with ****"
             ]
         );
+    }
+
+    #[test]
+    fn a_skipped_start_names_the_spawn_failure_behind_it() {
+        let show = "{ path=/usr/bin/jarvisctl ; argv[]=/usr/bin/jarvisctl condition ; ignore_errors=no ; start_time=[Mon 2026-12-07 01:47:34 UTC] ; stop_time=[Mon 2026-12-07 01:47:34 UTC] ; pid=197 ; code=exited ; status=226 }";
+        let why = skipped_start(show);
+        assert!(
+            why.contains("226/NAMESPACE: a ReadWritePaths= directory is missing"),
+            "{why}"
+        );
+        assert!(skipped_start("{ status=1 }").contains("pause switch"));
+        assert!(skipped_start("").contains("result exec-condition"));
     }
 
     #[test]

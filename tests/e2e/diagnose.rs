@@ -61,17 +61,29 @@ pub fn deleted_dir() {
     let c = installed(true);
     c.wait_for("active", Duration::from_secs(60), active);
     c.ok(&format!("systemctl stop {UNIT}; rm -rf /home/jarvis/.lifeos"));
-    let start = c.sh(&format!("systemctl start {UNIT} 2>&1"));
-    assert_ne!(start.status, 0, "it started without a ReadWritePaths directory");
+    // systemd cannot set up the sandbox, already for the ExecCondition= (the
+    // pause switch) that comes first: it takes that as a skipped start,
+    // not a failure, so `systemctl start` says nothing. The bot must not
+    // run, and status must say why.
+    let _ = c.sh(&format!("systemctl start {UNIT} 2>&1"));
+    assert!(!active(&c), "it started without a ReadWritePaths directory");
     let journal = c.ok("journalctl -u jarvis-supervisor -o cat --no-pager");
     assert!(
-        journal.contains("226/NAMESPACE"),
-        "not the 226/NAMESPACE failure:\n{journal}"
+        journal.contains("Failed at step NAMESPACE"),
+        "not the NAMESPACE failure:\n{journal}"
+    );
+    let st = c.sh("jarvisctl status");
+    assert_eq!(st.status, 2, "{}", st.all());
+    assert!(
+        st.stdout
+            .contains("status 226/NAMESPACE: a ReadWritePaths= directory is missing"),
+        "status does not name the skipped start:\n{}",
+        st.all()
     );
     let (code, text) = check(&c);
     assert_eq!(code, 1, "{text}");
     assert!(
-        text.contains("✗ path: /home/jarvis/.lifeos (ReadWritePaths=) is missing: the start fails with 226/NAMESPACE — fix: sudo jarvisctl setup"),
+        text.contains("✗ path: /home/jarvis/.lifeos (ReadWritePaths=) is missing: the bot cannot start (226/NAMESPACE) — fix: sudo jarvisctl setup"),
         "{text}"
     );
     let setup = c.ok("jarvisctl setup");
