@@ -106,6 +106,10 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
             "--",
             "--ignored",
             "--show-output",
+            // The containers mostly wait (boots, the bot's own timers): a
+            // third at a time keeps 2 cores busy without starving them.
+            "--test-threads",
+            "3",
         ])
         .env("JARVIS_DEB", &built.deb)
         .env("JARVIS_RPM", &built.rpm)
