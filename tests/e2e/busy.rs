@@ -152,21 +152,45 @@ fn scenario(suite: Suite) {
         "{name}: the human status does not show the newest error line:\n{human}"
     );
 
-    // logs -n 3: the newest lines, as written (the bot writes on meanwhile).
-    let before = newest_busy(&c);
+    // logs -n 3: the newest lines, as written (the bot writes on meanwhile,
+    // and a component record of several lines may be the newest).
+    let count = |c: &Container| -> usize {
+        c.ok(&format!("wc -l < {CODE}/logs/supervisor.log"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let n0 = count(&c);
     let r = c.sh("jarvisctl logs -n 3");
-    let after = newest_busy(&c);
+    let json = c.sh("jarvisctl logs -n 3 --json");
+    let n1 = count(&c);
     assert_eq!(r.status, 0, "{name}: {}", r.all());
-    let shown: Vec<&str> = r.stdout.lines().collect();
-    assert_eq!(shown.len(), 3, "{name}: {}", r.stdout);
+    assert_eq!(json.status, 0, "{name}: {}", json.all());
+    assert_eq!(r.stdout.lines().count(), 3, "{name}: {}", r.stdout);
     // Each line is in two sources (the output and supervisor.log), so the
-    // newest three span the last two lines written.
-    let nums: Vec<u64> = shown.iter().filter_map(|l| busy_of(l)).collect();
+    // newest three are among the last three written before the first call
+    // and those written during the two calls.
+    let newest = c.ok(&format!(
+        "sed -n '{},{}p' {CODE}/logs/supervisor.log",
+        n0.saturating_sub(2).max(1),
+        n1
+    ));
+    let texts: Vec<String> = json
+        .stdout
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {l}"));
+            v["text"].as_str().unwrap_or_default().trim().to_string()
+        })
+        .collect();
+    assert_eq!(texts.len(), 3, "{name}: {}", json.stdout);
     assert!(
-        nums.iter().max().is_some_and(|n| *n >= before)
-            && nums.iter().all(|n| (before.saturating_sub(2)..=after).contains(n)),
-        "{name}: logs -n 3 did not show the newest lines (written between busy={before} and busy={after}):\n{}",
-        r.stdout
+        texts
+            .iter()
+            .all(|t| !t.is_empty() && newest.lines().any(|w| w.contains(t.as_str()))),
+        "{name}: logs -n 3 did not show the newest lines (the last written, lines {n0}-{n1} of supervisor.log):\n{newest}\nshown:\n{}\n{}",
+        r.stdout,
+        json.stdout
     );
 
     // logs --since "5 min ago": works, and shows the newest of the window,
