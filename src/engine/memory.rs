@@ -55,7 +55,7 @@ fn oom_kill_field(text: &str) -> Option<u64> {
 
 /// The mount points of this host's file systems of type `fstype`, with their
 /// mount options.
-fn mounts(fstype: &str) -> Vec<(PathBuf, String)> {
+pub fn mounts(fstype: &str) -> Vec<(PathBuf, String)> {
     let Ok(text) = fs::read_to_string("/proc/self/mounts") else {
         return Vec::new();
     };
@@ -67,19 +67,20 @@ fn mounts(fstype: &str) -> Vec<(PathBuf, String)> {
         .collect()
 }
 
-/// This process's cgroup in the v1 memory hierarchy ("/" on a plain host),
-/// from /proc/self/cgroup (`N:memory:/path`, or with co-mounted controllers).
-fn own_v1_memory_cgroup() -> String {
+/// This process's cgroup in the v1 hierarchy of `controller` ("/" on a
+/// plain host), from /proc/self/cgroup (`N:memory:/path`, or with
+/// co-mounted controllers).
+pub fn own_v1_cgroup(controller: &str) -> String {
     let text = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    own_v1_memory_cgroup_of(&text)
+    own_v1_cgroup_of(&text, controller)
 }
 
-fn own_v1_memory_cgroup_of(text: &str) -> String {
+fn own_v1_cgroup_of(text: &str, controller: &str) -> String {
     text.lines()
         .find_map(|l| {
             let mut f = l.splitn(3, ':');
             let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
-            ctrl.split(',').any(|c| c == "memory").then(|| path.to_string())
+            ctrl.split(',').any(|c| c == controller).then(|| path.to_string())
         })
         .unwrap_or_else(|| "/".into())
 }
@@ -146,7 +147,7 @@ fn v1(max: u64, name: &str) -> std::result::Result<(Limit, String), String> {
     else {
         return Err("no cgroup v1 memory hierarchy".into());
     };
-    let own = own_v1_memory_cgroup();
+    let own = own_v1_cgroup("memory");
     let dir = mount.join(own.trim_start_matches('/')).join(name);
     let made = fs::create_dir_all(&dir)
         .and_then(|_| fs::write(dir.join("memory.limit_in_bytes"), max.to_string()))
@@ -184,8 +185,8 @@ mod tests {
     #[test]
     fn the_v1_memory_cgroup_is_found_among_co_mounted_controllers() {
         let text = "9:name=systemd:/\n4:memory:/process_api/768a\n0::/\n";
-        assert_eq!(own_v1_memory_cgroup_of(text), "/process_api/768a");
-        assert_eq!(own_v1_memory_cgroup_of("5:cpu,memory:/a/b\n"), "/a/b");
-        assert_eq!(own_v1_memory_cgroup_of("0::/user.slice\n"), "/");
+        assert_eq!(own_v1_cgroup_of(text, "memory"), "/process_api/768a");
+        assert_eq!(own_v1_cgroup_of("5:cpu,memory:/a/b\n", "memory"), "/a/b");
+        assert_eq!(own_v1_cgroup_of("0::/user.slice\n", "memory"), "/");
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod leftovers;
 pub mod logsink;
+pub mod members;
 pub mod memory;
 pub mod notify;
 pub mod service;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, killpg, SigSet, Signal};
+use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -31,6 +32,7 @@ use nix::unistd::Pid;
 use crate::error::{Error, Result};
 use crate::paths::Paths;
 use logsink::LogSink;
+use members::Cgroup;
 use memory::Limit;
 use notify::NotifySocket;
 use service::{ExecLine, Kind, NotifyAccess, Preserve, Restart, Service};
@@ -131,6 +133,8 @@ pub struct Engine {
     svc: Service,
     account: Option<Account>,
     limit: Limit,
+    /// The program's own cgroup, where this host lets us make one.
+    cgroup: Option<Cgroup>,
     runtime_dirs: Vec<PathBuf>,
     notify: Option<NotifySocket>,
     logs: LogSink,
@@ -209,9 +213,19 @@ fn is_clean(status: &std::process::ExitStatus) -> bool {
     }
 }
 
-/// Some process of group `pgid` still exists.
-fn group_alive(pgid: Pid) -> bool {
-    killpg(pgid, None).is_ok()
+/// A name of the engine's own, the same at every run, for its cgroup: the
+/// next run finds a killed run's processes there, and a test's engine
+/// under --root does not share the installed one's.
+fn cgroup_name(paths: &Paths, state_dir: &Path) -> String {
+    if paths.is_system() {
+        return "jarvis-supervisor-run".to_string();
+    }
+    // FNV-1a of the state directory's path.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in state_dir.as_os_str().as_encoded_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("jarvis-supervisor-run-{h:016x}")
 }
 
 fn libc_sig(s: Signal) -> i32 {
@@ -266,16 +280,13 @@ impl Engine {
             .map_err(|e| Error::new(format!("cannot create a signalfd: {e}")))?;
 
         // Orphans of the program are re-parented to us, not to an init that
-        // may not reap them; the reap loop collects them.
+        // may not reap them; the reap loop collects them. Without a cgroup,
+        // this is also how stop finds every process the program started.
         let _ = nix::sys::prctl::set_child_subreaper(true);
-        // One cgroup per engine: a test's engine under --root must not
-        // share the installed one's.
-        let cgroup_name = if paths.is_system() {
-            "jarvis-supervisor-run".to_string()
-        } else {
-            format!("jarvis-supervisor-run-{}", std::process::id())
-        };
+        let cgroup_name = cgroup_name(paths, state_dir);
         let (limit, line) = memory::setup(svc.memory_max, &cgroup_name);
+        say!("{line}");
+        let (cgroup, line) = members::setup(&cgroup_name);
         say!("{line}");
 
         let notify = match svc.notify_access {
@@ -311,6 +322,7 @@ impl Engine {
             status_text: String::new(),
             started_unix: now_unix(),
             memory_limit: limit.name().into(),
+            cgroup: cgroup.as_ref().map(|c| c.dir.clone()),
             down_since_unix: Some(now_unix()),
             restarts_unix: Vec::new(),
         };
@@ -319,6 +331,7 @@ impl Engine {
             svc,
             account,
             limit,
+            cgroup,
             runtime_dirs,
             notify,
             logs,
@@ -402,7 +415,7 @@ impl Engine {
     pub fn run(mut self) -> Result<i32> {
         // What a killed predecessor left behind goes before anything starts.
         let grace = self.svc.timeout_stop.unwrap_or(Duration::from_secs(90));
-        leftovers::end_previous(&self.state_dir, grace);
+        leftovers::end_previous(&self.state_dir, grace, self.cgroup.as_ref());
         self.start_cycle();
         while self.done.is_none() {
             self.turn();
@@ -410,12 +423,18 @@ impl Engine {
         self.logs.drain();
         self.logs.flush_pending();
         self.save();
-        leftovers::forget(&self.state_dir);
+        // Kept while processes survive: status names them, the next run ends them.
+        if self.members().is_empty() {
+            leftovers::forget(&self.state_dir);
+        }
         if let Limit::Cgroup(procs) = &self.limit {
             // Empty by now; a cgroup that still has processes stays.
             if let Some(dir) = procs.parent() {
                 let _ = std::fs::remove_dir(dir);
             }
+        }
+        if let Some(cg) = &self.cgroup {
+            cg.remove();
         }
         Ok(self.done.unwrap_or(1))
     }
@@ -756,11 +775,17 @@ impl Engine {
             .as_ref()
             .filter(|w| !w.optional || w.path.is_dir())
             .map(|w| w.path.as_path());
-        let (cgroup, rlimit) = match &self.limit {
-            Limit::Cgroup(procs) => (Some(procs.as_path()), None),
-            Limit::Rlimit(max) => (None, Some(*max)),
-            Limit::None => (None, None),
+        let (mut cgroups, rlimit) = match &self.limit {
+            Limit::Cgroup(procs) => (vec![procs.clone()], None),
+            Limit::Rlimit(max) => (vec![], Some(*max)),
+            Limit::None => (vec![], None),
         };
+        if let Some(cg) = &self.cgroup {
+            if !cgroups.contains(&cg.procs()) {
+                cgroups.push(cg.procs());
+            }
+        }
+        let cgroups: Vec<&Path> = cgroups.iter().map(PathBuf::as_path).collect();
         let watchdog = match role {
             Role::Main => self.watchdog.map(|w| w.as_micros()),
             Role::Pre(_) | Role::Condition(_) => None,
@@ -771,7 +796,7 @@ impl Engine {
             &env,
             watchdog,
             chdir,
-            cgroup,
+            &cgroups,
             rlimit,
             identity,
             self.svc.umask,
@@ -780,7 +805,11 @@ impl Engine {
         .map_err(cannot)?;
         // The program's session (pgid = its pid) is the group signalled below.
         let pid = launch.spawn(&self.log_write, &self.log_write).map_err(cannot)?;
-        leftovers::record(&self.state_dir, pid, &self.invocation_id);
+        let uid = self
+            .account
+            .as_ref()
+            .map_or_else(|| nix::unistd::getuid().as_raw(), |a| a.uid);
+        leftovers::record(&self.state_dir, pid, &self.invocation_id, uid);
         Ok(pid)
     }
 
@@ -934,7 +963,7 @@ impl Engine {
             }
         }
         if let Some((c, status, _)) = self.draining {
-            if !group_alive(c.pid) {
+            if self.members().is_empty() {
                 self.draining = None;
                 self.after_exit(c, status);
             }
@@ -947,11 +976,11 @@ impl Engine {
             self.st.main_pid = None;
             say!("main process {} exited, {}", child.pid, describe(&status));
         }
-        // What is left of its process group goes too, as systemd empties
-        // the cgroup: SIGTERM, then SIGKILL after TimeoutStopSec=. Its
-        // members are our descendants (we are their subreaper), so each
-        // exit wakes us up through SIGCHLD.
-        if group_alive(child.pid) {
+        // What is left of its processes goes too, as systemd empties the
+        // cgroup: SIGTERM, then SIGKILL after TimeoutStopSec=. They are
+        // our descendants (we are their subreaper), so each exit wakes us
+        // up through SIGCHLD.
+        if !self.members().is_empty() {
             let pending_kill = self.timer.filter(|(_, t)| *t == Timer::Kill);
             if pending_kill.is_none() {
                 say!(
@@ -963,8 +992,7 @@ impl Engine {
                             d.as_secs_f64()
                         ))
                 );
-                let _ = killpg(child.pid, Signal::SIGTERM);
-                let _ = killpg(child.pid, Signal::SIGCONT);
+                self.signal_members(Signal::SIGTERM);
             }
             self.timer =
                 pending_kill.or_else(|| self.svc.timeout_stop.map(|d| (Instant::now() + d, Timer::Kill)));
@@ -1129,9 +1157,10 @@ impl Engine {
             Timer::Kill => {
                 if let Some(c) = self.child {
                     say!("pid {} did not exit in time; sending SIGKILL", c.pid);
-                    let _ = killpg(c.pid, Signal::SIGKILL);
+                    let _ = kill(c.pid, Signal::SIGKILL);
+                    self.signal_members(Signal::SIGKILL);
                 } else if let Some((c, status, tries)) = self.draining {
-                    if !group_alive(c.pid) || tries >= 10 {
+                    if self.members().is_empty() || tries >= 10 {
                         if tries >= 10 {
                             say!(
                                 "processes of group {} survive SIGKILL; going on without them",
@@ -1147,7 +1176,7 @@ impl Engine {
                                 c.pid
                             );
                         }
-                        let _ = killpg(c.pid, Signal::SIGKILL);
+                        self.signal_members(Signal::SIGKILL);
                         // Not every member need be our child: look again soon.
                         self.draining = Some((c, status, tries + 1));
                         self.timer = Some((Instant::now() + Duration::from_millis(100), Timer::Kill));
@@ -1157,15 +1186,42 @@ impl Engine {
         }
     }
 
-    /// Signal the current child's process group and arm the SIGKILL timer.
+    /// Signal the current child and every other process the program
+    /// started, and arm the SIGKILL timer.
     fn signal_child(&mut self, sig: Signal, reason: &'static str, grace: Option<Duration>) {
         let Some(c) = self.child.as_mut() else { return };
         c.kill_reason.get_or_insert(reason);
         let pid = c.pid;
-        let _ = killpg(pid, sig);
         let _ = kill(pid, sig);
-        let _ = killpg(pid, Signal::SIGCONT);
+        self.signal_members(sig);
         self.timer = grace.map(|g| (Instant::now() + g, Timer::Kill));
+    }
+
+    /// The live processes the program started (and the program): those in
+    /// its cgroup, else the engine's descendants (it is their subreaper).
+    fn members(&self) -> Vec<i32> {
+        match &self.cgroup {
+            Some(cg) => cg.pids(),
+            None => members::descendants(std::process::id() as i32),
+        }
+    }
+
+    /// `sig` (then SIGCONT) to every one of them; SIGKILL through the
+    /// cgroup's own kill where there is one.
+    fn signal_members(&self, sig: Signal) {
+        match &self.cgroup {
+            Some(cg) => {
+                cg.signal(sig);
+            }
+            None => {
+                for p in self.members() {
+                    let _ = kill(Pid::from_raw(p), sig);
+                    if sig != Signal::SIGKILL {
+                        let _ = kill(Pid::from_raw(p), Signal::SIGCONT);
+                    }
+                }
+            }
+        }
     }
 
     fn request_stop(&mut self, sig: Signal) {

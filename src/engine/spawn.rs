@@ -57,7 +57,8 @@ pub struct Launch {
     /// "WATCHDOG_PID=" and room for the child's pid, NUL-terminated.
     watchdog_pid: Option<Vec<u8>>,
     chdir: Option<CString>,
-    cgroup_procs: Option<CString>,
+    /// The cgroup.procs files to join, one per hierarchy.
+    cgroup_procs: Vec<CString>,
     rlimit_data: Option<u64>,
     identity: Option<Identity>,
     umask: u32,
@@ -87,7 +88,7 @@ impl Launch {
         env: &[(String, String)],
         watchdog_usec: Option<u128>,
         chdir: Option<&Path>,
-        cgroup_procs: Option<&Path>,
+        cgroup_procs: &[&Path],
         rlimit_data: Option<u64>,
         identity: Option<Identity>,
         umask: u32,
@@ -147,8 +148,9 @@ impl Launch {
                 .map(|d| cstring(d.as_os_str().as_bytes(), "WorkingDirectory="))
                 .transpose()?,
             cgroup_procs: cgroup_procs
+                .iter()
                 .map(|p| cstring(p.as_os_str().as_bytes(), "the cgroup's path"))
-                .transpose()?,
+                .collect::<std::io::Result<_>>()?,
             rlimit_data,
             identity,
             umask,
@@ -206,7 +208,7 @@ impl Launch {
         if let Err(e) = nix::unistd::setsid() {
             fail(220, format_args!("cannot start a new session: {e}"));
         }
-        if let Some(procs) = &self.cgroup_procs {
+        for procs in &self.cgroup_procs {
             // "0": the writing process, before it gives up root.
             let fd = unsafe { libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
             if fd < 0 || unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
@@ -368,7 +370,7 @@ mod tests {
     }
 
     fn launch(program: &str, env: &[(String, String)]) -> Launch {
-        Launch::new(&[program.into()], env, None, None, None, None, None, 0o22, false).unwrap()
+        Launch::new(&[program.into()], env, None, None, &[], None, None, 0o22, false).unwrap()
     }
 
     fn candidates(l: &Launch) -> Vec<&str> {

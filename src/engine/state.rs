@@ -25,6 +25,10 @@ pub struct State {
     pub started_unix: f64,
     /// cgroup, rlimit or none
     pub memory_limit: Cow<'static, str>,
+    /// The program's own cgroup directory, if the engine made one: status
+    /// looks there for processes that outlive the engine.
+    #[serde(default)]
+    pub cgroup: Option<PathBuf>,
     /// Since when the program has not been up (READY): the last exit of a
     /// run that was, or this engine's first start; None while it is up.
     #[serde(default)]

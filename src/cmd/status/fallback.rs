@@ -6,7 +6,9 @@ use std::path::Path;
 
 use super::{raise, Status, Verdict};
 use crate::cmd::run::state_dir;
+use crate::engine::leftovers;
 use crate::engine::logsink::OUTPUT_FILE;
+use crate::engine::members::Cgroup;
 use crate::engine::service::{self, Service};
 use crate::engine::state::{now_unix, StateFile};
 use crate::paths::Paths;
@@ -38,6 +40,29 @@ fn rss_of_group(pgid: i32) -> Option<u64> {
         }
     }
     super::sum_rss(members.iter().map(String::as_str))
+}
+
+/// Processes the program started that outlive the engine (it was killed
+/// with -9, or they survived SIGKILL): the state is never just "stopped"
+/// while they run.
+fn survivors(paths: &Paths, cgroup: Option<std::path::PathBuf>, st: &mut Status) {
+    let cgroup = cgroup.map(Cgroup::at);
+    let left = leftovers::survivors(&state_dir(paths), cgroup.as_ref());
+    if left.is_empty() {
+        return;
+    }
+    let pids: Vec<String> = left.iter().map(i32::to_string).collect();
+    st.sub_state = "processes-left".into();
+    raise(
+        st,
+        Verdict::Critical,
+        format!(
+            "{} process(es) the bot started still run without jarvisctl run (pids {}): the next start ends them first (service jarvis-supervisor start), or end them now: kill {}",
+            left.len(),
+            pids.join(" "),
+            pids.join(" ")
+        ),
+    );
 }
 
 /// The status from the fallback engine's state; false when this host has
@@ -97,6 +122,9 @@ pub fn collect(paths: &Paths, unit: Option<&Unit>, st: &mut Status, crash_window
             ),
         ),
         other => raise(st, Verdict::Critical, format!("down ({other})")),
+    }
+    if !engine_up {
+        survivors(paths, state.cgroup.clone(), st);
     }
     let now = now_unix();
     if st.state == "active" {
