@@ -103,6 +103,48 @@ mod tests {
         }
     }
 
+    /// Under systemd, `stop` ends every process the bot started (a
+    /// `setsid` one too) only with KillMode=control-group, the default:
+    /// no shipped unit may weaken it (issue 24).
+    #[test]
+    fn every_shipped_unit_leaves_kill_mode_at_control_group() {
+        let units = [
+            (
+                "jarvis-supervisor.service",
+                include_str!("../systemd/jarvis-supervisor.service"),
+            ),
+            (
+                "jarvis-supervisor-health.service",
+                include_str!("../systemd/jarvis-supervisor-health.service"),
+            ),
+            (
+                "jarvis-supervisor-alert.service",
+                include_str!("../systemd/jarvis-supervisor-alert.service"),
+            ),
+            (
+                "jarvis-supervisor-restart.service",
+                include_str!("../systemd/jarvis-supervisor-restart.service"),
+            ),
+        ];
+        for (name, text) in units {
+            assert!(text.contains("[Service]"), "{name} is not a service unit");
+            for line in text.lines().map(str::trim).filter(|l| !l.starts_with(['#', ';'])) {
+                let Some((key, value)) = line.split_once('=') else {
+                    continue;
+                };
+                let (key, value) = (key.trim(), value.trim());
+                assert!(
+                    !(key == "KillMode" && value != "control-group"),
+                    "{name}: {line}: processes the bot started would outlive stop"
+                );
+                assert!(
+                    !(key == "SendSIGKILL" && value != "yes"),
+                    "{name}: {line}: a process that ignores SIGTERM would outlive stop"
+                );
+            }
+        }
+    }
+
     #[test]
     fn no_key_is_in_both_lists() {
         for entry in REPORTED {

@@ -208,3 +208,30 @@ pub fn descendants(root: i32) -> Vec<i32> {
         .filter(|p| parent_of.iter().any(|(c, _, up)| c == p && *up))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+
+    #[test]
+    fn a_process_in_a_session_of_its_own_is_still_a_descendant() {
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "setsid sleep 30 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(sh.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let sleep: i32 = line.trim().parse().unwrap();
+        let found = descendants(std::process::id() as i32);
+        let _ = kill(Pid::from_raw(sleep), Signal::SIGKILL);
+        let _ = sh.wait();
+        assert!(found.contains(&(sh.id() as i32)), "{found:?}");
+        assert!(found.contains(&sleep), "{sleep} not in {found:?}");
+        assert!(!found.contains(&(std::process::id() as i32)));
+        assert!(!live(sleep) || !descendants(std::process::id() as i32).contains(&sleep));
+    }
+}
