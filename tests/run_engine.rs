@@ -2611,6 +2611,37 @@ fn nothing_the_bot_started_survives(cgroups: Cgroups) {
     assert!(line.contains("kill "), "{line}");
     let human = t.cmd().arg("status").output().unwrap();
     assert!(text(&human).contains(&line), "{}", text(&human));
+    // The marker the next run looks for, on processes that are not the
+    // service user's alone: root's, and one with root's effective uid and
+    // the service user's real one (as a set-uid program it runs). The next
+    // run must leave both alone.
+    let env = fs::read(format!("/proc/{setsid}/environ")).unwrap();
+    let marker = String::from_utf8_lossy(&env)
+        .split('\0')
+        .find_map(|v| v.strip_prefix("INVOCATION_ID=").map(str::to_string))
+        .expect("INVOCATION_ID in the escaped process's environment");
+    let mut decoys: Vec<Child> = [
+        vec!["sleep", "1002"],
+        vec!["setpriv", "--ruid", "65534", "--", "sleep", "1003"],
+    ]
+    .iter()
+    .map(|argv| {
+        Command::new(argv[0])
+            .args(&argv[1..])
+            .env("INVOCATION_ID", &marker)
+            .spawn()
+            .unwrap()
+    })
+    .collect();
+    let setuid_like = decoys[1].id() as i32;
+    let t0 = Instant::now();
+    while proc_uid(setuid_like) != NOBODY {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "setpriv did not take the real uid"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     fs::remove_file(&pids).unwrap();
     let t0 = Instant::now();
     foreground(&mut t);
@@ -2628,12 +2659,21 @@ fn nothing_the_bot_started_survives(cgroups: Cgroups) {
         msgs.contains("the previous run's 2 process(es) ended in"),
         "{msgs}"
     );
+    for d in &mut decoys {
+        let pid = d.id() as i32;
+        assert!(
+            d.try_wait().unwrap().is_none() && alive(pid),
+            "the next run ended {pid}, which carries the marker but is not the service user's alone\n{msgs}"
+        );
+        let _ = d.kill();
+        let _ = d.wait();
+    }
     let (setsid2, daemon2) = escaped(&t, &pids, main_pid(&st), &mut left);
     t.signal_engine("TERM");
     assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
     all_gone(&[main_pid(&st), setsid2, daemon2], 1, "after the last stop");
     eprintln!(
-        "figures: {} cgroup: jarvisctl stop ended 3 processes (the bot, setsid sleep, a double-forked daemon ignoring SIGTERM) in {:.2}s (TimeoutStopSec=1s); after kill -9 of the engine 2 were left, status named both, the next run ended them and had its bot up in {:.2}s (gone {:.2}s after that)",
+        "figures: {} cgroup: jarvisctl stop ended 3 processes (the bot, setsid sleep, a double-forked daemon ignoring SIGTERM) in {:.2}s (TimeoutStopSec=1s); after kill -9 of the engine 2 were left, status named both, the next run ended them (and neither of 2 processes of root carrying its INVOCATION_ID) and had its bot up in {:.2}s (gone {:.2}s after that)",
         match cgroups {
             Cgroups::Host => "with this host's",
             Cgroups::V1 => "with a v1 freezer",

@@ -169,7 +169,7 @@ pub fn end_previous(dir: &Path, grace: Duration, cgroup: Option<&Cgroup>) {
             break;
         }
         if let Some(cg) = cgroup {
-            cg.signal(Signal::SIGKILL);
+            cg.kill_all();
         }
         signal_all(&still, Signal::SIGKILL);
         std::thread::sleep(Duration::from_millis(20));

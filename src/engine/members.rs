@@ -52,25 +52,11 @@ impl Cgroup {
             .collect()
     }
 
-    /// `sig` to every process in it (and SIGCONT, so that a stopped one
-    /// gets SIGTERM); how many were signalled.
-    pub fn signal(&self, sig: Signal) -> usize {
-        if sig == Signal::SIGKILL {
-            return self.kill_all();
-        }
-        let pids = self.pids();
-        for &p in &pids {
-            let _ = kill(Pid::from_raw(p), sig);
-            let _ = kill(Pid::from_raw(p), Signal::SIGCONT);
-        }
-        pids.len()
-    }
-
     /// SIGKILL to every process in it, without a fork escaping between the
     /// read of the list and the kill: `cgroup.kill` (v2, Linux 5.14) does it
     /// in the kernel; the v1 freezer stops them all first; else rounds
     /// until the list is empty. How many were in it.
-    fn kill_all(&self) -> usize {
+    pub fn kill_all(&self) -> usize {
         let n = self.pids().len();
         if n == 0 {
             return 0;

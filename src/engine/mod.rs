@@ -755,7 +755,7 @@ impl Engine {
         Ok(out)
     }
 
-    fn spawn(&self, argv: &[String], role: Role) -> Result<Pid> {
+    fn spawn(&mut self, argv: &[String], role: Role) -> Result<Pid> {
         let env = self.environment(role)?;
         let identity = self.account.as_ref().map(|a| {
             let gid = nix::unistd::Gid::from_raw(a.gid);
@@ -775,17 +775,16 @@ impl Engine {
             .as_ref()
             .filter(|w| !w.optional || w.path.is_dir())
             .map(|w| w.path.as_path());
-        let (mut cgroups, rlimit) = match &self.limit {
-            Limit::Cgroup(procs) => (vec![procs.clone()], None),
+        let (cgroups, rlimit): (Vec<&Path>, _) = match &self.limit {
+            Limit::Cgroup(procs) => (vec![procs.as_path()], None),
             Limit::Rlimit(max) => (vec![], Some(*max)),
             Limit::None => (vec![], None),
         };
-        if let Some(cg) = &self.cgroup {
-            if !cgroups.contains(&cg.procs()) {
-                cgroups.push(cg.procs());
-            }
-        }
-        let cgroups: Vec<&Path> = cgroups.iter().map(PathBuf::as_path).collect();
+        let track = self
+            .cgroup
+            .as_ref()
+            .map(Cgroup::procs)
+            .filter(|p| !cgroups.contains(&p.as_path()));
         let watchdog = match role {
             Role::Main => self.watchdog.map(|w| w.as_micros()),
             Role::Pre(_) | Role::Condition(_) => None,
@@ -803,8 +802,25 @@ impl Engine {
             self.svc.no_new_privileges,
         )
         .map_err(cannot)?;
-        // The program's session (pgid = its pid) is the group signalled below.
+        let launch = match &track {
+            Some(procs) => launch.track(procs).map_err(cannot)?,
+            None => launch,
+        };
         let pid = launch.spawn(&self.log_write, &self.log_write).map_err(cannot)?;
+        // Not let into the cgroup (a kernel's or a container's rule): an
+        // empty cgroup would look like a program with nothing left, so its
+        // processes are found as the engine's descendants from now on.
+        if let Some(cg) = &self.cgroup {
+            if members::live(pid.as_raw()) && !cg.pids().contains(&pid.as_raw()) {
+                say!(
+                    "the program could not join its cgroup {}; stop ends the engine's descendants instead (it is their subreaper)",
+                    cg.dir.display()
+                );
+                cg.remove();
+                self.cgroup = None;
+                self.st.cgroup = None;
+            }
+        }
         let uid = self
             .account
             .as_ref()
@@ -1209,18 +1225,29 @@ impl Engine {
     /// `sig` (then SIGCONT) to every one of them; SIGKILL through the
     /// cgroup's own kill where there is one.
     fn signal_members(&self, sig: Signal) {
-        match &self.cgroup {
-            Some(cg) => {
-                cg.signal(sig);
+        if let (Some(cg), Signal::SIGKILL) = (&self.cgroup, sig) {
+            cg.kill_all();
+            return;
+        }
+        // Again while a pass finds a process the last ones did not signal
+        // (forked meanwhile), as systemd does; bounded.
+        let mut signalled: Vec<i32> = Vec::new();
+        for _ in 0..10 {
+            let new: Vec<i32> = self
+                .members()
+                .into_iter()
+                .filter(|p| !signalled.contains(p))
+                .collect();
+            if new.is_empty() {
+                break;
             }
-            None => {
-                for p in self.members() {
-                    let _ = kill(Pid::from_raw(p), sig);
-                    if sig != Signal::SIGKILL {
-                        let _ = kill(Pid::from_raw(p), Signal::SIGCONT);
-                    }
+            for &p in &new {
+                let _ = kill(Pid::from_raw(p), sig);
+                if sig != Signal::SIGKILL {
+                    let _ = kill(Pid::from_raw(p), Signal::SIGCONT);
                 }
             }
+            signalled.extend(new);
         }
     }
 

@@ -59,6 +59,10 @@ pub struct Launch {
     chdir: Option<CString>,
     /// The cgroup.procs files to join, one per hierarchy.
     cgroup_procs: Vec<CString>,
+    /// The cgroup that only tracks the program's processes: joined if it
+    /// can be; the engine checks, and without it ends the program's
+    /// processes as their subreaper instead of failing the start.
+    track_procs: Option<CString>,
     rlimit_data: Option<u64>,
     identity: Option<Identity>,
     umask: u32,
@@ -151,12 +155,20 @@ impl Launch {
                 .iter()
                 .map(|p| cstring(p.as_os_str().as_bytes(), "the cgroup's path"))
                 .collect::<std::io::Result<_>>()?,
+            track_procs: None,
             rlimit_data,
             identity,
             umask,
             no_new_privs,
             ppid: nix::unistd::getpid(),
         })
+    }
+
+    /// Also join the tracking cgroup whose cgroup.procs is `procs`, if the
+    /// kernel lets the program in.
+    pub fn track(mut self, procs: &Path) -> std::io::Result<Launch> {
+        self.track_procs = Some(cstring(procs.as_os_str().as_bytes(), "the cgroup's path")?);
+        Ok(self)
     }
 
     /// Fork and exec with `stdout` and `stderr` as the program's 1 and 2
@@ -218,6 +230,13 @@ impl Launch {
                 );
             }
             unsafe { libc::close(fd) };
+        }
+        if let Some(procs) = &self.track_procs {
+            let fd = unsafe { libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+            if fd >= 0 {
+                unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
+                unsafe { libc::close(fd) };
+            }
         }
         if let Some(limit) = self.rlimit_data {
             if let Err(e) = setrlimit(Resource::RLIMIT_DATA, limit, limit) {
