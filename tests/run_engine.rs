@@ -194,6 +194,7 @@ impl Drop for Tree {
         // Only what this test started: its engine (SIGKILL takes the program
         // along through the parent-death signal) and the recorded main pid.
         let main = self.state()["main_pid"].as_i64();
+        let cgroup = self.state()["cgroup"].as_str().map(PathBuf::from);
         if let Some(mut c) = self.engine.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -214,6 +215,14 @@ impl Drop for Tree {
         if let Some(pid) = main {
             if alive(pid as i32) {
                 signal(pid as i32, "KILL");
+            }
+        }
+        // A killed engine leaves the bot's cgroup behind (the next run of
+        // the same root would reuse it): removed once the bot is gone.
+        if let Some(dir) = cgroup {
+            let t0 = Instant::now();
+            while dir.exists() && fs::remove_dir(&dir).is_err() && t0.elapsed() < Duration::from_secs(2) {
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
     }
@@ -2071,7 +2080,20 @@ fn a_missing_engine_binary_is_named_with_the_fix() {
         c.arg("run").arg("--unit").arg(t.path("unit.service"));
         c
     };
-    let out = run().output().unwrap();
+    // Just copied: a fork in another test's thread may still hold the
+    // copy's write descriptor for a moment (ETXTBSY).
+    let t0 = Instant::now();
+    let out = loop {
+        match run().output() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && t0.elapsed() < Duration::from_secs(5) =>
+            {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            r => break r.unwrap(),
+        }
+    };
     let err = text(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("the engine binary is missing"), "{err}");
@@ -2633,6 +2655,7 @@ fn nothing_the_bot_started_survives(cgroups: Cgroups) {
             .unwrap()
     })
     .collect();
+    left.0.extend(decoys.iter().map(|d| d.id() as i32));
     let setuid_like = decoys[1].id() as i32;
     let t0 = Instant::now();
     while proc_uid(setuid_like) != NOBODY {
@@ -2650,6 +2673,7 @@ fn nothing_the_bot_started_survives(cgroups: Cgroups) {
     });
     let next_took = t0.elapsed();
     let gone = all_gone(&[setsid, daemon], 1, "once the next run's program is up");
+    let (setsid2, daemon2) = escaped(&t, &pids, main_pid(&st), &mut left);
     let msgs = t.messages();
     assert!(
         msgs.contains("2 process(es) of the previous run are still alive"),
@@ -2668,7 +2692,6 @@ fn nothing_the_bot_started_survives(cgroups: Cgroups) {
         let _ = d.kill();
         let _ = d.wait();
     }
-    let (setsid2, daemon2) = escaped(&t, &pids, main_pid(&st), &mut left);
     t.signal_engine("TERM");
     assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
     all_gone(&[main_pid(&st), setsid2, daemon2], 1, "after the last stop");

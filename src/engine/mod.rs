@@ -286,8 +286,6 @@ impl Engine {
         let cgroup_name = cgroup_name(paths, state_dir);
         let (limit, line) = memory::setup(svc.memory_max, &cgroup_name);
         say!("{line}");
-        let (cgroup, line) = members::setup(&cgroup_name);
-        say!("{line}");
 
         let notify = match svc.notify_access {
             NotifyAccess::None if svc.kind == Kind::Simple => None,
@@ -303,6 +301,10 @@ impl Engine {
             .map_or_else(|| state_dir.to_path_buf(), |w| w.join("logs"));
         let logs = LogSink::new(read, logdir.join(logsink::OUTPUT_FILE), owner)?;
         say!("program output goes to {}", logs.path.display());
+        // After the steps that can refuse the start: a refused start leaves
+        // no cgroup behind.
+        let (cgroup, line) = members::setup(&cgroup_name);
+        say!("{line}");
 
         let runtime_dirs = svc
             .runtime_directory
