@@ -1518,13 +1518,18 @@ time.sleep(1000)
 fn with_worker(t: &Tree, code: &str) -> PathBuf {
     with_program(t, "worker.py", code);
     let pids = t.path("pids.txt");
+    pids_out(t, &pids);
+    pids
+}
+
+/// The program writes its pids to `pids` (PIDS_OUT in the unit).
+fn pids_out(t: &Tree, pids: &Path) {
     let unit = fs::read_to_string(t.path("unit.service")).unwrap();
     fs::write(
         t.path("unit.service"),
         unit + &format!("Environment=PIDS_OUT={}\n", pids.display()),
     )
     .unwrap();
-    pids
 }
 
 /// kill -9 of the foreground engine; returns once its program is gone
@@ -2555,12 +2560,7 @@ fn nothing_the_bot_started_survives(cgroups: Cgroups) {
     let mut t = Tree::new("nobody", "", "TimeoutStopSec=1s\n");
     with_program(&t, "escapes.py", ESCAPES);
     let pids = t.path("tmp/pids.txt");
-    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
-    fs::write(
-        t.path("unit.service"),
-        unit + &format!("Environment=PIDS_OUT={}\n", pids.display()),
-    )
-    .unwrap();
+    pids_out(&t, &pids);
     let mut left = Escapees(Vec::new());
     let engine_cmd = |t: &Tree| with_cgroups(cgroups, t.run_cmd());
 
