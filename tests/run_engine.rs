@@ -2692,11 +2692,20 @@ fn nothing_the_bot_started_survives(cgroups: Cgroups) {
         let _ = d.kill();
         let _ = d.wait();
     }
+    // 3. A crash of the bot: what it started goes before the restart.
+    fs::remove_file(&pids).unwrap();
+    let crashed = main_pid(&st);
+    signal(crashed, "KILL");
+    let st = t.wait_state("running", 15, |s| {
+        s["main_pid"].as_i64().is_some_and(|p| p as i32 != crashed)
+    });
+    all_gone(&[setsid2, daemon2], 1, "once the restarted bot is up");
+    let (setsid3, daemon3) = escaped(&t, &pids, main_pid(&st), &mut left);
     t.signal_engine("TERM");
     assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
-    all_gone(&[main_pid(&st), setsid2, daemon2], 1, "after the last stop");
+    all_gone(&[main_pid(&st), setsid3, daemon3], 1, "after the last stop");
     eprintln!(
-        "figures: {} cgroup: jarvisctl stop ended 3 processes (the bot, setsid sleep, a double-forked daemon ignoring SIGTERM) in {:.2}s (TimeoutStopSec=1s); after kill -9 of the engine 2 were left, status named both, the next run ended them (and neither of 2 processes of root carrying its INVOCATION_ID) and had its bot up in {:.2}s (gone {:.2}s after that)",
+        "figures: {} cgroup: jarvisctl stop ended 3 processes (the bot, setsid sleep, a double-forked daemon ignoring SIGTERM) in {:.2}s (TimeoutStopSec=1s); after kill -9 of the engine 2 were left, status named both, the next run ended them (and neither of 2 processes of root carrying its INVOCATION_ID) and had its bot up in {:.2}s (gone {:.2}s after that); a crash of the bot: both ended before the restart",
         match cgroups {
             Cgroups::Host => "with this host's",
             Cgroups::V1 => "with a v1 freezer",
