@@ -31,6 +31,7 @@ use crate::envcheck::EnvCheck;
 use crate::envrules;
 use crate::error::{exit, Error, Result};
 use crate::manifest::Manifest;
+use crate::output::printable;
 use crate::paths::Paths;
 use crate::report::Level;
 use crate::ssh::Target;
@@ -169,8 +170,10 @@ struct Outcome {
     plan: Option<Value>,
 }
 
+/// One progress line on stderr, defused: most of what it says (versions,
+/// paths, reasons, the environment in use) comes from the host.
 fn progress(host: &str, msg: &str) {
-    eprintln!("{host}: {msg}");
+    eprintln!("{}: {}", printable(host), printable(msg));
 }
 
 pub fn run(paths: &Paths, args: &DeployArgs) -> Result<i32> {
@@ -1230,13 +1233,14 @@ fn list(ctx: &Ctx, s: &Session, o: &mut Outcome) -> std::result::Result<(), Stri
     let gone = s.prune(ctx.args.keep)?;
     let rows = s.history()?;
     let current = s.current()?;
-    let mut out = format!("{}: {} deploy(s) kept", s.name(), rows.len());
+    let mut out = format!("{}: {} deploy(s) kept", printable(s.name()), rows.len());
     if !gone.is_empty() {
         out.push_str(&format!(", {} pruned", gone.len()));
     }
     out.push('\n');
     for (id, m) in &rows {
-        let s = |k: &str| m[k].as_str().unwrap_or("-").to_string();
+        // The host's records: shown defused.
+        let s = |k: &str| printable(m[k].as_str().unwrap_or("-"));
         let mark = if current.as_deref() == Some(id.as_str()) {
             "*"
         } else {
@@ -1253,7 +1257,7 @@ fn list(ctx: &Ctx, s: &Session, o: &mut Outcome) -> std::result::Result<(), Stri
                 .map_or_else(|| "-".to_string(), |n| n.to_string()),
             m["reason"]
                 .as_str()
-                .map(|r| format!("  ({r})"))
+                .map(|r| format!("  ({})", printable(r)))
                 .unwrap_or_default()
         ));
     }
