@@ -34,7 +34,7 @@ use crate::manifest::Manifest;
 use crate::output::printable;
 use crate::paths::Paths;
 use crate::report::Level;
-use crate::ssh::Target;
+use crate::ssh::{self, Target};
 use hosts::Host;
 use plan::{DEPLOYS, PACKAGES};
 use remote::{Facts, Session};
@@ -907,15 +907,18 @@ fn stage(
         link.as_deref(),
         ctx.args.bwlimit,
     );
-    let out = Command::new("rsync")
-        .args(&push)
-        .output()
+    let mut rsync = Command::new("rsync");
+    rsync.args(&push);
+    let out = ssh::output(rsync, s.name(), None, None)
         .map_err(|e| format!("cannot run rsync: {e} (install rsync)"))?;
-    if !out.status.success() {
+    if let Some(why) = out.too_big {
+        return Err(why);
+    }
+    if out.status != Some(0) {
         return Err(format!(
-            "code sync failed ({}): {}",
-            out.status,
-            rsync_error(&String::from_utf8_lossy(&out.stderr))
+            "code sync failed (exit {}): {}",
+            out.status.map_or("-".into(), |c| c.to_string()),
+            rsync_error(&out.stderr)
         ));
     }
     let (v, code) = s.worker(
@@ -945,16 +948,16 @@ fn stage(
         // Every shipped package is kept: it is what a later rollback installs.
         progress(s.name(), &format!("copying {} {}", p.name, p.version));
         let dest = plan::rsync_dest(&s.host.target.destination, &p.kept_path());
-        let out = Command::new("rsync")
-            .args(["-t", "-e", &shell(s)])
-            .arg(&p.path)
-            .arg(&dest)
-            .output()
-            .map_err(|e| format!("cannot run rsync: {e}"))?;
-        if !out.status.success() {
+        let mut rsync = Command::new("rsync");
+        rsync.args(["-t", "-e", &shell(s)]).arg(&p.path).arg(&dest);
+        let out = ssh::output(rsync, s.name(), None, None).map_err(|e| format!("cannot run rsync: {e}"))?;
+        if let Some(why) = out.too_big {
+            return Err(why);
+        }
+        if out.status != Some(0) {
             return Err(format!(
                 "copying the package failed: {}",
-                remote::last_line(&String::from_utf8_lossy(&out.stderr))
+                remote::last_line(&out.stderr)
             ));
         }
     }
