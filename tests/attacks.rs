@@ -516,52 +516,11 @@ fn pause_and_resume_never_write_or_remove_through_a_planted_link() {
     fs::rename(h.path("home/jarvis/Jarvis.away"), &code).unwrap();
 }
 
-/// Root's `jarvisctl --root TREE ARGS` under `/usr/bin/time`: its output,
-/// its peak resident memory in MiB (the kernel's count, from wait4) and
-/// how long it took. Killed, failing the test, after `limit`.
-fn measured(h: &Host, args: &[&str], limit: Duration) -> (std::process::Output, f64, f64) {
-    let rss = tempfile::NamedTempFile::new().unwrap();
-    let mut cmd = std::process::Command::new("/usr/bin/time");
-    cmd.args(["-f", "%M", "-o"])
-        .arg(rss.path())
-        .arg(bin_under_attack().0)
-        .arg("--root")
-        .arg(h.dir.path())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let t0 = Instant::now();
-    let child = cmd
-        .spawn()
-        .expect("/usr/bin/time (apt-get install time) measures the peak memory");
-    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let watchdog = std::thread::spawn(move || {
-        while t0.elapsed() < limit {
-            std::thread::sleep(Duration::from_millis(50));
-            if nix::sys::signal::killpg(pgid, None).is_err() {
-                return false;
-            }
-        }
-        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-        true
-    });
-    let out = child.wait_with_output().unwrap();
-    let secs = t0.elapsed().as_secs_f64();
-    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-    assert!(
-        !watchdog.join().unwrap(),
-        "jarvisctl {args:?} still ran after {limit:?}; killed. It said:\n{}",
-        tail(&text(&out))
-    );
-    let kib: f64 = fs::read_to_string(rss.path())
-        .unwrap()
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no peak memory from /usr/bin/time: {}", tail(&text(&out))));
-    (out, kib / 1024.0, secs)
+/// Root's `jarvisctl --root TREE ARGS`, measured (see `common::measured`).
+fn measured_root(h: &Host, args: &[&str], limit: Duration) -> (std::process::Output, f64, f64) {
+    let mut cmd = std::process::Command::new(bin_under_attack().0);
+    cmd.arg("--root").arg(h.dir.path()).args(args);
+    measured(&cmd, limit)
 }
 
 /// `logs`' read budget, under the attack of the service user: three files
@@ -590,7 +549,7 @@ fn logs_reads_many_or_sparse_planted_files_within_one_budget() {
         ),
         ("the same, --component", &["logs", "--component", "x"][..]),
     ] {
-        let (out, mib, secs) = measured(&h, args, Duration::from_secs(90));
+        let (out, mib, secs) = measured_root(&h, args, Duration::from_secs(90));
         assert!(out.status.success(), "{what}: {}", tail(&text(&out)));
         let lines = out.stdout.iter().filter(|b| **b == b'\n').count();
         assert!(lines <= 100_000, "{what}: {lines} lines shown");
@@ -598,7 +557,7 @@ fn logs_reads_many_or_sparse_planted_files_within_one_budget() {
         assert!(secs < 15.0, "{what}: logs took {secs:.1} s");
         figures.push(format!("{what}: {mib:.0} MiB peak, {secs:.2} s, {lines} lines"));
     }
-    let (out, ..) = measured(&h, &["logs", "-n", "100000000"], Duration::from_secs(90));
+    let (out, ..) = measured_root(&h, &["logs", "-n", "100000000"], Duration::from_secs(90));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
         said.contains("read only in part") && said.contains("see README"),
@@ -608,12 +567,12 @@ fn logs_reads_many_or_sparse_planted_files_within_one_budget() {
         "cd {} && rm -f empty*.log && for i in $(seq 1 100); do truncate -s 1G sparse$i.log; done && printf 'real line\\n' > supervisor.log",
         logs.display()
     ));
-    let (out, mib, secs) = measured(&h, &["logs"], Duration::from_secs(90));
+    let (out, mib, secs) = measured_root(&h, &["logs"], Duration::from_secs(90));
     assert!(out.status.success(), "{}", tail(&text(&out)));
     assert!(mib < 120.0, "100 sparse files: logs used {mib:.0} MiB");
     assert!(secs < 15.0, "100 sparse files: logs took {secs:.1} s");
     figures.push(format!("100 sparse 1 GiB files: {mib:.0} MiB peak, {secs:.2} s"));
-    let (out, ..) = measured(&h, &["logs", "--json"], Duration::from_secs(90));
+    let (out, ..) = measured_root(&h, &["logs", "--json"], Duration::from_secs(90));
     let budget = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

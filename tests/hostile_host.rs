@@ -10,8 +10,8 @@ use common::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// What the hostile host answers: the remote command is ssh's last
 /// argument; `HOSTILE` says whether to flood (2 GiB) or to lie with escape
@@ -63,54 +63,13 @@ fn code() -> tempfile::TempDir {
     d
 }
 
-/// `jarvisctl ARGS` against the hostile host (`mode`: "flood" or "lie")
-/// under `/usr/bin/time`: its output, its peak resident memory in MiB and
-/// how long it took. Killed, failing the test, after 120 s.
+/// `jarvisctl ARGS` against the hostile host (`mode`: "flood" or "lie"),
+/// measured (see `common::measured`).
 fn against(ssh: &Path, mode: &str, args: &[&str]) -> (std::process::Output, f64, f64) {
-    let rss = tempfile::NamedTempFile::new().unwrap();
     let path = format!("{}:{}", ssh.display(), std::env::var("PATH").unwrap_or_default());
-    let mut cmd = Command::new("/usr/bin/time");
-    cmd.args(["-f", "%M", "-o"])
-        .arg(rss.path())
-        .arg(bin_under_attack().0)
-        .args(args)
-        .env("PATH", path)
-        .env("HOSTILE", mode)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let t0 = Instant::now();
-    let child = cmd
-        .spawn()
-        .expect("/usr/bin/time (apt-get install time) measures the peak memory");
-    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let watchdog = std::thread::spawn(move || {
-        while t0.elapsed() < Duration::from_secs(120) {
-            std::thread::sleep(Duration::from_millis(50));
-            if nix::sys::signal::killpg(pgid, None).is_err() {
-                return false;
-            }
-        }
-        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-        true
-    });
-    let out = child.wait_with_output().unwrap();
-    let secs = t0.elapsed().as_secs_f64();
-    // What the hostile host left behind (`yes`), if anything.
-    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-    assert!(
-        !watchdog.join().unwrap(),
-        "jarvisctl {args:?} still ran after 120 s; killed. It said:\n{}",
-        text(&out)
-    );
-    let kib: f64 = fs::read_to_string(rss.path())
-        .unwrap()
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no peak memory from /usr/bin/time: {}", text(&out)));
-    (out, kib / 1024.0, secs)
+    let mut cmd = Command::new(bin_under_attack().0);
+    cmd.args(args).env("PATH", path).env("HOSTILE", mode);
+    measured(&cmd, Duration::from_secs(120))
 }
 
 /// No ESC, BEL, CR or C1 CSI reaches the operator's terminal.
