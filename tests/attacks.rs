@@ -628,3 +628,38 @@ fn a_log_files_name_never_sends_control_sequences_to_roots_terminal() {
         }
     }
 }
+
+/// The service user's `venv/bin/python`, a dangling link whose target
+/// holds terminal sequences and a newline with a fake line: root's `check`
+/// and `status` name the link's target in their findings, escaped; no ESC,
+/// BEL or CR byte reaches the terminal.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn a_venv_link_never_sends_control_sequences_to_roots_terminal() {
+    let h = Host::new();
+    as_nobody(&format!(
+        "cd {} && mkdir -p venv/bin && ln -s \"$(printf '/gone/\\033]0;pwned\\007\\033[2J\\r\\nOK all fine')\" venv/bin/python",
+        h.code("").display()
+    ));
+    for args in [&["check"][..], &["check", "--json"][..], &["status"][..]] {
+        let ran = h.run(args, false);
+        ran.no_panic(&format!("{args:?}"));
+        let bytes = [&ran.out.stdout[..], &ran.out.stderr[..]].concat();
+        for b in [0x1bu8, 0x07, b'\r'] {
+            assert!(
+                !bytes.contains(&b),
+                "{args:?}: byte {b:#04x} reached the terminal: {:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        let all = ran.all();
+        if args == ["check"] {
+            assert!(
+                all.contains("a link to /gone/\\x1b]0;pwned\\x07\\x1b[2J\\x0d\\x0aOK all fine"),
+                "check does not show the link escaped:\n{all}"
+            );
+            let line = all.lines().find(|l| l.contains("/gone/")).unwrap_or_default();
+            println!("figures: check shows {line:?}");
+        }
+    }
+}
