@@ -656,7 +656,7 @@ mod tests {
     }
 
     #[test]
-    fn a_hostile_line_is_shown_defused_and_cut() {
+    fn a_long_line_is_shown_cut_saying_how_much_was_left_out() {
         let long = "x".repeat(LINE_SHOWN + 10);
         assert_eq!(
             shown(&long).len(),
