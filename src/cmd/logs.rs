@@ -394,7 +394,9 @@ impl Files {
             entries_unseen: listing.entries_unseen,
             ..Spent::default()
         };
-        let mut out = Vec::new();
+        // By file name, as before the budget: lines of the same time keep
+        // one order whatever the files' ages.
+        let mut by_name: BTreeMap<PathBuf, Vec<Entry>> = BTreeMap::new();
         let n = listing.paths.len();
         for (i, p) in listing.paths.into_iter().enumerate() {
             let left = n - i;
@@ -432,13 +434,14 @@ impl Files {
             let times = line_times(&tail.lines, changed);
             self.last_t.insert(p.clone(), times.last().copied().flatten());
             let source = source_name(&p);
-            out.extend(tail.lines.into_iter().zip(times).map(|(text, t)| Entry {
+            let entries = tail.lines.into_iter().zip(times).map(|(text, t)| Entry {
                 t,
                 source: source.clone(),
                 text,
-            }));
+            });
+            by_name.insert(p, entries.collect());
         }
-        (out, spent)
+        (by_name.into_values().flatten().collect(), spent)
     }
 
     /// New lines of the newest files, [`FOLLOW_BYTES`] in all at most,
