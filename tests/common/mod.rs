@@ -129,3 +129,17 @@ pub fn measured(cmd: &Command, limit: std::time::Duration) -> (Output, f64, f64)
         .unwrap_or_else(|| panic!("no peak memory from /usr/bin/time: {all}"));
     (out, kib / 1024.0, secs)
 }
+
+/// No ESC, BEL, CR or C1 CSI of a planted string reached the terminal
+/// through `out`'s stdout or stderr.
+pub fn assert_defused(what: &str, out: &Output) {
+    for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let text = String::from_utf8_lossy(bytes);
+        for c in ['\u{1b}', '\u{7}', '\r', '\u{9b}'] {
+            assert!(
+                !text.contains(c),
+                "{what}: {c:?} reached the terminal on {stream}:\n{text:?}"
+            );
+        }
+    }
+}
