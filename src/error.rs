@@ -66,10 +66,13 @@ impl Error {
         self.code
     }
 
+    /// To stderr, defused: a message may quote a file's name or a host's
+    /// answer.
     pub fn print(&self) {
-        eprintln!("jarvisctl: error: {}", self.message);
+        use jarvis_supervisor::defuse::printable;
+        eprintln!("jarvisctl: error: {}", printable(&self.message));
         if let Some(note) = &self.note {
-            eprintln!("note: {note}");
+            eprintln!("note: {}", printable(note));
         }
     }
 }

@@ -36,21 +36,9 @@ impl Style {
     }
 }
 
-/// Text from outside (the bot's log lines, its `STATUS=`, another host's
-/// report) as it may reach a terminal: every control character but the tab
-/// becomes U+FFFD, so an escape sequence cannot retitle the window, clear
-/// the screen or move the cursor.
-pub fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() && c != '\t' {
-                '\u{fffd}'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
+/// Text from outside (the bot's log lines, its `STATUS=`, a file's name,
+/// another host's report) as it may reach a terminal: controls escaped.
+pub use jarvis_supervisor::defuse::printable;
 
 /// A table for a terminal: columns padded to their widest cell, the last
 /// one (a free-text note) left as it is; every cell defused. One line each.
@@ -77,14 +65,6 @@ pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn control_sequences_are_defused() {
-        assert_eq!(
-            super::printable("ok\x1b]0;pwned\x07 \x1b[2J\u{9b}31m\tend"),
-            "ok\u{fffd}]0;pwned\u{fffd} \u{fffd}[2J\u{fffd}31m\tend"
-        );
-    }
-
     #[test]
     fn a_table_pads_all_but_the_note_and_defuses_cells() {
         let t = super::table(&[

@@ -75,6 +75,8 @@ pub struct Tail {
     pub end: u64,
     /// The file's inode, to see a rotation when following.
     pub ino: u64,
+    /// How many bytes were read from the end, complete lines or not.
+    pub read: u64,
 }
 
 /// How much of a file one step back reads.
@@ -156,6 +158,7 @@ pub fn file(path: &Path, w: &Window) -> std::io::Result<Tail> {
         lines,
         end: start + complete as u64,
         ino: meta.ino(),
+        read: len - start,
     })
 }
 

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::error::exit;
-use crate::output::Style;
+use crate::output::{printable, Style};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -94,11 +94,13 @@ pub fn emit(findings: &[Finding], show: Show) -> i32 {
                     Level::Warn => style.warn(),
                     Level::Fail => style.fail(),
                 };
+                // A finding may quote a file's name or a program's answer.
+                let (check, found) = (f.check, printable(&f.found));
                 match (&f.fix, f.level) {
                     (Some(fix), Level::Warn | Level::Fail) => {
-                        println!("{mark} {}: {} — fix: {fix}", f.check, f.found)
+                        println!("{mark} {check}: {found} — fix: {}", printable(fix))
                     }
-                    _ => println!("{mark} {}: {}", f.check, f.found),
+                    _ => println!("{mark} {check}: {found}"),
                 }
             }
         }

@@ -6,6 +6,8 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -100,6 +102,11 @@ pub fn read_hosts_file(path: &Path) -> Result<Vec<Target>> {
     Ok(hosts)
 }
 
+/// The most of a host's answer kept, per stream: far above any real one (a
+/// status report is a few KiB, the deploy plan of a big code tree a few
+/// MiB). A host that sends more is cut off there, and ssh killed.
+pub const ANSWER_MAX: u64 = 16 << 20;
+
 #[derive(Debug)]
 pub struct Outcome {
     /// The remote command's exit code; ssh itself exits 255 on its own errors.
@@ -107,6 +114,9 @@ pub struct Outcome {
     pub stdout: String,
     pub stderr: String,
     pub timed_out: bool,
+    /// Why the answer was cut off: the host sent more than [`ANSWER_MAX`]
+    /// on a stream, and ssh was killed. The error to show.
+    pub too_big: Option<String>,
 }
 
 /// The ssh arguments before the remote command: batch mode, the connect
@@ -150,7 +160,20 @@ pub fn run_input(
     remote: &str,
     input: Option<Vec<u8>>,
 ) -> std::io::Result<Outcome> {
-    let mut cmd = command(target, options, timeout.min(Duration::from_secs(30)), remote);
+    let cmd = command(target, options, timeout.min(Duration::from_secs(30)), remote);
+    output(cmd, &target.name, Some(timeout), input)
+}
+
+/// Runs `cmd` (ssh, or rsync over ssh) whose output comes from host `name`:
+/// at most [`ANSWER_MAX`] of each stream is kept, and a host that sends more,
+/// or gives no answer within `timeout`, has its command killed with all it
+/// started; the call never waits on the host past that.
+pub fn output(
+    mut cmd: Command,
+    name: &str,
+    timeout: Option<Duration>,
+    input: Option<Vec<u8>>,
+) -> std::io::Result<Outcome> {
     cmd.stdin(if input.is_some() {
         Stdio::piped()
     } else {
@@ -158,9 +181,12 @@ pub fn run_input(
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    // Its own process group: a timeout kills ssh and whatever it started
-    // (a ProxyCommand), not ssh alone.
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // With a deadline, its own process group: a timeout kills ssh and
+    // whatever it started (a ProxyCommand), not ssh alone. Without one
+    // (a transfer), it stays in ours, so that the operator's Ctrl-C stops it.
+    if timeout.is_some() {
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    }
     let mut child = cmd.spawn()?;
     if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
         std::thread::spawn(move || {
@@ -168,12 +194,19 @@ pub fn run_input(
             let _ = stdin.write_all(&data);
         });
     }
+    let too_big = Arc::new(AtomicBool::new(false));
     let drain = |r: Option<Box<dyn Read + Send>>| {
         let (tx, rx) = std::sync::mpsc::channel();
+        let too_big = too_big.clone();
         std::thread::spawn(move || {
             let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
+            if let Some(r) = r {
+                // One byte over the bound tells a host that sent too much.
+                let _ = r.take(ANSWER_MAX + 1).read_to_end(&mut buf);
+            }
+            if buf.len() as u64 > ANSWER_MAX {
+                buf.truncate(ANSWER_MAX as usize);
+                too_big.store(true, Ordering::SeqCst);
             }
             let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
         });
@@ -181,19 +214,22 @@ pub fn run_input(
     };
     let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
     let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let deadline = Instant::now() + timeout;
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
     let (status, timed_out) = loop {
         if let Some(st) = child.try_wait()? {
             break (st.code(), false);
         }
-        if Instant::now() >= deadline {
+        let late = deadline.is_some_and(|d| Instant::now() >= d);
+        if late || too_big.load(Ordering::SeqCst) {
             // ssh and whatever it started (a ProxyCommand), before ssh is
             // reaped, while the group id is surely still theirs.
-            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            if timeout.is_some() {
+                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            }
             let _ = child.kill();
             let _ = child.wait();
-            break (None, true);
+            break (None, late);
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -201,18 +237,26 @@ pub fn run_input(
     // for the output only until the deadline (a second past it at most),
     // never for that process.
     let grace = deadline
-        .saturating_duration_since(Instant::now())
+        .map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()))
         .max(Duration::from_secs(1));
     let t_end = Instant::now() + grace;
     let take = |rx: std::sync::mpsc::Receiver<String>| {
         rx.recv_timeout(t_end.saturating_duration_since(Instant::now()))
             .unwrap_or_default()
     };
+    let (stdout, stderr) = (take(out), take(err));
+    let too_big = too_big.load(Ordering::SeqCst).then(|| {
+        format!(
+            "{name} sent more than {} MiB of output, far more than any real answer; the command was killed: look at what answers there (its jarvisctl, its shell's startup files)",
+            ANSWER_MAX >> 20
+        )
+    });
     Ok(Outcome {
         status,
-        stdout: take(out),
-        stderr: take(err),
+        stdout,
+        stderr,
         timed_out,
+        too_big,
     })
 }
 
@@ -261,6 +305,33 @@ mod tests {
         // be killed at the deadline; either way the call ends at once.
         assert!(out.timed_out || out.status == Some(255), "{out:?}");
         assert!(took < Duration::from_secs(5), "returned after {took:?}");
+    }
+
+    /// A host that answers with more than any real answer (here 1 GiB,
+    /// then silence) is cut off at the bound, at once, with all it started.
+    #[test]
+    fn an_answer_over_the_bound_is_cut_off_and_its_command_killed() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "yes | head -c 1073741824; exec sleep 30"]);
+        let t0 = Instant::now();
+        let out = output(cmd, "root@evil", Some(Duration::from_secs(60)), None).unwrap();
+        let took = t0.elapsed();
+        let why = out.too_big.unwrap_or_default();
+        assert!(
+            why.starts_with("root@evil sent more than 16 MiB of output"),
+            "{why}"
+        );
+        assert!(out.stdout.len() as u64 <= ANSWER_MAX && !out.timed_out);
+        assert!(took < Duration::from_secs(10), "returned after {took:?}");
+        // Under the bound, the answer is whole.
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "printf 'a%.0s' $(seq 1 1000); echo err >&2"]);
+        let out = output(cmd, "h", None, None).unwrap();
+        assert_eq!(
+            (out.stdout.len(), out.stderr.as_str(), out.status),
+            (1000, "err\n", Some(0))
+        );
+        assert!(out.too_big.is_none());
     }
 
     #[test]

@@ -515,3 +515,137 @@ fn pause_and_resume_never_write_or_remove_through_a_planted_link() {
     let _ = fs::remove_file(&code);
     fs::rename(h.path("home/jarvis/Jarvis.away"), &code).unwrap();
 }
+
+/// Root's `jarvisctl --root TREE ARGS`, measured (see `common::measured`).
+fn measured_root(h: &Host, args: &[&str], limit: Duration) -> (std::process::Output, f64, f64) {
+    let mut cmd = std::process::Command::new(bin_under_attack().0);
+    cmd.arg("--root").arg(h.dir.path()).args(args);
+    measured(&cmd, limit)
+}
+
+/// `logs`' read budget, under the attack of the service user: three files
+/// of 16 MiB of empty lines read with a huge `-n`, and 100 sparse files of
+/// 1 GiB without a newline (the old code read 8 MiB of each: 841 MB, and
+/// 3.95 GB for the empty lines). Root's `logs` stays within a small memory
+/// and time, and says what it left unread, in words and in `--json`.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn logs_reads_many_or_sparse_planted_files_within_one_budget() {
+    let h = Host::new();
+    h.write_as_service_user(
+        ".env",
+        b"TELEGRAM_BOT_TOKEN=123456789:AAFakeTokenForTestsOnly_abcdefghijklmn\n",
+    );
+    let logs = h.code("logs");
+    as_nobody(&format!(
+        "cd {} && for i in 1 2 3; do head -c 16777216 /dev/zero | tr '\\0' '\\n' > empty$i.log; done",
+        logs.display()
+    ));
+    let mut figures = Vec::new();
+    for (what, args) in [
+        (
+            "3 files of 16 MiB of empty lines, -n 100000000",
+            &["logs", "-n", "100000000"][..],
+        ),
+        ("the same, --component", &["logs", "--component", "x"][..]),
+    ] {
+        let (out, mib, secs) = measured_root(&h, args, Duration::from_secs(90));
+        assert!(out.status.success(), "{what}: {}", tail(&text(&out)));
+        let lines = out.stdout.iter().filter(|b| **b == b'\n').count();
+        assert!(lines <= 100_000, "{what}: {lines} lines shown");
+        assert!(mib < 120.0, "{what}: logs used {mib:.0} MiB");
+        assert!(secs < 15.0, "{what}: logs took {secs:.1} s");
+        figures.push(format!("{what}: {mib:.0} MiB peak, {secs:.2} s, {lines} lines"));
+    }
+    let (out, ..) = measured_root(&h, &["logs", "-n", "100000000"], Duration::from_secs(90));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("read only in part") && said.contains("see README"),
+        "logs does not say that its budget cut the files:\n{said}"
+    );
+    as_nobody(&format!(
+        "cd {} && rm -f empty*.log && for i in $(seq 1 100); do truncate -s 1G sparse$i.log; done && printf 'real line\\n' > supervisor.log",
+        logs.display()
+    ));
+    let (out, mib, secs) = measured_root(&h, &["logs"], Duration::from_secs(90));
+    assert!(out.status.success(), "{}", tail(&text(&out)));
+    assert!(mib < 120.0, "100 sparse files: logs used {mib:.0} MiB");
+    assert!(secs < 15.0, "100 sparse files: logs took {secs:.1} s");
+    figures.push(format!("100 sparse 1 GiB files: {mib:.0} MiB peak, {secs:.2} s"));
+    let (out, ..) = measured_root(&h, &["logs", "--json"], Duration::from_secs(90));
+    let budget = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("budget").is_some())
+        .unwrap_or_else(|| panic!("no budget line in --json:\n{}", tail(&text(&out))));
+    assert_eq!(budget["budget"]["files_skipped"], 69, "{budget}");
+    assert!(
+        budget["budget"]["bytes_read"].as_u64().unwrap() <= 8 << 20,
+        "{budget}"
+    );
+    println!("figures: {}", figures.join("; "));
+}
+
+/// A log file whose name holds terminal sequences (a window title, a
+/// screen clear) and a newline with a fake "OK" line after it, and a line
+/// of the same inside: root's `logs` shows both escaped; no ESC, BEL or CR
+/// byte reaches the terminal.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn a_log_files_name_never_sends_control_sequences_to_roots_terminal() {
+    let h = Host::new();
+    h.write_as_service_user(
+        ".env",
+        b"TELEGRAM_BOT_TOKEN=123456789:AAFakeTokenForTestsOnly_abcdefghijklmn\n",
+    );
+    as_nobody(&format!(
+        "cd {} && printf 'hello \\033[31mred\\033]0;pwned\\007\\r\\n' > \"$(printf '\\033]0;pwned\\007\\033[2J\\nOK all clear\\033[1A.log')\"",
+        h.code("logs").display()
+    ));
+    for args in [
+        &["logs"][..],
+        &["logs", "--component", "x"][..],
+        &["logs", "--json"][..],
+    ] {
+        let ran = h.run(args, false);
+        ran.no_panic(&format!("{args:?}"));
+        assert_defused(&format!("{args:?}"), &ran.out);
+        if args == ["logs"] {
+            let out = String::from_utf8_lossy(&ran.out.stdout);
+            assert!(
+                out.contains("\\x1b]0;pwned\\x07\\x1b[2J\\x0aOK all clear\\x1b[1A.log: hello \\x1b[31mred"),
+                "the name or the line is not shown escaped:\n{out}"
+            );
+            assert_eq!(out.lines().count(), 1, "{out}");
+            println!("figures: logs shows the planted name as {:?}", out.trim());
+        }
+    }
+}
+
+/// The service user's `venv/bin/python`, a dangling link whose target
+/// holds terminal sequences and a newline with a fake line: root's `check`
+/// and `status` name the link's target in their findings, escaped; no ESC,
+/// BEL or CR byte reaches the terminal.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn a_venv_link_never_sends_control_sequences_to_roots_terminal() {
+    let h = Host::new();
+    as_nobody(&format!(
+        "cd {} && mkdir -p venv/bin && ln -s \"$(printf '/gone/\\033]0;pwned\\007\\033[2J\\r\\nOK all fine')\" venv/bin/python",
+        h.code("").display()
+    ));
+    for args in [&["check"][..], &["check", "--json"][..], &["status"][..]] {
+        let ran = h.run(args, false);
+        ran.no_panic(&format!("{args:?}"));
+        assert_defused(&format!("{args:?}"), &ran.out);
+        let all = ran.all();
+        if args == ["check"] {
+            assert!(
+                all.contains("a link to /gone/\\x1b]0;pwned\\x07\\x1b[2J\\x0d\\x0aOK all fine"),
+                "check does not show the link escaped:\n{all}"
+            );
+            let line = all.lines().find(|l| l.contains("/gone/")).unwrap_or_default();
+            println!("figures: check shows {line:?}");
+        }
+    }
+}

@@ -78,7 +78,10 @@ pub fn run(args: &BackoffArgs) -> Result<i32> {
     if let Some(dir) = state_path.parent() {
         if let Ok(lines) = fs::read_to_string(dir.join(super::check::PREFLIGHT_FAILED)) {
             println!("backoff: the previous start failed its preflight:");
-            print!("{lines}");
+            // Its findings may quote the service user's file names.
+            for l in lines.lines() {
+                println!("{}", crate::output::printable(l));
+            }
         }
     }
     if !delay.is_zero() {

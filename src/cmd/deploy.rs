@@ -31,9 +31,10 @@ use crate::envcheck::EnvCheck;
 use crate::envrules;
 use crate::error::{exit, Error, Result};
 use crate::manifest::Manifest;
+use crate::output::printable;
 use crate::paths::Paths;
 use crate::report::Level;
-use crate::ssh::Target;
+use crate::ssh::{self, Target};
 use hosts::Host;
 use plan::{DEPLOYS, PACKAGES};
 use remote::{Facts, Session};
@@ -169,8 +170,10 @@ struct Outcome {
     plan: Option<Value>,
 }
 
+/// One progress line on stderr, defused: most of what it says (versions,
+/// paths, reasons, the environment in use) comes from the host.
 fn progress(host: &str, msg: &str) {
-    eprintln!("{host}: {msg}");
+    eprintln!("{}: {}", printable(host), printable(msg));
 }
 
 pub fn run(paths: &Paths, args: &DeployArgs) -> Result<i32> {
@@ -904,15 +907,18 @@ fn stage(
         link.as_deref(),
         ctx.args.bwlimit,
     );
-    let out = Command::new("rsync")
-        .args(&push)
-        .output()
+    let mut rsync = Command::new("rsync");
+    rsync.args(&push);
+    let out = ssh::output(rsync, s.name(), None, None)
         .map_err(|e| format!("cannot run rsync: {e} (install rsync)"))?;
-    if !out.status.success() {
+    if let Some(why) = out.too_big {
+        return Err(why);
+    }
+    if out.status != Some(0) {
         return Err(format!(
-            "code sync failed ({}): {}",
-            out.status,
-            rsync_error(&String::from_utf8_lossy(&out.stderr))
+            "code sync failed (exit {}): {}",
+            out.status.map_or("-".into(), |c| c.to_string()),
+            rsync_error(&out.stderr)
         ));
     }
     let (v, code) = s.worker(
@@ -942,16 +948,16 @@ fn stage(
         // Every shipped package is kept: it is what a later rollback installs.
         progress(s.name(), &format!("copying {} {}", p.name, p.version));
         let dest = plan::rsync_dest(&s.host.target.destination, &p.kept_path());
-        let out = Command::new("rsync")
-            .args(["-t", "-e", &shell(s)])
-            .arg(&p.path)
-            .arg(&dest)
-            .output()
-            .map_err(|e| format!("cannot run rsync: {e}"))?;
-        if !out.status.success() {
+        let mut rsync = Command::new("rsync");
+        rsync.args(["-t", "-e", &shell(s)]).arg(&p.path).arg(&dest);
+        let out = ssh::output(rsync, s.name(), None, None).map_err(|e| format!("cannot run rsync: {e}"))?;
+        if let Some(why) = out.too_big {
+            return Err(why);
+        }
+        if out.status != Some(0) {
             return Err(format!(
                 "copying the package failed: {}",
-                remote::last_line(&String::from_utf8_lossy(&out.stderr))
+                remote::last_line(&out.stderr)
             ));
         }
     }
@@ -1230,13 +1236,14 @@ fn list(ctx: &Ctx, s: &Session, o: &mut Outcome) -> std::result::Result<(), Stri
     let gone = s.prune(ctx.args.keep)?;
     let rows = s.history()?;
     let current = s.current()?;
-    let mut out = format!("{}: {} deploy(s) kept", s.name(), rows.len());
+    let mut out = format!("{}: {} deploy(s) kept", printable(s.name()), rows.len());
     if !gone.is_empty() {
         out.push_str(&format!(", {} pruned", gone.len()));
     }
     out.push('\n');
     for (id, m) in &rows {
-        let s = |k: &str| m[k].as_str().unwrap_or("-").to_string();
+        // The host's records: shown defused.
+        let s = |k: &str| printable(m[k].as_str().unwrap_or("-"));
         let mark = if current.as_deref() == Some(id.as_str()) {
             "*"
         } else {
@@ -1253,7 +1260,7 @@ fn list(ctx: &Ctx, s: &Session, o: &mut Outcome) -> std::result::Result<(), Stri
                 .map_or_else(|| "-".to_string(), |n| n.to_string()),
             m["reason"]
                 .as_str()
-                .map(|r| format!("  ({r})"))
+                .map(|r| format!("  ({})", printable(r)))
                 .unwrap_or_default()
         ));
     }

@@ -28,11 +28,74 @@ use crate::error::{exit, Error, Result};
 use crate::paths::{Paths, UNIT};
 use crate::unit::Unit;
 
-/// How much of each source the history reads back at most.
+/// How much of the journal the history reads back at most.
 const TAIL: u64 = 8 * 1024 * 1024;
+/// What the history reads of the files in `logs/`, all of them together:
+/// the newest files first (by their last change), each from its end, each
+/// given its share of what is left. Whatever the service user plants there
+/// (many files, sparse ones, files of empty lines), `logs` reads no more.
+const FILES_BUDGET: Budget = Budget {
+    files: 32,
+    bytes: 8 * 1024 * 1024,
+    lines: 100_000,
+};
+/// The directory entries looked at, at most, to find the newest files.
+const DIR_SCAN: usize = 10_000;
+/// What `-f` reads of all the files together at each poll.
+const FOLLOW_BYTES: u64 = 4 * 1024 * 1024;
+/// A line longer than this is shown cut, saying how much was left out; a
+/// line still being written is let out at this length when following.
+const LINE_SHOWN: usize = 64 * 1024;
 /// How many of the newest lines `--component` looks through for its own.
 const COMPONENT_SCAN: usize = 50_000;
 const POLL: Duration = Duration::from_millis(200);
+
+/// The most the history reads of the logs directory's files.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    files: usize,
+    bytes: u64,
+    lines: usize,
+}
+
+/// What the budget left unread, said on stderr and, with `--json`, as a
+/// last line `{"budget": ...}`.
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+struct Spent {
+    files_read: usize,
+    /// Files in `logs/` not read at all: beyond the newest `files`, or no
+    /// budget left for them.
+    files_skipped: usize,
+    /// Files read only in part because their share of the budget ran out.
+    files_cut: usize,
+    /// The directory held more entries than were looked at.
+    entries_unseen: bool,
+    bytes_read: u64,
+    lines_read: usize,
+}
+
+impl Spent {
+    fn anything_left(&self) -> bool {
+        self.files_skipped > 0 || self.files_cut > 0 || self.entries_unseen
+    }
+
+    fn describe(&self) -> String {
+        let b = FILES_BUDGET;
+        format!(
+            "logs: {} file(s) of the logs directory not read, {} read only in part{}: each run reads at most the newest {} files, {} MiB and {} lines of them in all (see README, jarvisctl logs)",
+            self.files_skipped,
+            self.files_cut,
+            if self.entries_unseen {
+                format!(", and only the first {DIR_SCAN} entries of the directory were looked at")
+            } else {
+                String::new()
+            },
+            b.files,
+            b.bytes >> 20,
+            b.lines
+        )
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 struct Entry {
@@ -75,7 +138,8 @@ pub fn run(paths: &Paths, args: &LogsArgs) -> Result<i32> {
     if journal {
         all.extend(journal_history(&window));
     }
-    all.extend(files.history(&window));
+    let (history, spent) = files.history(&window);
+    all.extend(history);
     let mut all: Vec<Entry> = all
         .into_iter()
         .filter(|e| since.is_none_or(|s| e.t.is_none_or(|t| t >= s)))
@@ -92,6 +156,13 @@ pub fn run(paths: &Paths, args: &LogsArgs) -> Result<i32> {
     let skip = all.len().saturating_sub(args.lines);
     for e in &all[skip..] {
         show(e);
+    }
+    if spent.anything_left() {
+        if args.json {
+            println!("{}", serde_json::json!({ "budget": spent }));
+        } else {
+            eprintln!("{}", spent.describe());
+        }
     }
     if !args.follow {
         return Ok(exit::OK);
@@ -121,6 +192,7 @@ fn print(e: &Entry, secrets: &[String], json: bool) {
         println!("{}", serde_json::to_string(&e).unwrap_or_default());
         return;
     }
+    let text = shown(&text);
     let when =
         e.t.and_then(|t| chrono::DateTime::from_timestamp_millis((t * 1000.0) as i64))
             .map(|t| {
@@ -129,7 +201,20 @@ fn print(e: &Entry, secrets: &[String], json: bool) {
                     .to_string()
             })
             .unwrap_or_else(|| "-".repeat(19));
-    println!("{when} {}: {text}", e.source);
+    // The file's name is the service user's to choose: defused too.
+    println!("{when} {}: {text}", crate::output::printable(&e.source));
+}
+
+/// `text` cut at [`LINE_SHOWN`] bytes, saying how much was left out.
+fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= LINE_SHOWN {
+        return text.into();
+    }
+    let mut at = LINE_SHOWN;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    format!("{} [... {} more bytes not shown]", &text[..at], text.len() - at).into()
 }
 
 /// `--since` as journalctl takes it ("5 min ago", "-1h", "yesterday",
@@ -236,6 +321,14 @@ struct Files {
     capture: bool,
     /// The last time seen per file, for lines without one.
     last_t: BTreeMap<PathBuf, Option<f64>>,
+    budget: Budget,
+}
+
+/// The files [`Files::paths`] picked, newest first, and what it left out.
+struct Listing {
+    paths: Vec<PathBuf>,
+    skipped: usize,
+    entries_unseen: bool,
 }
 
 impl Files {
@@ -245,67 +338,138 @@ impl Files {
             dir: dir.map(Path::to_path_buf),
             capture,
             last_t: BTreeMap::new(),
+            budget: FILES_BUDGET,
         }
     }
 
-    fn paths(&self) -> Vec<PathBuf> {
-        let Some(dir) = &self.dir else { return Vec::new() };
-        let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| {
-                        p.extension().is_some_and(|x| x == "log")
-                            || (self.capture && p.file_name().is_some_and(|n| n == OUTPUT_FILE))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort();
+    /// The newest `budget.files` logs by their last change (the link's
+    /// own, never followed; the file is opened through `untrusted` later),
+    /// among the first [`DIR_SCAN`] entries of the directory.
+    fn paths(&self) -> Listing {
+        let mut out = Listing {
+            paths: Vec::new(),
+            skipped: 0,
+            entries_unseen: false,
+        };
+        let Some(dir) = &self.dir else { return out };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return out;
+        };
+        let mut found: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for (n, e) in rd.flatten().enumerate() {
+            if n == DIR_SCAN {
+                out.entries_unseen = true;
+                break;
+            }
+            let p = e.path();
+            let wanted = p.extension().is_some_and(|x| x == "log")
+                || (self.capture && p.file_name().is_some_and(|n| n == OUTPUT_FILE));
+            if !wanted {
+                continue;
+            }
+            let changed = std::fs::symlink_metadata(&p)
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            found.push((changed, p));
+        }
+        // Newest first; the name decides a tie, so the order is stable.
+        found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        out.skipped = found.len().saturating_sub(self.budget.files);
+        out.paths = found
+            .into_iter()
+            .take(self.budget.files)
+            .map(|(_, p)| p)
+            .collect();
         out
     }
 
-    /// The newest lines of each file in `window`, read from its end; the
-    /// files are then followed from there.
-    fn history(&mut self, window: &crate::recent::Window) -> Vec<Entry> {
-        let mut out = Vec::new();
-        for p in self.paths() {
-            let Ok(tail) = crate::recent::file(&p, window) else {
+    /// The newest lines of each file in `window`, read from its end, within
+    /// the budget: each file, newest first, gets its share of the bytes and
+    /// lines left, and what it does not use goes on to the next. The files
+    /// are then followed from there.
+    fn history(&mut self, window: &crate::recent::Window) -> (Vec<Entry>, Spent) {
+        let listing = self.paths();
+        let mut spent = Spent {
+            files_skipped: listing.skipped,
+            entries_unseen: listing.entries_unseen,
+            ..Spent::default()
+        };
+        // By file name, as before the budget: lines of the same time keep
+        // one order whatever the files' ages.
+        let mut by_name: BTreeMap<PathBuf, Vec<Entry>> = BTreeMap::new();
+        let n = listing.paths.len();
+        for (i, p) in listing.paths.into_iter().enumerate() {
+            let left = n - i;
+            let bytes = (self.budget.bytes - spent.bytes_read) / left as u64;
+            let lines = (self.budget.lines - spent.lines_read) / left;
+            if bytes == 0 || lines == 0 {
+                spent.files_skipped += 1;
+                continue;
+            }
+            let share = crate::recent::Window {
+                entries: window.entries.min(lines),
+                bytes: window.bytes.min(bytes),
+                ..*window
+            };
+            let Ok(tail) = crate::recent::file(&p, &share) else {
                 continue;
             };
+            spent.files_read += 1;
+            spent.bytes_read += tail.read;
+            spent.lines_read += tail.lines.len();
+            let meta = std::fs::symlink_metadata(&p).ok();
+            // Stopped by its share, not by having the lines asked for.
+            let wanted_more = tail.lines.len() < share.entries;
+            let cut_by_bytes =
+                wanted_more && tail.read >= share.bytes && meta.as_ref().is_some_and(|m| m.len() > tail.read);
+            let cut_by_lines = share.entries < window.entries && !wanted_more;
+            if cut_by_bytes || cut_by_lines {
+                spent.files_cut += 1;
+            }
             self.open.insert(p.clone(), (tail.ino, tail.end, String::new()));
-            let changed = std::fs::symlink_metadata(&p)
-                .and_then(|m| m.modified())
-                .ok()
+            let changed = meta
+                .and_then(|m| m.modified().ok())
                 .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs_f64());
             let times = line_times(&tail.lines, changed);
             self.last_t.insert(p.clone(), times.last().copied().flatten());
             let source = source_name(&p);
-            out.extend(tail.lines.into_iter().zip(times).map(|(text, t)| Entry {
+            let entries = tail.lines.into_iter().zip(times).map(|(text, t)| Entry {
                 t,
                 source: source.clone(),
                 text,
-            }));
+            });
+            by_name.insert(p, entries.collect());
         }
-        out
+        (by_name.into_values().flatten().collect(), spent)
     }
 
+    /// New lines of the newest files, [`FOLLOW_BYTES`] in all at most,
+    /// shared among them as in the history.
     fn poll(&mut self) -> Vec<Entry> {
+        let paths = self.paths().paths;
         let mut out = Vec::new();
-        for p in self.paths() {
-            out.extend(self.read(&p));
+        let mut left = FOLLOW_BYTES;
+        let n = paths.len();
+        for (i, p) in paths.iter().enumerate() {
+            let (lines, read) = self.read(p, left / (n - i) as u64);
+            left -= read;
+            out.extend(lines);
         }
         out
     }
 
-    /// New complete lines of `p` since the last read; a file replaced
-    /// (rotated) or cut short is read again from its start.
-    fn read(&mut self, p: &Path) -> Vec<Entry> {
+    /// New complete lines of `p` since the last read, `most` bytes of it at
+    /// most, and how many bytes were read; a file replaced (rotated) or
+    /// cut short is read again from its start. A line still being written
+    /// is let out once it is [`LINE_SHOWN`] long.
+    fn read(&mut self, p: &Path, most: u64) -> (Vec<Entry>, u64) {
         let Ok(mut f) = crate::untrusted::open_read(p, None) else {
-            return Vec::new();
+            return (Vec::new(), 0);
         };
-        let Ok(meta) = f.metadata() else { return Vec::new() };
+        let Ok(meta) = f.metadata() else {
+            return (Vec::new(), 0);
+        };
         let (ino, len) = (meta.ino(), meta.len());
         let entry = self
             .open
@@ -316,20 +480,25 @@ impl Files {
         }
         let start = entry.1;
         if f.seek(SeekFrom::Start(start)).is_err() {
-            return Vec::new();
+            return (Vec::new(), 0);
         }
         let mut buf = Vec::new();
-        if f.take(TAIL).read_to_end(&mut buf).is_err() {
-            return Vec::new();
+        if f.take(most).read_to_end(&mut buf).is_err() {
+            return (Vec::new(), 0);
         }
-        entry.1 = start + buf.len() as u64;
+        let read = buf.len() as u64;
+        entry.1 = start + read;
         let mut text = std::mem::take(&mut entry.2);
         text.push_str(&String::from_utf8_lossy(&buf));
-        let complete = text.rfind('\n').map_or(0, |i| i + 1);
+        let mut complete = text.rfind('\n').map_or(0, |i| i + 1);
+        if text.len() - complete > LINE_SHOWN {
+            text.push('\n');
+            complete = text.len();
+        }
         entry.2 = text[complete..].to_string();
         let source = source_name(p);
         let last = self.last_t.entry(p.to_path_buf()).or_default();
-        text[..complete]
+        let lines = text[..complete]
             .lines()
             .map(|l| {
                 let t = line_time(l).or(*last);
@@ -340,7 +509,8 @@ impl Files {
                     text: l.to_string(),
                 }
             })
-            .collect()
+            .collect();
+        (lines, read)
     }
 }
 
@@ -423,7 +593,7 @@ mod tests {
             entries: 3,
             bytes: TAIL,
         };
-        let got: Vec<String> = f.history(&w).into_iter().map(|e| e.text).collect();
+        let got: Vec<String> = f.history(&w).0.into_iter().map(|e| e.text).collect();
         assert_eq!(
             got,
             [
@@ -432,6 +602,70 @@ mod tests {
                 "a line without a stamp"
             ]
         );
+    }
+
+    #[test]
+    fn many_and_sparse_files_are_read_within_one_budget_that_says_what_it_left() {
+        let d = tempfile::tempdir().unwrap();
+        let lines: String = (0..2000)
+            .map(|i| format!("line {i} of a busy log file\n"))
+            .collect();
+        let t0 = std::time::SystemTime::now() - Duration::from_secs(3600);
+        for i in 0..40 {
+            let p = d.path().join(format!("f{i:02}.log"));
+            std::fs::write(&p, &lines).unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(t0 + Duration::from_secs(i)).unwrap();
+        }
+        // A sparse file of 1 GiB, the newest: no newline in it at all.
+        let sparse = std::fs::File::create(d.path().join("sparse.log")).unwrap();
+        sparse.set_len(1 << 30).unwrap();
+        let mut f = Files::new(Some(d.path()), false);
+        f.budget = Budget {
+            files: 32,
+            bytes: 256 * 1024,
+            lines: 1000,
+        };
+        let w = crate::recent::Window {
+            since: None,
+            entries: COMPONENT_SCAN,
+            bytes: TAIL,
+        };
+        let (got, spent) = f.history(&w);
+        assert!(spent.bytes_read <= 256 * 1024, "{spent:?}");
+        assert!(spent.lines_read <= 1000 && got.len() <= 1000, "{spent:?}");
+        assert_eq!(spent.files_read + spent.files_skipped, 41, "{spent:?}");
+        assert_eq!(spent.files_skipped, 9, "{spent:?}");
+        assert!(spent.files_cut >= 31, "{spent:?}");
+        // The newest files are the ones read; the sparse one cost its share.
+        let sources: std::collections::BTreeSet<&str> = got.iter().map(|e| e.source.as_str()).collect();
+        assert!(
+            sources.contains("f39.log") && !sources.contains("f00.log"),
+            "{sources:?}"
+        );
+        assert!(spent
+            .describe()
+            .contains("9 file(s) of the logs directory not read"));
+        // Asked for 3 lines of the 2 newest: the sparse one is cut at half
+        // the bytes (it has no line at all), the other gives its 3 lines.
+        let mut f = Files::new(Some(d.path()), false);
+        f.budget.files = 2;
+        let w = crate::recent::Window { entries: 3, ..w };
+        let (got, spent) = f.history(&w);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got.iter().all(|e| e.source == "f39.log"), "{got:?}");
+        assert_eq!((spent.files_cut, spent.files_skipped), (1, 39), "{spent:?}");
+        assert!(spent.bytes_read <= FILES_BUDGET.bytes, "{spent:?}");
+    }
+
+    #[test]
+    fn a_long_line_is_shown_cut_saying_how_much_was_left_out() {
+        let long = "x".repeat(LINE_SHOWN + 10);
+        assert_eq!(
+            shown(&long).len(),
+            LINE_SHOWN + " [... 10 more bytes not shown]".len()
+        );
+        assert_eq!(shown("short"), "short");
     }
 
     #[test]
@@ -468,7 +702,7 @@ mod tests {
             entries: 50,
             bytes: TAIL,
         };
-        assert_eq!(f.history(&w).len(), 1);
+        assert_eq!(f.history(&w).0.len(), 1);
         std::fs::write(&log, "one\ntwo\npart").unwrap();
         let got: Vec<String> = f.poll().into_iter().map(|e| e.text).collect();
         assert_eq!(got, ["two"]);

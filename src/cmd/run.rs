@@ -243,7 +243,7 @@ fn daemonize(paths: &Paths, args: &RunArgs, dir: &Path) -> Result<i32> {
         let _ = f.read_to_string(&mut text);
     }
     for l in text.lines() {
-        eprintln!("{l}");
+        eprintln!("{}", crate::output::printable(l));
     }
     Err(
         Error::new("the background engine did not start (its messages are above)")

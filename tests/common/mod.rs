@@ -72,3 +72,74 @@ pub fn as_nobody(script: &str) {
         text(&out)
     );
 }
+
+/// Runs `cmd` under `/usr/bin/time`: its output, its peak resident memory
+/// in MiB (the kernel's count, from wait4) and its wall time in seconds.
+/// Killed with all it started, failing the test, after `limit`.
+pub fn measured(cmd: &Command, limit: std::time::Duration) -> (Output, f64, f64) {
+    use nix::sys::signal::{killpg, Signal};
+    use std::process::Stdio;
+    let rss = tempfile::NamedTempFile::new().unwrap();
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "%M", "-o"])
+        .arg(rss.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    std::os::unix::process::CommandExt::process_group(&mut timed, 0);
+    let t0 = std::time::Instant::now();
+    let child = timed
+        .spawn()
+        .expect("/usr/bin/time (apt-get install time) measures the peak memory");
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let watchdog = std::thread::spawn(move || {
+        while t0.elapsed() < limit {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            if killpg(pgid, None).is_err() {
+                return false;
+            }
+        }
+        let _ = killpg(pgid, Signal::SIGKILL);
+        true
+    });
+    let out = child.wait_with_output().unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    // Whatever it left behind in its group.
+    let _ = killpg(pgid, Signal::SIGKILL);
+    let all = text(&out);
+    assert!(
+        !watchdog.join().unwrap(),
+        "{cmd:?} still ran after {limit:?}; killed. It said:\n{}",
+        &all[all.len().saturating_sub(3000)..]
+    );
+    let kib: f64 = std::fs::read_to_string(rss.path())
+        .unwrap()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory from /usr/bin/time: {all}"));
+    (out, kib / 1024.0, secs)
+}
+
+/// No ESC, BEL, CR or C1 CSI of a planted string reached the terminal
+/// through `out`'s stdout or stderr.
+pub fn assert_defused(what: &str, out: &Output) {
+    for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let text = String::from_utf8_lossy(bytes);
+        for c in ['\u{1b}', '\u{7}', '\r', '\u{9b}'] {
+            assert!(
+                !text.contains(c),
+                "{what}: {c:?} reached the terminal on {stream}:\n{text:?}"
+            );
+        }
+    }
+}

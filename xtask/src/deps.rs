@@ -33,6 +33,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     // node_exporter and Prometheus from these .debs inside a container.
     "prometheus",
     "prometheus-node-exporter",
+    // /usr/bin/time: the attack tests measure the peak memory of root's
+    // commands and of the operator's against a hostile host.
+    "time",
 ];
 
 /// `cargo xtask deps`: every Debian package (as root), cargo tool and

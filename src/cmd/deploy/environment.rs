@@ -104,16 +104,20 @@ pub fn ship(s: &Session, shell: &str, w: &Wheelhouse) -> std::result::Result<(),
     )?;
     let src = format!("{}/", w.dir.display());
     let dest = plan::rsync_dest(&s.host.target.destination, &format!("{}/", w.remote()));
-    let out = Command::new("rsync")
+    let mut rsync = Command::new("rsync");
+    rsync
         .args(["-rt", "--delete", "--chmod=D755,F644", "-e", shell])
         .arg(&src)
-        .arg(&dest)
-        .output()
+        .arg(&dest);
+    let out = crate::ssh::output(rsync, s.name(), None, None)
         .map_err(|e| format!("cannot run rsync: {e} (install rsync)"))?;
-    if !out.status.success() {
+    if let Some(why) = out.too_big {
+        return Err(why);
+    }
+    if out.status != Some(0) {
         return Err(format!(
             "sending the wheelhouse failed: {}",
-            super::remote::last_line(&String::from_utf8_lossy(&out.stderr))
+            super::remote::last_line(&out.stderr)
         ));
     }
     Ok(())

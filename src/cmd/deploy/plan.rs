@@ -222,10 +222,16 @@ pub fn conflict_lines(plan: &serde_json::Value) -> Vec<String> {
 }
 
 impl DryPlan<'_> {
+    /// The plan for a terminal: every string from the host defused.
     pub fn render(&self) -> String {
+        use crate::output::printable;
         let p = self.plan;
         let n = |k: &str| plan_list(p, k).len();
-        let mut out = format!("{}: would deploy to {}\n", self.host, self.code_dir);
+        let mut out = format!(
+            "{}: would deploy to {}\n",
+            printable(self.host),
+            printable(self.code_dir)
+        );
         let (add, replace, delete) = (
             plan_list(p, "put"),
             plan_list(p, "replace"),
@@ -244,12 +250,13 @@ impl DryPlan<'_> {
             ));
             for (mark, list) in [("+", &add), ("~", &replace), ("-", &delete)] {
                 for path in list.iter() {
-                    out.push_str(&format!("    {mark} {path}\n"));
+                    out.push_str(&format!("    {mark} {}\n", printable(path)));
                 }
             }
             for path in &taken {
                 out.push_str(&format!(
-                    "    ! {path} (taken over; the file there now is kept beside it)\n"
+                    "    ! {} (taken over; the file there now is kept beside it)\n",
+                    printable(path)
                 ));
             }
         }
@@ -270,18 +277,20 @@ impl DryPlan<'_> {
             ));
         }
         for line in conflict_lines(p) {
-            out.push_str(&format!("  CONFLICT {line}\n"));
+            out.push_str(&format!("  CONFLICT {}\n", printable(&line)));
         }
         match self.environment {
             Some(why) => out.push_str(&format!(
-                "  environment: would be rebuilt ({why}), beside the one in use, and switched with the code\n"
+                "  environment: would be rebuilt ({}), beside the one in use, and switched with the code\n",
+                printable(why)
             )),
             None => out.push_str("  environment: no change\n"),
         }
         if !conflicts(p).is_empty() {
             out.push_str("  the deploy would refuse this host and change nothing\n");
         }
-        let pkg = match (self.installed, self.shipped) {
+        let installed = self.installed.map(printable);
+        let pkg = match (installed.as_deref(), self.shipped) {
             (_, None) => "none given".to_string(),
             (Some(a), Some(b)) if a == b => format!("{a} installed, same as given: not reinstalled"),
             (a, Some(b)) => format!("{} -> {b}: would install", a.unwrap_or("not installed")),

@@ -2,7 +2,7 @@
 //! deploy directory and its meta, package installs, restarts and the
 //! health wait.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -210,6 +210,9 @@ impl Session<'_> {
         let remote = format!("LC_ALL=C sh -c {}", sh_quote(script));
         let out = ssh::run_input(&self.host.target, self.options, timeout, &remote, input)
             .map_err(|e| format!("cannot run ssh: {e} (install openssh-client)"))?;
+        if let Some(why) = out.too_big {
+            return Err(why);
+        }
         if out.timed_out {
             return Err(format!("no answer within {} s", timeout.as_secs()));
         }
@@ -256,6 +259,9 @@ impl Session<'_> {
             Some(input),
         )
         .map_err(|e| format!("cannot run ssh: {e} (install openssh-client)"))?;
+        if let Some(why) = out.too_big {
+            return Err(why);
+        }
         if out.timed_out {
             return Err(format!("no answer within {} s", timeout.as_secs()));
         }
@@ -294,7 +300,8 @@ impl Session<'_> {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
+            // One short line is expected: a host's flood is cut off.
+            let _ = BufReader::new(stdout.take(4096)).read_line(&mut line);
             let _ = tx.send(line);
         });
         let got = rx.recv_timeout(self.connect + Duration::from_secs(10));
@@ -317,9 +324,8 @@ impl Session<'_> {
             }
         };
         let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut err);
+        if let Some(e) = child.stderr.take() {
+            let _ = e.take(ssh::ANSWER_MAX).read_to_string(&mut err);
         }
         Err(match status {
             Some(1) => format!(
@@ -488,6 +494,9 @@ impl Session<'_> {
             "LC_ALL=C jarvisctl status --json",
         )
         .map_err(|e| format!("cannot run ssh: {e}"))?;
+        if let Some(why) = out.too_big {
+            return Err(why);
+        }
         serde_json::from_str(out.stdout.trim()).map_err(|_| match out.status {
             Some(255) => format!("ssh failed: {}", last_line(&out.stderr)),
             Some(127) => "jarvisctl is not installed there".into(),

@@ -69,6 +69,9 @@ fn check(host: &Target, options: &[String], timeout: Duration) -> Row {
         Ok(o) => o,
         Err(e) => return unknown(host, format!("cannot run ssh: {e} (install openssh-client)"), t0),
     };
+    if let Some(why) = out.too_big {
+        return unknown(host, why, t0);
+    }
     if out.timed_out {
         return unknown(
             host,

@@ -21,16 +21,46 @@ pub(super) fn human_secs(s: f64) -> String {
     }
 }
 
+/// Text from outside as the plugin prints it: defused, and without `|`,
+/// which starts performance data on the first line and on any line of the
+/// long output after it (the plugin guidelines): a component named `a|b`
+/// or a log line with a `|` would be read as broken perfdata. It is shown
+/// as `¦`.
+fn plugin_text(s: &str) -> String {
+    crate::output::printable(s).replace('|', "¦")
+}
+
+/// A performance-data label as the plugin guidelines write it: in single
+/// quotes when it holds a space or a quote (a quote doubled inside); `=`,
+/// which no quoting allows, and `|`, which ends the perfdata, replaced by
+/// `_`, as are controls.
+fn perf_label(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c == '=' || c == '|' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if clean.is_empty() || clean.contains([' ', '\'']) {
+        format!("'{}'", clean.replace('\'', "''"))
+    } else {
+        clean
+    }
+}
+
 /// One line for the components, then one per component that is not
 /// running or has crashed; the bot's text defused.
 fn print_components(c: &crate::components::Components) {
-    use crate::output::printable;
     let t = &c.thresholds;
     let from = match c.source.as_str() {
         "" => return,
         "health" => format!(
             "from /health, status {}",
-            printable(c.health.as_deref().unwrap_or("?"))
+            plugin_text(c.health.as_deref().unwrap_or("?"))
         ),
         "none" => "no component record yet".into(),
         "hidden" => {
@@ -58,21 +88,26 @@ fn print_components(c: &crate::components::Components) {
         if x.state == "running" && x.crashes_1h == 0 && !x.gave_up {
             continue;
         }
-        let mut line = format!("  {}: {}", printable(&x.name), printable(&x.state));
-        if let Some(r) = x.restarts {
-            line.push_str(&format!(", restarts {r}"));
-        }
-        if x.crashes_1h > 0 {
-            line.push_str(&format!(", {} crash(es) in the last hour", x.crashes_1h));
-        }
-        if x.gave_up {
-            line.push_str(", gave up (Max restarts reached)");
-        }
-        if let Some(e) = &x.last_error {
-            line.push_str(&format!("; last error: {}", printable(e)));
-        }
-        println!("{line}");
+        println!("{}", component_line(x));
     }
+}
+
+/// One component that is not running or has crashed.
+fn component_line(x: &crate::components::Component) -> String {
+    let mut line = format!("  {}: {}", plugin_text(&x.name), plugin_text(&x.state));
+    if let Some(r) = x.restarts {
+        line.push_str(&format!(", restarts {r}"));
+    }
+    if x.crashes_1h > 0 {
+        line.push_str(&format!(", {} crash(es) in the last hour", x.crashes_1h));
+    }
+    if x.gave_up {
+        line.push_str(", gave up (Max restarts reached)");
+    }
+    if let Some(e) = &x.last_error {
+        line.push_str(&format!("; last error: {}", plugin_text(e)));
+    }
+    line
 }
 
 /// When the opt-in weekly restart fires next, or why it never does.
@@ -96,12 +131,13 @@ fn weekly_restart_line(st: &Status) -> String {
 /// only for what was measured.
 fn perfdata(st: &Status) -> String {
     let mut out = Vec::new();
+    let mut item = |label: &str, data: String| out.push(format!("{}={data}", perf_label(label)));
     if let Some(c) = st.memory.current_bytes {
         let max = st.memory.max_bytes.map(|m| m.to_string()).unwrap_or_default();
-        out.push(format!("memory={c}B;;;0;{max}"));
+        item("memory", format!("{c}B;;;0;{max}"));
     }
     if let Some(n) = st.restarts_24h {
-        out.push(format!("restarts_24h={n};;;0"));
+        item("restarts_24h", format!("{n};;;0"));
     }
     if let Some(a) = st.watchdog.last_ping_age_s {
         let period = st
@@ -109,15 +145,15 @@ fn perfdata(st: &Status) -> String {
             .period_s
             .map(|p| format!("{p:.0}"))
             .unwrap_or_default();
-        out.push(format!("watchdog_age={a:.1}s;;{period};0"));
+        item("watchdog_age", format!("{a:.1}s;;{period};0"));
     }
     if let Some(up) = st.uptime_s {
-        out.push(format!("uptime={up:.0}s;;;0"));
+        item("uptime", format!("{up:.0}s;;;0"));
     }
     let c = &st.components;
     if c.total > 0 {
-        out.push(format!("components_running={};;;0;{}", c.running, c.total));
-        out.push(format!("components_failed={};;1;0;{}", c.failed(), c.total));
+        item("components_running", format!("{};;;0;{}", c.running, c.total));
+        item("components_failed", format!("{};;1;0;{}", c.failed(), c.total));
     }
     out.join(" ")
 }
@@ -133,17 +169,16 @@ pub(super) fn verdict_word(v: Verdict) -> &'static str {
 
 /// What `print_human` shows of text that came from outside.
 fn defused(st: &Status) -> Status {
-    use crate::output::printable;
-    let list = |v: &[String]| v.iter().map(|s| printable(s)).collect();
-    let one = |v: &Option<String>| v.as_deref().map(printable);
+    let list = |v: &[String]| v.iter().map(|s| plugin_text(s)).collect();
+    let one = |v: &Option<String>| v.as_deref().map(plugin_text);
     Status {
         reasons: list(&st.reasons),
         errors: list(&st.errors),
         code_changed: list(&st.code_changed),
-        state: printable(&st.state),
-        active_state: printable(&st.active_state),
-        sub_state: printable(&st.sub_state),
-        result: printable(&st.result),
+        state: plugin_text(&st.state),
+        active_state: plugin_text(&st.active_state),
+        sub_state: plugin_text(&st.sub_state),
+        result: plugin_text(&st.result),
         status_text: one(&st.status_text),
         supervisor: one(&st.supervisor),
         package_version: one(&st.package_version),
@@ -169,6 +204,13 @@ fn defused(st: &Status) -> Status {
 
 pub(super) fn print_human(st: &Status) {
     let st = &defused(st);
+    println!("{}", plugin_line(st));
+    print_details(st);
+}
+
+/// The monitoring plugin's first line: verdict, reasons and, after `|`,
+/// the performance data that Nagios and Icinga graph. `st` is defused.
+fn plugin_line(st: &Status) -> String {
     let verdict = verdict_word(st.verdict);
     let mut reasons = st.reasons.clone();
     if st.state == "paused" {
@@ -189,18 +231,21 @@ pub(super) fn print_human(st: &Status) {
         n => format!("{why} (partial view: {n} source(s) not readable as this user, see below)"),
     };
     if perf.is_empty() {
-        println!("{verdict}{why}");
+        format!("{verdict}{why}")
     } else {
-        // The monitoring-plugin form: Nagios and Icinga graph what follows `|`.
-        println!("{verdict}{why} | {perf}");
+        format!("{verdict}{why} | {perf}")
     }
+}
+
+/// The lines after the first, one per finding. `st` is defused.
+fn print_details(st: &Status) {
     // A restart under way: systemd's Result= is the new start's "success";
     // the crash loop knows how the last run ended.
     let result = st
         .crash_loop
         .as_ref()
         .and_then(|c| c.last_result.as_deref())
-        .map_or(st.result.clone(), crate::output::printable);
+        .map_or(st.result.clone(), plugin_text);
     let mut state = format!(
         "state: {} ({}/{}), last result {result}",
         st.state, st.active_state, st.sub_state
@@ -213,10 +258,13 @@ pub(super) fn print_human(st: &Status) {
     }
     println!("{state}");
     for n in &st.not_visible {
-        println!("{}", crate::output::printable(&n.message));
+        println!("{}", plugin_text(&n.message));
     }
     if let Some(p) = &st.pause {
-        println!("pause: {}", p.describe().trim_start_matches("paused: "));
+        println!(
+            "pause: {}",
+            plugin_text(p.describe().trim_start_matches("paused: "))
+        );
     }
     if st.state == "not-installed" || st.state == "unknown" {
         return;
@@ -340,6 +388,73 @@ mod tests {
         );
         st.supervisor = Some("jarvisctl run".into());
         assert!(weekly_restart_line(&st).starts_with("weekly restart: none ("));
+    }
+
+    #[test]
+    fn hostile_component_names_never_break_the_plugin_output() {
+        use crate::components::{verdicts, Component, Components, Thresholds};
+        let names = ["a|b", "x=y", "it's", "two words", "esc\x1b]0;t\x07|", "|"];
+        let list: Vec<Component> = names
+            .iter()
+            .map(|n| Component {
+                name: n.to_string(),
+                state: "restarting".into(),
+                crashes_1h: 5,
+                last_error: Some(format!("ValueError: {n} | 2 > 1")),
+                ..Component::default()
+            })
+            .collect();
+        let mut st = Status {
+            verdict: Verdict::Warning,
+            components: Components {
+                source: "output".into(),
+                running: 0,
+                total: list.len() as u64,
+                list,
+                ..Components::default()
+            },
+            errors: vec!["2026-12-07 03:00:00,000 | ERROR | [a|b] crashed".into()],
+            ..Status::default()
+        };
+        st.memory.current_bytes = Some(1024);
+        let (crit, warn) = verdicts(&st.components, &Thresholds::default(), Some(10.0));
+        st.reasons = crit.into_iter().chain(warn).collect();
+        assert!(st.reasons.iter().any(|r| r.contains("a|b")), "{:?}", st.reasons);
+        let shown = defused(&st);
+        let line = plugin_line(&shown);
+        // One `|`: ours, before the perfdata, which is ours alone.
+        assert_eq!(line.matches('|').count(), 1, "{line}");
+        let (text, perf) = line.split_once(" | ").unwrap();
+        assert_eq!(perf, perfdata(&shown), "{line}");
+        assert!(text.contains("a¦b") && text.contains("it's"), "{text}");
+        assert!(!line.contains('\x1b'), "{line}");
+        // The lines after the first hold none either: Nagios would read
+        // what follows one as perfdata too.
+        for c in &shown.components.list {
+            let l = component_line(c);
+            assert!(!l.contains('|') && !l.contains('\x1b'), "{l}");
+        }
+        assert!(
+            shown.errors.iter().all(|e| !e.contains('|')),
+            "{:?}",
+            shown.errors
+        );
+    }
+
+    #[test]
+    fn perfdata_labels_are_quoted_or_cleaned_by_the_plugin_rules() {
+        for (name, label) in [
+            ("memory", "memory"),
+            ("buy bot", "'buy bot'"),
+            ("it's", "'it''s'"),
+            ("a=b", "a_b"),
+            ("a|b", "a_b"),
+            ("x\x1b[2J", "x_[2J"),
+            ("it's a=b|c", "'it''s a_b_c'"),
+            ("", "''"),
+        ] {
+            assert_eq!(perf_label(name), label, "{name:?}");
+        }
     }
 
     #[test]
