@@ -77,9 +77,11 @@ pub fn run(mut cmd: Command, input: &[u8], limits: Limits) -> io::Result<Ran> {
     .stderr(Stdio::piped());
     let reaping = Subreaper::hold();
     let t0 = Instant::now();
+    let before = ticks_since_boot();
     let mut child = cmd.spawn()?;
     let root = child.id();
-    let born = stat(root).map_or(0, |p| p.start);
+    // A child gone before its stat was read: born no earlier than now.
+    let born = stat(root).map_or(before, |p| p.start);
     let _registered = Registered::new(root);
     let mut stdin = child.stdin.take().map(OwnedFd::from).map(File::from);
     let mut pipes = [
@@ -267,6 +269,18 @@ fn stat(pid: u32) -> Option<Proc> {
         start: f.get(19)?.parse().ok()?,
         zombie: f.first() == Some(&"Z"),
     })
+}
+
+/// Now, in the unit of `Proc::start`, rounded down (one tick of slack).
+fn ticks_since_boot() -> u64 {
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|u| u.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0, |s| ((s * hz) as u64).saturating_sub(1))
 }
 
 fn processes() -> Vec<Proc> {
