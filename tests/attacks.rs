@@ -764,6 +764,30 @@ fn check_and_status_stay_within_their_bounds_under_every_planted_input() {
             "#!/bin/sh\nsetsid sleep 1004 &\necho $! >> {c}/pids\necho $$ >> {c}/pids\nexec sleep 1005\n"
         ),
     );
+    // A bot that runs, under the fallback engine: `status` then reads its
+    // components and crash lines from `logs/supervisor.stdout`. The engine
+    // is a stand-in (`sleep`, named jarvisctl, as `status` knows one) with
+    // the state file the engine writes.
+    let fake = tempfile::tempdir().unwrap();
+    fs::copy("/bin/sleep", fake.path().join("jarvisctl")).unwrap();
+    let mut engine = std::process::Command::new(fake.path().join("jarvisctl"))
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    h.write(
+        "run/jarvis-supervisor-run/state.json",
+        &serde_json::json!({
+            "schema": 1, "state": "running", "engine_pid": engine.id(),
+            "main_pid": engine.id(), "n_restarts": 0, "result": "success",
+            "last_exit": null, "last_watchdog_unix": now_s, "watchdog_usec": 0,
+            "status_text": "", "started_unix": now_s - 60.0, "memory_limit": "none",
+        })
+        .to_string(),
+    );
     // The grower, as the service user.
     let count = h.code("grown");
     let mut grower = nobody_sh(&format!(
@@ -846,6 +870,8 @@ fn check_and_status_stay_within_their_bounds_under_every_planted_input() {
     }
     let _ = grower.kill();
     let _ = grower.wait();
+    let _ = engine.kill();
+    let _ = engine.wait();
     let (started, alive) = survivors(&h, "pids");
     println!(
         "figures ({}): {}; {started} planted processes, {} alive after",
