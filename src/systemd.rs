@@ -152,12 +152,21 @@ pub fn systemctl(args: &[&str]) -> std::result::Result<(), String> {
     ))
 }
 
+/// How long `systemd-analyze` may take: `verify` loads every unit, which
+/// takes seconds on a loaded host.
+pub const ANALYZE_LIMITS: crate::runner::Limits = crate::runner::Limits {
+    deadline: std::time::Duration::from_secs(15),
+    ..crate::runner::Limits::TOOL
+};
+
 /// `systemd-analyze ARGS`: (success, stdout and stderr), or None when it
-/// cannot be run.
+/// cannot be run or does not end within `ANALYZE_LIMITS`.
 pub fn analyze(args: &[&str]) -> Option<(bool, String)> {
     let mut cmd = Command::new("systemd-analyze");
     cmd.args(args);
-    let out = tool(cmd)?;
+    let out = crate::runner::run(cmd, b"", ANALYZE_LIMITS)
+        .ok()
+        .filter(|o| !o.timed_out())?;
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     Some((out.success(), text))

@@ -403,7 +403,10 @@ fn check_verify() -> Finding {
         }
         None => Finding::warn(
             "unit",
-            "systemd-analyze is not installed; the unit was not verified",
+            format!(
+                "the unit was not verified: systemd-analyze is not installed, or did not answer within {} s",
+                crate::systemd::ANALYZE_LIMITS.deadline.as_secs()
+            ),
             "apt install systemd",
         ),
     }
