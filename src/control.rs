@@ -540,25 +540,25 @@ fn why_not(t: &Target, since: std::time::SystemTime, log: &Path, offset: u64) ->
             let at = since
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let out = Command::new("journalctl")
-                .args([
-                    "-u",
-                    UNIT,
-                    "--since",
-                    &format!("@{at}"),
-                    "-o",
-                    "cat",
-                    "--no-pager",
-                    "-q",
-                ])
-                .output();
-            out.map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
+            let mut journal = Command::new("journalctl");
+            journal.args([
+                "-u",
+                UNIT,
+                "--since",
+                &format!("@{at}"),
+                "-o",
+                "cat",
+                "--no-pager",
+                "-q",
+            ]);
+            crate::runner::tool(journal)
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
         }
         Engine::JarvisctlRun => {
             let mut text = String::new();

@@ -129,11 +129,17 @@ pub fn of_unit(paths: &Paths, unit: &Unit) -> Option<(Result<Interpreter, String
 /// A command that runs `program` as the service user, never as root: as
 /// root through `jarvisctl exec-helper` (a new session, no inherited
 /// descriptor, the service user's groups, no_new_privs); as the service
-/// user itself, directly. None for anyone else: they cannot.
+/// user itself, directly, in a process group of its own. None for anyone
+/// else: they cannot. It starts in `/`, never in the caller's directory
+/// (root's, which the program could read through); run it with
+/// `runner::run`, which bounds its time and ends all it leaves behind.
 pub fn as_service_user(acct: &Account, program: &Path) -> Option<Command> {
+    use std::os::unix::process::CommandExt;
     let me = nix::unistd::geteuid().as_raw();
     if me == acct.uid {
-        return Some(Command::new(program));
+        let mut c = Command::new(program);
+        c.current_dir("/").process_group(0);
+        return Some(c);
     }
     if me != 0 {
         return None;
@@ -150,54 +156,9 @@ pub fn as_service_user(acct: &Account, program: &Path) -> Option<Command> {
             &acct.user,
         ])
         .arg("--")
-        .arg(program);
+        .arg(program)
+        .current_dir("/");
     Some(c)
-}
-
-/// Runs `cmd` with `input` on stdin and its output captured, killed after
-/// `limit`: the interpreter is the service user's, and may never return.
-pub fn output_within(
-    mut cmd: Command,
-    input: &[u8],
-    limit: std::time::Duration,
-) -> Option<std::process::Output> {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .ok()?;
-    let mut stdin = child.stdin.take()?;
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(limit) {
-        Ok(out) => out.ok(),
-        Err(_) => {
-            // Its own session (exec-helper), so the whole group goes.
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = rx.recv();
-            None
-        }
-    };
-    let _ = feeder.join();
-    let _ = waiter.join();
-    out
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ mod pause;
 mod provision;
 mod recent;
 mod report;
+mod runner;
 mod samples;
 mod ssh;
 mod systemd;

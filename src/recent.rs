@@ -7,7 +7,6 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
-use std::process::Stdio;
 
 use crate::systemd::{journal_command, journal_entry, JournalEntry};
 
@@ -37,26 +36,20 @@ pub fn journal_args(w: &Window) -> Vec<String> {
 pub fn journal(unit: &str, w: &Window) -> Vec<JournalEntry> {
     let args = journal_args(w);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let Ok(mut child) = journal_command(unit, &args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
+    // One byte over the bound tells that journalctl had more to say.
+    let limits = crate::runner::Limits {
+        keep: usize::try_from(w.bytes + 1).unwrap_or(usize::MAX),
+        ..crate::runner::Limits::TOOL
+    };
+    let Ok(ran) = crate::runner::run(journal_command(unit, &args), b"", limits) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        // One byte over the bound tells that journalctl had more to say.
-        let _ = stdout.take(w.bytes + 1).read_to_end(&mut out);
-    }
+    let mut out = ran.stdout;
     if out.len() as u64 > w.bytes {
         // Enough: the newest come first, the rest is older.
-        let _ = child.kill();
         out.truncate(w.bytes as usize);
         out.truncate(out.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1));
     }
-    let _ = child.wait();
     newest_first_to_oldest(&String::from_utf8_lossy(&out))
 }
 

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use crate::runner::tool;
+
 /// systemd is this host's init and is running.
 pub fn running() -> bool {
     Path::new("/run/systemd/system").is_dir()
@@ -14,18 +16,19 @@ pub fn running() -> bool {
 
 /// The version `systemctl --version` reports, e.g. 252.
 pub fn version() -> Option<u32> {
-    let out = Command::new("systemctl").arg("--version").output().ok()?;
+    let mut cmd = Command::new("systemctl");
+    cmd.arg("--version");
+    let out = tool(cmd)?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// `systemctl show -p A,B unit` as a map.
 pub fn show(unit: &str, props: &[&str]) -> Option<BTreeMap<String, String>> {
-    let out = Command::new("systemctl")
-        .args(["show", unit, "-p", &props.join(",")])
-        .output()
-        .ok()?;
-    if !out.status.success() {
+    let mut cmd = Command::new("systemctl");
+    cmd.args(["show", unit, "-p", &props.join(",")]);
+    let out = tool(cmd)?;
+    if !out.success() {
         return None;
     }
     Some(
@@ -39,40 +42,38 @@ pub fn show(unit: &str, props: &[&str]) -> Option<BTreeMap<String, String>> {
 /// systemd's own journal lines about `unit` in the last 24 h (PID 1's
 /// messages only: never the bot's output, which may hold secrets).
 pub fn own_lines_24h(unit: &str) -> Option<String> {
-    let out = Command::new("journalctl")
-        .args([
-            "_PID=1",
-            &format!("UNIT={unit}"),
-            "--since",
-            "-24h",
-            "-o",
-            "cat",
-            "--no-pager",
-            "-q",
-        ])
-        .output()
-        .ok()?;
+    let mut cmd = Command::new("journalctl");
+    cmd.args([
+        "_PID=1",
+        &format!("UNIT={unit}"),
+        "--since",
+        "-24h",
+        "-o",
+        "cat",
+        "--no-pager",
+        "-q",
+    ]);
+    let out = tool(cmd)?;
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// systemd's own journal entries about `unit` since `since` (a journalctl
 /// time, e.g. "-600s"), oldest first: the whole window, PID 1's only.
 pub fn own_entries_since(unit: &str, since: &str) -> Option<Vec<JournalEntry>> {
-    let out = Command::new("journalctl")
-        .args([
-            "_PID=1",
-            &format!("UNIT={unit}"),
-            "--since",
-            since,
-            "-o",
-            "json",
-            "--output-fields=MESSAGE",
-            "--no-pager",
-            "-q",
-        ])
-        .output()
-        .ok()?;
-    out.status.success().then(|| {
+    let mut cmd = Command::new("journalctl");
+    cmd.args([
+        "_PID=1",
+        &format!("UNIT={unit}"),
+        "--since",
+        since,
+        "-o",
+        "json",
+        "--output-fields=MESSAGE",
+        "--no-pager",
+        "-q",
+    ]);
+    let out = tool(cmd)?;
+    out.success().then(|| {
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(journal_entry)
@@ -124,12 +125,25 @@ pub fn journal_entry(line: &str) -> Option<JournalEntry> {
 
 /// `systemctl ARGS`: Ok, or systemctl's own complaint.
 pub fn systemctl(args: &[&str]) -> std::result::Result<(), String> {
-    let out = Command::new("systemctl")
-        .args(args)
-        .output()
+    let mut cmd = Command::new("systemctl");
+    cmd.args(args);
+    // Every caller asks for jobs that do not wait for the bot (--no-block,
+    // timers, daemon-reload); a stuck bus ends here.
+    let limits = crate::runner::Limits {
+        deadline: std::time::Duration::from_secs(120),
+        ..crate::runner::Limits::TOOL
+    };
+    let out = crate::runner::run(cmd, b"", limits)
         .map_err(|e| format!("cannot run systemctl {}: {e}", args.join(" ")))?;
-    if out.status.success() {
+    if out.success() {
         return Ok(());
+    }
+    if out.timed_out() {
+        return Err(format!(
+            "systemctl {} did not end within {} s and was killed",
+            args.join(" "),
+            limits.deadline.as_secs()
+        ));
     }
     Err(format!(
         "systemctl {} failed: {}",
@@ -138,30 +152,39 @@ pub fn systemctl(args: &[&str]) -> std::result::Result<(), String> {
     ))
 }
 
+/// How long `systemd-analyze` may take: `verify` loads every unit, which
+/// takes seconds on a loaded host.
+pub const ANALYZE_LIMITS: crate::runner::Limits = crate::runner::Limits {
+    deadline: std::time::Duration::from_secs(15),
+    ..crate::runner::Limits::TOOL
+};
+
 /// `systemd-analyze ARGS`: (success, stdout and stderr), or None when it
-/// cannot be run.
+/// cannot be run or does not end within `ANALYZE_LIMITS`.
 pub fn analyze(args: &[&str]) -> Option<(bool, String)> {
-    let out = Command::new("systemd-analyze").args(args).output().ok()?;
+    let mut cmd = Command::new("systemd-analyze");
+    cmd.args(args);
+    let out = crate::runner::run(cmd, b"", ANALYZE_LIMITS)
+        .ok()
+        .filter(|o| !o.timed_out())?;
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
-    Some((out.status.success(), text))
+    Some((out.success(), text))
 }
 
 /// The installed version of `package`, from dpkg or else rpm.
 pub fn package_version(package: &str) -> Option<String> {
-    let dpkg = Command::new("dpkg-query")
-        .args(["-W", "-f=${Version}", package])
-        .output();
-    if let Ok(o) = dpkg {
-        if o.status.success() && !o.stdout.is_empty() {
+    let mut dpkg = Command::new("dpkg-query");
+    dpkg.args(["-W", "-f=${Version}", package]);
+    if let Some(o) = tool(dpkg) {
+        if o.success() && !o.stdout.is_empty() {
             return Some(String::from_utf8_lossy(&o.stdout).into_owned());
         }
     }
-    let rpm = Command::new("rpm")
-        .args(["-q", "--qf", "%{VERSION}-%{RELEASE}", package])
-        .output();
-    if let Ok(o) = rpm {
-        if o.status.success() {
+    let mut rpm = Command::new("rpm");
+    rpm.args(["-q", "--qf", "%{VERSION}-%{RELEASE}", package]);
+    if let Some(o) = tool(rpm) {
+        if o.success() {
             return Some(String::from_utf8_lossy(&o.stdout).into_owned());
         }
     }

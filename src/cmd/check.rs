@@ -244,6 +244,20 @@ fn check_paths(paths: &Paths, unit: &Unit, account: Option<&Account>, code_root:
     out
 }
 
+/// How long the interpreter has to tell its version (it takes tens of
+/// milliseconds), and what is kept of its answer.
+const PYTHON_LIMITS: crate::runner::Limits = crate::runner::Limits {
+    deadline: std::time::Duration::from_secs(5),
+    keep: 4 << 10,
+};
+
+/// How long the interpreter has to list its packages against
+/// requirements.txt, and what is kept of its JSON report.
+const REQUIREMENTS_LIMITS: crate::runner::Limits = crate::runner::Limits {
+    deadline: std::time::Duration::from_secs(30),
+    keep: 4 << 20,
+};
+
 /// The interpreter exists and runs, and is 3.11 or newer. It runs as the
 /// service user, even in a root `check`: a venv's interpreter is theirs to
 /// write. Fast enough for the preflight (`-I -S`: no site packages).
@@ -269,19 +283,26 @@ fn check_python(paths: &Paths, interp: &Interpreter, account: Option<&Account>) 
             "run check as root",
         );
     };
-    let out = cmd
-        .args([
-            "-I",
-            "-S",
-            "-c",
-            "import sys; print('%d.%d' % sys.version_info[:2])",
-        ])
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .output();
+    cmd.args([
+        "-I",
+        "-S",
+        "-c",
+        "import sys; print('%d.%d' % sys.version_info[:2])",
+    ])
+    .env_clear();
+    let out = crate::runner::run(cmd, b"", PYTHON_LIMITS).ok();
+    if out.as_ref().is_some_and(|o| o.timed_out()) {
+        return Finding::fail(
+            "python",
+            format!(
+                "{shown} ({why}) did not tell its version within {} s and was killed: the start would hang",
+                PYTHON_LIMITS.deadline.as_secs()
+            ),
+            "rebuild the environment: sudo jarvisctl venv build",
+        );
+    }
     let version = out
-        .ok()
-        .filter(|o| o.status.success())
+        .filter(|o| o.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     let parsed = version.as_deref().and_then(|v| {
         let (a, b) = v.split_once('.')?;
@@ -382,7 +403,10 @@ fn check_verify() -> Finding {
         }
         None => Finding::warn(
             "unit",
-            "systemd-analyze is not installed; the unit was not verified",
+            format!(
+                "the unit was not verified: systemd-analyze is not installed, or did not answer within {} s",
+                crate::systemd::ANALYZE_LIMITS.deadline.as_secs()
+            ),
             "apt install systemd",
         ),
     }
@@ -404,8 +428,10 @@ fn check_logrotate(paths: &Paths) -> Finding {
             "sudo jarvisctl check",
         );
     }
-    match Command::new("logrotate").arg("-d").arg(&snippet).output() {
-        Ok(o) => {
+    let mut logrotate = Command::new("logrotate");
+    logrotate.arg("-d").arg(&snippet);
+    match crate::runner::tool(logrotate) {
+        Some(o) => {
             let text = format!(
                 "{}{}",
                 String::from_utf8_lossy(&o.stderr),
@@ -415,18 +441,24 @@ fn check_logrotate(paths: &Paths) -> Finding {
             // called jarvis_errors.log).
             let error = text.lines().find(|l| l.trim_start().starts_with("error:"));
             match error {
-                None if o.status.success() => Finding::pass("logrotate", "/etc/logrotate.d/jarvis parses"),
+                None if o.success() => Finding::pass("logrotate", "/etc/logrotate.d/jarvis parses"),
                 _ => Finding::fail(
                     "logrotate",
                     format!(
                         "logrotate -d /etc/logrotate.d/jarvis: {}",
-                        error.unwrap_or("failed").trim()
+                        error
+                            .unwrap_or(if o.timed_out() {
+                                "did not finish in time"
+                            } else {
+                                "failed"
+                            })
+                            .trim()
                     ),
                     "fix the snippet, or reinstall it",
                 ),
             }
         }
-        Err(_) => Finding::fail(
+        None => Finding::fail(
             "logrotate",
             "logrotate is not installed",
             "sudo apt install logrotate",
@@ -480,12 +512,10 @@ impl OomEvidence {
         let memory = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
             .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"));
         let journal = |args: &[&str]| {
-            Command::new("journalctl")
-                .args(["-k", "-q", "--no-pager", "-o", "cat"])
-                .args(args)
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
+            let mut cmd = Command::new("journalctl");
+            cmd.args(["-k", "-q", "--no-pager", "-o", "cat"]).args(args);
+            crate::runner::tool(cmd)
+                .filter(|o| o.success())
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         };
         // No kernel line at all since boot: its log is not in the journal
@@ -720,13 +750,23 @@ fn check_requirements(
             cmd.args(["-I", "-c", REQUIREMENTS_PY])
                 .env_clear()
                 .env("LANG", "C.UTF-8");
-            crate::interpreter::output_within(cmd, &bytes, std::time::Duration::from_secs(30))
-        })
+            crate::runner::run(cmd, &bytes, REQUIREMENTS_LIMITS).ok()
+        });
+    let answer = report
+        .as_ref()
+        .filter(|o| !o.timed_out())
         .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
-    let Some(report) = report else {
+    let Some(report) = answer else {
+        let why = match report {
+            Some(o) if o.timed_out() => format!(
+                "it did not answer within {} s and was killed",
+                REQUIREMENTS_LIMITS.deadline.as_secs()
+            ),
+            _ => "it gave no report".to_string(),
+        };
         return vec![Finding::warn(
             "requirements",
-            format!("could not list the packages installed in {python} (it did not answer within 30 s)"),
+            format!("could not list the packages installed in {python} ({why})"),
             "rebuild the environment: sudo jarvisctl venv build",
         )];
     };

@@ -50,10 +50,10 @@ pub fn run(paths: &Paths, args: &ConfigureArgs) -> Result<i32> {
             .with_note("e.g. \"Sun 04:00\" or \"Mon *-*-* 03:30\"; see man systemd.time"))
         }
         None => {
-            return Err(
-                Error::new(format!("cannot run systemd-analyze to check {spec:?}"))
-                    .with_note("install systemd, or use a host where systemd runs"),
-            )
+            return Err(Error::new(format!(
+                "cannot run systemd-analyze to check {spec:?} (or it did not answer in time)"
+            ))
+            .with_note("install systemd, or use a host where systemd runs"))
         }
     }
     write_atomic(

@@ -339,12 +339,10 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
 /// the start steps' own lines; masked.
 fn journal_last_words(secrets: &[String], window_s: f64) -> Option<String> {
     let since = format!("-{}s", window_s.round() as u64);
-    let out = systemd::journal_command(
+    let out = crate::runner::tool(systemd::journal_command(
         UNIT,
         &["--output-fields=_TRANSPORT", "-r", "-n", "200", "--since", &since],
-    )
-    .output()
-    .ok()?;
+    ))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let bots: Vec<String> = text
         .lines()

@@ -3,7 +3,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -51,9 +51,28 @@ fn target(paths: &Paths) -> Result<(PathBuf, PathBuf, Account)> {
     Ok((paths.host(&code_root), code_root, acct))
 }
 
-/// Runs the builder as the service user, `input` on its stdin; its JSON
-/// report.
-fn builder(acct: &Account, python: &Path, args: &[&std::ffi::OsStr], input: &[u8]) -> Result<(i32, Value)> {
+/// How long a build may take (pip downloads and compiles), and what is
+/// kept of the builder's output: its report is the last line.
+const BUILD_LIMITS: crate::runner::Limits = crate::runner::Limits {
+    deadline: std::time::Duration::from_secs(30 * 60),
+    keep: 4 << 20,
+};
+
+/// How long a switch, rollback or adopt may take: a few renames.
+const SWITCH_LIMITS: crate::runner::Limits = crate::runner::Limits {
+    deadline: std::time::Duration::from_secs(60),
+    keep: 1 << 20,
+};
+
+/// Runs the builder as the service user, `input` on its stdin, within
+/// `limits`; its JSON report.
+fn builder(
+    acct: &Account,
+    python: &Path,
+    args: &[&std::ffi::OsStr],
+    input: &[u8],
+    limits: crate::runner::Limits,
+) -> Result<(i32, Value)> {
     let mut cmd = crate::interpreter::as_service_user(acct, python).ok_or_else(|| {
         Error::new(format!(
             "only root or {} may build the environment: it is built as {}",
@@ -61,26 +80,22 @@ fn builder(acct: &Account, python: &Path, args: &[&std::ffi::OsStr], input: &[u8
         ))
         .with_note("sudo jarvisctl venv build")
     })?;
-    let out = cmd
-        .args(["-I", "-c", BUILDER])
+    cmd.args(["-I", "-c", BUILDER])
         .args(args)
         .env_clear()
         .env("HOME", &acct.home)
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("LANG", "C.UTF-8")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            // The builder reads all of stdin before it writes anything.
-            if let Some(mut stdin) = child.stdin.take() {
-                use std::io::Write;
-                let _ = stdin.write_all(input);
-            }
-            child.wait_with_output()
-        })
+        .env("LANG", "C.UTF-8");
+    let out = crate::runner::run(cmd, input, limits)
         .map_err(|e| Error::new(format!("cannot run {}: {e}", python.display())))?;
+    if out.timed_out() {
+        return Err(Error::new(format!(
+            "the build as {} did not end within {} s and was killed, with every process it started",
+            acct.user,
+            limits.deadline.as_secs()
+        ))
+        .with_note("the environment in use is unchanged; see what it was doing: sudo jarvisctl venv build, then look at its last lines"));
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report = stdout
         .lines()
@@ -90,11 +105,11 @@ fn builder(acct: &Account, python: &Path, args: &[&std::ffi::OsStr], input: &[u8
             Error::new(format!(
                 "the build as {} ended without a report (exit {:?}): {}",
                 acct.user,
-                out.status.code(),
+                out.status.and_then(|s| s.code()),
                 output::printable(&masked(String::from_utf8_lossy(&out.stderr).trim()))
             ))
         })?;
-    Ok((out.status.code().unwrap_or(1), report))
+    Ok((out.status.and_then(|s| s.code()).unwrap_or(1), report))
 }
 
 /// A URL's user and password (an index with a token) never printed.
@@ -167,6 +182,7 @@ pub fn build(paths: &Paths, args: &VenvBuildArgs) -> Result<i32> {
             if args.no_switch { "no-switch" } else { "switch" }.as_ref(),
         ],
         &requirements,
+        BUILD_LIMITS,
     )?;
     if args.json {
         println!("{report}");
@@ -212,6 +228,7 @@ pub fn rollback(paths: &Paths, args: &VenvRollbackArgs) -> Result<i32> {
         Path::new(crate::interpreter::SYSTEM),
         &["rollback".as_ref(), host_root.as_os_str()],
         b"",
+        SWITCH_LIMITS,
     )?;
     if args.json {
         println!("{report}");
@@ -235,6 +252,7 @@ pub fn switch(paths: &Paths, args: &VenvSwitchArgs) -> Result<i32> {
         Path::new(crate::interpreter::SYSTEM),
         &["switch".as_ref(), host_root.as_os_str(), args.target.as_ref()],
         b"",
+        SWITCH_LIMITS,
     )?;
     if args.json {
         println!("{report}");
@@ -264,6 +282,7 @@ pub fn adopt(paths: &Paths, args: &VenvRollbackArgs) -> Result<i32> {
         Path::new(crate::interpreter::SYSTEM),
         &["adopt".as_ref(), host_root.as_os_str()],
         b"",
+        SWITCH_LIMITS,
     )?;
     if args.json {
         println!("{report}");

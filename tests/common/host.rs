@@ -123,8 +123,33 @@ impl Host {
     /// run still going after 60 s is killed and fails the test: a FIFO or
     /// /dev/zero must never hold root's commands.
     pub fn run(&self, args: &[&str], closed_stdout: bool) -> Ran {
+        self.run_in(None, args, closed_stdout)
+    }
+
+    /// `run`, from the working directory `cwd` when given.
+    pub fn run_in(&self, cwd: Option<&std::path::Path>, args: &[&str], closed_stdout: bool) -> Ran {
+        self.run_within(cwd, args, closed_stdout, Duration::from_secs(60))
+            .unwrap_or_else(|said| {
+                panic!(
+                    "jarvisctl {args:?} still ran after 60 s; it said:\n{}",
+                    tail(&said)
+                )
+            })
+    }
+
+    /// `run_in`, killed after `limit`: Err holds what it said until then.
+    pub fn run_within(
+        &self,
+        cwd: Option<&std::path::Path>,
+        args: &[&str],
+        closed_stdout: bool,
+        limit: Duration,
+    ) -> Result<Ran, String> {
         let mut cmd = Command::new(super::bin_under_attack().0);
         cmd.arg("--root").arg(self.dir.path()).args(args);
+        if let Some(d) = cwd {
+            cmd.current_dir(d);
+        }
         cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         if closed_stdout {
             let (reader, writer) = std::io::pipe().unwrap();
@@ -151,14 +176,11 @@ impl Host {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
             }
-            if t0.elapsed() > Duration::from_secs(60) {
+            if t0.elapsed() > limit {
                 let _ = child.kill();
                 let _ = child.wait();
                 let err = stderr.join().unwrap();
-                panic!(
-                    "jarvisctl {args:?} still ran after 60 s; it said:\n{}",
-                    tail(&String::from_utf8_lossy(&err))
-                );
+                return Err(String::from_utf8_lossy(&err).into_owned());
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -167,9 +189,9 @@ impl Host {
             stdout: stdout.join().unwrap(),
             stderr: stderr.join().unwrap(),
         };
-        Ran {
+        Ok(Ran {
             out,
             secs: t0.elapsed().as_secs_f64(),
-        }
+        })
     }
 }
