@@ -729,14 +729,8 @@ fn a_flood_of_10000_notify_messages_does_not_block_the_program() {
     );
 }
 
-/// The shipped unit under the fallback engine: the bot's Python writes no
-/// byte code beside its sources (PYTHONDONTWRITEBYTECODE=1 from the unit's
-/// Environment=), so a `.pyc` in the code is always a planted one, which
-/// `check` and `status` name.
-#[test]
-#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
-fn the_shipped_unit_runs_the_bot_without_writing_byte_code() {
-    require_root("the engine runs the shipped unit's User=; run: sudo -E cargo test --test run_engine");
+/// A temporary root with the shipped unit installed.
+fn with_shipped_unit() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let units = root.path().join("usr/lib/systemd/system");
     fs::create_dir_all(&units).unwrap();
@@ -745,6 +739,18 @@ fn the_shipped_unit_runs_the_bot_without_writing_byte_code() {
         units.join("jarvis-supervisor.service"),
     )
     .unwrap();
+    root
+}
+
+/// The shipped unit under the fallback engine: the bot's Python writes no
+/// byte code beside its sources (PYTHONDONTWRITEBYTECODE=1 from the unit's
+/// Environment=), so a `.pyc` in the code is always a planted one, which
+/// `check` and `status` name.
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn the_shipped_unit_runs_the_bot_without_writing_byte_code() {
+    require_root("the engine runs the shipped unit's User=; run: sudo -E cargo test --test run_engine");
+    let root = with_shipped_unit();
     let work = root.path().join("work");
     fs::create_dir_all(&work).unwrap();
     fs::write(work.join("helper.py"), "VALUE = 1\n").unwrap();
@@ -1553,14 +1559,7 @@ fn leftovers_of_the_group_get_sigterm_then_sigkill_before_the_restart() {
 #[ignore = "needs root (the engine switches users): run by cargo xtask test"]
 fn the_installed_unit_is_left_to_systemd_when_systemd_runs() {
     require_root("the engine switches to the service user and sets the parent-death signal after the uid change; run: sudo -E cargo test --test run_engine");
-    let root = tempfile::tempdir().unwrap();
-    let units = root.path().join("usr/lib/systemd/system");
-    fs::create_dir_all(&units).unwrap();
-    fs::copy(
-        repo("systemd/jarvis-supervisor.service"),
-        units.join("jarvis-supervisor.service"),
-    )
-    .unwrap();
+    let root = with_shipped_unit();
     fs::create_dir_all(root.path().join("run/systemd/system")).unwrap();
     let out = Command::new(BIN)
         .arg("--root")
