@@ -173,12 +173,12 @@ impl<'a> Walk<'a> {
 
     fn dir(&mut self, fd: OwnedFd, rel: &str, depth: usize) {
         let Some(mut list) = fd.try_clone().ok().and_then(|f| Dir::from_fd(f).ok()) else {
-            self.stopped.push(rel.to_string());
+            self.stop(rel.to_string());
             return;
         };
         for entry in list.iter() {
             let Ok(entry) = entry else {
-                self.stopped.push(rel.to_string());
+                self.stop(rel.to_string());
                 return;
             };
             let name = entry.file_name().to_bytes();
@@ -187,7 +187,7 @@ impl<'a> Walk<'a> {
             }
             self.entries += 1;
             if self.entries > self.max_entries {
-                self.stopped.push(rel.to_string());
+                self.stop(rel.to_string());
                 return;
             }
             let name = String::from_utf8_lossy(name);
@@ -201,7 +201,7 @@ impl<'a> Walk<'a> {
             };
             let kind = entry.file_type().or_else(|| kind_at(&fd, entry.file_name()));
             match kind {
-                Some(Type::Directory) if depth + 1 > self.max_depth => self.stopped.push(path),
+                Some(Type::Directory) if depth + 1 > self.max_depth => self.stop(path),
                 Some(Type::Directory) => {
                     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
                     // Gone or swapped for a link since the listing: nothing to search.
@@ -219,6 +219,13 @@ impl<'a> Walk<'a> {
                 _ if IMPORTABLE.iter().any(|x| name.ends_with(x)) => self.note(path),
                 _ => {}
             }
+        }
+    }
+
+    /// The first few places where the search stopped: enough to say so.
+    fn stop(&mut self, path: String) {
+        if self.stopped.len() < 10 {
+            self.stopped.push(crate::output::printable(&path));
         }
     }
 
@@ -408,6 +415,14 @@ mod tests {
         let s = Walk::search(t.path(), &shipped, 1000, 4);
         assert_eq!(s.stopped, ["bots/1/2/3/4"]);
         assert!(!s.found.iter().any(|f| f.ends_with("deep.py")));
+        for i in 0..20 {
+            fs::create_dir_all(t.path().join(format!("bots/1/2/3/w{i}/deeper"))).unwrap();
+        }
+        let s = Walk::search(t.path(), &shipped, 1000, 4);
+        assert_eq!(s.stopped.len(), 10, "the first few named, no more");
+        for i in 0..20 {
+            fs::remove_dir_all(t.path().join(format!("bots/1/2/3/w{i}"))).unwrap();
+        }
         let s = Walk::search(t.path(), &shipped, 5, 32);
         assert_eq!(s.stopped.len(), 1, "{:?}", s.stopped);
         assert!(s.entries <= 6);
