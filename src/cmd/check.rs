@@ -811,21 +811,23 @@ fn code_drift(paths: &Paths, code_root: &Path) -> Vec<Finding> {
             ),
         )];
     }
-    let fix = |c: &crate::drift::Changed| {
-        match c.what {
+    let restore = format!(
+        "if not on purpose, restore them: jarvisctl deploy --rollback --to {} (from your workstation); \
+         if on purpose, ship the change with your code",
+        d.deploy
+    );
+    let fix = |c: &crate::drift::Changed| match c.what {
         What::Unshipped => format!(
-            "Python imports it, and the bot writes no byte code (PYTHONDONTWRITEBYTECODE=1): if you did not put it there, \
-             treat the bot's account as compromised; look at it, then remove it: sudo rm -r -- '{}/{}'",
+            "Python imports it, and the bot writes no byte code (PYTHONDONTWRITEBYTECODE=1): \
+             if you did not put it there, treat the bot's account as compromised; \
+             look at it, then remove it: sudo rm -r -- '{}/{}'",
             code_root.display(),
             c.path
         ),
-        What::Unsearched => "move what is not code out of the code root (or flatten it), so that it can be searched".into(),
-        _ => format!(
-            "if not on purpose, restore them: jarvisctl deploy --rollback --to {} (from your workstation); \
-             if on purpose, ship the change with your code",
-            d.deploy
-        ),
-    }
+        What::Unsearched => {
+            "move what is not code out of the code root (or flatten it), so that it can be searched".into()
+        }
+        _ => restore.clone(),
     };
     let mut out: Vec<Finding> = d
         .changed
