@@ -818,9 +818,10 @@ fn code_drift(paths: &Paths, code_root: &Path) -> Vec<Finding> {
     );
     let fix = |c: &crate::drift::Changed| match c.what {
         What::Unshipped => format!(
-            "Python imports it, and the bot writes no byte code (PYTHONDONTWRITEBYTECODE=1): \
-             if you did not put it there, treat the bot's account as compromised; \
-             look at it, then remove it: sudo rm -r -- '{}/{}'",
+            "Python can import it in place of shipped code; the bot writes no byte code \
+             (PYTHONDONTWRITEBYTECODE=1), so it was put there: left from an install by hand, \
+             or planted (then treat the bot's account as compromised). \
+             Look at it, then remove it: sudo rm -r -- '{}/{}'",
             code_root.display(),
             c.path
         ),
