@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 const SKIP_ANYWHERE: &[&str] = &[".git", "__pycache__", ".env"];
 /// Top-level directories never shipped: the workstation's runtime state
 /// and virtual environments.
-const SKIP_TOP: &[&str] = &["logs", "data", ".lifeos", "venv", ".venv", "venvs"];
+pub const SKIP_TOP: &[&str] = &["logs", "data", ".lifeos", "venv", ".venv", "venvs"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -214,6 +214,26 @@ pub fn hash(path: &Path) -> Result<(String, u64)> {
     Ok((hex(&h.finalize()), size))
 }
 
+/// Hex sha256 of what `r` holds when that is at most `limit` bytes; None
+/// when it holds more. Reads at most `limit + 1` bytes: a file of the
+/// service user's that grows (to a sparse 8 TiB, say) after its size was
+/// checked costs one byte more, not a read to its end.
+pub fn hash_at_most(r: impl Read, limit: u64) -> std::io::Result<Option<String>> {
+    let mut r = r.take(limit.saturating_add(1));
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((size <= limit).then(|| hex(&h.finalize())))
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -281,6 +301,19 @@ mod tests {
             hash(&t.path().join("a")).unwrap().0,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn a_bounded_hash_reads_one_byte_past_the_limit_at_most() {
+        assert_eq!(
+            hash_at_most(&b"abc"[..], 3).unwrap().as_deref(),
+            Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+        assert_eq!(hash_at_most(&b"abcd"[..], 3).unwrap(), None);
+        // A reader that never ends: only limit + 1 bytes are taken from it.
+        let mut endless = std::io::repeat(0).take(u64::MAX);
+        assert_eq!(hash_at_most(&mut endless, 1 << 20).unwrap(), None);
+        assert_eq!(endless.limit(), u64::MAX - (1 << 20) - 1);
     }
 
     #[test]

@@ -1018,3 +1018,170 @@ fn check_and_status_stay_within_their_bounds_under_every_planted_input() {
     assert!(over.is_empty(), "over their bounds:\n{}", over.join("\n"));
     assert!(leaks.is_empty(), "{}", leaks.join("\n"));
 }
+
+/// The deploy in effect, as `jarvisctl deploy` records it on the host: a
+/// manifest of the code root's files `shipped` (their live content), owned
+/// by the service user.
+fn deploy_in_effect(h: &Host, shipped: &[&str]) {
+    use sha2::{Digest, Sha256};
+    let mut text = String::from("# jarvis-supervisor deploy manifest 1: kind mode owner size sha256 path\n");
+    for rel in shipped {
+        let bytes = fs::read(h.code(rel)).unwrap();
+        let sha: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        text += &format!("f\t0640\tnobody:nogroup\t{}\t{sha}\t{rel}\n", bytes.len());
+    }
+    h.write(
+        "var/lib/jarvis-supervisor/deploys/20260101T000000Z/manifest.tsv",
+        &text,
+    );
+    h.write("var/lib/jarvis-supervisor/deploys/current", "20260101T000000Z\n");
+}
+
+/// The attacker's watch: on the first read of the file by anyone (root's
+/// hash, after its size check), make it a sparse 8 TiB.
+const GROW_ONCE: &str = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init1(0)
+if fd < 0 or libc.inotify_add_watch(fd, sys.argv[1].encode(), 0x1) < 0:
+    sys.exit("inotify: errno %d" % ctypes.get_errno())
+print("ready", flush=True)
+os.read(fd, 4096)
+os.truncate(sys.argv[1], 8 << 40)
+print("grew", flush=True)
+"#;
+
+/// Finding 1: a shipped file grows to a sparse 8 TiB as soon as root
+/// starts to read it, after root's size check. Root's `check`, `status`
+/// and `status --record` read no more than its shipped size plus one
+/// byte, finish, and call it changed.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn a_shipped_file_that_grows_to_8_tib_while_root_hashes_it_is_changed_at_once() {
+    use std::io::BufRead;
+    let h = Host::new();
+    // Big enough that root is still reading it when the attacker wakes.
+    let size = 64 << 20;
+    let big = h.code("bots/big.py");
+    as_nobody(&format!("truncate -s {size} {}", big.display()));
+    deploy_in_effect(&h, &["bots/big.py"]);
+    let mut figures = Vec::new();
+    for args in [&["check"][..], &["status"][..], &["status", "--record"][..]] {
+        as_nobody(&format!(
+            "truncate -s 0 {f} && truncate -s {size} {f}",
+            f = big.display()
+        ));
+        let mut grower = nobody_sh(&format!("exec python3 -c '{GROW_ONCE}' {}", big.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("setpriv (util-linux)");
+        let mut said = std::io::BufReader::new(grower.stdout.take().unwrap());
+        let mut line = String::new();
+        said.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "the attacker's watch did not start");
+        let samples = h.path("var/lib/jarvis-supervisor/samples.jsonl");
+        let before = fs::read_to_string(&samples).unwrap_or_default().lines().count();
+        let ran = h.run(args, false);
+        ran.no_panic(&format!("{args:?}"));
+        line.clear();
+        said.read_line(&mut line).unwrap();
+        let _ = grower.kill();
+        let _ = grower.wait();
+        assert_eq!(
+            line.trim(),
+            "grew",
+            "{args:?} never read the file: the attack did not happen"
+        );
+        assert_eq!(fs::metadata(&big).unwrap().len(), 8 << 40);
+        let all = ran.all();
+        if args == ["status", "--record"] {
+            // Quiet: its work is the sample, taken.
+            let after = fs::read_to_string(&samples).unwrap_or_default().lines().count();
+            assert_eq!(after, before + 1, "no sample recorded:\n{all}");
+        } else {
+            assert!(
+                all.contains("bots/big.py") && all.contains("changed"),
+                "{args:?} does not call the grown file changed:\n{}",
+                tail(&all)
+            );
+        }
+        assert!(ran.secs < 10.0, "{args:?} took {:.1} s", ran.secs);
+        figures.push(format!("{} {:.2} s", args.join(" "), ran.secs));
+    }
+    println!(
+        "figures: a 64 MiB shipped file grown to a sparse 8 TiB on root's first read: {}; check and status called it changed, status --record took its sample",
+        figures.join(", ")
+    );
+}
+
+/// Finding 5: the bot writes byte code for a shipped module, with the
+/// source's mtime and size in its header, so that Python runs it instead
+/// of the untouched source. Root's `check` and `status` name it.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn planted_byte_code_for_a_shipped_module_is_named_by_check_and_status() {
+    let h = Host::new();
+    let src = h.code("bots/helper.py");
+    as_nobody(&format!("printf 'VALUE = 1\\n' > {}", src.display()));
+    deploy_in_effect(&h, &["bots/helper.py"]);
+    // The attacker's byte code, stamped with the real source's mtime and size.
+    let plant = r#"
+import importlib.util, marshal, os, sys
+src = sys.argv[1]
+st = os.stat(src)
+code = compile("print('attacker code ran')\nVALUE = 1\n", src, "exec")
+pyc = importlib.util.cache_from_source(src)
+os.makedirs(os.path.dirname(pyc), exist_ok=True)
+with open(pyc, "wb") as f:
+    f.write(importlib.util.MAGIC_NUMBER + (0).to_bytes(4, "little")
+            + (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+            + (st.st_size & 0xFFFFFFFF).to_bytes(4, "little") + marshal.dumps(code))
+print(os.path.relpath(pyc, os.path.dirname(os.path.dirname(src))))
+"#;
+    h.write("attacker/plant.py", plant);
+    let out = nobody_sh(&format!(
+        "exec python3 {} {}",
+        h.path("attacker/plant.py").display(),
+        src.display()
+    ))
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let pyc = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // It works: the service user's Python runs the attacker's code.
+    let ran = nobody_sh(&format!(
+        "cd {} && python3 -c 'import helper'",
+        h.code("bots").display()
+    ))
+    .output()
+    .unwrap();
+    assert_eq!(
+        text(&ran).trim(),
+        "attacker code ran",
+        "the attack does not work here"
+    );
+    for args in [
+        &["check"][..],
+        &["check", "--json"][..],
+        &["status"][..],
+        &["status", "--json"][..],
+    ] {
+        let ran = h.run(args, false);
+        ran.no_panic(&format!("{args:?}"));
+        let all = ran.all();
+        assert!(
+            all.contains(&pyc) && all.contains("no deploy shipped"),
+            "{args:?} does not name the planted byte code {pyc}:\n{}",
+            tail(&all)
+        );
+        assert!(
+            !all.contains("bots/helper.py (changed)"),
+            "the source was never touched:\n{all}"
+        );
+    }
+    println!("figures: planted {pyc} (the source's mtime and size; python3 ran it); check, check --json, status and status --json name it");
+}

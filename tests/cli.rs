@@ -274,6 +274,8 @@ fn shipped_unit_keeps_the_plan_and_fixes_its_mistakes() {
         "{env:?}"
     );
     assert!(env.contains(&"PYTHONUNBUFFERED=1".to_string()), "{env:?}");
+    // No byte code written beside the sources: any .pyc there is planted.
+    assert!(env.contains(&"PYTHONDONTWRITEBYTECODE=1".to_string()), "{env:?}");
     for k in ["TimeoutStartSec", "TimeoutStopSec"] {
         let v: u64 = one("Service", k).trim_end_matches('s').parse().unwrap();
         assert!(v >= 120, "{k}={v}");

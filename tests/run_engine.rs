@@ -738,6 +738,91 @@ fn a_flood_of_10000_notify_messages_does_not_block_the_program() {
     );
 }
 
+/// A temporary root with the shipped unit installed.
+fn with_shipped_unit() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let units = root.path().join("usr/lib/systemd/system");
+    fs::create_dir_all(&units).unwrap();
+    fs::copy(
+        repo("systemd/jarvis-supervisor.service"),
+        units.join("jarvis-supervisor.service"),
+    )
+    .unwrap();
+    root
+}
+
+/// The shipped unit under the fallback engine: the bot's Python writes no
+/// byte code beside its sources (PYTHONDONTWRITEBYTECODE=1 from the unit's
+/// Environment=), so a `.pyc` in the code is always a planted one, which
+/// `check` and `status` name.
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn the_shipped_unit_runs_the_bot_without_writing_byte_code() {
+    require_root("the engine runs the shipped unit's User=; run: sudo -E cargo test --test run_engine");
+    let root = with_shipped_unit();
+    let work = root.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    fs::write(work.join("helper.py"), "VALUE = 1\n").unwrap();
+    fs::write(
+        work.join("main.py"),
+        "import os, sys, time, helper\n\
+         open(os.path.join(os.path.dirname(__file__), 'flags'), 'w').write(\n\
+         '%d %s' % (sys.flags.dont_write_bytecode, os.environ.get('PYTHONDONTWRITEBYTECODE')))\n\
+         time.sleep(1000)\n",
+    )
+    .unwrap();
+    // Only what makes the shipped unit start here: root, the temp tree, a
+    // Python program that imports a module beside it.
+    let dropin = root.path().join("etc/systemd/system/jarvis-supervisor.service.d");
+    fs::create_dir_all(&dropin).unwrap();
+    fs::write(
+        dropin.join("zz-test.conf"),
+        format!(
+            "[Service]\nUser=root\nGroup=root\nWorkingDirectory={w}\n\
+             ExecCondition=\nExecStartPre=\nExecStart=/usr/bin/python3 {w}/main.py\n",
+            w = work.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--root")
+        .arg(root.path())
+        .arg("run")
+        .stdin(Stdio::null())
+        .stderr(File::create(root.path().join("engine.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let flags = loop {
+        if let Ok(f) = fs::read_to_string(work.join("flags")) {
+            break f;
+        }
+        if t0.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the shipped unit's program did not start:\n{}",
+                fs::read_to_string(root.path().join("engine.err")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    signal(child.id() as i32, "TERM");
+    let _ = child.wait();
+    assert_eq!(flags, "1 1", "the bot's Python may write byte code");
+    let cache: Vec<_> = fs::read_dir(&work)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n == "__pycache__")
+        .collect();
+    assert!(
+        cache.is_empty(),
+        "the bot wrote byte code beside its code: {cache:?}"
+    );
+    println!("figures: bot under the fallback engine: sys.flags.dont_write_bytecode={flags:?}, no __pycache__ beside the imported helper.py");
+}
+
 // ------------------------------------------------ 6. every key accounted for
 
 #[test]
@@ -1483,14 +1568,7 @@ fn leftovers_of_the_group_get_sigterm_then_sigkill_before_the_restart() {
 #[ignore = "needs root (the engine switches users): run by cargo xtask test"]
 fn the_installed_unit_is_left_to_systemd_when_systemd_runs() {
     require_root("the engine switches to the service user and sets the parent-death signal after the uid change; run: sudo -E cargo test --test run_engine");
-    let root = tempfile::tempdir().unwrap();
-    let units = root.path().join("usr/lib/systemd/system");
-    fs::create_dir_all(&units).unwrap();
-    fs::copy(
-        repo("systemd/jarvis-supervisor.service"),
-        units.join("jarvis-supervisor.service"),
-    )
-    .unwrap();
+    let root = with_shipped_unit();
     fs::create_dir_all(root.path().join("run/systemd/system")).unwrap();
     let out = Command::new(BIN)
         .arg("--root")

@@ -834,9 +834,11 @@ fn check_requirements(
     out
 }
 
-/// Shipped files that changed on the host since the deploy in effect, one
-/// finding each (the first 20). Not in the preflight: it reads every file.
+/// Shipped files that changed on the host since the deploy in effect, and
+/// importable code that no deploy shipped, one finding each (the first
+/// 20). Not in the preflight: it reads every shipped file.
 fn code_drift(paths: &Paths, code_root: &Path) -> Vec<Finding> {
+    use crate::drift::What;
     let Some(d) = crate::drift::check(paths, code_root) else {
         return Vec::new();
     };
@@ -844,39 +846,52 @@ fn code_drift(paths: &Paths, code_root: &Path) -> Vec<Finding> {
         return vec![Finding::pass(
             "code",
             format!(
-                "the {} shipped file(s) are as deploy {} shipped them",
+                "the {} shipped file(s) are as deploy {} shipped them, and no importable file that it did not ship is in the code",
                 d.files, d.deploy
             ),
         )];
     }
-    let fix = format!(
+    let restore = format!(
         "if not on purpose, restore them: jarvisctl deploy --rollback --to {} (from your workstation); \
          if on purpose, ship the change with your code",
         d.deploy
     );
+    let fix = |c: &crate::drift::Changed| match c.what {
+        What::Unshipped => format!(
+            "Python can import it in place of shipped code; the bot writes no byte code \
+             (PYTHONDONTWRITEBYTECODE=1), so it was put there: left from an install by hand, \
+             or planted (then treat the bot's account as compromised). \
+             Look at it, then remove it: sudo rm -r -- '{}/{}'",
+            code_root.display(),
+            c.path
+        ),
+        What::Unsearched => {
+            "move what is not code out of the code root (or flatten it), so that it can be searched".into()
+        }
+        _ => restore.clone(),
+    };
     let mut out: Vec<Finding> = d
         .changed
         .iter()
         .take(20)
         .map(|c| {
+            let since = match c.what {
+                What::Unshipped | What::Unsearched => format!("(deploy in effect: {})", d.deploy),
+                _ => format!("since deploy {}", d.deploy),
+            };
             Finding::warn(
                 "code",
-                format!(
-                    "{}/{} {} since deploy {}",
-                    code_root.display(),
-                    c.path,
-                    c.what,
-                    d.deploy
-                ),
-                fix.clone(),
+                format!("{}/{} {} {since}", code_root.display(), c.path, c.what.as_str()),
+                fix(c),
             )
         })
         .collect();
-    if d.changed.len() > 20 {
+    let more = d.changed.len().saturating_sub(20) + d.unshipped_more;
+    if more > 0 {
         out.push(Finding::warn(
             "code",
-            format!("and {} more shipped file(s) changed", d.changed.len() - 20),
-            fix,
+            format!("and {more} more changed or unshipped file(s) in the code"),
+            "run jarvisctl check again once the ones above are dealt with",
         ));
     }
     out

@@ -41,6 +41,11 @@ PAUSE_MARK = os.environ.get("JARVIS_DEPLOY_PAUSE_MARK", "/run/jarvis-deploy-paus
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 ENV_MAX = 1 << 20
+# A hash reads at most the size the manifest gives plus one byte, so that a
+# file of the service user's that grows (to a sparse 8 TiB, say) after its
+# size was looked at holds the step lock for no longer than a read of that
+# size. Without a size to expect: this much, more than any code file.
+HASH_MAX = 1 << 30
 # What the client sent on stdin after this script (see remote.rs).
 DATA = globals().get("DATA", b"")
 
@@ -190,25 +195,31 @@ class Tree:
             return "file", st
         return "other", st
 
-    def digest(self, rel):
+    def digest(self, rel, size):
+        """The file's sha256 when it holds at most size bytes, else None."""
         parent, _, name = rel.rpartition("/")
         fd = os.open(name, FILE_FLAGS, dir_fd=self.dir(parent))
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return None
-            return sha256_of(fd)
+            return sha256_of(fd, size)
         finally:
             os.close(fd)
 
 
-def sha256_of(fd, copy_to=None):
-    """The sha256 of what is left to read in fd, writing it to copy_to too
-    when given: one pass for a check and a copy."""
+def sha256_of(fd, size=None, copy_to=None):
+    """The sha256 of what is left to read in fd when that is at most size
+    bytes (HASH_MAX when None), else None; writes it to copy_to too when
+    given: one pass for a check and a copy. Reads at most size + 1 bytes."""
+    left = (HASH_MAX if size is None else size) + 1
     h = hashlib.sha256()
     while True:
-        b = os.read(fd, 1 << 20)
+        b = os.read(fd, min(1 << 20, left))
         if not b:
             return h.hexdigest()
+        left -= len(b)
+        if left == 0:
+            return None
         h.update(b)
         view = memoryview(b)
         while copy_to is not None and view:
@@ -224,7 +235,8 @@ def live_sha(tree, rel, st, wanted):
     entries (a size mismatch cannot be equal content: no need to read)."""
     if not any(e is not None and e.kind == "f" and e.size == st.st_size for e in wanted):
         return None
-    return tree.digest(rel)
+    # Bigger now than when it matched: changed, whatever it grew to.
+    return tree.digest(rel, st.st_size)
 
 
 def plan(tree, old, new, take_over):
@@ -336,7 +348,7 @@ def copy_in(tree, rel, e, srcs, owner_ids):
                 continue
             out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
             try:
-                if sha256_of(sfd, copy_to=out) != e.sha:
+                if sha256_of(sfd, e.size, copy_to=out) != e.sha:
                     os.unlink(tmp, dir_fd=dfd)
                     continue
                 os.fchown(out, *owner_ids)
@@ -542,7 +554,7 @@ def verify(store, manifest):
         if e.kind == "d":
             if kind != "dir":
                 bad.append(rel)
-        elif kind != "file" or st.st_size != e.size or tree.digest(rel) != e.sha:
+        elif kind != "file" or st.st_size != e.size or tree.digest(rel, e.size) != e.sha:
             bad.append(rel)
     tree.close()
     return bad

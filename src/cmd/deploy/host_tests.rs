@@ -422,3 +422,54 @@ fn verify_names_a_store_file_that_differs() {
     assert_eq!(code, 1, "{r}");
     assert_eq!(r["bad"], serde_json::json!(["core/__init__.py"]));
 }
+
+/// The worker's hash, called in the worker itself: on a file that grew to
+/// a sparse 8 TiB after its size was looked at (the service user's race
+/// against the step lock), and on one with no expected size, it reads at
+/// most the size expected plus one byte and calls the file different.
+#[test]
+fn the_hash_reads_no_further_than_the_size_expected_plus_one() {
+    let lab = Lab::new();
+    lab.write("small", "abc");
+    fs::File::create(lab.p("grown"))
+        .unwrap()
+        .set_len(8 << 40)
+        .unwrap();
+    let script = format!(
+        "import importlib.util, json, os, sys\n\
+         spec = importlib.util.spec_from_file_location('host', {host:?})\n\
+         host = importlib.util.module_from_spec(spec); spec.loader.exec_module(host)\n\
+         host.HASH_MAX = 1 << 20\n\
+         out = {{}}\n\
+         for name, size in [('small', 3), ('small', 2), ('grown', 3), ('grown', None)]:\n\
+         \x20   fd = os.open(os.path.join({dir:?}, name), os.O_RDONLY)\n\
+         \x20   sha = host.sha256_of(fd, size)\n\
+         \x20   out['%s %s' % (name, size)] = [sha, os.lseek(fd, 0, os.SEEK_CUR)]\n\
+         print(json.dumps(out))\n",
+        host = HOST_PY,
+        dir = lab.t.path().to_string_lossy(),
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("host.py's hash still read a sparse 8 TiB file after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    assert_eq!(v["small 3"], serde_json::json!([abc, 3]), "{v}");
+    assert_eq!(v["small 2"], serde_json::json!([null, 3]), "{v}");
+    assert_eq!(v["grown 3"], serde_json::json!([null, 4]), "{v}");
+    assert_eq!(v["grown None"], serde_json::json!([null, (1 << 20) + 1]), "{v}");
+}
