@@ -771,15 +771,18 @@ fn the_shipped_unit_runs_the_bot_without_writing_byte_code() {
          time.sleep(1000)\n",
     )
     .unwrap();
+    // A .env that clears the unit's variable (EnvironmentFile= overrides
+    // Environment=): the launcher's -B still holds.
+    fs::write(work.join(".env"), "PYTHONDONTWRITEBYTECODE=\n").unwrap();
     // Only what makes the shipped unit start here: root, the temp tree, a
-    // Python program that imports a module beside it.
+    // Python program that imports a module beside it, through the launcher.
     let dropin = root.path().join("etc/systemd/system/jarvis-supervisor.service.d");
     fs::create_dir_all(&dropin).unwrap();
     fs::write(
         dropin.join("zz-test.conf"),
         format!(
-            "[Service]\nUser=root\nGroup=root\nWorkingDirectory={w}\n\
-             ExecCondition=\nExecStartPre=\nExecStart=/usr/bin/python3 {w}/main.py\n",
+            "[Service]\nUser=root\nGroup=root\nWorkingDirectory={w}\nEnvironmentFile={w}/.env\n\
+             ExecCondition=\nExecStartPre=\nExecStart={BIN} venv exec -- {w}/main.py\n",
             w = work.display()
         ),
     )
@@ -809,7 +812,10 @@ fn the_shipped_unit_runs_the_bot_without_writing_byte_code() {
     };
     signal(child.id() as i32, "TERM");
     let _ = child.wait();
-    assert_eq!(flags, "1 1", "the bot's Python may write byte code");
+    assert_eq!(
+        flags, "1 ",
+        "the bot's Python may write byte code (dont_write_bytecode, then the variable as the .env left it)"
+    );
     let cache: Vec<_> = fs::read_dir(&work)
         .unwrap()
         .flatten()

@@ -25,8 +25,12 @@ pub fn exec(args: &VenvExecArgs) -> Result<i32> {
             .map_err(|e| Error::new(format!("cannot tell the working directory: {e}")))?,
     };
     let chosen = interpreter::choose(&code_root).map_err(Error::new)?;
+    // -B as well as the unit's PYTHONDONTWRITEBYTECODE=1: the .env comes
+    // later (EnvironmentFile= overrides Environment=) and may clear the
+    // variable; the flag it cannot. Byte code the bot wrote would be run.
     let err = Command::new(&chosen.path)
         .arg0(&chosen.path)
+        .arg("-B")
         .args(&args.args)
         .exec();
     Err(Error::new(format!("cannot run {}: {err}", chosen.path.display()))
