@@ -29,6 +29,7 @@ mod provision;
 mod recent;
 mod report;
 mod samples;
+mod secrets;
 mod ssh;
 mod systemd;
 mod timespan;
