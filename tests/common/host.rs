@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -123,8 +123,25 @@ impl Host {
     /// run still going after 60 s is killed and fails the test: a FIFO or
     /// /dev/zero must never hold root's commands.
     pub fn run(&self, args: &[&str], closed_stdout: bool) -> Ran {
+        self.run_with(args, closed_stdout, &[], None)
+    }
+
+    /// As `run`, with variables added to root's environment and in `cwd`.
+    pub fn run_with(
+        &self,
+        args: &[&str],
+        closed_stdout: bool,
+        env: &[(&str, &str)],
+        cwd: Option<&Path>,
+    ) -> Ran {
         let mut cmd = Command::new(super::bin_under_attack().0);
-        cmd.arg("--root").arg(self.dir.path()).args(args);
+        cmd.arg("--root")
+            .arg(self.dir.path())
+            .args(args)
+            .envs(env.iter().copied());
+        if let Some(d) = cwd {
+            cmd.current_dir(d);
+        }
         cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         if closed_stdout {
             let (reader, writer) = std::io::pipe().unwrap();
