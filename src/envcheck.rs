@@ -99,12 +99,7 @@ impl EnvCheck<'_> {
         // followed, anywhere on the path; no FIFO; bounded. Anyone else
         // reads with their own rights (an operator's linked .env before a
         // deploy), still never waiting on a FIFO.
-        let read = if as_root {
-            read_as_root(host)
-        } else {
-            read_own(host)
-        };
-        let bytes = match read {
+        let bytes = match read(host) {
             Ok(b) => b,
             Err(e) => {
                 // A refusal is fixed in the file, anything else by who reads.
@@ -216,6 +211,16 @@ pub fn readable_by(m: &std::fs::Metadata, acct: &Account) -> bool {
 
 /// The largest `.env` read (a link to /dev/zero must not read gigabytes).
 pub const ENV_MAX: u64 = 64 << 20;
+
+/// Reads a `.env`: as root through `untrusted`, else with the caller's own
+/// rights; never a FIFO, never more than `ENV_MAX`.
+pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
+    if nix::unistd::geteuid().is_root() {
+        read_as_root(path)
+    } else {
+        read_own(path)
+    }
+}
 
 /// Reads `path` (relative to the working directory) through `untrusted`:
 /// the path made absolute without following anything, then opened one

@@ -50,6 +50,40 @@ while time.time() - t0 < secs:
 print(n)
 "#;
 
+/// Root's side of a race: `root_run` again and again for 7 s while the
+/// attacker's script (as nobody, for 8 s, printing how many swaps it made)
+/// runs; the root-only file's owner and mode are checked after each run.
+/// Returns the runs and the swaps (at least `min_swaps`: the attack ran).
+fn race(h: &Host, attacker: &str, what: &str, min_swaps: u64, mut root_run: impl FnMut()) -> (usize, u64) {
+    let before = h.target();
+    let swap = nobody_sh(attacker)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux)");
+    let t0 = Instant::now();
+    let mut runs = 0;
+    while t0.elapsed() < Duration::from_secs(7) {
+        root_run();
+        runs += 1;
+        assert_eq!(
+            h.target(),
+            before,
+            "after {runs} {what}: the root file's owner or mode changed"
+        );
+    }
+    let out = swap.wait_with_output().unwrap();
+    let swaps = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let n = swaps.parse::<u64>().unwrap_or(0);
+    assert!(
+        n >= min_swaps,
+        "the attacker did not run: {swaps} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(h.target(), before);
+    (runs, n)
+}
+
 /// Finding 7: while root runs setup again and again, the service user
 /// keeps exchanging its `bots` directory with a link to a root-only file.
 /// The file's mode and owner never change.
@@ -60,37 +94,17 @@ fn setup_never_chmods_through_a_link_swapped_in_after_its_check() {
     let before = h.target();
     let bots = h.path("home/jarvis/Jarvis/bots");
     let evil = h.path("home/jarvis/Jarvis/evil");
-    let swap = nobody_sh(&format!(
+    let attacker = format!(
         "ln -s {} {} && exec python3 -c '{}' {} {} 8",
         h.path("root-only/shadow").display(),
         evil.display(),
         SWAPPER.replace('\'', "\""),
         bots.display(),
         evil.display()
-    ))
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("setpriv (util-linux)");
-    let t0 = Instant::now();
-    let mut runs = 0;
-    while t0.elapsed() < Duration::from_secs(7) {
-        let _ = h.setup();
-        runs += 1;
-        assert_eq!(
-            h.target(),
-            before,
-            "after {runs} setups: the root file's owner or mode changed"
-        );
-    }
-    let out = swap.wait_with_output().unwrap();
-    let swaps = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        swaps.parse::<u64>().unwrap_or(0) > 1000,
-        "the attacker did not run: {swaps} {}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(h.target(), before);
+    let (runs, swaps) = race(&h, &attacker, "setups", 1001, || {
+        let _ = h.setup();
+    });
     println!("figures: {runs} setups raced {swaps} exchanges; the root file kept {before:?}");
 }
 
@@ -685,19 +699,13 @@ fn status_record_never_chmods_a_file_swapped_into_the_textfile_directory() {
     fs::create_dir(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
     let dir_s = dir.display().to_string();
-    let swap = nobody_sh(&format!(
+    let attacker = format!(
         "exec python3 -c '{}' {dir_s} {} 8",
         TEMP_SWAPPER.replace('\'', "\""),
         h.path("root-only/shadow").display()
-    ))
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("setpriv (util-linux)");
-    let t0 = Instant::now();
-    let mut runs = 0;
+    );
     let mut refused = 0;
-    while t0.elapsed() < Duration::from_secs(7) {
+    let (runs, swaps) = race(&h, &attacker, "runs of status --record", 1, || {
         let ran = h.run_with(
             &["status", "--record"],
             false,
@@ -705,24 +713,10 @@ fn status_record_never_chmods_a_file_swapped_into_the_textfile_directory() {
             None,
         );
         ran.no_panic("status --record");
-        runs += 1;
         if ran.all().contains("another user replaced the file") {
             refused += 1;
         }
-        assert_eq!(
-            h.target(),
-            before,
-            "after {runs} runs of status --record: the root file's owner or mode changed"
-        );
-    }
-    let out = swap.wait_with_output().unwrap();
-    let swaps = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        swaps.parse::<u64>().unwrap_or(0) > 0,
-        "the attacker never swapped a file: {swaps} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(h.target(), before);
+    });
     println!(
         "figures: {runs} runs of status --record raced {swaps} swaps of the temporary file; {refused} said the file was replaced; the root file kept {before:?}"
     );

@@ -13,15 +13,7 @@ const LINEAR: f64 = 2.6;
 
 pub fn bench(json: bool) -> Result<()> {
     let root = run::root();
-    run::status(run::cargo().current_dir(&root).args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "jarvis-supervisor",
-        "--example",
-        "masking_bench",
-    ]))?;
+    crate::dist::build_release_of(&["--example", "masking_bench"])?;
     let out = run::output(&mut std::process::Command::new(
         root.join("target/release/examples/masking_bench"),
     ))?;
