@@ -45,6 +45,8 @@ fn time_masker(values: &[String], lines: &[String]) -> serde_json::Value {
     for _ in 0..RUNS {
         let t = Instant::now();
         let m = Masker::new(values);
+        // The automaton is built on the first line masked.
+        m.mask("");
         let built = t.elapsed().as_secs_f64();
         let masked: Vec<String> = lines.iter().map(|l| m.mask(l)).collect();
         runs.push((t.elapsed().as_secs_f64(), built));

@@ -6,9 +6,9 @@
 //! would still show after that is hidden whole.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
-use aho_corasick::automaton::{Automaton, StateID};
+use aho_corasick::automaton::{Automaton as _, StateID};
 use aho_corasick::nfa::contiguous::NFA;
 use aho_corasick::{Anchored, MatchKind};
 
@@ -78,11 +78,21 @@ fn is_word(c: char) -> bool {
 }
 
 /// Every form of every value in one Aho-Corasick automaton, built once
-/// per run: masking a line then costs time linear in its length, whatever
+/// per run, on the first line masked (a run with no line to show builds
+/// nothing): masking a line then costs time linear in its length, whatever
 /// the number of values (issue 24: 5,000 values and 2 MiB of lines).
 #[derive(Default)]
 pub struct Masker {
+    values: Vec<String>,
+    built: OnceLock<Automaton>,
+}
+
+#[derive(Default)]
+struct Automaton {
+    /// None: no value to mask.
     nfa: Option<NFA>,
+    /// The automaton could not be built: no line can be shown.
+    failed: bool,
     /// Per pattern: a short form, counted only as a whole word.
     short: Vec<bool>,
     /// What ends in each matching state, found on first use: the
@@ -100,33 +110,40 @@ struct Ends {
     short: Vec<usize>,
 }
 
+const HIDDEN: &str = "(a line hidden: it holds a value of .env)";
+
 impl Masker {
     pub fn new(values: &[String]) -> Masker {
-        let mut patterns: Vec<String> = values
-            .iter()
-            .filter(|v| !v.is_empty())
-            .flat_map(|v| forms(v))
-            .collect();
-        patterns.sort_unstable();
-        patterns.dedup();
-        if patterns.is_empty() {
-            return Masker::default();
-        }
-        let short = patterns.iter().map(|f| f.chars().count() < SHORT).collect();
-        // Standard semantics: every pattern that ends at a place is
-        // reported there, so overlapping values are all seen. (A DFA would
-        // take 1 KiB per state: a contiguous NFA stays near the patterns' size.)
-        let nfa = NFA::builder()
-            .match_kind(MatchKind::Standard)
-            .build(&patterns)
-            .ok();
         Masker {
-            nfa,
-            short,
-            ends: Mutex::new(HashMap::new()),
+            values: values.iter().filter(|v| !v.is_empty()).cloned().collect(),
+            built: OnceLock::new(),
         }
     }
 
+    fn automaton(&self) -> &Automaton {
+        self.built.get_or_init(|| {
+            let mut patterns: Vec<String> = self.values.iter().flat_map(|v| forms(v)).collect();
+            patterns.sort_unstable();
+            patterns.dedup();
+            if patterns.is_empty() {
+                return Automaton::default();
+            }
+            let short = patterns.iter().map(|f| f.chars().count() < SHORT).collect();
+            // Standard semantics: every pattern that ends at a place is
+            // reported there, so overlapping values are all seen. (A DFA would
+            // take 1 KiB per state: a contiguous NFA stays near the patterns' size.)
+            let nfa = NFA::builder().match_kind(MatchKind::Standard).build(&patterns);
+            Automaton {
+                failed: nfa.is_err(),
+                nfa: nfa.ok(),
+                short,
+                ends: Mutex::new(HashMap::new()),
+            }
+        })
+    }
+}
+
+impl Automaton {
     fn ends(&self, nfa: &NFA, sid: StateID) -> Ends {
         let mut memo = self.ends.lock().unwrap_or_else(|e| e.into_inner());
         memo.entry(sid)
@@ -191,10 +208,16 @@ impl Masker {
         }
         out
     }
+}
 
+impl Masker {
     /// `line` with every form of every value replaced by `****`.
     pub fn mask(&self, line: &str) -> String {
-        let ranges = self.ranges(line);
+        let a = self.automaton();
+        if a.failed {
+            return HIDDEN.to_string();
+        }
+        let ranges = a.ranges(line);
         if ranges.is_empty() {
             return line.to_string();
         }
@@ -210,8 +233,8 @@ impl Masker {
         out.push_str(&line[at..]);
         // A value made of '*', or one that reappears across a mask: the line
         // goes, not the value.
-        if !self.ranges(&out).is_empty() {
-            return "(a line hidden: it holds a value of .env)".to_string();
+        if !a.ranges(&out).is_empty() {
+            return HIDDEN.to_string();
         }
         out
     }
