@@ -543,8 +543,8 @@ fn health_timeout() -> Duration {
 
 /// The engine's record that the bot is up, as `jarvisctl run` writes it,
 /// for a process named `jarvisctl` that stands for both the engine and the
-/// bot; the process is returned, to be killed.
-fn bot_up_under_the_engine(h: &Host) -> std::process::Child {
+/// bot; it ends when the returned guard is dropped, the test passed or not.
+fn bot_up_under_the_engine(h: &Host) -> KillOnDrop {
     let bin = h.path("fake-engine/jarvisctl");
     fs::create_dir_all(bin.parent().unwrap()).unwrap();
     fs::copy("/bin/sleep", &bin).unwrap();
@@ -559,7 +559,16 @@ fn bot_up_under_the_engine(h: &Host) -> std::process::Child {
         "watchdog_usec": 0, "status_text": "", "started_unix": now - 600.0, "memory_limit": "none",
     });
     h.write("run/jarvis-supervisor-run/state.json", &state.to_string());
-    child
+    KillOnDrop(child)
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Issue 24, finding 2 and acceptance 2: the service user writes a `.env`
@@ -598,7 +607,7 @@ fn status_record_is_bounded_with_5000_values_and_2_mib_of_crash_lines() {
         n += 1;
     }
     h.write_as_service_user("logs/supervisor.stdout", log.as_bytes());
-    let mut bot = bot_up_under_the_engine(&h);
+    let bot = bot_up_under_the_engine(&h);
 
     let ran = h.run(&["status", "--json"], false);
     ran.no_panic("status --json");
@@ -633,8 +642,7 @@ fn status_record_is_bounded_with_5000_values_and_2_mib_of_crash_lines() {
         prom.contains("jarvis_supervisor_component_crashes_1h{component=\"c0\"}"),
         "{prom}"
     );
-    let _ = bot.kill();
-    let _ = bot.wait();
+    drop(bot);
     for (what, secs) in [("status --json", ran.secs), ("status --record", rec.secs)] {
         assert!(
             secs < bound.as_secs_f64() / 4.0,
