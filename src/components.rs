@@ -92,8 +92,11 @@ fn record_line(text: &str) -> Option<Component> {
 }
 
 /// Crash and give-up lines since `since` (unix time; lines without a time
-/// count), folded into `list`; components named only there are added.
+/// count), folded into `list`; components named only there are added. Only
+/// the message kept (each component's newest) is masked: a bot that
+/// crashes in a loop writes thousands of these lines.
 pub fn fold_crashes(list: &mut Vec<Component>, lines: &[Line], since: f64, mask: &dyn Fn(&str) -> String) {
+    let mut newest: Vec<Option<&str>> = vec![None; list.len()];
     for l in lines {
         let Some((name, rest)) = bracketed(&l.text) else {
             continue;
@@ -111,6 +114,7 @@ pub fn fold_crashes(list: &mut Vec<Component>, lines: &[Line], since: f64, mask:
                     state: "unknown".into(),
                     ..Component::default()
                 });
+                newest.push(None);
                 list.len() - 1
             }
             None => continue,
@@ -124,8 +128,13 @@ pub fn fold_crashes(list: &mut Vec<Component>, lines: &[Line], since: f64, mask:
             }
             let msg = rest.split_once("): ").map_or("", |(_, m)| m).trim();
             if !msg.is_empty() {
-                c.last_error = Some(mask(&msg.chars().take(300).collect::<String>()));
+                newest[idx] = Some(msg);
             }
+        }
+    }
+    for (c, msg) in list.iter_mut().zip(newest) {
+        if let Some(msg) = msg {
+            c.last_error = Some(mask(&msg.chars().take(300).collect::<String>()));
         }
     }
 }
@@ -322,6 +331,32 @@ mod tests {
             ]
         );
         assert!(newest_record(&lines("no record\n")).is_none());
+    }
+
+    #[test]
+    fn only_each_components_newest_crash_message_is_masked() {
+        let text: String = (0..1000)
+            .map(|i| format!("[c{}] Component crashed (attempt {i}/100): boom {i}\n", i % 3))
+            .collect();
+        let masked = std::cell::Cell::new(0);
+        let mut list = Vec::new();
+        fold_crashes(&mut list, &lines(&text), 0.0, &|s| {
+            masked.set(masked.get() + 1);
+            s.to_string()
+        });
+        assert_eq!(masked.get(), 3, "one message masked per component, not per line");
+        let got: Vec<_> = list
+            .iter()
+            .map(|c| (c.name.as_str(), c.crashes_1h, c.last_error.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("c0", 334, Some("boom 999")),
+                ("c1", 333, Some("boom 997")),
+                ("c2", 333, Some("boom 998"))
+            ]
+        );
     }
 
     #[test]

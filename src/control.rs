@@ -570,10 +570,11 @@ fn why_not(t: &Target, since: std::time::SystemTime, log: &Path, offset: u64) ->
         }
     };
     let secrets = t.unit().ok().map(|u| secrets(&t.paths, &u)).unwrap_or_default();
+    let secrets = jarvis_supervisor::masking::Masker::new(&secrets);
     let useful: Vec<&String> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
     useful[useful.len().saturating_sub(4)..]
         .iter()
-        .map(|l| format!("log: {}", jarvis_supervisor::masking::mask(l, &secrets)))
+        .map(|l| format!("log: {}", secrets.mask(l)))
         .collect()
 }
 

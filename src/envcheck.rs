@@ -28,9 +28,12 @@ impl EnvCheck<'_> {
         let mut out = Vec::new();
         let name = shown.display();
         // A link is named as such, before anything follows it: as root it
-        // could lead to a root-only file; as the service user it would
-        // look "missing" where the target cannot be reached.
-        if self.account.is_some() && std::fs::symlink_metadata(host).is_ok_and(|m| m.file_type().is_symlink())
+        // could lead to a root-only file (`sudo jarvisctl env lint .env` in
+        // the service user's directory, issue 24); as the service user it
+        // would look "missing" where the target cannot be reached.
+        let as_root = nix::unistd::geteuid().is_root();
+        if (self.account.is_some() || as_root)
+            && std::fs::symlink_metadata(host).is_ok_and(|m| m.file_type().is_symlink())
         {
             out.push(Finding::fail(
                 "env",
@@ -91,22 +94,21 @@ impl EnvCheck<'_> {
                 ));
             }
         }
-        // On a host (`check`, often as root) the .env sits in a directory the
-        // service user writes: no link followed, no FIFO, bounded. A file
-        // given to `env lint` is the caller's own; still bounded.
-        let read = if self.account.is_some() {
-            crate::untrusted::read(host, None, ENV_MAX)
-        } else {
-            bounded_read(host, ENV_MAX)
-        };
-        let bytes = match read {
+        // The .env sits in a directory the service user writes, and root
+        // reads it (`check`, `sudo jarvisctl env lint .env`): no link
+        // followed, anywhere on the path; no FIFO; bounded. Anyone else
+        // reads with their own rights (an operator's linked .env before a
+        // deploy), still never waiting on a FIFO.
+        let bytes = match read(host) {
             Ok(b) => b,
             Err(e) => {
-                out.push(Finding::fail(
-                    "env",
-                    format!("cannot read {name}: {e}"),
-                    "run as root or as the service user",
-                ));
+                // A refusal is fixed in the file, anything else by who reads.
+                let fix = if e.to_string().contains("; refused") {
+                    format!("replace {name} with a regular file (not a link, FIFO, device or hard link), mode 0600")
+                } else {
+                    "run as root or as the service user".to_string()
+                };
+                out.push(Finding::fail("env", format!("cannot read {name}: {e}"), fix));
                 return (out, None);
             }
         };
@@ -210,17 +212,55 @@ pub fn readable_by(m: &std::fs::Metadata, acct: &Account) -> bool {
 /// The largest `.env` read (a link to /dev/zero must not read gigabytes).
 pub const ENV_MAX: u64 = 64 << 20;
 
-/// Reads a regular file of at most `max` bytes.
-fn bounded_read(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+/// Reads a `.env`: as root through `untrusted`, else with the caller's own
+/// rights; never a FIFO, never more than `ENV_MAX`.
+pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
+    if nix::unistd::geteuid().is_root() {
+        read_as_root(path)
+    } else {
+        read_own(path)
+    }
+}
+
+/// Reads `path` (relative to the working directory) through `untrusted`:
+/// the path made absolute without following anything, then opened one
+/// component at a time.
+fn read_as_root(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut abs = std::env::current_dir()?;
+    for c in path.components() {
+        match c {
+            std::path::Component::RootDir => abs = std::path::PathBuf::from("/"),
+            std::path::Component::ParentDir => {
+                abs.pop();
+            }
+            std::path::Component::Normal(n) => abs.push(n),
+            _ => {}
+        }
+    }
+    crate::untrusted::read(&abs, None, ENV_MAX)
+}
+
+/// Reads a regular file of at most `ENV_MAX` bytes, opened without waiting
+/// (a FIFO is refused, never read).
+fn read_own(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let f = std::fs::File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
     let m = f.metadata()?;
-    if !m.is_file() || m.len() > max {
-        return Err(std::io::Error::other(format!(
-            "not a regular file of at most {max} bytes"
-        )));
+    if !m.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a FIFO, device or directory); refused",
+        ));
     }
     let mut out = Vec::new();
-    f.take(max).read_to_end(&mut out)?;
+    f.take(ENV_MAX + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > ENV_MAX {
+        return Err(std::io::Error::other(format!(
+            "larger than {ENV_MAX} bytes; refused"
+        )));
+    }
     Ok(out)
 }

@@ -30,6 +30,7 @@ mod recent;
 mod report;
 mod runner;
 mod samples;
+mod secrets;
 mod ssh;
 mod systemd;
 mod timespan;

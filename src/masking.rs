@@ -5,6 +5,13 @@
 //! whole word. Every such occurrence becomes `****`; a line in which a form
 //! would still show after that is hidden whole.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use aho_corasick::automaton::{Automaton as _, StateID};
+use aho_corasick::nfa::contiguous::NFA;
+use aho_corasick::{Anchored, MatchKind};
+
 /// A value's forms as they may appear in a log line.
 fn forms(value: &str) -> Vec<String> {
     let mut out = vec![
@@ -70,40 +77,198 @@ fn is_word(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
-/// Byte ranges of `form` in `line`; a short form only as a whole word.
-fn find(line: &str, form: &str, whole_word: bool) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut from = 0;
-    while let Some(i) = line[from..].find(form) {
-        let (s, e) = (from + i, from + i + form.len());
-        let before = line[..s].chars().next_back();
-        let after = line[e..].chars().next();
-        if !whole_word || (!before.is_some_and(is_word) && !after.is_some_and(is_word)) {
-            out.push((s, e));
+/// Every form of every value in one Aho-Corasick automaton, built once
+/// per run, on the first line masked (a run with no line to show builds
+/// nothing): masking a line then costs time linear in its length, whatever
+/// the number of values (issue 24: 5,000 values and 2 MiB of lines).
+#[derive(Default)]
+pub struct Masker {
+    values: Vec<String>,
+    built: OnceLock<Automaton>,
+}
+
+#[derive(Default)]
+struct Automaton {
+    /// None: no value to mask.
+    nfa: Option<NFA>,
+    /// The automaton could not be built: no line can be shown.
+    failed: bool,
+    /// Per pattern: a short form, counted only as a whole word.
+    short: Vec<bool>,
+    /// What ends in each matching state, found on first use: the
+    /// automaton keeps every pattern that ends there (a value "x", "xx",
+    /// "xxx"... makes that list long), the scan needs only this.
+    ends: Mutex<HashMap<StateID, Ends>>,
+}
+
+/// The matches that end at one place: the longest long form (its byte
+/// length, 0 for none) and the byte lengths of the short forms (at most
+/// three: one per length in characters).
+#[derive(Clone, Default)]
+struct Ends {
+    long: usize,
+    short: Vec<usize>,
+}
+
+const HIDDEN: &str = "(a line hidden: it holds a value of .env)";
+
+impl Masker {
+    pub fn new(values: &[String]) -> Masker {
+        Masker {
+            values: values.iter().filter(|v| !v.is_empty()).cloned().collect(),
+            built: OnceLock::new(),
         }
-        from = s + line[s..].chars().next().map_or(1, char::len_utf8);
     }
-    out
+
+    fn automaton(&self) -> &Automaton {
+        self.built.get_or_init(|| {
+            let mut patterns: Vec<String> = self.values.iter().flat_map(|v| forms(v)).collect();
+            patterns.sort_unstable();
+            patterns.dedup();
+            if patterns.is_empty() {
+                return Automaton::default();
+            }
+            let short = patterns.iter().map(|f| f.chars().count() < SHORT).collect();
+            // Standard semantics: every pattern that ends at a place is
+            // reported there, so overlapping values are all seen. (A DFA would
+            // take 1 KiB per state: a contiguous NFA stays near the patterns' size.)
+            let nfa = NFA::builder().match_kind(MatchKind::Standard).build(&patterns);
+            Automaton {
+                failed: nfa.is_err(),
+                nfa: nfa.ok(),
+                short,
+                ends: Mutex::new(HashMap::new()),
+            }
+        })
+    }
 }
 
-fn shows(line: &str, values: &[Vec<String>]) -> bool {
-    values
-        .iter()
-        .flatten()
-        .any(|f| !find(line, f, f.chars().count() < SHORT).is_empty())
+impl Automaton {
+    fn ends(&self, nfa: &NFA, sid: StateID) -> Ends {
+        let mut memo = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        memo.entry(sid)
+            .or_insert_with(|| {
+                let mut e = Ends::default();
+                for i in 0..nfa.match_len(sid) {
+                    let pid = nfa.match_pattern(sid, i);
+                    let len = nfa.pattern_len(pid);
+                    if self.short[pid.as_usize()] {
+                        e.short.push(len);
+                    } else {
+                        e.long = e.long.max(len);
+                    }
+                }
+                e
+            })
+            .clone()
+    }
+
+    /// Byte ranges of `line` that hold a form, merged where they overlap,
+    /// in order; a short form only as a whole word.
+    fn ranges(&self, line: &str) -> Vec<(usize, usize)> {
+        let mut out: Vec<(usize, usize)> = Vec::new();
+        let Some(nfa) = &self.nfa else { return out };
+        let Ok(mut sid) = nfa.start_state(Anchored::No) else {
+            return out;
+        };
+        for (i, &b) in line.as_bytes().iter().enumerate() {
+            sid = nfa.next_state(Anchored::No, sid, b);
+            if !nfa.is_match(sid) {
+                continue;
+            }
+            let end = i + 1;
+            let ends = self.ends(nfa, sid);
+            let whole_word = |len: usize| {
+                let before = line[..end - len].chars().next_back();
+                let after = line[end..].chars().next();
+                !before.is_some_and(is_word) && !after.is_some_and(is_word)
+            };
+            // The longest form ending here covers every shorter one.
+            let len = ends
+                .short
+                .iter()
+                .copied()
+                .filter(|&l| whole_word(l))
+                .chain([ends.long])
+                .max()
+                .unwrap_or(0);
+            if len == 0 {
+                continue;
+            }
+            let mut start = end - len;
+            // Ends come in order; this range may swallow earlier ones.
+            while let Some(&(s, e)) = out.last() {
+                if e < start {
+                    break;
+                }
+                start = start.min(s);
+                out.pop();
+            }
+            out.push((start, end));
+        }
+        out
+    }
 }
 
-/// `line` with every form of every value replaced by `****`.
-pub fn mask(line: &str, values: &[String]) -> String {
+impl Masker {
+    /// `line` with every form of every value replaced by `****`.
+    pub fn mask(&self, line: &str) -> String {
+        let a = self.automaton();
+        if a.failed {
+            return HIDDEN.to_string();
+        }
+        let ranges = a.ranges(line);
+        if ranges.is_empty() {
+            return line.to_string();
+        }
+        let mut out = String::with_capacity(line.len());
+        let mut at = 0;
+        for (s, e) in ranges {
+            out.push_str(&line[at..s]);
+            if !out.ends_with("****") {
+                out.push_str("****");
+            }
+            at = e;
+        }
+        out.push_str(&line[at..]);
+        // A value made of '*', or one that reappears across a mask: the line
+        // goes, not the value.
+        if !a.ranges(&out).is_empty() {
+            return HIDDEN.to_string();
+        }
+        out
+    }
+}
+
+/// The masking before issue 24, kept as the reference the tests compare
+/// [`Masker`] with and the peer `cargo xtask bench --only masking` times:
+/// each call rebuilds every value's forms and searches the line once per
+/// form, so a run costs values x lines.
+#[doc(hidden)]
+pub fn mask_per_call(line: &str, values: &[String]) -> String {
     let all: Vec<Vec<String>> = values
         .iter()
         .filter(|v| !v.is_empty())
         .map(|v| forms(v))
         .collect();
-    let mut ranges: Vec<(usize, usize)> = Vec::new();
-    for f in all.iter().flatten() {
-        ranges.extend(find(line, f, f.chars().count() < SHORT));
-    }
+    let found = |line: &str| -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for f in all.iter().flatten() {
+            let whole_word = f.chars().count() < SHORT;
+            let mut from = 0;
+            while let Some(i) = line[from..].find(f.as_str()) {
+                let (s, e) = (from + i, from + i + f.len());
+                let before = line[..s].chars().next_back();
+                let after = line[e..].chars().next();
+                if !whole_word || (!before.is_some_and(is_word) && !after.is_some_and(is_word)) {
+                    out.push((s, e));
+                }
+                from = s + line[s..].chars().next().map_or(1, char::len_utf8);
+            }
+        }
+        out
+    };
+    let mut ranges = found(line);
     if ranges.is_empty() {
         return line.to_string();
     }
@@ -123,9 +288,7 @@ pub fn mask(line: &str, values: &[String]) -> String {
         at = e;
     }
     out.push_str(&line[at..]);
-    // A value made of '*', or one that reappears across a mask: the line
-    // goes, not the value.
-    if shows(&out, &all) {
+    if !found(&out).is_empty() {
         return "(a line hidden: it holds a value of .env)".to_string();
     }
     out
@@ -136,7 +299,7 @@ mod tests {
     use super::*;
 
     fn m(line: &str, values: &[&str]) -> String {
-        mask(line, &values.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+        Masker::new(&values.iter().map(|v| v.to_string()).collect::<Vec<_>>()).mask(line)
     }
 
     #[test]
@@ -169,5 +332,42 @@ mod tests {
     #[test]
     fn a_value_that_survives_masking_hides_the_line() {
         assert_eq!(m("x ** y", &["**"]), "(a line hidden: it holds a value of .env)");
+    }
+    #[test]
+    fn overlapping_values_prefixes_and_words_inside_words() {
+        // Two values that overlap in the line: both go, as one mask.
+        assert_eq!(m("x abcdef y", &["abcd", "cdef"]), "x **** y");
+        // A value that is a prefix of another: the longer one is masked whole.
+        assert_eq!(
+            m("t=secret123456 u=secret1", &["secret1", "secret123456"]),
+            "t=**** u=****"
+        );
+        // Long values inside words, as before; short ones only as words.
+        assert_eq!(m("prefixSECRETVALUEsuffix", &["SECRETVALUE"]), "prefix****suffix");
+        assert_eq!(m("a7b 7", &["7"]), "a7b ****");
+    }
+
+    #[test]
+    fn a_chain_of_values_that_end_alike_costs_one_pass() {
+        // "x", "xx", ... every one ends wherever the next does: the old
+        // code searched the line once per value, this scans it once.
+        let values: Vec<String> = (1..=2000).map(|n| "x".repeat(n)).collect();
+        let masker = Masker::new(&values);
+        let line = format!("a {} b", "x".repeat(100_000));
+        assert_eq!(masker.mask(&line), "a **** b");
+    }
+
+    /// The same output as the per-call masking it replaces, on lines and
+    /// values made of a few letters, so that values overlap, nest, repeat,
+    /// sit inside words and next to each other.
+    #[test]
+    fn masks_as_the_per_call_masking_did() {
+        use proptest::prelude::*;
+        let value = "[ab_1*é%]{1,6}";
+        let line = "[ab_1*é% ]{0,40}";
+        proptest!(ProptestConfig::with_cases(3000), |(values in proptest::collection::vec(value, 0..6), line in line)| {
+            let values: Vec<String> = values;
+            prop_assert_eq!(Masker::new(&values).mask(&line), mask_per_call(&line, &values));
+        });
     }
 }

@@ -18,6 +18,7 @@ use crate::cli::AlertArgs;
 use crate::error::Result;
 use crate::heartbeat;
 use crate::paths::{Paths, UNIT};
+use jarvis_supervisor::masking::Masker;
 
 /// The on_failure command's time; a pager that hangs must not hold the unit.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -62,11 +63,10 @@ pub fn run(paths: &Paths, args: &AlertArgs) -> Result<i32> {
         // Masked with the bot's .env values (when readable) and the ping URL.
         let mut secrets = crate::unit::Unit::load(paths)
             .ok()
-            .and_then(|u| super::status::secrets(paths, &u))
+            .and_then(|u| crate::secrets::values(paths, &u))
             .unwrap_or_default();
         secrets.extend(conf.url.iter().cloned());
-        secrets.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        match run_command(cmd, &reason, &secrets) {
+        match run_command(cmd, &reason, Masker::new(&secrets)) {
             Ok(()) => println!("alert: on_failure ran"),
             Err(e) => {
                 ok = false;
@@ -114,7 +114,7 @@ const OUTPUT_LINES: usize = 200;
 /// to ours (the alert unit's journal under systemd, the engine's log under
 /// `jarvisctl run`), each `.env` value and the heartbeat URL masked: the
 /// unit's /tmp is private, so a file written there is gone after it.
-fn run_command(cmd: &str, reason: &str, secrets: &[String]) -> std::result::Result<(), String> {
+fn run_command(cmd: &str, reason: &str, secrets: Masker) -> std::result::Result<(), String> {
     let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
     let err_writer = writer
         .try_clone()
@@ -131,7 +131,6 @@ fn run_command(cmd: &str, reason: &str, secrets: &[String]) -> std::result::Resu
     // The command's own ends are closed: EOF comes when it (and whatever
     // it left behind) closes them.
     let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let secrets = secrets.to_vec();
     std::thread::spawn(move || {
         pass_on(reader, &secrets, &mut std::io::stdout().lock());
         let _ = done_tx.send(());
@@ -160,7 +159,7 @@ fn run_command(cmd: &str, reason: &str, secrets: &[String]) -> std::result::Resu
 }
 
 /// Each line of `from`, masked and made printable, as `alert: on_failure: LINE`.
-fn pass_on(from: impl std::io::Read, secrets: &[String], to: &mut impl std::io::Write) {
+fn pass_on(from: impl std::io::Read, secrets: &Masker, to: &mut impl std::io::Write) {
     use std::io::BufRead;
     let mut lines = std::io::BufReader::new(from).split(b'\n');
     let mut shown = 0usize;
@@ -172,7 +171,7 @@ fn pass_on(from: impl std::io::Read, secrets: &[String], to: &mut impl std::io::
         }
         shown += 1;
         let text = String::from_utf8_lossy(&raw);
-        let masked = jarvis_supervisor::masking::mask(text.trim_end_matches('\r'), secrets);
+        let masked = secrets.mask(text.trim_end_matches('\r'));
         let _ = writeln!(to, "alert: on_failure: {}", crate::output::printable(&masked));
     }
     if more > 0 {
@@ -190,10 +189,10 @@ mod tests {
         // The output goes to this test's stdout; what matters here is that
         // the command runs with the reason, and fails as it fails.
         assert_eq!(
-            run_command("echo \"$JARVIS_ALERT_REASON\"", "gave up", &[]),
+            run_command("echo \"$JARVIS_ALERT_REASON\"", "gave up", Masker::default()),
             Ok(())
         );
-        let e = run_command("echo out; echo err >&2; exit 3", "r", &[]).unwrap_err();
+        let e = run_command("echo out; echo err >&2; exit 3", "r", Masker::default()).unwrap_err();
         assert!(e.contains("exit status: 3"), "{e}");
     }
 
@@ -204,7 +203,11 @@ mod tests {
             input.push_str(&format!("line {i}\n"));
         }
         let mut out = Vec::new();
-        pass_on(input.as_bytes(), &["s3cr3t-token".to_string()], &mut out);
+        pass_on(
+            input.as_bytes(),
+            &Masker::new(&["s3cr3t-token".to_string()]),
+            &mut out,
+        );
         let text = String::from_utf8(out).unwrap();
         let ours: Vec<&str> = text.lines().collect();
         assert_eq!(ours[0], "alert: on_failure: token **** refused", "{text}");

@@ -326,7 +326,7 @@ fn check_python(dir: &Path, manifest: &Manifest) -> Result<()> {
 /// `jarvisctl env lint` of the .env to send; returns its bytes. Findings
 /// never hold a value.
 fn lint_env(paths: &Paths, file: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(file).map_err(|e| Error::io("read the .env", file, e))?;
+    let bytes = crate::envcheck::read(file).map_err(|e| Error::io("read the .env", file, e))?;
     let rules = envrules::load(&paths.host(Path::new(envrules::PATH)))?;
     let check = EnvCheck {
         account: None,

@@ -26,7 +26,9 @@ use crate::components::line_time;
 use crate::engine::logsink::OUTPUT_FILE;
 use crate::error::{exit, Error, Result};
 use crate::paths::{Paths, UNIT};
+use crate::secrets;
 use crate::unit::Unit;
+use jarvis_supervisor::masking::Masker;
 
 /// How much of the journal the history reads back at most.
 const TAIL: u64 = 8 * 1024 * 1024;
@@ -109,7 +111,7 @@ struct Entry {
 
 pub fn run(paths: &Paths, args: &LogsArgs) -> Result<i32> {
     let unit = Unit::load(paths)?;
-    let secrets = super::status::secrets(paths, &unit).ok_or_else(|| {
+    let secrets = secrets::masker(paths, &unit).ok_or_else(|| {
         Error::new("cannot read .env to mask its values, so no line is shown")
             .with_note("run it as root: sudo jarvisctl logs")
     })?;
@@ -185,8 +187,8 @@ pub fn run(paths: &Paths, args: &LogsArgs) -> Result<i32> {
     }
 }
 
-fn print(e: &Entry, secrets: &[String], json: bool) {
-    let text = crate::output::printable(&super::status::mask(&e.text, secrets));
+fn print(e: &Entry, secrets: &Masker, json: bool) {
+    let text = crate::output::printable(&secrets.mask(&e.text));
     if json {
         let e = Entry { text, ..e.clone() };
         println!("{}", serde_json::to_string(&e).unwrap_or_default());

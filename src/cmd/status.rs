@@ -15,6 +15,7 @@ use crate::paths::{Paths, UNIT};
 use crate::samples::{self, Sample};
 use crate::systemd;
 use crate::unit::Unit;
+use jarvis_supervisor::masking::Masker;
 
 mod components;
 mod crashloop;
@@ -272,8 +273,8 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
         if let Some(why) = st.python.problem.clone() {
             raise(&mut st, Verdict::Warning, format!("the next start fails: {why}"));
         }
-        // Read once: the error lines and the components are masked with it.
-        let secrets = secrets(paths, u);
+        // Built once: the error lines and the components are masked with it.
+        let secrets = crate::secrets::masker(paths, u);
         if secrets.is_none() && !sight.is_root() {
             sight.note(&mut st, Hidden::EnvFiles, "the environment files (.env)");
         }
@@ -294,7 +295,8 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
         // A restarting bot: its own last line, and the preflight's cause
         // (the service user's file: masked as the bot's text is).
         if let Some(c) = st.crash_loop.as_mut() {
-            c.preflight = crashloop::preflight(paths, u).map(|p| mask(&p, secrets.as_deref().unwrap_or(&[])));
+            c.preflight =
+                crashloop::preflight(paths, u).map(|p| secrets.as_ref().map_or(p.clone(), |m| m.mask(&p)));
             c.last_error = match &secrets {
                 None => Some("(hidden: .env could not be read to mask its values; run as root)".into()),
                 Some(secrets) if fallback => fallback::last_words(u, secrets),
@@ -304,8 +306,13 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
         // The components, while the bot runs: its values masked, or no
         // text of its shown at all when .env could not be read.
         if st.main_pid.is_some() {
-            let mut c =
-                components::collect(paths, u, fallback, secrets.as_deref().unwrap_or(&[]), thresholds);
+            let mut c = components::collect(
+                paths,
+                u,
+                fallback,
+                secrets.as_ref().unwrap_or(&Masker::default()),
+                thresholds,
+            );
             if !output_seen && c.source == "none" {
                 // Not a bot without records: records this user cannot read.
                 c.source = "hidden".into();
@@ -337,7 +344,7 @@ pub fn collect_all(paths: &Paths, thresholds: &crate::components::Thresholds, cr
 /// first, bounded): only what came through the service's output streams
 /// (`_TRANSPORT=stdout`), never systemd's own messages about the unit, nor
 /// the start steps' own lines; masked.
-fn journal_last_words(secrets: &[String], window_s: f64) -> Option<String> {
+fn journal_last_words(secrets: &Masker, window_s: f64) -> Option<String> {
     let since = format!("-{}s", window_s.round() as u64);
     let out = crate::runner::tool(systemd::journal_command(
         UNIT,
@@ -354,7 +361,7 @@ fn journal_last_words(secrets: &[String], window_s: f64) -> Option<String> {
         .map(|e| e.text)
         .collect();
     // Newest first here: last_words wants newest last.
-    crashloop::last_words(bots.iter().rev().map(String::as_str)).map(|l| mask(l, secrets))
+    crashloop::last_words(bots.iter().rev().map(String::as_str)).map(|l| secrets.mask(l))
 }
 
 /// The systemd part of the status; false when systemd cannot tell or the
@@ -689,30 +696,6 @@ fn free_bytes(path: &Path) -> Option<u64> {
     Some(st.blocks_available() * st.fragment_size())
 }
 
-/// Every value of the unit's `.env` files, longest first, to mask.
-pub(crate) fn secrets(paths: &Paths, unit: &Unit) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    for env in unit.environment_files() {
-        // As root, in the service user's directory: no link, no FIFO, bounded.
-        match crate::untrusted::read(&paths.host(&env.path), None, crate::envcheck::ENV_MAX) {
-            Ok(bytes) => {
-                let parsed = crate::envfile::parse(&bytes);
-                // Short values too: masking takes them as whole words.
-                out.extend(parsed.vars.into_iter().map(|v| v.value).filter(|v| !v.is_empty()));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            // Unreadable: the values cannot be masked, so no line is shown.
-            Err(_) => return None,
-        }
-    }
-    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    Some(out)
-}
-
-pub fn mask(line: &str, secrets: &[String]) -> String {
-    jarvis_supervisor::masking::mask(line, secrets)
-}
-
 /// A line the program logged as an error, judged by its form, never by a
 /// word inside a message (`ready pid=43 write_errors=0` is not one): a
 /// logging level of ERROR, CRITICAL or FATAL (`... - ERROR - ...` as the
@@ -760,16 +743,16 @@ pub(crate) fn error_window() -> crate::recent::Window {
 }
 
 /// The last 5 error lines of `lines` (oldest first), masked.
-fn last_errors<'a>(lines: impl Iterator<Item = &'a str>, secrets: &[String]) -> Vec<String> {
+fn last_errors<'a>(lines: impl Iterator<Item = &'a str>, secrets: &Masker) -> Vec<String> {
     let bad: Vec<&str> = lines.filter(|l| looks_bad(l)).collect();
     bad[bad.len().saturating_sub(5)..]
         .iter()
-        .map(|l| mask(l, secrets))
+        .map(|l| secrets.mask(l))
         .collect()
 }
 
 /// The newest error lines of the unit's journal in the last 24 h.
-fn error_lines(secrets: &[String]) -> Vec<String> {
+fn error_lines(secrets: &Masker) -> Vec<String> {
     let lines = crate::recent::journal(UNIT, &error_window());
     last_errors(lines.iter().map(|e| e.text.as_str()), secrets)
 }
@@ -823,7 +806,7 @@ mod tests {
             "ERROR: five",
             "ERROR: six with SECRET",
         ];
-        let got = last_errors(lines.into_iter(), &["SECRET".to_string()]);
+        let got = last_errors(lines.into_iter(), &Masker::new(&["SECRET".to_string()]));
         assert_eq!(
             got,
             [
@@ -865,7 +848,7 @@ mod tests {
     fn masking_hides_every_value_longest_first() {
         let secrets = vec!["123456789:abcdef".to_string(), "abcdef".to_string()];
         assert_eq!(
-            mask("url bot123456789:abcdef/x and abcdef", &secrets),
+            Masker::new(&secrets).mask("url bot123456789:abcdef/x and abcdef"),
             "url bot****/x and ****"
         );
     }

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -123,12 +123,23 @@ impl Host {
     /// run still going after 60 s is killed and fails the test: a FIFO or
     /// /dev/zero must never hold root's commands.
     pub fn run(&self, args: &[&str], closed_stdout: bool) -> Ran {
-        self.run_in(None, args, closed_stdout)
+        self.run_with(args, closed_stdout, &[], None)
     }
 
     /// `run`, from the working directory `cwd` when given.
-    pub fn run_in(&self, cwd: Option<&std::path::Path>, args: &[&str], closed_stdout: bool) -> Ran {
-        self.run_within(cwd, args, closed_stdout, Duration::from_secs(60))
+    pub fn run_in(&self, cwd: Option<&Path>, args: &[&str], closed_stdout: bool) -> Ran {
+        self.run_with(args, closed_stdout, &[], cwd)
+    }
+
+    /// As `run`, with variables added to root's environment and in `cwd`.
+    pub fn run_with(
+        &self,
+        args: &[&str],
+        closed_stdout: bool,
+        env: &[(&str, &str)],
+        cwd: Option<&Path>,
+    ) -> Ran {
+        self.run_limited(args, closed_stdout, env, cwd, Duration::from_secs(60))
             .unwrap_or_else(|said| {
                 panic!(
                     "jarvisctl {args:?} still ran after 60 s; it said:\n{}",
@@ -140,13 +151,27 @@ impl Host {
     /// `run_in`, killed after `limit`: Err holds what it said until then.
     pub fn run_within(
         &self,
-        cwd: Option<&std::path::Path>,
+        cwd: Option<&Path>,
         args: &[&str],
         closed_stdout: bool,
         limit: Duration,
     ) -> Result<Ran, String> {
+        self.run_limited(args, closed_stdout, &[], cwd, limit)
+    }
+
+    fn run_limited(
+        &self,
+        args: &[&str],
+        closed_stdout: bool,
+        env: &[(&str, &str)],
+        cwd: Option<&Path>,
+        limit: Duration,
+    ) -> Result<Ran, String> {
         let mut cmd = Command::new(super::bin_under_attack().0);
-        cmd.arg("--root").arg(self.dir.path()).args(args);
+        cmd.arg("--root")
+            .arg(self.dir.path())
+            .args(args)
+            .envs(env.iter().copied());
         if let Some(d) = cwd {
             cmd.current_dir(d);
         }

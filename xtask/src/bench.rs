@@ -4,7 +4,8 @@
 //! against a bare process start and a Python interpreter start; then
 //! `jarvisctl run` against supervisord, PM2, runit, daemontools and s6
 //! (`supervisors`); and how `status` grows with a busy bot's output
-//! (`busy`).
+//! (`busy`); and masking a large `.env`'s values in the bot's lines
+//! (`masking`).
 
 use std::path::Path;
 use std::process::Command;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::run::{self, Result};
 
 mod busy;
+mod masking;
 mod peers;
 mod procfs;
 mod report;
@@ -74,6 +76,7 @@ pub fn bench(json: bool, only: Option<&str>) -> Result<()> {
     part("status", &mut || status::bench(json));
     part("venv", &mut || venv::bench(&root, json));
     part("busy", &mut || busy::bench(json));
+    part("masking", &mut || masking::bench(json));
     result
 }
 

@@ -151,15 +151,19 @@ pub fn source_date_epoch(root: &Path) -> Result<String> {
 
 /// `cargo build --release` of the helper: what `dist` packages and `bench` times.
 pub fn build_release() -> Result<PathBuf> {
-    let root = run::root();
-    run::status(run::cargo().current_dir(&root).args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "jarvis-supervisor",
-    ]))?;
-    Ok(root.join("target/release/jarvisctl"))
+    build_release_of(&[])?;
+    Ok(run::root().join("target/release/jarvisctl"))
+}
+
+/// `cargo build --release` of the package, with `extra` arguments (an
+/// `--example` to build).
+pub fn build_release_of(extra: &[&str]) -> Result<()> {
+    run::status(
+        run::cargo()
+            .current_dir(run::root())
+            .args(["build", "--release", "--locked", "-p", "jarvis-supervisor"])
+            .args(extra),
+    )
 }
 
 /// Package the already built binary as a .deb, optionally under another

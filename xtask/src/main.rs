@@ -45,8 +45,8 @@ enum Cmd {
         /// to stderr).
         #[arg(long)]
         json: bool,
-        /// Run one part only: preflight, env, supervisors, status, venv or busy.
-        #[arg(long, value_parser = ["preflight", "env", "supervisors", "status", "venv", "busy"])]
+        /// Run one part only: preflight, env, supervisors, status, venv, busy or masking.
+        #[arg(long, value_parser = ["preflight", "env", "supervisors", "status", "venv", "busy", "masking"])]
         only: Option<String>,
     },
     /// Turn target/dist/ into a signed APT repository (target/repo/apt) and

@@ -13,6 +13,7 @@ use crate::components::{self, Components, Line, Thresholds};
 use crate::engine::logsink::OUTPUT_FILE;
 use crate::paths::Paths;
 use crate::unit::Unit;
+use jarvis_supervisor::masking::Masker;
 
 /// Read as root from a port the service user serves: small and quick.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -28,10 +29,10 @@ pub fn collect(
     paths: &Paths,
     unit: &Unit,
     fallback: bool,
-    secrets: &[String],
+    secrets: &Masker,
     thresholds: &Thresholds,
 ) -> Components {
-    let mask = |s: &str| crate::output::printable(&super::mask(s, secrets));
+    let mask = |s: &str| crate::output::printable(&secrets.mask(s));
     let now = crate::engine::state::now_unix();
     let window = crate::recent::Window {
         since: Some(now - WINDOW_S),

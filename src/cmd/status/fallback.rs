@@ -13,6 +13,7 @@ use crate::engine::service::{self, Service};
 use crate::engine::state::{now_unix, StateFile};
 use crate::paths::Paths;
 use crate::unit::Unit;
+use jarvis_supervisor::masking::Masker;
 
 fn alive_engine(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "jarvisctl")
@@ -169,7 +170,7 @@ fn crash_loop(state: &crate::engine::state::State, window_s: f64) -> super::Cras
 
 /// The program's newest line in its output file (not the start steps'
 /// own), masked.
-pub fn last_words(unit: &Unit, secrets: &[String]) -> Option<String> {
+pub fn last_words(unit: &Unit, secrets: &Masker) -> Option<String> {
     // The file the engine writes: the working directory's logs/, as the
     // unit names it (the engine does not re-root it under --root).
     let dir = Service::from_unit(unit).ok()?.workdir()?.join("logs");
@@ -180,11 +181,11 @@ pub fn last_words(unit: &Unit, secrets: &[String]) -> Option<String> {
         bytes: 64 * 1024,
     };
     let tail = crate::recent::file(&file, &w).ok()?;
-    super::crashloop::last_words(tail.lines.iter().map(String::as_str)).map(|l| super::mask(l, secrets))
+    super::crashloop::last_words(tail.lines.iter().map(String::as_str)).map(|l| secrets.mask(l))
 }
 
 /// The last error-looking lines of the program's output file, masked.
-pub fn error_lines(paths: &Paths, unit: &Unit, secrets: &[String]) -> Vec<String> {
+pub fn error_lines(paths: &Paths, unit: &Unit, secrets: &Masker) -> Vec<String> {
     let Some(dir) = super::logs(paths, unit).dir else {
         return Vec::new();
     };

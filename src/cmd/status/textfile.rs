@@ -4,6 +4,7 @@
 //! reads only `*.prom`, so it never sees a half-written file).
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::Status;
@@ -38,10 +39,31 @@ pub fn write(dir: &Path, st: &Status) -> Result<PathBuf> {
         })?;
     tmp.write_all(render(st).as_bytes())
         .map_err(|e| Error::io("write", tmp.path(), e))?;
-    // node_exporter runs as its own user: the metrics are not secret.
-    let _ = std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    tmp.persist(&path)
+    // node_exporter runs as its own user: the metrics are not secret. The
+    // mode goes through the descriptor (fchmod), never the path: in a
+    // directory another user can write, the name may be theirs by now, a
+    // link to a root file (issue 24, finding 10). tempfile made the file
+    // with O_CREAT|O_EXCL, which never follows a link.
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(|e| Error::io("set the mode of", tmp.path(), e))?;
+    let file = tmp
+        .persist(&path)
         .map_err(|e| Error::io("replace", &path, e.error))?;
+    // The name renamed is whatever sits there: say so when it was not ours.
+    let ours = file.metadata().map(|m| (m.dev(), m.ino())).ok();
+    let there = std::fs::symlink_metadata(&path).map(|m| (m.dev(), m.ino())).ok();
+    if ours.is_none() || ours != there {
+        return Err(Error::new(format!(
+            "{}: another user replaced the file while it was written",
+            path.display()
+        ))
+        .with_note(format!(
+            "make {} writable only by root (and node_exporter's group): chmod o-w {}",
+            dir.display(),
+            dir.display()
+        )));
+    }
     Ok(path)
 }
 
