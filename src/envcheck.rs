@@ -138,6 +138,25 @@ impl EnvCheck<'_> {
                 "keep large data in a file under data/ and put its path in the .env",
             ));
         }
+        // As the masker counts them: every value read, each once.
+        let distinct: std::collections::HashSet<&str> = parsed
+            .vars
+            .iter()
+            .map(|v| v.value.as_str())
+            .filter(|v| !v.is_empty())
+            .collect();
+        if distinct.len() > jarvis_supervisor::masking::MAX_VALUES {
+            out.push(Finding::warn(
+                "env",
+                format!(
+                    "{name} holds {} values, more than the {} that can be masked: status and logs hide every line of the bot rather than risk showing one",
+                    distinct.len(),
+                    jarvis_supervisor::masking::MAX_VALUES
+                ),
+                "keep large data in a file under data/ and put its path in the .env",
+            ));
+        }
+        out.extend(python_overrides(&parsed, shown));
         if clean && parsed.findings.is_empty() {
             out.push(Finding::pass(
                 "env",
@@ -189,6 +208,50 @@ impl EnvCheck<'_> {
             .collect::<Vec<_>>()
             .join(" and ")
     }
+}
+
+/// Variables that change which code Python runs. The unit sets them
+/// (`Environment=`), and a `.env` comes after it (`EnvironmentFile=`
+/// overrides): a value there can import code from outside the code root,
+/// where the drift check does not look, or turn byte code writing back on.
+const PYTHON_CODE_VARS: [&str; 5] = [
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONUSERBASE",
+    "PYTHONPYCACHEPREFIX",
+    "PYTHONDONTWRITEBYTECODE",
+];
+
+/// A warning for each such variable the `.env` sets, unless PYTHONPATH
+/// names only the code root (the `.env`'s directory) or paths in it.
+fn python_overrides(parsed: &Parsed, shown: &Path) -> Vec<Finding> {
+    let root = shown.parent().filter(|p| p.is_absolute());
+    let mut out = Vec::new();
+    for name in PYTHON_CODE_VARS {
+        let Some(var) = parsed.vars.iter().rev().find(|v| v.key == name) else {
+            continue;
+        };
+        let inside = |p: &str| root.is_some_and(|r| Path::new(p).starts_with(r));
+        if name == "PYTHONPATH" && var.value.split(':').all(inside) {
+            continue;
+        }
+        out.push(
+            Finding::warn(
+                "env",
+                format!(
+                    "{} line {} sets {name}, which replaces the unit's setting: Python may then run code the drift check does not see",
+                    shown.display(),
+                    var.line
+                ),
+                format!(
+                    "remove {name} from {}; set it in a drop-in (systemctl edit jarvis-supervisor) if it is needed",
+                    shown.display()
+                ),
+            )
+            .at(var.line, Some(name.to_string())),
+        );
+    }
+    out
 }
 
 /// Whether `acct` may read a file with metadata `m` (owner, group, other).

@@ -93,6 +93,8 @@ struct Automaton {
     nfa: Option<NFA>,
     /// The automaton could not be built: no line can be shown.
     failed: bool,
+    /// Not built: more than MAX_VALUES values.
+    too_many: bool,
     /// Per pattern: a short form, counted only as a whole word.
     short: Vec<bool>,
     /// What ends in each matching state, found on first use: the
@@ -112,16 +114,35 @@ struct Ends {
 
 const HIDDEN: &str = "(a line hidden: it holds a value of .env)";
 
+/// More values than this and no line is shown: the automaton's build
+/// grows with the square of the values when they share prefixes and
+/// suffixes (value_1, value_10, ...: 100,000 such took 4 s, 1,000,000
+/// would take minutes), and `status` must end within its bound whatever
+/// the service user writes into `.env`. A real `.env` holds tens.
+pub const MAX_VALUES: usize = 20_000;
+
+const TOO_MANY: &str = "(a line hidden: .env holds more values than can be masked; see jarvisctl env lint)";
+
 impl Masker {
     pub fn new(values: &[String]) -> Masker {
+        let mut values: Vec<String> = values.iter().filter(|v| !v.is_empty()).cloned().collect();
+        values.sort_unstable();
+        values.dedup();
         Masker {
-            values: values.iter().filter(|v| !v.is_empty()).cloned().collect(),
+            values,
             built: OnceLock::new(),
         }
     }
 
     fn automaton(&self) -> &Automaton {
         self.built.get_or_init(|| {
+            if self.values.len() > MAX_VALUES {
+                return Automaton {
+                    failed: true,
+                    too_many: true,
+                    ..Automaton::default()
+                };
+            }
             let mut patterns: Vec<String> = self.values.iter().flat_map(|v| forms(v)).collect();
             patterns.sort_unstable();
             patterns.dedup();
@@ -135,6 +156,7 @@ impl Masker {
             let nfa = NFA::builder().match_kind(MatchKind::Standard).build(&patterns);
             Automaton {
                 failed: nfa.is_err(),
+                too_many: false,
                 nfa: nfa.ok(),
                 short,
                 ends: Mutex::new(HashMap::new()),
@@ -214,6 +236,9 @@ impl Masker {
     /// `line` with every form of every value replaced by `****`.
     pub fn mask(&self, line: &str) -> String {
         let a = self.automaton();
+        if a.too_many {
+            return TOO_MANY.to_string();
+        }
         if a.failed {
             return HIDDEN.to_string();
         }
@@ -300,6 +325,22 @@ mod tests {
 
     fn m(line: &str, values: &[&str]) -> String {
         Masker::new(&values.iter().map(|v| v.to_string()).collect::<Vec<_>>()).mask(line)
+    }
+
+    #[test]
+    fn more_values_than_can_be_masked_hide_every_line_at_once() {
+        let many: Vec<String> = (0..=MAX_VALUES).map(|i| format!("value_{i}")).collect();
+        let t = std::time::Instant::now();
+        let shown = Masker::new(&many).mask("nothing secret here");
+        assert!(shown.contains("more values than can be masked"), "{shown}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t.elapsed()
+        );
+        // The same value many times is one value.
+        let same = vec!["value_1".to_string(); MAX_VALUES + 1];
+        assert_eq!(Masker::new(&same).mask("a value_1 b"), "a **** b");
     }
 
     #[test]

@@ -625,6 +625,64 @@ fn env_lint_checks_any_file_without_printing_values() {
     assert_eq!(v["ok"], true);
 }
 
+/// A `.env` comes after the unit's `Environment=` and overrides it: a
+/// PYTHONPATH out of the code root, or byte code turned back on, would
+/// run code the drift check does not see. And more values than can be
+/// masked make every bot line hidden: both are named.
+#[test]
+fn env_lint_names_python_overrides_and_more_values_than_can_be_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join(".env");
+    let lint = |f: &std::path::Path| {
+        let out = Command::new(BIN)
+            .args(["env", "lint"])
+            .arg(f)
+            .arg("--rules")
+            .arg(repo("packaging/etc/env-rules.conf"))
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        text(&out)
+    };
+    fs::write(
+        &f,
+        format!(
+            "TELEGRAM_BOT_TOKEN={TOKEN}\nTELEGRAM_ADMIN_IDS={IDS}\nPYTHONPATH={}:{}/bots\n",
+            dir.path().display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let t = lint(&f);
+    assert!(!t.contains("PYTHONPATH"), "the code root itself is fine:\n{t}");
+    fs::write(
+        &f,
+        format!(
+            "TELEGRAM_BOT_TOKEN={TOKEN}\nTELEGRAM_ADMIN_IDS={IDS}\nPYTHONPATH={}:/tmp/elsewhere\nPYTHONDONTWRITEBYTECODE=\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let t = lint(&f);
+    assert!(
+        t.contains("line 3 sets PYTHONPATH, which replaces the unit's setting")
+            && t.contains("line 4 sets PYTHONDONTWRITEBYTECODE"),
+        "{t}"
+    );
+    assert!(t.contains("remove PYTHONPATH from"), "{t}");
+    let mut many = format!("TELEGRAM_BOT_TOKEN={TOKEN}\nTELEGRAM_ADMIN_IDS={IDS}\n");
+    for i in 0..20_001 {
+        many.push_str(&format!("V{i}=value_{i}\n"));
+    }
+    fs::write(&f, many).unwrap();
+    let t = lint(&f);
+    assert!(
+        t.contains("holds 20003 values, more than the 20000 that can be masked"),
+        "{t}"
+    );
+    assert!(!t.contains("value_1"), "{t}");
+}
+
 #[test]
 fn a_bad_rules_file_is_a_usage_error_naming_file_and_line() {
     let t = Tree::new();
