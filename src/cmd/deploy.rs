@@ -663,7 +663,7 @@ fn deploy(ctx: &Ctx, job: &Job, s: &Session, o: &mut Outcome) -> std::result::Re
             plan::plan_list(&plan, "replace").len(),
             plan::plan_list(&plan, "delete").len(),
             plan::plan_list(&plan, "adopted").len(),
-            plan["unshipped"].as_u64().unwrap_or(0)
+            plan::unshipped(&plan)
         ),
     );
 

@@ -304,16 +304,27 @@ def describe(kind, want):
     }.get(kind, kind)
 
 
+# Entries the unshipped count looks at, at most: the tree is the service
+# user's, and the count (shown, never acted on) runs under the step lock.
+SCAN_MAX = int(os.environ.get("JARVIS_DEPLOY_SCAN_MAX", "200000"))
+
+
 def count_unshipped(root_fd, known):
     """Regular files below the root that no manifest lists (never followed
-    through links, never read)."""
-    n = 0
+    through links, never read), and whether the count stopped at SCAN_MAX
+    entries (then it is a lower bound)."""
+    n, seen = 0, 0
     stack = [("", os.dup(root_fd))]
     while stack:
         rel, fd = stack.pop()
         try:
             with os.scandir(fd) as it:
                 for d in it:
+                    seen += 1
+                    if seen > SCAN_MAX:
+                        for _, other in stack:
+                            os.close(other)
+                        return n, False
                     r = d.name if not rel else rel + "/" + d.name
                     try:
                         if d.is_dir(follow_symlinks=False):
@@ -324,7 +335,7 @@ def count_unshipped(root_fd, known):
                         continue
         finally:
             os.close(fd)
-    return n
+    return n, True
 
 
 def copy_in(tree, rel, e, srcs, owner_ids):
@@ -612,7 +623,8 @@ def main(argv):
         try:
             if cmd == "plan":
                 p, _ = plan(tree, old, new, a["take_over"])
-                p["unshipped"] = count_unshipped(fd, set(old) | set(new))
+                p["unshipped"], complete = count_unshipped(fd, set(old) | set(new))
+                p["unshipped_at_least"] = not complete
                 return p, (3 if p["conflicts"] else 0)
             result, code = apply(tree, old, new, a)
             if code == 0 and owner:

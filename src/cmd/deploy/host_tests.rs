@@ -263,6 +263,22 @@ fn a_shipped_path_taken_by_an_unshipped_file_is_refused_and_nothing_changes() {
     assert_eq!(plan["conflicts"][0]["path"], taken.as_str(), "{plan}");
     // The other four state files, counted, not listed.
     assert_eq!(plan["unshipped"], state.len() as u64 - 1, "{plan}");
+    assert_eq!(plan["unshipped_at_least"], false, "{plan}");
+    // A tree bigger than the count looks at: counted up to there, said so.
+    let out = Command::new("python3")
+        .arg(HOST_PY)
+        .args(["plan", &live, &v1, &v2])
+        .env("JARVIS_DEPLOY_PAUSE_MARK", lab.p("paused"))
+        .env("JARVIS_DEPLOY_SCAN_MAX", "3")
+        .output()
+        .unwrap();
+    let capped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(capped["unshipped_at_least"], true, "{capped}");
+    assert!(capped["unshipped"].as_u64().unwrap() <= 3, "{capped}");
+    assert_eq!(
+        super::plan::unshipped(&capped),
+        format!("{}+", capped["unshipped"])
+    );
     let (r, code) = lab.apply(&v1, &v2, "v2b", &[]);
     assert_eq!(code, 3, "{r}");
     assert_eq!(lab.tree(), before, "a refused swap changed the tree");

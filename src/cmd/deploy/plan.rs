@@ -268,7 +268,7 @@ impl DryPlan<'_> {
         }
         out.push_str(&format!(
             "  kept: {} unshipped file(s) (the bot's state, the operator's files): never touched\n",
-            p["unshipped"].as_u64().unwrap_or(0)
+            unshipped(p)
         ));
         if n("kept_changed") > 0 {
             out.push_str(&format!(
@@ -304,6 +304,16 @@ impl DryPlan<'_> {
             )
         ));
         out
+    }
+}
+
+/// The plan's count of unshipped files; "N+" when the host stopped counting.
+pub fn unshipped(plan: &serde_json::Value) -> String {
+    let n = plan["unshipped"].as_u64().unwrap_or(0);
+    if plan["unshipped_at_least"].as_bool() == Some(true) {
+        format!("{n}+")
+    } else {
+        n.to_string()
     }
 }
 
