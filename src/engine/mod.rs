@@ -2,6 +2,12 @@
 //! the notify socket and the log pipe. Timers are deadlines passed to
 //! poll() as its timeout, so a healthy program costs no wakeups beyond its
 //! own notify messages and output.
+//!
+//! Here: the engine's record and its turn of the loop. Its parts: `start`
+//! (start limit, ExecCondition=, ExecStartPre=, ExecStart=, READY),
+//! `exit` (an exit's result and Restart=), `stop` (timers that end the
+//! program, signals to its group, a stop), `notify` (sd_notify messages),
+//! `environment` (what a process starts with), `state` (state.json).
 
 mod environment;
 mod exit;

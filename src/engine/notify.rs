@@ -1,6 +1,7 @@
 //! The engine's own `NOTIFY_SOCKET`: a datagram socket at a file system
 //! path, with the sender's credentials on every message (SO_PASSCRED), read
-//! without blocking so that a flood never stalls the program.
+//! without blocking so that a flood never stalls the program; its lines
+//! parsed as `Notice`s, and what the engine does on each.
 
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -94,6 +95,12 @@ impl NotifySocket {
     }
 }
 
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// One line of an sd_notify message that the engine acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice<'a> {
@@ -127,12 +134,6 @@ pub fn parse(line: &str) -> Option<Notice<'_>> {
         ("EXTEND_TIMEOUT_USEC", v) => Notice::ExtendTimeoutUsec(v.parse().ok()?),
         _ => return None,
     })
-}
-
-impl Drop for NotifySocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 impl Engine {
