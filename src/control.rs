@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use crate::engine::service::Service;
-use crate::engine::state::StateFile;
+use crate::engine::state::{RunState, StateFile};
 use crate::engine::{LOCK_FILE, PID_FILE, STATE_DIR};
 use crate::error::Result;
 use crate::paths::{Paths, UNIT};
@@ -234,8 +234,12 @@ fn engine_seen(t: &Target) -> Seen {
         format!("{} (engine gone)", st.state)
     };
     Seen {
-        running: up && st.state == "running",
-        busy: up && matches!(&*st.state, "starting" | "stopping" | "restarting"),
+        running: up && st.state == RunState::Running,
+        busy: up
+            && matches!(
+                st.state,
+                RunState::Starting | RunState::Stopping | RunState::Restarting
+            ),
         state,
         result: st.result.to_string(),
         main_pid: st.main_pid.filter(|_| up).and_then(|p| u32::try_from(p).ok()),
@@ -245,7 +249,7 @@ fn engine_seen(t: &Target) -> Seen {
             String::new()
         },
         n_restarts: u64::from(st.n_restarts),
-        auto_restart: up && st.state == "restarting",
+        auto_restart: up && st.state == RunState::Restarting,
     }
 }
 

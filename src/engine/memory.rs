@@ -10,6 +10,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::error::{Error, Result};
+
 pub enum Limit {
     None,
     /// The cgroup.procs file the program joins.
@@ -94,11 +96,11 @@ pub fn setup(max: Option<u64>, name: &str) -> (Limit, String) {
     let mut why = vec!["no cgroup2 mount".to_string()];
     match v2(max, name) {
         Ok((limit, line)) => return (limit, line),
-        Err(e) => why[0] = e,
+        Err(e) => why[0] = e.to_string(),
     }
     match v1(max, name) {
         Ok((limit, line)) => return (limit, line),
-        Err(e) => why.push(e),
+        Err(e) => why.push(e.to_string()),
     }
     (
         Limit::Rlimit(max),
@@ -109,7 +111,7 @@ pub fn setup(max: Option<u64>, name: &str) -> (Limit, String) {
     )
 }
 
-fn v2(max: u64, name: &str) -> std::result::Result<(Limit, String), String> {
+fn v2(max: u64, name: &str) -> Result<(Limit, String)> {
     let mut why = "no cgroup2 mount".to_string();
     for (mount, _) in mounts("cgroup2") {
         let controllers = fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
@@ -135,17 +137,17 @@ fn v2(max: u64, name: &str) -> std::result::Result<(Limit, String), String> {
             }
         }
     }
-    Err(why)
+    Err(Error::new(why))
 }
 
 /// The v1 memory hierarchy: a child of the engine's own memory cgroup, so
 /// that a limit set above the engine still holds for the program.
-fn v1(max: u64, name: &str) -> std::result::Result<(Limit, String), String> {
+fn v1(max: u64, name: &str) -> Result<(Limit, String)> {
     let Some((mount, _)) = mounts("cgroup")
         .into_iter()
         .find(|(_, opts)| opts.split(',').any(|o| o == "memory"))
     else {
-        return Err("no cgroup v1 memory hierarchy".into());
+        return Err(Error::new("no cgroup v1 memory hierarchy"));
     };
     let own = own_v1_cgroup("memory");
     let dir = mount.join(own.trim_start_matches('/')).join(name);
@@ -161,7 +163,10 @@ fn v1(max: u64, name: &str) -> std::result::Result<(Limit, String), String> {
         )),
         Err(e) => {
             let _ = fs::remove_dir(&dir);
-            Err(format!("cannot make a cgroup in {}: {e}", mount.display()))
+            Err(Error::new(format!(
+                "cannot make a cgroup in {}: {e}",
+                mount.display()
+            )))
         }
     }
 }

@@ -2,7 +2,15 @@
 //! the notify socket and the log pipe. Timers are deadlines passed to
 //! poll() as its timeout, so a healthy program costs no wakeups beyond its
 //! own notify messages and output.
+//!
+//! Here: the engine's record and its turn of the loop. Its parts: `start`
+//! (start limit, ExecCondition=, ExecStartPre=, ExecStart=, READY),
+//! `exit` (an exit's result and Restart=), `stop` (timers that end the
+//! program, signals to its group, a stop), `notify` (sd_notify messages),
+//! `environment` (what a process starts with), `state` (state.json).
 
+mod environment;
+mod exit;
 pub mod leftovers;
 pub mod logsink;
 pub mod members;
@@ -10,13 +18,13 @@ pub mod memory;
 pub mod notify;
 pub mod service;
 mod spawn;
+mod start;
 pub mod state;
+mod stop;
 mod trim;
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -24,9 +32,8 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
@@ -35,14 +42,13 @@ use logsink::LogSink;
 use members::Cgroup;
 use memory::Limit;
 use notify::NotifySocket;
-use service::{ExecLine, Kind, NotifyAccess, Preserve, Restart, Service};
-use state::{now_unix, State, StateFile};
+use service::{Kind, NotifyAccess, Service};
+use state::{now_unix, RunResult, RunState, State, StateFile};
 
 /// Where `jarvisctl run` keeps its lock, pid file, notify socket and state.
 pub const STATE_DIR: &str = "/run/jarvis-supervisor-run";
 pub const LOCK_FILE: &str = "run.lock";
 pub const PID_FILE: &str = "run.pid";
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// One line per event, on stderr (the engine log under --daemon). A
 /// closed or broken stderr is ignored: it must never stop the supervision.
@@ -114,6 +120,25 @@ enum Timer {
     RestartDue,
 }
 
+/// Why the engine is ending a process: the run's result if it then ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillReason {
+    /// TimeoutStartSec= passed.
+    Timeout,
+    Watchdog,
+    Stop,
+}
+
+impl KillReason {
+    fn result(self) -> RunResult {
+        match self {
+            KillReason::Timeout => RunResult::Timeout,
+            KillReason::Watchdog => RunResult::Watchdog,
+            KillReason::Stop => RunResult::Stop,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     Condition(usize),
@@ -126,7 +151,7 @@ struct Child {
     pid: Pid,
     role: Role,
     /// Why we are killing it, when we are.
-    kill_reason: Option<&'static str>,
+    kill_reason: Option<KillReason>,
 }
 
 pub struct Engine {
@@ -175,9 +200,6 @@ pub struct Engine {
 
 /// Pings and STATUS= go to state.json at most this often; a flood of them
 /// must not turn into a flood of file writes.
-/// The largest EnvironmentFile= read (a link to /dev/zero must not make
-/// root read gigabytes); far above any real .env.
-const ENV_MAX: u64 = 64 << 20;
 const SAVE_EVERY: Duration = Duration::from_millis(100);
 /// How often a running engine gives back its unused pages (see `trim`):
 /// about 1 ms of work, once the program is ready and then at most this
@@ -197,22 +219,6 @@ fn poll_timeout(at: Option<Instant>) -> PollTimeout {
     }
 }
 
-fn is_clean(status: &std::process::ExitStatus) -> bool {
-    match (status.code(), status.signal()) {
-        (Some(0), _) => true,
-        (_, Some(s)) => {
-            [
-                libc_sig(Signal::SIGHUP),
-                libc_sig(Signal::SIGINT),
-                libc_sig(Signal::SIGTERM),
-            ]
-            .contains(&s)
-                || s == libc_sig(Signal::SIGPIPE)
-        }
-        _ => false,
-    }
-}
-
 /// A name of the engine's own, the same at every run, for its cgroup: the
 /// next run finds a killed run's processes there, and a test's engine
 /// under --root does not share the installed one's.
@@ -226,24 +232,6 @@ fn cgroup_name(paths: &Paths, state_dir: &Path) -> String {
         h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
     }
     format!("jarvis-supervisor-run-{h:016x}")
-}
-
-fn libc_sig(s: Signal) -> i32 {
-    s as i32
-}
-
-fn describe(status: &std::process::ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("code=exited, status={c}"),
-        (_, Some(s)) => format!(
-            "code=killed, signal={}",
-            Signal::try_from(s).map_or(s.to_string(), |sig| sig
-                .as_str()
-                .trim_start_matches("SIG")
-                .to_string())
-        ),
-        _ => "unknown".to_string(),
-    }
 }
 
 impl Engine {
@@ -313,11 +301,11 @@ impl Engine {
             .collect();
         let st = State {
             schema: 1,
-            state: "starting".into(),
+            state: RunState::Starting,
             engine_pid: std::process::id(),
             main_pid: None,
             n_restarts: 0,
-            result: "success".into(),
+            result: RunResult::Success,
             last_exit: None,
             last_watchdog_unix: None,
             watchdog_usec: svc.watchdog.map_or(0, |d| d.as_micros() as u64),
@@ -456,7 +444,7 @@ impl Engine {
         // none while idle.
         let long_wait = timeout == PollTimeout::NONE || timeout >= PollTimeout::from(1000u16);
         let trim_allowed = self.trimmed_at.map(|t| t + TRIM_EVERY);
-        let (trim, timeout) = if self.touched && long_wait && self.st.state == "running" {
+        let (trim, timeout) = if self.touched && long_wait && self.st.state == RunState::Running {
             match trim_allowed {
                 Some(at) if at > Instant::now() => {
                     (false, poll_timeout(Some(next.map_or(at, |n| n.min(at)))))
@@ -529,759 +517,5 @@ impl Engine {
         if self.flush_at.is_some_and(|at| Instant::now() >= at) {
             self.save();
         }
-    }
-
-    // ----- starting -----
-
-    fn start_cycle(&mut self) {
-        let now = Instant::now();
-        let interval = self.svc.start_limit_interval;
-        if !interval.is_zero() && self.svc.start_limit_burst > 0 {
-            while self
-                .starts
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > interval)
-            {
-                self.starts.pop_front();
-            }
-            if self.starts.len() >= self.svc.start_limit_burst as usize {
-                say!(
-                    "start limit hit: {} starts within {}s (StartLimitBurst={}, StartLimitIntervalSec={}s); giving up",
-                    self.starts.len(),
-                    interval.as_secs_f64(),
-                    self.svc.start_limit_burst,
-                    interval.as_secs_f64()
-                );
-                say!("note: fix the cause (see the program output above), then start it again");
-                self.st.state = "failed".into();
-                self.st.result = "start-limit-hit".into();
-                self.st.main_pid = None;
-                self.remove_runtime_dirs(true);
-                self.save();
-                // At once, as systemd's OnFailure= does (jarvisctl alert).
-                self.alert(&format!(
-                    "jarvisctl run gave up: start limit hit ({} starts within {}s)",
-                    self.starts.len(),
-                    interval.as_secs_f64()
-                ));
-                self.done = Some(1);
-                return;
-            }
-            self.starts.push_back(now);
-        }
-        self.start_began = now;
-        // Made after the last start, off the path from an exit to the next
-        // start (it reads /dev/urandom).
-        self.invocation_id = match std::mem::take(&mut self.next_invocation_id) {
-            id if id.is_empty() => leftovers::invocation_id(),
-            id => id,
-        };
-        self.st.state = "starting".into();
-        self.st.main_pid = None;
-        self.save_after_turn();
-        if let Err(e) = self.make_runtime_dirs() {
-            say!("{e}");
-            self.after_failed_start("exit-code", None);
-            return;
-        }
-        self.run_condition(0);
-    }
-
-    /// `ExecCondition=` commands in turn, then the start proper.
-    fn run_condition(&mut self, idx: usize) {
-        if self.stop_requested {
-            self.finish_stopped();
-            return;
-        }
-        let Some(line) = self.svc.exec_condition.get(idx) else {
-            self.run_pre(0);
-            return;
-        };
-        let argv = line.argv.clone();
-        match self.spawn(&argv, Role::Condition(idx)) {
-            Ok(pid) => {
-                self.child = Some(Child {
-                    pid,
-                    role: Role::Condition(idx),
-                    kill_reason: None,
-                });
-                self.set_start_timer();
-            }
-            Err(e) => {
-                say!("{e}");
-                self.after_failed_start("exit-code", None);
-            }
-        }
-    }
-
-    /// An `ExecCondition=` said no (exit 1-254): as systemd, the start is
-    /// skipped, which is no failure: no restart, no alert; the engine ends.
-    fn skipped(&mut self, argv: &[String], status: &std::process::ExitStatus) {
-        say!(
-            "ExecCondition={} exited, {}: start skipped (not a failure; no restart)",
-            argv.join(" "),
-            describe(status)
-        );
-        self.timer = None;
-        self.remove_runtime_dirs(true);
-        self.st.state = "stopped".into();
-        self.st.result = "exec-condition".into();
-        self.st.main_pid = None;
-        self.save();
-        self.done = Some(0);
-    }
-
-    fn run_pre(&mut self, idx: usize) {
-        if self.stop_requested {
-            self.finish_stopped();
-            return;
-        }
-        let (argv, role) = match self.svc.exec_start_pre.get(idx) {
-            Some(line) => (line.argv.clone(), Role::Pre(idx)),
-            None => (self.svc.exec_start.argv.clone(), Role::Main),
-        };
-        match self.spawn(&argv, role) {
-            Ok(pid) => {
-                self.child = Some(Child {
-                    pid,
-                    role,
-                    kill_reason: None,
-                });
-                if role == Role::Main {
-                    self.next_invocation_id = leftovers::invocation_id();
-                    self.st.main_pid = Some(pid.as_raw());
-                    say!("started {} (pid {pid})", argv.join(" "));
-                    if self.svc.kind == Kind::Simple {
-                        self.became_ready();
-                    } else {
-                        self.set_start_timer();
-                        self.save();
-                    }
-                } else {
-                    self.set_start_timer();
-                }
-            }
-            Err(e) => {
-                say!("{e}");
-                self.after_failed_start("exit-code", None);
-            }
-        }
-    }
-
-    fn set_start_timer(&mut self) {
-        self.timer = self.svc.timeout_start.map(|d| (Instant::now() + d, Timer::Start));
-    }
-
-    fn became_ready(&mut self) {
-        self.st.state = "running".into();
-        self.st.down_since_unix = None;
-        self.timer = self.watchdog.map(|d| (Instant::now() + d, Timer::Watchdog));
-        if self.svc.kind == Kind::Notify {
-            say!(
-                "ready (pid {}) after {:.1}s",
-                self.st.main_pid.unwrap_or(0),
-                self.start_began.elapsed().as_secs_f64()
-            );
-        }
-        self.save();
-    }
-
-    fn environment(&self, role: Role) -> Result<Vec<(String, String)>> {
-        let mut env: Vec<(String, String)> = vec![
-            ("PATH".into(), DEFAULT_PATH.into()),
-            ("INVOCATION_ID".into(), self.invocation_id.clone()),
-        ];
-        if let Some(a) = &self.account {
-            env.push(("HOME".into(), a.home.display().to_string()));
-            env.push(("USER".into(), a.name.clone()));
-            env.push(("LOGNAME".into(), a.name.clone()));
-            env.push(("SHELL".into(), a.shell.display().to_string()));
-        }
-        if !self.runtime_dirs.is_empty() {
-            let dirs: Vec<String> = self
-                .runtime_dirs
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect();
-            env.push(("RUNTIME_DIRECTORY".into(), dirs.join(":")));
-        }
-        if role == Role::Main {
-            if let Some(n) = &self.notify {
-                env.push(("NOTIFY_SOCKET".into(), n.path.display().to_string()));
-            }
-        }
-        env.extend(self.svc.environment.iter().cloned());
-        for f in &self.svc.environment_files {
-            // Read as root from a directory the service user may write: a
-            // link to a root-only KEY=VALUE file must not hand its values to
-            // the bot (systemd follows it; the preflight, as the service
-            // user, then refuses the start).
-            match crate::untrusted::read(&f.path, self.account.as_ref().map(|a| a.uid), ENV_MAX) {
-                Ok(bytes) => {
-                    let parsed = crate::envfile::parse(&bytes);
-                    if parsed.refused {
-                        return Err(Error::new(format!(
-                            "EnvironmentFile={} is not valid UTF-8; systemd refuses it too",
-                            f.path.display()
-                        ))
-                        .with_note("check it with: jarvisctl env lint FILE"));
-                    }
-                    env.extend(parsed.vars.into_iter().map(|v| (v.key, v.value)));
-                }
-                Err(e) if f.optional && e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("read EnvironmentFile", &f.path, e)),
-            }
-        }
-        // Later assignments win, as in systemd; keep the last of each name
-        // (an index, not a scan per name: a huge .env stays linear).
-        let mut out: Vec<(String, String)> = Vec::new();
-        let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-        for (k, v) in env {
-            match at.get(&k) {
-                Some(&i) => out[i].1 = v,
-                None => {
-                    at.insert(k.clone(), out.len());
-                    out.push((k, v));
-                }
-            }
-        }
-        if let Some(why) = crate::envfile::exec_refusal(out.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-            let what = match role {
-                Role::Main => "ExecStart=".to_string(),
-                Role::Condition(i) => format!("ExecCondition= #{}", i + 1),
-                Role::Pre(i) => format!("ExecStartPre= #{}", i + 1),
-            };
-            return Err(Error::new(format!("cannot start {what}: the environment is too large: {why}"))
-                .with_note("keep large data in a file under data/ and put its path in the .env; check it with: jarvisctl check"));
-        }
-        Ok(out)
-    }
-
-    fn spawn(&mut self, argv: &[String], role: Role) -> Result<Pid> {
-        let env = self.environment(role)?;
-        let identity = self.account.as_ref().map(|a| {
-            let gid = nix::unistd::Gid::from_raw(a.gid);
-            let groups = std::ffi::CString::new(a.name.as_str())
-                .ok()
-                .and_then(|name| nix::unistd::getgrouplist(&name, gid).ok())
-                .unwrap_or_else(|| vec![gid]);
-            spawn::Identity {
-                uid: a.uid,
-                gid: a.gid,
-                groups,
-            }
-        });
-        let chdir = self
-            .svc
-            .working_directory
-            .as_ref()
-            .filter(|w| !w.optional || w.path.is_dir())
-            .map(|w| w.path.as_path());
-        let (cgroups, rlimit): (Vec<&Path>, _) = match &self.limit {
-            Limit::Cgroup(procs) => (vec![procs.as_path()], None),
-            Limit::Rlimit(max) => (vec![], Some(*max)),
-            Limit::None => (vec![], None),
-        };
-        let track = self
-            .cgroup
-            .as_ref()
-            .map(Cgroup::procs)
-            .filter(|p| !cgroups.contains(&p.as_path()));
-        let watchdog = match role {
-            Role::Main => self.watchdog.map(|w| w.as_micros()),
-            Role::Pre(_) | Role::Condition(_) => None,
-        };
-        let cannot = |e: std::io::Error| Error::new(format!("cannot start {}: {e}", argv.join(" ")));
-        let launch = spawn::Launch::new(
-            argv,
-            &env,
-            watchdog,
-            chdir,
-            &cgroups,
-            rlimit,
-            identity,
-            self.svc.umask,
-            self.svc.no_new_privileges,
-        )
-        .map_err(cannot)?;
-        let launch = match &track {
-            Some(procs) => launch.track(procs).map_err(cannot)?,
-            None => launch,
-        };
-        let pid = launch.spawn(&self.log_write, &self.log_write).map_err(cannot)?;
-        // Not let into the cgroup (a kernel's or a container's rule): an
-        // empty cgroup would look like a program with nothing left, so its
-        // processes are found as the engine's descendants from now on.
-        if let Some(cg) = &self.cgroup {
-            if members::live(pid.as_raw()) && !cg.pids().contains(&pid.as_raw()) {
-                say!(
-                    "the program could not join its cgroup {}; stop ends the engine's descendants instead (it is their subreaper)",
-                    cg.dir.display()
-                );
-                cg.remove();
-                self.cgroup = None;
-                self.st.cgroup = None;
-            }
-        }
-        let uid = self
-            .account
-            .as_ref()
-            .map_or_else(|| nix::unistd::getuid().as_raw(), |a| a.uid);
-        leftovers::record(&self.state_dir, pid, &self.invocation_id, uid);
-        Ok(pid)
-    }
-
-    fn make_runtime_dirs(&self) -> Result<()> {
-        for d in &self.runtime_dirs {
-            if !d.is_dir() {
-                std::fs::create_dir_all(d).map_err(|e| Error::io("create RuntimeDirectory", d, e))?;
-            }
-            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
-            if let Some(a) = &self.account {
-                std::os::unix::fs::chown(d, Some(a.uid), Some(a.gid))
-                    .map_err(|e| Error::io("chown RuntimeDirectory", d, e))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// `restarting`: kept when RuntimeDirectoryPreserve=restart or yes.
-    fn remove_runtime_dirs(&self, final_stop: bool) {
-        let keep = match self.svc.runtime_preserve {
-            Preserve::Yes => true,
-            Preserve::Restart => !final_stop,
-            Preserve::No => false,
-        };
-        if !keep {
-            for d in &self.runtime_dirs {
-                let _ = std::fs::remove_dir_all(d);
-            }
-        }
-    }
-
-    // ----- notify -----
-
-    fn read_notify(&mut self) {
-        let mut dirty = false;
-        for _ in 0..4096 {
-            let Some(msg) = self.notify.as_mut().and_then(|n| n.recv()) else {
-                break;
-            };
-            let main = self
-                .child
-                .filter(|c| c.role == Role::Main)
-                .map(|c| c.pid.as_raw());
-            let allowed = match self.svc.notify_access {
-                NotifyAccess::None => false,
-                NotifyAccess::All => main.is_some(),
-                NotifyAccess::Main => main.is_some() && msg.pid == main,
-            };
-            if !allowed {
-                self.ignored_senders += 1;
-                if self.ignored_senders.is_power_of_two() {
-                    say!(
-                        "ignored a notify message from pid {} (NotifyAccess={:?}, main pid {}); {} so far",
-                        msg.pid.unwrap_or(0),
-                        self.svc.notify_access,
-                        main.unwrap_or(0),
-                        self.ignored_senders
-                    );
-                }
-                continue;
-            }
-            for line in msg.text.lines() {
-                dirty |= self.notify_line(line);
-            }
-        }
-        if dirty {
-            self.save_soon();
-        }
-    }
-
-    fn notify_line(&mut self, line: &str) -> bool {
-        let Some((key, value)) = line.split_once('=') else {
-            return false;
-        };
-        match (key, value) {
-            ("READY", "1") => {
-                if self.st.state == "starting" {
-                    self.became_ready();
-                }
-                false
-            }
-            ("WATCHDOG", "1") => {
-                self.st.last_watchdog_unix = Some(now_unix());
-                if self.st.state == "running" {
-                    if let Some(d) = self.watchdog {
-                        self.timer = Some((Instant::now() + d, Timer::Watchdog));
-                    }
-                }
-                true
-            }
-            ("WATCHDOG", "trigger") => {
-                if self.st.state == "running" {
-                    self.fire(Timer::Watchdog);
-                }
-                true
-            }
-            ("WATCHDOG_USEC", v) => {
-                if let Ok(us) = v.parse::<u64>() {
-                    self.watchdog = (us > 0).then(|| Duration::from_micros(us));
-                    self.st.watchdog_usec = us;
-                    if self.st.state == "running" {
-                        self.timer = self.watchdog.map(|d| (Instant::now() + d, Timer::Watchdog));
-                    }
-                }
-                true
-            }
-            ("STATUS", v) => {
-                self.st.status_text = v.to_string();
-                true
-            }
-            ("STOPPING", "1") => {
-                say!("the program reports STOPPING=1");
-                self.st.state = "stopping".into();
-                if self.timer.is_some_and(|(_, t)| t == Timer::Watchdog) {
-                    self.timer = None;
-                }
-                true
-            }
-            ("EXTEND_TIMEOUT_USEC", v) => {
-                if let (Ok(us), Some((at, t))) = (v.parse::<u64>(), self.timer) {
-                    if t == Timer::Start || t == Timer::Kill {
-                        let new = Instant::now() + Duration::from_micros(us);
-                        self.timer = Some((at.max(new), t));
-                    }
-                }
-                false
-            }
-            _ => false,
-        }
-    }
-
-    // ----- exits, timers, signals -----
-
-    fn reap(&mut self) {
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(ws) => {
-                    let Some(pid) = ws.pid() else { break };
-                    let raw = match ws {
-                        WaitStatus::Exited(_, c) => c << 8,
-                        WaitStatus::Signaled(_, s, core) => s as i32 | if core { 0x80 } else { 0 },
-                        _ => continue,
-                    };
-                    let status = std::process::ExitStatus::from_raw(raw);
-                    if let Some(child) = self.child.filter(|c| c.pid == pid) {
-                        self.child = None;
-                        self.exited(child, status);
-                    }
-                }
-            }
-        }
-        if let Some((c, status, _)) = self.draining {
-            if self.members().is_empty() {
-                self.draining = None;
-                self.after_exit(c, status);
-            }
-        }
-    }
-
-    fn exited(&mut self, child: Child, status: std::process::ExitStatus) {
-        self.logs.drain();
-        if child.role == Role::Main {
-            self.st.main_pid = None;
-            say!("main process {} exited, {}", child.pid, describe(&status));
-        }
-        // What is left of its processes goes too, as systemd empties the
-        // cgroup: SIGTERM, then SIGKILL after TimeoutStopSec=. They are
-        // our descendants (we are their subreaper), so each exit wakes us
-        // up through SIGCHLD.
-        if !self.members().is_empty() {
-            let pending_kill = self.timer.filter(|(_, t)| *t == Timer::Kill);
-            if pending_kill.is_none() {
-                say!(
-                    "processes of its group remain: SIGTERM, then SIGKILL after {}",
-                    self.svc
-                        .timeout_stop
-                        .map_or("no timeout".to_string(), |d| format!(
-                            "TimeoutStopSec={}s",
-                            d.as_secs_f64()
-                        ))
-                );
-                self.signal_members(Signal::SIGTERM);
-            }
-            self.timer =
-                pending_kill.or_else(|| self.svc.timeout_stop.map(|d| (Instant::now() + d, Timer::Kill)));
-            self.draining = Some((child, status, 0));
-            return;
-        }
-        self.after_exit(child, status);
-    }
-
-    /// The group of an exited process is empty (or given up on): go on.
-    fn after_exit(&mut self, child: Child, status: std::process::ExitStatus) {
-        self.timer = None;
-        match child.role {
-            Role::Condition(i) => {
-                let argv = self.svc.exec_condition[i].argv.clone();
-                if self.stop_requested {
-                    self.finish_stopped();
-                } else if status.success() {
-                    self.run_condition(i + 1);
-                } else if child.kill_reason.is_none() && status.code().is_some_and(|c| (1..=254).contains(&c))
-                {
-                    self.skipped(&argv, &status);
-                } else {
-                    say!("ExecCondition={} exited, {}", argv.join(" "), describe(&status));
-                    let result = child.kill_reason.unwrap_or(if status.code().is_some() {
-                        "exit-code"
-                    } else {
-                        "signal"
-                    });
-                    self.after_failed_start(result, Some(&status));
-                }
-            }
-            Role::Pre(i) => {
-                let line: &ExecLine = &self.svc.exec_start_pre[i];
-                let ok = status.success() || (line.ignore_failure && child.kill_reason.is_none());
-                if !status.success() {
-                    say!(
-                        "ExecStartPre={} exited, {}{}",
-                        line.argv.join(" "),
-                        describe(&status),
-                        if ok { " (ignored: '-' prefix)" } else { "" }
-                    );
-                }
-                if ok {
-                    self.run_pre(i + 1);
-                } else if self.stop_requested {
-                    self.finish_stopped();
-                } else {
-                    let result = child.kill_reason.unwrap_or(if status.code().is_some() {
-                        "exit-code"
-                    } else {
-                        "signal"
-                    });
-                    self.after_failed_start(result, Some(&status));
-                }
-            }
-            Role::Main => {
-                if self.stop_requested {
-                    self.finish_stopped();
-                    return;
-                }
-                let before_ready = self.svc.kind == Kind::Notify && self.st.state == "starting";
-                let oom = self.oom_killed();
-                let result = match child.kill_reason {
-                    Some(r) => r,
-                    None if status.signal() == Some(Signal::SIGKILL as i32) && oom => "oom-kill",
-                    // As systemd: a clean exit before READY=1 breaks the
-                    // notify protocol (the program's own pause does this;
-                    // the restart's ExecCondition= then skips the start).
-                    None if before_ready && status.code() == Some(0) => "protocol",
-                    None if is_clean(&status) => "success",
-                    None if status.code().is_some() => "exit-code",
-                    None => "signal",
-                };
-                self.after_failed_start(result, Some(&status));
-            }
-        }
-    }
-
-    /// Whether the kernel OOM-killed a process of the program's cgroup since
-    /// the last exit (its own count, which the service user cannot forge).
-    fn oom_killed(&mut self) -> bool {
-        let now = self.limit.oom_kills();
-        let grew = matches!((self.oom_seen, now), (Some(before), Some(n)) if n > before)
-            || matches!((self.oom_seen, now), (None, Some(n)) if n > 0);
-        if now.is_some() {
-            self.oom_seen = now;
-        }
-        if grew {
-            say!(
-                "the kernel's OOM killer ended a process of the program (oom_kill count of its cgroup: {})",
-                now.unwrap_or(0)
-            );
-        }
-        grew
-    }
-
-    /// After the program (or a start command) ended on its own, by a timeout
-    /// or by the watchdog: restart or give up, per Restart=.
-    fn after_failed_start(&mut self, result: &'static str, status: Option<&std::process::ExitStatus>) {
-        self.st.result = result.into();
-        self.st.last_exit = status.map(|s| s.code().unwrap_or_else(|| -s.signal().unwrap_or(0)));
-        self.st.down_since_unix.get_or_insert_with(now_unix);
-        let unclean_signal = result == "signal";
-        let restart = match self.svc.restart {
-            Restart::No => false,
-            Restart::Always => true,
-            Restart::OnSuccess => result == "success",
-            Restart::OnFailure => result != "success",
-            Restart::OnAbnormal => unclean_signal || matches!(result, "timeout" | "watchdog" | "oom-kill"),
-            Restart::OnWatchdog => result == "watchdog",
-            Restart::OnAbort => unclean_signal,
-        };
-        if !restart {
-            self.remove_runtime_dirs(true);
-            if result == "success" {
-                say!("the program ended (result {result}); Restart= does not restart it");
-                self.st.state = "stopped".into();
-                self.done = Some(0);
-            } else {
-                say!("the program failed (result {result}); Restart= does not restart it");
-                self.st.state = "failed".into();
-                self.done = Some(1);
-            }
-            self.save();
-            return;
-        }
-        self.remove_runtime_dirs(false);
-        self.st.n_restarts += 1;
-        self.st.state = "restarting".into();
-        if self.st.restarts_unix.len() >= state::RESTARTS_KEPT {
-            self.st.restarts_unix.remove(0);
-        }
-        self.st.restarts_unix.push(now_unix());
-        say!(
-            "result {result}; restart {} in {:.1}s (RestartSec=)",
-            self.st.n_restarts,
-            self.svc.restart_sec.as_secs_f64()
-        );
-        self.timer = Some((Instant::now() + self.svc.restart_sec, Timer::RestartDue));
-        self.save_after_turn();
-    }
-
-    fn fire(&mut self, which: Timer) {
-        match which {
-            Timer::RestartDue => self.start_cycle(),
-            Timer::Start => {
-                let limit = self.svc.timeout_start.unwrap_or_default().as_secs_f64();
-                match self.child.map(|c| c.role) {
-                    Some(Role::Main) => {
-                        say!("start timed out: no READY=1 within TimeoutStartSec={limit}s; terminating")
-                    }
-                    _ => say!("ExecStartPre= timed out after TimeoutStartSec={limit}s; terminating"),
-                }
-                self.signal_child(Signal::SIGTERM, "timeout", self.svc.timeout_stop);
-            }
-            Timer::Watchdog => {
-                let w = self.watchdog.unwrap_or_default().as_secs_f64();
-                say!("watchdog timeout: no WATCHDOG=1 within {w}s; sending SIGABRT");
-                self.signal_child(Signal::SIGABRT, "watchdog", self.svc.timeout_abort);
-            }
-            Timer::Kill => {
-                if let Some(c) = self.child {
-                    say!("pid {} did not exit in time; sending SIGKILL", c.pid);
-                    let _ = kill(c.pid, Signal::SIGKILL);
-                    self.signal_members(Signal::SIGKILL);
-                } else if let Some((c, status, tries)) = self.draining {
-                    if self.members().is_empty() || tries >= 10 {
-                        if tries >= 10 {
-                            say!(
-                                "processes of group {} survive SIGKILL; going on without them",
-                                c.pid
-                            );
-                        }
-                        self.draining = None;
-                        self.after_exit(c, status);
-                    } else {
-                        if tries == 0 {
-                            say!(
-                                "processes of group {} did not exit in time; sending SIGKILL",
-                                c.pid
-                            );
-                        }
-                        self.signal_members(Signal::SIGKILL);
-                        // Not every member need be our child: look again soon.
-                        self.draining = Some((c, status, tries + 1));
-                        self.timer = Some((Instant::now() + Duration::from_millis(100), Timer::Kill));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Signal the current child and every other process the program
-    /// started, and arm the SIGKILL timer.
-    fn signal_child(&mut self, sig: Signal, reason: &'static str, grace: Option<Duration>) {
-        let Some(c) = self.child.as_mut() else { return };
-        c.kill_reason.get_or_insert(reason);
-        let pid = c.pid;
-        let _ = kill(pid, sig);
-        self.signal_members(sig);
-        self.timer = grace.map(|g| (Instant::now() + g, Timer::Kill));
-    }
-
-    /// The live processes the program started (and the program): those in
-    /// its cgroup, else the engine's descendants (it is their subreaper).
-    fn members(&self) -> Vec<i32> {
-        match &self.cgroup {
-            Some(cg) => cg.pids(),
-            None => members::descendants(std::process::id() as i32),
-        }
-    }
-
-    /// `sig` (then SIGCONT) to every one of them; SIGKILL through the
-    /// cgroup's own kill where there is one.
-    fn signal_members(&self, sig: Signal) {
-        if let (Some(cg), Signal::SIGKILL) = (&self.cgroup, sig) {
-            cg.kill_all();
-            return;
-        }
-        // Again while a pass finds a process the last ones did not signal
-        // (forked meanwhile), as systemd does; bounded.
-        let mut signalled: Vec<i32> = Vec::new();
-        for _ in 0..10 {
-            let new: Vec<i32> = self
-                .members()
-                .into_iter()
-                .filter(|p| !signalled.contains(p))
-                .collect();
-            if new.is_empty() {
-                break;
-            }
-            for &p in &new {
-                let _ = kill(Pid::from_raw(p), sig);
-                if sig != Signal::SIGKILL {
-                    let _ = kill(Pid::from_raw(p), Signal::SIGCONT);
-                }
-            }
-            signalled.extend(new);
-        }
-    }
-
-    fn request_stop(&mut self, sig: Signal) {
-        if self.stop_requested {
-            say!("{sig} again: still waiting for the program to stop");
-            return;
-        }
-        self.stop_requested = true;
-        say!("{sig}: stopping");
-        match self.child {
-            Some(_) => {
-                self.st.state = "stopping".into();
-                self.save();
-                self.signal_child(Signal::SIGTERM, "stop", self.svc.timeout_stop);
-            }
-            // Its leftovers already had SIGTERM; stop once they are gone.
-            None if self.draining.is_some() => {
-                self.st.state = "stopping".into();
-                self.save();
-            }
-            None => self.finish_stopped(),
-        }
-    }
-
-    fn finish_stopped(&mut self) {
-        self.timer = None;
-        self.remove_runtime_dirs(true);
-        self.st.state = "stopped".into();
-        self.st.main_pid = None;
-        say!("stopped");
-        self.save();
-        self.done = Some(0);
     }
 }

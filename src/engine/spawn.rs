@@ -104,7 +104,7 @@ impl Launch {
             .rev()
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_str())
-            .unwrap_or(super::DEFAULT_PATH);
+            .unwrap_or(super::environment::DEFAULT_PATH);
         // As execvp: a name with a slash is a path (relative ones from the
         // working directory); otherwise each directory of PATH in turn.
         let candidates: Vec<PathBuf> = if program.contains('/') {

@@ -2,21 +2,98 @@
 //! host without systemd. Written whole, atomically (temp file + rename).
 
 use std::borrow::Cow;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Declares a state.json word as an enum: each variant is written as the
+/// exact string older versions wrote, and a string this version does not
+/// know (a newer engine's) is kept as it is, so that a reader still shows
+/// it rather than taking the file for unreadable.
+macro_rules! words {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(from = "String", into = "String")]
+        pub enum $name {
+            $($(#[$vm])* $v,)*
+            /// A word this version does not know.
+            Other(String),
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$v => $s,)*
+                    $name::Other(s) => s,
+                }
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                match s.as_str() {
+                    $($s => $name::$v,)*
+                    _ => $name::Other(s),
+                }
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.as_str().to_string()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+words! {
+    /// Where the program is in its life (systemd's sub-state words).
+    RunState {
+        Starting = "starting",
+        Running = "running",
+        Stopping = "stopping",
+        Restarting = "restarting",
+        Failed = "failed",
+        Stopped = "stopped",
+    }
+}
+
+words! {
+    /// How the last run ended (systemd's Result= words).
+    RunResult {
+        Success = "success",
+        ExitCode = "exit-code",
+        Signal = "signal",
+        /// The kernel's count of OOM kills in the program's cgroup grew.
+        OomKill = "oom-kill",
+        Timeout = "timeout",
+        Watchdog = "watchdog",
+        StartLimitHit = "start-limit-hit",
+        /// A clean exit before READY=1 (Type=notify).
+        Protocol = "protocol",
+        /// An ExecCondition= said no: the start was skipped.
+        ExecCondition = "exec-condition",
+        /// Killed by a stop (never written: a stop ends as `stopped`).
+        Stop = "stop",
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
     pub schema: u32,
-    /// starting, running, stopping, restarting, failed, stopped
-    pub state: Cow<'static, str>,
+    pub state: RunState,
     pub engine_pid: u32,
     pub main_pid: Option<i32>,
     pub n_restarts: u32,
-    /// success, exit-code, signal, oom-kill (the kernel's count of OOM kills
-    /// in the program's cgroup grew), timeout, watchdog, start-limit-hit
-    pub result: Cow<'static, str>,
+    pub result: RunResult,
     /// The last exit: the exit status, or the signal number as a negative number.
     pub last_exit: Option<i32>,
     pub last_watchdog_unix: Option<f64>,
@@ -77,5 +154,129 @@ impl StateFile {
         if std::fs::write(&self.tmp, &text).is_ok() {
             let _ = std::fs::rename(&self.tmp, &self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// state.json as the engine writes it today (serde_json's pretty form).
+    const TODAY: &str = r#"{
+  "schema": 1,
+  "state": "restarting",
+  "engine_pid": 4242,
+  "main_pid": null,
+  "n_restarts": 3,
+  "result": "oom-kill",
+  "last_exit": -9,
+  "last_watchdog_unix": 1796000000.25,
+  "watchdog_usec": 30000000,
+  "status_text": "trading: 2 positions",
+  "started_unix": 1795990000.5,
+  "memory_limit": "cgroup",
+  "cgroup": "/sys/fs/cgroup/jarvis-supervisor-run",
+  "down_since_unix": 1796000001.0,
+  "restarts_unix": [
+    1795999000.0,
+    1796000001.0
+  ]
+}
+"#;
+
+    /// What the first engine wrote: no cgroup, down_since_unix or restarts_unix.
+    const FIRST_VERSION: &str = r#"{
+  "schema": 1,
+  "state": "failed",
+  "engine_pid": 77,
+  "main_pid": null,
+  "n_restarts": 5,
+  "result": "start-limit-hit",
+  "last_exit": 1,
+  "last_watchdog_unix": null,
+  "watchdog_usec": 0,
+  "status_text": "",
+  "started_unix": 1795990000.0,
+  "memory_limit": "none"
+}"#;
+
+    fn write_read(st: &State) -> (String, State) {
+        let dir = tempfile::tempdir().unwrap();
+        StateFile::new(dir.path()).write(st);
+        let text = std::fs::read_to_string(dir.path().join("state.json")).unwrap();
+        (
+            text,
+            StateFile::read(dir.path()).expect("the file just written is read back"),
+        )
+    }
+
+    #[test]
+    fn todays_file_reads_as_enums_and_is_written_back_byte_for_byte() {
+        let st: State = serde_json::from_str(TODAY).unwrap();
+        assert_eq!(st.state, RunState::Restarting);
+        assert_eq!(st.result, RunResult::OomKill);
+        assert_eq!(st.restarts_unix, [1795999000.0, 1796000001.0]);
+        let (text, again) = write_read(&st);
+        assert_eq!(text, TODAY);
+        assert_eq!(again.state, RunState::Restarting);
+    }
+
+    #[test]
+    fn a_first_version_file_still_reads() {
+        let st: State = serde_json::from_str(FIRST_VERSION).unwrap();
+        assert_eq!(st.state, RunState::Failed);
+        assert_eq!(st.result, RunResult::StartLimitHit);
+        assert_eq!(st.cgroup, None);
+        assert_eq!(st.down_since_unix, None);
+        assert!(st.restarts_unix.is_empty());
+    }
+
+    #[test]
+    fn every_word_is_written_as_older_versions_wrote_it() {
+        let states = [
+            (RunState::Starting, "starting"),
+            (RunState::Running, "running"),
+            (RunState::Stopping, "stopping"),
+            (RunState::Restarting, "restarting"),
+            (RunState::Failed, "failed"),
+            (RunState::Stopped, "stopped"),
+        ];
+        for (v, word) in states {
+            assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{word}\""));
+            assert_eq!(
+                serde_json::from_str::<RunState>(&format!("\"{word}\"")).unwrap(),
+                v
+            );
+        }
+        let results = [
+            (RunResult::Success, "success"),
+            (RunResult::ExitCode, "exit-code"),
+            (RunResult::Signal, "signal"),
+            (RunResult::OomKill, "oom-kill"),
+            (RunResult::Timeout, "timeout"),
+            (RunResult::Watchdog, "watchdog"),
+            (RunResult::StartLimitHit, "start-limit-hit"),
+            (RunResult::Protocol, "protocol"),
+            (RunResult::ExecCondition, "exec-condition"),
+            (RunResult::Stop, "stop"),
+        ];
+        for (v, word) in results {
+            assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{word}\""));
+            assert_eq!(
+                serde_json::from_str::<RunResult>(&format!("\"{word}\"")).unwrap(),
+                v
+            );
+        }
+    }
+
+    #[test]
+    fn a_word_of_a_newer_engine_is_kept_not_refused() {
+        let text = TODAY
+            .replace("\"restarting\"", "\"auto-restart-queued\"")
+            .replace("\"oom-kill\"", "\"core-dump\"");
+        let st: State = serde_json::from_str(&text).unwrap();
+        assert_eq!(st.state, RunState::Other("auto-restart-queued".into()));
+        assert_eq!(st.result.as_str(), "core-dump");
+        assert_eq!(write_read(&st).0, text);
     }
 }

@@ -10,7 +10,7 @@ use crate::engine::leftovers;
 use crate::engine::logsink::OUTPUT_FILE;
 use crate::engine::members::Cgroup;
 use crate::engine::service::{self, Service};
-use crate::engine::state::{now_unix, StateFile};
+use crate::engine::state::{now_unix, RunState, StateFile};
 use crate::paths::Paths;
 use crate::unit::Unit;
 use jarvis_supervisor::masking::Masker;
@@ -94,16 +94,16 @@ pub fn collect(paths: &Paths, unit: Option<&Unit>, st: &mut Status, crash_window
         "inactive".into()
     };
     st.sub_state = state.state.to_string();
-    st.state = match (engine_up, &*state.state) {
-        (true, "running") => "active",
+    st.state = match (engine_up, &state.state) {
+        (true, RunState::Running) => "active",
         // Starting again after a failed run is a restart (the backoff and
         // the preflight run in this state), as systemd's auto-restart is.
-        (true, "starting") if state.n_restarts > 0 => "restarting",
-        (true, "starting") => "activating",
-        (true, "restarting") => "restarting",
-        (true, "stopping") => "deactivating",
-        (_, "failed") => "failed",
-        (true, other) => other,
+        (true, RunState::Starting) if state.n_restarts > 0 => "restarting",
+        (true, RunState::Starting) => "activating",
+        (true, RunState::Restarting) => "restarting",
+        (true, RunState::Stopping) => "deactivating",
+        (_, RunState::Failed) => "failed",
+        (true, other) => other.as_str(),
         (false, _) => "inactive",
     }
     .to_string();
@@ -114,7 +114,7 @@ pub fn collect(paths: &Paths, unit: Option<&Unit>, st: &mut Status, crash_window
         "activating" => raise(st, Verdict::Warning, "starting".into()),
         "deactivating" => raise(st, Verdict::Warning, "stopping".into()),
         "failed" => raise(st, Verdict::Critical, format!("failed (result: {})", state.result)),
-        _ if !engine_up && state.state != "stopped" => raise(
+        _ if !engine_up && state.state != RunState::Stopped => raise(
             st,
             Verdict::Critical,
             format!(
@@ -164,7 +164,7 @@ fn crash_loop(state: &crate::engine::state::State, window_s: f64) -> super::Cras
     );
     // last_exit: the status, or the signal as a negative number.
     let code = state.last_exit.map(|n| n.abs());
-    c.last_result = Some(super::crashloop::describe_result(&state.result, code));
+    c.last_result = Some(super::crashloop::describe_result(state.result.as_str(), code));
     c
 }
 
