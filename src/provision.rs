@@ -10,6 +10,8 @@ use std::process::Command;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::paths::Paths;
+use crate::unit::Unit;
 
 /// Mode of every directory the service writes.
 pub const DIR_MODE: u32 = 0o750;
@@ -303,4 +305,55 @@ fn name_of_uid(uid: u32) -> String {
 
 fn name_of_gid(gid: u32) -> String {
     uzers::get_group_by_gid(gid).map_or(gid.to_string(), |g| g.name().to_string_lossy().into_owned())
+}
+
+/// Everything the installed unit needs, made or corrected: the user, every
+/// `ReadWritePaths=` entry, the working directory and the service's own
+/// `EnvironmentFile=`s. `setup` runs it, and `configure --code-root` for the
+/// new root.
+pub fn for_unit(paths: &Paths) -> Result<Vec<Change>> {
+    let unit = Unit::load(paths)?;
+    let user = unit.user();
+    let group = unit.group().unwrap_or_else(|| user.clone());
+    let home = PathBuf::from("/home").join(&user);
+    let mut changes = Vec::new();
+
+    let acct = if paths.is_system() {
+        let (acct, made) = ensure_user(&user, &group, &home)?;
+        changes.extend(made);
+        acct
+    } else {
+        // A rooted tree (tests, images): accounts are this host's.
+        Account::lookup(&user, &group).ok_or_else(|| {
+            Error::new(format!("user {user} does not exist on this host"))
+                .with_note("a rooted setup does not create users; use an existing one in User=")
+        })?
+    };
+
+    // In the service's own tree existing directories get their owner and
+    // mode corrected; elsewhere (/tmp) only missing ones are made. Links are
+    // not followed below the code root's parent, which the user controls.
+    let code_root = unit.working_directory().map(|w| w.path);
+    let guard = paths.host(code_root.as_deref().and_then(Path::parent).unwrap_or(&acct.home));
+
+    if let Some(wd) = &code_root {
+        let dir = paths.host(wd);
+        changes.extend(ensure_dir(&dir, &acct, false, &guard)?);
+    }
+    for rw in unit.read_write_paths() {
+        let dir = paths.host(&rw.path);
+        let managed = is_managed(&rw.path, code_root.as_deref(), &acct.home);
+        changes.extend(ensure_dir(&dir, &acct, managed, &guard)?);
+    }
+    // Only the service's own .env files; a server-wide one
+    // (/etc/default/jarvis-supervisor) stays root's, as root wrote it.
+    for env in unit
+        .environment_files()
+        .into_iter()
+        .filter(|e| is_managed(&e.path, code_root.as_deref(), &acct.home))
+    {
+        let file = paths.host(&env.path);
+        changes.extend(secure_env_file(&file, &acct, &guard)?);
+    }
+    Ok(changes)
 }
