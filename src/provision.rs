@@ -7,6 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use nix::unistd::{Gid, Group, Uid, User};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -47,16 +48,17 @@ pub struct Account {
 
 impl Account {
     pub fn lookup(user: &str, group: &str) -> Option<Account> {
-        let u = uzers::get_user_by_name(user)?;
-        let gid = uzers::get_group_by_name(group)
-            .map(|g| g.gid())
-            .unwrap_or(u.primary_group_id());
+        let u = User::from_name(user).ok().flatten()?;
+        let gid = Group::from_name(group)
+            .ok()
+            .flatten()
+            .map_or(u.gid, |g| g.gid);
         Some(Account {
             user: user.to_string(),
             group: group.to_string(),
-            uid: u.uid(),
-            gid,
-            home: uzers::os::unix::UserExt::home_dir(&u).to_path_buf(),
+            uid: u.uid.as_raw(),
+            gid: gid.as_raw(),
+            home: u.dir,
         })
     }
 }
@@ -78,7 +80,7 @@ pub fn ensure_user(user: &str, group: &str, home: &Path) -> Result<(Account, Vec
     if let Some(acct) = Account::lookup(user, group) {
         return Ok((acct, Vec::new()));
     }
-    let group_exists = uzers::get_group_by_name(group).is_some();
+    let group_exists = Group::from_name(group).ok().flatten().is_some();
     let home_s = home.to_string_lossy().into_owned();
     // Debian's adduser is the policy tool there; on other systems (and where
     // adduser is only a link to useradd) use useradd. Both lock the password.
@@ -300,11 +302,11 @@ pub fn secure_env_file(path: &Path, acct: &Account, guard: &Path) -> Result<Vec<
 }
 
 fn name_of_uid(uid: u32) -> String {
-    uzers::get_user_by_uid(uid).map_or(uid.to_string(), |u| u.name().to_string_lossy().into_owned())
+    User::from_uid(Uid::from_raw(uid)).ok().flatten().map_or(uid.to_string(), |u| u.name)
 }
 
 fn name_of_gid(gid: u32) -> String {
-    uzers::get_group_by_gid(gid).map_or(gid.to_string(), |g| g.name().to_string_lossy().into_owned())
+    Group::from_gid(Gid::from_raw(gid)).ok().flatten().map_or(gid.to_string(), |g| g.name)
 }
 
 /// Everything the installed unit needs, made or corrected: the user, every
