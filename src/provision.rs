@@ -49,10 +49,7 @@ pub struct Account {
 impl Account {
     pub fn lookup(user: &str, group: &str) -> Option<Account> {
         let u = User::from_name(user).ok().flatten()?;
-        let gid = Group::from_name(group)
-            .ok()
-            .flatten()
-            .map_or(u.gid, |g| g.gid);
+        let gid = Group::from_name(group).ok().flatten().map_or(u.gid, |g| g.gid);
         Some(Account {
             user: user.to_string(),
             group: group.to_string(),
@@ -302,11 +299,17 @@ pub fn secure_env_file(path: &Path, acct: &Account, guard: &Path) -> Result<Vec<
 }
 
 fn name_of_uid(uid: u32) -> String {
-    User::from_uid(Uid::from_raw(uid)).ok().flatten().map_or(uid.to_string(), |u| u.name)
+    User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or(uid.to_string(), |u| u.name)
 }
 
 fn name_of_gid(gid: u32) -> String {
-    Group::from_gid(Gid::from_raw(gid)).ok().flatten().map_or(gid.to_string(), |g| g.name)
+    Group::from_gid(Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map_or(gid.to_string(), |g| g.name)
 }
 
 /// Everything the installed unit needs, made or corrected: the user, every

@@ -75,8 +75,7 @@ fn lex(src: &str) -> Vec<(Tok, usize)> {
             raw |= hashes > 0;
             i += 1; // the opening quote
             let mut text = String::new();
-            loop {
-                let Some(&d) = c.get(i) else { break };
+            while let Some(&d) = c.get(i) {
                 if d == '\n' {
                     line += 1;
                 }
@@ -114,7 +113,9 @@ fn lex(src: &str) -> Vec<(Tok, usize)> {
             }
             out.push((Tok::Ident(c[s..i].iter().collect()), line));
         } else if ch.is_ascii_digit() {
-            while i < c.len() && (c[i].is_alphanumeric() || c[i] == '_' || c[i] == '.' && at(i + 1).is_ascii_digit()) {
+            while i < c.len()
+                && (c[i].is_alphanumeric() || c[i] == '_' || c[i] == '.' && at(i + 1).is_ascii_digit())
+            {
                 i += 1;
             }
         } else if ch == ':' && at(i + 1) == ':' {
@@ -235,7 +236,11 @@ fn reaches(src: &str, own: &str, module: &[String], dir: &Path, commands: &BTree
     let (mut mods, mut depth) = (Vec::<(String, usize)>::new(), 0usize);
     let mut i = 0;
     while i < t.len() {
-        let here: Vec<String> = module.iter().cloned().chain(mods.iter().map(|m| m.0.clone())).collect();
+        let here: Vec<String> = module
+            .iter()
+            .cloned()
+            .chain(mods.iter().map(|m| m.0.clone()))
+            .collect();
         let prev_sep = i > 0 && t[i - 1].0 == Tok::Sep;
         match &t[i].0 {
             Tok::Sym('{') => {
@@ -250,7 +255,8 @@ fn reaches(src: &str, own: &str, module: &[String], dir: &Path, commands: &BTree
                 i += 1;
             }
             Tok::Ident(k) if k == "mod" => {
-                if let (Some((Tok::Ident(name), _)), Some((Tok::Sym('{'), _))) = (t.get(i + 1), t.get(i + 2)) {
+                if let (Some((Tok::Ident(name), _)), Some((Tok::Sym('{'), _))) = (t.get(i + 1), t.get(i + 2))
+                {
                     depth += 1;
                     mods.push((name.clone(), depth));
                     i += 3;
@@ -264,7 +270,11 @@ fn reaches(src: &str, own: &str, module: &[String], dir: &Path, commands: &BTree
                 use_tree(&t, &mut i, &[], &mut paths);
                 for (p, line) in paths {
                     if let Some(into) = resolve(&here, &p).as_deref().and_then(other) {
-                        out.push(Reach { line, written: p.join("::"), into });
+                        out.push(Reach {
+                            line,
+                            written: p.join("::"),
+                            into,
+                        });
                     }
                 }
             }
@@ -277,7 +287,11 @@ fn reaches(src: &str, own: &str, module: &[String], dir: &Path, commands: &BTree
                     i += 2;
                 }
                 if let Some(into) = resolve(&here, &p).as_deref().and_then(other) {
-                    out.push(Reach { line, written: p.join("::"), into });
+                    out.push(Reach {
+                        line,
+                        written: p.join("::"),
+                        into,
+                    });
                 }
             }
             Tok::Ident(k) if k.starts_with("include") => {
@@ -339,7 +353,10 @@ fn commands() -> BTreeSet<String> {
 
 /// Every .rs file under `dir`.
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten() {
+    for e in fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+    {
         let p = e.path();
         if p.is_dir() {
             rust_files(&p, out);
@@ -353,7 +370,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn no_command_imports_another_command() {
     let commands = commands();
     for c in ["check", "status", "deploy", "setup", "configure"] {
-        assert!(commands.contains(c), "src/cmd/ has no command {c}: this test no longer reads the layout");
+        assert!(
+            commands.contains(c),
+            "src/cmd/ has no command {c}: this test no longer reads the layout"
+        );
     }
     let mut files = Vec::new();
     rust_files(&src().join("cmd"), &mut files);
@@ -371,7 +391,9 @@ fn no_command_imports_another_command() {
         if module.last().is_some_and(|m| m == "mod") {
             module.pop();
         }
-        let Some(own) = module.get(1).cloned() else { continue };
+        let Some(own) = module.get(1).cloned() else {
+            continue;
+        };
         let text = fs::read_to_string(file).unwrap();
         read += 1;
         for r in reaches(&text, &own, &module, rel.parent().unwrap(), &commands) {
@@ -398,7 +420,10 @@ fn no_command_imports_another_command() {
 /// nothing must be because there is nothing, not because it misread.
 #[test]
 fn the_import_check_sees_every_form_and_no_false_one() {
-    let commands: BTreeSet<String> = ["check", "setup", "status", "logs", "run"].iter().map(|s| s.to_string()).collect();
+    let commands: BTreeSet<String> = ["check", "setup", "status", "logs", "run"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let module = |m: &str| m.split("::").map(String::from).collect::<Vec<_>>();
     let found = |src: &str, own: &str, m: &str, dir: &str| -> Vec<(usize, String)> {
         reaches(src, own, &module(m), Path::new(dir), &commands)
@@ -413,12 +438,23 @@ const P: &str = include_str!("check/requirements.py");
 "#;
     assert_eq!(
         found(src, "venv", "cmd::venv", "cmd"),
-        vec![(1, "check".into()), (2, "setup".into()), (2, "logs".into()), (3, "status".into()), (3, "run".into()), (4, "check".into())]
+        vec![
+            (1, "check".into()),
+            (2, "setup".into()),
+            (2, "logs".into()),
+            (3, "status".into()),
+            (3, "run".into()),
+            (4, "check".into())
+        ]
     );
     // From a command's submodule: super is its own command, super::super
     // is crate::cmd.
-    let sub = "use super::model::Status;\nuse super::super::run::state_dir;\nuse super::{render, super::check};";
-    assert_eq!(found(sub, "status", "cmd::status::fallback", "cmd/status"), vec![(2, "run".into()), (3, "check".into())]);
+    let sub =
+        "use super::model::Status;\nuse super::super::run::state_dir;\nuse super::{render, super::check};";
+    assert_eq!(
+        found(sub, "status", "cmd::status::fallback", "cmd/status"),
+        vec![(2, "run".into()), (3, "check".into())]
+    );
     // Its own pieces, tests' `use super::*`, comments and strings: nothing.
     let own = r#"use super::model::Status;
 use crate::cmd::status::render;
@@ -433,7 +469,13 @@ fn g<'a>(x: &'a str) {}
     assert_eq!(found(own, "status", "cmd::status", "cmd"), vec![]);
     // After an inline module closes, super is the file's again.
     let after = "mod tests { use super::*; }\nuse super::check::X;";
-    assert_eq!(found(after, "status", "cmd::status", "cmd"), vec![(2, "check".into())]);
+    assert_eq!(
+        found(after, "status", "cmd::status", "cmd"),
+        vec![(2, "check".into())]
+    );
     // A glob of crate::cmd from a command's top level brings every command in.
-    assert_eq!(found("use super::*;", "logs", "cmd::logs", "cmd"), vec![(1, "*".into())]);
+    assert_eq!(
+        found("use super::*;", "logs", "cmd::logs", "cmd"),
+        vec![(1, "*".into())]
+    );
 }

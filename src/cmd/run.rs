@@ -14,8 +14,8 @@ use std::process::{Command, Stdio};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::cli::RunArgs;
-use crate::engine::service::Service;
 use crate::control::state_dir;
+use crate::engine::service::Service;
 use crate::engine::{say, Account, LOCK_FILE, PID_FILE};
 use crate::error::{Error, Result};
 use crate::paths::Paths;

@@ -17,8 +17,12 @@ use crate::manifest::{hash, Manifest};
 const HOST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/cmd/deploy/host.py");
 
 fn owner() -> String {
-    let u = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().unwrap();
-    let g = nix::unistd::Group::from_gid(nix::unistd::getgid()).unwrap().unwrap();
+    let u = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap();
+    let g = nix::unistd::Group::from_gid(nix::unistd::getgid())
+        .unwrap()
+        .unwrap();
     format!("{}:{}", u.name, g.name)
 }
 
