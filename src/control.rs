@@ -72,8 +72,14 @@ impl Target {
     }
 
     fn state_dir(&self) -> PathBuf {
-        self.paths.host(Path::new(STATE_DIR))
+        state_dir(&self.paths)
     }
+}
+
+/// The fallback engine's runtime directory (its lock, pid and state.json):
+/// `run` makes it, `status` and these verbs read it.
+pub fn state_dir(paths: &Paths) -> PathBuf {
+    paths.host(Path::new(STATE_DIR))
 }
 
 /// What an action ended in.

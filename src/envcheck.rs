@@ -264,8 +264,10 @@ pub fn readable_by(m: &std::fs::Metadata, acct: &Account) -> bool {
         return mode & 0o400 != 0;
     }
     let in_group = m.gid() == acct.gid
-        || uzers::get_user_groups(&acct.user, acct.gid)
-            .is_some_and(|gs| gs.iter().any(|g| g.gid() == m.gid()));
+        || std::ffi::CString::new(acct.user.as_str())
+            .ok()
+            .and_then(|u| nix::unistd::getgrouplist(&u, nix::unistd::Gid::from_raw(acct.gid)).ok())
+            .is_some_and(|gs| gs.iter().any(|g| g.as_raw() == m.gid()));
     if in_group {
         return mode & 0o040 != 0;
     }

@@ -28,6 +28,7 @@ mod pause;
 mod provision;
 mod recent;
 mod report;
+mod requirements;
 mod runner;
 mod samples;
 mod secrets;

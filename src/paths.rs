@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 /// The unit's name, as installed.
 pub const UNIT: &str = "jarvis-supervisor.service";
 
+/// The weekly restart's timer: `configure --weekly-restart` turns it on and
+/// off, `status` reports it.
+pub const RESTART_TIMER: &str = "jarvis-supervisor-restart.timer";
+
 /// The file in the unit's runtime directory that carries a failed
 /// preflight's lines: written by `check --preflight`, read by `backoff` and
 /// `status`.

@@ -159,9 +159,10 @@ pub fn detect(paths: &Paths, unit: &Unit) -> Option<Pause> {
 }
 
 fn user_name(uid: u32) -> String {
-    uzers::get_user_by_uid(uid)
-        .map(|u| u.name().to_string_lossy().into_owned())
-        .unwrap_or_else(|| format!("uid {uid}"))
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |u| u.name)
 }
 
 fn file_pause(paths: &Paths, root: &Path) -> Option<Pause> {

@@ -7,9 +7,12 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use nix::unistd::{Gid, Group, Uid, User};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::paths::Paths;
+use crate::unit::Unit;
 
 /// Mode of every directory the service writes.
 pub const DIR_MODE: u32 = 0o750;
@@ -45,16 +48,14 @@ pub struct Account {
 
 impl Account {
     pub fn lookup(user: &str, group: &str) -> Option<Account> {
-        let u = uzers::get_user_by_name(user)?;
-        let gid = uzers::get_group_by_name(group)
-            .map(|g| g.gid())
-            .unwrap_or(u.primary_group_id());
+        let u = User::from_name(user).ok().flatten()?;
+        let gid = Group::from_name(group).ok().flatten().map_or(u.gid, |g| g.gid);
         Some(Account {
             user: user.to_string(),
             group: group.to_string(),
-            uid: u.uid(),
-            gid,
-            home: uzers::os::unix::UserExt::home_dir(&u).to_path_buf(),
+            uid: u.uid.as_raw(),
+            gid: gid.as_raw(),
+            home: u.dir,
         })
     }
 }
@@ -76,7 +77,7 @@ pub fn ensure_user(user: &str, group: &str, home: &Path) -> Result<(Account, Vec
     if let Some(acct) = Account::lookup(user, group) {
         return Ok((acct, Vec::new()));
     }
-    let group_exists = uzers::get_group_by_name(group).is_some();
+    let group_exists = Group::from_name(group).ok().flatten().is_some();
     let home_s = home.to_string_lossy().into_owned();
     // Debian's adduser is the policy tool there; on other systems (and where
     // adduser is only a link to useradd) use useradd. Both lock the password.
@@ -298,9 +299,66 @@ pub fn secure_env_file(path: &Path, acct: &Account, guard: &Path) -> Result<Vec<
 }
 
 fn name_of_uid(uid: u32) -> String {
-    uzers::get_user_by_uid(uid).map_or(uid.to_string(), |u| u.name().to_string_lossy().into_owned())
+    User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or(uid.to_string(), |u| u.name)
 }
 
 fn name_of_gid(gid: u32) -> String {
-    uzers::get_group_by_gid(gid).map_or(gid.to_string(), |g| g.name().to_string_lossy().into_owned())
+    Group::from_gid(Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map_or(gid.to_string(), |g| g.name)
+}
+
+/// Everything the installed unit needs, made or corrected: the user, every
+/// `ReadWritePaths=` entry, the working directory and the service's own
+/// `EnvironmentFile=`s. `setup` runs it, and `configure --code-root` for the
+/// new root.
+pub fn for_unit(paths: &Paths) -> Result<Vec<Change>> {
+    let unit = Unit::load(paths)?;
+    let user = unit.user();
+    let group = unit.group().unwrap_or_else(|| user.clone());
+    let home = PathBuf::from("/home").join(&user);
+    let mut changes = Vec::new();
+
+    let acct = if paths.is_system() {
+        let (acct, made) = ensure_user(&user, &group, &home)?;
+        changes.extend(made);
+        acct
+    } else {
+        // A rooted tree (tests, images): accounts are this host's.
+        Account::lookup(&user, &group).ok_or_else(|| {
+            Error::new(format!("user {user} does not exist on this host"))
+                .with_note("a rooted setup does not create users; use an existing one in User=")
+        })?
+    };
+
+    // In the service's own tree existing directories get their owner and
+    // mode corrected; elsewhere (/tmp) only missing ones are made. Links are
+    // not followed below the code root's parent, which the user controls.
+    let code_root = unit.working_directory().map(|w| w.path);
+    let guard = paths.host(code_root.as_deref().and_then(Path::parent).unwrap_or(&acct.home));
+
+    if let Some(wd) = &code_root {
+        let dir = paths.host(wd);
+        changes.extend(ensure_dir(&dir, &acct, false, &guard)?);
+    }
+    for rw in unit.read_write_paths() {
+        let dir = paths.host(&rw.path);
+        let managed = is_managed(&rw.path, code_root.as_deref(), &acct.home);
+        changes.extend(ensure_dir(&dir, &acct, managed, &guard)?);
+    }
+    // Only the service's own .env files; a server-wide one
+    // (/etc/default/jarvis-supervisor) stays root's, as root wrote it.
+    for env in unit
+        .environment_files()
+        .into_iter()
+        .filter(|e| is_managed(&e.path, code_root.as_deref(), &acct.home))
+    {
+        let file = paths.host(&env.path);
+        changes.extend(secure_env_file(&file, &acct, &guard)?);
+    }
+    Ok(changes)
 }

@@ -272,6 +272,15 @@ impl Unit {
             .collect()
     }
 
+    /// The bot's logs directory: the `ReadWritePaths=` entry named logs
+    /// (`status` sizes it, `logs` reads it).
+    pub fn logs_dir(&self) -> Option<PathBuf> {
+        self.read_write_paths()
+            .into_iter()
+            .map(|p| p.path)
+            .find(|p| p.ends_with("logs"))
+    }
+
     pub fn working_directory(&self) -> Option<ServicePath> {
         self.last("Service", "WorkingDirectory")
             .map(|w| ServicePath::parse(&w))

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::BackoffArgs;
 use crate::error::{exit, Error, Result};
+use crate::paths::PREFLIGHT_FAILED;
 
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {
@@ -76,7 +77,7 @@ pub fn run(args: &BackoffArgs) -> Result<i32> {
     // Why the previous start failed, if its preflight said so: shown while
     // the unit waits here, which is where `systemctl status` finds it.
     if let Some(dir) = state_path.parent() {
-        if let Ok(lines) = fs::read_to_string(dir.join(super::check::PREFLIGHT_FAILED)) {
+        if let Ok(lines) = fs::read_to_string(dir.join(PREFLIGHT_FAILED)) {
             println!("backoff: the previous start failed its preflight:");
             // Its findings may quote the service user's file names.
             for l in lines.lines() {

@@ -12,7 +12,7 @@ use crate::envcheck::EnvCheck;
 use crate::envrules;
 use crate::error::Result;
 use crate::interpreter::{Interpreter, Source};
-use crate::paths::{Paths, UNIT};
+use crate::paths::{Paths, PREFLIGHT_FAILED, UNIT};
 use crate::provision::{self, Account, DIR_MODE};
 use crate::report::{self, Finding, Show};
 use crate::systemd;
@@ -66,8 +66,6 @@ fn remember_for_backoff(findings: &[Finding]) {
         let _ = std::fs::write(path, failed.join("\n") + "\n");
     }
 }
-
-pub use crate::paths::PREFLIGHT_FAILED;
 
 pub fn checks(paths: &Paths, unit: &Unit, rules: &[envrules::Rule], preflight: bool) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -718,8 +716,6 @@ fn history_findings(text: &str, evidence: &OomEvidence) -> Vec<Finding> {
     found
 }
 
-pub(crate) const REQUIREMENTS_PY: &str = include_str!("check/requirements.py");
-
 /// Every requirement of `requirements.txt` is installed in the interpreter
 /// that runs the bot, at a version that satisfies it, its markers evaluated
 /// by that interpreter, which runs as the service user. One finding per
@@ -747,7 +743,7 @@ fn check_requirements(
     let report = account
         .and_then(|a| crate::interpreter::as_service_user(a, &paths.host(&interp.path)))
         .and_then(|mut cmd| {
-            cmd.args(["-I", "-c", REQUIREMENTS_PY])
+            cmd.args(["-I", "-c", crate::requirements::READER_PY])
                 .env_clear()
                 .env("LANG", "C.UTF-8");
             crate::runner::run(cmd, &bytes, REQUIREMENTS_LIMITS).ok()
@@ -895,63 +891,6 @@ fn code_drift(paths: &Paths, code_root: &Path) -> Vec<Finding> {
         ));
     }
     out
-}
-
-#[cfg(test)]
-mod requirement_reader_tests {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-
-    fn read(corpus: &str, hide_packaging: bool) -> serde_json::Value {
-        let prelude = if hide_packaging {
-            "import sys; sys.modules['packaging'] = None; sys.modules['pip'] = None\n"
-        } else {
-            ""
-        };
-        let mut child = Command::new("/usr/bin/python3")
-            .args(["-I", "-c", &format!("{prelude}{}", super::REQUIREMENTS_PY)])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("/usr/bin/python3");
-        child.stdin.take().unwrap().write_all(corpus.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// The system's python3 on Debian has no packaging: the reader's own
-    /// PEP 508 subset must say what packaging says, on what requirement
-    /// files hold (markers of every kind, ranges, ~=, wildcards, extras,
-    /// comments, continuations, options, a broken line).
-    #[test]
-    fn the_plain_reader_agrees_with_packaging() {
-        let corpus = "# comment\n-r other.txt\npip>=20\npip<1.0\npip==23.*\npip!=23.*\npip~=23.0\npip~=22.0\n\
-                      setuptools>=40,<200 ; python_version >= \"3.8\" and (os_name == \"posix\" or os_name == \"nt\")\n\
-                      winonly==1.0 ; sys_platform == \"win32\"\nmaconly ; sys_platform == 'darwin'  # desktop\n\
-                      linuxonly>=0 ; sys_platform == \"linux\"\nrequests[socks]>=2.0,<3 ; platform_system != \"Windows\"\n\
-                      old ; python_version < \"3.0\"\nnot a requirement ==\nwrapped>=1.0 \\\n ; os_name == \"posix\"\n";
-        let (full, plain) = (read(corpus, false), read(corpus, true));
-        assert_eq!(full["reader"], "packaging", "this test needs python3-pip: {full}");
-        assert_eq!(plain["reader"], "pep508-subset");
-        let kinds = |v: &serde_json::Value| -> Vec<(u64, String, String)> {
-            v["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    (
-                        r["line"].as_u64().unwrap(),
-                        r["name"].as_str().unwrap_or("").to_string(),
-                        r["kind"].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect()
-        };
-        assert_eq!(kinds(&plain), kinds(&full), "{plain}\n{full}");
-        assert!(
-            kinds(&full).iter().any(|k| k.2 == "skipped") && kinds(&full).iter().any(|k| k.2 == "mismatch")
-        );
-    }
 }
 
 #[cfg(test)]

@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::ConfigureArgs;
 use crate::error::{exit, Error, Result};
-use crate::paths::Paths;
+use crate::paths::{Paths, RESTART_TIMER};
 
 mod code_root;
 
-pub const RESTART_TIMER: &str = "jarvis-supervisor-restart.timer";
 const DROPIN: &str = "/etc/systemd/system/jarvis-supervisor-restart.timer.d/50-jarvisctl.conf";
 
 pub fn run(paths: &Paths, args: &ConfigureArgs) -> Result<i32> {

@@ -120,7 +120,7 @@ pub fn run(paths: &Paths, args: &LogsArgs) -> Result<i32> {
         .as_deref()
         .map(|v| parse_since(v, crate::engine::state::now_unix()))
         .transpose()?;
-    let dir = super::status::logs_dir(&unit).map(|d| paths.host(&d));
+    let dir = unit.logs_dir().map(|d| paths.host(&d));
     let journal = crate::systemd::running() && paths.is_system();
     let show = |e: &Entry| print(e, &secrets, args.json);
 

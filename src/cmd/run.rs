@@ -14,8 +14,9 @@ use std::process::{Command, Stdio};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::cli::RunArgs;
+use crate::control::state_dir;
 use crate::engine::service::Service;
-use crate::engine::{say, Account, LOCK_FILE, PID_FILE, STATE_DIR};
+use crate::engine::{say, Account, LOCK_FILE, PID_FILE};
 use crate::error::{Error, Result};
 use crate::paths::Paths;
 use crate::unit::Unit;
@@ -26,10 +27,6 @@ pub fn load_unit(paths: &Paths, file: Option<&Path>) -> Result<Unit> {
         Some(f) => Unit::load_file(f),
         None => Unit::load(paths),
     }
-}
-
-pub fn state_dir(paths: &Paths) -> PathBuf {
-    paths.host(Path::new(STATE_DIR))
 }
 
 /// The settings of this unit that `jarvisctl run` cannot honour.

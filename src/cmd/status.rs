@@ -445,7 +445,7 @@ fn from_systemd(st: &mut Status, crash_window_s: f64) -> bool {
     st.memory.max_bytes = num::<u64>(&p, "MemoryMax").filter(|&m| m < u64::MAX);
     st.restarts_24h = restarts_24h();
     if let Some(t) = systemd::show(
-        super::configure::RESTART_TIMER,
+        crate::paths::RESTART_TIMER,
         &["ActiveState", "NextElapseUSecRealtime"],
     ) {
         st.weekly_restart.enabled = t.get("ActiveState").is_some_and(|s| s == "active");
@@ -624,16 +624,8 @@ fn restarts_24h() -> Option<u64> {
     )
 }
 
-/// The unit's logs directory: the `ReadWritePaths=` entry named logs.
-pub(crate) fn logs_dir(unit: &Unit) -> Option<std::path::PathBuf> {
-    unit.read_write_paths()
-        .into_iter()
-        .map(|p| p.path)
-        .find(|p| p.ends_with("logs"))
-}
-
 fn logs(paths: &Paths, unit: &Unit) -> Logs {
-    let Some(dir) = logs_dir(unit) else {
+    let Some(dir) = unit.logs_dir() else {
         return Logs::default();
     };
     let mut size = 0u64;

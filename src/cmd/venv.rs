@@ -182,7 +182,7 @@ pub fn build(paths: &Paths, args: &VenvBuildArgs) -> Result<i32> {
             wheelhouse.as_os_str(),
             args.installer.as_ref(),
             args.python.as_os_str(),
-            crate::cmd::check::REQUIREMENTS_PY.as_ref(),
+            crate::requirements::READER_PY.as_ref(),
             if args.no_switch { "no-switch" } else { "switch" }.as_ref(),
         ],
         &requirements,

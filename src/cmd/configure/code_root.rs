@@ -174,8 +174,11 @@ pub fn set(paths: &Paths, code_root: Option<&Path>, python: Option<&str>) -> Res
     if crate::systemd::running() {
         systemctl(paths, &["daemon-reload"])?;
     }
-    // The new root's directories, owned by the service user.
-    crate::cmd::setup::run(paths, &crate::cli::SetupArgs { json: false })?;
+    // The new root's directories, owned by the service user, one line per
+    // change as `setup` prints them.
+    for c in crate::provision::for_unit(paths)? {
+        println!("{}", c.action);
+    }
     let restart = if crate::systemd::running() {
         "sudo systemctl restart jarvis-supervisor"
     } else {

@@ -17,9 +17,13 @@ use crate::manifest::{hash, Manifest};
 const HOST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/cmd/deploy/host.py");
 
 fn owner() -> String {
-    let u = uzers::get_current_username().unwrap();
-    let g = uzers::get_current_groupname().unwrap();
-    format!("{}:{}", u.to_string_lossy(), g.to_string_lossy())
+    let u = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap();
+    let g = nix::unistd::Group::from_gid(nix::unistd::getgid())
+        .unwrap()
+        .unwrap();
+    format!("{}:{}", u.name, g.name)
 }
 
 struct Lab {

@@ -143,16 +143,16 @@ fn service_uid(unit: &Unit) -> Option<(u32, String)> {
     let user = unit.user();
     let uid = match user.parse::<u32>() {
         Ok(n) => n,
-        Err(_) => uzers::get_user_by_name(&user)?.uid(),
+        Err(_) => nix::unistd::User::from_name(&user).ok().flatten()?.uid.as_raw(),
     };
     Some((uid, user))
 }
 
 fn user_name(uid: u32) -> String {
-    uzers::get_user_by_uid(uid).map_or_else(
-        || "no such user".into(),
-        |u| u.name().to_string_lossy().into_owned(),
-    )
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| "no such user".into(), |u| u.name)
 }
 
 /// Whether every listener that could answer `addr` is the service user's:

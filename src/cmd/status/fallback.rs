@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::{raise, Status, Verdict};
-use crate::cmd::run::state_dir;
+use crate::control::state_dir;
 use crate::engine::leftovers;
 use crate::engine::logsink::OUTPUT_FILE;
 use crate::engine::members::Cgroup;

@@ -19,8 +19,10 @@ pub(super) struct Sight {
 impl Sight {
     pub fn me() -> Sight {
         let uid = nix::unistd::geteuid().as_raw();
-        let name = uzers::get_user_by_uid(uid)
-            .map_or_else(|| "no name".into(), |u| u.name().to_string_lossy().into_owned());
+        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map_or_else(|| "no name".into(), |u| u.name);
         Sight { uid, name }
     }
 

@@ -6,7 +6,7 @@ rollback CODE_ROOT, SOURCE switch CODE_ROOT TARGET|none, or SOURCE adopt
 CODE_ROOT. REQUIREMENTS "-" is stdin (root read the file and sends it: the
 service user may not be able to open it); the environment keeps a copy of
 what it was built from in venvs/<id>/requirements.txt.
-READER is check's requirements reader (src/cmd/check/requirements.py): the
+READER is the requirements reader that check runs (src/requirements.py): the
 new interpreter runs it on the requirements once they are installed, so a
 build is switched to only when check would pass it, and the lines whose
 markers exclude the host are named whichever installer ran. Builds

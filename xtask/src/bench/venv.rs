@@ -154,8 +154,7 @@ pub fn bench(root: &Path, json: bool) -> Result<()> {
     let uv_dir = uv_bin.parent().unwrap().to_path_buf();
     let wheels = wheelhouse(&tools, &base, &requirements)?;
     let builder = root.join("src/cmd/venv/build.py");
-    let reader =
-        std::fs::read_to_string(root.join("src/cmd/check/requirements.py")).map_err(|e| e.to_string())?;
+    let reader = std::fs::read_to_string(root.join("src/requirements.py")).map_err(|e| e.to_string())?;
     let mut pip_t = Vec::new();
     let mut uv_t = Vec::new();
     let mut warm_t = Vec::new();

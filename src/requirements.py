@@ -1,5 +1,6 @@
-"""jarvisctl check: which of requirements.txt (on stdin) are installed, in
-the interpreter that runs this, as the service user. Markers are evaluated
+"""The requirements reader (jarvisctl check, venv build): which of
+requirements.txt (on stdin) are installed, in the interpreter that runs
+this, as the service user. Markers are evaluated
 by this interpreter. One JSON object on stdout. Never prints a line of the
 file: only names, versions and specifiers (an index URL may hold a token)."""
 import json

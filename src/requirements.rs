@@ -1,0 +1,65 @@
+//! The requirements reader: a Python program, run by the interpreter that
+//! runs the bot and as the service user, that says which lines of
+//! requirements.txt (on its stdin) are installed there, as one JSON object.
+//! `check` runs it to name what is missing; `venv build` hands it to the new
+//! environment, which is switched to only when the reader passes it.
+
+/// Its source, run with `python3 -I -c`.
+pub const READER_PY: &str = include_str!("requirements.py");
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    fn read(corpus: &str, hide_packaging: bool) -> serde_json::Value {
+        let prelude = if hide_packaging {
+            "import sys; sys.modules['packaging'] = None; sys.modules['pip'] = None\n"
+        } else {
+            ""
+        };
+        let mut child = Command::new("/usr/bin/python3")
+            .args(["-I", "-c", &format!("{prelude}{}", super::READER_PY)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("/usr/bin/python3");
+        child.stdin.take().unwrap().write_all(corpus.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The system's python3 on Debian has no packaging: the reader's own
+    /// PEP 508 subset must say what packaging says, on what requirement
+    /// files hold (markers of every kind, ranges, ~=, wildcards, extras,
+    /// comments, continuations, options, a broken line).
+    #[test]
+    fn the_plain_reader_agrees_with_packaging() {
+        let corpus = "# comment\n-r other.txt\npip>=20\npip<1.0\npip==23.*\npip!=23.*\npip~=23.0\npip~=22.0\n\
+                      setuptools>=40,<200 ; python_version >= \"3.8\" and (os_name == \"posix\" or os_name == \"nt\")\n\
+                      winonly==1.0 ; sys_platform == \"win32\"\nmaconly ; sys_platform == 'darwin'  # desktop\n\
+                      linuxonly>=0 ; sys_platform == \"linux\"\nrequests[socks]>=2.0,<3 ; platform_system != \"Windows\"\n\
+                      old ; python_version < \"3.0\"\nnot a requirement ==\nwrapped>=1.0 \\\n ; os_name == \"posix\"\n";
+        let (full, plain) = (read(corpus, false), read(corpus, true));
+        assert_eq!(full["reader"], "packaging", "this test needs python3-pip: {full}");
+        assert_eq!(plain["reader"], "pep508-subset");
+        let kinds = |v: &serde_json::Value| -> Vec<(u64, String, String)> {
+            v["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["line"].as_u64().unwrap(),
+                        r["name"].as_str().unwrap_or("").to_string(),
+                        r["kind"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(kinds(&plain), kinds(&full), "{plain}\n{full}");
+        assert!(
+            kinds(&full).iter().any(|k| k.2 == "skipped") && kinds(&full).iter().any(|k| k.2 == "mismatch")
+        );
+    }
+}
