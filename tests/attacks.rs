@@ -1105,6 +1105,13 @@ while True:
 #[ignore = "needs root: run by cargo xtask test"]
 fn check_and_status_stay_within_their_bounds_under_every_planted_input() {
     use sha2::Digest;
+    // The health unit runs `status --record`: its bound must end before
+    // systemd's timeout would kill the run (no sample, no ping).
+    assert!(
+        RECORD_BOUND < health_timeout().as_secs_f64(),
+        "status --record's bound ({RECORD_BOUND} s) is not under the health unit's TimeoutStartSec= ({:?})",
+        health_timeout()
+    );
     let h = Host::new();
     let code = h.code("");
     let c = code.display().to_string();
