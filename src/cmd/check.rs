@@ -743,7 +743,7 @@ fn check_requirements(
     let report = account
         .and_then(|a| crate::interpreter::as_service_user(a, &paths.host(&interp.path)))
         .and_then(|mut cmd| {
-            cmd.args(["-I", "-c", crate::requirements::READER_PY])
+            crate::python::isolated(&mut cmd, crate::python::REQUIREMENTS_READER)
                 .env_clear()
                 .env("LANG", "C.UTF-8");
             crate::runner::run(cmd, &bytes, REQUIREMENTS_LIMITS).ok()

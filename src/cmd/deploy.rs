@@ -6,7 +6,7 @@
 //! format, init, and from the host's own unit: user, code root, unit name),
 //! finish a deploy left in progress, plan against the live code (conflicts
 //! refuse the host before anything is written), the code pushed into a new
-//! deploy's store and checked against its manifest, the swap (host.py: only
+//! deploy's store and checked against its manifest, the swap (deploy_host.py: only
 //! paths the manifest in effect lists, each file renamed into place), the
 //! package if its version differs, a restart, and the health wait. A
 //! failure after the swap began moves the files back to the manifest

@@ -37,9 +37,6 @@ pub fn exec(args: &VenvExecArgs) -> Result<i32> {
         .with_note("install python3 (3.11 or newer), or build the environment: sudo jarvisctl venv build"))
 }
 
-/// The builder, run by the base interpreter as the service user.
-const BUILDER: &str = include_str!("venv/build.py");
-
 /// The code root, its host path and the service user, from the unit.
 fn target(paths: &Paths) -> Result<(PathBuf, PathBuf, Account)> {
     let unit = Unit::load(paths)?;
@@ -84,7 +81,8 @@ fn builder(
         ))
         .with_note("sudo jarvisctl venv build")
     })?;
-    cmd.args(["-I", "-c", BUILDER])
+    // The builder, run by the base interpreter as the service user.
+    crate::python::isolated(&mut cmd, crate::python::VENV_BUILD)
         .args(args)
         .env_clear()
         .env("HOME", &acct.home)
@@ -182,7 +180,7 @@ pub fn build(paths: &Paths, args: &VenvBuildArgs) -> Result<i32> {
             wheelhouse.as_os_str(),
             args.installer.as_ref(),
             args.python.as_os_str(),
-            crate::requirements::READER_PY.as_ref(),
+            crate::python::REQUIREMENTS_READER.as_ref(),
             if args.no_switch { "no-switch" } else { "switch" }.as_ref(),
         ],
         &requirements,

@@ -1,4 +1,4 @@
-//! The host worker (host.py), run for real with python3 on temporary trees:
+//! The host worker (python/deploy_host.py), run for real with python3 on temporary trees:
 //! manifests decide what a deploy may touch, unshipped files are never
 //! touched whatever their names, a cut swap is completed or undone exactly,
 //! and links planted in the tree lead nowhere.
@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::manifest::{hash, Manifest};
 
-const HOST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/cmd/deploy/host.py");
+const HOST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/deploy_host.py");
 
 fn owner() -> String {
     let u = nix::unistd::User::from_uid(nix::unistd::getuid())
@@ -66,7 +66,7 @@ impl Lab {
             .unwrap();
         let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
             panic!(
-                "no JSON from host.py {args:?}: {}{}",
+                "no JSON from deploy_host.py {args:?}: {}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             )
@@ -480,7 +480,7 @@ fn the_hash_reads_no_further_than_the_size_expected_plus_one() {
         if t0.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("host.py's hash still read a sparse 8 TiB file after 60 s");
+            panic!("deploy_host.py's hash still read a sparse 8 TiB file after 60 s");
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -142,7 +142,7 @@ pub fn prune(ids: &[String], keep: usize) -> Vec<String> {
 pub struct DryPlan<'a> {
     pub host: &'a str,
     pub code_dir: &'a str,
-    /// The host worker's plan (host.py `plan`).
+    /// The host worker's plan (deploy_host.py `plan`).
     pub plan: &'a serde_json::Value,
     pub installed: Option<&'a str>,
     pub shipped: Option<&'a str>,

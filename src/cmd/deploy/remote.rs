@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::hosts::Host;
 use super::plan::{sh_quote, CURRENT, DEPLOYS, LOCK, PACKAGES, STEP_LOCK, WHEELHOUSES};
+use crate::python::{DEPLOY_HOST, DEPLOY_HOST_LOADER};
 use crate::ssh;
 
 /// How long one short remote command may take.
@@ -181,13 +182,6 @@ fn stepped(cmd: &str) -> String {
     )
 }
 
-/// The host's worker, sent with every call (src/cmd/deploy/host.py).
-const HOST_PY: &str = include_str!("host.py");
-/// Reads the worker and the data after it from stdin, runs the worker with
-/// the data as `DATA`.
-const LOADER: &str = "import sys;d=sys.stdin.buffer.read();n=int(sys.argv[1]);sys.argv=sys.argv[1:];\
-exec(compile(d[:n],'host.py','exec'),{'__name__':'__main__','DATA':d[n:]})";
-
 impl Session<'_> {
     pub fn name(&self) -> &str {
         &self.host.target.name
@@ -235,7 +229,7 @@ impl Session<'_> {
         parse_probe(&self.sh(PROBE, SHORT)?)
     }
 
-    /// Runs the host worker (`host.py ARGS`, with `data` after it on stdin)
+    /// Runs the host worker (`deploy_host.py ARGS`, with `data` after it on stdin)
     /// as root, under the host's step lock: a step cut off from its client
     /// goes on to its end, and the next step waits for it. SIGHUP is
     /// ignored for the same reason. Returns the worker's JSON and exit code
@@ -244,12 +238,12 @@ impl Session<'_> {
         let script = format!(
             "trap '' HUP PIPE; exec flock -o -E {BUSY} -w {} {STEP_LOCK} python3 -c {} {} {}",
             timeout.as_secs(),
-            sh_quote(LOADER),
-            HOST_PY.len(),
+            sh_quote(DEPLOY_HOST_LOADER),
+            DEPLOY_HOST.len(),
             args.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" ")
         );
         let remote = format!("LC_ALL=C sh -c {}", sh_quote(&script));
-        let mut input = HOST_PY.as_bytes().to_vec();
+        let mut input = DEPLOY_HOST.as_bytes().to_vec();
         input.extend_from_slice(data);
         let out = ssh::run_input(
             &self.host.target,

@@ -1,6 +1,6 @@
 //! Issue 14: building the bot's environment with pip and with uv, on the
 //! same requirements, as a ratio from one run. Both go through the builder
-//! that `jarvisctl venv build` ships (src/cmd/venv/build.py), from one
+//! that `jarvisctl venv build` ships (python/venv_build.py), from one
 //! wheelhouse downloaded once from the package registry, offline after that
 //! as on a host with `--wheelhouse`. Each build starts from empty caches
 //! (what a host's first build costs); uv is also timed with its cache warm
@@ -153,8 +153,8 @@ pub fn bench(root: &Path, json: bool) -> Result<()> {
     let uv_bin = uv(&tools, &base)?;
     let uv_dir = uv_bin.parent().unwrap().to_path_buf();
     let wheels = wheelhouse(&tools, &base, &requirements)?;
-    let builder = root.join("src/cmd/venv/build.py");
-    let reader = std::fs::read_to_string(root.join("src/requirements.py")).map_err(|e| e.to_string())?;
+    let builder = root.join("python/venv_build.py");
+    let reader = std::fs::read_to_string(root.join("python/requirements.py")).map_err(|e| e.to_string())?;
     let mut pip_t = Vec::new();
     let mut uv_t = Vec::new();
     let mut warm_t = Vec::new();

@@ -163,60 +163,73 @@ class Plain:
         return all(spec_ok(have, op, v) for op, v in self.clauses)
 
 
-from importlib import metadata
+def installed_versions():
+    """{canonical name: version} of what this interpreter has installed."""
+    from importlib import metadata
 
-installed = {}
-for dist in metadata.distributions():
-    name = dist.metadata["Name"]
-    if name:
-        installed.setdefault(canonicalize_name(name), dist.version)
+    installed = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            installed.setdefault(canonicalize_name(name), dist.version)
+    return installed
 
-results = []
-joined, first = "", 0
-for n, raw in enumerate(sys.stdin.read().splitlines(), 1):
-    if not joined:
-        first = n
-    if raw.endswith("\\"):
-        joined += raw[:-1] + " "
-        continue
-    line, joined = (joined + raw), ""
-    # pip: a '#' at the start or after whitespace begins a comment.
-    for i, c in enumerate(line):
-        if c == "#" and (i == 0 or line[i - 1].isspace()):
-            line = line[:i]
-            break
-    line = line.strip()
-    if not line:
-        continue
-    if line.startswith("-"):
-        results.append({"line": first, "kind": "option"})
-        continue
-    try:
-        if Requirement is not None:
-            req = Requirement(line)
-            name, spec = req.name, str(req.specifier)
-            applies = req.marker is None or req.marker.evaluate()
-            marker = str(req.marker) if req.marker is not None else None
-            satisfied = lambda v: not req.specifier or req.specifier.contains(v, prereleases=True)
+
+def read(text, installed):
+    """One result per requirement line of text (its first line number and
+    kind: ok, missing, mismatch, skipped, option or invalid), against the
+    {canonical name: version} installed."""
+    results = []
+    joined, first = "", 0
+    for n, raw in enumerate(text.splitlines(), 1):
+        if not joined:
+            first = n
+        if raw.endswith("\\"):
+            joined += raw[:-1] + " "
+            continue
+        line, joined = (joined + raw), ""
+        # pip: a '#' at the start or after whitespace begins a comment.
+        for i, c in enumerate(line):
+            if c == "#" and (i == 0 or line[i - 1].isspace()):
+                line = line[:i]
+                break
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("-"):
+            results.append({"line": first, "kind": "option"})
+            continue
+        try:
+            if Requirement is not None:
+                req = Requirement(line)
+                name, spec = req.name, str(req.specifier)
+                applies = req.marker is None or req.marker.evaluate()
+                marker = str(req.marker) if req.marker is not None else None
+                satisfied = lambda v: not req.specifier or req.specifier.contains(v, prereleases=True)
+            else:
+                req = Plain(line)
+                name, spec, marker = req.name, req.specifier, req.marker
+                applies, satisfied = req.marker_ok(), req.satisfied_by
+        except (InvalidRequirement if Requirement is not None else ValueError, ValueError):
+            results.append({"line": first, "kind": "invalid"})
+            continue
+        entry = {"line": first, "name": name, "spec": spec}
+        if not applies:
+            entry.update(kind="skipped", marker=marker)
         else:
-            req = Plain(line)
-            name, spec, marker = req.name, req.specifier, req.marker
-            applies, satisfied = req.marker_ok(), req.satisfied_by
-    except (InvalidRequirement if Requirement is not None else ValueError, ValueError):
-        results.append({"line": first, "kind": "invalid"})
-        continue
-    entry = {"line": first, "name": name, "spec": spec}
-    if not applies:
-        entry.update(kind="skipped", marker=marker)
-    else:
-        have = installed.get(canonicalize_name(name))
-        entry["installed"] = have
-        if have is None:
-            entry["kind"] = "missing"
-        elif not satisfied(have):
-            entry["kind"] = "mismatch"
-        else:
-            entry["kind"] = "ok"
-    results.append(entry)
-print(json.dumps({"python": "%d.%d.%d" % sys.version_info[:3], "results": results,
-                  "reader": "packaging" if Requirement is not None else "pep508-subset"}))
+            have = installed.get(canonicalize_name(name))
+            entry["installed"] = have
+            if have is None:
+                entry["kind"] = "missing"
+            elif not satisfied(have):
+                entry["kind"] = "mismatch"
+            else:
+                entry["kind"] = "ok"
+        results.append(entry)
+    return results
+
+
+if __name__ == "__main__":
+    results = read(sys.stdin.read(), installed_versions())
+    print(json.dumps({"python": "%d.%d.%d" % sys.version_info[:3], "results": results,
+                      "reader": "packaging" if Requirement is not None else "pep508-subset"}))

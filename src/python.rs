@@ -1,11 +1,40 @@
-//! The requirements reader: a Python program, run by the interpreter that
-//! runs the bot and as the service user, that says which lines of
-//! requirements.txt (on its stdin) are installed there, as one JSON object.
-//! `check` runs it to name what is missing; `venv build` hands it to the new
-//! environment, which is switched to only when the reader passes it.
+//! The Python helpers, kept in `python/` at the repository root and
+//! embedded here, so that one module says what jarvisctl runs with Python
+//! and how. Their pure parts have `python3 -m unittest` tests beside them
+//! (python/tests, run by tests/python_units.rs).
+//!
+//! - The requirements reader: run by the interpreter that runs the bot and
+//!   as the service user, it says which lines of requirements.txt (on its
+//!   stdin) are installed there, as one JSON object. `check` runs it to name
+//!   what is missing; `venv build` hands it to the new environment, which is
+//!   switched to only when the reader passes it.
+//! - The venv builder: `venv build`, `switch`, `rollback`, run by the base
+//!   interpreter as the service user.
+//! - The deploy's host worker: run as root on the host over ssh, sent with
+//!   every call ahead of its data (see [`DEPLOY_HOST_LOADER`]).
 
-/// Its source, run with `python3 -I -c`.
-pub const READER_PY: &str = include_str!("requirements.py");
+use std::process::Command;
+
+/// The requirements reader's source (python/requirements.py).
+pub const REQUIREMENTS_READER: &str = include_str!("../python/requirements.py");
+
+/// The venv builder's source (python/venv_build.py).
+pub const VENV_BUILD: &str = include_str!("../python/venv_build.py");
+
+/// The deploy's host worker's source (python/deploy_host.py).
+pub const DEPLOY_HOST: &str = include_str!("../python/deploy_host.py");
+
+/// Run as `python3 -c LOADER LEN ARGS...` with the worker and its data on
+/// stdin: reads both, runs the worker's first LEN bytes with the rest as
+/// `DATA`.
+pub const DEPLOY_HOST_LOADER: &str = "import sys;d=sys.stdin.buffer.read();n=int(sys.argv[1]);sys.argv=sys.argv[1:];\
+exec(compile(d[:n],'deploy_host.py','exec'),{'__name__':'__main__','DATA':d[n:]})";
+
+/// `cmd` (an interpreter) set to run `source` isolated from the caller's
+/// environment and site (`-I`): how the reader and the builder are run.
+pub fn isolated<'a>(cmd: &'a mut Command, source: &str) -> &'a mut Command {
+    cmd.args(["-I", "-c", source])
+}
 
 #[cfg(test)]
 mod tests {
@@ -19,7 +48,7 @@ mod tests {
             ""
         };
         let mut child = Command::new("/usr/bin/python3")
-            .args(["-I", "-c", &format!("{prelude}{}", super::READER_PY)])
+            .args(["-I", "-c", &format!("{prelude}{}", super::REQUIREMENTS_READER)])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -1,0 +1,248 @@
+"""The deploy's host worker, its parts that decide without changing the
+host: manifest paths and lines, the bounded hash, the plan of a swap on a
+temporary tree, and the capped count of unshipped files."""
+import hashlib
+import os
+import pwd
+import shutil
+import tempfile
+import unittest
+from unittest import mock
+
+import helpers_path  # noqa: F401
+import deploy_host as h
+
+OWNER = pwd.getpwuid(os.getuid()).pw_name
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+class ManifestPaths(unittest.TestCase):
+    def test_a_path_that_leaves_the_root_is_refused(self):
+        for p in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "a/./b", "a/", "a\nb", "a\tb", "a\0b"]:
+            with self.subTest(path=p), self.assertRaises(h.Fatal):
+                h.check_rel(p)
+
+    def test_a_relative_path_is_accepted(self):
+        for p in ["a", "bots/supervisor.py", ".env.example", "a b/..c"]:
+            h.check_rel(p)
+
+
+class Manifest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.dir)
+
+    def write(self, text):
+        p = os.path.join(self.dir, "manifest")
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def test_lines_become_entries(self):
+        p = self.write("# jarvis manifest\nd\t0750\tjarvis:jarvis\t0\t-\tbots\n"
+                       "f\t0640\tjarvis:jarvis\t12\t%s\tbots/supervisor.py\n" % ("a" * 64))
+        m = h.load(p)
+        self.assertEqual(sorted(m), ["bots", "bots/supervisor.py"])
+        f = m["bots/supervisor.py"]
+        self.assertEqual((f.kind, f.mode, f.owner, f.size, f.sha), ("f", 0o640, "jarvis:jarvis", 12, "a" * 64))
+        self.assertEqual(f.line(), "f\t0640\tjarvis:jarvis\t12\t%s\tbots/supervisor.py" % ("a" * 64))
+
+    def test_no_manifest_and_the_one_sent_on_stdin(self):
+        self.assertEqual(h.load("-"), {})
+        with mock.patch.object(h, "DATA", b"f\t0600\tu:g\t3\tabc\tx\n"):
+            self.assertEqual(h.load("@data")["x"].size, 3)
+
+    def test_a_bad_line_names_the_file_and_line(self):
+        for text in ["f\t0640\tu:g\t1\tabc\n", "x\t0640\tu:g\t1\tabc\tp\n", "f\t0640\tu:g\t1\tabc\tp\textra\n"]:
+            p = self.write("# ok\n" + text)
+            with self.subTest(line=text), self.assertRaisesRegex(h.Fatal, "^%s:2: not a manifest line$" % p):
+                h.load(p)
+
+    def test_a_bad_path_in_a_line_is_refused(self):
+        p = self.write("f\t0640\tu:g\t1\tabc\t../../etc/shadow\n")
+        with self.assertRaisesRegex(h.Fatal, "bad path"):
+            h.load(p)
+
+
+class BoundedHash(unittest.TestCase):
+    def setUp(self):
+        fd, self.path = tempfile.mkstemp()
+        os.write(fd, b"x" * 100)
+        os.close(fd)
+        self.addCleanup(os.unlink, self.path)
+        self.fd = os.open(self.path, os.O_RDONLY)
+        self.addCleanup(os.close, self.fd)
+
+    def test_the_expected_size_gives_the_digest(self):
+        self.assertEqual(h.sha256_of(self.fd, 100), sha(b"x" * 100))
+
+    def test_more_than_the_expected_size_is_no_digest_and_is_not_read_on(self):
+        self.assertIsNone(h.sha256_of(self.fd, 10))
+        # At most size + 1 bytes read: a file that grows holds the lock no longer.
+        self.assertEqual(os.lseek(self.fd, 0, os.SEEK_CUR), 11)
+
+    def test_without_a_size_hash_max_bounds_it(self):
+        with mock.patch.object(h, "HASH_MAX", 99):
+            self.assertIsNone(h.sha256_of(self.fd))
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        with mock.patch.object(h, "HASH_MAX", 100):
+            self.assertEqual(h.sha256_of(self.fd), sha(b"x" * 100))
+
+    def test_the_copy_is_what_was_hashed(self):
+        fd, copy = tempfile.mkstemp()
+        self.addCleanup(os.unlink, copy)
+        try:
+            self.assertEqual(h.sha256_of(self.fd, 100, fd), sha(b"x" * 100))
+        finally:
+            os.close(fd)
+        with open(copy, "rb") as f:
+            self.assertEqual(f.read(), b"x" * 100)
+
+
+class Plan(unittest.TestCase):
+    maxDiff = None
+    """old: the manifest in effect; new: the one deployed; the live tree
+    holds what the host has now."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.root)
+
+    def put(self, rel, data, mode=0o640):
+        p = os.path.join(self.root, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+        os.chmod(p, mode)
+
+    def entry(self, rel, data=None, mode=0o640):
+        if data is None:
+            return h.Entry("d", 0o750, OWNER, 0, "-", rel)
+        return h.Entry("f", mode, OWNER, len(data), sha(data), rel)
+
+    def plan(self, old, new, take_over=()):
+        tree = h.Tree(os.open(self.root, h.DIR_FLAGS))
+        try:
+            p, seen = h.plan(tree, {e.path: e for e in old}, {e.path: e for e in new}, set(take_over))
+        finally:
+            tree.close()
+        return {k: v for k, v in p.items() if v}, seen
+
+    def test_every_case_of_a_swap(self):
+        self.put("same.py", b"same")
+        self.put("replace.py", b"v1")
+        self.put("adopted.py", b"new here")
+        self.put("delete.py", b"gone")
+        self.put("kept.py", b"edited on the host")
+        self.put("changed.py", b"edited on the host")
+        self.put("theirs.json", b"the bot's state")
+        self.put("taken.py", b"operator's")
+        self.put("fix.py", b"mode", 0o666)
+        os.makedirs(os.path.join(self.root, "olddir"))
+        os.symlink("/etc", os.path.join(self.root, "link.py"))
+        self.put("file", b"")
+        old = [self.entry("same.py", b"same"), self.entry("replace.py", b"v1"),
+               self.entry("delete.py", b"gone"), self.entry("kept.py", b"shipped"),
+               self.entry("changed.py", b"shipped"), self.entry("fix.py", b"mode"),
+               self.entry("olddir")]
+        new = [self.entry("same.py", b"same"), self.entry("replace.py", b"v2"),
+               self.entry("adopted.py", b"new here"), self.entry("put.py", b"p"),
+               self.entry("changed.py", b"v2"), self.entry("theirs.json", b"{}"),
+               self.entry("taken.py", b"ours"), self.entry("fix.py", b"mode"),
+               self.entry("link.py", b"x"), self.entry("newdir"), self.entry("file")]
+        p, seen = self.plan(old, new, take_over=["taken.py"])
+        self.assertEqual(p, {
+            "same": ["fix.py", "same.py"],
+            "fix": ["fix.py"],
+            "replace": ["replace.py"],
+            "adopted": ["adopted.py"],
+            "put": ["put.py"],
+            "mkdir": ["newdir"],
+            "taken_over": ["taken.py"],
+            "conflicts": [
+                {"path": "changed.py", "why": "shipped by the deploy in effect, but changed on the host since"},
+                {"path": "file", "why": "a file is there, where the code ships a directory"},
+                {"path": "link.py",
+                 "why": "a symbolic link or special file is there, where the code ships a file"},
+                {"path": "theirs.json",
+                 "why": "a file that no deploy shipped is there (the bot's state, or the operator's)"},
+            ],
+            "delete": ["delete.py"],
+            "kept_changed": ["kept.py"],
+            "rmdir": ["olddir"],
+        })
+        # What the swap may move is held to what the plan looked at.
+        self.assertIn("delete.py", seen)
+        self.assertNotIn("kept.py", seen)
+
+    def test_a_path_under_a_link_is_blocked_not_followed(self):
+        outside = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, outside)
+        with open(os.path.join(outside, "x.py"), "wb") as f:
+            f.write(b"x")
+        os.symlink(outside, os.path.join(self.root, "bots"))
+        p, _ = self.plan([], [self.entry("bots/x.py", b"x")])
+        self.assertEqual(p["conflicts"], [{"path": "bots/x.py",
+                                           "why": "a parent of it is a file or a symbolic link, not a directory"}])
+
+    def test_a_file_of_another_size_is_not_read(self):
+        self.put("big.py", b"y" * 50)
+        with mock.patch.object(h, "sha256_of", side_effect=AssertionError("read")):
+            p, _ = self.plan([self.entry("big.py", b"old")], [self.entry("big.py", b"new")])
+        self.assertEqual(p["conflicts"][0]["path"], "big.py")
+
+
+class CountUnshipped(unittest.TestCase):
+    def setUp(self):
+        self.root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.root)
+        for rel in ["a.py", "data/1.json", "data/2.json", "logs/x/y.log", "bots/s.py"]:
+            p = os.path.join(self.root, rel)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            open(p, "w").close()
+        outside = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, outside)
+        for i in range(20):
+            open(os.path.join(outside, str(i)), "w").close()
+        os.symlink(outside, os.path.join(self.root, "link"))
+        self.fd = os.open(self.root, h.DIR_FLAGS)
+        self.addCleanup(os.close, self.fd)
+
+    def test_files_no_manifest_lists_not_through_links(self):
+        # The link is one entry; what it points at is not counted.
+        self.assertEqual(h.count_unshipped(self.fd, {"a.py", "bots/s.py"}), (4, True))
+
+    def test_the_count_stops_at_scan_max_and_says_so(self):
+        with mock.patch.object(h, "SCAN_MAX", 3):
+            n, complete = h.count_unshipped(self.fd, set())
+        self.assertFalse(complete)
+        self.assertLessEqual(n, 3)
+        with mock.patch.object(h, "SCAN_MAX", 10):
+            self.assertEqual(h.count_unshipped(self.fd, set()), (6, True))
+
+    def test_no_descriptor_is_left_open(self):
+        before = len(os.listdir("/proc/self/fd"))
+        with mock.patch.object(h, "SCAN_MAX", 3):
+            h.count_unshipped(self.fd, set())
+        h.count_unshipped(self.fd, set())
+        self.assertEqual(len(os.listdir("/proc/self/fd")), before)
+
+
+class Arguments(unittest.TestCase):
+    def test_options_and_positionals(self):
+        pos, a = h.parse_args(["/code", "--take-over", "a.py", "old", "--src", "s1", "--src", "s2",
+                               "--pause-after", "3", "--env-new", "/e", "--lenient", "new"])
+        self.assertEqual(pos, ["/code", "old", "new"])
+        self.assertEqual((a["take_over"], a["src"], a["pause_after"], a["env_new"], a["lenient"]),
+                         ({"a.py"}, ["s1", "s2"], 3, "/e", True))
+
+    def test_a_take_over_path_is_checked_like_a_manifest_path(self):
+        with self.assertRaises(h.Fatal):
+            h.parse_args(["--take-over", "../etc/passwd"])
+
+
+if __name__ == "__main__":
+    unittest.main()
