@@ -27,7 +27,8 @@ pub const DEPLOY_HOST: &str = include_str!("../python/deploy_host.py");
 /// Run as `python3 -c LOADER LEN ARGS...` with the worker and its data on
 /// stdin: reads both, runs the worker's first LEN bytes with the rest as
 /// `DATA`.
-pub const DEPLOY_HOST_LOADER: &str = "import sys;d=sys.stdin.buffer.read();n=int(sys.argv[1]);sys.argv=sys.argv[1:];\
+pub const DEPLOY_HOST_LOADER: &str =
+    "import sys;d=sys.stdin.buffer.read();n=int(sys.argv[1]);sys.argv=sys.argv[1:];\
 exec(compile(d[:n],'deploy_host.py','exec'),{'__name__':'__main__','DATA':d[n:]})";
 
 /// `cmd` (an interpreter) set to run `source` isolated from the caller's

@@ -22,8 +22,16 @@ fn the_python_helpers_pass_their_unit_tests() {
         .output()
         .unwrap_or_else(|e| panic!("cannot run python3 ({e}): install python3, these tests need it"));
     // unittest reports on stderr.
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "python3 -m unittest failed in {}:\n{text}", dir.display());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "python3 -m unittest failed in {}:\n{text}",
+        dir.display()
+    );
     // Discovery that finds nothing passes too: each helper's tests must have run.
     for module in ["test_requirements", "test_deploy_host", "test_venv_build"] {
         assert!(
