@@ -92,4 +92,32 @@ mod tests {
             kinds(&full).iter().any(|k| k.2 == "skipped") && kinds(&full).iter().any(|k| k.2 == "mismatch")
         );
     }
+
+    /// The loader as deploy runs it on a host: the worker, then its data,
+    /// on stdin; the worker sees its own arguments and the data as `DATA`.
+    #[test]
+    fn the_loader_runs_the_worker_on_the_data_after_it() {
+        let root = tempfile::tempdir().unwrap();
+        let mut child = Command::new("python3")
+            .args([
+                "-c",
+                super::DEPLOY_HOST_LOADER,
+                &super::DEPLOY_HOST.len().to_string(),
+                "plan",
+            ])
+            .arg(root.path())
+            .args(["-", "@data"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut input = super::DEPLOY_HOST.as_bytes().to_vec();
+        input.extend_from_slice(b"d\t0750\troot:root\t0\t-\tbots\nf\t0640\troot:root\t1\tabc\tbots/x.py\n");
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{v}");
+        assert_eq!(v["put"], serde_json::json!(["bots/x.py"]), "{v}");
+        assert_eq!(v["mkdir"], serde_json::json!(["bots"]), "{v}");
+    }
 }
