@@ -825,7 +825,7 @@ fn logs_reads_many_or_sparse_planted_files_within_one_budget() {
     let (out, ..) = measured_root(&h, &["logs", "-n", "100000000"], Duration::from_secs(90));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        said.contains("read only in part") && said.contains("see README"),
+        said.contains("read only in part") && said.contains("docs/logs.md"),
         "logs does not say that its budget cut the files:\n{said}"
     );
     as_nobody(&format!(
