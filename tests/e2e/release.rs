@@ -192,7 +192,8 @@ pub fn yum_repository() {
 
     // The documented repo file turns both checks on, with a key the
     // repository holds.
-    let doc = fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/repositories.md")).unwrap();
+    let doc =
+        fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/repositories.md")).unwrap();
     let conf = repo_file_of(&doc);
     assert_eq!(
         conf.get("gpgcheck").map(String::as_str),
@@ -204,8 +205,12 @@ pub fn yum_repository() {
         Some("1"),
         "docs/repositories.md's .repo: {conf:?}"
     );
-    let baseurl = conf.get("baseurl").expect("baseurl in docs/repositories.md's .repo");
-    let gpgkey = conf.get("gpgkey").expect("gpgkey in docs/repositories.md's .repo");
+    let baseurl = conf
+        .get("baseurl")
+        .expect("baseurl in docs/repositories.md's .repo");
+    let gpgkey = conf
+        .get("gpgkey")
+        .expect("gpgkey in docs/repositories.md's .repo");
     let key_file = gpgkey
         .strip_prefix(&format!("{}/", baseurl.trim_end_matches('/')))
         .unwrap_or_else(|| panic!("gpgkey {gpgkey} is not under baseurl {baseurl}"));
