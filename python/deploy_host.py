@@ -19,7 +19,7 @@
 #   KIND<TAB>MODE<TAB>USER:GROUP<TAB>SIZE<TAB>SHA256<TAB>PATH
 # with KIND f (file) or d (directory); PATH is relative, '/'-separated.
 #
-# The rule (DESIGN.md, "Who owns a file"): a path is written or removed only
+# The rule (docs/design.md, "Who owns a file"): a path is written or removed only
 # when the live file is missing or holds content that FROM or TO ships there.
 # Anything else is someone else's file: a conflict, never touched. The same
 # rule run from TO back to FROM undoes a swap, even a half-done one: each

@@ -222,7 +222,7 @@ pub struct ConfigureArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Print the status as JSON (schema 2, documented in the README).
+    /// Print the status as JSON (schema 2, documented in docs/monitoring.md).
     #[arg(long)]
     pub json: bool,
     /// A restarting bot (a crash loop) is CRITICAL when it has been down for

@@ -1,5 +1,5 @@
 //! The health of the bot's components (issue 15), as the program reports it
-//! (supervised-program.md, "Health of the components"): its `/health`
+//! (docs/supervised-program.md, "Health of the components"): its `/health`
 //! endpoint when that answers, else the newest `=== COMPONENT HEALTH ===`
 //! record of its output, and the "Component crashed" and "Max restarts
 //! reached" lines around it. Everything here is the service's text: parsed

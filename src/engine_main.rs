@@ -9,7 +9,8 @@
 //! Arguments, all from `jarvisctl run`: `--lock-fd N` (required),
 //! `--jarvisctl PATH` (required, for `jarvisctl alert`), `--root DIR`,
 //! `--unit FILE`, `--detached`.
-// One module may use unsafe, and says why: engine/trim.rs, engine/spawn.rs.
+// Three files use unsafe, each saying why at the place: engine/spawn.rs,
+// engine/trim.rs and engine_main.rs (docs/design.md, "Unsafe code").
 #![deny(unsafe_code)]
 // It shares jarvisctl's source files (unit.rs, untrusted.rs, ...), of which
 // it calls only a part.

@@ -2,7 +2,8 @@
 //!
 //! `main` only parses the command line, dispatches, and maps the outcome to
 //! an exit code; every subcommand lives in its own module under `cmd/`.
-// Two modules may use unsafe, and say why: engine/trim.rs, engine/spawn.rs.
+// Three files use unsafe, each saying why at the place: engine/spawn.rs,
+// engine/trim.rs and engine_main.rs (docs/design.md, "Unsafe code").
 #![deny(unsafe_code)]
 
 mod cli;

@@ -1,7 +1,7 @@
 //! What a deploy ships, as a manifest: every file and directory of the
 //! local code with its mode, size and sha256, and the owner it gets on the
 //! host. The host keeps one per deploy; a deploy touches only paths that
-//! the manifest in effect lists (DESIGN.md, "Who owns a file"), and
+//! the manifest in effect lists (docs/design.md, "Who owns a file"), and
 //! `status` and `check` compare the live code with it.
 //!
 //! Excludes only keep things off the wire that were never code: caches,

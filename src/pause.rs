@@ -1,4 +1,4 @@
-//! The program's own pause switch (supervised-program.md): a file
+//! The program's own pause switch (docs/supervised-program.md): a file
 //! `PAUSE_AUTOMATIONS` in the code root, or `JARVIS_PAUSE_AUTOMATIONS` set
 //! to a true word in its environment or its `.env`. The program then prints
 //! "Automations paused" and exits 0 before READY. This module finds the

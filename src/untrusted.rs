@@ -1,5 +1,5 @@
 //! Opening paths that the service user can write, from code that runs as
-//! root (DESIGN.md, "Root never trusts the service user's files").
+//! root (docs/design.md, "Root never trusts the service user's files").
 //!
 //! The path is walked from `/` one component at a time, each directory
 //! opened from its parent's descriptor with `O_NOFOLLOW`: a symbolic link

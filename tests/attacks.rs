@@ -731,7 +731,7 @@ fn status_record_never_chmods_a_file_swapped_into_the_textfile_directory() {
 }
 
 /// Issue 24, finding 11: the service user makes its `.env` a link to a
-/// root-only env file, then a FIFO, and root runs the README's
+/// root-only env file, then a FIFO, and root runs docs/commands.md's
 /// `sudo jarvisctl env lint .env` in the code directory (and with the full
 /// path). Each is refused at once, naming the path and the fix; no key of
 /// the root file is shown.
@@ -825,7 +825,7 @@ fn logs_reads_many_or_sparse_planted_files_within_one_budget() {
     let (out, ..) = measured_root(&h, &["logs", "-n", "100000000"], Duration::from_secs(90));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        said.contains("read only in part") && said.contains("see README"),
+        said.contains("read only in part") && said.contains("docs/logs.md"),
         "logs does not say that its budget cut the files:\n{said}"
     );
     as_nobody(&format!(
@@ -915,8 +915,8 @@ fn a_venv_link_never_sends_control_sequences_to_roots_terminal() {
     }
 }
 
-/// The bounds README.md gives ("What `check` looks at", "`jarvisctl
-/// status`"): whatever the service user plants, each command ends within
+/// The bounds docs/commands.md and docs/monitoring.md give ("What `check`
+/// looks at", "`jarvisctl status`"): whatever the service user plants, each command ends within
 /// its own.
 const CHECK_BOUND: f64 = 90.0;
 const STATUS_BOUND: f64 = 60.0;
@@ -1098,7 +1098,7 @@ while True:
 /// of sparse `*.log` files and a few of newlines, log names holding ESC
 /// sequences and a newline; then `.env` as a FIFO, then as a link to a
 /// root-only file). Root's `check`, `status` and `status --record` each
-/// end within the bound README.md gives, and no planted process survives.
+/// end within the bound docs/ gives, and no planted process survives.
 /// Every run is timed; an overrun is killed at its bound plus 10 s and
 /// named with the input it ran under.
 #[test]
@@ -1381,7 +1381,7 @@ fn a_shipped_file_that_grows_to_8_tib_while_root_hashes_it_is_changed_at_once() 
                 tail(&all)
             );
         }
-        // Within the bound README.md documents (reading 8 TiB would take
+        // Within the bound docs/ documents (reading 8 TiB would take
         // over an hour); the figures say how far within.
         let bound = match args {
             ["check"] => CHECK_BOUND,

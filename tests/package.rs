@@ -72,6 +72,19 @@ const SHIPPED: &[&str] = &[
     "/usr/share/bash-completion/completions/jarvisctl",
     "/usr/share/zsh/vendor-completions/_jarvisctl",
     "/usr/share/fish/vendor_completions.d/jarvisctl.fish",
+    // The operator's documentation; the developers' (docs/design.md,
+    // docs/benchmarks.md, CONTRIBUTING.md) is not shipped: see NOT_SHIPPED.
+    "/usr/share/doc/jarvis-supervisor/README.md",
+    "/usr/share/doc/jarvis-supervisor/docs/install.md",
+    "/usr/share/doc/jarvis-supervisor/docs/commands.md",
+    "/usr/share/doc/jarvis-supervisor/docs/service.md",
+    "/usr/share/doc/jarvis-supervisor/docs/monitoring.md",
+    "/usr/share/doc/jarvis-supervisor/docs/pausing.md",
+    "/usr/share/doc/jarvis-supervisor/docs/logs.md",
+    "/usr/share/doc/jarvis-supervisor/docs/deploy.md",
+    "/usr/share/doc/jarvis-supervisor/docs/fallback-engine.md",
+    "/usr/share/doc/jarvis-supervisor/docs/repositories.md",
+    "/usr/share/doc/jarvis-supervisor/docs/supervised-program.md",
     "/usr/share/doc/jarvis-supervisor/examples/sudoers.d-jarvis-status",
     "/usr/share/doc/jarvis-supervisor/examples/jarvis-supervisor.icinga2.conf",
     "/usr/share/doc/jarvis-supervisor/examples/jarvis-supervisor.nagios.cfg",
@@ -79,6 +92,10 @@ const SHIPPED: &[&str] = &[
     "/usr/share/jarvis-supervisor/monitoring/jarvis-supervisor.rules.test.yml",
     "/usr/share/jarvis-supervisor/monitoring/grafana-dashboard.json",
 ];
+
+/// The developers' documents stay in the source tree: a server needs the
+/// operator's guides, not the bench tables, CI notes or the code's rules.
+const NOT_SHIPPED: &[&str] = &["docs/design.md", "docs/benchmarks.md", "CONTRIBUTING.md"];
 
 #[test]
 #[ignore = "needs the built packages: run by cargo xtask test"]
@@ -92,6 +109,9 @@ fn deb_carries_helper_unit_logrotate_man_copyright_changelog_and_conffile() {
         "/etc/init.d/jarvis-supervisor",
     ]) {
         assert!(list.contains(&format!(".{f}")), "{f} not in the .deb:\n{list}");
+    }
+    for f in NOT_SHIPPED {
+        assert!(!list.contains(f), "the developers' {f} is in the .deb:\n{list}");
     }
     // The heartbeat URL is a secret: root only.
     assert!(
@@ -194,6 +214,9 @@ fn rpm_carries_the_same_files_and_its_scriptlets() {
     assert_eq!(code, 0, "{list}");
     for f in SHIPPED {
         assert!(list.lines().any(|l| l == *f), "{f} not in the .rpm:\n{list}");
+    }
+    for f in NOT_SHIPPED {
+        assert!(!list.contains(f), "the developers' {f} is in the .rpm:\n{list}");
     }
     let (_, scripts) = run(Command::new("rpm")
         .args(["-qp", "--scripts", "--nosignature"])

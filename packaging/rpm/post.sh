@@ -13,7 +13,7 @@ if [ "$1" -eq 1 ]; then
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload || :
         systemctl start jarvis-supervisor-health.timer || :
-        # check is bounded (90 s, README.md); the timeout is a second guard:
+        # check is bounded (90 s, docs/commands.md); the timeout is a second guard:
         # the rpm transaction waits for it.
         if timeout --kill-after=10 120 jarvisctl check; then
             systemctl start jarvis-supervisor.service \

@@ -5,7 +5,7 @@
 # lists) everything else.
 
 # >>> generated files: the same block in debian/postrm and packaging/rpm/postun.sh
-# A file belongs to whoever wrote it (DESIGN.md, "Who owns a file"). These are
+# A file belongs to whoever wrote it (docs/design.md, "Who owns a file"). These are
 # all the files that jarvisctl or the package scripts write outside the
 # package's file list, by name; a directory goes only when it is empty. Not
 # here, so kept: hosts.toml, .env files and anything else under

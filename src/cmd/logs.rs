@@ -84,7 +84,7 @@ impl Spent {
     fn describe(&self) -> String {
         let b = FILES_BUDGET;
         format!(
-            "logs: {} file(s) of the logs directory not read, {} read only in part{}: each run reads at most the newest {} files, {} MiB and {} lines of them in all (see README, jarvisctl logs)",
+            "logs: {} file(s) of the logs directory not read, {} read only in part{}: each run reads at most the newest {} files, {} MiB and {} lines of them in all (see /usr/share/doc/jarvis-supervisor/docs/logs.md)",
             self.files_skipped,
             self.files_cut,
             if self.entries_unseen {

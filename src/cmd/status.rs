@@ -755,7 +755,7 @@ mod tests {
 
     #[test]
     fn error_lines_are_the_programs_levels_not_words_in_a_message() {
-        // As the program and Python write them (supervised-program.md).
+        // As the program and Python write them (docs/supervised-program.md).
         for bad in [
             "2026-12-01 05:28:18,129 - jarvis.supervisor - ERROR - [buy_bot] Component crashed (attempt 3/100): boom",
             "2026-12-01 05:28:18,129 - jarvis.supervisor - ERROR - [buy_bot] Max restarts reached, giving up",

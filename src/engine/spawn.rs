@@ -2,9 +2,7 @@
 //! The clone shares our memory and suspends us until the exec
 //! (CLONE_VM | CLONE_VFORK, as posix_spawn does): nothing of ours is copied,
 //! and the program starts as soon as it can. Between the two, the child
-//! does what systemd does there and what `jarvisctl exec-helper` did as a
-//! second exec (issue 17: that exec of the whole
-//! 6 MB binary was most of the restart time): a new session (no controlling
+//! does what systemd does there, with no second exec: a new session (no controlling
 //! terminal: a bot on root's terminal could push input into root's shell
 //! with TIOCSTI, and the session is the process group the engine signals),
 //! the cgroup or the rlimit, the drop to the service user (supplementary
@@ -12,7 +10,7 @@
 //! clears it), umask, working directory, an empty signal mask, no_new_privs
 //! when the unit asks, and no descriptor but 0, 1 and 2. Exit codes follow
 //! systemd's (200 CHDIR, 203 EXEC, 205 LIMITS, 214 SETSCHEDULER (used for the
-//! rest, as exec-helper did), 216 GROUP, 217 USER, 218 CAPABILITIES, 219
+//! rest), 216 GROUP, 217 USER, 218 CAPABILITIES, 219
 //! CGROUP, 220 SETSID).
 //!
 //! Everything the child needs is prepared before the clone: after it, the

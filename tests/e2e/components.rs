@@ -118,7 +118,7 @@ fn scenario(suite: Suite) {
         "components_failed=0;;1;0;4",
         "{name}"
     );
-    // The program's own /metrics, beside our textfile (README, Prometheus).
+    // The program's own /metrics, beside our textfile (docs/monitoring.md, Prometheus).
     let own = c.ok("python3 -c 'import urllib.request; print(urllib.request.urlopen(\"http://127.0.0.1:8080/metrics\").read().decode())'");
     assert!(
         own.contains("jarvis_component_status{component=\"buy_bot\"} 2"),

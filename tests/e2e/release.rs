@@ -159,7 +159,7 @@ pub fn apt_repository() {
 
 /// The YUM repository beside it: createrepo_c metadata listing the .rpm,
 /// and repomd.xml signed by the same key (checked here with gpgv); the
-/// README's repo file with gpgcheck=1, and every .rpm signed with the
+/// docs/repositories.md's repo file with gpgcheck=1, and every .rpm signed with the
 /// repository key (rpm -K, a tampered copy, an install that requires a
 /// signature).
 pub fn yum_repository() {
@@ -192,27 +192,32 @@ pub fn yum_repository() {
 
     // The documented repo file turns both checks on, with a key the
     // repository holds.
-    let readme = fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let conf = readme_repo_file(&readme);
+    let doc =
+        fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/repositories.md")).unwrap();
+    let conf = repo_file_of(&doc);
     assert_eq!(
         conf.get("gpgcheck").map(String::as_str),
         Some("1"),
-        "README's .repo: {conf:?}"
+        "docs/repositories.md's .repo: {conf:?}"
     );
     assert_eq!(
         conf.get("repo_gpgcheck").map(String::as_str),
         Some("1"),
-        "README's .repo: {conf:?}"
+        "docs/repositories.md's .repo: {conf:?}"
     );
-    let baseurl = conf.get("baseurl").expect("baseurl in README's .repo");
-    let gpgkey = conf.get("gpgkey").expect("gpgkey in README's .repo");
+    let baseurl = conf
+        .get("baseurl")
+        .expect("baseurl in docs/repositories.md's .repo");
+    let gpgkey = conf
+        .get("gpgkey")
+        .expect("gpgkey in docs/repositories.md's .repo");
     let key_file = gpgkey
         .strip_prefix(&format!("{}/", baseurl.trim_end_matches('/')))
         .unwrap_or_else(|| panic!("gpgkey {gpgkey} is not under baseurl {baseurl}"));
     let key = repo.join(key_file);
     assert!(
         key.is_file(),
-        "README's gpgkey {key_file} is not in {}",
+        "docs/repositories.md's gpgkey {key_file} is not in {}",
         repo.display()
     );
 
@@ -346,15 +351,15 @@ pub fn yum_repository() {
             .trim()
     );
 
-    /// The `key=value` lines of README's `/etc/yum.repos.d/jarvis-supervisor.repo`
+    /// The `key=value` lines of docs/repositories.md's `/etc/yum.repos.d/jarvis-supervisor.repo`
     /// snippet.
-    fn readme_repo_file(readme: &str) -> std::collections::HashMap<String, String> {
-        let block = readme
+    fn repo_file_of(doc: &str) -> std::collections::HashMap<String, String> {
+        let block = doc
             .split("```ini\n")
             .skip(1)
             .filter_map(|b| b.split("```").next())
             .find(|b| b.contains("/etc/yum.repos.d/jarvis-supervisor.repo"))
-            .expect("README has an ```ini block for /etc/yum.repos.d/jarvis-supervisor.repo");
+            .expect("docs/repositories.md has an ```ini block for /etc/yum.repos.d/jarvis-supervisor.repo");
         block
             .lines()
             .filter(|l| !l.starts_with('#') && !l.starts_with('['))

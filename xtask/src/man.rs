@@ -25,7 +25,7 @@ struct Section {
     outro: &'static str,
 }
 
-/// From src/error.rs (`exit`), src/main.rs and the README's exit codes.
+/// From src/error.rs (`exit`), src/main.rs and the exit codes of docs/monitoring.md and docs/commands.md.
 const EXIT_STATUS: Section = Section {
     name: "EXIT STATUS",
     items: &[
@@ -82,7 +82,7 @@ const ENVIRONMENT: Section = Section {
     outro: "",
 };
 
-/// From the package's asset lists (Cargo.toml) and the README.
+/// From the package's asset lists (Cargo.toml) and docs/.
 const FILES: Section = Section {
     name: "FILES",
     items: &[

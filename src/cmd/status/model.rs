@@ -1,4 +1,4 @@
-//! The status document: what `status --json` prints (schema in README).
+//! The status document: what `status --json` prints (schema in docs/monitoring.md).
 
 use serde::{Deserialize, Serialize};
 
