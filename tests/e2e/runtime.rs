@@ -315,9 +315,28 @@ fn log_rotation(suite: Suite) {
     );
     assert_eq!(first, 1, "the first lines were lost");
     assert_eq!(duplicated, 0, "lines duplicated across the rotation");
-    // copytruncate loses what is written between the copy and the truncate:
-    // at 100 lines/s that must stay within 2 lines per rotation.
-    assert!(missing <= 4, "{missing} lines lost over 2 rotations");
+    // copytruncate loses what is written between the copy and the truncate,
+    // and only that: at most one run of missing lines per rotation, each
+    // shorter than a second's worth. How many is a matter of scheduling (a
+    // loaded machine once lost 6 in 2 rotations), so it is a figure, not a
+    // bound.
+    let gaps: Vec<(u64, u64)> = sorted
+        .windows(2)
+        .filter(|w| w[1] > w[0] + 1)
+        .map(|w| (w[0] + 1, w[1] - w[0] - 1))
+        .collect();
+    println!(
+        "{}: runs of missing lines (first seq, count): {gaps:?}",
+        suite.name()
+    );
+    assert!(
+        gaps.len() <= 2,
+        "lines lost away from the 2 rotations: {gaps:?} ({missing} in all)"
+    );
+    assert!(
+        gaps.iter().all(|(_, n)| *n < 100),
+        "more than a second of lines lost at a rotation: {gaps:?}"
+    );
 }
 
 on_both!(memory_cap_kills_and_restarts_only_the_bot, memory_cap);
