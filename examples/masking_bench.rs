@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use jarvis_supervisor::masking::{mask_per_call, Masker};
+use jarvis_model::masking::{mask_per_call, Masker};
 
 const MIB: usize = 1 << 20;
 const RUNS: usize = 3;

@@ -16,13 +16,13 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Serialize;
 
-use crate::engine::service::Service;
-use crate::engine::state::{RunState, StateFile};
-use crate::engine::{LOCK_FILE, PID_FILE, STATE_DIR};
-use crate::error::Result;
-use crate::paths::{Paths, UNIT};
 use crate::pause::Pause;
-use crate::unit::Unit;
+use jarvis_engine::{LOCK_FILE, PID_FILE, STATE_DIR};
+use jarvis_model::error::Result;
+use jarvis_model::paths::{Paths, UNIT};
+use jarvis_model::service::Service;
+use jarvis_model::state::{RunState, StateFile};
+use jarvis_model::unit::Unit;
 
 /// How often a wait looks again.
 const POLL: Duration = Duration::from_millis(200);
@@ -580,7 +580,7 @@ fn why_not(t: &Target, since: std::time::SystemTime, log: &Path, offset: u64) ->
         }
     };
     let secrets = t.unit().ok().map(|u| secrets(&t.paths, &u)).unwrap_or_default();
-    let secrets = jarvis_supervisor::masking::Masker::new(&secrets);
+    let secrets = jarvis_model::masking::Masker::new(&secrets);
     let useful: Vec<&String> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
     useful[useful.len().saturating_sub(4)..]
         .iter()
@@ -592,9 +592,9 @@ fn why_not(t: &Target, since: std::time::SystemTime, log: &Path, offset: u64) ->
 fn secrets(paths: &Paths, unit: &Unit) -> Vec<String> {
     let mut out = Vec::new();
     for env in unit.environment_files() {
-        if let Ok(bytes) = crate::untrusted::read(&paths.host(&env.path), None, 64 << 20) {
+        if let Ok(bytes) = jarvis_model::untrusted::read(&paths.host(&env.path), None, 64 << 20) {
             out.extend(
-                jarvis_supervisor::envfile::parse(&bytes)
+                jarvis_model::envfile::parse(&bytes)
                     .vars
                     .into_iter()
                     .map(|v| v.value)

@@ -17,8 +17,8 @@ use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
 use serde::Serialize;
 
-use crate::manifest::{hash_at_most, Kind, Manifest, SKIP_TOP};
-use crate::paths::Paths;
+use jarvis_model::manifest::{hash_at_most, Kind, Manifest, SKIP_TOP};
+use jarvis_model::paths::Paths;
 
 /// The deploy history on a host (see `cmd/deploy/plan.rs`).
 const DEPLOYS: &str = "/var/lib/jarvis-supervisor/deploys";
@@ -101,7 +101,7 @@ pub fn check(paths: &Paths, code_root: &Path) -> Option<Drift> {
     };
     for e in manifest.entries.iter().filter(|e| e.kind == Kind::File) {
         out.files += 1;
-        let what = match crate::untrusted::open_read(&root.join(&e.path), None) {
+        let what = match jarvis_model::untrusted::open_read(&root.join(&e.path), None) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Some(What::Missing),
             Err(_) => Some(What::NotRegular),
             Ok(f) => match f.metadata() {
@@ -164,7 +164,7 @@ impl<'a> Walk<'a> {
             more: 0,
             stopped: Vec::new(),
         };
-        match crate::untrusted::open_dir(root) {
+        match jarvis_model::untrusted::open_dir(root) {
             Ok(dir) => walk.dir(OwnedFd::from(dir), "", 0),
             Err(_) => walk.stopped.push(String::new()),
         }

@@ -5,10 +5,10 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::envfile::{self, Parsed};
 use crate::envrules::Rule;
 use crate::provision::Account;
 use crate::report::Finding;
+use jarvis_model::envfile::{self, Parsed};
 
 pub struct EnvCheck<'a> {
     /// The service account; its owner/mode/readability checks are skipped
@@ -145,13 +145,13 @@ impl EnvCheck<'_> {
             .map(|v| v.value.as_str())
             .filter(|v| !v.is_empty())
             .collect();
-        if distinct.len() > jarvis_supervisor::masking::MAX_VALUES {
+        if distinct.len() > jarvis_model::masking::MAX_VALUES {
             out.push(Finding::warn(
                 "env",
                 format!(
                     "{name} holds {} values, more than the {} that can be masked: status and logs hide every line of the bot rather than risk showing one",
                     distinct.len(),
-                    jarvis_supervisor::masking::MAX_VALUES
+                    jarvis_model::masking::MAX_VALUES
                 ),
                 "keep large data in a file under data/ and put its path in the .env",
             ));
@@ -302,7 +302,7 @@ fn read_as_root(path: &Path) -> std::io::Result<Vec<u8>> {
             _ => {}
         }
     }
-    crate::untrusted::read(&abs, None, ENV_MAX)
+    jarvis_model::untrusted::read(&abs, None, ENV_MAX)
 }
 
 /// Reads a regular file of at most `ENV_MAX` bytes, opened without waiting

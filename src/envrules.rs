@@ -6,7 +6,7 @@ use std::path::Path;
 
 use regex::Regex;
 
-use crate::error::{Error, Result};
+use jarvis_model::error::{Error, Result};
 
 pub const PATH: &str = "/etc/jarvis-supervisor/env-rules.conf";
 
@@ -47,7 +47,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Rule>> {
             return Err(Error::config(path, i + 1, "expected NAME REGEX DESCRIPTION")
                 .with_note("e.g. TELEGRAM_ADMIN_IDS  ^[0-9]{6,15}(,[0-9]{6,15})*$  comma-separated ids"));
         };
-        if !crate::envfile::valid_name(name) {
+        if !jarvis_model::envfile::valid_name(name) {
             return Err(
                 Error::config(path, i + 1, format!("{name:?} is not a variable name"))
                     .with_note("use letters, digits and _, not starting with a digit"),

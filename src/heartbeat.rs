@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use jarvis_model::error::{Error, Result};
 
 /// The conffile that holds the URL for the health timer.
 pub const CONF: &str = "/etc/jarvis-supervisor/heartbeat.conf";

@@ -14,9 +14,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::paths::Paths;
 use crate::provision::Account;
-use crate::unit::Unit;
+use jarvis_model::paths::Paths;
+use jarvis_model::unit::Unit;
 
 /// The interpreter when the code root has no venv.
 pub const SYSTEM: &str = "/usr/bin/python3";

@@ -2,29 +2,20 @@
 //!
 //! `main` only parses the command line, dispatches, and maps the outcome to
 //! an exit code; every subcommand lives in its own module under `cmd/`.
-// Three files use unsafe, each saying why at the place: engine/spawn.rs,
-// engine/trim.rs and engine_main.rs (docs/design.md, "Unsafe code").
+// No unsafe here: the three files that need it are in crates/engine
+// (docs/design.md, "Unsafe code").
 #![deny(unsafe_code)]
 
-mod cli;
 mod cmd;
 mod components;
 mod control;
 mod drift;
-// The event loop runs in its own binary, jarvis-engine (engine_main.rs):
-// jarvisctl uses the engine's unit reading, constants and state file, and
-// runs its unit tests.
-#[allow(dead_code)]
-mod engine;
 mod envcheck;
 mod envrules;
-mod error;
 mod heartbeat;
 mod interpreter;
 mod listener;
-mod manifest;
 mod output;
-mod paths;
 mod pause;
 mod provision;
 mod python;
@@ -35,17 +26,12 @@ mod samples;
 mod secrets;
 mod ssh;
 mod systemd;
-mod timespan;
-mod unit;
-mod untrusted;
-
-use jarvis_supervisor::envfile;
 
 use clap::{CommandFactory, Parser};
 
 fn main() {
     quiet_on_closed_stdout();
-    let cli = cli::Cli::try_parse().unwrap_or_else(|e| {
+    let cli = jarvis_cli::Cli::try_parse().unwrap_or_else(|e| {
         let _ = e.print();
         std::process::exit(usage_exit_code(&e));
     });
@@ -66,7 +52,7 @@ fn usage_exit_code(e: &clap::Error) -> i32 {
     if code == 0 {
         return code;
     }
-    let status = cli::Cli::command()
+    let status = jarvis_cli::Cli::command()
         .ignore_errors(true)
         .try_get_matches()
         .ok()

@@ -38,7 +38,7 @@ impl Style {
 
 /// Text from outside (the bot's log lines, its `STATUS=`, a file's name,
 /// another host's report) as it may reach a terminal: controls escaped.
-pub use jarvis_supervisor::defuse::printable;
+pub use jarvis_model::defuse::printable;
 
 /// A table for a terminal: columns padded to their widest cell, the last
 /// one (a free-text note) left as it is; every cell defused. One line each.

@@ -20,9 +20,9 @@ use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, Mode, SFlag};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::paths::Paths;
-use crate::unit::{split_words, Unit};
+use jarvis_model::error::{Error, Result};
+use jarvis_model::paths::Paths;
+use jarvis_model::unit::{split_words, Unit};
 
 /// The file the program looks for in its code root.
 pub const FILE: &str = "PAUSE_AUTOMATIONS";
@@ -167,7 +167,7 @@ fn user_name(uid: u32) -> String {
 
 fn file_pause(paths: &Paths, root: &Path) -> Option<Pause> {
     let host_root = paths.host(root);
-    let dir = crate::untrusted::open_dir(&host_root).ok()?;
+    let dir = jarvis_model::untrusted::open_dir(&host_root).ok()?;
     // The name itself, never followed: its owner and time are what the
     // operator made (a dangling link does not pause the program, but is
     // rare enough to report as a pause all the same).
@@ -211,10 +211,10 @@ fn env_pause(paths: &Paths, unit: &Unit, root: &Path) -> Option<Pause> {
     }
     for f in unit.environment_files() {
         let host = paths.host(&f.path);
-        let Ok(bytes) = crate::untrusted::read(&host, None, ENV_MAX) else {
+        let Ok(bytes) = jarvis_model::untrusted::read(&host, None, ENV_MAX) else {
             continue;
         };
-        let parsed = jarvis_supervisor::envfile::parse(&bytes);
+        let parsed = jarvis_model::envfile::parse(&bytes);
         if let Some(v) = parsed.vars.iter().rev().find(|v| v.key == VAR) {
             let mtime = std::fs::symlink_metadata(&host).ok().map(|m| m.mtime());
             found = Some((v.value.clone(), f.path.display().to_string(), mtime));
@@ -223,7 +223,7 @@ fn env_pause(paths: &Paths, unit: &Unit, root: &Path) -> Option<Pause> {
     if found.is_none() {
         let env = root.join(".env");
         let host = paths.host(&env);
-        if let Ok(bytes) = crate::untrusted::read(&host, None, ENV_MAX) {
+        if let Ok(bytes) = jarvis_model::untrusted::read(&host, None, ENV_MAX) {
             if let Some(v) = dotenv_value(&String::from_utf8_lossy(&bytes), VAR) {
                 let mtime = std::fs::symlink_metadata(&host).ok().map(|m| m.mtime());
                 found = Some((v, env.display().to_string(), mtime));
@@ -274,8 +274,8 @@ pub fn set(paths: &Paths, unit: &Unit, reason: Option<&str>) -> Result<Made> {
             .with_note("check the unit with: jarvisctl configure --show")
     })?;
     let host_root = paths.host(&root);
-    let dir =
-        crate::untrusted::open_dir(&host_root).map_err(|e| Error::io("open the code root", &host_root, e))?;
+    let dir = jarvis_model::untrusted::open_dir(&host_root)
+        .map_err(|e| Error::io("open the code root", &host_root, e))?;
     let by = caller();
     let since = now_unix();
     let made = match openat(
@@ -347,8 +347,8 @@ pub fn clear(paths: &Paths, unit: &Unit) -> Result<bool> {
         return Ok(false);
     };
     let host_root = paths.host(&root);
-    let dir =
-        crate::untrusted::open_dir(&host_root).map_err(|e| Error::io("open the code root", &host_root, e))?;
+    let dir = jarvis_model::untrusted::open_dir(&host_root)
+        .map_err(|e| Error::io("open the code root", &host_root, e))?;
     let st = match fstatat(&dir, FILE, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::ENOENT) => return Ok(false),

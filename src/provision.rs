@@ -10,9 +10,9 @@ use std::process::Command;
 use nix::unistd::{Gid, Group, Uid, User};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::paths::Paths;
-use crate::unit::Unit;
+use jarvis_model::error::{Error, Result};
+use jarvis_model::paths::Paths;
+use jarvis_model::unit::Unit;
 
 /// Mode of every directory the service writes.
 pub const DIR_MODE: u32 = 0o750;
@@ -191,7 +191,7 @@ pub fn ensure_dir(dir: &Path, acct: &Account, manage: bool, guard: &Path) -> Res
                 // Changed through a descriptor opened without following
                 // links: a link swapped in after the check above cannot
                 // redirect the chmod or chown to a file of root's.
-                let f = crate::untrusted::open_dir(dir).map_err(|e| Error::io("open", dir, e))?;
+                let f = jarvis_model::untrusted::open_dir(dir).map_err(|e| Error::io("open", dir, e))?;
                 let m = f.metadata().map_err(|e| Error::io("inspect", dir, e))?;
                 changes.extend(fix_owner_mode(dir, &f, &m, acct, DIR_MODE)?);
             }
@@ -215,7 +215,7 @@ pub fn ensure_dir(dir: &Path, acct: &Account, manage: bool, guard: &Path) -> Res
             for d in missing.iter().rev() {
                 // Made, chowned and chmodded through descriptors (the
                 // umask may have narrowed the mode).
-                crate::untrusted::ensure_dir(d, DIR_MODE, Some((acct.uid, acct.gid)))
+                jarvis_model::untrusted::ensure_dir(d, DIR_MODE, Some((acct.uid, acct.gid)))
                     .map_err(|e| Error::io("create directory", d, e))?;
                 changes.push(Change::new(
                     d.display().to_string(),
@@ -290,7 +290,7 @@ pub fn secure_env_file(path: &Path, acct: &Account, guard: &Path) -> Result<Vec<
     // has another link (a hard link to a file of root's), and changed
     // through the fd, so a link swapped in meanwhile cannot redirect the
     // chown. Nothing is read.
-    let file = crate::untrusted::open_read(path, None).map_err(|e| {
+    let file = jarvis_model::untrusted::open_read(path, None).map_err(|e| {
         Error::io("open", path, e)
             .with_note("replace it with a plain KEY=VALUE file of its own; links are not followed")
     })?;

@@ -82,7 +82,7 @@ const STEP: u64 = 64 * 1024;
 /// line they follow: the `since` cut falls before a stamped line.
 pub fn file(path: &Path, w: &Window) -> std::io::Result<Tail> {
     use std::os::unix::fs::MetadataExt;
-    let mut f = crate::untrusted::open_read(path, None)?;
+    let mut f = jarvis_model::untrusted::open_read(path, None)?;
     let meta = f.metadata()?;
     let len = meta.len();
     // The bytes from `start` to the end, grown backwards a step at a time

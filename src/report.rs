@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use crate::error::exit;
 use crate::output::{printable, Style};
+use jarvis_model::error::exit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use jarvis_model::error::{Error, Result};
 
 pub const PATH: &str = "/var/lib/jarvis-supervisor/samples.jsonl";
 /// Past this size the oldest half is dropped. A sample is about 64 bytes:

@@ -3,19 +3,19 @@
 //! user writes, so through `untrusted` (no link, no FIFO, bounded), and
 //! turned into one [`Masker`] per run.
 
-use jarvis_supervisor::masking::Masker;
+use jarvis_model::masking::Masker;
 
-use crate::paths::Paths;
-use crate::unit::Unit;
+use jarvis_model::paths::Paths;
+use jarvis_model::unit::Unit;
 
 /// Every value of the unit's `.env` files; None when one exists but cannot
 /// be read: its values could not be masked, so no line may be shown.
 pub fn values(paths: &Paths, unit: &Unit) -> Option<Vec<String>> {
     let mut out = Vec::new();
     for env in unit.environment_files() {
-        match crate::untrusted::read(&paths.host(&env.path), None, crate::envcheck::ENV_MAX) {
+        match jarvis_model::untrusted::read(&paths.host(&env.path), None, crate::envcheck::ENV_MAX) {
             Ok(bytes) => {
-                let parsed = jarvis_supervisor::envfile::parse(&bytes);
+                let parsed = jarvis_model::envfile::parse(&bytes);
                 // Short values too: masking takes them as whole words.
                 out.extend(parsed.vars.into_iter().map(|v| v.value).filter(|v| !v.is_empty()));
             }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use jarvis_model::error::{Error, Result};
 
 /// `user@host`, `host`, `user@host:2222` or `user@[::1]:2222`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -356,9 +356,7 @@ fn a_closed_stdout_ends_quietly() {
 
 /// The command line itself, to list the subcommands and to parse each
 /// example exactly as the binary would.
-#[allow(dead_code)]
-#[path = "../src/cli.rs"]
-mod cli_def;
+use jarvis_cli as cli_def;
 
 /// Every visible subcommand by its words: `["setup"]`, `["env"]`,
 /// `["env", "lint"]`, ...

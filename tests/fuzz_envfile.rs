@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use jarvis_supervisor::envfile::{self, Parsed};
+use jarvis_model::envfile::{self, Parsed};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -181,7 +181,7 @@ proptest! {
             }
         };
         let line = format!("{before}{}{after}", line_of(&value));
-        let masked = jarvis_supervisor::masking::Masker::new(std::slice::from_ref(&value)).mask(&line);
+        let masked = jarvis_model::masking::Masker::new(std::slice::from_ref(&value)).mask(&line);
         let mut forms = vec![value.clone(), percent(&value, false), percent(&value, true), json_inner(&value)];
         if value.contains('\n') {
             forms.extend(value.lines().map(|l| l.trim().to_string()));

@@ -14,11 +14,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cli::AlertArgs;
-use crate::error::Result;
 use crate::heartbeat;
-use crate::paths::{Paths, UNIT};
-use jarvis_supervisor::masking::Masker;
+use jarvis_cli::AlertArgs;
+use jarvis_model::error::Result;
+use jarvis_model::masking::Masker;
+use jarvis_model::paths::{Paths, UNIT};
 
 /// The on_failure command's time; a pager that hangs must not hold the unit.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,7 +27,7 @@ pub fn run(paths: &Paths, args: &AlertArgs) -> Result<i32> {
     // A pause is the operator's choice, never a failure to alert about,
     // however the engine ended (a skipped start, or the program's own exit
     // 0 before READY, which systemd records as a protocol failure).
-    let unit = crate::unit::Unit::load(paths).ok();
+    let unit = jarvis_model::unit::Unit::load(paths).ok();
     if let Some(p) = unit.and_then(|u| crate::pause::detect(paths, &u)) {
         println!("alert: {}: no alert", p.describe());
         return Ok(0);
@@ -61,7 +61,7 @@ pub fn run(paths: &Paths, args: &AlertArgs) -> Result<i32> {
     }
     if let Some(cmd) = &conf.on_failure {
         // Masked with the bot's .env values (when readable) and the ping URL.
-        let mut secrets = crate::unit::Unit::load(paths)
+        let mut secrets = jarvis_model::unit::Unit::load(paths)
             .ok()
             .and_then(|u| crate::secrets::values(paths, &u))
             .unwrap_or_default();
@@ -83,7 +83,7 @@ fn gave_up() -> Option<String> {
     let first = crate::systemd::show(UNIT, &props).unwrap_or_default();
     let restart_sec = first
         .get("RestartUSec")
-        .and_then(|v| crate::timespan::secs(v))
+        .and_then(|v| jarvis_model::timespan::secs(v))
         .unwrap_or(0.1);
     let deadline = Instant::now() + Duration::from_secs_f64(restart_sec + 1.5);
     let mut last = first;

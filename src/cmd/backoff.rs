@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::BackoffArgs;
-use crate::error::{exit, Error, Result};
-use crate::paths::PREFLIGHT_FAILED;
+use jarvis_cli::BackoffArgs;
+use jarvis_model::error::{exit, Error, Result};
+use jarvis_model::paths::PREFLIGHT_FAILED;
 
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {

@@ -7,16 +7,16 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::cli::CheckArgs;
 use crate::envcheck::EnvCheck;
 use crate::envrules;
-use crate::error::Result;
 use crate::interpreter::{Interpreter, Source};
-use crate::paths::{Paths, PREFLIGHT_FAILED, UNIT};
 use crate::provision::{self, Account, DIR_MODE};
 use crate::report::{self, Finding, Show};
 use crate::systemd;
-use crate::unit::Unit;
+use jarvis_cli::CheckArgs;
+use jarvis_model::error::Result;
+use jarvis_model::paths::{Paths, PREFLIGHT_FAILED, UNIT};
+use jarvis_model::unit::Unit;
 
 /// Below this much free space on the logs' file system, `check` fails.
 const MIN_FREE_BYTES: u64 = 1 << 30;
@@ -143,7 +143,7 @@ pub fn checks(paths: &Paths, unit: &Unit, rules: &[envrules::Rule], preflight: b
     // (/etc/default/jarvis-supervisor): linted the same, with no owner
     // rule, and what they set counts for the required variables of the
     // files after them (.env, which wins on a clash).
-    let mut inherited = crate::envfile::Parsed::default();
+    let mut inherited = jarvis_model::envfile::Parsed::default();
     for env in unit.environment_files() {
         let host = paths.host(&env.path);
         let root_file = !env.path.starts_with(&code_root);
@@ -728,7 +728,7 @@ fn check_requirements(
 ) -> Vec<Finding> {
     let file = code_root.join("requirements.txt");
     let shown = file.display();
-    let bytes = match crate::untrusted::read(&paths.host(&file), None, 1 << 20) {
+    let bytes = match jarvis_model::untrusted::read(&paths.host(&file), None, 1 << 20) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {

@@ -4,7 +4,7 @@
 //! restart, no alert. Exit 0 otherwise, and on anything it cannot read
 //! (the program then decides for itself).
 
-use crate::error::Result;
+use jarvis_model::error::Result;
 
 pub fn run() -> Result<i32> {
     let here = std::env::current_dir().unwrap_or_default();

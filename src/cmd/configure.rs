@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::ConfigureArgs;
-use crate::error::{exit, Error, Result};
-use crate::paths::{Paths, RESTART_TIMER};
+use jarvis_cli::ConfigureArgs;
+use jarvis_model::error::{exit, Error, Result};
+use jarvis_model::paths::{Paths, RESTART_TIMER};
 
 mod code_root;
 

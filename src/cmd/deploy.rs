@@ -26,16 +26,16 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::cli::DeployArgs;
 use crate::envcheck::EnvCheck;
 use crate::envrules;
-use crate::error::{exit, Error, Result};
-use crate::manifest::Manifest;
 use crate::output::printable;
-use crate::paths::Paths;
 use crate::report::Level;
 use crate::ssh::{self, Target};
 use hosts::Host;
+use jarvis_cli::DeployArgs;
+use jarvis_model::error::{exit, Error, Result};
+use jarvis_model::manifest::Manifest;
+use jarvis_model::paths::Paths;
 use plan::{DEPLOYS, PACKAGES};
 use remote::{Facts, Session};
 

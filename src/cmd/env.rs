@@ -3,13 +3,13 @@
 
 use std::path::Path;
 
-use crate::cli::EnvLintArgs;
 use crate::envcheck::EnvCheck;
 use crate::envrules;
-use crate::error::Result;
-use crate::paths::Paths;
 use crate::report::{self, Show};
 use crate::systemd;
+use jarvis_cli::EnvLintArgs;
+use jarvis_model::error::Result;
+use jarvis_model::paths::Paths;
 
 pub fn lint(paths: &Paths, args: &EnvLintArgs) -> Result<i32> {
     let rules_path = args

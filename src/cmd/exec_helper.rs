@@ -18,8 +18,8 @@ use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::Signal;
 use nix::unistd::{getppid, setgid, setgroups, setuid, Gid, Pid, Uid};
 
-use crate::cli::ExecHelperArgs;
-use crate::error::Result;
+use jarvis_cli::ExecHelperArgs;
+use jarvis_model::error::Result;
 
 fn die(code: i32, msg: String) -> Result<i32> {
     eprintln!("jarvisctl run: {msg}");

@@ -21,14 +21,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cli::LogsArgs;
 use crate::components::line_time;
-use crate::engine::logsink::OUTPUT_FILE;
-use crate::error::{exit, Error, Result};
-use crate::paths::{Paths, UNIT};
 use crate::secrets;
-use crate::unit::Unit;
-use jarvis_supervisor::masking::Masker;
+use jarvis_cli::LogsArgs;
+use jarvis_engine::logsink::OUTPUT_FILE;
+use jarvis_model::error::{exit, Error, Result};
+use jarvis_model::masking::Masker;
+use jarvis_model::paths::{Paths, UNIT};
+use jarvis_model::unit::Unit;
 
 /// How much of the journal the history reads back at most.
 const TAIL: u64 = 8 * 1024 * 1024;
@@ -118,7 +118,7 @@ pub fn run(paths: &Paths, args: &LogsArgs) -> Result<i32> {
     let since = args
         .since
         .as_deref()
-        .map(|v| parse_since(v, crate::engine::state::now_unix()))
+        .map(|v| parse_since(v, jarvis_model::state::now_unix()))
         .transpose()?;
     let dir = unit.logs_dir().map(|d| paths.host(&d));
     let journal = crate::systemd::running() && paths.is_system();
@@ -222,7 +222,7 @@ fn shown(text: &str) -> std::borrow::Cow<'_, str> {
 /// `--since` as journalctl takes it ("5 min ago", "-1h", "yesterday",
 /// "2026-12-07 10:00"), the same on both engines: as unix time.
 fn parse_since(v: &str, now: f64) -> Result<f64> {
-    crate::timespan::point(v, now).map_err(|why| {
+    jarvis_model::timespan::point(v, now).map_err(|why| {
         Error::new(format!("--since {v:?} is not a time ({why})"))
             .with_code(exit::USAGE)
             .with_note(
@@ -466,7 +466,7 @@ impl Files {
     /// cut short is read again from its start. A line still being written
     /// is let out once it is [`LINE_SHOWN`] long.
     fn read(&mut self, p: &Path, most: u64) -> (Vec<Entry>, u64) {
-        let Ok(mut f) = crate::untrusted::open_read(p, None) else {
+        let Ok(mut f) = jarvis_model::untrusted::open_read(p, None) else {
             return (Vec::new(), 0);
         };
         let Ok(meta) = f.metadata() else {

@@ -20,9 +20,9 @@ pub(crate) mod status;
 mod stop;
 mod venv;
 
-use crate::cli::{Cli, Command, EnvCommand, VenvCommand};
-use crate::error::Result;
-use crate::paths::Paths;
+use jarvis_cli::{Cli, Command, EnvCommand, VenvCommand};
+use jarvis_model::error::Result;
+use jarvis_model::paths::Paths;
 
 pub fn run(cli: Cli) -> Result<i32> {
     let paths = Paths::from_root(cli.root.as_deref());

@@ -4,11 +4,11 @@
 //! paused bot is not started again by either engine, at boot either, and
 //! raises no alert, until `jarvisctl resume`.
 
-use crate::cli::PauseArgs;
 use crate::control::{self, Target};
-use crate::error::Result;
-use crate::paths::Paths;
 use crate::pause::{self, Made};
+use jarvis_cli::PauseArgs;
+use jarvis_model::error::Result;
+use jarvis_model::paths::Paths;
 
 pub fn run(paths: &Paths, args: &PauseArgs) -> Result<i32> {
     let t = Target::new(paths, args.unit.as_deref());

@@ -4,11 +4,11 @@
 //! `JARVIS_PAUSE_AUTOMATIONS` is the operator's own setting: named, never
 //! edited.
 
-use crate::cli::StartArgs;
 use crate::control::{self, Target};
-use crate::error::{Error, Result};
-use crate::paths::Paths;
 use crate::pause;
+use jarvis_cli::StartArgs;
+use jarvis_model::error::{Error, Result};
+use jarvis_model::paths::Paths;
 
 pub fn run(paths: &Paths, args: &StartArgs) -> Result<i32> {
     let t = Target::new(paths, args.unit.as_deref());

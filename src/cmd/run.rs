@@ -13,14 +13,14 @@ use std::process::{Command, Stdio};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::cli::RunArgs;
 use crate::control::state_dir;
-use crate::engine::service::Service;
-use crate::engine::{say, Account, LOCK_FILE, PID_FILE};
-use crate::error::{Error, Result};
-use crate::paths::Paths;
-use crate::unit::Unit;
-use jarvis_supervisor::unitkeys;
+use jarvis_cli::RunArgs;
+use jarvis_engine::{say, Account, LOCK_FILE, PID_FILE};
+use jarvis_model::error::{Error, Result};
+use jarvis_model::paths::Paths;
+use jarvis_model::service::Service;
+use jarvis_model::unit::Unit;
+use jarvis_model::unitkeys;
 
 pub fn load_unit(paths: &Paths, file: Option<&Path>) -> Result<Unit> {
     match file {

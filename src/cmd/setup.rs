@@ -3,10 +3,10 @@
 //! unit: the user, every `ReadWritePaths=` entry, the working directory and
 //! the `EnvironmentFile=`.
 
-use crate::cli::SetupArgs;
-use crate::error::{exit, Result};
-use crate::paths::Paths;
 use crate::provision;
+use jarvis_cli::SetupArgs;
+use jarvis_model::error::{exit, Result};
+use jarvis_model::paths::Paths;
 
 pub fn run(paths: &Paths, args: &SetupArgs) -> Result<i32> {
     let changes = provision::for_unit(paths)?;

@@ -2,10 +2,10 @@
 //! until it is ready. Exit 1, with the reason, when it failed, crashed at
 //! start, is paused, or was not ready within TimeoutStartSec= + 10 s.
 
-use crate::cli::StartArgs;
 use crate::control::{self, Target};
-use crate::error::Result;
-use crate::paths::Paths;
+use jarvis_cli::StartArgs;
+use jarvis_model::error::Result;
+use jarvis_model::paths::Paths;
 
 pub fn run(paths: &Paths, args: &StartArgs) -> Result<i32> {
     let t = Target::new(paths, args.unit.as_deref());

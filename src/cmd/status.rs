@@ -8,14 +8,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::cli::StatusArgs;
-use crate::error::Result;
 use crate::heartbeat;
-use crate::paths::{Paths, UNIT};
 use crate::samples::{self, Sample};
 use crate::systemd;
-use crate::unit::Unit;
-use jarvis_supervisor::masking::Masker;
+use jarvis_cli::StatusArgs;
+use jarvis_model::error::Result;
+use jarvis_model::masking::Masker;
+use jarvis_model::paths::{Paths, UNIT};
+use jarvis_model::unit::Unit;
 
 mod components;
 mod crashloop;
@@ -86,15 +86,15 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
         }
         for h in &args.host {
             targets.push(crate::ssh::Target::parse(h).map_err(|e| {
-                crate::error::Error::new(format!("--host {e}"))
+                jarvis_model::error::Error::new(format!("--host {e}"))
                     .with_note("example: --host root@vps1.example.org:22")
             })?);
         }
         if targets.is_empty() {
-            return Err(crate::error::Error::new("the hosts file lists no host"));
+            return Err(jarvis_model::error::Error::new("the hosts file lists no host"));
         }
         if !(args.timeout > 0.0 && args.timeout < 3600.0) {
-            return Err(crate::error::Error::new(format!(
+            return Err(jarvis_model::error::Error::new(format!(
                 "--timeout {}: give a number of seconds above 0 and under 3600",
                 args.timeout
             )));
@@ -106,13 +106,13 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
         return Ok(code);
     }
     if !(args.crash_window >= 10.0 && args.crash_window <= 86400.0) {
-        return Err(crate::error::Error::new(format!(
+        return Err(jarvis_model::error::Error::new(format!(
             "--crash-window {}: give a number of seconds, 10 to 86400",
             args.crash_window
         )));
     }
     if !(args.record_interval >= 1.0 && args.record_interval <= 86400.0) {
-        return Err(crate::error::Error::new(format!(
+        return Err(jarvis_model::error::Error::new(format!(
             "--record-interval {}: give the bot's record interval in seconds, 1 to 86400",
             args.record_interval
         )));
@@ -432,7 +432,7 @@ fn from_systemd(st: &mut Status, crash_window_s: f64) -> bool {
     // systemctl show prints spans formatted ("3min"), timestamps raw.
     let period = p
         .get("WatchdogUSec")
-        .and_then(|v| crate::timespan::secs(v))
+        .and_then(|v| jarvis_model::timespan::secs(v))
         .filter(|&s| s > 0.0);
     st.watchdog.period_s = period;
     if st.state == "active" {
@@ -445,7 +445,7 @@ fn from_systemd(st: &mut Status, crash_window_s: f64) -> bool {
     st.memory.max_bytes = num::<u64>(&p, "MemoryMax").filter(|&m| m < u64::MAX);
     st.restarts_24h = restarts_24h();
     if let Some(t) = systemd::show(
-        crate::paths::RESTART_TIMER,
+        jarvis_model::paths::RESTART_TIMER,
         &["ActiveState", "NextElapseUSecRealtime"],
     ) {
         st.weekly_restart.enabled = t.get("ActiveState").is_some_and(|s| s == "active");
@@ -728,7 +728,7 @@ fn exception_line(line: &str) -> bool {
 /// 24 h, a bounded number of them, whatever the bot's log volume.
 pub(crate) fn error_window() -> crate::recent::Window {
     crate::recent::Window {
-        since: Some(crate::engine::state::now_unix() - 86_400.0),
+        since: Some(jarvis_model::state::now_unix() - 86_400.0),
         entries: 2_000,
         bytes: 1 << 20,
     }
@@ -826,7 +826,7 @@ mod tests {
     #[test]
     fn the_help_names_the_schema_that_is_printed() {
         use clap::CommandFactory;
-        let cli = crate::cli::Cli::command();
+        let cli = jarvis_cli::Cli::command();
         let status = cli.find_subcommand("status").expect("a status subcommand");
         let json = status
             .get_arguments()

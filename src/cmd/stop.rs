@@ -2,10 +2,10 @@
 //! `jarvisctl run`), and wait until nothing of it runs. Exit 1 when it is
 //! still running after the stop timeout.
 
-use crate::cli::StopArgs;
 use crate::control::{self, Target};
-use crate::error::Result;
-use crate::paths::Paths;
+use jarvis_cli::StopArgs;
+use jarvis_model::error::Result;
+use jarvis_model::paths::Paths;
 
 pub fn run(paths: &Paths, args: &StopArgs) -> Result<i32> {
     let t = Target::new(paths, args.unit.as_deref());

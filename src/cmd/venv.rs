@@ -7,13 +7,13 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::cli::{VenvBuildArgs, VenvExecArgs, VenvRollbackArgs, VenvSwitchArgs};
-use crate::error::{Error, Result};
 use crate::interpreter;
 use crate::output;
-use crate::paths::Paths;
 use crate::provision::Account;
-use crate::unit::Unit;
+use jarvis_cli::{VenvBuildArgs, VenvExecArgs, VenvRollbackArgs, VenvSwitchArgs};
+use jarvis_model::error::{Error, Result};
+use jarvis_model::paths::Paths;
+use jarvis_model::unit::Unit;
 
 /// Picks the interpreter and becomes it: same pid, same environment, so
 /// systemd's MainPID, NOTIFY_SOCKET and the watchdog carry over. Runs as
@@ -155,7 +155,7 @@ pub fn build(paths: &Paths, args: &VenvBuildArgs) -> Result<i32> {
             .map_err(|e| Error::io("read", p, e).with_note("name the requirements file to build from"))?,
         None => {
             let p = host_root.join("requirements.txt");
-            crate::untrusted::read(&p, None, 1 << 20).map_err(|e| {
+            jarvis_model::untrusted::read(&p, None, 1 << 20).map_err(|e| {
                 Error::io("read", &p, e)
                     .with_note("the environment is built from requirements.txt in the code root")
             })?

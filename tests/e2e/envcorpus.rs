@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use jarvis_supervisor::envfile;
+use jarvis_model::envfile;
 
 use super::container::Container;
 use super::roots::Suite;

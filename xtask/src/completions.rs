@@ -8,8 +8,8 @@ use std::path::Path;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::man::cli;
 use crate::run::Result;
+use jarvis_cli as cli;
 
 /// Each shell, with the file name its vendor directory expects.
 pub const SHELLS: &[(Shell, &str)] = &[

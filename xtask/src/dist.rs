@@ -155,13 +155,22 @@ pub fn build_release() -> Result<PathBuf> {
     Ok(run::root().join("target/release/jarvisctl"))
 }
 
-/// `cargo build --release` of the package, with `extra` arguments (an
+/// `cargo build --release` of the package's two binaries, jarvisctl and
+/// jarvis-engine (a crate of its own), with `extra` arguments (an
 /// `--example` to build).
 pub fn build_release_of(extra: &[&str]) -> Result<()> {
     run::status(
         run::cargo()
             .current_dir(run::root())
-            .args(["build", "--release", "--locked", "-p", "jarvis-supervisor"])
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "jarvis-supervisor",
+                "-p",
+                "jarvis-engine",
+            ])
             .args(extra),
     )
 }

@@ -10,7 +10,6 @@ mod bench;
 mod completions;
 mod deps;
 mod dist;
-mod e2e;
 mod man;
 mod repo;
 mod run;

@@ -11,9 +11,7 @@ use clap::CommandFactory;
 
 use crate::run::{self, Result};
 
-#[allow(dead_code)] // xtask only needs the definitions, not every field
-#[path = "../../src/cli.rs"]
-pub mod cli;
+use jarvis_cli as cli;
 
 /// The package the page documents; its version is the page's.
 const PACKAGE: &str = "jarvis-supervisor";

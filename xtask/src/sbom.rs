@@ -41,8 +41,15 @@ type Edges = BTreeMap<Crate, BTreeSet<Crate>>;
 pub fn write(dist_dir: &Path, packages: &[&Path]) -> Result<()> {
     let root = run::root();
     let host = host_triple()?;
-    let (linked, edges) = linked_crates(&root, &host)?;
     let details = metadata(&root)?;
+    // The workspace's own crates (jarvis-model, jarvis-engine, ...) are the
+    // application itself, not components: no source, no purl of crates.io.
+    let local: BTreeSet<String> = details
+        .iter()
+        .filter(|(_, m)| m["source"].is_null())
+        .map(|((n, _), _)| n.clone())
+        .collect();
+    let (linked, edges) = linked_crates(&root, &host, &local)?;
     let sums = lock_checksums(&root.join("Cargo.lock"))?;
 
     let mut components = Vec::new();
@@ -156,8 +163,10 @@ fn host_triple() -> Result<String> {
 }
 
 /// The crates of the release build of jarvis-supervisor for `host`
-/// (itself left out), and who depends on whom, from `cargo tree`.
-fn linked_crates(root: &Path, host: &str) -> Result<(BTreeSet<Crate>, Edges)> {
+/// (itself and the workspace's other crates, named in `local`, left out),
+/// and who depends on whom, from `cargo tree`. A local crate's dependencies
+/// are the application's.
+fn linked_crates(root: &Path, host: &str, local: &BTreeSet<String>) -> Result<(BTreeSet<Crate>, Edges)> {
     let out = run::output(
         run::cargo()
             .current_dir(root)
@@ -181,13 +190,20 @@ fn linked_crates(root: &Path, host: &str) -> Result<(BTreeSet<Crate>, Edges)> {
         };
         let this = (name.to_string(), version.to_string());
         stack.truncate(depth);
+        if depth == 0 && name != CRATE {
+            return Err(format!("cargo tree starts at {line:?}, not {CRATE}"));
+        }
+        if depth > 0 && local.contains(name) {
+            // Stands for the application: its children hang from its parent.
+            let parent = stack.last().cloned().unwrap_or_else(|| this.clone());
+            stack.push(parent);
+            continue;
+        }
         if let Some(parent) = stack.last() {
             edges.entry(parent.clone()).or_default().insert(this.clone());
         }
         if depth > 0 {
             set.insert(this.clone());
-        } else if name != CRATE {
-            return Err(format!("cargo tree starts at {line:?}, not {CRATE}"));
         }
         stack.push(this);
     }

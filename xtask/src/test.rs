@@ -45,13 +45,27 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     let tools = tools::ensure()?;
 
     let mut tally = Tally::default();
-    // Layer 1: unit and CLI tests, one package at a time: built with
-    // `--workspace`, the package's dependencies would take xtask's features
-    // too, and the root-only layers below (`-p jarvis-supervisor`) would
-    // rebuild them all (1.5 to 2 min of a CI run).
-    for package in ["jarvis-supervisor", "xtask"] {
+    // Layer 1: unit and CLI tests. Not `--workspace`: the product's
+    // dependencies would take xtask's features too, and the root-only layers
+    // below (`-p jarvis-supervisor`) would rebuild them all (1.5 to 2 min of
+    // a CI run). The product's crates run together (one feature set: the
+    // root package depends on the others), xtask apart. The engine's own
+    // tests build the jarvis-engine binary that the root layers below run.
+    let product: &[&str] = &[
+        "-p",
+        "jarvis-supervisor",
+        "-p",
+        "jarvis-model",
+        "-p",
+        "jarvis-engine",
+        "-p",
+        "jarvis-cli",
+        "-p",
+        "jarvis-test-support",
+    ];
+    for packages in [product, &["-p", "xtask"][..]] {
         let mut unit = run::cargo();
-        unit.current_dir(&root).args(["test", "--locked", "-p", package]);
+        unit.current_dir(&root).args(["test", "--locked"]).args(packages);
         if let Some(f) = filter {
             unit.args(["--", f]);
         }

@@ -4,9 +4,9 @@
 
 use crate::deps;
 use crate::dist;
-use crate::e2e::container::Container;
-use crate::e2e::roots::Suite;
 use crate::run::{self, Result};
+use jarvis_test_support::container::Container;
+use jarvis_test_support::roots::Suite;
 
 pub fn try_demo() -> Result<()> {
     if !deps::is_root() {

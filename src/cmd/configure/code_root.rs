@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{systemctl, write_atomic};
-use crate::error::{Error, Result};
 use crate::interpreter;
-use crate::paths::{Paths, UNIT};
-use crate::unit::Unit;
+use jarvis_model::error::{Error, Result};
+use jarvis_model::paths::{Paths, UNIT};
+use jarvis_model::unit::Unit;
 
 pub const DROPIN: &str = "/etc/systemd/system/jarvis-supervisor.service.d/60-jarvisctl-code-root.conf";
 const LOGROTATE: &str = "/etc/logrotate.d/jarvis-code-root";
@@ -32,7 +32,7 @@ fn plain_path(what: &str, p: &str) -> Result<PathBuf> {
             "{what} {p:?} must be an absolute path of letters, digits and / . _ - + @ (no spaces, quotes or ..)"
         ))
         .with_note("move the code to such a path, or link one to it")
-        .with_code(crate::error::exit::USAGE));
+        .with_code(jarvis_model::error::exit::USAGE));
     }
     Ok(PathBuf::from(p.trim_end_matches('/')))
 }
@@ -57,7 +57,7 @@ fn dropin(base: &Unit, old: &Path, new: &Path, python: Option<&Path>) -> String 
     out += &format!("WorkingDirectory={}\n", new.display());
     for env in base.values("Service", "Environment") {
         if env.contains(&*old.to_string_lossy()) {
-            let words: Vec<String> = crate::unit::split_words(&env)
+            let words: Vec<String> = jarvis_model::unit::split_words(&env)
                 .iter()
                 .map(|w| match w.split_once('=') {
                     Some((k, v)) => format!("{k}={}", moved(v, old, new)),
@@ -70,7 +70,7 @@ fn dropin(base: &Unit, old: &Path, new: &Path, python: Option<&Path>) -> String 
     for key in ["EnvironmentFile", "ReadWritePaths"] {
         out += &format!("{key}=\n");
         for v in base.values("Service", key) {
-            let words: Vec<String> = crate::unit::split_words(&v)
+            let words: Vec<String> = jarvis_model::unit::split_words(&v)
                 .iter()
                 .map(|w| moved(w, old, new))
                 .collect();

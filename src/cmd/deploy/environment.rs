@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 
 use super::plan::{self, sh_quote, WHEELHOUSES};
 use super::remote::Session;
-use crate::error::{Error, Result};
-use crate::manifest::Manifest;
+use jarvis_model::error::{Error, Result};
+use jarvis_model::manifest::Manifest;
 
 /// A build installs every requirement: minutes on a slow host.
 const BUILD: Duration = Duration::from_secs(1800);
@@ -33,14 +33,14 @@ impl Wheelhouse {
     pub fn read(dir: &Path) -> Result<Wheelhouse> {
         if !dir.is_dir() {
             return Err(Error::new(format!("the wheelhouse {} is not a directory", dir.display()))
-                .with_code(crate::error::exit::USAGE)
+                .with_code(jarvis_model::error::exit::USAGE)
                 .with_note("build one with: pip wheel -r requirements.txt -w DIR (for the hosts' Python and platform)"));
         }
         let m = Manifest::build(dir)?;
         let digest = Sha256::digest(m.render("root:root").as_bytes());
         Ok(Wheelhouse {
             dir: dir.to_path_buf(),
-            id: crate::manifest::hex(&digest)[..16].to_string(),
+            id: jarvis_model::manifest::hex(&digest)[..16].to_string(),
         })
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::manifest::{hash, Manifest};
+use jarvis_model::manifest::{hash, Manifest};
 
 const HOST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/deploy_host.py");
 
@@ -127,7 +127,7 @@ fn rand_name(tag: &str) -> String {
     fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
         .unwrap();
-    format!("{tag}{}", crate::manifest::hex(&b))
+    format!("{tag}{}", jarvis_model::manifest::hex(&b))
 }
 
 /// The bot's state beside its code, at random paths inside shipped

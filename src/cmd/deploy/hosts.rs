@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
 use crate::ssh::Target;
+use jarvis_model::error::{Error, Result};
 
 /// The hosts file read when neither --host nor --hosts is given.
 pub const DEFAULT_PATH: &str = "/etc/jarvis-supervisor/hosts.toml";

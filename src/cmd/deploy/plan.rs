@@ -162,7 +162,7 @@ impl EnvSummary {
     /// multi-line quoted value is one value, not lines to name); values
     /// are dropped here.
     pub fn of(text: &str) -> EnvSummary {
-        let names = crate::envfile::parse(text.as_bytes())
+        let names = jarvis_model::envfile::parse(text.as_bytes())
             .vars
             .into_iter()
             .map(|v| v.key)

@@ -121,10 +121,10 @@ fn host_unit(files: &[(String, String)]) -> Result<(String, String, String), Str
             names.push(name.to_string());
         }
     }
-    let paths = crate::paths::Paths::rooted(tmp.path());
+    let paths = jarvis_model::paths::Paths::rooted(tmp.path());
     let mut found = Vec::new();
     for name in &names {
-        let unit = crate::unit::Unit::load_named(&paths, name).map_err(|e| e.to_string())?;
+        let unit = jarvis_model::unit::Unit::load_named(&paths, name).map_err(|e| e.to_string())?;
         if let Some(wd) = unit.working_directory() {
             let owner = format!("{}:{}", unit.user(), unit.group().unwrap_or_default());
             found.push((
@@ -147,7 +147,7 @@ fn host_unit(files: &[(String, String)]) -> Result<(String, String, String), Str
         1 => Ok(found.remove(0)),
         _ => found
             .iter()
-            .position(|(n, _, _)| n == crate::paths::UNIT)
+            .position(|(n, _, _)| n == jarvis_model::paths::UNIT)
             .map(|i| found.remove(i))
             .ok_or_else(|| {
                 format!(

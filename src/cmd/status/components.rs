@@ -10,10 +10,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::components::{self, Components, Line, Thresholds};
-use crate::engine::logsink::OUTPUT_FILE;
-use crate::paths::Paths;
-use crate::unit::Unit;
-use jarvis_supervisor::masking::Masker;
+use jarvis_engine::logsink::OUTPUT_FILE;
+use jarvis_model::masking::Masker;
+use jarvis_model::paths::Paths;
+use jarvis_model::unit::Unit;
 
 /// Read as root from a port the service user serves: small and quick.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -33,7 +33,7 @@ pub fn collect(
     thresholds: &Thresholds,
 ) -> Components {
     let mask = |s: &str| crate::output::printable(&secrets.mask(s));
-    let now = crate::engine::state::now_unix();
+    let now = jarvis_model::state::now_unix();
     let window = crate::recent::Window {
         since: Some(now - WINDOW_S),
         entries: WINDOW_ENTRIES,
@@ -116,12 +116,13 @@ fn worse_of(mut health: Components, record: Option<&Components>) -> Components {
 fn health_addr(paths: &Paths, unit: &Unit) -> Option<SocketAddr> {
     let (mut host, mut port) = ("127.0.0.1".to_string(), "8080".to_string());
     for env in unit.environment_files() {
-        let bytes = match crate::untrusted::read(&paths.host(&env.path), None, crate::envcheck::ENV_MAX) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(_) => return None,
-        };
-        for v in crate::envfile::parse(&bytes).vars {
+        let bytes =
+            match jarvis_model::untrusted::read(&paths.host(&env.path), None, crate::envcheck::ENV_MAX) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(_) => return None,
+            };
+        for v in jarvis_model::envfile::parse(&bytes).vars {
             match v.key.as_str() {
                 "HEALTH_HOST" => host = v.value,
                 "HEALTH_PORT" => port = v.value,

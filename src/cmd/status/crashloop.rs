@@ -9,8 +9,8 @@ use std::path::Path;
 
 use super::model::{CrashLoop, Verdict};
 use super::render::human_secs;
-use crate::paths::Paths;
-use crate::unit::Unit;
+use jarvis_model::paths::Paths;
+use jarvis_model::unit::Unit;
 
 /// The default window: CRITICAL after 5 minutes down.
 pub const DEFAULT_WINDOW_S: f64 = 600.0;
@@ -163,8 +163,8 @@ pub fn preflight(paths: &Paths, unit: &Unit) -> Option<String> {
     let file = paths
         .host(Path::new("/run"))
         .join(first)
-        .join(crate::paths::PREFLIGHT_FAILED);
-    let bytes = crate::untrusted::read(&file, None, 16 * 1024).ok()?;
+        .join(jarvis_model::paths::PREFLIGHT_FAILED);
+    let bytes = jarvis_model::untrusted::read(&file, None, 16 * 1024).ok()?;
     let text = String::from_utf8_lossy(&bytes);
     let line = text.lines().find(|l| !l.trim().is_empty())?;
     Some(line.trim_start_matches("✗ ").trim().to_string())

@@ -6,14 +6,14 @@ use std::path::Path;
 
 use super::{raise, Status, Verdict};
 use crate::control::state_dir;
-use crate::engine::leftovers;
-use crate::engine::logsink::OUTPUT_FILE;
-use crate::engine::members::Cgroup;
-use crate::engine::service::{self, Service};
-use crate::engine::state::{now_unix, RunState, StateFile};
-use crate::paths::Paths;
-use crate::unit::Unit;
-use jarvis_supervisor::masking::Masker;
+use jarvis_engine::leftovers;
+use jarvis_engine::logsink::OUTPUT_FILE;
+use jarvis_engine::members::Cgroup;
+use jarvis_model::masking::Masker;
+use jarvis_model::paths::Paths;
+use jarvis_model::service::{self, Service};
+use jarvis_model::state::{now_unix, RunState, StateFile};
+use jarvis_model::unit::Unit;
 
 fn alive_engine(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "jarvisctl")
@@ -151,7 +151,7 @@ pub fn collect(paths: &Paths, unit: Option<&Unit>, st: &mut Status, crash_window
 /// A restarting program's figures, from the engine's own record: down
 /// since its last READY run ended (or the engine's first start), the
 /// restarts it recorded in the window, and how the last run ended.
-fn crash_loop(state: &crate::engine::state::State, window_s: f64) -> super::CrashLoop {
+fn crash_loop(state: &jarvis_model::state::State, window_s: f64) -> super::CrashLoop {
     let now = now_unix();
     let mut c = super::crashloop::start(window_s);
     c.down_s = state.down_since_unix.map(|t| (now - t).max(0.0));

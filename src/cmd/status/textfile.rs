@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::Status;
-use crate::error::{Error, Result};
+use jarvis_model::error::{Error, Result};
 
 /// Debian's and Ubuntu's prometheus-node-exporter read this directory.
 pub const DEFAULT_DIR: &str = "/var/lib/prometheus/node-exporter";

@@ -8,9 +8,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::render::{human_bytes, human_secs};
-use crate::error::Result;
-use crate::paths::Paths;
 use crate::samples::{self, Series, Window};
+use jarvis_model::error::Result;
+use jarvis_model::paths::Paths;
 
 /// Columns of the plot: one terminal line of 80 with its labels.
 pub const COLUMNS: usize = 60;

@@ -8,9 +8,9 @@
 
 use crate::deps;
 use crate::dist;
-use crate::e2e::container::Container;
-use crate::e2e::roots::Suite;
 use crate::run::{self, Result};
+use jarvis_test_support::container::Container;
+use jarvis_test_support::roots::Suite;
 
 const SMALL: u64 = 2_000;
 const BIG: u64 = 25_000;

@@ -6,9 +6,9 @@
 
 use crate::deps;
 use crate::dist;
-use crate::e2e::container::Container;
-use crate::e2e::roots::Suite;
 use crate::run::{self, Result};
+use jarvis_test_support::container::Container;
+use jarvis_test_support::roots::Suite;
 
 const BUDGET_MS: f64 = 200.0;
 const RUNS: usize = 30;

@@ -3,35 +3,20 @@
 //! dist`; `cargo xtask test` runs them with `--ignored`. Missing tools or
 //! packages fail them loudly: they never pass by skipping.
 
-#[path = "e2e/alert.rs"]
 mod alert;
-#[path = "e2e/busy.rs"]
 mod busy;
-#[path = "e2e/components.rs"]
 mod components;
-#[path = "e2e/container.rs"]
-mod container;
-#[path = "e2e/deploy.rs"]
+use jarvis_test_support::container;
 mod deploy;
-#[path = "e2e/deploy_env.rs"]
 mod deploy_env;
-#[path = "e2e/diagnose.rs"]
 mod diagnose;
-#[path = "e2e/logs.rs"]
 mod logs;
-#[path = "e2e/manifests.rs"]
 mod manifests;
-#[path = "e2e/monitoring.rs"]
 mod monitoring;
-#[path = "e2e/pause.rs"]
 mod pause;
-#[path = "e2e/prometheus.rs"]
 mod prometheus;
-#[path = "e2e/python_env.rs"]
 mod python_env;
-#[path = "e2e/status.rs"]
 mod status;
-#[path = "e2e/sysvinit.rs"]
 mod sysvinit;
 
 #[test]
@@ -186,7 +171,6 @@ fn weekly_restart_timer_restarts_a_running_bot_once_and_stays_off() {
 fn real_node_exporter_and_prometheus_fire_the_crash_loop_and_stale_file_alerts() {
     prometheus::real_tools();
 }
-#[path = "e2e/envcorpus.rs"]
 mod envcorpus;
 
 #[test]
@@ -206,13 +190,9 @@ fn check_names_a_deleted_writable_dir_and_setup_repairs_it() {
 fn common_issues_are_reproduced_and_diagnosed() {
     diagnose::common_issues();
 }
-#[path = "e2e/release.rs"]
 mod release;
-#[path = "e2e/remote.rs"]
 mod remote;
-#[path = "e2e/roots.rs"]
-mod roots;
-#[path = "e2e/runtime.rs"]
+use jarvis_test_support::roots;
 mod runtime;
 
 #[test]
@@ -839,7 +819,6 @@ fn apt_install_in_a_root_without_systemd_running() {
     );
 }
 
-#[path = "e2e/purge.rs"]
 mod purge;
 
 #[test]

@@ -14,10 +14,10 @@ use nix::sys::socket::{
 
 use std::time::{Duration, Instant};
 
-use super::service::NotifyAccess;
-use super::state::{now_unix, RunState};
 use super::{say, Engine, Role, Timer};
-use crate::error::{Error, Result};
+use jarvis_model::error::{Error, Result};
+use jarvis_model::service::NotifyAccess;
+use jarvis_model::state::{now_unix, RunState};
 
 pub struct NotifySocket {
     fd: OwnedFd,

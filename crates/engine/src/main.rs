@@ -9,31 +9,19 @@
 //! Arguments, all from `jarvisctl run`: `--lock-fd N` (required),
 //! `--jarvisctl PATH` (required, for `jarvisctl alert`), `--root DIR`,
 //! `--unit FILE`, `--detached`.
-// Three files use unsafe, each saying why at the place: engine/spawn.rs,
-// engine/trim.rs and engine_main.rs (docs/design.md, "Unsafe code").
+// Three files use unsafe, each saying why at the place: crates/engine/src/spawn.rs,
+// trim.rs and main.rs (docs/design.md, "Unsafe code").
 #![deny(unsafe_code)]
-// It shares jarvisctl's source files (unit.rs, untrusted.rs, ...), of which
-// it calls only a part.
-#![allow(dead_code)]
-
-mod engine;
-mod error;
-mod paths;
-mod timespan;
-mod unit;
-mod untrusted;
-
-use jarvis_supervisor::envfile;
 
 use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 
-use engine::service::Service;
-use engine::{Account, Engine, LOCK_FILE, PID_FILE, STATE_DIR};
-use error::{Error, Result};
-use paths::Paths;
-use unit::Unit;
+use jarvis_engine::{Account, Engine, LOCK_FILE, PID_FILE, STATE_DIR};
+use jarvis_model::error::{Error, Result};
+use jarvis_model::paths::Paths;
+use jarvis_model::service::Service;
+use jarvis_model::unit::Unit;
 
 struct Args {
     lock_fd: i32,

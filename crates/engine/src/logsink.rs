@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use jarvis_model::error::{Error, Result};
 
 /// Longest partial line kept back; a longer one is written as it is.
 const MAX_PENDING: usize = 256 * 1024;
@@ -43,14 +43,14 @@ fn open(path: &Path, owner: Option<(u32, u32)>) -> Result<File> {
     if let Some(dir) = path.parent() {
         // Only logs/ itself: a missing WorkingDirectory= is a missing
         // deployment, not something to create here.
-        crate::untrusted::ensure_dir(dir, 0o750, owner)
+        jarvis_model::untrusted::ensure_dir(dir, 0o750, owner)
             .map(drop)
             .map_err(|e| {
                 Error::io("create the log directory", dir, e)
                     .with_note("check WorkingDirectory= in the unit, and that the code is deployed there")
             })?;
     }
-    crate::untrusted::open_append(path, 0o640, owner).map_err(|e| {
+    jarvis_model::untrusted::open_append(path, 0o640, owner).map_err(|e| {
         Error::io("open the log file", path, e)
             .with_note("remove what stands at that path (the engine makes the file anew), and check the logs directory's owner")
     })

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::state::RunState;
 use super::{members, say, Engine, KillReason, Role, Timer};
+use jarvis_model::state::RunState;
 
 impl Engine {
     pub(super) fn fire(&mut self, which: Timer) {

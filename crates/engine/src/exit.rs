@@ -7,9 +7,9 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
-use super::service::{ExecLine, Kind, Restart};
-use super::state::{self, now_unix, RunResult, RunState};
 use super::{say, Child, Engine, KillReason, Role, Timer};
+use jarvis_model::service::{ExecLine, Kind, Restart};
+use jarvis_model::state::{self, now_unix, RunResult, RunState};
 
 impl Engine {
     pub(super) fn reap(&mut self) {

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::service::Service;
 use super::Account;
-use crate::error::{Error, Result};
+use jarvis_model::error::{Error, Result};
+use jarvis_model::service::Service;
 
 /// PATH as systemd sets it for a service.
 pub(super) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -57,9 +57,9 @@ pub fn assemble(svc: &Service, start: &Start<'_>) -> Result<Vec<(String, String)
         // link to a root-only KEY=VALUE file must not hand its values to
         // the bot (systemd follows it; the preflight, as the service
         // user, then refuses the start).
-        match crate::untrusted::read(&f.path, start.account.map(|a| a.uid), ENV_MAX) {
+        match jarvis_model::untrusted::read(&f.path, start.account.map(|a| a.uid), ENV_MAX) {
             Ok(bytes) => {
-                let parsed = crate::envfile::parse(&bytes);
+                let parsed = jarvis_model::envfile::parse(&bytes);
                 if parsed.refused {
                     return Err(Error::new(format!(
                         "EnvironmentFile={} is not valid UTF-8; systemd refuses it too",
@@ -74,7 +74,8 @@ pub fn assemble(svc: &Service, start: &Start<'_>) -> Result<Vec<(String, String)
         }
     }
     let out = last_wins(env);
-    if let Some(why) = crate::envfile::exec_refusal(out.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    if let Some(why) = jarvis_model::envfile::exec_refusal(out.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
         return Err(Error::new(format!(
             "cannot start {}: the environment is too large: {why}",
             start.what
@@ -105,13 +106,13 @@ fn last_wins(env: Vec<(String, String)>) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::unit::ServicePath;
+    use jarvis_model::unit::ServicePath;
 
     fn service(unit: &str) -> Service {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("test.service");
         std::fs::write(&file, unit).unwrap();
-        let u = crate::unit::Unit::load_file(&file).unwrap();
+        let u = jarvis_model::unit::Unit::load_file(&file).unwrap();
         Service::from_unit(&u).unwrap()
     }
 

@@ -16,10 +16,8 @@ pub mod logsink;
 pub mod members;
 pub mod memory;
 pub mod notify;
-pub mod service;
 mod spawn;
 mod start;
-pub mod state;
 mod stop;
 mod trim;
 
@@ -36,14 +34,14 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use crate::error::{Error, Result};
-use crate::paths::Paths;
+use jarvis_model::error::{Error, Result};
+use jarvis_model::paths::Paths;
+use jarvis_model::service::{Kind, NotifyAccess, Service};
+use jarvis_model::state::{now_unix, RunResult, RunState, State, StateFile};
 use logsink::LogSink;
 use members::Cgroup;
 use memory::Limit;
 use notify::NotifySocket;
-use service::{Kind, NotifyAccess, Service};
-use state::{now_unix, RunResult, RunState, State, StateFile};
 
 /// Where `jarvisctl run` keeps its lock, pid file, notify socket and state.
 pub const STATE_DIR: &str = "/run/jarvis-supervisor-run";
@@ -52,6 +50,8 @@ pub const PID_FILE: &str = "run.pid";
 
 /// One line per event, on stderr (the engine log under --daemon). A
 /// closed or broken stderr is ignored: it must never stop the supervision.
+/// Exported: `jarvisctl run` says its lines before the exec with the same prefix.
+#[macro_export]
 macro_rules! say {
     ($($t:tt)*) => {{
         use std::io::Write as _;
@@ -61,7 +61,6 @@ macro_rules! say {
         let _ = std::io::stderr().write_all(line.as_bytes());
     }};
 }
-pub(crate) use say;
 
 /// The service user, resolved once at start.
 #[derive(Debug, Clone)]

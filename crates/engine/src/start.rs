@@ -9,10 +9,10 @@ use nix::unistd::Pid;
 
 use super::members::{self, Cgroup};
 use super::memory::Limit;
-use super::service::{Kind, Preserve};
-use super::state::{RunResult, RunState};
 use super::{environment, leftovers, say, spawn, Child, Engine, Role, Timer};
-use crate::error::{Error, Result};
+use jarvis_model::error::{Error, Result};
+use jarvis_model::service::{Kind, Preserve};
+use jarvis_model::state::{RunResult, RunState};
 
 impl Engine {
     pub(super) fn start_cycle(&mut self) {

@@ -82,7 +82,7 @@ mod tests {
 
     #[test]
     fn every_key_of_the_shipped_unit_is_honoured_or_reported() {
-        let text = include_str!("../systemd/jarvis-supervisor.service");
+        let text = include_str!("../../../systemd/jarvis-supervisor.service");
         let mut section = "";
         for line in text.lines().map(str::trim) {
             if line.starts_with('[') {
@@ -111,19 +111,19 @@ mod tests {
         let units = [
             (
                 "jarvis-supervisor.service",
-                include_str!("../systemd/jarvis-supervisor.service"),
+                include_str!("../../../systemd/jarvis-supervisor.service"),
             ),
             (
                 "jarvis-supervisor-health.service",
-                include_str!("../systemd/jarvis-supervisor-health.service"),
+                include_str!("../../../systemd/jarvis-supervisor-health.service"),
             ),
             (
                 "jarvis-supervisor-alert.service",
-                include_str!("../systemd/jarvis-supervisor-alert.service"),
+                include_str!("../../../systemd/jarvis-supervisor-alert.service"),
             ),
             (
                 "jarvis-supervisor-restart.service",
-                include_str!("../systemd/jarvis-supervisor-restart.service"),
+                include_str!("../../../systemd/jarvis-supervisor-restart.service"),
             ),
         ];
         for (name, text) in units {

@@ -69,7 +69,7 @@ impl Error {
     /// To stderr, defused: a message may quote a file's name or a host's
     /// answer.
     pub fn print(&self) {
-        use jarvis_supervisor::defuse::printable;
+        use crate::defuse::printable;
         eprintln!("jarvisctl: error: {}", printable(&self.message));
         if let Some(note) = &self.note {
             eprintln!("note: {}", printable(note));

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::roots::{self, Suite};
+use crate::roots::{self, Suite};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -459,7 +459,6 @@ impl Container {
     /// Leave the container running after this value is gone (used by
     /// `cargo xtask try`, not by the tests); returns the
     /// init pid (to enter or stop it) and the directory holding its root.
-    #[allow(dead_code)]
     pub fn detach(mut self) -> (u32, PathBuf) {
         if let Some(child) = self.nspawn.take() {
             std::mem::forget(child);

@@ -10,7 +10,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use jarvis_model::error::{Error, Result};
 
 pub enum Limit {
     None,

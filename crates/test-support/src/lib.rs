@@ -1,0 +1,7 @@
+//! The booted-container harness of the end-to-end tests (`tests/e2e/`),
+//! shared with `cargo xtask try` so that the demo boots exactly what the
+//! tests boot: Debian roots made by debootstrap (`roots`), booted with
+//! systemd-nspawn and entered through their init (`container`).
+
+pub mod container;
+pub mod roots;
