@@ -85,7 +85,7 @@ package-checks)
     # Build the packages, then lintian, rpmlint, the shipped file lists and
     # SHA256SUMS (tests/package.rs). systemd-analyze verify and security need
     # the unit installed with its binaries: the e2e step runs them in a
-    # booted container (tests/e2e.rs).
+    # booted container (tests/e2e/).
     as_root cargo xtask dist
     deb=$(ls target/dist/*.deb)
     rpm=$(ls target/dist/*.rpm)

@@ -479,3 +479,73 @@ fn g<'a>(x: &'a str) {}
         vec![(1, "*".into())]
     );
 }
+
+/// The workspace's Rust sources: the product, the tests, xtask, examples.
+fn workspace_rust_files() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["src", "crates", "tests", "xtask", "examples"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    assert!(files.len() > 50, "only {} Rust files found", files.len());
+    files
+}
+
+/// `#[path = ...]` and `allow(dead_code)`, as tokens (comments and strings
+/// do not count), with their lines.
+fn path_includes_and_dead_code(src: &str) -> Vec<(usize, &'static str)> {
+    let toks = lex(src);
+    let mut found = Vec::new();
+    for (i, (t, line)) in toks.iter().enumerate() {
+        let ident = |k: usize, name: &str| matches!(toks.get(k), Some((Tok::Ident(n), _)) if n == name);
+        let sym = |k: usize, s: char| matches!(toks.get(k), Some((Tok::Sym(c), _)) if *c == s);
+        if *t == Tok::Sym('#') && (sym(i + 1, '[') || (sym(i + 1, '!') && sym(i + 2, '['))) {
+            let at = if sym(i + 1, '[') { i + 2 } else { i + 3 };
+            if ident(at, "path") && sym(at + 1, '=') {
+                found.push((*line, "#[path]"));
+            }
+        }
+        if ident(i, "allow") && sym(i + 1, '(') {
+            let list = toks[i + 2..].iter().take_while(|(t, _)| *t != Tok::Sym(')'));
+            if list.clone().any(|(t, _)| *t == Tok::Ident("dead_code".into())) {
+                found.push((*line, "allow(dead_code)"));
+            }
+        }
+    }
+    found
+}
+
+/// Issue 25, acceptance 1: each module is compiled in one crate only. A
+/// module used by two binaries lives in a library crate (crates/), not in a
+/// `mod` list of each, and nothing is pulled in by `#[path]`; so no
+/// `dead_code` allowance hides what one of its users leaves uncalled. The
+/// one allowance kept is tests/common/mod.rs, cargo's way for integration
+/// tests to share helpers: each test binary compiles it and uses a part.
+#[test]
+fn every_module_is_compiled_once_with_no_path_include_and_no_dead_code_allowance() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut offences = Vec::new();
+    for file in workspace_rust_files() {
+        let rel = file.strip_prefix(root).unwrap().to_path_buf();
+        if rel == Path::new("tests/structure.rs") {
+            continue; // its own test sources below name both forms
+        }
+        let text = fs::read_to_string(&file).unwrap();
+        for (line, what) in path_includes_and_dead_code(&text) {
+            if what == "allow(dead_code)" && rel == Path::new("tests/common/mod.rs") {
+                continue;
+            }
+            offences.push(format!("{}:{line}: {what}", rel.display()));
+        }
+    }
+    assert!(offences.is_empty(), "{}", offences.join("\n"));
+}
+
+#[test]
+fn the_crate_boundary_check_sees_both_forms() {
+    let src = "#[allow(dead_code)]\n#[path = \"../x.rs\"]\nmod x;\n#![allow(unused, dead_code)]\n// #[path = \"y\"]\nconst S: &str = \"#[path = z]\";\n";
+    assert_eq!(
+        path_includes_and_dead_code(src),
+        vec![(1, "allow(dead_code)"), (2, "#[path]"), (4, "allow(dead_code)")],
+    );
+}

@@ -1,5 +1,5 @@
 //! Shell completions for bash, zsh and fish, generated from the same clap
-//! definition as the binary and the man page (`src/cli.rs`), so they can
+//! definition as the binary and the man page (`crates/cli`), so they can
 //! never drift from `jarvisctl --help`. Both packages ship them at the
 //! paths each shell's own package loads from.
 

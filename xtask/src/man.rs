@@ -23,7 +23,7 @@ struct Section {
     outro: &'static str,
 }
 
-/// From src/error.rs (`exit`), src/main.rs and the exit codes of docs/monitoring.md and docs/commands.md.
+/// From crates/model/src/error.rs (`exit`), src/main.rs and the exit codes of docs/monitoring.md and docs/commands.md.
 const EXIT_STATUS: Section = Section {
     name: "EXIT STATUS",
     items: &[
