@@ -275,7 +275,8 @@ fn host_triple() -> String {
 
 /// `name version` of every crate `cargo tree` reaches from `package` over
 /// normal dependencies (no dev-, no build-dependencies) on `target`,
-/// the package itself left out.
+/// the package itself and the workspace's own crates (a path source,
+/// `name vX (/dir)`: jarvis-model, jarvis-engine, ...) left out.
 fn normal_tree(package: &str, target: &str) -> std::collections::BTreeSet<(String, String)> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let (code, text) = run(Command::new(cargo)
@@ -285,6 +286,7 @@ fn normal_tree(package: &str, target: &str) -> std::collections::BTreeSet<(Strin
     assert_eq!(code, 0, "cargo tree -p {package}:\n{text}");
     let set: std::collections::BTreeSet<(String, String)> = text
         .lines()
+        .filter(|l| !l.contains(" (/"))
         .filter_map(|l| {
             let mut w = l.split_whitespace();
             let name = w.next()?;
