@@ -276,7 +276,12 @@ impl Pipe {
                 Ok(n) => {
                     let room = self.keep.saturating_sub(self.kept.len());
                     self.kept.extend_from_slice(&buf[..n.min(room)]);
-                    self.cut |= n > room;
+                    if n > room {
+                        // Past the bound: back to the loop, which kills
+                        // the run or comes back for more (and drops it).
+                        self.cut = true;
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
