@@ -188,6 +188,25 @@ struct Seen {
     auto_restart: bool,
 }
 
+impl Seen {
+    /// Stopped: nothing runs, nothing is on its way.
+    fn down(&self) -> bool {
+        !self.running && !self.busy && self.main_pid.is_none()
+    }
+}
+
+/// Looks at the bot every [`POLL`] until `done` holds for what it sees, or
+/// `bound` has passed since `t0`: the last state seen.
+fn wait_for(t: &Target, t0: Instant, bound: Duration, mut done: impl FnMut(&Seen) -> bool) -> Seen {
+    loop {
+        let s = seen(t);
+        if done(&s) || t0.elapsed() > bound {
+            return s;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
 fn systemd_seen() -> Seen {
     let p = crate::systemd::show(
         UNIT,
@@ -305,19 +324,12 @@ pub fn stop(t: &Target, bound: Duration) -> Outcome {
     if let Err(e) = asked {
         out.reasons.push(e);
     }
-    let end = loop {
-        let s = seen(t);
-        let down = !s.running && !s.busy && s.main_pid.is_none();
-        if down || t0.elapsed() > bound {
-            break s;
-        }
-        std::thread::sleep(POLL);
-    };
+    let end = wait_for(t, t0, bound, Seen::down);
     out.seconds = t0.elapsed().as_secs_f64();
     out.state = end.state.clone();
     out.result = end.result.clone();
     out.main_pid = end.main_pid;
-    let down = !end.running && !end.busy && end.main_pid.is_none();
+    let down = end.down();
     out.ok = down;
     out.reached = if down { Reached::Stopped } else { Reached::TimedOut };
     if !down {
@@ -448,8 +460,7 @@ fn start_as(action: &'static str, t: &Target, bound: Duration, previous: Option<
     // restart counter is taken when the new invocation is first seen
     // (systemd resets it at a manual start, the engine at its own).
     let mut base: Option<u64> = None;
-    let end = loop {
-        let s = seen(t);
+    let end = wait_for(t, t0, bound, |s| {
         let new = !s.invocation.is_empty() && s.invocation != before.invocation;
         let gone = t.engine == Engine::JarvisctlRun && s.invocation.is_empty();
         if new && base.is_none() {
@@ -460,20 +471,14 @@ fn start_as(action: &'static str, t: &Target, bound: Duration, previous: Option<
         }
         let crashed = new && !s.running && (s.auto_restart || base.is_some_and(|b| s.n_restarts > b));
         let settled = new && !s.busy;
-        if s.running && new || crashed || settled || gone || t0.elapsed() > bound {
-            break s;
-        }
         // systemd may keep the old invocation's id through a skip.
-        if t.engine == Engine::Systemd
+        let skipped = t.engine == Engine::Systemd
             && !s.busy
             && !s.running
             && t0.elapsed() > Duration::from_secs(2)
-            && s.result == "exec-condition"
-        {
-            break s;
-        }
-        std::thread::sleep(POLL);
-    };
+            && s.result == "exec-condition";
+        s.running && new || crashed || settled || gone || skipped
+    });
     out.seconds = t0.elapsed().as_secs_f64();
     out.state = end.state.clone();
     out.result = end.result.clone();

@@ -16,9 +16,22 @@ use jarvis_model::error::{Error, Result};
 
 /// The conffile that holds the URL for the health timer.
 pub const CONF: &str = "/etc/jarvis-supervisor/heartbeat.conf";
-const ATTEMPTS: u32 = 3;
-const TIMEOUT: Duration = Duration::from_secs(5);
-const PAUSE: Duration = Duration::from_secs(1);
+
+/// How a ping is tried: `attempts` tries of at most `timeout` each,
+/// `pause` apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub attempts: u32,
+    pub timeout: Duration,
+    pub pause: Duration,
+}
+
+/// As documented (docs/monitoring.md): 3 tries of 5 s, 1 s apart.
+pub const RETRY: Retry = Retry {
+    attempts: 3,
+    timeout: Duration::from_secs(5),
+    pause: Duration::from_secs(1),
+};
 
 /// Which push monitor a URL belongs to, so that it gets the format it
 /// understands. `kind =` in heartbeat.conf says it; else a path with
@@ -285,16 +298,21 @@ pub fn redact(url: &str) -> String {
 
 /// Sends the ping; Err says why the last attempt failed.
 pub fn send(url: &str) -> std::result::Result<(), String> {
+    send_with(url, RETRY)
+}
+
+/// [`send`], tried as `retry` says.
+pub fn send_with(url: &str, retry: Retry) -> std::result::Result<(), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(TIMEOUT))
+        .timeout_global(Some(retry.timeout))
         .http_status_as_error(false)
         .user_agent(concat!("jarvisctl/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
     let mut last = String::new();
-    for attempt in 1..=ATTEMPTS {
+    for attempt in 1..=retry.attempts {
         if attempt > 1 {
-            std::thread::sleep(PAUSE);
+            std::thread::sleep(retry.pause);
         }
         match agent.get(url).call() {
             Ok(r) if r.status().is_success() => return Ok(()),
@@ -306,7 +324,7 @@ pub fn send(url: &str) -> std::result::Result<(), String> {
             Err(e) => last = e.to_string().replace(url, &redact(url)),
         }
     }
-    Err(format!("{last} (after {ATTEMPTS} attempts)"))
+    Err(format!("{last} (after {} attempts)", retry.attempts))
 }
 
 /// Pings for a check that ended with `code`, reporting only on stderr.
@@ -341,6 +359,72 @@ pub fn target(flag: Option<&str>, conf: PathBuf) -> Result<Option<Monitor>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// Tries short enough for a test; the same loop as [`RETRY`]'s.
+    const QUICK: Retry = Retry {
+        attempts: 3,
+        timeout: Duration::from_millis(300),
+        pause: Duration::from_millis(50),
+    };
+
+    /// A loopback server that answers each request with `status` (None:
+    /// reads it and never answers), and counts the requests.
+    fn server(status: Option<u16>) -> (String, std::sync::mpsc::Receiver<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/5a0c-uuid", l.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for mut s in l.incoming().flatten() {
+                let _ = BufReader::new(&s).read_line(&mut String::new());
+                let _ = tx.send(());
+                match status {
+                    Some(c) => {
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 {c} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        );
+                    }
+                    None => held.push(s),
+                }
+            }
+        });
+        (url, rx)
+    }
+
+    /// A server that never answers costs each attempt its timeout, no more
+    /// (the CLI's worst case is RETRY's: 3 x 5 s + 2 x 1 s).
+    #[test]
+    fn a_silent_server_costs_attempts_times_the_timeout() {
+        let (url, requests) = server(None);
+        let t0 = Instant::now();
+        let e = send_with(&url, QUICK).unwrap_err();
+        let took = t0.elapsed();
+        assert_eq!(requests.try_iter().count(), 3, "{e}");
+        assert!(e.ends_with("(after 3 attempts)") && !e.contains("5a0c"), "{e}");
+        let floor = QUICK.timeout * 3 + QUICK.pause * 2;
+        assert!(
+            took >= floor && took < floor + Duration::from_secs(2),
+            "took {took:?}"
+        );
+    }
+
+    #[test]
+    fn server_errors_are_retried_and_client_errors_are_not() {
+        let (url, requests) = server(Some(503));
+        let e = send_with(&url, QUICK).unwrap_err();
+        assert!(e.contains("503"), "{e}");
+        assert_eq!(requests.try_iter().count(), 3, "503 is retried");
+        let (url, requests) = server(Some(404));
+        let e = send_with(&url, QUICK).unwrap_err();
+        assert!(e.contains("404"), "{e}");
+        assert_eq!(requests.try_iter().count(), 1, "404 is not retried");
+        let (url, requests) = server(Some(200));
+        send_with(&url, QUICK).unwrap();
+        assert_eq!(requests.try_iter().count(), 1);
+    }
 
     #[test]
     fn paths_for_ok_and_failure() {

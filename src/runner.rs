@@ -9,6 +9,13 @@
 //! elsewhere does not hold root. It runs in `/` unless the caller names a
 //! directory: never in root's own working directory, which a program run
 //! as the service user could otherwise read through.
+//!
+//! The operator's own commands (ssh and rsync to a host, see `ssh.rs`) run
+//! here too, with [`Options::operator`]: no deadline for a long transfer,
+//! the caller's directory, killed when a stream passes its bound, and what
+//! they leave after a normal exit (an ssh ControlPersist master) left alone.
+//! Every child stays in the caller's process group, so that the operator's
+//! Ctrl-C reaches it.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -43,13 +50,67 @@ impl Limits {
     };
 }
 
+/// How a child is run: [`Limits`], and what sets the operator's own
+/// commands apart (see the module header).
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// None: it runs until it ends (or is killed for its output).
+    pub deadline: Option<Duration>,
+    /// How much of each output stream is kept.
+    pub keep: usize,
+    /// A stream that passes `keep` gets the run killed, instead of its
+    /// rest being read and dropped: an answer that large is hostile.
+    pub kill_over_keep: bool,
+    /// Run in the caller's directory, not `/`, when `cmd` names none: the
+    /// operator's relative paths.
+    pub callers_dir: bool,
+    /// Kill what the child left once it exited by itself too, not only when
+    /// the run is killed.
+    pub sweep_on_exit: bool,
+}
+
+impl From<Limits> for Options {
+    fn from(l: Limits) -> Options {
+        Options {
+            deadline: Some(l.deadline),
+            keep: l.keep,
+            kill_over_keep: false,
+            callers_dir: false,
+            sweep_on_exit: true,
+        }
+    }
+}
+
+impl Options {
+    /// The operator's own command (ssh, rsync): no deadline, in the
+    /// caller's directory, killed past `keep` per stream, and what it
+    /// leaves after a normal exit left alone.
+    pub fn operator(keep: usize) -> Options {
+        Options {
+            deadline: None,
+            keep,
+            kill_over_keep: true,
+            callers_dir: true,
+            sweep_on_exit: false,
+        }
+    }
+
+    pub fn deadline(self, deadline: Option<Duration>) -> Options {
+        Options { deadline, ..self }
+    }
+}
+
 /// How a child ended.
 #[derive(Debug)]
 pub struct Ran {
-    /// None: killed at the deadline.
+    /// None: killed (at the deadline, or with `kill_over_keep` for its
+    /// output).
     pub status: Option<ExitStatus>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// A stream sent more than `keep`: what is kept is cut there.
+    pub cut: bool,
+    late: bool,
 }
 
 impl Ran {
@@ -57,15 +118,21 @@ impl Ran {
         self.status.is_some_and(|s| s.success())
     }
 
+    /// Killed at the deadline.
     pub fn timed_out(&self) -> bool {
-        self.status.is_none()
+        self.late
     }
 }
 
 /// Runs `cmd` with `input` on its stdin, within `limits`; see the module
 /// header. Err: it could not be started.
-pub fn run(mut cmd: Command, input: &[u8], limits: Limits) -> io::Result<Ran> {
-    if cmd.get_current_dir().is_none() {
+pub fn run(cmd: Command, input: &[u8], limits: Limits) -> io::Result<Ran> {
+    run_with(cmd, input, limits.into())
+}
+
+/// [`run`] with all its [`Options`].
+pub fn run_with(mut cmd: Command, input: &[u8], opts: Options) -> io::Result<Ran> {
+    if cmd.get_current_dir().is_none() && !opts.callers_dir {
         cmd.current_dir("/");
     }
     cmd.stdin(if input.is_empty() {
@@ -85,19 +152,27 @@ pub fn run(mut cmd: Command, input: &[u8], limits: Limits) -> io::Result<Ran> {
     let _registered = Registered::new(root);
     let mut stdin = child.stdin.take().map(OwnedFd::from).map(File::from);
     let mut pipes = [
-        Pipe::new(child.stdout.take().map(OwnedFd::from), limits.keep),
-        Pipe::new(child.stderr.take().map(OwnedFd::from), limits.keep),
+        Pipe::new(child.stdout.take().map(OwnedFd::from), opts.keep),
+        Pipe::new(child.stderr.take().map(OwnedFd::from), opts.keep),
     ];
     if let Some(f) = &stdin {
         nonblocking(f);
     }
     let mut fed = 0;
+    let mut late = false;
     let status = loop {
         if let Some(st) = child.try_wait()? {
             break Some(st);
         }
-        let left = limits.deadline.saturating_sub(t0.elapsed());
+        if opts.kill_over_keep && pipes.iter().any(|p| p.cut) {
+            break None;
+        }
+        let left = match opts.deadline {
+            Some(d) => d.saturating_sub(t0.elapsed()),
+            None => Duration::MAX,
+        };
         if left.is_zero() {
+            late = true;
             break None;
         }
         // No descriptor tells when the child exits: a tick bounds how late
@@ -130,14 +205,18 @@ pub fn run(mut cmd: Command, input: &[u8], limits: Limits) -> io::Result<Ran> {
         }
     };
     drop(stdin);
-    if status.is_none() {
-        let _ = child.kill();
+    // The sweep kills the child with its tree, read while the child still
+    // holds it: killed first, its children would be orphans in our group,
+    // no longer told from another thread's.
+    if status.is_none() || opts.sweep_on_exit {
+        sweep(root, born, reaping.ours());
     }
-    sweep(root, born, reaping.ours());
     let status = match status {
         Some(s) => Some(s),
         None => {
-            // Killed above; it is ours to reap, and SIGKILL is prompt.
+            // Killed above (again, should the sweep have given up); it is
+            // ours to reap, and SIGKILL is prompt.
+            let _ = child.kill();
             let _ = child.wait();
             None
         }
@@ -149,8 +228,10 @@ pub fn run(mut cmd: Command, input: &[u8], limits: Limits) -> io::Result<Ran> {
     let [out, err] = pipes;
     Ok(Ran {
         status,
+        cut: out.cut || err.cut,
         stdout: out.kept,
         stderr: err.kept,
+        late,
     })
 }
 
@@ -165,6 +246,8 @@ struct Pipe {
     file: Option<File>,
     kept: Vec<u8>,
     keep: usize,
+    /// More came than `keep`.
+    cut: bool,
 }
 
 impl Pipe {
@@ -177,6 +260,7 @@ impl Pipe {
             file,
             kept: Vec::new(),
             keep,
+            cut: false,
         }
     }
 
@@ -192,6 +276,12 @@ impl Pipe {
                 Ok(n) => {
                     let room = self.keep.saturating_sub(self.kept.len());
                     self.kept.extend_from_slice(&buf[..n.min(room)]);
+                    if n > room {
+                        // Past the bound: back to the loop, which kills
+                        // the run or comes back for more (and drops it).
+                        self.cut = true;
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -387,6 +477,7 @@ fn other_runs_root(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn sh(script: &str) -> Command {
         let mut c = Command::new("/bin/sh");
@@ -396,6 +487,25 @@ mod tests {
 
     fn alive(pid: u32) -> bool {
         stat(pid).is_some_and(|p| !p.zombie)
+    }
+
+    /// The pid a background process writes to `file` once it started.
+    fn wait_for_pid(file: &Path) -> u32 {
+        let t0 = Instant::now();
+        loop {
+            if let Some(pid) = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                return pid;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no pid in {}",
+                file.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]
@@ -453,6 +563,93 @@ mod tests {
         assert_eq!(pids.len(), 2, "{pids:?}");
         for p in pids {
             assert!(!alive(p), "{p} survived the run");
+        }
+    }
+
+    /// The operator's command (ssh, rsync): no deadline, the operator's
+    /// directory and process group (Ctrl-C reaches it), and what it leaves
+    /// after a normal exit (an ssh ControlPersist master) lives on.
+    #[test]
+    fn an_operator_command_runs_in_the_callers_directory_and_group_and_keeps_its_leftovers() {
+        let d = tempfile::tempdir().unwrap();
+        let pidfile = d.path().join("pid");
+        let script = format!(
+            "setsid sh -c 'echo $$ > {p}; exec sleep 1000' >/dev/null 2>&1 & pwd; cat /proc/$$/stat",
+            p = pidfile.display()
+        );
+        let ran = run_with(sh(&script), b"", Options::operator(1 << 20)).unwrap();
+        assert!(ran.success() && !ran.cut && !ran.timed_out(), "{ran:?}");
+        let out = String::from_utf8_lossy(&ran.stdout).into_owned();
+        let (dir, stat) = out.split_once('\n').unwrap();
+        assert_eq!(Path::new(dir), std::env::current_dir().unwrap());
+        let pgrp: i32 = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(pgrp, nix::unistd::getpgrp().as_raw(), "{stat}");
+        let pid = wait_for_pid(&pidfile);
+        let survived = alive(pid);
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        assert!(survived, "the leftover {pid} was killed after a normal exit");
+    }
+
+    /// Without a deadline, output past the bound ends the run at once, with
+    /// all it started; under the bound it is whole.
+    #[test]
+    fn an_operator_command_over_its_bound_is_killed_with_its_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let pidfile = d.path().join("pid");
+        let script = format!(
+            "sh -c 'echo $$ > {p}; exec sleep 1000' & until [ -s {p} ]; do sleep 0.01; done; yes; exec sleep 1000",
+            p = pidfile.display()
+        );
+        let t0 = Instant::now();
+        let ran = run_with(sh(&script), b"", Options::operator(1 << 20)).unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+        assert!(
+            ran.cut && ran.status.is_none() && !ran.timed_out(),
+            "{:?}",
+            ran.status
+        );
+        assert_eq!(ran.stdout.len(), 1 << 20);
+        let pid = wait_for_pid(&pidfile);
+        assert!(!alive(pid), "{pid} survived the kill");
+
+        let ran = run_with(sh("head -c 1048576 /dev/zero"), b"", Options::operator(1 << 20)).unwrap();
+        assert!(
+            ran.success() && !ran.cut && ran.stdout.len() == 1 << 20,
+            "{:?}",
+            ran.status
+        );
+    }
+
+    /// At the deadline the child dies with a background process of its
+    /// own group (a ProxyCommand's), not only with one that left it: killed
+    /// first, the child would have orphaned it into ours. Root's tools and
+    /// the operator's commands alike.
+    #[test]
+    fn at_the_deadline_a_background_process_in_our_group_dies_too() {
+        let operator = Options::operator(1 << 10).deadline(Some(Duration::from_millis(300)));
+        let tool = Options::from(Limits {
+            deadline: Duration::from_millis(300),
+            keep: 1 << 10,
+        });
+        for opts in [operator, tool] {
+            let d = tempfile::tempdir().unwrap();
+            let pidfile = d.path().join("pid");
+            let script = format!(
+                "sh -c 'echo $$ > {p}; exec sleep 1000' & until [ -s {p} ]; do sleep 0.01; done; echo waiting; exec sleep 1000",
+                p = pidfile.display()
+            );
+            let t0 = Instant::now();
+            let ran = run_with(sh(&script), b"", opts).unwrap();
+            assert!(ran.timed_out() && !ran.cut, "{ran:?}");
+            assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+            assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), "waiting");
+            let pid = wait_for_pid(&pidfile);
+            assert!(!alive(pid), "{pid} survived the deadline ({opts:?})");
         }
     }
 

@@ -3,13 +3,11 @@
 //! monitor) and otherwise follows the user's own ssh config and known-hosts
 //! policy; `-o` options given on the command line are passed through.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use crate::runner;
 use jarvis_model::error::{Error, Result};
 
 /// `user@host`, `host`, `user@host:2222` or `user@[::1]:2222`.
@@ -167,95 +165,28 @@ pub fn run_input(
 /// Runs `cmd` (ssh, or rsync over ssh) whose output comes from host `name`:
 /// at most [`ANSWER_MAX`] of each stream is kept, and a host that sends more,
 /// or gives no answer within `timeout`, has its command killed with all it
-/// started; the call never waits on the host past that.
+/// started; the call never waits on the host past that. Without a timeout
+/// (a transfer) it runs as long as it takes: the command stays in the
+/// operator's process group, so that Ctrl-C stops it.
 pub fn output(
-    mut cmd: Command,
+    cmd: Command,
     name: &str,
     timeout: Option<Duration>,
     input: Option<Vec<u8>>,
 ) -> std::io::Result<Outcome> {
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    // With a deadline, its own process group: a timeout kills ssh and
-    // whatever it started (a ProxyCommand), not ssh alone. Without one
-    // (a transfer), it stays in ours, so that the operator's Ctrl-C stops it.
-    if timeout.is_some() {
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    }
-    let mut child = cmd.spawn()?;
-    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = stdin.write_all(&data);
-        });
-    }
-    let too_big = Arc::new(AtomicBool::new(false));
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let too_big = too_big.clone();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(r) = r {
-                // One byte over the bound tells a host that sent too much.
-                let _ = r.take(ANSWER_MAX + 1).read_to_end(&mut buf);
-            }
-            if buf.len() as u64 > ANSWER_MAX {
-                buf.truncate(ANSWER_MAX as usize);
-                too_big.store(true, Ordering::SeqCst);
-            }
-            let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
-        });
-        rx
-    };
-    let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let (status, timed_out) = loop {
-        if let Some(st) = child.try_wait()? {
-            break (st.code(), false);
-        }
-        let late = deadline.is_some_and(|d| Instant::now() >= d);
-        if late || too_big.load(Ordering::SeqCst) {
-            // ssh and whatever it started (a ProxyCommand), before ssh is
-            // reaped, while the group id is surely still theirs.
-            if timeout.is_some() {
-                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            break (None, late);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // A process that ssh left behind may still hold the pipes open: wait
-    // for the output only until the deadline (a second past it at most),
-    // never for that process.
-    let grace = deadline
-        .map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()))
-        .max(Duration::from_secs(1));
-    let t_end = Instant::now() + grace;
-    let take = |rx: std::sync::mpsc::Receiver<String>| {
-        rx.recv_timeout(t_end.saturating_duration_since(Instant::now()))
-            .unwrap_or_default()
-    };
-    let (stdout, stderr) = (take(out), take(err));
-    let too_big = too_big.load(Ordering::SeqCst).then(|| {
+    let opts = runner::Options::operator(ANSWER_MAX as usize).deadline(timeout);
+    let ran = runner::run_with(cmd, input.as_deref().unwrap_or_default(), opts)?;
+    let too_big = ran.cut.then(|| {
         format!(
             "{name} sent more than {} MiB of output, far more than any real answer; the command was killed: look at what answers there (its jarvisctl, its shell's startup files)",
             ANSWER_MAX >> 20
         )
     });
     Ok(Outcome {
-        status,
-        stdout,
-        stderr,
-        timed_out,
+        status: ran.status.and_then(|s| s.code()),
+        stdout: String::from_utf8_lossy(&ran.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&ran.stderr).into_owned(),
+        timed_out: ran.timed_out(),
         too_big,
     })
 }
@@ -263,6 +194,7 @@ pub fn output(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn targets() {
@@ -296,7 +228,7 @@ mod tests {
         let out = run(
             &t,
             &["ProxyCommand=sh -c 'sleep 30 & sleep 30'".to_string()],
-            Duration::from_secs(2),
+            Duration::from_millis(500),
             "true",
         )
         .unwrap();
@@ -304,7 +236,7 @@ mod tests {
         // ssh may give up first (its ConnectTimeout covers the banner) or
         // be killed at the deadline; either way the call ends at once.
         assert!(out.timed_out || out.status == Some(255), "{out:?}");
-        assert!(took < Duration::from_secs(5), "returned after {took:?}");
+        assert!(took < Duration::from_secs(3), "returned after {took:?}");
     }
 
     /// A host that answers with more than any real answer (here 1 GiB,

@@ -115,11 +115,11 @@ fn want(check: &'static str, found: &'static str, line: Option<usize>, fix: &'st
     }
 }
 
-fn env_case(content: &str) -> impl Fn(&Tree) + '_ {
+fn env_case(content: &str) -> impl Fn(&Tree) + Send + Sync + '_ {
     move |t: &Tree| t.env(content)
 }
 
-type Case<'a> = (&'a str, Box<dyn Fn(&Tree) + 'a>, Want);
+type Case<'a> = (&'a str, Box<dyn Fn(&Tree) + Send + Sync + 'a>, Want);
 
 fn cases() -> Vec<Case<'static>> {
     let good = || format!("TELEGRAM_BOT_TOKEN={TOKEN}\nTELEGRAM_ADMIN_IDS={IDS}\n");
@@ -520,55 +520,19 @@ fn cases() -> Vec<Case<'static>> {
 fn every_malformed_env_and_broken_install_is_named_with_line_and_fix() {
     let cases = cases();
     assert!(cases.len() >= 25, "only {} cases", cases.len());
-    let mut failures = Vec::new();
-    for (name, break_it, want) in &cases {
-        let t = Tree::new();
-        break_it(&t);
-        let human = t.run(&["check"]);
-        let json = t.run(&["check", "--json"]);
-        let h = text(&human);
-        let mut problems = Vec::new();
-        if human.status.code() != Some(1) || json.status.code() != Some(1) {
-            problems.push(format!(
-                "exit {:?}/{:?}, not 1",
-                human.status.code(),
-                json.status.code()
-            ));
-        }
-        if h.contains(SECRET) || text(&json).contains(SECRET) {
-            problems.push("a secret value was printed".to_string());
-        }
-        let line = h
-            .lines()
-            .find(|l| l.starts_with(&format!("✗ {}: ", want.check)) && l.contains(want.found));
-        match line {
-            Some(l) if l.contains(want.fix) => {}
-            Some(l) => problems.push(format!("the fix {:?} is missing from {l:?}", want.fix)),
-            None => problems.push(format!("no line '✗ {}: ...{}...'", want.check, want.found)),
-        }
-        let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap_or_default();
-        let hit = v["checks"].as_array().into_iter().flatten().find(|f| {
-            f["check"] == want.check
-                && f["level"] == "fail"
-                && f["found"].as_str().is_some_and(|s| s.contains(want.found))
-        });
-        match hit {
-            Some(f) => {
-                if let Some(n) = want.line {
-                    if f["line"] != n {
-                        problems.push(format!("JSON line {} not {n}", f["line"]));
-                    }
-                }
-                if !f["fix"].as_str().is_some_and(|s| s.contains(want.fix)) {
-                    problems.push("JSON fix missing".into());
-                }
-            }
-            None => problems.push("no matching JSON finding".into()),
-        }
-        if !problems.is_empty() {
-            failures.push(format!("{name}: {}\n{h}", problems.join("; ")));
-        }
-    }
+    // Each case is two `check` runs in a tree of its own: spread over the
+    // cores (the case table is most of this file's time).
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let running: Vec<_> = cases
+            .chunks(cases.len().div_ceil(workers))
+            .map(|chunk| s.spawn(move || chunk.iter().filter_map(wrong).collect::<Vec<_>>()))
+            .collect();
+        running
+            .into_iter()
+            .flat_map(|h| h.join().expect("a case panicked"))
+            .collect()
+    });
     println!("{} cases checked", cases.len());
     assert!(
         failures.is_empty(),
@@ -577,6 +541,54 @@ fn every_malformed_env_and_broken_install_is_named_with_line_and_fix() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+/// What a case got wrong, if anything.
+fn wrong((name, break_it, want): &Case) -> Option<String> {
+    let t = Tree::new();
+    break_it(&t);
+    let human = t.run(&["check"]);
+    let json = t.run(&["check", "--json"]);
+    let h = text(&human);
+    let mut problems = Vec::new();
+    if human.status.code() != Some(1) || json.status.code() != Some(1) {
+        problems.push(format!(
+            "exit {:?}/{:?}, not 1",
+            human.status.code(),
+            json.status.code()
+        ));
+    }
+    if h.contains(SECRET) || text(&json).contains(SECRET) {
+        problems.push("a secret value was printed".to_string());
+    }
+    let line = h
+        .lines()
+        .find(|l| l.starts_with(&format!("✗ {}: ", want.check)) && l.contains(want.found));
+    match line {
+        Some(l) if l.contains(want.fix) => {}
+        Some(l) => problems.push(format!("the fix {:?} is missing from {l:?}", want.fix)),
+        None => problems.push(format!("no line '✗ {}: ...{}...'", want.check, want.found)),
+    }
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap_or_default();
+    let hit = v["checks"].as_array().into_iter().flatten().find(|f| {
+        f["check"] == want.check
+            && f["level"] == "fail"
+            && f["found"].as_str().is_some_and(|s| s.contains(want.found))
+    });
+    match hit {
+        Some(f) => {
+            if let Some(n) = want.line {
+                if f["line"] != n {
+                    problems.push(format!("JSON line {} not {n}", f["line"]));
+                }
+            }
+            if !f["fix"].as_str().is_some_and(|s| s.contains(want.fix)) {
+                problems.push("JSON fix missing".into());
+            }
+        }
+        None => problems.push("no matching JSON finding".into()),
+    }
+    (!problems.is_empty()).then(|| format!("{name}: {}\n{h}", problems.join("; ")))
 }
 
 #[test]

@@ -25,6 +25,16 @@ fn markdown_docs() -> Vec<PathBuf> {
     v
 }
 
+/// Every file of the repository that may cite a document (the code,
+/// packaging, CI, docs, a crate added later): the whole tree, without
+/// build output, caches and hidden folders. One list for the checks below,
+/// so that none of them skips a folder another reads.
+fn repo_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    files_under(&repo(), &mut files);
+    files
+}
+
 /// Every file under `dir` (recursively), skipping build output and caches.
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = fs::read_dir(dir) else { return };
@@ -185,24 +195,9 @@ fn cited_documents(text: &str) -> Vec<String> {
 
 #[test]
 fn every_document_a_comment_or_a_doc_cites_exists() {
-    let mut files = Vec::new();
-    for dir in [
-        "src",
-        "tests",
-        "xtask",
-        "packaging",
-        "debian",
-        "systemd",
-        "logrotate",
-        "ci",
-        "docs",
-    ] {
-        files_under(&repo().join(dir), &mut files);
-    }
-    files.extend(["Cargo.toml", "README.md", "CONTRIBUTING.md"].map(|f| repo().join(f)));
     let mut cited = 0;
     let mut missing = Vec::new();
-    for f in files {
+    for f in repo_files() {
         // This file names missing documents on purpose.
         if f.ends_with("tests/docs.rs") {
             continue;
@@ -241,21 +236,8 @@ fn every_document_a_comment_or_a_doc_cites_exists() {
 #[test]
 fn the_rules_comments_cite_by_heading_are_headings_of_the_cited_document() {
     // `(docs/design.md, "Who owns a file")`: the heading must be there.
-    let mut files = Vec::new();
-    for dir in [
-        "src",
-        "tests",
-        "xtask",
-        "packaging",
-        "debian",
-        "systemd",
-        "logrotate",
-    ] {
-        files_under(&repo().join(dir), &mut files);
-    }
-    files.push(repo().join("Cargo.toml"));
     let mut checked = 0;
-    for f in files {
+    for f in repo_files() {
         if f.ends_with("tests/docs.rs") {
             continue;
         }

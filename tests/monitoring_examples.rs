@@ -1,4 +1,4 @@
-//! The monitoring examples the package ships (packaging/monitoring/): the
+//! The monitoring examples the package ships (monitoring/): the
 //! sudoers drop-in, the Icinga 2 CheckCommand and the Nagios command, read
 //! by their grammar's rules, and held to each other: the command a monitor
 //! runs is one the sudoers file allows, word for word, and one jarvisctl
@@ -10,7 +10,7 @@ use std::process::Command;
 
 fn example(name: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("packaging/monitoring")
+        .join("monitoring")
         .join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
