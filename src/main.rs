@@ -19,6 +19,7 @@ mod engine;
 mod envcheck;
 mod envrules;
 mod error;
+mod health;
 mod heartbeat;
 mod interpreter;
 mod listener;
