@@ -23,6 +23,7 @@ mod health;
 mod heartbeat;
 mod interpreter;
 mod listener;
+mod logread;
 mod manifest;
 mod output;
 mod paths;
