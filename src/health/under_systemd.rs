@@ -11,6 +11,7 @@ use crate::paths::UNIT;
 use crate::systemd;
 use jarvis_supervisor::masking::Masker;
 
+/// The unit's properties the status reads.
 const PROPS: &[&str] = &[
     "LoadState",
     "ActiveState",
@@ -32,10 +33,12 @@ const PROPS: &[&str] = &[
     "ExecCondition",
 ];
 
+/// A property as a number, when it is one.
 fn num<T: std::str::FromStr>(p: &BTreeMap<String, String>, k: &str) -> Option<T> {
     p.get(k).and_then(|v| v.parse().ok())
 }
 
+/// CLOCK_MONOTONIC in µs: systemd's `*TimestampMonotonic` are on it.
 fn monotonic_now_us() -> Option<u64> {
     let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
     Some(t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
