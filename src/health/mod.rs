@@ -254,6 +254,13 @@ fn paused(paths: &Paths, unit: Option<&Unit>, st: &mut Status) {
     st.pause = Some(p);
 }
 
+/// Now, in whole unix seconds: the samples' and the textfile's clock.
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn raise(st: &mut Status, v: Verdict, why: String) {
     st.verdict = st.verdict.max(v);
     st.reasons.push(why);

@@ -8,17 +8,11 @@ use crate::error::Result;
 use crate::paths::Paths;
 use crate::samples::{self, Sample};
 
-pub(super) fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// `--record`: one sample, quietly; the bot's state never fails the timer.
 pub fn record(paths: &Paths, history: &Path) -> Result<i32> {
     let st = super::collect(paths);
     let s = Sample {
-        t: now_s(),
+        t: super::now_s(),
         rss: st.memory.current_bytes,
         restarts: st.n_restarts,
         state: st.state.clone(),

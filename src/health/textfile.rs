@@ -99,7 +99,7 @@ fn label(v: &str) -> String {
 }
 
 pub fn render(st: &Status) -> String {
-    render_at(st, super::record::now_s())
+    render_at(st, super::now_s())
 }
 
 /// The metric families, Prometheus' conventions: counters end in `_total`,

@@ -59,7 +59,7 @@ fn reaches(slope: Option<f64>, current: Option<u64>, max: Option<u64>) -> Option
 /// days, 3 when the last 24 h hold too few samples to tell.
 pub fn run(paths: &Paths, history: &Path, json: bool) -> Result<i32> {
     let all = samples::read(history);
-    let now = super::record::now_s();
+    let now = super::now_s();
     let st = super::collect(paths);
     let current = st
         .memory
