@@ -9,12 +9,15 @@
 mod cmd;
 mod components;
 mod control;
+mod diagnose;
 mod drift;
 mod envcheck;
 mod envrules;
+mod health;
 mod heartbeat;
 mod interpreter;
 mod listener;
+mod logread;
 mod output;
 mod pause;
 mod provision;

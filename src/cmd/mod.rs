@@ -16,7 +16,7 @@ mod resume;
 mod run;
 mod setup;
 mod start;
-pub(crate) mod status;
+mod status;
 mod stop;
 mod venv;
 

@@ -6,11 +6,10 @@
 //! output in both cases.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
 
-use crate::components::{self, Components, Line, Thresholds};
-use jarvis_engine::logsink::OUTPUT_FILE;
+use super::output::Output;
+use crate::components::{self, Components, Thresholds};
 use jarvis_model::masking::Masker;
 use jarvis_model::paths::Paths;
 use jarvis_model::unit::Unit;
@@ -18,32 +17,19 @@ use jarvis_model::unit::Unit;
 /// Read as root from a port the service user serves: small and quick.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 const HEALTH_MAX: u64 = 256 * 1024;
-/// What is read back for records and crash lines: the newest lines of the
-/// last hour, at most this many, whatever the bot's log volume. A record
-/// comes every minute, so it is found at up to 80 lines a second.
-const WINDOW_S: f64 = 3600.0;
-const WINDOW_ENTRIES: usize = 5_000;
-const WINDOW_BYTES: u64 = 2 * 1024 * 1024;
 
+/// The components from `/health` or the output's newest record, with the
+/// crashes of the last hour folded in.
 pub fn collect(
     paths: &Paths,
     unit: &Unit,
-    fallback: bool,
+    output: &Output,
     secrets: &Masker,
     thresholds: &Thresholds,
 ) -> Components {
     let mask = |s: &str| crate::output::printable(&secrets.mask(s));
     let now = jarvis_model::state::now_unix();
-    let window = crate::recent::Window {
-        since: Some(now - WINDOW_S),
-        entries: WINDOW_ENTRIES,
-        bytes: WINDOW_BYTES,
-    };
-    let (lines, source) = if fallback {
-        (output_lines(paths, unit, &window), "output")
-    } else {
-        (journal_lines(&window), "journal")
-    };
+    let (lines, source) = (output.for_components(), output.source());
     let record = components::newest_record(&lines).map(|(t, list)| {
         Components {
             source: source.into(),
@@ -211,38 +197,6 @@ fn fetch(url: &str) -> Option<Vec<u8>> {
         return None;
     }
     r.body_mut().with_config().limit(HEALTH_MAX).read_to_vec().ok()
-}
-
-/// The newest entries of the unit's journal in `window`, oldest first,
-/// with their times.
-fn journal_lines(window: &crate::recent::Window) -> Vec<Line> {
-    crate::recent::journal(super::UNIT, window)
-        .into_iter()
-        .map(|e| Line {
-            unix: e.unix,
-            text: e.text,
-        })
-        .collect()
-}
-
-/// The newest lines of `jarvisctl run`'s capture of the bot's output in
-/// `window`; each line's time is the program's own timestamp, where it
-/// has one.
-fn output_lines(paths: &Paths, unit: &Unit, window: &crate::recent::Window) -> Vec<Line> {
-    let Some(dir) = super::logs(paths, unit).dir else {
-        return Vec::new();
-    };
-    let file = paths.host(Path::new(&dir)).join(OUTPUT_FILE);
-    let Ok(tail) = crate::recent::file(&file, window) else {
-        return Vec::new();
-    };
-    tail.lines
-        .into_iter()
-        .map(|l| Line {
-            unix: components::line_time(&l),
-            text: l,
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn pid1_lines_give_the_restarts_the_true_last_result_and_since_when_it_fails() {
-        let kill9 = include_str!("../../../tests/fixtures/systemd/pid1-kill9.txt");
+        let kill9 = include_str!("../../tests/fixtures/systemd/pid1-kill9.txt");
         let p = from_pid1(&timed(kill9));
         assert_eq!(
             (p.restarts, p.last_result.as_deref()),
@@ -260,7 +260,7 @@ mod tests {
         );
         // It was Started again after the last kill: up now.
         assert_eq!(p.failing_since, None);
-        let oom = include_str!("../../../tests/fixtures/systemd/pid1-oom-kill.txt");
+        let oom = include_str!("../../tests/fixtures/systemd/pid1-oom-kill.txt");
         let p = from_pid1(&timed(oom));
         assert_eq!((p.restarts, p.last_result.as_deref()), (1, Some("oom-kill")));
         // A loop that never gets to "Started": failing since its first exit,

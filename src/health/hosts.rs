@@ -156,7 +156,7 @@ pub fn print(rows: &[Row], json: bool) -> i32 {
         let row = match &r.status {
             Some(st) => [
                 r.host.clone(),
-                super::verdict_word(r.verdict).into(),
+                super::render::verdict_word(r.verdict).into(),
                 st.state.clone(),
                 st.main_pid.map_or_else(dash, |p| p.to_string()),
                 st.uptime_s.map_or_else(dash, human_secs),
@@ -170,7 +170,7 @@ pub fn print(rows: &[Row], json: bool) -> i32 {
             ],
             None => [
                 r.host.clone(),
-                super::verdict_word(r.verdict).into(),
+                super::render::verdict_word(r.verdict).into(),
                 dash(),
                 dash(),
                 dash(),

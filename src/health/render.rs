@@ -202,7 +202,7 @@ fn defused(st: &Status) -> Status {
     }
 }
 
-pub(super) fn print_human(st: &Status) {
+pub fn print_human(st: &Status) {
     let st = &defused(st);
     println!("{}", plugin_line(st));
     print_details(st);

@@ -89,7 +89,7 @@ pub struct Status {
     pub pause: Option<crate::pause::Pause>,
 }
 
-/// A bot that is restarting instead of running (see `status/crashloop.rs`).
+/// A bot that is restarting instead of running (see `health/crashloop.rs`).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default)]
 pub struct CrashLoop {

@@ -2,8 +2,6 @@
 //! the state that `jarvisctl run` keeps (`/run/jarvis-supervisor-run/
 //! state.json`), the program's processes in /proc, and the unit.
 
-use std::path::Path;
-
 use super::{raise, Status, Verdict};
 use crate::control::state_dir;
 use jarvis_engine::leftovers;
@@ -40,7 +38,7 @@ fn rss_of_group(pgid: i32) -> Option<u64> {
             members.push(name);
         }
     }
-    super::sum_rss(members.iter().map(String::as_str))
+    super::rss::sum_rss(members.iter().map(String::as_str))
 }
 
 /// Processes the program started that outlive the engine (it was killed
@@ -182,24 +180,6 @@ pub fn last_words(unit: &Unit, secrets: &Masker) -> Option<String> {
     };
     let tail = crate::recent::file(&file, &w).ok()?;
     super::crashloop::last_words(tail.lines.iter().map(String::as_str)).map(|l| secrets.mask(l))
-}
-
-/// The last error-looking lines of the program's output file, masked.
-pub fn error_lines(paths: &Paths, unit: &Unit, secrets: &Masker) -> Vec<String> {
-    let Some(dir) = super::logs(paths, unit).dir else {
-        return Vec::new();
-    };
-    let file = paths.host(Path::new(&dir)).join(OUTPUT_FILE);
-    // The newest lines, from a file opened as root in the service user's
-    // directory (no link followed: it could be a root-only file's; no FIFO).
-    let tail = match crate::recent::file(&file, &super::error_window()) {
-        Ok(tail) => tail,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-        // Said, not skipped: a link or a FIFO here is the service user's
-        // doing, and the operator should know why no line is shown.
-        Err(e) => return vec![format!("(error lines not shown: {e})")],
-    };
-    super::last_errors(tail.lines.iter().map(String::as_str), secrets)
 }
 
 /// The engine's state file (as `StateFile::read` reads it).

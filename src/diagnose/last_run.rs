@@ -1,0 +1,518 @@
+//! What systemd recorded of the last runs: the last one's result, and the
+//! repeated failures of the last 24 h, each named as the evidence allows (a
+//! SIGKILL is not an OOM kill unless the kernel or systemd says so).
+
+use std::process::Command;
+
+use crate::report::Finding;
+use crate::systemd;
+use jarvis_model::paths::UNIT;
+
+/// `journalctl` commands that `check` suggests. Each is a command that
+/// journalctl accepts as written (a test runs every one of them through
+/// the option list of `journalctl --help`): journalctl has no context
+/// option like grep's `-A`, so the lines after a match come from grep.
+pub(crate) const JOURNAL_TAIL: &str = "journalctl -u jarvis-supervisor -n 50 --no-pager";
+pub(crate) const JOURNAL_TRACEBACKS: &str =
+    "journalctl -u jarvis-supervisor -n 5000 -o cat --no-pager | grep -A 30 'Fatal Python error'";
+/// The kernel's own record of an OOM kill (whole host or a memory cgroup).
+pub(crate) const KERNEL_OOM: &str = "journalctl -k -g 'Killed process' --no-pager -n 20";
+
+/// What the last run says, when it failed: each row of the plan's
+/// "Common Issues" table, read from the unit's properties.
+pub(super) fn check_last_run() -> Option<Finding> {
+    let p = systemd::show(
+        UNIT,
+        &[
+            "ActiveState",
+            "Result",
+            "ExecMainCode",
+            "ExecMainStatus",
+            "NRestarts",
+            "MemoryMax",
+            "Restart",
+        ],
+    )?;
+    last_run_finding(&p, &OomEvidence::of_host())
+}
+
+/// Where an OOM kill of the bot would be on record on this host. systemd
+/// records one (Result=oom-kill) only on the unified cgroup hierarchy with
+/// the memory controller; the kernel logs every one it makes. With neither,
+/// a SIGKILL's cause is unknown, and said so.
+pub(crate) struct OomEvidence {
+    /// systemd can see OOM kills (cgroup v2 with the memory controller).
+    pub systemd_sees: bool,
+    /// The kernel's lines of the last 24 h, when its log is in the journal.
+    pub kernel: Option<String>,
+}
+
+impl OomEvidence {
+    fn of_host() -> OomEvidence {
+        let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+        let memory = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"));
+        let journal = |args: &[&str]| {
+            let mut cmd = Command::new("journalctl");
+            cmd.args(["-k", "-q", "--no-pager", "-o", "cat"]).args(args);
+            crate::runner::tool(cmd)
+                .filter(|o| o.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        // No kernel line at all since boot: its log is not in the journal
+        // (a container), which is not the same as "no OOM kill".
+        let has_kernel_log = journal(&["-b", "-n", "1"]).is_some_and(|t| !t.trim().is_empty());
+        OomEvidence {
+            systemd_sees: unified && memory,
+            kernel: if has_kernel_log {
+                journal(&["--since", "-24h", "-g", "oom-kill:"])
+            } else {
+                None
+            },
+        }
+    }
+
+    /// The kernel's OOM kills of a process of the unit (its memory cgroup
+    /// named in the kernel's `oom-kill:` line).
+    fn kernel_kills(&self) -> usize {
+        self.kernel.as_deref().map_or(0, |k| {
+            k.lines()
+                .filter(|l| l.contains("oom-kill:") && l.contains(&format!("/{UNIT},task=")))
+                .count()
+        })
+    }
+
+    /// What a SIGKILL without an OOM record is, in words, and its fix.
+    fn sigkill(&self) -> (String, String) {
+        if self.systemd_sees || self.kernel.is_some() {
+            (
+                "the bot was killed by signal 9 (KILL), not by the OOM killer: someone or something killed it".into(),
+                "find who sent it (an admin's kill -9, a script's pkill -9, a deploy tool)".into(),
+            )
+        } else {
+            (
+                "the bot was killed by signal 9 (KILL), and no OOM kill is on record (systemd cannot see them on this cgroup v1 host, and the kernel log is not in the journal): someone or something killed it, or the kernel did".into(),
+                "an OOM kill names the bot's pid in the kernel log (dmesg | grep -i 'killed process'); otherwise find who sent it (an admin's kill -9, a script's pkill -9)".into(),
+            )
+        }
+    }
+}
+
+/// The finding for the unit's properties (`systemctl show`). OOM only
+/// from systemd's own `Result=oom-kill`: a SIGKILL alone says who sent a
+/// signal, not why.
+fn last_run_finding(p: &std::collections::BTreeMap<String, String>, oom: &OomEvidence) -> Option<Finding> {
+    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
+    let state = get("ActiveState");
+    let result = get("Result");
+    let status: i32 = get("ExecMainStatus").parse().unwrap_or(0);
+    let journal = JOURNAL_TAIL;
+    // With Restart=always, systemd leaves a unit failed only when the start
+    // limit refused the next restart; Result= then still holds the last
+    // run's (start-limit-hit only shows on a manual start), so it is told
+    // from the state.
+    if state == "failed" && get("Restart") == "always" && result != "start-limit-hit" {
+        return Some(Finding::fail(
+            "last-run",
+            format!(
+                "the start limit was hit after {} restarts: systemd gave up (the last run: {result}, status {status})",
+                get("NRestarts")
+            ),
+            format!("fix the cause ({journal}), then systemctl reset-failed jarvis-supervisor"),
+        ));
+    }
+    let (found, fix) = match (result, status) {
+        ("success", _) => return Some(Finding::pass("last-run", format!("the service is {state}, last result: success"))),
+        ("watchdog", _) => (
+            "the watchdog killed the bot: no WATCHDOG=1 within WatchdogSec (a hang, or pings stopped)".to_string(),
+            format!("read the tracebacks: {JOURNAL_TRACEBACKS}"),
+        ),
+        ("oom-kill", _) => (
+            format!(
+                "the bot was killed by the OOM killer at MemoryMax={} (systemd's Result=oom-kill)",
+                get("MemoryMax")
+            ),
+            "raise MemoryMax= in a drop-in (systemctl edit jarvis-supervisor) or find the leak".to_string(),
+        ),
+        ("signal", 9) if oom.kernel_kills() > 0 => (
+            format!(
+                "the bot was killed by the kernel's OOM killer ({} in the kernel log in 24 h) at MemoryMax={}",
+                oom.kernel_kills(),
+                get("MemoryMax")
+            ),
+            format!("raise MemoryMax= in a drop-in (systemctl edit jarvis-supervisor) or find the leak; {KERNEL_OOM}"),
+        ),
+        ("signal", 9) => oom.sigkill(),
+        ("signal", n) if n > 0 => (
+            format!("the bot was killed by signal {n} ({})", signal_name(n)),
+            journal.to_string(),
+        ),
+        ("resources", _) => (
+            "systemd could not prepare the start: most often an EnvironmentFile= (.env) that is missing or not UTF-8".to_string(),
+            "sudo jarvisctl check (the env lines above), then systemctl restart jarvis-supervisor".to_string(),
+        ),
+        ("start-limit-hit", _) => (
+            "the start limit was hit: the bot crashed too often".to_string(),
+            format!("fix the cause ({journal}), then systemctl reset-failed jarvis-supervisor"),
+        ),
+        ("timeout", _) => (
+            "no READY=1 within TimeoutStartSec: the bot did not finish starting".to_string(),
+            journal.to_string(),
+        ),
+        ("exit-code", 217) => ("the last start failed with 217/USER: the service user is missing".into(), "sudo jarvisctl setup".into()),
+        ("exit-code", 226) => (
+            "the last start failed with 226/NAMESPACE: a ReadWritePaths= directory is missing".into(),
+            "sudo jarvisctl setup".into(),
+        ),
+        ("exit-code", 200) => ("the last start failed with 200/CHDIR: the code directory is missing".into(), "deploy the code".into()),
+        ("exit-code", 203) => ("the last start failed with 203/EXEC: the interpreter is missing".into(), "sudo apt install python3".into()),
+        ("exit-code", 1) => (
+            "the bot exited with status 1: a Python error, or a variable missing or malformed".to_string(),
+            format!("sudo jarvisctl check (the lines above), then {journal}"),
+        ),
+        ("exit-code", 0) => (
+            "a start step (ExecStartPre=) failed before the bot ran".to_string(),
+            format!("see the lines above, and {journal}"),
+        ),
+        ("exit-code", n) => (format!("the bot exited with status {n}"), journal.to_string()),
+        (other, _) if !other.is_empty() => (format!("the last run ended with result {other}"), journal.to_string()),
+        _ => return None,
+    };
+    // Active again after a failure: report it, but it does not fail the check.
+    if state == "active" {
+        return Some(Finding::warn(
+            "last-run",
+            format!("running now, but earlier {found}"),
+            fix,
+        ));
+    }
+    Some(Finding::fail("last-run", found, fix))
+}
+
+/// A signal's name, as systemd prints it ("KILL" for 9).
+fn signal_name(n: i32) -> String {
+    nix::sys::signal::Signal::try_from(n)
+        .map(|s| s.as_str().trim_start_matches("SIG").to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Repeated failures in the last 24 h, from systemd's own journal lines about
+/// the unit (never the bot's output, which may hold secrets): the rows of the
+/// "Common Issues" table that a restart hides from `Result=`.
+pub(super) fn check_history() -> Vec<Finding> {
+    let Some(text) = systemd::own_lines_24h(UNIT) else {
+        return Vec::new();
+    };
+    history_findings(&text, &OomEvidence::of_host())
+}
+
+/// The findings for PID 1's lines about the unit (`-o cat`). An OOM kill is
+/// counted only from systemd's own record of it ("A process of this unit
+/// has been killed by the OOM killer.", "Failed with result 'oom-kill'."),
+/// never from "status=9/KILL", which any `kill -9` also leaves.
+fn history_findings(text: &str, evidence: &OomEvidence) -> Vec<Finding> {
+    let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+    // One OOM kill leaves both lines (several processes killed leave several
+    // of the first): the larger count is the number of runs it ended. On a
+    // cgroup v1 host systemd records none, and the kernel's log is the record.
+    let oom = count("Failed with result 'oom-kill'")
+        .max(count("has been killed by the OOM killer"))
+        .max(evidence.kernel_kills());
+    // An OOM kill of the main process also reads "status=9/KILL".
+    let sigkill = count("code=killed, status=9/KILL").saturating_sub(oom);
+    let tracebacks = format!("read the tracebacks: {JOURNAL_TRACEBACKS}");
+    let (sigkill_found, who_killed) = evidence.sigkill();
+    let reset = "fix the cause, then systemctl reset-failed jarvis-supervisor".to_string();
+    let rows: [(&str, usize, String); 5] = [
+        (
+            "the watchdog killed a hung bot",
+            count("Watchdog timeout"),
+            tracebacks,
+        ),
+        (
+            "the bot was killed by the OOM killer (systemd's or the kernel's record)",
+            oom,
+            "raise MemoryMax= (systemctl edit jarvis-supervisor) or find the leak".to_string(),
+        ),
+        (sigkill_found.as_str(), sigkill, who_killed),
+        (
+            "the bot exited with status 1 (a Python error, or a bad variable)",
+            count("status=1/FAILURE"),
+            JOURNAL_TAIL.to_string(),
+        ),
+        (
+            "the start limit was hit",
+            count("Start request repeated too quickly"),
+            reset,
+        ),
+    ];
+    let mut found = Vec::new();
+    for (what, n, fix) in rows {
+        if n > 0 {
+            found.push(Finding::warn(
+                "history",
+                format!("{what}: {n} time(s) in the last 24 h"),
+                fix,
+            ));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const KILL9: &str = include_str!("../../tests/fixtures/systemd/pid1-kill9.txt");
+    const OOM: &str = include_str!("../../tests/fixtures/systemd/pid1-oom-kill.txt");
+
+    /// A host where an OOM kill would be on record (systemd on cgroup v2).
+    fn seen() -> OomEvidence {
+        OomEvidence {
+            systemd_sees: true,
+            kernel: None,
+        }
+    }
+
+    /// A cgroup v1 host whose kernel log is not in the journal (a container).
+    fn blind() -> OomEvidence {
+        OomEvidence {
+            systemd_sees: false,
+            kernel: None,
+        }
+    }
+
+    fn said(f: &[Finding]) -> String {
+        f.iter()
+            .map(|f| format!("{} — fix: {}\n", f.found, f.fix.as_deref().unwrap_or("")))
+            .collect()
+    }
+
+    #[test]
+    fn two_kill9s_are_reported_as_signal_9_never_as_oom() {
+        let text = said(&history_findings(KILL9, &seen()));
+        assert!(
+            text.contains(
+                "killed by signal 9 (KILL), not by the OOM killer: someone or something killed it: 2 time(s)"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("OOM killer (systemd"), "{text}");
+        assert!(
+            !text.contains("MemoryMax"),
+            "a kill -9 is not fixed by more memory: {text}"
+        );
+        // Where no OOM kill could be on record, it is not called "not OOM"
+        // either, and still not fixed with more memory.
+        let text = said(&history_findings(KILL9, &blind()));
+        assert!(
+            text.contains("killed by signal 9 (KILL), and no OOM kill is on record"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("not by the OOM killer") && !text.contains("MemoryMax"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn systemds_own_oom_record_is_one_oom_kill_and_no_sigkill() {
+        let text = said(&history_findings(OOM, &seen()));
+        assert!(
+            text.contains("killed by the OOM killer (systemd's or the kernel's record): 1 time(s)"),
+            "{text}"
+        );
+        assert!(text.contains("raise MemoryMax="), "{text}");
+        assert!(!text.contains("signal 9"), "{text}");
+        // Both together: each counted once, as what it was.
+        let text = said(&history_findings(&format!("{KILL9}{OOM}"), &seen()));
+        assert!(text.contains("kernel's record): 1 time(s)"), "{text}");
+        assert!(
+            text.contains("someone or something killed it: 2 time(s)"),
+            "{text}"
+        );
+    }
+
+    fn props(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn the_last_runs_sigkill_is_not_oom_but_result_oom_kill_is() {
+        let f = last_run_finding(
+            &props(&[
+                ("ActiveState", "active"),
+                ("Result", "signal"),
+                ("ExecMainStatus", "9"),
+                ("MemoryMax", "4294967296"),
+                ("Restart", "always"),
+            ]),
+            &seen(),
+        )
+        .unwrap();
+        let text = said(&[f]);
+        assert!(
+            text.contains("killed by signal 9 (KILL), not by the OOM killer"),
+            "{text}"
+        );
+        assert!(!text.contains("MemoryMax"), "{text}");
+        let f = last_run_finding(
+            &props(&[
+                ("ActiveState", "activating"),
+                ("Result", "oom-kill"),
+                ("ExecMainStatus", "9"),
+                ("MemoryMax", "209715200"),
+            ]),
+            &seen(),
+        )
+        .unwrap();
+        let text = said(&[f]);
+        assert!(
+            text.contains("killed by the OOM killer at MemoryMax=209715200"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn on_cgroup_v1_the_kernels_oom_line_for_the_unit_is_the_record() {
+        // The kernel's line (5.x and later) for a kill at the unit's MemoryMax.
+        let kernel = "Memory cgroup out of memory: Killed process 4321 (python3) total-vm:812000kB, anon-rss:130000kB, file-rss:0kB, shmem-rss:0kB, UID:999 pgtables:400kB oom_score_adj:0\n\
+                      oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/system.slice/jarvis-supervisor.service,task_memcg=/system.slice/jarvis-supervisor.service,task=python3,pid=4321,uid=999\n\
+                      oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/system.slice/other.service,task_memcg=/system.slice/other.service,task=node,pid=99,uid=0\n";
+        let ev = OomEvidence {
+            systemd_sees: false,
+            kernel: Some(kernel.into()),
+        };
+        // systemd on v1 wrote only "status=9/KILL" for it: one of the two
+        // SIGKILLs is the kernel's, the other someone's.
+        let text = said(&history_findings(KILL9, &ev));
+        assert!(
+            text.contains("OOM killer (systemd's or the kernel's record): 1 time(s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not by the OOM killer: someone or something killed it: 1 time(s)"),
+            "{text}"
+        );
+        let last = last_run_finding(
+            &props(&[
+                ("ActiveState", "active"),
+                ("Result", "signal"),
+                ("ExecMainStatus", "9"),
+                ("MemoryMax", "134217728"),
+            ]),
+            &ev,
+        )
+        .unwrap();
+        assert!(
+            said(&[last]).contains("killed by the kernel's OOM killer (1 in the kernel log"),
+            ""
+        );
+    }
+
+    /// Options of journalctl (systemd 249 to 257) that `check` may use.
+    const JOURNALCTL_OPTIONS: &[&str] = &[
+        "-u",
+        "--unit",
+        "-n",
+        "--lines",
+        "-o",
+        "--output",
+        "--no-pager",
+        "-g",
+        "--grep",
+        "-k",
+        "--dmesg",
+        "-r",
+        "--reverse",
+        "-S",
+        "--since",
+        "-U",
+        "--until",
+        "-b",
+        "--boot",
+        "-q",
+        "--quiet",
+        "-p",
+        "--priority",
+        "--vacuum-size",
+        "-e",
+        "--pager-end",
+    ];
+
+    /// Every `journalctl` command in this file's text, as far as its
+    /// string goes (a `format!` argument ends it).
+    fn suggested_journalctl_commands() -> Vec<String> {
+        // The code of every part of the diagnosis, not these tests.
+        let src: String = [
+            include_str!("mod.rs"),
+            include_str!("host.rs"),
+            include_str!("python.rs"),
+            include_str!("last_run.rs"),
+        ]
+        .iter()
+        .map(|all| &all[..all.rfind("#[cfg(test)]").unwrap_or(all.len())])
+        .collect();
+        let src = src.as_str();
+        let mut out = Vec::new();
+        for (i, _) in src.match_indices("journalctl ") {
+            // Only inside string literals: an odd number of quotes before it on its line.
+            let line_start = src[..i].rfind('\n').map_or(0, |n| n + 1);
+            if src[line_start..i].matches('"').count().is_multiple_of(2) {
+                continue;
+            }
+            let rest = &src[i..];
+            let end = rest.find(['"', ')', ';', '|', '{']).unwrap_or(rest.len());
+            out.push(rest[..end].trim().to_string());
+        }
+        out
+    }
+
+    #[test]
+    fn every_suggested_journalctl_command_uses_only_options_journalctl_accepts() {
+        let cmds = suggested_journalctl_commands();
+        assert!(cmds.len() >= 4, "{cmds:?}");
+        let help = std::process::Command::new("journalctl")
+            .arg("--help")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for cmd in &cmds {
+            // Quoted arguments (a grep pattern) are values, not options.
+            let mut in_quote = false;
+            for word in cmd.split_whitespace().skip(1) {
+                let quoted = in_quote || word.starts_with('\'');
+                if word.starts_with('\'') {
+                    in_quote = true;
+                }
+                if word.ends_with('\'') {
+                    in_quote = false;
+                }
+                if quoted || !word.starts_with('-') {
+                    continue;
+                }
+                let opt = word.split('=').next().unwrap_or(word);
+                assert!(
+                    JOURNALCTL_OPTIONS.contains(&opt),
+                    "`{cmd}`: {opt} is not an option journalctl accepts"
+                );
+                // And this host's journalctl lists it, when it has one.
+                if !help.is_empty() {
+                    assert!(
+                        help.contains(&format!("{opt} "))
+                            || help.contains(&format!("{opt}="))
+                            || help.contains(&format!("{opt}\n")),
+                        "`{cmd}`: journalctl --help does not list {opt}"
+                    );
+                }
+            }
+        }
+        // The context switch is grep's, after a pipe.
+        assert!(
+            JOURNAL_TRACEBACKS.contains("| grep -A 30 "),
+            "{JOURNAL_TRACEBACKS}"
+        );
+    }
+}
