@@ -10,6 +10,7 @@ mod cli;
 mod cmd;
 mod components;
 mod control;
+mod deploy;
 mod drift;
 // The event loop runs in its own binary, jarvis-engine (engine_main.rs):
 // jarvisctl uses the engine's unit reading, constants and state file, and

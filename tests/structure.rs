@@ -407,7 +407,13 @@ fn no_command_imports_another_command() {
             ));
         }
     }
-    assert!(read > 30, "read only {read} command files under src/cmd/");
+    // Every command has its file: fewer read means the reader lost its way
+    // (domains move out of src/cmd/, so no fixed count).
+    assert!(
+        read >= commands.len(),
+        "read only {read} command files under src/cmd/ for {} commands",
+        commands.len()
+    );
     assert!(
         found.is_empty(),
         "{} import(s) of another command's module:\n{}",
