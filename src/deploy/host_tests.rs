@@ -217,7 +217,7 @@ fn deploys_move_only_shipped_files_and_keep_the_bots_state() {
         !lab.p("live/bots/gone").exists(),
         "an emptied shipped directory stays"
     );
-    assert_eq!(r["delete"], serde_json::json!(["bots/gone/old.py"]), "{r}");
+    assert_eq!(typed::<Plan>(r).delete, ["bots/gone/old.py"]);
 
     // v3 ships no bots/comp at all: its code goes, its state and the
     // directories holding it stay.

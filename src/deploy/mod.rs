@@ -30,6 +30,7 @@ mod host_tests;
 pub mod hosts;
 mod ids;
 mod journal;
+mod lock;
 mod plan;
 mod probe;
 mod recovery;
