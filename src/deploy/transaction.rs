@@ -53,26 +53,7 @@ impl Deploy<'_> {
         };
         o.package_before.clone_from(&f.version);
         o.package_after.clone_from(&f.version);
-        let install = job
-            .package
-            .as_ref()
-            .filter(|p| f.version.as_deref() != Some(p.version.as_str()));
-        // Without the package of the version now installed, a failed upgrade
-        // could not be rolled back: refuse before anything changes.
-        let previous_package = match (install, &f.version) {
-            (Some(p), Some(v)) => match s.kept_package(&p.name, v, &p.ext)? {
-                Some(file) => Some(file),
-                None => {
-                    o.result = HostResult::Refused;
-                    return Err(DeployError::NoPreviousPackage {
-                        version: v.clone(),
-                        name: p.name.clone(),
-                        ext: p.ext.clone(),
-                    });
-                }
-            },
-            _ => None,
-        };
+        let previous_package = self.previous_package(s, &f, o)?;
         let current = s.current()?;
         // Conflicts are found before anything is written on the host.
         let manifest = self.code.manifest.render(&f.owner);
@@ -116,35 +97,7 @@ impl Deploy<'_> {
             s.name(),
             &format!("deploy {id}: sending {files} file(s) into {}/code", ddir(&id)),
         );
-        let staged = self.stage(s, &f, &id, current.as_deref()).and_then(|_| {
-            s.plan(&PlanRequest {
-                code_dir: &f.code_dir,
-                from: current.as_deref(),
-                to: Target::Stored(&id),
-                take_over: &self.ship.take_over,
-            })
-        });
-        let plan = match staged {
-            Ok(plan) if plan.conflicts.is_empty() => plan,
-            Ok(plan) => {
-                // A conflict that appeared while the code was sent.
-                o.result = HostResult::Refused;
-                let why = refusal(s, &plan);
-                let _ = s.drop_code(&id);
-                meta.status = Some(Status::Refused);
-                meta.reason = Some(why.to_string());
-                let _ = s.write_meta(&id, &meta);
-                o.plan = Some(plan);
-                return Err(why);
-            }
-            Err(why) => {
-                let _ = s.drop_code(&id);
-                meta.status = Some(Status::Failed);
-                meta.reason = Some(why.to_string());
-                let _ = s.write_meta(&id, &meta);
-                return Err(DeployError::Untouched(Box::new(why)));
-            }
-        };
+        let plan = self.staged(s, &f, &id, current.as_deref(), &mut meta, o)?;
         // What the swap replaces: the manifest in effect, or on a first deploy
         // the files already there with the shipped content (adopted).
         s.store_before(
@@ -200,6 +153,89 @@ impl Deploy<'_> {
             &mut meta,
             o,
         );
+        self.finish(s, &f, &id, &mut meta, result, previous_package.as_deref(), o)
+    }
+
+    /// Without the package of the version now installed, a failed upgrade
+    /// could not be rolled back: refuses before anything changes. The kept
+    /// package to reinstall on a failure, when this deploy installs one.
+    fn previous_package(&self, s: &dyn Session, f: &Facts, o: &mut Outcome) -> Result<Option<String>> {
+        let install = self
+            .job
+            .package
+            .as_ref()
+            .filter(|p| f.version.as_deref() != Some(p.version.as_str()));
+        Ok(match (install, &f.version) {
+            (Some(p), Some(v)) => match s.kept_package(&p.name, v, &p.ext)? {
+                Some(file) => Some(file),
+                None => {
+                    o.result = HostResult::Refused;
+                    return Err(DeployError::NoPreviousPackage {
+                        version: v.clone(),
+                        name: p.name.clone(),
+                        ext: p.ext.clone(),
+                    });
+                }
+            },
+            _ => None,
+        })
+    }
+
+    /// Stages the code, then plans again against the stored manifest: the
+    /// plan of the swap. A failure or a conflict that appeared meanwhile
+    /// drops the store and ends the deploy; nothing live changed.
+    fn staged(
+        &self,
+        s: &dyn Session,
+        f: &Facts,
+        id: &str,
+        current: Option<&str>,
+        meta: &mut Meta,
+        o: &mut Outcome,
+    ) -> Result<Plan> {
+        let staged = self.stage(s, f, id, current).and_then(|_| {
+            s.plan(&PlanRequest {
+                code_dir: &f.code_dir,
+                from: current,
+                to: Target::Stored(id),
+                take_over: &self.ship.take_over,
+            })
+        });
+        match staged {
+            Ok(plan) if plan.conflicts.is_empty() => Ok(plan),
+            Ok(plan) => {
+                // A conflict that appeared while the code was sent.
+                o.result = HostResult::Refused;
+                let why = refusal(s, &plan);
+                let _ = s.drop_code(id);
+                meta.status = Some(Status::Refused);
+                meta.reason = Some(why.to_string());
+                let _ = s.write_meta(id, meta);
+                o.plan = Some(plan);
+                Err(why)
+            }
+            Err(why) => {
+                let _ = s.drop_code(id);
+                meta.status = Some(Status::Failed);
+                meta.reason = Some(why.to_string());
+                let _ = s.write_meta(id, meta);
+                Err(DeployError::Untouched(Box::new(why)))
+            }
+        }
+    }
+
+    /// The end of a swap: deployed (and the history pruned), or undone.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        s: &dyn Session,
+        f: &Facts,
+        id: &str,
+        meta: &mut Meta,
+        result: Result<u64>,
+        previous_package: Option<&str>,
+        o: &mut Outcome,
+    ) -> Result<()> {
         match result {
             Ok(pid) => {
                 progress(
@@ -207,7 +243,7 @@ impl Deploy<'_> {
                     &format!("healthy (pid {pid}) for {} s", self.health.settle.as_secs()),
                 );
                 meta.set(Status::Deployed, Phase::Done);
-                s.write_meta(&id, &meta)?;
+                s.write_meta(id, meta)?;
                 o.result = HostResult::Deployed;
                 if let Ok(gone) = recovery::prune(s, self.keep) {
                     if !gone.is_empty() {
@@ -218,7 +254,7 @@ impl Deploy<'_> {
             }
             Err(why) => {
                 progress(s.name(), &format!("FAILED: {why}; rolling back"));
-                let back = recovery::undo(s, &f, &id, &meta, previous_package.as_deref(), self.health);
+                let back = recovery::undo(s, f, id, meta, previous_package, self.health);
                 if let Ok(v) = &back {
                     o.package_after.clone_from(v);
                 }
@@ -231,7 +267,7 @@ impl Deploy<'_> {
                     Phase::Done,
                 );
                 meta.reason = Some(why.to_string());
-                let _ = s.write_meta(&id, &meta);
+                let _ = s.write_meta(id, meta);
                 match back {
                     Ok(_) => {
                         o.result = HostResult::RolledBack;
