@@ -20,7 +20,7 @@ use serde::Serialize;
 use jarvis_model::manifest::{hash_at_most, Kind, Manifest, SKIP_TOP};
 use jarvis_model::paths::Paths;
 
-/// The deploy history on a host (see `cmd/deploy/plan.rs`).
+/// The deploy history on a host (see `deploy/host_paths.rs`).
 const DEPLOYS: &str = "/var/lib/jarvis-supervisor/deploys";
 
 /// What Python imports: source, byte code (also from `__pycache__`), the

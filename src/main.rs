@@ -9,6 +9,7 @@
 mod cmd;
 mod components;
 mod control;
+mod deploy;
 mod diagnose;
 mod drift;
 mod envcheck;

@@ -554,3 +554,147 @@ fn the_crate_boundary_check_sees_both_forms() {
         vec![(1, "allow(dead_code)"), (2, "#[path]"), (4, "allow(dead_code)")],
     );
 }
+
+/// Lines of every .rs file under `dir`.
+fn lines_under(dir: &Path) -> usize {
+    let mut files = Vec::new();
+    rust_files(dir, &mut files);
+    files
+        .iter()
+        .map(|f| fs::read_to_string(f).unwrap().lines().count())
+        .sum()
+}
+
+/// Issue 25, acceptance 3: commands are thin. A command parses its
+/// arguments and calls a domain module (deploy, health, the engine,
+/// provisioning); the behaviour lives under the domain's name, where a
+/// reader looks for it and a second front end can call it. The command
+/// modules (src/cmd/) hold under a fifth of the product's code (src/ and
+/// the crates' src/; tests and xtask not counted).
+#[test]
+fn the_command_modules_hold_under_a_fifth_of_the_code() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let commands = lines_under(&root.join("src/cmd"));
+    let mut product = lines_under(&root.join("src"));
+    for e in fs::read_dir(root.join("crates")).unwrap().flatten() {
+        let src = e.path().join("src");
+        if src.is_dir() && e.file_name() != "test-support" {
+            product += lines_under(&src);
+        }
+    }
+    println!(
+        "figures: src/cmd/ {commands} of {product} lines ({:.1} %)",
+        commands as f64 * 100.0 / product as f64
+    );
+    assert!(
+        commands * 5 < product,
+        "src/cmd/ holds {commands} of {product} lines: move the behaviour into its domain module"
+    );
+}
+
+/// `Result<T, String>` as tokens: `Result <` ... `, String >` at depth one.
+fn string_errors(src: &str) -> Vec<usize> {
+    let toks = lex(src);
+    let mut found = Vec::new();
+    for (i, (t, line)) in toks.iter().enumerate() {
+        if *t != Tok::Ident("Result".into()) || toks.get(i + 1).map(|t| &t.0) != Some(&Tok::Sym('<')) {
+            continue;
+        }
+        let mut depth = 0;
+        for (k, (t, _)) in toks.iter().enumerate().skip(i + 1) {
+            match t {
+                Tok::Sym('<') => depth += 1,
+                Tok::Sym('>') => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                Tok::Sym(',') if depth == 1 => {
+                    let next = toks.get(k + 1).map(|t| &t.0);
+                    let after = toks.get(k + 2).map(|t| &t.0);
+                    if next == Some(&Tok::Ident("String".into())) && after == Some(&Tok::Sym('>')) {
+                        found.push(*line);
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// Issue 25, acceptance 2: deploy and the engine are read in pieces a
+/// newcomer can hold: no file over about 600 lines, errors typed (no
+/// `Result<_, String>`), and deploy's arguments read in one function only
+/// (the command's `settings`, which turns them into one validated value).
+#[test]
+fn deploy_and_the_engine_have_small_files_typed_errors_and_one_reader_of_the_arguments() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src/deploy"), &mut files);
+    rust_files(&root.join("crates/engine/src"), &mut files);
+    files.push(root.join("src/cmd/deploy.rs"));
+    assert!(files.len() > 15, "only {} files", files.len());
+    let mut offences = Vec::new();
+    for f in &files {
+        let text = fs::read_to_string(f).unwrap();
+        let rel = f.strip_prefix(root).unwrap().display().to_string();
+        let lines = text.lines().count();
+        if lines > 600 {
+            offences.push(format!("{rel}: {lines} lines"));
+        }
+        for line in string_errors(&text) {
+            offences.push(format!("{rel}:{line}: Result<_, String>"));
+        }
+    }
+    // The deploy arguments' type, by every file of the package that names it.
+    let mut all = Vec::new();
+    rust_files(&root.join("src"), &mut all);
+    for f in &all {
+        let toks = lex(&fs::read_to_string(f).unwrap());
+        let rel = f.strip_prefix(root).unwrap().display().to_string();
+        let named: Vec<usize> = toks
+            .iter()
+            .filter(|(t, _)| *t == Tok::Ident("DeployArgs".into()))
+            .map(|(_, l)| *l)
+            .collect();
+        let fns: Vec<&str> = toks
+            .windows(2)
+            .filter_map(|w| match (&w[0].0, &w[1].0) {
+                (Tok::Ident(k), Tok::Ident(name)) if k == "fn" => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !named.is_empty() && rel != "src/cmd/deploy.rs" {
+            offences.push(format!(
+                "{rel}: names DeployArgs (lines {named:?}): only the command reads them"
+            ));
+        }
+        if rel == "src/cmd/deploy.rs" {
+            // `run` receives them and hands them straight to `settings`.
+            let text = fs::read_to_string(f).unwrap();
+            let reads = text.matches("args.").count();
+            let in_settings = text
+                .split("fn settings(")
+                .nth(1)
+                .map(|body| body.matches("args.").count())
+                .unwrap_or(0);
+            assert!(fns.contains(&"settings"), "src/cmd/deploy.rs has no fn settings");
+            if reads != in_settings {
+                offences.push(format!(
+                    "src/cmd/deploy.rs: {} of its {reads} `args.` reads are outside settings()",
+                    reads - in_settings
+                ));
+            }
+        }
+    }
+    assert!(offences.is_empty(), "{}", offences.join("\n"));
+}
+
+#[test]
+fn the_string_error_check_sees_it_at_any_depth_and_no_false_one() {
+    let src = "fn a() -> Result<(), String> {}\nfn b() -> Result<Vec<String>, Error> {}\nfn c() -> io::Result<HashMap<String, String>> {}\nfn d() -> Result<Option<u8>, String> {}\n";
+    assert_eq!(string_errors(src), vec![1, 4]);
+}

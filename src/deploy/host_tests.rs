@@ -12,7 +12,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::reply::{Plan, Verify};
 use jarvis_model::manifest::{hash, Manifest};
+
+/// A report as the deploy reads it.
+fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}"))
+}
 
 const HOST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/deploy_host.py");
 
@@ -211,7 +217,7 @@ fn deploys_move_only_shipped_files_and_keep_the_bots_state() {
         !lab.p("live/bots/gone").exists(),
         "an emptied shipped directory stays"
     );
-    assert_eq!(r["delete"], serde_json::json!(["bots/gone/old.py"]), "{r}");
+    assert_eq!(typed::<Plan>(r).delete, ["bots/gone/old.py"]);
 
     // v3 ships no bots/comp at all: its code goes, its state and the
     // directories holding it stay.
@@ -264,10 +270,11 @@ fn a_shipped_path_taken_by_an_unshipped_file_is_refused_and_nothing_changes() {
     let live = lab.live();
     let (plan, code) = lab.run(&["plan", &live, &v1, &v2]);
     assert_eq!(code, 3, "{plan}");
-    assert_eq!(plan["conflicts"][0]["path"], taken.as_str(), "{plan}");
+    let plan = typed::<Plan>(plan);
+    assert_eq!(plan.conflicts[0].path, taken, "{plan:?}");
     // The other four state files, counted, not listed.
-    assert_eq!(plan["unshipped"], state.len() as u64 - 1, "{plan}");
-    assert_eq!(plan["unshipped_at_least"], false, "{plan}");
+    assert_eq!(plan.unshipped, state.len() as u64 - 1, "{plan:?}");
+    assert!(!plan.unshipped_at_least, "{plan:?}");
     // A tree bigger than the count looks at: counted up to there, said so.
     let out = Command::new("python3")
         .arg(HOST_PY)
@@ -276,13 +283,10 @@ fn a_shipped_path_taken_by_an_unshipped_file_is_refused_and_nothing_changes() {
         .env("JARVIS_DEPLOY_SCAN_MAX", "3")
         .output()
         .unwrap();
-    let capped: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(capped["unshipped_at_least"], true, "{capped}");
-    assert!(capped["unshipped"].as_u64().unwrap() <= 3, "{capped}");
-    assert_eq!(
-        super::plan::unshipped(&capped),
-        format!("{}+", capped["unshipped"])
-    );
+    let capped: Plan = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(capped.unshipped_at_least, "{capped:?}");
+    assert!(capped.unshipped <= 3, "{capped:?}");
+    assert_eq!(capped.unshipped_text(), format!("{}+", capped.unshipped));
     let (r, code) = lab.apply(&v1, &v2, "v2b", &[]);
     assert_eq!(code, 3, "{r}");
     assert_eq!(lab.tree(), before, "a refused swap changed the tree");
@@ -310,12 +314,9 @@ fn a_first_deploy_adopts_identical_files_and_refuses_different_ones() {
     let live = lab.live();
     let (plan, code) = lab.run(&["plan", &live, "-", &v1]);
     assert_eq!(code, 3, "{plan}");
-    assert_eq!(
-        plan["adopted"],
-        serde_json::json!(["bots/supervisor.py"]),
-        "{plan}"
-    );
-    assert_eq!(plan["conflicts"][0]["path"], "core/__init__.py", "{plan}");
+    let plan = typed::<Plan>(plan);
+    assert_eq!(plan.adopted, ["bots/supervisor.py"], "{plan:?}");
+    assert_eq!(plan.conflicts[0].path, "core/__init__.py", "{plan:?}");
     let (_, code) = lab.apply("-", &v1, "v1", &[]);
     assert_eq!(code, 3);
     assert_eq!(lab.tree(), before);
@@ -440,7 +441,8 @@ fn verify_names_a_store_file_that_differs() {
     lab.write("v1/core/__init__.py", "tampered");
     let (r, code) = lab.run(&["verify", &store, &v1]);
     assert_eq!(code, 1, "{r}");
-    assert_eq!(r["bad"], serde_json::json!(["core/__init__.py"]));
+    let r = typed::<Verify>(r);
+    assert_eq!((r.bad, r.n_bad), (vec!["core/__init__.py".to_string()], 1));
 }
 
 /// The worker's hash, called in the worker itself: on a file that grew to

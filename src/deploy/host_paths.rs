@@ -1,0 +1,30 @@
+//! Where a deploy keeps its records and files on each host.
+
+/// Where each host keeps its deploy history, one directory per deploy:
+/// `meta.json`, `manifest.tsv` (what it shipped), `before.tsv` (the
+/// manifest it replaced), `code/` (a copy of the shipped files, to roll
+/// back to) and `private/` (the .env it replaced, when it sent one).
+pub const DEPLOYS: &str = "/var/lib/jarvis-supervisor/deploys";
+/// The id of the deploy whose manifest the live code matches.
+pub const CURRENT: &str = "/var/lib/jarvis-supervisor/deploys/current";
+/// Every package a deploy shipped, kept to roll back to.
+pub const PACKAGES: &str = "/var/lib/jarvis-supervisor/packages";
+/// The wheelhouses deploy --wheelhouse shipped, by content digest: root's,
+/// readable by the service user, who builds from them.
+pub const WHEELHOUSES: &str = "/var/lib/jarvis-supervisor/wheelhouses";
+/// Held (flock) for the whole remote session of a deploy.
+pub const LOCK: &str = "/run/jarvis-deploy.lock";
+/// Held by each step that changes the host (swap, install, restart), so
+/// that a step whose client was cut off finishes before the next begins.
+pub const STEP_LOCK: &str = "/run/jarvis-deploy-step.lock";
+
+/// Deploy `id`'s directory.
+pub fn ddir(id: &str) -> String {
+    format!("{DEPLOYS}/{id}")
+}
+
+/// The manifest of deploy `id` as a worker argument ("-": no deploy, no
+/// manifest).
+pub fn manifest_of(id: Option<&str>) -> String {
+    id.map_or_else(|| "-".to_string(), |id| format!("{}/manifest.tsv", ddir(id)))
+}

@@ -1,0 +1,267 @@
+//! What a deploy is asked to do, as one validated value (the command
+//! builds it from its arguments), and the local preparation that checks
+//! what would be sent before any host is contacted: the code's manifest
+//! and syntax, the packages, the .env files, the wheelhouse.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::environment::Wheelhouse;
+use super::error::{DeployError, Result};
+use super::host_paths::PACKAGES;
+use super::hosts::Host;
+use crate::envcheck::EnvCheck;
+use crate::envrules;
+use crate::report::Level;
+use jarvis_model::manifest::Manifest;
+use jarvis_model::paths::Paths;
+
+/// A deploy's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Each with its package and .env to send, if any.
+    pub hosts: Vec<Host>,
+    pub mode: Mode,
+    pub ssh: SshSettings,
+    pub health: Health,
+    /// Deploys kept in each host's history.
+    pub keep: usize,
+    /// One host after the other, stopping at the first failure.
+    pub serial: bool,
+    /// The summary as JSON, and no other output on stdout.
+    pub json: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// `--list`: each host's history.
+    List,
+    /// `--rollback [--to ID]`.
+    Rollback {
+        to: Option<String>,
+    },
+    /// `--dry-run`: the plan, nothing changed.
+    DryRun(Ship),
+    Deploy(Ship),
+}
+
+/// What a deploy sends.
+#[derive(Debug, Clone)]
+pub struct Ship {
+    /// The local code directory.
+    pub code: PathBuf,
+    pub wheelhouse: Option<PathBuf>,
+    /// The interpreter the hosts build the environment with.
+    pub python: Option<String>,
+    /// Paths that unshipped files hold on the hosts, to take over.
+    pub take_over: Vec<String>,
+    /// Tests: rsync's bandwidth limit, and a swap paused after N changes.
+    pub bwlimit: Option<u32>,
+    pub pause_swap_after: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    pub options: Vec<String>,
+    pub connect: Duration,
+}
+
+/// The health wait after a restart.
+#[derive(Debug, Clone, Copy)]
+pub struct Health {
+    /// How long the bot may take to become ready.
+    pub ready: Duration,
+    /// How long it must then stay healthy.
+    pub settle: Duration,
+}
+
+/// A package given to ship, read locally.
+#[derive(Debug, Clone)]
+pub struct Package {
+    pub path: PathBuf,
+    pub name: String,
+    pub version: String,
+    /// "deb" or "rpm".
+    pub ext: String,
+}
+
+impl Package {
+    pub fn read(path: &Path) -> Result<Package> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_string();
+        let query = |cmd: &mut Command| -> Result<String> {
+            let out = cmd.output().map_err(|e| DeployError::CannotReadPackage {
+                path: path.to_path_buf(),
+                why: e.to_string(),
+            })?;
+            if !out.status.success() {
+                return Err(DeployError::Unreadable {
+                    path: path.to_path_buf(),
+                    why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        let (name, version) = match ext.as_str() {
+            "deb" => (
+                query(Command::new("dpkg-deb").arg("-f").arg(path).arg("Package"))?,
+                query(Command::new("dpkg-deb").arg("-f").arg(path).arg("Version"))?,
+            ),
+            "rpm" => (
+                query(Command::new("rpm").args(["-qp", "--qf", "%{NAME}"]).arg(path))?,
+                query(
+                    Command::new("rpm")
+                        .args(["-qp", "--qf", "%{VERSION}-%{RELEASE}"])
+                        .arg(path),
+                )?,
+            ),
+            _ => return Err(DeployError::NotAPackage(path.to_path_buf())),
+        };
+        Ok(Package {
+            path: path.to_path_buf(),
+            name,
+            version,
+            ext,
+        })
+    }
+
+    /// Where the host keeps it.
+    pub fn kept_path(&self) -> String {
+        format!("{PACKAGES}/{}_{}.{}", self.name, self.version, self.ext)
+    }
+}
+
+/// The code to send, checked: its manifest, and the same list as a file
+/// for rsync's --files-from.
+pub struct Code {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub files_from: tempfile::NamedTempFile,
+    pub wheelhouse: Option<Wheelhouse>,
+}
+
+impl Code {
+    pub fn ships(&self, path: &str) -> bool {
+        self.manifest.files().any(|e| e.path == path)
+    }
+}
+
+/// Everything one host's deploy needs, checked locally first.
+pub struct Job {
+    pub host: Host,
+    pub package: Option<Package>,
+    pub env: Option<Vec<u8>>,
+}
+
+/// Checks what the deploy would send; nothing is sent when one fails.
+pub fn prepare(paths: &Paths, s: &Settings) -> Result<(Option<Code>, Vec<Job>)> {
+    let ship = match &s.mode {
+        Mode::DryRun(ship) | Mode::Deploy(ship) => Some(ship),
+        Mode::List | Mode::Rollback { .. } => None,
+    };
+    let code = match ship {
+        Some(ship) => {
+            let manifest = Manifest::build(&ship.code)?;
+            check_python(&ship.code, &manifest)?;
+            let list = files_from(&manifest)?;
+            Some((ship, manifest, list))
+        }
+        None => None,
+    };
+    let mut jobs = Vec::new();
+    for host in &s.hosts {
+        let (package, env) = match ship {
+            Some(_) => (
+                host.package.as_deref().map(Package::read).transpose()?,
+                host.env_file.as_deref().map(|p| lint_env(paths, p)).transpose()?,
+            ),
+            None => (None, None),
+        };
+        jobs.push(Job {
+            host: host.clone(),
+            package,
+            env,
+        });
+    }
+    let code = match code {
+        Some((ship, manifest, files_from)) => Some(Code {
+            dir: ship.code.clone(),
+            manifest,
+            files_from,
+            wheelhouse: ship.wheelhouse.as_deref().map(Wheelhouse::read).transpose()?,
+        }),
+        None => None,
+    };
+    Ok((code, jobs))
+}
+
+fn files_from(m: &Manifest) -> Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut f = tempfile::NamedTempFile::new()
+        .map_err(|e| DeployError::TempFile(format!("cannot make a temporary file: {e}")))?;
+    f.write_all(m.file_list().as_bytes())
+        .map_err(|e| DeployError::TempFile(format!("cannot write a temporary file: {e}")))?;
+    Ok(f)
+}
+
+/// `python3 -m py_compile` on every .py file that would be shipped; the
+/// byte code goes to a temporary directory, never into the code.
+fn check_python(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let files: Vec<PathBuf> = manifest
+        .files()
+        .filter(|e| e.path.ends_with(".py"))
+        .map(|e| dir.join(&e.path))
+        .collect();
+    if files.is_empty() {
+        return Ok(());
+    }
+    let cache = tempfile::tempdir()
+        .map_err(|e| DeployError::TempFile(format!("cannot make a temporary directory: {e}")))?;
+    let out = Command::new("python3")
+        .args(["-m", "py_compile"])
+        .args(&files)
+        .env("PYTHONPYCACHEPREFIX", cache.path())
+        .output()
+        .map_err(|e| DeployError::NoPython(e.to_string()))?;
+    if !out.status.success() {
+        return Err(DeployError::DoesNotCompile {
+            dir: dir.to_path_buf(),
+            report: String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// `jarvisctl env lint` of the .env to send; returns its bytes. Findings
+/// never hold a value.
+fn lint_env(paths: &Paths, file: &Path) -> Result<Vec<u8>> {
+    let bytes =
+        crate::envcheck::read(file).map_err(|e| jarvis_model::error::Error::io("read the .env", file, e))?;
+    let rules = envrules::load(&paths.host(Path::new(envrules::PATH)))?;
+    let check = EnvCheck {
+        account: None,
+        rules: &rules,
+        systemd: crate::systemd::version().unwrap_or(u32::MAX),
+        inherited: None,
+    };
+    let (findings, _) = check.run(file, file);
+    let bad: Vec<String> = findings
+        .iter()
+        .filter(|f| f.level == Level::Fail)
+        .map(|f| match f.line {
+            Some(n) => format!("line {n}: {}", f.found),
+            None => f.found.clone(),
+        })
+        .collect();
+    if !bad.is_empty() {
+        return Err(DeployError::EnvLint {
+            file: file.to_path_buf(),
+            findings: bad,
+        });
+    }
+    Ok(bytes)
+}
