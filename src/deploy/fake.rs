@@ -12,7 +12,7 @@ use super::environment::Wheelhouse;
 use super::error::{DeployError, Result};
 use super::host_paths::PACKAGES;
 use super::journal::Meta;
-use super::probe::Facts;
+use super::probe::{Facts, Init, PackageManager};
 use super::reply::{Plan, Verify};
 use super::session::{Apply, Before, EnvStep, LockGuard, PlanRequest, Session, Target};
 use super::settings::Package;
@@ -41,8 +41,8 @@ impl FakeHost {
     pub fn new(version: &str) -> FakeHost {
         FakeHost {
             facts: RefCell::new(Facts {
-                pm: "dpkg".into(),
-                init: "systemd".into(),
+                pm: PackageManager::Dpkg,
+                init: Init::Systemd,
                 version: Some(version.into()),
                 rsync: true,
                 flock: true,
@@ -250,7 +250,7 @@ impl Session for FakeHost {
             .then(|| format!("{PACKAGES}/{name}_{version}.{ext}")))
     }
 
-    fn install(&self, _pm: &str, file: &str) -> Result<()> {
+    fn install(&self, _pm: PackageManager, file: &str) -> Result<()> {
         self.check("install")?;
         self.did(format!("install {file}"));
         let version = file

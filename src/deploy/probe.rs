@@ -9,8 +9,8 @@ use super::error::{DeployError, Result};
 /// its code lives.
 #[derive(Debug, Default, Clone)]
 pub struct Facts {
-    pub pm: String,
-    pub init: String,
+    pub pm: PackageManager,
+    pub init: Init,
     pub version: Option<String>,
     pub rsync: bool,
     pub flock: bool,
@@ -21,6 +21,62 @@ pub struct Facts {
     pub owner: String,
     /// The code root (`WorkingDirectory=`).
     pub code_dir: String,
+}
+
+/// The host's package manager, as the probe names it (`pm=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PackageManager {
+    Dpkg,
+    Rpm,
+    /// Neither dpkg nor rpm: the deploy refuses the host.
+    #[default]
+    None,
+}
+
+impl PackageManager {
+    fn from_probe(word: &str) -> Self {
+        match word {
+            "dpkg" => Self::Dpkg,
+            "rpm" => Self::Rpm,
+            _ => Self::None,
+        }
+    }
+
+    /// The extension of its package files.
+    pub fn package_ext(self) -> &'static str {
+        match self {
+            Self::Rpm => "rpm",
+            Self::Dpkg | Self::None => "deb",
+        }
+    }
+}
+
+impl std::fmt::Display for PackageManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Dpkg => "dpkg",
+            Self::Rpm => "rpm",
+            Self::None => "none",
+        })
+    }
+}
+
+/// What runs the bot on the host (`init=`): systemd, or the package's
+/// fallback engine behind the init script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Init {
+    Systemd,
+    #[default]
+    Sysvinit,
+}
+
+impl std::fmt::Display for Init {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Systemd => "systemd",
+            Self::Sysvinit => "sysvinit",
+        })
+    }
 }
 
 /// Marks the start of a unit file in the probe's output.
@@ -62,8 +118,14 @@ pub fn parse_probe(out: &str) -> Result<Facts> {
             continue;
         }
         match line.split_once('=') {
-            Some(("pm", v)) => f.pm = v.into(),
-            Some(("init", v)) => f.init = v.into(),
+            Some(("pm", v)) => f.pm = PackageManager::from_probe(v),
+            Some(("init", v)) => {
+                f.init = if v == "systemd" {
+                    Init::Systemd
+                } else {
+                    Init::Sysvinit
+                }
+            }
             Some(("version", v)) if !v.is_empty() => f.version = Some(v.into()),
             Some(("rsync", _)) => f.rsync = true,
             Some(("flock", _)) => f.flock = true,
@@ -160,8 +222,8 @@ mod tests {
         ]);
         let f = parse_probe(&out).unwrap();
         assert_eq!(
-            (f.pm.as_str(), f.init.as_str(), f.version.as_deref()),
-            ("dpkg", "systemd", Some("0.1.0-1"))
+            (f.pm, f.init, f.version.as_deref()),
+            (PackageManager::Dpkg, Init::Systemd, Some("0.1.0-1"))
         );
         assert!(f.rsync && f.flock && f.python);
         assert_eq!(f.unit, "jarvis-supervisor.service");

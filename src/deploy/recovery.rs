@@ -9,7 +9,7 @@ use super::host_paths::ddir;
 use super::hosts::Host;
 use super::ids::{deploy_id, valid_id};
 use super::journal::{Kind, Meta, Phase, Status};
-use super::probe::Facts;
+use super::probe::{Facts, PackageManager};
 use super::report::{HostResult, Outcome};
 use super::session::{Apply, EnvStep, Session};
 use super::settings::Health;
@@ -21,14 +21,6 @@ pub fn meta_of(s: &dyn Session, id: Option<&str>) -> Result<Option<Meta>> {
         Some(c) => s.history()?.into_iter().find(|(i, _)| i == c).map(|(_, m)| m),
         None => None,
     })
-}
-
-fn package_ext(pm: &str) -> &'static str {
-    if pm == "rpm" {
-        "rpm"
-    } else {
-        "deb"
-    }
 }
 
 /// Puts the host back to what deploy `id` replaced: its `before.tsv`
@@ -97,11 +89,11 @@ pub fn undo(
         let file = match previous_package {
             Some(p) => p.to_string(),
             None => s
-                .kept_package("jarvis-supervisor", v, package_ext(&f.pm))?
+                .kept_package("jarvis-supervisor", v, f.pm.package_ext())?
                 .ok_or_else(|| DeployError::NoKeptPackage(v.to_string()))?,
         };
         progress(s.name(), &format!("reinstalling {file}"));
-        s.install(&f.pm, &file)?;
+        s.install(f.pm, &file)?;
         version = Some(v.to_string());
     }
     s.restart(f)?;
@@ -156,7 +148,7 @@ pub fn recover(s: &dyn Session, f: &Facts, health: Health) -> Result<Option<bool
 /// is what is installed.
 fn reinstall_kept(
     s: &dyn Session,
-    pm: &str,
+    pm: PackageManager,
     want: Option<&str>,
     installed: Option<&str>,
     o: &mut Outcome,
@@ -165,7 +157,7 @@ fn reinstall_kept(
         return Ok(());
     };
     let file = s
-        .kept_package("jarvis-supervisor", v, package_ext(pm))?
+        .kept_package("jarvis-supervisor", v, pm.package_ext())?
         .ok_or_else(|| DeployError::NoKeptPackage(v.to_string()))?;
     s.install(pm, &file)?;
     o.package_after = Some(v.to_string());
@@ -298,7 +290,7 @@ fn return_to(
     }
     m.phase = Some(Phase::Package);
     s.write_meta(&id, &m)?;
-    reinstall_kept(s, &f.pm, target.package_after.as_deref(), f.version.as_deref(), o)?;
+    reinstall_kept(s, f.pm, target.package_after.as_deref(), f.version.as_deref(), o)?;
     m.set(Status::Deployed, Phase::Done);
     s.write_meta(&id, &m)
 }

@@ -11,7 +11,7 @@ use super::error::{DeployError, Result};
 use super::host_paths::{ddir, CURRENT, DEPLOYS, PACKAGES, STEP_LOCK, WHEELHOUSES};
 use super::hosts::Host;
 use super::journal::Meta;
-use super::probe::{parse_probe, Facts, PROBE};
+use super::probe::{parse_probe, Facts, Init, PackageManager, PROBE};
 use super::reply::{Plan, Status, Verify, WorkerError};
 use super::session::{Apply, Before, LockGuard, PlanRequest, Session};
 use super::settings::{Package, SshSettings};
@@ -421,11 +421,11 @@ impl Session for SshSession<'_> {
     /// in a file: a cut connection does not stop dpkg half-way (a write to
     /// the closed pipe would), and the next step waits for it. An earlier
     /// install cut off by a reboot is finished first.
-    fn install(&self, pm: &str, file: &str) -> Result<()> {
+    fn install(&self, pm: PackageManager, file: &str) -> Result<()> {
         let f = sh_quote(file);
         let cmd = match pm {
-            "rpm" => format!("rpm -U --oldpackage --replacepkgs {f}"),
-            _ => format!(
+            PackageManager::Rpm => format!("rpm -U --oldpackage --replacepkgs {f}"),
+            PackageManager::Dpkg | PackageManager::None => format!(
                 "dpkg --configure -a >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold {f}"
             ),
         };
@@ -442,7 +442,7 @@ impl Session for SshSession<'_> {
         // crash-loop backoff keeps its count across restarts but not across
         // a stop, and a deploy is not a crash.
         let unit = sh_quote(&f.unit);
-        let cmd = if f.init == "systemd" {
+        let cmd = if f.init == Init::Systemd {
             format!("systemctl stop {unit} && systemctl start {unit}")
         } else {
             format!(

@@ -10,7 +10,7 @@ use super::environment::Wheelhouse;
 use super::error::Result;
 use super::host_paths::{ddir, manifest_of};
 use super::journal::Meta;
-use super::probe::Facts;
+use super::probe::{Facts, PackageManager};
 use super::reply::{Plan, Verify};
 use super::settings::Package;
 
@@ -196,7 +196,7 @@ pub trait Session {
     // The package and the service.
     /// A kept package file for `version`, if the host has one.
     fn kept_package(&self, name: &str, version: &str, ext: &str) -> Result<Option<String>>;
-    fn install(&self, pm: &str, file: &str) -> Result<()>;
+    fn install(&self, pm: PackageManager, file: &str) -> Result<()>;
     fn restart(&self, f: &Facts) -> Result<()>;
     /// Waits for verdict OK and state active within `ready`, then requires
     /// both, with the same main pid, for `settle`. Returns the pid.

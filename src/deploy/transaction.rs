@@ -322,7 +322,7 @@ impl Deploy<'_> {
             meta.package_after = Some(p.version.clone());
             o.package_after = Some(p.version.clone());
             s.write_meta(id, meta)?;
-            s.install(&f.pm, &p.kept_path())?;
+            s.install(f.pm, &p.kept_path())?;
         }
         meta.phase = Some(Phase::Restarting);
         s.write_meta(id, meta)?;
