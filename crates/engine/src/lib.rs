@@ -51,15 +51,134 @@ pub const PID_FILE: &str = "run.pid";
 /// One line per event, on stderr (the engine log under --daemon). A
 /// closed or broken stderr is ignored: it must never stop the supervision.
 /// Exported: `jarvisctl run` says its lines before the exec with the same prefix.
+/// Rate-limited and bounded (see `say_line`).
 #[macro_export]
 macro_rules! say {
     ($($t:tt)*) => {{
-        use std::io::Write as _;
-        // One write per line: stderr is unbuffered, and a line in pieces
-        // costs a system call per piece (in the restart's path, too).
-        let line = format!("jarvisctl run: {}\n", format_args!($($t)*));
-        let _ = std::io::stderr().write_all(line.as_bytes());
+        $crate::say_line(format!("jarvisctl run: {}\n", format_args!($($t)*)));
     }};
+}
+
+/// The engine log's most: past it (an O_APPEND file, as under --daemon)
+/// it is emptied and starts again with a line that says so. It lives in
+/// /run, which is memory, and no logrotate stanza covers it.
+const ENGINE_LOG_MAX: u64 = 4 << 20;
+
+static THROTTLE: std::sync::Mutex<Throttle> = std::sync::Mutex::new(Throttle::new());
+
+/// Writes one of the engine's lines to stderr, through the throttle: one
+/// write per line (stderr is unbuffered, and a line in pieces costs a
+/// system call per piece, in the restart's path too).
+pub fn say_line(line: String) {
+    use std::io::Write as _;
+    let lines = THROTTLE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .admit(line, Instant::now());
+    let mut err = std::io::stderr();
+    for l in lines {
+        let _ = err.write_all(l.as_bytes());
+    }
+    bound_stderr();
+}
+
+/// Empties stderr when it is an append-only regular file past ENGINE_LOG_MAX.
+fn bound_stderr() {
+    use std::io::Write as _;
+    let err = std::io::stderr();
+    let Ok(meta) = nix::sys::stat::fstat(&err) else { return };
+    if meta.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG || (meta.st_size as u64) <= ENGINE_LOG_MAX {
+        return;
+    }
+    let append = fcntl(&err, FcntlArg::F_GETFL)
+        .is_ok_and(|f| OFlag::from_bits_truncate(f).contains(OFlag::O_APPEND));
+    if append && nix::unistd::ftruncate(&err, 0).is_ok() {
+        let _ = std::io::stderr().write_all(
+            format!(
+                "jarvisctl run: this log passed {} MiB and was emptied (the program's own output is in its logs/ directory)\n",
+                ENGINE_LOG_MAX >> 20
+            )
+            .as_bytes(),
+        );
+    }
+}
+
+/// Lines let through at once, then one a second: a flood of messages (a
+/// crash loop, a full disk) cannot fill the engine log.
+const SAY_BURST: f64 = 200.0;
+const SAY_PER_SEC: f64 = 1.0;
+/// A line repeated this often is counted aloud even if no other comes.
+const FOLD_MAX: u64 = 10_000;
+
+/// The engine log's rate limit: the same line again is folded into a
+/// count ("repeated N times"), and past the burst lines are dropped and
+/// counted.
+pub struct Throttle {
+    last: String,
+    repeats: u64,
+    tokens: f64,
+    at: Option<Instant>,
+    dropped: u64,
+}
+
+impl Throttle {
+    pub const fn new() -> Throttle {
+        Throttle {
+            last: String::new(),
+            repeats: 0,
+            tokens: SAY_BURST,
+            at: None,
+            dropped: 0,
+        }
+    }
+
+    /// What to write for `line` said at `now`: nothing, or it with the
+    /// counts of what was folded or dropped before it.
+    pub fn admit(&mut self, line: String, now: Instant) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(at) = self.at {
+            let gained = now.saturating_duration_since(at).as_secs_f64() * SAY_PER_SEC;
+            self.tokens = (self.tokens + gained).min(SAY_BURST);
+        }
+        self.at = Some(now);
+        if line == self.last {
+            self.repeats += 1;
+            if self.repeats < FOLD_MAX {
+                return out;
+            }
+        }
+        if self.repeats > 0 {
+            out.push(format!(
+                "jarvisctl run: (the line above repeated {} more time(s))\n",
+                self.repeats
+            ));
+            self.repeats = 0;
+            if line == self.last {
+                return out;
+            }
+        }
+        if self.tokens < 1.0 {
+            self.dropped += 1;
+            return out;
+        }
+        self.tokens -= 1.0;
+        if self.dropped > 0 {
+            out.push(format!(
+                "jarvisctl run: {} line(s) of this log not written (at most {} at once, then {} a second)\n",
+                self.dropped, SAY_BURST as u64, SAY_PER_SEC as u64
+            ));
+            self.dropped = 0;
+        }
+        out.push(line.clone());
+        self.last = line;
+        out
+    }
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle::new()
+    }
 }
 
 /// The service user, resolved once at start.
@@ -314,6 +433,8 @@ impl Engine {
             cgroup: cgroup.as_ref().map(|c| c.dir.clone()),
             down_since_unix: Some(now_unix()),
             restarts_unix: Vec::new(),
+            output_lines_lost: 0,
+            output_lost_since_unix: None,
         };
         let watchdog = svc.watchdog;
         let mut engine = Engine {
@@ -393,6 +514,24 @@ impl Engine {
         }
     }
 
+    /// The program's output to its log; a change in what was lost goes to
+    /// state.json (status reads it there).
+    fn drain_output(&mut self) {
+        for msg in self.logs.drain() {
+            say!("{msg}");
+        }
+        let since = match (self.logs.failing(), self.st.output_lost_since_unix) {
+            (true, None) => Some(now_unix()),
+            (true, s) => s,
+            (false, _) => None,
+        };
+        if self.logs.lines_lost != self.st.output_lines_lost || since != self.st.output_lost_since_unix {
+            self.st.output_lines_lost = self.logs.lines_lost;
+            self.st.output_lost_since_unix = since;
+            self.save_soon();
+        }
+    }
+
     /// Save once this turn's work is done: a restart writes its state after
     /// the next program is started, not in the gap between the two.
     fn save_after_turn(&mut self) {
@@ -409,7 +548,7 @@ impl Engine {
         while self.done.is_none() {
             self.turn();
         }
-        self.logs.drain();
+        self.drain_output();
         self.logs.flush_pending();
         self.save();
         // Kept while processes survive: status names them, the next run ends them.
@@ -484,9 +623,7 @@ impl Engine {
         }
         // Output first: a line written just before an exit lands before the exit's message.
         if log_ready {
-            if let Some(msg) = self.logs.drain() {
-                say!("{msg}");
-            }
+            self.drain_output();
         }
         if notify_ready {
             self.read_notify();
@@ -516,5 +653,47 @@ impl Engine {
         if self.flush_at.is_some_and(|at| Instant::now() >= at) {
             self.save();
         }
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::*;
+
+    fn said(t: &mut Throttle, line: &str, at: Instant) -> Vec<String> {
+        t.admit(format!("jarvisctl run: {line}\n"), at)
+    }
+
+    #[test]
+    fn the_same_line_again_is_folded_into_a_count() {
+        let mut t = Throttle::new();
+        let t0 = Instant::now();
+        assert_eq!(said(&mut t, "cannot write x", t0).len(), 1);
+        for _ in 0..500 {
+            assert!(said(&mut t, "cannot write x", t0).is_empty());
+        }
+        assert_eq!(
+            said(&mut t, "started", t0),
+            [
+                "jarvisctl run: (the line above repeated 500 more time(s))\n",
+                "jarvisctl run: started\n"
+            ]
+        );
+        // Folded for ever, yet counted aloud now and then.
+        let n: usize = (0..FOLD_MAX * 2).map(|_| said(&mut t, "started", t0).len()).sum();
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn a_flood_of_lines_is_bounded_and_what_was_dropped_is_counted() {
+        let mut t = Throttle::new();
+        let t0 = Instant::now();
+        let written: usize = (0..1_000).map(|i| said(&mut t, &format!("line {i}"), t0).len()).sum();
+        assert_eq!(written, SAY_BURST as usize);
+        // Ten seconds later: ten more lines, the first with the count.
+        let t1 = t0 + Duration::from_secs(10);
+        let out: Vec<String> = (0..50).flat_map(|i| said(&mut t, &format!("later {i}"), t1)).collect();
+        assert_eq!(out.len(), 11, "{out:?}");
+        assert!(out[0].contains("800 line(s) of this log not written"), "{out:?}");
     }
 }

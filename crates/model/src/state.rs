@@ -114,6 +114,18 @@ pub struct State {
     /// RESTARTS_KEPT), for the restarts in `status`'s window.
     #[serde(default)]
     pub restarts_unix: Vec<f64>,
+    /// The program's output lines that could not be written to its log
+    /// (`logs/` full), since the engine started. Absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub output_lines_lost: u64,
+    /// Since when the program's output cannot be written (it is counted
+    /// and dropped); absent while it is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_lost_since_unix: Option<f64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How many restart times `state.json` keeps.
