@@ -2824,3 +2824,144 @@ fn no_process_the_bot_started_survives_stop_or_a_killed_engine_in_a_v1_freezer()
 fn no_process_the_bot_started_survives_stop_or_a_killed_engine_without_a_cgroup() {
     nothing_the_bot_started_survives(Cgroups::None);
 }
+
+// ------------------------------------------- issue 27: full filesystems
+
+/// A small tmpfs mounted over `dir` for one test, unmounted (lazily: the
+/// engine may still hold a file there) when it goes. Declared after the
+/// `Tree`, it goes first, so the tree's directory can then be removed.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=755"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test needs a tmpfs (mount -t tmpfs): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+
+    /// Writes zeros to `name` in it until the filesystem is full; the bytes.
+    fn fill(&self, name: &str) -> u64 {
+        use std::io::Write;
+        let mut f = File::create(self.0.join(name)).unwrap();
+        let chunk = vec![0u8; 4096];
+        let mut n = 0u64;
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(k) => n += k as u64,
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(28), "filling {}: {e}", self.0.display());
+                    break;
+                }
+            }
+        }
+        n
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The times (seconds) in a file of /proc/uptime lines.
+fn stamps(p: &Path) -> Vec<f64> {
+    fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Issue 27, item 6: with /run full, `jarvisctl backoff` (the unit's
+/// ExecStartPre=) cannot replace its state file. Each start failed at once
+/// and the engine reached its start limit in seconds. Now a crash loop
+/// keeps backing off through the full /run, the bot still starts at each
+/// attempt, state.json follows it, and the full filesystem is named once.
+#[test]
+#[ignore = "needs root (the engine switches users, mount): run by cargo xtask test"]
+fn a_full_run_keeps_the_crash_loop_starting_with_backoff() {
+    let mut t = Tree::new(
+        "root",
+        "StartLimitIntervalSec=120s\nStartLimitBurst=20",
+        "Environment=STANDIN_MODE=exit1\nRestartSec=0.1s\n",
+    );
+    let attempts = t.path("attempts.txt");
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    fs::write(
+        t.path("unit.service"),
+        unit + &format!(
+            "ExecStartPre=/bin/sh -c 'cat /proc/uptime >> {}'\nExecStartPre={BIN} backoff --base 1 --max 2 --stable-after 60 --ready-after 30\n",
+            attempts.display()
+        ),
+    )
+    .unwrap();
+    let run = Tmpfs::mount(&t.path("run"), "1m");
+    t.start();
+    // Four starts: the backoff is at its longest (2 s) before /run fills.
+    let t0 = Instant::now();
+    while stamps(&attempts).len() < 4 || !t.path("run/jarvis-engine-test/backoff.json").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no 4 starts: {}\nlog:\n{}\nunit:\n{}", t.messages(), t.log(), fs::read_to_string(t.path("unit.service")).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let filled = run.fill("filler");
+    let before = stamps(&attempts).len();
+    let restarts_before = t.state()["n_restarts"].as_u64().unwrap_or(0);
+    // Five more attempts through the full /run.
+    let t1 = Instant::now();
+    while stamps(&attempts).len() < before + 5 {
+        assert!(
+            t1.elapsed() < Duration::from_secs(30),
+            "the crash loop stopped with /run full: {} attempts after the fill\nengine:\n{}\nlog:\n{}",
+            stamps(&attempts).len() - before,
+            t.messages(),
+            t.log()
+        );
+        assert!(t.engine.as_mut().unwrap().try_wait().unwrap().is_none(), "the engine gave up:\n{}", t.messages());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = stamps(&attempts);
+    let gaps: Vec<f64> = s[before..].windows(2).map(|w| w[1] - w[0]).collect();
+    // Each attempt waited the backoff (2 s), not RestartSec= (0.1 s).
+    assert!(gaps.iter().all(|g| *g >= 1.9), "no backoff with /run full: gaps {gaps:?}");
+    // The bot itself started each time: its failure lines are in its log,
+    // and state.json (in the full /run too) kept counting.
+    let started = t.log().matches("standin: configured to fail at start").count();
+    assert!(started >= before + 4, "{started} starts of the bot for {} attempts:\n{}", s.len(), t.log());
+    let st = t.state();
+    let restarts = st["n_restarts"].as_u64().unwrap_or(0);
+    assert!(restarts >= restarts_before + 4, "state.json went stale: {st}");
+    // Said once, naming the full filesystem.
+    let log = t.log();
+    let run_dir = t.path("run").display().to_string();
+    assert_eq!(log.matches("backoff: cannot replace").count(), 1, "{log}");
+    assert!(
+        log.contains(&format!("the filesystem {run_dir} (tmpfs) has 0 B of 1.0 MiB free")),
+        "{log}"
+    );
+    // Space again: the file is written normally, and said so.
+    fs::remove_file(run.0.join("filler")).unwrap();
+    let t2 = Instant::now();
+    while !t.log().contains("is written normally again") {
+        assert!(t2.elapsed() < Duration::from_secs(10), "{}", t.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+    eprintln!(
+        "figures: /run filled ({filled} bytes); {} attempts in {:.1} s after, gaps {:?} s; n_restarts {restarts_before} -> {restarts}",
+        gaps.len() + 1,
+        s[s.len() - 1] - s[before],
+        gaps.iter().map(|g| (g * 10.0).round() / 10.0).collect::<Vec<_>>()
+    );
+}
