@@ -84,37 +84,49 @@ pub fn say_line(line: String) {
 
 /// Empties stderr when it is an append-only regular file past ENGINE_LOG_MAX.
 fn bound_stderr() {
-    use std::io::Write as _;
-    let err = std::io::stderr();
-    let Ok(meta) = nix::sys::stat::fstat(&err) else { return };
-    if meta.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG || (meta.st_size as u64) <= ENGINE_LOG_MAX {
-        return;
+    bound(&mut std::io::stderr(), ENGINE_LOG_MAX);
+}
+
+/// Empties `log` when it is an append-only regular file past `max` bytes,
+/// and says so in it. A file not opened to append (a shell's `2>`) is left
+/// alone: its writes would go on at the old offset.
+fn bound<F: AsFd + std::io::Write>(log: &mut F, max: u64) -> bool {
+    let Ok(meta) = nix::sys::stat::fstat(log.as_fd()) else { return false };
+    if meta.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG || (meta.st_size as u64) <= max {
+        return false;
     }
-    let append = fcntl(&err, FcntlArg::F_GETFL)
+    let append = fcntl(log.as_fd(), FcntlArg::F_GETFL)
         .is_ok_and(|f| OFlag::from_bits_truncate(f).contains(OFlag::O_APPEND));
-    if append && nix::unistd::ftruncate(&err, 0).is_ok() {
-        let _ = std::io::stderr().write_all(
-            format!(
-                "jarvisctl run: this log passed {} MiB and was emptied (the program's own output is in its logs/ directory)\n",
-                ENGINE_LOG_MAX >> 20
-            )
-            .as_bytes(),
-        );
+    if !append || nix::unistd::ftruncate(log.as_fd(), 0).is_err() {
+        return false;
     }
+    let _ = log.write_all(
+        format!(
+            "jarvisctl run: this log passed {} KiB and was emptied (the program's own output is in its logs/ directory)\n",
+            max >> 10
+        )
+        .as_bytes(),
+    );
+    true
 }
 
 /// Lines let through at once, then one a second: a flood of messages (a
 /// crash loop, a full disk) cannot fill the engine log.
 const SAY_BURST: f64 = 200.0;
 const SAY_PER_SEC: f64 = 1.0;
-/// A line repeated this often is counted aloud even if no other comes.
+/// The same line this many times in a row is still written (ten log
+/// rotations are ten events); from the next one on it is folded.
+const FOLD_AFTER: u64 = 10;
+/// A folded line repeated this often is counted aloud even if no other comes.
 const FOLD_MAX: u64 = 10_000;
 
-/// The engine log's rate limit: the same line again is folded into a
+/// The engine log's rate limit: the same line over ten times in a row is folded into a
 /// count ("repeated N times"), and past the burst lines are dropped and
 /// counted.
 pub struct Throttle {
     last: String,
+    /// Times in a row the last line was written.
+    in_row: u64,
     repeats: u64,
     tokens: f64,
     at: Option<Instant>,
@@ -125,6 +137,7 @@ impl Throttle {
     pub const fn new() -> Throttle {
         Throttle {
             last: String::new(),
+            in_row: 0,
             repeats: 0,
             tokens: SAY_BURST,
             at: None,
@@ -141,7 +154,8 @@ impl Throttle {
             self.tokens = (self.tokens + gained).min(SAY_BURST);
         }
         self.at = Some(now);
-        if line == self.last {
+        let again = line == self.last;
+        if again && self.in_row >= FOLD_AFTER {
             self.repeats += 1;
             if self.repeats < FOLD_MAX {
                 return out;
@@ -153,7 +167,7 @@ impl Throttle {
                 self.repeats
             ));
             self.repeats = 0;
-            if line == self.last {
+            if again {
                 return out;
             }
         }
@@ -169,6 +183,7 @@ impl Throttle {
             ));
             self.dropped = 0;
         }
+        self.in_row = if again { self.in_row + 1 } else { 1 };
         out.push(line.clone());
         self.last = line;
         out
@@ -665,10 +680,35 @@ mod throttle_tests {
     }
 
     #[test]
+    fn an_append_only_log_past_its_bound_is_emptied_with_a_note() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("engine.log");
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).unwrap();
+        f.write_all(&[b'x'; 5000]).unwrap();
+        assert!(!bound(&mut f, 8192), "under the bound");
+        f.write_all(&[b'x'; 5000]).unwrap();
+        assert!(bound(&mut f, 8192));
+        f.write_all(b"jarvisctl run: next\n").unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(
+            text,
+            "jarvisctl run: this log passed 8 KiB and was emptied (the program's own output is in its logs/ directory)\njarvisctl run: next\n"
+        );
+        // Not opened to append: left alone.
+        let mut g = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        std::io::Seek::seek(&mut g, std::io::SeekFrom::End(0)).unwrap();
+        g.write_all(&[b'x'; 9000]).unwrap();
+        assert!(!bound(&mut g, 8192));
+    }
+
+    #[test]
     fn the_same_line_again_is_folded_into_a_count() {
         let mut t = Throttle::new();
         let t0 = Instant::now();
-        assert_eq!(said(&mut t, "cannot write x", t0).len(), 1);
+        for _ in 0..FOLD_AFTER {
+            assert_eq!(said(&mut t, "cannot write x", t0).len(), 1);
+        }
         for _ in 0..500 {
             assert!(said(&mut t, "cannot write x", t0).is_empty());
         }
@@ -680,8 +720,10 @@ mod throttle_tests {
             ]
         );
         // Folded for ever, yet counted aloud now and then.
-        let n: usize = (0..FOLD_MAX * 2).map(|_| said(&mut t, "started", t0).len()).sum();
-        assert_eq!(n, 2);
+        let n: usize = (0..FOLD_MAX * 2 + FOLD_AFTER - 1)
+            .map(|_| said(&mut t, "started", t0).len())
+            .sum();
+        assert_eq!(n as u64, FOLD_AFTER - 1 + 2);
     }
 
     #[test]
