@@ -223,7 +223,11 @@ fn alert_runs_every_hook_despite_bad_lines_in_the_conffile() {
     // 5: a typo in a key.
     conf.extend_from_slice(b"on_falure = echo typo\n");
     conf.extend_from_slice(
-        format!("on_failure = echo \"$JARVIS_ALERT_REASON\" > {}\n", marker.display()).as_bytes(),
+        format!(
+            "on_failure = echo \"$JARVIS_ALERT_REASON\" > {}\n",
+            marker.display()
+        )
+        .as_bytes(),
     );
     std::fs::write(conf_dir.join("heartbeat.conf"), conf).unwrap();
     let out = Command::new(BIN)
@@ -244,7 +248,10 @@ fn alert_runs_every_hook_despite_bad_lines_in_the_conffile() {
     assert_eq!(srv.paths(), [format!("/{SECRET}/fail")], "{all}");
     // Each bad line is named by file:line, with what to write.
     for n in [3, 4, 5] {
-        assert!(err.contains(&format!("heartbeat.conf:{n}:")), "line {n} not named: {err}");
+        assert!(
+            err.contains(&format!("heartbeat.conf:{n}:")),
+            "line {n} not named: {err}"
+        );
     }
     assert!(err.contains("unknown key \"on_falure\""), "{err}");
     assert!(err.contains("note: "), "{err}");

@@ -2911,7 +2911,13 @@ fn a_full_run_keeps_the_crash_loop_starting_with_backoff() {
     // Four starts: the backoff is at its longest (2 s) before /run fills.
     let t0 = Instant::now();
     while stamps(&attempts).len() < 4 || !t.path("run/jarvis-engine-test/backoff.json").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "no 4 starts: {}\nlog:\n{}\nunit:\n{}", t.messages(), t.log(), fs::read_to_string(t.path("unit.service")).unwrap());
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no 4 starts: {}\nlog:\n{}\nunit:\n{}",
+            t.messages(),
+            t.log(),
+            fs::read_to_string(t.path("unit.service")).unwrap()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let filled = run.fill("filler");
@@ -2927,17 +2933,29 @@ fn a_full_run_keeps_the_crash_loop_starting_with_backoff() {
             t.messages(),
             t.log()
         );
-        assert!(t.engine.as_mut().unwrap().try_wait().unwrap().is_none(), "the engine gave up:\n{}", t.messages());
+        assert!(
+            t.engine.as_mut().unwrap().try_wait().unwrap().is_none(),
+            "the engine gave up:\n{}",
+            t.messages()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let s = stamps(&attempts);
     let gaps: Vec<f64> = s[before..].windows(2).map(|w| w[1] - w[0]).collect();
     // Each attempt waited the backoff (2 s), not RestartSec= (0.1 s).
-    assert!(gaps.iter().all(|g| *g >= 1.9), "no backoff with /run full: gaps {gaps:?}");
+    assert!(
+        gaps.iter().all(|g| *g >= 1.9),
+        "no backoff with /run full: gaps {gaps:?}"
+    );
     // The bot itself started each time: its failure lines are in its log,
     // and state.json (in the full /run too) kept counting.
     let started = t.log().matches("standin: configured to fail at start").count();
-    assert!(started >= before + 4, "{started} starts of the bot for {} attempts:\n{}", s.len(), t.log());
+    assert!(
+        started >= before + 4,
+        "{started} starts of the bot for {} attempts:\n{}",
+        s.len(),
+        t.log()
+    );
     let st = t.state();
     let restarts = st["n_restarts"].as_u64().unwrap_or(0);
     assert!(restarts >= restarts_before + 4, "state.json went stale: {st}");
@@ -2946,7 +2964,9 @@ fn a_full_run_keeps_the_crash_loop_starting_with_backoff() {
     let run_dir = t.path("run").display().to_string();
     assert_eq!(log.matches("backoff: cannot replace").count(), 1, "{log}");
     assert!(
-        log.contains(&format!("the filesystem {run_dir} (tmpfs) has 0 B of 1.0 MiB free")),
+        log.contains(&format!(
+            "the filesystem {run_dir} (tmpfs) has 0 B of 1.0 MiB free"
+        )),
         "{log}"
     );
     // Space again: the file is written normally, and said so.
@@ -2984,20 +3004,31 @@ fn a_full_logs_dir_counts_the_lost_lines_and_tears_none() {
     let wait = |what: &str, secs: u64, cond: &dyn Fn() -> bool| {
         let t0 = Instant::now();
         while !cond() {
-            assert!(t0.elapsed() < Duration::from_secs(secs), "no {what} within {secs} s:\n{}", t.messages());
+            assert!(
+                t0.elapsed() < Duration::from_secs(secs),
+                "no {what} within {secs} s:\n{}",
+                t.messages()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    wait("full logs/", 20, &|| t.messages().contains("output lines are counted and dropped"));
-    wait("500 lost lines", 10, &|| t.state()["output_lines_lost"].as_u64().unwrap_or(0) >= 500);
+    wait("full logs/", 20, &|| {
+        t.messages().contains("output lines are counted and dropped")
+    });
+    wait("500 lost lines", 10, &|| {
+        t.state()["output_lines_lost"].as_u64().unwrap_or(0) >= 500
+    });
     let failing = t.state();
     assert!(failing["output_lost_since_unix"].as_f64().is_some(), "{failing}");
     fs::remove_file(logs.0.join("filler")).unwrap();
-    wait("the lost-lines note", 10, &|| t.log().contains("output line(s) lost"));
+    wait("the lost-lines note", 10, &|| {
+        t.log().contains("output line(s) lost")
+    });
     // Some output after the note: writing works again.
     wait("output after the note", 10, &|| {
         let log = t.log();
-        log.split_once("output line(s) lost").is_some_and(|(_, after)| after.contains("flood="))
+        log.split_once("output line(s) lost")
+            .is_some_and(|(_, after)| after.contains("flood="))
     });
     t.signal_engine("TERM");
     assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
@@ -3007,20 +3038,29 @@ fn a_full_logs_dir_counts_the_lost_lines_and_tears_none() {
     let mut present: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
     for line in log.lines().filter(|l| l.contains("flood=")) {
         let c = re.captures(line).unwrap_or_else(|| panic!("torn line: {line:?}"));
-        present.entry(c[2].to_string()).or_default().push(c[1].parse().unwrap());
+        present
+            .entry(c[2].to_string())
+            .or_default()
+            .push(c[1].parse().unwrap());
     }
     // Lines missing from each run of the program (between its first and last line here).
     let missing: u64 = present
         .values()
         .map(|ns| ns.windows(2).map(|w| w[1].saturating_sub(w[0] + 1)).sum::<u64>())
         .sum();
-    let note = regex::Regex::new(r"jarvisctl run: (\d+) output line\(s\) lost in \d+ s while (\S+) was full").unwrap();
+    let note = regex::Regex::new(r"jarvisctl run: (\d+) output line\(s\) lost in \d+ s while (\S+) was full")
+        .unwrap();
     let notes: Vec<(u64, String)> = note
         .captures_iter(&log)
         .map(|c| (c[1].parse().unwrap(), c[2].to_string()))
         .collect();
     assert!(!notes.is_empty(), "{log}");
-    assert!(notes.iter().all(|(_, p)| p.ends_with("code/logs/supervisor.stdout")), "{notes:?}");
+    assert!(
+        notes
+            .iter()
+            .all(|(_, p)| p.ends_with("code/logs/supervisor.stdout")),
+        "{notes:?}"
+    );
     let reported: u64 = notes.iter().map(|(n, _)| n).sum();
     // Every missing flood line is counted; the rest are the program's other lines.
     assert!(
@@ -3029,13 +3069,20 @@ fn a_full_logs_dir_counts_the_lost_lines_and_tears_none() {
     );
     let st = t.state();
     let in_state = st["output_lines_lost"].as_u64().unwrap_or(0);
-    assert!(in_state >= reported, "state.json says {in_state}, the log {reported}");
+    assert!(
+        in_state >= reported,
+        "state.json says {in_state}, the log {reported}"
+    );
     // The engine's own log: one line per end of each streak, not per write.
     let msgs = t.messages();
     let starts = msgs.matches("output lines are counted and dropped").count();
     let ends = msgs.matches("writing again").count();
     assert!(starts >= 1 && starts <= ends + 1 && ends == notes.len(), "{msgs}");
-    assert!(msgs.lines().count() < 60, "engine log not bounded: {} lines", msgs.lines().count());
+    assert!(
+        msgs.lines().count() < 60,
+        "engine log not bounded: {} lines",
+        msgs.lines().count()
+    );
     assert!(msgs.contains("(tmpfs) has 0 B of 512.0 KiB free"), "{msgs}");
     eprintln!(
         "figures: {reported} lines reported lost in {} note(s) ({missing} flood lines missing), state.json {in_state}; {} flood lines kept, none torn; engine log {} lines",

@@ -77,7 +77,10 @@ pub fn record_with(
         Ok(()) => return Recorded::Replaced,
         Err(e) => e,
     };
-    let in_place = State { in_place: true, ..*st };
+    let in_place = State {
+        in_place: true,
+        ..*st
+    };
     let mut bytes = padded(&in_place);
     let written = (|| {
         use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -294,21 +297,42 @@ mod tests {
             after_ready: 0,
             in_place: false,
         };
-        assert!(matches!(record_with(&f, &st(1, 100), write_atomic), Recorded::Replaced));
+        assert!(matches!(
+            record_with(&f, &st(1, 100), write_atomic),
+            Recorded::Replaced
+        ));
         assert_eq!(fs::metadata(&f).unwrap().len() as usize, STATE_SIZE);
         assert_eq!(read(&f), st(1, 100));
         // The filesystem fills: the count still goes up, in the same file.
         assert!(matches!(record_with(&f, &st(2, 105), full), Recorded::InPlace(_)));
-        assert_eq!(read(&f), State { in_place: true, ..st(2, 105) });
+        assert_eq!(
+            read(&f),
+            State {
+                in_place: true,
+                ..st(2, 105)
+            }
+        );
         assert_eq!(fs::metadata(&f).unwrap().len() as usize, STATE_SIZE);
         // An unpadded file of an older version is rewritten too.
         fs::write(&f, br#"{"quick_restarts":3,"last_start":110}"#).unwrap();
         assert!(matches!(record_with(&f, &st(4, 120), full), Recorded::InPlace(_)));
-        assert_eq!(read(&f), State { in_place: true, ..st(4, 120) });
+        assert_eq!(
+            read(&f),
+            State {
+                in_place: true,
+                ..st(4, 120)
+            }
+        );
         // A longer old file: its tail is blanked, never left to be read.
         fs::write(&f, vec![b'x'; 600]).unwrap();
         assert!(matches!(record_with(&f, &st(5, 130), full), Recorded::InPlace(_)));
-        assert_eq!(read(&f), State { in_place: true, ..st(5, 130) });
+        assert_eq!(
+            read(&f),
+            State {
+                in_place: true,
+                ..st(5, 130)
+            }
+        );
         // No file to rewrite: lost, and the caller waits --max.
         let g = d.path().join("none.json");
         assert!(matches!(record_with(&g, &st(1, 1), full), Recorded::Lost(_)));

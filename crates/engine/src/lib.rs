@@ -91,7 +91,9 @@ fn bound_stderr() {
 /// and says so in it. A file not opened to append (a shell's `2>`) is left
 /// alone: its writes would go on at the old offset.
 fn bound<F: AsFd + std::io::Write>(log: &mut F, max: u64) -> bool {
-    let Ok(meta) = nix::sys::stat::fstat(log.as_fd()) else { return false };
+    let Ok(meta) = nix::sys::stat::fstat(log.as_fd()) else {
+        return false;
+    };
     if meta.st_mode & nix::libc::S_IFMT != nix::libc::S_IFREG || (meta.st_size as u64) <= max {
         return false;
     }
@@ -684,7 +686,11 @@ mod throttle_tests {
         use std::io::Write;
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("engine.log");
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .unwrap();
         f.write_all(&[b'x'; 5000]).unwrap();
         assert!(!bound(&mut f, 8192), "under the bound");
         f.write_all(&[b'x'; 5000]).unwrap();
@@ -730,11 +736,15 @@ mod throttle_tests {
     fn a_flood_of_lines_is_bounded_and_what_was_dropped_is_counted() {
         let mut t = Throttle::new();
         let t0 = Instant::now();
-        let written: usize = (0..1_000).map(|i| said(&mut t, &format!("line {i}"), t0).len()).sum();
+        let written: usize = (0..1_000)
+            .map(|i| said(&mut t, &format!("line {i}"), t0).len())
+            .sum();
         assert_eq!(written, SAY_BURST as usize);
         // Ten seconds later: ten more lines, the first with the count.
         let t1 = t0 + Duration::from_secs(10);
-        let out: Vec<String> = (0..50).flat_map(|i| said(&mut t, &format!("later {i}"), t1)).collect();
+        let out: Vec<String> = (0..50)
+            .flat_map(|i| said(&mut t, &format!("later {i}"), t1))
+            .collect();
         assert_eq!(out.len(), 11, "{out:?}");
         assert!(out[0].contains("800 line(s) of this log not written"), "{out:?}");
     }

@@ -263,7 +263,10 @@ mod tests {
 
     #[test]
     fn a_write_to_a_full_device_loses_its_lines_and_says_how_many() {
-        let mut full = std::fs::OpenOptions::new().append(true).open("/dev/full").unwrap();
+        let mut full = std::fs::OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .unwrap();
         let (e, lost) = append_whole(&mut full, b"held ", b"one\ntwo\nthree\n").unwrap_err();
         assert!(jarvis_model::filesystem::is_full(&e), "{e}");
         assert_eq!(lost, 3);

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 /// /proc/self/mountinfo (the longest mount point that contains the path).
 pub fn mount_of(path: &Path) -> Option<(PathBuf, String)> {
     let path = std::fs::canonicalize(path)
-        .or_else(|_| path.parent().map_or(Err(std::io::ErrorKind::NotFound.into()), std::fs::canonicalize))
+        .or_else(|_| {
+            path.parent()
+                .map_or(Err(std::io::ErrorKind::NotFound.into()), std::fs::canonicalize)
+        })
         .ok()?;
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     best_mount(&info, &path)
@@ -21,10 +24,16 @@ fn best_mount(mountinfo: &str, path: &Path) -> Option<(PathBuf, String)> {
         let fields: Vec<&str> = line.split(' ').collect();
         let Some(mp) = fields.get(4) else { continue };
         // The filesystem type follows the " - " separator.
-        let Some(sep) = fields.iter().position(|f| *f == "-") else { continue };
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
         let fstype = fields.get(sep + 1).copied().unwrap_or("?");
         let mp = PathBuf::from(unescape(mp));
-        if path.starts_with(&mp) && best.as_ref().is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len()) {
+        if path.starts_with(&mp)
+            && best
+                .as_ref()
+                .is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len())
+        {
             best = Some((mp, fstype.to_string()));
         }
     }
@@ -75,7 +84,11 @@ fn human(b: u64) -> String {
 /// "the filesystem /run (tmpfs) has 0 B of 4.0 MiB free", for a message
 /// about a write under `path` that failed; what is known, at least the path.
 pub fn describe(path: &Path) -> String {
-    let probe = if path.is_dir() { path } else { path.parent().unwrap_or(path) };
+    let probe = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(path)
+    };
     let at = match mount_of(probe) {
         Some((mp, fstype)) => format!("the filesystem {} ({fstype})", mp.display()),
         None => format!("the filesystem of {}", probe.display()),
@@ -104,7 +117,10 @@ mod tests {
 27 22 0:23 / /srv/a\\040b rw - xfs /dev/sdb rw
 ";
         let m = |p: &str| best_mount(info, Path::new(p)).map(|(p, t)| (p.display().to_string(), t));
-        assert_eq!(m("/run/jarvis-supervisor/backoff.json"), Some(("/run".into(), "tmpfs".into())));
+        assert_eq!(
+            m("/run/jarvis-supervisor/backoff.json"),
+            Some(("/run".into(), "tmpfs".into()))
+        );
         assert_eq!(m("/run/lockx"), Some(("/run".into(), "tmpfs".into())));
         assert_eq!(m("/run/lock/x"), Some(("/run/lock".into(), "tmpfs".into())));
         assert_eq!(m("/srv/a b/logs"), Some(("/srv/a b".into(), "xfs".into())));
