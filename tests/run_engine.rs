@@ -3091,3 +3091,67 @@ fn a_full_logs_dir_counts_the_lost_lines_and_tears_none() {
         msgs.lines().count()
     );
 }
+
+/// Issue 27, item 6, the other case: /run is already full when the engine
+/// starts, so neither the pid file nor the backoff's state can be written
+/// at all. The bot still starts, and a crash loop still backs off: each
+/// start waits the longest delay (`--max`), said in the log.
+#[test]
+#[ignore = "needs root (the engine switches users, mount): run by cargo xtask test"]
+fn a_run_full_from_the_start_still_starts_the_bot_with_the_longest_backoff() {
+    let mut t = Tree::new(
+        "root",
+        "StartLimitIntervalSec=120s\nStartLimitBurst=20",
+        "Environment=STANDIN_MODE=exit1\nRestartSec=0.1s\n",
+    );
+    let attempts = t.path("attempts.txt");
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    fs::write(
+        t.path("unit.service"),
+        unit + &format!(
+            "ExecStartPre=/bin/sh -c 'cat /proc/uptime >> {}'\nExecStartPre={BIN} backoff --base 1 --max 2 --stable-after 60 --ready-after 30\n",
+            attempts.display()
+        ),
+    )
+    .unwrap();
+    let run = Tmpfs::mount(&t.path("run"), "256k");
+    run.fill("filler");
+    t.start();
+    let t0 = Instant::now();
+    while stamps(&attempts).len() < 4 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "fewer than 4 starts with /run full: {}\nlog:\n{}",
+            t.messages(),
+            t.log()
+        );
+        assert!(
+            t.engine.as_mut().unwrap().try_wait().unwrap().is_none(),
+            "jarvisctl run ended with /run full:\n{}",
+            t.messages()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = stamps(&attempts);
+    let gaps: Vec<f64> = s.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|g| *g >= 1.9), "no backoff: gaps {gaps:?}");
+    let log = t.log();
+    assert!(
+        log.matches("standin: configured to fail at start").count() >= 3,
+        "{log}"
+    );
+    assert!(log.contains("waiting the longest delay (2 s, --max)"), "{log}");
+    assert!(log.contains("(tmpfs) has 0 B of 256.0 KiB free"), "{log}");
+    assert!(
+        t.messages().contains("supervising without it"),
+        "{}",
+        t.messages()
+    );
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0, "{}", t.messages());
+    eprintln!(
+        "figures: /run full from the start; {} starts of the bot, gaps {:?} s",
+        s.len(),
+        gaps.iter().map(|g| (g * 10.0).round() / 10.0).collect::<Vec<_>>()
+    );
+}
