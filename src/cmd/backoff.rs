@@ -12,7 +12,9 @@
 //! is already there (its block is allocated; the file is padded to a fixed
 //! size for that), and when there is no file to rewrite, each start waits
 //! the longest delay (`--max`) instead: the bot still starts, with backoff,
-//! and the journal says once which filesystem is full.
+//! and the journal names the full filesystem (once while the file is
+//! rewritten in place; at each start when there is no file to rewrite,
+//! since nothing then remembers that it was said).
 
 use std::fs;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -55,7 +57,7 @@ pub enum Recorded {
     Lost(std::io::Error),
 }
 
-/// `bytes` padded with spaces to STATE_SIZE (JSON allows them at the end).
+/// `st` as JSON padded with spaces to STATE_SIZE (JSON allows them at the end).
 fn padded(st: &State) -> Vec<u8> {
     let mut bytes = serde_json::to_vec(st).unwrap_or_default();
     if bytes.len() < STATE_SIZE {
