@@ -182,64 +182,89 @@ pub fn configured(path: &Path) -> Result<Option<Monitor>> {
     Ok(read_conf(path)?.monitor())
 }
 
+/// The whole file, strictly: the first bad line is the error.
 pub fn read_conf(path: &Path) -> Result<Conf> {
-    let text = match std::fs::read_to_string(path) {
+    let (conf, mut problems) = read_conf_all(path)?;
+    match problems.is_empty() {
+        true => Ok(conf),
+        false => Err(problems.remove(0)),
+    }
+}
+
+/// Every good line of the file, and one error per bad line (file:line, what
+/// to write; a line that could not be parsed is never quoted: it may hold
+/// the URL's secret). For `alert`: a typo on one line must not cost the
+/// page that the others set up. Err only when the file cannot be read.
+pub fn read_conf_all(path: &Path) -> Result<(Conf, Vec<Error>)> {
+    let bytes = match std::fs::read(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Conf::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Conf::default(), Vec::new())),
         // Only root may read the URL (a secret); pinging is the timer's job.
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(Conf::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Ok((Conf::default(), Vec::new()))
+        }
         Err(e) => return Err(Error::io("read", path, e)),
     };
     let mut conf = Conf::default();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    let mut problems = Vec::new();
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let Ok(line) = std::str::from_utf8(raw) else {
+            problems.push(
+                Error::config(path, i + 1, "not UTF-8 text (not shown)")
+                    .with_note("rewrite the line as plain text: key = value"),
+            );
             continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(Error::config(path, i + 1, "expected key = value")
-                .with_note("write: url = https://hc-ping.com/<your-check-uuid>"));
         };
-        match key.trim() {
-            "url" => {
-                let v = value.trim().trim_matches('"');
-                check_url(v).map_err(|e| Error::config(path, i + 1, e))?;
-                conf.url = Some(v.to_string());
-            }
-            "kind" => {
-                let v = value.trim().trim_matches('"');
-                conf.kind = Some(Kind::parse(v).ok_or_else(|| {
-                    Error::config(
-                        path,
-                        i + 1,
-                        format!("unknown kind {:?}", crate::output::printable(v)),
-                    )
-                    .with_note("write: kind = healthchecks, or kind = uptime-kuma")
-                })?);
-            }
-            "on_failure" => {
-                let v = value.trim();
-                if v.is_empty() {
-                    return Err(Error::config(path, i + 1, "on_failure is empty")
-                        .with_note("write: on_failure = /usr/local/bin/page-me --unit jarvis-supervisor"));
-                }
-                conf.on_failure = Some(v.to_string());
-            }
-            other => {
-                // A line that is a URL (or holds a token) is not echoed.
-                let shown =
-                    if !other.is_empty() && other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                        format!("unknown key {other:?}")
-                    } else {
-                        "unknown key (not shown: it is not a plain name)".to_string()
-                    };
-                return Err(Error::config(path, i + 1, shown).with_note(
-                    "the keys are url (url = https://...), kind (healthchecks or uptime-kuma) and on_failure (on_failure = COMMAND)",
-                ));
-            }
+        if let Err(e) = read_line(&mut conf, path, i + 1, line) {
+            problems.push(e);
         }
     }
-    Ok(conf)
+    Ok((conf, problems))
+}
+
+fn read_line(conf: &mut Conf, path: &Path, n: usize, line: &str) -> Result<()> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(());
+    }
+    let Some((key, value)) = line.split_once('=') else {
+        return Err(Error::config(path, n, "expected key = value")
+            .with_note("write: url = https://hc-ping.com/<your-check-uuid>"));
+    };
+    match key.trim() {
+        "url" => {
+            let v = value.trim().trim_matches('"');
+            check_url(v).map_err(|e| Error::config(path, n, e))?;
+            conf.url = Some(v.to_string());
+        }
+        "kind" => {
+            let v = value.trim().trim_matches('"');
+            conf.kind = Some(Kind::parse(v).ok_or_else(|| {
+                Error::config(path, n, format!("unknown kind {:?}", crate::output::printable(v)))
+                    .with_note("write: kind = healthchecks, or kind = uptime-kuma")
+            })?);
+        }
+        "on_failure" => {
+            let v = value.trim();
+            if v.is_empty() {
+                return Err(Error::config(path, n, "on_failure is empty")
+                    .with_note("write: on_failure = /usr/local/bin/page-me --unit jarvis-supervisor"));
+            }
+            conf.on_failure = Some(v.to_string());
+        }
+        other => {
+            // A line that is a URL (or holds a token) is not echoed.
+            let shown = if !other.is_empty() && other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                format!("unknown key {other:?}")
+            } else {
+                "unknown key (not shown: it is not a plain name)".to_string()
+            };
+            return Err(Error::config(path, n, shown).with_note(
+                "the keys are url (url = https://...), kind (healthchecks or uptime-kuma) and on_failure (on_failure = COMMAND)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub fn check_url(url: &str) -> std::result::Result<(), String> {

@@ -201,3 +201,62 @@ fn an_uptime_kuma_push_url_gets_status_and_msg_in_its_query() {
         "{paths:?}"
     );
 }
+
+/// Issue 27, item 10: a bad line in heartbeat.conf (a typo, a pasted URL
+/// with its secret, a byte that is not text) must not cost the give-up page:
+/// `alert` pings /fail and runs on_failure from the good lines, names each
+/// bad line by file:line without quoting it, and only then exits non-zero.
+#[test]
+fn alert_runs_every_hook_despite_bad_lines_in_the_conffile() {
+    let root = tempfile::tempdir().unwrap();
+    let srv = Server::start();
+    let conf_dir = root.path().join("etc/jarvis-supervisor");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let marker = root.path().join("paged");
+    let mut conf = Vec::new();
+    conf.extend_from_slice(b"# the operator's file\n");
+    conf.extend_from_slice(format!("url = {}\n", srv.url()).as_bytes());
+    // 3: a pasted URL without a key (its secret must not be echoed).
+    conf.extend_from_slice(b"https://hc-ping.com/PASTED-SECRET-uuid\n");
+    // 4: a line that is not UTF-8.
+    conf.extend_from_slice(b"kind = \xff\xfe\n");
+    // 5: a typo in a key.
+    conf.extend_from_slice(b"on_falure = echo typo\n");
+    conf.extend_from_slice(
+        format!(
+            "on_failure = echo \"$JARVIS_ALERT_REASON\" > {}\n",
+            marker.display()
+        )
+        .as_bytes(),
+    );
+    std::fs::write(conf_dir.join("heartbeat.conf"), conf).unwrap();
+    let out = Command::new(BIN)
+        .arg("--root")
+        .arg(root.path())
+        .args(["alert", "--reason", "engine gave up"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let all = text(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Every hook ran.
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default(),
+        "engine gave up\n",
+        "on_failure did not run: {all}"
+    );
+    assert_eq!(srv.paths(), [format!("/{SECRET}/fail")], "{all}");
+    // Each bad line is named by file:line, with what to write.
+    for n in [3, 4, 5] {
+        assert!(
+            err.contains(&format!("heartbeat.conf:{n}:")),
+            "line {n} not named: {err}"
+        );
+    }
+    assert!(err.contains("unknown key \"on_falure\""), "{err}");
+    assert!(err.contains("note: "), "{err}");
+    // Never the secrets, never the unparsable line.
+    assert!(!all.contains(SECRET) && !all.contains("PASTED-SECRET"), "{all}");
+    // Non-zero, after trying everything: the file is wrong (2).
+    assert_eq!(out.status.code(), Some(2), "{all}");
+}

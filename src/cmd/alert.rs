@@ -32,7 +32,13 @@ pub fn run(paths: &Paths, args: &AlertArgs) -> Result<i32> {
         println!("alert: {}: no alert", p.describe());
         return Ok(0);
     }
-    let conf = heartbeat::read_conf(&paths.host(Path::new(heartbeat::CONF)))?;
+    // Every hook the file sets up runs, even when another line is bad: the
+    // give-up page is the one that matters most. The bad lines are named
+    // now and make the exit non-zero after everything was tried.
+    let (conf, problems) = heartbeat::read_conf_all(&paths.host(Path::new(heartbeat::CONF)))?;
+    for p in &problems {
+        p.print();
+    }
     let reason = match &args.reason {
         Some(r) => r.clone(),
         None => match gave_up() {
@@ -74,7 +80,18 @@ pub fn run(paths: &Paths, args: &AlertArgs) -> Result<i32> {
             }
         }
     }
-    Ok(if ok { 0 } else { 1 })
+    if !problems.is_empty() {
+        eprintln!(
+            "alert: {} bad line(s) in {} were skipped; every hook it sets up was tried",
+            problems.len(),
+            heartbeat::CONF
+        );
+    }
+    Ok(match (ok, problems.first()) {
+        (false, _) => jarvis_model::error::exit::FAILURE,
+        (true, Some(p)) => p.exit_code(),
+        (true, None) => jarvis_model::error::exit::OK,
+    })
 }
 
 /// Why the unit is failed for good; None when a restart follows.

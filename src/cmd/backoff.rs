@@ -6,6 +6,15 @@
 //! healthy run resets it. The state lives in the unit's
 //! runtime directory, which systemd keeps across restarts but removes on a
 //! stop, so a manual stop and start is never delayed.
+//!
+//! The state never costs the start (issue 27): when the file cannot be
+//! replaced (`/run` full), the count is rewritten in place in the file that
+//! is already there (its block is allocated; the file is padded to a fixed
+//! size for that), and when there is no file to rewrite, each start waits
+//! the longest delay (`--max`) instead: the bot still starts, with backoff,
+//! and the journal names the full filesystem (once while the file is
+//! rewritten in place; at each start when there is no file to rewrite,
+//! since nothing then remembers that it was said).
 
 use std::fs;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,6 +36,73 @@ pub struct State {
     /// backs off, but failed starts before it (setup) are not counted.
     #[serde(default)]
     pub after_ready: u32,
+    /// The last record was rewritten in place because the file could not
+    /// be replaced: the full filesystem was already reported.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_place: bool,
+}
+
+/// The state file's size, the JSON padded with spaces: a rewrite in place
+/// of this many bytes needs no new block, even on a full filesystem.
+const STATE_SIZE: usize = 256;
+
+/// How the new state was kept.
+#[derive(Debug)]
+pub enum Recorded {
+    /// The file was replaced whole, as normal.
+    Replaced,
+    /// The file could not be replaced; the existing one was rewritten.
+    InPlace(std::io::Error),
+    /// Nothing could be written: the next start will not know this one.
+    Lost(std::io::Error),
+}
+
+/// `st` as JSON padded with spaces to STATE_SIZE (JSON allows them at the end).
+fn padded(st: &State) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(st).unwrap_or_default();
+    if bytes.len() < STATE_SIZE {
+        bytes.resize(STATE_SIZE - 1, b' ');
+        bytes.push(b'\n');
+    }
+    bytes
+}
+
+/// Keeps `st` at `path`: replaced whole by `replace`, else rewritten in
+/// place in the file already there (one write from offset 0, no create, no
+/// truncate: nothing that needs a new block).
+pub fn record_with(
+    path: &std::path::Path,
+    st: &State,
+    replace: impl FnOnce(&std::path::Path, &[u8]) -> std::io::Result<()>,
+) -> Recorded {
+    let err = match replace(path, &padded(st)) {
+        Ok(()) => return Recorded::Replaced,
+        Err(e) => e,
+    };
+    let in_place = State {
+        in_place: true,
+        ..*st
+    };
+    let mut bytes = padded(&in_place);
+    let written = (|| {
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)?;
+        // Longer than what is there: spaces cover the old tail.
+        let old = f.metadata()?.len() as usize;
+        if bytes.len() < old {
+            bytes.truncate(bytes.len() - 1);
+            bytes.resize(old - 1, b' ');
+            bytes.push(b'\n');
+        }
+        f.write_all_at(&bytes, 0)
+    })();
+    match written {
+        Ok(()) => Recorded::InPlace(err),
+        Err(_) => Recorded::Lost(err),
+    }
 }
 
 /// The delay before this start, and the new state's counts (quick
@@ -98,10 +174,34 @@ pub fn run(args: &BackoffArgs) -> Result<i32> {
         quick_restarts: quick,
         last_start: Some(now()),
         after_ready,
+        in_place: false,
     };
-    let bytes =
-        serde_json::to_vec(&new).map_err(|e| Error::new(format!("cannot encode backoff state: {e}")))?;
-    write_atomic(&state_path, &bytes)?;
+    match record_with(&state_path, &new, write_atomic) {
+        Recorded::Replaced if state.in_place => {
+            println!("backoff: {} is written normally again", state_path.display());
+        }
+        Recorded::Replaced => {}
+        // Said at the first start that found it full, not at each.
+        Recorded::InPlace(_) if state.in_place => {}
+        Recorded::InPlace(e) => println!(
+            "backoff: cannot replace {}: {e}; {}: the backoff count is kept by rewriting the file in place; free space there",
+            state_path.display(),
+            jarvis_model::filesystem::describe(&state_path)
+        ),
+        Recorded::Lost(e) => {
+            // Without a record the next start cannot tell a crash loop
+            // from a first start: every start waits the longest delay, so
+            // a loop still backs off and never reaches the start limit at
+            // once a second.
+            println!(
+                "backoff: cannot record its state in {}: {e}; {}: waiting the longest delay ({} s, --max) before each start until it can; free space there",
+                state_path.display(),
+                jarvis_model::filesystem::describe(&state_path),
+                args.max
+            );
+            std::thread::sleep(Duration::from_secs(args.max).saturating_sub(delay));
+        }
+    }
     Ok(exit::OK)
 }
 
@@ -111,14 +211,14 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+/// A new file renamed over the old: a reader never sees half of it. The
+/// temporary file goes with its error (a full filesystem keeps none).
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("create a file in", dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| Error::io("write", tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("replace", path, e.error))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -152,6 +252,7 @@ mod tests {
                 quick_restarts: q,
                 last_start: Some(t),
                 after_ready: r,
+                in_place: false,
             };
         }
         seen
@@ -178,5 +279,69 @@ mod tests {
         assert_eq!(delays(&[0, 2, 2, 2, 2, 2, 60, 3])[7], 1);
         // A started bot that keeps crashing after 40 s still backs off.
         assert_eq!(delays(&[0, 40, 40, 40, 40, 40]), vec![0, 0, 1, 2, 4, 8]);
+    }
+
+    fn full(_: &std::path::Path, _: &[u8]) -> std::io::Result<()> {
+        Err(std::io::Error::from_raw_os_error(nix::libc::ENOSPC))
+    }
+
+    fn read(path: &std::path::Path) -> State {
+        serde_json::from_slice(&fs::read(path).unwrap()).expect("the state reads back")
+    }
+
+    #[test]
+    fn a_full_filesystem_keeps_the_count_in_the_existing_file() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("backoff.json");
+        let st = |q, t| State {
+            quick_restarts: q,
+            last_start: Some(t),
+            after_ready: 0,
+            in_place: false,
+        };
+        assert!(matches!(
+            record_with(&f, &st(1, 100), write_atomic),
+            Recorded::Replaced
+        ));
+        assert_eq!(fs::metadata(&f).unwrap().len() as usize, STATE_SIZE);
+        assert_eq!(read(&f), st(1, 100));
+        // The filesystem fills: the count still goes up, in the same file.
+        assert!(matches!(record_with(&f, &st(2, 105), full), Recorded::InPlace(_)));
+        assert_eq!(
+            read(&f),
+            State {
+                in_place: true,
+                ..st(2, 105)
+            }
+        );
+        assert_eq!(fs::metadata(&f).unwrap().len() as usize, STATE_SIZE);
+        // An unpadded file of an older version is rewritten too.
+        fs::write(&f, br#"{"quick_restarts":3,"last_start":110}"#).unwrap();
+        assert!(matches!(record_with(&f, &st(4, 120), full), Recorded::InPlace(_)));
+        assert_eq!(
+            read(&f),
+            State {
+                in_place: true,
+                ..st(4, 120)
+            }
+        );
+        // A longer old file: its tail is blanked, never left to be read.
+        fs::write(&f, vec![b'x'; 600]).unwrap();
+        assert!(matches!(record_with(&f, &st(5, 130), full), Recorded::InPlace(_)));
+        assert_eq!(
+            read(&f),
+            State {
+                in_place: true,
+                ..st(5, 130)
+            }
+        );
+        // No file to rewrite: lost, and the caller waits --max.
+        let g = d.path().join("none.json");
+        assert!(matches!(record_with(&g, &st(1, 1), full), Recorded::Lost(_)));
+        assert!(!g.exists());
+        // A symbolic link is not followed.
+        std::os::unix::fs::symlink(&f, &g).unwrap();
+        assert!(matches!(record_with(&g, &st(9, 9), full), Recorded::Lost(_)));
+        assert_eq!(read(&f).quick_restarts, 5);
     }
 }

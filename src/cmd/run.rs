@@ -114,8 +114,18 @@ pub fn run(paths: &Paths, args: &RunArgs) -> Result<i32> {
     make_state_dir(&dir)?;
     let lock = take_lock(&dir)?;
     let pid_path = dir.join(PID_FILE);
-    std::fs::write(&pid_path, format!("{}\n", std::process::id()))
-        .map_err(|e| Error::io("write pid file", &pid_path, e))?;
+    if let Err(e) = std::fs::write(&pid_path, format!("{}\n", std::process::id())) {
+        // A full /run (issue 27) must not keep the bot from starting: the
+        // lock still makes this the only engine; an empty pid file would
+        // read as garbage, a missing one is named by stop with its fix.
+        let _ = std::fs::remove_file(&pid_path);
+        say!(
+            "cannot write the pid file {}: {e}; {}: supervising without it (free space there; jarvisctl stop finds the engine with fuser -v {})",
+            pid_path.display(),
+            jarvis_model::filesystem::describe(&dir),
+            dir.join(LOCK_FILE).display()
+        );
+    }
     let result = (|| {
         let account = Account::resolve(svc.user.as_deref(), svc.group.as_deref())?;
         if account.is_some() && !nix::unistd::geteuid().is_root() {

@@ -40,7 +40,7 @@ impl Engine {
     }
 
     pub(super) fn exited(&mut self, child: Child, status: std::process::ExitStatus) {
-        self.logs.drain();
+        self.drain_output();
         if child.role == Role::Main {
             self.st.main_pid = None;
             say!("main process {} exited, {}", child.pid, describe(&status));

@@ -1,11 +1,18 @@
 //! The program's stdout and stderr: one pipe, read by the engine and
 //! appended to `logs/supervisor.stdout`. Only whole lines are written, so a reopen
 //! (logrotate's rename, then SIGHUP) never splits or loses a line.
+//!
+//! A write that fails (`logs/` full, issue 27) keeps no piece of a line: a
+//! line cut by the failure is taken back out of the file. The lines that
+//! could not be written are counted; the first write that works again puts
+//! "N output line(s) lost ..." in the file before the output, and the
+//! engine says both ends of the streak once, in its own log.
 
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use jarvis_model::error::{Error, Result};
 
@@ -32,7 +39,16 @@ pub struct LogSink {
     file: File,
     pending: Vec<u8>,
     buf: Vec<u8>,
-    write_failed: bool,
+    /// Since when writes fail, and the lines lost since.
+    failing: Option<Failing>,
+    /// Output lines lost since the engine started (state.json).
+    pub lines_lost: u64,
+}
+
+struct Failing {
+    since: Instant,
+    lost: u64,
+    error: std::io::Error,
 }
 
 /// Opens the output file as root would open a file in a directory that the
@@ -66,7 +82,8 @@ impl LogSink {
             file,
             pending: Vec::new(),
             buf: vec![0; READ_SIZE],
-            write_failed: false,
+            failing: None,
+            lines_lost: 0,
         })
     }
 
@@ -89,54 +106,91 @@ impl LogSink {
     pub fn reopen(&mut self) -> Result<()> {
         let file = open(&self.path, self.owner)?;
         self.file = file;
-        self.write_failed = false;
         Ok(())
     }
 
+    /// True while writes fail (the output is being counted and dropped).
+    pub fn failing(&self) -> bool {
+        self.failing.is_some()
+    }
+
     /// Read what is in the pipe (a bounded amount per call) and append the
-    /// complete lines. Returns an error message once per failure streak.
-    pub fn drain(&mut self) -> Option<String> {
-        let mut report = None;
+    /// complete lines. Returns the messages for the engine's log: one when
+    /// writes start failing, one when they work again.
+    pub fn drain(&mut self) -> Vec<String> {
+        let mut said = Vec::new();
         for _ in 0..16 {
             let n = match nix::unistd::read(&self.read, &mut self.buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let chunk = &self.buf[..n];
-            let cut = match chunk.iter().rposition(|&b| b == b'\n') {
+            let cut = match self.buf[..n].iter().rposition(|&b| b == b'\n') {
                 Some(i) => i + 1,
                 None if self.pending.len() + n > MAX_PENDING => n,
                 None => 0,
             };
-            let res = if self.pending.is_empty() {
-                self.file.write_all(&chunk[..cut])
-            } else if cut > 0 {
+            if cut > 0 {
                 // The held partial line, then the rest: no copy of the chunk.
                 // A reopen only happens between drains, so the line still
                 // lands whole in one file.
-                let r = write_both(&mut self.file, &self.pending, &chunk[..cut]);
+                let pending = std::mem::take(&mut self.pending);
+                let buf = std::mem::take(&mut self.buf);
+                self.append(&pending, &buf[..cut], &mut said);
+                self.buf = buf;
+                self.pending = pending;
                 self.pending.clear();
-                r
-            } else {
-                Ok(())
-            };
-            self.pending.extend_from_slice(&chunk[cut..]);
-            match res {
-                Err(e) if !self.write_failed => {
-                    self.write_failed = true;
-                    report = Some(format!(
-                        "cannot write {}: {e}; output is dropped until it works again",
-                        self.path.display()
-                    ));
-                }
-                Ok(()) => self.write_failed = false,
-                _ => {}
             }
+            self.pending.extend_from_slice(&self.buf[cut..n]);
             if n < self.buf.len() {
                 break;
             }
         }
-        report
+        said
+    }
+
+    /// `a` then `b`, whole lines, after the note of a streak that ended.
+    fn append(&mut self, a: &[u8], b: &[u8], said: &mut Vec<String>) {
+        if let Some(f) = &self.failing {
+            let what = if jarvis_model::filesystem::is_full(&f.error) {
+                "was full".to_string()
+            } else {
+                format!("could not be written ({})", f.error)
+            };
+            let note = format!(
+                "jarvisctl run: {} output line(s) lost in {} s while {} {what}\n",
+                f.lost,
+                f.since.elapsed().as_secs(),
+                self.path.display(),
+            );
+            if append_whole(&mut self.file, note.as_bytes(), &[]).is_err() {
+                let lost = lines_in(a, b);
+                self.lost(lost);
+                return;
+            }
+            said.push(note.trim_start_matches("jarvisctl run: ").trim_end().to_string() + "; writing again");
+            self.failing = None;
+        }
+        if let Err((e, lost)) = append_whole(&mut self.file, a, b) {
+            let dir = self.path.parent().unwrap_or(&self.path);
+            said.push(format!(
+                "cannot write {}: {e}; {}: output lines are counted and dropped until it works again; free space there",
+                self.path.display(),
+                jarvis_model::filesystem::describe(dir),
+            ));
+            self.failing = Some(Failing {
+                since: Instant::now(),
+                lost: 0,
+                error: e,
+            });
+            self.lost(lost);
+        }
+    }
+
+    fn lost(&mut self, n: u64) {
+        self.lines_lost = self.lines_lost.saturating_add(n);
+        if let Some(f) = &mut self.failing {
+            f.lost = f.lost.saturating_add(n);
+        }
     }
 
     /// At exit: whatever partial line is left.
@@ -146,19 +200,75 @@ impl LogSink {
     }
 }
 
-/// `a` then `b` with as few writev() calls as the file takes: one, normally.
-fn write_both(file: &mut File, a: &[u8], b: &[u8]) -> std::io::Result<()> {
-    let (mut a, mut b) = (a, b);
-    while !a.is_empty() || !b.is_empty() {
-        let n = match file.write_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)]) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
+/// The lines in `a` then `b`: their newlines, and a piece of a line too
+/// long to hold back (see MAX_PENDING) counts as one.
+fn lines_in(a: &[u8], b: &[u8]) -> u64 {
+    let nl = a.iter().chain(b).filter(|&&c| c == b'\n').count() as u64;
+    let ends_whole = b.last().or(a.last()).is_none_or(|&c| c == b'\n');
+    nl + u64::from(!ends_whole)
+}
+
+/// `a` then `b` with as few writev() calls as the file takes: one,
+/// normally. Whole lines or nothing: when a write fails part way, the cut
+/// line is taken back out of the file (an append-only file of our own:
+/// its end is where we wrote). The error, and the lines not written.
+fn append_whole(file: &mut File, a: &[u8], b: &[u8]) -> std::result::Result<(), (std::io::Error, u64)> {
+    let (mut ra, mut rb) = (a, b);
+    let mut written = 0usize;
+    while !ra.is_empty() || !rb.is_empty() {
+        let res = match file.write_vectored(&[std::io::IoSlice::new(ra), std::io::IoSlice::new(rb)]) {
+            Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => Ok(n),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         };
-        let from_a = n.min(a.len());
-        a = &a[from_a..];
-        b = &b[n - from_a..];
+        let n = match res {
+            Ok(n) => n,
+            Err(e) => {
+                // The written part's last whole line.
+                let at = |i: usize| if i < a.len() { a[i] } else { b[i - a.len()] };
+                let whole = (0..written).rev().find(|&i| at(i) == b'\n').map_or(0, |i| i + 1);
+                let torn = (written - whole) as u64;
+                if torn > 0 {
+                    if let Ok(m) = file.metadata() {
+                        let _ = file.set_len(m.len().saturating_sub(torn));
+                    }
+                }
+                let (la, lb) = if whole <= a.len() {
+                    (&a[whole..], b)
+                } else {
+                    (&[][..], &b[whole - a.len()..])
+                };
+                return Err((e, lines_in(la, lb)));
+            }
+        };
+        written += n;
+        let from_a = n.min(ra.len());
+        ra = &ra[from_a..];
+        rb = &rb[n - from_a..];
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_lines_are_counted_whole() {
+        assert_eq!(lines_in(b"", b""), 0);
+        assert_eq!(lines_in(b"par", b"tial\nb\n"), 2);
+        assert_eq!(lines_in(b"", b"a\nlong piece"), 2);
+    }
+
+    #[test]
+    fn a_write_to_a_full_device_loses_its_lines_and_says_how_many() {
+        let mut full = std::fs::OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .unwrap();
+        let (e, lost) = append_whole(&mut full, b"held ", b"one\ntwo\nthree\n").unwrap_err();
+        assert!(jarvis_model::filesystem::is_full(&e), "{e}");
+        assert_eq!(lost, 3);
+    }
 }

@@ -10,6 +10,7 @@
 pub mod defuse;
 pub mod envfile;
 pub mod error;
+pub mod filesystem;
 pub mod manifest;
 pub mod masking;
 pub mod paths;

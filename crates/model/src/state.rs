@@ -114,6 +114,18 @@ pub struct State {
     /// RESTARTS_KEPT), for the restarts in `status`'s window.
     #[serde(default)]
     pub restarts_unix: Vec<f64>,
+    /// The program's output lines that could not be written to its log
+    /// (`logs/` full), since the engine started. Absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub output_lines_lost: u64,
+    /// Since when the program's output cannot be written (it is counted
+    /// and dropped); absent while it is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_lost_since_unix: Option<f64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How many restart times `state.json` keeps.
@@ -151,10 +163,39 @@ impl StateFile {
             return;
         };
         text.push(b'\n');
-        if std::fs::write(&self.tmp, &text).is_ok() {
-            let _ = std::fs::rename(&self.tmp, &self.path);
+        if std::fs::write(&self.tmp, &text).is_ok() && std::fs::rename(&self.tmp, &self.path).is_ok() {
+            return;
         }
+        // A full filesystem (/run, issue 27): the half-written temporary
+        // file gives its space back, and the state goes over the old file in
+        // place, where that takes no new block, rather than going stale
+        // (status would show a dead pid as running).
+        let _ = std::fs::remove_file(&self.tmp);
+        let _ = rewrite_in_place(&self.path, text);
     }
+}
+
+/// Writes `text` over the file at `path` from offset 0, padded with spaces
+/// (JSON allows them at the end) to cover the old content, only when it
+/// fits in the blocks the file already has. One write, no truncation.
+fn rewrite_in_place(path: &Path, mut text: Vec<u8>) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = f.metadata()?;
+    let old = meta.len() as usize;
+    let allocated = (meta.blocks() * 512) as usize;
+    if text.len() > old.max(allocated) {
+        return Err(std::io::ErrorKind::StorageFull.into());
+    }
+    if text.len() < old {
+        text.pop();
+        text.resize(old - 1, b' ');
+        text.push(b'\n');
+    }
+    f.write_all_at(&text, 0)
 }
 
 #[cfg(test)]
@@ -278,5 +319,26 @@ mod tests {
         assert_eq!(st.state, RunState::Other("auto-restart-queued".into()));
         assert_eq!(st.result.as_str(), "core-dump");
         assert_eq!(write_read(&st).0, text);
+    }
+
+    #[test]
+    fn a_rewrite_in_place_covers_the_old_text_and_never_grows_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("state.json");
+        let st: State = serde_json::from_str(TODAY).unwrap();
+        std::fs::write(&f, format!("{TODAY}{}", " ".repeat(300))).unwrap();
+        let mut text = serde_json::to_vec(&st).unwrap();
+        text.push(b'\n');
+        rewrite_in_place(&f, text.clone()).unwrap();
+        let back = std::fs::read(&f).unwrap();
+        assert_eq!(back.len(), TODAY.len() + 300, "the old tail is covered");
+        let again: State = serde_json::from_slice(&back).expect("reads back");
+        assert_eq!(again.n_restarts, st.n_restarts);
+        // More than the file's blocks hold: refused, the old text stays.
+        let before = std::fs::read(&f).unwrap();
+        let blocks = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&f).unwrap()) as usize * 512;
+        let huge = vec![b' '; blocks.max(before.len()) + 1];
+        assert!(rewrite_in_place(&f, huge).is_err());
+        assert_eq!(std::fs::read(&f).unwrap(), before);
     }
 }
