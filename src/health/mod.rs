@@ -102,6 +102,10 @@ pub fn collect_all(paths: &Paths, thresholds: &Thresholds, crash_window_s: f64) 
         let (v, why) = crashloop::verdict(c);
         raise(&mut st, v, why);
     }
+    // The package's own records (the health samples, the textfile's path).
+    if let Some(dir) = paths.host(Path::new(crate::samples::PATH)).parent() {
+        record::store_space(dir, &mut st);
+    }
     st.exit_code = st.verdict as i32;
     st
 }
