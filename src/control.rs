@@ -250,15 +250,24 @@ fn engine_seen(t: &Target) -> Seen {
     let Some(st) = StateFile::read(&dir) else {
         // No state to read (a damaged state.json): the live engine and
         // its program, as the kernel shows them.
-        if let Holder::Engine { pid, main_pid } = live::holder(&dir, t.paths.is_system()) {
-            return Seen {
-                state: "running (state.json unreadable)".into(),
-                running: main_pid.is_some(),
-                busy: main_pid.is_none(),
-                main_pid,
-                invocation: pid.to_string(),
-                ..Seen::default()
-            };
+        match live::holder(&dir, t.paths.is_system()) {
+            Holder::Engine { pid, main_pid } => {
+                return Seen {
+                    state: "running (state.json unreadable)".into(),
+                    running: main_pid.is_some(),
+                    busy: main_pid.is_none(),
+                    main_pid,
+                    invocation: pid.to_string(),
+                    ..Seen::default()
+                }
+            }
+            Holder::Untrusted(_) => {
+                return Seen {
+                    state: "not running (its lock is held by a process that is not the engine)".into(),
+                    ..Seen::default()
+                }
+            }
+            Holder::Free => {}
         }
         return Seen {
             state: if up { "starting".into() } else { "inactive".into() },
@@ -334,6 +343,10 @@ pub fn stop(t: &Target, bound: Duration) -> Outcome {
         Engine::Systemd => crate::systemd::systemctl(&["stop", "--no-block", UNIT]),
         Engine::JarvisctlRun => signal_engine(t),
     };
+    // No engine was signalled: nothing is on its way to stop, and the stop
+    // did not do what was asked.
+    let refused = asked.is_err() && t.engine == Engine::JarvisctlRun;
+    let bound = if refused { Duration::ZERO } else { bound };
     if let Err(e) = asked {
         out.reasons.push(e);
     }
@@ -343,9 +356,13 @@ pub fn stop(t: &Target, bound: Duration) -> Outcome {
     out.result = end.result.clone();
     out.main_pid = end.main_pid;
     let down = end.down();
-    out.ok = down;
-    out.reached = if down { Reached::Stopped } else { Reached::TimedOut };
-    if !down {
+    out.ok = down && !refused;
+    out.reached = match (refused, down) {
+        (true, _) => Reached::Failed,
+        (false, true) => Reached::Stopped,
+        (false, false) => Reached::TimedOut,
+    };
+    if !down && !refused {
         out.reasons.push(format!(
             "the bot is still {} {:.0} s after the stop was asked (the stop timeout plus 10 s)",
             end.state,

@@ -34,12 +34,15 @@ pub fn dir() -> Option<PathBuf> {
 /// was, and its old last_record_timestamp_seconds fires the stale rule.
 pub fn write(dir: &Path, st: &Status, sample_stored: bool) -> Result<PathBuf> {
     let text = render_with(st, super::now_s(), Some(sample_stored));
-    atomic(dir, &text).or_else(|e| match in_place(&dir.join(FILE), &text) {
-        Ok(p) => {
+    // In place only for a full filesystem: any other failure (a file
+    // swapped in by another user) is reported, never written through.
+    let full = || super::logs_dir::free_bytes(dir).is_some_and(|f| f < super::record::STORE_LOW);
+    atomic(dir, &text).or_else(|e| match full().then(|| in_place(&dir.join(FILE), &text)) {
+        Some(Ok(p)) => {
             Error::new(format!("{e}")).with_note("the metrics were written over the old file in place instead").print();
             Ok(p)
         }
-        Err(_) => Err(e),
+        _ => Err(e),
     })
 }
 
