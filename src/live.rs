@@ -30,7 +30,8 @@ const ENGINE_EXE: &str = "jarvis-engine";
 /// tree under --root).
 pub fn holder(dir: &Path, root_only: bool) -> Holder {
     let lock = dir.join(LOCK_FILE);
-    let (Ok(dir_meta), Ok(lock_meta)) = (std::fs::symlink_metadata(dir), std::fs::symlink_metadata(&lock)) else {
+    let (Ok(dir_meta), Ok(lock_meta)) = (std::fs::symlink_metadata(dir), std::fs::symlink_metadata(&lock))
+    else {
         return Holder::Free;
     };
     let locks = match std::fs::read_to_string("/proc/locks") {
@@ -47,7 +48,11 @@ pub fn holder(dir: &Path, root_only: bool) -> Holder {
             "{} or {} is not owned and writable only by {} (uid {}, mode {:o})",
             dir.display(),
             lock.display(),
-            if root_only { "root" } else { "the state directory's owner" },
+            if root_only {
+                "root"
+            } else {
+                "the state directory's owner"
+            },
             lock_meta.uid(),
             lock_meta.mode() & 0o7777
         ));
@@ -81,8 +86,8 @@ pub fn flock_holder(locks: &str, dev: u64, ino: u64) -> Option<u32> {
 /// The checks that make `pid` the engine: every uid of it is `owner`, its
 /// binary is the engine's, and it holds the lock file (dev, ino) open.
 fn check_engine(pid: u32, owner: u32, dev: u64, ino: u64) -> std::result::Result<(), String> {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("its /proc entry is unreadable: {e}"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("its /proc entry is unreadable: {e}"))?;
     let uids: Vec<u32> = status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
@@ -91,9 +96,13 @@ fn check_engine(pid: u32, owner: u32, dev: u64, ino: u64) -> std::result::Result
     if uids.len() != 4 || uids.iter().any(|&u| u != owner) {
         return Err(format!("it does not run as uid {owner} (its uids: {uids:?})"));
     }
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).map_err(|e| format!("its binary is unreadable: {e}"))?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map_err(|e| format!("its binary is unreadable: {e}"))?;
     // An upgrade replaces the binary under a running engine: "(deleted)".
-    let name = exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = exe
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if name.trim_end_matches(" (deleted)") != ENGINE_EXE {
         return Err(format!("its binary is {}, not {ENGINE_EXE}", exe.display()));
     }
@@ -112,7 +121,10 @@ fn check_engine(pid: u32, owner: u32, dev: u64, ino: u64) -> std::result::Result
 fn main_child(engine: u32) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let (_, rest) = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?.rsplit_once(") ").map(|(a, b)| (a.to_string(), b.to_string()))?;
+        let (_, rest) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()?
+            .rsplit_once(") ")
+            .map(|(a, b)| (a.to_string(), b.to_string()))?;
         let f: Vec<&str> = rest.split_whitespace().collect();
         let (ppid, pgrp): (u32, u32) = (f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?);
         (ppid == engine && pgrp == pid).then_some(pid)
@@ -123,7 +135,13 @@ fn main_child(engine: u32) -> Option<u32> {
 /// time of the process, which no change of the wall clock moves).
 pub fn started_boot_s(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let ticks: u64 = stat.rsplit_once(") ")?.1.split_whitespace().nth(19)?.parse().ok()?;
+    let ticks: u64 = stat
+        .rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
     (hz > 0).then(|| ticks as f64 / hz as f64)
 }
@@ -140,8 +158,15 @@ mod tests {
                      2: -> FLOCK  ADVISORY  WRITE 5151 00:1a:1234 0 EOF\n\
                      3: FLOCK  ADVISORY  WRITE 6000 08:01:1234 0 EOF\n";
         assert_eq!(flock_holder(locks, dev, 1234), Some(4242));
-        assert_eq!(flock_holder(locks, dev, 999), None, "a POSIX lock is not the engine's flock");
-        assert_eq!(flock_holder(locks, nix::sys::stat::makedev(8, 1), 1234), Some(6000));
+        assert_eq!(
+            flock_holder(locks, dev, 999),
+            None,
+            "a POSIX lock is not the engine's flock"
+        );
+        assert_eq!(
+            flock_holder(locks, nix::sys::stat::makedev(8, 1), 1234),
+            Some(6000)
+        );
         assert_eq!(flock_holder(locks, dev, 5), None);
     }
 
@@ -155,7 +180,8 @@ mod tests {
         let _held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
         match holder(dir.path(), false) {
             Holder::Untrusted(why) => assert!(
-                why.contains(&format!("pid {} holds", std::process::id())) && why.contains("not jarvis-engine"),
+                why.contains(&format!("pid {} holds", std::process::id()))
+                    && why.contains("not jarvis-engine"),
                 "{why}"
             ),
             other => panic!("{other:?}"),

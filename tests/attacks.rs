@@ -1489,13 +1489,23 @@ fn a_lock_the_service_user_holds_never_turns_stop_on_another_process() {
     let mut decoy = std::process::Command::new("sleep").arg("600").spawn().unwrap();
     let decoy_pid = decoy.id();
     h.write("run/jarvis-supervisor-run/run.pid", &format!("{decoy_pid}\n"));
-    let mut holder = nobody_sh(&format!("exec flock -x {} sleep 600", dir.join("run.lock").display()))
-        .spawn()
-        .expect("setpriv and flock (util-linux)");
-    let held = || fs::read_to_string("/proc/locks").unwrap().contains(&format!(" {} ", holder.id()));
+    let mut holder = nobody_sh(&format!(
+        "exec flock -x {} sleep 600",
+        dir.join("run.lock").display()
+    ))
+    .spawn()
+    .expect("setpriv and flock (util-linux)");
+    let held = || {
+        fs::read_to_string("/proc/locks")
+            .unwrap()
+            .contains(&format!(" {} ", holder.id()))
+    };
     let t0 = Instant::now();
     while !held() {
-        assert!(t0.elapsed() < Duration::from_secs(5), "the service user's flock did not take the lock");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the service user's flock did not take the lock"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let stop = h.run(&["stop", "--timeout", "1"], false);
@@ -1513,10 +1523,15 @@ fn a_lock_the_service_user_holds_never_turns_stop_on_another_process() {
     assert!(holder_alive, "stop signalled the service user's process: {said}");
     assert_eq!(stop.out.status.code(), Some(1), "{said}");
     assert!(
-        said.contains(&format!("is held, but not by the engine: pid {} holds", holder.id()))
-            && said.contains("it does not run as uid 0"),
+        said.contains(&format!(
+            "is held, but not by the engine: pid {} holds",
+            holder.id()
+        )) && said.contains("it does not run as uid 0"),
         "{said}"
     );
     assert_eq!(status.out.status.code(), Some(2), "{status_said}");
-    assert!(status_said.contains("its lock is held by a process that is not the engine"), "{status_said}");
+    assert!(
+        status_said.contains("its lock is held by a process that is not the engine"),
+        "{status_said}"
+    );
 }

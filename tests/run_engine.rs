@@ -2879,17 +2879,31 @@ fn a_corrupt_state_json_or_run_pid_is_named_rebuilt_and_stop_still_works() {
     fs::write(dir.join("run.pid"), "garbage\n").unwrap();
     let s = status_doc(&t);
     let reasons = s["reasons"].to_string();
-    eprintln!("status with state.json truncated: state {} main_pid {} reasons {reasons}", s["state"], s["main_pid"]);
+    eprintln!(
+        "status with state.json truncated: state {} main_pid {} reasons {reasons}",
+        s["state"], s["main_pid"]
+    );
     assert_eq!(s["state"], "active", "{s}");
     assert_eq!(s["main_pid"].as_i64(), Some(i64::from(program)), "{s}");
     assert_eq!(s["verdict"], "WARNING", "{s}");
-    assert!(reasons.contains("state.json is corrupt (truncated: it ends at line"), "{reasons}");
-    assert!(reasons.contains(&format!("jarvisctl run (pid {engine}, the holder of its lock) is running")), "{reasons}");
+    assert!(
+        reasons.contains("state.json is corrupt (truncated: it ends at line"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains(&format!(
+            "jarvisctl run (pid {engine}, the holder of its lock) is running"
+        )),
+        "{reasons}"
+    );
     assert!(!reasons.contains("not running"), "{reasons}");
     assert!(s["uptime_s"].as_f64().is_some_and(|u| u > 0.0 && u < 60.0), "{s}");
     let human = t.cmd().arg("status").output().unwrap();
     let human = String::from_utf8_lossy(&human.stdout);
-    assert!(human.contains("is corrupt") && !human.contains("not running"), "{human}");
+    assert!(
+        human.contains("is corrupt") && !human.contains("not running"),
+        "{human}"
+    );
 
     // 2. Let go: the engine writes both files again from what it knows.
     signal(engine, "CONT");
@@ -2898,10 +2912,26 @@ fn a_corrupt_state_json_or_run_pid_is_named_rebuilt_and_stop_still_works() {
         t.state()["main_pid"].as_i64() == Some(i64::from(program))
             && fs::read_to_string(&pid_file).is_ok_and(|p| p == format!("{engine}\n"))
     });
-    assert!(rebuilt, "state {} run.pid {:?}\n{}", t.state(), fs::read_to_string(&pid_file), t.messages());
+    assert!(
+        rebuilt,
+        "state {} run.pid {:?}\n{}",
+        t.state(),
+        fs::read_to_string(&pid_file),
+        t.messages()
+    );
     assert_eq!(t.state()["state"], "running");
-    assert!(t.messages().contains("state.json was changed by another process: written again from the live state"), "{}", t.messages());
-    assert!(t.messages().contains("run.pid was changed by another process: written again"), "{}", t.messages());
+    assert!(
+        t.messages()
+            .contains("state.json was changed by another process: written again from the live state"),
+        "{}",
+        t.messages()
+    );
+    assert!(
+        t.messages()
+            .contains("run.pid was changed by another process: written again"),
+        "{}",
+        t.messages()
+    );
     assert_eq!(status_doc(&t)["verdict"], "OK");
 
     // 3. run.pid names another process (a decoy), state.json truncated
@@ -2925,13 +2955,25 @@ fn a_corrupt_state_json_or_run_pid_is_named_rebuilt_and_stop_still_works() {
     let said = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
     eprintln!("stop with a garbage run.pid: {}{}", said.trim(), err.trim());
-    assert!(asked, "stop sent no SIGTERM to the engine (pid {engine}): {said}{err}");
+    assert!(
+        asked,
+        "stop sent no SIGTERM to the engine (pid {engine}): {said}{err}"
+    );
     assert_eq!(out.status.code(), Some(0), "{said}{err}");
-    assert!(said.contains(&format!("stop: stopped (main pid {program} was running)")), "{said}");
-    assert!(err.contains(&format!("does not name the engine (pid {engine}")), "{err}");
+    assert!(
+        said.contains(&format!("stop: stopped (main pid {program} was running)")),
+        "{said}"
+    );
+    assert!(
+        err.contains(&format!("does not name the engine (pid {engine}")),
+        "{err}"
+    );
     assert_eq!(t.wait_exit(10), 0);
     assert!(!alive(program));
-    assert!(alive(decoy.id() as i32), "the decoy named in run.pid was signalled");
+    assert!(
+        alive(decoy.id() as i32),
+        "the decoy named in run.pid was signalled"
+    );
     let _ = decoy.kill();
     let _ = decoy.wait();
     assert_eq!(t.state()["state"], "stopped");
@@ -2958,7 +3000,15 @@ fn a_wall_clock_jump_ages_neither_the_ping_nor_the_uptime() {
     let program = main_pid(&st);
     let started = |pid: i32| -> f64 {
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let ticks: f64 = stat.rsplit_once(") ").unwrap().1.split_whitespace().nth(19).unwrap().parse().unwrap();
+        let ticks: f64 = stat
+            .rsplit_once(") ")
+            .unwrap()
+            .1
+            .split_whitespace()
+            .nth(19)
+            .unwrap()
+            .parse()
+            .unwrap();
         ticks / 100.0
     };
     let gap = started(program) - started(engine);
@@ -2976,14 +3026,23 @@ fn a_wall_clock_jump_ages_neither_the_ping_nor_the_uptime() {
         let age = got["watchdog"]["last_ping_age_s"].as_f64().unwrap();
         let up = got["uptime_s"].as_f64().unwrap();
         let engine_up = {
-            let now: f64 = fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
+            let now: f64 = fs::read_to_string("/proc/uptime")
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
             now - started(engine)
         };
         eprintln!("wall clock moved {jump:+} s: ping age {age:.2} s, uptime {up:.2} s (engine up {engine_up:.2} s), reasons {}", got["reasons"]);
         assert!(age < 3.0, "ping age {age} with WatchdogSec=3s: {got}");
         assert!(!got["reasons"].to_string().contains("ping"), "{got}");
         assert_eq!(got["verdict"], "OK", "{got}");
-        assert!(up < engine_up - 0.25 && up > 0.0, "uptime {up} s is not the bot's (engine up {engine_up} s)");
+        assert!(
+            up < engine_up - 0.25 && up > 0.0,
+            "uptime {up} s is not the bot's (engine up {engine_up} s)"
+        );
     }
 }
 
@@ -3009,8 +3068,16 @@ impl Tmpfs {
         let mut f = File::create(self.0.join("filler")).unwrap();
         let block = vec![0u8; 4096];
         while f.write_all(&block).is_ok() {}
-        let free = Command::new("stat").args(["-f", "-c", "%a"]).arg(&self.0).output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&free.stdout).trim(), "0", "the tmpfs is not full");
+        let free = Command::new("stat")
+            .args(["-f", "-c", "%a"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&free.stdout).trim(),
+            "0",
+            "the tmpfs is not full"
+        );
     }
 }
 
@@ -3033,8 +3100,13 @@ fn ping_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
             let Ok(mut s) = conn else { continue };
             let mut line = String::new();
             let _ = BufReader::new(&s).read_line(&mut line);
-            seen.lock().unwrap().push(line.split_whitespace().nth(1).unwrap_or("").to_string());
-            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK");
+            seen.lock()
+                .unwrap()
+                .push(line.split_whitespace().nth(1).unwrap_or("").to_string());
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK"
+            );
         }
     });
     (format!("http://127.0.0.1:{port}/hc-secret"), paths)
@@ -3070,11 +3142,16 @@ fn a_full_var_lib_still_pings_and_the_metrics_say_so() {
 
     let s = status_doc(&t);
     let reasons = s["reasons"].to_string();
-    eprintln!("status, /var/lib full: verdict {} reasons {reasons}", s["verdict"]);
+    eprintln!(
+        "status, /var/lib full: verdict {} reasons {reasons}",
+        s["verdict"]
+    );
     assert_eq!(s["verdict"], "WARNING", "{s}");
     assert!(
-        reasons.contains(&format!("the filesystem of {} is full (0 KiB free)", store.display()))
-            && reasons.contains(&format!("du -xh --max-depth=2 {}", store.display())),
+        reasons.contains(&format!(
+            "the filesystem of {} is full (0 KiB free)",
+            store.display()
+        )) && reasons.contains(&format!("du -xh --max-depth=2 {}", store.display())),
         "{reasons}"
     );
 
@@ -3087,7 +3164,11 @@ fn a_full_var_lib_still_pings_and_the_metrics_say_so() {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        eprintln!("status --record, textfile in {}: exit {:?}\n{err}", textfile.display(), out.status.code());
+        eprintln!(
+            "status --record, textfile in {}: exit {:?}\n{err}",
+            textfile.display(),
+            out.status.code()
+        );
         // The ping arrived, with the WARNING's code (1).
         assert!(
             until(5, || pings.lock().unwrap().len() > before),
@@ -3095,13 +3176,29 @@ fn a_full_var_lib_still_pings_and_the_metrics_say_so() {
         );
         assert_eq!(pings.lock().unwrap()[before], "/hc-secret/1");
         assert_eq!(out.status.code(), Some(3), "{err}");
-        assert!(err.contains("No space left on device") && err.contains("the heartbeat was pinged"), "{err}");
-        assert!(!err.contains("hc-secret"), "the ping URL's secret was printed: {err}");
+        assert!(
+            err.contains("No space left on device") && err.contains("the heartbeat was pinged"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("hc-secret"),
+            "the ping URL's secret was printed: {err}"
+        );
         let prom = fs::read_to_string(textfile.join("jarvis_supervisor.prom")).unwrap();
         assert!(prom.contains("\njarvis_supervisor_sample_stored 0\n"), "{prom}");
-        assert!(prom.contains("\njarvis_supervisor_up 1\n") && prom.contains("\njarvis_supervisor_verdict 1\n"), "{prom}");
-        assert!(!prom.contains("timestamp_seconds 1000\n"), "the stale record is still there: {prom}");
+        assert!(
+            prom.contains("\njarvis_supervisor_up 1\n") && prom.contains("\njarvis_supervisor_verdict 1\n"),
+            "{prom}"
+        );
+        assert!(
+            !prom.contains("timestamp_seconds 1000\n"),
+            "the stale record is still there: {prom}"
+        );
     }
-    assert_eq!(fs::read_to_string(store.join("samples.jsonl")).unwrap(), "", "a sample was stored on a full filesystem?");
+    assert_eq!(
+        fs::read_to_string(store.join("samples.jsonl")).unwrap(),
+        "",
+        "a sample was stored on a full filesystem?"
+    );
     drop(full);
 }

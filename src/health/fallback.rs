@@ -4,13 +4,13 @@
 
 use super::{raise, Status, Verdict};
 use crate::control::state_dir;
+use crate::live::{self, Holder};
 use jarvis_engine::leftovers;
 use jarvis_engine::logsink::OUTPUT_FILE;
 use jarvis_engine::members::Cgroup;
 use jarvis_model::masking::Masker;
 use jarvis_model::paths::Paths;
 use jarvis_model::service::{self, Service};
-use crate::live::{self, Holder};
 use jarvis_model::state::{self, now_boot, now_unix, Read, RunState, StateFile};
 use jarvis_model::unit::Unit;
 
@@ -71,7 +71,7 @@ pub fn collect(paths: &Paths, unit: Option<&Unit>, st: &mut Status, crash_window
     st.supervisor = Some("jarvisctl run".into());
     let dir = state_dir(paths);
     let state = match StateFile::check(&dir) {
-        Read::Ok(state) => Some(state),
+        Read::Ok(state) => Some(*state),
         Read::Missing => None,
         Read::Corrupt(why) => {
             from_the_kernel(paths, unit, &dir, Some(&why), st);
@@ -174,7 +174,13 @@ fn memory_max(unit: Option<&Unit>, st: &mut Status) {
 
 /// No state to read while the engine's lock is held (state.json damaged
 /// or gone): what runs, as the kernel shows it, and the file named.
-fn from_the_kernel(paths: &Paths, unit: Option<&Unit>, dir: &std::path::Path, corrupt: Option<&str>, st: &mut Status) {
+fn from_the_kernel(
+    paths: &Paths,
+    unit: Option<&Unit>,
+    dir: &std::path::Path,
+    corrupt: Option<&str>,
+    st: &mut Status,
+) {
     let file = dir.join("state.json");
     let damage = match corrupt {
         Some(why) => format!("{} is corrupt ({why})", file.display()),
@@ -194,7 +200,9 @@ fn from_the_kernel(paths: &Paths, unit: Option<&Unit>, dir: &std::path::Path, co
             st.uptime_s = main_pid
                 .and_then(live::started_boot_s)
                 .map(|s| (now_boot() - s).max(0.0));
-            st.memory.current_bytes = main_pid.and_then(|p| i32::try_from(p).ok()).and_then(rss_of_group);
+            st.memory.current_bytes = main_pid
+                .and_then(|p| i32::try_from(p).ok())
+                .and_then(rss_of_group);
             let what = match main_pid {
                 Some(m) => format!("the bot runs (main pid {m})"),
                 None => "no program of its runs yet".into(),
@@ -246,9 +254,14 @@ fn crash_loop(state: &jarvis_model::state::State, window_s: f64) -> super::Crash
         .down_since_unix
         .map(|t| state::age(state.down_since_boot_s, t, boot, now));
     // The boot clock's record when the engine kept one for each restart.
-    let boot_kept = !state.restarts_boot_s.is_empty() && state.restarts_boot_s.len() == state.restarts_unix.len();
+    let boot_kept =
+        !state.restarts_boot_s.is_empty() && state.restarts_boot_s.len() == state.restarts_unix.len();
     let ages: Vec<f64> = if boot_kept {
-        state.restarts_boot_s.iter().map(|&t| state::age(Some(t), 0.0, boot, now)).collect()
+        state
+            .restarts_boot_s
+            .iter()
+            .map(|&t| state::age(Some(t), 0.0, boot, now))
+            .collect()
     } else {
         state.restarts_unix.iter().map(|&t| now - t).collect()
     };

@@ -87,8 +87,14 @@ mod tests {
     fn a_full_store_is_named_with_its_path_and_what_to_free() {
         let dir = Path::new("/var/lib/jarvis-supervisor");
         let why = store_full(dir, 12 * 1024).expect("12 KiB free is full");
-        assert!(why.starts_with("the filesystem of /var/lib/jarvis-supervisor is full (12 KiB free)"), "{why}");
-        assert!(why.contains("du -xh --max-depth=2 /var/lib/jarvis-supervisor"), "{why}");
+        assert!(
+            why.starts_with("the filesystem of /var/lib/jarvis-supervisor is full (12 KiB free)"),
+            "{why}"
+        );
+        assert!(
+            why.contains("du -xh --max-depth=2 /var/lib/jarvis-supervisor"),
+            "{why}"
+        );
         assert_eq!(store_full(dir, STORE_LOW), None);
     }
 }

@@ -39,7 +39,9 @@ pub fn write(dir: &Path, st: &Status, sample_stored: bool) -> Result<PathBuf> {
     let full = || super::logs_dir::free_bytes(dir).is_some_and(|f| f < super::record::STORE_LOW);
     atomic(dir, &text).or_else(|e| match full().then(|| in_place(&dir.join(FILE), &text)) {
         Some(Ok(p)) => {
-            Error::new(format!("{e}")).with_note("the metrics were written over the old file in place instead").print();
+            Error::new(format!("{e}"))
+                .with_note("the metrics were written over the old file in place instead")
+                .print();
             Ok(p)
         }
         _ => Err(e),
@@ -62,7 +64,10 @@ fn in_place(path: &Path, text: &str) -> Result<PathBuf> {
     }
     // Only within the blocks the file has: a longer text needs new ones.
     if text.len() as u64 > m.blocks() * 512 {
-        return Err(Error::new(format!("{}: no room for the new metrics", path.display())));
+        return Err(Error::new(format!(
+            "{}: no room for the new metrics",
+            path.display()
+        )));
     }
     f.write_all(text.as_bytes())
         .and_then(|()| f.set_len(text.len() as u64))
@@ -140,7 +145,6 @@ fn label(v: &str) -> String {
     }
     out
 }
-
 
 /// The metric families, Prometheus' conventions: counters end in `_total`,
 /// times are unix `_timestamp_seconds`/`_start_time_seconds` (a scrape

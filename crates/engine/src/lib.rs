@@ -427,7 +427,10 @@ impl Engine {
         if touched.pid && std::fs::read_to_string(&pid_path).ok().as_deref() != Some(ours.as_str()) {
             let tmp = self.state_dir.join(".run.pid.tmp");
             match std::fs::write(&tmp, &ours).and_then(|()| std::fs::rename(&tmp, &pid_path)) {
-                Ok(()) => say!("{PID_FILE} was changed by another process: written again ({})", ours.trim()),
+                Ok(()) => say!(
+                    "{PID_FILE} was changed by another process: written again ({})",
+                    ours.trim()
+                ),
                 Err(e) => say!("{PID_FILE} was changed by another process and cannot be written again: {e}"),
             }
         }

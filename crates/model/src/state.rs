@@ -161,7 +161,7 @@ pub enum Read {
     /// A file that is not an engine's state: truncated, emptied, garbage.
     /// The text says what is wrong with it, never its content.
     Corrupt(String),
-    Ok(State),
+    Ok(Box<State>),
 }
 
 /// state.json is a few hundred bytes; more is not the engine's.
@@ -186,7 +186,7 @@ impl StateFile {
     /// The last state written, if any (what `jarvisctl status` reads).
     pub fn read(dir: &Path) -> Option<State> {
         match StateFile::check(dir) {
-            Read::Ok(st) => Some(st),
+            Read::Ok(st) => Some(*st),
             _ => None,
         }
     }
@@ -212,12 +212,14 @@ impl StateFile {
         }
         // Where it breaks, never what it holds (serde's message may quote it).
         match serde_json::from_slice(&text) {
-            Ok(st) => Read::Ok(st),
+            Ok(st) => Read::Ok(Box::new(st)),
             Err(e) => {
                 let at = format!("line {} column {}, {} bytes", e.line(), e.column(), text.len());
                 Read::Corrupt(match e.classify() {
                     serde_json::error::Category::Eof => format!("truncated: it ends at {at}"),
-                    serde_json::error::Category::Data => format!("not the engine's state: a wrong field at {at}"),
+                    serde_json::error::Category::Data => {
+                        format!("not the engine's state: a wrong field at {at}")
+                    }
                     _ => format!("not the engine's JSON: broken at {at}"),
                 })
             }
@@ -386,7 +388,10 @@ mod tests {
         }
         std::fs::write(&p, &wrong).unwrap();
         match StateFile::check(dir.path()) {
-            Read::Corrupt(why) => assert!(why.starts_with("not the engine's state") && !why.contains("secret"), "{why}"),
+            Read::Corrupt(why) => assert!(
+                why.starts_with("not the engine's state") && !why.contains("secret"),
+                "{why}"
+            ),
             other => panic!("{other:?}"),
         }
     }
@@ -414,7 +419,10 @@ mod tests {
         let (now_boot, now_unix) = (5000.0, 1_796_000_000.0);
         let jumped = now_unix + 10_800.0;
         assert_eq!(age(Some(4998.0), now_unix - 2.0, now_boot, jumped), 2.0);
-        assert_eq!(age(Some(4998.0), now_unix - 2.0, now_boot, now_unix - 10_800.0), 2.0);
+        assert_eq!(
+            age(Some(4998.0), now_unix - 2.0, now_boot, now_unix - 10_800.0),
+            2.0
+        );
         assert_eq!(age(None, now_unix - 2.0, now_boot, now_unix), 2.0);
         // A boot stamp from after now is not this boot's: the wall clock.
         assert_eq!(age(Some(9000.0), now_unix - 7.0, now_boot, now_unix), 7.0);
