@@ -370,7 +370,7 @@ impl Engine {
     }
 
     fn save(&mut self) {
-        self.statefile.write(&self.st);
+        let _ = self.statefile.write(&self.st);
         self.last_save = Instant::now();
         self.flush_at = None;
     }
@@ -419,8 +419,12 @@ impl Engine {
         let Some(w) = &self.watch else { return };
         let touched = w.touched("state.json", PID_FILE);
         if touched.state && !self.statefile.intact() {
-            say!("state.json was changed by another process: written again from the live state");
             self.save();
+            if self.statefile.intact() {
+                say!("state.json was changed by another process: written again from the live state");
+            } else {
+                say!("state.json was changed by another process and cannot be written again (is /run full?): status reads the live engine until the next write");
+            }
         }
         let pid_path = self.state_dir.join(PID_FILE);
         let ours = format!("{}\n", std::process::id());

@@ -226,15 +226,18 @@ impl StateFile {
         }
     }
 
-    /// Best effort: a full disk must not stop the supervision.
-    pub fn write(&mut self, st: &State) {
+    /// Best effort: a full disk must not stop the supervision. Whether
+    /// the file now holds `st`.
+    pub fn write(&mut self, st: &State) -> bool {
         let Ok(mut text) = serde_json::to_vec_pretty(st) else {
-            return;
+            return false;
         };
         text.push(b'\n');
-        if std::fs::write(&self.tmp, &text).is_ok() && std::fs::rename(&self.tmp, &self.path).is_ok() {
+        let done = std::fs::write(&self.tmp, &text).is_ok() && std::fs::rename(&self.tmp, &self.path).is_ok();
+        if done {
             self.written = text;
         }
+        done
     }
 
     /// Whether the file still holds what the last write put there: false
