@@ -16,6 +16,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Serialize;
 
+use crate::live::{self, Holder};
 use crate::pause::Pause;
 use jarvis_engine::{LOCK_FILE, PID_FILE, STATE_DIR};
 use jarvis_model::error::Result;
@@ -247,6 +248,27 @@ fn engine_seen(t: &Target) -> Seen {
     let dir = t.state_dir();
     let up = lock_held(&dir.join(LOCK_FILE));
     let Some(st) = StateFile::read(&dir) else {
+        // No state to read (a damaged state.json): the live engine and
+        // its program, as the kernel shows them.
+        match live::holder(&dir, t.paths.is_system()) {
+            Holder::Engine { pid, main_pid } => {
+                return Seen {
+                    state: "running (state.json unreadable)".into(),
+                    running: main_pid.is_some(),
+                    busy: main_pid.is_none(),
+                    main_pid,
+                    invocation: pid.to_string(),
+                    ..Seen::default()
+                }
+            }
+            Holder::Untrusted(_) => {
+                return Seen {
+                    state: "not running (its lock is held by a process that is not the engine)".into(),
+                    ..Seen::default()
+                }
+            }
+            Holder::Free => {}
+        }
         return Seen {
             state: if up { "starting".into() } else { "inactive".into() },
             busy: up,
@@ -321,6 +343,10 @@ pub fn stop(t: &Target, bound: Duration) -> Outcome {
         Engine::Systemd => crate::systemd::systemctl(&["stop", "--no-block", UNIT]),
         Engine::JarvisctlRun => signal_engine(t),
     };
+    // No engine was signalled: nothing is on its way to stop, and the stop
+    // did not do what was asked.
+    let refused = asked.is_err() && t.engine == Engine::JarvisctlRun;
+    let bound = if refused { Duration::ZERO } else { bound };
     if let Err(e) = asked {
         out.reasons.push(e);
     }
@@ -330,9 +356,13 @@ pub fn stop(t: &Target, bound: Duration) -> Outcome {
     out.result = end.result.clone();
     out.main_pid = end.main_pid;
     let down = end.down();
-    out.ok = down;
-    out.reached = if down { Reached::Stopped } else { Reached::TimedOut };
-    if !down {
+    out.ok = down && !refused;
+    out.reached = match (refused, down) {
+        (true, _) => Reached::Failed,
+        (false, true) => Reached::Stopped,
+        (false, false) => Reached::TimedOut,
+    };
+    if !down && !refused {
         out.reasons.push(format!(
             "the bot is still {} {:.0} s after the stop was asked (the stop timeout plus 10 s)",
             end.state,
@@ -349,24 +379,36 @@ pub fn stop(t: &Target, bound: Duration) -> Outcome {
     out
 }
 
-/// SIGTERM to `jarvisctl run` (pid file), when it runs.
+/// SIGTERM to `jarvisctl run`, when it runs: the process that holds its
+/// lock, once checked to be the engine (live.rs). The pid file is not
+/// trusted: garbage there must neither block the stop nor aim it at another
+/// process.
 fn signal_engine(t: &Target) -> std::result::Result<(), String> {
     let dir = t.state_dir();
-    if !lock_held(&dir.join(LOCK_FILE)) {
-        return Ok(());
-    }
+    let lock = dir.join(LOCK_FILE);
+    let pid = match live::holder(&dir, t.paths.is_system()) {
+        Holder::Free => return Ok(()),
+        Holder::Engine { pid, .. } => pid,
+        Holder::Untrusted(why) => {
+            return Err(format!(
+                "the lock {} is held, but not by the engine: {why}; see who holds it: fuser -v {}",
+                lock.display(),
+                lock.display()
+            ))
+        }
+    };
     let pid_path = dir.join(PID_FILE);
-    let pid: i32 = std::fs::read_to_string(&pid_path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| {
-            format!(
-                "the lock {} is held but the pid file {} is missing or unreadable; find the engine with: fuser -v {}",
-                dir.join(LOCK_FILE).display(),
-                pid_path.display(),
-                dir.join(LOCK_FILE).display()
-            )
-        })?;
+    let said = std::fs::read_to_string(&pid_path).ok();
+    let said = said.as_deref().map(str::trim);
+    if said != Some(pid.to_string().as_str()) {
+        // Said, not obeyed: the engine writes the file again itself.
+        eprintln!(
+            "stop: {} does not name the engine (pid {pid}, the holder of {}): stopping pid {pid}",
+            pid_path.display(),
+            lock.display()
+        );
+    }
+    let pid = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
     kill(Pid::from_raw(pid), Signal::SIGTERM)
         .map_err(|e| format!("cannot send SIGTERM to jarvisctl run (pid {pid}): {e}"))
 }

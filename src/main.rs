@@ -18,6 +18,7 @@ mod health;
 mod heartbeat;
 mod interpreter;
 mod listener;
+mod live;
 mod logread;
 mod output;
 mod pause;

@@ -1468,3 +1468,70 @@ print(os.path.relpath(pyc, os.path.dirname(os.path.dirname(src))))
     }
     println!("figures: planted {pyc} (the source's mtime and size; python3 ran it); check, check --json, status and status --json name it");
 }
+
+/// Issue 27, item 9: `stop` finds the engine from its lock, not from
+/// run.pid, and the lock's holder must prove it is the engine. Here no
+/// engine runs; the service user takes the engine's lock (run.lock is
+/// readable, and a read-only descriptor can be flocked), and run.pid names
+/// a root process (the test's decoy) as a damaged file might. Root's
+/// `stop` signals neither the decoy nor the service user's process, and
+/// says that the lock is held by a process that is not the engine;
+/// `status` says the same, CRITICAL.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn a_lock_the_service_user_holds_never_turns_stop_on_another_process() {
+    let h = Host::new();
+    let dir = h.path("run/jarvis-supervisor-run");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    h.write("run/jarvis-supervisor-run/run.lock", "");
+    fs::set_permissions(dir.join("run.lock"), fs::Permissions::from_mode(0o644)).unwrap();
+    let mut decoy = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+    let decoy_pid = decoy.id();
+    h.write("run/jarvis-supervisor-run/run.pid", &format!("{decoy_pid}\n"));
+    let mut holder = nobody_sh(&format!(
+        "exec flock -x {} sleep 600",
+        dir.join("run.lock").display()
+    ))
+    .spawn()
+    .expect("setpriv and flock (util-linux)");
+    let held = || {
+        fs::read_to_string("/proc/locks")
+            .unwrap()
+            .contains(&format!(" {} ", holder.id()))
+    };
+    let t0 = Instant::now();
+    while !held() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the service user's flock did not take the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stop = h.run(&["stop", "--timeout", "1"], false);
+    let said = stop.all();
+    let status = h.run(&["status"], false);
+    let status_said = status.all();
+    let holder_alive = fs::metadata(format!("/proc/{}", holder.id())).is_ok();
+    let decoy_alive = fs::metadata(format!("/proc/{decoy_pid}")).is_ok();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let _ = decoy.kill();
+    let _ = decoy.wait();
+    eprintln!("stop said:\n{said}\nstatus said:\n{status_said}");
+    assert!(decoy_alive, "stop signalled the pid run.pid named: {said}");
+    assert!(holder_alive, "stop signalled the service user's process: {said}");
+    assert_eq!(stop.out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "is held, but not by the engine: pid {} holds",
+            holder.id()
+        )) && said.contains("it does not run as uid 0"),
+        "{said}"
+    );
+    assert_eq!(status.out.status.code(), Some(2), "{status_said}");
+    assert!(
+        status_said.contains("its lock is held by a process that is not the engine"),
+        "{status_said}"
+    );
+}

@@ -37,8 +37,8 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
     };
     if args.record {
         // The timer's run: it succeeds whatever the check found; the ping
-        // carries the verdict.
-        heartbeat(health::record::record(paths, &history)?);
+        // carries the verdict, and goes before any file is written.
+        health::record::record(paths, &history, heartbeat)?;
         return Ok(0);
     }
     if !args.host.is_empty() || args.hosts.is_some() {

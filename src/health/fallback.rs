@@ -4,13 +4,14 @@
 
 use super::{raise, Status, Verdict};
 use crate::control::state_dir;
+use crate::live::{self, Holder};
 use jarvis_engine::leftovers;
 use jarvis_engine::logsink::OUTPUT_FILE;
 use jarvis_engine::members::Cgroup;
 use jarvis_model::masking::Masker;
 use jarvis_model::paths::Paths;
 use jarvis_model::service::{self, Service};
-use jarvis_model::state::{now_unix, RunState, StateFile};
+use jarvis_model::state::{self, now_boot, now_unix, Read, RunState, StateFile};
 use jarvis_model::unit::Unit;
 
 fn alive_engine(pid: u32) -> bool {
@@ -68,10 +69,22 @@ fn survivors(paths: &Paths, cgroup: Option<std::path::PathBuf>, st: &mut Status)
 /// neither a unit nor an engine state, and there is nothing to say.
 pub fn collect(paths: &Paths, unit: Option<&Unit>, st: &mut Status, crash_window_s: f64) -> bool {
     st.supervisor = Some("jarvisctl run".into());
-    let state = StateFile::read(&state_dir(paths));
+    let dir = state_dir(paths);
+    let state = match StateFile::check(&dir) {
+        Read::Ok(state) => Some(*state),
+        Read::Missing => None,
+        Read::Corrupt(why) => {
+            from_the_kernel(paths, unit, &dir, Some(&why), st);
+            return true;
+        }
+    };
     let Some(state) = state else {
         if unit.is_none() {
             return false;
+        }
+        if live::holder(&dir, paths.is_system()) != Holder::Free {
+            from_the_kernel(paths, unit, &dir, None, st);
+            return true;
         }
         st.state = "inactive".into();
         raise(
@@ -125,41 +138,134 @@ pub fn collect(paths: &Paths, unit: Option<&Unit>, st: &mut Status, crash_window
     if !engine_up {
         survivors(paths, state.cgroup.clone(), st);
     }
-    let now = now_unix();
+    let (now, boot) = (now_unix(), now_boot());
+    // The bot's own start, from the kernel's start time of its process
+    // (the boot clock); the engine's start only when /proc does not say.
+    let bot_age = state
+        .main_pid
+        .and_then(|p| u32::try_from(p).ok())
+        .and_then(live::started_boot_s)
+        .map(|s| (boot - s).max(0.0));
     if st.state == "active" {
         st.main_pid = state.main_pid.and_then(|p| u32::try_from(p).ok());
-        st.uptime_s = Some((now - state.started_unix).max(0.0));
+        st.uptime_s = Some(bot_age.unwrap_or((now - state.started_unix).max(0.0)));
         st.memory.current_bytes = state.main_pid.and_then(rss_of_group);
     }
     let period = (state.watchdog_usec > 0).then(|| state.watchdog_usec as f64 / 1e6);
     st.watchdog.period_s = period;
     if st.state == "active" {
-        let since = state.last_watchdog_unix.unwrap_or(state.started_unix);
-        st.watchdog.last_ping_age_s = Some((now - since).max(0.0));
+        st.watchdog.last_ping_age_s = Some(match state.last_watchdog_unix {
+            Some(wall) => state::age(state.last_watchdog_boot_s, wall, boot, now),
+            None => st.uptime_s.unwrap_or(0.0),
+        });
     }
+    memory_max(unit, st);
+    true
+}
+
+fn memory_max(unit: Option<&Unit>, st: &mut Status) {
     if let Some(u) = unit {
         st.memory.max_bytes = Service::from_unit(u).ok().and_then(|s| s.memory_max).or_else(|| {
             u.last("Service", "MemoryMax")
                 .and_then(|v| service::bytes("MemoryMax", &v).ok().flatten())
         });
     }
-    true
+}
+
+/// No state to read while the engine's lock is held (state.json damaged
+/// or gone): what runs, as the kernel shows it, and the file named.
+fn from_the_kernel(
+    paths: &Paths,
+    unit: Option<&Unit>,
+    dir: &std::path::Path,
+    corrupt: Option<&str>,
+    st: &mut Status,
+) {
+    let file = dir.join("state.json");
+    let damage = match corrupt {
+        Some(why) => format!("{} is corrupt ({why})", file.display()),
+        None => format!("{} is missing", file.display()),
+    };
+    match live::holder(dir, paths.is_system()) {
+        Holder::Engine { pid, main_pid } => {
+            let (state, sub) = if main_pid.is_some() {
+                ("active", "running")
+            } else {
+                ("activating", "starting")
+            };
+            st.state = state.into();
+            st.active_state = state.into();
+            st.sub_state = sub.into();
+            st.main_pid = main_pid;
+            st.uptime_s = main_pid
+                .and_then(live::started_boot_s)
+                .map(|s| (now_boot() - s).max(0.0));
+            st.memory.current_bytes = main_pid
+                .and_then(|p| i32::try_from(p).ok())
+                .and_then(rss_of_group);
+            let what = match main_pid {
+                Some(m) => format!("the bot runs (main pid {m})"),
+                None => "no program of its runs yet".into(),
+            };
+            raise(
+                st,
+                Verdict::Warning,
+                format!(
+                    "{damage}: jarvisctl run (pid {pid}, the holder of its lock) is running and {what}; it writes the file again from its live state at once, or at its next change"
+                ),
+            );
+        }
+        Holder::Untrusted(_) if !nix::unistd::geteuid().is_root() => {
+            st.state = "unknown".into();
+            raise(
+                st,
+                Verdict::Unknown,
+                format!("{damage}, and whether the holder of its lock is the engine can only be checked as root: run status as root"),
+            );
+        }
+        Holder::Untrusted(why) => {
+            st.state = "unknown".into();
+            raise(
+                st,
+                Verdict::Critical,
+                format!("{damage}, and its lock is held by a process that is not the engine: {why}"),
+            );
+        }
+        Holder::Free => {
+            st.state = "inactive".into();
+            st.active_state = "inactive".into();
+            raise(
+                st,
+                Verdict::Critical,
+                format!("down: jarvisctl run is not running, and {damage} (the next start writes it again): service jarvis-supervisor start"),
+            );
+        }
+    }
+    memory_max(unit, st);
 }
 
 /// A restarting program's figures, from the engine's own record: down
 /// since its last READY run ended (or the engine's first start), the
 /// restarts it recorded in the window, and how the last run ended.
 fn crash_loop(state: &jarvis_model::state::State, window_s: f64) -> super::CrashLoop {
-    let now = now_unix();
+    let (now, boot) = (now_unix(), now_boot());
     let mut c = super::crashloop::start(window_s);
-    c.down_s = state.down_since_unix.map(|t| (now - t).max(0.0));
-    c.restarts_in_window = Some(
+    c.down_s = state
+        .down_since_unix
+        .map(|t| state::age(state.down_since_boot_s, t, boot, now));
+    // The boot clock's record when the engine kept one for each restart.
+    let boot_kept =
+        !state.restarts_boot_s.is_empty() && state.restarts_boot_s.len() == state.restarts_unix.len();
+    let ages: Vec<f64> = if boot_kept {
         state
-            .restarts_unix
+            .restarts_boot_s
             .iter()
-            .filter(|&&t| now - t <= window_s)
-            .count() as u64,
-    );
+            .map(|&t| state::age(Some(t), 0.0, boot, now))
+            .collect()
+    } else {
+        state.restarts_unix.iter().map(|&t| now - t).collect()
+    };
+    c.restarts_in_window = Some(ages.iter().filter(|&&a| a <= window_s).count() as u64);
     // last_exit: the status, or the signal as a negative number.
     let code = state.last_exit.map(|n| n.abs());
     c.last_result = Some(super::crashloop::describe_result(state.result.as_str(), code));

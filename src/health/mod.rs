@@ -65,6 +65,7 @@ pub fn collect_all(paths: &Paths, thresholds: &Thresholds, crash_window_s: f64) 
     // Without systemd, the fallback engine's state says it all.
     let fallback = !systemd::running() && fallback::collect(paths, unit.as_ref(), &mut st, crash_window_s);
     if !fallback && !under_systemd::collect(&mut st, crash_window_s) {
+        store(paths, &mut st);
         st.exit_code = st.verdict as i32;
         return st;
     }
@@ -102,8 +103,17 @@ pub fn collect_all(paths: &Paths, thresholds: &Thresholds, crash_window_s: f64) 
         let (v, why) = crashloop::verdict(c);
         raise(&mut st, v, why);
     }
+    store(paths, &mut st);
     st.exit_code = st.verdict as i32;
     st
+}
+
+/// The package's own records (the health samples, the textfile's path):
+/// named when their filesystem is full.
+fn store(paths: &Paths, st: &mut Status) {
+    if let Some(dir) = paths.host(Path::new(crate::samples::PATH)).parent() {
+        record::store_space(dir, st);
+    }
 }
 
 /// What the unit's files say: the logs, the disk, the deployed code, the

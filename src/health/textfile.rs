@@ -27,7 +27,55 @@ pub fn dir() -> Option<PathBuf> {
     }
 }
 
-pub fn write(dir: &Path, st: &Status) -> Result<PathBuf> {
+/// Writes the file for `st`; `sample_stored`: whether this record's sample
+/// went into the history. When the directory has no room for a new file
+/// (its filesystem full), the old file is rewritten in place, so that it
+/// never keeps saying a past state; if even that fails, it is left as it
+/// was, and its old last_record_timestamp_seconds fires the stale rule.
+pub fn write(dir: &Path, st: &Status, sample_stored: bool) -> Result<PathBuf> {
+    let text = render_with(st, super::now_s(), Some(sample_stored));
+    // In place only for a full filesystem: any other failure (a file
+    // swapped in by another user) is reported, never written through.
+    let full = || super::logs_dir::free_bytes(dir).is_some_and(|f| f < super::record::STORE_LOW);
+    atomic(dir, &text).or_else(|e| match full().then(|| in_place(&dir.join(FILE), &text)) {
+        Some(Ok(p)) => {
+            Error::new(format!("{e}"))
+                .with_note("the metrics were written over the old file in place instead")
+                .print();
+            Ok(p)
+        }
+        _ => Err(e),
+    })
+}
+
+/// The old file, rewritten through its own blocks: no new file, no new
+/// inode. Only a regular file of ours with one link; a scrape at that
+/// moment may read a half file (it fails, the next one reads the whole).
+fn in_place(path: &Path, text: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    let m = f.metadata().map_err(|e| Error::io("read", path, e))?;
+    if !m.is_file() || m.nlink() != 1 || m.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(Error::new(format!("{}: not a file of ours", path.display())));
+    }
+    // Only within the blocks the file has: a longer text needs new ones.
+    if text.len() as u64 > m.blocks() * 512 {
+        return Err(Error::new(format!(
+            "{}: no room for the new metrics",
+            path.display()
+        )));
+    }
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.set_len(text.len() as u64))
+        .map_err(|e| Error::io("write", path, e))?;
+    Ok(path.to_path_buf())
+}
+
+fn atomic(dir: &Path, text: &str) -> Result<PathBuf> {
     let path = dir.join(FILE);
     let mut tmp = tempfile::Builder::new()
         .prefix(".jarvis_supervisor.")
@@ -37,7 +85,7 @@ pub fn write(dir: &Path, st: &Status) -> Result<PathBuf> {
             Error::io("create a file in", dir, e)
                 .with_note("the textfile directory must exist; set it with JARVIS_TEXTFILE_DIR in a drop-in of jarvis-supervisor-health.service")
         })?;
-    tmp.write_all(render(st).as_bytes())
+    tmp.write_all(text.as_bytes())
         .map_err(|e| Error::io("write", tmp.path(), e))?;
     // node_exporter runs as its own user: the metrics are not secret. The
     // mode goes through the descriptor (fchmod), never the path: in a
@@ -98,15 +146,17 @@ fn label(v: &str) -> String {
     out
 }
 
-pub fn render(st: &Status) -> String {
-    render_at(st, super::now_s())
-}
-
 /// The metric families, Prometheus' conventions: counters end in `_total`,
 /// times are unix `_timestamp_seconds`/`_start_time_seconds` (a scrape
 /// computes the age, so a stale file shows as one), `_info` carries the
 /// version as a label. `now` is when the file is written.
+#[cfg(test)]
 pub fn render_at(st: &Status, now: u64) -> String {
+    render_with(st, now, None)
+}
+
+/// As `render_at`, with whether the record's sample was stored.
+pub fn render_with(st: &Status, now: u64, sample_stored: Option<bool>) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
         if samples.is_empty() {
@@ -137,6 +187,11 @@ pub fn render_at(st: &Status, now: u64) -> String {
         "last_record_timestamp_seconds",
         "When this file was written (unix time): an old value means the health timer stopped.",
         one(Some(now as f64)),
+    );
+    gauge(
+        "sample_stored",
+        "1 when this record's health sample was stored in the history, 0 when it could not be (its filesystem full or unwritable: status names it).",
+        one(sample_stored.map(|s| f64::from(u8::from(s)))),
     );
     gauge(
         "up",
@@ -312,11 +367,11 @@ mod tests {
             ..Status::default()
         };
         assert!(
-            !render(&bare).contains("memory_bytes"),
+            !render_at(&bare, 1_000_000).contains("memory_bytes"),
             "unmeasured values are left out"
         );
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), &st).unwrap();
+        let p = write(dir.path(), &st, true).unwrap();
         let written = std::fs::read_to_string(&p).unwrap();
         assert!(written.contains("jarvis_supervisor_up 1\n"), "{written}");
         assert_eq!(
@@ -332,6 +387,39 @@ mod tests {
             std::fs::read_to_string(&record).unwrap(),
             format!("{}\n", p.display())
         );
+    }
+
+    /// Issue 27, item 8: the file says whether the record's sample was
+    /// stored; and with no room for a new file, the old one is rewritten
+    /// through its own blocks, never left saying a past "up 1".
+    #[test]
+    fn the_file_says_a_lost_sample_and_replaces_a_stale_one_in_place() {
+        let st = full();
+        let lost = render_with(&st, 1_000_000, Some(false));
+        assert!(lost.contains("\njarvis_supervisor_sample_stored 0\n"), "{lost}");
+        assert!(render_with(&st, 1_000_000, Some(true)).contains("\njarvis_supervisor_sample_stored 1\n"));
+        assert!(!render_at(&st, 1_000_000).contains("sample_stored"));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(FILE);
+        let stale = format!("jarvis_supervisor_up 1\n{}", "# pad\n".repeat(700));
+        std::fs::write(&p, &stale).unwrap();
+        let mut down = full();
+        down.state = "inactive".into();
+        let text = render_with(&down, 1_000_100, Some(false));
+        assert!(text.len() < stale.len());
+        in_place(&p, &text).unwrap();
+        let now = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(now, text);
+        assert!(now.contains("\njarvis_supervisor_up 0\n"), "{now}");
+        // Longer than the blocks the old file has: refused, file untouched.
+        std::fs::write(&p, "x").unwrap();
+        let big = "#\n".repeat(10_000);
+        assert!(in_place(&p, &big).is_err());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "x");
+        // Never through a link.
+        let link = dir.path().join("link.prom");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert!(in_place(&link, "y").is_err());
     }
 
     #[test]

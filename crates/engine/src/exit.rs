@@ -162,7 +162,10 @@ impl Engine {
         status: Option<&std::process::ExitStatus>,
     ) {
         self.st.last_exit = status.map(|s| s.code().unwrap_or_else(|| -s.signal().unwrap_or(0)));
-        self.st.down_since_unix.get_or_insert_with(now_unix);
+        if self.st.down_since_unix.is_none() {
+            self.st.down_since_unix = Some(now_unix());
+            self.st.down_since_boot_s = Some(state::now_boot());
+        }
         let restart = restart_wanted(self.svc.restart, &result);
         self.st.result = result.clone();
         if !restart {
@@ -186,6 +189,10 @@ impl Engine {
             self.st.restarts_unix.remove(0);
         }
         self.st.restarts_unix.push(now_unix());
+        if self.st.restarts_boot_s.len() >= state::RESTARTS_KEPT {
+            self.st.restarts_boot_s.remove(0);
+        }
+        self.st.restarts_boot_s.push(state::now_boot());
         say!(
             "result {result}; restart {} in {:.1}s (RestartSec=)",
             self.st.n_restarts,

@@ -21,6 +21,7 @@ mod spawn;
 mod start;
 mod stop;
 mod trim;
+mod watch;
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
@@ -193,6 +194,8 @@ pub struct Engine {
     /// The kernel's count of OOM kills in the program's cgroup at the last
     /// exit: a SIGKILL is an OOM kill only when this count grew.
     oom_seen: Option<u64>,
+    /// state.json and run.pid, rewritten when anyone else damages them.
+    watch: Option<watch::Watch>,
 }
 
 /// Pings and STATUS= go to state.json at most this often; a flood of them
@@ -314,6 +317,9 @@ impl Engine {
             restarts_unix: Vec::new(),
             output_lines_lost: 0,
             output_lost_since_unix: None,
+            last_watchdog_boot_s: None,
+            down_since_boot_s: Some(jarvis_model::state::now_boot()),
+            restarts_boot_s: Vec::new(),
         };
         let watchdog = svc.watchdog;
         let mut engine = Engine {
@@ -347,6 +353,13 @@ impl Engine {
             paths: paths.clone(),
             jarvisctl,
             oom_seen: None,
+            watch: match watch::Watch::new(state_dir) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    say!("{e}: a damaged state.json or run.pid is rewritten at the next change only");
+                    None
+                }
+            },
         };
         engine.oom_seen = engine.limit.oom_kills();
         // This engine's state replaces the last one's before anyone is told
@@ -357,7 +370,7 @@ impl Engine {
     }
 
     fn save(&mut self) {
-        self.statefile.write(&self.st);
+        let _ = self.statefile.write(&self.st);
         self.last_save = Instant::now();
         self.flush_at = None;
     }
@@ -418,6 +431,33 @@ impl Engine {
         self.flush_at = Some(self.flush_at.map_or(now, |at| at.min(now)));
     }
 
+    /// state.json or run.pid changed in the state directory: if not by us,
+    /// written again from what this engine knows.
+    fn repair(&mut self) {
+        let Some(w) = &self.watch else { return };
+        let touched = w.touched("state.json", PID_FILE);
+        if touched.state && !self.statefile.intact() {
+            self.save();
+            if self.statefile.intact() {
+                say!("state.json was changed by another process: written again from the live state");
+            } else {
+                say!("state.json was changed by another process and cannot be written again (is /run full?): status reads the live engine until the next write");
+            }
+        }
+        let pid_path = self.state_dir.join(PID_FILE);
+        let ours = format!("{}\n", std::process::id());
+        if touched.pid && std::fs::read_to_string(&pid_path).ok().as_deref() != Some(ours.as_str()) {
+            let tmp = self.state_dir.join(".run.pid.tmp");
+            match std::fs::write(&tmp, &ours).and_then(|()| std::fs::rename(&tmp, &pid_path)) {
+                Ok(()) => say!(
+                    "{PID_FILE} was changed by another process: written again ({})",
+                    ours.trim()
+                ),
+                Err(e) => say!("{PID_FILE} was changed by another process and cannot be written again: {e}"),
+            }
+        }
+    }
+
     /// Run until stopped or given up; the exit code of `jarvisctl run`.
     pub fn run(mut self) -> Result<i32> {
         // What a killed predecessor left behind goes before anything starts.
@@ -472,13 +512,17 @@ impl Engine {
             (false, timeout)
         };
         let scratch = self.logs.scratch_pages();
-        let (sig_ready, log_ready, notify_ready) = {
+        let (sig_ready, log_ready, notify_ready, watch_ready) = {
             let mut fds = vec![
                 PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.logs.fd(), PollFlags::POLLIN),
             ];
             if let Some(n) = &self.notify {
                 fds.push(PollFd::new(n.fd(), PollFlags::POLLIN));
+            }
+            let watch_at = fds.len();
+            if let Some(w) = &self.watch {
+                fds.push(PollFd::new(w.fd(), PollFlags::POLLIN));
             }
             let polled = if trim {
                 self.trimmed_at = Some(Instant::now());
@@ -495,7 +539,8 @@ impl Engine {
                     .and_then(|f| f.revents())
                     .is_some_and(|r| !r.is_empty())
             };
-            (ready(0), ready(1), ready(2))
+            let notify_ready = self.notify.is_some() && ready(2);
+            (ready(0), ready(1), notify_ready, ready(watch_at))
         };
         if sig_ready || log_ready || notify_ready {
             self.touched = true;
@@ -506,6 +551,9 @@ impl Engine {
         }
         if notify_ready {
             self.read_notify();
+        }
+        if watch_ready {
+            self.repair();
         }
         if sig_ready {
             while let Ok(Some(info)) = self.sigfd.read_signal() {

@@ -185,6 +185,7 @@ impl Engine {
             }
             Notice::Watchdog => {
                 self.st.last_watchdog_unix = Some(now_unix());
+                self.st.last_watchdog_boot_s = Some(jarvis_model::state::now_boot());
                 if self.st.state == RunState::Running {
                     if let Some(d) = self.watchdog {
                         self.timer = Some((Instant::now() + d, Timer::Watchdog));

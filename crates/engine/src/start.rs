@@ -157,6 +157,7 @@ impl Engine {
     pub(super) fn became_ready(&mut self) {
         self.st.state = RunState::Running;
         self.st.down_since_unix = None;
+        self.st.down_since_boot_s = None;
         self.timer = self.watchdog.map(|d| (Instant::now() + d, Timer::Watchdog));
         if self.svc.kind == Kind::Notify {
             say!(

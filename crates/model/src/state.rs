@@ -122,6 +122,15 @@ pub struct State {
     /// and dropped); absent while it is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_lost_since_unix: Option<f64>,
+    /// The same moments on CLOCK_BOOTTIME (seconds since boot), which a
+    /// change of the wall clock does not move: ages are taken from these
+    /// when present (an older engine's file has none of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_watchdog_boot_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_since_boot_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restarts_boot_s: Vec<f64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -138,9 +147,43 @@ pub fn now_unix() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Seconds since boot on CLOCK_BOOTTIME: never jumps with the wall clock,
+/// and counts a suspend (as /proc's process start times do).
+pub fn now_boot() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+        .unwrap_or(0.0)
+}
+
+/// The age of a moment recorded as `boot` (CLOCK_BOOTTIME) and `wall`:
+/// from the boot clock when there is a stamp of this boot, else from the
+/// wall clock (an older engine's file).
+pub fn age(boot: Option<f64>, wall: f64, now_boot: f64, now_unix: f64) -> f64 {
+    match boot {
+        Some(b) if b <= now_boot => now_boot - b,
+        _ => (now_unix - wall).max(0.0),
+    }
+}
+
+/// What reading `state.json` found.
+#[derive(Debug)]
+pub enum Read {
+    /// No file: no engine ran since boot (the directory is in /run).
+    Missing,
+    /// A file that is not an engine's state: truncated, emptied, garbage.
+    /// The text says what is wrong with it, never its content.
+    Corrupt(String),
+    Ok(Box<State>),
+}
+
+/// state.json is a few hundred bytes; more is not the engine's.
+const MAX_STATE_BYTES: u64 = 1 << 20;
+
 pub struct StateFile {
     path: PathBuf,
     tmp: PathBuf,
+    /// What the last write put there: a change by anyone else is seen.
+    written: Vec<u8>,
 }
 
 impl StateFile {
@@ -148,37 +191,94 @@ impl StateFile {
         StateFile {
             path: dir.join("state.json"),
             tmp: dir.join(".state.json.tmp"),
+            written: Vec::new(),
         }
     }
 
     /// The last state written, if any (what `jarvisctl status` reads).
     pub fn read(dir: &Path) -> Option<State> {
-        let text = std::fs::read(dir.join("state.json")).ok()?;
-        serde_json::from_slice(&text).ok()
+        match StateFile::check(dir) {
+            Read::Ok(st) => Some(*st),
+            _ => None,
+        }
     }
 
-    /// Best effort: a full disk must not stop the supervision.
-    pub fn write(&self, st: &State) {
+    /// The last state written, or why there is none.
+    pub fn check(dir: &Path) -> Read {
+        use std::io::Read as _;
+        let path = dir.join("state.json");
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Missing,
+            Err(e) => return Read::Corrupt(format!("unreadable: {e}")),
+        };
+        let mut text = Vec::new();
+        if let Err(e) = file.take(MAX_STATE_BYTES + 1).read_to_end(&mut text) {
+            return Read::Corrupt(format!("unreadable: {e}"));
+        }
+        if text.len() as u64 > MAX_STATE_BYTES {
+            return Read::Corrupt(format!("over {MAX_STATE_BYTES} bytes"));
+        }
+        if text.iter().all(u8::is_ascii_whitespace) {
+            return Read::Corrupt("empty".into());
+        }
+        // Where it breaks, never what it holds (serde's message may quote it).
+        match serde_json::from_slice(&text) {
+            Ok(st) => Read::Ok(Box::new(st)),
+            Err(e) => {
+                let at = format!("line {} column {}, {} bytes", e.line(), e.column(), text.len());
+                Read::Corrupt(match e.classify() {
+                    serde_json::error::Category::Eof => format!("truncated: it ends at {at}"),
+                    serde_json::error::Category::Data => {
+                        format!("not the engine's state: a wrong field at {at}")
+                    }
+                    _ => format!("not the engine's JSON: broken at {at}"),
+                })
+            }
+        }
+    }
+
+    /// Best effort: a full disk must not stop the supervision. Whether
+    /// the file now holds `st`.
+    pub fn write(&mut self, st: &State) -> bool {
         let Ok(mut text) = serde_json::to_vec_pretty(st) else {
-            return;
+            return false;
         };
         text.push(b'\n');
         if std::fs::write(&self.tmp, &text).is_ok() && std::fs::rename(&self.tmp, &self.path).is_ok() {
-            return;
+            self.written = text;
+            return true;
         }
         // A full filesystem (/run, issue 27): the half-written temporary
         // file gives its space back, and the state goes over the old file in
         // place, where that takes no new block, rather than going stale
         // (status would show a dead pid as running).
         let _ = std::fs::remove_file(&self.tmp);
-        let _ = rewrite_in_place(&self.path, text);
+        match rewrite_in_place(&self.path, text) {
+            Ok(held) => {
+                self.written = held;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the file still holds what the last write put there: false
+    /// when someone else changed, truncated or removed it.
+    pub fn intact(&self) -> bool {
+        use std::io::Read as _;
+        let mut now = Vec::new();
+        std::fs::File::open(&self.path)
+            .and_then(|f| f.take(self.written.len() as u64 + 1).read_to_end(&mut now))
+            .is_ok_and(|_| now == self.written)
     }
 }
 
 /// Writes `text` over the file at `path` from offset 0, padded with spaces
 /// (JSON allows them at the end) to cover the old content, only when it
 /// fits in the blocks the file already has. One write, no truncation.
-fn rewrite_in_place(path: &Path, mut text: Vec<u8>) -> std::io::Result<()> {
+/// The bytes the file now holds (`text`, padded to the old length).
+fn rewrite_in_place(path: &Path, mut text: Vec<u8>) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -195,7 +295,8 @@ fn rewrite_in_place(path: &Path, mut text: Vec<u8>) -> std::io::Result<()> {
         text.resize(old - 1, b' ');
         text.push(b'\n');
     }
-    f.write_all_at(&text, 0)
+    f.write_all_at(&text, 0)?;
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -308,6 +409,89 @@ mod tests {
                 v
             );
         }
+    }
+
+    /// Issue 27, item 9: a truncated, emptied or garbage file is named as
+    /// such (and where it breaks), not taken for "no engine"; its content
+    /// is never repeated.
+    #[test]
+    fn a_damaged_file_is_named_corrupt_not_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(StateFile::check(dir.path()), Read::Missing));
+        let p = dir.path().join("state.json");
+        let cases: [(&[u8], &str); 4] = [
+            (&TODAY.as_bytes()[..40], "truncated: it ends at line 3"),
+            (b"", "empty"),
+            (b"\n  \n", "empty"),
+            (b"secret-token-garbage", "not the engine's JSON"),
+        ];
+        let wrong = TODAY.replace("4242", "\"secret\"");
+        for (bytes, says) in cases {
+            std::fs::write(&p, bytes).unwrap();
+            match StateFile::check(dir.path()) {
+                Read::Corrupt(why) => {
+                    assert!(why.starts_with(says), "{why}");
+                    assert!(!why.contains("secret"), "{why}");
+                }
+                other => panic!("{bytes:?} read as {other:?}"),
+            }
+            assert!(StateFile::read(dir.path()).is_none());
+        }
+        std::fs::write(&p, &wrong).unwrap();
+        match StateFile::check(dir.path()) {
+            Read::Corrupt(why) => assert!(
+                why.starts_with("not the engine's state") && !why.contains("secret"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_file_changed_behind_the_writer_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = StateFile::new(dir.path());
+        let st: State = serde_json::from_str(TODAY).unwrap();
+        f.write(&st);
+        assert!(f.intact());
+        std::fs::write(dir.path().join("state.json"), &TODAY.as_bytes()[..100]).unwrap();
+        assert!(!f.intact());
+        f.write(&st);
+        assert!(f.intact());
+        std::fs::remove_file(dir.path().join("state.json")).unwrap();
+        assert!(!f.intact());
+    }
+
+    /// Issue 27, item 13: a wall clock 3 hours ahead (or behind) does not
+    /// age a moment that has a boot-clock stamp; an older file's moment is
+    /// aged by the wall clock, as before.
+    #[test]
+    fn ages_come_from_the_boot_clock_when_it_was_recorded() {
+        let (now_boot, now_unix) = (5000.0, 1_796_000_000.0);
+        let jumped = now_unix + 10_800.0;
+        assert_eq!(age(Some(4998.0), now_unix - 2.0, now_boot, jumped), 2.0);
+        assert_eq!(
+            age(Some(4998.0), now_unix - 2.0, now_boot, now_unix - 10_800.0),
+            2.0
+        );
+        assert_eq!(age(None, now_unix - 2.0, now_boot, now_unix), 2.0);
+        // A boot stamp from after now is not this boot's: the wall clock.
+        assert_eq!(age(Some(9000.0), now_unix - 7.0, now_boot, now_unix), 7.0);
+        assert!(super::now_boot() > 0.0);
+    }
+
+    /// The new stamps are optional: a file without them reads, and one
+    /// with them writes them back.
+    #[test]
+    fn boot_stamps_round_trip_and_are_optional() {
+        let mut st: State = serde_json::from_str(TODAY).unwrap();
+        assert_eq!(st.last_watchdog_boot_s, None);
+        st.last_watchdog_boot_s = Some(12.5);
+        st.restarts_boot_s = vec![3.0, 4.0];
+        let (text, again) = write_read(&st);
+        assert!(text.contains("\"last_watchdog_boot_s\": 12.5"), "{text}");
+        assert_eq!(again.restarts_boot_s, [3.0, 4.0]);
+        assert_eq!(again.down_since_boot_s, None);
     }
 
     #[test]
