@@ -50,8 +50,7 @@ mod tests {
     use super::*;
 
     const START_LIMIT_HIT: &str = include_str!("../tests/fixtures/systemd/pid1-start-limit.txt");
-    const STOP_DURING_BACKOFF: &str =
-        include_str!("../tests/fixtures/systemd/pid1-stop-during-backoff.txt");
+    const STOP_DURING_BACKOFF: &str = include_str!("../tests/fixtures/systemd/pid1-stop-during-backoff.txt");
     const KILL9: &str = include_str!("../tests/fixtures/systemd/pid1-kill9.txt");
 
     #[test]

@@ -158,7 +158,9 @@ fn wait(d: Duration) -> bool {
         return false;
     }
     let Ok(fd) = SignalFd::with_flags(&term_set(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) else {
-        // No signalfd: a plain sleep, a stop then waits for it.
+        // No signalfd: a plain sleep that a stop still ends (killed by it,
+        // as before: a failure to systemd, but never a wait).
+        let _ = term_set().thread_unblock();
         std::thread::sleep(d);
         return false;
     };
@@ -168,7 +170,7 @@ fn wait(d: Duration) -> bool {
         if left.is_zero() {
             return false;
         }
-        let ms = PollTimeout::try_from(left.as_millis().max(1).min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let ms = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as i32).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(&fd), PollFlags::POLLIN)];
         // EINTR (another signal): wait the rest.
         if poll(&mut fds, ms).is_ok_and(|n| n > 0) && matches!(fd.read_signal(), Ok(Some(_))) {
@@ -294,6 +296,28 @@ mod tests {
             ready_after: 30,
             state: None,
         }
+    }
+
+    #[test]
+    fn a_stop_ends_the_wait_at_once_and_no_stop_waits_it_out() {
+        // In a thread of its own: the signal is sent to that thread only,
+        // blocked there, so it can only reach the wait's signalfd.
+        std::thread::spawn(|| {
+            term_set().thread_block().expect("block SIGTERM");
+            let t = std::time::Instant::now();
+            assert!(
+                !wait(Duration::from_millis(300)),
+                "a wait with no stop was cut short"
+            );
+            assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+            // raise(3) sends to the calling thread.
+            nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM).expect("raise");
+            let t = std::time::Instant::now();
+            assert!(wait(Duration::from_secs(30)), "the stop did not end the wait");
+            assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        })
+        .join()
+        .expect("the waiting thread");
     }
 
     /// Starts at these gaps (seconds after the previous start): the delay

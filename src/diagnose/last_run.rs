@@ -421,12 +421,15 @@ mod tests {
 
     #[test]
     fn a_failed_unit_is_start_limit_hit_only_when_systemd_wrote_so() {
-        let limit = crate::failed_unit::from_lines(include_str!(
-            "../../tests/fixtures/systemd/pid1-start-limit.txt"
-        ));
+        let limit =
+            crate::failed_unit::from_lines(include_str!("../../tests/fixtures/systemd/pid1-start-limit.txt"));
         let f = last_run_finding(&failed_props("exit-code"), &seen(), limit).unwrap();
         assert!(!f.ok, "{:?}", f.found);
-        assert!(f.found.contains("the start limit was hit after 100 restarts"), "{}", f.found);
+        assert!(
+            f.found.contains("the start limit was hit after 100 restarts"),
+            "{}",
+            f.found
+        );
 
         // An operator's stop during the backoff wait: not a start limit, and
         // no reason not to start (the postinst starts on a passing check).

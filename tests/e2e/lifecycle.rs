@@ -20,7 +20,10 @@ fn backoff_lines(c: &Container, suite: Suite) -> Vec<String> {
     let text = if suite.has_systemd() {
         c.sh(&format!("journalctl -u {UNIT} -o cat --no-pager -q")).stdout
     } else {
-        c.sh(&format!("cat {ENGINE_LOG} {CODE}/logs/supervisor.stdout 2>/dev/null")).stdout
+        c.sh(&format!(
+            "cat {ENGINE_LOG} {CODE}/logs/supervisor.stdout 2>/dev/null"
+        ))
+        .stdout
     };
     text.lines()
         .filter(|l| l.starts_with("backoff: "))
@@ -82,7 +85,9 @@ fn running(c: &Container, suite: Suite) -> bool {
     if suite.has_systemd() {
         active(c)
     } else {
-        c.sh(&format!("cat {STATE}")).stdout.contains("\"state\": \"running\"")
+        c.sh(&format!("cat {STATE}"))
+            .stdout
+            .contains("\"state\": \"running\"")
     }
 }
 
@@ -139,9 +144,11 @@ fn scenario(suite: Suite) {
         // PID 1 writes "Triggering OnFailure=" before the stop job's
         // "Stopped": once that is in the journal, so is any trigger.
         c.wait_for("the stop in the journal", Duration::from_secs(10), |c| {
-            c.sh(&format!("journalctl _PID=1 UNIT={UNIT} -o cat -q --no-pager | tail -n 3"))
-                .stdout
-                .contains("Stopped ")
+            c.sh(&format!(
+                "journalctl _PID=1 UNIT={UNIT} -o cat -q --no-pager | tail -n 3"
+            ))
+            .stdout
+            .contains("Stopped ")
         });
         let pid1 = c.ok(&format!("journalctl _PID=1 UNIT={UNIT} -o cat -q --no-pager"));
         assert!(
@@ -177,7 +184,11 @@ fn scenario(suite: Suite) {
         "{name}: check calls an operator's stop a start limit:\n{}",
         check.all()
     );
-    assert_ne!(c.sh(&format!("test -e {ALERTED}")).status, 0, "{name}: an alert ran");
+    assert_ne!(
+        c.sh(&format!("test -e {ALERTED}")).status,
+        0,
+        "{name}: an alert ran"
+    );
     println!("figures: {name}: reinstall once the cause is gone: dpkg -i {reinstall:.1} s, the bot running {up:.1} s after it began");
 }
 
