@@ -167,15 +167,15 @@ report_kept() {
 
 # A unit that an operator's stop left failed (apt remove or rpm -e during a
 # crash loop) is not a unit that gave up: reset it. The evidence is PID 1's
-# own journal lines, which the service user cannot write: the newest of
-# "Stopping ..." (a stop job) and "Start request repeated too quickly." (the
-# start limit), as jarvisctl check reads them. The same in debian/postinst.
+# own journal entries, which the service user cannot write: the newest of a
+# stop job's end (JOB_TYPE=stop) and "Start request repeated too quickly."
+# (the start limit), as jarvisctl check reads them. The same in debian/postinst.
 reset_failed_by_stop() {
     [ "$(systemctl show -p ActiveState --value jarvis-supervisor.service 2>/dev/null)" = failed ] || return 0
-    last=$(journalctl _PID=1 UNIT=jarvis-supervisor.service --since -24h -o cat -q --no-pager 2>/dev/null \
-        | grep -E '^Stopping |Start request repeated too quickly' | tail -n 1 || true)
+    last=$(journalctl _PID=1 UNIT=jarvis-supervisor.service --since -24h -o json --output-fields=MESSAGE,JOB_TYPE -q --no-pager 2>/dev/null \
+        | grep -E '"JOB_TYPE":"stop"|Start request repeated too quickly' | tail -n 1 || true)
     case "$last" in
-        Stopping\ *) systemctl reset-failed jarvis-supervisor.service >/dev/null 2>&1 || : ;;
+        *'"JOB_TYPE":"stop"'*) systemctl reset-failed jarvis-supervisor.service >/dev/null 2>&1 || : ;;
     esac
 }
 

@@ -421,8 +421,9 @@ mod tests {
 
     #[test]
     fn a_failed_unit_is_start_limit_hit_only_when_systemd_wrote_so() {
-        let limit =
-            crate::failed_unit::from_lines(include_str!("../../tests/fixtures/systemd/pid1-start-limit.txt"));
+        let limit = crate::failed_unit::from_json_lines(include_str!(
+            "../../tests/fixtures/systemd/pid1-start-limit.jsonl"
+        ));
         let f = last_run_finding(&failed_props("exit-code"), &seen(), limit).unwrap();
         assert!(!f.ok, "{:?}", f.found);
         assert!(
@@ -433,8 +434,8 @@ mod tests {
 
         // An operator's stop during the backoff wait: not a start limit, and
         // no reason not to start (the postinst starts on a passing check).
-        let stop = crate::failed_unit::from_lines(include_str!(
-            "../../tests/fixtures/systemd/pid1-stop-during-backoff.txt"
+        let stop = crate::failed_unit::from_json_lines(include_str!(
+            "../../tests/fixtures/systemd/pid1-stop-during-backoff.jsonl"
         ));
         let f = last_run_finding(&failed_props("signal"), &seen(), stop).unwrap();
         assert!(f.ok, "{:?}", f.found);
