@@ -32,6 +32,7 @@ pub(super) fn check_last_run() -> Option<Finding> {
             "NRestarts",
             "MemoryMax",
             "Restart",
+            "StartLimitBurst",
         ],
     )?;
     // PID 1's record is read only for a failed unit: it alone says why.
@@ -125,6 +126,15 @@ fn last_run_finding(
     // holds the last run's either way (start-limit-hit only shows on a
     // manual start), so PID 1's own lines tell them apart.
     if state == "failed" && get("Restart") == "always" && result != "start-limit-hit" {
+        // No record either way (journald drops PID 1's lines under load, or
+        // rotated them): as many automatic restarts as the limit allows is
+        // systemd's own count of a loop that reached it.
+        let restarts: u64 = get("NRestarts").parse().unwrap_or(0);
+        let burst: u64 = get("StartLimitBurst").parse().unwrap_or(u64::MAX);
+        let failed_by = match failed_by {
+            FailedBy::Unknown if restarts.saturating_add(1) >= burst => FailedBy::StartLimit,
+            other => other,
+        };
         return Some(match failed_by {
             FailedBy::StartLimit => Finding::fail(
                 "last-run",
@@ -414,8 +424,9 @@ mod tests {
             ("ActiveState", "failed"),
             ("Result", result),
             ("ExecMainStatus", "1"),
-            ("NRestarts", "100"),
+            ("NRestarts", "5"),
             ("Restart", "always"),
+            ("StartLimitBurst", "101"),
         ])
     }
 
@@ -427,7 +438,7 @@ mod tests {
         let f = last_run_finding(&failed_props("exit-code"), &seen(), limit).unwrap();
         assert!(!f.ok, "{:?}", f.found);
         assert!(
-            f.found.contains("the start limit was hit after 100 restarts"),
+            f.found.contains("the start limit was hit after 5 restarts"),
             "{}",
             f.found
         );
@@ -442,10 +453,23 @@ mod tests {
         assert!(!f.found.contains("start limit was hit"), "{}", f.found);
         assert!(f.found.contains("stopped during a start"), "{}", f.found);
 
-        // No record either way: said as unknown, never as the start limit.
+        // No record either way: said as unknown, never as the start limit...
         let f = last_run_finding(&failed_props("exit-code"), &seen(), FailedBy::Unknown).unwrap();
         assert!(!f.found.contains("start limit was hit"), "{}", f.found);
         assert!(f.found.contains("does not say why"), "{}", f.found);
+        // ...unless systemd's restart count reached the limit.
+        let mut at_limit = failed_props("exit-code");
+        at_limit.insert("NRestarts".into(), "100".into());
+        let f = last_run_finding(&at_limit, &seen(), FailedBy::Unknown).unwrap();
+        assert!(
+            f.found.contains("the start limit was hit after 100 restarts"),
+            "{}",
+            f.found
+        );
+        // A stop on record wins over the count: the operator's stop of a
+        // long loop is still a stop.
+        let f = last_run_finding(&at_limit, &seen(), stop).unwrap();
+        assert!(f.ok && f.found.contains("stopped during a start"), "{}", f.found);
     }
 
     #[test]
