@@ -14,6 +14,7 @@ mod diagnose;
 mod drift;
 mod envcheck;
 mod envrules;
+mod failed_unit;
 mod health;
 mod heartbeat;
 mod interpreter;

@@ -165,6 +165,20 @@ report_kept() {
 }
 # <<< generated files
 
+# A unit that an operator's stop left failed (apt remove or rpm -e during a
+# crash loop) is not a unit that gave up: reset it. The evidence is PID 1's
+# own journal entries, which the service user cannot write: the newest of a
+# stop job's end (JOB_TYPE=stop) and "Start request repeated too quickly."
+# (the start limit), as jarvisctl check reads them. The same in debian/postinst.
+reset_failed_by_stop() {
+    [ "$(systemctl show -p ActiveState --value jarvis-supervisor.service 2>/dev/null)" = failed ] || return 0
+    last=$(journalctl _PID=1 UNIT=jarvis-supervisor.service --since -24h -o json --output-fields=MESSAGE,JOB_TYPE -q --no-pager 2>/dev/null \
+        | grep -E '"JOB_TYPE":"stop"|Start request repeated too quickly' | tail -n 1 || true)
+    case "$last" in
+        *'"JOB_TYPE":"stop"'*) systemctl reset-failed jarvis-supervisor.service >/dev/null 2>&1 || : ;;
+    esac
+}
+
 if [ "$1" -eq 0 ]; then
     remove_generated
 fi
@@ -174,7 +188,24 @@ fi
 if [ "$1" -ge 1 ]; then
     # Upgrade: restart only a running service.
     if [ -d /run/systemd/system ]; then
-        systemctl try-restart jarvis-supervisor.service || :
+        case "$(systemctl show -p ActiveState --value jarvis-supervisor.service 2>/dev/null)" in
+            activating | deactivating | failed)
+                # A crash loop: a restart would wait behind the backoff
+                # (issue 27) and restart the crash. Stopped (a stop ends the
+                # backoff's wait at once), its backoff count dropped, then
+                # started when check finds it startable, as a fresh install.
+                systemctl stop jarvis-supervisor.service || :
+                rm -f /run/jarvis-supervisor/backoff.json
+                reset_failed_by_stop
+                if timeout --kill-after=10 120 jarvisctl check >/dev/null; then
+                    systemctl start jarvis-supervisor.service \
+                        || echo "jarvis-supervisor: the service did not start; see: journalctl -u jarvis-supervisor" >&2
+                else
+                    echo "jarvis-supervisor: not started after the upgrade: sudo jarvisctl check says why" >&2
+                fi
+                ;;
+            *) systemctl try-restart jarvis-supervisor.service || : ;;
+        esac
     fi
 else
     # Package removal: the bot's files are never deleted.

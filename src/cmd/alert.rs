@@ -9,6 +9,12 @@
 //! (systemd issue #27594): so, unless the caller knows (`--reason`), it
 //! first watches the unit for RestartSec= and a little more, and alerts
 //! only when no restart follows.
+//!
+//! An operator's stop is not a give-up (issue 27): a stop or restart job
+//! that ends a start step or a run unclean (`apt remove`, `systemctl stop`,
+//! a deploy's restart during a crash loop) also leaves the unit failed and
+//! fires `OnFailure=`. PID 1's own journal lines say which it was
+//! (`failed_unit`): the service user cannot write them.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -42,9 +48,13 @@ pub fn run(paths: &Paths, args: &AlertArgs) -> Result<i32> {
     let reason = match &args.reason {
         Some(r) => r.clone(),
         None => match gave_up() {
-            Some(r) => r,
-            None => {
+            Ending::GaveUp(r) => r,
+            Ending::Restarting => {
                 println!("alert: {UNIT} is restarting, not given up: no alert");
+                return Ok(0);
+            }
+            Ending::Stopped => {
+                println!("alert: {UNIT} was stopped (a stop or restart job, systemd's journal says), not given up: no alert");
                 return Ok(0);
             }
         },
@@ -94,8 +104,18 @@ pub fn run(paths: &Paths, args: &AlertArgs) -> Result<i32> {
     })
 }
 
-/// Why the unit is failed for good; None when a restart follows.
-fn gave_up() -> Option<String> {
+/// How the unit's run ended, as far as an alert goes.
+enum Ending {
+    /// Failed for good: why.
+    GaveUp(String),
+    /// A restart follows.
+    Restarting,
+    /// An operator's stop or restart job ended it.
+    Stopped,
+}
+
+/// Why the unit is failed for good, or why that is not the case.
+fn gave_up() -> Ending {
     let props = ["ActiveState", "SubState", "Result", "NRestarts", "RestartUSec"];
     let first = crate::systemd::show(UNIT, &props).unwrap_or_default();
     let restart_sec = first
@@ -107,7 +127,7 @@ fn gave_up() -> Option<String> {
     loop {
         let state = last.get("ActiveState").map(String::as_str).unwrap_or("");
         if matches!(state, "activating" | "active" | "reloading") {
-            return None;
+            return Ending::Restarting;
         }
         if Instant::now() >= deadline {
             break;
@@ -116,7 +136,10 @@ fn gave_up() -> Option<String> {
         last = crate::systemd::show(UNIT, &props).unwrap_or_default();
     }
     let get = |k: &str| last.get(k).cloned().unwrap_or_default();
-    Some(format!(
+    if crate::failed_unit::of_host() == crate::failed_unit::FailedBy::Stop {
+        return Ending::Stopped;
+    }
+    Ending::GaveUp(format!(
         "{UNIT} failed for good (result {}, after {} restarts): fix the cause, then systemctl reset-failed and start it",
         get("Result"),
         get("NRestarts")

@@ -15,6 +15,12 @@
 //! and the journal names the full filesystem (once while the file is
 //! rewritten in place; at each start when there is no file to rewrite,
 //! since nothing then remembers that it was said).
+//!
+//! A stop during the wait ends it at once (issue 27): SIGTERM, which is what
+//! systemd and the fallback engine send to `ExecStartPre=` on a stop, ends
+//! the wait and exits 0. Killed by the signal, the step would count as a
+//! failure (`Result=signal`): the unit left `failed` and its `OnFailure=`
+//! alert fired by an operator's `apt remove`, `stop` or deploy.
 
 use std::fs;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -134,7 +140,59 @@ pub fn next(state: &State, now: u64, args: &BackoffArgs) -> (Duration, u32, u32)
     (Duration::from_secs(secs), quick, after_ready)
 }
 
+/// SIGTERM, blocked so that it waits for `wait` instead of killing us.
+fn term_set() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(nix::sys::signal::Signal::SIGTERM);
+    set.add(nix::sys::signal::Signal::SIGINT);
+    set
+}
+
+/// Waits `d`, or less when a stop (SIGTERM, or SIGINT by hand) comes:
+/// true when it came. The signals must be blocked (`term_set`): they are
+/// read from a signalfd, pending ones included.
+fn wait(d: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    if d.is_zero() {
+        return false;
+    }
+    let Ok(fd) = SignalFd::with_flags(&term_set(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) else {
+        // No signalfd: a plain sleep that a stop still ends (killed by it,
+        // as before: a failure to systemd, but never a wait).
+        let _ = term_set().thread_unblock();
+        std::thread::sleep(d);
+        return false;
+    };
+    let deadline = std::time::Instant::now() + d;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let ms = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(&fd), PollFlags::POLLIN)];
+        // EINTR (another signal): wait the rest.
+        if poll(&mut fds, ms).is_ok_and(|n| n > 0) && matches!(fd.read_signal(), Ok(Some(_))) {
+            return true;
+        }
+    }
+}
+
+/// Said when a stop ended the wait: the start is not made, and the state
+/// is left as it was (this start did not happen).
+fn stopped() -> Result<i32> {
+    println!("backoff: stopped during the wait: this start is not made");
+    Ok(exit::OK)
+}
+
 pub fn run(args: &BackoffArgs) -> Result<i32> {
+    // Before anything: a stop that comes at any point is seen by `wait`.
+    if let Err(e) = term_set().thread_block() {
+        return Err(Error::new(format!("cannot block SIGTERM: {e}")));
+    }
+    // From here a stop is pending until a wait takes it; with no wait to
+    // make, the step ends at once anyway, with status 0.
     let state_path = match &args.state {
         Some(p) => p.clone(),
         None => match crate::systemd::runtime_directory() {
@@ -168,7 +226,9 @@ pub fn run(args: &BackoffArgs) -> Result<i32> {
             args.stable_after,
             delay.as_secs()
         );
-        std::thread::sleep(delay);
+        if wait(delay) {
+            return stopped();
+        }
     }
     let new = State {
         quick_restarts: quick,
@@ -199,7 +259,9 @@ pub fn run(args: &BackoffArgs) -> Result<i32> {
                 jarvis_model::filesystem::describe(&state_path),
                 args.max
             );
-            std::thread::sleep(Duration::from_secs(args.max).saturating_sub(delay));
+            if wait(Duration::from_secs(args.max).saturating_sub(delay)) {
+                return stopped();
+            }
         }
     }
     Ok(exit::OK)
@@ -234,6 +296,28 @@ mod tests {
             ready_after: 30,
             state: None,
         }
+    }
+
+    #[test]
+    fn a_stop_ends_the_wait_at_once_and_no_stop_waits_it_out() {
+        // In a thread of its own: the signal is sent to that thread only,
+        // blocked there, so it can only reach the wait's signalfd.
+        std::thread::spawn(|| {
+            term_set().thread_block().expect("block SIGTERM");
+            let t = std::time::Instant::now();
+            assert!(
+                !wait(Duration::from_millis(300)),
+                "a wait with no stop was cut short"
+            );
+            assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+            // raise(3) sends to the calling thread.
+            nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM).expect("raise");
+            let t = std::time::Instant::now();
+            assert!(wait(Duration::from_secs(30)), "the stop did not end the wait");
+            assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        })
+        .join()
+        .expect("the waiting thread");
     }
 
     /// Starts at these gaps (seconds after the previous start): the delay

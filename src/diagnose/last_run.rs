@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use crate::failed_unit::FailedBy;
 use crate::report::Finding;
 use crate::systemd;
 use jarvis_model::paths::UNIT;
@@ -31,9 +32,16 @@ pub(super) fn check_last_run() -> Option<Finding> {
             "NRestarts",
             "MemoryMax",
             "Restart",
+            "StartLimitBurst",
         ],
     )?;
-    last_run_finding(&p, &OomEvidence::of_host())
+    // PID 1's record is read only for a failed unit: it alone says why.
+    let failed_by = if p.get("ActiveState").map(String::as_str) == Some("failed") {
+        crate::failed_unit::of_host()
+    } else {
+        FailedBy::Unknown
+    };
+    last_run_finding(&p, &OomEvidence::of_host(), failed_by)
 }
 
 /// Where an OOM kill of the bot would be on record on this host. systemd
@@ -102,25 +110,56 @@ impl OomEvidence {
 /// The finding for the unit's properties (`systemctl show`). OOM only
 /// from systemd's own `Result=oom-kill`: a SIGKILL alone says who sent a
 /// signal, not why.
-fn last_run_finding(p: &std::collections::BTreeMap<String, String>, oom: &OomEvidence) -> Option<Finding> {
+fn last_run_finding(
+    p: &std::collections::BTreeMap<String, String>,
+    oom: &OomEvidence,
+    failed_by: FailedBy,
+) -> Option<Finding> {
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
     let state = get("ActiveState");
     let result = get("Result");
     let status: i32 = get("ExecMainStatus").parse().unwrap_or(0);
     let journal = JOURNAL_TAIL;
-    // With Restart=always, systemd leaves a unit failed only when the start
-    // limit refused the next restart; Result= then still holds the last
-    // run's (start-limit-hit only shows on a manual start), so it is told
-    // from the state.
+    // With Restart=always, systemd leaves a unit failed when the start limit
+    // refused a restart, or when a stop or restart job ended a run or a start
+    // step unclean (issue 27: an `apt remove` during a crash loop). Result=
+    // holds the last run's either way (start-limit-hit only shows on a
+    // manual start), so PID 1's own lines tell them apart.
     if state == "failed" && get("Restart") == "always" && result != "start-limit-hit" {
-        return Some(Finding::fail(
-            "last-run",
-            format!(
-                "the start limit was hit after {} restarts: systemd gave up (the last run: {result}, status {status})",
-                get("NRestarts")
+        // No record either way (journald drops PID 1's lines under load, or
+        // rotated them): as many automatic restarts as the limit allows is
+        // systemd's own count of a loop that reached it.
+        let restarts: u64 = get("NRestarts").parse().unwrap_or(0);
+        let burst: u64 = get("StartLimitBurst").parse().unwrap_or(u64::MAX);
+        let failed_by = match failed_by {
+            FailedBy::Unknown if restarts.saturating_add(1) >= burst => FailedBy::StartLimit,
+            other => other,
+        };
+        return Some(match failed_by {
+            FailedBy::StartLimit => Finding::fail(
+                "last-run",
+                format!(
+                    "the start limit was hit after {} restarts: systemd gave up (the last run: {result}, status {status})",
+                    get("NRestarts")
+                ),
+                format!("fix the cause ({journal}), then systemctl reset-failed jarvis-supervisor"),
             ),
-            format!("fix the cause ({journal}), then systemctl reset-failed jarvis-supervisor"),
-        ));
+            // Not a fault: a start works on it as it is.
+            FailedBy::Stop => Finding::pass(
+                "last-run",
+                format!(
+                    "the service is failed only because it was stopped during a start or a crash loop (result {result}): a start clears it, or systemctl reset-failed jarvis-supervisor"
+                ),
+            ),
+            FailedBy::Unknown => Finding::warn(
+                "last-run",
+                format!(
+                    "the service is failed (result {result}, status {status}, after {} restarts); systemd's journal does not say why (no record of its start limit nor of a stop)",
+                    get("NRestarts")
+                ),
+                format!("{journal}; systemctl reset-failed jarvis-supervisor, then start it"),
+            ),
+        });
     }
     let (found, fix) = match (result, status) {
         ("success", _) => return Some(Finding::pass("last-run", format!("the service is {state}, last result: success"))),
@@ -350,6 +389,7 @@ mod tests {
                 ("Restart", "always"),
             ]),
             &seen(),
+            FailedBy::Unknown,
         )
         .unwrap();
         let text = said(&[f]);
@@ -366,6 +406,7 @@ mod tests {
                 ("MemoryMax", "209715200"),
             ]),
             &seen(),
+            FailedBy::Unknown,
         )
         .unwrap();
         let text = said(&[f]);
@@ -373,6 +414,62 @@ mod tests {
             text.contains("killed by the OOM killer at MemoryMax=209715200"),
             "{text}"
         );
+    }
+
+    /// A unit that is failed, as `systemctl show` gives it after a crash
+    /// loop (Result= keeps the last run's: systemd 252 at the start limit),
+    /// and after a stop during the backoff's ExecStartPre= (Result=signal).
+    fn failed_props(result: &str) -> BTreeMap<String, String> {
+        props(&[
+            ("ActiveState", "failed"),
+            ("Result", result),
+            ("ExecMainStatus", "1"),
+            ("NRestarts", "5"),
+            ("Restart", "always"),
+            ("StartLimitBurst", "101"),
+        ])
+    }
+
+    #[test]
+    fn a_failed_unit_is_start_limit_hit_only_when_systemd_wrote_so() {
+        let limit = crate::failed_unit::from_json_lines(include_str!(
+            "../../tests/fixtures/systemd/pid1-start-limit.jsonl"
+        ));
+        let f = last_run_finding(&failed_props("exit-code"), &seen(), limit).unwrap();
+        assert!(!f.ok, "{:?}", f.found);
+        assert!(
+            f.found.contains("the start limit was hit after 5 restarts"),
+            "{}",
+            f.found
+        );
+
+        // An operator's stop during the backoff wait: not a start limit, and
+        // no reason not to start (the postinst starts on a passing check).
+        let stop = crate::failed_unit::from_json_lines(include_str!(
+            "../../tests/fixtures/systemd/pid1-stop-during-backoff.jsonl"
+        ));
+        let f = last_run_finding(&failed_props("signal"), &seen(), stop).unwrap();
+        assert!(f.ok, "{:?}", f.found);
+        assert!(!f.found.contains("start limit was hit"), "{}", f.found);
+        assert!(f.found.contains("stopped during a start"), "{}", f.found);
+
+        // No record either way: said as unknown, never as the start limit...
+        let f = last_run_finding(&failed_props("exit-code"), &seen(), FailedBy::Unknown).unwrap();
+        assert!(!f.found.contains("start limit was hit"), "{}", f.found);
+        assert!(f.found.contains("does not say why"), "{}", f.found);
+        // ...unless systemd's restart count reached the limit.
+        let mut at_limit = failed_props("exit-code");
+        at_limit.insert("NRestarts".into(), "100".into());
+        let f = last_run_finding(&at_limit, &seen(), FailedBy::Unknown).unwrap();
+        assert!(
+            f.found.contains("the start limit was hit after 100 restarts"),
+            "{}",
+            f.found
+        );
+        // A stop on record wins over the count: the operator's stop of a
+        // long loop is still a stop.
+        let f = last_run_finding(&at_limit, &seen(), stop).unwrap();
+        assert!(f.ok && f.found.contains("stopped during a start"), "{}", f.found);
     }
 
     #[test]
@@ -404,6 +501,7 @@ mod tests {
                 ("MemoryMax", "134217728"),
             ]),
             &ev,
+            FailedBy::Unknown,
         )
         .unwrap();
         assert!(

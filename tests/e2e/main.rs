@@ -10,6 +10,7 @@ use jarvis_test_support::container;
 mod deploy;
 mod deploy_env;
 mod diagnose;
+mod lifecycle;
 mod logs;
 mod manifests;
 mod monitoring;
@@ -133,6 +134,11 @@ fn start_stop_restart_and_pause_resume_on_both_engines_and_across_a_reboot() {
     pause::both_engines();
 }
 
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn dpkg_during_a_crash_loop_waits_on_no_backoff_and_a_remove_is_no_alert_on_both_engines() {
+    lifecycle::both_engines();
+}
 #[test]
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn logs_history_and_follow_masked_within_1s_on_both_engines() {
