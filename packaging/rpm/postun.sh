@@ -47,7 +47,7 @@ remove_generated() {
     remove_textfile
     # jarvisctl run (hosts without systemd): lock, pid file, process group,
     # notify socket, state and its own log.
-    for f in run.lock run.pid run.group notify state.json .state.json.tmp engine.log; do
+    for f in run.lock run.pid .run.pid.tmp run.group notify state.json .state.json.tmp engine.log; do
         rm -f "/run/jarvis-supervisor-run/$f"
     done
     # jarvisctl backoff and check --preflight, in the unit's RuntimeDirectory=.
