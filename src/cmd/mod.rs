@@ -14,6 +14,7 @@ mod pause;
 mod restart;
 mod resume;
 mod run;
+mod settle;
 mod setup;
 mod start;
 mod status;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Status(args) => status::run(&paths, &args),
         Command::Configure(args) => configure::run(&paths, &args),
         Command::Backoff(args) => backoff::run(&args),
+        Command::Settle(args) => settle::run(&paths, &args),
         Command::Run(args) => run::run(&paths, &args),
         Command::Start(args) => start::run(&paths, &args),
         Command::Stop(args) => stop::run(&paths, &args),

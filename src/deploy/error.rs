@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::host_paths::{LOCK, PACKAGES, STEP_LOCK};
+use super::host_paths::{CURRENT, LOCK, PACKAGES, STEP_LOCK};
 use jarvis_model::error::{exit, Error};
 
 #[derive(Debug)]
@@ -134,6 +134,11 @@ pub enum DeployError {
 
     // -- Rollbacks.
     NothingToRollBack,
+    /// `deploys/current` is damaged and the live code matches no deploy.
+    CurrentLost {
+        why: String,
+        deploys: usize,
+    },
     MissingFromHistory(String),
     BeforePruned {
         before: String,
@@ -292,6 +297,12 @@ impl fmt::Display for DeployError {
             SendWheelhouseFailed(last) => write!(f, "sending the wheelhouse failed: {last}"),
 
             NothingToRollBack => write!(f, "no deploy is in effect on this host: nothing to roll back"),
+            CurrentLost { why, deploys } => write!(
+                f,
+                "{CURRENT} is damaged ({why}), and the live code matches none of the {deploys} deploy(s) in the history \
+                 (files changed by hand since): see `jarvisctl deploy --list`, then deploy with --take-over for the \
+                 changed files, or return to one with --rollback --to ID"
+            ),
             MissingFromHistory(id) => {
                 write!(f, "the deploy in effect, {id}, is missing from the history")
             }

@@ -21,6 +21,8 @@ pub struct FakeHost {
     pub facts: RefCell<Facts>,
     pub history: RefCell<BTreeMap<String, Meta>>,
     pub current: RefCell<Option<String>>,
+    /// A damaged `current` file's text (then `current` is None).
+    pub current_text: RefCell<Option<String>>,
     /// Replies of the worker's `plan`, in order; then an empty plan.
     pub plans: RefCell<VecDeque<Plan>>,
     /// Replies of `apply`, in order; then an empty result.
@@ -53,6 +55,7 @@ impl FakeHost {
             }),
             history: RefCell::default(),
             current: RefCell::default(),
+            current_text: RefCell::default(),
             plans: RefCell::default(),
             applies: RefCell::default(),
             verify: RefCell::default(),
@@ -113,9 +116,18 @@ impl Session for FakeHost {
         Ok(self.current.borrow().clone())
     }
 
+    fn current_raw(&self) -> Result<Option<String>> {
+        Ok(self
+            .current_text
+            .borrow()
+            .clone()
+            .or_else(|| self.current.borrow().as_ref().map(|id| format!("{id}\n"))))
+    }
+
     fn set_current(&self, id: Option<&str>) -> Result<()> {
         self.did(format!("current {}", id.unwrap_or("-")));
         *self.current.borrow_mut() = id.map(str::to_string);
+        *self.current_text.borrow_mut() = None;
         Ok(())
     }
 

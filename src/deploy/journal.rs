@@ -138,13 +138,33 @@ pub struct Meta {
     pub unit: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub venv: Option<Venv>,
+    /// Why the file could not be read as a journal (never written back:
+    /// a damaged file is named, and rebuilt only from what the host shows).
+    #[serde(skip)]
+    pub damaged: Option<String>,
 }
 
 impl Meta {
-    /// A file that cannot be read as a journal reads as an empty one: it
-    /// shows as "-" in the list, and is never taken for one in progress.
+    /// A file that cannot be read as a journal reads as an empty one with
+    /// the reason in `damaged`: it shows as "-" in the list, and is never
+    /// taken for one in progress by its fields (see `recovery::interrupted`).
+    /// The reason names where the file breaks, never what it holds.
     pub fn parse(text: &str) -> Meta {
-        serde_json::from_str(text).unwrap_or_default()
+        serde_json::from_str(text).unwrap_or_else(|e: serde_json::Error| Meta {
+            damaged: Some(format!(
+                "meta.json is not a deploy journal ({} at line {} column {}, {} bytes)",
+                match e.classify() {
+                    serde_json::error::Category::Eof => "it ends early",
+                    serde_json::error::Category::Syntax => "not JSON",
+                    serde_json::error::Category::Data => "a field of the wrong type",
+                    serde_json::error::Category::Io => "unreadable",
+                },
+                e.line(),
+                e.column(),
+                text.len()
+            )),
+            ..Meta::default()
+        })
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -234,7 +254,22 @@ mod tests {
         assert!(!m.in_progress());
         let text = String::from_utf8(m.to_bytes()).unwrap();
         assert!(text.contains(r#""status": "archived""#), "{text}");
-        assert_eq!(Meta::parse("{not json"), Meta::default());
+        let junk = Meta::parse("{not json");
+        assert_eq!(
+            Meta {
+                damaged: None,
+                ..junk.clone()
+            },
+            Meta::default()
+        );
+        let why = junk.damaged.unwrap();
+        assert!(
+            why.contains("not JSON at line 1") && !why.contains("not json"),
+            "{why}"
+        );
+        let cut = Meta::parse(&DEPLOYED[..40]).damaged.unwrap();
+        assert!(cut.contains("it ends early") && cut.contains("40 bytes"), "{cut}");
+        assert_eq!(Meta::parse("{}").damaged, None);
         assert!(Meta::parse(r#"{"status": "in-progress"}"#).in_progress());
     }
 }

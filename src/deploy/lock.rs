@@ -18,7 +18,7 @@ impl SshSession<'_> {
     /// its stdin closes (at drop, or when this process dies).
     pub fn take_lock(&self) -> Result<Lock> {
         let script = format!("flock -n {LOCK} sh -c 'echo locked; exec cat >/dev/null'");
-        let mut cmd = ssh::command(&self.host.target, &self.ssh.options, self.ssh.connect, &script);
+        let mut cmd = self.command(&script, self.ssh.connect);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -34,11 +34,14 @@ mod lock;
 mod plan;
 mod probe;
 mod recovery;
+#[cfg(test)]
+mod recovery_tests;
 mod remote;
 mod reply;
 mod report;
 mod session;
 pub mod settings;
+pub mod settle;
 mod shell;
 #[cfg(test)]
 mod tests;
@@ -77,6 +80,7 @@ pub fn run(paths: &Paths, settings: &Settings) -> std::result::Result<Vec<Outcom
                 Mode::Deploy(ship) | Mode::DryRun(ship) => ship.bwlimit,
                 _ => None,
             },
+            local: false,
         };
         one(&s, settings, code.as_ref(), job)
     };

@@ -7,11 +7,11 @@ use super::environment;
 use super::error::{DeployError, Result};
 use super::host_paths::ddir;
 use super::hosts::Host;
-use super::ids::{deploy_id, valid_id};
+use super::ids::{self, deploy_id, valid_id};
 use super::journal::{Kind, Meta, Phase, Status};
 use super::probe::{Facts, PackageManager};
 use super::report::{HostResult, Outcome};
-use super::session::{Apply, EnvStep, Session};
+use super::session::{Apply, EnvStep, PlanRequest, Session, Target};
 use super::settings::Health;
 use super::{plan, probe, progress};
 
@@ -23,19 +23,12 @@ pub fn meta_of(s: &dyn Session, id: Option<&str>) -> Result<Option<Meta>> {
     })
 }
 
-/// Puts the host back to what deploy `id` replaced: its `before.tsv`
-/// manifest's files (unshipped files stay as they are), the .env it
-/// replaced, the package before it; then restarts and verifies. Safe to
-/// run on a swap that was cut half-way, or never began. Returns the
-/// package version now installed.
-pub fn undo(
-    s: &dyn Session,
-    f: &Facts,
-    id: &str,
-    meta: &Meta,
-    previous_package: Option<&str>,
-    health: Health,
-) -> Result<Option<String>> {
+/// Puts the host's files back to what deploy `id` replaced: its
+/// `before.tsv` manifest's files (unshipped files stay as they are), the
+/// .env and the environment it replaced, and `current`. No restart and no
+/// package: the host's own settle runs this before the bot starts. Safe to
+/// run on a swap that was cut half-way, or never began.
+pub fn put_back(s: &dyn Session, code_dir: &str, owner: &str, id: &str, meta: &Meta) -> Result<()> {
     let dir = ddir(id);
     let before = meta.before.as_deref().filter(|b| valid_id(b));
     let mut srcs = Vec::new();
@@ -44,11 +37,11 @@ pub fn undo(
     }
     srcs.push(format!("{dir}/code"));
     let back = Apply {
-        code_dir: f.code_dir.clone(),
+        code_dir: code_dir.to_string(),
         from: format!("{dir}/manifest.tsv"),
         to: format!("{dir}/before.tsv"),
         srcs,
-        owner: f.owner.clone(),
+        owner: owner.to_string(),
         id: id.to_string(),
         lenient: true,
         take_over: Vec::new(),
@@ -81,7 +74,21 @@ pub fn undo(
     if let Some(env) = environment::restore(s, meta)? {
         progress(s.name(), &format!("environment restored to {env}"));
     }
-    s.set_current(before)?;
+    s.set_current(before)
+}
+
+/// Puts the host back to what deploy `id` replaced ([`put_back`]), the
+/// package before it too; then restarts and verifies. Returns the package
+/// version now installed.
+pub fn undo(
+    s: &dyn Session,
+    f: &Facts,
+    id: &str,
+    meta: &Meta,
+    previous_package: Option<&str>,
+    health: Health,
+) -> Result<Option<String>> {
+    put_back(s, &f.code_dir, &f.owner, id, meta)?;
     let mut version = s.probe()?.version;
     let want = meta.package_before.as_deref();
     if want.is_some() && version.as_deref() != want {
@@ -102,46 +109,211 @@ pub fn undo(
     Ok(version)
 }
 
+/// A deploy that never finished, as its journal on the host shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cut {
+    pub id: String,
+    /// Its journal, or for a damaged one what is known from the host: the
+    /// deploy it replaced is the one still in effect.
+    pub meta: Meta,
+    /// Cut from its swap on (or its journal is damaged and its swap may
+    /// have begun): its files are put back.
+    pub swapped: bool,
+}
+
+impl Cut {
+    /// Cut off after its swap was done: the bot may have been restarted on
+    /// its code.
+    pub fn restarted(&self) -> bool {
+        self.meta.damaged.is_none()
+            && matches!(
+                self.meta.phase,
+                Some(Phase::Package | Phase::Restarting | Phase::Verifying | Phase::Done)
+            )
+    }
+
+    /// "swapping", or why the phase is not known.
+    pub fn phase(&self) -> String {
+        match (&self.meta.damaged, &self.meta.phase) {
+            (Some(why), _) => format!("an unknown step ({why})"),
+            (None, Some(p)) => p.as_str().to_string(),
+            (None, None) => "running".to_string(),
+        }
+    }
+}
+
+/// The deploys that `history` (oldest first) shows as cut off, with
+/// `current` the deploy in effect. One whose journal says so; and one whose
+/// journal is damaged, that holds a `before.tsv` (its swap may have begun),
+/// and is newer than the deploy in effect (a swap that finished made it the
+/// one in effect).
+pub fn interrupted(
+    history: &[(String, Meta)],
+    current: Option<&str>,
+    has_before: impl Fn(&str) -> bool,
+) -> Vec<Cut> {
+    history
+        .iter()
+        .filter_map(|(id, m)| {
+            if m.in_progress() {
+                let swapped = !matches!(m.phase, None | Some(Phase::Staging));
+                return Some(Cut {
+                    id: id.clone(),
+                    meta: m.clone(),
+                    swapped,
+                });
+            }
+            let newer = current.is_none_or(|c| ids::order(id) > ids::order(c));
+            (m.damaged.is_some() && newer && Some(id.as_str()) != current && has_before(id)).then(|| Cut {
+                id: id.clone(),
+                meta: Meta {
+                    id: id.clone(),
+                    before: current.map(str::to_string),
+                    status: Some(Status::InProgress),
+                    ..m.clone()
+                },
+                swapped: true,
+            })
+        })
+        .collect()
+}
+
+/// How a cut-off deploy is finished.
+#[derive(Debug, Clone, Copy)]
+pub enum Finish<'a> {
+    /// By the next deploy: undone, restarted and verified.
+    Deploy(Health),
+    /// By the host before the bot starts (`jarvisctl settle`): files put
+    /// back only; `by` says which.
+    Host { by: &'a str },
+}
+
 /// Finishes what an earlier deploy left in progress (its client was
 /// killed, its connection cut, the host rebooted): before the swap, its
 /// store is dropped; from the swap on, the deploy is undone, since it was
 /// never verified. Returns None when nothing was in progress, else whether
 /// anything live was undone.
-pub fn recover(s: &dyn Session, f: &Facts, health: Health) -> Result<Option<bool>> {
+pub fn recover(s: &dyn Session, f: &Facts, how: Finish) -> Result<Option<bool>> {
+    let history = s.history()?;
+    let current = s.current()?;
+    let cuts = interrupted(&history, current.as_deref(), |id| {
+        s.has_before(id).unwrap_or(false)
+    });
     let mut undone = None;
-    for (id, mut meta) in s.history()? {
-        if !meta.in_progress() {
-            continue;
-        }
+    for Cut {
+        id,
+        mut meta,
+        swapped,
+    } in cuts
+    {
         let t0 = Instant::now();
-        let phase = meta.phase.as_ref().map_or("", Phase::as_str).to_string();
-        if phase.is_empty() || meta.phase == Some(Phase::Staging) {
+        let phase = Cut {
+            id: id.clone(),
+            meta: meta.clone(),
+            swapped,
+        }
+        .phase();
+        let by = match how {
+            Finish::Deploy(_) => "the next deploy",
+            Finish::Host { by } => by,
+        };
+        if !swapped {
             progress(
                 s.name(),
                 &format!("deploy {id} was cut off before its swap: nothing live had changed"),
             );
             s.drop_code(&id)?;
             meta.status = Some(Status::Interrupted);
-            meta.reason = Some(format!(
-                "cut off while {}",
-                if phase.is_empty() { "running" } else { "staging" }
-            ));
+            meta.reason = Some(format!("cut off while {phase}"));
             undone = Some(undone.unwrap_or(false));
         } else {
             progress(
                 s.name(),
                 &format!("deploy {id} was cut off while {phase}: undoing it"),
             );
-            undo(s, f, &id, &meta, None, health)?;
+            if meta.code_dir.is_empty() {
+                meta.code_dir.clone_from(&f.code_dir);
+                meta.owner.clone_from(&f.owner);
+            }
+            match how {
+                Finish::Deploy(health) => {
+                    undo(s, f, &id, &meta, None, health)?;
+                }
+                Finish::Host { .. } => {
+                    put_back(s, &meta.code_dir, &meta.owner, &id, &meta)?;
+                    let installed = s.probe()?.version;
+                    if meta.package_before.is_some() && meta.package_before != installed {
+                        progress(
+                            s.name(),
+                            &format!(
+                                "the package stays at {}: deploy {id} installed it; `jarvisctl deploy --rollback` from the workstation puts back {}",
+                                installed.as_deref().unwrap_or("-"),
+                                meta.package_before.as_deref().unwrap_or("-")
+                            ),
+                        );
+                    }
+                }
+            }
             meta.status = Some(Status::InterruptedRolledBack);
-            meta.reason = Some(format!("cut off while {phase}; undone by the next deploy"));
+            meta.reason = Some(format!("cut off while {phase}; undone by {by}"));
             undone = Some(true);
         }
+        meta.damaged = None;
         meta.phase = Some(Phase::Done);
         meta.recovered_in_s = Some((t0.elapsed().as_secs_f64() * 10.0).round() / 10.0);
         s.write_meta(&id, &meta)?;
     }
     Ok(undone)
+}
+
+/// A damaged `current` (garbage, or a deploy not in the history) is
+/// rebuilt from the live system: the newest deploy whose manifest the live
+/// code holds exactly. Returns what was wrong and what it names now; None
+/// when it was sound (or absent: no deploy yet).
+pub fn repair_current(s: &dyn Session, code_dir: &str) -> Result<Option<(String, String)>> {
+    let Some(text) = s.current_raw()? else {
+        return Ok(None);
+    };
+    let id = text.trim();
+    let history = s.history()?;
+    if valid_id(id) && history.iter().any(|(i, _)| i == id) {
+        return Ok(None);
+    }
+    let why = if valid_id(id) {
+        format!("it names deploy {id}, which is not in the history")
+    } else {
+        format!("it holds no deploy id: {} byte(s)", text.len())
+    };
+    // Newest first; a deploy whose journal says it never changed the live
+    // code cannot be the one in effect.
+    let candidates = history.iter().rev().filter(|(_, m)| {
+        !matches!(
+            m.status,
+            Some(Status::Refused | Status::Interrupted | Status::InProgress)
+        )
+    });
+    for (cand, _) in candidates.take(20) {
+        let Ok(p) = s.plan(&PlanRequest {
+            code_dir,
+            from: Some(cand),
+            to: Target::Stored(cand),
+            take_over: &[],
+        }) else {
+            continue;
+        };
+        if p.put.is_empty() && p.replace.is_empty() && p.conflicts.is_empty() && p.mkdir.is_empty() {
+            s.set_current(Some(cand))?;
+            progress(
+                s.name(),
+                &format!("deploys/current was damaged ({why}); rebuilt: the live code is deploy {cand}'s"),
+            );
+            return Ok(Some((why, cand.clone())));
+        }
+    }
+    Err(DeployError::CurrentLost {
+        why,
+        deploys: history.len(),
+    })
 }
 
 /// Puts back version `want` from the packages kept on the host, unless it
@@ -177,7 +349,7 @@ pub fn by_hand(
     o.package_before.clone_from(&f.version);
     o.package_after.clone_from(&f.version);
     let _lock = s.lock().inspect_err(|_| o.result = HostResult::Refused)?;
-    if let Some(undone) = recover(s, &f, health)? {
+    if let Some(undone) = recover(s, &f, Finish::Deploy(health))? {
         if to.is_none() {
             // The unfinished deploy was the one to roll back: undone now
             // (and verified), or it never changed the live code.
@@ -190,6 +362,7 @@ pub fn by_hand(
         }
     }
     let f = s.probe()?;
+    repair_current(s, &f.code_dir)?;
     let history = s.history()?;
     let current = s.current()?;
     match to {

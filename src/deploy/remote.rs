@@ -29,12 +29,15 @@ const SWAP: Duration = Duration::from_secs(900);
 /// A package install or a restart.
 const LONG: Duration = Duration::from_secs(300);
 
-/// An ssh connection to one host, with the user's options.
+/// An ssh connection to one host, with the user's options; or, with
+/// `local`, this host itself: `jarvisctl settle` runs the same commands and
+/// worker with sh, so that an undo on the host is the deploy's own undo.
 pub struct SshSession<'a> {
     pub host: &'a Host,
     pub ssh: &'a SshSettings,
     /// rsync's stores' bandwidth limit (tests).
     pub bwlimit: Option<u32>,
+    pub local: bool,
 }
 
 /// flock's exit code when the step lock stayed taken.
@@ -88,6 +91,27 @@ fn rsync_error(stderr: &str) -> String {
 }
 
 impl SshSession<'_> {
+    /// `remote` run on the host: by ssh, or by sh when the host is this one.
+    pub(super) fn command(&self, remote: &str, connect: Duration) -> Command {
+        if self.local {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", remote]);
+            return cmd;
+        }
+        ssh::command(&self.host.target, &self.ssh.options, connect, remote)
+    }
+
+    /// [`command`](Self::command), run with `input` and `timeout`.
+    fn run_input(
+        &self,
+        timeout: Duration,
+        remote: &str,
+        input: Option<Vec<u8>>,
+    ) -> std::io::Result<ssh::Outcome> {
+        let cmd = self.command(remote, timeout.min(Duration::from_secs(30)));
+        ssh::output(cmd, self.name(), Some(timeout), input)
+    }
+
     pub fn ssh_args(&self) -> Vec<String> {
         let mut a = ssh::args(&self.host.target, &self.ssh.options, self.ssh.connect);
         // A cut link is noticed in seconds, not at TCP's leisure.
@@ -118,8 +142,7 @@ impl SshSession<'_> {
     /// Runs `script` with sh on the host, `input` on its stdin.
     pub fn sh_input(&self, script: &str, timeout: Duration, input: Option<Vec<u8>>) -> Result<String> {
         let remote = format!("LC_ALL=C sh -c {}", sh_quote(script));
-        let out = ssh::run_input(&self.host.target, &self.ssh.options, timeout, &remote, input)
-            .map_err(cannot_run_ssh)?;
+        let out = self.run_input(timeout, &remote, input).map_err(cannot_run_ssh)?;
         if let Some(why) = out.too_big {
             return Err(DeployError::TooBig(why));
         }
@@ -163,14 +186,9 @@ impl SshSession<'_> {
         let remote = format!("LC_ALL=C sh -c {}", sh_quote(&script));
         let mut input = DEPLOY_HOST.as_bytes().to_vec();
         input.extend_from_slice(data);
-        let out = ssh::run_input(
-            &self.host.target,
-            &self.ssh.options,
-            timeout + SHORT,
-            &remote,
-            Some(input),
-        )
-        .map_err(cannot_run_ssh)?;
+        let out = self
+            .run_input(timeout + SHORT, &remote, Some(input))
+            .map_err(cannot_run_ssh)?;
         if let Some(why) = out.too_big {
             return Err(DeployError::TooBig(why));
         }
@@ -200,17 +218,13 @@ impl SshSession<'_> {
 
     /// The host's `jarvisctl status --json`.
     fn status(&self) -> Result<Status> {
-        let out = ssh::run(
-            &self.host.target,
-            &self.ssh.options,
-            SHORT,
-            "LC_ALL=C jarvisctl status --json",
-        )
-        .map_err(|e| DeployError::CannotRun {
-            tool: "ssh",
-            why: e.to_string(),
-            fix: "",
-        })?;
+        let out = self
+            .run_input(SHORT, "LC_ALL=C jarvisctl status --json", None)
+            .map_err(|e| DeployError::CannotRun {
+                tool: "ssh",
+                why: e.to_string(),
+                fix: "",
+            })?;
         if let Some(why) = out.too_big {
             return Err(DeployError::TooBig(why));
         }
@@ -238,6 +252,14 @@ impl Session for SshSession<'_> {
     fn current(&self) -> Result<Option<String>> {
         let out = self.sh(&format!("cat {CURRENT} 2>/dev/null || true"), SHORT)?;
         Ok(Some(out.trim().to_string()).filter(|id| ids::valid_id(id)))
+    }
+
+    fn current_raw(&self) -> Result<Option<String>> {
+        let out = self.sh(
+            &format!("test -e {CURRENT} || exit 0; echo file; head -c 256 {CURRENT}"),
+            SHORT,
+        )?;
+        Ok(out.strip_prefix("file\n").map(str::to_string))
     }
 
     fn set_current(&self, id: Option<&str>) -> Result<()> {

@@ -162,6 +162,8 @@ pub trait Session {
     // The history: /var/lib/jarvis-supervisor/deploys.
     /// The id of the deploy whose manifest the live code matches.
     fn current(&self) -> Result<Option<String>>;
+    /// `current` as the file holds it (at most 256 bytes); None: no file.
+    fn current_raw(&self) -> Result<Option<String>>;
     fn set_current(&self, id: Option<&str>) -> Result<()>;
     /// Every deploy kept, oldest first.
     fn history(&self) -> Result<Vec<(String, Meta)>>;

@@ -247,7 +247,7 @@ fn a_swap_cut_off_is_undone_by_the_next_deploy_and_a_staging_one_dropped() {
         .borrow_mut()
         .push("before 20261202T000000Z from adopted".into());
     let f = host.facts.borrow().clone();
-    let undone = recovery::recover(&host, &f, HEALTH).unwrap();
+    let undone = recovery::recover(&host, &f, recovery::Finish::Deploy(HEALTH)).unwrap();
     assert_eq!(undone, Some(true));
     let staged = host.meta("20261201T000000Z");
     assert_eq!(staged.status, Some(Status::Interrupted));
@@ -266,7 +266,10 @@ fn a_swap_cut_off_is_undone_by_the_next_deploy_and_a_staging_one_dropped() {
     assert!(cut.recovered_in_s.is_some());
     assert!(host.did_any("apply 20261202T000000Z") && host.did_any("restart"));
     // Nothing left in progress: the next recovery has nothing to do.
-    assert_eq!(recovery::recover(&host, &f, HEALTH).unwrap(), None);
+    assert_eq!(
+        recovery::recover(&host, &f, recovery::Finish::Deploy(HEALTH)).unwrap(),
+        None
+    );
 }
 
 #[test]

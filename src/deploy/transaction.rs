@@ -47,13 +47,14 @@ impl Deploy<'_> {
         o.package_after.clone_from(&f.version);
         let _lock = s.lock().inspect_err(|_| o.result = HostResult::Refused)?;
         progress(s.name(), "locked");
-        let f = match recovery::recover(s, &f, self.health)? {
+        let f = match recovery::recover(s, &f, recovery::Finish::Deploy(self.health))? {
             Some(true) => probe(s, &job.host)?,
             _ => f,
         };
         o.package_before.clone_from(&f.version);
         o.package_after.clone_from(&f.version);
         let previous_package = self.previous_package(s, &f, o)?;
+        recovery::repair_current(s, &f.code_dir).inspect_err(|_| o.result = HostResult::Refused)?;
         let current = s.current()?;
         // Conflicts are found before anything is written on the host.
         let manifest = self.code.manifest.render(&f.owner);

@@ -86,6 +86,14 @@ pub enum Command {
         "jarvisctl backoff --state /tmp/backoff.state --max 30",
     ))]
     Backoff(BackoffArgs),
+    /// Finish a deploy that was cut off on this host (power loss, a full
+    /// disk, a killed worker) from its journal: a half-done swap is undone,
+    /// a damaged deploys/current rebuilt. Run before every start of the bot.
+    #[command(after_help = examples!(
+        "sudo jarvisctl settle",
+        "sudo jarvisctl settle --json",
+    ))]
+    Settle(SettleArgs),
     /// Supervise the program without systemd, from the same unit file and
     /// drop-ins: notify socket, watchdog, restarts, start limits, logs.
     #[command(after_help = examples!(
@@ -302,6 +310,40 @@ pub struct EnvLintArgs {
     /// Read the file as this systemd version does (default: this host's).
     #[arg(long, value_name = "VERSION")]
     pub systemd: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct SettleArgs {
+    /// Print what was settled as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Who runs it, for the deploy's journal.
+    #[arg(long, value_enum, default_value_t = SettleBy::Hand)]
+    pub by: SettleBy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SettleBy {
+    /// The unit's ExecStartPre=, before every start (boot included).
+    Start,
+    /// The package's maintainer script.
+    Install,
+    /// status --record (the health timer).
+    Status,
+    /// An operator.
+    Hand,
+}
+
+impl SettleBy {
+    /// As the deploy's journal says it: "undone by ...".
+    pub fn phrase(self) -> &'static str {
+        match self {
+            SettleBy::Start => "the host before the bot's start (jarvisctl settle)",
+            SettleBy::Install => "the package's install (jarvisctl settle)",
+            SettleBy::Status => "the health check (status --record)",
+            SettleBy::Hand => "jarvisctl settle",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
