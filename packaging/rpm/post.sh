@@ -14,6 +14,9 @@ reset_failed_by_stop() {
     esac
 }
 jarvisctl setup || exit 1
+# A deploy cut off on this host is finished or undone before the start.
+jarvisctl settle --by install \
+    || echo "jarvis-supervisor: a cut-off deploy could not be settled (see above); the bot's start will try again" >&2
 # %tmpfiles_create, once the user exists.
 if command -v systemd-tmpfiles >/dev/null 2>&1; then
     systemd-tmpfiles --create jarvis-supervisor.conf >/dev/null 2>&1 || :

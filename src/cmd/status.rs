@@ -39,6 +39,19 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
         // The timer's run: it succeeds whatever the check found; the ping
         // carries the verdict, and goes before any file is written.
         health::record::record(paths, &history, heartbeat)?;
+        // Then a deploy cut off on this host is settled (root's timer).
+        if nix::unistd::geteuid().is_root() {
+            let by = jarvis_cli::SettleBy::Status.phrase();
+            match crate::deploy::settle::settle(paths, by, true) {
+                Ok(crate::deploy::settle::Settled::Done { done, .. }) => {
+                    for l in done {
+                        eprintln!("settle: {}", jarvis_model::defuse::printable(&l));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("settle: {e}"),
+            }
+        }
         return Ok(0);
     }
     if !args.host.is_empty() || args.hosts.is_some() {

@@ -253,6 +253,18 @@ fn check_pythonpath(unit: &Unit, code_root: &Path, from_env: Option<&str>) -> Fi
 /// 20). Not in the preflight: it reads every shipped file.
 fn code_drift(paths: &Paths, code_root: &Path) -> Vec<Finding> {
     use crate::drift::What;
+    // A deploy cut off mid-swap: named as such, not as changed files.
+    let unsettled = crate::deploy::settle::scan(paths);
+    let lines = unsettled.describe();
+    if !lines.is_empty() {
+        return lines
+            .into_iter()
+            .map(|l| {
+                let (what, fix) = l.split_once("; ").unwrap_or((l.as_str(), ""));
+                Finding::fail("deploy", what.to_string(), fix.to_string())
+            })
+            .collect();
+    }
     let Some(d) = crate::drift::check(paths, code_root) else {
         return Vec::new();
     };

@@ -147,8 +147,24 @@ fn files(paths: &Paths, u: &Unit, sight: &sight::Sight, st: &mut Status) {
             );
         }
     }
+    // A deploy cut off on this host: named as such (its half-done swap is
+    // no tampering), with the command that settles it.
+    let unsettled = crate::deploy::settle::scan(paths);
+    for line in unsettled.describe() {
+        let swapped = unsettled.cuts.iter().any(|c| c.swapped);
+        raise(
+            st,
+            if swapped {
+                Verdict::Critical
+            } else {
+                Verdict::Warning
+            },
+            line,
+        );
+    }
+    let mid_swap = !unsettled.live && unsettled.cuts.iter().any(|c| c.swapped);
     if let Some(d) = code_root
-        .filter(|_| st.sees(Hidden::CodeRoot))
+        .filter(|_| st.sees(Hidden::CodeRoot) && !mid_swap)
         .and_then(|root| crate::drift::check(paths, &root))
     {
         st.code_deploy = Some(d.deploy.clone());

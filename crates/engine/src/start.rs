@@ -189,7 +189,13 @@ impl Engine {
                 what: &what,
             },
         )?;
-        let identity = self.account.as_ref().map(|a| {
+        // `+`: as systemd, the command keeps root (jarvisctl settle).
+        let privileged = match role {
+            Role::Pre(i) => self.svc.exec_start_pre.get(i).is_some_and(|l| l.privileged),
+            Role::Condition(i) => self.svc.exec_condition.get(i).is_some_and(|l| l.privileged),
+            Role::Main => self.svc.exec_start.privileged,
+        };
+        let identity = self.account.as_ref().filter(|_| !privileged).map(|a| {
             let gid = nix::unistd::Gid::from_raw(a.gid);
             let groups = std::ffi::CString::new(a.name.as_str())
                 .ok()

@@ -44,6 +44,8 @@ pub struct ExecLine {
     pub argv: Vec<String>,
     /// `-` prefix: a failure is tolerated.
     pub ignore_failure: bool,
+    /// `+` prefix: run with full privileges (as root, not as User=).
+    pub privileged: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +143,7 @@ fn exec_line(key: &str, v: &str) -> Result<ExecLine> {
     Ok(ExecLine {
         argv: words,
         ignore_failure: prefix.contains('-'),
+        privileged: prefix.contains('+'),
     })
 }
 
