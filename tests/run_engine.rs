@@ -3562,3 +3562,30 @@ fn a_full_var_lib_still_pings_and_the_metrics_say_so() {
     );
     drop(full);
 }
+
+/// Issue 27: `ExecStartPre=+...` keeps root, as under systemd: the unit's
+/// `jarvisctl settle` puts back a cut swap's files before the bot starts,
+/// on both engines. The other lines run as User=.
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn a_plus_start_pre_line_runs_as_root_and_the_others_as_the_service_user() {
+    let mut t = Tree::new("nobody", "", "");
+    let tmp = t.path("tmp");
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap();
+    fs::write(
+        t.path("unit.service"),
+        unit + &format!(
+            "ExecStartPre=+/bin/sh -c 'id -u > {0}/plus.txt'\nExecStartPre=/bin/sh -c 'id -u > {0}/plain.txt'\n",
+            tmp.display()
+        ),
+    )
+    .unwrap();
+    t.start();
+    let st = t.wait_state("running", 15, |_| true);
+    assert_eq!(proc_uid(main_pid(&st)), NOBODY);
+    let read = |f: &str| fs::read_to_string(tmp.join(f)).unwrap().trim().to_string();
+    assert_eq!(read("plus.txt"), "0", "the '+' line did not run as root");
+    assert_eq!(read("plain.txt"), NOBODY.to_string(), "a plain line ran as root");
+    t.signal_engine("TERM");
+    assert_eq!(t.wait_exit(10), 0);
+}

@@ -15,6 +15,7 @@ mod logs;
 mod manifests;
 mod monitoring;
 mod pause;
+mod power_cut;
 mod prometheus;
 mod python_env;
 mod status;
@@ -90,6 +91,12 @@ fn deploy_keeps_state_at_random_paths_and_takes_the_code_root_from_each_host() {
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn deploy_fault_matrix_leaves_old_or_new_and_recovers() {
     manifests::fault_matrix();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn a_power_cut_or_dpkg_mid_swap_never_starts_the_bot_on_two_versions_on_both_engines() {
+    power_cut::power_cut_and_dpkg_mid_swap();
 }
 
 #[test]

@@ -22,9 +22,9 @@ use super::{pkg, CODE};
 
 /// Where the sysvinit host's drop-in moves the code root.
 const MOVED: &str = "/srv/jarvis-code";
-const DEPLOYS: &str = "/var/lib/jarvis-supervisor/deploys";
+pub(crate) const DEPLOYS: &str = "/var/lib/jarvis-supervisor/deploys";
 
-fn rand_name(tag: &str) -> String {
+pub(crate) fn rand_name(tag: &str) -> String {
     let mut b = [0u8; 5];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
@@ -38,7 +38,7 @@ fn rand_name(tag: &str) -> String {
 /// The component's state files, relative to the code root, at random
 /// names: a hidden key store, a database, JSON state, the component's own
 /// .env, and a file in its generated/ folder (which the code also ships).
-fn state_paths(comp: &str) -> Vec<String> {
+pub(crate) fn state_paths(comp: &str) -> Vec<String> {
     vec![
         format!("bots/{comp}/.{}/{}.key", rand_name("ks"), rand_name("w")),
         format!("bots/{comp}/{}.db", rand_name("db")),
@@ -50,20 +50,20 @@ fn state_paths(comp: &str) -> Vec<String> {
 
 /// The stand-in writes the state at its next start (STANDIN_COMPONENT_STATE
 /// in the host's .env, which a deploy never reads).
-fn ask_for_state(c: &Container, root: &str, paths: &[String]) {
+pub(crate) fn ask_for_state(c: &Container, root: &str, paths: &[String]) {
     c.ok(&format!(
         "echo STANDIN_COMPONENT_STATE={} >> {root}/.env",
         paths.join(",")
     ));
 }
 
-fn sums(c: &Container, root: &str, paths: &[String]) -> String {
+pub(crate) fn sums(c: &Container, root: &str, paths: &[String]) -> String {
     c.ok(&format!("cd {root} && sha256sum {}", paths.join(" ")))
 }
 
 /// A version of the code with the component: its `__init__.py` says the
 /// version, and `generated/README` sits where its state goes.
-fn version_with(dir: &Path, n: u32, comp: Option<&str>, extra: &[(&str, &str)]) -> String {
+pub(crate) fn version_with(dir: &Path, n: u32, comp: Option<&str>, extra: &[(&str, &str)]) -> String {
     let d = code(dir, n, false, 0);
     if let Some(comp) = comp {
         fs::create_dir_all(d.join(format!("bots/{comp}/generated"))).unwrap();
@@ -116,7 +116,7 @@ stray = [os.path.join(r, f) for r, _, fs in os.walk(code) for f in fs if f.endsw
 print(json.dumps({"current": cur, "files": n, "bad": bad, "stray": stray}))
 "##;
 
-fn check_shipped(c: &Container, root: &str) -> (String, u64) {
+pub(crate) fn check_shipped(c: &Container, root: &str) -> (String, u64) {
     let out = c.ok(&format!("python3 - {root} <<'EOF'\n{CHECK_PY}\nEOF"));
     let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(
@@ -158,7 +158,7 @@ now = {p: live(p) for p in union}
 print(json.dumps([i for i, m in ms.items() if all(now[p] == m.get(p) for p in union)]))
 "##;
 
-fn exactly_one_of(c: &Container, root: &str, ids: &[&str]) -> String {
+pub(crate) fn exactly_one_of(c: &Container, root: &str, ids: &[&str]) -> String {
     let out = c.ok(&format!(
         "python3 - {root} {} <<'EOF'\n{EXACT_PY}\nEOF",
         ids.join(" ")
@@ -201,7 +201,7 @@ fn move_code_root(c: &Container) {
     assert!(st.contains("\"OK\""), "{st}");
 }
 
-fn version_at(c: &Container, root: &str) -> String {
+pub(crate) fn version_at(c: &Container, root: &str) -> String {
     c.ok(&format!("cat {root}/bots/version.txt")).trim().to_string()
 }
 

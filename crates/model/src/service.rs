@@ -358,4 +358,15 @@ mod tests {
         assert_eq!(bytes("M", "512M").unwrap(), Some(512 << 20));
         assert_eq!(bytes("M", "infinity").unwrap(), None);
     }
+
+    #[test]
+    fn a_plus_line_keeps_root_and_a_minus_line_may_fail() {
+        let l = exec_line("ExecStartPre", "+/usr/bin/jarvisctl settle --by start").unwrap();
+        assert_eq!(l.argv, ["/usr/bin/jarvisctl", "settle", "--by", "start"]);
+        assert!(l.privileged && !l.ignore_failure);
+        let l = exec_line("ExecStartPre", "-/usr/bin/true").unwrap();
+        assert!(!l.privileged && l.ignore_failure);
+        let l = exec_line("ExecStartPre", "/usr/bin/jarvisctl backoff").unwrap();
+        assert!(!l.privileged && !l.ignore_failure);
+    }
 }

@@ -358,6 +358,18 @@ impl Container {
         panic!("no host process for container pid {pid}");
     }
 
+    /// The power is cut: the container's init is killed by its pid, with
+    /// no shutdown (every process in it dies at once), and nspawn's exit
+    /// waited for. `start` then boots the same root again.
+    pub fn power_cut(&mut self) {
+        let Some(mut child) = self.nspawn.take() else {
+            return;
+        };
+        kill(self.init);
+        let _ = child.wait();
+        self.init = 0;
+    }
+
     /// Power off and wait for nspawn to exit (then `start` boots it again:
     /// a reboot of the same root).
     pub fn poweroff(&mut self) {

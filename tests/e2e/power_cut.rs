@@ -1,0 +1,291 @@
+//! Issue 27, items 1 and 3, acceptance 1 and 2: the host fails in the
+//! middle of a deploy's swap. The power is cut (the container's init
+//! killed, no shutdown) at several points of a swap and the host booted
+//! again; and `dpkg -i` of the package runs while a swap is half done. On
+//! a systemd host and a sysvinit host at once. The stand-in records, at
+//! each start, the hash of every module of a component whose 30 modules
+//! each deploy changes: every start must see exactly one version.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::container::Container;
+use super::deploy::{diag, fleet, healthy, host_name, Fleet, PORT_A, PORT_B};
+use super::manifests::{
+    ask_for_state, exactly_one_of, rand_name, state_paths, sums, version_at, version_with, DEPLOYS,
+};
+use super::roots::Suite;
+use super::{pkg, CODE};
+
+const MODULES: u32 = 30;
+const SNAPSHOT: &str = "data/code-at-start.jsonl";
+
+/// The version `n` of the component: its `__init__.py` and 30 modules.
+fn version(tmp: &Path, n: u32, comp: &str) -> String {
+    let many: Vec<(String, String)> = (0..MODULES)
+        .map(|i| (format!("bots/{comp}/m{i}.py"), format!("V = {n}\n")))
+        .collect();
+    let refs: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    version_with(tmp, n, Some(comp), &refs)
+}
+
+/// Which version each start recorded since line `from` of the snapshot
+/// log saw: one per start, or a panic naming the mix.
+fn versions_seen(c: &Container, from: usize) -> Vec<u32> {
+    let text = c.ok(&format!("cat {CODE}/{SNAPSHOT} 2>/dev/null || true"));
+    let sha = |t: String| format!("{:x}", Sha256::digest(t.as_bytes()));
+    text.lines()
+        .skip(from)
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            let files: BTreeMap<String, String> = serde_json::from_value(v["files"].clone()).unwrap();
+            let mut seen: Vec<u32> = files
+                .iter()
+                .map(|(name, h)| {
+                    (1..100)
+                        .find(|n| {
+                            *h == sha(if name == "__init__.py" {
+                                format!("VERSION = {n}\n")
+                            } else {
+                                format!("V = {n}\n")
+                            })
+                        })
+                        .unwrap_or(0)
+                })
+                .collect();
+            assert_eq!(
+                files.len() as u32,
+                MODULES + 1,
+                "a start saw a module missing: {l}"
+            );
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), 1, "a start ran a mix of versions {seen:?}: {l}");
+            seen[0]
+        })
+        .collect()
+}
+
+fn lines_of(c: &Container) -> usize {
+    c.ok(&format!("cat {CODE}/{SNAPSHOT} 2>/dev/null | wc -l"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn deploy_cmd(f: &Fleet, host: &str, args: &[&str]) -> Command {
+    let mut cmd = f.ns.command(f.bin.to_str().unwrap());
+    cmd.arg("deploy");
+    for o in f.key.options() {
+        cmd.args(["--ssh-option", &o]);
+    }
+    cmd.args(["--host", host, "--ready-timeout", "60"]);
+    cmd.args(args);
+    cmd
+}
+
+fn newest(c: &Container) -> String {
+    c.ok(&format!("cd {DEPLOYS} && ls -d 2* | sort -V | tail -1"))
+        .trim()
+        .to_string()
+}
+
+/// Every cell on one host; its figures.
+fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
+    let host = host_name(port);
+    let tag = suite.name();
+    let comp = rand_name("comp");
+    let paths = state_paths(&comp);
+    ask_for_state(c, CODE, &paths);
+    c.ok(&format!(
+        "echo STANDIN_LOOP_GUARD_SLEEP=1 >> {CODE}/.env; echo STANDIN_CODE_SNAPSHOT={SNAPSHOT},bots/{comp} >> {CODE}/.env"
+    ));
+    let tmp = f.tmp.path().join(tag);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let v1 = version(&tmp, 1, &comp);
+    let out = deploy_cmd(f, &host, &["--code", &v1, "--settle", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{tag}: v1: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = sums(c, CODE, &paths);
+    let prev = newest(c);
+    let prev_n = 1;
+    let mut figures = Vec::new();
+
+    // Acceptance 2: the power cut at several points of a swap.
+    let points: [(&str, Option<u32>); 3] = [
+        ("after the swap's first change", Some(1)),
+        ("half-way through the swap", Some(MODULES / 2)),
+        ("in the verification, after the swap", None),
+    ];
+    for (i, (point, pause)) in points.into_iter().enumerate() {
+        let n = i as u32 + 2;
+        let dir = version(&tmp, n, &comp);
+        let mut args = vec!["--code", dir.as_str()];
+        let pause_s = pause.map(|p| p.to_string());
+        match &pause_s {
+            Some(p) => args.extend(["--pause-swap-after", p.as_str(), "--settle", "2"]),
+            // Long enough to be caught in it.
+            None => args.extend(["--settle", "30"]),
+        }
+        let mut client = deploy_cmd(f, &host, &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let trigger = match pause {
+            Some(_) => "test -f /run/jarvis-deploy-paused".to_string(),
+            None => format!("grep -l '\"phase\": \"verifying\"' {DEPLOYS}/2*/meta.json"),
+        };
+        c.wait_for(
+            &format!("{tag}: the deploy {point}"),
+            Duration::from_secs(120),
+            |c| c.sh(&trigger).status == 0,
+        );
+        let from = lines_of(c);
+        let id = newest(c);
+        c.power_cut();
+        let _ = client.kill();
+        let _ = client.wait();
+        let t0 = Instant::now();
+        c.start();
+        c.ok("rm -f /run/jarvis-deploy-paused");
+        c.wait_for(
+            &format!("{tag}: a healthy bot after the cut {point}"),
+            Duration::from_secs(120),
+            healthy,
+        );
+        let up = t0.elapsed();
+        // The swap was never verified: undone before the first start.
+        let held = exactly_one_of(c, CODE, &[prev.as_str(), id.as_str()]);
+        assert_eq!(
+            held,
+            prev,
+            "{tag}, cut {point}: the host holds deploy {held}\n{}",
+            diag(c)
+        );
+        let seen = versions_seen(c, from);
+        assert!(
+            !seen.is_empty(),
+            "{tag}, cut {point}: no start recorded since the boot"
+        );
+        assert!(
+            seen.iter().all(|v| *v == prev_n),
+            "{tag}, cut {point}: the starts since the boot ran versions {seen:?}, not {prev_n} alone"
+        );
+        assert_eq!(
+            sums(c, CODE, &paths),
+            state,
+            "{tag}, cut {point}: the bot's state changed"
+        );
+        let meta = c.ok(&format!("cat {DEPLOYS}/{id}/meta.json"));
+        assert!(
+            meta.contains("\"interrupted-rolled-back\"")
+                && meta.contains("undone by the host before the bot's start"),
+            "{tag}, cut {point}: {meta}"
+        );
+        let st = c.ok("jarvisctl status 2>&1 || true");
+        assert!(!st.contains("changed on the host since deploy"), "{tag}: {st}");
+        figures.push(format!(
+            "{tag}: power cut {point}: booted to a healthy bot in {up:.1?}, {} start(s) since, all on version {prev_n} (deploy {prev}); deploy {id} undone",
+            seen.len()
+        ));
+    }
+
+    // Item 3: dpkg -i of the package while a swap is half done.
+    let n = 10;
+    let dir = version(&tmp, n, &comp);
+    let from = lines_of(c);
+    let client = deploy_cmd(
+        f,
+        &host,
+        &["--code", &dir, "--pause-swap-after", "10", "--settle", "2"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    c.wait_for(
+        &format!("{tag}: the swap to pause"),
+        Duration::from_secs(120),
+        |c| c.sh("test -f /run/jarvis-deploy-paused").status == 0,
+    );
+    let deb = pkg("JARVIS_DEB");
+    c.put(&deb, "/var/tmp/pkgs/again.deb");
+    c.ok("(dpkg -i /var/tmp/pkgs/again.deb > /var/tmp/dpkg.log 2>&1; echo $? > /var/tmp/dpkg.rc) & echo started");
+    // The package's settle waits for the swap's end.
+    c.wait_for(
+        &format!("{tag}: the postinst's settle"),
+        Duration::from_secs(60),
+        |c| c.sh("pgrep -f 'jarvisctl [s]ettle --by install'").status == 0,
+    );
+    let t0 = Instant::now();
+    c.ok("rm -f /run/jarvis-deploy-paused");
+    c.wait_for(&format!("{tag}: dpkg to finish"), Duration::from_secs(200), |c| {
+        c.sh("test -s /var/tmp/dpkg.rc").status == 0
+    });
+    let dpkg_took = t0.elapsed();
+    let out = client.wait_with_output().unwrap();
+    let dpkg = c.ok("cat /var/tmp/dpkg.rc /var/tmp/dpkg.log");
+    assert!(
+        dpkg.starts_with("0\n"),
+        "{tag}: dpkg -i during the swap failed:\n{dpkg}"
+    );
+    c.wait_for(
+        &format!("{tag}: a healthy bot after dpkg"),
+        Duration::from_secs(90),
+        healthy,
+    );
+    let held = exactly_one_of(c, CODE, &[prev.as_str(), newest(c).as_str()]);
+    let seen = versions_seen(c, from);
+    assert!(
+        seen.iter().all(|v| *v == prev_n || *v == n),
+        "{tag}: a start during dpkg ran version(s) {seen:?}"
+    );
+    assert_eq!(
+        sums(c, CODE, &paths),
+        state,
+        "{tag}: dpkg during the swap changed the state"
+    );
+    let rc = out.status.code();
+    figures.push(format!(
+        "{tag}: dpkg -i mid-swap: finished {dpkg_took:.1?} after the swap went on; the deploy exited {rc:?}; starts since ran versions {seen:?}; the host holds {} (version {})",
+        held,
+        version_at(c, CODE)
+    ));
+    figures
+}
+
+/// Both engines at once, each host its own thread.
+pub fn power_cut_and_dpkg_mid_swap() {
+    let mut f = fleet(
+        "powercut",
+        &[(Suite::Bookworm, PORT_A), (Suite::Sysvinit, PORT_B)],
+    );
+    let mut hosts = std::mem::take(&mut f.hosts);
+    let figures: Vec<String> = std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = hosts
+            .iter_mut()
+            .zip([(PORT_A, Suite::Bookworm), (PORT_B, Suite::Sysvinit)])
+            .map(|(c, (port, suite))| s.spawn(move || cells(f, c, port, suite)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a host's cells failed"))
+            .collect()
+    });
+    f.hosts = hosts;
+    for l in figures {
+        println!("figures: {l}");
+    }
+}
