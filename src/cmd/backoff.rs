@@ -89,24 +89,13 @@ pub fn record_with(
         in_place: true,
         ..*st
     };
-    let mut bytes = padded(&in_place);
-    let written = (|| {
-        use std::os::unix::fs::{FileExt, OpenOptionsExt};
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(path)?;
-        // Longer than what is there: spaces cover the old tail.
-        let old = f.metadata()?.len() as usize;
-        if bytes.len() < old {
-            bytes.truncate(bytes.len() - 1);
-            bytes.resize(old - 1, b' ');
-            bytes.push(b'\n');
-        }
-        f.write_all_at(&bytes, 0)
-    })();
+    let written = jarvis_model::filesystem::rewrite_in_place(
+        path,
+        &padded(&in_place),
+        jarvis_model::filesystem::Tail::Spaces,
+    );
     match written {
-        Ok(()) => Recorded::InPlace(err),
+        Ok(_) => Recorded::InPlace(err),
         Err(_) => Recorded::Lost(err),
     }
 }

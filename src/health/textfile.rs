@@ -52,26 +52,8 @@ pub fn write(dir: &Path, st: &Status, sample_stored: bool) -> Result<PathBuf> {
 /// inode. Only a regular file of ours with one link; a scrape at that
 /// moment may read a half file (it fails, the next one reads the whole).
 fn in_place(path: &Path, text: &str) -> Result<PathBuf> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| Error::io("open", path, e))?;
-    let m = f.metadata().map_err(|e| Error::io("read", path, e))?;
-    if !m.is_file() || m.nlink() != 1 || m.uid() != nix::unistd::geteuid().as_raw() {
-        return Err(Error::new(format!("{}: not a file of ours", path.display())));
-    }
-    // Only within the blocks the file has: a longer text needs new ones.
-    if text.len() as u64 > m.blocks() * 512 {
-        return Err(Error::new(format!(
-            "{}: no room for the new metrics",
-            path.display()
-        )));
-    }
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.set_len(text.len() as u64))
-        .map_err(|e| Error::io("write", path, e))?;
+    use jarvis_model::filesystem::{rewrite_in_place, Tail};
+    rewrite_in_place(path, text.as_bytes(), Tail::Cut).map_err(|e| Error::io("rewrite", path, e))?;
     Ok(path.to_path_buf())
 }
 

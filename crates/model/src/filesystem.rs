@@ -104,9 +104,81 @@ pub fn is_full(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(n) if n == nix::libc::ENOSPC || n == nix::libc::EDQUOT)
 }
 
+/// How [`rewrite_in_place`] covers what is left of a longer old text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Spaces before the final newline (JSON allows them at the end): the
+    /// file keeps its length, with no truncation.
+    Spaces,
+    /// The file is cut to the new length (that frees blocks, needs none).
+    Cut,
+}
+
+/// Rewrites the package's own file `path` with `text` (ending in a
+/// newline) through the blocks it already has: one write from offset 0, no
+/// new file, inode or block, so that it works on a full filesystem (issue
+/// 27). Only a regular file of this user with one link, never followed.
+/// Returns the bytes the file now holds.
+pub fn rewrite_in_place(path: &Path, text: &[u8], tail: Tail) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let m = f.metadata()?;
+    if !m.is_file() || m.nlink() != 1 || m.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "not a file of ours (a regular file of this user with one link)",
+        ));
+    }
+    let old = m.len() as usize;
+    if text.len() > old.max((m.blocks() * 512) as usize) {
+        return Err(std::io::ErrorKind::StorageFull.into());
+    }
+    let mut text = text.to_vec();
+    if tail == Tail::Spaces && text.len() < old {
+        text.pop();
+        text.resize(old - 1, b' ');
+        text.push(b'\n');
+    }
+    f.write_all_at(&text, 0)?;
+    if text.len() < old {
+        f.set_len(text.len() as u64)?;
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rewrite_in_place_covers_the_old_text_and_never_grows_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("state.json");
+        let old = format!("{{\"a\": 12345}}\n{}", " ".repeat(300));
+        std::fs::write(&f, &old).unwrap();
+        let held = rewrite_in_place(&f, b"{\"a\": 1}\n", Tail::Spaces).unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), held);
+        assert_eq!(held.len(), old.len(), "the old tail is covered");
+        assert!(held.starts_with(b"{\"a\": 1} ") && held.ends_with(b" \n"));
+        let held = rewrite_in_place(&f, b"up 1\n", Tail::Cut).unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"up 1\n");
+        assert_eq!(held, b"up 1\n");
+        // More than the file's blocks hold: refused, the old text stays.
+        let blocks = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&f).unwrap()) as usize * 512;
+        let huge = vec![b' '; blocks.max(5) + 1];
+        assert!(rewrite_in_place(&f, &huge, Tail::Spaces).is_err());
+        assert_eq!(std::fs::read(&f).unwrap(), b"up 1\n");
+        // Never through a link, nor into a file with a second name.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(rewrite_in_place(&link, b"x\n", Tail::Cut).is_err());
+        std::fs::hard_link(&f, dir.path().join("second")).unwrap();
+        assert!(rewrite_in_place(&f, b"x\n", Tail::Cut).is_err());
+        assert_eq!(std::fs::read(&f).unwrap(), b"up 1\n");
+    }
 
     #[test]
     fn the_longest_containing_mount_point_wins() {

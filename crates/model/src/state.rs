@@ -254,7 +254,7 @@ impl StateFile {
         // place, where that takes no new block, rather than going stale
         // (status would show a dead pid as running).
         let _ = std::fs::remove_file(&self.tmp);
-        match rewrite_in_place(&self.path, text) {
+        match crate::filesystem::rewrite_in_place(&self.path, &text, crate::filesystem::Tail::Spaces) {
             Ok(held) => {
                 self.written = held;
                 true
@@ -272,31 +272,6 @@ impl StateFile {
             .and_then(|f| f.take(self.written.len() as u64 + 1).read_to_end(&mut now))
             .is_ok_and(|_| now == self.written)
     }
-}
-
-/// Writes `text` over the file at `path` from offset 0, padded with spaces
-/// (JSON allows them at the end) to cover the old content, only when it
-/// fits in the blocks the file already has. One write, no truncation.
-/// The bytes the file now holds (`text`, padded to the old length).
-fn rewrite_in_place(path: &Path, mut text: Vec<u8>) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)?;
-    let meta = f.metadata()?;
-    let old = meta.len() as usize;
-    let allocated = (meta.blocks() * 512) as usize;
-    if text.len() > old.max(allocated) {
-        return Err(std::io::ErrorKind::StorageFull.into());
-    }
-    if text.len() < old {
-        text.pop();
-        text.resize(old - 1, b' ');
-        text.push(b'\n');
-    }
-    f.write_all_at(&text, 0)?;
-    Ok(text)
 }
 
 #[cfg(test)]
@@ -503,26 +478,5 @@ mod tests {
         assert_eq!(st.state, RunState::Other("auto-restart-queued".into()));
         assert_eq!(st.result.as_str(), "core-dump");
         assert_eq!(write_read(&st).0, text);
-    }
-
-    #[test]
-    fn a_rewrite_in_place_covers_the_old_text_and_never_grows_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("state.json");
-        let st: State = serde_json::from_str(TODAY).unwrap();
-        std::fs::write(&f, format!("{TODAY}{}", " ".repeat(300))).unwrap();
-        let mut text = serde_json::to_vec(&st).unwrap();
-        text.push(b'\n');
-        rewrite_in_place(&f, text.clone()).unwrap();
-        let back = std::fs::read(&f).unwrap();
-        assert_eq!(back.len(), TODAY.len() + 300, "the old tail is covered");
-        let again: State = serde_json::from_slice(&back).expect("reads back");
-        assert_eq!(again.n_restarts, st.n_restarts);
-        // More than the file's blocks hold: refused, the old text stays.
-        let before = std::fs::read(&f).unwrap();
-        let blocks = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&f).unwrap()) as usize * 512;
-        let huge = vec![b' '; blocks.max(before.len()) + 1];
-        assert!(rewrite_in_place(&f, huge).is_err());
-        assert_eq!(std::fs::read(&f).unwrap(), before);
     }
 }
