@@ -202,8 +202,9 @@ pub fn settle(paths: &Paths, by: &str, bot_may_run: bool) -> Result<Settled> {
         // The deploy that holds the lock is the newest in progress.
         let live = pending.cuts.iter().rev().find(|c| c.meta.in_progress());
         let phase = live.map_or_else(|| "starting".to_string(), Cut::phase);
-        if live.is_some_and(|c| c.meta.phase == Some(Phase::Swapping)) {
-            wait_for(&paths.host(Path::new(STEP_LOCK)), SWAP_WAIT)?;
+        if let Some(c) = live.filter(|c| c.meta.phase == Some(Phase::Swapping)) {
+            let meta = paths.host(Path::new(DEPLOYS)).join(&c.id).join("meta.json");
+            wait_for_swap(&paths.host(Path::new(STEP_LOCK)), &meta, SWAP_WAIT)?;
         }
         return Ok(Settled::LiveDeploy {
             id: live.map(|c| c.id.clone()),
@@ -254,20 +255,28 @@ fn try_lock(path: &Path) -> Result<Option<Flock<File>>> {
     }
 }
 
-/// Waits until the step under way ends (its lock is free), at most `max`.
-fn wait_for(path: &Path, max: Duration) -> Result<()> {
+/// Waits until a live deploy's swap is over: its step lock is free, or its
+/// journal has moved on from `swapping` (the client writes that before its
+/// next step, which may be the restart that waits on this very start), at
+/// most `max`.
+fn wait_for_swap(lock: &Path, meta: &Path, max: Duration) -> Result<()> {
     let deadline = Instant::now() + max;
-    let mut file = open_lock(path)?;
+    let mut file = open_lock(lock)?;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(_) => return Ok(()),
-            Err((f, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                file = f;
-                // A swap takes seconds: a short poll costs nothing here.
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) => file = f,
             Err(_) => return Err(DeployError::StepBusy(max)),
         }
+        let phase = read_bounded(meta).map(|t| Meta::parse(&t).phase);
+        if phase.is_some_and(|p| p != Some(Phase::Swapping)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(DeployError::StepBusy(max));
+        }
+        // A swap takes seconds: a short poll costs nothing here.
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

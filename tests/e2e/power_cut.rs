@@ -153,9 +153,53 @@ fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
         );
         let from = lines_of(c);
         let id = newest(c);
-        c.power_cut();
         let _ = client.kill();
         let _ = client.wait();
+        let mut said = String::new();
+        {
+            // First the deploy alone is cut, the host up (a swap's worker
+            // killed, as an OOM kill would): status and check name an
+            // interrupted deploy, and how to settle it.
+            if pause.is_some() {
+                c.ok("kill -9 $(cat /run/jarvis-deploy-paused)");
+            }
+            c.wait_for(
+                &format!("{tag}: the deploy lock freed"),
+                Duration::from_secs(30),
+                |c| c.sh("flock -n /run/jarvis-deploy.lock true").status == 0,
+            );
+            let st = c.sh("jarvisctl status; jarvisctl check");
+            let meta = c.ok(&format!("cat {DEPLOYS}/{id}/meta.json"));
+            // Unless the health timer's status --record settled it first.
+            if !meta.contains("undone by the health check") {
+                let want = match pause {
+                    Some(_) => format!(
+                        "deploy {id} was interrupted while swapping: the code may be part old, part new"
+                    ),
+                    None => format!(
+                        "deploy {id} was interrupted while verifying, after its swap: the bot may run its unverified code"
+                    ),
+                };
+                assert!(
+                    st.stdout.matches(&want).count() >= 2,
+                    "{tag}: status and check said:\n{}",
+                    st.all()
+                );
+                assert!(
+                    !st.stdout.contains("changed on the host since deploy"),
+                    "{tag}: {}",
+                    st.all()
+                );
+                said = st
+                    .stdout
+                    .lines()
+                    .find(|l| l.contains(&want))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+            }
+        }
+        c.power_cut();
         let t0 = Instant::now();
         c.start();
         c.ok("rm -f /run/jarvis-deploy-paused");
@@ -190,13 +234,14 @@ fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
         let meta = c.ok(&format!("cat {DEPLOYS}/{id}/meta.json"));
         assert!(
             meta.contains("\"interrupted-rolled-back\"")
-                && meta.contains("undone by the host before the bot's start"),
+                && (meta.contains("undone by the host before the bot's start")
+                    || meta.contains("undone by the health check")),
             "{tag}, cut {point}: {meta}"
         );
         let st = c.ok("jarvisctl status 2>&1 || true");
         assert!(!st.contains("changed on the host since deploy"), "{tag}: {st}");
         figures.push(format!(
-            "{tag}: power cut {point}: booted to a healthy bot in {up:.1?}, {} start(s) since, all on version {prev_n} (deploy {prev}); deploy {id} undone",
+            "{tag}: power cut {point}: booted to a healthy bot in {up:.1?}, {} start(s) since, all on version {prev_n} (deploy {prev}); deploy {id} undone; status said before the cut: {said:?}",
             seen.len()
         ));
     }
@@ -221,7 +266,8 @@ fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
     );
     let deb = pkg("JARVIS_DEB");
     c.put(&deb, "/var/tmp/pkgs/again.deb");
-    c.ok("(dpkg -i /var/tmp/pkgs/again.deb > /var/tmp/dpkg.log 2>&1; echo $? > /var/tmp/dpkg.rc) & echo started");
+    // Its own output and no other: c.ok waits for the pipes it hands out.
+    c.ok("(dpkg -i /var/tmp/pkgs/again.deb > /var/tmp/dpkg.log 2>&1; echo $? > /var/tmp/dpkg.rc) </dev/null >/dev/null 2>&1 &");
     // The package's settle waits for the swap's end.
     c.wait_for(
         &format!("{tag}: the postinst's settle"),
@@ -261,6 +307,97 @@ fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
         "{tag}: dpkg -i mid-swap: finished {dpkg_took:.1?} after the swap went on; the deploy exited {rc:?}; starts since ran versions {seen:?}; the host holds {} (version {})",
         held,
         version_at(c, CODE)
+    ));
+    let prev = held;
+
+    // Item 4: a garbage deploys/current is named, and the next deploy
+    // rebuilds it from the live code rather than refusing with conflicts.
+    c.ok(&format!("printf 'garbage\\0\\n' > {DEPLOYS}/current"));
+    let st = c.sh("jarvisctl status; jarvisctl check");
+    assert!(
+        st.stdout
+            .contains("deploys/current is damaged (it holds no deploy id: 9 byte(s))"),
+        "{tag}: {}",
+        st.all()
+    );
+    let n = 11;
+    let dir = version(&tmp, n, &comp);
+    let t0 = Instant::now();
+    let out = deploy_cmd(f, &host, &["--code", &dir, "--settle", "2"])
+        .output()
+        .unwrap();
+    let took = t0.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{tag}: the deploy after a garbage current: {err}"
+    );
+    assert!(
+        err.contains(&format!("rebuilt: the live code is deploy {prev}'s")),
+        "{tag}: {err}"
+    );
+    assert_eq!(version_at(c, CODE), n.to_string());
+    figures.push(format!(
+        "{tag}: garbage deploys/current: named by status and check; the next deploy rebuilt it (deploy {prev}) and succeeded in {took:.1?}"
+    ));
+    let prev = newest(c);
+
+    // Item 4: a deploy cut mid-swap whose meta.json is then truncated: named
+    // as an interrupted deploy, and undone by the next deploy.
+    let client = deploy_cmd(
+        f,
+        &host,
+        &["--code", &version(&tmp, 12, &comp), "--pause-swap-after", "7"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    c.wait_for(
+        &format!("{tag}: the swap to pause"),
+        Duration::from_secs(120),
+        |c| c.sh("test -f /run/jarvis-deploy-paused").status == 0,
+    );
+    let cut = newest(c);
+    let mut client = client;
+    let _ = client.kill();
+    let _ = client.wait();
+    c.ok("kill -9 $(cat /run/jarvis-deploy-paused); rm -f /run/jarvis-deploy-paused");
+    c.wait_for(
+        &format!("{tag}: the deploy lock freed"),
+        Duration::from_secs(30),
+        |c| c.sh("flock -n /run/jarvis-deploy.lock true").status == 0,
+    );
+    c.ok(&format!(
+        "f={DEPLOYS}/{cut}/meta.json; head -c 60 $f > $f.cut && mv $f.cut $f"
+    ));
+    let st = c.sh("jarvisctl status; jarvisctl check");
+    let want = format!("deploy {cut} was interrupted while an unknown step (meta.json is not a deploy journal (it ends early");
+    let meta = c.ok(&format!("cat {DEPLOYS}/{cut}/meta.json"));
+    assert!(
+        st.stdout.contains(&want) || meta.contains("undone by the health check"),
+        "{tag}: {}",
+        st.all()
+    );
+    let n = 13;
+    let dir = version(&tmp, n, &comp);
+    let t0 = Instant::now();
+    let out = deploy_cmd(f, &host, &["--code", &dir, "--settle", "2"])
+        .output()
+        .unwrap();
+    let took = t0.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{tag}: the deploy after a corrupt journal: {err}"
+    );
+    assert_eq!(version_at(c, CODE), n.to_string());
+    let meta = c.ok(&format!("cat {DEPLOYS}/{cut}/meta.json"));
+    assert!(meta.contains("\"interrupted-rolled-back\""), "{tag}: {meta}");
+    assert_eq!(sums(c, CODE, &paths), state, "{tag}: the state changed");
+    assert!(versions_seen(c, 0).iter().all(|v| *v > 0));
+    figures.push(format!(
+        "{tag}: a cut swap with a truncated meta.json (deploy {cut}, after {prev}): named by status; the next deploy undid it and succeeded in {took:.1?}"
     ));
     figures
 }
