@@ -148,7 +148,18 @@ fn history(c: &Container) -> String {
 fn pinged_during(c: &Container, suite: Suite, fault: &str) -> String {
     let name = suite.name();
     let n = pings(c).len();
-    let (code, out) = record(c, suite);
+    let (mut code, mut out) = record(c, suite);
+    if code == 219 {
+        // 219/CGROUP: PID 1 could not put the run in its cgroup, before
+        // any code of the package ran. Seen once in ten runs of this test
+        // (in the /run cell), never in 160 starts of the unit during a
+        // crash loop, 80 of them with /run full; this sandbox's cgroup v1
+        // hybrid says "Failed to attach ... to compat systemd cgroup" at
+        // every boot. On a host the timer's next run follows: that one is
+        // judged here, and the failure is printed, never hidden.
+        println!("{name}: with {fault}, PID 1 could not start the health timer's run (219/CGROUP), run again:\n{out}");
+        (code, out) = record(c, suite);
+    }
     assert_eq!(code, 0, "{name}: status --record with {fault}:\n{out}");
     let p = pings(c);
     assert_eq!(p.len(), n + 1, "{name}: no ping with {fault}: {p:?}\n{out}");
@@ -189,8 +200,15 @@ fn record(c: &Container, suite: Suite) -> (i32, String) {
             .prop("jarvis-supervisor-health.service", "ExecMainStatus")
             .parse()
             .unwrap_or(-1);
+        // What PID 1 said of a run that failed (its own steps, before ours).
+        let pid1 = if code == 0 {
+            String::new()
+        } else {
+            c.sh("journalctl _PID=1 UNIT=jarvis-supervisor-health.service -o cat --no-pager -q -n 12; journalctl -o short-monotonic --no-pager -q -n 30 | grep -i health")
+                .stdout
+        };
         c.sh("systemctl reset-failed jarvis-supervisor-health.service");
-        (code, said)
+        (code, said + &pid1)
     } else {
         let r = c.sh("jarvisctl status --record 2>&1");
         (r.status, r.stdout)
