@@ -63,11 +63,46 @@ pub fn append(path: &Path, s: &Sample) -> Result<()> {
     }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(path)
         .map_err(|e| Error::io("open", path, e))?;
-    f.write_all(line.as_bytes())
-        .map_err(|e| Error::io("append to", path, e))
+    let len = f.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    // A line left torn (by a crash, or a version before this one) ends
+    // where the next one would begin: end it first, or both are lost.
+    let mut last = [b'\n'];
+    if len > 0 {
+        use std::os::unix::fs::FileExt;
+        f.read_exact_at(&mut last, len - 1)
+            .map_err(|e| Error::io("read", path, e))?;
+    }
+    let line = if last[0] == b'\n' {
+        line
+    } else {
+        format!("\n{line}")
+    };
+    append_whole(&mut f, len, line.as_bytes()).map_err(|e| Error::io("append to", path, e))
+}
+
+/// A file that can be cut back to a length.
+trait Truncate: Write {
+    fn truncate(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl Truncate for std::fs::File {
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+/// Appends `line` whole to `f` (of `len` bytes), or leaves it at `len`: a
+/// write that a full disk cuts part way (a short write, then ENOSPC) is
+/// taken back, which needs no space (issue 27: the history of a full
+/// /var/lib ended in a torn `{"t"`).
+fn append_whole(f: &mut impl Truncate, len: u64, line: &[u8]) -> std::io::Result<()> {
+    f.write_all(line).inspect_err(|_| {
+        let _ = f.truncate(len);
+    })
 }
 
 /// The lines of `bytes` that are samples; damaged ones are skipped.
@@ -221,6 +256,69 @@ mod tests {
     }
 
     /// 85 s of samples, as in the report: no slope for either window.
+    /// A file on a disk with `room` bytes left.
+    struct Disk {
+        bytes: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ENOSPC));
+            }
+            let n = buf.len().min(self.room);
+            self.bytes.extend_from_slice(&buf[..n]);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Truncate for Disk {
+        fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+            self.bytes.truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_sample_cut_by_a_full_disk_is_taken_back_whole() {
+        let old = b"{\"t\":1,\"rss\":null,\"restarts\":null,\"state\":\"active\"}\n".to_vec();
+        let line = b"{\"t\":2,\"rss\":null,\"restarts\":null,\"state\":\"active\"}\n";
+        let mut disk = Disk {
+            bytes: old.clone(),
+            room: 4,
+        };
+        let e = append_whole(&mut disk, old.len() as u64, line).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(nix::libc::ENOSPC));
+        assert_eq!(disk.bytes, old, "a torn sample was left");
+        disk.room = 1000;
+        append_whole(&mut disk, old.len() as u64, line).unwrap();
+        assert_eq!(disk.bytes, [old.as_slice(), line].concat());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ended_before_the_next_sample() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("samples.jsonl");
+        std::fs::write(
+            &p,
+            "{\"t\":1,\"rss\":null,\"restarts\":null,\"state\":\"active\"}\n{\"t\"",
+        )
+        .unwrap();
+        let s = Sample {
+            t: 2,
+            rss: None,
+            restarts: None,
+            state: "active".into(),
+        };
+        append(&p, &s).unwrap();
+        assert_eq!(read(&p).iter().map(|s| s.t).collect::<Vec<_>>(), [1, 2]);
+    }
+
     #[test]
     fn a_few_minutes_of_samples_extrapolate_nothing() {
         let now = 1_000_000;

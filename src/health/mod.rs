@@ -17,6 +17,7 @@ mod components;
 mod crashloop;
 mod errors;
 mod fallback;
+mod full;
 pub mod hosts;
 mod logs_dir;
 mod model;
@@ -95,6 +96,7 @@ pub fn collect_all(paths: &Paths, thresholds: &Thresholds, crash_window_s: f64) 
             );
         }
     }
+    full::check(paths, unit.as_ref(), fallback, &mut st);
     if let Some(u) = &unit {
         files(paths, u, &sight, &mut st);
         bot(paths, u, fallback, &sight, thresholds, crash_window_s, &mut st);

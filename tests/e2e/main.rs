@@ -10,6 +10,7 @@ use jarvis_test_support::container;
 mod deploy;
 mod deploy_env;
 mod diagnose;
+mod host_faults;
 mod lifecycle;
 mod logs;
 mod manifests;
@@ -146,6 +147,12 @@ fn start_stop_restart_and_pause_resume_on_both_engines_and_across_a_reboot() {
 fn dpkg_during_a_crash_loop_waits_on_no_backoff_and_a_remove_is_no_alert_on_both_engines() {
     lifecycle::both_engines();
 }
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn host_faults_full_run_var_lib_and_logs_keep_the_bot_running_and_are_named_on_both_engines() {
+    host_faults::both_engines();
+}
+
 #[test]
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn logs_history_and_follow_masked_within_1s_on_both_engines() {
