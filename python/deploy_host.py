@@ -491,8 +491,8 @@ def where(r):
 
 def room_text(r):
     """What the swap needs on the filesystem and what it has."""
-    return ("the swap writes %s in %d new file(s) and director(ies) on %s and keeps %s spare; "
-            "%s and %d inode(s) are free there" % (
+    return ("the swap writes %s (%d new file(s) and director(ies)) on %s and keeps %s spare; "
+            "%s (%d inodes) is free there" % (
                 human(r["needed"]), r["needed_inodes"], where(r), human(r["margin"]),
                 human(r["free"]), r["free_inodes"]))
 

@@ -16,13 +16,13 @@ use super::reply::{Plan, Verify};
 use jarvis_model::manifest::{hash, Manifest};
 
 /// A report as the deploy reads it.
-fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
+pub(super) fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}"))
 }
 
-const HOST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/deploy_host.py");
+pub(super) const HOST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/deploy_host.py");
 
-fn owner() -> String {
+pub(super) fn owner() -> String {
     let u = nix::unistd::User::from_uid(nix::unistd::getuid())
         .unwrap()
         .unwrap();
@@ -32,17 +32,17 @@ fn owner() -> String {
     format!("{}:{}", u.name, g.name)
 }
 
-struct Lab {
+pub(super) struct Lab {
     t: tempfile::TempDir,
 }
 
 impl Lab {
-    fn new() -> Lab {
+    pub(super) fn new() -> Lab {
         Lab {
             t: tempfile::tempdir().unwrap(),
         }
     }
-    fn p(&self, rel: &str) -> PathBuf {
+    pub(super) fn p(&self, rel: &str) -> PathBuf {
         self.t.path().join(rel)
     }
     fn write(&self, rel: &str, text: &str) {
@@ -51,7 +51,7 @@ impl Lab {
         fs::write(p, text).unwrap();
     }
     /// A version of the code: files under `vN/`, and its manifest `vN.tsv`.
-    fn version(&self, name: &str, files: &[(&str, &str)]) -> String {
+    pub(super) fn version(&self, name: &str, files: &[(&str, &str)]) -> String {
         for (rel, text) in files {
             self.write(&format!("{name}/{rel}"), text);
         }
@@ -60,7 +60,7 @@ impl Lab {
         fs::write(&path, m.render(&owner())).unwrap();
         path.to_string_lossy().into_owned()
     }
-    fn live(&self) -> String {
+    pub(super) fn live(&self) -> String {
         self.p("live").to_string_lossy().into_owned()
     }
     fn run(&self, args: &[&str]) -> (Value, i32) {
@@ -79,7 +79,7 @@ impl Lab {
         });
         (v, out.status.code().unwrap_or(-1))
     }
-    fn apply(&self, from: &str, to: &str, src: &str, more: &[&str]) -> (Value, i32) {
+    pub(super) fn apply(&self, from: &str, to: &str, src: &str, more: &[&str]) -> (Value, i32) {
         let o = owner();
         let src = self.p(src).to_string_lossy().into_owned();
         let live = self.live();
@@ -90,7 +90,7 @@ impl Lab {
         self.run(&a)
     }
     /// Every file below live/: path -> sha256.
-    fn tree(&self) -> BTreeMap<String, String> {
+    pub(super) fn tree(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         walk(&self.p("live"), "", &mut out);
         out
@@ -163,7 +163,7 @@ fn assert_state(lab: &Lab, state: &BTreeMap<String, String>) {
 }
 
 /// The live tree is exactly version `name`'s files plus the state.
-fn assert_exactly(lab: &Lab, name: &str, state: &BTreeMap<String, String>) {
+pub(super) fn assert_exactly(lab: &Lab, name: &str, state: &BTreeMap<String, String>) {
     let mut want = shipped(lab, name);
     want.extend(state.clone());
     assert_eq!(

@@ -24,6 +24,8 @@ mod environment;
 mod error;
 #[cfg(test)]
 mod fake;
+#[cfg(test)]
+mod full_disk_tests;
 mod host_paths;
 #[cfg(test)]
 mod host_tests;
