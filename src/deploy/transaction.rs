@@ -45,6 +45,12 @@ impl Deploy<'_> {
         let f = probe(s, &job.host)?;
         o.package_before.clone_from(&f.version);
         o.package_after.clone_from(&f.version);
+        // The bot and the deploy's steps need a /tmp that takes a write: the
+        // restart would fail on the new version and on the old one alike.
+        if let Some(why) = &f.tmp_problem {
+            o.result = HostResult::Refused;
+            return Err(DeployError::TmpUnwritable(why.clone()));
+        }
         let _lock = s.lock().inspect_err(|_| o.result = HostResult::Refused)?;
         progress(s.name(), "locked");
         let f = match recovery::recover(s, &f, self.health)? {
@@ -69,6 +75,8 @@ impl Deploy<'_> {
             o.plan = Some(plan);
             return Err(why);
         }
+        self.room(&plan, manifest.len() as u64)
+            .inspect_err(|_| o.result = HostResult::Refused)?;
         let id = s.new_deploy_dir(&deploy_id(SystemTime::now()))?;
         o.id = Some(id.clone());
         let files = self.code.manifest.files().count();
@@ -156,6 +164,39 @@ impl Deploy<'_> {
         self.finish(s, &f, &id, &mut meta, result, previous_package.as_deref(), o)
     }
 
+    /// The space the deploy needs, against what the plan found free: on
+    /// the code root's filesystem the files the swap writes, on the deploy
+    /// history's the store's new files, its manifest, the .env and the
+    /// package. Refuses before anything is written.
+    fn room(&self, plan: &Plan, manifest: u64) -> Result<()> {
+        let Some(space) = &plan.space else {
+            return Ok(());
+        };
+        if let Some(r) = space.code.as_ref().filter(|r| r.short(0)) {
+            return Err(DeployError::NoRoom {
+                what: "the code root",
+                room: Box::new(r.clone()),
+                extra: 0,
+            });
+        }
+        let package = self
+            .job
+            .package
+            .as_ref()
+            .and_then(|p| std::fs::metadata(&p.path).ok())
+            .map_or(0, |m| m.len());
+        let env = self.job.env.as_ref().map_or(0, |e| e.len() as u64);
+        let extra = manifest + package + env;
+        match space.store.as_ref().filter(|r| r.short(extra)) {
+            Some(r) => Err(DeployError::NoRoom {
+                what: "the deploy history",
+                room: Box::new(r.clone()),
+                extra,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Without the package of the version now installed, a failed upgrade
     /// could not be rolled back: refuses before anything changes. The kept
     /// package to reinstall on a failure, when this deploy installs one.
@@ -237,6 +278,19 @@ impl Deploy<'_> {
         o: &mut Outcome,
     ) -> Result<()> {
         match result {
+            Err(why @ DeployError::WorkerUntouched(_)) => {
+                // The swap stopped before its first change (it did not fit,
+                // or its staging failed and removed what it wrote): the bot
+                // runs the old version, untouched; nothing to undo, and no
+                // restart on a host short of space.
+                progress(s.name(), &format!("FAILED: {why}"));
+                let _ = s.drop_code(id);
+                meta.set(Status::Failed, Phase::Done);
+                meta.reason = Some(why.to_string());
+                let _ = s.write_meta(id, meta);
+                o.result = HostResult::Failed;
+                Err(why)
+            }
             Ok(pid) => {
                 progress(
                     s.name(),
