@@ -455,6 +455,21 @@ fn a_host_short_of_space_is_refused_before_anything_is_written() {
         assert!(e.contains("du -xh --max-depth=2"), "{e}");
         assert!(!host.did_any("new ") && !host.did_any("apply") && host.journal.borrow().is_empty());
     }
+    // One filesystem for both: each fits alone, both together do not.
+    let host = FakeHost::new("1.0");
+    let mut plan = plan_with_room(14 << 20, 14 << 20);
+    if let Some(space) = plan.space.as_mut() {
+        space.store.as_mut().unwrap().mount = "/home".into();
+    }
+    host.plans.borrow_mut().push_back(plan);
+    let (o, r) = deploy(&host, &b, &job(None));
+    let e = r.unwrap_err().to_string();
+    assert_eq!(o.result, HostResult::Refused, "{e}");
+    assert!(
+        e.starts_with("not enough space for the code root and the deploy history"),
+        "{e}"
+    );
+    assert!(e.contains("the deploy writes 8.0 MiB"), "{e}");
     // With room on both, the deploy goes on.
     let host = FakeHost::new("1.0");
     host.plans

@@ -14,7 +14,7 @@ use super::ids::deploy_id;
 use super::journal::{Kind, Meta, Phase, Status, Venv};
 use super::probe::Facts;
 use super::recovery::{self, meta_of};
-use super::reply::Plan;
+use super::reply::{Plan, Room};
 use super::report::{HostResult, Outcome};
 use super::session::{Apply, Before, EnvStep, PlanRequest, Session, Target};
 use super::settings::{Code, Health, Job, Ship};
@@ -187,14 +187,30 @@ impl Deploy<'_> {
             .map_or(0, |m| m.len());
         let env = self.job.env.as_ref().map_or(0, |e| e.len() as u64);
         let extra = manifest + package + env;
-        match space.store.as_ref().filter(|r| r.short(extra)) {
-            Some(r) => Err(DeployError::NoRoom {
-                what: "the deploy history",
-                room: Box::new(r.clone()),
+        let Some(store) = &space.store else {
+            return Ok(());
+        };
+        // One filesystem for both (a VPS with one disk): it takes both.
+        let (what, room) = match &space.code {
+            Some(c) if c.mount == store.mount && c.fstype == store.fstype => (
+                "the code root and the deploy history",
+                Room {
+                    needed: store.needed + c.needed,
+                    needed_inodes: store.needed_inodes + c.needed_inodes,
+                    margin: store.margin.max(c.margin),
+                    ..store.clone()
+                },
+            ),
+            _ => ("the deploy history", store.clone()),
+        };
+        if room.short(extra) {
+            return Err(DeployError::NoRoom {
+                what,
+                room: Box::new(room),
                 extra,
-            }),
-            None => Ok(()),
+            });
         }
+        Ok(())
     }
 
     /// Without the package of the version now installed, a failed upgrade
