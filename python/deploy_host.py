@@ -551,6 +551,10 @@ def stage(tree, new, p, a, writes, r):
             st = os.stat(tmp, dir_fd=tree.dir(rel.rpartition("/")[0]), follow_symlinks=False)
             temps[rel] = (tmp, st.st_ino)
             pause(i, a["pause_staging"])
+        if a["env_new"] and a.get("env_ids"):
+            doing = ".env"
+            tmp = stage_new_env(tree, a)
+            temps[".env"] = (tmp, os.stat(tmp, dir_fd=tree.dir(""), follow_symlinks=False).st_ino)
         return temps
     except Exception as e:
         unstage(tree, temps)
@@ -678,6 +682,13 @@ def apply(tree, old, new, a):
             os.fsync(tree.dir(d))
         except OSError:
             pass
+    if ".env" in temps:
+        dfd = tree.dir("")
+        if raced and not a["lenient"]:
+            os.unlink(temps[".env"][0], dir_fd=dfd)
+        else:
+            os.rename(temps[".env"][0], ".env", src_dir_fd=dfd, dst_dir_fd=dfd)
+            os.fsync(dfd)
     result["raced"] = raced
     result["conflicts"] = [c for c in p["conflicts"]] + [
         {"path": r, "why": "written on the host while the deploy ran"} for r in raced]
@@ -709,7 +720,8 @@ def read_env(tree):
         os.close(fd)
 
 
-def write_env(tree, data, owner_ids):
+def stage_env(tree, data, owner_ids):
+    """data as a new .env beside the live one; its temporary name."""
     dfd = tree.dir("")
     tmp = "..env" + TMP_SUFFIX
     try:
@@ -718,12 +730,29 @@ def write_env(tree, data, owner_ids):
         pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         os.fchown(fd, *owner_ids)
         os.fchmod(fd, 0o600)
         os.fsync(fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dfd)
+        except OSError:
+            pass
+        raise
     finally:
         os.close(fd)
+    return tmp
+
+
+def write_env(tree, data, owner_ids):
+    # The same content needs no write (an undo on a full disk).
+    if read_env(tree) == data:
+        return
+    tmp = stage_env(tree, data, owner_ids)
+    dfd = tree.dir("")
     os.rename(tmp, ".env", src_dir_fd=dfd, dst_dir_fd=dfd)
     os.fsync(dfd)
 
@@ -739,19 +768,23 @@ def private_write(path, data):
     os.rename(tmp, path)
 
 
+def stage_new_env(tree, a):
+    """--env-new, staged with the files: the .env it replaces kept once
+    (a re-run must not overwrite it with the new one), the new one written
+    beside the live one. Its temporary name."""
+    if not os.path.exists(a["env_backup"]) and not os.path.exists(a["env_backup"] + ".none"):
+        old = read_env(tree)
+        if old is None:
+            private_write(a["env_backup"] + ".none", b"")
+        else:
+            private_write(a["env_backup"], old)
+    with open(a["env_new"], "rb") as f:
+        return stage_env(tree, f.read(), a["env_ids"])
+
+
 def env_step(tree, a, owner_ids):
-    if a["env_new"]:
-        # The .env before the first swap of this deploy is kept once: a
-        # re-run must not overwrite it with the new one.
-        if not os.path.exists(a["env_backup"]) and not os.path.exists(a["env_backup"] + ".none"):
-            old = read_env(tree)
-            if old is None:
-                private_write(a["env_backup"] + ".none", b"")
-            else:
-                private_write(a["env_backup"], old)
-        with open(a["env_new"], "rb") as f:
-            write_env(tree, f.read(), owner_ids)
-    elif a["env_restore"]:
+    """--env-restore (--env-new is part of the swap itself)."""
+    if a["env_restore"]:
         if os.path.exists(a["env_restore"]):
             with open(a["env_restore"], "rb") as f:
                 write_env(tree, f.read(), owner_ids)
@@ -850,6 +883,7 @@ def main(argv):
                 writes = p["put"] + p["replace"] + p["taken_over"]
                 p["space"] = spaces(a, old, new, room(fd, root, [new[r] for r in writes], len(p["mkdir"])))
                 return p, (3 if p["conflicts"] else 0)
+            a["env_ids"] = ids_of(owner) if owner else None
             result, code = apply(tree, old, new, a)
             if code == 0 and owner:
                 env_step(tree, a, ids_of(owner))

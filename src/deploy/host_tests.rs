@@ -495,3 +495,43 @@ fn the_hash_reads_no_further_than_the_size_expected_plus_one() {
     assert_eq!(v["grown 3"], serde_json::json!([null, 4]), "{v}");
     assert_eq!(v["grown None"], serde_json::json!([null, (1 << 20) + 1]), "{v}");
 }
+
+/// --env-new is staged with the files and renamed in with them, the .env
+/// it replaces kept once; --env-restore puts that back, and writes nothing
+/// when the live .env already holds it.
+#[test]
+fn the_env_goes_in_with_the_swap_and_back_with_its_undo() {
+    let lab = Lab::new();
+    let (v1, v2, _) = versions(&lab);
+    lab.apply("-", &v1, "v1", &[]);
+    lab.write("live/.env", "KEY=old\n");
+    lab.write("private/env.new", "KEY=new\n");
+    let (new, backup) = (lab.p("private/env.new"), lab.p("private/env.before"));
+    let (new, backup) = (new.to_string_lossy(), backup.to_string_lossy());
+    let (r, code) = lab.apply(&v1, &v2, "v2", &["--env-new", &new, "--env-backup", &backup]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(fs::read_to_string(lab.p("live/.env")).unwrap(), "KEY=new\n");
+    assert_eq!(
+        fs::read_to_string(lab.p("private/env.before")).unwrap(),
+        "KEY=old\n"
+    );
+    assert!(
+        !lab.tree().keys().any(|k| k.ends_with(".jarvis-deploy-tmp")),
+        "{:?}",
+        lab.tree()
+    );
+    let src1 = lab.p("v1").to_string_lossy().into_owned();
+    let undo = ["--lenient", "--src", &src1, "--env-restore", &backup];
+    let (r, code) = lab.apply(&v2, &v1, "v1", &undo);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(fs::read_to_string(lab.p("live/.env")).unwrap(), "KEY=old\n");
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+    let before = ino(&lab.p("live/.env"));
+    let (r, code) = lab.apply(&v2, &v1, "v1", &undo);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(
+        ino(&lab.p("live/.env")),
+        before,
+        "an undo rewrote a .env that held what it restores"
+    );
+}
