@@ -390,16 +390,22 @@ fn a_swap_cut_half_way_is_completed_or_undone_exactly() {
             "the cut came too late to leave a mix"
         );
         assert_state(&lab, &state);
-        if forward {
+        // The files staged but not yet renamed when it was cut.
+        let temps = mixed.keys().filter(|k| k.ends_with(".jarvis-deploy-tmp")).count() as u64;
+        assert!(temps > 0, "the cut left no staged file: {mixed:#?}");
+        let r = if forward {
             let (r, code) = lab.apply(&v1, &v2, "v2", &[]);
             assert_eq!(code, 0, "{r}");
             assert_exactly(&lab, "v2", &state);
+            r
         } else {
             let src1 = lab.p("v1").to_string_lossy().into_owned();
             let (r, code) = lab.apply(&v2, &v1, "v2", &["--lenient", "--src", &src1]);
             assert_eq!(code, 0, "{r}");
             assert_exactly(&lab, "v1", &state);
-        }
+            r
+        };
+        assert_eq!(typed::<Plan>(r).stale_removed, temps, "forward: {forward}");
     }
 }
 

@@ -33,9 +33,17 @@ pub struct Plan {
     pub unshipped: u64,
     /// The host stopped counting them.
     pub unshipped_at_least: bool,
+    /// Temporary files that a swap cut off earlier had left, removed by
+    /// `apply` before it began.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stale_removed: u64,
     /// The space the swap and the deploy's store need, and what is free.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub space: Option<Space>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The plan's space report, per filesystem a deploy writes to.

@@ -373,6 +373,15 @@ impl Deploy<'_> {
         }
         apply.pause_after = self.ship.pause_swap_after;
         let r = s.apply(&apply)?;
+        if r.stale_removed > 0 {
+            progress(
+                s.name(),
+                &format!(
+                    "removed {} temporary file(s) that a swap cut off earlier had left",
+                    r.stale_removed
+                ),
+            );
+        }
         if !r.conflicts.is_empty() {
             return Err(DeployError::ChangedWhileRunning(r.conflict_lines()));
         }
