@@ -39,6 +39,8 @@ mod recovery;
 mod remote;
 mod reply;
 mod report;
+#[cfg(test)]
+mod room_tests;
 mod session;
 pub mod settings;
 mod shell;
