@@ -39,6 +39,54 @@ fn refusal(s: &dyn Session, plan: &Plan) -> DeployError {
     DeployError::Conflicts(lines)
 }
 
+/// The space the deploy needs, against what the plan found free: on
+/// the code root's filesystem the files the swap writes, on the deploy
+/// history's the store's new files, its manifest, the .env and the
+/// package. Refuses before anything is written.
+pub(super) fn room(job: &Job, plan: &Plan, manifest: u64) -> Result<()> {
+    let Some(space) = &plan.space else {
+        return Ok(());
+    };
+    if let Some(r) = space.code.as_ref().filter(|r| r.short(0)) {
+        return Err(DeployError::NoRoom {
+            what: "the code root",
+            room: Box::new(r.clone()),
+            extra: 0,
+        });
+    }
+    let package = job
+        .package
+        .as_ref()
+        .and_then(|p| std::fs::metadata(&p.path).ok())
+        .map_or(0, |m| m.len());
+    let env = job.env.as_ref().map_or(0, |e| e.len() as u64);
+    let extra = manifest + package + env;
+    let Some(store) = &space.store else {
+        return Ok(());
+    };
+    // One filesystem for both (a VPS with one disk): it takes both.
+    let (what, room) = match &space.code {
+        Some(c) if c.mount == store.mount && c.fstype == store.fstype => (
+            "the code root and the deploy history",
+            Room {
+                needed: store.needed + c.needed,
+                needed_inodes: store.needed_inodes + c.needed_inodes,
+                margin: store.margin.max(c.margin),
+                ..store.clone()
+            },
+        ),
+        _ => ("the deploy history", store.clone()),
+    };
+    if room.short(extra) {
+        return Err(DeployError::NoRoom {
+            what,
+            room: Box::new(room),
+            extra,
+        });
+    }
+    Ok(())
+}
+
 impl Deploy<'_> {
     pub fn run(&self, s: &dyn Session, o: &mut Outcome) -> Result<()> {
         let job = self.job;
@@ -75,8 +123,7 @@ impl Deploy<'_> {
             o.plan = Some(plan);
             return Err(why);
         }
-        self.room(&plan, manifest.len() as u64)
-            .inspect_err(|_| o.result = HostResult::Refused)?;
+        room(job, &plan, manifest.len() as u64).inspect_err(|_| o.result = HostResult::Refused)?;
         let id = s.new_deploy_dir(&deploy_id(SystemTime::now()))?;
         o.id = Some(id.clone());
         let files = self.code.manifest.files().count();
@@ -162,55 +209,6 @@ impl Deploy<'_> {
             o,
         );
         self.finish(s, &f, &id, &mut meta, result, previous_package.as_deref(), o)
-    }
-
-    /// The space the deploy needs, against what the plan found free: on
-    /// the code root's filesystem the files the swap writes, on the deploy
-    /// history's the store's new files, its manifest, the .env and the
-    /// package. Refuses before anything is written.
-    fn room(&self, plan: &Plan, manifest: u64) -> Result<()> {
-        let Some(space) = &plan.space else {
-            return Ok(());
-        };
-        if let Some(r) = space.code.as_ref().filter(|r| r.short(0)) {
-            return Err(DeployError::NoRoom {
-                what: "the code root",
-                room: Box::new(r.clone()),
-                extra: 0,
-            });
-        }
-        let package = self
-            .job
-            .package
-            .as_ref()
-            .and_then(|p| std::fs::metadata(&p.path).ok())
-            .map_or(0, |m| m.len());
-        let env = self.job.env.as_ref().map_or(0, |e| e.len() as u64);
-        let extra = manifest + package + env;
-        let Some(store) = &space.store else {
-            return Ok(());
-        };
-        // One filesystem for both (a VPS with one disk): it takes both.
-        let (what, room) = match &space.code {
-            Some(c) if c.mount == store.mount && c.fstype == store.fstype => (
-                "the code root and the deploy history",
-                Room {
-                    needed: store.needed + c.needed,
-                    needed_inodes: store.needed_inodes + c.needed_inodes,
-                    margin: store.margin.max(c.margin),
-                    ..store.clone()
-                },
-            ),
-            _ => ("the deploy history", store.clone()),
-        };
-        if room.short(extra) {
-            return Err(DeployError::NoRoom {
-                what,
-                room: Box::new(room),
-                extra,
-            });
-        }
-        Ok(())
     }
 
     /// Without the package of the version now installed, a failed upgrade
