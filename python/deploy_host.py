@@ -761,8 +761,13 @@ def private_write(path, data):
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         os.fsync(fd)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     finally:
         os.close(fd)
     os.rename(tmp, path)
