@@ -9,10 +9,13 @@
 # modes change through descriptors.
 #
 # Commands (output: one JSON object on stdout):
-#   plan  ROOT FROM TO [--take-over P]...      what apply would do; no writes
+#   plan  ROOT FROM TO [--take-over P]... [--store DIR]
+#                                               what apply would do, and the
+#                                               space it and the store need;
+#                                               no writes
 #   apply ROOT FROM TO --src DIR... [--take-over P]... [--id ID] [--lenient]
 #         [--env-new F --env-backup F | --env-restore F | --env-remove]
-#         [--pause-after N]
+#         [--pause-after N] [--pause-staging N]
 #   verify STORE MANIFEST                       the store holds the manifest
 #
 # FROM and TO are manifests ("-" for none). A manifest line is
@@ -24,6 +27,13 @@
 # Anything else is someone else's file: a conflict, never touched. The same
 # rule run from TO back to FROM undoes a swap, even a half-done one: each
 # file is always wholly old, wholly new, or absent (rename is atomic).
+#
+# apply runs in two phases, so that a full disk cannot stop it half way:
+# first every new file is written beside its target (a temporary name,
+# fsync'd), and the new directories made; only then the deletes and the
+# renames, which need no new data blocks. A staging that fails removes
+# what it wrote: nothing live changed. So an undo after it has nothing to
+# copy, and needs no space either.
 
 import errno
 import grp
@@ -51,7 +61,12 @@ DATA = globals().get("DATA", b"")
 
 
 class Fatal(Exception):
-    pass
+    """The worker's error (exit 2); `extra` goes into its report, e.g.
+    untouched: true when nothing live changed."""
+
+    def __init__(self, msg, **extra):
+        Exception.__init__(self, msg)
+        self.extra = extra
 
 
 def check_rel(p):
@@ -365,6 +380,13 @@ def copy_in(tree, rel, e, srcs, owner_ids):
                 os.fchown(out, *owner_ids)
                 os.fchmod(out, e.mode)
                 os.fsync(out)
+            except BaseException:
+                # A full disk half way through: no partial copy stays.
+                try:
+                    os.unlink(tmp, dir_fd=dfd)
+                except OSError:
+                    pass
+                raise
             finally:
                 os.close(out)
             return tmp
@@ -390,12 +412,215 @@ def pause(n, after):
         time.sleep(0.1)
 
 
+# What a swap leaves free on the code root's filesystem beyond what it
+# writes: directory blocks, the .env, and what the bot writes meanwhile.
+MARGIN = 8 << 20
+
+
+def human(n):
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return "%.1f %s" % (n / size, unit)
+    return "%d bytes" % n
+
+
+def mount_of(fd):
+    """(mount point, filesystem type) of the filesystem fd is on, from
+    /proc/self/mountinfo; (None, None) when it cannot be told (btrfs
+    subvolumes have devices of their own)."""
+    dev = os.fstat(fd).st_dev
+    want = "%d:%d" % (os.major(dev), os.minor(dev))
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 4 and parts[2] == want and "-" in parts:
+                    return parts[4].replace("\\040", " "), parts[parts.index("-") + 1]
+    except OSError:
+        pass
+    return None, None
+
+
+def room(fd, path, entries, dirs=0):
+    """The space on fd's filesystem against what writing `entries` (and
+    making `dirs` directories) takes there."""
+    st = os.fstatvfs(fd)
+    bs = st.f_frsize or 4096
+    if os.geteuid() == 0:
+        # Root may use the blocks and inodes kept back for it (f_bfree,
+        # f_ffree), not only what other users may (f_bavail, f_favail):
+        # a swap that fits only in them still fits.
+        free, inodes = st.f_bfree * bs, st.f_ffree
+    else:
+        free, inodes = st.f_bavail * bs, st.f_favail
+    mount, fstype = mount_of(fd)
+    return {"path": path, "mount": mount or path, "fstype": fstype,
+            "free": free, "needed": sum(-(-e.size // bs) * bs for e in entries),
+            "margin": MARGIN if entries else 0,
+            "free_inodes": inodes, "needed_inodes": len(entries) + dirs}
+
+
+def room_at(path, entries, dirs=0):
+    """room() for a directory that may not exist yet: its nearest existing
+    parent's filesystem (looked at, never written)."""
+    while True:
+        try:
+            fd = os.open(path, DIR_FLAGS)
+            break
+        except OSError:
+            if path in ("/", ""):
+                return None
+            path = os.path.dirname(path.rstrip("/")) or "/"
+    try:
+        return room(fd, path, entries, dirs)
+    finally:
+        os.close(fd)
+
+
+def short(r):
+    """Whether room r lacks space for its writes (a swap that writes
+    nothing needs nothing: an undo after a failed staging)."""
+    if r is None or (r["needed"] == 0 and r["needed_inodes"] == 0):
+        return False
+    return r["free"] < r["needed"] + r["margin"] or r["free_inodes"] < r["needed_inodes"]
+
+
+def where(r):
+    return "%s (%s)" % (r["mount"], r["fstype"]) if r["fstype"] else r["mount"]
+
+
+def room_text(r):
+    """What the swap needs on the filesystem and what it has."""
+    return ("the swap writes %s (%d new file(s) and director(ies)) on %s and keeps %s spare; "
+            "%s (%d inodes) is free there" % (
+                human(r["needed"]), r["needed_inodes"], where(r), human(r["margin"]),
+                human(r["free"]), r["free_inodes"]))
+
+
+def free_hint(r):
+    want = r["needed"] + r["margin"] - r["free"]
+    return "free %sspace on %s (what is big: du -xh --max-depth=2 %s | sort -h | tail), then deploy again" % (
+        ("at least %s of " % human(want)) if want > 0 else "", r["mount"], r["mount"])
+
+
+def remove_stale_temps(tree, paths):
+    """Removes the temporary files that an earlier swap cut off (killed,
+    power lost) left beside `paths`: only the exact names this worker
+    gives them, only regular files, through the tree's no-follow
+    descriptors. Returns how many went."""
+    n = 0
+    for rel in sorted(paths):
+        parent, _, name = rel.rpartition("/")
+        tmp = "." + name + TMP_SUFFIX
+        if (parent + "/" + tmp if parent else tmp) in paths:
+            continue
+        try:
+            dfd = tree.dir(parent)
+            st = os.stat(tmp, dir_fd=dfd, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode):
+                os.unlink(tmp, dir_fd=dfd)
+                n += 1
+        except (OSError, Blocked):
+            continue
+    return n
+
+
+def stage(tree, new, p, a, writes, r):
+    """Phase one: the new directories, and every file to write as a
+    temporary file beside its target; {rel: (temp name, inode)}. On any
+    failure, what it made is removed again and the error says that
+    nothing live changed."""
+    made, temps, doing = [], {}, None
+    try:
+        pause(0, a["pause_staging"])
+        for rel in sorted(p["mkdir"], key=lambda r: r.count("/")):
+            e = new[rel]
+            parent, _, name = rel.rpartition("/")
+            pfd = tree.dir(parent)
+            try:
+                os.mkdir(name, 0o700, dir_fd=pfd)
+                made.append(rel)
+            except FileExistsError:
+                pass
+            fd = tree.dir(rel)
+            os.fchown(fd, *ids_of(e.owner))
+            os.fchmod(fd, e.mode)
+        for i, rel in enumerate(writes, 1):
+            e, doing = new[rel], rel
+            tmp = copy_in(tree, rel, e, a["src"], ids_of(e.owner))
+            st = os.stat(tmp, dir_fd=tree.dir(rel.rpartition("/")[0]), follow_symlinks=False)
+            temps[rel] = (tmp, st.st_ino)
+            pause(i, a["pause_staging"])
+        if a["env_new"] and a.get("env_ids"):
+            doing = ".env"
+            tmp = stage_new_env(tree, a)
+            temps[".env"] = (tmp, os.stat(tmp, dir_fd=tree.dir(""), follow_symlinks=False).st_ino)
+        return temps
+    except Exception as e:
+        unstage(tree, temps)
+        for rel in reversed(made):
+            parent, _, name = rel.rpartition("/")
+            tree.forget(rel)
+            try:
+                os.rmdir(name, dir_fd=tree.dir(parent))
+            except (OSError, Blocked):
+                pass
+        if isinstance(e, OSError):
+            why = "%s%s" % (e.strerror or e, " (writing %s)" % doing if doing else "")
+        else:
+            why = str(e) or repr(e)
+        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+        try:
+            # Measured again: what is free now that the staged files went.
+            r = room(tree.dir(""), r["path"], [new[w] for w in writes], len(p["mkdir"]))
+        except OSError:
+            pass
+        raise Fatal("staging the new files in %s failed after %d of %d: %s; every staged file was removed, "
+                    "nothing live changed. %s%s" % (
+                        r["path"], len(temps), len(writes), why, room_text(r),
+                        ("; " + free_hint(r)) if full or short(r) else ""),
+                    untouched=True, space={"code": r})
+
+
+def unstage(tree, temps):
+    """Removes the staged temporary files that are still ours."""
+    for rel, (tmp, ino) in temps.items():
+        try:
+            dfd = tree.dir(rel.rpartition("/")[0])
+            if os.stat(tmp, dir_fd=dfd, follow_symlinks=False).st_ino == ino:
+                os.unlink(tmp, dir_fd=dfd)
+        except (OSError, Blocked):
+            pass
+
+
 def apply(tree, old, new, a):
+    result = {"stale_removed": remove_stale_temps(
+        tree, {r for m in (old, new) for r, e in m.items() if e.kind == "f"} | {".env"})}
     p, seen = plan(tree, old, new, a["take_over"])
-    result = dict(p)
+    result.update(p)
     if p["conflicts"] and not a["lenient"]:
         return result, 3
-    conflicts = [c["path"] for c in p["conflicts"]]
+    writes = p["put"] + p["replace"] + p["taken_over"]
+    r = room(tree.dir(""), a["root"], [new[w] for w in writes], len(p["mkdir"]))
+    result["space"] = {"code": r}
+    if short(r):
+        raise Fatal("not enough space for the swap: %s; nothing live changed: %s" % (room_text(r), free_hint(r)),
+                    untouched=True, space={"code": r})
+    temps = stage(tree, new, p, a, writes, r)
+
+    # Phase two: deletes and renames only. The staged files must still be
+    # the ones written: one the service user swapped for another is not
+    # what the manifest ships.
+    for rel, (tmp, ino) in temps.items():
+        dfd = tree.dir(rel.rpartition("/")[0])
+        try:
+            same = os.stat(tmp, dir_fd=dfd, follow_symlinks=False).st_ino == ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            unstage(tree, temps)
+            raise Fatal("%s was replaced or removed while the deploy ran; nothing live changed: "
+                        "deploy again" % os.path.join(a["root"], rel.rpartition("/")[0], tmp), untouched=True)
     synced = set()
     n = 0
 
@@ -405,8 +630,7 @@ def apply(tree, old, new, a):
         n += 1
         pause(n, a["pause_after"])
 
-    # Files that go first, then the directories they leave empty: a path
-    # can turn from a directory into a file between versions.
+    # Files that go first, then the directories they leave empty.
     for rel in p["delete"]:
         parent, _, name = rel.rpartition("/")
         if not unchanged(tree, rel, seen):
@@ -427,23 +651,11 @@ def apply(tree, old, new, a):
             if e.errno != errno.ENOENT:
                 kept_dirs.append(rel)
     result["kept_dirs"] = kept_dirs
-    for rel in sorted(p["mkdir"], key=lambda r: r.count("/")):
-        e = new[rel]
-        parent, _, name = rel.rpartition("/")
-        pfd = tree.dir(parent)
-        try:
-            os.mkdir(name, 0o700, dir_fd=pfd)
-        except FileExistsError:
-            pass
-        fd = tree.dir(rel)
-        os.fchown(fd, *ids_of(e.owner))
-        os.fchmod(fd, e.mode)
-        synced.add(parent)
+    synced.update(r.rpartition("/")[0] for r in p["mkdir"])
     raced = []
-    for rel in p["put"] + p["replace"] + p["taken_over"]:
-        e = new[rel]
+    for rel in writes:
+        tmp = temps[rel][0]
         parent, _, name = rel.rpartition("/")
-        tmp = copy_in(tree, rel, e, a["src"], ids_of(e.owner))
         dfd = tree.dir(parent)
         if rel in p["taken_over"]:
             aside = "%s.before-deploy-%s" % (name, a["id"])
@@ -470,6 +682,13 @@ def apply(tree, old, new, a):
             os.fsync(tree.dir(d))
         except OSError:
             pass
+    if ".env" in temps:
+        dfd = tree.dir("")
+        if raced and not a["lenient"]:
+            os.unlink(temps[".env"][0], dir_fd=dfd)
+        else:
+            os.rename(temps[".env"][0], ".env", src_dir_fd=dfd, dst_dir_fd=dfd)
+            os.fsync(dfd)
     result["raced"] = raced
     result["conflicts"] = [c for c in p["conflicts"]] + [
         {"path": r, "why": "written on the host while the deploy ran"} for r in raced]
@@ -501,7 +720,8 @@ def read_env(tree):
         os.close(fd)
 
 
-def write_env(tree, data, owner_ids):
+def stage_env(tree, data, owner_ids):
+    """data as a new .env beside the live one; its temporary name."""
     dfd = tree.dir("")
     tmp = "..env" + TMP_SUFFIX
     try:
@@ -510,12 +730,29 @@ def write_env(tree, data, owner_ids):
         pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         os.fchown(fd, *owner_ids)
         os.fchmod(fd, 0o600)
         os.fsync(fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dfd)
+        except OSError:
+            pass
+        raise
     finally:
         os.close(fd)
+    return tmp
+
+
+def write_env(tree, data, owner_ids):
+    # The same content needs no write (an undo on a full disk).
+    if read_env(tree) == data:
+        return
+    tmp = stage_env(tree, data, owner_ids)
+    dfd = tree.dir("")
     os.rename(tmp, ".env", src_dir_fd=dfd, dst_dir_fd=dfd)
     os.fsync(dfd)
 
@@ -524,26 +761,35 @@ def private_write(path, data):
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         os.fsync(fd)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     finally:
         os.close(fd)
     os.rename(tmp, path)
 
 
+def stage_new_env(tree, a):
+    """--env-new, staged with the files: the .env it replaces kept once
+    (a re-run must not overwrite it with the new one), the new one written
+    beside the live one. Its temporary name."""
+    if not os.path.exists(a["env_backup"]) and not os.path.exists(a["env_backup"] + ".none"):
+        old = read_env(tree)
+        if old is None:
+            private_write(a["env_backup"] + ".none", b"")
+        else:
+            private_write(a["env_backup"], old)
+    with open(a["env_new"], "rb") as f:
+        return stage_env(tree, f.read(), a["env_ids"])
+
+
 def env_step(tree, a, owner_ids):
-    if a["env_new"]:
-        # The .env before the first swap of this deploy is kept once: a
-        # re-run must not overwrite it with the new one.
-        if not os.path.exists(a["env_backup"]) and not os.path.exists(a["env_backup"] + ".none"):
-            old = read_env(tree)
-            if old is None:
-                private_write(a["env_backup"] + ".none", b"")
-            else:
-                private_write(a["env_backup"], old)
-        with open(a["env_new"], "rb") as f:
-            write_env(tree, f.read(), owner_ids)
-    elif a["env_restore"]:
+    """--env-restore (--env-new is part of the swap itself)."""
+    if a["env_restore"]:
         if os.path.exists(a["env_restore"]):
             with open(a["env_restore"], "rb") as f:
                 write_env(tree, f.read(), owner_ids)
@@ -574,7 +820,7 @@ def verify(store, manifest):
 def parse_args(argv):
     a = {"take_over": set(), "src": [], "id": "manual", "lenient": False,
          "env_new": None, "env_backup": None, "env_restore": None,
-         "pause_after": None, "owner": None}
+         "pause_after": None, "pause_staging": None, "owner": None, "store": None}
     pos = []
     i = 0
     while i < len(argv):
@@ -582,7 +828,7 @@ def parse_args(argv):
         if w == "--lenient":
             a["lenient"] = True
         elif w in ("--take-over", "--src", "--id", "--env-new", "--env-backup",
-                   "--env-restore", "--pause-after", "--owner"):
+                   "--env-restore", "--pause-after", "--pause-staging", "--owner", "--store"):
             i += 1
             v = argv[i]
             if w == "--take-over":
@@ -590,14 +836,26 @@ def parse_args(argv):
                 a["take_over"].add(v)
             elif w == "--src":
                 a["src"].append(v)
-            elif w == "--pause-after":
-                a["pause_after"] = int(v)
+            elif w in ("--pause-after", "--pause-staging"):
+                a[w[2:].replace("-", "_")] = int(v)
             else:
                 a[w[2:].replace("-", "_")] = v
         else:
             pos.append(w)
         i += 1
     return pos, a
+
+
+def spaces(a, old, new, code):
+    """The plan's space report: the code root's, and with --store the
+    deploy history's, which gets the files whose content the deploy in
+    effect does not hold (the rest is hard-linked from its store)."""
+    out = {"code": code}
+    if a["store"]:
+        fresh = [e for r, e in new.items() if e.kind == "f"
+                 and not (r in old and old[r].kind == "f" and old[r].sha == e.sha)]
+        out["store"] = room_at(a["store"], fresh, 1)
+    return out
 
 
 def main(argv):
@@ -610,6 +868,7 @@ def main(argv):
         return {"bad": bad[:50], "n_bad": len(bad)}, (1 if bad else 0)
     if cmd in ("plan", "apply"):
         root, old, new = pos[0], load(pos[1]), load(pos[2])
+        a["root"] = root
         owner = a["owner"] or next((e.owner for e in new.values()), None)
         create = ids_of(owner) if (cmd == "apply" and owner) else None
         fd = open_root(root, create)
@@ -618,6 +877,7 @@ def main(argv):
             p = {"put": sorted(r for r, e in new.items() if e.kind == "f"),
                  "mkdir": sorted(r for r, e in new.items() if e.kind == "d"),
                  "conflicts": [], "unshipped": 0}
+            p["space"] = spaces(a, old, new, room_at(root, [new[r] for r in p["put"]], len(p["mkdir"])))
             return p, 0
         tree = Tree(fd)
         try:
@@ -625,7 +885,10 @@ def main(argv):
                 p, _ = plan(tree, old, new, a["take_over"])
                 p["unshipped"], complete = count_unshipped(fd, set(old) | set(new))
                 p["unshipped_at_least"] = not complete
+                writes = p["put"] + p["replace"] + p["taken_over"]
+                p["space"] = spaces(a, old, new, room(fd, root, [new[r] for r in writes], len(p["mkdir"])))
                 return p, (3 if p["conflicts"] else 0)
+            a["env_ids"] = ids_of(owner) if owner else None
             result, code = apply(tree, old, new, a)
             if code == 0 and owner:
                 env_step(tree, a, ids_of(owner))
@@ -639,7 +902,7 @@ if __name__ == "__main__":
     try:
         out, code = main(sys.argv[1:])
     except Fatal as e:
-        out, code = {"error": str(e)}, 2
+        out, code = dict(e.extra, error=str(e)), 2
     except OSError as e:
         out, code = {"error": "%s: %s" % (e.filename or "", e.strerror)}, 2
     try:

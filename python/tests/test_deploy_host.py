@@ -244,5 +244,68 @@ class Arguments(unittest.TestCase):
             h.parse_args(["--take-over", "../etc/passwd"])
 
 
+class StaleTemps(unittest.TestCase):
+    """What a swap cut off earlier left: only the worker's own names beside
+    manifest paths go, never a file of someone else's."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.root)
+
+    def put(self, rel, data=b"x"):
+        p = os.path.join(self.root, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+
+    def test_only_the_exact_temp_names_of_manifest_paths_go(self):
+        self.put("bots/.a.py.jarvis-deploy-tmp")           # beside a shipped file: stale
+        self.put("..env.jarvis-deploy-tmp")                # the .env's: stale
+        self.put("bots/.other.py.jarvis-deploy-tmp")       # beside no manifest path: kept
+        self.put("bots/a.py.jarvis-deploy-tmp")            # not the worker's name: kept
+        self.put("outside/target", b"not yours")
+        os.makedirs(os.path.join(self.root, "core/.b.py.jarvis-deploy-tmp"))   # a directory: kept
+        os.symlink(os.path.join(self.root, "outside/target"),
+                   os.path.join(self.root, "bots/.c.py.jarvis-deploy-tmp"))   # a link: kept, its target too
+        tree = h.Tree(os.open(self.root, h.DIR_FLAGS))
+        try:
+            n = h.remove_stale_temps(tree, {"bots/a.py", "core/b.py", "bots/c.py", ".env", "gone/d.py"})
+        finally:
+            tree.close()
+        self.assertEqual(n, 2)
+        left = sorted(os.path.relpath(os.path.join(d, f), self.root)
+                      for d, ds, fs in os.walk(self.root) for f in fs + ds)
+        self.assertEqual(left, ["bots", "bots/.c.py.jarvis-deploy-tmp", "bots/.other.py.jarvis-deploy-tmp",
+                                "bots/a.py.jarvis-deploy-tmp", "core", "core/.b.py.jarvis-deploy-tmp",
+                                "outside", "outside/target"])
+        with open(os.path.join(self.root, "outside/target"), "rb") as f:
+            self.assertEqual(f.read(), b"not yours")
+
+
+class Room(unittest.TestCase):
+    def room(self, free, entries, inodes=1000):
+        fd = os.open("/", h.DIR_FLAGS)
+        self.addCleanup(os.close, fd)
+        r = h.room(fd, "/", entries)
+        r.update(free=free, free_inodes=inodes)
+        return r
+
+    def test_the_writes_and_the_margin_must_fit(self):
+        e = h.Entry("f", 0o640, OWNER, 5000, "x", "a")
+        r = self.room(0, [e])
+        bs = os.statvfs("/").f_frsize
+        self.assertEqual(r["needed"], -(-5000 // bs) * bs, "whole blocks")
+        self.assertEqual(r["margin"], h.MARGIN)
+        self.assertTrue(h.short(r))
+        self.assertFalse(h.short(self.room(r["needed"] + h.MARGIN, [e])))
+        self.assertTrue(h.short(self.room(r["needed"] + h.MARGIN - 1, [e])))
+        self.assertTrue(h.short(self.room(1 << 40, [e], inodes=0)), "no inode left")
+
+    def test_a_swap_that_writes_nothing_fits_on_a_full_disk(self):
+        r = self.room(0, [], inodes=0)
+        self.assertEqual((r["needed"], r["margin"], r["needed_inodes"]), (0, 0, 0))
+        self.assertFalse(h.short(r))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -14,6 +14,9 @@ pub struct DryPlan<'a> {
     pub env: Option<&'a EnvSummary>,
     /// Why the environment would be rebuilt on this host, if it would.
     pub environment: Option<&'a str>,
+    /// What the deploy would refuse this host for besides conflicts (no
+    /// room on a filesystem, a /tmp that takes no write).
+    pub refusals: &'a [String],
 }
 
 /// A `.env` as the deploy may show it: names only, never a value.
@@ -107,7 +110,10 @@ impl DryPlan<'_> {
             )),
             None => out.push_str("  environment: no change\n"),
         }
-        if !p.conflicts.is_empty() {
+        for why in self.refusals {
+            out.push_str(&format!("  REFUSED {}\n", printable(why)));
+        }
+        if !p.conflicts.is_empty() || !self.refusals.is_empty() {
             out.push_str("  the deploy would refuse this host and change nothing\n");
         }
         let installed = self.installed.map(printable);
@@ -163,6 +169,7 @@ mod tests {
             shipped: Some("99.0.0-1"),
             env: Some(&env),
             environment: Some("requirements.txt changed"),
+            refusals: &[],
         };
         let text = p.render();
         assert!(
@@ -205,7 +212,19 @@ mod tests {
                 && t.contains("not reinstalled")
                 && t.contains("not sent")
                 && t.contains("environment: no change")
-                && !t.contains("CONFLICT"),
+                && !t.contains("CONFLICT")
+                && !t.contains("would refuse"),
+            "{t}"
+        );
+        let full = ["not enough space for the code root (/srv/bot) on /srv (ext4)".to_string()];
+        let t = DryPlan {
+            refusals: &full,
+            ..same
+        }
+        .render();
+        assert!(
+            t.contains("  REFUSED not enough space for the code root (/srv/bot) on /srv (ext4)\n")
+                && t.contains("would refuse this host and change nothing"),
             "{t}"
         );
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::host_paths::{CURRENT, LOCK, PACKAGES, STEP_LOCK};
+use super::reply::Room;
 use jarvis_model::error::{exit, Error};
 
 #[derive(Debug)]
@@ -70,11 +71,24 @@ pub enum DeployError {
     },
     /// The host worker's own error (exit 2).
     Worker(String),
+    /// The worker's error from before it changed anything live (a swap
+    /// that did not fit or whose staging failed): nothing to undo.
+    WorkerUntouched(String),
     NoStatus(String),
     NoJarvisctl,
 
     // -- What the host has.
     MissingTool(&'static str),
+    /// `/tmp` cannot take a small write (full, or read-only): why.
+    TmpUnwritable(String),
+    /// A filesystem the deploy writes to lacks the room it needs.
+    NoRoom {
+        /// "the code root", "the deploy history".
+        what: &'static str,
+        room: Box<Room>,
+        /// Bytes written there besides the worker's (the package, .env).
+        extra: u64,
+    },
     NoUnit(String),
     SeveralUnits(String),
     /// The hosts file's code_dir is not the one the host's unit runs.
@@ -173,6 +187,16 @@ impl DeployError {
     }
 }
 
+/// "1.5 MiB".
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} bytes"),
+    }
+}
+
 fn lines(l: &[String]) -> String {
     l.join("; ")
 }
@@ -223,11 +247,37 @@ impl fmt::Display for DeployError {
                 f,
                 "the host's deploy step gave no report (exit {code}): {last}"
             ),
-            Worker(e) => write!(f, "{e}"),
+            Worker(e) | WorkerUntouched(e) => write!(f, "{e}"),
             NoStatus(last) => write!(f, "no status report: {last}"),
             NoJarvisctl => write!(f, "jarvisctl is not installed there"),
 
             MissingTool(what) => write!(f, "{what}"),
+            TmpUnwritable(why) => write!(
+                f,
+                "/tmp on the host cannot take a small write ({why}): the bot and the deploy's steps need it; \
+                 nothing on the host was changed. Free space there (du -xh --max-depth=2 /tmp | sort -h | tail), \
+                 or remount it read-write, then deploy again"
+            ),
+            NoRoom { what, room, extra } => {
+                let needed = room.needed + extra;
+                let margin = room.margin.max(if *extra > 0 { super::reply::MARGIN } else { 0 });
+                let want = (needed + margin).saturating_sub(room.free);
+                write!(
+                    f,
+                    "not enough space for {what} ({}) on {}: the deploy writes {} there ({} file(s) and \
+                     director(ies)) and keeps {} spare, {} ({} inodes) is free; nothing on the host was changed. \
+                     Free {}space there (what is big: du -xh --max-depth=2 {} | sort -h | tail), then deploy again",
+                    room.path,
+                    room.place(),
+                    human(needed),
+                    room.needed_inodes,
+                    human(margin),
+                    human(room.free),
+                    room.free_inodes,
+                    if want > 0 { format!("at least {} of ", human(want)) } else { String::new() },
+                    room.mount
+                )
+            }
             NoUnit(looked) => write!(
                 f,
                 "no installed unit with a WorkingDirectory= (looked at {looked}): install the package first \

@@ -52,6 +52,7 @@ impl FakeHost {
                 unit: "jarvis-supervisor.service".into(),
                 owner: "jarvis:jarvis".into(),
                 code_dir: "/home/jarvis/Jarvis".into(),
+                tmp_problem: None,
             }),
             history: RefCell::default(),
             current: RefCell::default(),
@@ -238,6 +239,14 @@ impl Session for FakeHost {
 
     fn apply(&self, req: &Apply) -> Result<Plan> {
         self.check("apply")?;
+        if self.check("apply-no-space").is_err() {
+            // The worker's staging hit a full disk and removed what it wrote.
+            return Err(DeployError::WorkerUntouched(
+                "staging the new files in /home/jarvis/Jarvis failed after 3 of 9: No space left on device; \
+                 every staged file was removed, nothing live changed"
+                    .into(),
+            ));
+        }
         self.did(format!(
             "apply {} {} -> {}{}{}",
             req.id,

@@ -16,13 +16,13 @@ use super::reply::{Plan, Verify};
 use jarvis_model::manifest::{hash, Manifest};
 
 /// A report as the deploy reads it.
-fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
+pub(super) fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}"))
 }
 
-const HOST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/deploy_host.py");
+pub(super) const HOST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/deploy_host.py");
 
-fn owner() -> String {
+pub(super) fn owner() -> String {
     let u = nix::unistd::User::from_uid(nix::unistd::getuid())
         .unwrap()
         .unwrap();
@@ -32,17 +32,17 @@ fn owner() -> String {
     format!("{}:{}", u.name, g.name)
 }
 
-struct Lab {
+pub(super) struct Lab {
     t: tempfile::TempDir,
 }
 
 impl Lab {
-    fn new() -> Lab {
+    pub(super) fn new() -> Lab {
         Lab {
             t: tempfile::tempdir().unwrap(),
         }
     }
-    fn p(&self, rel: &str) -> PathBuf {
+    pub(super) fn p(&self, rel: &str) -> PathBuf {
         self.t.path().join(rel)
     }
     fn write(&self, rel: &str, text: &str) {
@@ -51,7 +51,7 @@ impl Lab {
         fs::write(p, text).unwrap();
     }
     /// A version of the code: files under `vN/`, and its manifest `vN.tsv`.
-    fn version(&self, name: &str, files: &[(&str, &str)]) -> String {
+    pub(super) fn version(&self, name: &str, files: &[(&str, &str)]) -> String {
         for (rel, text) in files {
             self.write(&format!("{name}/{rel}"), text);
         }
@@ -60,7 +60,7 @@ impl Lab {
         fs::write(&path, m.render(&owner())).unwrap();
         path.to_string_lossy().into_owned()
     }
-    fn live(&self) -> String {
+    pub(super) fn live(&self) -> String {
         self.p("live").to_string_lossy().into_owned()
     }
     fn run(&self, args: &[&str]) -> (Value, i32) {
@@ -79,7 +79,7 @@ impl Lab {
         });
         (v, out.status.code().unwrap_or(-1))
     }
-    fn apply(&self, from: &str, to: &str, src: &str, more: &[&str]) -> (Value, i32) {
+    pub(super) fn apply(&self, from: &str, to: &str, src: &str, more: &[&str]) -> (Value, i32) {
         let o = owner();
         let src = self.p(src).to_string_lossy().into_owned();
         let live = self.live();
@@ -90,7 +90,7 @@ impl Lab {
         self.run(&a)
     }
     /// Every file below live/: path -> sha256.
-    fn tree(&self) -> BTreeMap<String, String> {
+    pub(super) fn tree(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         walk(&self.p("live"), "", &mut out);
         out
@@ -163,7 +163,7 @@ fn assert_state(lab: &Lab, state: &BTreeMap<String, String>) {
 }
 
 /// The live tree is exactly version `name`'s files plus the state.
-fn assert_exactly(lab: &Lab, name: &str, state: &BTreeMap<String, String>) {
+pub(super) fn assert_exactly(lab: &Lab, name: &str, state: &BTreeMap<String, String>) {
     let mut want = shipped(lab, name);
     want.extend(state.clone());
     assert_eq!(
@@ -390,16 +390,22 @@ fn a_swap_cut_half_way_is_completed_or_undone_exactly() {
             "the cut came too late to leave a mix"
         );
         assert_state(&lab, &state);
-        if forward {
+        // The files staged but not yet renamed when it was cut.
+        let temps = mixed.keys().filter(|k| k.ends_with(".jarvis-deploy-tmp")).count() as u64;
+        assert!(temps > 0, "the cut left no staged file: {mixed:#?}");
+        let r = if forward {
             let (r, code) = lab.apply(&v1, &v2, "v2", &[]);
             assert_eq!(code, 0, "{r}");
             assert_exactly(&lab, "v2", &state);
+            r
         } else {
             let src1 = lab.p("v1").to_string_lossy().into_owned();
             let (r, code) = lab.apply(&v2, &v1, "v2", &["--lenient", "--src", &src1]);
             assert_eq!(code, 0, "{r}");
             assert_exactly(&lab, "v1", &state);
-        }
+            r
+        };
+        assert_eq!(typed::<Plan>(r).stale_removed, temps, "forward: {forward}");
     }
 }
 
@@ -494,4 +500,44 @@ fn the_hash_reads_no_further_than_the_size_expected_plus_one() {
     assert_eq!(v["small 2"], serde_json::json!([null, 3]), "{v}");
     assert_eq!(v["grown 3"], serde_json::json!([null, 4]), "{v}");
     assert_eq!(v["grown None"], serde_json::json!([null, (1 << 20) + 1]), "{v}");
+}
+
+/// --env-new is staged with the files and renamed in with them, the .env
+/// it replaces kept once; --env-restore puts that back, and writes nothing
+/// when the live .env already holds it.
+#[test]
+fn the_env_goes_in_with_the_swap_and_back_with_its_undo() {
+    let lab = Lab::new();
+    let (v1, v2, _) = versions(&lab);
+    lab.apply("-", &v1, "v1", &[]);
+    lab.write("live/.env", "KEY=old\n");
+    lab.write("private/env.new", "KEY=new\n");
+    let (new, backup) = (lab.p("private/env.new"), lab.p("private/env.before"));
+    let (new, backup) = (new.to_string_lossy(), backup.to_string_lossy());
+    let (r, code) = lab.apply(&v1, &v2, "v2", &["--env-new", &new, "--env-backup", &backup]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(fs::read_to_string(lab.p("live/.env")).unwrap(), "KEY=new\n");
+    assert_eq!(
+        fs::read_to_string(lab.p("private/env.before")).unwrap(),
+        "KEY=old\n"
+    );
+    assert!(
+        !lab.tree().keys().any(|k| k.ends_with(".jarvis-deploy-tmp")),
+        "{:?}",
+        lab.tree()
+    );
+    let src1 = lab.p("v1").to_string_lossy().into_owned();
+    let undo = ["--lenient", "--src", &src1, "--env-restore", &backup];
+    let (r, code) = lab.apply(&v2, &v1, "v1", &undo);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(fs::read_to_string(lab.p("live/.env")).unwrap(), "KEY=old\n");
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+    let before = ino(&lab.p("live/.env"));
+    let (r, code) = lab.apply(&v2, &v1, "v1", &undo);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(
+        ino(&lab.p("live/.env")),
+        before,
+        "an undo rewrote a .env that held what it restores"
+    );
 }

@@ -24,6 +24,8 @@ mod environment;
 mod error;
 #[cfg(test)]
 mod fake;
+#[cfg(test)]
+mod full_disk_tests;
 mod host_paths;
 #[cfg(test)]
 mod host_tests;
@@ -39,6 +41,8 @@ mod recovery_tests;
 mod remote;
 mod reply;
 mod report;
+#[cfg(test)]
+mod room_tests;
 mod session;
 pub mod settings;
 pub mod settle;
@@ -213,6 +217,14 @@ fn dry_run(s: &dyn Session, job: &Job, code: &Code, ship: &Ship, json: bool, o: 
         code.wheelhouse.as_ref(),
         ship.python.as_deref(),
     );
+    // What the deploy would refuse up front, besides conflicts.
+    let mut refusals = Vec::new();
+    if let Some(why) = &f.tmp_problem {
+        refusals.push(DeployError::TmpUnwritable(why.clone()).to_string());
+    }
+    if let Err(why) = transaction::room(job, &plan, manifest.len() as u64) {
+        refusals.push(why.to_string());
+    }
     let dry = DryPlan {
         host: s.name(),
         code_dir: &f.code_dir,
@@ -221,6 +233,7 @@ fn dry_run(s: &dyn Session, job: &Job, code: &Code, ship: &Ship, json: bool, o: 
         shipped: o.package_after.as_deref(),
         env: env.as_ref(),
         environment: rebuild.as_deref(),
+        refusals: &refusals,
     };
     if !json {
         print!("{}", dry.render());

@@ -21,6 +21,8 @@ pub struct Facts {
     pub owner: String,
     /// The code root (`WorkingDirectory=`).
     pub code_dir: String,
+    /// Why `/tmp` cannot take a small write (full, read-only), if it cannot.
+    pub tmp_problem: Option<String>,
 }
 
 /// The host's package manager, as the probe names it (`pm=`).
@@ -91,6 +93,9 @@ if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=sysvinit; 
 command -v rsync >/dev/null 2>&1 && echo rsync=yes
 command -v flock >/dev/null 2>&1 && echo flock=yes
 command -v python3 >/dev/null 2>&1 && echo python=yes
+if t=$(mktemp /tmp/jarvis-deploy-probe.XXXXXX 2>&1); then
+  if e=$(head -c 65536 /dev/zero 2>&1 > "$t"); then echo tmp=ok; else echo "tmp=$e"; fi; rm -f "$t"
+else echo "tmp=$t"; fi
 for n in $( (echo jarvis-supervisor.service; printf '%s
 ' "$l" | sed -n 's|.*/systemd/system/\([^/]*\.service\)$||p') | sort -u); do
   for d in /lib/systemd/system /usr/lib/systemd/system /run/systemd/system /etc/systemd/system; do
@@ -107,6 +112,7 @@ exit 0"#;
 pub fn parse_probe(out: &str) -> Result<Facts> {
     let mut f = Facts::default();
     let mut files: Vec<(String, String)> = Vec::new();
+    let mut tmp: Option<String> = None;
     for line in out.lines() {
         if let Some(path) = line.strip_prefix(FILE_MARK) {
             files.push((path.to_string(), String::new()));
@@ -130,9 +136,16 @@ pub fn parse_probe(out: &str) -> Result<Facts> {
             Some(("rsync", _)) => f.rsync = true,
             Some(("flock", _)) => f.flock = true,
             Some(("python", _)) => f.python = true,
+            Some(("tmp", v)) => tmp = Some(v.to_string()),
             _ => {}
         }
     }
+    // A probe that printed no tmp= line could not run the check at all.
+    f.tmp_problem = match tmp.as_deref() {
+        Some("ok") => None,
+        Some(why) => Some(why.rsplit(": ").next().unwrap_or(why).trim().to_string()),
+        None => Some("the probe could not try it".into()),
+    };
     let (unit, owner, code) = host_unit(&files)?;
     f.unit = unit;
     f.owner = owner;
@@ -199,8 +212,9 @@ mod tests {
     const MAIN: &str = "[Service]\nUser=jarvis\nGroup=jarvis\nWorkingDirectory=/home/jarvis/Jarvis\nExecStart=/usr/bin/python3 bots/supervisor.py\n";
 
     fn probe_output(files: &[(&str, &str)]) -> String {
-        let mut out =
-            String::from("pm=dpkg\nversion=0.1.0-1\ninit=systemd\nrsync=yes\nflock=yes\npython=yes\n");
+        let mut out = String::from(
+            "pm=dpkg\nversion=0.1.0-1\ninit=systemd\nrsync=yes\nflock=yes\npython=yes\ntmp=ok\n",
+        );
         for (path, body) in files {
             out.push_str(&format!("{FILE_MARK}{path}\n{body}\n"));
         }
@@ -229,6 +243,37 @@ mod tests {
         assert_eq!(f.unit, "jarvis-supervisor.service");
         assert_eq!(f.code_dir, "/srv/bot");
         assert_eq!(f.owner, "trader:jarvis");
+        assert_eq!(f.tmp_problem, None);
+    }
+
+    /// The probe's /tmp check, run by a real sh: a /tmp that takes the
+    /// write is fine; the error of one that does not is kept, for the
+    /// refusal to name.
+    #[test]
+    fn a_tmp_that_cannot_take_a_write_is_named() {
+        let run = |script: &str| {
+            let out = std::process::Command::new("sh")
+                .args(["-c", script])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let check: String = PROBE
+            .lines()
+            .skip_while(|l| !l.starts_with("if t=$(mktemp"))
+            .take(4)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(check.contains("tmp=ok"), "{check}");
+        assert!(run(&check).contains("tmp=ok"), "this machine's /tmp takes 64 KiB");
+        let out = run(&check.replace("/tmp/jarvis-deploy-probe", "/nonexistent/jarvis-deploy-probe"));
+        let mut with = probe_output(&[("/usr/lib/systemd/system/jarvis-supervisor.service", MAIN)]);
+        with = with.replace("tmp=ok\n", &out);
+        let f = parse_probe(&with).unwrap();
+        let why = f
+            .tmp_problem
+            .expect("a /tmp that cannot take a file is a problem");
+        assert!(why.contains("No such file or directory"), "{why}");
     }
 
     #[test]

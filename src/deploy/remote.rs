@@ -47,11 +47,18 @@ const BUSY: i32 = 75;
 /// ignored, its output in a file rather than the connection (a write to a
 /// cut connection would kill it half-way), printed at the end. The lock's
 /// descriptor is not passed on: a daemon that `cmd` starts must not hold it.
-fn stepped(cmd: &str) -> String {
+/// When /tmp cannot take the file (full, read-only), the step runs all the
+/// same, its output dropped and said so: its exit code is its result.
+pub(super) fn stepped(cmd: &str) -> String {
     format!(
-        "trap '' HUP PIPE; log=$(mktemp); flock -o -E {BUSY} -w 600 {STEP_LOCK} sh -c {} > \"$log\" 2>&1 </dev/null; \
-         rc=$?; cat \"$log\"; rm -f \"$log\"; [ $rc != {BUSY} ] || echo {}; exit $rc",
+        "trap '' HUP PIPE; log=$(mktemp 2>/dev/null) || log=; \
+         if [ -n \"$log\" ] && ! head -c 65536 /dev/zero > \"$log\" 2>/dev/null; then rm -f \"$log\"; log=; fi; \
+         if [ -n \"$log\" ]; then : > \"$log\"; out=$log; else out=/dev/null; fi; \
+         flock -o -E {BUSY} -w 600 {STEP_LOCK} sh -c {} > \"$out\" 2>&1 </dev/null; rc=$?; \
+         if [ -n \"$log\" ]; then cat \"$log\"; rm -f \"$log\"; else echo {}; fi; \
+         [ $rc != {BUSY} ] || echo {}; exit $rc",
         sh_quote(cmd),
+        sh_quote("(the step's output was not kept: /tmp on the host cannot take a file)"),
         sh_quote(&DeployError::StepBusy(Duration::from_secs(600)).to_string())
     )
 }
@@ -208,9 +215,12 @@ impl SshSession<'_> {
         };
         if code == 2 {
             let e: WorkerError = serde_json::from_str(report).map_err(|_| no_report())?;
-            return Err(DeployError::Worker(
-                e.error.unwrap_or_else(|| "the host's deploy step failed".into()),
-            ));
+            let why = e.error.unwrap_or_else(|| "the host's deploy step failed".into());
+            return Err(if e.untouched {
+                DeployError::WorkerUntouched(why)
+            } else {
+                DeployError::Worker(why)
+            });
         }
         let v: T = serde_json::from_str(report).map_err(|_| no_report())?;
         Ok((v, code))

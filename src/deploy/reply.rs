@@ -33,7 +33,71 @@ pub struct Plan {
     pub unshipped: u64,
     /// The host stopped counting them.
     pub unshipped_at_least: bool,
+    /// Temporary files that a swap cut off earlier had left, removed by
+    /// `apply` before it began.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stale_removed: u64,
+    /// The space the swap and the deploy's store need, and what is free.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub space: Option<Space>,
 }
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The plan's space report, per filesystem a deploy writes to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Space {
+    /// The code root's: the files the swap writes.
+    pub code: Option<Room>,
+    /// The deploy history's: the files whose content no kept store holds.
+    pub store: Option<Room>,
+}
+
+/// One filesystem: what is free there (to root), and what is needed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Room {
+    /// The directory asked about (or its nearest existing parent).
+    pub path: String,
+    pub mount: String,
+    pub fstype: Option<String>,
+    pub free: u64,
+    /// Bytes written, in whole blocks.
+    pub needed: u64,
+    /// Kept spare beyond `needed`.
+    pub margin: u64,
+    pub free_inodes: u64,
+    pub needed_inodes: u64,
+}
+
+impl Room {
+    /// Whether `extra` more bytes (written there besides) and the margin
+    /// do not fit. Writing nothing needs nothing.
+    pub fn short(&self, extra: u64) -> bool {
+        let needed = self.needed + extra;
+        if needed == 0 && self.needed_inodes == 0 {
+            return false;
+        }
+        self.free < needed + self.margin.max(if extra > 0 { MARGIN } else { 0 })
+            || self.free_inodes < self.needed_inodes
+    }
+
+    /// "/home (ext4)".
+    pub fn place(&self) -> String {
+        match &self.fstype {
+            Some(t) => format!("{} ({t})", self.mount),
+            None => self.mount.clone(),
+        }
+    }
+}
+
+/// The space a deploy leaves spare on a filesystem it writes to (the
+/// worker's own is in its report; this one covers the package and .env
+/// when the worker writes no file there).
+pub const MARGIN: u64 = 8 << 20;
 
 /// A shipped path that something else holds on the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +147,9 @@ pub struct Verify {
 #[serde(default)]
 pub struct WorkerError {
     pub error: Option<String>,
+    /// It failed before it changed anything live (a swap whose staging
+    /// failed, or that did not fit): nothing to undo.
+    pub untouched: bool,
 }
 
 /// The part of the host's `jarvisctl status --json` the health wait reads.
@@ -90,6 +157,10 @@ pub struct WorkerError {
 #[serde(default)]
 pub struct Status {
     pub verdict: Option<String>,
+    /// The verdict on the bot alone, without the host's own findings
+    /// (free disk space, the package's records); absent from an older
+    /// jarvisctl, whose `verdict` is judged then.
+    pub bot_verdict: Option<String>,
     pub state: Option<String>,
     pub main_pid: Option<u64>,
     pub reasons: Vec<String>,
@@ -101,8 +172,10 @@ impl Status {
         self.state.as_deref() == Some(state)
     }
 
+    /// The bot runs and nothing is wrong with it. A deploy cannot change
+    /// the host's disk space: a WARNING about it alone is not the bot's.
     pub fn healthy(&self) -> bool {
-        self.verdict.as_deref() == Some("OK") && self.is("active")
+        self.bot_verdict.as_deref().or(self.verdict.as_deref()) == Some("OK") && self.is("active")
     }
 
     /// "state S, verdict V (reasons)".
@@ -177,5 +250,64 @@ mod tests {
         assert!(!s.healthy() && s.is("failed"));
         assert_eq!(s.describe(), "state failed, verdict CRITICAL (a; b)");
         assert_eq!(s.last_error(), "; last error: boom");
+    }
+
+    /// Under 1 GiB free, status says WARNING for the host's disk: the
+    /// deploy's verification judges the bot, which is fine; a problem of
+    /// the bot's own still fails it. An older jarvisctl gives no
+    /// bot_verdict: its verdict is judged.
+    #[test]
+    fn verification_judges_the_bot_not_the_hosts_disk() {
+        let st = |j: &str| serde_json::from_str::<Status>(j).unwrap();
+        let disk_low = st(
+            r#"{"verdict": "WARNING", "bot_verdict": "OK", "state": "active", "main_pid": 7,
+            "reasons": ["disk space low for the logs (under 1 GiB)"]}"#,
+        );
+        assert!(disk_low.healthy(), "{disk_low:?}");
+        let bot = st(
+            r#"{"verdict": "CRITICAL", "bot_verdict": "CRITICAL", "state": "active",
+            "reasons": ["disk space low for the logs (under 1 GiB)", "component feed: down"]}"#,
+        );
+        assert!(!bot.healthy());
+        let warned = st(r#"{"verdict": "WARNING", "bot_verdict": "WARNING", "state": "active"}"#);
+        assert!(
+            !warned.healthy(),
+            "a bot's own WARNING still fails the verification"
+        );
+        assert!(!st(r#"{"verdict": "OK", "bot_verdict": "OK", "state": "restarting"}"#).healthy());
+        assert!(!st(r#"{"verdict": "WARNING", "state": "active"}"#).healthy());
+        assert!(st(r#"{"verdict": "OK", "state": "active"}"#).healthy());
+    }
+
+    #[test]
+    fn a_room_is_short_when_the_writes_and_the_margin_do_not_fit() {
+        let r = Room {
+            free: 20 << 20,
+            needed: 10 << 20,
+            margin: MARGIN,
+            free_inodes: 100,
+            needed_inodes: 10,
+            ..Room::default()
+        };
+        assert!(!r.short(0));
+        assert!(
+            r.short(3 << 20),
+            "10 MiB + 3 MiB of package + 8 MiB spare > 20 MiB"
+        );
+        assert!(Room {
+            free_inodes: 5,
+            ..r.clone()
+        }
+        .short(0));
+        let nothing = Room {
+            free: 0,
+            margin: 0,
+            ..Room::default()
+        };
+        assert!(
+            !nothing.short(0),
+            "an undo that writes nothing fits on a full disk"
+        );
+        assert!(nothing.short(1), "a package alone does not");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::environment::Wheelhouse;
 use super::error::Result;
-use super::host_paths::{ddir, manifest_of};
+use super::host_paths::{ddir, manifest_of, DEPLOYS};
 use super::journal::Meta;
 use super::probe::{Facts, PackageManager};
 use super::reply::{Plan, Verify};
@@ -48,6 +48,8 @@ impl PlanRequest<'_> {
             to,
         ];
         a.extend(take_over_args(self.take_over));
+        // Where the deploy's store goes: its space is in the plan.
+        a.extend(["--store".to_string(), DEPLOYS.to_string()]);
         (a, data)
     }
 }
@@ -269,7 +271,9 @@ mod tests {
                 "plan",
                 "/srv/bot",
                 "/var/lib/jarvis-supervisor/deploys/20261201T000000Z/manifest.tsv",
-                "@data"
+                "@data",
+                "--store",
+                "/var/lib/jarvis-supervisor/deploys"
             ]
         );
         assert_eq!(data, b"m");

@@ -16,18 +16,18 @@ use super::transaction::Deploy;
 use super::DeployError;
 use jarvis_model::manifest::Manifest;
 
-const HEALTH: Health = Health {
+pub(super) const HEALTH: Health = Health {
     ready: Duration::ZERO,
     settle: Duration::ZERO,
 };
 
-struct Bench {
+pub(super) struct Bench {
     _dir: tempfile::TempDir,
     code: Code,
     ship: Ship,
 }
 
-fn bench() -> Bench {
+pub(super) fn bench() -> Bench {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("bots")).unwrap();
     std::fs::write(dir.path().join("bots/supervisor.py"), "print('v2')\n").unwrap();
@@ -53,7 +53,7 @@ fn bench() -> Bench {
     }
 }
 
-fn job(package: Option<&str>) -> Job {
+pub(super) fn job(package: Option<&str>) -> Job {
     Job {
         host: Host::plain(crate::ssh::Target::parse("root@fake").unwrap()),
         package: package.map(|v| Package {
@@ -66,7 +66,7 @@ fn job(package: Option<&str>) -> Job {
     }
 }
 
-fn deploy(host: &FakeHost, b: &Bench, job: &Job) -> (Outcome, Result<(), DeployError>) {
+pub(super) fn deploy(host: &FakeHost, b: &Bench, job: &Job) -> (Outcome, Result<(), DeployError>) {
     let mut o = Outcome::new("root@fake");
     let d = Deploy {
         job,
@@ -90,7 +90,7 @@ fn conflict(path: &str) -> Plan {
 }
 
 /// A host where deploy OLD is in effect, with `meta`'s status and phase.
-fn with_deploy(host: &FakeHost, id: &str, status: Status, phase: Phase) {
+pub(super) fn with_deploy(host: &FakeHost, id: &str, status: Status, phase: Phase) {
     let meta = Meta {
         id: id.into(),
         kind: Some(Kind::Deploy),

@@ -14,7 +14,7 @@ use super::ids::deploy_id;
 use super::journal::{Kind, Meta, Phase, Status, Venv};
 use super::probe::Facts;
 use super::recovery::{self, meta_of};
-use super::reply::Plan;
+use super::reply::{Plan, Room};
 use super::report::{HostResult, Outcome};
 use super::session::{Apply, Before, EnvStep, PlanRequest, Session, Target};
 use super::settings::{Code, Health, Job, Ship};
@@ -39,12 +39,66 @@ fn refusal(s: &dyn Session, plan: &Plan) -> DeployError {
     DeployError::Conflicts(lines)
 }
 
+/// The space the deploy needs, against what the plan found free: on
+/// the code root's filesystem the files the swap writes, on the deploy
+/// history's the store's new files, its manifest, the .env and the
+/// package. Refuses before anything is written.
+pub(super) fn room(job: &Job, plan: &Plan, manifest: u64) -> Result<()> {
+    let Some(space) = &plan.space else {
+        return Ok(());
+    };
+    if let Some(r) = space.code.as_ref().filter(|r| r.short(0)) {
+        return Err(DeployError::NoRoom {
+            what: "the code root",
+            room: Box::new(r.clone()),
+            extra: 0,
+        });
+    }
+    let package = job
+        .package
+        .as_ref()
+        .and_then(|p| std::fs::metadata(&p.path).ok())
+        .map_or(0, |m| m.len());
+    let env = job.env.as_ref().map_or(0, |e| e.len() as u64);
+    let extra = manifest + package + env;
+    let Some(store) = &space.store else {
+        return Ok(());
+    };
+    // One filesystem for both (a VPS with one disk): it takes both.
+    let (what, room) = match &space.code {
+        Some(c) if c.mount == store.mount && c.fstype == store.fstype => (
+            "the code root and the deploy history",
+            Room {
+                needed: store.needed + c.needed,
+                needed_inodes: store.needed_inodes + c.needed_inodes,
+                margin: store.margin.max(c.margin),
+                ..store.clone()
+            },
+        ),
+        _ => ("the deploy history", store.clone()),
+    };
+    if room.short(extra) {
+        return Err(DeployError::NoRoom {
+            what,
+            room: Box::new(room),
+            extra,
+        });
+    }
+    Ok(())
+}
+
 impl Deploy<'_> {
     pub fn run(&self, s: &dyn Session, o: &mut Outcome) -> Result<()> {
         let job = self.job;
         let f = probe(s, &job.host)?;
         o.package_before.clone_from(&f.version);
         o.package_after.clone_from(&f.version);
+        // The bot and the deploy's steps need a /tmp that takes a write: the
+        // restart would fail on the new version and on the old one alike.
+        if let Some(why) = &f.tmp_problem {
+            o.result = HostResult::Refused;
+            return Err(DeployError::TmpUnwritable(why.clone()));
+        }
         let _lock = s.lock().inspect_err(|_| o.result = HostResult::Refused)?;
         progress(s.name(), "locked");
         let f = match recovery::recover(s, &f, recovery::Finish::Deploy(self.health))? {
@@ -70,6 +124,7 @@ impl Deploy<'_> {
             o.plan = Some(plan);
             return Err(why);
         }
+        room(job, &plan, manifest.len() as u64).inspect_err(|_| o.result = HostResult::Refused)?;
         let id = s.new_deploy_dir(&deploy_id(SystemTime::now()))?;
         o.id = Some(id.clone());
         let files = self.code.manifest.files().count();
@@ -238,6 +293,19 @@ impl Deploy<'_> {
         o: &mut Outcome,
     ) -> Result<()> {
         match result {
+            Err(why @ DeployError::WorkerUntouched(_)) => {
+                // The swap stopped before its first change (it did not fit,
+                // or its staging failed and removed what it wrote): the bot
+                // runs the old version, untouched; nothing to undo, and no
+                // restart on a host short of space.
+                progress(s.name(), &format!("FAILED: {why}"));
+                let _ = s.drop_code(id);
+                meta.set(Status::Failed, Phase::Done);
+                meta.reason = Some(why.to_string());
+                let _ = s.write_meta(id, meta);
+                o.result = HostResult::Failed;
+                Err(why)
+            }
             Ok(pid) => {
                 progress(
                     s.name(),
@@ -304,6 +372,15 @@ impl Deploy<'_> {
         }
         apply.pause_after = self.ship.pause_swap_after;
         let r = s.apply(&apply)?;
+        if r.stale_removed > 0 {
+            progress(
+                s.name(),
+                &format!(
+                    "removed {} temporary file(s) that a swap cut off earlier had left",
+                    r.stale_removed
+                ),
+            );
+        }
         if !r.conflicts.is_empty() {
             return Err(DeployError::ChangedWhileRunning(r.conflict_lines()));
         }

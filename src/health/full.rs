@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::record::STORE_LOW;
-use super::{raise, Status, Verdict};
+use super::{raise_host, Status, Verdict};
 use crate::control::state_dir;
 use jarvis_model::filesystem;
 use jarvis_model::paths::Paths;
@@ -31,7 +31,8 @@ struct Lost {
     for_s: f64,
 }
 
-/// A WARNING for each of the service's filesystems that is full.
+/// A WARNING for each of the service's filesystems that is full: the host's
+/// (the bot runs on), so not in the bot's verdict that a deploy judges.
 pub(super) fn check(paths: &Paths, unit: Option<&Unit>, fallback: bool, st: &mut Status) {
     let Some(u) = unit else { return };
     let mut seen: Vec<PathBuf> = Vec::new();
@@ -63,7 +64,7 @@ pub(super) fn check(paths: &Paths, unit: Option<&Unit>, fallback: bool, st: &mut
         seen.push(mount.clone());
         let lost = if kind == Kind::Logs { lost } else { None };
         if let Some(why) = finding(kind, &dir, &filesystem::describe(&probe), &mount, free, lost) {
-            raise(st, Verdict::Warning, why);
+            raise_host(st, Verdict::Warning, why);
         }
     }
 }

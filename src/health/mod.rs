@@ -142,7 +142,7 @@ fn files(paths: &Paths, u: &Unit, sight: &sight::Sight, st: &mut Status) {
     if let Some(dir) = &st.logs.dir {
         st.disk_free_bytes = logs_dir::free_bytes(&paths.host(Path::new(dir)));
         if st.disk_free_bytes.is_some_and(|f| f < DISK_LOW) {
-            raise(
+            raise_host(
                 st,
                 Verdict::Warning,
                 "disk space low for the logs (under 1 GiB)".into(),
@@ -271,6 +271,7 @@ fn paused(paths: &Paths, unit: Option<&Unit>, st: &mut Status) {
     if st.main_pid.is_none() && st.state != "active" {
         st.state = "paused".into();
         st.verdict = Verdict::Ok;
+        st.bot_verdict = Verdict::Ok;
         st.reasons.clear();
     } else {
         raise(
@@ -289,7 +290,44 @@ fn now_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A finding about the bot (what runs it, what it says, its files).
 fn raise(st: &mut Status, v: Verdict, why: String) {
+    st.bot_verdict = st.bot_verdict.max(v);
+    raise_host(st, v, why);
+}
+
+/// A finding about the host around the bot (free disk space, the
+/// package's own records): in the verdict, not in the bot's.
+fn raise_host(st: &mut Status, v: Verdict, why: String) {
     st.verdict = st.verdict.max(v);
     st.reasons.push(why);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The host's own findings (its disk, the package's records) count in
+    /// the verdict and not in the bot's; the bot's own count in both, and
+    /// the JSON carries both verdicts.
+    #[test]
+    fn a_low_disk_warns_about_the_host_not_the_bot() {
+        let mut st = Status::default();
+        raise_host(
+            &mut st,
+            Verdict::Warning,
+            "disk space low for the logs (under 1 GiB)".into(),
+        );
+        assert_eq!((st.verdict, st.bot_verdict), (Verdict::Warning, Verdict::Ok));
+        raise(&mut st, Verdict::Critical, "down (dead)".into());
+        assert_eq!(
+            (st.verdict, st.bot_verdict),
+            (Verdict::Critical, Verdict::Critical)
+        );
+        let json = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            (json["verdict"].as_str(), json["bot_verdict"].as_str()),
+            (Some("CRITICAL"), Some("CRITICAL"))
+        );
+    }
 }

@@ -43,6 +43,10 @@ pub struct Logs {
 pub struct Status {
     pub schema: u32,
     pub verdict: Verdict,
+    /// The verdict on the bot alone: every finding but the host's own (free
+    /// disk space, the package's records), which no deploy of the bot
+    /// changes. What a deploy's verification judges.
+    pub bot_verdict: Verdict,
     pub exit_code: i32,
     /// Why the verdict is not OK, one sentence each.
     pub reasons: Vec<String>,

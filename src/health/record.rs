@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::{raise, textfile, Status, Verdict};
+use super::{raise_host, textfile, Status, Verdict};
 use crate::samples::{self, Sample};
 use jarvis_model::error::Result;
 use jarvis_model::paths::Paths;
@@ -65,7 +65,7 @@ pub fn record(paths: &Paths, history: &Path, ping: impl FnOnce(i32)) -> Result<i
 /// nearest directory above it that exists.
 pub(super) fn store_space(dir: &Path, st: &mut Status) {
     if let Some(why) = super::logs_dir::free_bytes(dir).and_then(|free| store_full(dir, free)) {
-        raise(st, Verdict::Warning, why);
+        raise_host(st, Verdict::Warning, why);
     }
 }
 

@@ -74,13 +74,16 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
 
     // The fallback engine's own tests, the attacks on root's commands and
     // the Python environment's (built as the service user) need root (they switch users); run apart from the container layer,
-    // whose load would blur their timings.
+    // whose load would blur their timings. The bin's own root-only unit
+    // tests (the deploy worker on a small tmpfs that fills) run here too.
     let mut engine = run::cargo();
     engine.current_dir(&root).args([
         "test",
         "--locked",
         "-p",
         "jarvis-supervisor",
+        "--bin",
+        "jarvisctl",
         "--test",
         "run_engine",
         "--test",
