@@ -571,9 +571,13 @@ def stage(tree, new, p, a, writes, r):
             why = str(e) or repr(e)
         full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
         try:
-            # Measured again: what is free now that the staged files went.
-            r = room(tree.dir(""), r["path"], [new[w] for w in writes], len(p["mkdir"]))
-        except OSError:
+            # Measured again, now that the staged files went, on the
+            # filesystem of the directory being written: a mount below the
+            # code root (its own disk) is the one that filled.
+            parent = (doing or "").rpartition("/")[0] if doing != ".env" else ""
+            r = room(tree.dir(parent), os.path.join(a["root"], parent) if parent else r["path"],
+                     [new[w] for w in writes], len(p["mkdir"]))
+        except (OSError, Blocked):
             pass
         raise Fatal("staging the new files in %s failed after %d of %d: %s; every staged file was removed, "
                     "nothing live changed. %s%s" % (

@@ -96,7 +96,7 @@ fn deploy_fault_matrix_leaves_old_or_new_and_recovers() {
 
 #[test]
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
-fn a_power_cut_or_dpkg_mid_swap_never_starts_the_bot_on_two_versions_on_both_engines() {
+fn a_host_that_fails_mid_deploy_never_runs_two_versions_on_both_engines() {
     power_cut::power_cut_and_dpkg_mid_swap();
 }
 

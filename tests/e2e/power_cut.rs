@@ -25,10 +25,24 @@ use super::{pkg, CODE};
 const MODULES: u32 = 30;
 const SNAPSHOT: &str = "data/code-at-start.jsonl";
 
+/// Module text of version `n`; `big` pads it to 8 KiB (a comment).
+fn module(n: u32, big: bool) -> String {
+    let text = format!("V = {n}\n");
+    if big {
+        format!("{text}# {}\n", "x".repeat(8192 - text.len() - 3))
+    } else {
+        text
+    }
+}
+
 /// The version `n` of the component: its `__init__.py` and 30 modules.
 fn version(tmp: &Path, n: u32, comp: &str) -> String {
+    version_sized(tmp, n, comp, false)
+}
+
+fn version_sized(tmp: &Path, n: u32, comp: &str, big: bool) -> String {
     let many: Vec<(String, String)> = (0..MODULES)
-        .map(|i| (format!("bots/{comp}/m{i}.py"), format!("V = {n}\n")))
+        .map(|i| (format!("bots/{comp}/m{i}.py"), module(n, big)))
         .collect();
     let refs: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     version_with(tmp, n, Some(comp), &refs)
@@ -49,11 +63,11 @@ fn versions_seen(c: &Container, from: usize) -> Vec<u32> {
                 .map(|(name, h)| {
                     (1..100)
                         .find(|n| {
-                            *h == sha(if name == "__init__.py" {
-                                format!("VERSION = {n}\n")
+                            if name == "__init__.py" {
+                                *h == sha(format!("VERSION = {n}\n"))
                             } else {
-                                format!("V = {n}\n")
-                            })
+                                *h == sha(module(*n, false)) || *h == sha(module(*n, true))
+                            }
                         })
                         .unwrap_or(0)
                 })
@@ -398,6 +412,104 @@ fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
     assert!(versions_seen(c, 0).iter().all(|v| *v > 0));
     figures.push(format!(
         "{tag}: a cut swap with a truncated meta.json (deploy {cut}, after {prev}): named by status; the next deploy undid it and succeeded in {took:.1?}"
+    ));
+    let prev = newest(c);
+    let prev_v = version_at(c, CODE);
+
+    // Item 2, acceptance 3: the component's filesystem fills during the
+    // swap's staging (a 256 KiB tmpfs over its directory, with its files
+    // and state copied in, then filled to 48 KiB free; the swap writes 30
+    // files of 8 KiB). The deploy fails with the live code untouched, the
+    // bot not restarted, and no ROLLBACK FAILED; once freed it deploys.
+    let d = format!("{CODE}/bots/{comp}");
+    c.ok(&format!(
+        "cp -a {d} /var/tmp/comp-before && mount -t tmpfs -o size=1m,mode=0755 tmpfs {d} && cp -a /var/tmp/comp-before/. {d}/ \
+         && chown jarvis:jarvis {d} && free=$(df -k --output=avail {d} | tail -1) && fallocate -l $(( (free - 48) * 1024 )) {d}/.filler"
+    ));
+    let pid_before = super::deploy::pid(c);
+    let big = version_sized(&tmp, 14, &comp, true);
+    let t0 = Instant::now();
+    let out = deploy_cmd(f, &host, &["--code", &big, "--settle", "2"])
+        .output()
+        .unwrap();
+    let took = t0.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        !out.status.success(),
+        "{tag}: a deploy onto a full disk succeeded:\n{text}"
+    );
+    assert!(!text.contains("ROLLBACK FAILED"), "{tag}: {text}");
+    assert!(text.contains("No space left on device"), "{tag}: {text}");
+    // The hint names the filesystem that filled, the one mounted there.
+    assert!(text.contains(&format!("on {d} (tmpfs)")), "{tag}: {text}");
+    let held = exactly_one_of(c, CODE, &[prev.as_str(), newest(c).as_str()]);
+    assert_eq!(held, prev, "{tag}: the live code changed");
+    assert_eq!(version_at(c, CODE), prev_v);
+    assert_eq!(super::deploy::pid(c), pid_before, "{tag}: the bot was restarted");
+    let stray = c.ok(&format!("find {CODE} -name '*.jarvis-deploy-tmp' | head"));
+    assert!(stray.trim().is_empty(), "{tag}: temp files left: {stray}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("No space left on device"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    c.ok(&format!("rm -f {d}/.filler"));
+    let out = deploy_cmd(f, &host, &["--code", &big, "--settle", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(version_at(c, CODE), "14");
+    // The tmpfs's content back onto the directory below it.
+    c.ok(&format!(
+        "mkdir -p /var/tmp/comp-after && cp -a {d}/. /var/tmp/comp-after/ && (umount {d} || umount -l {d}) && cp -a /var/tmp/comp-after/. {d}/ && rm -rf /var/tmp/comp-before /var/tmp/comp-after"
+    ));
+    assert_eq!(
+        sums(c, CODE, &paths),
+        state,
+        "{tag}: the full disk changed the state"
+    );
+    figures.push(format!(
+        "{tag}: the disk filled during staging: the deploy failed in {took:.1?} with the live code and the bot untouched, no temp file left ({line:?}); after freeing, it deployed"
+    ));
+
+    // Item 5: /tmp full refuses the deploy before anything changes.
+    let prev = newest(c);
+    c.ok("mount -t tmpfs -o size=64k tmpfs /tmp && (dd if=/dev/zero of=/tmp/.filler bs=4k 2>/dev/null || true)");
+    let out = deploy_cmd(f, &host, &["--code", &version(&tmp, 15, &comp), "--settle", "2"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    c.ok("umount /tmp");
+    assert!(
+        !out.status.success(),
+        "{tag}: a deploy with /tmp full went on:\n{text}"
+    );
+    assert!(
+        text.contains("/tmp on the host cannot take a small write")
+            && text.contains("nothing on the host was changed"),
+        "{tag}: {text}"
+    );
+    assert_eq!(
+        newest(c),
+        prev,
+        "{tag}: the refused deploy made a deploy directory"
+    );
+    assert_eq!(version_at(c, CODE), "14");
+    figures.push(format!(
+        "{tag}: /tmp full: the deploy was refused up front, the host untouched"
     ));
     figures
 }
