@@ -544,6 +544,29 @@ def remove_stale_temps(tree, paths, suffixes=(TMP_SUFFIX,)):
     return n
 
 
+def replaced_by(from_path):
+    """The manifest the deploy in effect replaced (the `before.tsv` beside
+    its manifest.tsv, FROM): its swap kept the files it removed aside under
+    their paths, which neither FROM nor TO may list."""
+    if not from_path or os.path.basename(from_path) != "manifest.tsv":
+        return {}
+    before = os.path.join(os.path.dirname(from_path), "before.tsv")
+    return load(before) if os.path.exists(before) else {}
+
+
+def remove_empty_dirs(tree, old, keep):
+    """The directories manifest old ships and none of `keep` does, deepest
+    first, when empty (rmdir: one holding anything stays)."""
+    for rel in sorted((r for r, e in old.items() if e.kind == "d" and not any(r in k for k in keep)),
+                      key=lambda r: (-r.count("/"), r)):
+        parent, _, name = rel.rpartition("/")
+        tree.forget(rel)
+        try:
+            os.rmdir(name, dir_fd=tree.dir(parent))
+        except (OSError, Blocked):
+            pass
+
+
 def aside_name(rel, shipped):
     """The name, in rel's directory, that keeps rel's old file while its
     deploy is not over; None when a manifest ships a file of that name."""
@@ -698,8 +721,13 @@ def apply(tree, old, new, a):
     # A forward swap keeps old files aside: those of a deploy never cleaned
     # go first. An undo (--lenient) needs them.
     undo = a["lenient"]
-    result = {"stale_removed": remove_stale_temps(tree, shipped),
-              "stale_old_removed": 0 if undo else remove_stale_temps(tree, shipped, (OLD_SUFFIX,))}
+    result = {"stale_removed": remove_stale_temps(tree, shipped), "stale_old_removed": 0}
+    if not undo:
+        before = replaced_by(a.get("from"))
+        result["stale_old_removed"] = remove_stale_temps(
+            tree, shipped | {r for r, e in before.items() if e.kind == "f"}, (OLD_SUFFIX,))
+        # The directories its swap could not remove for what it kept there.
+        remove_empty_dirs(tree, before, [old, new])
     p, seen = plan(tree, old, new, a["take_over"])
     result.update(p)
     if p["conflicts"] and not a["lenient"]:
@@ -966,14 +994,7 @@ def clean(root, old, new):
     tree = Tree(fd)
     try:
         n = remove_stale_temps(tree, paths, (TMP_SUFFIX, OLD_SUFFIX))
-        for rel in sorted((r for r, e in old.items() if e.kind == "d" and r not in new),
-                          key=lambda r: (-r.count("/"), r)):
-            parent, _, name = rel.rpartition("/")
-            tree.forget(rel)
-            try:
-                os.rmdir(name, dir_fd=tree.dir(parent))
-            except (OSError, Blocked):
-                pass
+        remove_empty_dirs(tree, old, [new])
         return n
     finally:
         tree.close()
@@ -1034,7 +1055,7 @@ def main(argv):
         return {"removed": clean(pos[0], old, new)}, 0
     if cmd in ("plan", "apply"):
         root, old, new = pos[0], load(pos[1]), load(pos[2])
-        a["root"] = root
+        a["root"], a["from"] = root, pos[1]
         owner = a["owner"] or next((e.owner for e in new.values()), None)
         create = ids_of(owner) if (cmd == "apply" and owner) else None
         fd = open_root(root, create)
