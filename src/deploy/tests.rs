@@ -312,6 +312,11 @@ fn a_rollback_by_hand_undoes_the_deploy_in_effect() {
     let m = host.meta("20261202T000000Z");
     assert_eq!(m.status, Some(Status::RolledBack));
     assert_eq!(m.reason.as_deref(), Some("by hand: jarvisctl deploy --rollback"));
+    assert!(
+        host.did_any("clean 20261202T000000Z undone after rolled-back/done, current 20261201T000000Z"),
+        "{:?}",
+        host.log.borrow()
+    );
 }
 
 #[test]
@@ -363,6 +368,11 @@ fn a_rollback_to_an_older_deploy_is_a_new_deploy_of_its_code_and_package() {
         )
     );
     assert_eq!(o.package_after.as_deref(), Some("1.0"));
+    assert!(
+        host.did_any(&format!("clean {id} after deployed/done, current {id}")),
+        "{:?}",
+        host.log.borrow()
+    );
 }
 
 #[test]
