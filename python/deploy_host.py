@@ -43,10 +43,11 @@
 # copy, and needs no space either.
 #
 # The old files a forward swap replaces or deletes stay beside their path
-# (`.NAME.jarvis-deploy-old`: a hard link, or the rename of a delete), so
-# that its undo (--lenient) needs no space either: it renames an old file
-# back when its size and sha256, read through an O_NOFOLLOW descriptor,
-# are what it puts back, and copies from the stores only when there is no
+# (`.NAME.jarvis-deploy-old`: a hard link made before the rename over it
+# or the unlink, which takes no data blocks), so that its undo (--lenient)
+# needs no space either: it renames an old file back when its size and
+# sha256, read through an O_NOFOLLOW descriptor, are what it puts back and
+# it has no other link, and copies from the stores only when there is no
 # such file. `clean`, run once the deploy is over (verified or undone),
 # removes them; a forward swap removes those of a deploy never cleaned at
 # its start (an undo does not: it needs them).
