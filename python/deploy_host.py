@@ -719,20 +719,21 @@ def unstage(tree, temps):
 def apply(tree, old, new, a):
     shipped = {r for m in (old, new) for r, e in m.items() if e.kind == "f"} | {".env"}
     a["shipped"] = shipped
-    # A forward swap keeps old files aside: those of a deploy never cleaned
-    # go first. An undo (--lenient) needs them.
     undo = a["lenient"]
     result = {"stale_removed": remove_stale_temps(tree, shipped), "stale_old_removed": 0}
+    p, seen = plan(tree, old, new, a["take_over"])
+    result.update(p)
+    if p["conflicts"] and not a["lenient"]:
+        return result, 3
     if not undo:
+        # A forward swap keeps old files aside: those of a deploy never
+        # cleaned go first (a refused swap leaves them: an undo of the
+        # deploy in effect may still want them). An undo needs them.
         before = replaced_by(a.get("from"))
         result["stale_old_removed"] = remove_stale_temps(
             tree, shipped | {r for r, e in before.items() if e.kind == "f"}, (OLD_SUFFIX,))
         # The directories its swap could not remove for what it kept there.
         remove_empty_dirs(tree, before, [old, new])
-    p, seen = plan(tree, old, new, a["take_over"])
-    result.update(p)
-    if p["conflicts"] and not a["lenient"]:
-        return result, 3
     writes = p["put"] + p["replace"] + p["taken_over"]
     kept = {}
     if undo:
