@@ -17,6 +17,13 @@
 #         [--env-new F --env-backup F | --env-restore F | --env-remove]
 #         [--pause-after N] [--pause-staging N]
 #   verify STORE MANIFEST                       the store holds the manifest
+#   clean ROOT FROM TO                          the deploy that moved the code
+#                                               from FROM to TO is over: the
+#                                               old files kept aside and the
+#                                               temporary files beside both
+#                                               manifests' paths go, then the
+#                                               directories FROM ships and TO
+#                                               does not, when empty
 #
 # FROM and TO are manifests ("-" for none). A manifest line is
 #   KIND<TAB>MODE<TAB>USER:GROUP<TAB>SIZE<TAB>SHA256<TAB>PATH
@@ -34,6 +41,16 @@
 # renames, which need no new data blocks. A staging that fails removes
 # what it wrote: nothing live changed. So an undo after it has nothing to
 # copy, and needs no space either.
+#
+# The old files a forward swap replaces or deletes stay beside their path
+# (`.NAME.jarvis-deploy-old`: a hard link made before the rename over it
+# or the unlink, which takes no data blocks), so that its undo (--lenient)
+# needs no space either: it renames an old file back when its size and
+# sha256, read through an O_NOFOLLOW descriptor, are what it puts back and
+# it has no other link, and copies from the stores only when there is no
+# such file. `clean`, run once the deploy is over (verified or undone),
+# removes them; a forward swap removes those of a deploy never cleaned at
+# its start (an undo does not: it needs them).
 
 import errno
 import grp
@@ -47,6 +64,7 @@ import sys
 import time
 
 TMP_SUFFIX = ".jarvis-deploy-tmp"
+OLD_SUFFIX = ".jarvis-deploy-old"
 PAUSE_MARK = os.environ.get("JARVIS_DEPLOY_PAUSE_MARK", "/run/jarvis-deploy-paused")
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -503,33 +521,132 @@ def free_hint(r):
         ("at least %s of " % human(want)) if want > 0 else "", r["mount"], r["mount"])
 
 
-def remove_stale_temps(tree, paths):
+def remove_stale_temps(tree, paths, suffixes=(TMP_SUFFIX,)):
     """Removes the temporary files that an earlier swap cut off (killed,
-    power lost) left beside `paths`: only the exact names this worker
-    gives them, only regular files, through the tree's no-follow
+    power lost) left beside `paths` (and with OLD_SUFFIX the old files a
+    deploy kept aside): only the exact names this worker gives them, never
+    one a manifest ships, only regular files, through the tree's no-follow
     descriptors. Returns how many went."""
     n = 0
     for rel in sorted(paths):
         parent, _, name = rel.rpartition("/")
-        tmp = "." + name + TMP_SUFFIX
-        if (parent + "/" + tmp if parent else tmp) in paths:
-            continue
-        try:
-            dfd = tree.dir(parent)
-            st = os.stat(tmp, dir_fd=dfd, follow_symlinks=False)
-            if stat.S_ISREG(st.st_mode):
-                os.unlink(tmp, dir_fd=dfd)
-                n += 1
-        except (OSError, Blocked):
-            continue
+        for suffix in suffixes:
+            tmp = "." + name + suffix
+            if (parent + "/" + tmp if parent else tmp) in paths:
+                continue
+            try:
+                dfd = tree.dir(parent)
+                st = os.stat(tmp, dir_fd=dfd, follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode):
+                    os.unlink(tmp, dir_fd=dfd)
+                    n += 1
+            except (OSError, Blocked):
+                continue
     return n
 
 
-def stage(tree, new, p, a, writes, r):
+def replaced_by(from_path):
+    """The manifest the deploy in effect replaced (the `before.tsv` beside
+    its manifest.tsv, FROM): its swap kept the files it removed aside under
+    their paths, which neither FROM nor TO may list."""
+    if not from_path or os.path.basename(from_path) != "manifest.tsv":
+        return {}
+    before = os.path.join(os.path.dirname(from_path), "before.tsv")
+    return load(before) if os.path.exists(before) else {}
+
+
+def remove_empty_dirs(tree, old, keep):
+    """The directories manifest old ships and none of `keep` does, deepest
+    first, when empty (rmdir: one holding anything stays)."""
+    for rel in sorted((r for r, e in old.items() if e.kind == "d" and not any(r in k for k in keep)),
+                      key=lambda r: (-r.count("/"), r)):
+        parent, _, name = rel.rpartition("/")
+        tree.forget(rel)
+        try:
+            os.rmdir(name, dir_fd=tree.dir(parent))
+        except (OSError, Blocked):
+            pass
+
+
+def aside_name(rel, shipped):
+    """The name, in rel's directory, that keeps rel's old file while its
+    deploy is not over; None when a manifest ships a file of that name."""
+    parent, _, name = rel.rpartition("/")
+    aside = "." + name + OLD_SUFFIX
+    return None if (parent + "/" + aside if parent else aside) in shipped else aside
+
+
+def keep_aside(dfd, rel, name, shipped):
+    """Keeps the file `name` (rel, in directory dfd) aside as a hard link:
+    no new data blocks. Never onto anything already there (link fails
+    then), never through a symbolic link; False when not kept (the undo
+    copies from the stores instead)."""
+    aside = aside_name(rel, shipped)
+    if aside is None:
+        return False
+    try:
+        os.link(name, aside, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+        return True
+    except OSError:
+        return False
+
+
+def open_aside(tree, rel, shipped):
+    """rel's kept-aside file opened without following a link, when it is a
+    regular file with one link only (a planted hard link to a file not
+    the tree's is never adopted), else None."""
+    aside = aside_name(rel, shipped)
+    if aside is None:
+        return None
+    try:
+        fd = os.open(aside, FILE_FLAGS, dir_fd=tree.dir(rel.rpartition("/")[0]))
+    except (OSError, Blocked):
+        return None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        return None
+    return fd
+
+
+def kept_old(tree, rel, e, shipped):
+    """The inode of rel's file kept aside when it holds exactly e's
+    content (size, then sha256 through the descriptor), else None: the
+    code root is the service user's, a file planted there is not trusted."""
+    fd = open_aside(tree, rel, shipped)
+    if fd is None:
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_size != e.size or sha256_of(fd, e.size) != e.sha:
+            return None
+        return st.st_ino
+    finally:
+        os.close(fd)
+
+
+def reuse_aside(tree, rel, e, ino, shipped):
+    """An undo's file that its old file kept aside holds: given the
+    shipped owner and mode through its descriptor, renamed back in phase
+    two. (its name, inode), as a staged file's."""
+    fd = open_aside(tree, rel, shipped)
+    if fd is None:
+        raise Fatal("%s: the old file kept aside went while the undo ran; run the undo again" % rel)
+    try:
+        if os.fstat(fd).st_ino != ino:
+            raise Fatal("%s: the old file kept aside was replaced while the undo ran; run the undo again" % rel)
+        os.fchown(fd, *ids_of(e.owner))
+        os.fchmod(fd, e.mode)
+    finally:
+        os.close(fd)
+    return aside_name(rel, shipped), ino
+
+
+def stage(tree, new, p, a, writes, r, kept):
     """Phase one: the new directories, and every file to write as a
-    temporary file beside its target; {rel: (temp name, inode)}. On any
-    failure, what it made is removed again and the error says that
-    nothing live changed."""
+    temporary file beside its target (or, in an undo, its old file kept
+    aside: `kept`); {rel: (name, inode)}. On any failure, what it made is
+    removed again and the error says that nothing live changed."""
     made, temps, doing = [], {}, None
     try:
         pause(0, a["pause_staging"])
@@ -547,6 +664,9 @@ def stage(tree, new, p, a, writes, r):
             os.fchmod(fd, e.mode)
         for i, rel in enumerate(writes, 1):
             e, doing = new[rel], rel
+            if rel in kept:
+                temps[rel] = reuse_aside(tree, rel, e, kept[rel], a["shipped"])
+                continue
             tmp = copy_in(tree, rel, e, a["src"], ids_of(e.owner))
             st = os.stat(tmp, dir_fd=tree.dir(rel.rpartition("/")[0]), follow_symlinks=False)
             temps[rel] = (tmp, st.st_ino)
@@ -576,7 +696,7 @@ def stage(tree, new, p, a, writes, r):
             # code root (its own disk) is the one that filled.
             parent = (doing or "").rpartition("/")[0] if doing != ".env" else ""
             r = room(tree.dir(parent), os.path.join(a["root"], parent) if parent else r["path"],
-                     [new[w] for w in writes], len(p["mkdir"]))
+                     [new[w] for w in writes if w not in kept], len(p["mkdir"]))
         except (OSError, Blocked):
             pass
         raise Fatal("staging the new files in %s failed after %d of %d: %s; every staged file was removed, "
@@ -587,8 +707,11 @@ def stage(tree, new, p, a, writes, r):
 
 
 def unstage(tree, temps):
-    """Removes the staged temporary files that are still ours."""
+    """Removes the staged temporary files that are still ours (an old file
+    kept aside stays: the undo needs it)."""
     for rel, (tmp, ino) in temps.items():
+        if not tmp.endswith(TMP_SUFFIX):
+            continue
         try:
             dfd = tree.dir(rel.rpartition("/")[0])
             if os.stat(tmp, dir_fd=dfd, follow_symlinks=False).st_ino == ino:
@@ -598,19 +721,37 @@ def unstage(tree, temps):
 
 
 def apply(tree, old, new, a):
-    result = {"stale_removed": remove_stale_temps(
-        tree, {r for m in (old, new) for r, e in m.items() if e.kind == "f"} | {".env"})}
+    shipped = {r for m in (old, new) for r, e in m.items() if e.kind == "f"} | {".env"}
+    a["shipped"] = shipped
+    undo = a["lenient"]
+    result = {"stale_removed": remove_stale_temps(tree, shipped), "stale_old_removed": 0}
     p, seen = plan(tree, old, new, a["take_over"])
     result.update(p)
     if p["conflicts"] and not a["lenient"]:
         return result, 3
+    if not undo:
+        # A forward swap keeps old files aside: those of a deploy never
+        # cleaned go first (a refused swap leaves them: an undo of the
+        # deploy in effect may still want them). An undo needs them.
+        before = replaced_by(a.get("from"))
+        result["stale_old_removed"] = remove_stale_temps(
+            tree, shipped | {r for r, e in before.items() if e.kind == "f"}, (OLD_SUFFIX,))
+        # The directories its swap could not remove for what it kept there.
+        remove_empty_dirs(tree, before, [old, new])
     writes = p["put"] + p["replace"] + p["taken_over"]
-    r = room(tree.dir(""), a["root"], [new[w] for w in writes], len(p["mkdir"]))
+    kept = {}
+    if undo:
+        for rel in p["put"] + p["replace"]:
+            ino = kept_old(tree, rel, new[rel], shipped)
+            if ino is not None:
+                kept[rel] = ino
+    result["from_aside"] = sorted(kept)
+    r = room(tree.dir(""), a["root"], [new[w] for w in writes if w not in kept], len(p["mkdir"]))
     result["space"] = {"code": r}
     if short(r):
         raise Fatal("not enough space for the swap: %s; nothing live changed: %s" % (room_text(r), free_hint(r)),
                     untouched=True, space={"code": r})
-    temps = stage(tree, new, p, a, writes, r)
+    temps = stage(tree, new, p, a, writes, r, kept)
 
     # Phase two: deletes and renames only. The staged files must still be
     # the ones written: one the service user swapped for another is not
@@ -640,7 +781,10 @@ def apply(tree, old, new, a):
         if not unchanged(tree, rel, seen):
             result["kept_changed"].append(rel)
             continue
-        os.unlink(name, dir_fd=tree.dir(parent))
+        dfd = tree.dir(parent)
+        if not undo:
+            keep_aside(dfd, rel, name, shipped)
+        os.unlink(name, dir_fd=dfd)
         done(rel)
     kept_dirs = []
     for rel in p["rmdir"]:
@@ -666,9 +810,12 @@ def apply(tree, old, new, a):
             os.rename(name, aside, src_dir_fd=dfd, dst_dir_fd=dfd)
         elif not unchanged(tree, rel, seen):
             # Someone wrote it since the plan: theirs now.
-            os.unlink(tmp, dir_fd=dfd)
+            if tmp.endswith(TMP_SUFFIX):
+                os.unlink(tmp, dir_fd=dfd)
             raced.append(rel)
             continue
+        elif rel in p["replace"] and not undo:
+            keep_aside(dfd, rel, name, shipped)
         os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         done(rel)
     for rel in p["fix"]:
@@ -691,6 +838,8 @@ def apply(tree, old, new, a):
         if raced and not a["lenient"]:
             os.unlink(temps[".env"][0], dir_fd=dfd)
         else:
+            if not undo and tree.lstat(".env")[0] == "file":
+                keep_aside(dfd, ".env", ".env", shipped)
             os.rename(temps[".env"][0], ".env", src_dir_fd=dfd, dst_dir_fd=dfd)
             os.fsync(dfd)
     result["raced"] = raced
@@ -751,11 +900,28 @@ def stage_env(tree, data, owner_ids):
     return tmp
 
 
-def write_env(tree, data, owner_ids):
-    # The same content needs no write (an undo on a full disk).
+def env_aside(tree, data, owner_ids, shipped):
+    """The .env kept aside by the swap, when it holds exactly data: given
+    its owner and mode, its name; else None."""
+    fd = open_aside(tree, ".env", shipped)
+    if fd is None:
+        return None
+    try:
+        if os.fstat(fd).st_size != len(data) or os.read(fd, len(data) + 1) != data:
+            return None
+        os.fchown(fd, *owner_ids)
+        os.fchmod(fd, 0o600)
+        return aside_name(".env", shipped)
+    finally:
+        os.close(fd)
+
+
+def write_env(tree, data, owner_ids, shipped=frozenset()):
+    # The same content needs no write (an undo on a full disk), nor does
+    # the .env the swap kept aside: renamed back.
     if read_env(tree) == data:
         return
-    tmp = stage_env(tree, data, owner_ids)
+    tmp = env_aside(tree, data, owner_ids, shipped) or stage_env(tree, data, owner_ids)
     dfd = tree.dir("")
     os.rename(tmp, ".env", src_dir_fd=dfd, dst_dir_fd=dfd)
     os.fsync(dfd)
@@ -796,7 +962,7 @@ def env_step(tree, a, owner_ids):
     if a["env_restore"]:
         if os.path.exists(a["env_restore"]):
             with open(a["env_restore"], "rb") as f:
-                write_env(tree, f.read(), owner_ids)
+                write_env(tree, f.read(), owner_ids, a["shipped"])
         elif os.path.exists(a["env_restore"] + ".none"):
             try:
                 os.unlink(".env", dir_fd=tree.dir(""))
@@ -819,6 +985,25 @@ def verify(store, manifest):
             bad.append(rel)
     tree.close()
     return bad
+
+
+def clean(root, old, new):
+    """The deploy that moved the code from manifest old to new is over
+    (verified, or undone with old and new the other way round): the old
+    files it kept aside, and any temporary file, beside the paths of both
+    go; then the directories old ships and new does not that only they
+    kept (rmdir: one holding anything else stays)."""
+    fd = open_root(root)
+    if fd is None:
+        return 0
+    paths = {r for m in (old, new) for r, e in m.items() if e.kind == "f"} | {".env"}
+    tree = Tree(fd)
+    try:
+        n = remove_stale_temps(tree, paths, (TMP_SUFFIX, OLD_SUFFIX))
+        remove_empty_dirs(tree, old, [new])
+        return n
+    finally:
+        tree.close()
 
 
 def parse_args(argv):
@@ -870,9 +1055,13 @@ def main(argv):
     if cmd == "verify":
         bad = verify(pos[0], load(pos[1]))
         return {"bad": bad[:50], "n_bad": len(bad)}, (1 if bad else 0)
+    if cmd == "clean":
+        # A manifest the deploy never wrote (cut before its before.tsv) lists nothing.
+        old, new = [load(m) if m == "-" or os.path.exists(m) else {} for m in pos[1:3]]
+        return {"removed": clean(pos[0], old, new)}, 0
     if cmd in ("plan", "apply"):
         root, old, new = pos[0], load(pos[1]), load(pos[2])
-        a["root"] = root
+        a["root"], a["from"] = root, pos[1]
         owner = a["owner"] or next((e.owner for e in new.values()), None)
         create = ids_of(owner) if (cmd == "apply" and owner) else None
         fd = open_root(root, create)

@@ -262,6 +262,21 @@ impl Session for FakeHost {
         Ok(self.applies.borrow_mut().pop_front().unwrap_or_default())
     }
 
+    /// Logged with what the journal and `current` said when it ran: it
+    /// must come once the deploy is over.
+    fn clean(&self, _code_dir: &str, id: &str, undone: bool) -> Result<u64> {
+        self.check("clean")?;
+        let m = self.meta(id);
+        self.did(format!(
+            "clean {id}{} after {}/{}, current {}",
+            if undone { " undone" } else { "" },
+            m.status.as_ref().map_or("-", |s| s.as_str()),
+            m.phase.as_ref().map_or("-", |p| p.as_str()),
+            self.current.borrow().as_deref().unwrap_or("-")
+        ));
+        Ok(0)
+    }
+
     fn kept_package(&self, name: &str, version: &str, ext: &str) -> Result<Option<String>> {
         Ok(self
             .kept

@@ -1,8 +1,9 @@
 //! The host worker (python/deploy_host.py) on a small filesystem that
 //! really fills (a tmpfs, mounted as root): at several points of a swap,
 //! the tree ends exactly the old version or exactly the new one, no
-//! temporary file stays, and the undo of a swap that did not happen
-//! needs no space.
+//! temporary file stays; the undo, on a disk full to the last block,
+//! succeeds whether the swap happened (its old files were kept aside) or
+//! not; and once the deploy is over, nothing of the worker's is left.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -137,7 +138,17 @@ fn apply_paused(
     (v, out.status.code().unwrap_or(-1))
 }
 
-/// Nothing of the worker's own is left in the tree.
+/// No temporary file and no kept-aside file is left in the tree.
+fn assert_nothing_left(lab: &Lab) {
+    assert_no_temps(lab);
+    assert!(
+        lab.asides().is_empty(),
+        "kept-aside files left behind: {:?}",
+        lab.asides()
+    );
+}
+
+/// No temporary file of the worker's is left in the tree.
 fn assert_no_temps(lab: &Lab) {
     let temps: Vec<String> = lab
         .tree()
@@ -149,9 +160,13 @@ fn assert_no_temps(lab: &Lab) {
 
 /// The disk of the code root fills at several points of a swap. Each run
 /// ends with the tree exactly the old version or exactly the new one
-/// (every file's sha256 compared), no temporary file left, and the undo
-/// (the lenient apply back, as a rollback runs it) needs no space when the
-/// swap did not happen.
+/// (every file's sha256 compared), no temporary file left. Then the disk
+/// fills to the last block and the undo (the lenient apply back, as a
+/// verification that failed or `settle` runs it) succeeds: the tree is
+/// exactly the old version, the files the swap replaced renamed back from
+/// where it kept them, nothing copied. The clean that ends the deploy
+/// leaves no kept-aside or temporary file, and neither does the next
+/// forward deploy's.
 #[test]
 #[ignore = "needs root: mounts a small tmpfs"]
 fn a_disk_that_fills_during_a_swap_leaves_one_version_and_an_undo_that_needs_no_space() {
@@ -221,18 +236,18 @@ fn a_disk_that_fills_during_a_swap_leaves_one_version_and_an_undo_that_needs_no_
         let full_free = disk.free();
         state.insert("data/full".to_string(), hash(&lab.p("live/data/full")).unwrap().0);
         let src1 = lab.p("v1").to_string_lossy().into_owned();
+        let kept = lab.asides().len();
         let (u, ucode) = lab.apply(&v2, &v1, "v2", &["--lenient", "--src", &src1]);
         let undo = if code == 0 {
-            // A swap that happened needs the old files' space to undo:
-            // refused up front, the new version stays whole.
-            assert_eq!((ucode, &u["untouched"]), (2, &Value::Bool(true)), "{case}: {u}");
-            assert_exactly(&lab, "v2", &state);
-            fs::remove_file(lab.p("live/data/full")).unwrap();
-            fs::remove_file(lab.p("live/data/filler")).ok();
-            state.clear();
-            let (u, ucode) = lab.apply(&v2, &v1, "v2", &["--lenient", "--src", &src1]);
-            assert_eq!(ucode, 0, "{case}: {u}");
-            "refused up front with v2 whole, then done once the disk was freed"
+            // The swap happened: its 20 replaced files were kept aside,
+            // and the undo renames them back with 0 bytes free.
+            assert_eq!(kept, 20, "{case}");
+            assert_eq!(ucode, 0, "{case}: the undo on a full disk failed: {u}");
+            let p = typed::<Plan>(u.clone());
+            assert_eq!(p.replace.len(), 20, "{case}: {u}");
+            assert_eq!(p.from_aside, p.replace, "{case}: the undo copied: {u}");
+            assert_eq!(p.delete, ["bots/new/n.py"], "{case}: {u}");
+            "done with 0 bytes free, all 20 old files renamed back"
         } else {
             assert_eq!(
                 ucode, 0,
@@ -248,8 +263,37 @@ fn a_disk_that_fills_during_a_swap_leaves_one_version_and_an_undo_that_needs_no_
         };
         assert_exactly(&lab, "v1", &state);
         assert_no_temps(&lab);
+        // The deploy is over (undone): its clean leaves nothing.
+        let cleaned = lab.clean(&v2, &v1);
+        assert_nothing_left(&lab);
+        assert_exactly(&lab, "v1", &state);
+        // The next deploy, with room again: its swap keeps the old files
+        // aside, its clean removes them and the directory v1 had alone.
+        fs::remove_file(lab.p("live/data/full")).unwrap();
+        fs::remove_file(lab.p("live/data/filler")).ok();
+        state.clear();
+        let (f, fcode) = lab.apply(&v1, &v2, "v2", &[]);
+        assert_eq!(fcode, 0, "{case}: {f}");
+        assert_exactly(&lab, "v2", &state);
+        assert_eq!(lab.asides().len(), 20, "{case}");
+        // Never cleaned (a power cut after `current`): the next forward
+        // swap removes them first.
+        let (b, bcode) = lab.apply(&v2, &v1, "v1", &[]);
+        assert_eq!(
+            (bcode, &b["stale_old_removed"]),
+            (0, &Value::from(20)),
+            "{case}: {b}"
+        );
+        assert_exactly(&lab, "v1", &state);
+        assert_eq!(lab.clean(&v2, &v1), 21, "{case}");
+        assert_nothing_left(&lab);
+        assert!(
+            !lab.p("live/bots/new").exists(),
+            "{case}: v2's own directory stayed"
+        );
         runs.push(format!(
-            "{case}: {} free before the swap, it writes {}: {ended}{}; undo with {} free: {undo}",
+            "{case}: {} free before the swap, it writes {}: {ended}{}; undo with {} free: {undo}; \
+             its clean removed {cleaned}",
             free_before,
             v2_bytes,
             r["error"].as_str().map(|e| format!(" ({e})")).unwrap_or_default(),

@@ -20,6 +20,9 @@ pub(super) fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}"))
 }
 
+/// The name ending of an old file kept aside (deploy_host.py OLD_SUFFIX).
+pub(super) const OLD: &str = ".jarvis-deploy-old";
+
 pub(super) const HOST_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/deploy_host.py");
 
 pub(super) fn owner() -> String {
@@ -45,7 +48,7 @@ impl Lab {
     pub(super) fn p(&self, rel: &str) -> PathBuf {
         self.t.path().join(rel)
     }
-    fn write(&self, rel: &str, text: &str) {
+    pub(super) fn write(&self, rel: &str, text: &str) {
         let p = self.p(rel);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, text).unwrap();
@@ -63,7 +66,7 @@ impl Lab {
     pub(super) fn live(&self) -> String {
         self.p("live").to_string_lossy().into_owned()
     }
-    fn run(&self, args: &[&str]) -> (Value, i32) {
+    pub(super) fn run(&self, args: &[&str]) -> (Value, i32) {
         let out = Command::new("python3")
             .arg(HOST_PY)
             .args(args)
@@ -94,6 +97,26 @@ impl Lab {
         let mut out = BTreeMap::new();
         walk(&self.p("live"), "", &mut out);
         out
+    }
+    /// The tree without the old files a forward swap keeps aside until
+    /// its deploy is over (`clean`): what the bot runs.
+    pub(super) fn code(&self) -> BTreeMap<String, String> {
+        let mut t = self.tree();
+        t.retain(|k, _| !k.ends_with(OLD));
+        t
+    }
+    /// The old files kept aside: path -> sha256.
+    pub(super) fn asides(&self) -> BTreeMap<String, String> {
+        let mut t = self.tree();
+        t.retain(|k, _| k.ends_with(OLD));
+        t
+    }
+    /// The worker's `clean` of a deploy from manifest `from` to `to`.
+    pub(super) fn clean(&self, from: &str, to: &str) -> u64 {
+        let live = self.live();
+        let (r, code) = self.run(&["clean", &live, from, to]);
+        assert_eq!(code, 0, "{r}");
+        r["removed"].as_u64().unwrap_or_else(|| panic!("{r}"))
     }
 }
 
@@ -167,7 +190,7 @@ pub(super) fn assert_exactly(lab: &Lab, name: &str, state: &BTreeMap<String, Str
     let mut want = shipped(lab, name);
     want.extend(state.clone());
     assert_eq!(
-        lab.tree(),
+        lab.code(),
         want,
         "the live tree is not exactly {name} plus the state"
     );
@@ -213,6 +236,10 @@ fn deploys_move_only_shipped_files_and_keep_the_bots_state() {
     let (r, code) = lab.apply(&v1, &v2, "v2", &[]);
     assert_eq!(code, 0, "{r}");
     assert_exactly(&lab, "v2", &state);
+    // The replaced and removed files stay aside until the deploy is over.
+    assert_eq!(lab.asides().len(), 3, "{:#?}", lab.asides());
+    assert_eq!(lab.clean(&v1, &v2), 3);
+    assert_eq!(lab.tree(), lab.code(), "kept-aside files outlived the clean");
     assert!(
         !lab.p("live/bots/gone").exists(),
         "an emptied shipped directory stays"
@@ -375,7 +402,7 @@ fn a_swap_cut_half_way_is_completed_or_undone_exactly() {
         }
         child.kill().unwrap();
         child.wait().unwrap();
-        let mixed = lab.tree();
+        let mixed = lab.code();
         assert!(
             mixed.keys().any(|k| k.starts_with("bots/many/")),
             "nothing was swapped before the cut"

@@ -19,6 +19,8 @@
 //! deploy's meta.json), `reply` (what the host answers), `report` (what
 //! the user sees).
 
+#[cfg(test)]
+mod aside_tests;
 mod dry_run;
 mod environment;
 mod error;

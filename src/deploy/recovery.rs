@@ -77,6 +77,19 @@ pub fn put_back(s: &dyn Session, code_dir: &str, owner: &str, id: &str, meta: &M
     s.set_current(before)
 }
 
+/// Deploy `id` is over, as `current` and its meta.json now say (verified,
+/// or undone): the old files its swap kept aside for the undo go. Never
+/// before: a power cut in between must leave the undo its old files. A
+/// failure is said, not fatal: the next forward swap removes them.
+pub fn clean(s: &dyn Session, code_dir: &str, id: &str, undone: bool) {
+    if let Err(e) = s.clean(code_dir, id, undone) {
+        progress(
+            s.name(),
+            &format!("the old files deploy {id} kept aside in {code_dir} stay until the next deploy: {e}"),
+        );
+    }
+}
+
 /// Puts the host back to what deploy `id` replaced ([`put_back`]), the
 /// package before it too; then restarts and verifies. Returns the package
 /// version now installed.
@@ -262,6 +275,9 @@ pub fn recover(s: &dyn Session, f: &Facts, how: Finish) -> Result<Option<bool>> 
         meta.phase = Some(Phase::Done);
         meta.recovered_in_s = Some((t0.elapsed().as_secs_f64() * 10.0).round() / 10.0);
         s.write_meta(&id, &meta)?;
+        if swapped {
+            clean(s, &meta.code_dir, &id, true);
+        }
     }
     Ok(undone)
 }
@@ -387,6 +403,7 @@ pub fn by_hand(
             m.status = Some(Status::RolledBack);
             m.reason = Some("by hand: jarvisctl deploy --rollback".into());
             s.write_meta(&id, &m)?;
+            clean(s, &f.code_dir, &id, true);
         }
         Some(to) => return_to(s, &f, &history, current.as_deref(), to, o)?,
     }
@@ -465,7 +482,9 @@ fn return_to(
     s.write_meta(&id, &m)?;
     reinstall_kept(s, f.pm, target.package_after.as_deref(), f.version.as_deref(), o)?;
     m.set(Status::Deployed, Phase::Done);
-    s.write_meta(&id, &m)
+    s.write_meta(&id, &m)?;
+    clean(s, &f.code_dir, &id, false);
+    Ok(())
 }
 
 /// Deletes all but the newest `keep` deploys. Never the one in effect

@@ -63,6 +63,13 @@ fn the_host_puts_a_cut_swap_back_with_no_restart_and_no_package() {
         m.reason.as_deref(),
         Some(format!("cut off while swapping; undone by {by}").as_str())
     );
+    assert!(
+        host.did_any(&format!(
+            "clean {B} undone after interrupted-rolled-back/done, current {A}"
+        )),
+        "{:?}",
+        host.log.borrow()
+    );
     // The journal says it is settled: the next start has nothing to do.
     assert_eq!(recovery::recover(&host, &f, Finish::Host { by }).unwrap(), None);
 }

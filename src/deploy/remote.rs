@@ -12,8 +12,8 @@ use super::host_paths::{ddir, CURRENT, DEPLOYS, PACKAGES, STEP_LOCK, WHEELHOUSES
 use super::hosts::Host;
 use super::journal::Meta;
 use super::probe::{parse_probe, Facts, Init, PackageManager, PROBE};
-use super::reply::{Plan, Status, Verify, WorkerError};
-use super::session::{Apply, Before, LockGuard, PlanRequest, Session};
+use super::reply::{Cleaned, Plan, Status, Verify, WorkerError};
+use super::session::{clean_args, Apply, Before, LockGuard, PlanRequest, Session};
 use super::settings::{Package, SshSettings};
 use super::shell::{rsync_shell, sh_quote};
 use super::{ids, plan};
@@ -434,6 +434,11 @@ impl Session for SshSession<'_> {
 
     fn apply(&self, req: &Apply) -> Result<Plan> {
         Ok(self.worker(&req.args(), b"", SWAP)?.0)
+    }
+
+    fn clean(&self, code_dir: &str, id: &str, undone: bool) -> Result<u64> {
+        let (c, _): (Cleaned, i32) = self.worker(&clean_args(code_dir, id, undone), b"", STEP)?;
+        Ok(c.removed)
     }
 
     fn kept_package(&self, name: &str, version: &str, ext: &str) -> Result<Option<String>> {

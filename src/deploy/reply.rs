@@ -37,6 +37,10 @@ pub struct Plan {
     /// `apply` before it began.
     #[serde(skip_serializing_if = "is_zero")]
     pub stale_removed: u64,
+    /// An undo's files renamed back from the old files its deploy's swap
+    /// kept aside (no copy, no space).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub from_aside: Vec<String>,
     /// The space the swap and the deploy's store need, and what is free.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub space: Option<Space>,
@@ -131,6 +135,13 @@ impl Plan {
             self.unshipped.to_string()
         }
     }
+}
+
+/// The worker's `clean`: the kept-aside and temporary files removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Cleaned {
+    pub removed: u64,
 }
 
 /// The worker's `verify` of a deploy's store against its manifest.

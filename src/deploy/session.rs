@@ -139,6 +139,15 @@ impl Apply {
     }
 }
 
+/// The worker's `clean` of deploy `id`: from the manifest it replaced to
+/// its own, or the other way when it was undone.
+pub fn clean_args(code_dir: &str, id: &str, undone: bool) -> Vec<String> {
+    let dir = ddir(id);
+    let (mine, before) = (format!("{dir}/manifest.tsv"), format!("{dir}/before.tsv"));
+    let (from, to) = if undone { (mine, before) } else { (before, mine) };
+    vec!["clean".to_string(), code_dir.to_string(), from, to]
+}
+
 fn take_over_args(paths: &[String]) -> Vec<String> {
     paths
         .iter()
@@ -196,6 +205,10 @@ pub trait Session {
     // The worker (python/deploy_host.py), under the host's step lock.
     fn plan(&self, req: &PlanRequest) -> Result<Plan>;
     fn apply(&self, req: &Apply) -> Result<Plan>;
+    /// Deploy `id` is over (verified, or `undone`): the old files its swap
+    /// kept aside in the code root for its undo, and any temporary file,
+    /// go. Call only once `current` and its meta.json say so. How many went.
+    fn clean(&self, code_dir: &str, id: &str, undone: bool) -> Result<u64>;
 
     // The package and the service.
     /// A kept package file for `version`, if the host has one.

@@ -187,6 +187,16 @@ fn a_deploy_journals_each_phase_before_it_acts_and_ends_deployed() {
     assert_eq!(host.current.borrow().as_deref(), Some(id.as_str()));
     assert_eq!(host.meta(&id).package_after.as_deref(), Some("2.0"));
     assert!(host.did_any("install /var/lib/jarvis-supervisor/packages/jarvis-supervisor_2.0.deb"));
+    // The old files the swap kept aside go once the deploy is over, never
+    // before: the journal and `current` say so first.
+    let cleans: Vec<String> = host
+        .log
+        .borrow()
+        .iter()
+        .filter(|l| l.starts_with("clean "))
+        .cloned()
+        .collect();
+    assert_eq!(cleans, [format!("clean {id} after deployed/done, current {id}")]);
 }
 
 #[test]
@@ -212,6 +222,13 @@ fn a_failed_verification_undoes_the_swap_and_the_package() {
     assert_eq!(o.package_after.as_deref(), Some("1.0"));
     let m = host.meta(&id);
     assert_eq!((m.status, m.phase), (Some(Status::RolledBack), Some(Phase::Done)));
+    assert!(
+        host.did_any(&format!(
+            "clean {id} undone after rolled-back/done, current 20261201T000000Z"
+        )),
+        "{:?}",
+        host.log.borrow()
+    );
 }
 
 #[test]
@@ -235,6 +252,8 @@ fn a_failed_undo_says_so() {
     assert_eq!(o.result, HostResult::Failed);
     assert!(e.contains("; ROLLBACK FAILED too: "), "{e}");
     assert_eq!(host.meta(&o.id.unwrap()).status, Some(Status::RollbackFailed));
+    // Not over: what the swap kept aside stays for the undo that settles it.
+    assert!(!host.did_any("clean "), "{:?}", host.log.borrow());
 }
 
 #[test]
@@ -293,6 +312,11 @@ fn a_rollback_by_hand_undoes_the_deploy_in_effect() {
     let m = host.meta("20261202T000000Z");
     assert_eq!(m.status, Some(Status::RolledBack));
     assert_eq!(m.reason.as_deref(), Some("by hand: jarvisctl deploy --rollback"));
+    assert!(
+        host.did_any("clean 20261202T000000Z undone after rolled-back/done, current 20261201T000000Z"),
+        "{:?}",
+        host.log.borrow()
+    );
 }
 
 #[test]
@@ -344,6 +368,11 @@ fn a_rollback_to_an_older_deploy_is_a_new_deploy_of_its_code_and_package() {
         )
     );
     assert_eq!(o.package_after.as_deref(), Some("1.0"));
+    assert!(
+        host.did_any(&format!("clean {id} after deployed/done, current {id}")),
+        "{:?}",
+        host.log.borrow()
+    );
 }
 
 #[test]

@@ -313,6 +313,7 @@ impl Deploy<'_> {
                 );
                 meta.set(Status::Deployed, Phase::Done);
                 s.write_meta(id, meta)?;
+                recovery::clean(s, &f.code_dir, id, false);
                 o.result = HostResult::Deployed;
                 if let Ok(gone) = recovery::prune(s, self.keep) {
                     if !gone.is_empty() {
@@ -336,9 +337,12 @@ impl Deploy<'_> {
                     Phase::Done,
                 );
                 meta.reason = Some(why.to_string());
-                let _ = s.write_meta(id, meta);
+                let written = s.write_meta(id, meta);
                 match back {
                     Ok(_) => {
+                        if written.is_ok() {
+                            recovery::clean(s, &f.code_dir, id, true);
+                        }
                         o.result = HostResult::RolledBack;
                         Err(DeployError::RolledBack(Box::new(why)))
                     }

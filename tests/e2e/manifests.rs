@@ -88,7 +88,8 @@ pub(crate) fn version_with(dir: &Path, n: u32, comp: Option<&str>, extra: &[(&st
 
 /// Checks the live code against the manifest in effect: every file it
 /// lists there with its content, mode and owner, no temporary file of a
-/// swap left anywhere. Returns (current id, files checked).
+/// swap nor an old file kept aside for its undo left anywhere (the deploy
+/// is over). Returns (current id, files checked).
 const CHECK_PY: &str = r##"
 import hashlib, json, os, pwd, grp, stat, sys
 code = sys.argv[1]; d = "/var/lib/jarvis-supervisor/deploys"
@@ -112,7 +113,7 @@ for line in open("%s/%s/manifest.tsv" % (d, cur)):
     if (st.st_uid, st.st_gid) != (pwd.getpwnam(u).pw_uid, grp.getgrnam(g).gr_gid): bad.append(p + ": owner")
     if st.st_mode & 0o7777 != int(mode, 8): bad.append(p + ": mode")
     if hashlib.sha256(open(full, "rb").read()).hexdigest() != sha: bad.append(p + ": content")
-stray = [os.path.join(r, f) for r, _, fs in os.walk(code) for f in fs if f.endswith(".jarvis-deploy-tmp")]
+stray = [os.path.join(r, f) for r, _, fs in os.walk(code) for f in fs if f.endswith((".jarvis-deploy-tmp", ".jarvis-deploy-old"))]
 print(json.dumps({"current": cur, "files": n, "bad": bad, "stray": stray}))
 "##;
 
@@ -127,7 +128,7 @@ pub(crate) fn check_shipped(c: &Container, root: &str) -> (String, u64) {
     assert_eq!(
         v["stray"],
         serde_json::json!([]),
-        "a swap left a temporary file: {v}"
+        "a swap left a temporary or kept-aside file: {v}"
     );
     (
         v["current"].as_str().unwrap().to_string(),
