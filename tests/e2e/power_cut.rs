@@ -317,6 +317,14 @@ fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
         "{tag}: dpkg during the swap changed the state"
     );
     let rc = out.status.code();
+    if dpkg_took > Duration::from_secs(30) {
+        // What held dpkg: its own output, and the engine's (sysvinit) or
+        // the unit's journal lines.
+        println!(
+            "{tag}: dpkg took {dpkg_took:.1?}:\n{dpkg}\n{}",
+            c.sh("tail -n 40 /run/jarvis-supervisor-run/engine.log 2>/dev/null; journalctl -u jarvis-supervisor --since -5min --no-pager 2>/dev/null | tail -n 40").all()
+        );
+    }
     figures.push(format!(
         "{tag}: dpkg -i mid-swap: finished {dpkg_took:.1?} after the swap went on; the deploy exited {rc:?}; starts since ran versions {seen:?}; the host holds {} (version {})",
         held,
