@@ -350,12 +350,27 @@ pub fn stop(t: &Target, bound: Duration) -> Outcome {
     if let Err(e) = asked {
         out.reasons.push(e);
     }
-    let end = wait_for(t, t0, bound, Seen::down);
+    // A start by another command after ours stopped it (a deploy's
+    // restart beside the postinst's): the run we stopped is over, and
+    // waiting for "nothing runs" would wait out the whole bound.
+    let first = before.invocation.clone();
+    let again =
+        |s: &Seen| !s.down() && !first.is_empty() && !s.invocation.is_empty() && s.invocation != first;
+    let end = wait_for(t, t0, bound, |s| s.down() || again(s));
     out.seconds = t0.elapsed().as_secs_f64();
     out.state = end.state.clone();
     out.result = end.result.clone();
     out.main_pid = end.main_pid;
-    let down = end.down();
+    let down = end.down() || again(&end);
+    if again(&end) {
+        out.reasons.push(format!(
+            "stopped; then another command started it again (now {}{})",
+            end.state,
+            end.main_pid
+                .map(|p| format!(", main pid {p}"))
+                .unwrap_or_default()
+        ));
+    }
     out.ok = down && !refused;
     out.reached = match (refused, down) {
         (true, _) => Reached::Failed,

@@ -3593,3 +3593,51 @@ fn a_plus_start_pre_line_runs_as_root_and_the_others_as_the_service_user() {
     t.signal_engine("TERM");
     assert_eq!(t.wait_exit(10), 0);
 }
+
+/// Issue 27, item 3: a stop that another command's start follows (the
+/// postinst's restart beside a deploy's own, on sysvinit) returns when the
+/// run it stopped is over, saying so; it waited out its whole bound (the
+/// stop timeout plus 10 s: 160 s for the shipped unit) for "nothing runs".
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn a_stop_that_another_start_follows_returns_when_its_run_is_over() {
+    let t = Tree::new("root", "", "Environment=STANDIN_STOP_DELAY=1\n");
+    install_as_the_unit(&t);
+    let (code, out) = verb(&t, &["start"]);
+    assert_eq!(code, 0, "{out}\n{}", t.log());
+    let engine = t.state()["engine_pid"].as_i64().unwrap() as i32;
+    let t0 = Instant::now();
+    let stop = t
+        .cmd()
+        .args(["stop", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while alive(engine) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the engine did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, started) = verb(&t, &["start"]);
+    assert_eq!(code, 0, "{started}");
+    let out = stop.wait_with_output().unwrap();
+    let took = t0.elapsed();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(said.lines().last().unwrap_or("")).unwrap_or(Value::Null);
+    eprintln!("stop with a start after it: {took:.1?}: {v}");
+    assert_eq!(
+        (out.status.code(), v["reached"].as_str()),
+        (Some(0), Some("stopped")),
+        "{said}"
+    );
+    assert!(
+        v["reasons"]
+            .to_string()
+            .contains("then another command started it again"),
+        "{v}"
+    );
+    // Its bound is TimeoutStopSec=3s + 10 s.
+    assert!(took < Duration::from_secs(9), "the stop waited {took:?}");
+    let (code, _) = verb(&t, &["stop"]);
+    assert_eq!(code, 0);
+}
