@@ -166,18 +166,52 @@ fn cargo_test(cmd: &mut Command, tally: &mut Tally) -> Result<()> {
         .spawn()
         .map_err(|e| format!("cannot run cargo test: {e}"))?;
     let stdout = child.stdout.take().expect("piped");
+    // Read on a thread: a process that a failed test left running (a
+    // daemonized engine) keeps the pipe open after cargo exits, and an EOF
+    // would never come; the run hung there until the CI's limit.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut saw_result = false;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.map_err(|e| e.to_string())?;
-        println!("{line}");
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            saw_result = true;
-            tally.passed += count(rest, "passed");
-            tally.failed += count(rest, "failed");
-            tally.ignored += count(rest, "ignored");
+    let mut exited: Option<(std::process::ExitStatus, std::time::Instant)> = None;
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(line) => {
+                let line = line.map_err(|e| e.to_string())?;
+                println!("{line}");
+                if let Some(rest) = line.strip_prefix("test result: ") {
+                    saw_result = true;
+                    tally.passed += count(rest, "passed");
+                    tally.failed += count(rest, "failed");
+                    tally.ignored += count(rest, "ignored");
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if exited.is_none() {
+            exited = child
+                .try_wait()
+                .map_err(|e| e.to_string())?
+                .map(|st| (st, std::time::Instant::now()));
+        }
+        if exited.is_some_and(|(_, at)| at.elapsed() > std::time::Duration::from_secs(5)) {
+            eprintln!(
+                "xtask: cargo test exited, but a process it started still holds its output open \
+                 (a test left it running): not waited for"
+            );
+            break;
         }
     }
-    let status = child.wait().map_err(|e| e.to_string())?;
+    let status = match exited {
+        Some((st, _)) => st,
+        None => child.wait().map_err(|e| e.to_string())?,
+    };
     if !status.success() && !saw_result {
         tally.failed += 1;
         eprintln!("xtask: cargo test failed before running tests ({status})");
@@ -203,4 +237,32 @@ fn count(summary: &str, word: &str) -> u64 {
                 .flatten()
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process left running by a failed test holds cargo's output open:
+    /// the layer still ends soon after cargo, with its tally.
+    #[test]
+    fn a_layer_ends_with_cargo_even_when_a_leftover_holds_its_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("leftover.pid");
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "echo 'test result: FAILED. 3 passed; 1 failed; 2 ignored; 0 measured'; sleep 60 & echo $! > \"$0\"; exit 101",
+        ])
+        .arg(&pid_file);
+        let mut tally = Tally::default();
+        let t0 = std::time::Instant::now();
+        cargo_test(&mut cmd, &mut tally).unwrap();
+        let took = t0.elapsed();
+        // The leftover is ours: ended by its pid.
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let _ = Command::new("kill").arg(pid.trim()).status();
+        assert!(took < std::time::Duration::from_secs(20), "{took:?}");
+        assert_eq!((tally.passed, tally.failed, tally.ignored), (3, 1, 2));
+    }
 }
