@@ -229,11 +229,21 @@ pub fn settle(paths: &Paths, by: &str, bot_may_run: bool) -> Result<Settled> {
     };
     let facts = super::session::Session::probe(&s)?;
     let mut done = pending.describe();
-    recovery::recover(&s, &facts, Finish::Host { by })?;
-    if let Some((why, id)) = recovery::repair_current(&s, &facts.code_dir)? {
-        done.push(format!(
+    // Only a swap that may be half done stops the start. A store not
+    // dropped, or a `current` that cannot be rebuilt, is bookkeeping: the
+    // live code is whole, and the bot starts (status goes on naming it).
+    let mixed = pending.cuts.iter().any(|c| c.swapped);
+    match recovery::recover(&s, &facts, Finish::Host { by }) {
+        Ok(_) => {}
+        Err(e) if mixed => return Err(e),
+        Err(e) => done.push(format!("not settled: {e}")),
+    }
+    match recovery::repair_current(&s, &facts.code_dir) {
+        Ok(Some((why, id))) => done.push(format!(
             "{CURRENT} was damaged ({why}): it names {id} again, whose files the live code holds"
-        ));
+        )),
+        Ok(None) => {}
+        Err(e) => done.push(format!("not settled: {e}")),
     }
     Ok(Settled::Done {
         done,

@@ -342,6 +342,29 @@ fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
         "{tag}: {}",
         st.all()
     );
+    // With a shipped file changed by hand too, the live code matches no
+    // deploy and current cannot be rebuilt: bookkeeping, so a restart still
+    // starts the bot (its settle says why), and status goes on naming it.
+    c.ok(&format!(
+        "cp -p {CODE}/bots/version.txt /var/tmp/version.keep && echo '# by hand' >> {CODE}/bots/version.txt"
+    ));
+    let r = c.sh("jarvisctl restart");
+    assert_eq!(
+        r.status,
+        0,
+        "{tag}: a damaged current stopped the start: {}",
+        r.all()
+    );
+    c.wait_for(&format!("{tag}: the bot up"), Duration::from_secs(60), |c| {
+        super::deploy::status(c)["state"] == "active"
+    });
+    let st = c.sh("jarvisctl status");
+    assert!(
+        st.stdout.contains("deploys/current is damaged"),
+        "{tag}: {}",
+        st.all()
+    );
+    c.ok(&format!("cp -p /var/tmp/version.keep {CODE}/bots/version.txt"));
     let n = 11;
     let dir = version(&tmp, n, &comp);
     let t0 = Instant::now();
