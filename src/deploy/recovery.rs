@@ -102,6 +102,15 @@ pub fn undo(
     health: Health,
 ) -> Result<Option<String>> {
     put_back(s, &f.code_dir, &f.owner, id, meta)?;
+    // The files are whole again. A start from here on (the package's
+    // postinst, the restart below) runs `settle`, which waits while a live
+    // deploy's journal says `swapping`: the restart step holds the step
+    // lock that settle would wait for.
+    if meta.in_progress() && matches!(meta.phase, None | Some(Phase::Swapping)) {
+        let mut m = meta.clone();
+        m.phase = Some(Phase::Restarting);
+        s.write_meta(id, &m)?;
+    }
     let mut version = s.probe()?.version;
     let want = meta.package_before.as_deref();
     if want.is_some() && version.as_deref() != want {
