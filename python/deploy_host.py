@@ -66,6 +66,10 @@ import time
 TMP_SUFFIX = ".jarvis-deploy-tmp"
 OLD_SUFFIX = ".jarvis-deploy-old"
 PAUSE_MARK = os.environ.get("JARVIS_DEPLOY_PAUSE_MARK", "/run/jarvis-deploy-paused")
+# Held while apply changes the live code (and only then), so that the host's
+# own `jarvisctl settle` can wait for a swap to end without waiting on the
+# step lock, which a step that starts the bot (dpkg, a restart) also holds.
+SWAP_LOCK = os.environ.get("JARVIS_DEPLOY_SWAP_LOCK", "/run/jarvis-deploy-swap.lock")
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 ENV_MAX = 1 << 20
@@ -1082,6 +1086,7 @@ def main(argv):
                 p["space"] = spaces(a, old, new, room(fd, root, [new[r] for r in writes], len(p["mkdir"])))
                 return p, (3 if p["conflicts"] else 0)
             a["env_ids"] = ids_of(owner) if owner else None
+            hold_swap_lock()
             result, code = apply(tree, old, new, a)
             if code == 0 and owner:
                 env_step(tree, a, ids_of(owner))
@@ -1089,6 +1094,18 @@ def main(argv):
         finally:
             tree.close()
     raise Fatal("unknown command %s" % cmd)
+
+
+def hold_swap_lock():
+    """Takes SWAP_LOCK until this process exits (a kill or a power cut frees
+    it). A host without /run to write (a test as a plain user) goes without."""
+    import fcntl
+    try:
+        fd = os.open(SWAP_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    globals()["_swap_lock_fd"] = fd
 
 
 if __name__ == "__main__":

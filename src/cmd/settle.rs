@@ -31,6 +31,10 @@ pub fn run(paths: &Paths, args: &SettleArgs) -> Result<i32> {
                 String::new()
             }
         ),
+        Settled::StepRunning { id, phase } => println!(
+            "settle: a step of deploy {} ({phase}) still runs, cut off from its client: settled at the next start",
+            id.as_deref().unwrap_or("-")
+        ),
         Settled::LeftForStart { id, phase } => println!(
             "settle: deploy {id} was cut off while {phase}: left for the bot's next start (jarvisctl restart)"
         ),

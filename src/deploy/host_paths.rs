@@ -14,6 +14,9 @@ pub const PACKAGES: &str = "/var/lib/jarvis-supervisor/packages";
 pub const WHEELHOUSES: &str = "/var/lib/jarvis-supervisor/wheelhouses";
 /// Held (flock) for the whole remote session of a deploy.
 pub const LOCK: &str = "/run/jarvis-deploy.lock";
+/// Held by the worker while its apply changes the live code, and only then
+/// (python/deploy_host.py): what the host's settle waits for.
+pub const SWAP_LOCK: &str = "/run/jarvis-deploy-swap.lock";
 /// Held by each step that changes the host (swap, install, restart), so
 /// that a step whose client was cut off finishes before the next begins.
 pub const STEP_LOCK: &str = "/run/jarvis-deploy-step.lock";

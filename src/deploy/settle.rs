@@ -22,10 +22,10 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 
 use super::error::{DeployError, Result};
-use super::host_paths::{CURRENT, DEPLOYS, LOCK, STEP_LOCK};
+use super::host_paths::{CURRENT, DEPLOYS, LOCK, STEP_LOCK, SWAP_LOCK};
 use super::hosts::Host;
 use super::ids::{order, valid_id};
-use super::journal::{Meta, Phase};
+use super::journal::Meta;
 use super::recovery::{self, Cut, Finish};
 use super::remote::SshSession;
 use super::settings::SshSettings;
@@ -172,6 +172,9 @@ pub enum Settled {
         phase: String,
         waited_s: f64,
     },
+    /// A step of a deploy whose client is gone still runs (dpkg, a
+    /// restart): settled at the next start.
+    StepRunning { id: Option<String>, phase: String },
     /// A deploy cut off after its swap, left for the bot's next start.
     LeftForStart { id: String, phase: String },
     /// Settled: each line says what was done.
@@ -198,20 +201,30 @@ pub fn settle(paths: &Paths, by: &str, bot_may_run: bool) -> Result<Settled> {
         });
     }
     let t0 = Instant::now();
+    // A swap under way (a live deploy's, or one whose client was cut off)
+    // ends first: the bot never starts on half of it. Only the worker's
+    // apply holds this lock, and it never waits for a start.
+    wait_for_free(&paths.host(Path::new(SWAP_LOCK)), SWAP_WAIT)?;
     let Some(_lock) = try_lock(&paths.host(Path::new(LOCK)))? else {
         // The deploy that holds the lock is the newest in progress.
         let live = pending.cuts.iter().rev().find(|c| c.meta.in_progress());
-        let phase = live.map_or_else(|| "starting".to_string(), Cut::phase);
-        if let Some(c) = live.filter(|c| c.meta.phase == Some(Phase::Swapping)) {
-            let meta = paths.host(Path::new(DEPLOYS)).join(&c.id).join("meta.json");
-            wait_for_swap(&paths.host(Path::new(STEP_LOCK)), &meta, SWAP_WAIT)?;
-        }
         return Ok(Settled::LiveDeploy {
             id: live.map(|c| c.id.clone()),
-            phase,
+            phase: live.map_or_else(|| "starting".to_string(), Cut::phase),
             waited_s: round(t0.elapsed()),
         });
     };
+    // A step of a deploy whose client is gone still runs (its dpkg or its
+    // restart, which may be what runs this very command): it changes no
+    // code file, and undoing now would wait for it, which waits for us.
+    // What it leaves is settled at the next start.
+    if under_way(&paths.host(Path::new(STEP_LOCK))) {
+        let cut = pending.cuts.iter().rev().find(|c| c.meta.in_progress());
+        return Ok(Settled::StepRunning {
+            id: cut.map(|c| c.id.clone()),
+            phase: cut.map_or_else(|| "-".to_string(), Cut::phase),
+        });
+    }
     let host = Host::plain(Target {
         name: "settle".into(),
         destination: "localhost".into(),
@@ -265,28 +278,21 @@ fn try_lock(path: &Path) -> Result<Option<Flock<File>>> {
     }
 }
 
-/// Waits until a live deploy's swap is over: its step lock is free, or its
-/// journal has moved on from `swapping` (the client writes that before its
-/// next step, which may be the restart that waits on this very start), at
-/// most `max`.
-fn wait_for_swap(lock: &Path, meta: &Path, max: Duration) -> Result<()> {
+/// Waits until no process holds the lock at `path`, at most `max`.
+fn wait_for_free(path: &Path, max: Duration) -> Result<()> {
     let deadline = Instant::now() + max;
-    let mut file = open_lock(lock)?;
+    let mut file = open_lock(path)?;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            // Taken for an instant only: a worker that comes now waits that long.
             Ok(_) => return Ok(()),
-            Err((f, nix::errno::Errno::EWOULDBLOCK)) => file = f,
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                file = f;
+                // A swap takes seconds: a short poll costs nothing here.
+                std::thread::sleep(Duration::from_millis(100));
+            }
             Err(_) => return Err(DeployError::StepBusy(max)),
         }
-        let phase = read_bounded(meta).map(|t| Meta::parse(&t).phase);
-        if phase.is_some_and(|p| p != Some(Phase::Swapping)) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(DeployError::StepBusy(max));
-        }
-        // A swap takes seconds: a short poll costs nothing here.
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
