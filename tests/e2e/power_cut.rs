@@ -151,9 +151,10 @@ fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
             // Long enough to be caught in it.
             None => args.extend(["--settle", "30"]),
         }
+        let log = tmp.join(format!("deploy-{n}.log"));
         let mut client = deploy_cmd(f, &host, &args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         let trigger = match pause {
@@ -163,7 +164,16 @@ fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
         c.wait_for(
             &format!("{tag}: the deploy {point}"),
             Duration::from_secs(120),
-            |c| c.sh(&trigger).status == 0,
+            |c| {
+                // A deploy that ended before the point is a failure to show.
+                if let Ok(Some(st)) = client.try_wait() {
+                    panic!(
+                        "{tag}: the deploy ended ({st}) before {point}:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                c.sh(&trigger).status == 0
+            },
         );
         let from = lines_of(c);
         let id = newest(c);
@@ -217,6 +227,16 @@ fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
         let t0 = Instant::now();
         c.start();
         c.ok("rm -f /run/jarvis-deploy-paused");
+        // sshd up again too: the next cell's deploy comes over ssh.
+        c.wait_for(
+            &format!("{tag}: sshd after the boot"),
+            Duration::from_secs(60),
+            |c| {
+                c.sh(&format!("timeout 2 bash -c '</dev/tcp/127.0.0.1/{port}'"))
+                    .status
+                    == 0
+            },
+        );
         c.wait_for(
             &format!("{tag}: a healthy bot after the cut {point}"),
             Duration::from_secs(120),
