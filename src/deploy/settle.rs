@@ -158,6 +158,9 @@ fn read_bounded(path: &Path) -> Option<String> {
     Some(text)
 }
 
+/// Held by the settle at work, so that two never run at once.
+const SETTLE_LOCK: &str = "/run/jarvis-settle.lock";
+
 /// What `jarvisctl settle` did.
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -186,10 +189,17 @@ pub enum Settled {
 /// is left for the next start: the bot may have started on its code, and
 /// files put back under it would be imported beside the new ones.
 pub fn settle(paths: &Paths, by: &str, bot_may_run: bool) -> Result<Settled> {
-    let pending = scan(paths);
+    if scan(paths).is_empty() {
+        return Ok(Settled::Nothing);
+    }
+    // One settle at a time (a start's and the health timer's): the deploy
+    // lock another settle holds must never read as a live deploy's, or a
+    // start would go on while that settle is still putting files back.
+    let _one = wait_for_lock(&paths.host(Path::new(SETTLE_LOCK)), SWAP_WAIT)?;
+    // Read again: the settle before may have done it all.
     let pending = Pending {
         live: false,
-        ..pending
+        ..scan(paths)
     };
     if pending.is_empty() {
         return Ok(Settled::Nothing);
@@ -278,22 +288,26 @@ fn try_lock(path: &Path) -> Result<Option<Flock<File>>> {
     }
 }
 
-/// Waits until no process holds the lock at `path`, at most `max`.
-fn wait_for_free(path: &Path, max: Duration) -> Result<()> {
+/// Takes the lock at `path`, waiting at most `max`; held until dropped.
+fn wait_for_lock(path: &Path, max: Duration) -> Result<Flock<File>> {
     let deadline = Instant::now() + max;
     let mut file = open_lock(path)?;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            // Taken for an instant only: a worker that comes now waits that long.
-            Ok(_) => return Ok(()),
+            Ok(l) => return Ok(l),
             Err((f, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
                 file = f;
-                // A swap takes seconds: a short poll costs nothing here.
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(_) => return Err(DeployError::StepBusy(max)),
         }
     }
+}
+
+/// Waits until no process holds the lock at `path`, at most `max`: taken
+/// for an instant only (a worker that comes then waits that long).
+fn wait_for_free(path: &Path, max: Duration) -> Result<()> {
+    wait_for_lock(path, max).map(drop)
 }
 
 fn open_lock(path: &Path) -> Result<File> {
