@@ -187,12 +187,16 @@ struct Seen {
     /// Waiting to restart after an exit (systemd's auto-restart, the
     /// engine's restarting).
     auto_restart: bool,
+    /// `jarvisctl run` still holds its lock. It writes "stopped" before it
+    /// exits: until it has, its pid file names a live engine, and the init
+    /// script's `restart` took that start for "already running" (issue 27).
+    engine_up: bool,
 }
 
 impl Seen {
     /// Stopped: nothing runs, nothing is on its way.
     fn down(&self) -> bool {
-        !self.running && !self.busy && self.main_pid.is_none()
+        !self.running && !self.busy && self.main_pid.is_none() && !self.engine_up
     }
 }
 
@@ -234,6 +238,8 @@ fn systemd_seen() -> Seen {
         invocation: get("InvocationID"),
         n_restarts: get("NRestarts").parse().unwrap_or(0),
         auto_restart: sub == "auto-restart",
+        // PID 1 is the engine, and it never goes.
+        engine_up: false,
     }
 }
 
@@ -258,6 +264,7 @@ fn engine_seen(t: &Target) -> Seen {
                     busy: main_pid.is_none(),
                     main_pid,
                     invocation: pid.to_string(),
+                    engine_up: true,
                     ..Seen::default()
                 }
             }
@@ -272,6 +279,7 @@ fn engine_seen(t: &Target) -> Seen {
         return Seen {
             state: if up { "starting".into() } else { "inactive".into() },
             busy: up,
+            engine_up: up,
             ..Seen::default()
         };
     };
@@ -297,6 +305,7 @@ fn engine_seen(t: &Target) -> Seen {
         },
         n_restarts: u64::from(st.n_restarts),
         auto_restart: up && st.state == RunState::Restarting,
+        engine_up: up,
     }
 }
 
