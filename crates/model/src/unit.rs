@@ -39,9 +39,13 @@ impl Unit {
     }
 
     /// Load the unit `name` (for example `jarvis-supervisor.service`) and
-    /// its drop-ins, as systemd would.
+    /// its drop-ins, as systemd would. An instance (`p@i.service`) with no
+    /// file of its own is made from its template (`p@.service`), with the
+    /// template's drop-ins and then its own, and its specifiers (`%i`, `%n`,
+    /// ...) filled in.
     pub fn load_named(paths: &Paths, name: &str) -> Result<Unit> {
         let dirs = paths.unit_dirs();
+        let template = template_of(name);
         // A link to /dev/null in a unit directory masks the unit.
         let masked = dirs.iter().rev().map(|d| d.join(name)).find(|p| {
             fs::read_link(p).is_ok_and(|t| t == Path::new("/dev/null"))
@@ -50,11 +54,9 @@ impl Unit {
                     m.file_type().is_char_device()
                 })
         });
-        let main = dirs
-            .iter()
-            .rev()
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
+        let find = |n: &str| dirs.iter().rev().map(|d| d.join(n)).find(|p| p.is_file());
+        let main = find(name)
+            .or_else(|| template.as_deref().and_then(find))
             .ok_or_else(|| {
                 Error::new(format!(
                     "the unit {name} is not installed (looked in {})",
@@ -66,15 +68,18 @@ impl Unit {
                 .with_note("reinstall the package: apt install --reinstall jarvis-supervisor")
             })?;
         // Drop-ins: one per file name, a later directory overriding an
-        // earlier one, applied in file-name order.
+        // earlier one (and in one directory, the instance's own overriding
+        // its template's), applied in file-name order.
         let mut dropins: BTreeMap<String, PathBuf> = BTreeMap::new();
         for dir in &dirs {
-            let d = dir.join(format!("{name}.d"));
-            let Ok(read) = fs::read_dir(&d) else { continue };
-            for entry in read.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.ends_with(".conf") {
-                    dropins.insert(name, entry.path());
+            for n in template.iter().map(String::as_str).chain([name]) {
+                let d = dir.join(format!("{n}.d"));
+                let Ok(read) = fs::read_dir(&d) else { continue };
+                for entry in read.flatten() {
+                    let file = entry.file_name().to_string_lossy().into_owned();
+                    if file.ends_with(".conf") {
+                        dropins.insert(file, entry.path());
+                    }
                 }
             }
         }
@@ -86,6 +91,7 @@ impl Unit {
         for path in dropins.values() {
             unit.add_file(path)?;
         }
+        unit.expand_specifiers(name);
         Ok(unit)
     }
 
@@ -107,7 +113,33 @@ impl Unit {
                 unit.add_file(&path)?;
             }
         }
+        if let Some(name) = file.file_name().and_then(|n| n.to_str()) {
+            unit.expand_specifiers(name);
+        }
         Ok(unit)
+    }
+
+    /// Fills in the specifiers systemd fills in for the unit `name` (the
+    /// instance's, the unit's names, the system manager's directories),
+    /// in every setting. One it does not know here is left as written and
+    /// named by `FILE:LINE` among the warnings, never with its value (an
+    /// `Environment=` value may be a secret). A `%` with nothing known after
+    /// it (`CPUQuota=90%`) is kept.
+    fn expand_specifiers(&mut self, name: &str) {
+        let s = Specifiers::of(name);
+        for e in &mut self.entries {
+            if !e.value.contains('%') {
+                continue;
+            }
+            let (value, unknown) = s.expand(&e.value);
+            e.value = value;
+            for c in unknown {
+                self.warnings.push(format!(
+                    "{}: the specifier %{c} is not filled in without systemd: it is left as written",
+                    e.origin
+                ));
+            }
+        }
     }
 
     /// Every `(section, key)` set anywhere, first occurrence order, once each.
@@ -361,6 +393,118 @@ pub fn split_words(s: &str) -> Vec<String> {
     out
 }
 
+/// The template an instance is made from: `p@i.service` gives
+/// `p@.service`; a unit that is no instance, none.
+pub fn template_of(name: &str) -> Option<String> {
+    let (prefix, rest) = name.split_once('@')?;
+    let (instance, suffix) = rest.rsplit_once('.')?;
+    (!instance.is_empty()).then(|| format!("{prefix}@.{suffix}"))
+}
+
+/// The values of systemd's unit-name specifiers for one unit
+/// (systemd.unit(5), "Specifiers").
+struct Specifiers {
+    /// %n: the full name.
+    full: String,
+    /// %N: the name without its type suffix.
+    bare: String,
+    /// %p: the prefix (before `@`, or the bare name).
+    prefix: String,
+    /// %i: the instance (after `@`), empty when none.
+    instance: String,
+}
+
+impl Specifiers {
+    fn of(name: &str) -> Specifiers {
+        let bare = name.rsplit_once('.').map_or(name, |(b, _)| b).to_string();
+        let (prefix, instance) = match bare.split_once('@') {
+            Some((p, i)) => (p.to_string(), i.to_string()),
+            None => (bare.clone(), String::new()),
+        };
+        Specifiers {
+            full: name.to_string(),
+            bare,
+            prefix,
+            instance,
+        }
+    }
+
+    /// `value` with every known specifier filled in; the letters of the
+    /// ones not known here, in order.
+    fn expand(&self, value: &str) -> (String, Vec<char>) {
+        let mut out = String::with_capacity(value.len());
+        let mut unknown = Vec::new();
+        let mut chars = value.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                out.push(c);
+                continue;
+            }
+            let Some(&k) = chars.peek() else {
+                out.push('%');
+                continue;
+            };
+            let with = match k {
+                '%' => "%".to_string(),
+                'n' => self.full.clone(),
+                'N' => self.bare.clone(),
+                'p' => self.prefix.clone(),
+                'P' => unescape(&self.prefix),
+                'i' => self.instance.clone(),
+                'I' => unescape(&self.instance),
+                'j' => last_dash(&self.prefix).to_string(),
+                'J' => unescape(last_dash(&self.prefix)),
+                // The system manager's directories.
+                't' => "/run".to_string(),
+                'S' => "/var/lib".to_string(),
+                'C' => "/var/cache".to_string(),
+                'L' => "/var/log".to_string(),
+                'E' => "/etc".to_string(),
+                'T' => "/tmp".to_string(),
+                'V' => "/var/tmp".to_string(),
+                _ => {
+                    if k.is_ascii_alphabetic() {
+                        unknown.push(k);
+                    }
+                    out.push('%');
+                    continue;
+                }
+            };
+            chars.next();
+            out.push_str(&with);
+        }
+        (out, unknown)
+    }
+}
+
+/// The part after the prefix's last `-` (`%j`).
+fn last_dash(prefix: &str) -> &str {
+    prefix.rsplit_once('-').map_or(prefix, |(_, j)| j)
+}
+
+/// systemd's unit-name unescaping: `-` is `/`, `\xNN` a byte.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'-' {
+            out.push(b'/');
+        } else if b[i] == b'\\' && b.get(i + 1) == Some(&b'x') {
+            if let Some(n) = s.get(i + 2..i + 4).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(n);
+                i += 4;
+                continue;
+            }
+            out.push(b[i]);
+        } else {
+            out.push(b[i]);
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,5 +557,118 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("/etc/y.conf:1"));
+    }
+
+    #[test]
+    fn an_instance_is_made_from_its_template_with_its_own_dropins_over_the_templates() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = Paths::rooted(root.path());
+        let lib = root.path().join("usr/lib/systemd/system");
+        let etc = root.path().join("etc/systemd/system");
+        for d in [
+            lib.clone(),
+            lib.join("jarvis-supervisor@.service.d"),
+            etc.join("jarvis-supervisor@.service.d"),
+            etc.join("jarvis-supervisor@alpha.service.d"),
+        ] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(
+            lib.join("jarvis-supervisor@.service"),
+            "[Unit]\nDescription=bot %i (%n, %N, %p)\n[Service]\nUser=jarvis-%i\n\
+             RuntimeDirectory=jarvis-supervisor@%i\nLogsDirectory=%p/%i\nCPUQuota=50%\n\
+             Environment=A=100%% B=%h\n",
+        )
+        .unwrap();
+        fs::write(
+            lib.join("jarvis-supervisor@.service.d/10-type.conf"),
+            "[Service]\nType=notify\n",
+        )
+        .unwrap();
+        // The same file name: the admin's directory wins, and in it the
+        // instance's own over the template's.
+        fs::write(
+            etc.join("jarvis-supervisor@.service.d/20-x.conf"),
+            "[Service]\nMemoryMax=1G\n",
+        )
+        .unwrap();
+        fs::write(
+            etc.join("jarvis-supervisor@alpha.service.d/20-x.conf"),
+            "[Service]\nMemoryMax=512M\n",
+        )
+        .unwrap();
+        fs::write(
+            etc.join("jarvis-supervisor@alpha.service.d/30-code.conf"),
+            "[Service]\nWorkingDirectory=/srv/%i\nExecStart=/usr/bin/python3 bots/%i/%i_telegram_bot.py\n",
+        )
+        .unwrap();
+
+        let u = Unit::load_named(&paths, "jarvis-supervisor@alpha.service").unwrap();
+        assert_eq!(
+            u.last("Unit", "Description").unwrap(),
+            "bot alpha (jarvis-supervisor@alpha.service, jarvis-supervisor@alpha, jarvis-supervisor)"
+        );
+        assert_eq!(u.user(), "jarvis-alpha");
+        assert_eq!(
+            u.last("Service", "RuntimeDirectory").unwrap(),
+            "jarvis-supervisor@alpha"
+        );
+        assert_eq!(
+            u.last("Service", "LogsDirectory").unwrap(),
+            "jarvis-supervisor/alpha"
+        );
+        assert_eq!(u.last("Service", "Type").unwrap(), "notify");
+        assert_eq!(u.last("Service", "MemoryMax").unwrap(), "512M");
+        assert_eq!(u.last("Service", "CPUQuota").unwrap(), "50%");
+        assert_eq!(u.working_directory().unwrap().path, Path::new("/srv/alpha"));
+        assert_eq!(
+            u.exec_start(),
+            vec!["/usr/bin/python3", "bots/alpha/alpha_telegram_bot.py"]
+        );
+        // %h is the user's home, known only to systemd: kept, and named by
+        // where it is, without the value around it.
+        assert_eq!(u.last("Service", "Environment").unwrap(), "A=100% B=%h");
+        assert_eq!(u.warnings.len(), 1, "{:?}", u.warnings);
+        assert!(
+            u.warnings[0].contains("jarvis-supervisor@.service:") && u.warnings[0].contains("%h"),
+            "{:?}",
+            u.warnings
+        );
+        assert!(!u.warnings[0].contains("A=100"), "{:?}", u.warnings);
+
+        // Another instance shares the template, not alpha's drop-ins.
+        let b = Unit::load_named(&paths, "jarvis-supervisor@beta.service").unwrap();
+        assert_eq!(b.user(), "jarvis-beta");
+        assert_eq!(b.last("Service", "MemoryMax").unwrap(), "1G");
+        assert!(b.working_directory().is_none());
+        // The template alone is no unit to run, and a unit of its own
+        // name wins over the template.
+        assert!(Unit::load_named(&paths, "jarvis-supervisor@.service").is_ok());
+        fs::write(etc.join("jarvis-supervisor@gamma.service"), "[Service]\nUser=g\n").unwrap();
+        assert_eq!(
+            Unit::load_named(&paths, "jarvis-supervisor@gamma.service")
+                .unwrap()
+                .user(),
+            "g"
+        );
+    }
+
+    #[test]
+    fn specifiers_unescape_and_a_plain_unit_keeps_its_percent_values() {
+        let s = Specifiers::of("jarvis-bot@srv-a\\x2db.service");
+        assert_eq!(
+            s.expand("%i|%I|%p|%P|%j|%J|%t|%%i"),
+            (
+                "srv-a\\x2db|srv/a-b|jarvis-bot|jarvis/bot|bot|bot|/run|%i".to_string(),
+                vec![]
+            )
+        );
+        assert_eq!(s.expand("50% %u %"), ("50% %u %".to_string(), vec!['u']));
+        assert_eq!(
+            template_of("jarvis-supervisor@x.service").as_deref(),
+            Some("jarvis-supervisor@.service")
+        );
+        assert_eq!(template_of("jarvis-supervisor@.service"), None);
+        assert_eq!(template_of("jarvis-supervisor.service"), None);
     }
 }
