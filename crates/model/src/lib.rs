@@ -2,9 +2,9 @@
 //! and `jarvis-engine`): where things are (`paths`), what went wrong
 //! (`error`), what the unit says (`unit`, `unitkeys`, `service`), what the
 //! engine records (`state`), which supervised program (`instance`), the
-//! bot's `.env` files (`envfile`) and their secrets kept out of output (`masking`, `defuse`), reads of files the
-//! service user can write (`untrusted`), deploy manifests (`manifest`) and
-//! time spans (`timespan`).
+//! bot's `.env` files (`envfile`) and their secrets kept out of output
+//! (`masking`, `defuse`), reads of files the service user can write
+//! (`untrusted`), deploy manifests (`manifest`) and time spans (`timespan`).
 #![forbid(unsafe_code)]
 
 pub mod defuse;
