@@ -18,9 +18,11 @@ use serde::Serialize;
 
 use crate::live::{self, Holder};
 use crate::pause::Pause;
+use jarvis_cli::TargetArgs;
 use jarvis_engine::{LOCK_FILE, PID_FILE, STATE_DIR};
 use jarvis_model::error::Result;
-use jarvis_model::paths::{Paths, UNIT};
+use jarvis_model::instance::Instance;
+use jarvis_model::paths::Paths;
 use jarvis_model::service::Service;
 use jarvis_model::state::{RunState, StateFile};
 use jarvis_model::unit::Unit;
@@ -37,35 +39,50 @@ pub enum Engine {
     JarvisctlRun,
 }
 
-/// Where the verbs act: the engine, and the unit that bounds the waits.
+/// Where the verbs act: the engine, the instance, and the unit that bounds
+/// the waits.
 pub struct Target {
     pub paths: Paths,
     pub engine: Engine,
+    pub instance: Instance,
     /// `--unit FILE`: the fallback engine with that unit (tests, by hand).
     pub unit_file: Option<PathBuf>,
 }
 
 impl Target {
-    pub fn new(paths: &Paths, unit_file: Option<&Path>) -> Target {
+    /// The target of `--unit` / `--instance`, checked once here: a bad
+    /// instance name is refused before anything acts.
+    pub fn new(paths: &Paths, on: &TargetArgs) -> Result<Target> {
+        let instance = match &on.instance {
+            Some(name) => Instance::Named(name.parse()?),
+            None => Instance::Default,
+        };
+        let unit_file = on.unit.as_deref();
         // As `jarvisctl run` decides: with systemd running, the installed
         // unit is systemd's.
         let systemd = unit_file.is_none() && paths.host(Path::new("/run/systemd/system")).is_dir();
-        Target {
+        Ok(Target {
             paths: paths.clone(),
             engine: if systemd {
                 Engine::Systemd
             } else {
                 Engine::JarvisctlRun
             },
+            instance,
             unit_file: unit_file.map(Path::to_path_buf),
-        }
+        })
     }
 
     pub fn unit(&self) -> Result<Unit> {
         match &self.unit_file {
             Some(f) => Unit::load_file(f),
-            None => Unit::load(&self.paths),
+            None => Unit::load_named(&self.paths, &self.instance.unit()),
         }
+    }
+
+    /// The unit's name, for systemctl and journalctl.
+    fn name(&self) -> String {
+        self.instance.unit()
     }
 
     fn service(&self) -> Option<Service> {
@@ -73,12 +90,12 @@ impl Target {
     }
 
     fn state_dir(&self) -> PathBuf {
-        state_dir(&self.paths)
+        self.paths.host(&self.instance.engine_dir())
     }
 }
 
-/// The fallback engine's runtime directory (its lock, pid and state.json):
-/// `run` makes it, `status` and these verbs read it.
+/// The fallback engine's runtime directory (its lock, pid and state.json)
+/// of the default instance: `run` makes it, `status` and these verbs read it.
 pub fn state_dir(paths: &Paths) -> PathBuf {
     paths.host(Path::new(STATE_DIR))
 }
@@ -212,9 +229,9 @@ fn wait_for(t: &Target, t0: Instant, bound: Duration, mut done: impl FnMut(&Seen
     }
 }
 
-fn systemd_seen() -> Seen {
+fn systemd_seen(t: &Target) -> Seen {
     let p = crate::systemd::show(
-        UNIT,
+        &t.name(),
         &[
             "ActiveState",
             "SubState",
@@ -311,7 +328,7 @@ fn engine_seen(t: &Target) -> Seen {
 
 fn seen(t: &Target) -> Seen {
     match t.engine {
-        Engine::Systemd => systemd_seen(),
+        Engine::Systemd => systemd_seen(t),
         Engine::JarvisctlRun => engine_seen(t),
     }
 }
@@ -349,7 +366,7 @@ pub fn stop(t: &Target, bound: Duration) -> Outcome {
     let before = seen(t);
     out.previous_main_pid = before.main_pid;
     let asked = match t.engine {
-        Engine::Systemd => crate::systemd::systemctl(&["stop", "--no-block", UNIT]),
+        Engine::Systemd => crate::systemd::systemctl(&["stop", "--no-block", &t.name()]),
         Engine::JarvisctlRun => signal_engine(t),
     };
     // No engine was signalled: nothing is on its way to stop, and the stop
@@ -393,7 +410,7 @@ pub fn stop(t: &Target, bound: Duration) -> Outcome {
             bound.as_secs_f64()
         ));
         out.reasons.push(match t.engine {
-            Engine::Systemd => format!("see why: journalctl -u {UNIT} -r -n 30"),
+            Engine::Systemd => format!("see why: journalctl -u {} -r -n 30", t.name()),
             Engine::JarvisctlRun => format!(
                 "see why: tail -n 30 {}",
                 t.state_dir().join("engine.log").display()
@@ -455,7 +472,8 @@ fn again_if_skipped(t: &Target, bound: Duration, out: Outcome) -> Outcome {
     second.reasons.insert(
         0,
         format!(
-            "the first start was skipped by ExecCondition= though no pause switch is set; started again (see: journalctl -u {UNIT} -r -n 20)"
+            "the first start was skipped by ExecCondition= though no pause switch is set; started again (see: journalctl -u {} -r -n 20)",
+            t.name()
         ),
     );
     second.seconds += out.seconds;
@@ -505,10 +523,10 @@ fn start_as(action: &'static str, t: &Target, bound: Duration, previous: Option<
             // A unit that gave up (start limit) refuses a start until it is
             // reset; the operator asking to start it is that reset.
             if before.state.starts_with("failed") {
-                let _ = crate::systemd::systemctl(&["reset-failed", UNIT]);
+                let _ = crate::systemd::systemctl(&["reset-failed", &t.name()]);
             }
             let verb = if action == "restart" { "restart" } else { "start" };
-            crate::systemd::systemctl(&[verb, "--no-block", UNIT])
+            crate::systemd::systemctl(&[verb, "--no-block", &t.name()])
         }
         Engine::JarvisctlRun => spawn_engine(t),
     };
@@ -598,6 +616,9 @@ fn spawn_engine(t: &Target) -> std::result::Result<(), String> {
         cmd.arg("--unit")
             .arg(std::path::absolute(u).unwrap_or_else(|_| u.clone()));
     }
+    if let Instance::Named(n) = &t.instance {
+        cmd.arg("--instance").arg(n.as_str());
+    }
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -622,9 +643,10 @@ fn why_not(t: &Target, since: std::time::SystemTime, log: &Path, offset: u64) ->
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             let mut journal = Command::new("journalctl");
+            let name = t.name();
             journal.args([
                 "-u",
-                UNIT,
+                &name,
                 "--since",
                 &format!("@{at}"),
                 "-o",

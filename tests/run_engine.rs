@@ -3735,3 +3735,147 @@ fn a_stop_during_the_backoff_wait_returns_only_once_the_engine_is_gone() {
     );
     eprintln!("figures: 4 stops during a backoff wait, {frozen} with the engine frozen after it wrote \"stopped\": each returned with the engine gone and run.pid removed");
 }
+
+/// Issue 26, under the fallback engine: two instances of one template
+/// (`jarvis-supervisor@a`, `@b`), each with its drop-in, run side by side,
+/// each under an engine of its own. A crash of one leaves the other's pid
+/// alone, and a stop of one stops only it.
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn two_instances_of_one_template_run_side_by_side_and_act_alone() {
+    let t = Tree::new("root", "", "");
+    install_as_the_unit(&t);
+    // The tree's unit, made the template: each instance runs its own copy
+    // of the stand-in (the real program keeps one lock per code tree).
+    // Its own TMPDIR and HOME too: the program's single-instance lock is
+    // in TMPDIR (systemd gives each unit a PrivateTmp=).
+    let me = t.dir.path().display().to_string();
+    let template = fs::read_to_string(t.path("unit.service"))
+        .unwrap()
+        .replace(&format!("{me}/code"), &format!("{me}/code-%i"))
+        .replace(&format!("HOME={me}/home"), &format!("HOME={me}/home-%i"))
+        .replace(&format!("TMPDIR={me}/tmp"), &format!("TMPDIR={me}/tmp-%i"))
+        .replace(
+            "RuntimeDirectory=jarvis-engine-test",
+            "RuntimeDirectory=jarvis-engine-test@%i",
+        );
+    let units = t.path("etc/systemd/system");
+    fs::write(units.join("jarvis-supervisor@.service"), template).unwrap();
+    for name in ["a", "b"] {
+        copy_dir(&t.path("code"), &t.path(&format!("code-{name}")));
+        for d in ["home", "tmp"] {
+            fs::create_dir_all(t.path(&format!("{d}-{name}"))).unwrap();
+        }
+        let d = units.join(format!("jarvis-supervisor@{name}.service.d"));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(
+            d.join("10-mark.conf"),
+            format!("[Service]\nEnvironment=INSTANCE_MARK=bot-{name}\n"),
+        )
+        .unwrap();
+    }
+    // Whatever happens below, the engines this test started end with it.
+    struct Engines(PathBuf);
+    impl Drop for Engines {
+        fn drop(&mut self) {
+            for name in ["a", "b"] {
+                let pid_file = self.0.join(format!("run/jarvis-supervisor-run@{name}/run.pid"));
+                if let Some(pid) = fs::read_to_string(pid_file)
+                    .ok()
+                    .and_then(|p| p.trim().parse::<i32>().ok())
+                {
+                    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    if String::from_utf8_lossy(&cmdline).contains(&self.0.display().to_string()) {
+                        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+                    }
+                }
+            }
+        }
+    }
+    let _engines = Engines(t.dir.path().to_path_buf());
+    let state = |name: &str| -> Value {
+        fs::read(t.path(&format!("run/jarvis-supervisor-run@{name}/state.json")))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    };
+    let main_of = |name: &str| state(name)["main_pid"].as_i64().map(|p| p as i32);
+
+    let mut pids = Vec::new();
+    for name in ["a", "b"] {
+        let (code, out) = verb(&t, &["start", "--instance", name]);
+        assert_eq!(code, 0, "start --instance {name}: {out}");
+        let pid = main_of(name).unwrap_or_else(|| panic!("{name}: no main pid: {}", state(name)));
+        let env = fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let env = String::from_utf8_lossy(&env);
+        assert!(
+            env.contains(&format!("INSTANCE_MARK=bot-{name}\0")),
+            "{name} runs without its drop-in"
+        );
+        let cwd = fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+        assert_eq!(
+            cwd,
+            t.path(&format!("code-{name}")),
+            "{name} runs in another's tree"
+        );
+        pids.push(pid);
+    }
+    assert_ne!(
+        state("a")["engine_pid"],
+        state("b")["engine_pid"],
+        "one engine for two instances"
+    );
+    // The default instance is not running: neither is its engine's state.
+    assert!(!t.path("run/jarvis-supervisor-run/state.json").exists());
+
+    // A crash of a: a restarts; b keeps its pid.
+    signal(pids[0], "KILL");
+    let t0 = Instant::now();
+    while !(state("a")["state"] == "running" && main_of("a").is_some_and(|p| p != pids[0])) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "a did not restart: {}",
+            state("a")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(main_of("b"), Some(pids[1]), "a's crash moved b: {}", state("b"));
+    assert_eq!(state("b")["n_restarts"], 0, "{}", state("b"));
+
+    // A stop of a stops only a.
+    let (code, out) = verb(&t, &["stop", "--instance", "a"]);
+    assert_eq!(code, 0, "stop --instance a: {out}");
+    assert!(
+        !t.path("run/jarvis-supervisor-run@a/run.pid").exists(),
+        "a's engine is left"
+    );
+    assert!(
+        alive(pids[1]) && main_of("b") == Some(pids[1]),
+        "stopping a stopped b: {}",
+        state("b")
+    );
+    let (code, out) = verb(&t, &["stop", "--instance", "b"]);
+    assert_eq!(code, 0, "stop --instance b: {out}");
+    assert!(!alive(pids[1]));
+
+    // A bad name is refused before anything acts, and never echoed.
+    let out = t
+        .cmd()
+        .args(["start", "--instance", "../SECRET"])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("instance name") && !said.contains("SECRET"),
+        "{said}"
+    );
+    eprintln!(
+        "figures: instances a and b: b kept pid {} through a's crash and stop",
+        pids[1]
+    );
+}

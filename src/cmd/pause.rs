@@ -11,7 +11,7 @@ use jarvis_model::error::Result;
 use jarvis_model::paths::Paths;
 
 pub fn run(paths: &Paths, args: &PauseArgs) -> Result<i32> {
-    let t = Target::new(paths, args.unit.as_deref());
+    let t = Target::new(paths, &args.on)?;
     let unit = t.unit()?;
     let made = pause::set(paths, &unit, args.reason.as_deref())?;
     if !args.json {

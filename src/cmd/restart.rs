@@ -7,7 +7,7 @@ use jarvis_model::error::Result;
 use jarvis_model::paths::Paths;
 
 pub fn run(paths: &Paths, args: &StartArgs) -> Result<i32> {
-    let t = Target::new(paths, args.unit.as_deref());
+    let t = Target::new(paths, &args.on)?;
     let out = control::restart(
         &t,
         control::start_bound(&t, args.timeout),

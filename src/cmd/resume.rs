@@ -11,7 +11,7 @@ use jarvis_model::error::{Error, Result};
 use jarvis_model::paths::Paths;
 
 pub fn run(paths: &Paths, args: &StartArgs) -> Result<i32> {
-    let t = Target::new(paths, args.unit.as_deref());
+    let t = Target::new(paths, &args.on)?;
     let unit = t.unit()?;
     let removed = pause::clear(paths, &unit)?;
     if let Some(p) = pause::detect(paths, &unit) {

@@ -13,19 +13,19 @@ use std::process::{Command, Stdio};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::control::state_dir;
 use jarvis_cli::RunArgs;
 use jarvis_engine::{say, Account, LOCK_FILE, PID_FILE};
 use jarvis_model::error::{Error, Result};
+use jarvis_model::instance::Instance;
 use jarvis_model::paths::Paths;
 use jarvis_model::service::Service;
 use jarvis_model::unit::Unit;
 use jarvis_model::unitkeys;
 
-pub fn load_unit(paths: &Paths, file: Option<&Path>) -> Result<Unit> {
+fn load_unit(paths: &Paths, file: Option<&Path>, instance: &Instance) -> Result<Unit> {
     match file {
         Some(f) => Unit::load_file(f),
-        None => Unit::load(paths),
+        None => Unit::load_named(paths, &instance.unit()),
     }
 }
 
@@ -74,7 +74,13 @@ fn take_lock(dir: &Path) -> Result<Flock<File>> {
 }
 
 pub fn run(paths: &Paths, args: &RunArgs) -> Result<i32> {
-    let dir = state_dir(paths);
+    let instance = match &args.instance {
+        Some(name) => Instance::Named(name.parse()?),
+        None => Instance::Default,
+    };
+    // Each instance has an engine of its own: its own lock, pid file and
+    // state, so one instance never reads as another's second run.
+    let dir = paths.host(&instance.engine_dir());
     if args.daemon && !args.detached {
         make_state_dir(&dir)?;
         return daemonize(paths, args, &dir);
@@ -87,13 +93,14 @@ pub fn run(paths: &Paths, args: &RunArgs) -> Result<i32> {
     // Under systemd the installed unit is systemd's: a second supervisor of
     // the same bot would mean two bots.
     if args.unit.is_none() && paths.host(Path::new("/run/systemd/system")).is_dir() {
+        let name = instance.unit();
         return Err(
-            Error::new("systemd is running on this host and supervises jarvis-supervisor.service").with_note(
-                "use: systemctl start jarvis-supervisor (jarvisctl run is for hosts without systemd)",
-            ),
+            Error::new(format!("systemd is running on this host and supervises {name}")).with_note(format!(
+                "use: systemctl start {name} (jarvisctl run is for hosts without systemd)"
+            )),
         );
     }
-    let unit = load_unit(paths, args.unit.as_deref())?;
+    let unit = load_unit(paths, args.unit.as_deref(), &instance)?;
     let svc = Service::from_unit(&unit)?;
     if let Some(d) = &svc.description {
         say!("supervising {d}");
@@ -192,6 +199,9 @@ fn exec_engine(paths: &Paths, args: &RunArgs, lock: &Flock<File>) -> Error {
         cmd.arg("--unit")
             .arg(std::path::absolute(u).unwrap_or_else(|_| u.clone()));
     }
+    if let Some(n) = &args.instance {
+        cmd.arg("--instance").arg(n);
+    }
     if args.detached {
         cmd.arg("--detached");
     }
@@ -222,6 +232,9 @@ fn daemonize(paths: &Paths, args: &RunArgs, dir: &Path) -> Result<i32> {
     if let Some(u) = &args.unit {
         let abs = std::path::absolute(u).unwrap_or_else(|_| u.clone());
         cmd.arg("--unit").arg(abs);
+    }
+    if let Some(n) = &args.instance {
+        cmd.arg("--instance").arg(n);
     }
     let stderr = log
         .try_clone()

@@ -377,8 +377,12 @@ pub struct RunArgs {
     pub daemon: bool,
     /// Read this unit file and FILE.d/*.conf instead of the installed unit
     /// and its drop-ins.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "instance")]
     pub unit: Option<PathBuf>,
+    /// Supervise this instance (jarvis-supervisor@NAME.service, made from
+    /// the template with its drop-ins) instead of the default one.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
     /// Internal: this process is the detached engine of --daemon.
     #[arg(long, hide = true)]
     pub detached: bool,
@@ -417,12 +421,23 @@ pub struct AlertArgs {
     pub reason: Option<String>,
 }
 
+/// Which bot a start, stop, restart, pause or resume acts on.
 #[derive(Debug, Args)]
-pub struct StopArgs {
+pub struct TargetArgs {
     /// Act on `jarvisctl run --unit FILE` (the fallback engine with that
     /// unit) instead of the installed service.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "instance")]
     pub unit: Option<PathBuf>,
+    /// Act on this instance (jarvis-supervisor@NAME.service) instead of
+    /// the default one (jarvis-supervisor.service).
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub on: TargetArgs,
     /// Wait at most this long, in seconds (default: TimeoutStopSec= + 10).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
@@ -433,10 +448,8 @@ pub struct StopArgs {
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// Act on `jarvisctl run --unit FILE` (the fallback engine with that
-    /// unit) instead of the installed service.
-    #[arg(long, value_name = "FILE")]
-    pub unit: Option<PathBuf>,
+    #[command(flatten)]
+    pub on: TargetArgs,
     /// Wait at most this long for readiness, in seconds (default:
     /// TimeoutStartSec= + 10).
     #[arg(long, value_name = "SECONDS")]
@@ -451,9 +464,8 @@ pub struct PauseArgs {
     /// Why, kept with who paused it and when (status shows it).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
-    /// Act on `jarvisctl run --unit FILE` instead of the installed service.
-    #[arg(long, value_name = "FILE")]
-    pub unit: Option<PathBuf>,
+    #[command(flatten)]
+    pub on: TargetArgs,
     /// Wait at most this long for the stop, in seconds (default:
     /// TimeoutStopSec= + 10).
     #[arg(long, value_name = "SECONDS")]

@@ -223,8 +223,12 @@ fn poll_timeout(at: Option<Instant>) -> PollTimeout {
 /// next run finds a killed run's processes there, and a test's engine
 /// under --root does not share the installed one's.
 fn cgroup_name(paths: &Paths, state_dir: &Path) -> String {
+    // The state directory's own name: one cgroup per instance.
     if paths.is_system() {
-        return "jarvis-supervisor-run".to_string();
+        return state_dir.file_name().map_or_else(
+            || "jarvis-supervisor-run".to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
     }
     // FNV-1a of the state directory's path.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -8,7 +8,7 @@
 //!
 //! Arguments, all from `jarvisctl run`: `--lock-fd N` (required),
 //! `--jarvisctl PATH` (required, for `jarvisctl alert`), `--root DIR`,
-//! `--unit FILE`, `--detached`.
+//! `--unit FILE`, `--instance NAME`, `--detached`.
 // Three files use unsafe, each saying why at the place: crates/engine/src/spawn.rs,
 // trim.rs and main.rs (docs/design.md, "Unsafe code").
 #![deny(unsafe_code)]
@@ -17,8 +17,9 @@ use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 
-use jarvis_engine::{Account, Engine, LOCK_FILE, PID_FILE, STATE_DIR};
+use jarvis_engine::{Account, Engine, LOCK_FILE, PID_FILE};
 use jarvis_model::error::{Error, Result};
+use jarvis_model::instance::Instance;
 use jarvis_model::paths::Paths;
 use jarvis_model::service::Service;
 use jarvis_model::unit::Unit;
@@ -28,12 +29,14 @@ struct Args {
     jarvisctl: PathBuf,
     root: Option<PathBuf>,
     unit: Option<PathBuf>,
+    instance: Instance,
     detached: bool,
 }
 
 fn parse(mut argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Args> {
     let usage = || Error::new("jarvis-engine is started by `jarvisctl run`").with_note("run: jarvisctl run");
     let (mut lock_fd, mut jarvisctl, mut root, mut unit, mut detached) = (None, None, None, None, false);
+    let mut instance = Instance::Default;
     while let Some(a) = argv.next() {
         match a.to_str() {
             Some("--detached") => detached = true,
@@ -46,6 +49,10 @@ fn parse(mut argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Args> {
             Some("--jarvisctl") => jarvisctl = argv.next().map(PathBuf::from),
             Some("--root") => root = argv.next().map(PathBuf::from),
             Some("--unit") => unit = argv.next().map(PathBuf::from),
+            Some("--instance") => {
+                let name = argv.next().ok_or_else(usage)?;
+                instance = Instance::Named(name.to_str().ok_or_else(usage)?.parse()?);
+            }
             _ => return Err(usage()),
         }
     }
@@ -54,6 +61,7 @@ fn parse(mut argv: impl Iterator<Item = std::ffi::OsString>) -> Result<Args> {
         jarvisctl: jarvisctl.ok_or_else(usage)?,
         root,
         unit,
+        instance,
         detached,
     })
 }
@@ -64,7 +72,7 @@ fn main() {
     let _ = nix::sys::prctl::set_name(c"jarvisctl");
     let paths_dir = |args: &Args| {
         let paths = Paths::from_root(args.root.as_deref());
-        let dir = paths.host(Path::new(STATE_DIR));
+        let dir = paths.host(&args.instance.engine_dir());
         (paths, dir)
     };
     let result = parse(std::env::args_os().skip(1)).and_then(|args| {
@@ -121,7 +129,7 @@ fn supervise(paths: &Paths, dir: &Path, args: &Args) -> Result<i32> {
     // jarvisctl run has read and checked this same unit a moment ago.
     let unit = match &args.unit {
         Some(f) => Unit::load_file(f)?,
-        None => Unit::load(paths)?,
+        None => Unit::load_named(paths, &args.instance.unit())?,
     };
     let svc = Service::from_unit(&unit)?;
     let account = Account::resolve(svc.user.as_deref(), svc.group.as_deref())?;
