@@ -3313,9 +3313,14 @@ fn a_corrupt_state_json_or_run_pid_is_named_rebuilt_and_stop_still_works() {
     // 2. Let go: the engine writes both files again from what it knows.
     signal(engine, "CONT");
     let pid_file = dir.join("run.pid");
+    // The engine says so just after each rename: waited for too (a check
+    // between the rename and its message failed once, under load).
     let rebuilt = until(5, || {
+        let said = t.messages();
         t.state()["main_pid"].as_i64() == Some(i64::from(program))
             && fs::read_to_string(&pid_file).is_ok_and(|p| p == format!("{engine}\n"))
+            && said.contains("state.json was changed by another process")
+            && said.contains("run.pid was changed by another process")
     });
     assert!(
         rebuilt,
