@@ -12,6 +12,7 @@ mod control;
 mod deploy;
 mod diagnose;
 mod drift;
+mod dropin;
 mod envcheck;
 mod envrules;
 mod failed_unit;

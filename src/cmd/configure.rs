@@ -3,7 +3,7 @@
 //! (the plan's memory-leak mitigation), and `--code-root`/`--python`/`--show`
 //! (`code_root`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use jarvis_cli::ConfigureArgs;
 use jarvis_model::error::{exit, Error, Result};
@@ -55,7 +55,7 @@ pub fn run(paths: &Paths, args: &ConfigureArgs) -> Result<i32> {
             .with_note("install systemd, or use a host where systemd runs"))
         }
     }
-    write_atomic(
+    crate::dropin::write(
         &dropin,
         &format!(
             "# Written by jarvisctl configure --weekly-restart.\n[Timer]\nOnCalendar=\nOnCalendar={spec}\n"
@@ -80,20 +80,5 @@ pub(super) fn systemctl(paths: &Paths, args: &[&str]) -> Result<()> {
             Error::new(e).with_note("run it as root")
         }
     })?;
-    Ok(())
-}
-
-pub(super) fn write_atomic(path: &PathBuf, text: &str) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("create a file in", dir, e))?;
-    tmp.write_all(text.as_bytes())
-        .map_err(|e| Error::io("write", tmp.path(), e))?;
-    let _ = tmp
-        .as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    tmp.persist(path)
-        .map_err(|e| Error::io("replace", path, e.error))?;
     Ok(())
 }

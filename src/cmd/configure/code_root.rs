@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{systemctl, write_atomic};
+use super::systemctl;
+use crate::dropin::plain_path;
+use crate::dropin::write as write_atomic;
 use crate::interpreter;
 use jarvis_model::error::{Error, Result};
 use jarvis_model::paths::{Paths, UNIT};
@@ -18,24 +20,6 @@ use jarvis_model::unit::Unit;
 pub const DROPIN: &str = "/etc/systemd/system/jarvis-supervisor.service.d/60-jarvisctl-code-root.conf";
 const LOGROTATE: &str = "/etc/logrotate.d/jarvis-code-root";
 const SHIPPED_LOGROTATE: [&str; 2] = ["/etc/logrotate.d/jarvis", "/etc/logrotate.d/jarvis-fallback"];
-
-/// Only characters that need no quoting in a unit file or a logrotate
-/// stanza: a path with a space or a quote is refused, not escaped.
-fn plain_path(what: &str, p: &str) -> Result<PathBuf> {
-    let ok = p.starts_with('/')
-        && p.len() > 1
-        && p.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+@".contains(c))
-        && !p.split('/').any(|c| c == "..");
-    if !ok {
-        return Err(Error::new(format!(
-            "{what} {p:?} must be an absolute path of letters, digits and / . _ - + @ (no spaces, quotes or ..)"
-        ))
-        .with_note("move the code to such a path, or link one to it")
-        .with_code(jarvis_model::error::exit::USAGE));
-    }
-    Ok(PathBuf::from(p.trim_end_matches('/')))
-}
 
 /// `value` with the `old` root replaced by `new` where it starts with it
 /// (after an optional `-` prefix), else unchanged.
