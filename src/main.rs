@@ -18,6 +18,7 @@ mod envrules;
 mod failed_unit;
 mod health;
 mod heartbeat;
+mod instances;
 mod interpreter;
 mod listener;
 mod live;

@@ -453,3 +453,101 @@ fn every_subcommand_help_ends_with_examples_that_parse() {
         }
     }
 }
+
+/// Issue 26: `instance add` writes the instance's drop-in (with --dry-run,
+/// nothing), `instance list` shows it beside the default, `remove` sets it
+/// aside and `restore` brings it back byte for byte; every step is one line.
+#[test]
+fn an_instance_is_added_listed_removed_and_restored_in_a_rooted_tree() {
+    let (dir, _) = tree();
+    // An account of this host other than root (instance add refuses root).
+    let me = "nobody";
+    let root = dir.path();
+    fs::copy(
+        repo("systemd/group/jarvis-supervisor@.service"),
+        root.join("usr/lib/systemd/system/jarvis-supervisor@.service"),
+    )
+    .unwrap();
+    let dropin = root.join("etc/systemd/system/jarvis-supervisor@alpha.service.d/50-jarvisctl-instance.conf");
+    let add = [
+        "instance",
+        "add",
+        "alpha",
+        "--code-root",
+        "/srv/gateway",
+        "--script",
+        "bots/alpha/alpha_telegram_bot.py",
+        "--type",
+        "simple",
+        "--user",
+        me,
+        "--memory-max",
+        "512M",
+    ];
+    let mut dry = add.to_vec();
+    dry.push("--dry-run");
+    let out = jarvisctl(root, &dry);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "would write /etc/systemd/system/jarvis-supervisor@alpha.service.d/50-jarvisctl-instance.conf"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert!(!dropin.exists(), "--dry-run wrote the drop-in");
+
+    let out = jarvisctl(root, &add);
+    assert!(out.status.success(), "{}", text(&out));
+    let written = fs::read_to_string(&dropin).unwrap();
+    assert!(
+        written.contains("Type=simple\n") && written.contains(&format!("User={me}\n")),
+        "{written}"
+    );
+    // Again: nothing to change.
+    let out = jarvisctl(root, &add);
+    assert!(
+        text(&out).contains("instance alpha: nothing to change"),
+        "{}",
+        text(&out)
+    );
+
+    let out = jarvisctl(root, &["instance", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "alpha"], "{v}");
+    assert_eq!(v["instances"][1]["type"], "simple", "{v}");
+    assert_eq!(v["instances"][1]["code_root"], "/srv/gateway", "{v}");
+    let human = text(&jarvisctl(root, &["instance", "list"]));
+    assert!(
+        human
+            .lines()
+            .any(|l| l.starts_with("alpha ") && l.contains("jarvis-supervisor@alpha.service")),
+        "{human}"
+    );
+
+    // Removed: stopped (it was not running), set aside, not listed.
+    let out = jarvisctl(root, &["instance", "remove", "alpha"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!dropin.exists());
+    assert!(!text(&jarvisctl(root, &["instance", "list"])).contains("alpha"));
+    let out = jarvisctl(root, &["instance", "restore", "alpha"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fs::read_to_string(&dropin).unwrap(), written);
+    // Nothing to restore twice; an unknown one is named with the known.
+    let out = jarvisctl(root, &["instance", "restore", "alpha"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("has no removed instance to restore"),
+        "{}",
+        text(&out)
+    );
+    let out = jarvisctl(root, &["instance", "remove", "beta"]);
+    assert!(text(&out).contains("instances: alpha"), "{}", text(&out));
+}

@@ -58,6 +58,8 @@ const SHIPPED: &[&str] = &[
     "/usr/bin/jarvisctl",
     "/usr/libexec/jarvis-supervisor/jarvis-engine",
     "/usr/lib/systemd/system/jarvis-supervisor.service",
+    "/usr/lib/systemd/system/jarvis-supervisor@.service",
+    "/usr/lib/systemd/system/jarvis-supervisor.target",
     "/usr/lib/systemd/system/jarvis-supervisor-health.service",
     "/usr/lib/systemd/system/jarvis-supervisor-health.timer",
     "/usr/lib/systemd/system/jarvis-supervisor-alert.service",

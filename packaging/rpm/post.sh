@@ -25,7 +25,7 @@ if [ "$1" -eq 1 ]; then
     # Initial installation: %systemd_post. The package's preset file
     # (50-jarvis-supervisor.preset) enables both; an administrator's preset
     # in /etc/systemd/system-preset/ may say otherwise.
-    systemctl --no-reload preset jarvis-supervisor.service jarvis-supervisor-health.timer >/dev/null 2>&1 || :
+    systemctl --no-reload preset jarvis-supervisor.target jarvis-supervisor.service jarvis-supervisor-health.timer >/dev/null 2>&1 || :
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload || :
         systemctl start jarvis-supervisor-health.timer || :

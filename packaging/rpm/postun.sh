@@ -38,6 +38,16 @@ remove_generated() {
     # shipped log rotation rewritten for the moved code root.
     rm -f /etc/systemd/system/jarvis-supervisor.service.d/60-jarvisctl-code-root.conf
     rm -f /etc/logrotate.d/jarvis-code-root
+    # jarvisctl instance add and remove: each instance's drop-in, live or set
+    # aside, and its directory once empty. The instances' users, code,
+    # environment files and state stay, as the default instance's do.
+    for f in /etc/systemd/system/jarvis-supervisor@*.service.d/50-jarvisctl-instance.conf \
+        /etc/systemd/system/jarvis-supervisor@*.service.d/50-jarvisctl-instance.conf.removed; do
+        if [ -f "$f" ] && [ ! -L "$f" ]; then
+            rm -f "$f"
+            rmdir "${f%/*}" 2>/dev/null || true
+        fi
+    done
     # jarvisctl status --record (the health timer): the memory history, and
     # the metrics.
     rm -f /var/lib/jarvis-supervisor/samples.jsonl

@@ -9,6 +9,7 @@ mod configure;
 mod deploy;
 mod env;
 mod exec_helper;
+mod instance;
 mod logs;
 mod pause;
 mod restart;
@@ -50,6 +51,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Venv(VenvCommand::Rollback(args)) => venv::rollback(&paths, &args),
         Command::Venv(VenvCommand::Switch(args)) => venv::switch(&paths, &args),
         Command::Venv(VenvCommand::Adopt(args)) => venv::adopt(&paths, &args),
+        Command::Instance(cmd) => instance::run(&paths, &cmd),
         Command::ExecHelper(args) => exec_helper::run(&args),
     }
 }

@@ -176,6 +176,18 @@ pub enum Command {
         after_help = examples!("sudo jarvisctl venv build", "sudo jarvisctl venv rollback")
     )]
     Venv(VenvCommand),
+    /// Several bots on one host: each instance is its own unit
+    /// (jarvis-supervisor@NAME.service) with its own code root, entry point,
+    /// environment files, user, readiness type and limits, started with the
+    /// others by jarvis-supervisor.target.
+    #[command(
+        subcommand,
+        after_help = examples!(
+            "sudo jarvisctl instance add alpha --code-root /srv/gateway --script bots/alpha/alpha_telegram_bot.py --type simple",
+            "sudo jarvisctl instance list",
+        )
+    )]
+    Instance(InstanceCommand),
     /// Internal: the last step before exec of a supervised process (drop
     /// privileges, parent-death signal, limits), run by `jarvisctl run`.
     #[command(hide = true, name = "exec-helper")]
@@ -593,6 +605,114 @@ pub struct ExecHelperArgs {
     /// The program and its arguments.
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// Make (or change) an instance: its service user (jarvis-NAME unless
+    /// --user), its drop-in, the owner and mode of its directories and
+    /// environment files; enabled at boot with the group. Prints every
+    /// change; --dry-run changes nothing.
+    #[command(after_help = examples!(
+        "sudo jarvisctl instance add alpha --code-root /srv/gateway --script bots/alpha/alpha_telegram_bot.py --type simple --env-file /etc/jarvis-supervisor/alpha.env --memory-max 512M --cpu-quota 50%",
+        "sudo jarvisctl instance add treasury --code-root /home/jarvis/Jarvis --module bots.treasury --dry-run",
+    ))]
+    Add(Box<InstanceAddArgs>),
+    /// Every instance on this host: the default one and each named one,
+    /// with its unit, user, code root and entry point.
+    #[command(after_help = examples!("jarvisctl instance list", "jarvisctl instance list --json"))]
+    List(InstanceListArgs),
+    /// Stop and disable an instance and set its drop-in aside; its user,
+    /// code, environment files and state are kept, and `instance restore`
+    /// brings it back as it was.
+    #[command(after_help = examples!("sudo jarvisctl instance remove alpha"))]
+    Remove(InstanceNameArgs),
+    /// Bring back an instance that `instance remove` set aside.
+    #[command(after_help = examples!("sudo jarvisctl instance restore alpha"))]
+    Restore(InstanceNameArgs),
+}
+
+/// How the program tells that it is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Readiness {
+    /// It sends READY=1 and watchdog pings (sd_notify): Type=notify with
+    /// a watchdog.
+    Notify,
+    /// It does not speak sd_notify: running counts as ready (Type=simple).
+    Simple,
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceAddArgs {
+    /// The instance's name: a lowercase letter, then lowercase letters,
+    /// digits, - or _ (at most 25).
+    pub name: String,
+    /// The program's code root: its working directory.
+    #[arg(long, value_name = "DIR")]
+    pub code_root: PathBuf,
+    /// The entry point, a script path in the code root.
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "module",
+        conflicts_with = "module"
+    )]
+    pub script: Option<PathBuf>,
+    /// The entry point, a module run with python -m.
+    #[arg(long, value_name = "MODULE")]
+    pub module: Option<String>,
+    /// The interpreter (default: the code root's venv/bin/python when it
+    /// exists, else /usr/bin/python3, decided at each start).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    /// Readiness: notify (sd_notify, with a watchdog) or simple.
+    #[arg(long = "type", value_enum, default_value = "notify")]
+    pub readiness: Readiness,
+    /// An environment file of this instance alone; repeatable. It is made
+    /// root's, mode 600: the engine reads it before the program starts,
+    /// and no other instance's user can.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// The service user (default: jarvis-NAME, made when missing).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// MemoryMax= (for example 512M).
+    #[arg(long, value_name = "SIZE")]
+    pub memory_max: Option<String>,
+    /// CPUQuota= (for example 50%).
+    #[arg(long, value_name = "PERCENT")]
+    pub cpu_quota: Option<String>,
+    /// RestartSec= (for example 10s).
+    #[arg(long, value_name = "TIME")]
+    pub restart_sec: Option<String>,
+    /// WatchdogSec= of a notify instance (default: the template's).
+    #[arg(long, value_name = "TIME")]
+    pub watchdog_sec: Option<String>,
+    /// Print the changes, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the changes as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceListArgs {
+    /// Print the instances as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceNameArgs {
+    /// The instance's name.
+    pub name: String,
+    /// Print the changes, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the changes as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

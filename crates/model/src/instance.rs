@@ -11,11 +11,11 @@
 //! characters).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::paths::UNIT;
+use crate::paths::{Paths, UNIT};
 
 /// The unit names' common part: `jarvis-supervisor.service` and the
 /// template `jarvis-supervisor@.service`.
@@ -28,6 +28,14 @@ pub const TEMPLATE: &str = "jarvis-supervisor@.service";
 pub const DEFAULT_USER: &str = "jarvis";
 /// The longest name: `jarvis-` plus it fits a 32-character user name.
 pub const MAX_NAME: usize = 32 - "jarvis-".len();
+/// Where named instances' drop-ins live (the admin's unit directory).
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// The drop-in that makes a named instance, written by `jarvisctl instance
+/// add`: its presence is the record that the instance exists.
+pub const DROPIN: &str = "50-jarvisctl-instance.conf";
+/// A removed instance's drop-in, kept under this name (systemd reads only
+/// `*.conf`), so that `instance restore` brings it back as it was.
+pub const REMOVED: &str = "50-jarvisctl-instance.conf.removed";
 
 /// A checked instance name: a lowercase letter, then lowercase letters,
 /// digits, `-` and `_`, at most [`MAX_NAME`] characters.
@@ -144,6 +152,32 @@ impl Instance {
         }
     }
 
+    /// Its drop-in directory in the admin's unit directory.
+    pub fn dropin_dir(&self) -> PathBuf {
+        PathBuf::from(UNIT_DIR).join(format!("{}.d", self.unit()))
+    }
+
+    /// Every named instance made on this host (those with the drop-in of
+    /// `instance add`), by name; with `removed`, those removed instead.
+    pub fn installed(paths: &Paths, removed: bool) -> Vec<InstanceName> {
+        let file = if removed { REMOVED } else { DROPIN };
+        let Ok(read) = std::fs::read_dir(paths.host(Path::new(UNIT_DIR))) else {
+            return Vec::new();
+        };
+        let mut out: Vec<InstanceName> = read
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.strip_suffix(".d")?.to_string();
+                match Instance::from_unit(&name)? {
+                    Instance::Named(n) if e.path().join(file).is_file() => Some(n),
+                    _ => None,
+                }
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     fn suffixed(&self, base: &str) -> String {
         match self {
             Instance::Default => base.to_string(),
@@ -227,5 +261,37 @@ mod tests {
         ] {
             assert_eq!(Instance::from_unit(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn the_installed_instances_are_those_with_the_drop_in_of_instance_add() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = Paths::rooted(root.path());
+        let etc = root.path().join("etc/systemd/system");
+        for (dir, file) in [
+            ("jarvis-supervisor@beta.service.d", DROPIN),
+            ("jarvis-supervisor@alpha.service.d", DROPIN),
+            ("jarvis-supervisor@gone.service.d", REMOVED),
+            // The admin's own drop-in for an instance never made: not one.
+            ("jarvis-supervisor@hand.service.d", "10-x.conf"),
+            ("jarvis-supervisor.service.d", DROPIN),
+            ("jarvis-supervisor@Bad.service.d", DROPIN),
+        ] {
+            std::fs::create_dir_all(etc.join(dir)).unwrap();
+            std::fs::write(etc.join(dir).join(file), "").unwrap();
+        }
+        let names = |removed| -> Vec<String> {
+            Instance::installed(&paths, removed)
+                .iter()
+                .map(|n| n.to_string())
+                .collect()
+        };
+        assert_eq!(names(false), ["alpha", "beta"]);
+        assert_eq!(names(true), ["gone"]);
+        let a = Instance::Named("alpha".parse().unwrap());
+        assert_eq!(
+            a.dropin_dir(),
+            PathBuf::from("/etc/systemd/system/jarvis-supervisor@alpha.service.d")
+        );
     }
 }

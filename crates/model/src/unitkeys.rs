@@ -42,7 +42,12 @@ pub const REPORTED: &[(&str, &str)] = &[
     ("Unit", "Documentation"),
     ("Unit", "Wants"),
     ("Unit", "After"),
+    // The group (jarvis-supervisor.target): the init script starts and
+    // stops every instance instead.
+    ("Unit", "PartOf"),
     ("Service", "CPUQuota"),
+    // An instance's own /tmp (the template's).
+    ("Service", "PrivateTmp"),
     ("Service", "SyslogIdentifier"),
     ("Service", "ProtectSystem"),
     ("Service", "ProtectHome"),
@@ -81,8 +86,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_key_of_the_shipped_unit_is_honoured_or_reported() {
-        let text = include_str!("../../../systemd/jarvis-supervisor.service");
+    fn every_key_of_the_shipped_unit_and_template_is_honoured_or_reported() {
+        for text in [
+            include_str!("../../../systemd/jarvis-supervisor.service"),
+            include_str!("../../../systemd/group/jarvis-supervisor@.service"),
+        ] {
+            every_key_is_known(text);
+        }
+    }
+
+    fn every_key_is_known(text: &str) {
         let mut section = "";
         for line in text.lines().map(str::trim) {
             if line.starts_with('[') {
@@ -112,6 +125,10 @@ mod tests {
             (
                 "jarvis-supervisor.service",
                 include_str!("../../../systemd/jarvis-supervisor.service"),
+            ),
+            (
+                "jarvis-supervisor@.service",
+                include_str!("../../../systemd/group/jarvis-supervisor@.service"),
             ),
             (
                 "jarvis-supervisor-health.service",
