@@ -191,23 +191,23 @@ impl Outcome {
 
 /// A state seen now.
 #[derive(Debug, Clone, Default)]
-struct Seen {
-    state: String,
-    result: String,
-    main_pid: Option<u32>,
-    running: bool,
+pub struct Seen {
+    pub state: String,
+    pub result: String,
+    pub main_pid: Option<u32>,
+    pub running: bool,
     /// Between states (starting, stopping, restarting).
-    busy: bool,
+    pub busy: bool,
     /// systemd's InvocationID, or the engine's pid: new at each start.
-    invocation: String,
-    n_restarts: u64,
+    pub invocation: String,
+    pub n_restarts: u64,
     /// Waiting to restart after an exit (systemd's auto-restart, the
     /// engine's restarting).
-    auto_restart: bool,
+    pub auto_restart: bool,
     /// `jarvisctl run` still holds its lock. It writes "stopped" before it
     /// exits: until it has, its pid file names a live engine, and the init
     /// script's `restart` took that start for "already running" (issue 27).
-    engine_up: bool,
+    pub engine_up: bool,
 }
 
 impl Seen {
@@ -326,7 +326,8 @@ fn engine_seen(t: &Target) -> Seen {
     }
 }
 
-fn seen(t: &Target) -> Seen {
+/// The bot of `t` as its engine shows it now (`status` of an instance).
+pub fn seen(t: &Target) -> Seen {
     match t.engine {
         Engine::Systemd => systemd_seen(t),
         Engine::JarvisctlRun => engine_seen(t),

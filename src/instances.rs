@@ -38,6 +38,8 @@ pub struct Spec {
     pub notify: bool,
     pub env_files: Vec<PathBuf>,
     pub user: String,
+    /// The user's primary group (its own, for a user made here).
+    pub group: String,
     pub memory_max: Option<String>,
     pub cpu_quota: Option<String>,
     pub restart_sec: Option<String>,
@@ -134,6 +136,13 @@ impl Spec {
             }
             None => instance.default_user(),
         };
+        // An existing user keeps its primary group (nobody's is nogroup on
+        // Debian); one made here gets a group of its own name.
+        let group = nix::unistd::User::from_name(&user)
+            .ok()
+            .flatten()
+            .and_then(|u| nix::unistd::Group::from_gid(u.gid).ok().flatten())
+            .map_or_else(|| user.clone(), |g| g.name);
         let opt = |flag: &str, v: &Option<String>| v.as_deref().map(|v| plain_value(flag, v)).transpose();
         Ok(Spec {
             name: name.to_string(),
@@ -144,6 +153,7 @@ impl Spec {
             notify: a.readiness == Readiness::Notify,
             env_files,
             user,
+            group,
             memory_max: opt("--memory-max", &a.memory_max)?,
             cpu_quota: opt("--cpu-quota", &a.cpu_quota)?,
             restart_sec: opt("--restart-sec", &a.restart_sec)?,
@@ -171,7 +181,7 @@ impl Spec {
             // No sd_notify: running is ready, and no watchdog would be fed.
             s.push_str("Type=simple\nNotifyAccess=none\nWatchdogSec=0\n");
         }
-        s.push_str(&format!("User={u}\nGroup={u}\n", u = self.user));
+        s.push_str(&format!("User={}\nGroup={}\n", self.user, self.group));
         let root = self.code_root.display();
         s.push_str(&format!(
             "WorkingDirectory={root}\nEnvironment=PYTHONPATH={root}\n"
@@ -268,18 +278,18 @@ pub fn add(paths: &Paths, spec: &Spec, dry_run: bool) -> Result<Vec<Change>> {
     let instance = spec.instance();
     let mut changes = Vec::new();
     if paths.is_system() {
-        if provision::Account::lookup(&spec.user, &spec.user).is_none() {
+        if provision::Account::lookup(&spec.user, &spec.group).is_none() {
             if dry_run {
                 changes.push(Change {
                     target: format!("user {}", spec.user),
-                    action: format!("would create system user {} (group {})", spec.user, spec.user),
+                    action: format!("would create system user {} (group {})", spec.user, spec.group),
                 });
             } else {
                 let home = PathBuf::from("/home").join(&spec.user);
-                changes.extend(provision::ensure_user(&spec.user, &spec.user, &home)?.1);
+                changes.extend(provision::ensure_user(&spec.user, &spec.group, &home)?.1);
             }
         }
-    } else if provision::Account::lookup(&spec.user, &spec.user).is_none() {
+    } else if provision::Account::lookup(&spec.user, &spec.group).is_none() {
         return Err(
             Error::new(format!("user {} does not exist on this host", spec.user))
                 .with_note("a rooted tree does not create users; give an existing one with --user"),

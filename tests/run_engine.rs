@@ -3748,7 +3748,8 @@ fn a_stop_during_the_backoff_wait_returns_only_once_the_engine_is_gone() {
 #[test]
 #[ignore = "needs root (the engine switches users): run by cargo xtask test"]
 fn two_instances_of_one_template_run_side_by_side_and_act_alone() {
-    let t = Tree::new("root", "", "");
+    // As nobody: `instance add` never makes an instance of root's.
+    let t = Tree::new("nobody", "", "");
     install_as_the_unit(&t);
     // The tree's unit, made the template: each instance runs its own copy
     // of the stand-in (the real program keeps one lock per code tree).
@@ -3770,6 +3771,9 @@ fn two_instances_of_one_template_run_side_by_side_and_act_alone() {
         copy_dir(&t.path("code"), &t.path(&format!("code-{name}")));
         for d in ["home", "tmp"] {
             fs::create_dir_all(t.path(&format!("{d}-{name}"))).unwrap();
+        }
+        for d in ["code", "home", "tmp"] {
+            chown_tree(&t.path(&format!("{d}-{name}")), NOBODY);
         }
         let d = units.join(format!("jarvis-supervisor@{name}.service.d"));
         fs::create_dir_all(&d).unwrap();
@@ -3806,6 +3810,30 @@ fn two_instances_of_one_template_run_side_by_side_and_act_alone() {
     };
     let main_of = |name: &str| state(name)["main_pid"].as_i64().map(|p| p as i32);
 
+    // Each made an instance by `instance add`, as an operator would.
+    for name in ["a", "b"] {
+        let code_root = t.path(&format!("code-{name}")).display().to_string();
+        let out = t
+            .cmd()
+            .args([
+                "instance",
+                "add",
+                name,
+                "--code-root",
+                &code_root,
+                "--script",
+                "bots/supervisor.py",
+            ])
+            .args(["--python", "/usr/bin/python3", "--user", "nobody"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "instance add {name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let mut pids = Vec::new();
     for name in ["a", "b"] {
         let (code, out) = verb(&t, &["start", "--instance", name]);
@@ -3833,6 +3861,35 @@ fn two_instances_of_one_template_run_side_by_side_and_act_alone() {
     // The default instance is not running: neither is its engine's state.
     assert!(!t.path("run/jarvis-supervisor-run/state.json").exists());
 
+    // status: one line per instance, each with its verdict.
+    let status = |args: &[&str]| -> (i32, Value) {
+        let out = t.cmd().arg("status").args(args).arg("--json").output().unwrap();
+        let v = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("status {args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code().unwrap_or(-1), v)
+    };
+    let (_, v) = status(&[]);
+    let line = |v: &Value, name: &str| -> Value {
+        v["instances"]
+            .as_array()
+            .and_then(|a| a.iter().find(|l| l["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no line for {name}: {v}"))
+    };
+    for (name, pid) in [("a", pids[0]), ("b", pids[1])] {
+        let l = line(&v, name);
+        assert_eq!(
+            (l["verdict"].as_str(), l["main_pid"].as_i64()),
+            (Some("OK"), Some(i64::from(pid))),
+            "{v}"
+        );
+    }
+    let (code, one) = status(&["--instance", "b"]);
+    assert_eq!(
+        (code, one["instances"].as_array().map(Vec::len)),
+        (0, Some(1)),
+        "{one}"
+    );
+
     // A crash of a: a restarts; b keeps its pid.
     signal(pids[0], "KILL");
     let t0 = Instant::now();
@@ -3858,6 +3915,18 @@ fn two_instances_of_one_template_run_side_by_side_and_act_alone() {
         alive(pids[1]) && main_of("b") == Some(pids[1]),
         "stopping a stopped b: {}",
         state("b")
+    );
+    let (code, v) = status(&[]);
+    assert_eq!(line(&v, "a")["verdict"], "CRITICAL", "{v}");
+    assert_eq!(line(&v, "b")["verdict"], "OK", "{v}");
+    assert_eq!(code, 2, "the worst verdict is the exit code: {v}");
+    let human = String::from_utf8_lossy(&t.cmd().arg("status").output().unwrap().stdout).into_owned();
+    assert!(
+        human
+            .lines()
+            .any(|l| l.starts_with("a ") && l.contains("CRITICAL"))
+            && human.lines().any(|l| l.starts_with("b ") && l.contains("OK")),
+        "{human}"
     );
     let (code, out) = verb(&t, &["stop", "--instance", "b"]);
     assert_eq!(code, 0, "stop --instance b: {out}");

@@ -13,6 +13,7 @@ use crate::samples;
 use crate::ssh::{self, Target};
 use jarvis_cli::StatusArgs;
 use jarvis_model::error::{Error, Result};
+use jarvis_model::instance::{Instance, InstanceName};
 use jarvis_model::paths::Paths;
 
 /// A monitoring plugin answers UNKNOWN (3) when it cannot say: a bad
@@ -77,6 +78,34 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
         crashes_warn: args.warn_crashes,
         interval_s: args.record_interval,
     };
+    // A named instance: its own line. On a host with named instances and
+    // none asked for: one line each, the default's when its code is there.
+    let named = Instance::installed(paths, false);
+    match args.instance.as_deref() {
+        Some("default") => {}
+        Some(name) => {
+            let name: InstanceName = name.parse()?;
+            let code = health::instances::print(&[health::instances::of_named(paths, &name)], args.json);
+            heartbeat(code);
+            return Ok(code);
+        }
+        None if !named.is_empty() => {
+            let mut lines = Vec::new();
+            let default_deployed = jarvis_model::unit::Unit::load(paths)
+                .ok()
+                .and_then(|u| u.working_directory())
+                .is_some_and(|w| paths.host(&w.path).is_dir());
+            if default_deployed {
+                let st = health::collect_all(paths, &thresholds, args.crash_window);
+                lines.push(health::instances::of_default(&st));
+            }
+            lines.extend(named.iter().map(|n| health::instances::of_named(paths, n)));
+            let code = health::instances::print(&lines, args.json);
+            heartbeat(code);
+            return Ok(code);
+        }
+        None => {}
+    }
     let st = health::collect_all(paths, &thresholds, args.crash_window);
     if args.json {
         println!("{}", serde_json::to_string(&st).unwrap_or_default());

@@ -19,6 +19,7 @@ mod errors;
 mod fallback;
 mod full;
 pub mod hosts;
+pub mod instances;
 mod logs_dir;
 mod model;
 mod output;

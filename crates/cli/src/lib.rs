@@ -245,6 +245,11 @@ pub struct StatusArgs {
     /// Print the status as JSON (schema 2, documented in docs/monitoring.md).
     #[arg(long)]
     pub json: bool,
+    /// Only this instance ("default" for jarvis-supervisor.service). On a
+    /// host with named instances, status without it prints one line per
+    /// instance, and the worst verdict is the exit code.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["record", "trend", "host", "hosts"])]
+    pub instance: Option<String>,
     /// A restarting bot (a crash loop) is CRITICAL when it has been down for
     /// more than half of this window, and its restarts are counted over it.
     #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]

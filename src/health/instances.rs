@@ -1,0 +1,143 @@
+//! `status` on a host with several instances (issue 26): one line per
+//! instance with its verdict, like `pm2 status`, and the worst verdict as
+//! the exit code. The default instance's line comes from its full check;
+//! a named instance's from its engine (systemd, or its own `jarvisctl run`).
+
+use serde::Serialize;
+
+use super::{render, Status, Verdict};
+use crate::control::{self, Target};
+use crate::output::{printable, table};
+use jarvis_cli::TargetArgs;
+use jarvis_model::instance::{Instance, InstanceName};
+use jarvis_model::paths::Paths;
+use jarvis_model::unit::Unit;
+
+/// One instance's line.
+#[derive(Debug, Serialize)]
+pub struct Line {
+    pub name: String,
+    pub unit: String,
+    pub verdict: Verdict,
+    pub state: String,
+    pub main_pid: Option<u32>,
+    pub n_restarts: Option<u64>,
+    pub user: Option<String>,
+    /// Why the verdict is not OK, one sentence each.
+    pub reasons: Vec<String>,
+}
+
+/// The default instance, from its full check.
+pub fn of_default(st: &Status) -> Line {
+    Line {
+        name: Instance::Default.to_string(),
+        unit: Instance::Default.unit(),
+        verdict: st.verdict,
+        state: st.state.clone(),
+        main_pid: st.main_pid,
+        n_restarts: st.n_restarts,
+        user: None,
+        reasons: st.reasons.clone(),
+    }
+}
+
+/// A named instance, from its engine.
+pub fn of_named(paths: &Paths, name: &InstanceName) -> Line {
+    let instance = Instance::Named(name.clone());
+    let unit = instance.unit();
+    let user = Unit::load_named(paths, &unit).ok().map(|u| u.user());
+    let on = TargetArgs {
+        unit: None,
+        instance: Some(name.to_string()),
+    };
+    let Ok(t) = Target::new(paths, &on) else {
+        return Line {
+            name: name.to_string(),
+            unit,
+            verdict: Verdict::Unknown,
+            state: "unknown".into(),
+            main_pid: None,
+            n_restarts: None,
+            user,
+            reasons: vec!["its engine cannot be read".into()],
+        };
+    };
+    let s = control::seen(&t);
+    let why = match t.engine {
+        control::Engine::Systemd => format!("journalctl -u {unit} -n 30"),
+        control::Engine::JarvisctlRun => format!("tail -n 30 {}/engine.log", instance.engine_dir().display()),
+    };
+    let (verdict, reasons) = if s.running {
+        (Verdict::Ok, Vec::new())
+    } else if s.auto_restart || s.busy {
+        (
+            Verdict::Warning,
+            vec![format!(
+                "{} ({} restarts so far); see why: {why}",
+                s.state, s.n_restarts
+            )],
+        )
+    } else {
+        let result = if s.result.is_empty() || s.result == "success" {
+            String::new()
+        } else {
+            format!(", result {}", s.result)
+        };
+        (
+            Verdict::Critical,
+            vec![format!(
+                "not running ({}{result}); see why: {why}; start it: jarvisctl start --instance {name}",
+                s.state
+            )],
+        )
+    };
+    Line {
+        name: name.to_string(),
+        unit,
+        verdict,
+        state: s.state,
+        main_pid: s.main_pid,
+        n_restarts: Some(s.n_restarts),
+        user,
+        reasons,
+    }
+}
+
+/// The worst of the lines: a bot that is down is worse than one we know
+/// nothing about, which is worse than a degraded one.
+pub fn worst(lines: &[Line]) -> Verdict {
+    let rank = |v: Verdict| match v {
+        Verdict::Ok => 0,
+        Verdict::Warning => 1,
+        Verdict::Unknown => 2,
+        Verdict::Critical => 3,
+    };
+    lines
+        .iter()
+        .map(|l| l.verdict)
+        .max_by_key(|&v| rank(v))
+        .unwrap_or(Verdict::Unknown)
+}
+
+/// Prints the lines (human: a table; `json`: one document); the exit code.
+pub fn print(lines: &[Line], json: bool) -> i32 {
+    let verdict = worst(lines);
+    if json {
+        let doc = serde_json::json!({ "verdict": verdict, "exit_code": verdict as i32, "instances": lines });
+        println!("{doc}");
+    } else {
+        let mut rows = vec![["NAME", "VERDICT", "STATE", "PID", "RESTARTS", "WHY"].map(String::from)];
+        for l in lines {
+            rows.push([
+                l.name.clone(),
+                render::verdict_word(l.verdict).to_string(),
+                l.state.clone(),
+                l.main_pid.map_or("-".into(), |p| p.to_string()),
+                l.n_restarts.map_or("-".into(), |n| n.to_string()),
+                printable(&l.reasons.join("; ")),
+            ]);
+        }
+        print!("{}", table(&rows));
+    }
+    verdict as i32
+}
