@@ -230,7 +230,7 @@ pub fn hosts() {
     // B down, a host that never answers and one that refuses: a row each,
     // the silent one UNKNOWN within the timeout, exit the worst (CRITICAL).
     b.ok("systemctl stop jarvis-supervisor");
-    let silent = Owned(
+    let mut silent = Owned(
         ns.command("python3")
             .args([
                 "-c",
@@ -240,7 +240,13 @@ pub fn hosts() {
             .spawn()
             .expect("silent listener"),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Listening once it says so (a fixed sleep lost the race under load:
+    // the port refused, and the row read "Connection refused").
+    let mut said = String::new();
+    if let Some(out) = silent.0.stdout.take() {
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut said);
+    }
+    assert_eq!(said.trim(), "ok", "the silent listener did not start");
     let timeout = 5.0;
     let (code, text, took) = status(
         &ns,
