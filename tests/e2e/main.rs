@@ -11,6 +11,7 @@ mod deploy;
 mod deploy_env;
 mod diagnose;
 mod host_faults;
+mod instances;
 mod lifecycle;
 mod logs;
 mod manifests;
@@ -151,6 +152,12 @@ fn dpkg_during_a_crash_loop_waits_on_no_backoff_and_a_remove_is_no_alert_on_both
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn host_faults_full_run_var_lib_and_logs_keep_the_bot_running_and_are_named_on_both_engines() {
     host_faults::both_engines();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn three_instances_as_three_users_under_one_group_on_both_engines() {
+    instances::both_engines();
 }
 
 #[test]

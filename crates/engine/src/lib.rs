@@ -245,6 +245,7 @@ impl Engine {
         state_dir: &Path,
         account: Option<Account>,
         jarvisctl: PathBuf,
+        instance: &jarvis_model::instance::Instance,
     ) -> Result<Engine> {
         let owner = account.as_ref().map(|a| (a.uid, a.gid));
         // Signals arrive through the signalfd; children get a clean mask (std resets it).
@@ -291,7 +292,7 @@ impl Engine {
         let logdir = svc
             .workdir()
             .map_or_else(|| state_dir.to_path_buf(), |w| w.join("logs"));
-        let logs = LogSink::new(read, logdir.join(logsink::OUTPUT_FILE), owner)?;
+        let logs = LogSink::new(read, logdir.join(logsink::output_file(instance)), owner)?;
         say!("program output goes to {}", logs.path.display());
         // After the steps that can refuse the start: a refused start leaves
         // no cgroup behind.

@@ -32,6 +32,16 @@ const READ_SIZE: usize = PIPE_SIZE;
 /// rename-then-HUP stanza (jarvis-fallback). `status` reads its errors here.
 pub const OUTPUT_FILE: &str = "supervisor.stdout";
 
+/// The file of one instance's output in its `logs/`: the default's is
+/// [`OUTPUT_FILE`]; a named one's carries its unit's name, since instances
+/// that share a code tree share its `logs/` (each file is its own user's).
+pub fn output_file(instance: &jarvis_model::instance::Instance) -> String {
+    match instance {
+        jarvis_model::instance::Instance::Default => OUTPUT_FILE.to_string(),
+        named => format!("{}.stdout", named.unit().trim_end_matches(".service")),
+    }
+}
+
 pub struct LogSink {
     read: OwnedFd,
     pub path: PathBuf,

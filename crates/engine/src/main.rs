@@ -133,7 +133,7 @@ fn supervise(paths: &Paths, dir: &Path, args: &Args) -> Result<i32> {
     };
     let svc = Service::from_unit(&unit)?;
     let account = Account::resolve(svc.user.as_deref(), svc.group.as_deref())?;
-    let engine = Engine::new(svc, paths, dir, account, args.jarvisctl.clone())?;
+    let engine = Engine::new(svc, paths, dir, account, args.jarvisctl.clone(), &args.instance)?;
     if args.detached {
         // Tell the waiting parent, then let go of its pipe.
         // The parent may be gone (killed while waiting): never fatal.

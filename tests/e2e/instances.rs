@@ -1,0 +1,263 @@
+//! Issue 26, acceptance 1: every bot on the host, each hardened, under one
+//! group, on both engines. Three instances run: the default one (the
+//! notify-type stand-in with its watchdog) and two simple-type gateway
+//! bots that share one code tree (/srv/gateway) and were given different
+//! secrets. Each runs as its own user, none can read another's env file
+//! (tried as each user), a crash of one leaves the others' pids alone, the
+//! group stops and starts all three, and `status` shows all three.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::container::Container;
+use super::roots::Suite;
+use super::{apt_install, deploy_standin, on_suites, pkg, CODE};
+
+const TREE: &str = "/srv/gateway";
+const BOTS: [&str; 2] = ["alpha", "beta"];
+
+fn token(bot: &str) -> String {
+    format!(
+        "{}:AAsecret-of-{bot}-only-0123456789",
+        if bot == "alpha" { 111 } else { 222 }
+    )
+}
+
+/// The gateway's tree, root's, with one entry point per bot, and one env
+/// file per bot in /etc/jarvis-supervisor, each holding only its token.
+fn gateway(c: &Container) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gateway/telegram_bot.py");
+    for bot in BOTS {
+        c.put(&script, &format!("{TREE}/bots/{bot}/{bot}_telegram_bot.py"));
+        c.write(
+            &format!("/etc/jarvis-supervisor/{bot}.env"),
+            &format!(
+                "{}_BOT_TOKEN={}\n{}_HEARTBEAT_URL=http://127.0.0.1:9/{bot}\n",
+                bot.to_uppercase(),
+                token(bot),
+                bot.to_uppercase()
+            ),
+        );
+    }
+    // Written as an operator would (0644): instance add makes them root's, 600.
+    c.ok(&format!(
+        "chown -R root:root {TREE}; chmod -R go-w {TREE}; mkdir -p {TREE}/data; chmod 1777 {TREE}/data; chmod 644 /etc/jarvis-supervisor/*.env"
+    ));
+}
+
+/// The main pid of each of the three, as its engine records it.
+fn pids(c: &Container, suite: Suite) -> BTreeMap<&'static str, String> {
+    let mut out = BTreeMap::new();
+    for name in ["default", "alpha", "beta"] {
+        let pid = if suite.has_systemd() {
+            let unit = if name == "default" {
+                "jarvis-supervisor.service".to_string()
+            } else {
+                format!("jarvis-supervisor@{name}.service")
+            };
+            let p = c.prop(&unit, "MainPID");
+            if p == "0" || c.prop(&unit, "SubState") != "running" {
+                String::new()
+            } else {
+                p
+            }
+        } else {
+            let dir = if name == "default" {
+                "/run/jarvis-supervisor-run".to_string()
+            } else {
+                format!("/run/jarvis-supervisor-run@{name}")
+            };
+            let st = c.sh(&format!("cat {dir}/state.json 2>/dev/null")).stdout;
+            let running = st.contains("\"state\": \"running\"");
+            let pid = st
+                .split("\"main_pid\": ")
+                .nth(1)
+                .and_then(|r| r.split([',', '\n', '}']).next())
+                .map(|p| p.trim().to_string())
+                .filter(|p| p != "null");
+            pid.filter(|_| running).unwrap_or_default()
+        };
+        out.insert(name, pid);
+    }
+    out
+}
+
+fn wait_all_running(c: &Container, suite: Suite, what: &str) -> BTreeMap<&'static str, String> {
+    let mut last = BTreeMap::new();
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c.wait_for(what, Duration::from_secs(90), |c| {
+            last = pids(c, suite);
+            last.values().all(|p| !p.is_empty())
+        })
+    }));
+    if waited.is_err() {
+        let why = c.sh("jarvisctl status 2>&1; systemctl --no-pager status 'jarvis-supervisor*' 2>&1 | tail -n 60; tail -n 20 /run/jarvis-supervisor-run*/engine.log 2>&1").stdout;
+        panic!("{}: {what}: not all three run: {last:?}\n{why}", suite.name());
+    }
+    last
+}
+
+fn scenario(suite: Suite) {
+    let name = suite.name();
+    let c = Container::boot(suite);
+    deploy_standin(&c);
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "{name}: {}", out.all());
+    gateway(&c);
+    for bot in BOTS {
+        let out = c.sh(&format!(
+            "jarvisctl instance add {bot} --code-root {TREE} --script bots/{bot}/{bot}_telegram_bot.py --type simple \
+             --env-file /etc/jarvis-supervisor/{bot}.env --memory-max 512M --cpu-quota 50% --restart-sec 1s 2>&1"
+        ));
+        assert_eq!(out.status, 0, "{name}: instance add {bot}: {}", out.all());
+        assert!(
+            out.stdout.contains(&format!("created system user jarvis-{bot}")),
+            "{name}: {}",
+            out.stdout
+        );
+    }
+    // The group starts all three (the default one runs since the install).
+    let group_start = if suite.has_systemd() {
+        "systemctl start jarvis-supervisor.target"
+    } else {
+        "service jarvis-supervisor start"
+    };
+    c.ok(&format!("{group_start} 2>&1"));
+    let before = wait_all_running(&c, suite, "the group's start");
+
+    // Each as its own user; each bot's environment holds its own token only.
+    for (inst, user) in [
+        ("default", "jarvis"),
+        ("alpha", "jarvis-alpha"),
+        ("beta", "jarvis-beta"),
+    ] {
+        let uid = c.ok(&format!("id -u {user}")).trim().to_string();
+        let real = c.ok(&format!(
+            "awk '/^Uid:/ {{print $2}}' /proc/{}/status",
+            before[inst]
+        ));
+        assert_eq!(real.trim(), uid, "{name}: {inst} runs as uid {real}, not {user}");
+    }
+    for bot in BOTS {
+        let seen = c.ok(&format!("cat {TREE}/data/{bot}.seen")).trim().to_string();
+        assert_eq!(
+            seen,
+            format!("{}_BOT_TOKEN", bot.to_uppercase()),
+            "{name}: {bot} sees more than its own token"
+        );
+        let mode = c.ok(&format!("stat -c '%U:%G %a' /etc/jarvis-supervisor/{bot}.env"));
+        assert_eq!(mode.trim(), "root:root 600", "{name}: {bot}.env");
+    }
+
+    // The attack: as each instance's user, read every other's env file
+    // and environment. Every read is refused.
+    let files = [
+        ("jarvis", format!("{CODE}/.env"), "default"),
+        (
+            "jarvis-alpha",
+            "/etc/jarvis-supervisor/alpha.env".to_string(),
+            "alpha",
+        ),
+        (
+            "jarvis-beta",
+            "/etc/jarvis-supervisor/beta.env".to_string(),
+            "beta",
+        ),
+    ];
+    let mut tried = 0;
+    for (user, _, mine) in &files {
+        for (_, file, theirs) in &files {
+            if theirs == mine {
+                continue;
+            }
+            let environ = format!("/proc/{}/environ", before[theirs]);
+            for target in [file.as_str(), environ.as_str()] {
+                let r = c.sh(&format!("runuser -u {user} -- cat {target} 2>&1"));
+                tried += 1;
+                assert!(
+                    r.status != 0 && !r.stdout.contains("BOT_TOKEN") && !r.stdout.contains("AAsecret"),
+                    "{name}: {user} read {target} of {theirs}:\n{}",
+                    r.stdout
+                );
+            }
+        }
+    }
+
+    // A crash of one: it comes back; the others keep their pids.
+    c.ok(&format!("kill -KILL {}", before["alpha"]));
+    let mut after = BTreeMap::new();
+    c.wait_for("alpha back with a new pid", Duration::from_secs(60), |c| {
+        after = pids(c, suite);
+        !after["alpha"].is_empty() && after["alpha"] != before["alpha"]
+    });
+    assert_eq!(
+        (&after["default"], &after["beta"]),
+        (&before["default"], &before["beta"]),
+        "{name}: alpha's crash moved the others"
+    );
+
+    // status: one line per instance, each OK, and OK overall.
+    let st = c.sh("jarvisctl status --json");
+    let doc: serde_json::Value = serde_json::from_str(&st.stdout)
+        .unwrap_or_else(|e| panic!("{name}: status --json: {e}: {}", st.all()));
+    let verdicts: BTreeMap<String, String> = doc["instances"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name}: no instances in {doc}"))
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap_or("").to_string(),
+                l["verdict"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want: BTreeMap<String, String> = ["alpha", "beta", "default"]
+        .iter()
+        .map(|n| (n.to_string(), "OK".to_string()))
+        .collect();
+    assert_eq!(verdicts, want, "{name}: status: {doc}");
+    assert_eq!(st.status, 0, "{name}: status exit code: {doc}");
+    let human = c.sh("jarvisctl status").stdout;
+    println!("{name}: jarvisctl status:\n{human}");
+
+    // The group stops all three, and starts them again.
+    let (stop, start) = if suite.has_systemd() {
+        (
+            "systemctl stop jarvis-supervisor.target",
+            "systemctl start jarvis-supervisor.target",
+        )
+    } else {
+        (
+            "service jarvis-supervisor stop",
+            "service jarvis-supervisor start",
+        )
+    };
+    c.ok(&format!("{stop} 2>&1"));
+    // Down: every unit inactive (not merely leaving "running"), every
+    // engine gone (it removes its pid file as it exits).
+    let down = if suite.has_systemd() {
+        "systemctl is-active jarvis-supervisor.service 'jarvis-supervisor@alpha.service' 'jarvis-supervisor@beta.service' | grep -qvx -e inactive -e failed && exit 1; exit 0"
+    } else {
+        "ls /run/jarvis-supervisor-run*/run.pid >/dev/null 2>&1 && exit 1; exit 0"
+    };
+    c.wait_for("all three stopped", Duration::from_secs(60), |c| {
+        c.sh(down).status == 0
+    });
+    // The brackets keep pgrep from matching its own shell.
+    let left = c.sh("pgrep -af '[_]telegram_bot.py|bots/[s]upervisor.py'").stdout;
+    assert!(
+        left.trim().is_empty(),
+        "{name}: left after the group's stop: {left}"
+    );
+    c.ok(&format!("{start} 2>&1"));
+    let again = wait_all_running(&c, suite, "the group's start after its stop");
+    println!(
+        "figures: {name}: 3 instances as 3 users; {tried} cross-reads refused; alpha's crash left default {} and beta {} as they were; the group stopped and started all three (now {again:?})",
+        before["default"], before["beta"]
+    );
+}
+
+pub fn both_engines() {
+    on_suites(&[Suite::Bookworm, Suite::Sysvinit], scenario);
+}
