@@ -79,28 +79,36 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
         interval_s: args.record_interval,
     };
     // A named instance: its own line. On a host with named instances and
-    // none asked for: one line each, the default's when its code is there.
+    // none asked for: one line each (JSON: the default's document, as
+    // today, with the lines added and the worst verdict).
     let named = Instance::installed(paths, false);
     match args.instance.as_deref() {
         Some("default") => {}
         Some(name) => {
             let name: InstanceName = name.parse()?;
-            let code = health::instances::print(&[health::instances::of_named(paths, &name)], args.json);
+            let line = health::instances::of_named(paths, &name);
+            let code = line.verdict as i32;
+            if args.json {
+                println!("{}", serde_json::to_string(&line).unwrap_or_default());
+            } else {
+                health::instances::print(std::slice::from_ref(&line));
+            }
             heartbeat(code);
             return Ok(code);
         }
         None if !named.is_empty() => {
-            let mut lines = Vec::new();
-            let default_deployed = jarvis_model::unit::Unit::load(paths)
-                .ok()
-                .and_then(|u| u.working_directory())
-                .is_some_and(|w| paths.host(&w.path).is_dir());
-            if default_deployed {
-                let st = health::collect_all(paths, &thresholds, args.crash_window);
-                lines.push(health::instances::of_default(&st));
-            }
-            lines.extend(named.iter().map(|n| health::instances::of_named(paths, n)));
-            let code = health::instances::print(&lines, args.json);
+            let mut st = health::collect_all(paths, &thresholds, args.crash_window);
+            let lines = health::instances::lines(paths, &st, &named);
+            let worst = health::instances::worst(&lines);
+            let code = if args.json {
+                st.verdict = worst;
+                st.exit_code = worst as i32;
+                st.instances = Some(lines);
+                println!("{}", serde_json::to_string(&st).unwrap_or_default());
+                st.exit_code
+            } else {
+                health::instances::print(&lines)
+            };
             heartbeat(code);
             return Ok(code);
         }

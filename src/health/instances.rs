@@ -3,7 +3,7 @@
 //! the exit code. The default instance's line comes from its full check;
 //! a named instance's from its engine (systemd, or its own `jarvisctl run`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{render, Status, Verdict};
 use crate::control::{self, Target};
@@ -14,7 +14,8 @@ use jarvis_model::paths::Paths;
 use jarvis_model::unit::Unit;
 
 /// One instance's line.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
 pub struct Line {
     pub name: String,
     pub unit: String,
@@ -119,25 +120,35 @@ pub fn worst(lines: &[Line]) -> Verdict {
         .unwrap_or(Verdict::Unknown)
 }
 
-/// Prints the lines (human: a table; `json`: one document); the exit code.
-pub fn print(lines: &[Line], json: bool) -> i32 {
-    let verdict = worst(lines);
-    if json {
-        let doc = serde_json::json!({ "verdict": verdict, "exit_code": verdict as i32, "instances": lines });
-        println!("{doc}");
-    } else {
-        let mut rows = vec![["NAME", "VERDICT", "STATE", "PID", "RESTARTS", "WHY"].map(String::from)];
-        for l in lines {
-            rows.push([
-                l.name.clone(),
-                render::verdict_word(l.verdict).to_string(),
-                l.state.clone(),
-                l.main_pid.map_or("-".into(), |p| p.to_string()),
-                l.n_restarts.map_or("-".into(), |n| n.to_string()),
-                printable(&l.reasons.join("; ")),
-            ]);
-        }
-        print!("{}", table(&rows));
+/// Every instance's line on a host with named instances: the default's
+/// (from `default`, its full check) when its code root is there, then each
+/// named one's.
+pub fn lines(paths: &Paths, default: &Status, named: &[InstanceName]) -> Vec<Line> {
+    let deployed = Unit::load(paths)
+        .ok()
+        .and_then(|u| u.working_directory())
+        .is_some_and(|w| paths.host(&w.path).is_dir());
+    let mut out = Vec::new();
+    if deployed {
+        out.push(of_default(default));
     }
-    verdict as i32
+    out.extend(named.iter().map(|n| of_named(paths, n)));
+    out
+}
+
+/// Prints the lines as a table, one per instance; the exit code (the worst).
+pub fn print(lines: &[Line]) -> i32 {
+    let mut rows = vec![["NAME", "VERDICT", "STATE", "PID", "RESTARTS", "WHY"].map(String::from)];
+    for l in lines {
+        rows.push([
+            l.name.clone(),
+            render::verdict_word(l.verdict).to_string(),
+            l.state.clone(),
+            l.main_pid.map_or("-".into(), |p| p.to_string()),
+            l.n_restarts.map_or("-".into(), |n| n.to_string()),
+            printable(&l.reasons.join("; ")),
+        ]);
+    }
+    print!("{}", table(&rows));
+    worst(lines) as i32
 }

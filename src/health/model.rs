@@ -91,6 +91,12 @@ pub struct Status {
     /// The program's own pause switch, when set (state "paused" while the
     /// bot is down): which switch, who set it and since when.
     pub pause: Option<crate::pause::Pause>,
+    /// On a host with named instances (issue 26): one line per instance,
+    /// the default's first when its code is there. `verdict` and
+    /// `exit_code` are then the worst of them; everything else above is
+    /// the default instance's. Absent on a host without named instances.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Vec<super::instances::Line>>,
 }
 
 /// A bot that is restarting instead of running (see `health/crashloop.rs`).

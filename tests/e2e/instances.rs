@@ -252,8 +252,39 @@ fn scenario(suite: Suite) {
     );
     c.ok(&format!("{start} 2>&1"));
     let again = wait_all_running(&c, suite, "the group's start after its stop");
+
+    // apt remove stops every instance; purge keeps each one's user, code,
+    // env file and state, and removes only the drop-ins jarvisctl wrote.
+    let kept = |c: &Container| {
+        c.ok(&format!(
+            "getent passwd jarvis-alpha jarvis-beta | cut -d: -f1; sha256sum /etc/jarvis-supervisor/alpha.env /etc/jarvis-supervisor/beta.env {TREE}/bots/alpha/alpha_telegram_bot.py; ls {TREE}/data"
+        ))
+    };
+    let before_remove = kept(&c);
+    let out = c.sh("apt-get remove -y -q jarvis-supervisor 2>&1");
+    assert_eq!(out.status, 0, "{name}: {}", out.all());
+    let left = c.sh("pgrep -af '[_]telegram_bot.py|bots/[s]upervisor.py'").stdout;
+    assert!(
+        left.trim().is_empty(),
+        "{name}: left running after apt remove: {left}"
+    );
+    let out = c.sh("apt-get purge -y -q jarvis-supervisor 2>&1");
+    assert_eq!(out.status, 0, "{name}: {}", out.all());
+    assert_eq!(
+        kept(&c),
+        before_remove,
+        "{name}: purge changed an instance's user, code, env file or state"
+    );
+    let dropins = c
+        .sh("ls /etc/systemd/system/jarvis-supervisor@*.service.d/ 2>/dev/null")
+        .stdout;
+    assert!(
+        dropins.trim().is_empty(),
+        "{name}: purge left jarvisctl's drop-ins: {dropins}"
+    );
+
     println!(
-        "figures: {name}: 3 instances as 3 users; {tried} cross-reads refused; alpha's crash left default {} and beta {} as they were; the group stopped and started all three (now {again:?})",
+        "figures: {name}: 3 instances as 3 users; {tried} cross-reads refused; alpha's crash left default {} and beta {} as they were; the group stopped and started all three (now {again:?}); apt remove stopped all three, purge kept their users, code and env files",
         before["default"], before["beta"]
     );
 }
