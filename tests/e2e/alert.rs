@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::container::Container;
 use super::roots::Suite;
-use super::{apt_install, deploy_standin, on_suites, pkg, CODE, UNIT};
+use super::{on_suites, with_the_bot, CODE, UNIT};
 
 const SERVER: &str = r#"
 import http.server, sys, time
@@ -39,10 +39,7 @@ fn gave_up(c: &Container, suite: Suite) -> bool {
 
 fn scenario(suite: Suite) {
     let name = suite.name();
-    let c = Container::boot(suite);
-    deploy_standin(&c);
-    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
-    assert_eq!(out.status, 0, "{name}: {}", out.all());
+    let c = with_the_bot(suite);
     c.write(
         "/etc/systemd/system/jarvis-supervisor.service.d/50-test.conf",
         "[Unit]\nStartLimitBurst=3\n",

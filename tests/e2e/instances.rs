@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::container::Container;
 use super::roots::Suite;
-use super::{apt_install, deploy_standin, on_suites, pkg, CODE};
+use super::{on_suites, with_the_bot, CODE};
 
 const TREE: &str = "/srv/gateway";
 const BOTS: [&str; 2] = ["alpha", "beta"];
@@ -100,10 +100,7 @@ fn wait_all_running(c: &Container, suite: Suite, what: &str) -> BTreeMap<&'stati
 
 fn scenario(suite: Suite) {
     let name = suite.name();
-    let c = Container::boot(suite);
-    deploy_standin(&c);
-    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
-    assert_eq!(out.status, 0, "{name}: {}", out.all());
+    let c = with_the_bot(suite);
     gateway(&c);
     for bot in BOTS {
         let out = c.sh(&format!(

@@ -5,18 +5,14 @@
 
 use std::time::Duration;
 
-use super::container::Container;
 use super::roots::Suite;
-use super::{apt_install, deploy_standin, on_suites, pkg, CODE};
+use super::{on_suites, with_the_bot, CODE};
 
 const TOKEN: &str = "123456789:AAFakeTokenForTestsOnly_abcdefghijklmn";
 
 fn scenario(suite: Suite) {
     let name = suite.name();
-    let c = Container::boot(suite);
-    deploy_standin(&c);
-    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
-    assert_eq!(out.status, 0, "{name}: {}", out.all());
+    let c = with_the_bot(suite);
     c.wait_for("the bot's log lines", Duration::from_secs(60), |c| {
         c.sh(&format!("grep -c seq= {CODE}/logs/supervisor.log"))
             .stdout

@@ -289,6 +289,16 @@ fn deploy_standin(c: &Container) {
     c.deploy_standin(Path::new(env!("CARGO_MANIFEST_DIR")));
 }
 
+/// A booted host of `suite` with the stand-in deployed as the bot's code
+/// and the package installed (the bot then starts).
+fn with_the_bot(suite: Suite) -> Container {
+    let c = Container::boot(suite);
+    deploy_standin(&c);
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "{}: {}", suite.name(), out.all());
+    c
+}
+
 /// Hashes of what belongs to the user and must survive every package
 /// operation: the account, the code, .env and the trading state.
 fn user_state(c: &Container) -> String {
