@@ -46,7 +46,17 @@ fn add(paths: &Paths, a: &InstanceAddArgs) -> Result<i32> {
 }
 
 fn list(paths: &Paths, a: &InstanceListArgs) -> Result<i32> {
-    let all = instances::list(paths);
+    let mut all = instances::list(paths);
+    if let Some(root) = &a.code_root {
+        let root = root.components().collect::<std::path::PathBuf>();
+        all.retain(|i| i.name != "default" && i.code_root.as_deref() == Some(root.as_path()));
+    }
+    if a.names {
+        for i in &all {
+            println!("{}", i.name);
+        }
+        return Ok(exit::OK);
+    }
     if a.json {
         println!("{}", serde_json::json!({ "instances": all }));
         return Ok(exit::OK);

@@ -487,6 +487,17 @@ impl Session for SshSession<'_> {
                 sh_quote(f.unit.trim_end_matches(".service"))
             )
         };
+        // Then every named instance that runs from the same code root (a
+        // gateway's bots share one tree) and runs now (status OK or
+        // WARNING; one stopped on purpose stays stopped): each restarted on
+        // the new code, and waited for. A jarvisctl without instances
+        // lists none.
+        let cmd = format!(
+            "{cmd} && for n in $(jarvisctl instance list --code-root {root} --names 2>/dev/null); do \
+             jarvisctl status --instance \"$n\" >/dev/null 2>&1; [ $? -le 1 ] || continue; \
+             jarvisctl restart --instance \"$n\" >&2 || {{ echo \"instance $n did not restart on this code\" >&2; exit 1; }}; done",
+            root = sh_quote(&f.code_dir)
+        );
         self.sh(&stepped(&cmd), LONG).map(|_| ()).map_err(|e| {
             // systemctl only says "see systemctl status": say what status says.
             DeployError::RestartFailed(match self.status() {

@@ -31,6 +31,14 @@ pub(crate) struct Fleet {
     pub hosts: Vec<Container>,
 }
 
+/// A second program in the bot's tree (issue 26): a simple bot that says
+/// which version of the tree it started on.
+const SECOND_BOT: &str = "import os, time\n\
+v = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'version.txt')).read().strip()\n\
+open(os.path.join('data', 'second.version'), 'w').write(v + '\\n')\n\
+print('second bot on version', v, flush=True)\n\
+while True:\n    time.sleep(1)\n";
+
 pub(crate) fn host_name(port: u16) -> String {
     format!("root@127.0.0.1:{port}")
 }
@@ -273,10 +281,35 @@ pub fn scenarios() {
     assert_ne!([pid(f.a()), pid(f.b())], pids);
     println!("figures: broken deploy detected and rolled back on both hosts in {took:.1?}");
 
+    // Issue 26, acceptance 4: a second instance that runs from the same
+    // code tree (a simple bot beside the supervisor) is restarted on the
+    // new version by the same deploy.
+    let second = |c: &Container| -> (String, String) {
+        let st = c.sh("jarvisctl status --instance second --json").stdout;
+        let pid = serde_json::from_str::<Value>(&st)
+            .ok()
+            .and_then(|v| v["main_pid"].as_u64())
+            .map_or_else(String::new, |p| p.to_string());
+        let v = c.ok(&format!("cat {CODE}/data/second.version 2>/dev/null || true"));
+        (pid, v.trim().to_string())
+    };
+    for c in [f.a(), f.b()] {
+        c.write(&format!("{CODE}/bots/second_bot.py"), SECOND_BOT);
+        c.ok(&format!("chown jarvis:jarvis {CODE}/bots/second_bot.py"));
+        c.ok(&format!(
+            "jarvisctl instance add second --code-root {CODE} --script bots/second_bot.py --type simple --user jarvis && jarvisctl start --instance second"
+        ));
+        c.wait_for("the second instance on version 1", Duration::from_secs(30), |c| {
+            second(c).1 == "1"
+        });
+    }
+    let second_before = [second(f.a()).0, second(f.b()).0];
+
     // 1. A good deploy of version 2 over version 1.
     let pids = [pid(f.a()), pid(f.b())];
     let v2 = code(f.tmp.path(), 2, false, 0);
     fs::write(v2.join("bots/added_in_v2.py"), "X = 2\n").unwrap();
+    fs::write(v2.join("bots/second_bot.py"), SECOND_BOT).unwrap();
     let mut a = args(&both, &["--code", v2.to_str().unwrap()]);
     a.extend(timing);
     let (rc, out, _, took) = f.deploy("version 2", &a);
@@ -313,6 +346,19 @@ pub fn scenarios() {
             "2"
         );
     }
+    for (i, c) in [f.a(), f.b()].into_iter().enumerate() {
+        let (pid2, v) = second(c);
+        assert_eq!(
+            v,
+            "2",
+            "the second instance of {CODE} runs the old code: {}",
+            diag(c)
+        );
+        assert_ne!(pid2, second_before[i], "the second instance was not restarted");
+        // Out of the way of the later steps, whose trees lack its script.
+        c.ok("jarvisctl instance remove second");
+    }
+    // The second instance's file is the deploy's now; data/ is the bot's.
     assert_eq!([kept(f.a()), kept(f.b())], kept0, "data, .env or logs changed");
     let v2_id_a = row(&summary, &host_name(PORT_A))["id"]
         .as_str()

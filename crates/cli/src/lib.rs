@@ -706,6 +706,13 @@ pub struct InstanceListArgs {
     /// Print the instances as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Only the named instances that run from this code root (what a
+    /// deploy of it restarts with the default one).
+    #[arg(long, value_name = "DIR")]
+    pub code_root: Option<PathBuf>,
+    /// Print the names only, one per line.
+    #[arg(long, conflicts_with = "json")]
+    pub names: bool,
 }
 
 #[derive(Debug, Args)]
