@@ -355,6 +355,11 @@ pub fn scenarios() {
             diag(c)
         );
         assert_ne!(pid2, second_before[i], "the second instance was not restarted");
+        println!(
+            "figures: host {}: the second instance of {CODE} restarted on version 2 with the default (pid {} -> {pid2})",
+            i + 1,
+            second_before[i]
+        );
         // Out of the way of the later steps, whose trees lack its script.
         c.ok("jarvisctl instance remove second");
     }
