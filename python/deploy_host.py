@@ -559,17 +559,23 @@ def replaced_by(from_path):
     return load(before) if os.path.exists(before) else {}
 
 
-def remove_empty_dirs(tree, old, keep):
-    """The directories manifest old ships and none of `keep` does, deepest
-    first, when empty (rmdir: one holding anything stays)."""
-    for rel in sorted((r for r, e in old.items() if e.kind == "d" and not any(r in k for k in keep)),
-                      key=lambda r: (-r.count("/"), r)):
+def remove_dirs(tree, rels):
+    """rmdir each of rels in turn, ignoring the ones that are not empty,
+    gone or not walkable: what holds anything stays."""
+    for rel in rels:
         parent, _, name = rel.rpartition("/")
         tree.forget(rel)
         try:
             os.rmdir(name, dir_fd=tree.dir(parent))
         except (OSError, Blocked):
             pass
+
+
+def remove_empty_dirs(tree, old, keep):
+    """The directories manifest old ships and none of `keep` does, deepest
+    first, when empty (rmdir: one holding anything stays)."""
+    remove_dirs(tree, sorted((r for r, e in old.items() if e.kind == "d" and not any(r in k for k in keep)),
+                             key=lambda r: (-r.count("/"), r)))
 
 
 def aside_name(rel, shipped):
@@ -682,13 +688,7 @@ def stage(tree, new, p, a, writes, r, kept):
         return temps
     except Exception as e:
         unstage(tree, temps)
-        for rel in reversed(made):
-            parent, _, name = rel.rpartition("/")
-            tree.forget(rel)
-            try:
-                os.rmdir(name, dir_fd=tree.dir(parent))
-            except (OSError, Blocked):
-                pass
+        remove_dirs(tree, reversed(made))
         if isinstance(e, OSError):
             why = "%s%s" % (e.strerror or e, " (writing %s)" % doing if doing else "")
         else:
