@@ -21,9 +21,10 @@ use serde::Serialize;
 
 use crate::components::line_time;
 use crate::recent::Window;
-use jarvis_engine::logsink::OUTPUT_FILE;
+use jarvis_engine::logsink::output_file;
 use jarvis_model::error::{exit, Error, Result};
-use jarvis_model::paths::{Paths, UNIT};
+use jarvis_model::instance::Instance;
+use jarvis_model::paths::Paths;
 use jarvis_model::unit::Unit;
 
 /// How much of the journal the history reads back at most.
@@ -108,18 +109,30 @@ pub struct Entry {
 /// The sources of one reading: the journal when systemd runs the bot,
 /// else the engine's capture, and the files of the logs directory.
 pub struct Sources {
-    journal: bool,
+    /// The unit whose journal is read, when systemd runs the bot.
+    journal: Option<String>,
     files: Files,
 }
 
 impl Sources {
-    pub fn of(paths: &Paths, unit: &Unit) -> Sources {
-        let dir = unit.logs_dir().map(|d| paths.host(&d));
-        let journal = crate::systemd::running() && paths.is_system();
-        Sources {
-            journal,
-            files: Files::new(dir.as_deref(), !journal),
-        }
+    /// The default instance's: its journal or capture, and every `*.log`
+    /// of its logs directory. A named instance's: its journal or its own
+    /// capture (`logs/jarvis-supervisor@NAME.stdout` of its code root)
+    /// only, since the `*.log` files of a tree that instances share are
+    /// no one instance's.
+    pub fn of(paths: &Paths, unit: &Unit, instance: &Instance) -> Sources {
+        let journal = (crate::systemd::running() && paths.is_system()).then(|| instance.unit());
+        let capture = journal.is_none().then(|| output_file(instance));
+        let files = match instance {
+            Instance::Default => {
+                Files::new(unit.logs_dir().map(|d| paths.host(&d)).as_deref(), capture, true)
+            }
+            Instance::Named(_) => {
+                let dir = unit.working_directory().map(|w| paths.host(&w.path).join("logs"));
+                Files::new(dir.as_deref(), capture, false)
+            }
+        };
+        Sources { journal, files }
     }
 
     /// The newest `lines` lines from `since` on (of one component, when
@@ -142,8 +155,8 @@ impl Sources {
             bytes: TAIL,
         };
         let mut all: Vec<Entry> = Vec::new();
-        if self.journal {
-            all.extend(journal_history(&window));
+        if let Some(unit) = &self.journal {
+            all.extend(journal_history(unit, &window));
         }
         let (history, spent) = self.files.history(&window);
         all.extend(history);
@@ -169,8 +182,8 @@ impl Sources {
     /// the files' at each [`Follow::poll`].
     pub fn follow<'a>(self, component: Option<&'a str>) -> Follow<'a> {
         let (tx, rx) = mpsc::channel::<Entry>();
-        if self.journal {
-            std::thread::spawn(move || journal_follow(&tx));
+        if let Some(unit) = self.journal {
+            std::thread::spawn(move || journal_follow(&unit, &tx));
         }
         Follow {
             files: self.files,
@@ -265,15 +278,15 @@ fn journal_entry(line: &str) -> Option<Entry> {
     crate::systemd::journal_entry(line).map(from_journal)
 }
 
-fn journal_history(window: &crate::recent::Window) -> Vec<Entry> {
-    crate::recent::journal(UNIT, window)
+fn journal_history(unit: &str, window: &crate::recent::Window) -> Vec<Entry> {
+    crate::recent::journal(unit, window)
         .into_iter()
         .map(from_journal)
         .collect()
 }
 
-fn journal_follow(tx: &mpsc::Sender<Entry>) {
-    let Ok(mut child) = crate::systemd::journal_command(UNIT, &["-f", "-n", "0"])
+fn journal_follow(unit: &str, tx: &mpsc::Sender<Entry>) {
+    let Ok(mut child) = crate::systemd::journal_command(unit, &["-f", "-n", "0"])
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
@@ -298,7 +311,10 @@ struct Files {
     /// path -> (inode, offset read, a partial last line).
     open: BTreeMap<PathBuf, (u64, u64, String)>,
     dir: Option<PathBuf>,
-    capture: bool,
+    /// The engine's capture of the output (without systemd), by its name.
+    capture: Option<String>,
+    /// The program's own `*.log` files too.
+    own_logs: bool,
     /// The last time seen per file, for lines without one.
     last_t: BTreeMap<PathBuf, Option<f64>>,
     budget: Budget,
@@ -312,11 +328,12 @@ struct Listing {
 }
 
 impl Files {
-    fn new(dir: Option<&Path>, capture: bool) -> Files {
+    fn new(dir: Option<&Path>, capture: Option<String>, own_logs: bool) -> Files {
         Files {
             open: BTreeMap::new(),
             dir: dir.map(Path::to_path_buf),
             capture,
+            own_logs,
             last_t: BTreeMap::new(),
             budget: FILES_BUDGET,
         }
@@ -342,8 +359,11 @@ impl Files {
                 break;
             }
             let p = e.path();
-            let wanted = p.extension().is_some_and(|x| x == "log")
-                || (self.capture && p.file_name().is_some_and(|n| n == OUTPUT_FILE));
+            let wanted = (self.own_logs && p.extension().is_some_and(|x| x == "log"))
+                || self
+                    .capture
+                    .as_deref()
+                    .is_some_and(|c| p.file_name().is_some_and(|n| n == c));
             if !wanted {
                 continue;
             }
@@ -567,7 +587,7 @@ mod tests {
         }
         text += "a line without a stamp\n";
         std::fs::write(d.path().join("supervisor.log"), &text).unwrap();
-        let mut f = Files::new(Some(d.path()), false);
+        let mut f = Files::new(Some(d.path()), None, true);
         let w = crate::recent::Window {
             since: None,
             entries: 3,
@@ -600,7 +620,7 @@ mod tests {
         // A sparse file of 1 GiB, the newest: no newline in it at all.
         let sparse = std::fs::File::create(d.path().join("sparse.log")).unwrap();
         sparse.set_len(1 << 30).unwrap();
-        let mut f = Files::new(Some(d.path()), false);
+        let mut f = Files::new(Some(d.path()), None, true);
         f.budget = Budget {
             files: 32,
             bytes: 256 * 1024,
@@ -628,7 +648,7 @@ mod tests {
             .contains("9 file(s) of the logs directory not read"));
         // Asked for 3 lines of the 2 newest: the sparse one is cut at half
         // the bytes (it has no line at all), the other gives its 3 lines.
-        let mut f = Files::new(Some(d.path()), false);
+        let mut f = Files::new(Some(d.path()), None, true);
         f.budget.files = 2;
         let w = crate::recent::Window { entries: 3, ..w };
         let (got, spent) = f.history(&w);
@@ -666,7 +686,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let log = d.path().join("supervisor.log");
         std::fs::write(&log, "one\n").unwrap();
-        let mut f = Files::new(Some(d.path()), false);
+        let mut f = Files::new(Some(d.path()), None, true);
         let w = crate::recent::Window {
             since: None,
             entries: 50,

@@ -30,3 +30,13 @@ pub fn values(paths: &Paths, unit: &Unit) -> Option<Vec<String>> {
 pub fn masker(paths: &Paths, unit: &Unit) -> Option<Masker> {
     values(paths, unit).map(|v| Masker::new(&v))
 }
+
+/// The masker of the values of several units (every instance on the
+/// host); None as for [`values`].
+pub fn masker_of(paths: &Paths, units: &[Unit]) -> Option<Masker> {
+    let mut all = Vec::new();
+    for u in units {
+        all.extend(values(paths, u)?);
+    }
+    Some(Masker::new(&all))
+}

@@ -9,13 +9,30 @@ use crate::logread::{self, Entry, LINE_SHOWN};
 use crate::secrets;
 use jarvis_cli::LogsArgs;
 use jarvis_model::error::{exit, Error, Result};
+use jarvis_model::instance::Instance;
 use jarvis_model::masking::Masker;
 use jarvis_model::paths::Paths;
 use jarvis_model::unit::Unit;
 
 pub fn run(paths: &Paths, args: &LogsArgs) -> Result<i32> {
-    let unit = Unit::load(paths)?;
-    let secrets = secrets::masker(paths, &unit).ok_or_else(|| {
+    let instance = match &args.instance {
+        Some(name) => Instance::Named(name.parse()?),
+        None => Instance::Default,
+    };
+    let unit = Unit::load_named(paths, &instance.unit())?;
+    // A named instance's lines are masked with every instance's values:
+    // bots that share a tree may log each other's (a shared log file).
+    let secrets = match instance {
+        Instance::Default => secrets::masker(paths, &unit),
+        Instance::Named(_) => {
+            let all: Vec<Unit> = std::iter::once(Instance::Default)
+                .chain(Instance::installed(paths, false).into_iter().map(Instance::Named))
+                .filter_map(|i| Unit::load_named(paths, &i.unit()).ok())
+                .collect();
+            secrets::masker_of(paths, &all)
+        }
+    };
+    let secrets = secrets.ok_or_else(|| {
         Error::new("cannot read .env to mask its values, so no line is shown")
             .with_note("run it as root: sudo jarvisctl logs")
     })?;
@@ -25,7 +42,7 @@ pub fn run(paths: &Paths, args: &LogsArgs) -> Result<i32> {
         .map(|v| logread::parse_since(v, jarvis_model::state::now_unix()))
         .transpose()?;
     let show = |e: &Entry| print(e, &secrets, args.json);
-    let mut sources = logread::Sources::of(paths, &unit);
+    let mut sources = logread::Sources::of(paths, &unit, &instance);
     let (history, spent) = sources.history(since, args.lines, args.component.as_deref());
     for e in &history {
         show(e);

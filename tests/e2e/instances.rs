@@ -181,6 +181,21 @@ fn scenario(suite: Suite) {
         }
     }
 
+    // logs --instance: that bot's output alone (its journal, or its own
+    // capture file in the shared tree's logs/), its token never shown.
+    let logs = c.sh("jarvisctl logs --instance alpha -n 100 2>&1");
+    assert_eq!(logs.status, 0, "{name}: logs --instance alpha: {}", logs.stdout);
+    assert!(
+        logs.stdout.contains("alpha: polling Telegram") && !logs.stdout.contains("beta: polling"),
+        "{name}: logs --instance alpha:\n{}",
+        logs.stdout
+    );
+    assert!(
+        !logs.stdout.contains("AAsecret"),
+        "{name}: a token in the logs:\n{}",
+        logs.stdout
+    );
+
     // A crash of one: it comes back; the others keep their pids.
     c.ok(&format!("kill -KILL {}", before["alpha"]));
     let mut after = BTreeMap::new();

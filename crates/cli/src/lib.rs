@@ -427,6 +427,10 @@ pub struct LogsArgs {
     /// One JSON object per line: t (unix time), source, text (masked).
     #[arg(long)]
     pub json: bool,
+    /// The output of this instance (jarvis-supervisor@NAME.service)
+    /// instead of the default's.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Args)]
