@@ -40,7 +40,10 @@ pub fn run(paths: &Paths, a: &ImportArgs) -> Result<i32> {
     let plan = import::plan(paths, &a.units, a.tree_to.as_deref(), &a.share)?;
     print(&plan.changes, &plan.notes, a.json, a.dry_run);
     if !a.dry_run {
-        import::apply(paths, &plan)?;
+        import::apply(paths, &plan).map_err(|e| {
+            jarvis_model::error::Error::new(format!("the import stopped half-way: {e}"))
+                .with_note("jarvisctl import --undo puts back what it changed, from the copies it kept first")
+        })?;
         if !a.json {
             println!(
                 "imported {} bots; undo it with: jarvisctl import --undo",
