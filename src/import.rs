@@ -621,6 +621,9 @@ pub fn plan(paths: &Paths, units: &[String], tree_to: Option<&Path>, share: &[St
             targets.push(t);
         }
     }
+    if services.is_empty() {
+        return Err(Error::new("no service to import").with_code(exit::USAGE));
+    }
     let mut notes = Vec::new();
     // First pass: the tree, then its group.
     let first = parse_service(paths, &services[0], None)?;
@@ -1359,4 +1362,34 @@ pub fn apply_undo(paths: &Paths, undo: &Undo) -> Result<()> {
     let done = paths.host(Path::new(&format!("{STATE}.undone-{secs}")));
     fs::rename(&dir, &done).map_err(|e| Error::io("rename", Path::new(STATE), e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the split env file says is what systemd reads back, whatever the
+    /// value holds.
+    #[test]
+    fn an_assignment_reads_back_as_the_value() {
+        for v in [
+            "plain",
+            "",
+            "with spaces and # hash",
+            "quotes \" and ' and `tick` and $HOME and ${X}",
+            "back\\slash\\",
+            "two\nlines",
+        ] {
+            let text = assignment("K", v);
+            let p = envfile::parse(text.as_bytes());
+            assert_eq!(p.get("K"), Some(v), "{text:?}");
+            assert!(p.findings.is_empty(), "{text:?}: {:?}", p.findings);
+        }
+    }
+
+    #[test]
+    fn a_prefix_is_the_name_in_capitals_and_an_underscore() {
+        assert_eq!(prefix("alpha"), "ALPHA_");
+        assert_eq!(prefix("buy-tracker"), "BUY_TRACKER_");
+    }
 }

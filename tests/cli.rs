@@ -584,7 +584,7 @@ fn gateway_tree() -> (tempfile::TempDir, Vec<(std::path::PathBuf, Vec<u8>)>) {
     files.push((etc.join("gateway.target"), target.as_bytes().to_vec()));
     let env = "# every bot's token\nALPHA_BOT_TOKEN=111:AAsecret-alpha\nALPHA_HEARTBEAT_URL=https://hc.example/alpha\n\
                BETA_BOT_TOKEN='222:AAsecret-beta \"quoted\" $x'\nBETA_HEARTBEAT_URL=https://hc.example/beta\n\
-               SENTRY_DSN=https://sentry-secret@example/1\n";
+               SENTRY_DSN=https://sentry-secret@example/1\nALPHABET_SOUP=letters\n";
     fs::write(root.join("root/gateway/tokens.env"), env).unwrap();
     fs::set_permissions(
         root.join("root/gateway/tokens.env"),
@@ -648,6 +648,7 @@ fn import_plans_splits_by_prefix_and_undoes_byte_for_byte() {
         "jarvis-supervisor@beta.service as jarvis-beta:jarvis-tree-gateway",
         "note: SENTRY_DSN (/root/gateway/tokens.env:6) matches no instance's prefix: given to none; --share SENTRY_DSN gives it to all",
         "note: alpha.service: Environment= is not carried over",
+        "note: ALPHABET_SOUP (/root/gateway/tokens.env:7) matches no instance's prefix",
         "would set /srv/gateway: 0750 (let only root and the tree's instances enter)",
         "would set /srv/gateway/tokens.env: 0600 (an env file of every bot: root's alone)",
         "would make /srv/gateway/data: 2770 (make the directory the bots write)",
@@ -666,6 +667,12 @@ fn import_plans_splits_by_prefix_and_undoes_byte_for_byte() {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     assert_eq!(v["dry_run"], true);
     assert!(v["changes"].as_array().unwrap().len() >= 10, "{v}");
+    assert_eq!(v["instances"][1]["spec"]["user"], "jarvis-beta", "{v}");
+    assert_eq!(
+        v["instances"][1]["keys"],
+        serde_json::json!(["BETA_BOT_TOKEN", "BETA_HEARTBEAT_URL"]),
+        "{v}"
+    );
     for s in secrets {
         assert!(!text(&out).contains(s), "the JSON shows a value ({s})");
     }
@@ -687,6 +694,22 @@ fn import_plans_splits_by_prefix_and_undoes_byte_for_byte() {
         text(&out)
     );
     fs::remove_file(root.join("etc/systemd/system/Bad.Bot.service")).unwrap();
+    // A line systemd and a shell would read differently stops the import,
+    // named by file and line, never shown.
+    let env = root.join("root/gateway/tokens.env");
+    let good = fs::read(&env).unwrap();
+    let mut bad = good.clone();
+    bad.extend_from_slice(b"GAMMA_TOKEN=AAsecret with spaces\n");
+    fs::write(&env, &bad).unwrap();
+    let out = jarvisctl(root, &["import", "gateway.target", "--dry-run"]);
+    assert!(
+        !out.status.success() && text(&out).contains("/root/gateway/tokens.env:8: "),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("AAsecret"), "{}", text(&out));
+    fs::write(&env, &good).unwrap();
+    fs::set_permissions(&env, fs::Permissions::from_mode(0o644)).unwrap();
 
     let out = jarvisctl(root, &["import", "gateway.target", "--share", "SENTRY_DSN"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -700,7 +723,10 @@ fn import_plans_splits_by_prefix_and_undoes_byte_for_byte() {
         "{alpha}"
     );
     assert!(alpha.contains("SENTRY_DSN="), "{alpha}");
-    assert!(!alpha.contains("BETA"), "alpha got beta's variables:\n{alpha}");
+    assert!(
+        !alpha.contains("BETA") && !alpha.contains("ALPHABET"),
+        "alpha got variables not its own:\n{alpha}"
+    );
     assert_eq!(mode(&root.join("etc/jarvis-supervisor/alpha.env")), 0o600);
     // Read back as systemd reads it: the value with its quotes and $ intact.
     let beta = fs::read(root.join("etc/jarvis-supervisor/beta.env")).unwrap();

@@ -8,11 +8,11 @@ use jarvis_cli::ImportArgs;
 use jarvis_model::error::{exit, Result};
 use jarvis_model::paths::Paths;
 
-fn print(changes: &[Change], notes: &[String], json: bool, dry_run: bool) {
+fn print(changes: &[Change], notes: &[String], bots: &[import::Bot], json: bool, dry_run: bool) {
     if json {
         println!(
             "{}",
-            serde_json::json!({ "dry_run": dry_run, "changes": changes, "notes": notes })
+            serde_json::json!({ "dry_run": dry_run, "changes": changes, "notes": notes, "instances": bots })
         );
         return;
     }
@@ -28,7 +28,7 @@ fn print(changes: &[Change], notes: &[String], json: bool, dry_run: bool) {
 pub fn run(paths: &Paths, a: &ImportArgs) -> Result<i32> {
     if a.undo {
         let undo = import::plan_undo(paths)?;
-        print(&undo.changes, &[], a.json, a.dry_run);
+        print(&undo.changes, &[], &[], a.json, a.dry_run);
         if !a.dry_run {
             import::apply_undo(paths, &undo)?;
             if !a.json {
@@ -38,7 +38,7 @@ pub fn run(paths: &Paths, a: &ImportArgs) -> Result<i32> {
         return Ok(exit::OK);
     }
     let plan = import::plan(paths, &a.units, a.tree_to.as_deref(), &a.share)?;
-    print(&plan.changes, &plan.notes, a.json, a.dry_run);
+    print(&plan.changes, &plan.notes, &plan.bots, a.json, a.dry_run);
     if !a.dry_run {
         import::apply(paths, &plan).map_err(|e| {
             jarvis_model::error::Error::new(format!("the import stopped half-way: {e}"))
