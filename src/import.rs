@@ -492,7 +492,9 @@ fn plan_perms(paths: &Paths, tree: &Path, secrets: &BTreeSet<PathBuf>, system: b
     if !top.is_dir() {
         return Err(Error::new(format!("{} is not a directory", tree.display())));
     }
-    let owner = system.then_some((0, true));
+    // The top and the writable directories keep their owner (root, for a
+    // tree under /root) and get the tree's group.
+    let owner = system.then_some((top.uid(), true));
     out.push(Perm {
         rel: PathBuf::new(),
         make: false,
@@ -541,7 +543,7 @@ fn plan_perms(paths: &Paths, tree: &Path, secrets: &BTreeSet<PathBuf>, system: b
                 out.push(Perm {
                     rel: r.clone(),
                     make: false,
-                    owner,
+                    owner: system.then_some((m.uid(), true)),
                     mode: 0o2770,
                 });
             } else if inside_writable {
