@@ -1315,28 +1315,24 @@ pub fn apply_undo(paths: &Paths, undo: &Undo) -> Result<()> {
         }
         fs::rename(&tree, &tree_from).map_err(|e| Error::io("move", &r.tree_to, e))?;
     }
-    let restore = |f: &Path, copy: &str| -> Result<()> {
+    // A file rewritten from its copy keeps the mode it has now (put back
+    // above for the tree's), else gets `mode`.
+    let restore = |f: &Path, copy: &str, mode: u32| -> Result<()> {
         let want = fs::read(copies.join(copy)).map_err(|e| Error::io("read", &copies.join(copy), e))?;
         let host = paths.host(f);
         if fs::read(&host).ok().as_deref() != Some(want.as_slice()) {
-            write_file(&host, &want, 0o644)?;
+            let mode = fs::metadata(&host).map_or(mode, |m| m.mode() & 0o7777);
+            write_file(&host, &want, mode)?;
         }
         Ok(())
     };
     for u in r.services.iter().chain(&r.targets) {
         for (f, copy) in &u.files {
-            restore(f, copy)?;
+            restore(f, copy, 0o644)?;
         }
     }
     for (f, copy) in &r.env_sources {
-        let host = paths.host(f);
-        let mode = fs::metadata(&host).map(|m| m.mode() & 0o7777).ok();
-        restore(f, copy)?;
-        // A file rewritten here gets the mode recorded for it, else 0600.
-        if mode.is_none() {
-            fs::set_permissions(&host, fs::Permissions::from_mode(0o600))
-                .map_err(|e| Error::io("change the mode of", f, e))?;
-        }
+        restore(f, copy, 0o600)?;
     }
     if live {
         systemctl(&["daemon-reload"])?;

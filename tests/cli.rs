@@ -761,6 +761,14 @@ fn import_plans_splits_by_prefix_and_undoes_byte_for_byte() {
         text(&out)
     );
 
+    // Changed after the import: the shared file is put back as it was; the
+    // split file someone edited is kept aside, not deleted.
+    fs::write(root.join("srv/gateway/tokens.env"), "EDITED=1\n").unwrap();
+    fs::write(
+        root.join("etc/jarvis-supervisor/alpha.env"),
+        "ALPHA_BOT_TOKEN=new\n",
+    )
+    .unwrap();
     let out = jarvisctl(root, &["import", "--undo", "--dry-run"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
@@ -773,6 +781,11 @@ fn import_plans_splits_by_prefix_and_undoes_byte_for_byte() {
         assert_eq!(&fs::read(f).unwrap(), bytes, "{} is not as it was", f.display());
     }
     assert!(!root.join("etc/jarvis-supervisor/alpha.env").exists());
+    assert_eq!(
+        fs::read_to_string(root.join("etc/jarvis-supervisor/alpha.env.after-import")).unwrap(),
+        "ALPHA_BOT_TOKEN=new\n"
+    );
+    assert!(!root.join("etc/jarvis-supervisor/beta.env").exists());
     assert!(!root
         .join("etc/systemd/system/jarvis-supervisor@alpha.service.d")
         .exists());
@@ -783,7 +796,7 @@ fn import_plans_splits_by_prefix_and_undoes_byte_for_byte() {
             !p.starts_with("var/lib/jarvis-supervisor")
                 && p != "var/lib"
                 && p != "var"
-                && p != "etc/jarvis-supervisor"
+                && !p.starts_with("etc/jarvis-supervisor")
                 && p != "srv"
         })
         .collect();
