@@ -80,6 +80,9 @@ fn gateway(c: &Container) {
     c.ok(&format!(
         "chown -R root:root {TREE}; chmod 700 /root; find {TREE} -type d -exec chmod 755 {{}} +; find {TREE} -type f -exec chmod 644 {{}} +; mkdir -m 755 {TREE}/data"
     ));
+}
+
+fn start_gateway(c: &Container) {
     c.ok("systemctl daemon-reload && systemctl enable alpha.service beta.service gamma.service gateway.target 2>&1 && systemctl start gateway.target");
 }
 
@@ -127,6 +130,7 @@ pub fn gateway_units_become_instances_and_come_back() {
     let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
     assert_eq!(out.status, 0, "{}", out.all());
     gateway(&c);
+    start_gateway(&c);
     let old: Vec<String> = BOTS.iter().map(|b| format!("{b}.service")).collect();
     let before_pids = running(&c, &old, "the gateway's units");
     let every = "ALPHA_BOT_TOKEN BETA_BOT_TOKEN GAMMA_BOT_TOKEN";
@@ -254,4 +258,72 @@ pub fn gateway_units_become_instances_and_come_back() {
         scores.join(", "),
         files().len()
     );
+}
+
+/// The main pid `jarvisctl run` records for an instance, while it runs.
+fn engine_pid(c: &Container, bot: &str) -> String {
+    let st = c
+        .sh(&format!(
+            "cat /run/jarvis-supervisor-run@{bot}/state.json 2>/dev/null"
+        ))
+        .stdout;
+    let pid = st
+        .split("\"main_pid\": ")
+        .nth(1)
+        .and_then(|r| r.split([',', '\n', '}']).next())
+        .map(|p| p.trim().to_string())
+        .filter(|p| p != "null");
+    pid.filter(|_| st.contains("\"state\": \"running\""))
+        .unwrap_or_default()
+}
+
+/// On a host without systemd (sysvinit), the import changes the files only
+/// and says so; the init script then runs each bot as its own user with its
+/// own token, and the undo puts every file back byte for byte.
+pub fn without_systemd_only_the_files_change() {
+    let c = Container::boot(Suite::Sysvinit);
+    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
+    assert_eq!(out.status, 0, "{}", out.all());
+    gateway(&c);
+    let sums_before = sums(&c);
+    let out = c.sh("jarvisctl import gateway.target 2>&1");
+    println!("jarvisctl import (sysvinit):\n{}", out.stdout);
+    assert_eq!(out.status, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("systemd is not running here"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("AAsecret"), "{}", out.stdout);
+    c.ok("service jarvis-supervisor start 2>&1");
+    let mut pids = BTreeMap::new();
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c.wait_for(
+            "the imported bots under jarvisctl run",
+            Duration::from_secs(90),
+            |c| {
+                pids = BOTS.iter().map(|b| (*b, engine_pid(c, b))).collect();
+                pids.values().all(|p| !p.is_empty())
+            },
+        )
+    }));
+    if waited.is_err() {
+        let why = c.sh("tail -n 20 /run/jarvis-supervisor-run@*/engine.log 2>&1; tail -n 20 /srv/gateway/logs/*.stdout 2>&1").stdout;
+        panic!("not all run under the init script: {pids:?}\n{why}");
+    }
+    for bot in BOTS {
+        let uid = c.ok(&format!("id -u jarvis-{bot}")).trim().to_string();
+        assert_eq!(uid_of(&c, &pids[bot]), uid, "{bot} does not run as jarvis-{bot}");
+        let want = format!("{}_BOT_TOKEN", bot.to_uppercase());
+        c.wait_for(
+            &format!("{bot} sees only its own token"),
+            Duration::from_secs(30),
+            |c| seen(c, MOVED, bot) == want,
+        );
+    }
+    c.ok("service jarvis-supervisor stop 2>&1");
+    let undo = c.sh("jarvisctl import --undo 2>&1");
+    assert_eq!(undo.status, 0, "{}", undo.all());
+    assert_eq!(sums(&c), sums_before, "the old files are not as they were");
+    println!("figures: sysvinit: 3 bots imported (files only), run by the init script as their own users ({pids:?}); undo: {} files byte for byte", files().len());
 }

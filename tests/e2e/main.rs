@@ -169,6 +169,12 @@ fn import_gateway_units_become_instances_and_come_back() {
 
 #[test]
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn import_without_systemd_changes_only_files() {
+    import::without_systemd_only_the_files_change();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn logs_history_and_follow_masked_within_1s_on_both_engines() {
     logs::both_engines();
 }
