@@ -44,6 +44,10 @@ pub struct Spec {
     pub cpu_quota: Option<String>,
     pub restart_sec: Option<String>,
     pub watchdog_sec: Option<String>,
+    /// More [Service] settings of plain values, written as they are after
+    /// the limits (`jarvisctl import` carries a unit's Restart=, TasksMax=,
+    /// ... over with them).
+    pub extra: Vec<(String, String)>,
 }
 
 fn usage(e: Error) -> Error {
@@ -51,7 +55,7 @@ fn usage(e: Error) -> Error {
 }
 
 /// A setting's value of letters, digits and `. % _ -` (512M, 50%, 10s).
-fn plain_value(flag: &str, v: &str) -> Result<String> {
+pub fn plain_value(flag: &str, v: &str) -> Result<String> {
     if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || "._%-".contains(c)) {
         return Err(usage(
             Error::new(format!("{flag} must be a plain value such as 512M, 50% or 10s")).with_note(format!(
@@ -158,6 +162,7 @@ impl Spec {
             cpu_quota: opt("--cpu-quota", &a.cpu_quota)?,
             restart_sec: opt("--restart-sec", &a.restart_sec)?,
             watchdog_sec: opt("--watchdog-sec", &a.watchdog_sec)?,
+            extra: Vec::new(),
         })
     }
 
@@ -209,6 +214,9 @@ impl Spec {
             if let Some(v) = v {
                 s.push_str(&format!("{k}={v}\n"));
             }
+        }
+        for (k, v) in &self.extra {
+            s.push_str(&format!("{k}={v}\n"));
         }
         s
     }
@@ -324,7 +332,7 @@ pub fn add(paths: &Paths, spec: &Spec, dry_run: bool) -> Result<Vec<Change>> {
     Ok(changes)
 }
 
-fn enable(paths: &Paths, unit: &str, on: bool) -> Result<()> {
+pub fn enable(paths: &Paths, unit: &str, on: bool) -> Result<()> {
     if !paths.is_system() || !paths.host(Path::new("/run/systemd/system")).is_dir() {
         // Without systemd, the init script starts every instance that has
         // its drop-in; a rooted tree is files only.

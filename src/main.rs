@@ -18,6 +18,7 @@ mod envrules;
 mod failed_unit;
 mod health;
 mod heartbeat;
+mod import;
 mod instances;
 mod interpreter;
 mod listener;

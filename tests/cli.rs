@@ -551,3 +551,258 @@ fn an_instance_is_added_listed_removed_and_restored_in_a_rooted_tree() {
     let out = jarvisctl(root, &["instance", "remove", "beta"]);
     assert!(text(&out).contains("instances: alpha"), "{}", text(&out));
 }
+
+/// The gateway's hand-written units in a rooted tree: root, a tree under
+/// /root, one env file with every bot's token (and a secret of no bot's),
+/// a target that wants them all.
+fn gateway_tree() -> (tempfile::TempDir, Vec<(std::path::PathBuf, Vec<u8>)>) {
+    let (dir, _) = tree();
+    let root = dir.path();
+    fs::copy(
+        repo("systemd/group/jarvis-supervisor@.service"),
+        root.join("usr/lib/systemd/system/jarvis-supervisor@.service"),
+    )
+    .unwrap();
+    let etc = root.join("etc/systemd/system");
+    let mut files = Vec::new();
+    for bot in ["alpha", "beta"] {
+        let unit = format!(
+            "[Unit]\nDescription={bot} bot\nAfter=network.target\n\n[Service]\nType=simple\nUser=root\n\
+             WorkingDirectory=/root/gateway\nEnvironmentFile=/root/gateway/tokens.env\n\
+             Environment=DEBUG=shh-a-value\n\
+             ExecStart=/usr/bin/python3 bots/{bot}/{bot}_telegram_bot.py\nRestart=always\nRestartSec=10\n\
+             MemoryMax=512M\nCPUQuota=50%\nTasksMax=64\n\n[Install]\nWantedBy=gateway.target\n"
+        );
+        fs::write(etc.join(format!("{bot}.service")), &unit).unwrap();
+        files.push((etc.join(format!("{bot}.service")), unit.into_bytes()));
+        let code = root.join(format!("root/gateway/bots/{bot}"));
+        fs::create_dir_all(&code).unwrap();
+        fs::write(code.join(format!("{bot}_telegram_bot.py")), "print('hi')\n").unwrap();
+    }
+    let target = "[Unit]\nDescription=the gateway\nWants=alpha.service beta.service\n\n[Install]\nWantedBy=multi-user.target\n";
+    fs::write(etc.join("gateway.target"), target).unwrap();
+    files.push((etc.join("gateway.target"), target.as_bytes().to_vec()));
+    let env = "# every bot's token\nALPHA_BOT_TOKEN=111:AAsecret-alpha\nALPHA_HEARTBEAT_URL=https://hc.example/alpha\n\
+               BETA_BOT_TOKEN='222:AAsecret-beta \"quoted\" $x'\nBETA_HEARTBEAT_URL=https://hc.example/beta\n\
+               SENTRY_DSN=https://sentry-secret@example/1\nALPHABET_SOUP=letters\n";
+    fs::write(root.join("root/gateway/tokens.env"), env).unwrap();
+    fs::set_permissions(
+        root.join("root/gateway/tokens.env"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    files.push((root.join("root/gateway/tokens.env"), env.as_bytes().to_vec()));
+    // A file only root could read, and a directory only root could enter.
+    fs::create_dir_all(root.join("root/gateway/conf")).unwrap();
+    fs::write(root.join("root/gateway/conf/wallet.json"), "{}").unwrap();
+    fs::set_permissions(
+        root.join("root/gateway/conf/wallet.json"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    fs::set_permissions(root.join("root/gateway/conf"), fs::Permissions::from_mode(0o700)).unwrap();
+    (dir, files)
+}
+
+/// Every file of a tree with its bytes and mode, for "changed nothing".
+fn snapshot(root: &Path) -> Vec<(String, Vec<u8>, u32)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if m.is_dir() {
+                out.push((rel, Vec::new(), m.mode() & 0o7777));
+                stack.push(p);
+            } else {
+                out.push((rel, fs::read(&p).unwrap_or_default(), m.mode() & 0o7777));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `jarvisctl import` on the gateway's units in a rooted tree: the plan names
+/// each instance, its user, its limits and its variables by name, never a
+/// value; --dry-run changes nothing; the import splits the env file by
+/// prefix; --undo puts every file back byte for byte.
+#[test]
+fn import_plans_splits_by_prefix_and_undoes_byte_for_byte() {
+    let (dir, originals) = gateway_tree();
+    let root = dir.path();
+    let secrets = ["AAsecret", "sentry-secret", "shh-a-value", "hc.example"];
+    let before = snapshot(root);
+
+    let out = jarvisctl(root, &["import", "gateway.target", "--dry-run"]);
+    let plan = text(&out);
+    assert!(out.status.success(), "{plan}");
+    assert_eq!(snapshot(root), before, "--dry-run changed files:\n{plan}");
+    for want in [
+        "would move the code tree /root/gateway to /srv/gateway",
+        "would write /etc/jarvis-supervisor/alpha.env (root:root 0600) with ALPHA_BOT_TOKEN, ALPHA_HEARTBEAT_URL\n",
+        "would write /etc/jarvis-supervisor/beta.env (root:root 0600) with BETA_BOT_TOKEN, BETA_HEARTBEAT_URL\n",
+        "jarvis-supervisor@alpha.service as jarvis-alpha:jarvis-tree-gateway from /srv/gateway, MemoryMax=512M CPUQuota=50% RestartSec=10 Restart=always TasksMax=64)",
+        "jarvis-supervisor@beta.service as jarvis-beta:jarvis-tree-gateway",
+        "note: SENTRY_DSN (/root/gateway/tokens.env:6) matches no instance's prefix: given to none; --share SENTRY_DSN gives it to all",
+        "note: alpha.service: Environment= is not carried over",
+        "note: ALPHABET_SOUP (/root/gateway/tokens.env:7) matches no instance's prefix",
+        "would set /srv/gateway: 0750 (let only root and the tree's instances enter)",
+        "would set /srv/gateway/tokens.env: 0600 (an env file of every bot: root's alone)",
+        "would make /srv/gateway/data: 2770 (make the directory the bots write)",
+        "would set /srv/gateway/conf: 0750 (read by the bots)",
+        "would set /srv/gateway/conf/wallet.json: 0640 (read by the bots)",
+        "only the files change",
+    ] {
+        assert!(plan.contains(want), "{want:?} missing in:\n{plan}");
+    }
+    for s in secrets {
+        assert!(!plan.contains(s), "the plan shows a value ({s}):\n{plan}");
+    }
+    // Every change one line, in JSON too, without values.
+    let out = jarvisctl(root, &["import", "gateway.target", "--dry-run", "--json"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(v["dry_run"], true);
+    assert!(v["changes"].as_array().unwrap().len() >= 10, "{v}");
+    assert_eq!(v["instances"][1]["spec"]["user"], "jarvis-beta", "{v}");
+    assert_eq!(
+        v["instances"][1]["keys"],
+        serde_json::json!(["BETA_BOT_TOKEN", "BETA_HEARTBEAT_URL"]),
+        "{v}"
+    );
+    for s in secrets {
+        assert!(!text(&out).contains(s), "the JSON shows a value ({s})");
+    }
+    // A key to share that is no one's typo guard; a unit that cannot be a name.
+    let out = jarvisctl(
+        root,
+        &["import", "gateway.target", "--share", "NOPE", "--dry-run"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    fs::write(
+        root.join("etc/systemd/system/Bad.Bot.service"),
+        "[Service]\nExecStart=/bin/true\n",
+    )
+    .unwrap();
+    let out = jarvisctl(root, &["import", "Bad.Bot.service", "--dry-run"]);
+    assert!(
+        !out.status.success() && text(&out).contains("Bad.Bot.service cannot become an instance"),
+        "{}",
+        text(&out)
+    );
+    fs::remove_file(root.join("etc/systemd/system/Bad.Bot.service")).unwrap();
+    // A line systemd and a shell would read differently stops the import,
+    // named by file and line, never shown.
+    let env = root.join("root/gateway/tokens.env");
+    let good = fs::read(&env).unwrap();
+    let mut bad = good.clone();
+    bad.extend_from_slice(b"GAMMA_TOKEN=AAsecret with spaces\n");
+    fs::write(&env, &bad).unwrap();
+    let out = jarvisctl(root, &["import", "gateway.target", "--dry-run"]);
+    assert!(
+        !out.status.success() && text(&out).contains("/root/gateway/tokens.env:8: "),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("AAsecret"), "{}", text(&out));
+    fs::write(&env, &good).unwrap();
+    fs::set_permissions(&env, fs::Permissions::from_mode(0o644)).unwrap();
+
+    let out = jarvisctl(root, &["import", "gateway.target", "--share", "SENTRY_DSN"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for s in secrets {
+        assert!(!text(&out).contains(s), "import shows a value ({s})");
+    }
+    assert!(!root.join("root/gateway").exists());
+    let alpha = fs::read_to_string(root.join("etc/jarvis-supervisor/alpha.env")).unwrap();
+    assert!(
+        alpha.contains("ALPHA_BOT_TOKEN=\"111:AAsecret-alpha\"\n"),
+        "{alpha}"
+    );
+    assert!(alpha.contains("SENTRY_DSN="), "{alpha}");
+    assert!(
+        !alpha.contains("BETA") && !alpha.contains("ALPHABET"),
+        "alpha got variables not its own:\n{alpha}"
+    );
+    assert_eq!(mode(&root.join("etc/jarvis-supervisor/alpha.env")), 0o600);
+    // Read back as systemd reads it: the value with its quotes and $ intact.
+    let beta = fs::read(root.join("etc/jarvis-supervisor/beta.env")).unwrap();
+    let parsed = jarvis_model::envfile::parse(&beta);
+    assert_eq!(
+        parsed.get("BETA_BOT_TOKEN"),
+        Some("222:AAsecret-beta \"quoted\" $x")
+    );
+    assert_eq!(parsed.get("ALPHA_BOT_TOKEN"), None);
+    assert_eq!(mode(&root.join("srv/gateway/tokens.env")), 0o600);
+    assert_eq!(mode(&root.join("srv/gateway/data")), 0o2770);
+    assert_eq!(mode(&root.join("srv/gateway")), 0o750);
+    let dropin = fs::read_to_string(
+        root.join("etc/systemd/system/jarvis-supervisor@alpha.service.d/50-jarvisctl-instance.conf"),
+    )
+    .unwrap();
+    for line in [
+        "Type=simple\n",
+        "User=jarvis-alpha\nGroup=jarvis-tree-gateway\n",
+        "WorkingDirectory=/srv/gateway\n",
+        "EnvironmentFile=/etc/jarvis-supervisor/alpha.env\n",
+        "ExecStart=/usr/bin/python3 -B bots/alpha/alpha_telegram_bot.py\n",
+        "MemoryMax=512M\nCPUQuota=50%\nRestartSec=10\nRestart=always\nTasksMax=64\n",
+    ] {
+        assert!(dropin.contains(line), "{line:?} missing in:\n{dropin}");
+    }
+    // A second import is refused until the first is undone.
+    let out = jarvisctl(root, &["import", "gateway.target", "--dry-run"]);
+    assert!(
+        text(&out).contains("an import is recorded already"),
+        "{}",
+        text(&out)
+    );
+
+    // Changed after the import: the shared file is put back as it was; the
+    // split file someone edited is kept aside, not deleted.
+    fs::write(root.join("srv/gateway/tokens.env"), "EDITED=1\n").unwrap();
+    fs::write(
+        root.join("etc/jarvis-supervisor/alpha.env"),
+        "ALPHA_BOT_TOKEN=new\n",
+    )
+    .unwrap();
+    let out = jarvisctl(root, &["import", "--undo", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        root.join("srv/gateway").exists(),
+        "--undo --dry-run moved the tree back"
+    );
+    let out = jarvisctl(root, &["import", "--undo"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for (f, bytes) in &originals {
+        assert_eq!(&fs::read(f).unwrap(), bytes, "{} is not as it was", f.display());
+    }
+    assert!(!root.join("etc/jarvis-supervisor/alpha.env").exists());
+    assert_eq!(
+        fs::read_to_string(root.join("etc/jarvis-supervisor/alpha.env.after-import")).unwrap(),
+        "ALPHA_BOT_TOKEN=new\n"
+    );
+    assert!(!root.join("etc/jarvis-supervisor/beta.env").exists());
+    assert!(!root
+        .join("etc/systemd/system/jarvis-supervisor@alpha.service.d")
+        .exists());
+    // Every file and mode as before, but for the kept copies of the import.
+    let after: Vec<_> = snapshot(root)
+        .into_iter()
+        .filter(|(p, _, _)| {
+            !p.starts_with("var/lib/jarvis-supervisor")
+                && p != "var/lib"
+                && p != "var"
+                && !p.starts_with("etc/jarvis-supervisor")
+                && p != "srv"
+        })
+        .collect();
+    let before: Vec<_> = before
+        .into_iter()
+        .filter(|(p, _, _)| p != "etc/jarvis-supervisor")
+        .collect();
+    assert_eq!(after, before);
+}

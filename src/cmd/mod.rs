@@ -9,6 +9,7 @@ mod configure;
 mod deploy;
 mod env;
 mod exec_helper;
+mod import;
 mod instance;
 mod logs;
 mod pause;
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Venv(VenvCommand::Switch(args)) => venv::switch(&paths, &args),
         Command::Venv(VenvCommand::Adopt(args)) => venv::adopt(&paths, &args),
         Command::Instance(cmd) => instance::run(&paths, &cmd),
+        Command::Import(args) => import::run(&paths, &args),
         Command::ExecHelper(args) => exec_helper::run(&args),
     }
 }

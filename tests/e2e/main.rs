@@ -11,6 +11,7 @@ mod deploy;
 mod deploy_env;
 mod diagnose;
 mod host_faults;
+mod import;
 mod instances;
 mod lifecycle;
 mod logs;
@@ -158,6 +159,18 @@ fn host_faults_full_run_var_lib_and_logs_keep_the_bot_running_and_are_named_on_b
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn three_instances_as_three_users_under_one_group_on_both_engines() {
     instances::both_engines();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn import_gateway_units_become_instances_and_come_back() {
+    import::gateway_units_become_instances_and_come_back();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn import_without_systemd_changes_only_files() {
+    import::without_systemd_only_the_files_change();
 }
 
 #[test]

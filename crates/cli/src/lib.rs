@@ -188,6 +188,17 @@ pub enum Command {
         )
     )]
     Instance(InstanceCommand),
+    /// Turn hand-written units (a bot gateway's: root, a tree under /root,
+    /// one shared env file, a target) into named instances: each its own
+    /// user, its own env file holding only its variables, the same limits and
+    /// restart policy; the old units are disabled and stopped. Every change
+    /// is printed first; --undo brings the old units back as they were.
+    #[command(after_help = examples!(
+        "sudo jarvisctl import gateway.target --dry-run",
+        "sudo jarvisctl import alpha.service beta.service --share SENTRY_DSN",
+        "sudo jarvisctl import --undo",
+    ))]
+    Import(ImportArgs),
     /// Internal: the last step before exec of a supervised process (drop
     /// privileges, parent-death signal, limits), run by `jarvisctl run`.
     #[command(hide = true, name = "exec-helper")]
@@ -697,6 +708,36 @@ pub struct InstanceAddArgs {
     /// WatchdogSec= of a notify instance (default: the template's).
     #[arg(long, value_name = "TIME")]
     pub watchdog_sec: Option<String>,
+    /// Print the changes, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the changes as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The hand-written units: services (each becomes the instance named
+    /// after it: alpha.service is alpha) or the target that wants them.
+    #[arg(
+        value_name = "UNIT",
+        required_unless_present = "undo",
+        conflicts_with = "undo"
+    )]
+    pub units: Vec<String>,
+    /// Where a code tree under /root moves (default: /srv/ and its name).
+    #[arg(long, value_name = "DIR", conflicts_with = "undo")]
+    pub tree_to: Option<PathBuf>,
+    /// Give this variable of the shared env file to every instance (by
+    /// default a variable no bot's NAME_ prefix matches goes to none);
+    /// repeatable.
+    #[arg(long = "share", value_name = "KEY", conflicts_with = "undo")]
+    pub share: Vec<String>,
+    /// Undo the last import: the old units, target, tree and env files back
+    /// as they were, the instances' drop-ins and split env files gone.
+    #[arg(long)]
+    pub undo: bool,
     /// Print the changes, change nothing.
     #[arg(long)]
     pub dry_run: bool,
