@@ -1024,12 +1024,27 @@ fn write_record(dir: &Path, r: &Record) -> Result<()> {
     write_file(&dir.join(RECORD), text.as_bytes(), 0o600)
 }
 
+/// Owner and mode of `path`, changed through a descriptor opened without
+/// following a link anywhere on the way (a directory, or a regular file
+/// with one link): once imported, the bots write in `data/` and `logs/`,
+/// and a link or a hard link one of them puts there must never turn
+/// root's chown or chmod onto another file (docs/design.md, "Root never
+/// trusts the service user's files").
 fn set_perm(path: &Path, owner: Option<(u32, u32)>, mode: u32) -> Result<()> {
+    let is_dir = fs::symlink_metadata(path)
+        .map_err(|e| Error::io("inspect", path, e))?
+        .is_dir();
+    let file = if is_dir {
+        jarvis_model::untrusted::open_dir(path)
+    } else {
+        jarvis_model::untrusted::open_read(path, None)
+    }
+    .map_err(|e| Error::io("open", path, e))?;
     if let Some((u, g)) = owner {
-        std::os::unix::fs::lchown(path, Some(u), Some(g))
+        std::os::unix::fs::fchown(&file, Some(u), Some(g))
             .map_err(|e| Error::io("change the owner of", path, e))?;
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(|e| Error::io("change the mode of", path, e))
 }
 
@@ -1295,7 +1310,11 @@ pub fn apply_undo(paths: &Paths, undo: &Undo) -> Result<()> {
     for w in r.modes.iter().rev() {
         let p = at.join(&w.rel);
         if fs::symlink_metadata(&p).is_ok_and(|m| !m.file_type().is_symlink()) {
-            set_perm(&p, paths.is_system().then_some((w.uid, w.gid)), w.mode)?;
+            // An entry the bots replaced since (a link, a FIFO, a second
+            // hard link) is not the one recorded: left as it is, and named.
+            if let Err(e) = set_perm(&p, paths.is_system().then_some((w.uid, w.gid)), w.mode) {
+                eprintln!("import --undo: {e}: its owner and mode are left as they are");
+            }
         }
     }
     for m in &r.made {
