@@ -90,6 +90,15 @@ const FILES: Section = Section {
              Change it with a drop-in (systemctl edit jarvis-supervisor), not by editing the file.",
         ),
         (
+            "/usr/lib/systemd/system/jarvis-supervisor@.service",
+            "The template of every other instance, jarvis-supervisor@NAME.service, made by instance add \
+             (its drop-in: /etc/systemd/system/jarvis-supervisor@NAME.service.d/50-jarvisctl-instance.conf).",
+        ),
+        (
+            "/usr/lib/systemd/system/jarvis-supervisor.target",
+            "The group: starts, stops and restarts every instance, the default one included.",
+        ),
+        (
             "/usr/lib/systemd/system/jarvis-supervisor-health.timer",
             "Every 5 minutes starts jarvis-supervisor-health.service, which runs status --record.",
         ),
