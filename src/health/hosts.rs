@@ -34,22 +34,9 @@ struct Report<'a> {
     hosts: &'a [Row],
 }
 
-/// How bad a verdict is, for "the worst of all hosts": a host we know
-/// nothing about is worse than a degraded one, better than one that is down.
-fn rank(v: Verdict) -> u8 {
-    match v {
-        Verdict::Ok => 0,
-        Verdict::Warning => 1,
-        Verdict::Unknown => 2,
-        Verdict::Critical => 3,
-    }
-}
-
+/// The worst verdict of all hosts.
 pub fn worst(rows: &[Row]) -> Verdict {
-    rows.iter()
-        .map(|r| r.verdict)
-        .max_by_key(|&v| rank(v))
-        .unwrap_or(Verdict::Unknown)
+    Verdict::worst(rows.iter().map(|r| r.verdict))
 }
 
 fn unknown(host: &Target, error: String, t0: Instant) -> Row {

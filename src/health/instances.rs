@@ -104,20 +104,9 @@ pub fn of_named(paths: &Paths, name: &InstanceName) -> Line {
     }
 }
 
-/// The worst of the lines: a bot that is down is worse than one we know
-/// nothing about, which is worse than a degraded one.
+/// The worst verdict of the lines.
 pub fn worst(lines: &[Line]) -> Verdict {
-    let rank = |v: Verdict| match v {
-        Verdict::Ok => 0,
-        Verdict::Warning => 1,
-        Verdict::Unknown => 2,
-        Verdict::Critical => 3,
-    };
-    lines
-        .iter()
-        .map(|l| l.verdict)
-        .max_by_key(|&v| rank(v))
-        .unwrap_or(Verdict::Unknown)
+    Verdict::worst(lines.iter().map(|l| l.verdict))
 }
 
 /// Every instance's line on a host with named instances: the default's

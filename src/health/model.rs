@@ -15,6 +15,21 @@ pub enum Verdict {
     Unknown = 3,
 }
 
+impl Verdict {
+    /// The worst of `verdicts` (a host or an instance we know nothing about
+    /// is worse than a degraded one, better than one that is down); UNKNOWN
+    /// when there are none.
+    pub fn worst(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
+        let rank = |v: &Verdict| match v {
+            Verdict::Ok => 0,
+            Verdict::Warning => 1,
+            Verdict::Unknown => 2,
+            Verdict::Critical => 3,
+        };
+        verdicts.into_iter().max_by_key(rank).unwrap_or(Verdict::Unknown)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Watchdog {
