@@ -53,10 +53,7 @@ impl Target {
     /// The target of `--unit` / `--instance`, checked once here: a bad
     /// instance name is refused before anything acts.
     pub fn new(paths: &Paths, on: &TargetArgs) -> Result<Target> {
-        let instance = match &on.instance {
-            Some(name) => Instance::Named(name.parse()?),
-            None => Instance::Default,
-        };
+        let instance = Instance::from_arg(on.instance.as_deref())?;
         let unit_file = on.unit.as_deref();
         // As `jarvisctl run` decides: with systemd running, the installed
         // unit is systemd's.

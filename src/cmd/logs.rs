@@ -15,10 +15,7 @@ use jarvis_model::paths::Paths;
 use jarvis_model::unit::Unit;
 
 pub fn run(paths: &Paths, args: &LogsArgs) -> Result<i32> {
-    let instance = match &args.instance {
-        Some(name) => Instance::Named(name.parse()?),
-        None => Instance::Default,
-    };
+    let instance = Instance::from_arg(args.instance.as_deref())?;
     let unit = Unit::load_named(paths, &instance.unit())?;
     // A named instance's lines are masked with every instance's values:
     // bots that share a tree may log each other's (a shared log file).

@@ -74,10 +74,7 @@ fn take_lock(dir: &Path) -> Result<Flock<File>> {
 }
 
 pub fn run(paths: &Paths, args: &RunArgs) -> Result<i32> {
-    let instance = match &args.instance {
-        Some(name) => Instance::Named(name.parse()?),
-        None => Instance::Default,
-    };
+    let instance = Instance::from_arg(args.instance.as_deref())?;
     // Each instance has an engine of its own: its own lock, pid file and
     // state, so one instance never reads as another's second run.
     let dir = paths.host(&instance.engine_dir());

@@ -102,6 +102,12 @@ pub enum Instance {
 }
 
 impl Instance {
+    /// The instance of a command's `--instance NAME`: the default without
+    /// one; a bad name is refused, never echoed.
+    pub fn from_arg(name: Option<&str>) -> Result<Instance> {
+        name.map_or(Ok(Instance::Default), |n| Ok(Instance::Named(n.parse()?)))
+    }
+
     /// The instance a unit name stands for: `jarvis-supervisor.service` is
     /// the default, `jarvis-supervisor@NAME.service` a named one; any other
     /// unit (the template itself, another program's) is none.
