@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::container::Container;
 use super::roots::Suite;
-use super::{apt_install, pkg, security_score};
+use super::{apt_install, engine_main_pid, pkg, security_score};
 
 const TREE: &str = "/root/gateway";
 const MOVED: &str = "/srv/gateway";
@@ -262,19 +262,7 @@ pub fn gateway_units_become_instances_and_come_back() {
 
 /// The main pid `jarvisctl run` records for an instance, while it runs.
 fn engine_pid(c: &Container, bot: &str) -> String {
-    let st = c
-        .sh(&format!(
-            "cat /run/jarvis-supervisor-run@{bot}/state.json 2>/dev/null"
-        ))
-        .stdout;
-    let pid = st
-        .split("\"main_pid\": ")
-        .nth(1)
-        .and_then(|r| r.split([',', '\n', '}']).next())
-        .map(|p| p.trim().to_string())
-        .filter(|p| p != "null");
-    pid.filter(|_| st.contains("\"state\": \"running\""))
-        .unwrap_or_default()
+    engine_main_pid(c, &format!("/run/jarvis-supervisor-run@{bot}"))
 }
 
 /// On a host without systemd (sysvinit), the import changes the files only

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::container::Container;
 use super::roots::Suite;
-use super::{on_suites, with_the_bot, CODE};
+use super::{engine_main_pid, on_suites, with_the_bot, CODE};
 
 const TREE: &str = "/srv/gateway";
 const BOTS: [&str; 2] = ["alpha", "beta"];
@@ -68,15 +68,7 @@ fn pids(c: &Container, suite: Suite) -> BTreeMap<&'static str, String> {
             } else {
                 format!("/run/jarvis-supervisor-run@{name}")
             };
-            let st = c.sh(&format!("cat {dir}/state.json 2>/dev/null")).stdout;
-            let running = st.contains("\"state\": \"running\"");
-            let pid = st
-                .split("\"main_pid\": ")
-                .nth(1)
-                .and_then(|r| r.split([',', '\n', '}']).next())
-                .map(|p| p.trim().to_string())
-                .filter(|p| p != "null");
-            pid.filter(|_| running).unwrap_or_default()
+            engine_main_pid(c, &dir)
         };
         out.insert(name, pid);
     }

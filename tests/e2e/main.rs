@@ -302,6 +302,17 @@ fn deploy_standin(c: &Container) {
     c.deploy_standin(Path::new(env!("CARGO_MANIFEST_DIR")));
 }
 
+/// The main pid that `jarvisctl run` records in `state_dir` while the bot
+/// runs; empty otherwise.
+fn engine_main_pid(c: &Container, state_dir: &str) -> String {
+    let st = c.sh(&format!("cat {state_dir}/state.json 2>/dev/null")).stdout;
+    let v: serde_json::Value = serde_json::from_str(&st).unwrap_or_default();
+    if v["state"] != "running" {
+        return String::new();
+    }
+    v["main_pid"].as_u64().map_or_else(String::new, |p| p.to_string())
+}
+
 /// A booted host of `suite` with the stand-in deployed as the bot's code
 /// and the package installed (the bot then starts).
 fn with_the_bot(suite: Suite) -> Container {
