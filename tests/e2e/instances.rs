@@ -16,6 +16,8 @@ use super::{engine_main_pid, on_suites, with_the_bot, CODE};
 
 const TREE: &str = "/srv/gateway";
 const BOTS: [&str; 2] = ["alpha", "beta"];
+/// beta's output, lines a second.
+const BUSY: u32 = 50;
 
 fn token(bot: &str) -> String {
     format!(
@@ -33,10 +35,16 @@ fn gateway(c: &Container) {
         c.write(
             &format!("/etc/jarvis-supervisor/{bot}.env"),
             &format!(
-                "{}_BOT_TOKEN={}\n{}_HEARTBEAT_URL=http://127.0.0.1:9/{bot}\n",
+                "{}_BOT_TOKEN={}\n{}_HEARTBEAT_URL=http://127.0.0.1:9/{bot}\n{}",
                 bot.to_uppercase(),
                 token(bot),
-                bot.to_uppercase()
+                bot.to_uppercase(),
+                // beta as busy as the real program: 180,000 lines an hour.
+                if bot == "beta" {
+                    format!("GATEWAY_FLOOD_LINES_PER_S={BUSY}\n")
+                } else {
+                    String::new()
+                }
             ),
         );
     }
@@ -187,6 +195,50 @@ fn scenario(suite: Suite) {
         "{name}: a token in the logs:\n{}",
         logs.stdout
     );
+
+    // logs --instance of the busy one: the newest lines, in order, none
+    // older than the newest line its journal or capture held just before.
+    let newest = |text: &str| -> Vec<u64> {
+        text.lines()
+            .filter_map(|l| l.split("beta: tick ").nth(1))
+            .filter_map(|n| n.trim().parse().ok())
+            .collect()
+    };
+    c.wait_for("500 of beta's lines", Duration::from_secs(60), |c| {
+        let last = if suite.has_systemd() {
+            c.sh("journalctl -u jarvis-supervisor@beta -n 1 -o cat -q --no-pager")
+                .stdout
+        } else {
+            c.sh(&format!("tail -n 1 {TREE}/logs/jarvis-supervisor@beta.stdout"))
+                .stdout
+        };
+        newest(&last).first().is_some_and(|n| *n >= 500)
+    });
+    let last = if suite.has_systemd() {
+        c.sh("journalctl -u jarvis-supervisor@beta -n 1 -o cat -q --no-pager")
+            .stdout
+    } else {
+        c.sh(&format!("tail -n 1 {TREE}/logs/jarvis-supervisor@beta.stdout"))
+            .stdout
+    };
+    let last = newest(&last)[0];
+    let t = std::time::Instant::now();
+    let busy = c.sh("jarvisctl logs --instance beta -n 50 2>&1");
+    let took = t.elapsed();
+    let ticks = newest(&busy.stdout);
+    assert_eq!(busy.status, 0, "{name}: {}", busy.stdout);
+    assert_eq!(
+        ticks.len(),
+        50,
+        "{name}: logs --instance beta -n 50:\n{}",
+        busy.stdout
+    );
+    assert!(
+        ticks.windows(2).all(|w| w[1] == w[0] + 1) && ticks[49] >= last,
+        "{name}: not beta's newest 50 lines in order (its newest before the call: {last}):\n{}",
+        busy.stdout
+    );
+    println!("figures: {name}: logs --instance beta -n 50 of a bot writing {BUSY} lines/s: ticks {}..{} in {took:.2?} (newest before the call {last})", ticks[0], ticks[49]);
 
     // A crash of one: it comes back; the others keep their pids.
     c.ok(&format!("kill -KILL {}", before["alpha"]));
