@@ -1132,6 +1132,7 @@ pub fn apply(paths: &Paths, plan: &Plan) -> Result<()> {
         }
         crate::dropin::write(&paths.host(&b.spec.instance_dropin()), &b.spec.dropin())?;
     }
+    rotation_warnings(paths)?;
     if live {
         for b in &plan.bots {
             instances::enable(paths, &b.spec.unit, true)?;
@@ -1267,6 +1268,17 @@ pub fn plan_undo(paths: &Paths) -> Result<Undo> {
     Ok(Undo { changes, record })
 }
 
+/// The named instances' log rotation, rewritten for the instances there
+/// are now; what it cannot cover goes to stderr (stdout may be JSON).
+fn rotation_warnings(paths: &Paths) -> Result<()> {
+    for c in crate::logrotate::refresh(paths)? {
+        if c.action.starts_with("warning: ") {
+            eprintln!("jarvisctl import: {}", c.action);
+        }
+    }
+    Ok(())
+}
+
 pub fn apply_undo(paths: &Paths, undo: &Undo) -> Result<()> {
     let r = &undo.record;
     let live = live(paths);
@@ -1300,6 +1312,7 @@ pub fn apply_undo(paths: &Paths, undo: &Undo) -> Result<()> {
             }
         }
     }
+    rotation_warnings(paths)?;
     let tree = paths.host(&r.tree_to);
     let tree_from = paths.host(&r.tree_from);
     let at = if tree.exists() {

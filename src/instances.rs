@@ -327,6 +327,7 @@ pub fn add(paths: &Paths, spec: &Spec, dry_run: bool) -> Result<Vec<Change>> {
     // The unit as systemd will read it: the template and this drop-in.
     if !dry_run {
         Unit::load_named(paths, &spec.unit)?;
+        changes.extend(crate::logrotate::refresh(paths)?);
         enable(paths, &spec.unit, true)?;
     }
     Ok(changes)
@@ -434,7 +435,12 @@ pub fn set_aside(paths: &Paths, name: &InstanceName, restore: bool, dry_run: boo
             let _ = crate::systemd::systemctl(&["daemon-reload"]);
         }
     }
-    Ok(vec![Change {
+    let rotation = if dry_run {
+        Vec::new()
+    } else {
+        crate::logrotate::refresh(paths)?
+    };
+    Ok(std::iter::once(Change {
         target: dst.display().to_string(),
         action: format!(
             "{}{} {} to {}",
@@ -443,7 +449,9 @@ pub fn set_aside(paths: &Paths, name: &InstanceName, restore: bool, dry_run: boo
             src.display(),
             dst.display()
         ),
-    }])
+    })
+    .chain(rotation)
+    .collect())
 }
 
 #[cfg(test)]

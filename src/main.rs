@@ -24,6 +24,7 @@ mod interpreter;
 mod listener;
 mod live;
 mod logread;
+mod logrotate;
 mod output;
 mod pause;
 mod provision;

@@ -552,6 +552,146 @@ fn an_instance_is_added_listed_removed_and_restored_in_a_rooted_tree() {
     assert!(text(&out).contains("instances: alpha"), "{}", text(&out));
 }
 
+/// Each named instance's logs are rotated: one stanza for a tree that two
+/// instances share (logrotate refuses a log named twice), none for the
+/// default's tree (the shipped file has it), one per instance for its
+/// engine's output file, as the owner of logs/; never as root in a logs/
+/// others can write; gone with the last instance.
+#[test]
+fn named_instances_logs_are_rotated_once_per_tree_as_the_owner_of_logs() {
+    let (dir, _) = tree();
+    let root = dir.path();
+    fs::copy(
+        repo("systemd/group/jarvis-supervisor@.service"),
+        root.join("usr/lib/systemd/system/jarvis-supervisor@.service"),
+    )
+    .unwrap();
+    let file = root.join("etc/logrotate.d/jarvis-instances");
+    let nobody_group = String::from_utf8(
+        Command::new("id")
+            .args(["-gn", "nobody"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let nobody_group = nobody_group.trim();
+    for (name, code_root) in [
+        ("alpha", "/srv/gateway"),
+        ("beta", "/srv/gateway"),
+        ("split", "/home/jarvis/Jarvis"),
+    ] {
+        let out = jarvisctl(
+            root,
+            &[
+                "instance",
+                "add",
+                name,
+                "--code-root",
+                code_root,
+                "--script",
+                "bot.py",
+                "--type",
+                "simple",
+                "--user",
+                "nobody",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let conf = fs::read_to_string(&file).unwrap();
+    assert_eq!(conf.matches("/srv/gateway/logs/*.log {").count(), 1, "{conf}");
+    assert!(
+        !conf.contains("/home/jarvis/Jarvis/logs/*.log"),
+        "the default's tree twice:\n{conf}"
+    );
+    for (name, code_root) in [
+        ("alpha", "/srv/gateway"),
+        ("beta", "/srv/gateway"),
+        ("split", "/home/jarvis/Jarvis"),
+    ] {
+        assert!(
+            conf.contains(&format!(
+                "{code_root}/logs/jarvis-supervisor@{name}.stdout {{\n    su nobody {nobody_group}\n"
+            )),
+            "{name}'s output file:\n{conf}"
+        );
+        assert!(
+            conf.contains(&format!("cat /run/jarvis-supervisor-run@{name}/run.pid")),
+            "{conf}"
+        );
+    }
+    // logs/ not made yet: rotated as the instance's user; once made, as
+    // its owner; a root-owned logs/ that others can write: not at all.
+    assert!(
+        conf.contains("/srv/gateway/logs/*.log {\n    su nobody "),
+        "{conf}"
+    );
+    let logs = root.join("srv/gateway/logs");
+    fs::create_dir_all(&logs).unwrap();
+    fs::set_permissions(&logs, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = jarvisctl(root, &["instance", "remove", "split"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Only /srv/gateway's instances are left, and as root that logs/ is
+    // not rotated: the file may be gone.
+    let conf = fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        !conf.contains("@split"),
+        "a removed instance still rotated:\n{conf}"
+    );
+    let owner = fs::metadata(&logs).unwrap().uid();
+    if owner == 0 {
+        assert!(
+            !conf.contains("/srv/gateway/logs/"),
+            "rotated as root where others write:\n{conf}"
+        );
+        assert!(
+            text(&out).contains("not rotated: root owns it and others can write it")
+                && text(&out).contains("chown nobody:"),
+            "{}",
+            text(&out)
+        );
+    } else {
+        let me = whoami();
+        assert!(
+            conf.contains(&format!("/srv/gateway/logs/*.log {{\n    su {me} ")),
+            "{conf}"
+        );
+    }
+    // The file parses (debug mode changes nothing).
+    if owner != 0 {
+        let lr = Command::new("logrotate")
+            .args(["-d", "-s"])
+            .arg(root.join("status"))
+            .arg(&file)
+            .output();
+        let lr = lr.expect("logrotate is installed (cargo xtask test installs it)");
+        assert!(lr.status.success(), "{}", text(&lr));
+    }
+    // Back to a logs/ of its own user: rotated again; the last instance
+    // gone: the file gone.
+    fs::set_permissions(&logs, fs::Permissions::from_mode(0o750)).unwrap();
+    let out = jarvisctl(root, &["instance", "remove", "alpha"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let conf = fs::read_to_string(&file).unwrap();
+    assert!(
+        conf.contains("/srv/gateway/logs/*.log {")
+            && conf.contains("@beta.stdout")
+            && !conf.contains("@alpha"),
+        "{conf}"
+    );
+    let lr = Command::new("logrotate")
+        .args(["-d", "-s"])
+        .arg(root.join("status"))
+        .arg(&file)
+        .output();
+    let lr = lr.expect("logrotate is installed (cargo xtask test installs it)");
+    assert!(lr.status.success(), "logrotate -d:\n{}\n{conf}", text(&lr));
+    let out = jarvisctl(root, &["instance", "remove", "beta"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!file.exists(), "no instance left, yet {} stays", file.display());
+}
+
 /// The gateway's hand-written units in a rooted tree: root, a tree under
 /// /root, one env file with every bot's token (and a secret of no bot's),
 /// a target that wants them all.

@@ -38,6 +38,8 @@ remove_generated() {
     # shipped log rotation rewritten for the moved code root.
     rm -f /etc/systemd/system/jarvis-supervisor.service.d/60-jarvisctl-code-root.conf
     rm -f /etc/logrotate.d/jarvis-code-root
+    # jarvisctl instance add: the named instances' log rotation.
+    rm -f /etc/logrotate.d/jarvis-instances
     # jarvisctl instance add and remove: each instance's drop-in, live or set
     # aside, and its directory once empty. The instances' users, code,
     # environment files and state stay, as the default instance's do.

@@ -240,6 +240,42 @@ fn scenario(suite: Suite) {
     );
     println!("figures: {name}: logs --instance beta -n 50 of a bot writing {BUSY} lines/s: ticks {}..{} in {took:.2?} (newest before the call {last})", ticks[0], ticks[49]);
 
+    // Each instance's logs are rotated (/etc/logrotate.d/jarvis-instances,
+    // written by instance add): the file parses; without systemd, beta's
+    // output file is renamed and its engine, told by the postrotate's HUP,
+    // writes on in a new one, losing no line.
+    let lr = c.sh("logrotate -d /etc/logrotate.d/jarvis-instances 2>&1");
+    assert_eq!(lr.status, 0, "{name}: logrotate -d:\n{}", lr.all());
+    if !suite.has_systemd() {
+        let out = format!("{TREE}/logs/jarvis-supervisor@beta.stdout");
+        let r = c.sh(
+            "logrotate -f -s /var/lib/logrotate/jarvis-test.status /etc/logrotate.d/jarvis-instances 2>&1",
+        );
+        assert_eq!(r.status, 0, "{name}: logrotate -f:\n{}", r.all());
+        c.wait_for(
+            "beta writing to a new output file after the rotation",
+            Duration::from_secs(30),
+            |c| {
+                c.sh(&format!("grep -c 'beta: tick' {out}"))
+                    .stdout
+                    .trim()
+                    .parse::<u64>()
+                    .is_ok_and(|n| n >= 5)
+            },
+        );
+        let old = c.sh(&format!("grep 'beta: tick' {out}.1 | tail -n 1")).stdout;
+        let new = c.sh(&format!("grep -m 1 'beta: tick' {out}")).stdout;
+        let (old, new) = (newest(&old), newest(&new));
+        assert!(
+            !old.is_empty() && !new.is_empty() && new[0] == old[0] + 1,
+            "{name}: a line lost or split at the rotation: last of .1 {old:?}, first of the new file {new:?}"
+        );
+        println!(
+            "figures: {name}: beta's output rotated at tick {}, none lost",
+            old[0]
+        );
+    }
+
     // A crash of one: it comes back; the others keep their pids.
     c.ok(&format!("kill -KILL {}", before["alpha"]));
     let mut after = BTreeMap::new();

@@ -153,6 +153,11 @@ const FILES: Section = Section {
             "Rotates logs/supervisor.stdout, the bot's output under jarvisctl run.",
         ),
         (
+            "/etc/logrotate.d/jarvis-instances",
+            "Written by jarvisctl instance add: rotates each named instance's logs/*.log (one \
+             stanza per code tree) and its output file under jarvisctl run.",
+        ),
+        (
             "/etc/init.d/jarvis-supervisor",
             "Hosts without systemd (.deb only): runs the bot under jarvisctl run --daemon.",
         ),
