@@ -1322,12 +1322,20 @@ pub fn apply_undo(paths: &Paths, undo: &Undo) -> Result<()> {
     };
     for w in r.modes.iter().rev() {
         let p = at.join(&w.rel);
-        if fs::symlink_metadata(&p).is_ok_and(|m| !m.file_type().is_symlink()) {
-            // An entry the bots replaced since (a link, a FIFO, a second
-            // hard link) is not the one recorded: left as it is, and named.
-            if let Err(e) = set_perm(&p, paths.is_system().then_some((w.uid, w.gid)), w.mode) {
-                eprintln!("import --undo: {e}: its owner and mode are left as they are");
+        // An entry the bots replaced since (a link, a FIFO, a second hard
+        // link, a link on the way) is not the one recorded: left as it
+        // is, and named. Only a missing one goes unsaid.
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => eprintln!(
+                "import --undo: {} is now a symbolic link, not the entry the import recorded: left as it is",
+                p.display()
+            ),
+            Ok(_) => {
+                if let Err(e) = set_perm(&p, paths.is_system().then_some((w.uid, w.gid)), w.mode) {
+                    eprintln!("import --undo: {e}: its owner and mode are left as they are");
+                }
             }
+            Err(_) => {}
         }
     }
     for m in &r.made {

@@ -193,8 +193,15 @@ fn capture_stanza(instance: &Instance, logs: &Path, user: &str, group: &str) -> 
 /// Rewrites (or removes) the file for the instances installed now, and
 /// says so as changes: the file, then each instance or tree not covered.
 pub fn refresh(paths: &Paths) -> Result<Vec<Change>> {
-    let r = render(paths);
     let path = paths.host(Path::new(FILE));
+    if !path.parent().is_some_and(Path::is_dir) {
+        // No logrotate (the package depends on it): nothing would read it.
+        return Ok(vec![Change {
+            target: FILE.to_string(),
+            action: "warning: /etc/logrotate.d is missing (is logrotate installed?): the named instances' logs are not rotated".to_string(),
+        }]);
+    }
+    let r = render(paths);
     let now = std::fs::read_to_string(&path).ok();
     let mut changes = Vec::new();
     match &r.text {

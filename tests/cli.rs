@@ -567,6 +567,7 @@ fn named_instances_logs_are_rotated_once_per_tree_as_the_owner_of_logs() {
     )
     .unwrap();
     let file = root.join("etc/logrotate.d/jarvis-instances");
+    fs::create_dir_all(file.parent().unwrap()).unwrap();
     let nobody_group = String::from_utf8(
         Command::new("id")
             .args(["-gn", "nobody"])

@@ -25,9 +25,11 @@ fn report(changes: &[Change], json: bool, dry_run: bool, none: &str) {
             "{}",
             serde_json::json!({ "dry_run": dry_run, "changes": changes })
         );
-    } else if changes.is_empty() {
-        println!("{none}");
     } else {
+        // A warning (logs left unrotated) is said, but is no change.
+        if changes.iter().all(|c| c.action.starts_with("warning: ")) {
+            println!("{none}");
+        }
         for c in changes {
             println!("{}", printable(&c.action));
         }

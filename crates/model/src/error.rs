@@ -32,8 +32,12 @@ impl Error {
 
     /// An I/O error on `path`, e.g. `Error::io("create directory", path, err)`.
     pub fn io(action: &str, path: &Path, err: std::io::Error) -> Self {
-        let note = match err.kind() {
-            std::io::ErrorKind::PermissionDenied => Some("run it as root (sudo jarvisctl ...)".to_string()),
+        // The kernel's EACCES/EPERM only: a refusal of ours (a link a user
+        // planted, in `untrusted`) says its own fix, and root cannot get by it.
+        let note = match (err.kind(), err.raw_os_error()) {
+            (std::io::ErrorKind::PermissionDenied, Some(_)) => {
+                Some("run it as root (sudo jarvisctl ...)".to_string())
+            }
             _ => None,
         };
         Error {
