@@ -379,6 +379,111 @@ pub fn list(paths: &Paths) -> Vec<Listed> {
     all
 }
 
+/// The `instance add` command that writes `name`'s drop-in again as it is,
+/// with `code_root` or `python` (`auto`: none) changed when given: what
+/// `check` and `configure` tell an operator to run for a named instance.
+/// Read from the instance's own drop-in, so a template's default is never
+/// pinned; a setting that `instance add` has no flag for (one `import`
+/// carried over) is named after it, to be set again by hand.
+pub fn add_command(
+    name: &InstanceName,
+    unit: &Unit,
+    code_root: Option<&Path>,
+    python: Option<&str>,
+) -> String {
+    let own = |key: &str| -> Vec<String> {
+        unit.origins("Service", key)
+            .into_iter()
+            .filter(|(_, from)| from.contains(&format!("/{DROPIN}:")))
+            .map(|(v, _)| v)
+            .collect()
+    };
+    let mut cmd = format!("sudo jarvisctl instance add {name}");
+    let root = code_root
+        .map(Path::to_path_buf)
+        .or_else(|| unit.working_directory().map(|w| w.path));
+    if let Some(r) = root {
+        cmd.push_str(&format!(" --code-root {}", r.display()));
+    }
+    let exec = unit.exec_start();
+    let (interp, args): (Option<&str>, &[String]) = match crate::interpreter::launcher_args(&exec) {
+        Some(a) => (None, a),
+        None => match exec.split_first() {
+            Some((p, rest)) => (
+                Some(p.as_str()),
+                rest.strip_prefix(&["-B".to_string()][..]).unwrap_or(rest),
+            ),
+            None => (None, &[]),
+        },
+    };
+    match args {
+        [m, module, ..] if m == "-m" => cmd.push_str(&format!(" --module {module}")),
+        [script, ..] => cmd.push_str(&format!(" --script {script}")),
+        [] => cmd.push_str(" --script PATH"),
+    }
+    match python {
+        Some("auto") => {}
+        Some(p) => cmd.push_str(&format!(" --python {p}")),
+        None => {
+            if let Some(p) = interp {
+                cmd.push_str(&format!(" --python {p}"));
+            }
+        }
+    }
+    if unit.last("Service", "Type").as_deref() == Some("simple") {
+        cmd.push_str(" --type simple");
+    }
+    let instance = Instance::Named(name.clone());
+    let user = unit.user();
+    if user != instance.default_user() {
+        cmd.push_str(&format!(" --user {user}"));
+    }
+    for f in own("EnvironmentFile") {
+        cmd.push_str(&format!(" --env-file {f}"));
+    }
+    for (key, flag) in [
+        ("MemoryMax", "--memory-max"),
+        ("CPUQuota", "--cpu-quota"),
+        ("RestartSec", "--restart-sec"),
+        ("WatchdogSec", "--watchdog-sec"),
+    ] {
+        if let Some(v) = own(key).pop().filter(|v| !(key == "WatchdogSec" && v == "0")) {
+            cmd.push_str(&format!(" {flag} {v}"));
+        }
+    }
+    let known = [
+        "Type",
+        "NotifyAccess",
+        "WatchdogSec",
+        "User",
+        "Group",
+        "WorkingDirectory",
+        "Environment",
+        "EnvironmentFile",
+        "ExecStart",
+        "ReadWritePaths",
+        "MemoryMax",
+        "CPUQuota",
+        "RestartSec",
+    ];
+    let extra: Vec<String> = unit
+        .keys()
+        .into_iter()
+        .filter(|(section, k)| section == "Service" && !known.contains(&k.as_str()))
+        .filter_map(|(_, k)| own(&k).pop().map(|v| format!("{k}={v}")))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !extra.is_empty() {
+        cmd.push_str(&format!(
+            " (it has no flag for {}: set them again in a drop-in of your own, sudo systemctl edit {})",
+            extra.join(", "),
+            instance.short_unit()
+        ));
+    }
+    cmd
+}
+
 /// Sets the instance's drop-in aside (`remove`) or back (`restore`), and
 /// disables or enables it. Its user, code, environment files and state are
 /// never touched. The caller stops it first.
