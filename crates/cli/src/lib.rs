@@ -224,6 +224,11 @@ pub struct CheckArgs {
     /// ExecStartPre=.
     #[arg(long)]
     pub preflight: bool,
+    /// Check this instance (jarvis-supervisor@NAME.service; "default" for
+    /// jarvis-supervisor.service). Without it, a host with named instances
+    /// has every one checked, each line labelled [NAME], the worst exit code.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Args)]
