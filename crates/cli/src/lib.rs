@@ -824,8 +824,12 @@ pub enum VenvCommand {
 #[derive(Debug, Args)]
 pub struct VenvExecArgs {
     /// The code root (default: the working directory, as the unit sets it).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "instance")]
     pub code_root: Option<PathBuf>,
+    /// The code root of this instance's unit (its WorkingDirectory=)
+    /// instead of the working directory.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
     /// The script and its arguments.
     #[arg(last = true, required = true)]
     pub args: Vec<String>,
@@ -854,6 +858,11 @@ pub struct VenvBuildArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The environment of this instance (jarvis-supervisor@NAME.service:
+    /// its code root, as its user; "default" for jarvis-supervisor.service).
+    /// Needed on a host whose instances run from different code roots.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -864,6 +873,11 @@ pub struct VenvSwitchArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The environment of this instance (jarvis-supervisor@NAME.service:
+    /// its code root, as its user; "default" for jarvis-supervisor.service).
+    /// Needed on a host whose instances run from different code roots.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -871,4 +885,9 @@ pub struct VenvRollbackArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The environment of this instance (jarvis-supervisor@NAME.service:
+    /// its code root, as its user; "default" for jarvis-supervisor.service).
+    /// Needed on a host whose instances run from different code roots.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
