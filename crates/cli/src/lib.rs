@@ -254,6 +254,12 @@ pub struct ConfigureArgs {
     /// With --show: as JSON.
     #[arg(long, requires = "show")]
     pub json: bool,
+    /// This instance (jarvis-supervisor@NAME.service; "default" for
+    /// jarvis-supervisor.service, which is the one without it). With
+    /// --show, its settings; its code root and interpreter are changed by
+    /// `jarvisctl instance add NAME`, which this names in full.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Args)]
