@@ -664,6 +664,99 @@ mod tests {
         );
     }
 
+    /// `d` as systemd reads it: through the shipped template.
+    fn through_template(d: &str) -> Unit {
+        let root = tempfile::tempdir().unwrap();
+        let lib = root.path().join("usr/lib/systemd/system");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/systemd/group/jarvis-supervisor@.service"
+            ),
+            lib.join("jarvis-supervisor@.service"),
+        )
+        .unwrap();
+        let dir = root
+            .path()
+            .join("etc/systemd/system/jarvis-supervisor@x.service.d");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(DROPIN), d).unwrap();
+        Unit::load_named(&Paths::rooted(root.path()), "jarvis-supervisor@x.service").unwrap()
+    }
+
+    #[test]
+    fn the_add_command_that_check_and_configure_give_writes_the_same_drop_in_again() {
+        let x: InstanceName = "x".parse().unwrap();
+        for args in [
+            &[
+                "x",
+                "--code-root",
+                "/srv/gateway",
+                "--script",
+                "bots/a.py",
+                "--type",
+                "simple",
+            ][..],
+            &[
+                "x",
+                "--code-root",
+                "/srv/g",
+                "--module",
+                "bots.t",
+                "--python",
+                "/opt/py/bin/python3",
+                "--user",
+                "nobody",
+                "--env-file",
+                "/etc/jarvis-supervisor/x.env",
+                "--env-file",
+                "/etc/jarvis-supervisor/shared.env",
+                "--memory-max",
+                "512M",
+                "--cpu-quota",
+                "50%",
+                "--restart-sec",
+                "10s",
+                "--watchdog-sec",
+                "60s",
+            ][..],
+        ] {
+            let s = spec(args).unwrap();
+            let cmd = add_command(&x, &through_template(&s.dropin()), None, None);
+            let words: Vec<&str> = cmd.split_whitespace().collect();
+            assert_eq!(words[..4], ["sudo", "jarvisctl", "instance", "add"], "{cmd}");
+            let again = spec(&words[4..]).unwrap();
+            assert_eq!(again.dropin(), s.dropin(), "{cmd}");
+        }
+        // A new code root, and back to the venv or the system's python3.
+        let s = spec(&[
+            "x",
+            "--code-root",
+            "/srv/g",
+            "--script",
+            "a.py",
+            "--python",
+            "/opt/py",
+        ])
+        .unwrap();
+        let cmd = add_command(
+            &x,
+            &through_template(&s.dropin()),
+            Some(Path::new("/srv/new")),
+            Some("auto"),
+        );
+        assert!(
+            cmd.ends_with("instance add x --code-root /srv/new --script a.py"),
+            "{cmd}"
+        );
+        // A setting instance add has no flag for is named, not dropped unsaid.
+        let mut s = spec(&["x", "--code-root", "/srv/g", "--script", "a.py"]).unwrap();
+        s.extra.push(("TasksMax".into(), "64".into()));
+        let cmd = add_command(&x, &through_template(&s.dropin()), None, None);
+        assert!(cmd.contains("it has no flag for TasksMax=64"), "{cmd}");
+    }
+
     #[test]
     fn every_value_that_would_break_the_unit_file_is_refused_by_its_flag() {
         for (args, flag) in [

@@ -546,6 +546,49 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_named_instances_last_runs_are_fixed_on_its_own_unit() {
+        let alpha = Instance::from_arg(Some("alpha")).unwrap();
+        let fixes = Fixes::new(&alpha, &Unit::default());
+        let mut text = said(&history_findings(&format!("{KILL9}{OOM}"), &seen(), &fixes));
+        for (result, status) in [
+            ("exit-code", "1"),
+            ("oom-kill", "9"),
+            ("start-limit-hit", "1"),
+            ("exit-code", "226"),
+        ] {
+            let f = last_run_finding(
+                &props(&[
+                    ("ActiveState", "failed"),
+                    ("Result", result),
+                    ("ExecMainStatus", status),
+                ]),
+                &seen(),
+                FailedBy::Unknown,
+                &fixes,
+            )
+            .unwrap();
+            text += &said(&[f]);
+        }
+        for want in [
+            "systemctl edit jarvis-supervisor@alpha)",
+            "systemctl reset-failed jarvis-supervisor@alpha",
+            "journalctl -u jarvis-supervisor@alpha -n 50",
+            "sudo jarvisctl check --instance alpha",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        // Never the default's unit, nor setup, which provisions only it.
+        for line in text.lines() {
+            assert!(
+                !line.contains("jarvis-supervisor ")
+                    && !line.ends_with("jarvis-supervisor")
+                    && !line.contains("jarvisctl setup"),
+                "{line}"
+            );
+        }
+    }
+
     /// Options of journalctl (systemd 249 to 257) that `check` may use.
     const JOURNALCTL_OPTIONS: &[&str] = &[
         "-u",
