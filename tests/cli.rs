@@ -647,6 +647,21 @@ fn check_instance_names_a_named_instances_missing_code_root_with_its_own_fix() {
     let checks = v["checks"].as_array().unwrap();
     assert!(checks.iter().all(|c| c["instance"] == "alpha"), "{v}");
 
+    // There, but another user's (a tree several instances share is root's):
+    // a warning that says so, not a start that fails.
+    fs::create_dir_all(root.join("srv/gateway")).unwrap();
+    let lines = check_lines(&jarvisctl(root, &["check", "--instance", "alpha"]));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("! [alpha] path: /srv/gateway (the code root) is not writable by nobody")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("(WorkingDirectory=) is missing")),
+        "{lines:#?}"
+    );
+
     let out = jarvisctl(root, &["check", "--instance", "zed"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(

@@ -248,7 +248,23 @@ fn check_paths(
             continue; // /tmp and the like: existing is enough
         }
         let mode = m.mode() & 0o7777;
-        if m.uid() != acct.uid || mode & 0o200 == 0 {
+        let shared_root = *fixes.instance() != Instance::Default && rw.path == code_root;
+        if shared_root && (m.uid() != acct.uid || mode & 0o200 == 0) {
+            // A named instance's ReadWritePaths= is its whole code root, and
+            // a tree several instances share stays root's: its user writes
+            // where the tree lets it, which is not a fault in itself.
+            out.push(Finding::warn(
+                "path",
+                format!(
+                    "{shown} (the code root) is not writable by {} (owner uid {}, mode {mode:04o}): the bot can write only where the tree lets its user",
+                    acct.user,
+                    m.uid()
+                ),
+                format!(
+                    "if this instance alone runs from it and writes there: sudo chown {user}:{group} {shown}; a tree several instances share stays root's"
+                ),
+            ));
+        } else if m.uid() != acct.uid || mode & 0o200 == 0 {
             out.push(Finding::fail(
                 "path",
                 format!("{shown} is not writable by {} (owner uid {}, mode {mode:04o}): the bot fails with EACCES", acct.user, m.uid()),
