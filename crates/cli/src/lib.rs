@@ -57,7 +57,7 @@ pub enum Command {
     #[command(after_help = examples!(
         "sudo jarvisctl check",
         "sudo jarvisctl check --json",
-        "sudo jarvisctl check -q",
+        "sudo jarvisctl check --instance alpha",
     ))]
     Check(CheckArgs),
     /// Health of the service on this host: state, restarts, watchdog,
@@ -73,7 +73,7 @@ pub enum Command {
     #[command(after_help = examples!(
         "sudo jarvisctl configure --weekly-restart \"Sun 04:00\"",
         "sudo jarvisctl configure --code-root /srv/jarvis --python /usr/bin/python3.11",
-        "jarvisctl configure --show",
+        "jarvisctl configure --show --instance alpha",
     ))]
     Configure(ConfigureArgs),
     /// Work with .env files.
@@ -173,7 +173,11 @@ pub enum Command {
     /// service runs when it exists (else the system's python3).
     #[command(
         subcommand,
-        after_help = examples!("sudo jarvisctl venv build", "sudo jarvisctl venv rollback")
+        after_help = examples!(
+            "sudo jarvisctl venv build",
+            "sudo jarvisctl venv rollback",
+            "sudo jarvisctl venv build --instance alpha",
+        )
     )]
     Venv(VenvCommand),
     /// Several bots on one host: each instance is its own unit
