@@ -380,6 +380,111 @@ pub fn list(paths: &Paths) -> Vec<Listed> {
     all
 }
 
+/// The `instance add` command that writes `name`'s drop-in again as it is,
+/// with `code_root` or `python` (`auto`: none) changed when given: what
+/// `check` and `configure` tell an operator to run for a named instance.
+/// Read from the instance's own drop-in, so a template's default is never
+/// pinned; a setting that `instance add` has no flag for (one `import`
+/// carried over) is named after it, to be set again by hand.
+pub fn add_command(
+    name: &InstanceName,
+    unit: &Unit,
+    code_root: Option<&Path>,
+    python: Option<&str>,
+) -> String {
+    let own = |key: &str| -> Vec<String> {
+        unit.origins("Service", key)
+            .into_iter()
+            .filter(|(_, from)| from.contains(&format!("/{DROPIN}:")))
+            .map(|(v, _)| v)
+            .collect()
+    };
+    let mut cmd = format!("sudo jarvisctl instance add {name}");
+    let root = code_root
+        .map(Path::to_path_buf)
+        .or_else(|| unit.working_directory().map(|w| w.path));
+    if let Some(r) = root {
+        cmd.push_str(&format!(" --code-root {}", r.display()));
+    }
+    let exec = unit.exec_start();
+    let (interp, args): (Option<&str>, &[String]) = match crate::interpreter::launcher_args(&exec) {
+        Some(a) => (None, a),
+        None => match exec.split_first() {
+            Some((p, rest)) => (
+                Some(p.as_str()),
+                rest.strip_prefix(&["-B".to_string()][..]).unwrap_or(rest),
+            ),
+            None => (None, &[]),
+        },
+    };
+    match args {
+        [m, module, ..] if m == "-m" => cmd.push_str(&format!(" --module {module}")),
+        [script, ..] => cmd.push_str(&format!(" --script {script}")),
+        [] => cmd.push_str(" --script PATH"),
+    }
+    match python {
+        Some("auto") => {}
+        Some(p) => cmd.push_str(&format!(" --python {p}")),
+        None => {
+            if let Some(p) = interp {
+                cmd.push_str(&format!(" --python {p}"));
+            }
+        }
+    }
+    if unit.last("Service", "Type").as_deref() == Some("simple") {
+        cmd.push_str(" --type simple");
+    }
+    let instance = Instance::Named(name.clone());
+    let user = unit.user();
+    if user != instance.default_user() {
+        cmd.push_str(&format!(" --user {user}"));
+    }
+    for f in own("EnvironmentFile") {
+        cmd.push_str(&format!(" --env-file {f}"));
+    }
+    for (key, flag) in [
+        ("MemoryMax", "--memory-max"),
+        ("CPUQuota", "--cpu-quota"),
+        ("RestartSec", "--restart-sec"),
+        ("WatchdogSec", "--watchdog-sec"),
+    ] {
+        if let Some(v) = own(key).pop().filter(|v| !(key == "WatchdogSec" && v == "0")) {
+            cmd.push_str(&format!(" {flag} {v}"));
+        }
+    }
+    let known = [
+        "Type",
+        "NotifyAccess",
+        "WatchdogSec",
+        "User",
+        "Group",
+        "WorkingDirectory",
+        "Environment",
+        "EnvironmentFile",
+        "ExecStart",
+        "ReadWritePaths",
+        "MemoryMax",
+        "CPUQuota",
+        "RestartSec",
+    ];
+    let extra: Vec<String> = unit
+        .keys()
+        .into_iter()
+        .filter(|(section, k)| section == "Service" && !known.contains(&k.as_str()))
+        .filter_map(|(_, k)| own(&k).pop().map(|v| format!("{k}={v}")))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !extra.is_empty() {
+        cmd.push_str(&format!(
+            " (it has no flag for {}: set them again in a drop-in of your own, sudo systemctl edit {})",
+            extra.join(", "),
+            instance.short_unit()
+        ));
+    }
+    cmd
+}
+
 /// Sets the instance's drop-in aside (`remove`) or back (`restore`), and
 /// disables or enables it. Its user, code, environment files and state are
 /// never touched. The caller stops it first.
@@ -565,6 +670,99 @@ mod tests {
             d.contains("ExecStart=/opt/py/bin/python3.12 -B -m bots.treasury.main\n"),
             "{d}"
         );
+    }
+
+    /// `d` as systemd reads it: through the shipped template.
+    fn through_template(d: &str) -> Unit {
+        let root = tempfile::tempdir().unwrap();
+        let lib = root.path().join("usr/lib/systemd/system");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/systemd/group/jarvis-supervisor@.service"
+            ),
+            lib.join("jarvis-supervisor@.service"),
+        )
+        .unwrap();
+        let dir = root
+            .path()
+            .join("etc/systemd/system/jarvis-supervisor@x.service.d");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(DROPIN), d).unwrap();
+        Unit::load_named(&Paths::rooted(root.path()), "jarvis-supervisor@x.service").unwrap()
+    }
+
+    #[test]
+    fn the_add_command_that_check_and_configure_give_writes_the_same_drop_in_again() {
+        let x: InstanceName = "x".parse().unwrap();
+        for args in [
+            &[
+                "x",
+                "--code-root",
+                "/srv/gateway",
+                "--script",
+                "bots/a.py",
+                "--type",
+                "simple",
+            ][..],
+            &[
+                "x",
+                "--code-root",
+                "/srv/g",
+                "--module",
+                "bots.t",
+                "--python",
+                "/opt/py/bin/python3",
+                "--user",
+                "nobody",
+                "--env-file",
+                "/etc/jarvis-supervisor/x.env",
+                "--env-file",
+                "/etc/jarvis-supervisor/shared.env",
+                "--memory-max",
+                "512M",
+                "--cpu-quota",
+                "50%",
+                "--restart-sec",
+                "10s",
+                "--watchdog-sec",
+                "60s",
+            ][..],
+        ] {
+            let s = spec(args).unwrap();
+            let cmd = add_command(&x, &through_template(&s.dropin()), None, None);
+            let words: Vec<&str> = cmd.split_whitespace().collect();
+            assert_eq!(words[..4], ["sudo", "jarvisctl", "instance", "add"], "{cmd}");
+            let again = spec(&words[4..]).unwrap();
+            assert_eq!(again.dropin(), s.dropin(), "{cmd}");
+        }
+        // A new code root, and back to the venv or the system's python3.
+        let s = spec(&[
+            "x",
+            "--code-root",
+            "/srv/g",
+            "--script",
+            "a.py",
+            "--python",
+            "/opt/py",
+        ])
+        .unwrap();
+        let cmd = add_command(
+            &x,
+            &through_template(&s.dropin()),
+            Some(Path::new("/srv/new")),
+            Some("auto"),
+        );
+        assert!(
+            cmd.ends_with("instance add x --code-root /srv/new --script a.py"),
+            "{cmd}"
+        );
+        // A setting instance add has no flag for is named, not dropped unsaid.
+        let mut s = spec(&["x", "--code-root", "/srv/g", "--script", "a.py"]).unwrap();
+        s.extra.push(("TasksMax".into(), "64".into()));
+        let cmd = add_command(&x, &through_template(&s.dropin()), None, None);
+        assert!(cmd.contains("it has no flag for TasksMax=64"), "{cmd}");
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub struct Finding {
     pub line: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// The instance it is about, when a host has several (`check`): its
+    /// line starts with `[NAME]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 impl Finding {
@@ -39,6 +43,7 @@ impl Finding {
             fix: None,
             line: None,
             key: None,
+            instance: None,
         }
     }
 
@@ -57,6 +62,11 @@ impl Finding {
             fix: Some(fix.into()),
             ..Finding::pass(check, found)
         }
+    }
+
+    pub fn of(mut self, instance: &jarvis_model::instance::Instance) -> Self {
+        self.instance = Some(instance.to_string());
+        self
     }
 
     pub fn at(mut self, line: usize, key: Option<String>) -> Self {
@@ -96,6 +106,10 @@ pub fn emit(findings: &[Finding], show: Show) -> i32 {
                 };
                 // A finding may quote a file's name or a program's answer.
                 let (check, found) = (f.check, printable(&f.found));
+                let check = match &f.instance {
+                    Some(i) => format!("[{i}] {check}"),
+                    None => check.to_string(),
+                };
                 match (&f.fix, f.level) {
                     (Some(fix), Level::Warn | Level::Fail) => {
                         println!("{mark} {check}: {found} — fix: {}", printable(fix))

@@ -693,6 +693,315 @@ fn named_instances_logs_are_rotated_once_per_tree_as_the_owner_of_logs() {
     assert!(!file.exists(), "no instance left, yet {} stays", file.display());
 }
 
+/// A rooted tree with the default instance and a named one, alpha, made by
+/// `instance add` (as nobody: instance add refuses root) from /srv/gateway,
+/// which is not there.
+fn tree_with_alpha() -> tempfile::TempDir {
+    let (dir, _) = tree();
+    add_alpha(dir.path());
+    dir
+}
+
+fn add_alpha(root: &Path) {
+    fs::copy(
+        repo("systemd/group/jarvis-supervisor@.service"),
+        root.join("usr/lib/systemd/system/jarvis-supervisor@.service"),
+    )
+    .unwrap();
+    let out = jarvisctl(
+        root,
+        &[
+            "instance",
+            "add",
+            "alpha",
+            "--code-root",
+            "/srv/gateway",
+            "--script",
+            "bots/alpha/alpha_telegram_bot.py",
+            "--type",
+            "simple",
+            "--user",
+            "nobody",
+            "--memory-max",
+            "512M",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// The lines of `check`'s output, without the free space (it moves
+/// between two runs).
+fn check_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains(" disk: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `check --instance alpha` reads alpha's unit: its missing code root is
+/// named with alpha's own fix (the rsync into it, or instance add with its
+/// entry point, type, user and limits), never the default's `setup`; an
+/// instance never made is refused with the ones there are.
+#[test]
+fn check_instance_names_a_named_instances_missing_code_root_with_its_own_fix() {
+    let dir = tree_with_alpha();
+    let root = dir.path();
+    let out = jarvisctl(root, &["check", "--instance", "alpha"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let lines = check_lines(&out);
+    let chdir = lines
+        .iter()
+        .find(|l| l.contains("/srv/gateway (WorkingDirectory=) is missing"))
+        .unwrap_or_else(|| panic!("no line for the code root:\n{}", text(&out)));
+    assert!(chdir.starts_with("✗ [alpha] path: "), "{chdir}");
+    assert!(
+        chdir.contains(
+            "sudo jarvisctl instance add alpha --code-root DIR --script bots/alpha/alpha_telegram_bot.py --type simple --user nobody --memory-max 512M"
+        ),
+        "{chdir}"
+    );
+    let rw = lines
+        .iter()
+        .find(|l| l.contains("/srv/gateway (ReadWritePaths=) is missing"))
+        .unwrap_or_else(|| panic!("{}", text(&out)));
+    assert!(
+        rw.contains("fix: sudo install -d -o nobody -g ") && rw.ends_with(" -m 0750 /srv/gateway"),
+        "{rw}"
+    );
+    assert!(
+        lines.iter().all(|l| l.starts_with("✓ [alpha] ")
+            || l.starts_with("✗ [alpha] ")
+            || l.starts_with("! [alpha] ")),
+        "{lines:#?}"
+    );
+    let all = text(&out);
+    assert!(!all.contains("jarvisctl setup"), "{all}");
+    assert!(
+        !all.contains("/home/jarvis/Jarvis"),
+        "the default's paths in alpha's check:\n{all}"
+    );
+
+    let out = jarvisctl(root, &["check", "--instance", "alpha", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    let checks = v["checks"].as_array().unwrap();
+    assert!(checks.iter().all(|c| c["instance"] == "alpha"), "{v}");
+
+    // There, but another user's (a tree several instances share is root's):
+    // a warning that says so, not a start that fails.
+    fs::create_dir_all(root.join("srv/gateway")).unwrap();
+    let lines = check_lines(&jarvisctl(root, &["check", "--instance", "alpha"]));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("! [alpha] path: /srv/gateway (the code root) is not writable by nobody")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("(WorkingDirectory=) is missing")),
+        "{lines:#?}"
+    );
+
+    let out = jarvisctl(root, &["check", "--instance", "zed"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no instance zed on this host")
+            && text(&out).contains("the instances are: default, alpha"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Without --instance, a host with named instances gets every one checked:
+/// the default's findings as they were, each labelled [default], then
+/// alpha's, labelled [alpha]; in JSON, each finding says its instance.
+/// `--instance default` and `--preflight` are the default's alone.
+#[test]
+fn check_without_instance_checks_the_default_then_every_named_one() {
+    let (dir, _) = tree();
+    let root = dir.path();
+    let alone = jarvisctl(root, &["check"]);
+    let before = check_lines(&alone);
+    assert!(before.iter().all(|l| !l.contains("[default]")), "{before:#?}");
+    let json = String::from_utf8_lossy(&jarvisctl(root, &["check", "--json"]).stdout).to_string();
+    assert!(!json.contains("\"instance\""), "{json}");
+
+    add_alpha(root);
+    let out = jarvisctl(root, &["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let lines = check_lines(&out);
+    let labelled: Vec<String> = before
+        .iter()
+        .map(|l| {
+            let (mark, rest) = l.split_once(' ').unwrap();
+            format!("{mark} [default] {rest}")
+        })
+        .collect();
+    assert_eq!(lines[..labelled.len()], labelled[..], "{}", text(&out));
+    let named = &lines[labelled.len()..];
+    assert!(
+        !named.is_empty() && named.iter().all(|l| l.contains(" [alpha] ")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("[alpha] path: /srv/gateway (WorkingDirectory=) is missing")),
+        "{lines:#?}"
+    );
+
+    let out = jarvisctl(root, &["check", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let of = |i: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["instance"] == i)
+            .count()
+    };
+    assert!(of("default") > 0 && of("alpha") > 0, "{v}");
+    assert_eq!(
+        of("default") + of("alpha"),
+        v["checks"].as_array().unwrap().len(),
+        "{v}"
+    );
+
+    for args in [
+        &["check", "--instance", "default"][..],
+        &["check", "--preflight"][..],
+    ] {
+        let out = jarvisctl(root, args);
+        assert!(
+            !text(&out).contains("[alpha]") && !text(&out).contains("/srv/gateway"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+}
+
+/// On a host whose instances run from different code roots, a venv change
+/// with no --instance is refused (usage) with each instance and its code
+/// root, and nothing is built; with --instance it acts on that instance's
+/// code root.
+#[test]
+fn venv_without_instance_is_refused_with_the_instances_and_their_code_roots() {
+    let dir = tree_with_alpha();
+    let root = dir.path();
+    for args in [
+        &["venv", "build"][..],
+        &["venv", "rollback"][..],
+        &["venv", "adopt", "--json"][..],
+        &["venv", "switch", "none"][..],
+    ] {
+        let out = jarvisctl(root, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains(
+                "this host runs several instances: say which with --instance NAME: default (/home/jarvis/Jarvis), alpha (/srv/gateway)"
+            ),
+            "{args:?}: {}",
+            text(&out)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out));
+    }
+    assert!(!root.join("home/jarvis/Jarvis/venvs").exists());
+    // Named: alpha's own code root, which is missing here.
+    let out = jarvisctl(root, &["venv", "build", "--instance", "alpha"]);
+    assert!(
+        text(&out).contains("/srv/gateway") && !text(&out).contains("several instances"),
+        "{}",
+        text(&out)
+    );
+    let out = jarvisctl(root, &["venv", "build", "--instance", "zed"]);
+    assert!(text(&out).contains("no instance zed"), "{}", text(&out));
+}
+
+/// `configure --show --instance alpha` prints alpha's settings with the file
+/// and line of each: its drop-in for what instance add wrote, the template
+/// for the rest. Its code root is not changed by configure, which names the
+/// instance add that does it; the restart timer is the default's.
+#[test]
+fn configure_show_instance_prints_a_named_instances_settings_and_their_files() {
+    let dir = tree_with_alpha();
+    let root = dir.path();
+    let out = jarvisctl(root, &["configure", "--show", "--instance", "alpha"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let show = String::from_utf8_lossy(&out.stdout).to_string();
+    let dropin = root.join("etc/systemd/system/jarvis-supervisor@alpha.service.d/50-jarvisctl-instance.conf");
+    let template = root.join("usr/lib/systemd/system/jarvis-supervisor@.service");
+    assert!(
+        show.starts_with("jarvis-supervisor@alpha.service, as in effect:\n"),
+        "{show}"
+    );
+    for (setting, file) in [
+        ("Type=simple", &dropin),
+        ("User=nobody", &dropin),
+        ("WorkingDirectory=/srv/gateway", &dropin),
+        (
+            "ExecStart=/usr/bin/jarvisctl venv exec -- bots/alpha/alpha_telegram_bot.py",
+            &dropin,
+        ),
+        ("Environment=PYTHONUNBUFFERED=1", &template),
+    ] {
+        assert!(
+            show.lines()
+                .any(|l| l.starts_with(&format!("{setting}  ({}:", file.display()))),
+            "{setting} from {}:\n{show}",
+            file.display()
+        );
+    }
+    assert!(!show.contains("/home/jarvis/Jarvis"), "{show}");
+    let out = jarvisctl(root, &["configure", "--show", "--instance", "alpha", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["key"] == "WorkingDirectory" && s["value"] == "/srv/gateway"),
+        "{v}"
+    );
+
+    let before = fs::read_to_string(&dropin).unwrap();
+    let out = jarvisctl(
+        root,
+        &["configure", "--instance", "alpha", "--code-root", "/srv/new"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "sudo jarvisctl instance add alpha --code-root /srv/new --script bots/alpha/alpha_telegram_bot.py --type simple --user nobody --memory-max 512M"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(fs::read_to_string(&dropin).unwrap(), before);
+    let out = jarvisctl(
+        root,
+        &[
+            "configure",
+            "--instance",
+            "alpha",
+            "--weekly-restart",
+            "Sun 04:00",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("restarts the default instance only"),
+        "{}",
+        text(&out)
+    );
+    // Without --instance: the default's, as before.
+    let out = jarvisctl(root, &["configure", "--show"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("jarvis-supervisor.service, as in effect:\n"),
+        "{}",
+        text(&out)
+    );
+}
+
 /// The gateway's hand-written units in a rooted tree: root, a tree under
 /// /root, one env file with every bot's token (and a secret of no bot's),
 /// a target that wants them all.

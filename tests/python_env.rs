@@ -495,3 +495,101 @@ fn a_linked_requirements_file_is_not_read_by_root() {
     );
     assert!(!h.code("venvs").exists() || fs::read_dir(h.code("venvs")).unwrap().count() == 0);
 }
+
+/// `venv --instance`: a named instance's environment is built in its own
+/// code root, as its own user, and the default's code root is left alone;
+/// without --instance the build is refused with both code roots; the
+/// instance's check reads that venv; and `venv exec` started in the
+/// instance's code root (as its unit starts it) runs that venv's python.
+#[test]
+#[ignore = "needs root: run by cargo xtask test"]
+fn venv_build_instance_builds_in_the_instances_code_root_as_its_user() {
+    let (h, wh) = host("");
+    let wh_s = wh.path().display().to_string();
+    h.write(
+        "usr/lib/systemd/system/jarvis-supervisor@.service",
+        &fs::read_to_string(repo("systemd/group/jarvis-supervisor@.service")).unwrap(),
+    );
+    fs::create_dir_all(h.path("srv/gateway")).unwrap();
+    fs::set_permissions(h.path("srv"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(h.path("srv/gateway"), Some(NOBODY), Some(NOBODY)).unwrap();
+    as_nobody(&format!(
+        "printf 'alpha==1.0\\n' > {0}/requirements.txt && printf 'print(1)\\n' > {0}/bot.py",
+        h.path("srv/gateway").display()
+    ));
+    let add = [
+        "instance",
+        "add",
+        "alpha",
+        "--code-root",
+        "/srv/gateway",
+        "--script",
+        "bot.py",
+        "--type",
+        "simple",
+        "--user",
+        "nobody",
+    ];
+    let ran = h.run(&add, false);
+    assert_eq!(ran.out.status.code(), Some(0), "{}", ran.all());
+
+    let ran = h.run(&["venv", "build", "--wheelhouse", &wh_s], false);
+    assert_eq!(ran.out.status.code(), Some(2), "{}", ran.all());
+    assert!(
+        ran.all()
+            .contains("default (/home/jarvis/Jarvis), alpha (/srv/gateway)"),
+        "{}",
+        ran.all()
+    );
+
+    let ran = h.run(
+        &[
+            "venv",
+            "build",
+            "--instance",
+            "alpha",
+            "--wheelhouse",
+            &wh_s,
+            "--installer",
+            "pip",
+        ],
+        false,
+    );
+    let all = ran.all();
+    assert_eq!(ran.out.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains("restart to use it: sudo jarvisctl restart --instance alpha"),
+        "{all}"
+    );
+    let venv = fs::read_link(h.path("srv/gateway/venv")).unwrap();
+    assert!(venv.starts_with("venvs/"), "{}", venv.display());
+    let owner = Command::new("stat")
+        .args(["-c", "%U"])
+        .arg(h.path("srv/gateway").join(&venv))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&owner.stdout).trim(), "nobody");
+    assert!(
+        !h.code("venv").exists() && !h.code("venvs").exists(),
+        "the default's code root was built in"
+    );
+
+    let all = h.run(&["check", "--instance", "alpha"], false).all();
+    assert!(
+        all.contains("✓ [alpha] python: /srv/gateway/venv/bin/python is Python 3.")
+            && all.contains("1 requirement(s) of /srv/gateway/requirements.txt installed"),
+        "{all}"
+    );
+
+    let ran = h.run_in(
+        Some(&h.path("srv/gateway")),
+        &["venv", "exec", "--", "-c", "import sys; print(sys.prefix)"],
+        false,
+    );
+    let prefix = String::from_utf8_lossy(&ran.out.stdout).trim().to_string();
+    assert!(
+        prefix.starts_with(&h.path("srv/gateway/venv").display().to_string()),
+        "{prefix}: {}",
+        ran.all()
+    );
+}

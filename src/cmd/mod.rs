@@ -47,7 +47,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Alert(args) => alert::run(&paths, &args),
         Command::Logs(args) => logs::run(&paths, &args),
         Command::Deploy(args) => deploy::run(&paths, &args),
-        Command::Venv(VenvCommand::Exec(args)) => venv::exec(&args),
+        Command::Venv(VenvCommand::Exec(args)) => venv::exec(&paths, &args),
         Command::Venv(VenvCommand::Build(args)) => venv::build(&paths, &args),
         Command::Venv(VenvCommand::Rollback(args)) => venv::rollback(&paths, &args),
         Command::Venv(VenvCommand::Switch(args)) => venv::switch(&paths, &args),

@@ -11,17 +11,24 @@ use crate::interpreter;
 use crate::output;
 use crate::provision::Account;
 use jarvis_cli::{VenvBuildArgs, VenvExecArgs, VenvRollbackArgs, VenvSwitchArgs};
-use jarvis_model::error::{Error, Result};
+use jarvis_model::error::{exit, Error, Result};
+use jarvis_model::instance::Instance;
 use jarvis_model::paths::Paths;
 use jarvis_model::unit::Unit;
 
 /// Picks the interpreter and becomes it: same pid, same environment, so
 /// systemd's MainPID, NOTIFY_SOCKET and the watchdog carry over. Runs as
 /// the service user (ExecStart=, or the engine after its privilege drop).
-pub fn exec(args: &VenvExecArgs) -> Result<i32> {
-    let code_root = match &args.code_root {
-        Some(d) => d.clone(),
-        None => std::env::current_dir()
+pub fn exec(paths: &Paths, args: &VenvExecArgs) -> Result<i32> {
+    let code_root = match (&args.code_root, &args.instance) {
+        (Some(d), _) => d.clone(),
+        (None, Some(name)) => {
+            let instance = Instance::from_arg(Some(name))?.made(paths)?;
+            paths.host(&code_root_of(&Unit::load_named(paths, &instance.unit())?)?)
+        }
+        // A named instance's ExecStart= too: its unit sets the working
+        // directory to its own code root.
+        (None, None) => std::env::current_dir()
             .map_err(|e| Error::new(format!("cannot tell the working directory: {e}")))?,
     };
     let chosen = interpreter::choose(&code_root).map_err(Error::new)?;
@@ -37,17 +44,67 @@ pub fn exec(args: &VenvExecArgs) -> Result<i32> {
         .with_note("install python3 (3.11 or newer), or build the environment: sudo jarvisctl venv build"))
 }
 
-/// The code root, its host path and the service user, from the unit.
-fn target(paths: &Paths) -> Result<(PathBuf, PathBuf, Account)> {
-    let unit = Unit::load(paths)?;
-    let code_root = unit
-        .working_directory()
+fn code_root_of(unit: &Unit) -> Result<PathBuf> {
+    unit.working_directory()
         .map(|w| w.path)
-        .ok_or_else(|| Error::new("the unit has no WorkingDirectory=: no code root to build in"))?;
+        .ok_or_else(|| Error::new("the unit has no WorkingDirectory=: no code root to build in"))
+}
+
+/// The instance a build, switch, rollback or adopt acts on: the one named,
+/// else the default. On a host whose instances run from different code
+/// roots, none named is refused with the list: acting on all would
+/// rebuild every bot's environment at once.
+fn instance(paths: &Paths, name: Option<&str>) -> Result<Instance> {
+    if let Some(n) = name {
+        return Instance::from_arg(Some(n))?.made(paths);
+    }
+    let named = Instance::installed(paths, false);
+    if named.is_empty() {
+        return Ok(Instance::Default);
+    }
+    let root = |i: &Instance| {
+        Unit::load_named(paths, &i.unit())
+            .ok()
+            .and_then(|u| u.working_directory())
+            .map(|w| w.path)
+    };
+    let all: Vec<(Instance, Option<PathBuf>)> = std::iter::once(Instance::Default)
+        .chain(named.into_iter().map(Instance::Named))
+        .map(|i| {
+            let r = root(&i);
+            (i, r)
+        })
+        .collect();
+    if all.iter().all(|(_, r)| *r == all[0].1) {
+        return Ok(Instance::Default);
+    }
+    let list: Vec<String> = all
+        .iter()
+        .map(|(i, r)| match r {
+            Some(r) => format!("{i} ({})", r.display()),
+            None => format!("{i} (no code root)"),
+        })
+        .collect();
+    Err(Error::new(format!(
+        "this host runs several instances: say which with --instance NAME: {}",
+        list.join(", ")
+    ))
+    .with_note("each code root has an environment of its own, and venv changes one at a time: doing all at once would move every bot to a new environment together")
+    .with_code(exit::USAGE))
+}
+
+/// The instance's code root, its host path and its service user, from its unit.
+fn target(paths: &Paths, instance: &Instance) -> Result<(PathBuf, PathBuf, Account)> {
+    let unit = Unit::load_named(paths, &instance.unit())?;
+    let code_root = code_root_of(&unit)?;
     let user = unit.user();
     let group = unit.group().unwrap_or_else(|| user.clone());
     let acct = Account::lookup(&user, &group).ok_or_else(|| {
-        Error::new(format!("the service user {user} does not exist")).with_note("sudo jarvisctl setup")
+        let fix = match instance {
+            Instance::Default => "sudo jarvisctl setup".to_string(),
+            Instance::Named(n) => crate::instances::add_command(n, &unit, None, None),
+        };
+        Error::new(format!("the service user {user} does not exist")).with_note(fix)
     })?;
     Ok((paths.host(&code_root), code_root, acct))
 }
@@ -68,6 +125,7 @@ const SWITCH_LIMITS: crate::runner::Limits = crate::runner::Limits {
 /// Runs the builder as the service user, `input` on its stdin, within
 /// `limits`; its JSON report.
 fn builder(
+    instance: &Instance,
     acct: &Account,
     python: &Path,
     args: &[&std::ffi::OsStr],
@@ -79,7 +137,7 @@ fn builder(
             "only root or {} may build the environment: it is built as {}",
             acct.user, acct.user
         ))
-        .with_note("sudo jarvisctl venv build")
+        .with_note(format!("sudo jarvisctl venv build{}", instance.flag()))
     })?;
     // The builder, run by the base interpreter as the service user.
     crate::python::isolated(&mut cmd, crate::python::VENV_BUILD)
@@ -96,7 +154,10 @@ fn builder(
             acct.user,
             limits.deadline.as_secs()
         ))
-        .with_note("the environment in use is unchanged; see what it was doing: sudo jarvisctl venv build, then look at its last lines"));
+        .with_note(format!(
+            "the environment in use is unchanged; see what it was doing: sudo jarvisctl venv build{}, then look at its last lines",
+            instance.flag()
+        )));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report = stdout
@@ -137,16 +198,20 @@ fn text(v: &Value, key: &str) -> String {
     output::printable(&masked(v[key].as_str().unwrap_or("")))
 }
 
-fn restart_hint() -> &'static str {
-    if crate::systemd::running() {
-        "restart to use it: sudo systemctl restart jarvis-supervisor"
-    } else {
-        "restart to use it: sudo service jarvis-supervisor restart"
+fn restart_hint(instance: &Instance) -> String {
+    match instance {
+        Instance::Default if crate::systemd::running() => {
+            "restart to use it: sudo systemctl restart jarvis-supervisor".to_string()
+        }
+        Instance::Default => "restart to use it: sudo service jarvis-supervisor restart".to_string(),
+        // On either engine.
+        Instance::Named(_) => format!("restart to use it: sudo jarvisctl restart{}", instance.flag()),
     }
 }
 
 pub fn build(paths: &Paths, args: &VenvBuildArgs) -> Result<i32> {
-    let (host_root, code_root, acct) = target(paths)?;
+    let instance = instance(paths, args.instance.as_deref())?;
+    let (host_root, code_root, acct) = target(paths, &instance)?;
     // Root reads the file and hands it over: the service user may not be
     // able to open a file root names (deploy's staged copy), and the code
     // root's own is read as the service user's file, never followed.
@@ -171,6 +236,7 @@ pub fn build(paths: &Paths, args: &VenvBuildArgs) -> Result<i32> {
         );
     }
     let (code, report) = builder(
+        &instance,
         &acct,
         &args.python,
         &[
@@ -219,13 +285,15 @@ pub fn build(paths: &Paths, args: &VenvBuildArgs) -> Result<i32> {
             None => String::new(),
         }
     );
-    println!("{}", restart_hint());
+    println!("{}", restart_hint(&instance));
     Ok(0)
 }
 
 pub fn rollback(paths: &Paths, args: &VenvRollbackArgs) -> Result<i32> {
-    let (host_root, _, acct) = target(paths)?;
+    let instance = instance(paths, args.instance.as_deref())?;
+    let (host_root, _, acct) = target(paths, &instance)?;
     let (code, report) = builder(
+        &instance,
         &acct,
         Path::new(crate::interpreter::SYSTEM),
         &["rollback".as_ref(), host_root.as_os_str()],
@@ -240,7 +308,7 @@ pub fn rollback(paths: &Paths, args: &VenvRollbackArgs) -> Result<i32> {
             text(&report, "venv"),
             text(&report, "previous")
         );
-        println!("{}", restart_hint());
+        println!("{}", restart_hint(&instance));
     } else {
         println!("✗ venv: {}", text(&report, "error"));
     }
@@ -248,8 +316,10 @@ pub fn rollback(paths: &Paths, args: &VenvRollbackArgs) -> Result<i32> {
 }
 
 pub fn switch(paths: &Paths, args: &VenvSwitchArgs) -> Result<i32> {
-    let (host_root, _, acct) = target(paths)?;
+    let instance = instance(paths, args.instance.as_deref())?;
+    let (host_root, _, acct) = target(paths, &instance)?;
     let (code, report) = builder(
+        &instance,
         &acct,
         Path::new(crate::interpreter::SYSTEM),
         &["switch".as_ref(), host_root.as_os_str(), args.target.as_ref()],
@@ -270,7 +340,7 @@ pub fn switch(paths: &Paths, args: &VenvSwitchArgs) -> Result<i32> {
                 .as_str()
                 .map_or("none".to_string(), |_| text(&report, "previous"))
         );
-        println!("{}", restart_hint());
+        println!("{}", restart_hint(&instance));
     } else {
         println!("✗ venv: {}", text(&report, "error"));
     }
@@ -278,8 +348,10 @@ pub fn switch(paths: &Paths, args: &VenvSwitchArgs) -> Result<i32> {
 }
 
 pub fn adopt(paths: &Paths, args: &VenvRollbackArgs) -> Result<i32> {
-    let (host_root, _, acct) = target(paths)?;
+    let instance = instance(paths, args.instance.as_deref())?;
+    let (host_root, _, acct) = target(paths, &instance)?;
     let (code, report) = builder(
+        &instance,
         &acct,
         Path::new(crate::interpreter::SYSTEM),
         &["adopt".as_ref(), host_root.as_os_str()],

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::report::Finding;
-use jarvis_model::paths::{Paths, UNIT};
+use jarvis_model::instance::Instance;
+use jarvis_model::paths::Paths;
 use jarvis_model::unit::Unit;
 
 /// Below this much free space on the logs' file system, `check` fails.
@@ -49,19 +50,20 @@ pub(super) fn check_disk(paths: &Paths, unit: &Unit, code_root: &Path) -> Findin
     }
 }
 
-pub(super) fn check_verify() -> Finding {
-    match crate::systemd::analyze(&["verify", UNIT]) {
+pub(super) fn check_verify(instance: &Instance) -> Finding {
+    let unit = instance.unit();
+    match crate::systemd::analyze(&["verify", &unit]) {
         Some((ok, text)) => {
             if ok && text.trim().is_empty() {
-                Finding::pass("unit", format!("systemd-analyze verify {UNIT}: clean"))
+                Finding::pass("unit", format!("systemd-analyze verify {unit}: clean"))
             } else {
                 Finding::fail(
                     "unit",
                     format!(
-                        "systemd-analyze verify {UNIT}: {}",
+                        "systemd-analyze verify {unit}: {}",
                         text.trim().replace('\n', "; ")
                     ),
-                    "fix the drop-ins in /etc/systemd/system/jarvis-supervisor.service.d/",
+                    format!("fix the drop-ins in {}/", instance.dropin_dir().display()),
                 )
             }
         }

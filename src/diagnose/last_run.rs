@@ -4,10 +4,10 @@
 
 use std::process::Command;
 
+use super::Fixes;
 use crate::failed_unit::FailedBy;
 use crate::report::Finding;
 use crate::systemd;
-use jarvis_model::paths::UNIT;
 
 /// `journalctl` commands that `check` suggests. Each is a command that
 /// journalctl accepts as written (a test runs every one of them through
@@ -16,14 +16,24 @@ use jarvis_model::paths::UNIT;
 pub(crate) const JOURNAL_TAIL: &str = "journalctl -u jarvis-supervisor -n 50 --no-pager";
 pub(crate) const JOURNAL_TRACEBACKS: &str =
     "journalctl -u jarvis-supervisor -n 5000 -o cat --no-pager | grep -A 30 'Fatal Python error'";
+/// [`JOURNAL_TAIL`] and [`JOURNAL_TRACEBACKS`] for the unit `name`
+/// (`jarvis-supervisor@NAME` for a named instance).
+fn journal_tail(name: &str) -> String {
+    JOURNAL_TAIL.replacen("jarvis-supervisor", name, 1)
+}
+
+fn journal_tracebacks(name: &str) -> String {
+    JOURNAL_TRACEBACKS.replacen("jarvis-supervisor", name, 1)
+}
+
 /// The kernel's own record of an OOM kill (whole host or a memory cgroup).
 pub(crate) const KERNEL_OOM: &str = "journalctl -k -g 'Killed process' --no-pager -n 20";
 
 /// What the last run says, when it failed: each row of the plan's
 /// "Common Issues" table, read from the unit's properties.
-pub(super) fn check_last_run() -> Option<Finding> {
+pub(super) fn check_last_run(fixes: &Fixes) -> Option<Finding> {
     let p = systemd::show(
-        UNIT,
+        &fixes.instance().unit(),
         &[
             "ActiveState",
             "Result",
@@ -41,7 +51,12 @@ pub(super) fn check_last_run() -> Option<Finding> {
     } else {
         FailedBy::Unknown
     };
-    last_run_finding(&p, &OomEvidence::of_host(), failed_by)
+    last_run_finding(
+        &p,
+        &OomEvidence::of_host(fixes.instance().unit()),
+        failed_by,
+        fixes,
+    )
 }
 
 /// Where an OOM kill of the bot would be on record on this host. systemd
@@ -53,10 +68,12 @@ pub(crate) struct OomEvidence {
     pub systemd_sees: bool,
     /// The kernel's lines of the last 24 h, when its log is in the journal.
     pub kernel: Option<String>,
+    /// The unit whose memory cgroup the kernel's lines name.
+    pub unit: String,
 }
 
 impl OomEvidence {
-    fn of_host() -> OomEvidence {
+    fn of_host(unit: String) -> OomEvidence {
         let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
             .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
         let memory = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
@@ -78,6 +95,7 @@ impl OomEvidence {
             } else {
                 None
             },
+            unit,
         }
     }
 
@@ -86,7 +104,7 @@ impl OomEvidence {
     fn kernel_kills(&self) -> usize {
         self.kernel.as_deref().map_or(0, |k| {
             k.lines()
-                .filter(|l| l.contains("oom-kill:") && l.contains(&format!("/{UNIT},task=")))
+                .filter(|l| l.contains("oom-kill:") && l.contains(&format!("/{},task=", self.unit)))
                 .count()
         })
     }
@@ -114,12 +132,15 @@ fn last_run_finding(
     p: &std::collections::BTreeMap<String, String>,
     oom: &OomEvidence,
     failed_by: FailedBy,
+    fixes: &Fixes,
 ) -> Option<Finding> {
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
     let state = get("ActiveState");
     let result = get("Result");
     let status: i32 = get("ExecMainStatus").parse().unwrap_or(0);
-    let journal = JOURNAL_TAIL;
+    let name = fixes.unit();
+    let journal = journal_tail(&name);
+    let journal = journal.as_str();
     // With Restart=always, systemd leaves a unit failed when the start limit
     // refused a restart, or when a stop or restart job ended a run or a start
     // step unclean (issue 27: an `apt remove` during a crash loop). Result=
@@ -142,13 +163,13 @@ fn last_run_finding(
                     "the start limit was hit after {} restarts: systemd gave up (the last run: {result}, status {status})",
                     get("NRestarts")
                 ),
-                format!("fix the cause ({journal}), then systemctl reset-failed jarvis-supervisor"),
+                format!("fix the cause ({journal}), then systemctl reset-failed {name}"),
             ),
             // Not a fault: a start works on it as it is.
             FailedBy::Stop => Finding::pass(
                 "last-run",
                 format!(
-                    "the service is failed only because it was stopped during a start or a crash loop (result {result}): a start clears it, or systemctl reset-failed jarvis-supervisor"
+                    "the service is failed only because it was stopped during a start or a crash loop (result {result}): a start clears it, or systemctl reset-failed {name}"
                 ),
             ),
             FailedBy::Unknown => Finding::warn(
@@ -157,7 +178,7 @@ fn last_run_finding(
                     "the service is failed (result {result}, status {status}, after {} restarts); systemd's journal does not say why (no record of its start limit nor of a stop)",
                     get("NRestarts")
                 ),
-                format!("{journal}; systemctl reset-failed jarvis-supervisor, then start it"),
+                format!("{journal}; systemctl reset-failed {name}, then start it"),
             ),
         });
     }
@@ -165,14 +186,14 @@ fn last_run_finding(
         ("success", _) => return Some(Finding::pass("last-run", format!("the service is {state}, last result: success"))),
         ("watchdog", _) => (
             "the watchdog killed the bot: no WATCHDOG=1 within WatchdogSec (a hang, or pings stopped)".to_string(),
-            format!("read the tracebacks: {JOURNAL_TRACEBACKS}"),
+            format!("read the tracebacks: {}", journal_tracebacks(&name)),
         ),
         ("oom-kill", _) => (
             format!(
                 "the bot was killed by the OOM killer at MemoryMax={} (systemd's Result=oom-kill)",
                 get("MemoryMax")
             ),
-            "raise MemoryMax= in a drop-in (systemctl edit jarvis-supervisor) or find the leak".to_string(),
+            format!("raise MemoryMax= in a drop-in (systemctl edit {name}) or find the leak"),
         ),
         ("signal", 9) if oom.kernel_kills() > 0 => (
             format!(
@@ -180,7 +201,7 @@ fn last_run_finding(
                 oom.kernel_kills(),
                 get("MemoryMax")
             ),
-            format!("raise MemoryMax= in a drop-in (systemctl edit jarvis-supervisor) or find the leak; {KERNEL_OOM}"),
+            format!("raise MemoryMax= in a drop-in (systemctl edit {name}) or find the leak; {KERNEL_OOM}"),
         ),
         ("signal", 9) => oom.sigkill(),
         ("signal", n) if n > 0 => (
@@ -189,26 +210,26 @@ fn last_run_finding(
         ),
         ("resources", _) => (
             "systemd could not prepare the start: most often an EnvironmentFile= (.env) that is missing or not UTF-8".to_string(),
-            "sudo jarvisctl check (the env lines above), then systemctl restart jarvis-supervisor".to_string(),
+            format!("{} (the env lines above), then systemctl restart {name}", fixes.check()),
         ),
         ("start-limit-hit", _) => (
             "the start limit was hit: the bot crashed too often".to_string(),
-            format!("fix the cause ({journal}), then systemctl reset-failed jarvis-supervisor"),
+            format!("fix the cause ({journal}), then systemctl reset-failed {name}"),
         ),
         ("timeout", _) => (
             "no READY=1 within TimeoutStartSec: the bot did not finish starting".to_string(),
             journal.to_string(),
         ),
-        ("exit-code", 217) => ("the last start failed with 217/USER: the service user is missing".into(), "sudo jarvisctl setup".into()),
+        ("exit-code", 217) => ("the last start failed with 217/USER: the service user is missing".into(), fixes.provision()),
         ("exit-code", 226) => (
             "the last start failed with 226/NAMESPACE: a ReadWritePaths= directory is missing".into(),
-            "sudo jarvisctl setup".into(),
+            fixes.namespace(),
         ),
         ("exit-code", 200) => ("the last start failed with 200/CHDIR: the code directory is missing".into(), "deploy the code".into()),
         ("exit-code", 203) => ("the last start failed with 203/EXEC: the interpreter is missing".into(), "sudo apt install python3".into()),
         ("exit-code", 1) => (
             "the bot exited with status 1: a Python error, or a variable missing or malformed".to_string(),
-            format!("sudo jarvisctl check (the lines above), then {journal}"),
+            format!("{} (the lines above), then {journal}", fixes.check()),
         ),
         ("exit-code", 0) => (
             "a start step (ExecStartPre=) failed before the bot ran".to_string(),
@@ -239,18 +260,20 @@ fn signal_name(n: i32) -> String {
 /// Repeated failures in the last 24 h, from systemd's own journal lines about
 /// the unit (never the bot's output, which may hold secrets): the rows of the
 /// "Common Issues" table that a restart hides from `Result=`.
-pub(super) fn check_history() -> Vec<Finding> {
-    let Some(text) = systemd::own_lines_24h(UNIT) else {
+pub(super) fn check_history(fixes: &Fixes) -> Vec<Finding> {
+    let unit = fixes.instance().unit();
+    let Some(text) = systemd::own_lines_24h(&unit) else {
         return Vec::new();
     };
-    history_findings(&text, &OomEvidence::of_host())
+    history_findings(&text, &OomEvidence::of_host(unit), fixes)
 }
 
 /// The findings for PID 1's lines about the unit (`-o cat`). An OOM kill is
 /// counted only from systemd's own record of it ("A process of this unit
 /// has been killed by the OOM killer.", "Failed with result 'oom-kill'."),
 /// never from "status=9/KILL", which any `kill -9` also leaves.
-fn history_findings(text: &str, evidence: &OomEvidence) -> Vec<Finding> {
+fn history_findings(text: &str, evidence: &OomEvidence, fixes: &Fixes) -> Vec<Finding> {
+    let name = fixes.unit();
     let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
     // One OOM kill leaves both lines (several processes killed leave several
     // of the first): the larger count is the number of runs it ended. On a
@@ -260,9 +283,9 @@ fn history_findings(text: &str, evidence: &OomEvidence) -> Vec<Finding> {
         .max(evidence.kernel_kills());
     // An OOM kill of the main process also reads "status=9/KILL".
     let sigkill = count("code=killed, status=9/KILL").saturating_sub(oom);
-    let tracebacks = format!("read the tracebacks: {JOURNAL_TRACEBACKS}");
+    let tracebacks = format!("read the tracebacks: {}", journal_tracebacks(&name));
     let (sigkill_found, who_killed) = evidence.sigkill();
-    let reset = "fix the cause, then systemctl reset-failed jarvis-supervisor".to_string();
+    let reset = format!("fix the cause, then systemctl reset-failed {name}");
     let rows: [(&str, usize, String); 5] = [
         (
             "the watchdog killed a hung bot",
@@ -272,13 +295,13 @@ fn history_findings(text: &str, evidence: &OomEvidence) -> Vec<Finding> {
         (
             "the bot was killed by the OOM killer (systemd's or the kernel's record)",
             oom,
-            "raise MemoryMax= (systemctl edit jarvis-supervisor) or find the leak".to_string(),
+            format!("raise MemoryMax= (systemctl edit {name}) or find the leak"),
         ),
         (sigkill_found.as_str(), sigkill, who_killed),
         (
             "the bot exited with status 1 (a Python error, or a bad variable)",
             count("status=1/FAILURE"),
-            JOURNAL_TAIL.to_string(),
+            journal_tail(&name),
         ),
         (
             "the start limit was hit",
@@ -302,7 +325,14 @@ fn history_findings(text: &str, evidence: &OomEvidence) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jarvis_model::instance::Instance;
+    use jarvis_model::unit::Unit;
     use std::collections::BTreeMap;
+
+    /// The default instance's fixes, which these tests read.
+    fn default() -> Fixes {
+        Fixes::new(&Instance::Default, &Unit::default())
+    }
 
     const KILL9: &str = include_str!("../../tests/fixtures/systemd/pid1-kill9.txt");
     const OOM: &str = include_str!("../../tests/fixtures/systemd/pid1-oom-kill.txt");
@@ -312,6 +342,7 @@ mod tests {
         OomEvidence {
             systemd_sees: true,
             kernel: None,
+            unit: "jarvis-supervisor.service".into(),
         }
     }
 
@@ -320,6 +351,7 @@ mod tests {
         OomEvidence {
             systemd_sees: false,
             kernel: None,
+            unit: "jarvis-supervisor.service".into(),
         }
     }
 
@@ -331,7 +363,7 @@ mod tests {
 
     #[test]
     fn two_kill9s_are_reported_as_signal_9_never_as_oom() {
-        let text = said(&history_findings(KILL9, &seen()));
+        let text = said(&history_findings(KILL9, &seen(), &default()));
         assert!(
             text.contains(
                 "killed by signal 9 (KILL), not by the OOM killer: someone or something killed it: 2 time(s)"
@@ -345,7 +377,7 @@ mod tests {
         );
         // Where no OOM kill could be on record, it is not called "not OOM"
         // either, and still not fixed with more memory.
-        let text = said(&history_findings(KILL9, &blind()));
+        let text = said(&history_findings(KILL9, &blind(), &default()));
         assert!(
             text.contains("killed by signal 9 (KILL), and no OOM kill is on record"),
             "{text}"
@@ -358,7 +390,7 @@ mod tests {
 
     #[test]
     fn systemds_own_oom_record_is_one_oom_kill_and_no_sigkill() {
-        let text = said(&history_findings(OOM, &seen()));
+        let text = said(&history_findings(OOM, &seen(), &default()));
         assert!(
             text.contains("killed by the OOM killer (systemd's or the kernel's record): 1 time(s)"),
             "{text}"
@@ -366,7 +398,7 @@ mod tests {
         assert!(text.contains("raise MemoryMax="), "{text}");
         assert!(!text.contains("signal 9"), "{text}");
         // Both together: each counted once, as what it was.
-        let text = said(&history_findings(&format!("{KILL9}{OOM}"), &seen()));
+        let text = said(&history_findings(&format!("{KILL9}{OOM}"), &seen(), &default()));
         assert!(text.contains("kernel's record): 1 time(s)"), "{text}");
         assert!(
             text.contains("someone or something killed it: 2 time(s)"),
@@ -390,6 +422,7 @@ mod tests {
             ]),
             &seen(),
             FailedBy::Unknown,
+            &default(),
         )
         .unwrap();
         let text = said(&[f]);
@@ -407,6 +440,7 @@ mod tests {
             ]),
             &seen(),
             FailedBy::Unknown,
+            &default(),
         )
         .unwrap();
         let text = said(&[f]);
@@ -435,7 +469,7 @@ mod tests {
         let limit = crate::failed_unit::from_json_lines(include_str!(
             "../../tests/fixtures/systemd/pid1-start-limit.jsonl"
         ));
-        let f = last_run_finding(&failed_props("exit-code"), &seen(), limit).unwrap();
+        let f = last_run_finding(&failed_props("exit-code"), &seen(), limit, &default()).unwrap();
         assert!(!f.ok, "{:?}", f.found);
         assert!(
             f.found.contains("the start limit was hit after 5 restarts"),
@@ -448,19 +482,19 @@ mod tests {
         let stop = crate::failed_unit::from_json_lines(include_str!(
             "../../tests/fixtures/systemd/pid1-stop-during-backoff.jsonl"
         ));
-        let f = last_run_finding(&failed_props("signal"), &seen(), stop).unwrap();
+        let f = last_run_finding(&failed_props("signal"), &seen(), stop, &default()).unwrap();
         assert!(f.ok, "{:?}", f.found);
         assert!(!f.found.contains("start limit was hit"), "{}", f.found);
         assert!(f.found.contains("stopped during a start"), "{}", f.found);
 
         // No record either way: said as unknown, never as the start limit...
-        let f = last_run_finding(&failed_props("exit-code"), &seen(), FailedBy::Unknown).unwrap();
+        let f = last_run_finding(&failed_props("exit-code"), &seen(), FailedBy::Unknown, &default()).unwrap();
         assert!(!f.found.contains("start limit was hit"), "{}", f.found);
         assert!(f.found.contains("does not say why"), "{}", f.found);
         // ...unless systemd's restart count reached the limit.
         let mut at_limit = failed_props("exit-code");
         at_limit.insert("NRestarts".into(), "100".into());
-        let f = last_run_finding(&at_limit, &seen(), FailedBy::Unknown).unwrap();
+        let f = last_run_finding(&at_limit, &seen(), FailedBy::Unknown, &default()).unwrap();
         assert!(
             f.found.contains("the start limit was hit after 100 restarts"),
             "{}",
@@ -468,7 +502,7 @@ mod tests {
         );
         // A stop on record wins over the count: the operator's stop of a
         // long loop is still a stop.
-        let f = last_run_finding(&at_limit, &seen(), stop).unwrap();
+        let f = last_run_finding(&at_limit, &seen(), stop, &default()).unwrap();
         assert!(f.ok && f.found.contains("stopped during a start"), "{}", f.found);
     }
 
@@ -481,10 +515,11 @@ mod tests {
         let ev = OomEvidence {
             systemd_sees: false,
             kernel: Some(kernel.into()),
+            unit: "jarvis-supervisor.service".into(),
         };
         // systemd on v1 wrote only "status=9/KILL" for it: one of the two
         // SIGKILLs is the kernel's, the other someone's.
-        let text = said(&history_findings(KILL9, &ev));
+        let text = said(&history_findings(KILL9, &ev, &default()));
         assert!(
             text.contains("OOM killer (systemd's or the kernel's record): 1 time(s)"),
             "{text}"
@@ -502,12 +537,56 @@ mod tests {
             ]),
             &ev,
             FailedBy::Unknown,
+            &default(),
         )
         .unwrap();
         assert!(
             said(&[last]).contains("killed by the kernel's OOM killer (1 in the kernel log"),
             ""
         );
+    }
+
+    #[test]
+    fn a_named_instances_last_runs_are_fixed_on_its_own_unit() {
+        let alpha = Instance::from_arg(Some("alpha")).unwrap();
+        let fixes = Fixes::new(&alpha, &Unit::default());
+        let mut text = said(&history_findings(&format!("{KILL9}{OOM}"), &seen(), &fixes));
+        for (result, status) in [
+            ("exit-code", "1"),
+            ("oom-kill", "9"),
+            ("start-limit-hit", "1"),
+            ("exit-code", "226"),
+        ] {
+            let f = last_run_finding(
+                &props(&[
+                    ("ActiveState", "failed"),
+                    ("Result", result),
+                    ("ExecMainStatus", status),
+                ]),
+                &seen(),
+                FailedBy::Unknown,
+                &fixes,
+            )
+            .unwrap();
+            text += &said(&[f]);
+        }
+        for want in [
+            "systemctl edit jarvis-supervisor@alpha)",
+            "systemctl reset-failed jarvis-supervisor@alpha",
+            "journalctl -u jarvis-supervisor@alpha -n 50",
+            "sudo jarvisctl check --instance alpha",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        // Never the default's unit, nor setup, which provisions only it.
+        for line in text.lines() {
+            assert!(
+                !line.contains("jarvis-supervisor ")
+                    && !line.ends_with("jarvis-supervisor")
+                    && !line.contains("jarvisctl setup"),
+                "{line}"
+            );
+        }
     }
 
     /// Options of journalctl (systemd 249 to 257) that `check` may use.

@@ -13,12 +13,15 @@ use crate::envrules;
 use crate::provision::{self, Account, DIR_MODE};
 use crate::report::{self, Finding};
 use crate::systemd;
+pub(crate) use fixes::Fixes;
 use host::{check_disk, check_logrotate, check_verify};
+use jarvis_model::instance::Instance;
 use jarvis_model::paths::{Paths, PREFLIGHT_FAILED};
 use jarvis_model::unit::Unit;
 use last_run::{check_history, check_last_run};
 use python::{check_python, check_requirements};
 
+mod fixes;
 mod host;
 mod last_run;
 mod python;
@@ -49,13 +52,24 @@ pub fn remember_for_backoff(findings: &[Finding]) {
     }
 }
 
-pub fn checks(paths: &Paths, unit: &Unit, rules: &[envrules::Rule], preflight: bool) -> Vec<Finding> {
+/// The findings for `instance`, whose unit is `unit`. The host's own
+/// checks (systemd's version, the package's logrotate snippet) and the
+/// code's drift from the deploy in effect are the default instance's: a
+/// deploy ships the default's code root.
+pub fn checks(
+    paths: &Paths,
+    instance: &Instance,
+    unit: &Unit,
+    rules: &[envrules::Rule],
+    preflight: bool,
+) -> Vec<Finding> {
+    let fixes = Fixes::new(instance, unit);
     let mut out = Vec::new();
     if let Some(m) = &unit.masked {
         out.push(Finding::fail(
             "unit",
             format!("{} masks the unit: systemd refuses every start", m.display()),
-            "sudo systemctl unmask jarvis-supervisor",
+            format!("sudo systemctl unmask {}", fixes.unit()),
         ));
     }
     for w in &unit.warnings {
@@ -76,14 +90,14 @@ pub fn checks(paths: &Paths, unit: &Unit, rules: &[envrules::Rule], preflight: b
         None => out.push(Finding::fail(
             "user",
             format!("user {user} does not exist: the start fails with 217/USER"),
-            "sudo jarvisctl setup",
+            fixes.provision(),
         )),
     }
     let code_root = unit
         .working_directory()
         .map(|w| w.path)
         .unwrap_or_else(|| PathBuf::from("/"));
-    out.extend(check_paths(paths, unit, account.as_ref(), &code_root));
+    out.extend(check_paths(paths, unit, account.as_ref(), &code_root, &fixes));
 
     let exec = unit.exec_start();
     if let Some(script) = exec.iter().skip(1).find(|w| w.ends_with(".py")) {
@@ -91,31 +105,45 @@ pub fn checks(paths: &Paths, unit: &Unit, rules: &[envrules::Rule], preflight: b
         if paths.host(&script).is_file() {
             out.push(Finding::pass("code", format!("{} is present", script.display())));
         } else {
-            out.push(Finding::fail(
-                "code",
-                format!("{} is missing", script.display()),
-                format!(
+            let fix = match instance {
+                Instance::Default => format!(
                     // As root: the service user has no login shell.
                     "deploy the code: jarvisctl deploy --host root@HOST --code ./Jarvis, or rsync -a --chown={user}:{group} --exclude .env --exclude logs --exclude data ./Jarvis/ root@HOST:{}/",
                     code_root.display()
                 ),
+                // Deploy ships the default's code root.
+                Instance::Named(_) => format!(
+                    "put the instance's code there (as root): rsync -a --chown={user}:{group} --exclude .env --exclude logs --exclude data ./CODE/ root@HOST:{}/",
+                    code_root.display()
+                ),
+            };
+            out.push(Finding::fail(
+                "code",
+                format!("{} is missing", script.display()),
+                fix,
             ));
         }
     }
     if let Some((chosen, _)) = crate::interpreter::of_unit(paths, unit) {
         match chosen {
             Ok(interp) => {
-                let python = check_python(paths, &interp, account.as_ref());
+                let python = check_python(paths, &interp, account.as_ref(), &fixes);
                 let runs = python.level == report::Level::Pass;
                 out.push(python);
                 if runs && !preflight {
-                    out.extend(check_requirements(paths, &code_root, &interp, account.as_ref()));
+                    out.extend(check_requirements(
+                        paths,
+                        &code_root,
+                        &interp,
+                        account.as_ref(),
+                        &fixes,
+                    ));
                 }
             }
-            Err(why) => out.push(Finding::fail("python", why.clone(), "sudo jarvisctl venv build")),
+            Err(why) => out.push(Finding::fail("python", why.clone(), fixes.venv_build(""))),
         }
     }
-    if !preflight {
+    if !preflight && *instance == Instance::Default {
         out.extend(code_drift(paths, &code_root));
     }
 
@@ -147,34 +175,52 @@ pub fn checks(paths: &Paths, unit: &Unit, rules: &[envrules::Rule], preflight: b
             inherited.vars.extend(p.vars);
         }
     }
-    out.push(check_pythonpath(unit, &code_root, env_pythonpath.as_deref()));
+    out.push(check_pythonpath(
+        unit,
+        &code_root,
+        env_pythonpath.as_deref(),
+        &fixes,
+    ));
 
     if preflight {
         return out;
     }
     out.push(check_disk(paths, unit, &code_root));
     if paths.is_system() {
-        match version {
-            Some(v) => out.push(Finding::pass("systemd", systemd::meaning(v))),
-            None => out.push(Finding::warn(
-                "systemd",
-                "systemctl not found: this host has no systemd",
-                "run the bot with the fallback engine: jarvisctl run --daemon",
-            )),
+        let default = *instance == Instance::Default;
+        if default {
+            match version {
+                Some(v) => out.push(Finding::pass("systemd", systemd::meaning(v))),
+                None => out.push(Finding::warn(
+                    "systemd",
+                    "systemctl not found: this host has no systemd",
+                    "run the bot with the fallback engine: jarvisctl run --daemon",
+                )),
+            }
         }
-        out.push(check_verify());
-        out.push(check_logrotate(paths));
+        out.push(check_verify(instance));
+        if default {
+            out.push(check_logrotate(paths));
+        }
         if systemd::running() {
-            if let Some(f) = check_last_run() {
+            if let Some(f) = check_last_run(&fixes) {
                 out.push(f);
             }
-            out.extend(check_history());
+            out.extend(check_history(&fixes));
         }
     }
     out
 }
 
-fn check_paths(paths: &Paths, unit: &Unit, account: Option<&Account>, code_root: &Path) -> Vec<Finding> {
+fn check_paths(
+    paths: &Paths,
+    unit: &Unit,
+    account: Option<&Account>,
+    code_root: &Path,
+    fixes: &Fixes,
+) -> Vec<Finding> {
+    let user = unit.user();
+    let group = unit.group().unwrap_or_else(|| user.clone());
     let mut out = Vec::new();
     if !paths.host(code_root).is_dir() {
         out.push(Finding::fail(
@@ -183,7 +229,7 @@ fn check_paths(paths: &Paths, unit: &Unit, account: Option<&Account>, code_root:
                 "{} (WorkingDirectory=) is missing: the bot cannot start (200/CHDIR)",
                 code_root.display()
             ),
-            "sudo jarvisctl setup, then deploy the code",
+            fixes.code_root(code_root, &user, &group),
         ));
     }
     for rw in unit.read_write_paths().into_iter().filter(|p| !p.optional) {
@@ -193,7 +239,7 @@ fn check_paths(paths: &Paths, unit: &Unit, account: Option<&Account>, code_root:
             out.push(Finding::fail(
                 "path",
                 format!("{shown} (ReadWritePaths=) is missing: the bot cannot start (226/NAMESPACE)"),
-                "sudo jarvisctl setup",
+                fixes.directory(&rw.path, &user, &group),
             ));
             continue;
         };
@@ -202,17 +248,33 @@ fn check_paths(paths: &Paths, unit: &Unit, account: Option<&Account>, code_root:
             continue; // /tmp and the like: existing is enough
         }
         let mode = m.mode() & 0o7777;
-        if m.uid() != acct.uid || mode & 0o200 == 0 {
+        let shared_root = *fixes.instance() != Instance::Default && rw.path == code_root;
+        if shared_root && (m.uid() != acct.uid || mode & 0o200 == 0) {
+            // A named instance's ReadWritePaths= is its whole code root, and
+            // a tree several instances share stays root's: its user writes
+            // where the tree lets it, which is not a fault in itself.
+            out.push(Finding::warn(
+                "path",
+                format!(
+                    "{shown} (the code root) is not writable by {} (owner uid {}, mode {mode:04o}): the bot can write only where the tree lets its user",
+                    acct.user,
+                    m.uid()
+                ),
+                format!(
+                    "if this instance alone runs from it and writes there: sudo chown {user}:{group} {shown}; a tree several instances share stays root's"
+                ),
+            ));
+        } else if m.uid() != acct.uid || mode & 0o200 == 0 {
             out.push(Finding::fail(
                 "path",
                 format!("{shown} is not writable by {} (owner uid {}, mode {mode:04o}): the bot fails with EACCES", acct.user, m.uid()),
-                "sudo jarvisctl setup",
+                fixes.directory(&rw.path, &user, &group),
             ));
         } else if mode != DIR_MODE {
             out.push(Finding::warn(
                 "path",
                 format!("{shown} has mode {mode:04o}, not {DIR_MODE:04o}"),
-                "sudo jarvisctl setup",
+                fixes.directory(&rw.path, &user, &group),
             ));
         } else {
             out.push(Finding::pass(
@@ -224,7 +286,7 @@ fn check_paths(paths: &Paths, unit: &Unit, account: Option<&Account>, code_root:
     out
 }
 
-fn check_pythonpath(unit: &Unit, code_root: &Path, from_env: Option<&str>) -> Finding {
+fn check_pythonpath(unit: &Unit, code_root: &Path, from_env: Option<&str>, fixes: &Fixes) -> Finding {
     // EnvironmentFile= wins over Environment=, as in systemd.
     let from_unit = unit
         .words("Service", "Environment")
@@ -243,7 +305,10 @@ fn check_pythonpath(unit: &Unit, code_root: &Path, from_env: Option<&str>) -> Fi
         Finding::fail(
             "pythonpath",
             format!("PYTHONPATH does not include {root}: the bot fails with ModuleNotFoundError: No module named 'core'"),
-            format!("set Environment=PYTHONPATH={root} (systemctl edit jarvis-supervisor), and no other PYTHONPATH in .env"),
+            format!(
+                "set Environment=PYTHONPATH={root} (systemctl edit {}), and no other PYTHONPATH in .env",
+                fixes.unit()
+            ),
         )
     }
 }

@@ -3,6 +3,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::Fixes;
 use crate::interpreter::{Interpreter, Source};
 use crate::provision::Account;
 use crate::report::{self, Finding};
@@ -25,7 +26,12 @@ const REQUIREMENTS_LIMITS: crate::runner::Limits = crate::runner::Limits {
 /// The interpreter exists and runs, and is 3.11 or newer. It runs as the
 /// service user, even in a root `check`: a venv's interpreter is theirs to
 /// write. Fast enough for the preflight (`-I -S`: no site packages).
-pub(super) fn check_python(paths: &Paths, interp: &Interpreter, account: Option<&Account>) -> Finding {
+pub(super) fn check_python(
+    paths: &Paths,
+    interp: &Interpreter,
+    account: Option<&Account>,
+    fixes: &Fixes,
+) -> Finding {
     let host = paths.host(&interp.path);
     let shown = interp.path.display();
     let why = interp.source.describe();
@@ -35,8 +41,8 @@ pub(super) fn check_python(paths: &Paths, interp: &Interpreter, account: Option<
             "python",
             format!("the interpreter {shown} is missing ({why}): the start fails with 203/EXEC"),
             match interp.source {
-                Source::Venv => "sudo jarvisctl venv build",
-                _ => "sudo apt install python3 (3.11 or newer)",
+                Source::Venv => fixes.venv_build(""),
+                _ => "sudo apt install python3 (3.11 or newer)".to_string(),
             },
         );
     }
@@ -62,7 +68,7 @@ pub(super) fn check_python(paths: &Paths, interp: &Interpreter, account: Option<
                 "{shown} ({why}) did not tell its version within {} s and was killed: the start would hang",
                 PYTHON_LIMITS.deadline.as_secs()
             ),
-            "rebuild the environment: sudo jarvisctl venv build",
+            format!("rebuild the environment: {}", fixes.venv_build("")),
         );
     }
     let version = out
@@ -73,16 +79,24 @@ pub(super) fn check_python(paths: &Paths, interp: &Interpreter, account: Option<
         Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
     });
     match parsed {
-        Some(v) if v >= (3, 11) => Finding::pass("python", format!("{shown} is Python {}.{} ({why})", v.0, v.1)),
+        Some(v) if v >= (3, 11) => {
+            Finding::pass("python", format!("{shown} is Python {}.{} ({why})", v.0, v.1))
+        }
         Some(v) => Finding::fail(
             "python",
-            format!("{shown} is Python {}.{} ({why}): the bot needs 3.11 or newer (asyncio.timeout)", v.0, v.1),
-            "install Python 3.11+ and build the environment with it: sudo jarvisctl venv build --python /usr/bin/python3.11",
+            format!(
+                "{shown} is Python {}.{} ({why}): the bot needs 3.11 or newer (asyncio.timeout)",
+                v.0, v.1
+            ),
+            format!(
+                "install Python 3.11+ and build the environment with it: {}",
+                fixes.venv_build(" --python /usr/bin/python3.11")
+            ),
         ),
         None => Finding::fail(
             "python",
             format!("{shown} ({why}) did not run: the start would fail"),
-            "rebuild the environment: sudo jarvisctl venv build",
+            format!("rebuild the environment: {}", fixes.venv_build("")),
         ),
     }
 }
@@ -96,6 +110,7 @@ pub(super) fn check_requirements(
     code_root: &Path,
     interp: &Interpreter,
     account: Option<&Account>,
+    fixes: &Fixes,
 ) -> Vec<Finding> {
     let file = code_root.join("requirements.txt");
     let shown = file.display();
@@ -134,7 +149,7 @@ pub(super) fn check_requirements(
         return vec![Finding::warn(
             "requirements",
             format!("could not list the packages installed in {python} ({why})"),
-            "rebuild the environment: sudo jarvisctl venv build",
+            format!("rebuild the environment: {}", fixes.venv_build("")),
         )];
     };
     if let Some(e) = report["error"].as_str() {
@@ -144,7 +159,7 @@ pub(super) fn check_requirements(
                 "cannot check {shown} against {python}: {}",
                 crate::output::printable(e)
             ),
-            "build the environment, which has pip: sudo jarvisctl venv build",
+            format!("build the environment, which has pip: {}", fixes.venv_build("")),
         )];
     }
     let mut out = Vec::new();
@@ -160,7 +175,7 @@ pub(super) fn check_requirements(
                 Finding::fail(
                     "requirements",
                     format!("{name}{spec} ({shown} line {line}) is not installed in {python}: the components that import it crash"),
-                    "sudo jarvisctl venv build",
+                    fixes.venv_build(""),
                 )
                 .at(line, None),
             ),
@@ -171,7 +186,7 @@ pub(super) fn check_requirements(
                         "{name} {} is installed in {python}; {shown} line {line} wants {spec}",
                         word(r, "installed")
                     ),
-                    "sudo jarvisctl venv build",
+                    fixes.venv_build(""),
                 )
                 .at(line, None),
             ),

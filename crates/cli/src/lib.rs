@@ -57,7 +57,7 @@ pub enum Command {
     #[command(after_help = examples!(
         "sudo jarvisctl check",
         "sudo jarvisctl check --json",
-        "sudo jarvisctl check -q",
+        "sudo jarvisctl check --instance alpha",
     ))]
     Check(CheckArgs),
     /// Health of the service on this host: state, restarts, watchdog,
@@ -73,7 +73,7 @@ pub enum Command {
     #[command(after_help = examples!(
         "sudo jarvisctl configure --weekly-restart \"Sun 04:00\"",
         "sudo jarvisctl configure --code-root /srv/jarvis --python /usr/bin/python3.11",
-        "jarvisctl configure --show",
+        "jarvisctl configure --show --instance alpha",
     ))]
     Configure(ConfigureArgs),
     /// Work with .env files.
@@ -173,7 +173,11 @@ pub enum Command {
     /// service runs when it exists (else the system's python3).
     #[command(
         subcommand,
-        after_help = examples!("sudo jarvisctl venv build", "sudo jarvisctl venv rollback")
+        after_help = examples!(
+            "sudo jarvisctl venv build",
+            "sudo jarvisctl venv rollback",
+            "sudo jarvisctl venv build --instance alpha",
+        )
     )]
     Venv(VenvCommand),
     /// Several bots on one host: each instance is its own unit
@@ -224,6 +228,11 @@ pub struct CheckArgs {
     /// ExecStartPre=.
     #[arg(long)]
     pub preflight: bool,
+    /// Check this instance (jarvis-supervisor@NAME.service; "default" for
+    /// jarvis-supervisor.service). Without it, a host with named instances
+    /// has every one checked, each line labelled [NAME], the worst exit code.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +258,12 @@ pub struct ConfigureArgs {
     /// With --show: as JSON.
     #[arg(long, requires = "show")]
     pub json: bool,
+    /// This instance (jarvis-supervisor@NAME.service; "default" for
+    /// jarvis-supervisor.service, which is the one without it). With
+    /// --show, its settings; its code root and interpreter are changed by
+    /// `jarvisctl instance add NAME`, which this names in full.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -819,8 +834,12 @@ pub enum VenvCommand {
 #[derive(Debug, Args)]
 pub struct VenvExecArgs {
     /// The code root (default: the working directory, as the unit sets it).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "instance")]
     pub code_root: Option<PathBuf>,
+    /// The code root of this instance's unit (its WorkingDirectory=)
+    /// instead of the working directory.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
     /// The script and its arguments.
     #[arg(last = true, required = true)]
     pub args: Vec<String>,
@@ -849,6 +868,11 @@ pub struct VenvBuildArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The environment of this instance (jarvis-supervisor@NAME.service:
+    /// its code root, as its user; "default" for jarvis-supervisor.service).
+    /// Needed on a host whose instances run from different code roots.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -859,6 +883,11 @@ pub struct VenvSwitchArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The environment of this instance (jarvis-supervisor@NAME.service:
+    /// its code root, as its user; "default" for jarvis-supervisor.service).
+    /// Needed on a host whose instances run from different code roots.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -866,4 +895,9 @@ pub struct VenvRollbackArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The environment of this instance (jarvis-supervisor@NAME.service:
+    /// its code root, as its user; "default" for jarvis-supervisor.service).
+    /// Needed on a host whose instances run from different code roots.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }

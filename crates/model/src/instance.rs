@@ -26,6 +26,9 @@ pub const TARGET: &str = "jarvis-supervisor.target";
 pub const TEMPLATE: &str = "jarvis-supervisor@.service";
 /// The default instance's service user; a named one's is `jarvis-NAME`.
 pub const DEFAULT_USER: &str = "jarvis";
+/// What `--instance` and `instance list` call the default instance: no
+/// named instance may have it.
+pub const DEFAULT_NAME: &str = "default";
 /// The longest name: `jarvis-` plus it fits a 32-character user name.
 pub const MAX_NAME: usize = 32 - "jarvis-".len();
 /// Where named instances' drop-ins live (the admin's unit directory).
@@ -74,6 +77,12 @@ impl FromStr for InstanceName {
         if s.is_empty() {
             return Err(bad("is empty"));
         }
+        if s == DEFAULT_NAME {
+            return Err(
+                Error::new("\"default\" names the default instance (jarvis-supervisor.service)")
+                    .with_note("give a named instance another name"),
+            );
+        }
         if s.len() > MAX_NAME {
             return Err(bad(&format!("is longer than {MAX_NAME} characters")));
         }
@@ -103,9 +112,13 @@ pub enum Instance {
 
 impl Instance {
     /// The instance of a command's `--instance NAME`: the default without
-    /// one; a bad name is refused, never echoed.
+    /// one, or with `default` (the name `instance list` gives it); a bad
+    /// name is refused, never echoed.
     pub fn from_arg(name: Option<&str>) -> Result<Instance> {
-        name.map_or(Ok(Instance::Default), |n| Ok(Instance::Named(n.parse()?)))
+        match name {
+            None | Some(DEFAULT_NAME) => Ok(Instance::Default),
+            Some(n) => Ok(Instance::Named(n.parse()?)),
+        }
     }
 
     /// The instance a unit name stands for: `jarvis-supervisor.service` is
@@ -127,6 +140,22 @@ impl Instance {
         match self {
             Instance::Default => UNIT.to_string(),
             Instance::Named(n) => format!("{PREFIX}@{n}.service"),
+        }
+    }
+
+    /// Its unit's name as an operator types it to systemctl and
+    /// journalctl: `jarvis-supervisor`, `jarvis-supervisor@NAME`.
+    pub fn short_unit(&self) -> String {
+        let unit = self.unit();
+        unit.strip_suffix(".service").unwrap_or(&unit).to_string()
+    }
+
+    /// What a `jarvisctl` command needs to act on it: nothing for the
+    /// default, ` --instance NAME` for a named one (with its leading space).
+    pub fn flag(&self) -> String {
+        match self {
+            Instance::Default => String::new(),
+            Instance::Named(n) => format!(" --instance {n}"),
         }
     }
 
@@ -182,6 +211,30 @@ impl Instance {
             .collect();
         out.sort();
         out
+    }
+
+    /// The instance, when it is made on this host: the default always
+    /// (its unit is the package's), a named one when `instance add` made
+    /// it. Else the error names the instances there are.
+    pub fn made(self, paths: &Paths) -> Result<Instance> {
+        let Instance::Named(n) = &self else {
+            return Ok(self);
+        };
+        let known = Instance::installed(paths, false);
+        if known.contains(n) {
+            return Ok(self);
+        }
+        let names: Vec<String> = std::iter::once(DEFAULT_NAME.to_string())
+            .chain(known.iter().map(|k| k.to_string()))
+            .collect();
+        Err(Error::new(format!(
+            "no instance {n} on this host ({} has no {DROPIN})",
+            self.dropin_dir().display()
+        ))
+        .with_note(format!(
+            "the instances are: {}; make it with sudo jarvisctl instance add {n} --code-root DIR --script PATH",
+            names.join(", ")
+        )))
     }
 
     fn suffixed(&self, base: &str) -> String {
@@ -248,6 +301,14 @@ mod tests {
     fn the_default_instance_is_todays_unit_and_directories() {
         let d = Instance::Default;
         assert_eq!(d.unit(), "jarvis-supervisor.service");
+        assert_eq!(d.short_unit(), "jarvis-supervisor");
+        assert_eq!(d.flag(), "");
+        assert_eq!(Instance::from_arg(None).unwrap(), d);
+        assert_eq!(Instance::from_arg(Some("default")).unwrap(), d);
+        assert!("default".parse::<InstanceName>().is_err());
+        let a = Instance::from_arg(Some("alpha")).unwrap();
+        assert_eq!(a.short_unit(), "jarvis-supervisor@alpha");
+        assert_eq!(a.flag(), " --instance alpha");
         assert_eq!(d.default_user(), "jarvis");
         assert_eq!(d.runtime_dir(), PathBuf::from("/run/jarvis-supervisor"));
         assert_eq!(d.engine_dir(), PathBuf::from("/run/jarvis-supervisor-run"));
@@ -293,6 +354,13 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(false), ["alpha", "beta"]);
+        let made = |n: &str| Instance::from_arg(Some(n)).unwrap().made(&paths);
+        assert!(made("alpha").is_ok() && made("default").is_ok());
+        let e = made("gone").unwrap_err().to_string();
+        assert!(
+            e.contains("no instance gone") && e.contains("default, alpha, beta"),
+            "{e}"
+        );
         assert_eq!(names(true), ["gone"]);
         let a = Instance::Named("alpha".parse().unwrap());
         assert_eq!(

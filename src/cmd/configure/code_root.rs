@@ -14,7 +14,8 @@ use crate::dropin::plain_path;
 use crate::dropin::write as write_atomic;
 use crate::interpreter;
 use jarvis_model::error::{Error, Result};
-use jarvis_model::paths::{Paths, UNIT};
+use jarvis_model::instance::Instance;
+use jarvis_model::paths::Paths;
 use jarvis_model::unit::Unit;
 
 pub const DROPIN: &str = "/etc/systemd/system/jarvis-supervisor.service.d/60-jarvisctl-code-root.conf";
@@ -202,20 +203,38 @@ struct Setting {
     from: String,
 }
 
-pub fn show(paths: &Paths, json: bool) -> Result<i32> {
-    let unit = Unit::load(paths)?;
+/// The settings in effect for `instance` and the file and line of each: a
+/// named instance's come from the template and its drop-ins, and also say
+/// its group and readiness type, which it chooses itself.
+pub fn show(paths: &Paths, instance: &Instance, json: bool) -> Result<i32> {
+    let unit = Unit::load_named(paths, &instance.unit())?;
+    let named = *instance != Instance::Default;
     let mut out = Vec::new();
-    for key in [
-        "User",
-        "WorkingDirectory",
-        "Environment",
-        "EnvironmentFile",
-        "ReadWritePaths",
-        "ExecStart",
-    ] {
+    let keys: &[&str] = if named {
+        &[
+            "Type",
+            "User",
+            "Group",
+            "WorkingDirectory",
+            "Environment",
+            "EnvironmentFile",
+            "ReadWritePaths",
+            "ExecStart",
+        ]
+    } else {
+        &[
+            "User",
+            "WorkingDirectory",
+            "Environment",
+            "EnvironmentFile",
+            "ReadWritePaths",
+            "ExecStart",
+        ]
+    };
+    for &key in keys {
         let all = unit.origins("Service", key);
         // Single-valued settings: the last one wins.
-        let shown = if matches!(key, "User" | "WorkingDirectory" | "ExecStart") {
+        let shown = if matches!(key, "Type" | "User" | "Group" | "WorkingDirectory" | "ExecStart") {
             all.into_iter().last().into_iter().collect()
         } else {
             all
@@ -236,7 +255,12 @@ pub fn show(paths: &Paths, json: bool) -> Result<i32> {
             from: "jarvisctl venv exec, at each start".into(),
         });
     }
-    for f in [LOGROTATE].iter().chain(SHIPPED_LOGROTATE.iter()) {
+    // The package's log rotation is the default's.
+    for f in [LOGROTATE]
+        .iter()
+        .chain(SHIPPED_LOGROTATE.iter())
+        .filter(|_| !named)
+    {
         if paths.host(Path::new(f)).exists() {
             out.push(Setting {
                 key: "logrotate".into(),
@@ -248,7 +272,7 @@ pub fn show(paths: &Paths, json: bool) -> Result<i32> {
     if json {
         println!("{}", serde_json::to_string(&out).unwrap_or_default());
     } else {
-        println!("{UNIT}, as in effect:");
+        println!("{}, as in effect:", instance.unit());
         for s in &out {
             println!("{}={}  ({})", s.key, crate::output::printable(&s.value), s.from);
         }
