@@ -479,13 +479,13 @@ impl Session for SshSession<'_> {
         // crash-loop backoff keeps its count across restarts but not across
         // a stop, and a deploy is not a crash.
         let unit = sh_quote(&f.unit);
+        // Without systemd, what the init script does for the default
+        // instance alone: its `restart` stops and starts every instance on
+        // the host, those of other trees too.
         let cmd = if f.init == Init::Systemd {
             format!("systemctl stop {unit} && systemctl start {unit}")
         } else {
-            format!(
-                "/etc/init.d/{} restart",
-                sh_quote(f.unit.trim_end_matches(".service"))
-            )
+            "jarvisctl stop >/dev/null && jarvisctl run --daemon >/dev/null".to_string()
         };
         // Then every named instance that runs from the same code root (a
         // gateway's bots share one tree) and runs now (status OK or

@@ -302,8 +302,23 @@ pub fn scenarios() {
         c.wait_for("the second instance on version 1", Duration::from_secs(30), |c| {
             second(c).1 == "1"
         });
+        // And a bot of another tree, which a deploy of this one leaves be.
+        c.ok("mkdir -p /srv/other/data && printf 'import time\nwhile True:\n    time.sleep(1)\n' > /srv/other/other_bot.py && chown -R jarvis:jarvis /srv/other");
+        c.ok("jarvisctl instance add other --code-root /srv/other --script other_bot.py --type simple --user jarvis && jarvisctl start --instance other");
     }
+    let other = |c: &Container| -> String {
+        let st = c.sh("jarvisctl status --instance other --json").stdout;
+        serde_json::from_str::<Value>(&st)
+            .ok()
+            .and_then(|v| v["main_pid"].as_u64())
+            .map_or_else(String::new, |p| p.to_string())
+    };
     let second_before = [second(f.a()).0, second(f.b()).0];
+    let other_before = [other(f.a()), other(f.b())];
+    assert!(
+        other_before.iter().all(|p| !p.is_empty()),
+        "the other tree's bot is not running"
+    );
 
     // 1. A good deploy of version 2 over version 1.
     let pids = [pid(f.a()), pid(f.b())];
@@ -355,13 +370,19 @@ pub fn scenarios() {
             diag(c)
         );
         assert_ne!(pid2, second_before[i], "the second instance was not restarted");
+        assert_eq!(
+            other(c),
+            other_before[i],
+            "the deploy of {CODE} restarted the bot of another tree (/srv/other)"
+        );
         println!(
-            "figures: host {}: the second instance of {CODE} restarted on version 2 with the default (pid {} -> {pid2})",
+            "figures: host {}: the second instance of {CODE} restarted on version 2 with the default (pid {} -> {pid2}); the bot of /srv/other kept pid {}",
             i + 1,
-            second_before[i]
+            second_before[i],
+            other_before[i]
         );
         // Out of the way of the later steps, whose trees lack its script.
-        c.ok("jarvisctl instance remove second");
+        c.ok("jarvisctl instance remove second && jarvisctl instance remove other");
     }
     // The second instance's file is the deploy's now; data/ is the bot's.
     assert_eq!([kept(f.a()), kept(f.b())], kept0, "data, .env or logs changed");
