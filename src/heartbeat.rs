@@ -13,9 +13,96 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use jarvis_model::error::{Error, Result};
+use jarvis_model::instance::Instance;
+use jarvis_model::paths::Paths;
 
 /// The conffile that holds the URL for the health timer.
 pub const CONF: &str = "/etc/jarvis-supervisor/heartbeat.conf";
+/// The directory of every instance's heartbeat file (root's).
+pub const CONF_DIR: &str = "/etc/jarvis-supervisor";
+
+/// The heartbeat file of `instance`: the default's is [`CONF`], a named
+/// one's `heartbeat@NAME.conf` beside it, in the same format. The
+/// operator writes a named one's (the package ships only the default's).
+pub fn conf_of(instance: &Instance) -> PathBuf {
+    match instance {
+        Instance::Default => PathBuf::from(CONF),
+        Instance::Named(n) => Path::new(CONF_DIR).join(format!("heartbeat@{n}.conf")),
+    }
+}
+
+/// `instance`'s heartbeat file, every good line and one error per bad
+/// line, as [`read_conf_all`]. A named instance's file is the operator's,
+/// not a conffile: root runs its `on_failure`, so it is read only when it
+/// is a regular file (no link), owned by root (by the caller under
+/// `--root`) and writable by its owner alone; else it sets nothing, and
+/// the error says how to fix it.
+pub fn read_conf_of(paths: &Paths, instance: &Instance) -> Result<(Conf, Vec<Error>)> {
+    let path = paths.host(&conf_of(instance));
+    if let Instance::Named(_) = instance {
+        let owner = if paths.is_system() {
+            0
+        } else {
+            nix::unistd::geteuid().as_raw()
+        };
+        trusted(&path, owner)?;
+    }
+    read_conf_all(&path)
+}
+
+/// Err when `path` exists and is not a file only `owner` can write.
+fn trusted(path: &Path, owner: u32) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_flags())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
+            return Err(Error::new(format!(
+                "{}: a symbolic link; refused: root runs its on_failure",
+                path.display()
+            ))
+            .with_note(format!(
+                "replace it with the file itself: install -m 0640 -o root -g root FILE {}",
+                path.display()
+            )))
+        }
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    let m = file.metadata().map_err(|e| Error::io("read", path, e))?;
+    let why = if !m.is_file() {
+        Some("not a regular file".to_string())
+    } else if m.uid() != owner {
+        Some(format!("owned by uid {}, not root", m.uid()))
+    } else if m.mode() & 0o022 != 0 {
+        Some(format!(
+            "writable by others than its owner (mode {:o})",
+            m.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(Error::new(format!(
+            "{}: {why}; refused: root runs its on_failure",
+            path.display()
+        ))
+        .with_note(format!(
+            "make it root's: chown root:root {p} && chmod 0640 {p}",
+            p = path.display()
+        ))),
+    }
+}
+
+/// Open without following a link, without blocking on a FIFO.
+fn libc_flags() -> i32 {
+    (nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits()
+}
 
 /// How a ping is tried: `attempts` tries of at most `timeout` each,
 /// `pause` apart.
@@ -354,15 +441,24 @@ pub fn send_with(url: &str, retry: Retry) -> std::result::Result<(), String> {
 
 /// Pings for a check that ended with `code`, reporting only on stderr.
 pub fn ping(m: &Monitor, code: i32) {
+    ping_of(&Instance::Default, m, code);
+}
+
+/// [`ping`] for `instance`'s check: a named one's messages name it.
+pub fn ping_of(instance: &Instance, m: &Monitor, code: i32) {
+    let who = match instance {
+        Instance::Default => String::new(),
+        Instance::Named(n) => format!(" of instance {n}"),
+    };
     let t0 = Instant::now();
     match send(&m.for_code(code)) {
         Ok(()) => {
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                eprintln!("heartbeat: sent {}", m.shown(Some(code)));
+                eprintln!("heartbeat: sent {}{who}", m.shown(Some(code)));
             }
         }
         Err(e) => eprintln!(
-            "heartbeat: ping to {} failed after {:.1} s: {e}; the check's result is unchanged",
+            "heartbeat: ping{who} to {} failed after {:.1} s: {e}; the check's result is unchanged",
             m.shown(Some(code)),
             t0.elapsed().as_secs_f64()
         ),

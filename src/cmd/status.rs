@@ -37,9 +37,19 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
         }
     };
     if args.record {
-        // The timer's run: it succeeds whatever the check found; the ping
-        // carries the verdict, and goes before any file is written.
-        health::record::record(paths, &history, heartbeat)?;
+        // The timer's run: it succeeds whatever the check found; each
+        // instance's ping carries its verdict, and goes before any file is
+        // written. A named instance pings the URL of its own file.
+        let named = Instance::installed(paths, false);
+        let each = |instance: &Instance, code: i32| match instance {
+            Instance::Default => heartbeat(code),
+            Instance::Named(_) => {
+                if let Some(m) = named_target(paths, instance) {
+                    heartbeat::ping_of(instance, &m, code);
+                }
+            }
+        };
+        health::record::record(paths, &history, &named, each)?;
         // Then a deploy cut off on this host is settled (root's timer).
         if nix::unistd::geteuid().is_root() {
             let by = jarvis_cli::SettleBy::Status.phrase();
@@ -163,6 +173,25 @@ fn ping_target(paths: &Paths, args: &StatusArgs) -> Result<Option<heartbeat::Mon
         Err(e) => {
             eprintln!("heartbeat: {e}; no ping sent");
             Ok(None)
+        }
+    }
+}
+
+/// A named instance's monitor, from its own heartbeat file: none when it
+/// has none; a broken or untrusted file is reported and sends no ping.
+fn named_target(paths: &Paths, instance: &Instance) -> Option<heartbeat::Monitor> {
+    match heartbeat::read_conf_of(paths, instance) {
+        Ok((conf, problems)) if problems.is_empty() => conf.monitor(),
+        Ok((_, mut problems)) => {
+            eprintln!(
+                "heartbeat: {}; no ping sent for instance {instance}",
+                problems.remove(0)
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("heartbeat: {e}; no ping sent for instance {instance}");
+            None
         }
     }
 }
