@@ -451,6 +451,11 @@ pub struct AlertArgs {
     /// later run OnFailure= between restarts too).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// Alert for this instance (jarvis-supervisor@NAME.service, run by
+    /// jarvis-supervisor-alert@NAME.service): its unit's state, and its own
+    /// /etc/jarvis-supervisor/heartbeat@NAME.conf.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 /// Which bot a start, stop, restart, pause or resume acts on.
