@@ -2404,8 +2404,14 @@ fn start_stop_restart_and_a_pause_that_is_neither_restarted_nor_alerted() {
         String::from_utf8_lossy(&rec.stderr)
     );
     let metrics = fs::read_to_string(prom.join("jarvis_supervisor.prom")).unwrap();
-    assert!(metrics.contains("\njarvis_supervisor_paused{bot=\"default\"} 1\n"), "{metrics}");
-    assert!(metrics.contains("\njarvis_supervisor_verdict{bot=\"default\"} 0\n"), "{metrics}");
+    assert!(
+        metrics.contains("\njarvis_supervisor_paused{bot=\"default\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\njarvis_supervisor_verdict{bot=\"default\"} 0\n"),
+        "{metrics}"
+    );
 
     // Removing the file and starting resumes it.
     fs::remove_file(t.path("code/PAUSE_AUTOMATIONS")).unwrap();
@@ -3554,9 +3560,13 @@ fn a_full_var_lib_still_pings_and_the_metrics_say_so() {
             "the ping URL's secret was printed: {err}"
         );
         let prom = fs::read_to_string(textfile.join("jarvis_supervisor.prom")).unwrap();
-        assert!(prom.contains("\njarvis_supervisor_sample_stored{bot=\"default\"} 0\n"), "{prom}");
         assert!(
-            prom.contains("\njarvis_supervisor_up{bot=\"default\"} 1\n") && prom.contains("\njarvis_supervisor_verdict{bot=\"default\"} 1\n"),
+            prom.contains("\njarvis_supervisor_sample_stored{bot=\"default\"} 0\n"),
+            "{prom}"
+        );
+        assert!(
+            prom.contains("\njarvis_supervisor_up{bot=\"default\"} 1\n")
+                && prom.contains("\njarvis_supervisor_verdict{bot=\"default\"} 1\n"),
             "{prom}"
         );
         assert!(

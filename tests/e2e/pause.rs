@@ -184,7 +184,10 @@ fn scenario(suite: Suite) {
         c.sh("jarvisctl status").all()
     );
     let prom = metrics(&c);
-    assert!(prom.contains("\njarvis_supervisor_paused{bot=\"default\"} 1\n"), "{name}: {prom}");
+    assert!(
+        prom.contains("\njarvis_supervisor_paused{bot=\"default\"} 1\n"),
+        "{name}: {prom}"
+    );
     println!(
         "figures: {name}: paused by hand, {extra} start(s) in {:.1} s, status {}",
         t0.elapsed().as_secs_f64(),
