@@ -880,7 +880,11 @@ fn status_hosts_checks_each_listed_instance_and_names_a_missing_one() {
     assert_eq!(rows, want);
 
     // A bad name in the file: its line, never the text.
-    fs::write(&hosts, "[[host]]\nssh = \"root@gw\"\ninstances = [\n  \"Alpha!\",\n]\n").unwrap();
+    fs::write(
+        &hosts,
+        "[[host]]\nssh = \"root@gw\"\ninstances = [\n  \"Alpha!\",\n]\n",
+    )
+    .unwrap();
     let out = run(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hosts.toml:4:") && !err.contains("Alpha!"), "{err}");

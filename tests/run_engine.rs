@@ -3967,3 +3967,76 @@ fn two_instances_of_one_template_run_side_by_side_and_act_alone() {
         pids[1]
     );
 }
+
+/// Issue 26, without systemd: a named instance's engine that gives up runs
+/// its own alert (`alert --instance NAME`): the on_failure of
+/// heartbeat@NAME.conf runs, with that instance's unit, and the default's
+/// heartbeat.conf is left alone.
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn a_named_instances_engine_that_gives_up_runs_that_instances_alert() {
+    let t = Tree::new(
+        "root",
+        "StartLimitIntervalSec=60s\nStartLimitBurst=2",
+        "Environment=STANDIN_MODE=exit1\nRestartSec=0.1s\n",
+    );
+    // The default's hooks (heartbeat.conf writes `alerted`), and the tree's
+    // unit as instance alpha's own unit file.
+    install_as_the_unit(&t);
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap().replace(
+        "RuntimeDirectory=jarvis-engine-test",
+        "RuntimeDirectory=jarvis-engine-test@alpha",
+    );
+    fs::write(t.path("etc/systemd/system/jarvis-supervisor@alpha.service"), unit).unwrap();
+    let marker = t.path("alerted-alpha");
+    let conf = t.path("etc/jarvis-supervisor/heartbeat@alpha.conf");
+    fs::write(
+        &conf,
+        format!(
+            "on_failure = echo \"$JARVIS_ALERT_UNIT: $JARVIS_ALERT_REASON\" >> {}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o640)).unwrap();
+    let err = File::create(t.path("engine.err")).unwrap();
+    let mut engine = t
+        .cmd()
+        .args(["run", "--instance", "alpha"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let code = loop {
+        if let Some(st) = engine.try_wait().unwrap() {
+            break st.code();
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = engine.kill();
+            panic!("the engine did not give up in 30 s:\n{}", t.messages());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, Some(1), "{}", t.messages());
+    // The alert runs in a process of its own, after the engine's exit.
+    let t1 = Instant::now();
+    while !marker.exists() && t1.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let said = fs::read_to_string(&marker).unwrap_or_default();
+    assert!(
+        said.starts_with("jarvis-supervisor@alpha.service: jarvisctl run gave up: start limit hit"),
+        "{said:?}\n{}",
+        t.messages()
+    );
+    assert!(
+        !t.path("alerted").exists(),
+        "the default's on_failure ran for alpha"
+    );
+    eprintln!(
+        "instance alpha gave up after {:.2}s; its own on_failure ran",
+        t0.elapsed().as_secs_f64()
+    );
+}
