@@ -45,13 +45,23 @@ pub fn read_conf_of(paths: &Paths, instance: &Instance) -> Result<(Conf, Vec<Err
         } else {
             nix::unistd::geteuid().as_raw()
         };
-        trusted(&path, owner)?;
+        // Read through the descriptor that was checked, never the path again.
+        return match trusted(&path, owner)? {
+            Some(bytes) => Ok(parse_conf(&path, &bytes)),
+            None => Ok((Conf::default(), Vec::new())),
+        };
     }
     read_conf_all(&path)
 }
 
-/// Err when `path` exists and is not a file only `owner` can write.
-fn trusted(path: &Path, owner: u32) -> Result<()> {
+/// The most of a heartbeat file read: a few lines are a few hundred bytes.
+const CONF_MAX: u64 = 64 * 1024;
+
+/// The bytes of `path`, when it is a regular file of `owner` that only its
+/// owner can write; None when it is missing or this user may not read it;
+/// Err, with the fix, when it is anything else.
+fn trusted(path: &Path, owner: u32) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let file = match std::fs::OpenOptions::new()
         .read(true)
@@ -59,8 +69,8 @@ fn trusted(path: &Path, owner: u32) -> Result<()> {
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
         Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
             return Err(Error::new(format!(
                 "{}: a symbolic link; refused: root runs its on_failure",
@@ -76,6 +86,8 @@ fn trusted(path: &Path, owner: u32) -> Result<()> {
     let m = file.metadata().map_err(|e| Error::io("read", path, e))?;
     let why = if !m.is_file() {
         Some("not a regular file".to_string())
+    } else if m.len() > CONF_MAX {
+        Some(format!("larger than {CONF_MAX} bytes"))
     } else if m.uid() != owner {
         Some(format!("owned by uid {}, not root", m.uid()))
     } else if m.mode() & 0o022 != 0 {
@@ -86,17 +98,21 @@ fn trusted(path: &Path, owner: u32) -> Result<()> {
     } else {
         None
     };
-    match why {
-        None => Ok(()),
-        Some(why) => Err(Error::new(format!(
+    if let Some(why) = why {
+        return Err(Error::new(format!(
             "{}: {why}; refused: root runs its on_failure",
             path.display()
         ))
         .with_note(format!(
             "make it root's: chown root:root {p} && chmod 0640 {p}",
             p = path.display()
-        ))),
+        )));
     }
+    let mut bytes = Vec::new();
+    file.take(CONF_MAX)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok(Some(bytes))
 }
 
 /// Open without following a link, without blocking on a FIFO.
@@ -292,6 +308,11 @@ pub fn read_conf_all(path: &Path) -> Result<(Conf, Vec<Error>)> {
         }
         Err(e) => return Err(Error::io("read", path, e)),
     };
+    Ok(parse_conf(path, &bytes))
+}
+
+/// Every good line of `bytes` (the file `path`), and one error per bad line.
+fn parse_conf(path: &Path, bytes: &[u8]) -> (Conf, Vec<Error>) {
     let mut conf = Conf::default();
     let mut problems = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
@@ -306,7 +327,7 @@ pub fn read_conf_all(path: &Path) -> Result<(Conf, Vec<Error>)> {
             problems.push(e);
         }
     }
-    Ok((conf, problems))
+    (conf, problems)
 }
 
 fn read_line(conf: &mut Conf, path: &Path, n: usize, line: &str) -> Result<()> {
@@ -618,6 +639,46 @@ mod tests {
         std::fs::write(&f, "on_failure =\n").unwrap();
         let e = read_conf(&f).unwrap_err().to_string();
         assert!(e.contains(":1:") && e.contains("on_failure is empty"), "{e}");
+    }
+
+    /// Issue 26: a named instance's file sits beside the default's, in the
+    /// same format; root runs its on_failure, so a link, a file others can
+    /// write or another owner's is refused with the fix, and a missing one
+    /// sets nothing.
+    #[test]
+    fn a_named_instances_file_is_its_own_and_read_only_when_only_root_can_write_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let alpha = Instance::Named("alpha".parse().unwrap());
+        assert_eq!(conf_of(&Instance::Default), PathBuf::from(CONF));
+        assert_eq!(
+            conf_of(&alpha),
+            PathBuf::from("/etc/jarvis-supervisor/heartbeat@alpha.conf")
+        );
+        let root = tempfile::tempdir().unwrap();
+        let paths = Paths::rooted(root.path());
+        assert_eq!(read_conf_of(&paths, &alpha).unwrap().0, Conf::default());
+        let dir = root.path().join("etc/jarvis-supervisor");
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("heartbeat@alpha.conf");
+        std::fs::write(&f, "url = https://hc-ping.com/alpha\nbad line\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let (conf, problems) = read_conf_of(&paths, &alpha).unwrap();
+        assert_eq!(conf.url.as_deref(), Some("https://hc-ping.com/alpha"));
+        assert!(
+            problems[0].to_string().contains("heartbeat@alpha.conf:2:"),
+            "{}",
+            problems[0]
+        );
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o660)).unwrap();
+        let e = read_conf_of(&paths, &alpha).unwrap_err();
+        assert!(
+            e.to_string().contains("writable by others") && format!("{e:?}").contains("chmod 0640"),
+            "{e:?}"
+        );
+        std::fs::remove_file(&f).unwrap();
+        std::os::unix::fs::symlink(dir.join("heartbeat.conf"), &f).unwrap();
+        let e = read_conf_of(&paths, &alpha).unwrap_err().to_string();
+        assert!(e.contains("a symbolic link"), "{e}");
     }
 
     #[test]
