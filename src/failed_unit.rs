@@ -47,10 +47,15 @@ pub fn from_json_lines(text: &str) -> FailedBy {
 
 /// The cause on this host, from PID 1's journal entries of the last 24 h.
 pub fn of_host() -> FailedBy {
+    of_unit(UNIT)
+}
+
+/// [`of_host`] for `unit` (a named instance's).
+pub fn of_unit(unit: &str) -> FailedBy {
     let mut cmd = std::process::Command::new("journalctl");
     cmd.args([
         "_PID=1",
-        &format!("UNIT={UNIT}"),
+        &format!("UNIT={unit}"),
         "--since",
         "-24h",
         "-o",

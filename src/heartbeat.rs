@@ -13,9 +13,112 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use jarvis_model::error::{Error, Result};
+use jarvis_model::instance::Instance;
+use jarvis_model::paths::Paths;
 
 /// The conffile that holds the URL for the health timer.
 pub const CONF: &str = "/etc/jarvis-supervisor/heartbeat.conf";
+/// The directory of every instance's heartbeat file (root's).
+pub const CONF_DIR: &str = "/etc/jarvis-supervisor";
+
+/// The heartbeat file of `instance`: the default's is [`CONF`], a named
+/// one's `heartbeat@NAME.conf` beside it, in the same format. The
+/// operator writes a named one's (the package ships only the default's).
+pub fn conf_of(instance: &Instance) -> PathBuf {
+    match instance {
+        Instance::Default => PathBuf::from(CONF),
+        Instance::Named(n) => Path::new(CONF_DIR).join(format!("heartbeat@{n}.conf")),
+    }
+}
+
+/// `instance`'s heartbeat file, every good line and one error per bad
+/// line, as [`read_conf_all`]. A named instance's file is the operator's,
+/// not a conffile: root runs its `on_failure`, so it is read only when it
+/// is a regular file (no link), owned by root (by the caller under
+/// `--root`) and writable by its owner alone; else it sets nothing, and
+/// the error says how to fix it.
+pub fn read_conf_of(paths: &Paths, instance: &Instance) -> Result<(Conf, Vec<Error>)> {
+    let path = paths.host(&conf_of(instance));
+    if let Instance::Named(_) = instance {
+        let owner = if paths.is_system() {
+            0
+        } else {
+            nix::unistd::geteuid().as_raw()
+        };
+        // Read through the descriptor that was checked, never the path again.
+        return match trusted(&path, owner)? {
+            Some(bytes) => Ok(parse_conf(&path, &bytes)),
+            None => Ok((Conf::default(), Vec::new())),
+        };
+    }
+    read_conf_all(&path)
+}
+
+/// The most of a heartbeat file read: a few lines are a few hundred bytes.
+const CONF_MAX: u64 = 64 * 1024;
+
+/// The bytes of `path`, when it is a regular file of `owner` that only its
+/// owner can write; None when it is missing or this user may not read it;
+/// Err, with the fix, when it is anything else.
+fn trusted(path: &Path, owner: u32) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_flags())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
+            return Err(Error::new(format!(
+                "{}: a symbolic link; refused: root runs its on_failure",
+                path.display()
+            ))
+            .with_note(format!(
+                "replace it with the file itself: install -m 0640 -o root -g root FILE {}",
+                path.display()
+            )))
+        }
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    let m = file.metadata().map_err(|e| Error::io("read", path, e))?;
+    let why = if !m.is_file() {
+        Some("not a regular file".to_string())
+    } else if m.len() > CONF_MAX {
+        Some(format!("larger than {CONF_MAX} bytes"))
+    } else if m.uid() != owner {
+        Some(format!("owned by uid {}, not root", m.uid()))
+    } else if m.mode() & 0o022 != 0 {
+        Some(format!(
+            "writable by others than its owner (mode {:o})",
+            m.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Err(Error::new(format!(
+            "{}: {why}; refused: root runs its on_failure",
+            path.display()
+        ))
+        .with_note(format!(
+            "make it root's: chown root:root {p} && chmod 0640 {p}",
+            p = path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(CONF_MAX)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok(Some(bytes))
+}
+
+/// Open without following a link, without blocking on a FIFO.
+fn libc_flags() -> i32 {
+    (nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits()
+}
 
 /// How a ping is tried: `attempts` tries of at most `timeout` each,
 /// `pause` apart.
@@ -205,6 +308,11 @@ pub fn read_conf_all(path: &Path) -> Result<(Conf, Vec<Error>)> {
         }
         Err(e) => return Err(Error::io("read", path, e)),
     };
+    Ok(parse_conf(path, &bytes))
+}
+
+/// Every good line of `bytes` (the file `path`), and one error per bad line.
+fn parse_conf(path: &Path, bytes: &[u8]) -> (Conf, Vec<Error>) {
     let mut conf = Conf::default();
     let mut problems = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
@@ -219,7 +327,7 @@ pub fn read_conf_all(path: &Path) -> Result<(Conf, Vec<Error>)> {
             problems.push(e);
         }
     }
-    Ok((conf, problems))
+    (conf, problems)
 }
 
 fn read_line(conf: &mut Conf, path: &Path, n: usize, line: &str) -> Result<()> {
@@ -354,15 +462,24 @@ pub fn send_with(url: &str, retry: Retry) -> std::result::Result<(), String> {
 
 /// Pings for a check that ended with `code`, reporting only on stderr.
 pub fn ping(m: &Monitor, code: i32) {
+    ping_of(&Instance::Default, m, code);
+}
+
+/// [`ping`] for `instance`'s check: a named one's messages name it.
+pub fn ping_of(instance: &Instance, m: &Monitor, code: i32) {
+    let who = match instance {
+        Instance::Default => String::new(),
+        Instance::Named(n) => format!(" of instance {n}"),
+    };
     let t0 = Instant::now();
     match send(&m.for_code(code)) {
         Ok(()) => {
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                eprintln!("heartbeat: sent {}", m.shown(Some(code)));
+                eprintln!("heartbeat: sent {}{who}", m.shown(Some(code)));
             }
         }
         Err(e) => eprintln!(
-            "heartbeat: ping to {} failed after {:.1} s: {e}; the check's result is unchanged",
+            "heartbeat: ping{who} to {} failed after {:.1} s: {e}; the check's result is unchanged",
             m.shown(Some(code)),
             t0.elapsed().as_secs_f64()
         ),
@@ -522,6 +639,46 @@ mod tests {
         std::fs::write(&f, "on_failure =\n").unwrap();
         let e = read_conf(&f).unwrap_err().to_string();
         assert!(e.contains(":1:") && e.contains("on_failure is empty"), "{e}");
+    }
+
+    /// Issue 26: a named instance's file sits beside the default's, in the
+    /// same format; root runs its on_failure, so a link, a file others can
+    /// write or another owner's is refused with the fix, and a missing one
+    /// sets nothing.
+    #[test]
+    fn a_named_instances_file_is_its_own_and_read_only_when_only_root_can_write_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let alpha = Instance::Named("alpha".parse().unwrap());
+        assert_eq!(conf_of(&Instance::Default), PathBuf::from(CONF));
+        assert_eq!(
+            conf_of(&alpha),
+            PathBuf::from("/etc/jarvis-supervisor/heartbeat@alpha.conf")
+        );
+        let root = tempfile::tempdir().unwrap();
+        let paths = Paths::rooted(root.path());
+        assert_eq!(read_conf_of(&paths, &alpha).unwrap().0, Conf::default());
+        let dir = root.path().join("etc/jarvis-supervisor");
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("heartbeat@alpha.conf");
+        std::fs::write(&f, "url = https://hc-ping.com/alpha\nbad line\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let (conf, problems) = read_conf_of(&paths, &alpha).unwrap();
+        assert_eq!(conf.url.as_deref(), Some("https://hc-ping.com/alpha"));
+        assert!(
+            problems[0].to_string().contains("heartbeat@alpha.conf:2:"),
+            "{}",
+            problems[0]
+        );
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o660)).unwrap();
+        let e = read_conf_of(&paths, &alpha).unwrap_err();
+        assert!(
+            e.to_string().contains("writable by others") && format!("{e:?}").contains("chmod 0640"),
+            "{e:?}"
+        );
+        std::fs::remove_file(&f).unwrap();
+        std::os::unix::fs::symlink(dir.join("heartbeat.conf"), &f).unwrap();
+        let e = read_conf_of(&paths, &alpha).unwrap_err().to_string();
+        assert!(e.contains("a symbolic link"), "{e}");
     }
 
     #[test]

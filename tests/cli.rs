@@ -1256,3 +1256,87 @@ fn import_plans_splits_by_prefix_and_undoes_byte_for_byte() {
         .collect();
     assert_eq!(after, before);
 }
+
+/// Issue 26: `status --hosts hosts.toml` checks the instances a host's
+/// entry lists, one row each, from the host's own report (here a stand-in
+/// `ssh` on PATH answers as a gateway with the default and alpha would);
+/// a listed instance the host does not run is CRITICAL and says what to do.
+#[test]
+fn status_hosts_checks_each_listed_instance_and_names_a_missing_one() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = d.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let report = r#"{"schema":1,"verdict":"CRITICAL","exit_code":2,"state":"active","reasons":[],"instances":[{"name":"default","unit":"jarvis-supervisor.service","verdict":"OK","state":"active","main_pid":10},{"name":"alpha","unit":"jarvis-supervisor@alpha.service","verdict":"CRITICAL","state":"failed/failed","reasons":["not running (failed/failed)"]}]}"#;
+    let ssh = bin.join("ssh");
+    fs::write(&ssh, format!("#!/bin/sh\ncat <<'EOF'\n{report}\nEOF\nexit 2\n")).unwrap();
+    fs::set_permissions(&ssh, fs::Permissions::from_mode(0o755)).unwrap();
+    let hosts = d.path().join("hosts.toml");
+    fs::write(
+        &hosts,
+        "[[host]]\nssh = \"root@gw\"\ninstances = [\"default\", \"alpha\", \"beta\"]\n\n[[host]]\nssh = \"root@vps1\"\n",
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["status", "--hosts", hosts.to_str().unwrap()])
+            .args(extra)
+            .env("PATH", &path)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let row = |start: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no row {start:?}:\n{table}"))
+            .to_string()
+    };
+    assert!(row("root@gw default ").contains("OK"), "{table}");
+    assert!(row("root@gw alpha ").contains("CRITICAL"), "{table}");
+    let beta = row("root@gw beta ");
+    assert!(
+        beta.contains("CRITICAL") && beta.contains("jarvisctl instance add beta"),
+        "{table}"
+    );
+    // A host without a list: one row, its own worst verdict, as before.
+    assert!(row("root@vps1 (all) ").contains("CRITICAL"), "{table}");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    let out = run(&["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows: Vec<(String, String, String)> = v["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap_or("").to_string(),
+                r["instance"].as_str().unwrap_or("-").to_string(),
+                r["verdict"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("root@gw", "default", "OK"),
+        ("root@gw", "alpha", "CRITICAL"),
+        ("root@gw", "beta", "CRITICAL"),
+        ("root@vps1", "-", "CRITICAL"),
+    ]
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+    assert_eq!(rows, want);
+
+    // A bad name in the file: its line, never the text.
+    fs::write(
+        &hosts,
+        "[[host]]\nssh = \"root@gw\"\ninstances = [\n  \"Alpha!\",\n]\n",
+    )
+    .unwrap();
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hosts.toml:4:") && !err.contains("Alpha!"), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+}

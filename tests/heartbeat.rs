@@ -260,3 +260,157 @@ fn alert_runs_every_hook_despite_bad_lines_in_the_conffile() {
     // Non-zero, after trying everything: the file is wrong (2).
     assert_eq!(out.status.code(), Some(2), "{all}");
 }
+
+/// Makes named instance `name` in the tree at `root`, as `instance add`
+/// records it (its drop-in), with its heartbeat file holding `conf`.
+fn named_instance(root: &Path, name: &str, conf: Option<&str>) {
+    let dropin = root.join(format!("etc/systemd/system/jarvis-supervisor@{name}.service.d"));
+    std::fs::create_dir_all(&dropin).unwrap();
+    std::fs::write(dropin.join("50-jarvisctl-instance.conf"), "[Service]\n").unwrap();
+    if let Some(conf) = conf {
+        let dir = root.join("etc/jarvis-supervisor");
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join(format!("heartbeat@{name}.conf"));
+        std::fs::write(&f, conf).unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    }
+}
+
+/// Issue 26: each instance has its own heartbeat. The timer's run pings the
+/// default's URL with the default's verdict and each named instance's URL
+/// (heartbeat@NAME.conf) with that instance's verdict; an instance without
+/// a file sends nothing, and the textfile has every instance's series.
+#[test]
+fn the_timer_run_pings_each_instances_own_url_with_its_own_verdict() {
+    let root = tempfile::tempdir().unwrap();
+    let default = Server::start();
+    let alpha = Server::start();
+    let conf = root.path().join("etc/jarvis-supervisor");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("heartbeat.conf"), format!("url = {}\n", default.url())).unwrap();
+    named_instance(
+        root.path(),
+        "alpha",
+        Some(&format!("url = http://127.0.0.1:{}/alpha-{SECRET}\n", alpha.port)),
+    );
+    named_instance(root.path(), "beta", None);
+    let samples = root.path().join("samples.jsonl");
+    let prom = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("--root")
+        .arg(root.path())
+        .args(["status", "--record", "--samples", samples.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .env("JARVIS_TEXTFILE_DIR", prom.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains(SECRET), "{}", text(&out));
+    // The default: its own verdict, on its own URL only.
+    let (check, _) = status(root.path(), &["--instance", "default", "--json"]);
+    assert_eq!(default.paths(), [expected(check.status.code().unwrap())]);
+    // Alpha: never started here, so CRITICAL (2), as `status --instance
+    // alpha` says; on its own URL.
+    let (one, _) = status(root.path(), &["--instance", "alpha", "--json"]);
+    let line: serde_json::Value = serde_json::from_slice(&one.stdout).expect("line JSON");
+    let code = one.status.code().unwrap();
+    assert_eq!(line["verdict"], "CRITICAL", "{line}");
+    assert_eq!(alpha.paths(), [format!("/alpha-{SECRET}/{code}")]);
+    // Every bot's series, each under its own name.
+    let metrics = std::fs::read_to_string(prom.path().join("jarvis_supervisor.prom")).unwrap();
+    for bot in ["default", "alpha", "beta"] {
+        assert!(
+            metrics.contains(&format!("jarvis_supervisor_verdict{{bot=\"{bot}\"}} ")),
+            "{bot}: {metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("jarvis_supervisor_up{bot=\"alpha\"} 0\n"),
+        "{metrics}"
+    );
+}
+
+/// Root runs a named instance's on_failure: its heartbeat file is honoured
+/// only when only its owner (root) can write it; else nothing is sent, and
+/// the message says how to fix it.
+#[test]
+fn a_named_instances_heartbeat_file_that_others_can_write_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let alpha = Server::start();
+    named_instance(
+        root.path(),
+        "alpha",
+        Some(&format!("url = http://127.0.0.1:{}/alpha-{SECRET}\n", alpha.port)),
+    );
+    let f = root.path().join("etc/jarvis-supervisor/heartbeat@alpha.conf");
+    std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let samples = root.path().join("samples.jsonl");
+    let (out, _) = status(root.path(), &["--record", "--samples", samples.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("heartbeat@alpha.conf: writable by others than its owner")
+            && err.contains("chmod 0640")
+            && err.contains("no ping sent for instance alpha"),
+        "{err}"
+    );
+    assert!(alpha.paths().is_empty(), "{:?}", alpha.paths());
+    // The alert refuses it the same way: its on_failure never runs.
+    let marker = root.path().join("paged");
+    std::fs::write(&f, format!("on_failure = touch {}\n", marker.display())).unwrap();
+    let out = Command::new(BIN)
+        .arg("--root")
+        .arg(root.path())
+        .args(["alert", "--instance", "alpha", "--reason", "gave up"])
+        .output()
+        .unwrap();
+    assert!(!marker.exists(), "{}", text(&out));
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("heartbeat@alpha.conf"), "{}", text(&out));
+}
+
+/// Issue 26: a named instance's alert (jarvis-supervisor-alert@NAME.service,
+/// or its engine giving up) pings that instance's own `/fail` and runs its
+/// own on_failure, with its unit's name; the default's URL is left alone.
+#[test]
+fn alert_for_an_instance_uses_that_instances_heartbeat_file() {
+    let root = tempfile::tempdir().unwrap();
+    let default = Server::start();
+    let alpha = Server::start();
+    let conf = root.path().join("etc/jarvis-supervisor");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("heartbeat.conf"), format!("url = {}\n", default.url())).unwrap();
+    let marker = root.path().join("paged");
+    named_instance(
+        root.path(),
+        "alpha",
+        Some(&format!(
+            "url = http://127.0.0.1:{}/alpha-{SECRET}\non_failure = echo \"$JARVIS_ALERT_UNIT: $JARVIS_ALERT_REASON\" > {}\n",
+            alpha.port,
+            marker.display()
+        )),
+    );
+    let out = Command::new(BIN)
+        .arg("--root")
+        .arg(root.path())
+        .args(["alert", "--instance", "alpha", "--reason", "start limit hit"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(alpha.paths(), [format!("/alpha-{SECRET}/fail")]);
+    assert!(default.paths().is_empty(), "{:?}", default.paths());
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "jarvis-supervisor@alpha.service: start limit hit\n"
+    );
+    assert!(!text(&out).contains(SECRET), "{}", text(&out));
+    // A bad name is refused before anything is sent.
+    let out = Command::new(BIN)
+        .arg("--root")
+        .arg(root.path())
+        .args(["alert", "--instance", "../x", "--reason", "r"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(alpha.paths().len(), 1);
+}

@@ -63,6 +63,7 @@ const SHIPPED: &[&str] = &[
     "/usr/lib/systemd/system/jarvis-supervisor-health.service",
     "/usr/lib/systemd/system/jarvis-supervisor-health.timer",
     "/usr/lib/systemd/system/jarvis-supervisor-alert.service",
+    "/usr/lib/systemd/system/jarvis-supervisor-alert@.service",
     "/usr/lib/systemd/system/jarvis-supervisor-restart.service",
     "/usr/lib/systemd/system/jarvis-supervisor-restart.timer",
     "/etc/logrotate.d/jarvis",

@@ -2404,8 +2404,14 @@ fn start_stop_restart_and_a_pause_that_is_neither_restarted_nor_alerted() {
         String::from_utf8_lossy(&rec.stderr)
     );
     let metrics = fs::read_to_string(prom.join("jarvis_supervisor.prom")).unwrap();
-    assert!(metrics.contains("\njarvis_supervisor_paused 1\n"), "{metrics}");
-    assert!(metrics.contains("\njarvis_supervisor_verdict 0\n"), "{metrics}");
+    assert!(
+        metrics.contains("\njarvis_supervisor_paused{bot=\"default\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\njarvis_supervisor_verdict{bot=\"default\"} 0\n"),
+        "{metrics}"
+    );
 
     // Removing the file and starting resumes it.
     fs::remove_file(t.path("code/PAUSE_AUTOMATIONS")).unwrap();
@@ -3502,7 +3508,7 @@ fn a_full_var_lib_still_pings_and_the_metrics_say_so() {
     fs::create_dir_all(&on_full).unwrap();
     // A stale file from an earlier record, in its blocks: "up 1", long ago.
     let stale = format!(
-        "jarvis_supervisor_last_record_timestamp_seconds 1000\njarvis_supervisor_up 1\n{}",
+        "jarvis_supervisor_last_record_timestamp_seconds 1000\njarvis_supervisor_up{{bot=\"default\"}} 1\n{}",
         "# an earlier record\n".repeat(200)
     );
     fs::write(on_full.join("jarvis_supervisor.prom"), &stale).unwrap();
@@ -3554,9 +3560,13 @@ fn a_full_var_lib_still_pings_and_the_metrics_say_so() {
             "the ping URL's secret was printed: {err}"
         );
         let prom = fs::read_to_string(textfile.join("jarvis_supervisor.prom")).unwrap();
-        assert!(prom.contains("\njarvis_supervisor_sample_stored 0\n"), "{prom}");
         assert!(
-            prom.contains("\njarvis_supervisor_up 1\n") && prom.contains("\njarvis_supervisor_verdict 1\n"),
+            prom.contains("\njarvis_supervisor_sample_stored{bot=\"default\"} 0\n"),
+            "{prom}"
+        );
+        assert!(
+            prom.contains("\njarvis_supervisor_up{bot=\"default\"} 1\n")
+                && prom.contains("\njarvis_supervisor_verdict{bot=\"default\"} 1\n"),
             "{prom}"
         );
         assert!(
@@ -3955,5 +3965,78 @@ fn two_instances_of_one_template_run_side_by_side_and_act_alone() {
     eprintln!(
         "figures: instances a and b: b kept pid {} through a's crash and stop",
         pids[1]
+    );
+}
+
+/// Issue 26, without systemd: a named instance's engine that gives up runs
+/// its own alert (`alert --instance NAME`): the on_failure of
+/// heartbeat@NAME.conf runs, with that instance's unit, and the default's
+/// heartbeat.conf is left alone.
+#[test]
+#[ignore = "needs root (the engine switches users): run by cargo xtask test"]
+fn a_named_instances_engine_that_gives_up_runs_that_instances_alert() {
+    let t = Tree::new(
+        "root",
+        "StartLimitIntervalSec=60s\nStartLimitBurst=2",
+        "Environment=STANDIN_MODE=exit1\nRestartSec=0.1s\n",
+    );
+    // The default's hooks (heartbeat.conf writes `alerted`), and the tree's
+    // unit as instance alpha's own unit file.
+    install_as_the_unit(&t);
+    let unit = fs::read_to_string(t.path("unit.service")).unwrap().replace(
+        "RuntimeDirectory=jarvis-engine-test",
+        "RuntimeDirectory=jarvis-engine-test@alpha",
+    );
+    fs::write(t.path("etc/systemd/system/jarvis-supervisor@alpha.service"), unit).unwrap();
+    let marker = t.path("alerted-alpha");
+    let conf = t.path("etc/jarvis-supervisor/heartbeat@alpha.conf");
+    fs::write(
+        &conf,
+        format!(
+            "on_failure = echo \"$JARVIS_ALERT_UNIT: $JARVIS_ALERT_REASON\" >> {}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o640)).unwrap();
+    let err = File::create(t.path("engine.err")).unwrap();
+    let mut engine = t
+        .cmd()
+        .args(["run", "--instance", "alpha"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let code = loop {
+        if let Some(st) = engine.try_wait().unwrap() {
+            break st.code();
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = engine.kill();
+            panic!("the engine did not give up in 30 s:\n{}", t.messages());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, Some(1), "{}", t.messages());
+    // The alert runs in a process of its own, after the engine's exit.
+    let t1 = Instant::now();
+    while !marker.exists() && t1.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let said = fs::read_to_string(&marker).unwrap_or_default();
+    assert!(
+        said.starts_with("jarvis-supervisor@alpha.service: jarvisctl run gave up: start limit hit"),
+        "{said:?}\n{}",
+        t.messages()
+    );
+    assert!(
+        !t.path("alerted").exists(),
+        "the default's on_failure ran for alpha"
+    );
+    eprintln!(
+        "instance alpha gave up after {:.2}s; its own on_failure ran",
+        t0.elapsed().as_secs_f64()
     );
 }

@@ -3,7 +3,9 @@
 //! timer's next run: ping the heartbeat URL's `/fail` endpoint and run the
 //! `on_failure` command of `heartbeat.conf`. Run by
 //! `jarvis-supervisor-alert.service` (the `OnFailure=` of the bot's unit)
-//! and by the fallback engine.
+//! and by the fallback engine. With `--instance NAME` (run by
+//! `jarvis-supervisor-alert@NAME.service`, the template's `OnFailure=`),
+//! the same for that instance's unit, from its own `heartbeat@NAME.conf`.
 //!
 //! From systemd 254 on, `OnFailure=` also fires between automatic restarts
 //! (systemd issue #27594): so, unless the caller knows (`--reason`), it
@@ -16,55 +18,57 @@
 //! fires `OnFailure=`. PID 1's own journal lines say which it was
 //! (`failed_unit`): the service user cannot write them.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::heartbeat;
 use jarvis_cli::AlertArgs;
 use jarvis_model::error::Result;
+use jarvis_model::instance::Instance;
 use jarvis_model::masking::Masker;
-use jarvis_model::paths::{Paths, UNIT};
+use jarvis_model::paths::Paths;
 
 /// The on_failure command's time; a pager that hangs must not hold the unit.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn run(paths: &Paths, args: &AlertArgs) -> Result<i32> {
+    // A named instance: its own unit, its own heartbeat file.
+    let instance = Instance::from_arg(args.instance.as_deref())?;
+    let unit_name = instance.unit();
+    let conf_path = heartbeat::conf_of(&instance);
+    let conf_file = conf_path.display().to_string();
     // A pause is the operator's choice, never a failure to alert about,
     // however the engine ended (a skipped start, or the program's own exit
     // 0 before READY, which systemd records as a protocol failure).
-    let unit = jarvis_model::unit::Unit::load(paths).ok();
-    if let Some(p) = unit.and_then(|u| crate::pause::detect(paths, &u)) {
+    let unit = jarvis_model::unit::Unit::load_named(paths, &unit_name).ok();
+    if let Some(p) = unit.as_ref().and_then(|u| crate::pause::detect(paths, u)) {
         println!("alert: {}: no alert", p.describe());
         return Ok(0);
     }
     // Every hook the file sets up runs, even when another line is bad: the
     // give-up page is the one that matters most. The bad lines are named
     // now and make the exit non-zero after everything was tried.
-    let (conf, problems) = heartbeat::read_conf_all(&paths.host(Path::new(heartbeat::CONF)))?;
+    let (conf, problems) = heartbeat::read_conf_of(paths, &instance)?;
     for p in &problems {
         p.print();
     }
     let reason = match &args.reason {
         Some(r) => r.clone(),
-        None => match gave_up() {
+        None => match gave_up(&unit_name) {
             Ending::GaveUp(r) => r,
             Ending::Restarting => {
-                println!("alert: {UNIT} is restarting, not given up: no alert");
+                println!("alert: {unit_name} is restarting, not given up: no alert");
                 return Ok(0);
             }
             Ending::Stopped => {
-                println!("alert: {UNIT} was stopped (a stop or restart job, systemd's journal says), not given up: no alert");
+                println!("alert: {unit_name} was stopped (a stop or restart job, systemd's journal says), not given up: no alert");
                 return Ok(0);
             }
         },
     };
     let mut ok = true;
     if conf.url.is_none() && conf.on_failure.is_none() {
-        println!(
-            "alert: {reason}; nothing to notify: set url or on_failure in {}",
-            heartbeat::CONF
-        );
+        println!("alert: {reason}; nothing to notify: set url or on_failure in {conf_file}");
     }
     if let Some(m) = conf.monitor() {
         match heartbeat::send(&m.for_give_up()) {
@@ -77,24 +81,23 @@ pub fn run(paths: &Paths, args: &AlertArgs) -> Result<i32> {
     }
     if let Some(cmd) = &conf.on_failure {
         // Masked with the bot's .env values (when readable) and the ping URL.
-        let mut secrets = jarvis_model::unit::Unit::load(paths)
-            .ok()
-            .and_then(|u| crate::secrets::values(paths, &u))
+        let mut secrets = unit
+            .as_ref()
+            .and_then(|u| crate::secrets::values(paths, u))
             .unwrap_or_default();
         secrets.extend(conf.url.iter().cloned());
-        match run_command(cmd, &reason, Masker::new(&secrets)) {
+        match run_command(cmd, &reason, &unit_name, Masker::new(&secrets)) {
             Ok(()) => println!("alert: on_failure ran"),
             Err(e) => {
                 ok = false;
-                eprintln!("alert: on_failure of {}: {e}", heartbeat::CONF);
+                eprintln!("alert: on_failure of {conf_file}: {e}");
             }
         }
     }
     if !problems.is_empty() {
         eprintln!(
-            "alert: {} bad line(s) in {} were skipped; every hook it sets up was tried",
+            "alert: {} bad line(s) in {conf_file} were skipped; every hook it sets up was tried",
             problems.len(),
-            heartbeat::CONF
         );
     }
     Ok(match (ok, problems.first()) {
@@ -114,10 +117,10 @@ enum Ending {
     Stopped,
 }
 
-/// Why the unit is failed for good, or why that is not the case.
-fn gave_up() -> Ending {
+/// Why `unit` is failed for good, or why that is not the case.
+fn gave_up(unit: &str) -> Ending {
     let props = ["ActiveState", "SubState", "Result", "NRestarts", "RestartUSec"];
-    let first = crate::systemd::show(UNIT, &props).unwrap_or_default();
+    let first = crate::systemd::show(unit, &props).unwrap_or_default();
     let restart_sec = first
         .get("RestartUSec")
         .and_then(|v| jarvis_model::timespan::secs(v))
@@ -133,14 +136,14 @@ fn gave_up() -> Ending {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
-        last = crate::systemd::show(UNIT, &props).unwrap_or_default();
+        last = crate::systemd::show(unit, &props).unwrap_or_default();
     }
     let get = |k: &str| last.get(k).cloned().unwrap_or_default();
-    if crate::failed_unit::of_host() == crate::failed_unit::FailedBy::Stop {
+    if crate::failed_unit::of_unit(unit) == crate::failed_unit::FailedBy::Stop {
         return Ending::Stopped;
     }
     Ending::GaveUp(format!(
-        "{UNIT} failed for good (result {}, after {} restarts): fix the cause, then systemctl reset-failed and start it",
+        "{unit} failed for good (result {}, after {} restarts): fix the cause, then systemctl reset-failed and start it",
         get("Result"),
         get("NRestarts")
     ))
@@ -154,7 +157,7 @@ const OUTPUT_LINES: usize = 200;
 /// to ours (the alert unit's journal under systemd, the engine's log under
 /// `jarvisctl run`), each `.env` value and the heartbeat URL masked: the
 /// unit's /tmp is private, so a file written there is gone after it.
-fn run_command(cmd: &str, reason: &str, secrets: Masker) -> std::result::Result<(), String> {
+fn run_command(cmd: &str, reason: &str, unit: &str, secrets: Masker) -> std::result::Result<(), String> {
     let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
     let err_writer = writer
         .try_clone()
@@ -162,7 +165,7 @@ fn run_command(cmd: &str, reason: &str, secrets: Masker) -> std::result::Result<
     let mut child = Command::new("/bin/sh")
         .args(["-c", cmd])
         .env("JARVIS_ALERT_REASON", reason)
-        .env("JARVIS_ALERT_UNIT", UNIT)
+        .env("JARVIS_ALERT_UNIT", unit)
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(err_writer)
@@ -229,10 +232,10 @@ mod tests {
         // The output goes to this test's stdout; what matters here is that
         // the command runs with the reason, and fails as it fails.
         assert_eq!(
-            run_command("echo \"$JARVIS_ALERT_REASON\"", "gave up", Masker::default()),
+            run_command("echo \"$JARVIS_ALERT_REASON\"", "gave up", "u", Masker::default()),
             Ok(())
         );
-        let e = run_command("echo out; echo err >&2; exit 3", "r", Masker::default()).unwrap_err();
+        let e = run_command("echo out; echo err >&2; exit 3", "r", "u", Masker::default()).unwrap_err();
         assert!(e.contains("exit status: 3"), "{e}");
     }
 

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::components::Thresholds;
+use crate::deploy::hosts::Host;
 use crate::health::{self, Verdict};
 use crate::heartbeat;
 use crate::samples;
-use crate::ssh::{self, Target};
+use crate::ssh::Target;
 use jarvis_cli::StatusArgs;
 use jarvis_model::error::{Error, Result};
 use jarvis_model::instance::{Instance, InstanceName};
@@ -37,9 +38,19 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
         }
     };
     if args.record {
-        // The timer's run: it succeeds whatever the check found; the ping
-        // carries the verdict, and goes before any file is written.
-        health::record::record(paths, &history, heartbeat)?;
+        // The timer's run: it succeeds whatever the check found; each
+        // instance's ping carries its verdict, and goes before any file is
+        // written. A named instance pings the URL of its own file.
+        let named = Instance::installed(paths, false);
+        let each = |instance: &Instance, code: i32| match instance {
+            Instance::Default => heartbeat(code),
+            Instance::Named(_) => {
+                if let Some(m) = named_target(paths, instance) {
+                    heartbeat::ping_of(instance, &m, code);
+                }
+            }
+        };
+        health::record::record(paths, &history, &named, each)?;
         // Then a deploy cut off on this host is settled (root's timer).
         if nix::unistd::geteuid().is_root() {
             let by = jarvis_cli::SettleBy::Status.phrase();
@@ -57,7 +68,10 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
     }
     if !args.host.is_empty() || args.hosts.is_some() {
         let (targets, timeout) = hosts(args)?;
+        let (targets, wanted): (Vec<Target>, Vec<Option<Vec<Instance>>>) =
+            targets.into_iter().map(|h| (h.target, h.instances)).unzip();
         let rows = health::hosts::check_all(&targets, &args.ssh_option, timeout);
+        let rows = health::hosts::by_instance(rows, &wanted);
         let code = health::hosts::print(&rows, args.json);
         heartbeat(code);
         return Ok(code);
@@ -124,16 +138,18 @@ fn checked(paths: &Paths, args: &StatusArgs) -> Result<i32> {
     Ok(st.exit_code)
 }
 
-/// `--hosts FILE` and `--host TARGET...`, and the deadline of each.
-fn hosts(args: &StatusArgs) -> Result<(Vec<Target>, Duration)> {
+/// `--hosts FILE` (the deploy's hosts.toml, whose `instances` are checked
+/// one by one, or a plain list) and `--host TARGET...`, and the deadline of
+/// each.
+fn hosts(args: &StatusArgs) -> Result<(Vec<Host>, Duration)> {
     let mut targets = Vec::new();
     if let Some(f) = &args.hosts {
-        targets.extend(ssh::read_hosts_file(f)?);
+        targets.extend(crate::deploy::hosts::read_any(f)?);
     }
     for h in &args.host {
-        targets.push(Target::parse(h).map_err(|e| {
+        targets.push(Host::plain(Target::parse(h).map_err(|e| {
             Error::new(format!("--host {e}")).with_note("example: --host root@vps1.example.org:22")
-        })?);
+        })?));
     }
     if targets.is_empty() {
         return Err(Error::new("the hosts file lists no host"));
@@ -163,6 +179,25 @@ fn ping_target(paths: &Paths, args: &StatusArgs) -> Result<Option<heartbeat::Mon
         Err(e) => {
             eprintln!("heartbeat: {e}; no ping sent");
             Ok(None)
+        }
+    }
+}
+
+/// A named instance's monitor, from its own heartbeat file: none when it
+/// has none; a broken or untrusted file is reported and sends no ping.
+fn named_target(paths: &Paths, instance: &Instance) -> Option<heartbeat::Monitor> {
+    match heartbeat::read_conf_of(paths, instance) {
+        Ok((conf, problems)) if problems.is_empty() => conf.monitor(),
+        Ok((_, mut problems)) => {
+            eprintln!(
+                "heartbeat: {}; no ping sent for instance {instance}",
+                problems.remove(0)
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("heartbeat: {e}; no ping sent for instance {instance}");
+            None
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The deploy's hosts file (TOML): one `[[host]]` table per host, with its
-//! ssh target, code directory and optional per-host `.env` and package.
-//! Errors name the file and the line.
+//! ssh target, code directory, optional per-host `.env` and package, and
+//! the instances it runs (`status --hosts` checks each). Errors name the
+//! file and the line.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,7 @@ use serde::Deserialize;
 
 use crate::ssh::Target;
 use jarvis_model::error::{Error, Result};
+use jarvis_model::instance::Instance;
 
 /// The hosts file read when neither --host nor --hosts is given.
 pub const DEFAULT_PATH: &str = "/etc/jarvis-supervisor/hosts.toml";
@@ -21,6 +23,10 @@ pub struct Host {
     pub code_dir: Option<String>,
     pub env_file: Option<PathBuf>,
     pub package: Option<PathBuf>,
+    /// `instances = ["default", "alpha"]`: the bots the host runs, each
+    /// checked by `status --hosts`; None: not said (one row, the host's
+    /// own worst verdict, as before).
+    pub instances: Option<Vec<Instance>>,
 }
 
 impl Host {
@@ -30,6 +36,7 @@ impl Host {
             code_dir: None,
             env_file: None,
             package: None,
+            instances: None,
         }
     }
 }
@@ -48,6 +55,7 @@ struct Entry {
     code_dir: Option<toml::Spanned<String>>,
     env_file: Option<PathBuf>,
     package: Option<PathBuf>,
+    instances: Option<toml::Spanned<Vec<toml::Spanned<String>>>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -58,7 +66,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// `package` paths are taken from the file's directory.
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Host>> {
     const NOTE: &str =
-        "each host is a [[host]] table: ssh = \"root@vps1:22\", and optionally code_dir, env_file, package";
+        "each host is a [[host]] table: ssh = \"root@vps1:22\", and optionally code_dir, env_file, package, instances";
     let file: File = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         Error::config(path, line, e.message().trim()).with_note(NOTE)
@@ -84,6 +92,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Host>> {
             Some(d) => Some(d.into_inner().trim_end_matches('/').to_string()),
             None => None,
         };
+        let instances = match e.instances {
+            Some(list) => Some(instances(path, text, list)?),
+            None => None,
+        };
         if hosts.iter().any(|h: &Host| h.target == target) {
             return Err(Error::config(
                 path,
@@ -96,9 +108,57 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Host>> {
             code_dir,
             env_file: e.env_file.map(|p| base.join(p)),
             package: e.package.map(|p| base.join(p)),
+            instances,
         });
     }
     Ok(hosts)
+}
+
+/// `instances = [...]`: "default" is the default instance, any other entry
+/// a named one's name, checked as `instance add` checks it; each entry once.
+fn instances(
+    path: &Path,
+    text: &str,
+    list: toml::Spanned<Vec<toml::Spanned<String>>>,
+) -> Result<Vec<Instance>> {
+    const NOTE: &str = "instances lists the bots the host runs: \"default\" for jarvis-supervisor.service, \
+         NAME for jarvis-supervisor@NAME.service (instances = [\"default\", \"alpha\"])";
+    if list.get_ref().is_empty() {
+        return Err(
+            Error::config(path, line_of(text, list.span().start), "instances is empty").with_note(NOTE),
+        );
+    }
+    let mut out = Vec::new();
+    for entry in list.into_inner() {
+        let line = line_of(text, entry.span().start);
+        let instance = match entry.get_ref().as_str() {
+            "default" => Instance::Default,
+            name => Instance::Named(
+                name.parse()
+                    .map_err(|e: Error| Error::config(path, line, e.to_string()).with_note(NOTE))?,
+            ),
+        };
+        if out.contains(&instance) {
+            return Err(
+                Error::config(path, line, format!("instance {instance} is listed twice")).with_note(NOTE),
+            );
+        }
+        out.push(instance);
+    }
+    Ok(out)
+}
+
+/// A hosts file for `status --hosts`: this TOML file when it has a
+/// `[[host]]` table, else the plain list (one `user@host[:port]` a line).
+pub fn read_any(path: &Path) -> Result<Vec<Host>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read the hosts file", path, e))?;
+    if text.lines().any(|l| l.trim_start().starts_with("[[host]]")) {
+        return parse(path, &text);
+    }
+    Ok(crate::ssh::read_hosts_file(path)?
+        .into_iter()
+        .map(Host::plain)
+        .collect())
 }
 
 pub fn read(path: &Path) -> Result<Vec<Host>> {
@@ -169,10 +229,59 @@ package = "/tmp/jarvis-supervisor.rpm"
         assert!(e.contains("no [[host]]"), "{e}");
     }
 
+    /// Issue 26: a host says which bots it runs; an old file (without the
+    /// key) is read as before, and a bad name is named by file and line,
+    /// never echoed.
+    #[test]
+    fn instances_are_typed_and_a_bad_one_is_named_by_its_line() {
+        let h = parse(
+            Path::new("hosts.toml"),
+            "[[host]]\nssh = \"root@a\"\ninstances = [\"default\", \"alpha\"]\n[[host]]\nssh = \"root@b\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            h[0].instances,
+            Some(vec![Instance::Default, Instance::Named("alpha".parse().unwrap())])
+        );
+        assert_eq!(h[1].instances, None);
+        let e = err("[[host]]\nssh = \"root@a\"\ninstances = [\n  \"alpha\",\n  \"TOKEN=123:secret\",\n]\n");
+        assert!(
+            e.starts_with("hosts.toml:5:") && e.contains("instance name"),
+            "{e}"
+        );
+        assert!(!e.contains("secret"), "{e}");
+        let e = err("[[host]]\nssh = \"root@a\"\ninstances = [\"alpha\", \"alpha\"]\n");
+        assert!(e.starts_with("hosts.toml:3:") && e.contains("twice"), "{e}");
+        let e = err("[[host]]\nssh = \"root@a\"\ninstances = \"alpha\"\n");
+        assert!(e.starts_with("hosts.toml:3:"), "{e}");
+        let e = err("[[host]]\nssh = \"root@a\"\n\ninstances = []\n");
+        assert!(e.starts_with("hosts.toml:4:") && e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn status_reads_either_the_toml_file_or_the_plain_list() {
+        let d = tempfile::tempdir().unwrap();
+        let toml = d.path().join("hosts.toml");
+        std::fs::write(&toml, "[[host]]\nssh = \"root@a\"\ninstances = [\"beta\"]\n").unwrap();
+        let h = read_any(&toml).unwrap();
+        assert_eq!(h[0].target.destination, "root@a");
+        assert_eq!(
+            h[0].instances,
+            Some(vec![Instance::Named("beta".parse().unwrap())])
+        );
+        let plain = d.path().join("hosts");
+        std::fs::write(&plain, "# fleet\nroot@a\nroot@b:2222\n").unwrap();
+        let h = read_any(&plain).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[1].target.port, Some(2222));
+        assert_eq!(h[1].instances, None);
+    }
+
     #[test]
     fn the_shipped_example_parses() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/etc/hosts.toml.example");
         let h = read(&p).unwrap();
-        assert_eq!(h.len(), 2);
+        assert_eq!(h.len(), 3);
+        assert_eq!(h[2].instances.as_ref().map(Vec::len), Some(3));
     }
 }

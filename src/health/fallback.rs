@@ -20,7 +20,7 @@ fn alive_engine(pid: u32) -> bool {
 
 /// RSS of every process in the program's process group (the engine puts
 /// the program in a group of its own, led by it).
-fn rss_of_group(pgid: i32) -> Option<u64> {
+pub(super) fn rss_of_group(pgid: i32) -> Option<u64> {
     let mut members = Vec::new();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -26,6 +26,11 @@ pub struct Line {
     pub user: Option<String>,
     /// Why the verdict is not OK, one sentence each.
     pub reasons: Vec<String>,
+    /// What runs it: "systemd" or "jarvisctl run".
+    pub supervisor: Option<String>,
+    /// The memory of its processes (the cgroup's count under systemd, the
+    /// process group's RSS under `jarvisctl run`), when running.
+    pub memory_bytes: Option<u64>,
 }
 
 /// The default instance, from its full check.
@@ -39,6 +44,8 @@ pub fn of_default(st: &Status) -> Line {
         n_restarts: st.n_restarts,
         user: None,
         reasons: st.reasons.clone(),
+        supervisor: st.supervisor.clone(),
+        memory_bytes: st.memory.current_bytes,
     }
 }
 
@@ -61,9 +68,15 @@ pub fn of_named(paths: &Paths, name: &InstanceName) -> Line {
             n_restarts: None,
             user,
             reasons: vec!["its engine cannot be read".into()],
+            ..Line::default()
         };
     };
     let s = control::seen(&t);
+    let memory_bytes = s.main_pid.and_then(|pid| memory(&t, &unit, pid));
+    let supervisor = Some(match t.engine {
+        control::Engine::Systemd => "systemd".to_string(),
+        control::Engine::JarvisctlRun => "jarvisctl run".to_string(),
+    });
     let why = match t.engine {
         control::Engine::Systemd => format!("journalctl -u {unit} -n 30"),
         control::Engine::JarvisctlRun => format!("tail -n 30 {}/engine.log", instance.engine_dir().display()),
@@ -101,6 +114,24 @@ pub fn of_named(paths: &Paths, name: &InstanceName) -> Line {
         n_restarts: Some(s.n_restarts),
         user,
         reasons,
+        supervisor,
+        memory_bytes,
+    }
+}
+
+/// The memory of a running instance's processes, as the default's is
+/// measured: the cgroup's own count under systemd (else its processes'
+/// RSS), the program's process group under `jarvisctl run`.
+fn memory(t: &Target, unit: &str, main_pid: u32) -> Option<u64> {
+    match t.engine {
+        control::Engine::Systemd => {
+            let p = crate::systemd::show(unit, &["MemoryCurrent", "ControlGroup"])?;
+            p.get("MemoryCurrent")
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|&m| m < u64::MAX)
+                .or_else(|| p.get("ControlGroup").and_then(|cg| super::rss::rss_of_cgroup(cg)))
+        }
+        control::Engine::JarvisctlRun => super::fallback::rss_of_group(i32::try_from(main_pid).ok()?),
     }
 }
 

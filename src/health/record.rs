@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
-use super::{raise_host, textfile, Status, Verdict};
+use super::{instances, raise_host, textfile, Status, Verdict};
 use crate::samples::{self, Sample};
 use jarvis_model::error::Result;
+use jarvis_model::instance::{Instance, InstanceName};
 use jarvis_model::paths::Paths;
 
 /// Under this much free space, the package's own records (the samples, the
@@ -15,11 +16,18 @@ use jarvis_model::paths::Paths;
 /// about 64 bytes, the textfile a few KiB.
 pub const STORE_LOW: u64 = 1 << 20;
 
-/// `--record`: the status, the ping (`ping` gets the verdict's exit code),
-/// then the sample and the textfile. The bot's state never fails the
-/// timer; a sample that could not be stored does, after the ping and the
-/// textfile, which say it too.
-pub fn record(paths: &Paths, history: &Path, ping: impl FnOnce(i32)) -> Result<i32> {
+/// `--record`: the status of the default instance and of each `named`
+/// one, the pings (`ping` gets each instance and its verdict's exit code;
+/// all at once, so that one silent monitor does not hold the others),
+/// then the default's sample and the textfile with every instance's
+/// series. The bots' state never fails the timer; a sample that could not
+/// be stored does, after the pings and the textfile, which say it too.
+pub fn record(
+    paths: &Paths,
+    history: &Path,
+    named: &[InstanceName],
+    ping: impl Fn(&Instance, i32) + Sync,
+) -> Result<i32> {
     let mut st = super::collect(paths);
     if let Some(dir) = history.parent() {
         if dir != paths.host(Path::new(samples::PATH)).parent().unwrap_or(dir) {
@@ -27,7 +35,16 @@ pub fn record(paths: &Paths, history: &Path, ping: impl FnOnce(i32)) -> Result<i
         }
     }
     st.exit_code = st.verdict as i32;
-    ping(st.exit_code);
+    let lines: Vec<instances::Line> = named.iter().map(|n| instances::of_named(paths, n)).collect();
+    std::thread::scope(|s| {
+        let ping = &ping;
+        for (name, line) in named.iter().zip(&lines) {
+            let instance = Instance::Named(name.clone());
+            let code = line.verdict as i32;
+            s.spawn(move || ping(&instance, code));
+        }
+        ping(&Instance::Default, st.exit_code);
+    });
     let s = Sample {
         t: super::now_s(),
         rss: st.memory.current_bytes,
@@ -51,7 +68,7 @@ pub fn record(paths: &Paths, history: &Path, ping: impl FnOnce(i32)) -> Result<i
     // Prometheus (node_exporter's textfile collector), when a directory is
     // set or the default one exists. A failure is said, never fatal.
     if let Some(dir) = textfile::dir() {
-        let written = textfile::write(&dir, &st, stored.is_ok())
+        let written = textfile::write(&dir, &st, &lines, stored.is_ok())
             .and_then(|f| textfile::remember(&paths.host(Path::new(textfile::WHERE)), &f));
         if let Err(e) = written {
             e.print();

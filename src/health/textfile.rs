@@ -7,6 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::instances::Line;
 use super::Status;
 use jarvis_model::error::{Error, Result};
 
@@ -27,13 +28,13 @@ pub fn dir() -> Option<PathBuf> {
     }
 }
 
-/// Writes the file for `st`; `sample_stored`: whether this record's sample
+/// Writes the file for `st` and the `named` instances' lines; `sample_stored`: whether this record's sample
 /// went into the history. When the directory has no room for a new file
 /// (its filesystem full), the old file is rewritten in place, so that it
 /// never keeps saying a past state; if even that fails, it is left as it
 /// was, and its old last_record_timestamp_seconds fires the stale rule.
-pub fn write(dir: &Path, st: &Status, sample_stored: bool) -> Result<PathBuf> {
-    let text = render_with(st, super::now_s(), Some(sample_stored));
+pub fn write(dir: &Path, st: &Status, named: &[Line], sample_stored: bool) -> Result<PathBuf> {
+    let text = render_with(st, named, super::now_s(), Some(sample_stored));
     // In place only for a full filesystem: any other failure (a file
     // swapped in by another user) is reported, never written through.
     let full = || super::logs_dir::free_bytes(dir).is_some_and(|f| f < super::record::STORE_LOW);
@@ -131,14 +132,21 @@ fn label(v: &str) -> String {
 /// The metric families, Prometheus' conventions: counters end in `_total`,
 /// times are unix `_timestamp_seconds`/`_start_time_seconds` (a scrape
 /// computes the age, so a stale file shows as one), `_info` carries the
-/// version as a label. `now` is when the file is written.
+/// version as a label. Every series has a `bot` label: `default` for the
+/// default instance, its name for a named one. `now` is when the file is
+/// written.
 #[cfg(test)]
 pub fn render_at(st: &Status, now: u64) -> String {
-    render_with(st, now, None)
+    render_with(st, &[], now, None)
 }
 
-/// As `render_at`, with whether the record's sample was stored.
-pub fn render_with(st: &Status, now: u64, sample_stored: Option<bool>) -> String {
+/// The `bot` label of the default instance's series.
+pub const DEFAULT_BOT: &str = "default";
+
+/// As `render_at`, with each named instance's series (`named`: their
+/// lines, from their engines: up, verdict, restarts and memory) and
+/// whether the record's sample was stored.
+pub fn render_with(st: &Status, named: &[Line], now: u64, sample_stored: Option<bool>) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
         if samples.is_empty() {
@@ -151,24 +159,42 @@ pub fn render_with(st: &Status, now: u64, sample_stored: Option<bool>) -> String
             out.push_str(&format!("jarvis_supervisor_{name}{labels} {v}\n"));
         }
     };
-    let one = |v: Option<f64>| v.map(|v| vec![(String::new(), v)]).unwrap_or_default();
+    let bot = |b: &str| format!("bot=\"{}\"", label(b));
+    let default = bot(DEFAULT_BOT);
+    let one = |v: Option<f64>| v.map(|v| vec![(format!("{{{default}}}"), v)]).unwrap_or_default();
+    // The default's value, then each named instance's that is known.
+    let each = |v: Option<f64>, of: &dyn Fn(&Line) -> Option<f64>| {
+        let mut samples = one(v);
+        samples.extend(
+            named
+                .iter()
+                .filter_map(|l| of(l).map(|v| (format!("{{{}}}", bot(&l.name)), v))),
+        );
+        samples
+    };
+    let info = |b: &str, supervisor: Option<&str>| {
+        (
+            format!(
+                "{{{},version=\"{}\",supervisor=\"{}\"}}",
+                bot(b),
+                label(st.package_version.as_deref().unwrap_or(env!("CARGO_PKG_VERSION"))),
+                label(supervisor.unwrap_or("unknown"))
+            ),
+            1.0,
+        )
+    };
+    let mut infos = vec![info(DEFAULT_BOT, st.supervisor.as_deref())];
+    infos.extend(named.iter().map(|l| info(&l.name, l.supervisor.as_deref())));
     let mut gauge = |name: &str, help: &str, samples| family(name, "gauge", help, samples);
     gauge(
         "info",
         "Always 1: the package's version and what supervises the bot, as labels.",
-        vec![(
-            format!(
-                "{{version=\"{}\",supervisor=\"{}\"}}",
-                label(st.package_version.as_deref().unwrap_or(env!("CARGO_PKG_VERSION"))),
-                label(st.supervisor.as_deref().unwrap_or("unknown"))
-            ),
-            1.0,
-        )],
+        infos,
     );
     gauge(
         "last_record_timestamp_seconds",
         "When this file was written (unix time): an old value means the health timer stopped.",
-        one(Some(now as f64)),
+        each(Some(now as f64), &|_| Some(now as f64)),
     );
     gauge(
         "sample_stored",
@@ -178,7 +204,11 @@ pub fn render_with(st: &Status, now: u64, sample_stored: Option<bool>) -> String
     gauge(
         "up",
         "1 when the bot's process is up (active), else 0.",
-        one(Some(f64::from(u8::from(st.state == "active")))),
+        each(Some(f64::from(u8::from(st.state == "active"))), &|l| {
+            Some(f64::from(u8::from(
+                l.main_pid.is_some() && l.verdict == super::Verdict::Ok,
+            )))
+        }),
     );
     gauge(
         "paused",
@@ -188,7 +218,9 @@ pub fn render_with(st: &Status, now: u64, sample_stored: Option<bool>) -> String
     gauge(
         "verdict",
         "The status verdict: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
-        one(Some(f64::from(st.exit_code))),
+        each(Some(f64::from(st.exit_code)), &|l| {
+            Some(f64::from(l.verdict as i32))
+        }),
     );
     gauge(
         "start_time_seconds",
@@ -199,13 +231,17 @@ pub fn render_with(st: &Status, now: u64, sample_stored: Option<bool>) -> String
         "restarts_total",
         "counter",
         "Automatic restarts of the bot's process since the service was last started by hand (resets then).",
-        one(st.n_restarts.map(|n| n as f64)),
+        each(st.n_restarts.map(|n| n as f64), &|l| {
+            l.n_restarts.map(|n| n as f64)
+        }),
     );
     let mut gauge = |name: &str, help: &str, samples| family(name, "gauge", help, samples);
     gauge(
         "memory_bytes",
         "Memory of the bot's processes.",
-        one(st.memory.current_bytes.map(|n| n as f64)),
+        each(st.memory.current_bytes.map(|n| n as f64), &|l| {
+            l.memory_bytes.map(|n| n as f64)
+        }),
     );
     gauge(
         "memory_max_bytes",
@@ -242,7 +278,7 @@ pub fn render_with(st: &Status, now: u64, sample_stored: Option<bool>) -> String
         let per = |f: &dyn Fn(&crate::components::Component) -> Option<f64>| {
             c.list
                 .iter()
-                .filter_map(|x| f(x).map(|v| (format!("{{component=\"{}\"}}", label(&x.name)), v)))
+                .filter_map(|x| f(x).map(|v| (format!("{{{default},component=\"{}\"}}", label(&x.name)), v)))
                 .collect::<Vec<_>>()
         };
         gauge(
@@ -321,11 +357,17 @@ mod tests {
     fn the_textfile_has_help_type_and_escaped_labels() {
         let st = full();
         let text = render_at(&st, 1_000_000);
-        assert!(text.contains("jarvis_supervisor_up 1\n"), "{text}");
-        assert!(text.contains("jarvis_supervisor_verdict 1\n"), "{text}");
+        assert!(
+            text.contains("jarvis_supervisor_up{bot=\"default\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jarvis_supervisor_verdict{bot=\"default\"} 1\n"),
+            "{text}"
+        );
         assert!(
             text.contains(
-                "jarvis_supervisor_component_restarts_total{component=\"we\\\"ird\\\\name\\n\"} 4\n"
+                "jarvis_supervisor_component_restarts_total{bot=\"default\",component=\"we\\\"ird\\\\name\\n\"} 4\n"
             ),
             "{text}"
         );
@@ -353,9 +395,12 @@ mod tests {
             "unmeasured values are left out"
         );
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), &st, true).unwrap();
+        let p = write(dir.path(), &st, &[], true).unwrap();
         let written = std::fs::read_to_string(&p).unwrap();
-        assert!(written.contains("jarvis_supervisor_up 1\n"), "{written}");
+        assert!(
+            written.contains("jarvis_supervisor_up{bot=\"default\"} 1\n"),
+            "{written}"
+        );
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             1,
@@ -377,9 +422,13 @@ mod tests {
     #[test]
     fn the_file_says_a_lost_sample_and_replaces_a_stale_one_in_place() {
         let st = full();
-        let lost = render_with(&st, 1_000_000, Some(false));
-        assert!(lost.contains("\njarvis_supervisor_sample_stored 0\n"), "{lost}");
-        assert!(render_with(&st, 1_000_000, Some(true)).contains("\njarvis_supervisor_sample_stored 1\n"));
+        let lost = render_with(&st, &[], 1_000_000, Some(false));
+        assert!(
+            lost.contains("\njarvis_supervisor_sample_stored{bot=\"default\"} 0\n"),
+            "{lost}"
+        );
+        assert!(render_with(&st, &[], 1_000_000, Some(true))
+            .contains("\njarvis_supervisor_sample_stored{bot=\"default\"} 1\n"));
         assert!(!render_at(&st, 1_000_000).contains("sample_stored"));
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(FILE);
@@ -387,12 +436,15 @@ mod tests {
         std::fs::write(&p, &stale).unwrap();
         let mut down = full();
         down.state = "inactive".into();
-        let text = render_with(&down, 1_000_100, Some(false));
+        let text = render_with(&down, &[], 1_000_100, Some(false));
         assert!(text.len() < stale.len());
         in_place(&p, &text).unwrap();
         let now = std::fs::read_to_string(&p).unwrap();
         assert_eq!(now, text);
-        assert!(now.contains("\njarvis_supervisor_up 0\n"), "{now}");
+        assert!(
+            now.contains("\njarvis_supervisor_up{bot=\"default\"} 0\n"),
+            "{now}"
+        );
         // Longer than the blocks the old file has: refused, file untouched.
         std::fs::write(&p, "x").unwrap();
         let big = "#\n".repeat(10_000);
@@ -416,7 +468,7 @@ mod tests {
         }
         assert!(
             text.contains(
-                "# TYPE jarvis_supervisor_restarts_total counter\njarvis_supervisor_restarts_total 7\n"
+                "# TYPE jarvis_supervisor_restarts_total counter\njarvis_supervisor_restarts_total{bot=\"default\"} 7\n"
             ),
             "{text}"
         );
@@ -426,17 +478,63 @@ mod tests {
         );
         // Up 12 s when written at 1,000,000: started at 999,988.
         assert!(
-            text.contains("jarvis_supervisor_start_time_seconds 999988\n"),
+            text.contains("jarvis_supervisor_start_time_seconds{bot=\"default\"} 999988\n"),
             "{text}"
         );
         assert!(
-            text.contains("jarvis_supervisor_last_record_timestamp_seconds 1000000\n"),
+            text.contains("jarvis_supervisor_last_record_timestamp_seconds{bot=\"default\"} 1000000\n"),
             "{text}"
         );
         assert!(
-            text.contains("jarvis_supervisor_info{version=\"1.2.3-1\",supervisor=\"systemd\"} 1\n"),
+            text.contains(
+                "jarvis_supervisor_info{bot=\"default\",version=\"1.2.3-1\",supervisor=\"systemd\"} 1\n"
+            ),
             "{text}"
         );
+    }
+
+    /// Issue 26: every series names its bot; a named instance's series sit
+    /// under the same families as the default's, with its name as `bot`,
+    /// and a value its engine does not give is left out, never made up.
+    #[test]
+    fn every_series_has_a_bot_label_and_named_instances_have_their_own() {
+        let alpha = Line {
+            name: "alpha".into(),
+            verdict: crate::health::Verdict::Ok,
+            main_pid: Some(4242),
+            n_restarts: Some(2),
+            supervisor: Some("jarvisctl run".into()),
+            memory_bytes: Some(50 << 20),
+            ..Line::default()
+        };
+        let beta = Line {
+            name: "beta".into(),
+            verdict: crate::health::Verdict::Critical,
+            n_restarts: Some(0),
+            supervisor: Some("systemd".into()),
+            ..Line::default()
+        };
+        let text = render_with(&full(), &[alpha, beta], 1_000_000, Some(true));
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(l.contains("{bot=\""), "a series without its bot: {l}");
+        }
+        for want in [
+            "jarvis_supervisor_up{bot=\"default\"} 1\n",
+            "jarvis_supervisor_up{bot=\"alpha\"} 1\n",
+            "jarvis_supervisor_up{bot=\"beta\"} 0\n",
+            "jarvis_supervisor_verdict{bot=\"beta\"} 2\n",
+            "jarvis_supervisor_restarts_total{bot=\"alpha\"} 2\n",
+            "jarvis_supervisor_memory_bytes{bot=\"alpha\"} 52428800\n",
+            "jarvis_supervisor_last_record_timestamp_seconds{bot=\"beta\"} 1000000\n",
+            "jarvis_supervisor_info{bot=\"alpha\",version=\"1.2.3-1\",supervisor=\"jarvisctl run\"} 1\n",
+        ] {
+            assert!(text.contains(want), "no {want:?} in:\n{text}");
+        }
+        assert!(!text.contains("memory_bytes{bot=\"beta\"}"), "{text}");
+        // One HELP and TYPE per family, whatever the number of bots.
+        let types: Vec<_> = families(&text).into_iter().map(|(n, _)| n).collect();
+        let unique: std::collections::HashSet<_> = types.iter().collect();
+        assert_eq!(types.len(), unique.len(), "{text}");
     }
 
     /// The metric names a PromQL expression uses: identifiers that start

@@ -435,7 +435,7 @@ fn var_lib_full(c: &Container, suite: Suite) {
     );
     let prom = c.ok("cat /var/lib/prometheus/node-exporter/jarvis_supervisor.prom");
     assert!(
-        prom.contains("\njarvis_supervisor_sample_stored 0\n"),
+        prom.contains("\njarvis_supervisor_sample_stored{bot=\"default\"} 0\n"),
         "{name}: the metrics do not say the sample was lost:\n{prom}"
     );
     let lasted = t_full.elapsed().as_secs_f64();

@@ -398,6 +398,8 @@ fn verify_and_security(suite: Suite) {
         "jarvis-supervisor-restart.service",
         "jarvis-supervisor-restart.timer",
         "jarvis-supervisor-alert.service",
+        // A named instance's alert, from its template.
+        "jarvis-supervisor-alert@probe.service",
     ] {
         let v = c.sh(&format!("systemd-analyze verify {unit} 2>&1"));
         assert_eq!(

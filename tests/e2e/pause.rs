@@ -184,7 +184,10 @@ fn scenario(suite: Suite) {
         c.sh("jarvisctl status").all()
     );
     let prom = metrics(&c);
-    assert!(prom.contains("\njarvis_supervisor_paused 1\n"), "{name}: {prom}");
+    assert!(
+        prom.contains("\njarvis_supervisor_paused{bot=\"default\"} 1\n"),
+        "{name}: {prom}"
+    );
     println!(
         "figures: {name}: paused by hand, {extra} start(s) in {:.1} s, status {}",
         t0.elapsed().as_secs_f64(),
@@ -220,7 +223,7 @@ fn scenario(suite: Suite) {
     let again = c.sh("jarvisctl start");
     assert_eq!(again.status, 1, "{name}: {}", again.all());
     println!("figures: {name}: jarvisctl start while paused:\n{}", again.all());
-    assert!(metrics(&c).contains("\njarvis_supervisor_paused 1\n"));
+    assert!(metrics(&c).contains("\njarvis_supervisor_paused{bot=\"default\"} 1\n"));
 
     // A reboot keeps it paused.
     c.poweroff();
@@ -248,7 +251,7 @@ fn scenario(suite: Suite) {
     let (code, st) = status(&c);
     assert!(st["pause"].is_null(), "{name}: {st}");
     assert_eq!(st["state"], "active", "{name}: {code} {st}");
-    assert!(metrics(&c).contains("\njarvis_supervisor_paused 0\n"));
+    assert!(metrics(&c).contains("\njarvis_supervisor_paused{bot=\"default\"} 0\n"));
 
     // The program pauses itself although the condition let it start (a
     // condition that says yes once): its exit 0 before READY (systemd:

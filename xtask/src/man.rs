@@ -107,6 +107,10 @@ const FILES: Section = Section {
             "Runs alert when the service gives up (OnFailure=).",
         ),
         (
+            "/usr/lib/systemd/system/jarvis-supervisor-alert@.service",
+            "Runs alert --instance NAME when instance NAME gives up (the template's OnFailure=).",
+        ),
+        (
             "/usr/lib/systemd/system/jarvis-supervisor-restart.timer",
             "The weekly restart (jarvis-supervisor-restart.service), off until configure --weekly-restart.",
         ),

@@ -296,7 +296,9 @@ pub struct StatusArgs {
     #[arg(long, value_name = "USER@HOST", conflicts_with_all = ["record", "trend"])]
     pub host: Vec<String>,
     /// Check every host listed in FILE (one user@host[:port] per line,
-    /// `#` comments), like --host.
+    /// `#` comments; or the deploy's hosts.toml, where a host's
+    /// `instances = ["default", "alpha"]` gives one row per instance, and a
+    /// listed instance the host does not run is CRITICAL), like --host.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["record", "trend"])]
     pub hosts: Option<PathBuf>,
     /// With --host: give up on a host after this many seconds (it shows as
@@ -466,6 +468,11 @@ pub struct AlertArgs {
     /// later run OnFailure= between restarts too).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// Alert for this instance (jarvis-supervisor@NAME.service, run by
+    /// jarvis-supervisor-alert@NAME.service): its unit's state, and its own
+    /// /etc/jarvis-supervisor/heartbeat@NAME.conf.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 /// Which bot a start, stop, restart, pause or resume acts on.

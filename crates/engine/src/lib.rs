@@ -191,6 +191,9 @@ pub struct Engine {
     paths: Paths,
     /// The jarvisctl that started this engine: it runs `jarvisctl alert`.
     jarvisctl: PathBuf,
+    /// Which instance this engine runs: a named one's alert is its own
+    /// (`jarvisctl alert --instance NAME`, its own heartbeat file).
+    instance: jarvis_model::instance::Instance,
     /// The kernel's count of OOM kills in the program's cgroup at the last
     /// exit: a SIGKILL is an OOM kill only when this count grew.
     oom_seen: Option<u64>,
@@ -357,6 +360,7 @@ impl Engine {
             flush_at: None,
             paths: paths.clone(),
             jarvisctl,
+            instance: instance.clone(),
             oom_seen: None,
             watch: match watch::Watch::new(state_dir) {
                 Ok(w) => Some(w),
@@ -402,11 +406,11 @@ impl Engine {
         if let Ok(err) = std::io::stderr().as_fd().try_clone_to_owned() {
             cmd.stdout(std::process::Stdio::from(err));
         }
-        if let Err(e) = cmd
-            .args(["alert", "--reason", reason])
-            .stdin(std::process::Stdio::null())
-            .spawn()
-        {
+        cmd.args(["alert", "--reason", reason]);
+        if let jarvis_model::instance::Instance::Named(n) = &self.instance {
+            cmd.arg("--instance").arg(n.as_str());
+        }
+        if let Err(e) = cmd.stdin(std::process::Stdio::null()).spawn() {
             say!("cannot run {} alert: {e}", self.jarvisctl.display());
         }
     }

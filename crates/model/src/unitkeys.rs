@@ -139,6 +139,10 @@ mod tests {
                 include_str!("../../../systemd/jarvis-supervisor-alert.service"),
             ),
             (
+                "jarvis-supervisor-alert@.service",
+                include_str!("../../../systemd/group/jarvis-supervisor-alert@.service"),
+            ),
+            (
                 "jarvis-supervisor-restart.service",
                 include_str!("../../../systemd/jarvis-supervisor-restart.service"),
             ),
