@@ -639,7 +639,7 @@ fn status_record_is_bounded_with_5000_values_and_2_mib_of_crash_lines() {
     let prom = fs::read_to_string(dir.path().join("jarvis_supervisor.prom"))
         .unwrap_or_else(|e| panic!("no textfile ({e}):\n{}", tail(&rec.all())));
     assert!(
-        prom.contains("jarvis_supervisor_component_crashes_1h{component=\"c0\"}"),
+        prom.contains("jarvis_supervisor_component_crashes_1h{bot=\"default\",component=\"c0\"}"),
         "{prom}"
     );
     drop(bot);
