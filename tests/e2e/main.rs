@@ -23,6 +23,7 @@ mod prometheus;
 mod python_env;
 mod status;
 mod sysvinit;
+mod upgrade_instances;
 
 #[test]
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
@@ -159,6 +160,12 @@ fn host_faults_full_run_var_lib_and_logs_keep_the_bot_running_and_are_named_on_b
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn three_instances_as_three_users_under_one_group_on_both_engines() {
     instances::both_engines();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn upgrade_instances_from_the_package_before_them_keeps_the_bot_on_both_engines() {
+    upgrade_instances::both_engines();
 }
 
 #[test]

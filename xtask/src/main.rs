@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod before;
 mod bench;
 mod completions;
 mod deps;
@@ -62,6 +63,11 @@ enum Cmd {
     /// Install what the build and test steps need: Debian packages (root)
     /// and the pinned cargo tools.
     Deps,
+    /// Build the package as it was before instances (from git history,
+    /// cached in target/before-instances/) and print its path: the upgrade
+    /// test's starting point, which `test` builds too. Needs target/dist
+    /// (`cargo xtask dist`), whose version it must sort below.
+    BeforeInstances,
     /// Boot a throwaway Debian container, install the fresh .deb with a demo
     /// bot, show the service, and leave the container running.
     Try,
@@ -74,6 +80,12 @@ fn main() -> ExitCode {
         Cmd::Test { filter } => test::test(filter.as_deref()),
         Cmd::Repo { from, out } => repo::repo(from, out).map(|_| ExitCode::SUCCESS),
         Cmd::Deps => deps::all().map(|_| ExitCode::SUCCESS),
+        Cmd::BeforeInstances => dist::only_file(&run::root().join("target/dist"), ".deb")
+            .and_then(|deb| before::build(&deb))
+            .map(|p| {
+                println!("{}", p.display());
+                ExitCode::SUCCESS
+            }),
         Cmd::Try => try_demo::try_demo().map(|_| ExitCode::SUCCESS),
         Cmd::Bench { json, only } => bench::bench(json, only.as_deref()).map(|_| ExitCode::SUCCESS),
     };

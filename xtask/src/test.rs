@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
 
+use crate::before;
 use crate::deps;
 use crate::dist;
 use crate::repo;
@@ -29,6 +30,9 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&extra);
     let higher = dist::build_deb(Some("99.0.0-1"), &extra)?;
     let lower = dist::build_deb(Some("0.0.1-1"), &extra)?;
+    // The package before instances, from git history: the upgrade test
+    // starts from what hosts run today (cached by its commit).
+    let before_instances = before::build(&built.deb)?;
     // The repositories (issue 8): the build as published, and the same
     // repository after a higher version was published into it.
     repo::build(&root.join("target/dist"), &root.join("target/repo"))?;
@@ -132,6 +136,7 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
         .env("JARVIS_RPM", &built.rpm)
         .env("JARVIS_DEB_HIGHER", &higher)
         .env("JARVIS_DEB_LOWER", &lower)
+        .env("JARVIS_DEB_BEFORE_INSTANCES", &before_instances)
         .env("JARVIS_REPO", root.join("target/repo"))
         .env("JARVIS_REPO_HIGHER", root.join("target/repo-higher"))
         .env("JARVIS_ACTIONLINT", &tools.actionlint)
