@@ -3942,6 +3942,22 @@ fn two_instances_of_one_template_run_side_by_side_and_act_alone() {
             && human.lines().any(|l| l.starts_with("b ") && l.contains("OK")),
         "{human}"
     );
+    // Paused on purpose (the program's own switch, here in a's unit):
+    // "paused" and OK, as the default is, so no monitor pages for it.
+    fs::write(
+        units.join("jarvis-supervisor@a.service.d/20-pause.conf"),
+        "[Service]\nEnvironment=JARVIS_PAUSE_AUTOMATIONS=1\n",
+    )
+    .unwrap();
+    let (_, v) = status(&[]);
+    let a = line(&v, "a");
+    assert_eq!(
+        (a["state"].as_str(), a["verdict"].as_str(), a["paused"].as_bool()),
+        (Some("paused"), Some("OK"), Some(true)),
+        "{v}"
+    );
+    assert!(a["reasons"].to_string().contains("resume --instance a"), "{v}");
+    assert_eq!(line(&v, "b")["paused"], false, "a's pause paused b: {v}");
     let (code, out) = verb(&t, &["stop", "--instance", "b"]);
     assert_eq!(code, 0, "stop --instance b: {out}");
     assert!(!alive(pids[1]));

@@ -28,6 +28,9 @@ pub struct Line {
     pub reasons: Vec<String>,
     /// What runs it: "systemd" or "jarvisctl run".
     pub supervisor: Option<String>,
+    /// The program's own pause switch is set for it (its code root's pause
+    /// file, or the variable in its environment).
+    pub paused: bool,
     /// The memory of its processes (the cgroup's count under systemd, the
     /// process group's RSS under `jarvisctl run`), when running.
     pub memory_bytes: Option<u64>,
@@ -46,6 +49,7 @@ pub fn of_default(st: &Status) -> Line {
         reasons: st.reasons.clone(),
         supervisor: st.supervisor.clone(),
         memory_bytes: st.memory.current_bytes,
+        paused: st.pause.is_some(),
     }
 }
 
@@ -53,7 +57,9 @@ pub fn of_default(st: &Status) -> Line {
 pub fn of_named(paths: &Paths, name: &InstanceName) -> Line {
     let instance = Instance::Named(name.clone());
     let unit = instance.unit();
-    let user = Unit::load_named(paths, &unit).ok().map(|u| u.user());
+    let loaded = Unit::load_named(paths, &unit).ok();
+    let user = loaded.as_ref().map(|u| u.user());
+    let pause = loaded.as_ref().and_then(|u| crate::pause::detect(paths, u));
     let on = TargetArgs {
         unit: None,
         instance: Some(name.to_string()),
@@ -81,8 +87,28 @@ pub fn of_named(paths: &Paths, name: &InstanceName) -> Line {
         control::Engine::Systemd => format!("journalctl -u {unit} -n 30"),
         control::Engine::JarvisctlRun => format!("tail -n 30 {}/engine.log", instance.engine_dir().display()),
     };
-    let (verdict, reasons) = if s.running {
+    // As the default's: stopped by its own pause switch is "paused" and
+    // OK (the operator chose it); set while it still runs, a WARNING.
+    let mut state = s.state.clone();
+    let (verdict, reasons) = if let (Some(p), true) = (&pause, s.running) {
+        (
+            Verdict::Warning,
+            vec![format!(
+                "the pause switch is set but the bot still runs: it pauses at its next start ({}; stop it now: jarvisctl pause --instance {name})",
+                p.describe()
+            )],
+        )
+    } else if s.running {
         (Verdict::Ok, Vec::new())
+    } else if let Some(p) = &pause {
+        state = "paused".into();
+        (
+            Verdict::Ok,
+            vec![format!(
+                "paused on purpose, not trading ({}; start it: jarvisctl resume --instance {name})",
+                p.describe()
+            )],
+        )
     } else if s.auto_restart || s.busy {
         (
             Verdict::Warning,
@@ -109,13 +135,14 @@ pub fn of_named(paths: &Paths, name: &InstanceName) -> Line {
         name: name.to_string(),
         unit,
         verdict,
-        state: s.state,
+        state,
         main_pid: s.main_pid,
         n_restarts: Some(s.n_restarts),
         user,
         reasons,
         supervisor,
         memory_bytes,
+        paused: pause.is_some(),
     }
 }
 

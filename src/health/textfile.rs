@@ -213,7 +213,9 @@ pub fn render_with(st: &Status, named: &[Line], now: u64, sample_stored: Option<
     gauge(
         "paused",
         "1 when the program's own pause switch is set (PAUSE_AUTOMATIONS or JARVIS_PAUSE_AUTOMATIONS), else 0.",
-        one(Some(f64::from(u8::from(st.pause.is_some())))),
+        each(Some(f64::from(u8::from(st.pause.is_some()))), &|l| {
+            Some(f64::from(u8::from(l.paused)))
+        }),
     );
     gauge(
         "verdict",
@@ -512,6 +514,8 @@ mod tests {
             verdict: crate::health::Verdict::Critical,
             n_restarts: Some(0),
             supervisor: Some("systemd".into()),
+            state: "paused".into(),
+            paused: true,
             ..Line::default()
         };
         let text = render_with(&full(), &[alpha, beta], 1_000_000, Some(true));
@@ -523,6 +527,8 @@ mod tests {
             "jarvis_supervisor_up{bot=\"alpha\"} 1\n",
             "jarvis_supervisor_up{bot=\"beta\"} 0\n",
             "jarvis_supervisor_verdict{bot=\"beta\"} 2\n",
+            "jarvis_supervisor_paused{bot=\"alpha\"} 0\n",
+            "jarvis_supervisor_paused{bot=\"beta\"} 1\n",
             "jarvis_supervisor_restarts_total{bot=\"alpha\"} 2\n",
             "jarvis_supervisor_memory_bytes{bot=\"alpha\"} 52428800\n",
             "jarvis_supervisor_last_record_timestamp_seconds{bot=\"beta\"} 1000000\n",
