@@ -413,6 +413,10 @@ pub fn by_hand(
             m.reason = Some("by hand: jarvisctl deploy --rollback".into());
             s.write_meta(&id, &m)?;
             clean(s, &f.code_dir, &id, true);
+            // The undo restarted the bot on the old code and waited for it:
+            // one restart, one outage (issue 28).
+            o.result = HostResult::Restored;
+            return Ok(());
         }
         Some(to) => return_to(s, &f, &history, current.as_deref(), to, o)?,
     }

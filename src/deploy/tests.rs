@@ -312,6 +312,17 @@ fn a_rollback_by_hand_undoes_the_deploy_in_effect() {
     let m = host.meta("20261202T000000Z");
     assert_eq!(m.status, Some(Status::RolledBack));
     assert_eq!(m.reason.as_deref(), Some("by hand: jarvisctl deploy --rollback"));
+    // One restart, one outage: the undo's, verified.
+    let log = host.log.borrow().clone();
+    assert_eq!(
+        log.iter().filter(|l| l.as_str() == "restart").count(),
+        1,
+        "{log:?}"
+    );
+    assert!(
+        log.iter().position(|l| l == "restart") < log.iter().position(|l| l == "healthy"),
+        "{log:?}"
+    );
     assert!(
         host.did_any("clean 20261202T000000Z undone after rolled-back/done, current 20261201T000000Z"),
         "{:?}",
