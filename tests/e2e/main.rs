@@ -702,7 +702,17 @@ fn lifecycle_reinstall_upgrade_downgrade_remove_purge_keeps_user_data() {
         "inactive",
         "an upgrade started a stopped service"
     );
-    c.ok(&format!("systemctl enable --now {UNIT}"));
+    let on = c.sh(&format!("systemctl enable --now {UNIT}"));
+    assert_eq!(
+        on.status,
+        0,
+        "enable --now after the upgrade:\n{}\n{}",
+        on.all(),
+        c.sh(&format!(
+            "journalctl -u {UNIT} -n 40 --no-pager -o short-monotonic; systemctl status {UNIT} --no-pager"
+        ))
+        .all()
+    );
     c.wait_for("active again", Duration::from_secs(60), active);
 
     // The metrics, in node_exporter's directory (the health timer) and in
