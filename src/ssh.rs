@@ -191,10 +191,125 @@ pub fn output(
     })
 }
 
+/// One ssh connection to a host for a whole run (a deploy's dozens of
+/// commands and rsyncs): a master this process starts and owns, with
+/// stdio closed, that the other ssh calls share through its socket
+/// (`ControlMaster=no`: a call made when the master is gone connects on
+/// its own, as before). Ended with `-O exit`, then by its pid, when
+/// dropped. None of this when the user's options set ControlMaster or
+/// ControlPath themselves: theirs win.
+pub struct Master {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    target: Target,
+    options: Vec<String>,
+}
+
+impl Master {
+    /// The user's own ssh multiplexing, if their options set it.
+    fn theirs(options: &[String]) -> bool {
+        options.iter().any(|o| {
+            let k = o.split(['=', ' ']).next().unwrap_or("").to_ascii_lowercase();
+            k == "controlmaster" || k == "controlpath"
+        })
+    }
+
+    /// Starts the master and waits until its socket is there (or it has
+    /// exited: then None, and each call connects on its own and reports
+    /// ssh's own error), at most `connect`.
+    pub fn start(target: &Target, options: &[String], connect: Duration) -> Option<Master> {
+        if Self::theirs(options) {
+            return None;
+        }
+        // Short: a socket path may be 108 bytes, and %C alone is 40.
+        let dir = tempfile::Builder::new()
+            .prefix("jarvisctl-ssh-")
+            .tempdir_in("/tmp")
+            .ok()?;
+        let socket = dir.path().join("master");
+        // Never outlives this run: started through `jarvisctl exec-helper`,
+        // which sets the parent-death signal, it ends with the thread that
+        // started it, even when jarvisctl is killed.
+        let me = std::env::current_exe().ok()?;
+        let mut cmd = Command::new(me);
+        cmd.args(["exec-helper", "--ppid", &std::process::id().to_string(), "--", "ssh"])
+            .args(args(target, options, connect))
+            .args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"])
+            .args(["-M", "-N", "-o", "ControlPersist=no", "-S"])
+            .arg(&socket)
+            .arg("--")
+            .arg(&target.destination)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().ok()?;
+        let deadline = std::time::Instant::now() + connect;
+        loop {
+            if socket.exists() {
+                let options = vec![
+                    "ControlMaster=no".to_string(),
+                    format!("ControlPath={}", socket.display()),
+                ];
+                return Some(Master {
+                    child,
+                    dir,
+                    target: target.clone(),
+                    options,
+                });
+            }
+            if !matches!(child.try_wait(), Ok(None)) || std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The `-o` options that send a call through the master.
+    pub fn options(&self) -> &[String] {
+        &self.options
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let socket = self.dir.path().join("master");
+        let _ = Command::new("ssh")
+            .arg("-S")
+            .arg(&socket)
+            .args(["-O", "exit", "--"])
+            .arg(&self.target.destination)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Instant;
+
+    /// The user's own multiplexing wins: no master of ours then.
+    #[test]
+    fn a_users_control_master_or_path_is_theirs() {
+        assert!(Master::theirs(&["ControlMaster=auto".into()]));
+        assert!(Master::theirs(&["controlpath /tmp/%C".into()]));
+        assert!(!Master::theirs(&[
+            "UserKnownHostsFile=/x".into(),
+            "Port=22".into()
+        ]));
+    }
 
     #[test]
     fn targets() {

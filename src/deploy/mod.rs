@@ -79,16 +79,25 @@ pub(crate) fn progress(host: &str, msg: &str) {
 pub fn run(paths: &Paths, settings: &Settings) -> std::result::Result<Vec<Outcome>, DeployError> {
     let (code, jobs) = settings::prepare(paths, settings)?;
     let one = |job: &Job| {
+        // One ssh connection per host for the whole run, shared by every
+        // command and rsync of it (issue 28): ended when this host is done.
+        let master = crate::ssh::Master::start(&job.host.target, &settings.ssh.options, settings.ssh.connect);
+        let mut ssh = settings.ssh.clone();
+        if let Some(m) = &master {
+            ssh.options.extend(m.options().iter().cloned());
+        }
         let s = remote::SshSession {
             host: &job.host,
-            ssh: &settings.ssh,
+            ssh: &ssh,
             bwlimit: match &settings.mode {
                 Mode::Deploy(ship) | Mode::DryRun(ship) => ship.bwlimit,
                 _ => None,
             },
             local: false,
         };
-        one(&s, settings, code.as_ref(), job)
+        let o = one(&s, settings, code.as_ref(), job);
+        drop(master);
+        o
     };
     Ok(if settings.serial {
         let mut out = Vec::new();

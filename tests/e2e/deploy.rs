@@ -327,8 +327,25 @@ pub fn scenarios() {
     fs::write(v2.join("bots/second_bot.py"), SECOND_BOT).unwrap();
     let mut a = args(&both, &["--code", v2.to_str().unwrap()]);
     a.extend(timing);
+    let since = f.a().ok("date +%s").trim().to_string();
     let (rc, out, _, took) = f.deploy("version 2", &a);
     assert_eq!(rc, 0, "{out}");
+    // One ssh connection for the whole deploy of a host (issue 28): its
+    // commands and rsyncs share it. Counted by the host's sshd.
+    let logins = f
+        .a()
+        .sh(&format!(
+            "journalctl --since @{since} -o cat --no-pager | grep -c 'Accepted publickey'"
+        ))
+        .stdout
+        .trim()
+        .parse::<u32>()
+        .unwrap_or(0);
+    println!("figures: the deploy of version 2 made {logins} ssh login(s) to the systemd host");
+    assert!(
+        (1..=2).contains(&logins),
+        "{logins} ssh logins for one deploy of one host: the connection is not shared"
+    );
     let summary = json_of(&out);
     for (i, (c, port)) in [(f.a(), PORT_A), (f.b(), PORT_B)].into_iter().enumerate() {
         assert_eq!(row(&summary, &host_name(port))["result"], "deployed");
