@@ -232,16 +232,22 @@ impl Master {
         // started it, even when jarvisctl is killed.
         let me = std::env::current_exe().ok()?;
         let mut cmd = Command::new(me);
-        cmd.args(["exec-helper", "--ppid", &std::process::id().to_string(), "--", "ssh"])
-            .args(args(target, options, connect))
-            .args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"])
-            .args(["-M", "-N", "-o", "ControlPersist=no", "-S"])
-            .arg(&socket)
-            .arg("--")
-            .arg(&target.destination)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+        cmd.args([
+            "exec-helper",
+            "--ppid",
+            &std::process::id().to_string(),
+            "--",
+            "ssh",
+        ])
+        .args(args(target, options, connect))
+        .args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"])
+        .args(["-M", "-N", "-o", "ControlPersist=no", "-S"])
+        .arg(&socket)
+        .arg("--")
+        .arg(&target.destination)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
         let mut child = cmd.spawn().ok()?;
         let deadline = std::time::Instant::now() + connect;
         loop {

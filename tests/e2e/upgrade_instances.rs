@@ -32,12 +32,25 @@ fn starts(c: &Container) -> usize {
     c.sh(&format!("cat {STARTS}")).stdout.lines().count()
 }
 
-/// Pids of the live processes that run the bot's code.
+/// Pids of the live processes that run the bot's code, but for the bot's
+/// own children: a child it forks has its command line until its exec (the
+/// stand-in's `pkill` child at start, caught there by `ps` under load), and
+/// is no second bot.
 fn bot_pids(c: &Container) -> Vec<String> {
-    c.sh("ps -eo pid=,args= | grep '[b]ots/supervisor.py'")
-        .stdout
+    let out = c
+        .sh("ps -eo pid=,ppid=,args= | grep '[b]ots/supervisor.py'")
+        .stdout;
+    let procs: Vec<(String, String)> = out
         .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.to_string()))
+        })
+        .collect();
+    procs
+        .iter()
+        .filter(|(_, ppid)| !procs.iter().any(|(pid, _)| pid == ppid))
+        .map(|(pid, _)| pid.clone())
         .collect()
 }
 
@@ -136,11 +149,17 @@ fn scenario(suite: Suite) {
     // The upgrade, watched: every bot process seen, and when.
     let done = AtomicBool::new(false);
     let seen: Mutex<Vec<(Duration, Vec<String>)>> = Mutex::new(Vec::new());
+    // What the processes were, when two were seen at once.
+    let two: Mutex<Option<String>> = Mutex::new(None);
     let t0 = Instant::now();
     let (out, took, back) = std::thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::SeqCst) {
                 let pids = bot_pids(&c);
+                if pids.len() > 1 && two.lock().unwrap().is_none() {
+                    let ps = c.sh("ps -eo pid,ppid,pgid,etimes,stat,args").stdout;
+                    *two.lock().unwrap() = Some(ps);
+                }
                 seen.lock().unwrap().push((t0.elapsed(), pids));
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -179,8 +198,10 @@ fn scenario(suite: Suite) {
     let most = seen.iter().map(|(_, p)| p.len()).max().unwrap_or(0);
     assert!(
         most <= 1,
-        "{name}: two bots at once during the upgrade: {:?}",
-        seen.iter().find(|(_, p)| p.len() > 1)
+        "{name}: two bots at once during the upgrade: {:?}\n{}\nthe engine's log:\n{}",
+        seen.iter().find(|(_, p)| p.len() > 1),
+        two.lock().unwrap().clone().unwrap_or_default(),
+        c.sh(&format!("tail -n 40 {RUN_DIR}/engine.log 2>&1")).stdout
     );
     let pid1 = main_pid(&c, suite);
     let starts1 = starts(&c);
