@@ -152,6 +152,7 @@ fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
             None => args.extend(["--settle", "30"]),
         }
         let log = tmp.join(format!("deploy-{n}.log"));
+        let before = lines_of(c);
         let mut client = deploy_cmd(f, &host, &args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -172,7 +173,10 @@ fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
                         std::fs::read_to_string(&log).unwrap_or_default()
                     );
                 }
-                c.sh(&trigger).status == 0
+                // In the verification: once the bot the deploy restarted
+                // on the new code has recorded its start, or that start,
+                // the deploy's own, would count as one after the cut.
+                c.sh(&trigger).status == 0 && (pause.is_some() || versions_seen(c, before).contains(&n))
             },
         );
         let from = lines_of(c);
