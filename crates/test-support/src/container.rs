@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::cgroup;
 use crate::roots::{self, Suite};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -26,6 +27,8 @@ pub struct Container {
     netns: Option<PathBuf>,
     /// Left running on purpose (`cargo xtask try`): Drop does nothing.
     detached: bool,
+    /// The cgroup nspawn runs in, this container's alone.
+    cgroup: cgroup::Own,
 }
 
 /// The outcome of a command run inside.
@@ -93,6 +96,7 @@ impl Container {
             assert!(st.success(), "copying {} failed", cached.display());
         }
         let log = dir.join("console.log");
+        let cgroup = cgroup::Own::create(&dir.file_name().expect("name").to_string_lossy());
         Container {
             suite,
             root,
@@ -102,6 +106,7 @@ impl Container {
             log,
             netns: None,
             detached: false,
+            cgroup,
         }
     }
 
@@ -132,7 +137,15 @@ impl Container {
             Some(ns) => format!("--network-namespace-path={}", ns.display()),
             None => "--private-network".to_string(),
         };
-        let child = Command::new("systemd-nspawn")
+        // nspawn is started in this container's own cgroup (see `cgroup`).
+        let child = Command::new("sh")
+            .args([
+                "-c",
+                r#"for f in $JARVIS_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; exec "$@""#,
+                "sh",
+                "systemd-nspawn",
+            ])
+            .env("JARVIS_CGROUP_PROCS", self.cgroup.procs_files())
             .arg("-D")
             .arg(&self.root)
             .args(["-b", "--register=no", "--keep-unit", &network, "--console=pipe"])
@@ -152,6 +165,9 @@ impl Container {
                 break p;
             }
             if let Some(Ok(Some(st))) = self.nspawn.as_mut().map(|c| c.try_wait()) {
+                if st.code() == Some(127) {
+                    panic!("cannot run systemd-nspawn; install it: apt-get install systemd-container")
+                }
                 panic!("systemd-nspawn exited at once ({st}):\n{}", self.console());
             }
             assert!(
@@ -507,6 +523,7 @@ impl Drop for Container {
                 let _ = child.wait();
             }
         }
+        self.cgroup.remove();
         if std::env::var_os("JARVIS_E2E_KEEP").is_some() {
             eprintln!("e2e: kept {}", self.dir.display());
         } else {

@@ -3,5 +3,6 @@
 //! tests boot: Debian roots made by debootstrap (`roots`), booted with
 //! systemd-nspawn and entered through their init (`container`).
 
+pub mod cgroup;
 pub mod container;
 pub mod roots;
