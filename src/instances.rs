@@ -608,25 +608,7 @@ mod tests {
             assert!(d.contains(line), "{line:?} missing in:\n{d}");
         }
         // The same drop-in, read back through the template, as systemd would.
-        let u = {
-            let root = tempfile::tempdir().unwrap();
-            let lib = root.path().join("usr/lib/systemd/system");
-            std::fs::create_dir_all(&lib).unwrap();
-            std::fs::copy(
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/systemd/group/jarvis-supervisor@.service"
-                ),
-                lib.join("jarvis-supervisor@.service"),
-            )
-            .unwrap();
-            let dir = root
-                .path()
-                .join("etc/systemd/system/jarvis-supervisor@alpha.service.d");
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join(DROPIN), &d).unwrap();
-            Unit::load_named(&Paths::rooted(root.path()), "jarvis-supervisor@alpha.service").unwrap()
-        };
+        let u = through_template(&d, "alpha");
         assert_eq!(u.user(), "jarvis-alpha");
         assert_eq!(u.last("Service", "Type").as_deref(), Some("simple"));
         assert_eq!(u.last("Service", "CPUQuota").as_deref(), Some("50%"));
@@ -672,8 +654,9 @@ mod tests {
         );
     }
 
-    /// `d` as systemd reads it: through the shipped template.
-    fn through_template(d: &str) -> Unit {
+    /// `d` as systemd reads it: instance `name`'s drop-in, through the
+    /// shipped template.
+    fn through_template(d: &str, name: &str) -> Unit {
         let root = tempfile::tempdir().unwrap();
         let lib = root.path().join("usr/lib/systemd/system");
         std::fs::create_dir_all(&lib).unwrap();
@@ -687,10 +670,14 @@ mod tests {
         .unwrap();
         let dir = root
             .path()
-            .join("etc/systemd/system/jarvis-supervisor@x.service.d");
+            .join(format!("etc/systemd/system/jarvis-supervisor@{name}.service.d"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(DROPIN), d).unwrap();
-        Unit::load_named(&Paths::rooted(root.path()), "jarvis-supervisor@x.service").unwrap()
+        Unit::load_named(
+            &Paths::rooted(root.path()),
+            &format!("jarvis-supervisor@{name}.service"),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -731,7 +718,7 @@ mod tests {
             ][..],
         ] {
             let s = spec(args).unwrap();
-            let cmd = add_command(&x, &through_template(&s.dropin()), None, None);
+            let cmd = add_command(&x, &through_template(&s.dropin(), "x"), None, None);
             let words: Vec<&str> = cmd.split_whitespace().collect();
             assert_eq!(words[..4], ["sudo", "jarvisctl", "instance", "add"], "{cmd}");
             let again = spec(&words[4..]).unwrap();
@@ -750,7 +737,7 @@ mod tests {
         .unwrap();
         let cmd = add_command(
             &x,
-            &through_template(&s.dropin()),
+            &through_template(&s.dropin(), "x"),
             Some(Path::new("/srv/new")),
             Some("auto"),
         );
@@ -761,7 +748,7 @@ mod tests {
         // A setting instance add has no flag for is named, not dropped unsaid.
         let mut s = spec(&["x", "--code-root", "/srv/g", "--script", "a.py"]).unwrap();
         s.extra.push(("TasksMax".into(), "64".into()));
-        let cmd = add_command(&x, &through_template(&s.dropin()), None, None);
+        let cmd = add_command(&x, &through_template(&s.dropin(), "x"), None, None);
         assert!(cmd.contains("it has no flag for TasksMax=64"), "{cmd}");
     }
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::provision::Change;
+use crate::provision::{self, Change};
 use jarvis_model::error::Result;
 use jarvis_model::instance::Instance;
 use jarvis_model::paths::Paths;
@@ -36,20 +36,6 @@ fn plain_name(n: &str) -> bool {
         && n.len() <= 32
         && n.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
         && !n.starts_with('-')
-}
-
-fn name_of_uid(uid: u32) -> Option<String> {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-}
-
-fn name_of_gid(gid: u32) -> Option<String> {
-    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
-        .ok()
-        .flatten()
-        .map(|g| g.name)
 }
 
 /// Who rotates the files in `logs`: whoever owns it now (the program's
@@ -79,7 +65,7 @@ fn rotator(
             logs.display()
         ));
     }
-    match (name_of_uid(m.uid()), name_of_gid(m.gid())) {
+    match (provision::user_name(m.uid()), provision::group_name(m.gid())) {
         (Some(u), Some(g)) if plain_name(&u) && plain_name(&g) => Ok((u, g)),
         _ => Err(format!(
             "{}: not rotated: its owner {}:{} has no plain user and group name",

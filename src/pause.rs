@@ -159,10 +159,7 @@ pub fn detect(paths: &Paths, unit: &Unit) -> Option<Pause> {
 }
 
 fn user_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("uid {uid}"), |u| u.name)
+    crate::provision::user_name(uid).unwrap_or_else(|| format!("uid {uid}"))
 }
 
 fn file_pause(paths: &Paths, root: &Path) -> Option<Pause> {

@@ -298,18 +298,22 @@ pub fn secure_env_file(path: &Path, acct: &Account, guard: &Path) -> Result<Vec<
     fix_owner_mode(path, &file, &m, acct, ENV_MODE)
 }
 
+/// The name of the account with `uid`, when this host has one.
+pub fn user_name(uid: u32) -> Option<String> {
+    User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+}
+
+/// The name of the group with `gid`, when this host has one.
+pub fn group_name(gid: u32) -> Option<String> {
+    Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name)
+}
+
 fn name_of_uid(uid: u32) -> String {
-    User::from_uid(Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map_or(uid.to_string(), |u| u.name)
+    user_name(uid).unwrap_or_else(|| uid.to_string())
 }
 
 fn name_of_gid(gid: u32) -> String {
-    Group::from_gid(Gid::from_raw(gid))
-        .ok()
-        .flatten()
-        .map_or(gid.to_string(), |g| g.name)
+    group_name(gid).unwrap_or_else(|| gid.to_string())
 }
 
 /// Everything the installed unit needs, made or corrected: the user, every

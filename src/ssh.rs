@@ -117,6 +117,10 @@ pub struct Outcome {
     pub too_big: Option<String>,
 }
 
+/// A cut link noticed in seconds, not at TCP's leisure: for connections
+/// that last (a deploy's rsyncs and its shared master).
+pub const KEEPALIVE: [&str; 4] = ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"];
+
 /// The ssh arguments before the remote command: batch mode, the connect
 /// timeout, the port and the user's `-o` options.
 pub fn args(target: &Target, options: &[String], connect: Duration) -> Vec<String> {
@@ -240,7 +244,7 @@ impl Master {
             "ssh",
         ])
         .args(args(target, options, connect))
-        .args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"])
+        .args(KEEPALIVE)
         .args(["-M", "-N", "-o", "ControlPersist=no", "-S"])
         .arg(&socket)
         .arg("--")

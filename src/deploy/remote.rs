@@ -121,8 +121,7 @@ impl SshSession<'_> {
 
     pub fn ssh_args(&self) -> Vec<String> {
         let mut a = ssh::args(&self.host.target, &self.ssh.options, self.ssh.connect);
-        // A cut link is noticed in seconds, not at TCP's leisure.
-        a.extend(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"].map(String::from));
+        a.extend(ssh::KEEPALIVE.map(String::from));
         a
     }
 

@@ -204,24 +204,20 @@ fn scenario(suite: Suite) {
             .filter_map(|n| n.trim().parse().ok())
             .collect()
     };
-    c.wait_for("500 of beta's lines", Duration::from_secs(60), |c| {
-        let last = if suite.has_systemd() {
+    // beta's newest line, from its journal or its capture file.
+    let newest_line = |c: &Container| {
+        if suite.has_systemd() {
             c.sh("journalctl -u jarvis-supervisor@beta -n 1 -o cat -q --no-pager")
                 .stdout
         } else {
             c.sh(&format!("tail -n 1 {TREE}/logs/jarvis-supervisor@beta.stdout"))
                 .stdout
-        };
-        newest(&last).first().is_some_and(|n| *n >= 500)
-    });
-    let last = if suite.has_systemd() {
-        c.sh("journalctl -u jarvis-supervisor@beta -n 1 -o cat -q --no-pager")
-            .stdout
-    } else {
-        c.sh(&format!("tail -n 1 {TREE}/logs/jarvis-supervisor@beta.stdout"))
-            .stdout
+        }
     };
-    let last = newest(&last)[0];
+    c.wait_for("500 of beta's lines", Duration::from_secs(60), |c| {
+        newest(&newest_line(c)).first().is_some_and(|n| *n >= 500)
+    });
+    let last = newest(&newest_line(&c))[0];
     let t = std::time::Instant::now();
     let busy = c.sh("jarvisctl logs --instance beta -n 50 2>&1");
     let took = t.elapsed();
