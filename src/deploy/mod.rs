@@ -52,6 +52,7 @@ mod shell;
 #[cfg(test)]
 mod tests;
 mod transaction;
+mod watch;
 
 use std::time::Instant;
 

@@ -2,8 +2,9 @@
 //! shell commands and rsync, the host worker, the deploy lock and the
 //! health wait.
 
+use std::io::{BufRead, Read};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::environment::Wheelhouse;
@@ -16,12 +17,15 @@ use super::reply::{Cleaned, Plan, Status, Verify, WorkerError};
 use super::session::{clean_args, Apply, Before, LockGuard, PlanRequest, Session};
 use super::settings::{Package, SshSettings};
 use super::shell::{rsync_shell, sh_quote};
+use super::watch::{Step, Watch};
 use super::{ids, plan};
 use crate::python::{DEPLOY_HOST, DEPLOY_HOST_LOADER};
 use crate::ssh;
 
 /// How long one short remote command may take.
 const SHORT: Duration = Duration::from_secs(60);
+/// The longest status record the health wait reads as one.
+const STATUS_LINE_MAX: u64 = 1 << 20;
 /// A command of the deploy's own steps (its store, the worker's plan).
 const STEP: Duration = Duration::from_secs(120);
 /// The worker's swap.
@@ -507,48 +511,69 @@ impl Session for SshSession<'_> {
     }
 
     fn wait_healthy(&self, ready: Duration, settle: Duration) -> Result<u64> {
-        let t0 = Instant::now();
-        let mut up: Option<(u64, Instant)> = None;
-        let mut last;
-        loop {
-            match self.status() {
-                Ok(st) => {
-                    let ok = st.healthy();
-                    let pid = st.main_pid.unwrap_or(0);
-                    last = st.describe();
-                    // Restarting or failed after our own (re)start: the bot
-                    // crashed; waiting longer would only repeat it.
-                    if up.is_none() && (st.is("restarting") || st.is("failed")) {
-                        return Err(DeployError::Crashed(format!("{last}{}", st.last_error())));
-                    }
-                    match (up, ok) {
-                        (None, true) => up = Some((pid, Instant::now())),
-                        (Some((p, _)), true) if p == pid => {}
-                        (Some((p, since)), _) => {
-                            return Err(DeployError::NotStable {
-                                pid: p,
-                                settle: settle.as_secs(),
-                                after: since.elapsed().as_secs_f64(),
-                                last,
-                            });
+        // One command on the host streams a status record every quarter
+        // second, one JSON line each, over the connection already open;
+        // each is judged as it comes (`watch`). It ends when the client
+        // stops reading: its next write meets a closed pipe.
+        let script =
+            "while :; do LC_ALL=C jarvisctl status --json 2>/dev/null | tr -d '\\n'; echo; sleep 0.25; done";
+        let mut cmd = self.command(&format!("sh -c {}", sh_quote(script)), SHORT);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(cannot_run_ssh)?;
+        let (tx, rx) = std::sync::mpsc::channel::<Option<String>>();
+        let stdout = child.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout);
+            loop {
+                // A status record is small: a longer line is cut, not kept.
+                let mut line = Vec::new();
+                match lines.by_ref().take(STATUS_LINE_MAX).read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if tx
+                            .send(Some(String::from_utf8_lossy(&line).into_owned()))
+                            .is_err()
+                        {
+                            return;
                         }
-                        (None, false) => {}
                     }
                 }
-                Err(e) => last = e.to_string(),
             }
-            if let Some((pid, since)) = up {
-                if since.elapsed() >= settle {
-                    return Ok(pid);
+            let _ = tx.send(None);
+        });
+        let mut watch = Watch::new(ready, settle);
+        let decided = loop {
+            let step = match rx.recv_timeout(watch.next_by(Instant::now())) {
+                Ok(Some(line)) => {
+                    let st = serde_json::from_str::<Status>(line.trim())
+                        .map_err(|_| format!("no status from the host: {}", last_line(&line)));
+                    watch.see(st, Instant::now())
                 }
-            } else if t0.elapsed() >= ready {
-                return Err(DeployError::NotReady {
-                    ready: ready.as_secs(),
-                    last,
-                });
+                Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    // The host's side ended: ssh's own error, or jarvisctl
+                    // missing there.
+                    let _ = child.wait();
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.by_ref().take(STATUS_LINE_MAX).read_to_string(&mut err);
+                    }
+                    break Err(DeployError::SshFailed(format!(
+                        "the status stream ended: {}",
+                        last_line(&err)
+                    )));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => watch.quiet(Instant::now()),
+            };
+            if let Step::Done(r) = step {
+                break r;
             }
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        };
+        // Our own child, by its handle.
+        let _ = child.kill();
+        let _ = child.wait();
+        decided
     }
 
     fn venv_in_use(&self) -> Result<Option<String>> {

@@ -164,7 +164,7 @@ pub struct WorkerError {
 }
 
 /// The part of the host's `jarvisctl status --json` the health wait reads.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Status {
     pub verdict: Option<String>,
@@ -176,6 +176,22 @@ pub struct Status {
     pub main_pid: Option<u64>,
     pub reasons: Vec<String>,
     pub errors: Vec<String>,
+    /// How long the bot's process has run.
+    pub uptime_s: Option<f64>,
+    /// What the program says of its own components.
+    pub components: Option<Components>,
+}
+
+/// The part of status's `components` the deploy takes as evidence.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Components {
+    /// "health" (its endpoint), "journal" or "output" (its record), "none".
+    pub source: String,
+    pub age_s: Option<f64>,
+    pub health: Option<String>,
+    pub running: u64,
+    pub total: u64,
 }
 
 impl Status {
@@ -187,6 +203,28 @@ impl Status {
     /// the host's disk space: a WARNING about it alone is not the bot's.
     pub fn healthy(&self) -> bool {
         self.bot_verdict.as_deref().or(self.verdict.as_deref()) == Some("OK") && self.is("active")
+    }
+
+    /// The program's own word that it is up, from the process that runs
+    /// now: its `/health` says healthy, or its newest component record,
+    /// younger than the process, has every component running. None for a
+    /// program that gives neither (it is judged by the settle window).
+    pub fn evidence(&self) -> Option<String> {
+        if !self.healthy() {
+            return None;
+        }
+        let c = self.components.as_ref()?;
+        match c.source.as_str() {
+            "health" if c.health.as_deref() == Some("healthy") => Some("its /health says healthy".into()),
+            "journal" | "output"
+                if c.total > 0
+                    && c.running == c.total
+                    && c.age_s.zip(self.uptime_s).is_some_and(|(age, up)| age <= up) =>
+            {
+                Some(format!("its component record has all {} running", c.total))
+            }
+            _ => None,
+        }
     }
 
     /// "state S, verdict V (reasons)".

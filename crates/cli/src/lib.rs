@@ -552,8 +552,11 @@ pub struct DeployArgs {
     /// never sent.
     #[arg(long, value_name = "FILE")]
     pub env: Option<PathBuf>,
-    /// How long the bot must stay healthy after the restart, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    /// How long a bot that gives no evidence of its own (no /health saying
+    /// healthy, no fresh component record with all running) must stay up
+    /// and OK after the restart, in seconds; one that gives it is healthy
+    /// at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub settle: u64,
     /// How long the bot may take to become ready after the restart, in
     /// seconds.
