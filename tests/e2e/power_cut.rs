@@ -148,8 +148,13 @@ fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
         let pause_s = pause.map(|p| p.to_string());
         match &pause_s {
             Some(p) => args.extend(["--pause-swap-after", p.as_str(), "--settle", "2"]),
-            // Long enough to be caught in it.
-            None => args.extend(["--settle", "30"]),
+            // Long enough to be caught in it: the new bot's components stay
+            // "starting" (no evidence that it is up), so the deploy waits out
+            // its settle window.
+            None => {
+                args.extend(["--settle", "60"]);
+                c.ok(&format!("echo STANDIN_COMPONENTS_START_DELAY=600 >> {CODE}/.env"));
+            }
         }
         let log = tmp.join(format!("deploy-{n}.log"));
         let before = lines_of(c);
@@ -183,6 +188,12 @@ fn cells(f: &Fleet, c: &mut Container, port: u16, suite: Suite) -> Vec<String> {
         let id = newest(c);
         let _ = client.kill();
         let _ = client.wait();
+        if pause.is_none() {
+            // Written in place: the .env keeps its owner and mode.
+            c.ok(&format!(
+                "grep -v '^STANDIN_COMPONENTS_START_DELAY=' {CODE}/.env > /tmp/env.new; cat /tmp/env.new > {CODE}/.env; rm /tmp/env.new"
+            ));
+        }
         let mut said = String::new();
         {
             // First the deploy alone is cut, the host up (a swap's worker
