@@ -79,7 +79,14 @@ fn settings(args: &DeployArgs) -> Result<Settings> {
             settle: Duration::from_secs(args.settle),
         },
         keep: args.keep,
-        serial: args.serial,
+        order: if args.serial {
+            deploy::fleet::Order::SERIAL
+        } else {
+            deploy::fleet::Order {
+                parallel: usize::from(args.parallel),
+                rolling: args.rolling,
+            }
+        },
         json: args.json,
     })
 }

@@ -26,6 +26,7 @@ mod environment;
 mod error;
 #[cfg(test)]
 mod fake;
+pub mod fleet;
 #[cfg(test)]
 mod full_disk_tests;
 mod host_paths;
@@ -100,35 +101,20 @@ pub fn run(paths: &Paths, settings: &Settings) -> std::result::Result<Vec<Outcom
         drop(master);
         o
     };
-    Ok(if settings.serial {
-        let mut out = Vec::new();
-        let mut failed = false;
-        for job in &jobs {
-            if failed {
-                out.push(Outcome::skipped(&job.host.target.name));
-                continue;
-            }
-            let o = one(job);
-            failed = !o.result.ok();
-            out.push(o);
-        }
-        out
-    } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = jobs.iter().map(|j| s.spawn(|| one(j))).collect();
-            handles
-                .into_iter()
-                .zip(&jobs)
-                .map(|(h, j)| {
-                    h.join().unwrap_or_else(|_| Outcome {
-                        reason: Some("the deploy of this host panicked".into()),
-                        result: HostResult::Failed,
-                        ..Outcome::skipped(&j.host.target.name)
-                    })
-                })
-                .collect()
-        })
-    })
+    Ok(fleet::run(
+        &jobs,
+        settings.order,
+        one,
+        |o| o.result.ok(),
+        |j, why| match why {
+            fleet::NotRun::Skipped => Outcome::skipped(&j.host.target.name),
+            fleet::NotRun::Panicked => Outcome {
+                reason: Some("the deploy of this host panicked".into()),
+                result: HostResult::Failed,
+                ..Outcome::skipped(&j.host.target.name)
+            },
+        },
+    ))
 }
 
 /// One host, whatever the mode; its outcome, with the reason of a failure.

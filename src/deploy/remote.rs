@@ -2,10 +2,9 @@
 //! shell commands and rsync, the host worker, the deploy lock and the
 //! health wait.
 
-use std::io::{BufRead, Read};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use super::environment::Wheelhouse;
 use super::error::{DeployError, Result};
@@ -17,15 +16,12 @@ use super::reply::{Cleaned, Plan, Status, Verify, WorkerError};
 use super::session::{clean_args, Apply, Before, LockGuard, PlanRequest, Session};
 use super::settings::{Package, SshSettings};
 use super::shell::{rsync_shell, sh_quote};
-use super::watch::{Step, Watch};
-use super::{ids, plan};
+use super::{ids, plan, watch};
 use crate::python::{DEPLOY_HOST, DEPLOY_HOST_LOADER};
 use crate::ssh;
 
 /// How long one short remote command may take.
 const SHORT: Duration = Duration::from_secs(60);
-/// The longest status record the health wait reads as one.
-const STATUS_LINE_MAX: u64 = 1 << 20;
 /// A command of the deploy's own steps (its store, the worker's plan).
 const STEP: Duration = Duration::from_secs(120);
 /// The worker's swap.
@@ -512,68 +508,13 @@ impl Session for SshSession<'_> {
 
     fn wait_healthy(&self, ready: Duration, settle: Duration) -> Result<u64> {
         // One command on the host streams a status record every quarter
-        // second, one JSON line each, over the connection already open;
-        // each is judged as it comes (`watch`). It ends when the client
-        // stops reading: its next write meets a closed pipe.
+        // second, one JSON line each, over the connection already open. It
+        // ends when the client stops reading: its next write meets a closed
+        // pipe.
         let script =
             "while :; do LC_ALL=C jarvisctl status --json 2>/dev/null | tr -d '\\n'; echo; sleep 0.25; done";
-        let mut cmd = self.command(&format!("sh -c {}", sh_quote(script)), SHORT);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(cannot_run_ssh)?;
-        let (tx, rx) = std::sync::mpsc::channel::<Option<String>>();
-        let stdout = child.stdout.take().expect("piped");
-        std::thread::spawn(move || {
-            let mut lines = std::io::BufReader::new(stdout);
-            loop {
-                // A status record is small: a longer line is cut, not kept.
-                let mut line = Vec::new();
-                match lines.by_ref().take(STATUS_LINE_MAX).read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        if tx
-                            .send(Some(String::from_utf8_lossy(&line).into_owned()))
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                }
-            }
-            let _ = tx.send(None);
-        });
-        let mut watch = Watch::new(ready, settle);
-        let decided = loop {
-            let step = match rx.recv_timeout(watch.next_by(Instant::now())) {
-                Ok(Some(line)) => {
-                    let st = serde_json::from_str::<Status>(line.trim())
-                        .map_err(|_| format!("no status from the host: {}", last_line(&line)));
-                    watch.see(st, Instant::now())
-                }
-                Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    // The host's side ended: ssh's own error, or jarvisctl
-                    // missing there.
-                    let _ = child.wait();
-                    let mut err = String::new();
-                    if let Some(mut e) = child.stderr.take() {
-                        let _ = e.by_ref().take(STATUS_LINE_MAX).read_to_string(&mut err);
-                    }
-                    break Err(DeployError::SshFailed(format!(
-                        "the status stream ended: {}",
-                        last_line(&err)
-                    )));
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => watch.quiet(Instant::now()),
-            };
-            if let Step::Done(r) = step {
-                break r;
-            }
-        };
-        // Our own child, by its handle.
-        let _ = child.kill();
-        let _ = child.wait();
-        decided
+        let cmd = self.command(&format!("sh -c {}", sh_quote(script)), SHORT);
+        watch::follow(cmd, ready, settle)
     }
 
     fn venv_in_use(&self) -> Result<Option<String>> {

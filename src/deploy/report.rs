@@ -78,7 +78,7 @@ impl Outcome {
     pub fn skipped(host: &str) -> Outcome {
         Outcome {
             result: HostResult::Skipped,
-            reason: Some("not tried: an earlier host failed (--serial)".into()),
+            reason: Some("not tried: an earlier host failed (--serial or --rolling)".into()),
             ..Outcome::new(host)
         }
     }

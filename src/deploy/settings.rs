@@ -27,8 +27,9 @@ pub struct Settings {
     pub health: Health,
     /// Deploys kept in each host's history.
     pub keep: usize,
-    /// One host after the other, stopping at the first failure.
-    pub serial: bool,
+    /// How many hosts at once, and whether rolling (a canary, then
+    /// batches, stopping at the first failure).
+    pub order: super::fleet::Order,
     /// The summary as JSON, and no other output on stdout.
     pub json: bool,
 }

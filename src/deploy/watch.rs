@@ -10,10 +10,83 @@
 //! - restarting or failed before it was ever healthy: a crash, at once.
 //! - healthy, then not, or another pid: it did not stay up.
 
+use std::io::{BufRead, Read};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::error::{DeployError, Result};
+use super::remote::last_line;
 use super::reply::Status;
+
+/// The longest status record read as one.
+const LINE_MAX: u64 = 1 << 20;
+
+/// Runs `cmd`, which prints one status record (JSON) a line, and judges
+/// each as it comes; `cmd` is ended (our own child, by its handle) once
+/// decided.
+pub fn follow(mut cmd: Command, ready: Duration, settle: Duration) -> Result<u64> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| DeployError::CannotRun {
+        tool: "ssh",
+        why: e.to_string(),
+        fix: "",
+    })?;
+    let (tx, rx) = mpsc::channel::<Option<String>>();
+    let stdout = child.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout);
+        loop {
+            // A longer line is cut, not kept whole.
+            let mut line = Vec::new();
+            match lines.by_ref().take(LINE_MAX).read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if tx
+                        .send(Some(String::from_utf8_lossy(&line).into_owned()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(None);
+    });
+    let mut watch = Watch::new(ready, settle);
+    let decided = loop {
+        let step = match rx.recv_timeout(watch.next_by(Instant::now())) {
+            Ok(Some(line)) => match serde_json::from_str::<Status>(line.trim()) {
+                Ok(st) => watch.see(st, Instant::now()),
+                Err(_) => watch.unreadable(
+                    format!("no status from the host: {}", last_line(&line)),
+                    Instant::now(),
+                ),
+            },
+            Ok(None) | Err(RecvTimeoutError::Disconnected) => {
+                // The host's side ended: ssh's own error.
+                let _ = child.wait();
+                let mut err = String::new();
+                if let Some(e) = child.stderr.take() {
+                    let _ = e.take(LINE_MAX).read_to_string(&mut err);
+                }
+                break Err(DeployError::SshFailed(format!(
+                    "the status stream ended: {}",
+                    last_line(&err)
+                )));
+            }
+            Err(RecvTimeoutError::Timeout) => watch.quiet(Instant::now()),
+        };
+        if let Step::Done(r) = step {
+            break r;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    decided
+}
 
 pub enum Step {
     /// Go on reading.
@@ -55,15 +128,15 @@ impl Watch {
         until.saturating_duration_since(now)
     }
 
-    /// A record from the host (or why there was none).
-    pub fn see(&mut self, st: std::result::Result<Status, String>, now: Instant) -> Step {
-        let st = match st {
-            Ok(st) => st,
-            Err(e) => {
-                self.last = e;
-                return self.quiet(now);
-            }
-        };
+    /// A line from the host that is no status record: said if nothing
+    /// better comes.
+    pub fn unreadable(&mut self, why: String, now: Instant) -> Step {
+        self.last = why;
+        self.quiet(now)
+    }
+
+    /// A record from the host.
+    pub fn see(&mut self, st: Status, now: Instant) -> Step {
         let pid = st.main_pid.unwrap_or(0);
         self.last = st.describe();
         if self.up.is_none() && (st.is("restarting") || st.is("failed")) {
@@ -116,8 +189,8 @@ impl Watch {
 mod tests {
     use super::*;
 
-    fn status(json: &str) -> std::result::Result<Status, String> {
-        Ok(serde_json::from_str(json).unwrap())
+    fn status(json: &str) -> Status {
+        serde_json::from_str(json).unwrap()
     }
 
     const HEALTHY_NO_EVIDENCE: &str =
@@ -179,7 +252,7 @@ mod tests {
         let mut w = Watch::at(Duration::from_secs(10), Duration::from_secs(5), t0);
         let starting = status(r#"{"state":"activating","verdict":"WARNING","main_pid":7}"#);
         assert!(done(w.see(starting, t0 + Duration::from_secs(2))).is_none());
-        assert!(done(w.see(Err("ssh: broken pipe".into()), t0 + Duration::from_secs(9))).is_none());
+        assert!(done(w.unreadable("ssh: broken pipe".into(), t0 + Duration::from_secs(9))).is_none());
         match done(w.quiet(t0 + Duration::from_secs(10))) {
             Some(Err(DeployError::NotReady { ready: 10, last })) => assert_eq!(last, "ssh: broken pipe"),
             _ => panic!("not NotReady"),

@@ -569,10 +569,18 @@ pub struct DeployArgs {
     /// repeatable. ssh always runs with BatchMode=yes.
     #[arg(long, value_name = "OPTION")]
     pub ssh_option: Vec<String>,
-    /// One host after the other, stopping at the first failure (default:
-    /// all hosts in parallel).
-    #[arg(long)]
+    /// One host after the other, stopping at the first failure (the same
+    /// as --rolling --parallel 1).
+    #[arg(long, conflicts_with_all = ["rolling", "parallel"])]
     pub serial: bool,
+    /// At most this many hosts at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: u16,
+    /// A canary host first (the first one listed), then batches of
+    /// --parallel hosts, each batch after the one before has succeeded;
+    /// the first failure stops the rest.
+    #[arg(long)]
+    pub rolling: bool,
     /// Print what would change (files added, replaced and removed,
     /// unshipped files kept, conflicts, package versions) and touch nothing.
     #[arg(long, conflicts_with_all = ["rollback", "list"])]
