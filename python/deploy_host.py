@@ -36,8 +36,8 @@
 # file is always wholly old, wholly new, or absent (rename is atomic).
 #
 # apply runs in two phases, so that a full disk cannot stop it half way:
-# first every new file is written beside its target (a temporary name,
-# fsync'd), and the new directories made; only then the deletes and the
+# first every new file is written beside its target (a temporary name;
+# all of them synced, one sync per filesystem), and the new directories made; only then the deletes and the
 # renames, which need no new data blocks. A staging that fails removes
 # what it wrote: nothing live changed. So an undo after it has nothing to
 # copy, and needs no space either.
@@ -180,11 +180,21 @@ def open_root(path, create_owner=None):
     return fd
 
 
-class Tree:
-    """Directory descriptors below one root, cached by relative path."""
+# A file whose inode changed this recently may change again within the
+# timestamps' grain without showing it: its digest is not kept.
+RACY_NS = 2 * 10**9
 
-    def __init__(self, root_fd):
+
+class Tree:
+    """Directory descriptors below one root, cached by relative path, and
+    the digests of its files, kept across runs (`hashes`, path -> [dev, ino,
+    size, mtime_ns, ctime_ns, sha]): a file whose inode, size, mtime and
+    ctime are those recorded is not read again. ctime cannot be set back by
+    the file's owner, so a change the bot makes is never a hit."""
+
+    def __init__(self, root_fd, hashes=None):
         self.fds = {"": root_fd}
+        self.hashes = hashes if hashes is not None else {}
 
     def close(self):
         for fd in self.fds.values():
@@ -237,9 +247,21 @@ class Tree:
         parent, _, name = rel.rpartition("/")
         fd = os.open(name, FILE_FLAGS, dir_fd=self.dir(parent))
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 return None
-            return sha256_of(fd, size)
+            key = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+            kept = self.hashes.get(rel)
+            if kept is not None and kept[:5] == key and st.st_size <= size:
+                return kept[5]
+            sha = sha256_of(fd, size)
+            after = os.fstat(fd)
+            if (sha is not None and [after.st_size, after.st_mtime_ns, after.st_ctime_ns] == key[2:]
+                    and time.time_ns() - st.st_ctime_ns > RACY_NS):
+                self.hashes[rel] = key + [sha]
+            else:
+                self.hashes.pop(rel, None)
+            return sha
         finally:
             os.close(fd)
 
@@ -401,7 +423,8 @@ def copy_in(tree, rel, e, srcs, owner_ids):
                     continue
                 os.fchown(out, *owner_ids)
                 os.fchmod(out, e.mode)
-                os.fsync(out)
+                # Made durable with the others, one sync per filesystem
+                # (sync_filesystems), before any rename puts it live.
             except BaseException:
                 # A full disk half way through: no partial copy stays.
                 try:
@@ -681,6 +704,8 @@ def stage(tree, new, p, a, writes, r, kept):
             st = os.stat(tmp, dir_fd=tree.dir(rel.rpartition("/")[0]), follow_symlinks=False)
             temps[rel] = (tmp, st.st_ino)
             pause(i, a["pause_staging"])
+        doing = None
+        sync_filesystems(tree, writes)
         if a["env_new"] and a.get("env_ids"):
             doing = ".env"
             tmp = stage_new_env(tree, a)
@@ -708,6 +733,30 @@ def stage(tree, new, p, a, writes, r, kept):
                         r["path"], len(temps), len(writes), why, room_text(r),
                         ("; " + free_hint(r)) if full or short(r) else ""),
                     untouched=True, space={"code": r})
+
+
+def sync_filesystems(tree, rels):
+    """Every staged file on disk before the swap renames it live: one
+    syncfs(2) per filesystem the files were written on (a first deploy of
+    5,000 files took 10 s at one fsync each). Where syncfs cannot be called,
+    sync(2)."""
+    fds = {}
+    for rel in rels:
+        fd = tree.dir(rel.rpartition("/")[0])
+        fds.setdefault(os.fstat(fd).st_dev, fd)
+    if not fds:
+        return
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        os.sync()
+        return
+    for fd in fds.values():
+        if syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, "syncing the staged files: " + os.strerror(err))
 
 
 def unstage(tree, temps):
@@ -1013,7 +1062,8 @@ def clean(root, old, new):
 def parse_args(argv):
     a = {"take_over": set(), "src": [], "id": "manual", "lenient": False,
          "env_new": None, "env_backup": None, "env_restore": None,
-         "pause_after": None, "pause_staging": None, "owner": None, "store": None}
+         "pause_after": None, "pause_staging": None, "owner": None, "store": None,
+         "hashes": None}
     pos = []
     i = 0
     while i < len(argv):
@@ -1021,7 +1071,8 @@ def parse_args(argv):
         if w == "--lenient":
             a["lenient"] = True
         elif w in ("--take-over", "--src", "--id", "--env-new", "--env-backup",
-                   "--env-restore", "--pause-after", "--pause-staging", "--owner", "--store"):
+                   "--env-restore", "--pause-after", "--pause-staging", "--owner", "--store",
+                   "--hashes"):
             i += 1
             v = argv[i]
             if w == "--take-over":
@@ -1051,6 +1102,44 @@ def spaces(a, old, new, code):
     return out
 
 
+def load_hashes(path, root):
+    """The kept digests of the files under root (none when the file is
+    missing or unreadable: they are only a shortcut)."""
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            kept = json.load(f)
+        got = kept.get(root, {}) if isinstance(kept, dict) else {}
+        return {r: v for r, v in got.items()
+                if isinstance(v, list) and len(v) == 6 and all(isinstance(x, int) for x in v[:5])}
+    except (OSError, ValueError):
+        return {}
+
+
+def save_hashes(path, root, hashes, known):
+    """Keeps the digests of the paths the manifests know, under root: a
+    private file, replaced whole."""
+    if not path:
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            kept = json.load(f)
+        if not isinstance(kept, dict):
+            kept = {}
+    except (OSError, ValueError):
+        kept = {}
+    kept[root] = {r: v for r, v in hashes.items() if r in known}
+    tmp = path + ".tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(kept, f, separators=(",", ":"))
+        os.rename(tmp, path)
+    except OSError:
+        pass
+
+
 def main(argv):
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     os.umask(0o077)
@@ -1076,7 +1165,7 @@ def main(argv):
                  "conflicts": [], "unshipped": 0}
             p["space"] = spaces(a, old, new, room_at(root, [new[r] for r in p["put"]], len(p["mkdir"])))
             return p, 0
-        tree = Tree(fd)
+        tree = Tree(fd, load_hashes(a["hashes"], root))
         try:
             if cmd == "plan":
                 p, _ = plan(tree, old, new, a["take_over"])
@@ -1092,6 +1181,7 @@ def main(argv):
                 env_step(tree, a, ids_of(owner))
             return result, code
         finally:
+            save_hashes(a["hashes"], root, tree.hashes, set(old) | set(new))
             tree.close()
     raise Fatal("unknown command %s" % cmd)
 

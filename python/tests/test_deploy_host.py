@@ -195,6 +195,54 @@ class Plan(unittest.TestCase):
         self.assertEqual(p["conflicts"][0]["path"], "big.py")
 
 
+class KeptDigests(unittest.TestCase):
+    """The digests kept across runs: a file unchanged since is not read
+    again; any change to it, even with its mtime set back, is read."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.root)
+        self.hashes = os.path.join(tempfile.mkdtemp(), "hashes.json")
+        self.addCleanup(shutil.rmtree, os.path.dirname(self.hashes))
+        self.path = os.path.join(self.root, "a.py")
+        with open(self.path, "wb") as f:
+            f.write(b"v1")
+
+    def digest(self):
+        tree = h.Tree(os.open(self.root, h.DIR_FLAGS), h.load_hashes(self.hashes, self.root))
+        try:
+            return tree.digest("a.py", 2)
+        finally:
+            h.save_hashes(self.hashes, self.root, tree.hashes, {"a.py"})
+            tree.close()
+
+    def test_an_unchanged_file_is_read_once(self):
+        with mock.patch.object(h, "RACY_NS", 0):
+            self.assertEqual(self.digest(), sha(b"v1"))
+            with mock.patch.object(h, "sha256_of", side_effect=AssertionError("read again")):
+                self.assertEqual(self.digest(), sha(b"v1"))
+        self.assertEqual(os.stat(self.hashes).st_mode & 0o777, 0o600)
+
+    def test_a_change_with_its_mtime_set_back_is_read(self):
+        with mock.patch.object(h, "RACY_NS", 0):
+            self.digest()
+            st = os.stat(self.path)
+            with open(self.path, "r+b") as f:
+                f.write(b"v2")
+            os.utime(self.path, ns=(st.st_atime_ns, st.st_mtime_ns))
+            self.assertEqual(self.digest(), sha(b"v2"))
+
+    def test_a_file_changed_just_now_is_not_kept(self):
+        self.digest()
+        self.assertEqual(h.load_hashes(self.hashes, self.root), {})
+
+    def test_a_broken_or_foreign_record_is_no_digest(self):
+        for text in ["not json", "[]", '{"%s": {"a.py": [1, 2, "x"]}}' % self.root]:
+            with open(self.hashes, "w") as f:
+                f.write(text)
+            self.assertEqual(h.load_hashes(self.hashes, self.root), {}, text)
+
+
 class CountUnshipped(unittest.TestCase):
     def setUp(self):
         self.root = tempfile.mkdtemp()

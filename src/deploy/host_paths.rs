@@ -7,6 +7,10 @@
 pub const DEPLOYS: &str = "/var/lib/jarvis-supervisor/deploys";
 /// The id of the deploy whose manifest the live code matches.
 pub const CURRENT: &str = "/var/lib/jarvis-supervisor/deploys/current";
+/// The digests of the live code's files, kept by the worker across steps
+/// and deploys (python/deploy_host.py `Tree`): a file unchanged since is
+/// not read again.
+pub const HASHES: &str = "/var/lib/jarvis-supervisor/deploys/hashes.json";
 /// Every package a deploy shipped, kept to roll back to.
 pub const PACKAGES: &str = "/var/lib/jarvis-supervisor/packages";
 /// The wheelhouses deploy --wheelhouse shipped, by content digest: root's,

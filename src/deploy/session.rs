@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::environment::Wheelhouse;
 use super::error::Result;
-use super::host_paths::{ddir, manifest_of, DEPLOYS};
+use super::host_paths::{ddir, manifest_of, DEPLOYS, HASHES};
 use super::journal::Meta;
 use super::probe::{Facts, PackageManager};
 use super::reply::{Plan, Verify};
@@ -50,6 +50,7 @@ impl PlanRequest<'_> {
         a.extend(take_over_args(self.take_over));
         // Where the deploy's store goes: its space is in the plan.
         a.extend(["--store".to_string(), DEPLOYS.to_string()]);
+        a.extend(["--hashes".to_string(), HASHES.to_string()]);
         (a, data)
     }
 }
@@ -121,6 +122,7 @@ impl Apply {
             self.id.clone(),
         ]);
         a.extend(take_over_args(&self.take_over));
+        a.extend(["--hashes".into(), HASHES.into()]);
         let dir = ddir(&self.id);
         match self.env {
             EnvStep::Keep => {}
@@ -265,6 +267,8 @@ mod tests {
                 "20261202T184639Z".into(),
                 "--take-over".into(),
                 "bots/x.py".into(),
+                "--hashes".into(),
+                "/var/lib/jarvis-supervisor/deploys/hashes.json".into(),
                 "--env-new".into(),
                 format!("{d}/private/env.new"),
                 "--env-backup".into(),
@@ -286,7 +290,9 @@ mod tests {
                 "/var/lib/jarvis-supervisor/deploys/20261201T000000Z/manifest.tsv",
                 "@data",
                 "--store",
-                "/var/lib/jarvis-supervisor/deploys"
+                "/var/lib/jarvis-supervisor/deploys",
+                "--hashes",
+                "/var/lib/jarvis-supervisor/deploys/hashes.json"
             ]
         );
         assert_eq!(data, b"m");
