@@ -8,8 +8,9 @@
 //! manifest's size plus one byte: the code root is the service user's, and
 //! these commands run as root.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use nix::dir::{Dir, Type};
@@ -95,6 +96,7 @@ pub fn check(paths: &Paths, code_root: &Path) -> Option<Drift> {
     let text = std::fs::read_to_string(deploys.join(id).join("manifest.tsv")).ok()?;
     let manifest = Manifest::parse(&text).ok()?;
     let root = paths.host(code_root);
+    let kept = kept_digests(&deploys, code_root);
     let mut out = Drift {
         deploy: id.to_string(),
         ..Drift::default()
@@ -106,6 +108,9 @@ pub fn check(paths: &Paths, code_root: &Path) -> Option<Drift> {
             Err(_) => Some(What::NotRegular),
             Ok(f) => match f.metadata() {
                 Ok(m) if m.len() != e.size => Some(What::Changed),
+                Ok(m) if kept.get(&e.path).is_some_and(|k| k.matches(&m)) => {
+                    (kept[&e.path].sha != e.sha).then_some(What::Changed)
+                }
                 // It may grow after that look: bigger than shipped is changed.
                 Ok(_) => match hash_at_most(f, e.size) {
                     Ok(Some(sha)) if sha == e.sha => None,
@@ -134,6 +139,66 @@ pub fn check(paths: &Paths, code_root: &Path) -> Option<Drift> {
         what: What::Unsearched,
     }));
     Some(out)
+}
+
+/// A live file's digest as the deploy's worker kept it, with the inode's
+/// identity and times when it was read (python/deploy_host.py `Tree`).
+struct Kept {
+    key: [i64; 5],
+    sha: String,
+}
+
+impl Kept {
+    /// The file is the one read then, unchanged: same inode, size, mtime and
+    /// ctime (which its owner cannot set back).
+    fn matches(&self, m: &std::fs::Metadata) -> bool {
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        [
+            m.dev() as i64,
+            m.ino() as i64,
+            m.len() as i64,
+            ns(m.mtime(), m.mtime_nsec()),
+            ns(m.ctime(), m.ctime_nsec()),
+        ] == self.key
+    }
+}
+
+/// The digests the deploy's worker kept for `code_root`, read only from a
+/// root-owned file no one else can write (root's own record: a forged one
+/// would hide a change); none otherwise, and every file is read.
+fn kept_digests(deploys: &Path, code_root: &Path) -> HashMap<String, Kept> {
+    let path = deploys.join("hashes.json");
+    let Ok(f) = jarvis_model::untrusted::open_read(&path, None) else {
+        return HashMap::new();
+    };
+    match f.metadata() {
+        Ok(m) if m.uid() == 0 && m.permissions().mode() & 0o022 == 0 => {}
+        _ => return HashMap::new(),
+    }
+    let Ok(all) = serde_json::from_reader::<_, HashMap<String, HashMap<String, serde_json::Value>>>(
+        std::io::Read::take(f, 64 << 20),
+    ) else {
+        return HashMap::new();
+    };
+    let root = code_root.to_string_lossy();
+    let Some(files) = all
+        .get(root.trim_end_matches('/'))
+        .or_else(|| all.get(root.as_ref()))
+    else {
+        return HashMap::new();
+    };
+    files
+        .iter()
+        .filter_map(|(rel, v)| {
+            let v = v.as_array().filter(|v| v.len() == 6)?;
+            let mut key = [0i64; 5];
+            for (k, x) in key.iter_mut().zip(v) {
+                *k = x.as_i64()?;
+            }
+            let sha = v[5].as_str()?.to_string();
+            Some((rel.clone(), Kept { key, sha }))
+        })
+        .collect()
 }
 
 /// The search for importable code that no deploy shipped, in the code
@@ -336,6 +401,53 @@ mod tests {
         );
         assert!(summary(&d)
             .starts_with("3 shipped file(s) changed on the host since deploy 20260101T000000Z: a.py"));
+    }
+
+    /// The worker's kept digests stand for a read only while the file is
+    /// the one it read (inode, size, mtime, ctime), and only from root's
+    /// own record.
+    #[test]
+    fn kept_digests_stand_for_a_read_only_while_the_file_is_unchanged() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let t = tempfile::tempdir().unwrap();
+        let p = |r: &str| t.path().join(r);
+        for d in ["src", "home/code"] {
+            fs::create_dir_all(p(d)).unwrap();
+            fs::write(p(&format!("{d}/a.py")), "a").unwrap();
+        }
+        let m = Manifest::build(&p("src")).unwrap();
+        let d = p("var/lib/jarvis-supervisor/deploys");
+        fs::create_dir_all(d.join("20260101T000000Z")).unwrap();
+        fs::write(d.join("20260101T000000Z/manifest.tsv"), m.render("jarvis:jarvis")).unwrap();
+        fs::write(d.join("current"), "20260101T000000Z\n").unwrap();
+        // A record that says a.py holds other content than it does: used,
+        // the file is "changed" without being read.
+        let md = fs::metadata(p("home/code/a.py")).unwrap();
+        let ns = |s: i64, n: i64| s * 1_000_000_000 + n;
+        let record = serde_json::json!({"/home/code": {"a.py": [
+            md.dev(), md.ino(), md.len(), ns(md.mtime(), md.mtime_nsec()), ns(md.ctime(), md.ctime_nsec()), "0".repeat(64)
+        ]}});
+        fs::write(d.join("hashes.json"), record.to_string()).unwrap();
+        fs::set_permissions(d.join("hashes.json"), fs::Permissions::from_mode(0o600)).unwrap();
+        let paths = Paths::rooted(t.path());
+        let changed = |paths: &Paths| check(paths, Path::new("/home/code")).unwrap().changed.len();
+        let root = nix::unistd::geteuid().is_root();
+        // Only root's own record counts (the plain layer runs as root in CI).
+        assert_eq!(changed(&paths), usize::from(root));
+        // A chmod moves ctime: the file is read again, and is as shipped.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::set_permissions(p("home/code/a.py"), fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(changed(&paths), 0);
+        // Writable by another than root: not trusted.
+        fs::set_permissions(p("home/code/a.py"), fs::Permissions::from_mode(0o644)).unwrap();
+        let md = fs::metadata(p("home/code/a.py")).unwrap();
+        let record = serde_json::json!({"/home/code": {"a.py": [
+            md.dev(), md.ino(), md.len(), ns(md.mtime(), md.mtime_nsec()), ns(md.ctime(), md.ctime_nsec()), "0".repeat(64)
+        ]}});
+        fs::write(d.join("hashes.json"), record.to_string()).unwrap();
+        assert_eq!(changed(&paths), usize::from(root));
+        fs::set_permissions(d.join("hashes.json"), fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(changed(&paths), 0);
     }
 
     /// Shipped files that grow past their manifest size between the size
