@@ -1063,13 +1063,15 @@ def parse_args(argv):
     a = {"take_over": set(), "src": [], "id": "manual", "lenient": False,
          "env_new": None, "env_backup": None, "env_restore": None,
          "pause_after": None, "pause_staging": None, "owner": None, "store": None,
-         "hashes": None}
+         "hashes": None, "keep_hashes": False}
     pos = []
     i = 0
     while i < len(argv):
         w = argv[i]
         if w == "--lenient":
             a["lenient"] = True
+        elif w == "--keep-hashes":
+            a["keep_hashes"] = True
         elif w in ("--take-over", "--src", "--id", "--env-new", "--env-backup",
                    "--env-restore", "--pause-after", "--pause-staging", "--owner", "--store",
                    "--hashes"):
@@ -1181,7 +1183,9 @@ def main(argv):
                 env_step(tree, a, ids_of(owner))
             return result, code
         finally:
-            save_hashes(a["hashes"], root, tree.hashes, set(old) | set(new))
+            # An apply keeps them always; a plan when asked (a dry run's does not).
+            if cmd == "apply" or a["keep_hashes"]:
+                save_hashes(a["hashes"], root, tree.hashes, set(old) | set(new))
             tree.close()
     raise Fatal("unknown command %s" % cmd)
 

@@ -3321,7 +3321,7 @@ fn a_corrupt_state_json_or_run_pid_is_named_rebuilt_and_stop_still_works() {
     let pid_file = dir.join("run.pid");
     // The engine says so just after each rename: waited for too (a check
     // between the rename and its message failed once, under load).
-    let rebuilt = until(5, || {
+    let rebuilt = until(20, || {
         let said = t.messages();
         t.state()["main_pid"].as_i64() == Some(i64::from(program))
             && fs::read_to_string(&pid_file).is_ok_and(|p| p == format!("{engine}\n"))

@@ -202,6 +202,7 @@ fn dry_run(s: &dyn Session, job: &Job, code: &Code, ship: &Ship, json: bool, o: 
         from: current.as_deref(),
         to: Target::Sent(manifest.as_bytes()),
         take_over: &ship.take_over,
+        keep: false,
     })?;
     let env = job
         .env

@@ -323,6 +323,7 @@ pub fn repair_current(s: &dyn Session, code_dir: &str) -> Result<Option<(String,
             from: Some(cand),
             to: Target::Stored(cand),
             take_over: &[],
+            keep: false,
         }) else {
             continue;
         };

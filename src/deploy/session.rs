@@ -32,6 +32,9 @@ pub struct PlanRequest<'a> {
     pub from: Option<&'a str>,
     pub to: Target<'a>,
     pub take_over: &'a [String],
+    /// The digests it reads are kept for the next step and deploy (false:
+    /// a dry run writes nothing on the host).
+    pub keep: bool,
 }
 
 impl PlanRequest<'_> {
@@ -51,6 +54,9 @@ impl PlanRequest<'_> {
         // Where the deploy's store goes: its space is in the plan.
         a.extend(["--store".to_string(), DEPLOYS.to_string()]);
         a.extend(["--hashes".to_string(), HASHES.to_string()]);
+        if self.keep {
+            a.push("--keep-hashes".to_string());
+        }
         (a, data)
     }
 }
@@ -280,6 +286,7 @@ mod tests {
             from: Some("20261201T000000Z"),
             to: Target::Sent(b"m"),
             take_over: &[],
+            keep: false,
         };
         let (args, data) = p.args();
         assert_eq!(

@@ -117,6 +117,7 @@ impl Deploy<'_> {
             from: current.as_deref(),
             to: Target::Sent(manifest.as_bytes()),
             take_over: &self.ship.take_over,
+            keep: true,
         })?;
         if !plan.conflicts.is_empty() {
             o.result = HostResult::Refused;
@@ -255,6 +256,7 @@ impl Deploy<'_> {
                 from: current,
                 to: Target::Stored(id),
                 take_over: &self.ship.take_over,
+                keep: true,
             })
         });
         match staged {

@@ -183,10 +183,15 @@ fn cargo_test(cmd: &mut Command, tally: &mut Tally) -> Result<()> {
         }
     });
     let mut saw_result = false;
-    let mut exited: Option<(std::process::ExitStatus, std::time::Instant)> = None;
+    let mut exited: Option<std::process::ExitStatus> = None;
+    // Counted from the last line: after cargo exits its last lines may
+    // still be on their way (a slow reader of our own output), and only a
+    // pipe that stays silent is one a leftover process holds.
+    let mut last_line = std::time::Instant::now();
     loop {
         match rx.recv_timeout(std::time::Duration::from_millis(200)) {
             Ok(line) => {
+                last_line = std::time::Instant::now();
                 let line = line.map_err(|e| e.to_string())?;
                 println!("{line}");
                 if let Some(rest) = line.strip_prefix("test result: ") {
@@ -200,12 +205,9 @@ fn cargo_test(cmd: &mut Command, tally: &mut Tally) -> Result<()> {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
         if exited.is_none() {
-            exited = child
-                .try_wait()
-                .map_err(|e| e.to_string())?
-                .map(|st| (st, std::time::Instant::now()));
+            exited = child.try_wait().map_err(|e| e.to_string())?;
         }
-        if exited.is_some_and(|(_, at)| at.elapsed() > std::time::Duration::from_secs(5)) {
+        if exited.is_some() && last_line.elapsed() > std::time::Duration::from_secs(5) {
             eprintln!(
                 "xtask: cargo test exited, but a process it started still holds its output open \
                  (a test left it running): not waited for"
@@ -214,7 +216,7 @@ fn cargo_test(cmd: &mut Command, tally: &mut Tally) -> Result<()> {
         }
     }
     let status = match exited {
-        Some((st, _)) => st,
+        Some(st) => st,
         None => child.wait().map_err(|e| e.to_string())?,
     };
     if !status.success() && !saw_result {
