@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::error::{DeployError, Result};
 use super::host_paths::LOCK;
-use super::remote::{last_line, SshSession};
+use super::remote::{cannot_run_ssh, last_line, SshSession};
 use crate::ssh;
 
 impl SshSession<'_> {
@@ -22,11 +22,7 @@ impl SshSession<'_> {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| DeployError::CannotRun {
-            tool: "ssh",
-            why: e.to_string(),
-            fix: "",
-        })?;
+        let mut child = cmd.spawn().map_err(cannot_run_ssh)?;
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -63,7 +63,7 @@ pub(super) fn stepped(cmd: &str) -> String {
     )
 }
 
-fn cannot_run_ssh(e: std::io::Error) -> DeployError {
+pub(super) fn cannot_run_ssh(e: std::io::Error) -> DeployError {
     DeployError::CannotRun {
         tool: "ssh",
         why: e.to_string(),

@@ -179,19 +179,7 @@ pub struct Status {
     /// How long the bot's process has run.
     pub uptime_s: Option<f64>,
     /// What the program says of its own components.
-    pub components: Option<Components>,
-}
-
-/// The part of status's `components` the deploy takes as evidence.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct Components {
-    /// "health" (its endpoint), "journal" or "output" (its record), "none".
-    pub source: String,
-    pub age_s: Option<f64>,
-    pub health: Option<String>,
-    pub running: u64,
-    pub total: u64,
+    pub components: Option<crate::components::Components>,
 }
 
 impl Status {

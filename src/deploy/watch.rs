@@ -16,7 +16,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::error::{DeployError, Result};
-use super::remote::last_line;
+use super::remote::{cannot_run_ssh, last_line};
 use super::reply::Status;
 
 /// The longest status record read as one.
@@ -29,11 +29,7 @@ pub fn follow(mut cmd: Command, ready: Duration, settle: Duration) -> Result<u64
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| DeployError::CannotRun {
-        tool: "ssh",
-        why: e.to_string(),
-        fix: "",
-    })?;
+    let mut child = cmd.spawn().map_err(cannot_run_ssh)?;
     let (tx, rx) = mpsc::channel::<Option<String>>();
     let stdout = child.stdout.take().expect("piped");
     std::thread::spawn(move || {
