@@ -212,7 +212,8 @@ impl fmt::Display for DeployError {
             DoesNotCompile { host, python, files } => write!(
                 f,
                 "{} file(s) the bot runs do not compile with {python} on {host}: {}{}; \
-                 fix them and deploy again (a file that is never run must not be imported)",
+                 fix it and deploy again (a file counts as run when it is the unit's entry point \
+                 or a .py file of the tree imports it)",
                 files.len(),
                 files.iter().take(10).cloned().collect::<Vec<_>>().join("; "),
                 if files.len() > 10 { "; ..." } else { "" }

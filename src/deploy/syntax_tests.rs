@@ -48,7 +48,7 @@ fn a_broken_module_the_bot_imports_refuses_the_host_before_the_swap() {
         "core/engine.py line 3: SyntaxError: invalid syntax",
         "/home/jarvis/Jarvis/venv/bin/python (Python 3.13.5) on root@fake",
         "bots/supervisor.py imports `engine`",
-        "fix them and deploy again",
+        "fix it and deploy again",
         "nothing on the host was changed",
     ] {
         assert!(e.contains(part), "{part}: {e}");
