@@ -1061,8 +1061,12 @@ def as_owner(owner):
     user, _, group = (owner or "").partition(":")
     if os.geteuid() != 0 or not user or user == "root":
         return {}
-    pw = pwd.getpwnam(user)
-    gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid
+    try:
+        pw = pwd.getpwnam(user)
+        gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid
+    except KeyError:
+        raise Fatal("the unit's user or group (%s) does not exist on the host: "
+                    "the bot could not run; create it (jarvisctl setup) and deploy again" % owner)
     return {"user": pw.pw_uid, "group": gid, "extra_groups": os.getgrouplist(user, gid),
             "start_new_session": True}
 
@@ -1071,11 +1075,14 @@ def run_compiler(python, sources, owner):
     """Compiles sources ([(path, bytes)]) with python as owner: its report."""
     import subprocess
     head = json.dumps([[p, len(b)] for p, b in sources]).encode() + b"\n"
-    r = subprocess.run(
-        [python, "-I", "-S", "-B", "-W", "ignore", "-c", COMPILER],
-        input=head + b"".join(b for _, b in sources), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, cwd="/", env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
-        timeout=COMPILE_TIMEOUT, **as_owner(owner))
+    try:
+        r = subprocess.run(
+            [python, "-I", "-S", "-B", "-W", "ignore", "-c", COMPILER],
+            input=head + b"".join(b for _, b in sources), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, cwd="/", env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+            timeout=COMPILE_TIMEOUT, **as_owner(owner))
+    except subprocess.TimeoutExpired:
+        raise Fatal("%s did not finish compiling %d file(s) in %d s" % (python, len(sources), COMPILE_TIMEOUT))
     try:
         return json.loads(r.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
     except (ValueError, IndexError):

@@ -412,6 +412,11 @@ class CompileCheck(unittest.TestCase):
         self.assertEqual(r["uid"], nobody.pw_uid)
         self.assertEqual([b["path"] for b in r["broken"]], ["a.py"])
 
+    def test_an_unknown_service_user_is_named(self):
+        with mock.patch.object(h.os, "geteuid", return_value=0), self.assertRaises(h.Fatal) as e:
+            h.as_owner("no-such-user-jarvis-e2e:")
+        self.assertIn("no-such-user-jarvis-e2e", str(e.exception))
+
     def test_a_path_that_leaves_the_store_is_refused(self):
         with self.assertRaises(h.Fatal):
             self.check(["../etc/passwd"])

@@ -86,6 +86,20 @@ fn a_broken_script_nothing_imports_is_a_warning_and_the_deploy_goes_on() {
 }
 
 #[test]
+fn a_check_that_cannot_run_fails_the_host_and_changes_nothing() {
+    let host = host_with(Vec::new());
+    host.failures.borrow_mut().push("compile");
+    let b = bench();
+    let (o, r) = deploy(&host, &b, &job(None));
+    let e = r.unwrap_err().to_string();
+    assert_eq!(o.result, HostResult::Failed);
+    assert!(e.ends_with("nothing on the host was changed"), "{e}");
+    let id = o.id.unwrap();
+    assert!(host.did_any(&format!("drop code {id}")) && !host.did_any("apply"));
+    assert_eq!(host.meta(&id).status, Some(Status::Failed));
+}
+
+#[test]
 fn only_the_files_the_deploy_writes_go_to_the_hosts_interpreter_as_the_service_user() {
     let host = host_with(Vec::new());
     with_deploy(&host, "20261201T000000Z", Status::Deployed, Phase::Done);

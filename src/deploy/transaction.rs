@@ -185,11 +185,17 @@ impl Deploy<'_> {
         //     interpreter on the host: a file the bot runs that does not
         //     compile refuses the host; nothing live changed.
         if let Err(why) = self.compile_check(s, &f, &plan, current.is_none(), &id, o) {
+            // Code that does not compile is refused; a check that could not
+            // run (no interpreter, a cut connection) failed.
+            let (status, result) = match why {
+                DeployError::DoesNotCompile { .. } => (Status::Refused, HostResult::Refused),
+                _ => (Status::Failed, HostResult::Failed),
+            };
             let _ = s.drop_code(&id);
-            meta.set(Status::Refused, Phase::Done);
+            meta.set(status, Phase::Done);
             meta.reason = Some(why.to_string());
             let _ = s.write_meta(&id, &meta);
-            o.result = HostResult::Refused;
+            o.result = result;
             return Err(DeployError::NothingChanged(Box::new(why)));
         }
 
@@ -259,11 +265,13 @@ impl Deploy<'_> {
         progress(
             s.name(),
             &format!(
-                "{} changed .py file(s) compiled with {}: {} do not, {} warning(s)",
+                "{} changed .py file(s) compiled with {}: {}",
                 c.checked,
                 syntax::interpreter(&c),
-                c.broken.len(),
-                warnings.len()
+                match warnings.len() {
+                    0 => "all compile".to_string(),
+                    n => format!("{n} warning(s)"),
+                }
             ),
         );
         for w in warnings {
