@@ -17,6 +17,14 @@
 #         [--env-new F --env-backup F | --env-restore F | --env-remove]
 #         [--pause-after N] [--pause-staging N]
 #   verify STORE MANIFEST                       the store holds the manifest
+#   compile STORE (--python P | --launcher ROOT) [--owner U:G]
+#         [--entry-script PATH | --entry-module NAME]
+#                                               compiles in memory the files
+#                                               listed in the data (one path
+#                                               a line) with the bot's
+#                                               interpreter, as the service
+#                                               user; judges each broken one
+#                                               run or not run (see judge)
 #   clean ROOT FROM TO                          the deploy that moved the code
 #                                               from FROM to TO is over: the
 #                                               old files kept aside and the
@@ -58,6 +66,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import signal
 import stat
 import sys
@@ -1059,11 +1068,189 @@ def clean(root, old, new):
         tree.close()
 
 
+# The interpreter the shipped unit's launcher (`jarvisctl venv exec`)
+# falls back to when the code root has no venv.
+SYSTEM_PYTHON = "/usr/bin/python3"
+COMPILE_TIMEOUT = 600
+# A file larger than this is not read for imports (it is still compiled).
+SCAN_FILE_MAX = 4 << 20
+
+# Run by the bot's interpreter as the service user, the sources on stdin
+# (a JSON list of [path, size], a newline, then the bytes): compile() in
+# memory, so no byte code is written anywhere, and nothing is run.
+COMPILER = r"""
+import json, os, sys
+d = sys.stdin.buffer.read()
+n = d.index(b"\n")
+pos, out = n + 1, []
+for path, size in json.loads(d[:n]):
+    src, pos = d[pos:pos + size], pos + size
+    try:
+        compile(src, path, "exec", dont_inherit=True)
+    except Exception as e:
+        out.append({"path": path, "line": getattr(e, "lineno", None),
+                    "error": ("%s: %s" % (type(e).__name__, getattr(e, "msg", None) or e))[:300]})
+sys.stdout.write(json.dumps({"version": sys.version.split()[0], "uid": os.getuid(), "broken": out}))
+"""
+
+
+def bot_python(a):
+    """The interpreter that runs the bot: the one named (ExecStart's, or
+    the deploy's --python), else what the launcher picks in the code root:
+    its venv's, else the system's."""
+    if a["python"]:
+        return a["python"]
+    venv = os.path.join(a["launcher"], "venv/bin/python")
+    return venv if os.path.lexists(venv) else SYSTEM_PYTHON
+
+
+def as_owner(owner):
+    """subprocess's arguments that run a child as `owner` (user:group) with
+    the user's groups; none when this is not root or the owner is root."""
+    user, _, group = (owner or "").partition(":")
+    if os.geteuid() != 0 or not user or user == "root":
+        return {}
+    try:
+        pw = pwd.getpwnam(user)
+        gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid
+    except KeyError:
+        raise Fatal("the unit's user or group (%s) does not exist on the host: "
+                    "the bot could not run; create it (jarvisctl setup) and deploy again" % owner)
+    return {"user": pw.pw_uid, "group": gid, "extra_groups": os.getgrouplist(user, gid),
+            "start_new_session": True}
+
+
+def run_compiler(python, sources, owner):
+    """Compiles sources ([(path, bytes)]) with python as owner: its report."""
+    import subprocess
+    head = json.dumps([[p, len(b)] for p, b in sources]).encode() + b"\n"
+    try:
+        r = subprocess.run(
+            [python, "-I", "-S", "-B", "-W", "ignore", "-c", COMPILER],
+            input=head + b"".join(b for _, b in sources), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, cwd="/", env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+            timeout=COMPILE_TIMEOUT, **as_owner(owner))
+    except subprocess.TimeoutExpired:
+        raise Fatal("%s did not finish compiling %d file(s) in %d s" % (python, len(sources), COMPILE_TIMEOUT))
+    try:
+        return json.loads(r.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        last = (r.stderr.decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
+        raise Fatal("%s could not check the code's syntax (exit %s): %s" % (python, r.returncode, last[:300]))
+
+
+# What names a module in a source, read as text, so that any Python's
+# syntax (and a file that does not compile) is read: `import a.b as c, d`,
+# `from a.b import (c, d)`, `from . import c`, importlib.import_module("a.b"),
+# __import__("a"), a path `x/y.py` or `-m a.b` in a string (a child
+# interpreter). A comment or a string that reads like one counts too: in
+# doubt, a file is run.
+_FROM = re.compile(rb"\bfrom\s+(\.*[\w.]*)\s+import\s*(\([^)]*\)|[^\n;#]*(?:\\\n[^\n;#]*)*)")
+_IMPORT = re.compile(rb"\bimport\s+([^\n;#]*(?:\\\n[^\n;#]*)*)")
+_DYNAMIC = re.compile(rb"""(?:import_module|__import__)\s*\(\s*[rbuRBU]?["']([\w.]+)["']""")
+_SCRIPT = re.compile(rb"([\w-]+)\.py\b")
+_MODULE = re.compile(rb"""-m["']?[\s,]+["']?([\w.]+)""")
+
+
+def imported_names(src):
+    """Every module name component that src names as imported."""
+    names = set()
+
+    def add(dotted):
+        names.update(w for w in re.split(rb"[^\w]+", dotted) if w)
+
+    for m in _FROM.finditer(src):
+        add(m.group(1))
+        for part in m.group(2).split(b","):
+            add(part.split(b" as ")[0])
+    for m in _IMPORT.finditer(src):
+        for part in m.group(1).split(b","):
+            add(part.strip().split(b" as ")[0])
+    for rx in (_DYNAMIC, _SCRIPT, _MODULE):
+        for m in rx.finditer(src):
+            add(m.group(1))
+    return {n.decode("utf-8", "replace") for n in names}
+
+
+def module_name(rel):
+    """The last component of the module a file is: its stem, or for a
+    package's __init__.py or __main__.py, the package's."""
+    parts = rel[:-3].split("/") if rel.endswith(".py") else rel.split("/")
+    if parts[-1] in ("__init__", "__main__") and len(parts) > 1:
+        return parts[-2]
+    return parts[-1]
+
+
+def python_files(store):
+    """Every .py file of the store (root's: what the deploy sent), relative."""
+    for d, dirs, files in os.walk(store):
+        dirs.sort()
+        for f in sorted(files):
+            if f.endswith(".py"):
+                yield os.path.relpath(os.path.join(d, f), store)
+
+
+def judge(store, broken, entry_script, entry_module):
+    """Each broken file, run or not run: run when it is the unit's entry
+    point, or when any .py file of the tree (the store's) names its module
+    as imported, matched on the module's last name component."""
+    who = {}
+    if entry_module:
+        for n in entry_module.split("."):
+            who.setdefault(n, "the unit's ExecStart= (-m %s)" % entry_module)
+    wanted = {module_name(b["path"]) for b in broken}
+    paths = {b["path"] for b in broken}
+    for rel in python_files(store):
+        try:
+            with open(os.path.join(store, rel), "rb") as f:
+                src = f.read(SCAN_FILE_MAX)
+        except OSError:
+            continue
+        for n in imported_names(src) & wanted:
+            # A broken file that names itself (its usage line) runs nothing.
+            if not (rel in paths and module_name(rel) == n):
+                who.setdefault(n, rel)
+    for b in broken:
+        name = module_name(b["path"])
+        if entry_script and b["path"] == entry_script:
+            b["run"], b["why"] = True, "it is the unit's entry point (ExecStart=)"
+        elif name in who:
+            b["run"], b["why"] = True, "%s imports `%s`" % (who[name], name)
+        else:
+            b["run"], b["why"] = False, "nothing in the tree imports it and it is not the unit's entry point"
+    return broken
+
+
+def compile_check(store, files, a):
+    """The `compile` command: the files (relative to the store) compiled by
+    the bot's interpreter; a broken one judged run or not run."""
+    sources = []
+    for rel in files:
+        check_rel(rel)
+        with open(os.path.join(store, rel), "rb") as f:
+            sources.append((rel, f.read()))
+    python, note = bot_python(a), None
+    try:
+        report = run_compiler(python, sources, a["owner"])
+    except OSError as e:
+        if python == SYSTEM_PYTHON:
+            raise Fatal("cannot run %s to check the code's syntax: %s" % (python, e.strerror))
+        note = "cannot run %s (%s): checked with %s" % (python, e.strerror, SYSTEM_PYTHON)
+        python = SYSTEM_PYTHON
+        report = run_compiler(python, sources, a["owner"])
+    broken = report.get("broken", [])
+    if broken:
+        judge(store, broken, a["entry_script"], a["entry_module"])
+    return {"python": python, "version": report.get("version"), "checked": len(sources),
+            "broken": broken, "note": note}
+
+
 def parse_args(argv):
     a = {"take_over": set(), "src": [], "id": "manual", "lenient": False,
          "env_new": None, "env_backup": None, "env_restore": None,
          "pause_after": None, "pause_staging": None, "owner": None, "store": None,
-         "hashes": None, "keep_hashes": False}
+         "hashes": None, "keep_hashes": False,
+         "python": None, "launcher": None, "entry_script": None, "entry_module": None}
     pos = []
     i = 0
     while i < len(argv):
@@ -1074,7 +1261,7 @@ def parse_args(argv):
             a["keep_hashes"] = True
         elif w in ("--take-over", "--src", "--id", "--env-new", "--env-backup",
                    "--env-restore", "--pause-after", "--pause-staging", "--owner", "--store",
-                   "--hashes"):
+                   "--hashes", "--python", "--launcher", "--entry-script", "--entry-module"):
             i += 1
             v = argv[i]
             if w == "--take-over":
@@ -1150,6 +1337,9 @@ def main(argv):
     if cmd == "verify":
         bad = verify(pos[0], load(pos[1]))
         return {"bad": bad[:50], "n_bad": len(bad)}, (1 if bad else 0)
+    if cmd == "compile":
+        files = [f for f in DATA.decode("utf-8").split("\n") if f]
+        return compile_check(pos[0], files, a), 0
     if cmd == "clean":
         # A manifest the deploy never wrote (cut before its before.tsv) lists nothing.
         old, new = [load(m) if m == "-" or os.path.exists(m) else {} for m in pos[1:3]]

@@ -5,6 +5,7 @@ import hashlib
 import os
 import pwd
 import shutil
+import sys
 import tempfile
 import unittest
 from unittest import mock
@@ -357,3 +358,113 @@ class Room(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CompileCheck(unittest.TestCase):
+    """The `compile` command on a store: the changed files compiled in
+    memory by the bot's interpreter; a broken one judged run when the
+    unit starts it or a file of the tree imports it."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.dir)
+
+    def tree(self, files):
+        for rel, text in files.items():
+            p = os.path.join(self.dir, rel)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "w") as f:
+                f.write(text)
+
+    def check(self, files, **kw):
+        a = {"python": sys.executable, "launcher": None, "owner": OWNER,
+             "entry_script": None, "entry_module": None}
+        a.update(kw)
+        return h.compile_check(self.dir, files, a)
+
+    def test_a_broken_module_that_is_imported_is_run_an_unimported_one_is_not(self):
+        self.tree({
+            "bots/supervisor.py": "import core.engine\nfrom bots import (\n    helper,\n)\n",
+            "bots/helper.py": "def f(:\n",
+            "core/__init__.py": "",
+            "core/engine.py": "x = 1\n",
+            "core/trade.py": "from .engine import x\nfrom . import broken_pkg\n",
+            "core/broken_pkg/__init__.py": "class\n",
+            "examples/broken_demo.py": "# run me: python examples/broken_demo.py\nprint 'hi'\n",
+        })
+        r = self.check(["bots/helper.py", "core/engine.py", "core/broken_pkg/__init__.py",
+                        "examples/broken_demo.py"])
+        self.assertEqual(r["checked"], 4)
+        self.assertEqual(r["version"], sys.version.split()[0])
+        by = {b["path"]: b for b in r["broken"]}
+        self.assertEqual(sorted(by), ["bots/helper.py", "core/broken_pkg/__init__.py",
+                                      "examples/broken_demo.py"])
+        self.assertTrue(by["bots/helper.py"]["run"])
+        self.assertIn("bots/supervisor.py imports `helper`", by["bots/helper.py"]["why"])
+        self.assertTrue(by["core/broken_pkg/__init__.py"]["run"])
+        self.assertIn("core/trade.py", by["core/broken_pkg/__init__.py"]["why"])
+        demo = by["examples/broken_demo.py"]
+        self.assertFalse(demo["run"], demo)
+        self.assertIn("nothing in the tree imports it", demo["why"])
+        self.assertEqual(demo["line"], 2)
+        self.assertIn("SyntaxError", demo["error"])
+
+    def test_the_entry_point_is_run_by_path_or_by_module(self):
+        self.tree({"bots/supervisor.py": "def (\n", "bots/other.py": "def (\n"})
+        r = self.check(["bots/supervisor.py"], entry_script="bots/supervisor.py")
+        self.assertTrue(r["broken"][0]["run"])
+        self.assertIn("entry point", r["broken"][0]["why"])
+        r = self.check(["bots/other.py"], entry_module="bots.other")
+        self.assertTrue(r["broken"][0]["run"], r)
+
+    def test_dynamic_imports_and_child_interpreters_count_as_run(self):
+        self.tree({
+            "main.py": "importlib.import_module('plugins.alpha')\n"
+                       "subprocess.run([sys.executable, 'tools/beta.py'])\n"
+                       "subprocess.run(['python3', '-m', 'tools.gamma'])\n",
+            "plugins/alpha.py": "(\n", "tools/beta.py": "(\n", "tools/gamma.py": "(\n",
+        })
+        r = self.check(["plugins/alpha.py", "tools/beta.py", "tools/gamma.py"])
+        self.assertEqual([b["run"] for b in r["broken"]], [True, True, True], r)
+
+    def test_no_byte_code_is_written_and_a_good_tree_has_nothing_broken(self):
+        self.tree({"a.py": "import b\n", "b.py": "x = f'{1}'\n"})
+        r = self.check(["a.py", "b.py"])
+        self.assertEqual(r["broken"], [])
+        found = [f for _, dirs, fs in os.walk(self.dir) for f in dirs + fs]
+        self.assertEqual(sorted(found), ["a.py", "b.py"])
+
+    def test_the_launcher_picks_the_code_roots_venv_else_the_system_python(self):
+        root = os.path.join(self.dir, "root")
+        os.makedirs(root)
+        a = {"python": None, "launcher": root}
+        self.assertEqual(h.bot_python(a), "/usr/bin/python3")
+        os.makedirs(os.path.join(root, "venv/bin"))
+        os.symlink(sys.executable, os.path.join(root, "venv/bin/python"))
+        self.assertEqual(h.bot_python(a), os.path.join(root, "venv/bin/python"))
+        self.assertEqual(h.bot_python({"python": "/opt/py/bin/python3", "launcher": root}),
+                         "/opt/py/bin/python3")
+
+    def test_an_interpreter_that_cannot_run_falls_back_to_the_systems(self):
+        self.tree({"a.py": "x = 1\n"})
+        with mock.patch.object(h, "SYSTEM_PYTHON", sys.executable):
+            r = self.check(["a.py"], python="/nonexistent/venv/bin/python")
+        self.assertEqual(r["python"], sys.executable)
+        self.assertIn("cannot run /nonexistent/venv/bin/python", r["note"])
+
+    @unittest.skipUnless(os.geteuid() == 0 and os.path.exists(h.SYSTEM_PYTHON),
+                         "dropping to the service user needs root and a python3 it can run")
+    def test_root_compiles_as_the_service_user(self):
+        nobody = pwd.getpwnam("nobody")
+        r = h.run_compiler(h.SYSTEM_PYTHON, [("a.py", b"x = (\n")], "nobody:")
+        self.assertEqual(r["uid"], nobody.pw_uid)
+        self.assertEqual([b["path"] for b in r["broken"]], ["a.py"])
+
+    def test_an_unknown_service_user_is_named(self):
+        with mock.patch.object(h.os, "geteuid", return_value=0), self.assertRaises(h.Fatal) as e:
+            h.as_owner("no-such-user-jarvis-e2e:")
+        self.assertIn("no-such-user-jarvis-e2e", str(e.exception))
+
+    def test_a_path_that_leaves_the_store_is_refused(self):
+        with self.assertRaises(h.Fatal):
+            self.check(["../etc/passwd"])

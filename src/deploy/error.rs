@@ -17,12 +17,14 @@ pub enum DeployError {
     /// No `--code DIR` where one is needed.
     NoCode,
     NotADirectory(PathBuf),
-    /// The code's Python does not compile: python3's own report.
+    /// Files the bot runs do not compile with its interpreter on the host:
+    /// each as `PATH line N: ERROR (run: WHY)`.
     DoesNotCompile {
-        dir: PathBuf,
-        report: String,
+        host: String,
+        /// `PATH (Python V)`.
+        python: String,
+        files: Vec<String>,
     },
-    NoPython(String),
     /// The `.env` to send fails `env lint`: the findings, never a value.
     EnvLint {
         file: PathBuf,
@@ -207,12 +209,15 @@ impl fmt::Display for DeployError {
         match self {
             NoCode => write!(f, "no code to ship"),
             NotADirectory(p) => write!(f, "{} is not a directory", p.display()),
-            DoesNotCompile { dir, report } => write!(
+            DoesNotCompile { host, python, files } => write!(
                 f,
-                "the code in {} does not compile, nothing was sent:\n{report}",
-                dir.display()
+                "{} file(s) the bot runs do not compile with {python} on {host}: {}{}; \
+                 fix it and deploy again (a file counts as run when it is the unit's entry point \
+                 or a .py file of the tree imports it)",
+                files.len(),
+                files.iter().take(10).cloned().collect::<Vec<_>>().join("; "),
+                if files.len() > 10 { "; ..." } else { "" }
             ),
-            NoPython(e) => write!(f, "cannot run python3 for the syntax check: {e}"),
             EnvLint { file, findings } => write!(
                 f,
                 "{} does not pass env lint, nothing was sent: {}",
@@ -398,7 +403,6 @@ impl From<DeployError> for Error {
             DeployError::NotAWheelhouse(_) => Error::new(text).with_code(exit::USAGE).with_note(
                 "build one with: pip wheel -r requirements.txt -w DIR (for the hosts' Python and platform)",
             ),
-            DeployError::NoPython(_) => Error::new(text).with_note("install python3"),
             DeployError::EnvLint { ref file, .. } => {
                 let note = format!("see jarvisctl env lint {}", file.display());
                 Error::new(text).with_note(note)

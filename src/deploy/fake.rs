@@ -13,8 +13,10 @@ use super::error::{DeployError, Result};
 use super::host_paths::PACKAGES;
 use super::journal::Meta;
 use super::probe::{Facts, Init, PackageManager};
-use super::reply::{Plan, Verify};
-use super::session::{Apply, Before, EnvStep, LockGuard, PlanRequest, Session, Target};
+use super::reply::{Compiled, Plan, Verify};
+use super::session::{
+    Apply, Before, BotPython, CompileRequest, EnvStep, LockGuard, PlanRequest, Session, Target,
+};
 use super::settings::Package;
 
 pub struct FakeHost {
@@ -28,6 +30,8 @@ pub struct FakeHost {
     /// Replies of `apply`, in order; then an empty result.
     pub applies: RefCell<VecDeque<Plan>>,
     pub verify: RefCell<Verify>,
+    /// The reply of the worker's `compile` (its request is logged).
+    pub compiled: RefCell<Compiled>,
     /// Versions whose package file the host keeps.
     pub kept: RefCell<Vec<String>>,
     pub venv: RefCell<Option<String>>,
@@ -52,6 +56,15 @@ impl FakeHost {
                 unit: "jarvis-supervisor.service".into(),
                 owner: "jarvis:jarvis".into(),
                 code_dir: "/home/jarvis/Jarvis".into(),
+                exec_start: [
+                    "/usr/bin/jarvisctl",
+                    "venv",
+                    "exec",
+                    "--",
+                    "/home/jarvis/Jarvis/bots/supervisor.py",
+                ]
+                .map(String::from)
+                .to_vec(),
                 tmp_problem: None,
             }),
             history: RefCell::default(),
@@ -60,6 +73,7 @@ impl FakeHost {
             plans: RefCell::default(),
             applies: RefCell::default(),
             verify: RefCell::default(),
+            compiled: RefCell::default(),
             kept: RefCell::new(vec![version.to_string()]),
             venv: RefCell::default(),
             failures: RefCell::default(),
@@ -235,6 +249,21 @@ impl Session for FakeHost {
         };
         self.did(format!("plan to {to}"));
         Ok(self.plans.borrow_mut().pop_front().unwrap_or_default())
+    }
+
+    fn compile(&self, req: &CompileRequest) -> Result<Compiled> {
+        self.check("compile")?;
+        let python = match &req.python {
+            BotPython::Launcher => "the launcher's".to_string(),
+            BotPython::Path(p) => p.clone(),
+        };
+        self.did(format!(
+            "compile {} with {python} as {}: {}",
+            req.id,
+            req.owner,
+            req.files.join(" ")
+        ));
+        Ok(self.compiled.borrow().clone())
     }
 
     fn apply(&self, req: &Apply) -> Result<Plan> {

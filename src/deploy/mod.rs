@@ -50,6 +50,9 @@ mod session;
 pub mod settings;
 pub mod settle;
 mod shell;
+mod syntax;
+#[cfg(test)]
+mod syntax_tests;
 #[cfg(test)]
 mod tests;
 mod transaction;

@@ -21,6 +21,9 @@ pub struct Facts {
     pub owner: String,
     /// The code root (`WorkingDirectory=`).
     pub code_dir: String,
+    /// The unit's `ExecStart=`, in words: which interpreter and entry point
+    /// the deploy's compile check uses.
+    pub exec_start: Vec<String>,
     /// Why `/tmp` cannot take a small write (full, read-only), if it cannot.
     pub tmp_problem: Option<String>,
 }
@@ -146,17 +149,18 @@ pub fn parse_probe(out: &str) -> Result<Facts> {
         Some(why) => Some(why.rsplit(": ").next().unwrap_or(why).trim().to_string()),
         None => Some("the probe could not try it".into()),
     };
-    let (unit, owner, code) = host_unit(&files)?;
+    let (unit, owner, code, exec) = host_unit(&files)?;
     f.unit = unit;
     f.owner = owner;
     f.code_dir = code;
+    f.exec_start = exec;
     Ok(f)
 }
 
 /// The unit among `files` that runs the code (it has a
 /// `WorkingDirectory=`), read with the same parser and precedence as
-/// `check` and `run`: (name, "user:group", code root).
-fn host_unit(files: &[(String, String)]) -> Result<(String, String, String)> {
+/// `check` and `run`: (name, "user:group", code root, ExecStart= words).
+fn host_unit(files: &[(String, String)]) -> Result<(String, String, String, Vec<String>)> {
     let tmp = tempfile::tempdir()
         .map_err(|e| DeployError::TempFile(format!("cannot make a temporary directory: {e}")))?;
     let mut names: Vec<String> = Vec::new();
@@ -185,6 +189,7 @@ fn host_unit(files: &[(String, String)]) -> Result<(String, String, String)> {
                 name.clone(),
                 owner,
                 wd.path.to_string_lossy().trim_end_matches('/').to_string(),
+                unit.exec_start(),
             ));
         }
     }
@@ -197,7 +202,7 @@ fn host_unit(files: &[(String, String)]) -> Result<(String, String, String)> {
         1 => Ok(found.remove(0)),
         _ => found
             .iter()
-            .position(|(n, _, _)| n == jarvis_model::paths::UNIT)
+            .position(|(n, _, _, _)| n == jarvis_model::paths::UNIT)
             .map(|i| found.remove(i))
             .ok_or_else(|| {
                 DeployError::SeveralUnits(found.iter().map(|f| f.0.as_str()).collect::<Vec<_>>().join(", "))
@@ -244,6 +249,7 @@ mod tests {
         assert_eq!(f.code_dir, "/srv/bot");
         assert_eq!(f.owner, "trader:jarvis");
         assert_eq!(f.tmp_problem, None);
+        assert_eq!(f.exec_start, ["/usr/bin/python3", "bots/supervisor.py"]);
     }
 
     /// The probe's /tmp check, run by a real sh: a /tmp that takes the

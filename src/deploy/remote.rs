@@ -12,8 +12,8 @@ use super::host_paths::{ddir, CURRENT, DEPLOYS, PACKAGES, STEP_LOCK, WHEELHOUSES
 use super::hosts::Host;
 use super::journal::Meta;
 use super::probe::{parse_probe, Facts, Init, PackageManager, PROBE};
-use super::reply::{Cleaned, Plan, Status, Verify, WorkerError};
-use super::session::{clean_args, Apply, Before, LockGuard, PlanRequest, Session};
+use super::reply::{Cleaned, Compiled, Plan, Status, Verify, WorkerError};
+use super::session::{clean_args, Apply, Before, CompileRequest, LockGuard, PlanRequest, Session};
 use super::settings::{Package, SshSettings};
 use super::shell::{rsync_shell, sh_quote};
 use super::{ids, plan, watch};
@@ -26,6 +26,8 @@ const SHORT: Duration = Duration::from_secs(60);
 const STEP: Duration = Duration::from_secs(120);
 /// The worker's swap.
 const SWAP: Duration = Duration::from_secs(900);
+/// The compile check: a first deploy compiles every .py file of the tree.
+const COMPILE: Duration = Duration::from_secs(660);
 /// A package install or a restart.
 const LONG: Duration = Duration::from_secs(300);
 
@@ -429,6 +431,11 @@ impl Session for SshSession<'_> {
     fn plan(&self, req: &PlanRequest) -> Result<Plan> {
         let (args, data) = req.args();
         Ok(self.worker(&args, data, STEP)?.0)
+    }
+
+    fn compile(&self, req: &CompileRequest) -> Result<Compiled> {
+        let (args, data) = req.args();
+        Ok(self.worker(&args, &data, COMPILE)?.0)
     }
 
     fn apply(&self, req: &Apply) -> Result<Plan> {

@@ -1,5 +1,5 @@
 //! What the host answers, as types: the host worker's reports
-//! (python/deploy_host.py `plan`, `apply`, `verify`, and its error), and
+//! (python/deploy_host.py `plan`, `apply`, `verify`, `compile`, and its error), and
 //! the reports of the host's own jarvisctl that deploy reads (`status
 //! --json`, `venv adopt --json`, `venv build --json`). Every field has a
 //! default: a host that leaves one out (an older worker, no code root
@@ -151,6 +151,35 @@ pub struct Verify {
     /// The first 50 paths that differ.
     pub bad: Vec<String>,
     pub n_bad: u64,
+}
+
+/// The worker's `compile`: the changed files compiled by the bot's
+/// interpreter on the host, and the ones that did not compile.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Compiled {
+    /// The interpreter that compiled them.
+    pub python: String,
+    /// Its version, e.g. `3.13.5`.
+    pub version: Option<String>,
+    pub checked: u64,
+    pub broken: Vec<Broken>,
+    /// Why another interpreter than the bot's did it, if one did.
+    pub note: Option<String>,
+}
+
+/// A file that does not compile, judged run (the unit starts it, or the
+/// tree imports it) or not run.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Broken {
+    pub path: String,
+    pub line: Option<u64>,
+    /// The interpreter's error, e.g. `SyntaxError: invalid syntax`.
+    pub error: String,
+    pub run: bool,
+    /// Why it is judged so.
+    pub why: String,
 }
 
 /// The worker's report when it failed (exit 2).

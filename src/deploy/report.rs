@@ -58,6 +58,10 @@ pub struct Outcome {
     /// remove, unshipped files kept, conflicts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
+    /// What did not stop the deploy but needs a look: a file that does not
+    /// compile and that nothing runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Outcome {
@@ -72,6 +76,7 @@ impl Outcome {
             elapsed_s: 0.0,
             reason: None,
             plan: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -134,7 +139,10 @@ pub fn print_summary(rows: &[Outcome], json: bool) {
             o.id.clone().unwrap_or_else(|| "-".into()),
             pkg,
             format!("{:.1}s", o.elapsed_s),
-            o.reason.clone().unwrap_or_default(),
+            o.reason.clone().unwrap_or_else(|| match o.warnings.len() {
+                0 => String::new(),
+                n => format!("{n} warning(s): see the WARNING lines above"),
+            }),
         ]);
     }
     print!("{}", crate::output::table(&table));

@@ -11,7 +11,7 @@ use super::error::Result;
 use super::host_paths::{ddir, manifest_of, DEPLOYS, HASHES};
 use super::journal::Meta;
 use super::probe::{Facts, PackageManager};
-use super::reply::{Plan, Verify};
+use super::reply::{Compiled, Plan, Verify};
 use super::settings::Package;
 
 /// The host's deploy lock, held until dropped.
@@ -58,6 +58,59 @@ impl PlanRequest<'_> {
             a.push("--keep-hashes".to_string());
         }
         (a, data)
+    }
+}
+
+/// The interpreter the worker's `compile` runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotPython {
+    /// What the shipped unit's launcher (`jarvisctl venv exec`) picks in
+    /// the code root at the next start: its venv's, else the system's.
+    Launcher,
+    /// Named: by ExecStart=, or by the deploy's `--python`.
+    Path(String),
+}
+
+/// How the unit starts the bot: a file it always runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryPoint {
+    /// A script, relative to the code root.
+    Script(String),
+    /// `-m NAME`.
+    Module(String),
+}
+
+/// The worker's `compile`: these files of deploy `id`'s store compiled by
+/// the bot's interpreter, as the service user.
+#[derive(Debug, Clone)]
+pub struct CompileRequest {
+    pub id: String,
+    pub code_dir: String,
+    pub owner: String,
+    pub python: BotPython,
+    pub entry: Option<EntryPoint>,
+    pub files: Vec<String>,
+}
+
+impl CompileRequest {
+    /// The worker's arguments, and its data: the files, one a line.
+    pub fn args(&self) -> (Vec<String>, Vec<u8>) {
+        let mut a = vec![
+            "compile".to_string(),
+            format!("{}/code", ddir(&self.id)),
+            "--owner".into(),
+            self.owner.clone(),
+        ];
+        match &self.python {
+            BotPython::Launcher => a.extend(["--launcher".into(), self.code_dir.clone()]),
+            BotPython::Path(p) => a.extend(["--python".into(), p.clone()]),
+        }
+        match &self.entry {
+            Some(EntryPoint::Script(s)) => a.extend(["--entry-script".into(), s.clone()]),
+            Some(EntryPoint::Module(m)) => a.extend(["--entry-module".into(), m.clone()]),
+            None => {}
+        }
+        (a, self.files.join("\n").into_bytes())
     }
 }
 
@@ -212,6 +265,9 @@ pub trait Session {
 
     // The worker (python/deploy_host.py), under the host's step lock.
     fn plan(&self, req: &PlanRequest) -> Result<Plan>;
+    /// Compiles files of a store with the bot's interpreter; judges the
+    /// broken ones run or not run.
+    fn compile(&self, req: &CompileRequest) -> Result<Compiled>;
     fn apply(&self, req: &Apply) -> Result<Plan>;
     /// Deploy `id` is over (verified, or `undone`): the old files its swap
     /// kept aside in the code root for its undo, and any temporary file,

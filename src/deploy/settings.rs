@@ -1,7 +1,7 @@
 //! What a deploy is asked to do, as one validated value (the command
 //! builds it from its arguments), and the local preparation that checks
 //! what would be sent before any host is contacted: the code's manifest
-//! and syntax, the packages, the .env files, the wheelhouse.
+//! and its file list, the packages, the .env files, the wheelhouse.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -166,8 +166,9 @@ pub fn prepare(paths: &Paths, s: &Settings) -> Result<(Option<Code>, Vec<Job>)> 
     };
     let code = match ship {
         Some(ship) => {
+            // Its syntax is checked on each host, by the bot's interpreter
+            // there (`syntax`): the workstation's Python is not the hosts'.
             let manifest = Manifest::build(&ship.code)?;
-            check_python(&ship.code, &manifest)?;
             let list = files_from(&manifest)?;
             Some((ship, manifest, list))
         }
@@ -207,34 +208,6 @@ fn files_from(m: &Manifest) -> Result<tempfile::NamedTempFile> {
     f.write_all(m.file_list().as_bytes())
         .map_err(|e| DeployError::TempFile(format!("cannot write a temporary file: {e}")))?;
     Ok(f)
-}
-
-/// `python3 -m py_compile` on every .py file that would be shipped; the
-/// byte code goes to a temporary directory, never into the code.
-fn check_python(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let files: Vec<PathBuf> = manifest
-        .files()
-        .filter(|e| e.path.ends_with(".py"))
-        .map(|e| dir.join(&e.path))
-        .collect();
-    if files.is_empty() {
-        return Ok(());
-    }
-    let cache = tempfile::tempdir()
-        .map_err(|e| DeployError::TempFile(format!("cannot make a temporary directory: {e}")))?;
-    let out = Command::new("python3")
-        .args(["-m", "py_compile"])
-        .args(&files)
-        .env("PYTHONPYCACHEPREFIX", cache.path())
-        .output()
-        .map_err(|e| DeployError::NoPython(e.to_string()))?;
-    if !out.status.success() {
-        return Err(DeployError::DoesNotCompile {
-            dir: dir.to_path_buf(),
-            report: String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
-        });
-    }
-    Ok(())
 }
 
 /// `jarvisctl env lint` of the .env to send; returns its bytes. Findings

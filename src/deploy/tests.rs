@@ -23,8 +23,8 @@ pub(super) const HEALTH: Health = Health {
 
 pub(super) struct Bench {
     _dir: tempfile::TempDir,
-    code: Code,
-    ship: Ship,
+    pub(super) code: Code,
+    pub(super) ship: Ship,
 }
 
 pub(super) fn bench() -> Bench {

@@ -16,9 +16,9 @@ use super::probe::Facts;
 use super::recovery::{self, meta_of};
 use super::reply::{Plan, Room};
 use super::report::{HostResult, Outcome};
-use super::session::{Apply, Before, EnvStep, PlanRequest, Session, Target};
+use super::session::{Apply, Before, CompileRequest, EnvStep, PlanRequest, Session, Target};
 use super::settings::{Code, Health, Job, Ship};
-use super::{probe, progress};
+use super::{probe, progress, syntax};
 
 /// What one host's deploy needs: the typed settings, nothing more.
 pub struct Deploy<'a> {
@@ -182,7 +182,25 @@ impl Deploy<'_> {
             ),
         );
 
-        // 1b. The environment, when what made it changed: built now, beside
+        // 1b. The syntax of the .py files this deploy writes, by the bot's
+        //     interpreter on the host: a file the bot runs that does not
+        //     compile refuses the host; nothing live changed.
+        if let Err(why) = self.compile_check(s, &f, &plan, current.is_none(), &id, o) {
+            // Code that does not compile is refused; a check that could not
+            // run (no interpreter, a cut connection) failed.
+            let (status, result) = match why {
+                DeployError::DoesNotCompile { .. } => (Status::Refused, HostResult::Refused),
+                _ => (Status::Failed, HostResult::Failed),
+            };
+            let _ = s.drop_code(&id);
+            meta.set(status, Phase::Done);
+            meta.reason = Some(why.to_string());
+            let _ = s.write_meta(&id, &meta);
+            o.result = result;
+            return Err(DeployError::NothingChanged(Box::new(why)));
+        }
+
+        // 1c. The environment, when what made it changed: built now, beside
         //     the one in use, as the service user; a failure changes nothing.
         let venv_change = match self.build_environment(s, &f, &plan, current.as_deref(), &id, &mut meta) {
             Ok(v) => v,
@@ -211,6 +229,57 @@ impl Deploy<'_> {
             o,
         );
         self.finish(s, &f, &id, &mut meta, result, previous_package.as_deref(), o)
+    }
+
+    /// Compiles the .py files the swap would write (see `syntax`) with the
+    /// interpreter that runs the bot after this deploy; the files not run
+    /// that do not compile become warnings, in the progress and in `o`.
+    fn compile_check(
+        &self,
+        s: &dyn Session,
+        f: &Facts,
+        plan: &Plan,
+        first: bool,
+        id: &str,
+        o: &mut Outcome,
+    ) -> Result<()> {
+        let files = syntax::changed(plan, first, &self.code.manifest);
+        if files.is_empty() {
+            return Ok(());
+        }
+        // The deploy's --python builds the venv the bot then runs from.
+        let python = self
+            .ship
+            .python
+            .as_deref()
+            .filter(|_| self.code.ships("requirements.txt"));
+        let (python, entry) = syntax::bot_python(f, python);
+        let c = s.compile(&CompileRequest {
+            id: id.to_string(),
+            code_dir: f.code_dir.clone(),
+            owner: f.owner.clone(),
+            python,
+            entry,
+            files,
+        })?;
+        let warnings = syntax::verdict(s.name(), &c)?;
+        progress(
+            s.name(),
+            &format!(
+                "{} changed .py file(s) compiled with {}: {}",
+                c.checked,
+                syntax::interpreter(&c),
+                match warnings.len() {
+                    0 => "all compile".to_string(),
+                    n => format!("{n} warning(s)"),
+                }
+            ),
+        );
+        for w in warnings {
+            progress(s.name(), &format!("WARNING {w}"));
+            o.warnings.push(w);
+        }
+        Ok(())
     }
 
     /// Without the package of the version now installed, a failed upgrade

@@ -9,6 +9,7 @@ mod components;
 use jarvis_test_support::container;
 mod deploy;
 mod deploy_env;
+mod deploy_syntax;
 mod diagnose;
 mod host_faults;
 mod import;
@@ -113,6 +114,12 @@ fn python_env_is_checked_built_as_jarvis_and_run_by_both_engines() {
 #[ignore = "needs root, containers and built packages: run by cargo xtask test"]
 fn deploy_builds_the_environment_before_the_swap_and_rolls_it_back_with_the_code() {
     deploy_env::environment();
+}
+
+#[test]
+#[ignore = "needs root, containers and built packages: run by cargo xtask test"]
+fn deploy_checks_the_syntax_on_the_host_with_the_bots_python() {
+    deploy_syntax::host_python();
 }
 
 #[test]

@@ -540,7 +540,12 @@ pub struct DeployArgs {
     /// no --host is given.
     #[arg(long, value_name = "FILE")]
     pub hosts: Option<PathBuf>,
-    /// The local code directory to ship (the bot's code root).
+    /// The local code directory to ship (the bot's code root). Each host
+    /// compiles the .py files the deploy changes with the interpreter that
+    /// runs the bot there, before anything live changes. A file that does
+    /// not compile refuses the host when it is run: the unit's entry point,
+    /// or a module that some .py file of the tree imports (matched on its
+    /// last name; in doubt, run). Any other is a warning.
     #[arg(long, value_name = "DIR")]
     pub code: Option<PathBuf>,
     /// A .deb or .rpm to install where its version differs from the
