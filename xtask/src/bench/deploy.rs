@@ -110,6 +110,10 @@ pub struct Sample {
     pub cpu_s: f64,
     /// The worst host's.
     pub downtime_s: f64,
+    /// The part of it before the new main process started (the preflight).
+    pub before_main_s: f64,
+    /// How many times the unit was started, on the host started most.
+    pub starts: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -611,11 +615,26 @@ fn end_leftovers(before: &BTreeSet<i32>) {
     }
 }
 
-/// The bot's downtime on `c` since `since_us` (monotonic), in s: from the
-/// old main process's end to the new one's readiness; 0 when not restarted.
-fn downtime(c: &Container, since_us: u64) -> Result<f64> {
+/// What the bot went through on one host during a deploy.
+#[derive(Clone, Copy, Debug, Default)]
+struct Down {
+    /// From the old main process's end to the new one's readiness; 0 when
+    /// it was not restarted.
+    total_s: f64,
+    /// The part before the new main process started (the unit's
+    /// `ExecStartPre=`, the preflight).
+    before_main_s: f64,
+    /// How many times the unit was started ("Started" in its journal).
+    starts: u32,
+}
+
+/// The bot's downtime on `c` since `since_us` (monotonic), read from
+/// systemd in the host.
+fn downtime(c: &Container, since_us: u64) -> Result<Down> {
     let out = c.sh(
-        "systemctl show -p InactiveEnterTimestampMonotonic -p ActiveEnterTimestampMonotonic -p ActiveState jarvis-supervisor",
+        "systemctl show -p InactiveEnterTimestampMonotonic -p ExecMainStartTimestampMonotonic \
+         -p ActiveEnterTimestampMonotonic -p ActiveState jarvis-supervisor; \
+         journalctl -u jarvis-supervisor -o short-monotonic --no-pager --since=-10min | grep ' Started '",
     );
     let get = |k: &str| -> Option<String> {
         out.stdout
@@ -625,15 +644,34 @@ fn downtime(c: &Container, since_us: u64) -> Result<f64> {
     if get("ActiveState").as_deref() != Some("active") {
         return Err(format!("the bot is not active after the deploy:\n{}", out.all()));
     }
+    // "[ 1234.567890] host systemd[1]: Started jarvis-supervisor.service ..."
+    let starts = out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let t = l.strip_prefix('[')?.split(']').next()?.trim();
+            let (sec, frac) = t.split_once('.')?;
+            Some(sec.parse::<u64>().ok()? * 1_000_000 + frac.parse::<u64>().ok()?)
+        })
+        .filter(|&t| t >= since_us)
+        .count() as u32;
     let num = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let (inactive, active) = (
+    let (inactive, main, active) = (
         num("InactiveEnterTimestampMonotonic"),
+        num("ExecMainStartTimestampMonotonic"),
         num("ActiveEnterTimestampMonotonic"),
     );
     if active < since_us || inactive < since_us {
-        return Ok(0.0);
+        return Ok(Down {
+            starts,
+            ..Down::default()
+        });
     }
-    Ok(active.saturating_sub(inactive) as f64 / 1e6)
+    Ok(Down {
+        total_s: active.saturating_sub(inactive) as f64 / 1e6,
+        before_main_s: main.saturating_sub(inactive) as f64 / 1e6,
+        starts,
+    })
 }
 
 struct Bench<'a> {
@@ -749,14 +787,24 @@ impl Bench<'_> {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        let mut down: f64 = 0.0;
+        let mut worst = Down::default();
         for &i in idx {
-            down = down.max(downtime(&self.fleet.hosts[i], since)?);
+            let d = downtime(&self.fleet.hosts[i], since)?;
+            if d.total_s >= worst.total_s {
+                worst = Down {
+                    starts: worst.starts.max(d.starts),
+                    ..d
+                };
+            } else {
+                worst.starts = worst.starts.max(d.starts);
+            }
         }
         Ok(Sample {
             wall_s,
             cpu_s,
-            downtime_s: down,
+            downtime_s: worst.total_s,
+            before_main_s: worst.before_main_s,
+            starts: worst.starts,
         })
     }
 
@@ -995,12 +1043,14 @@ fn measure(root: &Path) -> Result<Report> {
     };
     let push = |rep: &mut Report, case: Case, tool: Tool, s: Sample| {
         eprintln!(
-            "bench deploy: {:16} {:10} {:6.2} s  CPU {:6.3} s  bot down {:5.2} s",
+            "bench deploy: {:16} {:10} {:6.2} s  CPU {:6.3} s  bot down {:5.2} s ({:.2} s before its main process), started {}x",
             case.name(),
             tool.name(),
             s.wall_s,
             s.cpu_s,
-            s.downtime_s
+            s.downtime_s,
+            s.before_main_s,
+            s.starts
         );
         if let Some(r) = rep.rows.iter_mut().find(|r| r.case == case && r.tool == tool) {
             r.samples.push(s);
@@ -1083,6 +1133,8 @@ mod tests {
             wall_s: w,
             cpu_s: c,
             downtime_s: 1.0,
+            before_main_s: 0.1,
+            starts: 1,
         }
     }
 
