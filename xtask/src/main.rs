@@ -49,7 +49,7 @@ enum Cmd {
         json: bool,
         /// Run one part only: preflight, env, supervisors, status, venv, busy or masking;
         /// or deploy (not run by default: it boots 4 containers; runs
-        /// from $JARVIS_BENCH_DEPLOY_RUNS, default 3; see xtask/src/bench/deploy.rs).
+        /// from $JARVIS_BENCH_DEPLOY_RUNS, default 2; see xtask/src/bench/deploy.rs).
         #[arg(long, value_parser = ["preflight", "env", "supervisors", "status", "venv", "busy", "masking", "deploy"])]
         only: Option<String>,
     },
