@@ -16,20 +16,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::container::Container;
-use super::remote::{client, ssh_host, Key, Netns};
+use super::remote::remote;
 use super::roots::Suite;
 use super::{pkg, CODE};
+pub(crate) use jarvis_test_support::remote::{healthy, host_name, status, Fleet};
 
 pub(crate) const PORT_A: u16 = 2231;
 pub(crate) const PORT_B: u16 = 2232;
-
-pub(crate) struct Fleet {
-    pub ns: Netns,
-    pub key: Key,
-    pub bin: PathBuf,
-    pub tmp: tempfile::TempDir,
-    pub hosts: Vec<Container>,
-}
 
 /// A second program in the bot's tree (issue 26): a simple bot that says
 /// which version of the tree it started on.
@@ -38,20 +31,6 @@ v = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'version.txt')
 open(os.path.join('data', 'second.version'), 'w').write(v + '\\n')\n\
 print('second bot on version', v, flush=True)\n\
 while True:\n    time.sleep(1)\n";
-
-pub(crate) fn host_name(port: u16) -> String {
-    format!("root@127.0.0.1:{port}")
-}
-
-pub(crate) fn status(c: &Container) -> Value {
-    let r = c.sh("jarvisctl status --json");
-    serde_json::from_str(&r.stdout).unwrap_or(Value::Null)
-}
-
-pub(crate) fn healthy(c: &Container) -> bool {
-    let st = status(c);
-    st["verdict"] == "OK" && st["state"] == "active"
-}
 
 pub(crate) fn pid(c: &Container) -> u64 {
     status(c)["main_pid"].as_u64().unwrap_or(0)
@@ -112,50 +91,6 @@ pub(crate) fn code(dir: &Path, version: u32, broken: bool, big: usize) -> PathBu
     d
 }
 
-impl Fleet {
-    pub fn a(&self) -> &Container {
-        &self.hosts[0]
-    }
-    pub fn b(&self) -> &Container {
-        &self.hosts[1]
-    }
-
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = self.ns.command(self.bin.to_str().unwrap());
-        cmd.arg("deploy");
-        for o in self.key.options() {
-            cmd.args(["--ssh-option", &o]);
-        }
-        cmd.args(args);
-        cmd
-    }
-
-    /// Runs `jarvisctl deploy ARGS`; (exit code, stdout, stderr, time).
-    pub fn deploy(&self, what: &str, args: &[&str]) -> (i32, String, String, Duration) {
-        let t0 = Instant::now();
-        let out = self.command(args).output().expect("run jarvisctl deploy");
-        let took = t0.elapsed();
-        let (o, e) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        println!(
-            "== {what}: jarvisctl deploy {args:?} -> {:?} in {took:.1?}\n{e}{o}",
-            out.status.code()
-        );
-        (out.status.code().unwrap_or(-1), o, e, took)
-    }
-
-    fn both(&self) -> Vec<String> {
-        vec![
-            "--host".into(),
-            host_name(PORT_A),
-            "--host".into(),
-            host_name(PORT_B),
-        ]
-    }
-}
-
 pub(crate) fn args<'a>(v: &'a [String], more: &[&'a str]) -> Vec<&'a str> {
     v.iter().map(String::as_str).chain(more.iter().copied()).collect()
 }
@@ -177,43 +112,20 @@ fn setup() -> Fleet {
     fleet("deploy", &[(Suite::Bookworm, PORT_A), (Suite::Sysvinit, PORT_B)])
 }
 
-/// Hosts booted at once in a network namespace of their own (`tag`), each
-/// with sshd on its port, the package and a healthy stand-in bot.
+/// [`remote::fleet`] with this repository's stand-in and `$JARVIS_DEB`.
+/// The client is the .deb's jarvisctl; JARVIS_DEPLOY_CLIENT names another
+/// build of it (a debug build, while working on deploy).
 pub(crate) fn fleet(tag: &str, want: &[(Suite, u16)]) -> Fleet {
-    let ns = Netns::new(tag);
-    let key = Key::new();
-    let hosts = std::thread::scope(|s| {
-        let handles: Vec<_> = want
-            .iter()
-            .map(|&(suite, port)| {
-                let (ns, key) = (&ns, &key);
-                s.spawn(move || ssh_host(suite, ns, key, port))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("host"))
-            .collect::<Vec<_>>()
-    });
-    for c in &hosts {
-        c.wait_for("a healthy bot", Duration::from_secs(90), healthy);
-        c.ok(&format!(
-            "head -c 65536 /dev/urandom > {CODE}/data/planted.bin; mkdir -p {CODE}/logs; echo 'an old log line' > {CODE}/logs/planted.log; chown -R jarvis:jarvis {CODE}/data {CODE}/logs"
-        ));
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    // The client is the .deb's jarvisctl; JARVIS_DEPLOY_CLIENT names another
-    // build of it (a debug build, while working on deploy).
-    let bin = std::env::var_os("JARVIS_DEPLOY_CLIENT")
+    let client = std::env::var_os("JARVIS_DEPLOY_CLIENT")
         .filter(|v| !v.is_empty())
-        .map_or_else(|| client(tmp.path()), PathBuf::from);
-    Fleet {
-        ns,
-        key,
-        bin,
-        tmp,
-        hosts,
-    }
+        .map(PathBuf::from);
+    remote::fleet(
+        tag,
+        want,
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &pkg("JARVIS_DEB"),
+        client,
+    )
 }
 
 /// Acceptance 1 to 6 of issue 7 on one pair of hosts.
@@ -224,7 +136,7 @@ pub fn scenarios() {
     let deb = pkg("JARVIS_DEB");
     let higher = pkg("JARVIS_DEB_HIGHER");
     let (deb_s, higher_s) = (deb.to_str().unwrap(), higher.to_str().unwrap());
-    let both = f.both();
+    let both = f.every_host();
     let timing = ["--settle", "5", "--ready-timeout", "30", "--json"];
 
     // Version 1, with the installed package shipped too (same version: kept

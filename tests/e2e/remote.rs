@@ -6,51 +6,15 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::container::Container;
 use super::roots::Suite;
-use super::{active, apt_install, deploy_standin, main_pid, pkg};
-
-/// A network namespace of the test's own, with only loopback, removed on drop.
-pub(crate) struct Netns {
-    pub name: String,
-    pub path: PathBuf,
-}
-
-impl Netns {
-    pub fn new(tag: &str) -> Netns {
-        let name = format!("jarvis-e2e-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        let ok = |args: &[&str]| {
-            let st = Command::new("ip")
-                .args(args)
-                .status()
-                .unwrap_or_else(|e| panic!("cannot run ip ({e}); install it: apt-get install iproute2"));
-            assert!(st.success(), "ip {args:?} failed");
-        };
-        ok(&["netns", "add", &name]);
-        ok(&["-n", &name, "link", "set", "lo", "up"]);
-        let path = PathBuf::from(format!("/run/netns/{name}"));
-        Netns { name, path }
-    }
-
-    /// `cmd` run inside the namespace.
-    pub fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
+use super::{active, main_pid, pkg};
+pub(crate) use jarvis_test_support::remote::{self, sshd_host, Key, Netns};
 
 /// A child process of the test, killed by its pid on drop.
 struct Owned(Child);
@@ -62,40 +26,6 @@ impl Drop for Owned {
     }
 }
 
-/// A key pair made for this test, and the client options that use it.
-pub(crate) struct Key {
-    dir: tempfile::TempDir,
-}
-
-impl Key {
-    pub(crate) fn new() -> Key {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let st = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "jarvis-e2e", "-f"])
-            .arg(dir.path().join("key"))
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run ssh-keygen ({e}); install openssh-client"));
-        assert!(st.success());
-        Key { dir }
-    }
-
-    pub(crate) fn public(&self) -> String {
-        fs::read_to_string(self.dir.path().join("key.pub")).expect("public key")
-    }
-
-    /// The same policy a careful operator would set: this key only, and
-    /// host keys remembered in a file of the fleet's own.
-    pub(crate) fn options(&self) -> Vec<String> {
-        let d = self.dir.path().display();
-        vec![
-            format!("IdentityFile={d}/key"),
-            "IdentitiesOnly=yes".into(),
-            format!("UserKnownHostsFile={d}/known_hosts"),
-            "StrictHostKeyChecking=accept-new".into(),
-        ]
-    }
-}
-
 /// A booted host with sshd on `port` of the shared loopback, root's login
 /// by `key` only, the package installed and the stand-in running.
 fn host(ns: &Netns, key: &Key, port: u16) -> Container {
@@ -104,69 +34,21 @@ fn host(ns: &Netns, key: &Key, port: u16) -> Container {
     c
 }
 
-/// A booted host (systemd or sysvinit) with sshd listening on `port` of the
-/// shared loopback, and root's login by `key` only.
-pub(crate) fn sshd_host(suite: Suite, ns: &Netns, key: &Key, port: u16) -> Container {
-    let mut c = Container::new(suite);
-    c.in_netns(&ns.path);
-    let root = &c.root;
-    fs::create_dir_all(root.join("etc/ssh/sshd_config.d")).unwrap();
-    fs::write(
-        root.join("etc/ssh/sshd_config.d/jarvis-e2e.conf"),
-        format!("Port {port}\nListenAddress 127.0.0.1\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"),
-    )
-    .unwrap();
-    let ssh_dir = root.join("root/.ssh");
-    fs::create_dir_all(&ssh_dir).unwrap();
-    fs::write(ssh_dir.join("authorized_keys"), key.public()).unwrap();
-    let st = Command::new("chmod")
-        .args(["-R", "go-rwx"])
-        .arg(&ssh_dir)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    c.start();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while c
-        .sh(&format!("bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}'"))
-        .status
-        != 0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "sshd is not listening on 127.0.0.1:{port} after 30 s:\n{}",
-            c.sh("service ssh status 2>&1; systemctl status ssh --no-pager -l 2>&1; journalctl -u ssh --no-pager -n 30 2>&1; ip addr 2>&1").all()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    c
-}
-
-/// [`sshd_host`] with the stand-in deployed and the package installed;
-/// returns once the package is installed (the caller waits for the bot).
+/// [`remote::ssh_host`] with this repository's stand-in and `$JARVIS_DEB`.
 pub(crate) fn ssh_host(suite: Suite, ns: &Netns, key: &Key, port: u16) -> Container {
-    let c = sshd_host(suite, ns, key, port);
-    deploy_standin(&c);
-    // The hosts share one loopback: each bot serves its health port apart.
-    c.ok(&format!(
-        "echo HEALTH_PORT={} >> /home/jarvis/Jarvis/.env",
-        port + 6000
-    ));
-    let out = apt_install(&c, &pkg("JARVIS_DEB"), "");
-    assert_eq!(out.status, 0, "{}", out.all());
-    c
+    remote::ssh_host(
+        suite,
+        ns,
+        key,
+        port,
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &pkg("JARVIS_DEB"),
+    )
 }
 
 /// jarvisctl as shipped in the .deb, unpacked on this machine.
 pub(crate) fn client(dir: &Path) -> PathBuf {
-    let st = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(pkg("JARVIS_DEB"))
-        .arg(dir)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    dir.join("usr/bin/jarvisctl")
+    remote::client(dir, &pkg("JARVIS_DEB"))
 }
 
 fn status(ns: &Netns, bin: &Path, key: &Key, args: &[&str]) -> (i32, String, Duration) {

@@ -5,7 +5,9 @@
 //! `jarvisctl run` against supervisord, PM2, runit, daemontools and s6
 //! (`supervisors`); and how `status` grows with a busy bot's output
 //! (`busy`); and masking a large `.env`'s values in the bot's lines
-//! (`masking`).
+//! (`masking`); and `jarvisctl deploy` against rsync + ssh and an Ansible
+//! playbook on booted hosts (`deploy`, only when asked for by name: it
+//! boots containers).
 
 use std::path::Path;
 use std::process::Command;
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::run::{self, Result};
 
 mod busy;
+mod deploy;
 mod masking;
 mod peers;
 mod procfs;
@@ -77,6 +80,10 @@ pub fn bench(json: bool, only: Option<&str>) -> Result<()> {
     part("venv", &mut || venv::bench(&root, json));
     part("busy", &mut || busy::bench(json));
     part("masking", &mut || masking::bench(json));
+    // Booted hosts, a few minutes: only when asked for.
+    if only == Some("deploy") {
+        part("deploy", &mut || deploy::bench(&root, json));
+    }
     result
 }
 

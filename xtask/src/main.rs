@@ -39,14 +39,18 @@ enum Cmd {
     },
     /// Speed figures, as ratios against peers measured in the same run:
     /// the preflight's cost, a huge `.env`, `jarvisctl run` against supervisord, PM2,
-    /// runit and s6 (also written to target/bench/supervisors.json).
+    /// runit and s6 (also written to target/bench/supervisors.json);
+    /// `--only deploy`: jarvisctl deploy against rsync + ssh and Ansible
+    /// (target/bench/deploy.json).
     Bench {
         /// Print the supervisor figures as JSON on stdout (the table goes
         /// to stderr).
         #[arg(long)]
         json: bool,
-        /// Run one part only: preflight, env, supervisors, status, venv, busy or masking.
-        #[arg(long, value_parser = ["preflight", "env", "supervisors", "status", "venv", "busy", "masking"])]
+        /// Run one part only: preflight, env, supervisors, status, venv, busy or masking;
+        /// or deploy (not run by default: it boots 4 containers; runs
+        /// from $JARVIS_BENCH_DEPLOY_RUNS, default 2; see xtask/src/bench/deploy.rs).
+        #[arg(long, value_parser = ["preflight", "env", "supervisors", "status", "venv", "busy", "masking", "deploy"])]
         only: Option<String>,
     },
     /// Turn target/dist/ into a signed APT repository (target/repo/apt) and
