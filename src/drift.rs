@@ -21,8 +21,10 @@ use serde::Serialize;
 use jarvis_model::manifest::{hash_at_most, Kind, Manifest, SKIP_TOP};
 use jarvis_model::paths::Paths;
 
-/// The deploy history on a host (see `deploy/host_paths.rs`).
+/// The deploy history on a host, and the digests its worker keeps (see
+/// `deploy/host_paths.rs`).
 const DEPLOYS: &str = "/var/lib/jarvis-supervisor/deploys";
+const HASHES: &str = "/var/lib/jarvis-supervisor/deploy-hashes.json";
 
 /// What Python imports: source, byte code (also from `__pycache__`), the
 /// path files that `site` runs, and extension modules.
@@ -96,7 +98,7 @@ pub fn check(paths: &Paths, code_root: &Path) -> Option<Drift> {
     let text = std::fs::read_to_string(deploys.join(id).join("manifest.tsv")).ok()?;
     let manifest = Manifest::parse(&text).ok()?;
     let root = paths.host(code_root);
-    let kept = kept_digests(&deploys, code_root);
+    let kept = kept_digests(&paths.host(Path::new(HASHES)), code_root);
     let mut out = Drift {
         deploy: id.to_string(),
         ..Drift::default()
@@ -166,9 +168,8 @@ impl Kept {
 /// The digests the deploy's worker kept for `code_root`, read only from a
 /// root-owned file no one else can write (root's own record: a forged one
 /// would hide a change); none otherwise, and every file is read.
-fn kept_digests(deploys: &Path, code_root: &Path) -> HashMap<String, Kept> {
-    let path = deploys.join("hashes.json");
-    let Ok(f) = jarvis_model::untrusted::open_read(&path, None) else {
+fn kept_digests(path: &Path, code_root: &Path) -> HashMap<String, Kept> {
+    let Ok(f) = jarvis_model::untrusted::open_read(path, None) else {
         return HashMap::new();
     };
     match f.metadata() {
@@ -427,8 +428,16 @@ mod tests {
         let record = serde_json::json!({"/home/code": {"a.py": [
             md.dev(), md.ino(), md.len(), ns(md.mtime(), md.mtime_nsec()), ns(md.ctime(), md.ctime_nsec()), "0".repeat(64)
         ]}});
-        fs::write(d.join("hashes.json"), record.to_string()).unwrap();
-        fs::set_permissions(d.join("hashes.json"), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(
+            p("var/lib/jarvis-supervisor/deploy-hashes.json"),
+            record.to_string(),
+        )
+        .unwrap();
+        fs::set_permissions(
+            p("var/lib/jarvis-supervisor/deploy-hashes.json"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         let paths = Paths::rooted(t.path());
         let changed = |paths: &Paths| check(paths, Path::new("/home/code")).unwrap().changed.len();
         let root = nix::unistd::geteuid().is_root();
@@ -444,9 +453,17 @@ mod tests {
         let record = serde_json::json!({"/home/code": {"a.py": [
             md.dev(), md.ino(), md.len(), ns(md.mtime(), md.mtime_nsec()), ns(md.ctime(), md.ctime_nsec()), "0".repeat(64)
         ]}});
-        fs::write(d.join("hashes.json"), record.to_string()).unwrap();
+        fs::write(
+            p("var/lib/jarvis-supervisor/deploy-hashes.json"),
+            record.to_string(),
+        )
+        .unwrap();
         assert_eq!(changed(&paths), usize::from(root));
-        fs::set_permissions(d.join("hashes.json"), fs::Permissions::from_mode(0o666)).unwrap();
+        fs::set_permissions(
+            p("var/lib/jarvis-supervisor/deploy-hashes.json"),
+            fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
         assert_eq!(changed(&paths), 0);
     }
 

@@ -56,6 +56,9 @@ remove_generated() {
     # jarvisctl pause: who paused the bot and why (the pause file itself is
     # in the code root, the operator's switch, and stays).
     rm -f /var/lib/jarvis-supervisor/pause.json
+    # jarvisctl deploy's worker: the digests of the live code it keeps (a
+    # cache; the deploy history stays).
+    rm -f /var/lib/jarvis-supervisor/deploy-hashes.json /var/lib/jarvis-supervisor/deploy-hashes.json.tmp
     remove_textfile
     # jarvisctl run (hosts without systemd): lock, pid file, process group,
     # notify socket, state and its own log.

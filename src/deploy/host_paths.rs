@@ -9,8 +9,8 @@ pub const DEPLOYS: &str = "/var/lib/jarvis-supervisor/deploys";
 pub const CURRENT: &str = "/var/lib/jarvis-supervisor/deploys/current";
 /// The digests of the live code's files, kept by the worker across steps
 /// and deploys (python/deploy_host.py `Tree`): a file unchanged since is
-/// not read again.
-pub const HASHES: &str = "/var/lib/jarvis-supervisor/deploys/hashes.json";
+/// not read again. Beside the history, not in it: a cache, not a deploy.
+pub const HASHES: &str = "/var/lib/jarvis-supervisor/deploy-hashes.json";
 /// Every package a deploy shipped, kept to roll back to.
 pub const PACKAGES: &str = "/var/lib/jarvis-supervisor/packages";
 /// The wheelhouses deploy --wheelhouse shipped, by content digest: root's,

@@ -330,7 +330,7 @@ mod tests {
                 "--take-over".into(),
                 "bots/x.py".into(),
                 "--hashes".into(),
-                "/var/lib/jarvis-supervisor/deploys/hashes.json".into(),
+                "/var/lib/jarvis-supervisor/deploy-hashes.json".into(),
                 "--env-new".into(),
                 format!("{d}/private/env.new"),
                 "--env-backup".into(),
@@ -355,7 +355,7 @@ mod tests {
                 "--store",
                 "/var/lib/jarvis-supervisor/deploys",
                 "--hashes",
-                "/var/lib/jarvis-supervisor/deploys/hashes.json"
+                "/var/lib/jarvis-supervisor/deploy-hashes.json"
             ]
         );
         assert_eq!(data, b"m");

@@ -117,7 +117,9 @@ impl Deploy<'_> {
             from: current.as_deref(),
             to: Target::Sent(manifest.as_bytes()),
             take_over: &self.ship.take_over,
-            keep: true,
+            // A refused deploy leaves the host as it was: the digests are
+            // kept by the plan after staging, and by the swap.
+            keep: false,
         })?;
         if !plan.conflicts.is_empty() {
             o.result = HostResult::Refused;

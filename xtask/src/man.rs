@@ -186,6 +186,11 @@ const FILES: Section = Section {
             "Who paused the bot with jarvisctl pause, when and why; removed by resume.",
         ),
         (
+            "/var/lib/jarvis-supervisor/deploy-hashes.json",
+            "On each host, the digests of the live code's files that deploy's worker and status keep, with each \
+             file's inode, size and times: a file unchanged since is not read again.",
+        ),
+        (
             "/var/lib/jarvis-supervisor/deploys/",
             "On each host, deploy's history; the packages and wheelhouses it installed are kept beside it, \
              in packages/ and wheelhouses/.",
