@@ -244,6 +244,58 @@ class KeptDigests(unittest.TestCase):
             self.assertEqual(h.load_hashes(self.hashes, self.root), {}, text)
 
 
+class VerifyLinked(unittest.TestCase):
+    """A store file that is the inode of the deploy in effect's store (rsync
+    --link-dest) is not read again; a file sent anew is."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.dir)
+        for d in ("old", "new"):
+            os.makedirs(os.path.join(self.dir, d))
+        self.put("old/same.py", b"same")
+        os.link(os.path.join(self.dir, "old/same.py"), os.path.join(self.dir, "new/same.py"))
+        self.put("old/changed.py", b"v1")
+        self.put("new/changed.py", b"v2")
+        self.old = self.manifest("old.tsv", {"same.py": b"same", "changed.py": b"v1"})
+        self.new = self.manifest("new.tsv", {"same.py": b"same", "changed.py": b"v2"})
+
+    def put(self, rel, data):
+        with open(os.path.join(self.dir, rel), "wb") as f:
+            f.write(data)
+
+    def manifest(self, name, files):
+        p = os.path.join(self.dir, name)
+        with open(p, "w") as f:
+            for rel, data in sorted(files.items()):
+                f.write("f\t0640\t%s:%s\t%d\t%s\t%s\n" % (OWNER, OWNER, len(data), sha(data), rel))
+        return p
+
+    def verify(self):
+        return h.verify(os.path.join(self.dir, "new"), h.load(self.new),
+                        os.path.join(self.dir, "old"), self.old)
+
+    def test_only_what_was_sent_is_read(self):
+        read = []
+        real = h.sha256_of
+
+        def counting(fd, size=None, copy_to=None):
+            read.append(os.fstat(fd).st_ino)
+            return real(fd, size, copy_to)
+        with mock.patch.object(h, "sha256_of", counting):
+            self.assertEqual(self.verify(), [])
+        self.assertEqual(read, [os.stat(os.path.join(self.dir, "new/changed.py")).st_ino])
+
+    def test_a_sent_file_that_differs_is_named(self):
+        self.put("new/changed.py", b"v3")
+        self.assertEqual(self.verify(), ["changed.py"])
+
+    def test_a_file_of_the_same_content_but_another_inode_is_read(self):
+        os.unlink(os.path.join(self.dir, "new/same.py"))
+        self.put("new/same.py", b"SAME")
+        self.assertEqual(self.verify(), ["same.py"])
+
+
 class CountUnshipped(unittest.TestCase):
     def setUp(self):
         self.root = tempfile.mkdtemp()

@@ -198,7 +198,7 @@ impl Session for FakeHost {
         Ok(())
     }
 
-    fn verify(&self, _id: &str) -> Result<Verify> {
+    fn verify(&self, _id: &str, _linked: Option<&str>) -> Result<Verify> {
         Ok(self.verify.borrow().clone())
     }
 

@@ -361,13 +361,16 @@ impl Session for SshSession<'_> {
         Ok(())
     }
 
-    fn verify(&self, id: &str) -> Result<Verify> {
+    fn verify(&self, id: &str, linked: Option<&str>) -> Result<Verify> {
         let dir = ddir(id);
-        let args = [
+        let mut args = vec![
             "verify".into(),
             format!("{dir}/code"),
             format!("{dir}/manifest.tsv"),
         ];
+        if let Some(l) = linked {
+            args.extend([format!("{}/code", ddir(l)), format!("{}/manifest.tsv", ddir(l))]);
+        }
         Ok(self.worker(&args, b"", STEP)?.0)
     }
 

@@ -251,7 +251,9 @@ pub trait Session {
     /// The files listed in `files_from` from `local` into its `code/`,
     /// unchanged ones linked from deploy `link`'s.
     fn push_code(&self, id: &str, local: &Path, files_from: &Path, link: Option<&str>) -> Result<()>;
-    fn verify(&self, id: &str) -> Result<Verify>;
+    /// Deploy `id`'s store against its manifest; files that are the inodes
+    /// of deploy `linked`'s store (linked by `push_code`) are not read again.
+    fn verify(&self, id: &str, linked: Option<&str>) -> Result<Verify>;
     fn store_env(&self, id: &str, env: &[u8]) -> Result<()>;
     fn send_package(&self, p: &Package) -> Result<()>;
     fn store_before(&self, id: &str, before: Before) -> Result<()>;

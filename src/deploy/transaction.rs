@@ -503,7 +503,7 @@ impl Deploy<'_> {
         let job = self.job;
         s.store_manifest(id, self.code.manifest.render(&f.owner).as_bytes())?;
         s.push_code(id, &self.code.dir, self.code.files_from.path(), current)?;
-        let v = s.verify(id)?;
+        let v = s.verify(id, current)?;
         if v.n_bad > 0 {
             return Err(DeployError::StoreDiffers {
                 n: v.n_bad,
