@@ -512,6 +512,23 @@ class CompileCheck(unittest.TestCase):
         self.assertEqual(r["uid"], nobody.pw_uid)
         self.assertEqual([b["path"] for b in r["broken"]], ["a.py"])
 
+    def test_many_files_are_compiled_in_shares_and_every_broken_one_is_named(self):
+        sources = [("m%03d.py" % i, b"x = %d\n" % i) for i in range(400)]
+        sources[7] = ("m007.py", b"def (\n")
+        sources[350] = ("m350.py", b"x = = 1\n")
+        calls = []
+        real = h.compile_share
+
+        def share(python, part, owner):
+            calls.append(len(part))
+            return real(python, part, owner)
+        with mock.patch.object(h.os, "cpu_count", return_value=4), \
+                mock.patch.object(h, "compile_share", share):
+            r = h.run_compiler(sys.executable, sources, None)
+        self.assertEqual(calls, [100, 100, 100, 100])
+        self.assertEqual([b["path"] for b in r["broken"]], ["m007.py", "m350.py"])
+        self.assertTrue(r["version"])
+
     def test_an_unknown_service_user_is_named(self):
         with mock.patch.object(h.os, "geteuid", return_value=0), self.assertRaises(h.Fatal) as e:
             h.as_owner("no-such-user-jarvis-e2e:")
