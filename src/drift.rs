@@ -423,16 +423,20 @@ mod tests {
         fs::write(d.join("current"), "20260101T000000Z\n").unwrap();
         // A record that says a.py holds other content than it does: used,
         // the file is "changed" without being read.
-        let md = fs::metadata(p("home/code/a.py")).unwrap();
-        let ns = |s: i64, n: i64| s * 1_000_000_000 + n;
-        let record = serde_json::json!({"/home/code": {"a.py": [
-            md.dev(), md.ino(), md.len(), ns(md.mtime(), md.mtime_nsec()), ns(md.ctime(), md.ctime_nsec()), "0".repeat(64)
-        ]}});
-        fs::write(
-            p("var/lib/jarvis-supervisor/deploy-hashes.json"),
-            record.to_string(),
-        )
-        .unwrap();
+        // A record of a.py as it is now, with another digest than its own.
+        let record = || {
+            let md = fs::metadata(p("home/code/a.py")).unwrap();
+            let ns = |s: i64, n: i64| s * 1_000_000_000 + n;
+            let record = serde_json::json!({"/home/code": {"a.py": [
+                md.dev(), md.ino(), md.len(), ns(md.mtime(), md.mtime_nsec()), ns(md.ctime(), md.ctime_nsec()), "0".repeat(64)
+            ]}});
+            fs::write(
+                p("var/lib/jarvis-supervisor/deploy-hashes.json"),
+                record.to_string(),
+            )
+            .unwrap();
+        };
+        record();
         fs::set_permissions(
             p("var/lib/jarvis-supervisor/deploy-hashes.json"),
             fs::Permissions::from_mode(0o600),
@@ -449,15 +453,7 @@ mod tests {
         assert_eq!(changed(&paths), 0);
         // Writable by another than root: not trusted.
         fs::set_permissions(p("home/code/a.py"), fs::Permissions::from_mode(0o644)).unwrap();
-        let md = fs::metadata(p("home/code/a.py")).unwrap();
-        let record = serde_json::json!({"/home/code": {"a.py": [
-            md.dev(), md.ino(), md.len(), ns(md.mtime(), md.mtime_nsec()), ns(md.ctime(), md.ctime_nsec()), "0".repeat(64)
-        ]}});
-        fs::write(
-            p("var/lib/jarvis-supervisor/deploy-hashes.json"),
-            record.to_string(),
-        )
-        .unwrap();
+        record();
         assert_eq!(changed(&paths), usize::from(root));
         fs::set_permissions(
             p("var/lib/jarvis-supervisor/deploy-hashes.json"),

@@ -360,7 +360,7 @@ pub fn table(rep: &Report) -> String {
             ]);
         }
     }
-    s += &columns(&cells, 2);
+    s += &super::report::columns(&cells, 2);
     s += "targets (issue 28; printed, not enforced):\n";
     for t in &rep.targets {
         let mark = match t.met {
@@ -373,31 +373,6 @@ pub fn table(rep: &Report) -> String {
     s += "findings:\n";
     for f in &rep.findings {
         s += &format!("  {f}\n");
-    }
-    s
-}
-
-/// Lay out `cells` in columns: the first `left` left-aligned, the rest right.
-fn columns<const N: usize>(cells: &[[String; N]], left: usize) -> String {
-    let widths: Vec<usize> = (0..N)
-        .map(|i| cells.iter().map(|c| c[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut s = String::new();
-    for row in cells {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (c, w))| {
-                if i < left {
-                    format!("{c:<w$}")
-                } else {
-                    format!("{c:>w$}")
-                }
-            })
-            .collect();
-        s += line.join("  ").trim_end();
-        s.push('\n');
     }
     s
 }

@@ -217,7 +217,7 @@ fn sig3(x: f64) -> String {
 }
 
 /// Lay out `cells` in columns: the first `left` left-aligned, the rest right.
-fn columns<const N: usize>(cells: &[[String; N]], left: usize) -> String {
+pub(super) fn columns<const N: usize>(cells: &[[String; N]], left: usize) -> String {
     let widths: Vec<usize> = (0..N)
         .map(|i| {
             cells
