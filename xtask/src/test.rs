@@ -16,13 +16,24 @@ struct Tally {
     passed: u64,
     failed: u64,
     ignored: u64,
+    /// The panics of the runs that had failures, a few lines each: printed
+    /// again just above the closing count, where a CI log's tail shows them.
+    panics: Vec<String>,
 }
+
+/// Lines kept of each panic for the closing digest, and of each line.
+const PANIC_LINES: usize = 4;
+const PANIC_WIDTH: usize = 300;
 
 pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     if !deps::is_root() {
         return Err("the package and end-to-end layers need root (containers, apt): run it as root".into());
     }
     deps::apt(deps::TEST_PACKAGES)?;
+    // The containers' Debian roots, made while the packages build: made by
+    // the first tests instead, on a fresh machine, the debootstraps ran
+    // beside booted containers and starved their waits.
+    let roots = std::thread::spawn(prepare_roots);
     let built = dist::dist()?;
     let root = run::root();
     // Extra versions of the same build, for the upgrade and downgrade tests.
@@ -69,7 +80,9 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     ];
     for packages in [product, &["-p", "xtask"][..]] {
         let mut unit = run::cargo();
-        unit.current_dir(&root).args(["test", "--locked"]).args(packages);
+        unit.current_dir(&root)
+            .args(["test", "--locked", "--no-fail-fast"])
+            .args(packages);
         if let Some(f) = filter {
             unit.args(["--", f]);
         }
@@ -84,6 +97,7 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     engine.current_dir(&root).args([
         "test",
         "--locked",
+        "--no-fail-fast",
         "-p",
         "jarvis-supervisor",
         "--bin",
@@ -103,6 +117,9 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     if let Some(f) = filter {
         engine.arg(f);
     }
+    roots
+        .join()
+        .map_err(|_| "preparing the containers' roots panicked".to_string())??;
     cargo_test(&mut engine, &mut tally)?;
 
     // Layers 2 and 3: package checks and booted containers (ignored by a
@@ -112,6 +129,7 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
         .args([
             "test",
             "--locked",
+            "--no-fail-fast",
             "-p",
             "jarvis-supervisor",
             "--test",
@@ -155,6 +173,12 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
             tally.ignored
         );
     }
+    if tally.failed > 0 && !tally.panics.is_empty() {
+        println!("\nwhat failed, in short (the whole output is above):");
+        for p in &tally.panics {
+            println!("{p}");
+        }
+    }
     println!("\n{} passed, {} failed", tally.passed, tally.failed);
     Ok(if tally.failed == 0 {
         ExitCode::SUCCESS
@@ -163,9 +187,31 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     })
 }
 
+/// Every suite's cached root, made in parallel where missing.
+fn prepare_roots() -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let made: Vec<_> = jarvis_test_support::roots::Suite::ALL
+        .into_iter()
+        .map(|suite| std::thread::spawn(move || jarvis_test_support::roots::prepare(suite)))
+        .collect();
+    for m in made {
+        m.join()
+            .map_err(|_| "debootstrap's thread panicked".to_string())??;
+    }
+    println!(
+        "xtask: the containers' roots are ready ({:.0} s)",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Run one `cargo test`, echoing its output and adding up its
 /// "test result:" lines. A build failure counts as a failed test.
+/// `--no-fail-fast` is the caller's: without it cargo stops at the first
+/// test binary with a failure, and the layers after it are never counted.
 fn cargo_test(cmd: &mut Command, tally: &mut Tally) -> Result<()> {
+    let mut panics = Panics::default();
+    let mut failed_here = 0;
     let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
@@ -194,10 +240,11 @@ fn cargo_test(cmd: &mut Command, tally: &mut Tally) -> Result<()> {
                 last_line = std::time::Instant::now();
                 let line = line.map_err(|e| e.to_string())?;
                 println!("{line}");
+                panics.feed(&line);
                 if let Some(rest) = line.strip_prefix("test result: ") {
                     saw_result = true;
                     tally.passed += count(rest, "passed");
-                    tally.failed += count(rest, "failed");
+                    failed_here += count(rest, "failed");
                     tally.ignored += count(rest, "ignored");
                 }
             }
@@ -220,10 +267,56 @@ fn cargo_test(cmd: &mut Command, tally: &mut Tally) -> Result<()> {
         None => child.wait().map_err(|e| e.to_string())?,
     };
     if !status.success() && !saw_result {
-        tally.failed += 1;
+        failed_here += 1;
         eprintln!("xtask: cargo test failed before running tests ({status})");
     }
+    tally.failed += failed_here;
+    panics.close();
+    if failed_here > 0 {
+        tally.panics.extend(panics.done);
+    }
     Ok(())
+}
+
+/// The panics in a test run's output, a few lines each: the line
+/// "thread 'NAME' panicked at FILE:LINE:COL:" and the message after it.
+#[derive(Default)]
+struct Panics {
+    done: Vec<String>,
+    open: Option<Vec<String>>,
+}
+
+impl Panics {
+    fn feed(&mut self, line: &str) {
+        if line.starts_with("thread '") && line.contains(" panicked at ") {
+            self.close();
+            self.open = Some(vec![clip(line)]);
+            return;
+        }
+        let Some(lines) = self.open.as_mut() else {
+            return;
+        };
+        let ends =
+            line.starts_with("note: ") || line.starts_with("stack backtrace:") || line.starts_with("---- ");
+        if ends || lines.len() >= PANIC_LINES {
+            self.close();
+        } else {
+            lines.push(format!("  {}", clip(line)));
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(lines) = self.open.take() {
+            self.done.push(lines.join("\n"));
+        }
+    }
+}
+
+fn clip(line: &str) -> String {
+    match line.char_indices().nth(PANIC_WIDTH) {
+        Some((at, _)) => format!("{} […]", &line[..at]),
+        None => line.to_string(),
+    }
 }
 
 fn count(summary: &str, word: &str) -> u64 {
@@ -271,5 +364,37 @@ mod tests {
         let _ = Command::new("kill").arg(pid.trim()).status();
         assert!(took < std::time::Duration::from_secs(20), "{took:?}");
         assert_eq!((tally.passed, tally.failed, tally.ignored), (3, 1, 2));
+    }
+
+    /// A run with a failure hands its panics, a few lines each, to the
+    /// closing digest; a run with none hands nothing.
+    #[test]
+    fn the_panics_of_a_failed_run_reach_the_digest_and_a_passing_runs_do_not() {
+        let long = "x".repeat(PANIC_WIDTH + 50);
+        let script = format!(
+            "printf '%s\\n' 'running 2 tests' \
+             \"thread 'busy' panicked at tests/e2e/busy.rs:80:9:\" 'bookworm: 25000 lines written: not within 75s' '{long}' l3 l4 l5 \
+             'note: run with RUST_BACKTRACE=1' \
+             \"thread '<unnamed>' (4242) panicked at tests/e2e/main.rs:270:33:\" 'bookworm failed' \
+             'test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured'; exit 101"
+        );
+        let mut tally = Tally::default();
+        cargo_test(Command::new("sh").args(["-c", &script]), &mut tally).unwrap();
+        assert_eq!(tally.failed, 1);
+        assert_eq!(tally.panics.len(), 2, "{:?}", tally.panics);
+        let first: Vec<&str> = tally.panics[0].lines().collect();
+        assert_eq!(first.len(), PANIC_LINES, "{first:?}");
+        assert!(first[0].contains("busy.rs:80:9"), "{first:?}");
+        assert!(first[1].contains("not within 75s"), "{first:?}");
+        assert!(
+            first[2].ends_with("[…]") && first[2].len() < long.len(),
+            "{first:?}"
+        );
+        assert!(tally.panics[1].contains("bookworm failed"));
+
+        let mut passing = Tally::default();
+        let ok = "printf '%s\\n' \"thread 'x' panicked at a.rs:1:1:\" expected 'test result: ok. 1 passed; 0 failed; 0 ignored'";
+        cargo_test(Command::new("sh").args(["-c", ok]), &mut passing).unwrap();
+        assert!(passing.panics.is_empty(), "{:?}", passing.panics);
     }
 }

@@ -3,6 +3,7 @@
 //! machine's apt configuration; `JARVIS_E2E_MIRROR` overrides it.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -32,6 +33,9 @@ pub enum Suite {
 }
 
 impl Suite {
+    /// Every suite a test boots.
+    pub const ALL: [Suite; 3] = [Suite::Bookworm, Suite::Trixie, Suite::Sysvinit];
+
     pub fn name(self) -> &'static str {
         match self {
             Suite::Bookworm => "bookworm",
@@ -75,19 +79,30 @@ pub fn cache_dir() -> PathBuf {
 /// The cached root for `suite`, made now if missing. Safe to call from
 /// several tests at once: the first one builds it under a lock.
 pub fn cached_root(suite: Suite) -> PathBuf {
+    prepare(suite).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The cached root for `suite`, made now if missing, or why it cannot be.
+/// `cargo xtask test` calls it for every suite before the container layers
+/// start: a debootstrap beside booted containers starves them of disk and
+/// CPU, and a test's waits then run out on a fresh machine only.
+pub fn prepare(suite: Suite) -> Result<PathBuf, String> {
     let dir = cache_dir();
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let root = dir.join(format!("{}.root", suite.name()));
     let stamp = dir.join(format!("{}.stamp", suite.name()));
-    let lock = fs::File::create(dir.join(format!("{}.lock", suite.name()))).expect("lock file");
-    lock.lock().expect("lock the cache");
+    let lock_path = dir.join(format!("{}.lock", suite.name()));
+    let lock =
+        fs::File::create(&lock_path).map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
     let wanted = format!(
         "{}{}",
         suite.include(),
         if suite.has_systemd() { "" } else { SYSV_BOOTED }
     );
     if root.is_dir() && fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
-        return root;
+        return Ok(root);
     }
     let tmp = dir.join(format!("{}.tmp", suite.name()));
     let _ = fs::remove_dir_all(&tmp);
@@ -107,34 +122,36 @@ pub fn cached_root(suite: Suite) -> PathBuf {
         .arg(&tmp)
         .arg(&mirror)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run debootstrap ({e}); install it: apt-get install debootstrap"));
+        .map_err(|e| format!("cannot run debootstrap ({e}); install it: apt-get install debootstrap"))?;
     if !out.status.success() {
         let log = fs::read_to_string(tmp.join("debootstrap/debootstrap.log")).unwrap_or_default();
-        panic!(
+        return Err(format!(
             "debootstrap {} from {mirror} failed: {}\n{}\n{}\nset JARVIS_E2E_MIRROR to a reachable Debian mirror",
             suite.name(),
             out.status,
             String::from_utf8_lossy(&out.stderr),
             log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
-        );
+        ));
     }
     if !suite.has_systemd() {
         let inittab = tmp.join("etc/inittab");
-        let text = fs::read_to_string(&inittab).expect("sysvinit's /etc/inittab");
+        let text =
+            fs::read_to_string(&inittab).map_err(|e| format!("cannot read {}: {e}", inittab.display()))?;
         let kept: Vec<&str> = text.lines().filter(|l| !l.contains("getty")).collect();
-        fs::write(&inittab, kept.join("\n") + "\n").expect("write inittab");
+        write(&inittab, &(kept.join("\n") + "\n"))?;
         let rc_local = tmp.join("etc/rc.local");
-        fs::write(&rc_local, format!("#!/bin/sh\ntouch {SYSV_BOOTED}\n")).expect("rc.local");
-        let st = Command::new("chmod")
-            .arg("755")
-            .arg(&rc_local)
-            .status()
-            .expect("chmod");
-        assert!(st.success());
+        write(&rc_local, &format!("#!/bin/sh\ntouch {SYSV_BOOTED}\n"))?;
+        fs::set_permissions(&rc_local, fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("cannot chmod {}: {e}", rc_local.display()))?;
     }
-    fs::rename(&tmp, &root).expect("move the new root into place");
-    fs::write(&stamp, &wanted).expect("write the stamp");
-    root
+    fs::rename(&tmp, &root)
+        .map_err(|e| format!("cannot move {} to {}: {e}", tmp.display(), root.display()))?;
+    write(&stamp, &wanted)?;
+    Ok(root)
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// The Debian mirror from /etc/apt (deb822 .sources first, then
