@@ -18,6 +18,7 @@ use super::session::{
     Apply, Before, BotPython, CompileRequest, EnvStep, LockGuard, PlanRequest, Session, Target,
 };
 use super::settings::Package;
+use super::watch::Healthy;
 
 pub struct FakeHost {
     pub facts: RefCell<Facts>,
@@ -332,10 +333,13 @@ impl Session for FakeHost {
         Ok(())
     }
 
-    fn wait_healthy(&self, _ready: Duration, _settle: Duration) -> Result<u64> {
+    fn wait_healthy(&self, _ready: Duration, _settle: Duration) -> Result<Healthy> {
         self.check("wait_healthy")?;
         self.did("healthy");
-        Ok(4242)
+        Ok(Healthy {
+            pid: 4242,
+            how: "its /health says healthy, 0.1 s after the restart".into(),
+        })
     }
 
     fn venv_in_use(&self) -> Result<Option<String>> {

@@ -126,8 +126,8 @@ pub fn undo(
         version = Some(v.to_string());
     }
     s.restart(f)?;
-    let pid = s.wait_healthy(health.ready, health.settle.min(Duration::from_secs(10)))?;
-    progress(s.name(), &format!("previous version healthy again (pid {pid})"));
+    let healthy = s.wait_healthy(health.ready, health.settle.min(Duration::from_secs(10)))?;
+    progress(s.name(), &format!("previous version healthy again ({healthy})"));
     Ok(version)
 }
 
@@ -380,7 +380,8 @@ pub fn by_hand(
             // The unfinished deploy was the one to roll back: undone now
             // (and verified), or it never changed the live code.
             if !undone {
-                s.wait_healthy(health.ready, Duration::from_secs(1))?;
+                let healthy = s.wait_healthy(health.ready, Duration::from_secs(1))?;
+                o.verified = Some(healthy.to_string());
             }
             o.package_after = s.probe()?.version;
             o.result = HostResult::Restored;
@@ -422,8 +423,9 @@ pub fn by_hand(
         Some(to) => return_to(s, &f, &history, current.as_deref(), to, o)?,
     }
     s.restart(&f)?;
-    let pid = s.wait_healthy(health.ready, health.settle)?;
-    progress(s.name(), &format!("healthy (pid {pid})"));
+    let healthy = s.wait_healthy(health.ready, health.settle)?;
+    progress(s.name(), &format!("healthy ({healthy})"));
+    o.verified = Some(healthy.to_string());
     o.result = HostResult::Restored;
     Ok(())
 }

@@ -516,7 +516,7 @@ impl Session for SshSession<'_> {
         })
     }
 
-    fn wait_healthy(&self, ready: Duration, settle: Duration) -> Result<u64> {
+    fn wait_healthy(&self, ready: Duration, settle: Duration) -> Result<watch::Healthy> {
         // One command on the host streams a status record every quarter
         // second, one JSON line each, over the connection already open. It
         // ends when the client stops reading: its next write meets a closed

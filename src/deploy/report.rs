@@ -58,6 +58,11 @@ pub struct Outcome {
     /// remove, unshipped files kept, conflicts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
+    /// How the bot was judged healthy after its restart: its pid and the
+    /// evidence ("pid 812: its /health says healthy, 0.4 s after the
+    /// restart").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
     /// What did not stop the deploy but needs a look: a file that does not
     /// compile and that nothing runs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -76,6 +81,7 @@ impl Outcome {
             elapsed_s: 0.0,
             reason: None,
             plan: None,
+            verified: None,
             warnings: Vec::new(),
         }
     }

@@ -13,6 +13,7 @@ use super::journal::Meta;
 use super::probe::{Facts, PackageManager};
 use super::reply::{Compiled, Plan, Verify};
 use super::settings::Package;
+use super::watch::Healthy;
 
 /// The host's deploy lock, held until dropped.
 pub type LockGuard = Box<dyn std::any::Any>;
@@ -283,7 +284,7 @@ pub trait Session {
     fn restart(&self, f: &Facts) -> Result<()>;
     /// Waits for verdict OK and state active within `ready`, then requires
     /// both, with the same main pid, for `settle`. Returns the pid.
-    fn wait_healthy(&self, ready: Duration, settle: Duration) -> Result<u64>;
+    fn wait_healthy(&self, ready: Duration, settle: Duration) -> Result<Healthy>;
 
     // The bot's Python environment.
     /// The environment in use (`venvs/ID`; None: the system's python3).

@@ -18,6 +18,7 @@ use super::reply::{Plan, Room};
 use super::report::{HostResult, Outcome};
 use super::session::{Apply, Before, CompileRequest, EnvStep, PlanRequest, Session, Target};
 use super::settings::{Code, Health, Job, Ship};
+use super::watch::Healthy;
 use super::{probe, progress, syntax};
 
 /// What one host's deploy needs: the typed settings, nothing more.
@@ -361,7 +362,7 @@ impl Deploy<'_> {
         f: &Facts,
         id: &str,
         meta: &mut Meta,
-        result: Result<u64>,
+        result: Result<Healthy>,
         previous_package: Option<&str>,
         o: &mut Outcome,
     ) -> Result<()> {
@@ -379,11 +380,9 @@ impl Deploy<'_> {
                 o.result = HostResult::Failed;
                 Err(why)
             }
-            Ok(pid) => {
-                progress(
-                    s.name(),
-                    &format!("healthy (pid {pid}) for {} s", self.health.settle.as_secs()),
-                );
+            Ok(healthy) => {
+                progress(s.name(), &format!("healthy ({healthy})"));
+                o.verified = Some(healthy.to_string());
                 meta.set(Status::Deployed, Phase::Done);
                 s.write_meta(id, meta)?;
                 recovery::clean(s, &f.code_dir, id, false);
@@ -440,7 +439,7 @@ impl Deploy<'_> {
         venv_change: Option<&str>,
         meta: &mut Meta,
         o: &mut Outcome,
-    ) -> Result<u64> {
+    ) -> Result<Healthy> {
         let job = self.job;
         let mut apply = Apply::forward(f, current, id);
         apply.take_over = self.ship.take_over.clone();
@@ -488,7 +487,7 @@ impl Deploy<'_> {
         progress(
             s.name(),
             &format!(
-                "waiting for READY, then {} s of health",
+                "waiting for the bot's own word that it is up (its /health or component record; else {} s of health)",
                 self.health.settle.as_secs()
             ),
         );

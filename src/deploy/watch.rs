@@ -22,10 +22,25 @@ use super::reply::Status;
 /// The longest status record read as one.
 const LINE_MAX: u64 = 1 << 20;
 
+/// The bot judged healthy: its pid, and on what evidence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Healthy {
+    pub pid: u64,
+    /// "its /health says healthy, 0.4 s after the restart", or the settle
+    /// window it stayed up for.
+    pub how: String,
+}
+
+impl std::fmt::Display for Healthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {}: {}", self.pid, self.how)
+    }
+}
+
 /// Runs `cmd`, which prints one status record (JSON) a line, and judges
 /// each as it comes; `cmd` is ended (our own child, by its handle) once
 /// decided.
-pub fn follow(mut cmd: Command, ready: Duration, settle: Duration) -> Result<u64> {
+pub fn follow(mut cmd: Command, ready: Duration, settle: Duration) -> Result<Healthy> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -88,7 +103,7 @@ pub enum Step {
     /// Go on reading.
     Wait,
     /// Decided: the healthy pid, or why not.
-    Done(Result<u64>),
+    Done(Result<Healthy>),
 }
 
 pub struct Watch {
@@ -144,14 +159,14 @@ impl Watch {
         }
         match (self.up, st.healthy()) {
             (None, true) => {
-                if st.evidence().is_some() {
-                    return Step::Done(Ok(pid));
+                if let Some(how) = st.evidence() {
+                    return Step::Done(Ok(self.healthy(pid, how, now)));
                 }
                 self.up = Some((pid, now));
             }
             (Some((p, _)), true) if p == pid => {
-                if st.evidence().is_some() {
-                    return Step::Done(Ok(pid));
+                if let Some(how) = st.evidence() {
+                    return Step::Done(Ok(self.healthy(pid, how, now)));
                 }
             }
             (Some((p, since)), _) => {
@@ -167,10 +182,26 @@ impl Watch {
         self.quiet(now)
     }
 
+    fn healthy(&self, pid: u64, how: String, now: Instant) -> Healthy {
+        Healthy {
+            pid,
+            how: format!(
+                "{how}, {:.1} s after the restart",
+                now.duration_since(self.t0).as_secs_f64()
+            ),
+        }
+    }
+
     /// No new record by now: the settle window over, or the ready timeout.
     pub fn quiet(&mut self, now: Instant) -> Step {
         match self.up {
-            Some((pid, since)) if now.duration_since(since) >= self.settle => Step::Done(Ok(pid)),
+            Some((pid, since)) if now.duration_since(since) >= self.settle => Step::Done(Ok(Healthy {
+                pid,
+                how: format!(
+                    "up and OK for the settle window ({} s); the program gave no /health or component record",
+                    self.settle.as_secs()
+                ),
+            })),
             Some(_) => Step::Wait,
             None if now.duration_since(self.t0) >= self.ready => Step::Done(Err(DeployError::NotReady {
                 ready: self.ready.as_secs(),
@@ -198,16 +229,32 @@ mod tests {
     fn done(s: Step) -> Option<Result<u64>> {
         match s {
             Step::Wait => None,
-            Step::Done(r) => Some(r),
+            Step::Done(r) => Some(r.map(|h| h.pid)),
         }
     }
 
     #[test]
     fn evidence_of_the_new_process_ends_the_wait_at_once() {
         let t0 = Instant::now();
-        for json in [HEALTHY_RECORD, HEALTH_OK] {
+        for (json, how) in [
+            (
+                HEALTHY_RECORD,
+                "its component record has all 3 running, 0.5 s after the restart",
+            ),
+            (HEALTH_OK, "its /health says healthy, 0.5 s after the restart"),
+        ] {
             let mut w = Watch::at(Duration::from_secs(60), Duration::from_secs(20), t0);
-            assert_eq!(done(w.see(status(json), t0)).unwrap().unwrap(), 7, "{json}");
+            match w.see(status(json), t0 + Duration::from_millis(500)) {
+                Step::Done(Ok(h)) => assert_eq!(
+                    h,
+                    Healthy {
+                        pid: 7,
+                        how: how.into()
+                    },
+                    "{json}"
+                ),
+                _ => panic!("not healthy at once: {json}"),
+            }
         }
     }
 
@@ -219,7 +266,17 @@ mod tests {
             assert!(done(w.see(status(json), t0)).is_none(), "{json}");
             assert!(done(w.see(status(json), t0 + Duration::from_secs(3))).is_none());
             assert_eq!(w.next_by(t0 + Duration::from_secs(3)), Duration::from_secs(2));
-            assert_eq!(done(w.quiet(t0 + Duration::from_secs(5))).unwrap().unwrap(), 7);
+            match w.quiet(t0 + Duration::from_secs(5)) {
+                Step::Done(Ok(h)) => {
+                    assert_eq!(h.pid, 7);
+                    assert!(
+                        h.how.starts_with("up and OK for the settle window (5 s)"),
+                        "{}",
+                        h.how
+                    );
+                }
+                _ => panic!("not healthy after the settle window: {json}"),
+            }
         }
     }
 

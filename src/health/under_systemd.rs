@@ -130,7 +130,11 @@ pub(super) fn collect(st: &mut Status, crash_window_s: f64) -> bool {
         other => raise(st, Verdict::Critical, format!("down ({other})")),
     }
     if st.state == "active" {
-        st.uptime_s = since("ActiveEnterTimestampMonotonic");
+        // The process's age, as without systemd: a notify bot is active
+        // only from READY, and what it wrote before READY (its first
+        // component record) is still the running process's own.
+        st.uptime_s =
+            since("ExecMainStartTimestampMonotonic").or_else(|| since("ActiveEnterTimestampMonotonic"));
     }
     // Watchdog: age of the last WATCHDOG=1, or of READY=1 when none came yet.
     // systemctl show prints spans formatted ("3min"), timestamps raw.
@@ -140,7 +144,8 @@ pub(super) fn collect(st: &mut Status, crash_window_s: f64) -> bool {
         .filter(|&s| s > 0.0);
     st.watchdog.period_s = period;
     if st.state == "active" {
-        st.watchdog.last_ping_age_s = since("WatchdogTimestampMonotonic").or(st.uptime_s);
+        st.watchdog.last_ping_age_s =
+            since("WatchdogTimestampMonotonic").or_else(|| since("ActiveEnterTimestampMonotonic"));
     }
     // The cgroup's own count where it keeps one, else the processes' RSS.
     st.memory.current_bytes = num::<u64>(&p, "MemoryCurrent")

@@ -3,7 +3,9 @@
 //! One Debian 13 host (Python 3.13; the workstation may have an older
 //! one): a module the bot imports that only Python 3.12 and later accept
 //! (PEP 701's nested quotes) deploys and runs; an example script with a
-//! syntax error that nothing imports is a warning; then a deploy whose
+//! syntax error that nothing imports is a warning, deployed to a bot as
+//! busy as the real one and verified by the new process's own component
+//! record among its lines; then a deploy whose
 //! imported module does not compile is refused before the swap, and the
 //! bot runs on, on the old version.
 
@@ -41,6 +43,34 @@ const PEP701: &str = "D = {\"k\": \"pep701\"}\nLABEL = f\"{D[\"k\"]}\"\n";
 /// A syntax error on line 2 of a module the bot imports.
 const BROKEN: &str = "D = {\"k\": \"pep701\"}\nLABEL = f\"{D[\"k\"]\n";
 
+/// Makes the bot on `c` busy (see the call) and waits until its first
+/// burst is in the journal; the burst's size.
+fn busy(c: &super::container::Container) -> u64 {
+    let (burst, interval) = c.journald_rate_limit();
+    // Below journald's limit, as in the busy-bot test; 30 s of it at most.
+    let rate = ((0.7 * burst / interval) as u64).min(1_000);
+    let lines = rate * 30;
+    c.ok(&format!(
+        "printf 'STANDIN_HEALTH_INTERVAL=5\\nSTANDIN_BUSY_BURST_LINES={lines}\\nSTANDIN_BUSY_BURST_PER_S={rate}\\nSTANDIN_BUSY_LINES_PER_S=50\\nSTANDIN_NO_HTTP=1\\n' >> {CODE}/.env && systemctl restart jarvis-supervisor"
+    ));
+    let t0 = std::time::Instant::now();
+    loop {
+        let n: u64 = c
+            .ok("journalctl -u jarvis-supervisor --since -1h -o cat -q | grep -c ' busy=' || true")
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if n >= lines {
+            return lines;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(90),
+            "the busy bot wrote {n} of {lines} lines in 90 s"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
 pub fn host_python() {
     let f = fleet("syntax", &[(Suite::Trixie, PORT)]);
     let c = f.a();
@@ -76,9 +106,28 @@ pub fn host_python() {
         .map(|o| o.status.success());
     println!("figures: the workstation's python3 compiles core/fstrings.py: {local:?}");
 
+    // From here the bot is as busy as the real one, and serves no /health:
+    // a burst of INFO lines at each start, then 50 a second (180,000 an
+    // hour). The deploy's verification must find the new process's
+    // component record among them, as fast.
+    let burst = busy(c);
     let (rc, out, err, took) = run("a 3.12-only module and a broken example", &v2);
     assert_eq!(rc, 0, "{err}{out}\n{}", diag(c));
-    println!("figures: the deploy, syntax check included, took {took:.1?}");
+    let verified = row(&json_of(&out), &host)["verified"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let now = pid(c);
+    assert!(
+        verified.starts_with(&format!("pid {now}: its component record has all 4 running, ")),
+        "the deploy was not verified by the new process's record (pid {now}): {verified:?}\n{err}"
+    );
+    assert!(err.contains(&format!("healthy ({verified})")), "{err}");
+    let lines = c.ok("journalctl -u jarvis-supervisor --since -1h -o cat -q | wc -l");
+    println!(
+        "figures: the deploy, syntax check included, took {took:.1?} with the bot writing {burst} lines at each start, then 50/s ({} journal lines in the last hour); verified by {verified}",
+        lines.trim()
+    );
     assert_eq!(version(c), "2");
     assert!(healthy(c), "{}", diag(c));
     // The bot imported the module: core/__init__.py imports it, and the
