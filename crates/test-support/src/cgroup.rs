@@ -63,6 +63,21 @@ impl Own {
             .join(" ")
     }
 
+    /// The CPU time everything in the container has used so far: cgroup
+    /// v1's `cpuacct.usage`, or v2's `usage_usec` in `cpu.stat`.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        self.dirs.iter().find_map(|d| {
+            if let Ok(ns) = fs::read_to_string(d.join("cpuacct.usage")) {
+                return ns.trim().parse().ok().map(Duration::from_nanos);
+            }
+            let stat = fs::read_to_string(d.join("cpu.stat")).ok()?;
+            stat.lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))
+                .and_then(|us| us.trim().parse().ok())
+                .map(Duration::from_micros)
+        })
+    }
+
     /// Remove the cgroups, deepest first, once the container is gone (the
     /// kernel lets a cgroup go only when no process is left in it).
     pub fn remove(&self) {

@@ -110,6 +110,12 @@ impl Container {
         }
     }
 
+    /// The CPU time the container (every process in it) has used so far,
+    /// where the kernel accounts it per cgroup.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        self.cgroup.cpu_time()
+    }
+
     /// Boot (later) in the network namespace at `path` (`/run/netns/NAME`).
     pub fn in_netns(&mut self, path: &Path) {
         self.netns = Some(path.to_path_buf());

@@ -109,6 +109,9 @@ impl Case {
 pub struct Sample {
     pub wall_s: f64,
     pub cpu_s: f64,
+    /// The CPU the deployed hosts used meanwhile, summed (every process in
+    /// their containers: sshd, the tool's host side, the bot's restart).
+    pub host_cpu_s: f64,
     /// The worst host's.
     pub downtime_s: f64,
     /// The part of it before the new main process started (the preflight).
@@ -124,6 +127,7 @@ pub struct Row {
     pub samples: Vec<Sample>,
     pub wall_s: Option<f64>,
     pub cpu_s: Option<f64>,
+    pub host_cpu_s: Option<f64>,
     pub downtime_s: Option<f64>,
 }
 
@@ -182,6 +186,7 @@ impl Report {
         for r in &mut self.rows {
             r.wall_s = median(r.samples.iter().map(|s| s.wall_s).collect());
             r.cpu_s = median(r.samples.iter().map(|s| s.cpu_s).collect());
+            r.host_cpu_s = median(r.samples.iter().map(|s| s.host_cpu_s).collect());
             r.downtime_s = median(r.samples.iter().map(|s| s.downtime_s).collect());
         }
         self.targets = targets(self);
@@ -315,13 +320,14 @@ pub fn table(rep: &Report) -> String {
         rep.settle_s,
         rep.ansible
     );
-    let mut cells: Vec<[String; 7]> = vec![[
+    let mut cells: Vec<[String; 8]> = vec![[
         "case",
         "tool",
         "wall s",
         "jarvisctl =",
         "fleet / 1 host",
         "workstation CPU s",
+        "hosts' CPU s",
         "bot down s",
     ]
     .map(String::from)];
@@ -356,6 +362,7 @@ pub fn table(rep: &Report) -> String {
                 ratio,
                 fleet,
                 opt(r.cpu_s, 3),
+                opt(r.host_cpu_s, 2),
                 opt(r.downtime_s, 2),
             ]);
         }
@@ -755,12 +762,20 @@ impl Bench<'_> {
         }
         let mut cmd = self.command(tool, idx, rollback);
         let since = monotonic_us();
+        let host_cpu = || -> f64 {
+            idx.iter()
+                .filter_map(|&i| self.fleet.hosts[i].cpu_time())
+                .map(|d| d.as_secs_f64())
+                .sum()
+        };
+        let host0 = host_cpu();
         let cpu0 = children_cpu();
         let t0 = Instant::now();
         let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
         let wall_s = t0.elapsed().as_secs_f64();
         end_leftovers(&self.own_children);
         let cpu_s = children_cpu() - cpu0;
+        let host_cpu_s = host_cpu() - host0;
         if !out.status.success() {
             return Err(format!(
                 "{} ({}) failed: {}\n{}{}",
@@ -786,6 +801,7 @@ impl Bench<'_> {
         Ok(Sample {
             wall_s,
             cpu_s,
+            host_cpu_s,
             downtime_s: worst.total_s,
             before_main_s: worst.before_main_s,
             starts: worst.starts,
@@ -1018,6 +1034,7 @@ fn measure(root: &Path) -> Result<Report> {
                     samples: Vec::new(),
                     wall_s: None,
                     cpu_s: None,
+                    host_cpu_s: None,
                     downtime_s: None,
                 })
             })
@@ -1116,6 +1133,7 @@ mod tests {
         Sample {
             wall_s: w,
             cpu_s: c,
+            host_cpu_s: 2.0,
             downtime_s: 1.0,
             before_main_s: 0.1,
             starts: 1,
@@ -1141,6 +1159,7 @@ mod tests {
                     samples: vec![sample(w, c), sample(w + 1.0, c), sample(w - 0.5, c)],
                     wall_s: None,
                     cpu_s: None,
+                    host_cpu_s: None,
                     downtime_s: None,
                 });
             }
