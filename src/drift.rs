@@ -103,9 +103,15 @@ pub fn check(paths: &Paths, code_root: &Path) -> Option<Drift> {
         deploy: id.to_string(),
         ..Drift::default()
     };
+    // The tree's directories opened once each, not a walk from / per file.
+    let mut below = jarvis_model::untrusted::Below::new(&root);
     for e in manifest.entries.iter().filter(|e| e.kind == Kind::File) {
         out.files += 1;
-        let what = match jarvis_model::untrusted::open_read(&root.join(&e.path), None) {
+        let opened = match below.as_mut() {
+            Ok(b) => b.open_read(&e.path, None),
+            Err(err) => Err(std::io::Error::new(err.kind(), err.to_string())),
+        };
+        let what = match opened {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Some(What::Missing),
             Err(_) => Some(What::NotRegular),
             Ok(f) => match f.metadata() {
