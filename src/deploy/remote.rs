@@ -177,7 +177,8 @@ impl SshSession<'_> {
     /// goes on to its end, and the next step waits for it. SIGHUP is
     /// ignored for the same reason. Returns the worker's JSON report and
     /// exit code (0 done, 1 verify found differences, 3 conflicts); its
-    /// error (2) is an Err.
+    /// error (2) is an Err. `-S`: the worker needs only the standard
+    /// library, and `site` was a third of each start (a deploy makes 5 or 6).
     fn worker<T: serde::de::DeserializeOwned>(
         &self,
         args: &[String],
@@ -185,7 +186,7 @@ impl SshSession<'_> {
         timeout: Duration,
     ) -> Result<(T, i32)> {
         let script = format!(
-            "trap '' HUP PIPE; exec flock -o -E {BUSY} -w {} {STEP_LOCK} python3 -c {} {} {}",
+            "trap '' HUP PIPE; exec flock -o -E {BUSY} -w {} {STEP_LOCK} python3 -S -c {} {} {}",
             timeout.as_secs(),
             sh_quote(DEPLOY_HOST_LOADER),
             DEPLOY_HOST.len(),
