@@ -123,18 +123,27 @@ fn check(path: &Path, file: &File, owner: Option<u32>) -> io::Result<()> {
 /// file must be that user's or root's.
 pub fn open_read(path: &Path, owner: Option<u32>) -> io::Result<File> {
     let (dir, name) = parent(path)?;
+    open_read_at(&dir, name.as_os_str(), path, owner)
+}
+
+/// Opens `name` in `dir` for reading, with `open_read`'s checks; `shown`
+/// names it in errors.
+fn open_read_at(dir: &OwnedFd, name: &std::ffi::OsStr, shown: &Path, owner: Option<u32>) -> io::Result<File> {
     let fd = openat(
-        &dir,
-        name.as_os_str(),
+        dir,
+        name,
         OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| match e {
-        Errno::ELOOP => err(path, "a symbolic link; refused (replace it with the file itself)"),
+        Errno::ELOOP => err(
+            shown,
+            "a symbolic link; refused (replace it with the file itself)",
+        ),
         e => io::Error::from(e),
     })?;
     let file = File::from(fd);
-    check(path, &file, owner)?;
+    check(shown, &file, owner)?;
     Ok(file)
 }
 
@@ -193,22 +202,7 @@ impl Below {
         if name.is_empty() || name == "." || name == ".." {
             return Err(err(&shown, "no file name"));
         }
-        let fd = openat(
-            self.dir(parent)?,
-            name,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| match e {
-            Errno::ELOOP => err(
-                &shown,
-                "a symbolic link; refused (replace it with the file itself)",
-            ),
-            e => io::Error::from(e),
-        })?;
-        let file = File::from(fd);
-        check(&shown, &file, owner)?;
-        Ok(file)
+        open_read_at(self.dir(parent)?, std::ffi::OsStr::new(name), &shown, owner)
     }
 }
 
