@@ -88,11 +88,21 @@ fn wait_all_running(c: &Container, suite: Suite, what: &str) -> BTreeMap<&'stati
     let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         c.wait_for(what, Duration::from_secs(90), |c| {
             last = pids(c, suite);
+            // A simple-type unit is "running" from its fork, before its
+            // user is set and the program has run a line: wait for each
+            // bot's own start record naming that pid.
             last.values().all(|p| !p.is_empty())
+                && BOTS.iter().all(|bot| {
+                    c.sh(&format!("tail -n 1 {TREE}/data/{bot}.started"))
+                        .stdout
+                        .split_whitespace()
+                        .next()
+                        == Some(last[bot].as_str())
+                })
         })
     }));
     if waited.is_err() {
-        let why = c.sh("jarvisctl status 2>&1; systemctl --no-pager status 'jarvis-supervisor*' 2>&1 | tail -n 60; tail -n 20 /run/jarvis-supervisor-run*/engine.log 2>&1").stdout;
+        let why = c.sh(&format!("tail -n 3 {TREE}/data/*.started; jarvisctl status 2>&1; systemctl --no-pager status 'jarvis-supervisor*' 2>&1 | tail -n 60; tail -n 20 /run/jarvis-supervisor-run*/engine.log 2>&1")).stdout;
         panic!("{}: {what}: not all three run: {last:?}\n{why}", suite.name());
     }
     last
