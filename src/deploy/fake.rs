@@ -15,7 +15,7 @@ use super::journal::Meta;
 use super::probe::{Facts, Init, PackageManager};
 use super::reply::{Compiled, Plan, Verify};
 use super::session::{
-    Apply, Before, BotPython, CompileRequest, EnvStep, LockGuard, PlanRequest, Session, Target,
+    Apply, Before, BotPython, Compare, CompileRequest, EnvStep, LockGuard, PlanRequest, Session, Target,
 };
 use super::settings::Package;
 use super::watch::Healthy;
@@ -30,7 +30,8 @@ pub struct FakeHost {
     pub plans: RefCell<VecDeque<Plan>>,
     /// Replies of `apply`, in order; then an empty result.
     pub applies: RefCell<VecDeque<Plan>>,
-    pub verify: RefCell<Verify>,
+    /// Replies of `verify`, in order; then a store that matches.
+    pub verify: RefCell<VecDeque<Verify>>,
     /// The reply of the worker's `compile` (its request is logged).
     pub compiled: RefCell<Compiled>,
     /// Versions whose package file the host keeps.
@@ -193,14 +194,24 @@ impl Session for FakeHost {
         Ok(())
     }
 
-    fn push_code(&self, id: &str, _local: &Path, _files_from: &Path, link: Option<&str>) -> Result<()> {
+    fn push_code(
+        &self,
+        id: &str,
+        _local: &Path,
+        _files_from: &Path,
+        link: Option<&str>,
+        compare: Compare,
+    ) -> Result<()> {
         self.check("push_code")?;
-        self.did(format!("push {id} linked to {}", link.unwrap_or("-")));
+        self.did(format!(
+            "push {id} linked to {} by {compare:?}",
+            link.unwrap_or("-")
+        ));
         Ok(())
     }
 
     fn verify(&self, _id: &str, _linked: Option<&str>) -> Result<Verify> {
-        Ok(self.verify.borrow().clone())
+        Ok(self.verify.borrow_mut().pop_front().unwrap_or_default())
     }
 
     fn store_env(&self, id: &str, _env: &[u8]) -> Result<()> {

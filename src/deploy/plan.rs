@@ -2,6 +2,7 @@
 //! the history keeps.
 
 use super::ids::{order, valid_id};
+use super::session::Compare;
 
 /// rsync's `[user@]host:path`; an IPv6 address goes in brackets.
 pub fn rsync_dest(destination: &str, path: &str) -> String {
@@ -26,9 +27,13 @@ pub fn push_args(
     shell: &str,
     files_from: &str,
     link_dest: Option<&str>,
+    compare: Compare,
     bwlimit: Option<u32>,
 ) -> Vec<String> {
-    let mut a: Vec<String> = ["-lpt", "--checksum", "--chmod=o-rwx"].map(String::from).into();
+    let mut a: Vec<String> = ["-lpt", "--chmod=o-rwx"].map(String::from).into();
+    if compare == Compare::Content {
+        a.push("--checksum".into());
+    }
     a.push(format!("--files-from={files_from}"));
     if let Some(d) = link_dest {
         a.push(format!("--link-dest={d}"));
@@ -64,11 +69,15 @@ mod tests {
             "ssh -p 22",
             "/tmp/list",
             Some("/var/lib/jarvis-supervisor/deploys/W/code"),
+            Compare::SizeAndTime,
             None,
         );
         assert!(a.contains(&"--files-from=/tmp/list".to_string()), "{a:?}");
         assert!(a.contains(&"--link-dest=/var/lib/jarvis-supervisor/deploys/W/code".to_string()));
-        assert!(a.contains(&"--checksum".to_string()));
+        assert!(
+            !a.contains(&"--checksum".to_string()),
+            "the quick check reads only what changed: {a:?}"
+        );
         assert!(
             !a.iter().any(|x| x.contains("delete")),
             "the store is new: nothing to delete"
@@ -82,8 +91,9 @@ mod tests {
                 "root@a:/var/lib/jarvis-supervisor/deploys/X/code/"
             ]
         );
-        let b = push_args("/src", "/x", "ssh", "/l", None, Some(100));
+        let b = push_args("/src", "/x", "ssh", "/l", None, Compare::Content, Some(100));
         assert!(b.contains(&"--bwlimit=100".to_string()) && !b.iter().any(|x| x.starts_with("--link-dest")));
+        assert!(b.contains(&"--checksum".to_string()), "{b:?}");
     }
 
     #[test]

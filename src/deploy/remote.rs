@@ -13,7 +13,7 @@ use super::hosts::Host;
 use super::journal::Meta;
 use super::probe::{parse_probe, Facts, Init, PackageManager, PROBE};
 use super::reply::{Cleaned, Compiled, Plan, Status, Verify, WorkerError};
-use super::session::{clean_args, Apply, Before, CompileRequest, LockGuard, PlanRequest, Session};
+use super::session::{clean_args, Apply, Before, Compare, CompileRequest, LockGuard, PlanRequest, Session};
 use super::settings::{Package, SshSettings};
 use super::shell::{rsync_shell, sh_quote};
 use super::{ids, plan, watch};
@@ -341,7 +341,14 @@ impl Session for SshSession<'_> {
         .map(|_| ())
     }
 
-    fn push_code(&self, id: &str, local: &Path, files_from: &Path, link: Option<&str>) -> Result<()> {
+    fn push_code(
+        &self,
+        id: &str,
+        local: &Path,
+        files_from: &Path,
+        link: Option<&str>,
+        compare: Compare,
+    ) -> Result<()> {
         let dest = plan::rsync_dest(&self.host.target.destination, &format!("{}/code", ddir(id)));
         let link = link.map(|c| format!("{}/code", ddir(c)));
         let push = plan::push_args(
@@ -350,6 +357,7 @@ impl Session for SshSession<'_> {
             &self.shell(),
             &files_from.to_string_lossy(),
             link.as_deref(),
+            compare,
             self.bwlimit,
         );
         let out = self.rsync(Command::new("rsync").args(&push))?;

@@ -225,6 +225,19 @@ pub enum Before<'a> {
     Adopted(Vec<u8>),
 }
 
+/// How the push decides that a file the store links from the deploy in
+/// effect is already right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    /// By size and modification time (rsync's quick check): nothing is read
+    /// but the files that changed. The store is verified against the
+    /// manifest after, so a file wrongly taken for unchanged is caught there.
+    SizeAndTime,
+    /// By content (`--checksum`): every file read on both sides. Only for
+    /// the files the quick check got wrong.
+    Content,
+}
+
 /// One host, as a deploy sees it. Every method is one action on the host.
 pub trait Session {
     fn name(&self) -> &str;
@@ -250,8 +263,15 @@ pub trait Session {
     /// Its manifest, and its empty `code/` and `private/`.
     fn store_manifest(&self, id: &str, manifest: &[u8]) -> Result<()>;
     /// The files listed in `files_from` from `local` into its `code/`,
-    /// unchanged ones linked from deploy `link`'s.
-    fn push_code(&self, id: &str, local: &Path, files_from: &Path, link: Option<&str>) -> Result<()>;
+    /// unchanged ones (by `compare`) linked from deploy `link`'s.
+    fn push_code(
+        &self,
+        id: &str,
+        local: &Path,
+        files_from: &Path,
+        link: Option<&str>,
+        compare: Compare,
+    ) -> Result<()>;
     /// Deploy `id`'s store against its manifest; files that are the inodes
     /// of deploy `linked`'s store (linked by `push_code`) are not read again.
     fn verify(&self, id: &str, linked: Option<&str>) -> Result<Verify>;

@@ -138,10 +138,12 @@ fn a_conflict_that_appears_while_staging_refuses_and_drops_the_store() {
 #[test]
 fn a_store_that_differs_fails_without_touching_the_live_code() {
     let host = FakeHost::new("1.0");
-    *host.verify.borrow_mut() = Verify {
+    let bad = Verify {
         bad: vec!["bots/supervisor.py".into()],
         n_bad: 1,
     };
+    // It differs after the quick check and after the push by content.
+    host.verify.borrow_mut().extend([bad.clone(), bad]);
     let b = bench();
     let (o, r) = deploy(&host, &b, &job(None));
     let e = r.unwrap_err().to_string();
@@ -152,6 +154,34 @@ fn a_store_that_differs_fails_without_touching_the_live_code() {
     );
     assert!(!host.did_any("apply") && !host.did_any("restart"));
     assert_eq!(host.meta(&o.id.unwrap()).status, Some(Status::Failed));
+}
+
+#[test]
+fn a_file_the_quick_check_took_for_unchanged_is_pushed_again_by_content() {
+    let host = FakeHost::new("1.0");
+    host.verify.borrow_mut().push_back(Verify {
+        bad: vec!["bots/supervisor.py".into()],
+        n_bad: 1,
+    });
+    let b = bench();
+    let (o, r) = deploy(&host, &b, &job(None));
+    r.unwrap();
+    assert_eq!(o.result, HostResult::Deployed);
+    let pushes: Vec<String> = host
+        .log
+        .borrow()
+        .iter()
+        .filter(|l| l.starts_with("push "))
+        .cloned()
+        .collect();
+    let id = o.id.unwrap();
+    assert_eq!(
+        pushes,
+        [
+            format!("push {id} linked to - by SizeAndTime"),
+            format!("push {id} linked to - by Content")
+        ]
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@ use super::probe::Facts;
 use super::recovery::{self, meta_of};
 use super::reply::{Plan, Room};
 use super::report::{HostResult, Outcome};
-use super::session::{Apply, Before, CompileRequest, EnvStep, PlanRequest, Session, Target};
+use super::session::{Apply, Before, Compare, CompileRequest, EnvStep, PlanRequest, Session, Target};
 use super::settings::{Code, Health, Job, Ship};
 use super::watch::Healthy;
 use super::{probe, progress, syntax};
@@ -501,8 +501,24 @@ impl Deploy<'_> {
     fn stage(&self, s: &dyn Session, f: &Facts, id: &str, current: Option<&str>) -> Result<()> {
         let job = self.job;
         s.store_manifest(id, self.code.manifest.render(&f.owner).as_bytes())?;
-        s.push_code(id, &self.code.dir, self.code.files_from.path(), current)?;
-        let v = s.verify(id, current)?;
+        let push = |compare| s.push_code(id, &self.code.dir, self.code.files_from.path(), current, compare);
+        push(Compare::SizeAndTime)?;
+        let mut v = s.verify(id, current)?;
+        if v.n_bad > 0 {
+            // A file changed with its size and time kept (rare: a tool that
+            // restores mtimes) was linked from the store in effect: pushed
+            // again, by content, before anything is called wrong.
+            progress(
+                s.name(),
+                &format!(
+                    "{} file(s) in the store differ from the manifest after the quick check ({}); sending again, comparing content",
+                    v.n_bad,
+                    v.bad.first().map(String::as_str).unwrap_or("")
+                ),
+            );
+            push(Compare::Content)?;
+            v = s.verify(id, current)?;
+        }
         if v.n_bad > 0 {
             return Err(DeployError::StoreDiffers {
                 n: v.n_bad,
