@@ -147,12 +147,19 @@ fn scenario(suite: Suite) {
         assert_eq!(real.trim(), uid, "{name}: {inst} runs as uid {real}, not {user}");
     }
     for bot in BOTS {
-        let seen = c.ok(&format!("cat {TREE}/data/{bot}.seen")).trim().to_string();
-        assert_eq!(
-            seen,
-            format!("{}_BOT_TOKEN", bot.to_uppercase()),
-            "{name}: {bot} sees more than its own token"
-        );
+        // Written just after its start record (opened with truncation).
+        let want = format!("{}_BOT_TOKEN", bot.to_uppercase());
+        let read = |c: &Container| {
+            c.sh(&format!("cat {TREE}/data/{bot}.seen"))
+                .stdout
+                .trim()
+                .to_string()
+        };
+        c.wait_for(&format!("{name}: {bot}'s .seen"), Duration::from_secs(30), |c| {
+            !read(c).is_empty()
+        });
+        let seen = read(&c);
+        assert_eq!(seen, want, "{name}: {bot} sees more than its own token");
         let mode = c.ok(&format!("stat -c '%U:%G %a' /etc/jarvis-supervisor/{bot}.env"));
         assert_eq!(mode.trim(), "root:root 600", "{name}: {bot}.env");
     }
@@ -193,6 +200,18 @@ fn scenario(suite: Suite) {
 
     // logs --instance: that bot's output alone (its journal, or its own
     // capture file in the shared tree's logs/), its token never shown.
+    // Its first line, printed after .seen, read by journald or its engine
+    // a moment later.
+    c.wait_for(
+        &format!("{name}: alpha's first line in its logs"),
+        Duration::from_secs(30),
+        |c| {
+            c.sh("jarvisctl logs --instance alpha -n 100 2>&1")
+                .stdout
+                .contains("alpha: polling Telegram")
+        },
+    );
+
     let logs = c.sh("jarvisctl logs --instance alpha -n 100 2>&1");
     assert_eq!(logs.status, 0, "{name}: logs --instance alpha: {}", logs.stdout);
     assert!(
