@@ -262,7 +262,7 @@ fn trixie_envfile_parser_matches_systemd_257() {
 }
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use container::Container;
 use roots::Suite;
@@ -310,6 +310,27 @@ fn on_suites(suites: &[roots::Suite], scenario: impl Fn(roots::Suite) + Sync) {
             }
         }
     });
+}
+
+/// Calls `get` until what it returns satisfies `done` or `timeout` passes
+/// (every 200 ms) and returns the last result: for a read that follows an
+/// event whose record comes a little later. The caller asserts on what this
+/// returns, so a failure still shows what was seen.
+fn polled<T>(timeout: Duration, mut get: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    let start = Instant::now();
+    loop {
+        let got = get();
+        if done(&got) || start.elapsed() >= timeout {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// [`polled`] on the output of `script`: a journal line journald has not
+/// read yet, a line a follower has not printed yet.
+fn output_when(c: &Container, script: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+    polled(timeout, || c.sh(script).stdout, |out| done(out))
 }
 
 fn deploy_standin(c: &Container) {
