@@ -102,6 +102,7 @@ pub fn states() {
     );
 
     // Hung: the pings stop; WARNING once the last one is older than half the period.
+    let hung = main_pid(&c);
     c.ok(&format!("echo hang > {CODE}/data/standin-mode"));
     let mut seen = Value::Null;
     c.wait_for("a stale watchdog", Duration::from_secs(20), |c| {
@@ -117,11 +118,22 @@ pub fn states() {
         "{seen}"
     );
     println!("hung: WARNING, last ping {age:.1} s ago of 20 s");
-    c.wait_for("the restart after the watchdog", Duration::from_secs(40), active);
+    // The hung process is still active until the watchdog (20 s after its
+    // last ping) kills it: wait for the new one, not for "active".
+    c.wait_for("the restart after the watchdog", Duration::from_secs(60), |c| {
+        let pid = main_pid(c);
+        pid != hung && pid != "0" && active(c)
+    });
 
-    // Restarting after kill -9.
-    c.wait_for("active", Duration::from_secs(60), active);
-    c.ok(&format!("kill -9 {}", main_pid(&c)));
+    // Restarting after kill -9, of the pid read once and checked: a MainPID
+    // of 0 (between two runs) would make it `kill -9 0`, the caller's group.
+    let pid = main_pid(&c);
+    assert!(
+        pid.parse::<u32>().is_ok_and(|p| p > 1),
+        "no main pid to kill: {pid:?}"
+    );
+    let restarts_before: u64 = c.prop(UNIT, "NRestarts").parse().unwrap();
+    c.ok(&format!("kill -9 {pid}"));
     let mut seen = Value::Null;
     c.wait_for("restarting", Duration::from_secs(10), |c| {
         let (code, v) = status(c);
@@ -151,7 +163,10 @@ pub fn states() {
     // The counters move when the restart job runs.
     let (code, v) = status(&c);
     assert_eq!(code, 0, "{v}");
-    assert!(v["n_restarts"].as_u64().unwrap() >= 1, "{v}");
+    assert!(
+        v["n_restarts"].as_u64().unwrap() > restarts_before,
+        "{restarts_before} restarts before the kill: {v}"
+    );
     assert!(v["restarts_24h"].as_u64().unwrap() >= 1, "{v}");
 
     // Failed after the crash-loop limit.
