@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::container::Container;
 use super::roots::Suite;
-use super::{active, apt_install, deploy_standin, main_pid, pkg, CODE, UNIT};
+use super::{active, apt_install, deploy_standin, main_pid, output_when, pkg, CODE, UNIT};
 
 const DROPIN: &str = "/etc/systemd/system/jarvis-supervisor.service.d/50-test.conf";
 const TOKEN: &str = "123456789:AAFakeTokenForTestsOnly_abcdefghijklmn";
@@ -440,11 +440,16 @@ pub fn heartbeat() {
         after.trim().parse::<u32>().unwrap(),
         before.trim().parse::<u32>().unwrap() + 1
     );
-    let journal = c.ok("journalctl -u jarvis-supervisor-health.service -o cat --no-pager");
-    assert!(
-        journal.contains("heartbeat: ping to http://127.0.0.1:18099/…/2 failed"),
-        "{journal}"
+    // The run's output reaches the journal through journald, which may read
+    // it after `systemctl start` returns.
+    let failed = "heartbeat: ping to http://127.0.0.1:18099/…/2 failed";
+    let journal = output_when(
+        &c,
+        "journalctl -u jarvis-supervisor-health.service -o cat --no-pager",
+        Duration::from_secs(30),
+        |j| j.contains(failed),
     );
+    assert!(journal.contains(failed), "{journal}");
     assert!(
         !journal.contains("check-uuid"),
         "the URL's secret path leaked:\n{journal}"
