@@ -100,7 +100,7 @@ fn crash(suite: Suite) {
         "active since {started} us, before the kill at {killed} us: not a new start"
     );
     let secs = (started - killed) as f64 / 1e6;
-    println!("{}: kill -9 -> active again with a new main pid in {secs:.1} s (journal; {wall:.1} s seen from the host)", suite.name());
+    println!("{}: kill -9 -> active again with a new main pid in {secs:.1} s (ActiveEnterTimestamp; {wall:.1} s seen from the host)", suite.name());
     assert!(secs < 10.0, "restart took {secs:.1} s, the promise is 10 s");
 }
 
