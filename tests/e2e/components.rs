@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::container::Container;
 use super::roots::Suite;
-use super::{apt_install, deploy_standin, on_suites, pkg, CODE};
+use super::{apt_install, deploy_standin, on_suites, pkg, polled, CODE};
 
 /// (exit code, JSON, first human line).
 fn status(c: &Container, extra: &str) -> (i32, Value, String) {
@@ -251,8 +251,19 @@ fn scenario(suite: Suite) {
     c.ok(&format!(
         "rm {CODE}/data/standin-components; echo hang > {CODE}/data/standin-mode"
     ));
-    std::thread::sleep(Duration::from_secs(8));
-    let (code, v, first) = status(&c, "--record-interval 2");
+    // Three intervals of 2 s without a record: waited for (30 s at most),
+    // since the hang itself comes within a second or so, later under load.
+    let stale = |(code, v, _): &(i32, Value, String)| {
+        *code == 2
+            && v["reasons"]
+                .to_string()
+                .contains("the newest component record is")
+    };
+    let (code, v, first) = polled(
+        Duration::from_secs(30),
+        || status(&c, "--record-interval 2"),
+        stale,
+    );
     assert_eq!(code, 2, "{name}: {first}\n{v}");
     assert!(
         v["reasons"]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::container::Container;
 use super::roots::Suite;
-use super::{active, apt_install, deploy_standin, pkg, CODE, UNIT};
+use super::{active, apt_install, deploy_standin, output_when, pkg, CODE, UNIT};
 
 const DROPIN: &str = "/etc/systemd/system/jarvis-supervisor.service.d/50-test.conf";
 
@@ -67,7 +67,14 @@ pub fn deleted_dir() {
     // run, and status must say why.
     let _ = c.sh(&format!("systemctl start {UNIT} 2>&1"));
     assert!(!active(&c), "it started without a ReadWritePaths directory");
-    let journal = c.ok("journalctl -u jarvis-supervisor -o cat --no-pager");
+    // The failed child's line reaches the journal after `systemctl start`
+    // returns, at journald's pace.
+    let journal = output_when(
+        &c,
+        "journalctl -u jarvis-supervisor -o cat --no-pager",
+        Duration::from_secs(30),
+        |j| j.contains("Failed at step NAMESPACE"),
+    );
     assert!(
         journal.contains("Failed at step NAMESPACE"),
         "not the NAMESPACE failure:\n{journal}"

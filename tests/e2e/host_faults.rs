@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::container::Container;
 use super::roots::Suite;
-use super::{active, apt_install, deploy_standin, on_suites, pkg, CODE, UNIT};
+use super::{active, apt_install, deploy_standin, on_suites, output_when, pkg, CODE, UNIT};
 
 const PORT: u16 = 18093;
 const SECRET: &str = "hc-7d1e";
@@ -148,7 +148,7 @@ fn history(c: &Container) -> String {
 fn pinged_during(c: &Container, suite: Suite, fault: &str) -> String {
     let name = suite.name();
     let n = pings(c).len();
-    let (mut code, mut out) = record(c, suite);
+    let (mut code, mut out) = record(c, suite, "");
     if code == 219 {
         // 219/CGROUP: PID 1 could not put the run in its cgroup, before
         // any code of the package ran. Seen once in ten runs of this test
@@ -158,7 +158,7 @@ fn pinged_during(c: &Container, suite: Suite, fault: &str) -> String {
         // every boot. On a host the timer's next run follows: that one is
         // judged here, and the failure is printed, never hidden.
         println!("{name}: with {fault}, PID 1 could not start the health timer's run (219/CGROUP), run again:\n{out}");
-        (code, out) = record(c, suite);
+        (code, out) = record(c, suite, "");
     }
     assert_eq!(code, 0, "{name}: status --record with {fault}:\n{out}");
     let p = pings(c);
@@ -189,12 +189,19 @@ fn fill(c: &Container, dir: &str) -> u64 {
 
 /// The heartbeat's record of the health timer's run: `status --record`,
 /// run as the timer runs it (its unit under systemd; by hand, as a cron
-/// line would, without). Returns its exit code and what it said.
-fn record(c: &Container, suite: Suite) -> (i32, String) {
+/// line would, without). Returns its exit code and what it said. Under
+/// systemd its output reaches the journal through journald, which may read
+/// it after `systemctl start` returns: with `until` not empty, the run's
+/// journal is read until it holds that text (its last line; 30 s at most).
+fn record(c: &Container, suite: Suite, until: &str) -> (i32, String) {
     if suite.has_systemd() {
         c.sh("systemctl start jarvis-supervisor-health.service");
-        let said = c.ok(
-            "journalctl _SYSTEMD_INVOCATION_ID=$(systemctl show -p InvocationID --value jarvis-supervisor-health.service) -o cat --no-pager -q",
+        let id = c.prop("jarvis-supervisor-health.service", "InvocationID");
+        let said = output_when(
+            c,
+            &format!("journalctl _SYSTEMD_INVOCATION_ID={id} -o cat --no-pager -q"),
+            Duration::from_secs(30),
+            |j| j.contains(until),
         );
         let code = c
             .prop("jarvis-supervisor-health.service", "ExecMainStatus")
@@ -379,7 +386,7 @@ fn var_lib_full(c: &Container, suite: Suite) {
     let name = suite.name();
     let samples = format!("{STORE}/samples.jsonl");
     // One record first: the history holds a sample, the heartbeat a ping.
-    let (code, said) = record(c, suite);
+    let (code, said) = record(c, suite, "");
     assert_eq!(code, 0, "{name}: status --record before the fault: {said}");
     assert_eq!(pings(c), [ping_for(&status(c))], "{name}");
     let pid = main_pid(c);
@@ -407,7 +414,7 @@ fn var_lib_full(c: &Container, suite: Suite) {
     assert!(more < 200, "{name}: 200 samples stored on a full /var/lib?");
     // Then the timer's own run: pinged, and it fails (exit 3) saying the
     // sample was not stored.
-    let (code, out) = record(c, suite);
+    let (code, out) = record(c, suite, "the heartbeat was pinged");
     let p = pings(c);
     let records = more as usize + 2;
     assert_eq!(
@@ -461,7 +468,7 @@ fn var_lib_full(c: &Container, suite: Suite) {
     c.ok(&format!("rm {STORE}/{FILLER}"));
     let t_free = Instant::now();
     let n = now.lines().count();
-    let (code, out) = record(c, suite);
+    let (code, out) = record(c, suite, "");
     assert_eq!(
         code, 0,
         "{name}: status --record after /var/lib was freed:\n{out}"

@@ -33,7 +33,11 @@ fn backoff_lines(c: &Container, suite: Suite) -> Vec<String> {
 
 /// Waits for a backoff wait of at least `secs` seconds that began after the
 /// first `seen` backoff lines: returns its length and the new line count.
+/// The waits double (1, 2, 4, ... s, up to 60): the ones before a wait of
+/// `secs` add up to under 2 × `secs`, plus a start of the bot (a few
+/// seconds, more on a loaded machine) per step; hence 60 s + 6 × `secs`.
 fn in_a_wait_of(c: &Container, suite: Suite, secs: u64, seen: usize) -> (u64, usize) {
+    let within = Duration::from_secs(60 + 6 * secs);
     let t0 = Instant::now();
     loop {
         let lines = backoff_lines(c, suite);
@@ -48,8 +52,8 @@ fn in_a_wait_of(c: &Container, suite: Suite, secs: u64, seen: usize) -> (u64, us
             return (w, lines.len());
         }
         assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "{}: no backoff wait of {secs} s or more within 60 s: {lines:?}\n{}",
+            t0.elapsed() < within,
+            "{}: no backoff wait of {secs} s or more within {within:?}: {lines:?}\n{}",
             suite.name(),
             diagnosis(c, suite)
         );
@@ -109,8 +113,11 @@ fn scenario(suite: Suite) {
     // A crash loop: the stand-in crashes as soon as it reads the file.
     c.ok(&format!("echo crash > {CODE}/data/standin-mode"));
 
-    // dpkg -i (a reinstall: the upgrade path) while the backoff waits.
-    let (wait, seen) = in_a_wait_of(&c, suite, 8, 0);
+    // dpkg -i (a reinstall: the upgrade path) while the backoff waits. A
+    // long wait (32 s): dpkg itself takes seconds, more on a loaded machine,
+    // and only a return well inside the wait shows it did not wait behind it
+    // (with an 8 s wait, a slow dpkg looked like one that waited).
+    let (wait, seen) = in_a_wait_of(&c, suite, 30, 0);
     let t = Instant::now();
     let out = c.sh(&format!("dpkg -i {deb} 2>&1"));
     let install = t.elapsed().as_secs_f64();
@@ -133,8 +140,9 @@ fn scenario(suite: Suite) {
         seen = stop_in_another_start_step(&c);
     }
 
-    // dpkg -r while the backoff waits again: prompt, and no alert.
-    let (wait, _) = in_a_wait_of(&c, suite, 4, seen);
+    // dpkg -r while the backoff waits again: prompt, and no alert. A wait of
+    // 16 s or more, as above: dpkg -r's own time must not pass for a wait.
+    let (wait, _) = in_a_wait_of(&c, suite, 16, seen);
     // OnFailure= triggers so far (the stop above made one).
     let triggers = |c: &Container| {
         c.sh(&format!("journalctl _PID=1 UNIT={UNIT} -o cat -q --no-pager"))

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::roots::Suite;
-use super::{on_suites, with_the_bot, CODE};
+use super::{on_suites, output_when, with_the_bot, CODE};
 
 const TOKEN: &str = "123456789:AAFakeTokenForTestsOnly_abcdefghijklmn";
 
@@ -22,18 +22,44 @@ fn scenario(suite: Suite) {
             > 5
     });
 
-    // Following: every new line, timestamped by the test as it arrives.
+    // Following: every new line, timestamped by the test as it arrives. The
+    // stamp is bash's own clock ($EPOCHREALTIME, no fork per line): a forked
+    // `date` per line is itself slow on a loaded machine, and would charge
+    // its own delay to `logs -f`.
     let pid = c
         .ok(
-            "setsid sh -c 'jarvisctl logs -f -n 0 | while IFS= read -r l; do printf \"%s %s\\n\" \"$(date +%s.%N)\" \"$l\"; done > /var/tmp/follow.txt' </dev/null >/dev/null 2>&1 & echo $!",
+            "setsid bash -c 'jarvisctl logs -f -n 0 | while IFS= read -r l; do printf \"%s %s\\n\" \"$EPOCHREALTIME\" \"$l\"; done > /var/tmp/follow.txt' </dev/null >/dev/null 2>&1 & echo $!",
         )
         .trim()
         .to_string();
-    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        pid.parse::<u32>().is_ok_and(|p| p > 1),
+        "{name}: no pid for the follower: {pid:?}"
+    );
+    // The follower is live before the trigger: the program's own log file
+    // (a `seq=` line comes every 0.5 s) ...
+    c.wait_for("logs -f to show a seq= line", Duration::from_secs(30), |c| {
+        c.sh("grep -q ' seq=' /var/tmp/follow.txt").status == 0
+    });
+    // ... and its output (the journal under systemd, a separate `journalctl
+    // -f`): an unknown word in the mode file makes the bot warn on stderr,
+    // once per new word, and change nothing else. A new word until one shows.
+    let mut probe = 0;
+    c.wait_for("logs -f to show the bot's stderr", Duration::from_secs(30), |c| {
+        if c.sh("grep -q 'ignoring unknown word' /var/tmp/follow.txt").status == 0 {
+            return true;
+        }
+        probe += 1;
+        if probe % 20 == 1 {
+            c.ok(&format!("echo probe{probe} > {CODE}/data/standin-mode"));
+        }
+        false
+    });
     // A line with the token, as a bot prints a failed API call.
     c.ok(&format!("echo errtoken > {CODE}/data/standin-mode"));
-    std::thread::sleep(Duration::from_secs(4));
-    let followed = c.ok("cat /var/tmp/follow.txt");
+    let followed = output_when(&c, "cat /var/tmp/follow.txt", Duration::from_secs(30), |f| {
+        f.contains("/getMe failed") && f.lines().filter(|l| l.contains(" seq=")).count() >= 8
+    });
     c.sh(&format!("kill -- -{pid}"));
     c.ok(&format!("rm -f {CODE}/data/standin-mode"));
 
