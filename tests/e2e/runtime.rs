@@ -122,7 +122,10 @@ fn hang(suite: Suite) {
     c.wait_for("restart after the watchdog", Duration::from_secs(40), |c| {
         main_pid(c) != old && active(c)
     });
-    let j = journal(&c);
+    // The aborted process's last lines, read by journald a moment later.
+    let j = output_when(&c, JOURNAL, Duration::from_secs(30), |j| {
+        j.contains("Fatal Python error: Aborted") && j.contains("hang_forever")
+    });
     println!(
         "{}: watchdog fired {fired:.1} s after the hang (WatchdogSec=10s)",
         suite.name()
