@@ -296,6 +296,71 @@ class VerifyLinked(unittest.TestCase):
         self.assertEqual(self.verify(), ["same.py"])
 
 
+class PrepareStore(unittest.TestCase):
+    """A new store: the files the store in effect holds with the same
+    content are its very inodes; only the rest is left to send."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.dir)
+        self.old = os.path.join(self.dir, "old")
+        self.new = os.path.join(self.dir, "new")
+        os.makedirs(os.path.join(self.old, "code/bots"))
+        os.makedirs(self.new)
+        old = {"bots/same.py": b"same", "bots/changed.py": b"v1", "gone.py": b"x"}
+        for rel, data in old.items():
+            with open(os.path.join(self.old, "code", rel), "wb") as f:
+                f.write(data)
+        with open(os.path.join(self.old, "manifest.tsv"), "wb") as f:
+            f.write(self.manifest(old, ["bots"]))
+        self.text = self.manifest(
+            {"bots/same.py": b"same", "bots/changed.py": b"v2", "core/new.py": b"n"}, ["bots", "core"])
+
+    def manifest(self, files, dirs):
+        lines = ["d\t0750\t%s:%s\t0\t-\t%s" % (OWNER, OWNER, d) for d in dirs]
+        lines += ["f\t0640\t%s:%s\t%d\t%s\t%s" % (OWNER, OWNER, len(b), sha(b), rel)
+                  for rel, b in sorted(files.items())]
+        return ("\n".join(lines) + "\n").encode()
+
+    def ino(self, store, rel):
+        return os.stat(os.path.join(store, "code", rel)).st_ino
+
+    def test_unchanged_files_are_linked_and_the_rest_is_sent(self):
+        send = h.prepare(self.new, self.text, self.old)
+        self.assertEqual(send, ["bots/changed.py", "core/new.py"])
+        self.assertEqual(self.ino(self.new, "bots/same.py"), self.ino(self.old, "bots/same.py"))
+        self.assertTrue(os.path.isdir(os.path.join(self.new, "code/core")))
+        self.assertTrue(os.path.isdir(os.path.join(self.new, "private")))
+        with open(os.path.join(self.new, "manifest.tsv"), "rb") as f:
+            self.assertEqual(f.read(), self.text)
+        # What it left to send is what verify then finds missing.
+        self.assertEqual(h.verify(os.path.join(self.new, "code"), h.load(os.path.join(self.new, "manifest.tsv")),
+                                  os.path.join(self.old, "code"), os.path.join(self.old, "manifest.tsv")), send)
+
+    def test_without_a_store_in_effect_everything_is_sent(self):
+        self.assertEqual(h.prepare(self.new, self.text, None),
+                         ["bots/changed.py", "bots/same.py", "core/new.py"])
+
+    def test_a_link_or_a_missing_file_in_the_old_store_is_sent_not_linked(self):
+        same = os.path.join(self.old, "code/bots/same.py")
+        os.unlink(same)
+        os.symlink("/etc/passwd", same)
+        self.assertEqual(h.prepare(self.new, self.text, self.old),
+                         ["bots/changed.py", "bots/same.py", "core/new.py"])
+        self.assertFalse(os.path.lexists(os.path.join(self.new, "code/bots/same.py")))
+        os.unlink(same)
+        shutil.rmtree(self.new)
+        os.makedirs(self.new)
+        self.assertEqual(h.prepare(self.new, self.text, self.old),
+                         ["bots/changed.py", "bots/same.py", "core/new.py"])
+
+    def test_a_bad_path_in_the_manifest_is_refused_before_anything_is_made(self):
+        bad = self.text + b"f\t0640\tx:x\t1\t" + sha(b"x").encode() + b"\t../escape.py\n"
+        with self.assertRaises(h.Fatal):
+            h.prepare(self.new, bad, self.old)
+        self.assertEqual(os.listdir(self.new), [])
+
+
 class CountUnshipped(unittest.TestCase):
     def setUp(self):
         self.root = tempfile.mkdtemp()

@@ -30,6 +30,8 @@ pub struct FakeHost {
     pub plans: RefCell<VecDeque<Plan>>,
     /// Replies of `apply`, in order; then an empty result.
     pub applies: RefCell<VecDeque<Plan>>,
+    /// The files `prepare_store` leaves to push.
+    pub send: RefCell<Vec<String>>,
     /// Replies of `verify`, in order; then a store that matches.
     pub verify: RefCell<VecDeque<Verify>>,
     /// The reply of the worker's `compile` (its request is logged).
@@ -74,6 +76,7 @@ impl FakeHost {
             current_text: RefCell::default(),
             plans: RefCell::default(),
             applies: RefCell::default(),
+            send: RefCell::new(vec!["bots/supervisor.py".into()]),
             verify: RefCell::default(),
             compiled: RefCell::default(),
             kept: RefCell::new(vec![version.to_string()]),
@@ -189,9 +192,9 @@ impl Session for FakeHost {
         Ok(())
     }
 
-    fn store_manifest(&self, id: &str, _manifest: &[u8]) -> Result<()> {
-        self.did(format!("store manifest {id}"));
-        Ok(())
+    fn prepare_store(&self, id: &str, _manifest: &[u8], link: Option<&str>) -> Result<Vec<String>> {
+        self.did(format!("prepare {id} linked to {}", link.unwrap_or("-")));
+        Ok(self.send.borrow().clone())
     }
 
     fn push_code(

@@ -12,7 +12,7 @@ use super::host_paths::{ddir, CURRENT, DEPLOYS, PACKAGES, STEP_LOCK, WHEELHOUSES
 use super::hosts::Host;
 use super::journal::Meta;
 use super::probe::{parse_probe, Facts, Init, PackageManager, PROBE};
-use super::reply::{Cleaned, Compiled, Plan, Status, Verify, WorkerError};
+use super::reply::{Cleaned, Compiled, Plan, Prepared, Status, Verify, WorkerError};
 use super::session::{clean_args, Apply, Before, Compare, CompileRequest, LockGuard, PlanRequest, Session};
 use super::settings::{Package, SshSettings};
 use super::shell::{rsync_shell, sh_quote};
@@ -331,14 +331,11 @@ impl Session for SshSession<'_> {
         .map(|_| ())
     }
 
-    fn store_manifest(&self, id: &str, manifest: &[u8]) -> Result<()> {
-        let dir = ddir(id);
-        self.sh_input(
-            &format!("mkdir -p -m 700 {dir}/code {dir}/private && cat > {dir}/manifest.tsv"),
-            STEP,
-            Some(manifest.to_vec()),
-        )
-        .map(|_| ())
+    fn prepare_store(&self, id: &str, manifest: &[u8], link: Option<&str>) -> Result<Vec<String>> {
+        let mut args = vec!["prepare".to_string(), ddir(id)];
+        args.extend(link.map(ddir));
+        let (p, _): (Prepared, i32) = self.worker(&args, manifest, STEP)?;
+        Ok(p.send)
     }
 
     fn push_code(

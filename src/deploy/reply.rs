@@ -144,6 +144,14 @@ pub struct Cleaned {
     pub removed: u64,
 }
 
+/// The worker's `prepare` of a deploy's store: the files it could not link
+/// from the deploy in effect's store, which the push sends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Prepared {
+    pub send: Vec<String>,
+}
+
 /// The worker's `verify` of a deploy's store against its manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]

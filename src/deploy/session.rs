@@ -260,8 +260,10 @@ pub trait Session {
     fn remove_deploys(&self, ids: &[String], wheelhouses: &[String]) -> Result<()>;
 
     // A deploy's store.
-    /// Its manifest, and its empty `code/` and `private/`.
-    fn store_manifest(&self, id: &str, manifest: &[u8]) -> Result<()>;
+    /// Its manifest, its `code/` with the manifest's directories and every
+    /// file deploy `link`'s store holds with the same content (hard links),
+    /// and its empty `private/`: the files left to push.
+    fn prepare_store(&self, id: &str, manifest: &[u8], link: Option<&str>) -> Result<Vec<String>>;
     /// The files listed in `files_from` from `local` into its `code/`,
     /// unchanged ones (by `compare`) linked from deploy `link`'s.
     fn push_code(

@@ -136,12 +136,10 @@ impl Package {
     }
 }
 
-/// The code to send, checked: its manifest, and the same list as a file
-/// for rsync's --files-from.
+/// The code to send, checked: its manifest.
 pub struct Code {
     pub dir: PathBuf,
     pub manifest: Manifest,
-    pub files_from: tempfile::NamedTempFile,
     pub wheelhouse: Option<Wheelhouse>,
 }
 
@@ -168,9 +166,7 @@ pub fn prepare(paths: &Paths, s: &Settings) -> Result<(Option<Code>, Vec<Job>)> 
         Some(ship) => {
             // Its syntax is checked on each host, by the bot's interpreter
             // there (`syntax`): the workstation's Python is not the hosts'.
-            let manifest = Manifest::build(&ship.code)?;
-            let list = files_from(&manifest)?;
-            Some((ship, manifest, list))
+            Some((ship, Manifest::build(&ship.code)?))
         }
         None => None,
     };
@@ -190,10 +186,9 @@ pub fn prepare(paths: &Paths, s: &Settings) -> Result<(Option<Code>, Vec<Job>)> 
         });
     }
     let code = match code {
-        Some((ship, manifest, files_from)) => Some(Code {
+        Some((ship, manifest)) => Some(Code {
             dir: ship.code.clone(),
             manifest,
-            files_from,
             wheelhouse: ship.wheelhouse.as_deref().map(Wheelhouse::read).transpose()?,
         }),
         None => None,
@@ -201,11 +196,13 @@ pub fn prepare(paths: &Paths, s: &Settings) -> Result<(Option<Code>, Vec<Job>)> 
     Ok((code, jobs))
 }
 
-fn files_from(m: &Manifest) -> Result<tempfile::NamedTempFile> {
+/// rsync's `--files-from` list of `paths`: one a line.
+pub fn files_from(paths: &[String]) -> Result<tempfile::NamedTempFile> {
     use std::io::Write;
     let mut f = tempfile::NamedTempFile::new()
         .map_err(|e| DeployError::TempFile(format!("cannot make a temporary file: {e}")))?;
-    f.write_all(m.file_list().as_bytes())
+    let text: String = paths.iter().map(|p| format!("{p}\n")).collect();
+    f.write_all(text.as_bytes())
         .map_err(|e| DeployError::TempFile(format!("cannot write a temporary file: {e}")))?;
     Ok(f)
 }

@@ -35,7 +35,6 @@ pub(super) fn bench() -> Bench {
     let code = Code {
         dir: dir.path().to_path_buf(),
         manifest,
-        files_from: tempfile::NamedTempFile::new().unwrap(),
         wheelhouse: None,
     };
     let ship = Ship {
@@ -181,6 +180,21 @@ fn a_file_the_quick_check_took_for_unchanged_is_pushed_again_by_content() {
             format!("push {id} linked to - by SizeAndTime"),
             format!("push {id} linked to - by Content")
         ]
+    );
+}
+
+#[test]
+fn a_store_the_host_links_whole_pushes_nothing() {
+    let host = FakeHost::new("1.0");
+    host.send.borrow_mut().clear();
+    let b = bench();
+    let (o, r) = deploy(&host, &b, &job(None));
+    r.unwrap();
+    assert_eq!(o.result, HostResult::Deployed);
+    assert!(
+        host.did_any("prepare ") && !host.did_any("push "),
+        "{:?}",
+        host.log.borrow()
     );
 }
 

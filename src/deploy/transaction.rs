@@ -17,7 +17,7 @@ use super::recovery::{self, meta_of};
 use super::reply::{Plan, Room};
 use super::report::{HostResult, Outcome};
 use super::session::{Apply, Before, Compare, CompileRequest, EnvStep, PlanRequest, Session, Target};
-use super::settings::{Code, Health, Job, Ship};
+use super::settings::{files_from, Code, Health, Job, Ship};
 use super::watch::Healthy;
 use super::{probe, progress, syntax};
 
@@ -500,9 +500,18 @@ impl Deploy<'_> {
     /// package next to it. Nothing live changes here.
     fn stage(&self, s: &dyn Session, f: &Facts, id: &str, current: Option<&str>) -> Result<()> {
         let job = self.job;
-        s.store_manifest(id, self.code.manifest.render(&f.owner).as_bytes())?;
-        let push = |compare| s.push_code(id, &self.code.dir, self.code.files_from.path(), current, compare);
-        push(Compare::SizeAndTime)?;
+        let manifest = self.code.manifest.render(&f.owner);
+        // What the store in effect holds is linked on the host; only the
+        // rest is pushed (none at all for a deploy with no change).
+        let send = s.prepare_store(id, manifest.as_bytes(), current)?;
+        let push = |paths: &[String], compare| -> Result<()> {
+            if paths.is_empty() {
+                return Ok(());
+            }
+            let list = files_from(paths)?;
+            s.push_code(id, &self.code.dir, list.path(), current, compare)
+        };
+        push(&send, Compare::SizeAndTime)?;
         let mut v = s.verify(id, current)?;
         if v.n_bad > 0 {
             // A file changed with its size and time kept (rare: a tool that
@@ -516,7 +525,9 @@ impl Deploy<'_> {
                     v.bad.first().map(String::as_str).unwrap_or("")
                 ),
             );
-            push(Compare::Content)?;
+            let mut again = send.clone();
+            again.extend(v.bad.iter().filter(|b| !send.contains(b)).cloned());
+            push(&again, Compare::Content)?;
             v = s.verify(id, current)?;
         }
         if v.n_bad > 0 {

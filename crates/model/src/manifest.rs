@@ -120,11 +120,6 @@ impl Manifest {
                 .collect(),
         }
     }
-
-    /// rsync's `--files-from` list: every path, one a line.
-    pub fn file_list(&self) -> String {
-        self.entries.iter().map(|e| format!("{}\n", e.path)).collect()
-    }
 }
 
 fn skipped(rel_parent: &str, name: &str) -> bool {
