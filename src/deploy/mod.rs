@@ -50,6 +50,7 @@ mod session;
 pub mod settings;
 pub mod settle;
 mod shell;
+mod store;
 mod syntax;
 #[cfg(test)]
 mod syntax_tests;

@@ -16,10 +16,10 @@ use super::probe::Facts;
 use super::recovery::{self, meta_of};
 use super::reply::{Plan, Room};
 use super::report::{HostResult, Outcome};
-use super::session::{Apply, Before, Compare, CompileRequest, EnvStep, PlanRequest, Session, Target};
-use super::settings::{files_from, Code, Health, Job, Ship};
+use super::session::{Apply, Before, CompileRequest, EnvStep, PlanRequest, Session, Target};
+use super::settings::{Code, Health, Job, Ship};
 use super::watch::Healthy;
-use super::{probe, progress, syntax};
+use super::{probe, progress, store, syntax};
 
 /// What one host's deploy needs: the typed settings, nothing more.
 pub struct Deploy<'a> {
@@ -494,48 +494,12 @@ impl Deploy<'_> {
         s.wait_healthy(self.health.ready, self.health.settle)
     }
 
-    /// The deploy's store: its manifest, the code pushed into `code/` (only
-    /// changes cross the wire: the rest is hard-linked from the store in
-    /// effect), checked file by file against the manifest; the .env and the
-    /// package next to it. Nothing live changes here.
+    /// The deploy's store: its manifest and code (`store::fill`); the .env
+    /// and the package next to it. Nothing live changes here.
     fn stage(&self, s: &dyn Session, f: &Facts, id: &str, current: Option<&str>) -> Result<()> {
         let job = self.job;
         let manifest = self.code.manifest.render(&f.owner);
-        // What the store in effect holds is linked on the host; only the
-        // rest is pushed (none at all for a deploy with no change).
-        let send = s.prepare_store(id, manifest.as_bytes(), current)?;
-        let push = |paths: &[String], compare| -> Result<()> {
-            if paths.is_empty() {
-                return Ok(());
-            }
-            let list = files_from(paths)?;
-            s.push_code(id, &self.code.dir, list.path(), current, compare)
-        };
-        push(&send, Compare::SizeAndTime)?;
-        let mut v = s.verify(id, current)?;
-        if v.n_bad > 0 {
-            // A file changed with its size and time kept (rare: a tool that
-            // restores mtimes) was linked from the store in effect: pushed
-            // again, by content, before anything is called wrong.
-            progress(
-                s.name(),
-                &format!(
-                    "{} file(s) in the store differ from the manifest after the quick check ({}); sending again, comparing content",
-                    v.n_bad,
-                    v.bad.first().map(String::as_str).unwrap_or("")
-                ),
-            );
-            let mut again = send.clone();
-            again.extend(v.bad.iter().filter(|b| !send.contains(b)).cloned());
-            push(&again, Compare::Content)?;
-            v = s.verify(id, current)?;
-        }
-        if v.n_bad > 0 {
-            return Err(DeployError::StoreDiffers {
-                n: v.n_bad,
-                paths: v.bad,
-            });
-        }
+        store::fill(s, id, manifest.as_bytes(), &self.code.dir, current)?;
         if let Some(env) = &job.env {
             s.store_env(id, env)?;
         }
