@@ -97,6 +97,42 @@ mod tests {
     }
 
     #[test]
+    fn the_push_sends_files_whose_names_read_like_comments() {
+        // rsync's --files-from skips lines that start with # or ;.
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        let paths: Vec<String> = ["#a.py", ";b.py", "sub/#c.py", "d.py"].map(String::from).into();
+        for p in &paths {
+            let f = src.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(&f, p).unwrap();
+        }
+        std::fs::create_dir_all(&dst).unwrap();
+        let list = super::super::settings::files_from(&paths).unwrap();
+        let args = push_args(
+            &src.to_string_lossy(),
+            &dst.to_string_lossy(),
+            "ssh",
+            &list.path().to_string_lossy(),
+            None,
+            Compare::SizeAndTime,
+            None,
+        );
+        let out = std::process::Command::new("rsync")
+            .args(&args)
+            .output()
+            .expect("rsync");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        for p in &paths {
+            assert_eq!(
+                std::fs::read_to_string(dst.join(p)).ok().as_deref(),
+                Some(p.as_str()),
+                "{p} not sent"
+            );
+        }
+    }
+
+    #[test]
     fn rsync_destinations() {
         assert_eq!(rsync_dest("root@vps1", "/x"), "root@vps1:/x");
         assert_eq!(rsync_dest("vps1", "/x"), "vps1:/x");

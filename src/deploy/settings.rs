@@ -196,12 +196,13 @@ pub fn prepare(paths: &Paths, s: &Settings) -> Result<(Option<Code>, Vec<Job>)> 
     Ok((code, jobs))
 }
 
-/// rsync's `--files-from` list of `paths`: one a line.
+/// rsync's `--files-from` list of `paths`: one a line, each after `./`,
+/// since rsync skips a line that starts with `#` or `;` as a comment.
 pub fn files_from(paths: &[String]) -> Result<tempfile::NamedTempFile> {
     use std::io::Write;
     let mut f = tempfile::NamedTempFile::new()
         .map_err(|e| DeployError::TempFile(format!("cannot make a temporary file: {e}")))?;
-    let text: String = paths.iter().map(|p| format!("{p}\n")).collect();
+    let text: String = paths.iter().map(|p| format!("./{p}\n")).collect();
     f.write_all(text.as_bytes())
         .map_err(|e| DeployError::TempFile(format!("cannot write a temporary file: {e}")))?;
     Ok(f)
